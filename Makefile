@@ -1,0 +1,130 @@
+# credit-auth gateway.  `make help` lists the targets.
+SHELL      := /bin/bash
+ROOT       := $(CURDIR)
+BUILD      := $(ROOT)/build
+NGX_SRC    := /usr/share/nginx/src
+CC         ?= cc
+CFLAGS     ?= -O2 -g
+CA_CFLAGS  := $(CFLAGS) -std=gnu11 -fPIC -Wall -Wextra -Werror \
+              -Wno-unused-parameter -Ilib $(EXTRA_CFLAGS)
+LDLIBS     := -ljwt -lhiredis -ljansson -lssl -lcrypto
+PYTHON     := /usr/bin/python3
+
+DEB_PKGS := nginx nginx-dev libjwt-dev libhiredis-dev libjansson-dev \
+            libssl-dev redis-server libcmocka-dev python3-pytest python3-jwt \
+            python3-redis python3-cryptography python3-requests wrk \
+            openssl curl valgrind
+
+LIB_SRCS  := $(wildcard lib/*.c)
+LIB_HDRS  := $(wildcard lib/*.h)
+LIB_OBJS  := $(LIB_SRCS:lib/%.c=$(BUILD)/lib/%.o)
+LIB       := $(BUILD)/libcreditauth.a
+TOOLS     := credit-consent credit-policy credit-audit
+TOOL_BINS := $(TOOLS:%=$(BUILD)/bin/%)
+TOOL_COMMON := $(wildcard tools/common.c)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+MODULE    := $(BUILD)/ngx_http_credit_auth_module.so
+GLUE_SRCS := $(wildcard ngx_credit_auth_module/*.c ngx_credit_auth_module/*.h)
+
+.PHONY: all help deps build module lib tools test unit integration run \
+        bench asan-test install clean
+
+all: build
+
+help:
+	@echo "make deps         install the Debian packages (idempotent)"
+	@echo "make build        module, engine library and tools under build/"
+	@echo "make test         unit and integration tests"
+	@echo "make run          the demo: Redis, demo platform, gateway (Ctrl-C)"
+	@echo "make bench        wrk: gateway vs plain proxy, ratio"
+	@echo "make asan-test    integration tests with an AddressSanitizer module"
+	@echo "make install      install module and tools (DESTDIR, PREFIX)"
+
+# Installs only what is missing, so a second run costs one dpkg query.
+deps:
+	@missing=$$(for p in $(DEB_PKGS); do \
+	    dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null \
+	        | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	    echo "deps: installing$$(echo $$missing | sed 's/^/ /')"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq && apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@# Debian starts the packaged services; the project runs its own.
+	@-systemctl disable --now nginx redis-server >/dev/null 2>&1 || true
+
+build: lib tools module
+
+lib: $(LIB)
+
+$(BUILD)/lib/%.o: lib/%.c $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(CC) $(CA_CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJS)
+	@rm -f $@
+	ar rcs $@ $^
+
+tools: $(TOOL_BINS)
+
+$(BUILD)/bin/%: tools/%.c $(TOOL_COMMON) $(wildcard tools/*.h) $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CA_CFLAGS) -Itools $< $(TOOL_COMMON) $(LIB) $(LDLIBS) -o $@
+
+# nginx's own build with Debian's flags (ENGINEERING §2), configured once.
+$(BUILD)/nginx-src/objs/Makefile: config
+	@rm -rf $(BUILD)/nginx-src && mkdir -p $(BUILD)
+	cp -r $(NGX_SRC) $(BUILD)/nginx-src
+	cd $(BUILD)/nginx-src && . ./conf_flags && \
+	    ./configure --with-cc-opt="-g -O2 -fPIC $(MODULE_CFLAGS)" \
+	        --with-ld-opt="-fPIC $(MODULE_LDFLAGS)" \
+	        "$${NGX_CONF_FLAGS[@]}" --add-dynamic-module=$(ROOT) >configure.log
+
+module: $(MODULE)
+
+$(MODULE): $(BUILD)/nginx-src/objs/Makefile $(LIB_SRCS) $(LIB_HDRS) $(GLUE_SRCS)
+	$(MAKE) -s -C $(BUILD)/nginx-src -f objs/Makefile modules
+	cp $(BUILD)/nginx-src/objs/ngx_http_credit_auth_module.so $@
+
+$(BUILD)/tests/%: tests/unit/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CA_CFLAGS) $< $(LIB) $(LDLIBS) -lcmocka -o $@
+
+unit: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do \
+	    (cd tests/unit && $$t); done
+
+integration: build
+	cd tests/integration && CREDIT_AUTH_ROOT=$(ROOT) \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+
+test: deps
+	$(MAKE) build
+	$(MAKE) unit
+	$(MAKE) integration
+
+# The same suite against a module built with AddressSanitizer.
+asan-test: deps
+	$(MAKE) clean
+	$(MAKE) build MODULE_CFLAGS="-fsanitize=address -fno-omit-frame-pointer" \
+	    MODULE_LDFLAGS="-fsanitize=address" \
+	    EXTRA_CFLAGS="-fsanitize=address -fno-omit-frame-pointer"
+	cd tests/integration && CREDIT_AUTH_ROOT=$(ROOT) CREDIT_AUTH_ASAN=1 \
+	    $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+
+run: deps build
+	$(PYTHON) scripts/demo.py
+
+bench: deps build
+	$(PYTHON) bench/bench.py $(BENCH_ARGS)
+
+PREFIX ?= /usr/local
+install: build
+	install -D -m 0644 $(MODULE) \
+	    $(DESTDIR)/usr/lib/nginx/modules/ngx_http_credit_auth_module.so
+	install -d $(DESTDIR)$(PREFIX)/bin
+	install -m 0755 $(TOOL_BINS) $(DESTDIR)$(PREFIX)/bin/
+
+clean:
+	rm -rf $(BUILD)

@@ -1,0 +1,69 @@
+/*
+ * Audit entries and per-writer hash chains (SPEC §7, docs/audit-format.md).
+ *
+ * An entry is an ordered list of field/value pairs.  ca_chain_seal() adds
+ * chain, seq, prev and finally hash = SHA-256 over the canonical encoding of
+ * every other field in order:
+ *
+ *     for each field: u32be(len(name)) name u32be(len(value)) value
+ */
+#ifndef CA_AUDIT_H
+#define CA_AUDIT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <openssl/evp.h>
+
+#define CA_AUDIT_VERSION   "1"
+#define CA_ENTRY_FIELDS    40
+#define CA_ENTRY_BYTES     8192
+
+typedef struct {
+    size_t      n;
+    const char *name[CA_ENTRY_FIELDS];
+    const char *value[CA_ENTRY_FIELDS];
+    size_t      len[CA_ENTRY_FIELDS];
+    size_t      used;                   /* bytes of buf in use */
+    char        buf[CA_ENTRY_BYTES];    /* values live here */
+} ca_entry;
+
+typedef struct {
+    char          id[96];       /* "<gw>/<pid>/<start ms>" */
+    uint64_t      seq;          /* seq of the last sealed entry */
+    unsigned char head[32];     /* hash of the last sealed entry */
+} ca_chain;
+
+/* Starts an entry with v, event, ts and gw. */
+void ca_entry_init(ca_entry *e, const char *event, int64_t ts_ms,
+                   const char *gw);
+/* Copies value into the entry; returns -1 when the entry is full (the
+ * entry is then marked truncated: sealing refuses it). */
+int ca_entry_add(ca_entry *e, const char *name, const char *value,
+                 size_t len);
+int ca_entry_addf(ca_entry *e, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* Value of a field, or NULL. */
+const char *ca_entry_get(const ca_entry *e, const char *name, size_t *len);
+
+void ca_chain_init(ca_chain *ch, const char *id);
+/* Appends chain, seq, prev, hash; advances the chain.  -1 if full. */
+int ca_chain_seal(ca_chain *ch, ca_entry *e);
+
+/* SHA-256 over the canonical encoding of all fields but `hash`. */
+void ca_entry_digest(const char *const *names, const char *const *values,
+                     const size_t *lens, size_t n, unsigned char out[32]);
+
+/* The bytes a checkpoint signature covers:
+ *   "credit-auth checkpoint v1\n" chain "\n" seq "\n" hex(head) "\n" */
+size_t ca_checkpoint_message(const char *chain, uint64_t seq,
+                             const char *head_hex, char *out, size_t outlen);
+
+/* Builds a checkpoint entry over the chain's current head (then seals it
+ * into the chain).  key is the gateway's Ed25519 private key. */
+int ca_checkpoint_build(ca_chain *ch, ca_entry *e, int64_t ts_ms,
+                        const char *gw, EVP_PKEY *key);
+
+EVP_PKEY *ca_audit_key_load(const char *file, int private_key, char *err,
+                            size_t errlen);
+
+#endif

@@ -1,0 +1,38 @@
+/*
+ * Verification (核验比对, SPEC §2): a bank asks whether fields satisfy
+ * conditions and learns match / no match, never the value.
+ */
+#ifndef CA_CHECKS_H
+#define CA_CHECKS_H
+
+#include <jansson.h>
+
+#include "policy.h"
+
+#define CA_CHECKS_MAX      32
+#define CA_CHECKS_BODY_MAX 16384
+
+typedef struct {
+    char    *field;         /* as the bank wrote it: annual[year=2023].x */
+    unsigned op;
+    json_t  *value;         /* string, number or boolean */
+} ca_check;
+
+typedef struct {
+    ca_check items[CA_CHECKS_MAX];
+    size_t   n;
+} ca_checks;
+
+/* Parses {"checks":[...]} and validates each against the category's verify
+ * rules.  CA_OK, or CA_REQUEST_INVALID with detail set. */
+ca_reason ca_checks_parse(const char *body, size_t len, const ca_category *c,
+                          ca_checks *out, char *detail, size_t detail_len);
+void ca_checks_free(ca_checks *cs);
+
+/* Evaluates the checks against the upstream document and returns
+ * {"results":[...]}.  A field of another type than the check's value makes
+ * the whole answer CA_REQUEST_INVALID. */
+ca_reason ca_checks_eval(const ca_checks *cs, json_t *doc, json_t **results,
+                         char *detail, size_t detail_len);
+
+#endif

@@ -1,0 +1,121 @@
+/*
+ * Policy files (SPEC §6): purposes, token rules, categories with routes,
+ * field allowlists with per-level treatments and classes, verify rules.
+ * Loaded once at configuration time; read-only afterwards.
+ */
+#ifndef CA_POLICY_H
+#define CA_POLICY_H
+
+#include <stddef.h>
+
+#include "token.h"
+#include "util.h"
+
+typedef enum {
+    CA_TREAT_KEEP = 0,
+    CA_TREAT_DROP,
+    CA_TREAT_MASK,          /* a = leading, b = trailing code points kept */
+    CA_TREAT_HASH,
+    CA_TREAT_BUCKET,        /* width */
+    CA_TREAT_YEAR,
+} ca_treat_kind;
+
+typedef struct {
+    ca_treat_kind kind;
+    unsigned      a, b;
+    double        width;
+} ca_treatment;
+
+typedef enum {
+    CA_CLASS_PUBLIC = 0,
+    CA_CLASS_PERSONAL,
+    CA_CLASS_TRADE_SECRET,
+} ca_class;
+
+typedef struct {
+    char        *path;          /* as written: "annual[].tax_paid" */
+    ca_treatment masked;
+    ca_treatment raw;
+    ca_class     cls;
+} ca_field;
+
+/*
+ * The allowlist compiled into a tree that the filter walks alongside the
+ * document.  A node either names an object member (key) or stands for
+ * every array element (each); field is set where a listed path ends.
+ */
+typedef struct ca_node {
+    char           *key;        /* NULL for an array-element node */
+    const ca_field *field;
+    struct ca_node *children;
+    size_t          n_children;
+    struct ca_node *each;       /* the "[]" child, if any */
+} ca_node;
+
+#define CA_OP_EQ 1u
+#define CA_OP_NE 2u
+#define CA_OP_GT 4u
+#define CA_OP_GE 8u
+#define CA_OP_LT 16u
+#define CA_OP_LE 32u
+
+unsigned ca_op_from_name(const char *name);   /* 0 if unknown */
+const char *ca_op_name(unsigned op);
+
+typedef struct {
+    char    *path;              /* "annual[].tax_paid" */
+    unsigned ops;
+} ca_verify_rule;
+
+typedef struct {
+    char           *name;
+    char          **routes;
+    size_t          n_routes;
+    char          **purposes;
+    size_t          n_purposes;
+    int             raw_allowed;
+    ca_field       *fields;
+    size_t          n_fields;
+    ca_node         tree;       /* root: an object node */
+    ca_verify_rule *verify;
+    size_t          n_verify;
+} ca_category;
+
+typedef struct {
+    char          *file;
+    char          *version;
+    char           sha256[65];  /* hex SHA-256 of the file's bytes */
+    char         **purposes;
+    size_t         n_purposes;
+    ca_token_rules token;
+    ca_category   *categories;
+    size_t         n_categories;
+} ca_policy;
+
+ca_policy *ca_policy_load(const char *file, ca_error *err);
+/* The same validation on an in-memory document (tests, tools). */
+ca_policy *ca_policy_parse(const char *text, size_t len, const char *name,
+                           ca_error *err);
+void ca_policy_free(ca_policy *p);
+
+int ca_policy_knows_purpose(const ca_policy *p, const char *purpose);
+int ca_category_allows_purpose(const ca_category *c, const char *purpose);
+
+typedef enum {
+    CA_ROUTE_NONE = 0,          /* no template matches */
+    CA_ROUTE_MATCH,
+    CA_ROUTE_BAD_USCC,          /* template matches, {uscc} is not valid */
+} ca_route_result;
+
+/* Matches a request path (no query string) against every route template;
+ * on a match sets *cat and copies the {uscc} segment into uscc. */
+ca_route_result ca_policy_match_route(const ca_policy *p, const char *path,
+                                      size_t len, const ca_category **cat,
+                                      char uscc[19]);
+
+/* The verify rule for a check path with selections normalised to "[]";
+ * NULL if the field is not verifiable. */
+const ca_verify_rule *ca_category_verify_rule(const ca_category *c,
+                                              const char *norm_path);
+
+#endif

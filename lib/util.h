@@ -1,0 +1,43 @@
+/* Small helpers shared by the engine: configuration errors, encodings. */
+#ifndef CA_UTIL_H
+#define CA_UTIL_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+/*
+ * A configuration or input error, formatted "file: json.path: reason" so that
+ * nginx -t and the command-line tools print the same line.
+ */
+typedef struct {
+    char text[768];
+} ca_error;
+
+void ca_error_set(ca_error *err, const char *file, const char *jpath,
+                  const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * Reads and parses a JSON file.  Duplicate keys are an error: a security
+ * officer's file that says one thing twice says nothing reliably.
+ */
+json_t *ca_json_load_file(const char *file, ca_error *err);
+
+/* Strict base64url without padding (RFC 7515 §2).  Returns decoded length
+ * or -1.  out must hold at least 3 * len / 4 + 3 bytes. */
+long ca_b64url_decode(const char *in, size_t len, unsigned char *out);
+/* Returns the encoded length; out must hold 4 * ((len + 2) / 3) + 1. */
+size_t ca_b64url_encode(const unsigned char *in, size_t len, char *out);
+
+void ca_hex(const unsigned char *in, size_t len, char *out /* 2*len+1 */);
+int ca_unhex(const char *in, unsigned char *out, size_t outlen);
+
+void ca_sha256(const void *data, size_t len, unsigned char out[32]);
+
+/* Reads a whole file (bounded at max bytes); caller frees. */
+char *ca_read_file(const char *file, size_t max, size_t *len, ca_error *err);
+
+/* True if s is 1..max chars of [A-Za-z0-9._-]. */
+int ca_is_token_chars(const char *s, size_t max);
+
+#endif
