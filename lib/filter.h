@@ -9,11 +9,33 @@
 
 #include "policy.h"
 
+/* What the filter did with one member or element (for a trace). */
+typedef enum {
+    CA_TRACE_SENT = 0,      /* field treatment applied and value sent */
+    CA_TRACE_DROPPED,       /* field treatment is `drop` */
+    CA_TRACE_UNFIT,         /* value cannot take the treatment or does not
+                               have the shape the allowlist expects */
+    CA_TRACE_UNLISTED,      /* not in the allowlist */
+} ca_trace_what;
+
+typedef void (*ca_filter_trace_fn)(void *ctx, const char *path,
+                                   const ca_field *field,
+                                   const ca_treatment *t,
+                                   ca_trace_what what);
+
 typedef struct {
     const unsigned char *hash_key;  /* HMAC key for the `hash` treatment */
     size_t               hash_key_len;
     int                  raw;       /* 1: raw level, 0: masked level */
+    /* Optional (credit-policy explain): called with the concrete document
+     * path ("annual[0].tax_paid") of each decision.  NULL in the gateway;
+     * zero-initialise the struct. */
+    ca_filter_trace_fn   trace;
+    void                *trace_ctx;
 } ca_filter_opts;
+
+/* Deepest document nesting the filter descends into (root object = 1). */
+#define CA_FILTER_DEPTH_MAX 64
 
 /* What was disclosed, for the outcome entry.  Flags are indexed like the
  * category's fields array. */

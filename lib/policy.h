@@ -59,6 +59,11 @@ typedef struct ca_node {
 #define CA_OP_LT 16u
 #define CA_OP_LE 32u
 
+/* Bounds on policy paths: components counts every member name and every
+ * "[]".  They keep the filter's recursion far below its depth limit. */
+#define CA_PATH_MAX        256
+#define CA_PATH_DEPTH_MAX  32
+
 unsigned ca_op_from_name(const char *name);   /* 0 if unknown */
 const char *ca_op_name(unsigned op);
 
@@ -90,6 +95,10 @@ typedef struct {
     ca_token_rules token;
     ca_category   *categories;
     size_t         n_categories;
+    /* Route templates split into segments at load time, so that matching
+     * a request allocates nothing. */
+    struct ca_route_tpl *route_tpls;
+    size_t               n_route_tpls;
 } ca_policy;
 
 ca_policy *ca_policy_load(const char *file, ca_error *err);
@@ -117,5 +126,16 @@ ca_route_result ca_policy_match_route(const ca_policy *p, const char *path,
  * NULL if the field is not verifiable. */
 const ca_verify_rule *ca_category_verify_rule(const ca_category *c,
                                               const char *norm_path);
+
+/* The category named name, or NULL. */
+const ca_category *ca_policy_find_category(const ca_policy *p,
+                                           const char *name);
+
+/* "public", "personal", "trade_secret". */
+const char *ca_class_name(ca_class cls);
+
+/* Writes a treatment as the policy spells it ("mask:6,4"); returns what
+ * snprintf returns. */
+int ca_treatment_format(const ca_treatment *t, char *buf, size_t len);
 
 #endif
