@@ -1,0 +1,553 @@
+/*
+ * Enterprise key registry: a JWKS file (RFC 7517) with two extra rules.
+ * Every key is pinned to one `alg` (RFC 8725 §3.1), so a token can never
+ * choose how its own signature is checked, and every key names the
+ * enterprise (`uscc`) it speaks for.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/param_build.h>
+#include <openssl/pem.h>
+
+#include "keys.h"
+#include "uscc.h"
+
+/* Largest coordinate or modulus we decode: 8192-bit RSA. */
+#define KEY_BYTES_MAX 1024
+
+static const struct {
+    const char *name;
+    ca_alg      alg;
+} alg_names[] = {
+    {"ES256", CA_ALG_ES256},
+    {"RS256", CA_ALG_RS256},
+    {"PS256", CA_ALG_PS256},
+    {"EdDSA", CA_ALG_EDDSA},
+    {"SM2",   CA_ALG_SM2},
+};
+
+ca_alg
+ca_alg_from_name(const char *name)
+{
+    if (name == NULL) {
+        return CA_ALG_NONE;
+    }
+    for (size_t i = 0; i < sizeof(alg_names) / sizeof(alg_names[0]); i++) {
+        if (strcmp(name, alg_names[i].name) == 0) {
+            return alg_names[i].alg;
+        }
+    }
+    return CA_ALG_NONE;
+}
+
+const char *
+ca_alg_name(ca_alg alg)
+{
+    for (size_t i = 0; i < sizeof(alg_names) / sizeof(alg_names[0]); i++) {
+        if (alg_names[i].alg == alg) {
+            return alg_names[i].name;
+        }
+    }
+    return "none";
+}
+
+/*
+ * Decodes a base64url member.  want > 0 demands exactly that many bytes;
+ * otherwise 1..KEY_BYTES_MAX.  Returns the length or -1 with err set.
+ */
+static long
+jwk_bytes(json_t *jwk, const char *member, unsigned char *out, size_t want,
+          const char *file, const char *jpath, ca_error *err)
+{
+    json_t     *v = json_object_get(jwk, member);
+    const char *s;
+    size_t      len;
+    long        n;
+    char        path[256];
+
+    snprintf(path, sizeof(path), "%s.%s", jpath, member);
+    if (v == NULL) {
+        ca_error_set(err, file, path, "missing");
+        return -1;
+    }
+    if (!json_is_string(v)) {
+        ca_error_set(err, file, path, "must be a base64url string");
+        return -1;
+    }
+    s = json_string_value(v);
+    len = json_string_length(v);
+    if (len == 0 || len > (KEY_BYTES_MAX * 4 + 2) / 3) {
+        ca_error_set(err, file, path, "bad length");
+        return -1;
+    }
+    n = ca_b64url_decode(s, len, out);
+    if (n < 0) {
+        ca_error_set(err, file, path, "not base64url (RFC 7515, no padding)");
+        return -1;
+    }
+    if (want > 0 && (size_t) n != want) {
+        ca_error_set(err, file, path, "must decode to %zu bytes, not %ld",
+                     want, n);
+        return -1;
+    }
+    return n;
+}
+
+/* Builds a public key of keytype from params and checks it (on-curve). */
+static EVP_PKEY *
+pkey_from_params(const char *keytype, OSSL_PARAM_BLD *bld, const char *file,
+                 const char *jpath, ca_error *err)
+{
+    OSSL_PARAM   *params = NULL;
+    EVP_PKEY_CTX *ctx = NULL, *check = NULL;
+    EVP_PKEY     *pkey = NULL;
+
+    params = OSSL_PARAM_BLD_to_param(bld);
+    ctx = EVP_PKEY_CTX_new_from_name(NULL, keytype, NULL);
+    if (params == NULL || ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0
+        || EVP_PKEY_fromdata(ctx, &pkey, EVP_PKEY_PUBLIC_KEY, params) <= 0)
+    {
+        ca_error_set(err, file, jpath, "not a valid %s public key", keytype);
+        goto done;
+    }
+    /* fromdata decodes the point; the explicit check also rejects the
+     * point at infinity and points outside the prime-order subgroup. */
+    check = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (check == NULL || EVP_PKEY_public_check(check) != 1) {
+        ca_error_set(err, file, jpath, "public key fails its check"
+                     " (point not on the curve?)");
+        EVP_PKEY_free(pkey);
+        pkey = NULL;
+    }
+
+done:
+    EVP_PKEY_CTX_free(check);
+    EVP_PKEY_CTX_free(ctx);
+    OSSL_PARAM_free(params);
+    return pkey;
+}
+
+static EVP_PKEY *
+rsa_to_pkey(json_t *jwk, const char *file, const char *jpath, ca_error *err)
+{
+    unsigned char   n[KEY_BYTES_MAX], e[KEY_BYTES_MAX];
+    long            nlen, elen;
+    BIGNUM         *bn_n = NULL, *bn_e = NULL;
+    OSSL_PARAM_BLD *bld = NULL;
+    EVP_PKEY       *pkey = NULL;
+
+    nlen = jwk_bytes(jwk, "n", n, 0, file, jpath, err);
+    if (nlen < 0) {
+        return NULL;
+    }
+    elen = jwk_bytes(jwk, "e", e, 0, file, jpath, err);
+    if (elen < 0) {
+        return NULL;
+    }
+    bn_n = BN_bin2bn(n, (int) nlen, NULL);
+    bn_e = BN_bin2bn(e, (int) elen, NULL);
+    if (bn_n == NULL || bn_e == NULL) {
+        ca_error_set(err, file, jpath, "out of memory");
+        goto done;
+    }
+    if (BN_num_bits(bn_n) < 2048) {
+        ca_error_set(err, file, jpath, "weak key: RSA modulus of %d bits,"
+                     " at least 2048 required", BN_num_bits(bn_n));
+        goto done;
+    }
+    if (!BN_is_odd(bn_e) || BN_is_one(bn_e)) {
+        ca_error_set(err, file, jpath, "bad RSA public exponent");
+        goto done;
+    }
+    bld = OSSL_PARAM_BLD_new();
+    if (bld == NULL
+        || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_N, bn_n)
+        || !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_RSA_E, bn_e))
+    {
+        ca_error_set(err, file, jpath, "out of memory");
+        goto done;
+    }
+    pkey = pkey_from_params("RSA", bld, file, jpath, err);
+
+done:
+    OSSL_PARAM_BLD_free(bld);
+    BN_free(bn_n);
+    BN_free(bn_e);
+    return pkey;
+}
+
+/* P-256 and SM2 keys: x and y are 32-byte big-endian coordinates. */
+static EVP_PKEY *
+ec_to_pkey(json_t *jwk, const char *keytype, const char *group,
+           const char *file, const char *jpath, ca_error *err)
+{
+    unsigned char   point[65];
+    OSSL_PARAM_BLD *bld;
+    EVP_PKEY       *pkey = NULL;
+
+    point[0] = 0x04;        /* uncompressed, SEC 1 §2.3.3 */
+    if (jwk_bytes(jwk, "x", point + 1, 32, file, jpath, err) < 0
+        || jwk_bytes(jwk, "y", point + 33, 32, file, jpath, err) < 0)
+    {
+        return NULL;
+    }
+    bld = OSSL_PARAM_BLD_new();
+    if (bld == NULL
+        || !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME,
+                                            group, 0)
+        || !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+                                             point, sizeof(point)))
+    {
+        ca_error_set(err, file, jpath, "out of memory");
+    } else {
+        pkey = pkey_from_params(keytype, bld, file, jpath, err);
+    }
+    OSSL_PARAM_BLD_free(bld);
+    return pkey;
+}
+
+static EVP_PKEY *
+ed25519_to_pkey(json_t *jwk, const char *file, const char *jpath,
+                ca_error *err)
+{
+    unsigned char   x[32];
+    OSSL_PARAM_BLD *bld;
+    EVP_PKEY       *pkey = NULL;
+
+    if (jwk_bytes(jwk, "x", x, 32, file, jpath, err) < 0) {
+        return NULL;
+    }
+    bld = OSSL_PARAM_BLD_new();
+    if (bld == NULL
+        || !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY,
+                                             x, sizeof(x)))
+    {
+        ca_error_set(err, file, jpath, "out of memory");
+    } else {
+        pkey = pkey_from_params("ED25519", bld, file, jpath, err);
+    }
+    OSSL_PARAM_BLD_free(bld);
+    return pkey;
+}
+
+static const char *
+jwk_crv(json_t *jwk, const char *file, const char *jpath, ca_error *err)
+{
+    json_t *crv = json_object_get(jwk, "crv");
+    char    path[256];
+
+    snprintf(path, sizeof(path), "%s.crv", jpath);
+    if (!json_is_string(crv)) {
+        ca_error_set(err, file, path, crv ? "must be a string" : "missing");
+        return NULL;
+    }
+    return json_string_value(crv);
+}
+
+EVP_PKEY *
+ca_jwk_to_pkey(const char *kty, json_t *jwk, ca_alg alg, const char *file,
+               const char *jpath, ca_error *err)
+{
+    const char *crv;
+    char        path[256];
+
+    snprintf(path, sizeof(path), "%s.kty", jpath);
+    if (strcmp(kty, "RSA") == 0) {
+        if (alg != CA_ALG_RS256 && alg != CA_ALG_PS256) {
+            ca_error_set(err, file, path, "an RSA key cannot be used with"
+                         " alg %s", ca_alg_name(alg));
+            return NULL;
+        }
+        return rsa_to_pkey(jwk, file, jpath, err);
+    }
+
+    if (strcmp(kty, "EC") == 0) {
+        if (alg != CA_ALG_ES256 && alg != CA_ALG_SM2) {
+            ca_error_set(err, file, path, "an EC key cannot be used with"
+                         " alg %s", ca_alg_name(alg));
+            return NULL;
+        }
+        if ((crv = jwk_crv(jwk, file, jpath, err)) == NULL) {
+            return NULL;
+        }
+        snprintf(path, sizeof(path), "%s.crv", jpath);
+        if (alg == CA_ALG_ES256) {
+            if (strcmp(crv, "P-256") != 0) {
+                ca_error_set(err, file, path, "wrong curve: alg ES256 needs"
+                             " crv P-256");
+                return NULL;
+            }
+            return ec_to_pkey(jwk, "EC", "prime256v1", file, jpath, err);
+        }
+        if (strcmp(crv, "SM2") != 0) {
+            ca_error_set(err, file, path, "wrong curve: alg SM2 needs"
+                         " crv SM2");
+            return NULL;
+        }
+        return ec_to_pkey(jwk, "SM2", "SM2", file, jpath, err);
+    }
+
+    if (strcmp(kty, "OKP") == 0) {
+        if (alg != CA_ALG_EDDSA) {
+            ca_error_set(err, file, path, "an OKP key cannot be used with"
+                         " alg %s", ca_alg_name(alg));
+            return NULL;
+        }
+        if ((crv = jwk_crv(jwk, file, jpath, err)) == NULL) {
+            return NULL;
+        }
+        if (strcmp(crv, "Ed25519") != 0) {
+            snprintf(path, sizeof(path), "%s.crv", jpath);
+            ca_error_set(err, file, path, "wrong curve: alg EdDSA needs"
+                         " crv Ed25519");
+            return NULL;
+        }
+        return ed25519_to_pkey(jwk, file, jpath, err);
+    }
+
+    ca_error_set(err, file, path, "unsupported kty (RSA, EC or OKP)");
+    return NULL;
+}
+
+static char *
+pkey_to_pem(EVP_PKEY *pkey, size_t *len)
+{
+    BIO  *bio = BIO_new(BIO_s_mem());
+    char *data, *pem = NULL;
+    long  n;
+
+    if (bio != NULL && PEM_write_bio_PUBKEY(bio, pkey) == 1) {
+        n = BIO_get_mem_data(bio, &data);
+        if (n > 0 && (pem = malloc((size_t) n + 1)) != NULL) {
+            memcpy(pem, data, (size_t) n);
+            pem[n] = '\0';
+            *len = (size_t) n;
+        }
+    }
+    BIO_free(bio);
+    return pem;
+}
+
+/* Members that only a private JWK carries (RFC 7518 §6.2.2, §6.3.2, §6.4;
+ * RFC 8037 §2): a public registry that holds one has leaked a key. */
+static const char *const private_members[] = {
+    "d", "p", "q", "dp", "dq", "qi", "oth", "k",
+};
+
+static int
+load_one(json_t *jwk, size_t idx, ca_key *key, const char *file,
+         ca_error *err)
+{
+    char        jpath[64], path[96];
+    json_t     *v;
+    const char *kty, *s;
+
+    snprintf(jpath, sizeof(jpath), "$.keys[%zu]", idx);
+    if (!json_is_object(jwk)) {
+        ca_error_set(err, file, jpath, "must be an object");
+        return -1;
+    }
+    for (size_t i = 0; i < sizeof(private_members) / sizeof(char *); i++) {
+        if (json_object_get(jwk, private_members[i]) != NULL) {
+            snprintf(path, sizeof(path), "%s.%s", jpath, private_members[i]);
+            ca_error_set(err, file, path, "private key material in a public"
+                         " key registry");
+            return -1;
+        }
+    }
+
+    snprintf(path, sizeof(path), "%s.kid", jpath);
+    v = json_object_get(jwk, "kid");
+    if (!json_is_string(v)) {
+        ca_error_set(err, file, path, v ? "must be a string" : "missing");
+        return -1;
+    }
+    s = json_string_value(v);
+    if (!ca_is_token_chars(s, CA_KID_MAX)
+        || json_string_length(v) != strlen(s))
+    {
+        ca_error_set(err, file, path, "must be 1..%d characters of"
+                     " [A-Za-z0-9._-]", CA_KID_MAX);
+        return -1;
+    }
+    strcpy(key->kid, s);
+
+    snprintf(path, sizeof(path), "%s.use", jpath);
+    v = json_object_get(jwk, "use");
+    if (v != NULL && !(json_is_string(v)
+                       && strcmp(json_string_value(v), "sig") == 0))
+    {
+        ca_error_set(err, file, path, "must be \"sig\"");
+        return -1;
+    }
+
+    snprintf(path, sizeof(path), "%s.uscc", jpath);
+    v = json_object_get(jwk, "uscc");
+    if (!json_is_string(v)) {
+        ca_error_set(err, file, path, v ? "must be a string" : "missing");
+        return -1;
+    }
+    if (!ca_uscc_valid(json_string_value(v), json_string_length(v))) {
+        ca_error_set(err, file, path, "not a valid USCC (GB 32100-2015)");
+        return -1;
+    }
+    memcpy(key->uscc, json_string_value(v), 18);
+    key->uscc[18] = '\0';
+
+    snprintf(path, sizeof(path), "%s.alg", jpath);
+    v = json_object_get(jwk, "alg");
+    if (!json_is_string(v)) {
+        ca_error_set(err, file, path, v ? "must be a string"
+                     : "missing: each key is pinned to one alg");
+        return -1;
+    }
+    key->alg = ca_alg_from_name(json_string_value(v));
+    if (key->alg == CA_ALG_NONE) {
+        ca_error_set(err, file, path, "must be one of ES256 RS256 PS256"
+                     " EdDSA SM2");
+        return -1;
+    }
+
+    snprintf(path, sizeof(path), "%s.kty", jpath);
+    v = json_object_get(jwk, "kty");
+    if (!json_is_string(v)) {
+        ca_error_set(err, file, path, v ? "must be a string" : "missing");
+        return -1;
+    }
+    kty = json_string_value(v);
+
+    key->pkey = ca_jwk_to_pkey(kty, jwk, key->alg, file, jpath, err);
+    if (key->pkey == NULL) {
+        return -1;
+    }
+    key->pem = pkey_to_pem(key->pkey, &key->pem_len);
+    if (key->pem == NULL) {
+        ca_error_set(err, file, jpath, "cannot encode the key as PEM");
+        return -1;
+    }
+    return 0;
+}
+
+static int
+key_cmp(const void *a, const void *b)
+{
+    return strcmp(((const ca_key *) a)->kid, ((const ca_key *) b)->kid);
+}
+
+/* Rare path: names both places in file order, for the officer. */
+static void
+dup_error(json_t *keys, const char *kid, const char *file, ca_error *err)
+{
+    size_t first = (size_t) -1, i;
+    json_t *jwk;
+    char    path[64];
+
+    json_array_foreach(keys, i, jwk) {
+        const char *s = json_string_value(json_object_get(jwk, "kid"));
+        if (s == NULL || strcmp(s, kid) != 0) {
+            continue;
+        }
+        if (first == (size_t) -1) {
+            first = i;
+            continue;
+        }
+        snprintf(path, sizeof(path), "$.keys[%zu].kid", i);
+        ca_error_set(err, file, path, "duplicate kid (also $.keys[%zu])",
+                     first);
+        return;
+    }
+}
+
+ca_keyset *
+ca_keyset_load(const char *file, ca_error *err)
+{
+    json_t    *root, *keys;
+    ca_keyset *ks = NULL;
+    size_t     n;
+
+    root = ca_json_load_file(file, err);
+    if (root == NULL) {
+        return NULL;
+    }
+    if (!json_is_object(root)) {
+        ca_error_set(err, file, "$", "must be an object {\"keys\":[...]}");
+        goto fail;
+    }
+    keys = json_object_get(root, "keys");
+    if (!json_is_array(keys)) {
+        ca_error_set(err, file, "$.keys", keys ? "must be an array"
+                     : "missing");
+        goto fail;
+    }
+    n = json_array_size(keys);
+    if (n == 0) {
+        ca_error_set(err, file, "$.keys", "no keys");
+        goto fail;
+    }
+
+    ks = calloc(1, sizeof(*ks));
+    if (ks == NULL || (ks->keys = calloc(n, sizeof(ca_key))) == NULL) {
+        ca_error_set(err, file, NULL, "out of memory");
+        goto fail;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ks->n = i + 1;      /* so that free() sees the partly built key */
+        if (load_one(json_array_get(keys, i), i, &ks->keys[i], file, err)) {
+            goto fail;
+        }
+    }
+    qsort(ks->keys, ks->n, sizeof(ca_key), key_cmp);
+    for (size_t i = 1; i < ks->n; i++) {
+        if (strcmp(ks->keys[i - 1].kid, ks->keys[i].kid) == 0) {
+            dup_error(keys, ks->keys[i].kid, file, err);
+            goto fail;
+        }
+    }
+    json_decref(root);
+    return ks;
+
+fail:
+    ca_keyset_free(ks);
+    json_decref(root);
+    return NULL;
+}
+
+static int
+kid_cmp(const void *k, const void *elem)
+{
+    return strcmp(k, ((const ca_key *) elem)->kid);
+}
+
+const ca_key *
+ca_keyset_find(const ca_keyset *ks, const char *kid, size_t len)
+{
+    char buf[CA_KID_MAX + 1];
+
+    if (ks == NULL || len == 0 || len > CA_KID_MAX
+        || memchr(kid, '\0', len) != NULL)
+    {
+        return NULL;
+    }
+    memcpy(buf, kid, len);
+    buf[len] = '\0';
+    return bsearch(buf, ks->keys, ks->n, sizeof(ca_key), kid_cmp);
+}
+
+void
+ca_keyset_free(ca_keyset *ks)
+{
+    if (ks == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < ks->n; i++) {
+        EVP_PKEY_free(ks->keys[i].pkey);
+        free(ks->keys[i].pem);
+    }
+    free(ks->keys);
+    free(ks);
+}
