@@ -551,3 +551,92 @@ ca_keyset_free(ca_keyset *ks)
     free(ks->keys);
     free(ks);
 }
+
+static int
+set_b64(json_t *jwk, const char *member, const unsigned char *b, size_t n)
+{
+    char buf[4 * ((KEY_BYTES_MAX + 2) / 3) + 1];
+
+    if (n > KEY_BYTES_MAX) {
+        return -1;
+    }
+    ca_b64url_encode(b, n, buf);
+    return json_object_set_new(jwk, member, json_string(buf));
+}
+
+static int
+set_bn(json_t *jwk, const char *member, EVP_PKEY *pkey, const char *param)
+{
+    BIGNUM       *bn = NULL;
+    unsigned char buf[KEY_BYTES_MAX];
+    int           n, rc = -1;
+
+    if (EVP_PKEY_get_bn_param(pkey, param, &bn) == 1
+        && (n = BN_num_bytes(bn)) <= KEY_BYTES_MAX)
+    {
+        BN_bn2bin(bn, buf);
+        rc = set_b64(jwk, member, buf, (size_t) n);
+    }
+    BN_free(bn);
+    return rc;
+}
+
+json_t *
+ca_jwk_from_pkey(EVP_PKEY *pkey, ca_alg alg, const char *kid,
+                 const char *uscc)
+{
+    json_t       *jwk = json_object();
+    unsigned char pub[65];
+    size_t        n = 0;
+    int           rc = -1;
+
+    if (jwk == NULL) {
+        return NULL;
+    }
+    json_object_set_new(jwk, "kid", json_string(kid));
+    switch (alg) {
+    case CA_ALG_RS256:
+    case CA_ALG_PS256:
+        if (EVP_PKEY_is_a(pkey, "RSA")) {
+            json_object_set_new(jwk, "kty", json_string("RSA"));
+            rc = set_bn(jwk, "n", pkey, OSSL_PKEY_PARAM_RSA_N) == 0
+                 && set_bn(jwk, "e", pkey, OSSL_PKEY_PARAM_RSA_E) == 0
+                 ? 0 : -1;
+        }
+        break;
+    case CA_ALG_ES256:
+    case CA_ALG_SM2:
+        if (EVP_PKEY_is_a(pkey, alg == CA_ALG_SM2 ? "SM2" : "EC")
+            && EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PUB_KEY,
+                                               pub, sizeof(pub), &n) == 1
+            && n == 65 && pub[0] == 0x04)
+        {
+            json_object_set_new(jwk, "kty", json_string("EC"));
+            json_object_set_new(jwk, "crv", json_string(alg == CA_ALG_SM2
+                                                        ? "SM2" : "P-256"));
+            rc = set_b64(jwk, "x", pub + 1, 32) == 0
+                 && set_b64(jwk, "y", pub + 33, 32) == 0 ? 0 : -1;
+        }
+        break;
+    case CA_ALG_EDDSA:
+        if (EVP_PKEY_is_a(pkey, "ED25519")
+            && EVP_PKEY_get_octet_string_param(pkey, OSSL_PKEY_PARAM_PUB_KEY,
+                                               pub, 32, &n) == 1 && n == 32)
+        {
+            json_object_set_new(jwk, "kty", json_string("OKP"));
+            json_object_set_new(jwk, "crv", json_string("Ed25519"));
+            rc = set_b64(jwk, "x", pub, 32);
+        }
+        break;
+    default:
+        break;
+    }
+    if (rc != 0) {
+        json_decref(jwk);
+        return NULL;
+    }
+    json_object_set_new(jwk, "alg", json_string(ca_alg_name(alg)));
+    json_object_set_new(jwk, "use", json_string("sig"));
+    json_object_set_new(jwk, "uscc", json_string(uscc));
+    return jwk;
+}

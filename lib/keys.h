@@ -52,4 +52,10 @@ void ca_keyset_free(ca_keyset *ks);
 EVP_PKEY *ca_jwk_to_pkey(const char *kty, json_t *jwk, ca_alg alg,
                          const char *file, const char *jpath, ca_error *err);
 
+/* The public JWK of a key, with kid, alg, use "sig" and uscc, as the
+ * registry expects it (tools and tests).  NULL if the key does not fit alg;
+ * the caller decrefs. */
+json_t *ca_jwk_from_pkey(EVP_PKEY *pkey, ca_alg alg, const char *kid,
+                         const char *uscc);
+
 #endif

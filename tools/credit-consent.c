@@ -1,0 +1,783 @@
+/*
+ * credit-consent: the enterprise's side of a consent (SPEC §9).
+ *
+ *   keygen   a signing key pair: private PEM and the public JWK to register
+ *   sign     a consent token
+ *   inspect  decode a token; with --jwks, verify it as the gateway would
+ *   revoke   mark a consent revoked in Redis
+ *
+ * Exit status: 0 success, 1 a finding (inspect: invalid), 2 usage or
+ * connection error.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <hiredis/hiredis.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/x509.h>
+
+#include "keys.h"
+#include "token.h"
+#include "uscc.h"
+
+#define EXIT_FINDING 1
+#define EXIT_USAGE   2
+
+/* inspect verifies with generous rules: it answers "is this token sound",
+ * not "would this particular policy take it". */
+#define INSPECT_MAX_LIFETIME (10LL * 365 * 24 * 3600)
+#define INSPECT_LEEWAY       60
+
+static const char usage_main[] =
+    "usage: credit-consent COMMAND [OPTIONS]\n"
+    "\n"
+    "commands:\n"
+    "  keygen   create a signing key and its public JWK\n"
+    "  sign     sign a consent token\n"
+    "  inspect  show a token; with --jwks, verify it\n"
+    "  revoke   revoke a consent in Redis\n"
+    "\n"
+    "credit-consent COMMAND --help shows a command's options.\n";
+
+static const char usage_keygen[] =
+    "usage: credit-consent keygen --alg ALG --kid KID --uscc USCC"
+    " --out PREFIX\n"
+    "\n"
+    "Writes PREFIX.key.pem (private key, mode 0600) and PREFIX.jwk (public\n"
+    "JWK with kid, alg, use and uscc, for the platform's key registry) and\n"
+    "prints the JWK.  ALG: ES256 RS256 PS256 EdDSA SM2"
+    " (RSA keys: 2048 bits).\n";
+
+static const char usage_sign[] =
+    "usage: credit-consent sign --key FILE --alg ALG --kid KID --iss USCC\n"
+    "         [--sub USCC] --aud CODE[,CODE...] [--jti ID]\n"
+    "         --purposes P[,P...] --categories C[,C...]\n"
+    "         [--modes query,verify] [--detail masked|raw] [--max-uses N]\n"
+    "         [--ttl SECONDS | --iat T --exp T] [--nbf T]"
+    " [--cnf-cert PEMFILE]\n"
+    "\n"
+    "Prints a compact consent token.  --sub defaults to --iss, --jti to a\n"
+    "random id, --ttl to 3600.  --cnf-cert binds the token to a bank's\n"
+    "certificate (cnf x5t#S256 of its DER).\n";
+
+static const char usage_inspect[] =
+    "usage: credit-consent inspect [TOKEN|-] [--jwks FILE] [--json]\n"
+    "\n"
+    "Prints the token's header and claims (TOKEN or '-' or nothing: read\n"
+    "standard input).  With --jwks, verifies the signature and every claim\n"
+    "(all algorithms, lifetime up to 10 years, leeway 60 s) and prints\n"
+    "valid, or invalid with the reason code; exit status 1 when invalid.\n";
+
+static const char usage_revoke[] =
+    "usage: credit-consent revoke --jti ID [--until UNIX | --ttl SECONDS]\n"
+    "         [--redis HOST:PORT|unix:PATH]\n"
+    "\n"
+    "Sets credit:revoked:<jti> in Redis (default 127.0.0.1:6379), expiring\n"
+    "at --until or after --ttl when given (use the token's exp).\n";
+
+static int
+usage_error(const char *usage, const char *fmt, const char *arg)
+{
+    fprintf(stderr, "credit-consent: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n%s", usage);
+    return EXIT_USAGE;
+}
+
+static int
+parse_i64(const char *s, long long min, long long *out)
+{
+    char     *end;
+    long long v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < min) {
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/* ---- keygen ---------------------------------------------------------- */
+
+static EVP_PKEY *
+generate(ca_alg alg)
+{
+    switch (alg) {
+    case CA_ALG_RS256:
+    case CA_ALG_PS256:
+        return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 2048);
+    case CA_ALG_ES256:
+        return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    case CA_ALG_EDDSA:
+        return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    case CA_ALG_SM2:
+        return EVP_PKEY_Q_keygen(NULL, NULL, "SM2");
+    default:
+        return NULL;
+    }
+}
+
+static int
+write_private(const char *path, EVP_PKEY *pkey)
+{
+    int   fd;
+    FILE *f;
+    int   ok;
+
+    /* The private key is created unreadable to others from the start. */
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+        fprintf(stderr, "credit-consent: %s: %s\n", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    ok = PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL) == 1;
+    if (fclose(f) != 0 || !ok) {
+        fprintf(stderr, "credit-consent: %s: cannot write key\n", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int
+cmd_keygen(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"alg", required_argument, NULL, 'a'},
+        {"kid", required_argument, NULL, 'k'},
+        {"uscc", required_argument, NULL, 'u'},
+        {"out", required_argument, NULL, 'o'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *alg_name = NULL, *kid = NULL, *uscc = NULL, *out = NULL;
+    char        path[4096];
+    ca_alg      alg;
+    EVP_PKEY   *pkey;
+    json_t     *jwk;
+    char       *text;
+    int         c, rc = EXIT_USAGE;
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'a': alg_name = optarg; break;
+        case 'k': kid = optarg; break;
+        case 'u': uscc = optarg; break;
+        case 'o': out = optarg; break;
+        case 'h': fputs(usage_keygen, stdout); return 0;
+        default: fputs(usage_keygen, stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc || !alg_name || !kid || !uscc || !out) {
+        return usage_error(usage_keygen, "%s", "keygen: missing option");
+    }
+    if ((alg = ca_alg_from_name(alg_name)) == CA_ALG_NONE) {
+        return usage_error(usage_keygen, "unknown alg %s", alg_name);
+    }
+    if (!ca_is_token_chars(kid, CA_KID_MAX)) {
+        return usage_error(usage_keygen, "bad kid %s", kid);
+    }
+    if (!ca_uscc_valid(uscc, strlen(uscc))) {
+        return usage_error(usage_keygen, "not a valid USCC: %s", uscc);
+    }
+
+    pkey = generate(alg);
+    jwk = pkey ? ca_jwk_from_pkey(pkey, alg, kid, uscc) : NULL;
+    if (jwk == NULL) {
+        fprintf(stderr, "credit-consent: cannot generate a %s key\n",
+                alg_name);
+        EVP_PKEY_free(pkey);
+        return EXIT_USAGE;
+    }
+    text = json_dumps(jwk, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+    snprintf(path, sizeof(path), "%s.key.pem", out);
+    if (write_private(path, pkey) == 0) {
+        snprintf(path, sizeof(path), "%s.jwk", out);
+        if (json_dump_file(jwk, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER)
+            != 0)
+        {
+            fprintf(stderr, "credit-consent: %s: cannot write\n", path);
+        } else {
+            printf("%s\n", text);
+            rc = 0;
+        }
+    }
+    free(text);
+    json_decref(jwk);
+    EVP_PKEY_free(pkey);
+    return rc;
+}
+
+/* ---- sign ------------------------------------------------------------ */
+
+/* "a,b,c" -> ["a","b","c"]; NULL if any item is not a code. */
+static json_t *
+code_array(const char *list)
+{
+    json_t *arr = json_array();
+    char   *copy = strdup(list), *save = NULL, *item;
+
+    for (item = strtok_r(copy, ",", &save); item != NULL;
+         item = strtok_r(NULL, ",", &save))
+    {
+        if (!ca_is_token_chars(item, CA_CODE_MAX)) {
+            json_decref(arr);
+            arr = NULL;
+            break;
+        }
+        json_array_append_new(arr, json_string(item));
+    }
+    free(copy);
+    if (arr != NULL && json_array_size(arr) == 0) {
+        json_decref(arr);
+        arr = NULL;
+    }
+    return arr;
+}
+
+static EVP_PKEY *
+read_private(const char *path)
+{
+    FILE     *f = fopen(path, "r");
+    EVP_PKEY *pkey;
+
+    if (f == NULL) {
+        fprintf(stderr, "credit-consent: %s: %s\n", path, strerror(errno));
+        return NULL;
+    }
+    pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
+    fclose(f);
+    if (pkey == NULL) {
+        fprintf(stderr, "credit-consent: %s: not a PEM private key\n", path);
+    }
+    return pkey;
+}
+
+/* cnf x5t#S256 (RFC 8705 §3.1) of the certificate in a PEM file. */
+static int
+cert_thumbprint(const char *path, char out[44])
+{
+    FILE          *f = fopen(path, "r");
+    X509          *x;
+    unsigned char *der = NULL, h[32];
+    int            n;
+
+    if (f == NULL) {
+        fprintf(stderr, "credit-consent: %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    x = PEM_read_X509(f, NULL, NULL, NULL);
+    fclose(f);
+    if (x == NULL || (n = i2d_X509(x, &der)) <= 0) {
+        fprintf(stderr, "credit-consent: %s: not a PEM certificate\n", path);
+        X509_free(x);
+        return -1;
+    }
+    ca_sha256(der, (size_t) n, h);
+    ca_b64url_encode(h, 32, out);
+    OPENSSL_free(der);
+    X509_free(x);
+    return 0;
+}
+
+static int
+cmd_sign(int argc, char **argv)
+{
+    enum { O_KEY = 1, O_ALG, O_KID, O_ISS, O_SUB, O_AUD, O_JTI, O_PURPOSES,
+           O_CATEGORIES, O_MODES, O_DETAIL, O_MAX_USES, O_TTL, O_IAT, O_EXP,
+           O_NBF, O_CNF, O_HELP };
+    static const struct option opts[] = {
+        {"key", required_argument, NULL, O_KEY},
+        {"alg", required_argument, NULL, O_ALG},
+        {"kid", required_argument, NULL, O_KID},
+        {"iss", required_argument, NULL, O_ISS},
+        {"sub", required_argument, NULL, O_SUB},
+        {"aud", required_argument, NULL, O_AUD},
+        {"jti", required_argument, NULL, O_JTI},
+        {"purposes", required_argument, NULL, O_PURPOSES},
+        {"categories", required_argument, NULL, O_CATEGORIES},
+        {"modes", required_argument, NULL, O_MODES},
+        {"detail", required_argument, NULL, O_DETAIL},
+        {"max-uses", required_argument, NULL, O_MAX_USES},
+        {"ttl", required_argument, NULL, O_TTL},
+        {"iat", required_argument, NULL, O_IAT},
+        {"exp", required_argument, NULL, O_EXP},
+        {"nbf", required_argument, NULL, O_NBF},
+        {"cnf-cert", required_argument, NULL, O_CNF},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    const char *key = NULL, *alg_name = NULL, *kid = NULL, *iss = NULL;
+    const char *sub = NULL, *aud = NULL, *jti = NULL, *purposes = NULL;
+    const char *categories = NULL, *modes = NULL, *detail = NULL;
+    const char *cnf = NULL, *s_uses = NULL, *s_ttl = NULL, *s_iat = NULL;
+    const char *s_exp = NULL, *s_nbf = NULL;
+    long long   uses = 0, ttl = 3600, iat, exp, nbf = 0;
+    char        jti_buf[32], x5t[44], *hdr_text, *claims_text, *token;
+    unsigned char rnd[16];
+    ca_alg      alg;
+    EVP_PKEY   *pkey;
+    json_t     *hdr, *claims, *v;
+    int         c;
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_KEY: key = optarg; break;
+        case O_ALG: alg_name = optarg; break;
+        case O_KID: kid = optarg; break;
+        case O_ISS: iss = optarg; break;
+        case O_SUB: sub = optarg; break;
+        case O_AUD: aud = optarg; break;
+        case O_JTI: jti = optarg; break;
+        case O_PURPOSES: purposes = optarg; break;
+        case O_CATEGORIES: categories = optarg; break;
+        case O_MODES: modes = optarg; break;
+        case O_DETAIL: detail = optarg; break;
+        case O_MAX_USES: s_uses = optarg; break;
+        case O_TTL: s_ttl = optarg; break;
+        case O_IAT: s_iat = optarg; break;
+        case O_EXP: s_exp = optarg; break;
+        case O_NBF: s_nbf = optarg; break;
+        case O_CNF: cnf = optarg; break;
+        case O_HELP: fputs(usage_sign, stdout); return 0;
+        default: fputs(usage_sign, stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc || !key || !alg_name || !kid || !iss || !aud
+        || !purposes || !categories)
+    {
+        return usage_error(usage_sign, "%s", "sign: missing option");
+    }
+    if ((alg = ca_alg_from_name(alg_name)) == CA_ALG_NONE) {
+        return usage_error(usage_sign, "unknown alg %s", alg_name);
+    }
+    if (!ca_is_token_chars(kid, CA_KID_MAX)) {
+        return usage_error(usage_sign, "bad kid %s", kid);
+    }
+    /* The tool signs what it is told, even a sub that differs from iss:
+     * tests need such tokens, and the gateway refuses them. */
+    if (sub == NULL) {
+        sub = iss;
+    }
+    if (jti != NULL && !ca_is_token_chars(jti, CA_JTI_MAX)) {
+        return usage_error(usage_sign, "bad jti %s", jti);
+    }
+    if (jti == NULL) {
+        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+            return usage_error(usage_sign, "%s", "no randomness");
+        }
+        ca_b64url_encode(rnd, sizeof(rnd), jti_buf);
+        jti = jti_buf;
+    }
+    if (s_uses && parse_i64(s_uses, 1, &uses) != 0) {
+        return usage_error(usage_sign, "bad --max-uses %s", s_uses);
+    }
+    if (s_nbf && parse_i64(s_nbf, 0, &nbf) != 0) {
+        return usage_error(usage_sign, "bad --nbf %s", s_nbf);
+    }
+    if ((s_iat != NULL) != (s_exp != NULL) || (s_iat && s_ttl)) {
+        return usage_error(usage_sign, "%s",
+                           "give --ttl, or both --iat and --exp");
+    }
+    if (s_iat) {
+        if (parse_i64(s_iat, 0, &iat) != 0 || parse_i64(s_exp, 0, &exp)) {
+            return usage_error(usage_sign, "%s", "bad --iat or --exp");
+        }
+    } else {
+        if (s_ttl && parse_i64(s_ttl, 1, &ttl) != 0) {
+            return usage_error(usage_sign, "bad --ttl %s", s_ttl);
+        }
+        iat = (long long) time(NULL);
+        exp = iat + ttl;
+    }
+    if (detail && strcmp(detail, "masked") && strcmp(detail, "raw")) {
+        return usage_error(usage_sign, "bad --detail %s", detail);
+    }
+    if (cnf && cert_thumbprint(cnf, x5t) != 0) {
+        return EXIT_USAGE;
+    }
+
+    claims = json_object();
+    json_object_set_new(claims, "iss", json_string(iss));
+    json_object_set_new(claims, "sub", json_string(sub));
+    v = code_array(aud);
+    if (v == NULL) {
+        json_decref(claims);
+        return usage_error(usage_sign, "bad --aud %s", aud);
+    }
+    json_object_set_new(claims, "aud", json_array_size(v) == 1
+                        ? json_incref(json_array_get(v, 0)) : json_incref(v));
+    json_decref(v);
+    json_object_set_new(claims, "jti", json_string(jti));
+    json_object_set_new(claims, "iat", json_integer(iat));
+    json_object_set_new(claims, "exp", json_integer(exp));
+    if (s_nbf) {
+        json_object_set_new(claims, "nbf", json_integer(nbf));
+    }
+    if ((v = code_array(purposes)) == NULL) {
+        json_decref(claims);
+        return usage_error(usage_sign, "bad --purposes %s", purposes);
+    }
+    json_object_set_new(claims, "purposes", v);
+    if ((v = code_array(categories)) == NULL) {
+        json_decref(claims);
+        return usage_error(usage_sign, "bad --categories %s", categories);
+    }
+    json_object_set_new(claims, "categories", v);
+    if (modes) {
+        size_t  i;
+        json_t *m;
+        if ((v = code_array(modes)) == NULL) {
+            json_decref(claims);
+            return usage_error(usage_sign, "bad --modes %s", modes);
+        }
+        json_array_foreach(v, i, m) {
+            if (strcmp(json_string_value(m), "query")
+                && strcmp(json_string_value(m), "verify"))
+            {
+                json_decref(v);
+                json_decref(claims);
+                return usage_error(usage_sign, "bad --modes %s", modes);
+            }
+        }
+        json_object_set_new(claims, "modes", v);
+    }
+    if (detail) {
+        json_object_set_new(claims, "detail", json_string(detail));
+    }
+    if (s_uses) {
+        json_object_set_new(claims, "max_uses", json_integer(uses));
+    }
+    if (cnf) {
+        json_object_set_new(claims, "cnf", json_pack("{s:s}", "x5t#S256",
+                                                     x5t));
+    }
+    hdr = json_pack("{s:s,s:s,s:s}", "alg", ca_alg_name(alg),
+                    "typ", "consent+jwt", "kid", kid);
+
+    if ((pkey = read_private(key)) == NULL) {
+        json_decref(hdr);
+        json_decref(claims);
+        return EXIT_USAGE;
+    }
+    hdr_text = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    claims_text = json_dumps(claims, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    token = ca_token_sign(alg, pkey, hdr_text, claims_text);
+    free(hdr_text);
+    free(claims_text);
+    json_decref(hdr);
+    json_decref(claims);
+    EVP_PKEY_free(pkey);
+    if (token == NULL) {
+        fprintf(stderr, "credit-consent: the key in %s cannot sign %s\n",
+                key, alg_name);
+        return EXIT_USAGE;
+    }
+    printf("%s\n", token);
+    free(token);
+    return 0;
+}
+
+/* ---- inspect --------------------------------------------------------- */
+
+static json_t *
+decode_part(const char *s, size_t len)
+{
+    unsigned char *buf = malloc(3 * len / 4 + 3);
+    json_t        *v = NULL;
+    long           n;
+
+    if (buf != NULL && (n = ca_b64url_decode(s, len, buf)) > 0) {
+        v = json_loadb((char *) buf, (size_t) n, JSON_REJECT_DUPLICATES,
+                       NULL);
+    }
+    free(buf);
+    return v;
+}
+
+static char *
+read_token(const char *arg)
+{
+    char   *buf;
+    size_t  n = 0, cap = CA_TOKEN_MAX * 2 + 2;
+
+    if (arg != NULL && strcmp(arg, "-") != 0) {
+        buf = strdup(arg);
+    } else {
+        buf = malloc(cap);
+        if (buf != NULL) {
+            n = fread(buf, 1, cap - 1, stdin);
+            buf[n] = '\0';
+        }
+    }
+    if (buf != NULL) {
+        /* Tolerate the whitespace a shell pipe or a Bearer header adds. */
+        char *p = buf;
+        if (strncmp(p, "Bearer ", 7) == 0) {
+            p += 7;
+        }
+        p += strspn(p, " \t\r\n");
+        n = strcspn(p, " \t\r\n");
+        memmove(buf, p, n);
+        buf[n] = '\0';
+    }
+    return buf;
+}
+
+static int
+cmd_inspect(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"jwks", required_argument, NULL, 'j'},
+        {"json", no_argument, NULL, 'J'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char    *jwks = NULL;
+    int            as_json = 0, c, rc;
+    char          *token, *d1, *d2, detail[256] = "";
+    json_t        *hdr = NULL, *claims = NULL, *out;
+    ca_keyset     *ks = NULL;
+    ca_error       err;
+    ca_claims      cl;
+    ca_reason      r = CA_OK;
+    ca_token_rules rules = {CA_ALG_ALL, INSPECT_MAX_LIFETIME,
+                            INSPECT_LEEWAY, 0};
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': jwks = optarg; break;
+        case 'J': as_json = 1; break;
+        case 'h': fputs(usage_inspect, stdout); return 0;
+        default: fputs(usage_inspect, stderr); return EXIT_USAGE;
+        }
+    }
+    if (argc - optind > 1) {
+        return usage_error(usage_inspect, "%s", "inspect: one token only");
+    }
+    if (jwks && (ks = ca_keyset_load(jwks, &err)) == NULL) {
+        fprintf(stderr, "credit-consent: %s\n", err.text);
+        return EXIT_USAGE;
+    }
+    token = read_token(optind < argc ? argv[optind] : NULL);
+    if (token == NULL) {
+        ca_keyset_free(ks);
+        return EXIT_USAGE;
+    }
+
+    d1 = strchr(token, '.');
+    d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    if (d1 && d2) {
+        hdr = decode_part(token, (size_t) (d1 - token));
+        claims = decode_part(d1 + 1, (size_t) (d2 - d1 - 1));
+    }
+    if (ks != NULL) {
+        r = ca_token_verify(token, strlen(token), ks, &rules, &cl, detail,
+                            sizeof(detail));
+        if (r == CA_OK) {
+            r = ca_claims_check_time(&cl, (int64_t) time(NULL),
+                                     INSPECT_LEEWAY, detail,
+                                     sizeof(detail));
+        }
+    } else if (hdr == NULL || claims == NULL) {
+        r = CA_TOKEN_MALFORMED;
+        snprintf(detail, sizeof(detail), "cannot decode header and claims");
+    }
+
+    if (as_json) {
+        out = json_pack("{s:O?,s:O?}", "header", hdr, "claims", claims);
+        if (ks != NULL || r != CA_OK) {
+            json_object_set_new(out, "valid", json_boolean(r == CA_OK));
+        }
+        if (r != CA_OK) {
+            json_object_set_new(out, "reason",
+                                json_string(ca_reason_name(r)));
+            json_object_set_new(out, "detail", json_string(detail));
+        }
+        json_dumpf(out, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+        putchar('\n');
+        json_decref(out);
+    } else {
+        if (hdr != NULL) {
+            printf("header: ");
+            json_dumpf(hdr, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            putchar('\n');
+        }
+        if (claims != NULL) {
+            printf("claims: ");
+            json_dumpf(claims, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
+            putchar('\n');
+        }
+        if (r != CA_OK) {
+            printf("invalid: %s (%s)\n", ca_reason_name(r), detail);
+        } else if (ks != NULL) {
+            printf("valid\n");
+        }
+    }
+    rc = r == CA_OK ? 0 : EXIT_FINDING;
+    json_decref(hdr);
+    json_decref(claims);
+    ca_keyset_free(ks);
+    free(token);
+    return rc;
+}
+
+/* ---- revoke ---------------------------------------------------------- */
+
+static redisContext *
+redis_open(const char *addr)
+{
+    struct timeval tv = {5, 0};
+    redisContext  *rc;
+    char           host[256];
+    const char    *colon;
+    long long      port;
+
+    if (strncmp(addr, "unix:", 5) == 0) {
+        rc = redisConnectUnixWithTimeout(addr + 5, tv);
+    } else {
+        colon = strrchr(addr, ':');
+        if (colon == NULL || (size_t) (colon - addr) >= sizeof(host)
+            || parse_i64(colon + 1, 1, &port) != 0 || port > 65535)
+        {
+            fprintf(stderr, "credit-consent: bad --redis %s\n", addr);
+            return NULL;
+        }
+        memcpy(host, addr, (size_t) (colon - addr));
+        host[colon - addr] = '\0';
+        rc = redisConnectWithTimeout(host, (int) port, tv);
+    }
+    if (rc == NULL || rc->err) {
+        fprintf(stderr, "credit-consent: redis %s: %s\n", addr,
+                rc ? rc->errstr : "out of memory");
+        redisFree(rc);
+        return NULL;
+    }
+    redisSetTimeout(rc, tv);
+    return rc;
+}
+
+static int
+cmd_revoke(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"jti", required_argument, NULL, 'j'},
+        {"until", required_argument, NULL, 'u'},
+        {"ttl", required_argument, NULL, 't'},
+        {"redis", required_argument, NULL, 'r'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char   *jti = NULL, *s_until = NULL, *s_ttl = NULL;
+    const char   *redis = "127.0.0.1:6379";
+    long long     until = 0, ttl = 0;
+    char          key[128], num[32];
+    const char   *args[5];
+    size_t        nargs = 3;
+    redisContext *ctx;
+    redisReply   *reply;
+    int           c, rc = EXIT_USAGE;
+
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case 'j': jti = optarg; break;
+        case 'u': s_until = optarg; break;
+        case 't': s_ttl = optarg; break;
+        case 'r': redis = optarg; break;
+        case 'h': fputs(usage_revoke, stdout); return 0;
+        default: fputs(usage_revoke, stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc || jti == NULL) {
+        return usage_error(usage_revoke, "%s", "revoke: --jti is required");
+    }
+    if (!ca_is_token_chars(jti, CA_JTI_MAX)) {
+        return usage_error(usage_revoke, "bad jti %s", jti);
+    }
+    if (s_until && s_ttl) {
+        return usage_error(usage_revoke, "%s", "--until or --ttl, not both");
+    }
+    if (s_until && parse_i64(s_until, 1, &until) != 0) {
+        return usage_error(usage_revoke, "bad --until %s", s_until);
+    }
+    if (s_ttl && parse_i64(s_ttl, 1, &ttl) != 0) {
+        return usage_error(usage_revoke, "bad --ttl %s", s_ttl);
+    }
+
+    snprintf(key, sizeof(key), "credit:revoked:%s", jti);
+    args[0] = "SET";
+    args[1] = key;
+    args[2] = "1";
+    if (s_until || s_ttl) {
+        args[3] = s_until ? "EXAT" : "EX";
+        snprintf(num, sizeof(num), "%lld", s_until ? until : ttl);
+        args[4] = num;
+        nargs = 5;
+    }
+    if ((ctx = redis_open(redis)) == NULL) {
+        return EXIT_USAGE;
+    }
+    reply = redisCommandArgv(ctx, (int) nargs, args, NULL);
+    if (reply == NULL) {
+        fprintf(stderr, "credit-consent: redis: %s\n", ctx->errstr);
+    } else if (reply->type == REDIS_REPLY_STATUS
+               && strcmp(reply->str, "OK") == 0)
+    {
+        printf("revoked %s\n", jti);
+        rc = 0;
+    } else {
+        fprintf(stderr, "credit-consent: redis: %s\n",
+                reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                 : "unexpected reply");
+    }
+    freeReplyObject(reply);
+    redisFree(ctx);
+    return rc;
+}
+
+int
+main(int argc, char **argv)
+{
+    const char *cmd = argc > 1 ? argv[1] : NULL;
+
+    if (cmd == NULL) {
+        fputs(usage_main, stderr);
+        return EXIT_USAGE;
+    }
+    if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0
+        || strcmp(cmd, "help") == 0)
+    {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    /* Each command parses its own options from its own argv. */
+    argc--;
+    argv++;
+    if (strcmp(cmd, "keygen") == 0) {
+        return cmd_keygen(argc, argv);
+    }
+    if (strcmp(cmd, "sign") == 0) {
+        return cmd_sign(argc, argv);
+    }
+    if (strcmp(cmd, "inspect") == 0) {
+        return cmd_inspect(argc, argv);
+    }
+    if (strcmp(cmd, "revoke") == 0) {
+        return cmd_revoke(argc, argv);
+    }
+    fprintf(stderr, "credit-consent: unknown command %s\n%s", cmd,
+            usage_main);
+    return EXIT_USAGE;
+}
