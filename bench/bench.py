@@ -1,0 +1,222 @@
+#!/usr/bin/python3
+"""`make bench`: the gateway against a plain nginx proxy, in one run.
+
+One stack: Redis, an upstream serving JSON records, a plain nginx reverse
+proxy (no module, keepalive upstream, 1 worker) and the gateway's
+plain-HTTP listener (1 worker; bank certificate in an RFC 9440 Client-Cert
+header, as behind a TLS-terminating load balancer).  For each scenario wrk
+runs against both, back to back, and the ratio gateway / plain is printed:
+ratios measured in one run, never lone absolute figures (ENGINEERING §8).
+
+Exit status: 0, or 1 if a run fails or the gateway answers anything but 2xx.
+
+Scenarios are a list (SCENARIOS); --all runs every one, --scenario NAME
+picks some.  A scenario with tokens > 1 rotates that many distinct tokens
+through a wrk Lua script, so the verified-token cache cannot help.
+"""
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import stack as S  # noqa: E402
+
+BANK = "BENCH01"
+PURPOSE = "loan_application"
+
+# name, record size (KiB), token alg, number of distinct tokens, default?
+SCENARIOS = [
+    dict(name="1k-es256-cached", kb=1, alg="ES256", tokens=1, default=True),
+    dict(name="16k-es256-cached", kb=16, alg="ES256", tokens=1),
+    dict(name="256k-es256-cached", kb=256, alg="ES256", tokens=1),
+    dict(name="1k-rs256-cached", kb=1, alg="RS256", tokens=1),
+    dict(name="1k-eddsa-cached", kb=1, alg="EdDSA", tokens=1),
+    dict(name="1k-es256-uncached", kb=1, alg="ES256", tokens=20000),
+    dict(name="1k-rs256-uncached", kb=1, alg="RS256", tokens=20000),
+    dict(name="1k-eddsa-uncached", kb=1, alg="EdDSA", tokens=20000),
+]
+
+# One enterprise (and record) per payload size.
+USCC_BY_KB = {1: S.DEMO_USCC,
+              16: S.make_uscc("91110108MA01BEN16"),
+              256: S.make_uscc("91110108MA01BEN25")}
+
+LUA_ROTATE = """
+local tokens = {}
+for line in io.lines("%s") do tokens[#tokens + 1] = line end
+local i = 0
+request = function()
+  i = i %% #tokens + 1
+  wrk.headers["Authorization"] = "Bearer " .. tokens[i]
+  return wrk.format(nil)
+end
+"""
+
+
+def parse_wrk(out):
+    m = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    rps = float(m.group(1)) if m else None
+    m = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    non2xx = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors:\s+(.*)", out)
+    sock = m.group(1).strip() if m else ""
+    m = re.search(r"(\d+) requests in", out)
+    total = int(m.group(1)) if m else 0
+    lat = re.search(r"Latency\s+(\S+)", out)
+    return dict(rps=rps, non2xx=non2xx, socket_errors=sock, total=total,
+                latency=lat.group(1) if lat else "?")
+
+
+def wrk(url, headers, args, script=None):
+    argv = ["wrk", f"-t{args.threads}", f"-c{args.connections}",
+            f"-d{args.duration}s"]
+    for k, v in headers.items():
+        argv += ["-H", f"{k}: {v}"]
+    if script:
+        argv += ["-s", str(script)]
+    argv.append(url)
+    r = subprocess.run(argv, capture_output=True, text=True,
+                       timeout=args.duration + 60)
+    res = parse_wrk(r.stdout)
+    res.update(rc=r.returncode, output=r.stdout + r.stderr)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--duration", type=int, default=10, help="seconds per run")
+    ap.add_argument("--connections", type=int, default=64)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--all", action="store_true", help="every scenario")
+    ap.add_argument("--scenario", action="append", default=[],
+                    help="scenario name (repeatable); see --list")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--json", action="store_true", help="JSON results")
+    ap.add_argument("--keep", action="store_true",
+                    help="keep the working directory")
+    args = ap.parse_args()
+
+    if args.list:
+        for s in SCENARIOS:
+            print(s["name"] + ("  (default)" if s.get("default") else ""))
+        return 0
+    if args.scenario:
+        names = {s["name"] for s in SCENARIOS}
+        bad = set(args.scenario) - names
+        if bad:
+            ap.error(f"unknown scenario(s): {', '.join(sorted(bad))}")
+        chosen = [s for s in SCENARIOS if s["name"] in args.scenario]
+    elif args.all:
+        chosen = SCENARIOS
+    else:
+        chosen = [s for s in SCENARIOS if s.get("default")]
+
+    mod = S.module_path()
+    if not mod.is_file():
+        print(f"bench: module not built: {mod} (make build)", file=sys.stderr)
+        return 1
+
+    st = S.Stack().setup()
+    results = []
+    failed = False
+    try:
+        bank = st.add_bank(BANK, "Benchmark Bank")
+        algs = sorted({s["alg"] for s in chosen})
+        keys = {}
+        for kb, uscc in USCC_BY_KB.items():
+            for alg in algs:
+                keys[(uscc, alg)] = st.add_enterprise_key(
+                    uscc, alg, kid=f"bench-{uscc}-{alg.lower()}", write=False)
+        st.write_keys()
+        records = {(USCC_BY_KB[kb], "tax"): S.record_of_size(USCC_BY_KB[kb], kb)
+                   for kb in USCC_BY_KB}
+        st.platform_root = S.write_platform(S.subdir(st.dir, "platform"),
+                                            records)
+        st.start()
+        plain = S.PlainProxy(st.dir, st.upstream.port).start()
+        try:
+            cc = S.client_cert_header(bank.cert)
+            for sc in chosen:
+                uscc = USCC_BY_KB[sc["kb"]]
+                path = f"/api/v1/enterprises/{uscc}/tax"
+                priv, jwk = keys[(uscc, sc["alg"])]
+
+                def tok():
+                    return S.mint_token(priv, sc["alg"], jwk["kid"],
+                                        S.claims(uscc, BANK, lifetime=86400))
+                headers = {"Client-Cert": cc,
+                           "Authorization": f"Bearer {tok()}",
+                           "X-Credit-Purpose": PURPOSE}
+                script = None
+                if sc["tokens"] > 1:
+                    tf = st.dir / f"tokens-{sc['name']}.txt"
+                    tf.write_text("\n".join(tok() for _ in
+                                            range(sc["tokens"])) + "\n")
+                    script = st.dir / f"rotate-{sc['name']}.lua"
+                    script.write_text(LUA_ROTATE % tf)
+                # sanity: one request through the gateway before measuring
+                import requests
+                r = requests.get(st.gateway.url(path, plain=True),
+                                 headers=headers, timeout=10)
+                if r.status_code != 200:
+                    print(f"{sc['name']}: gateway answered {r.status_code}: "
+                          f"{r.text[:300]}", file=sys.stderr)
+                    failed = True
+                    continue
+                p = wrk(f"http://127.0.0.1:{plain.port}{path}", headers, args)
+                g = wrk(st.gateway.url(path, plain=True), headers, args,
+                        script)
+                ratio = (g["rps"] / p["rps"]) if g["rps"] and p["rps"] else None
+                ok = (p["rc"] == 0 and g["rc"] == 0 and p["rps"] and g["rps"]
+                      and g["non2xx"] == 0)
+                if not ok:
+                    failed = True
+                    for who, res in (("plain", p), ("gateway", g)):
+                        print(f"--- {sc['name']} {who} wrk output:\n"
+                              f"{res['output']}", file=sys.stderr)
+                results.append(dict(scenario=sc["name"], plain_rps=p["rps"],
+                                    gateway_rps=g["rps"], ratio=ratio,
+                                    gateway_non2xx=g["non2xx"],
+                                    plain_latency=p["latency"],
+                                    gateway_latency=g["latency"],
+                                    gateway_socket_errors=g["socket_errors"],
+                                    ok=bool(ok)))
+                if not args.json:
+                    print(f"{sc['name']:<20} plain {p['rps'] or 0:>10.0f} req/s"
+                          f"   gateway {g['rps'] or 0:>10.0f} req/s"
+                          f"   ratio {ratio if ratio is not None else 0:.3f}"
+                          f"{'' if ok else '   FAILED'}"
+                          + (f"  (non-2xx {g['non2xx']})"
+                             if g["non2xx"] else ""), flush=True)
+            problems = st.gateway.log_problems()
+            if problems:
+                failed = True
+                print("gateway error log:\n" + "\n".join(problems[:20]),
+                      file=sys.stderr)
+        finally:
+            plain.stop()
+    finally:
+        st.stop()
+        if not args.keep:
+            import shutil
+            shutil.rmtree(st.dir, ignore_errors=True)
+        else:
+            print(f"working directory kept: {st.dir}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(dict(duration=args.duration,
+                              connections=args.connections,
+                              threads=args.threads, results=results),
+                         indent=2))
+    else:
+        print(f"(wrk -t{args.threads} -c{args.connections} -d{args.duration}s;"
+              " 1 gateway worker, 1 plain-proxy worker; ratio = gateway ÷ "
+              "plain, same run)")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

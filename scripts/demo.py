@@ -1,0 +1,251 @@
+#!/usr/bin/python3
+"""`make run`: the credit-auth gateway demo.
+
+Everything lives under build/run/ (fresh each time): a demo PKI, one bank
+client certificate, one enterprise signing key (ES256) for the first
+enterprise of demo/enterprises.json, the shipped policy
+policies/platform-policy.json, Redis (own config, AOF on), the demo platform
+(demo/platform served by a separate nginx) and the gateway with mutual TLS.
+Prints ready-to-paste curl commands and stays in the foreground until
+Ctrl-C.
+
+  --check   run the two printed requests, check the answers, exit 0 or 1
+"""
+
+import argparse
+import hashlib
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import stack as S  # noqa: E402
+
+BANK_CODE = "minjiang_rcb"
+BANK_NAME = "福建闽江农村商业银行股份有限公司（示例）"
+PURPOSE = "loan_application"
+REFUSED_PURPOSE = "post_loan_monitoring"       # not in the token's purposes
+
+
+def first_enterprise():
+    f = S.ROOT / "demo" / "enterprises.json"
+    try:
+        ents = json.loads(f.read_text())
+        e = ents[0]
+        if S.uscc_valid(e["uscc"]):
+            return e["uscc"], e.get("name", "")
+    except (OSError, ValueError, LookupError, TypeError):
+        pass
+    return S.DEMO_USCC, "福州闽江智能装备有限公司"
+
+
+def build(run_dir, module=None):
+    policy = S.ROOT / "policies" / "platform-policy.json"
+    platform = S.ROOT / "demo" / "platform"
+    uscc, ent_name = first_enterprise()
+    st = S.Stack(run_dir, policy=policy if policy.is_file() else None,
+                 module=module).setup()
+    if not (platform / "api" / "v1" / "enterprises" / uscc / "tax").is_file():
+        platform = S.write_platform(S.subdir(st.dir, "platform"),
+                                    {(uscc, "tax"): S.tax_record(uscc)})
+    st.platform_root = platform
+    bank = st.add_bank(BANK_CODE, BANK_NAME)
+    priv, jwk = st.add_enterprise_key(uscc, "ES256", kid=f"{uscc}-es256-1")
+    # Keep the enterprise's private key beside the others for credit-consent
+    (st.cfg / "enterprise-es256.pem").write_bytes(priv.private_bytes(
+        S.serialization.Encoding.PEM, S.serialization.PrivateFormat.PKCS8,
+        S.serialization.NoEncryption()))
+    os.chmod(st.cfg / "enterprise-es256.pem", 0o600)
+    claims = S.claims(uscc, BANK_CODE, purposes=[PURPOSE],
+                      categories=["tax", "environment"])
+    token = S.mint_token(priv, "ES256", jwk["kid"], claims)
+    (st.dir / "token.jwt").write_text(token + "\n")
+    return st, bank, uscc, ent_name, token, claims
+
+
+def curl_argv(st, bank, path, token, purpose):
+    return ["curl", "-sS", "-i",
+            "--cacert", st.pki.server_ca_path,
+            "--cert", bank.cert, "--key", bank.key,
+            "-H", f"Authorization: Bearer {token}",
+            "-H", f"X-Credit-Purpose: {purpose}",
+            st.gateway.url(path)]
+
+
+def run_curl(argv):
+    out = subprocess.run(argv, capture_output=True, timeout=30)
+    raw = out.stdout.decode(errors="replace")
+    head, _, body = raw.replace("\r\n", "\n").partition("\n\n")
+    # skip interim responses (100 Continue)
+    while head.startswith("HTTP/") and " 100 " in head.split("\n")[0]:
+        head, _, body = body.partition("\n\n")
+    lines = head.split("\n")
+    status = int(lines[0].split()[1]) if lines and lines[0].startswith(
+        "HTTP/") else 0
+    headers = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return out.returncode, status, headers, body, out.stderr.decode()
+
+
+def check(st, allowed, refused, upstream_file):
+    ok = True
+
+    def fail(msg):
+        nonlocal ok
+        ok = False
+        print(f"CHECK FAILED: {msg}")
+
+    rc, status, h, body, err = run_curl(allowed)
+    if rc != 0 or status != 200:
+        fail(f"allowed request: curl rc={rc} status={status} {err} {body[:300]}")
+    else:
+        try:
+            doc = json.loads(body)
+        except ValueError:
+            doc = None
+            fail(f"allowed request: not JSON: {body[:300]}")
+        upstream = json.loads(Path(upstream_file).read_text())
+        if doc is not None:
+            withheld = set(upstream) - set(doc)
+            if not withheld:
+                fail("allowed request: nothing was withheld")
+            if "internal_notes" in doc:
+                fail("allowed request: internal_notes disclosed")
+            rid = (upstream.get("legal_representative") or {}).get("id_number")
+            if rid and rid in body:
+                fail("allowed request: raw id_number disclosed")
+        if h.get("x-credit-disclosure") != "masked":
+            fail(f"allowed request: X-Credit-Disclosure "
+                 f"{h.get('x-credit-disclosure')!r}")
+        if not h.get("x-request-id"):
+            fail("allowed request: no X-Request-Id")
+        if ok:
+            print(f"allowed request: 200, {len(withheld)} top-level "
+                  f"fields withheld ({', '.join(sorted(withheld))})")
+
+    rc, status, h, body, err = run_curl(refused)
+    want = "urn:credit-auth:purpose_not_allowed"
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = {}
+    if status != 403 or not h.get("content-type", "").startswith(
+            "application/problem+json") or doc.get("type") != want:
+        fail(f"refused request: status={status} "
+             f"type={h.get('content-type')} body={body[:300]}")
+    else:
+        print(f"refused request: 403 {doc.get('type')}")
+
+    try:
+        n = st.redis.client().xlen("credit:audit")
+    except Exception as e:
+        n = -1
+        fail(f"audit stream: {e}")
+    if 0 <= n < 2:
+        fail(f"audit stream has {n} entries, expected at least 2")
+    elif n >= 2:
+        print(f"audit stream: {n} entries")
+    return ok
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--check", action="store_true",
+                    help="run the printed requests, check them, exit 0/1")
+    ap.add_argument("--dir", default=str(S.ROOT / "build" / "run"),
+                    help="working directory (recreated; default build/run)")
+    ap.add_argument("--module", default=None,
+                    help="module .so (default: CREDIT_AUTH_MODULE or "
+                         "build/ngx_http_credit_auth_module.so)")
+    args = ap.parse_args()
+
+    mod = Path(args.module) if args.module else S.module_path()
+    if not mod.is_file():
+        print(f"demo: module not built: {mod} (make build)", file=sys.stderr)
+        return 1
+    run_dir = S.workdir(Path(args.dir), fresh=True)
+
+    stopping = []
+
+    def on_signal(signum, frame):
+        stopping.append(signum)
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    st = None
+    try:
+        st, bank, uscc, ent_name, token, claims = build(run_dir, str(mod))
+        st.start()
+        tax = f"/api/v1/enterprises/{uscc}/tax"
+        allowed = curl_argv(st, bank, tax, token, PURPOSE)
+        refused = curl_argv(st, bank, tax, token, REFUSED_PURPOSE)
+        upstream_file = Path(st.platform_root) / tax.lstrip("/")
+        status = ["curl", "-sS",
+                  "--cacert", st.pki.server_ca_path,
+                  "--cert", bank.cert, "--key", bank.key,
+                  st.gateway.url("/credit-auth/status")]
+        print(f"""
+credit-auth gateway demo                       (working dir {st.dir})
+  gateway      https://127.0.0.1:{st.gateway.tls_port}  (mutual TLS; plain-HTTP listener 127.0.0.1:{st.gateway.http_port})
+  platform     http://127.0.0.1:{st.upstream.port}  ({st.platform_root})
+  redis        127.0.0.1:{st.redis.port}  (AOF on, {st.redis.dir})
+  policy       {st.policy_path}  (sha256 {st.policy_sha256[:16]}...)
+  bank         {BANK_CODE}  {BANK_NAME}
+               cert sha256 {bank.sha256}
+  enterprise   {uscc}  {ent_name}
+  consent      jti {claims['jti']}: purposes {claims['purposes']}, categories {claims['categories']}, expires in 1 h
+               (token in {st.dir / 'token.jwt'})
+
+1. Authorized query (masked, filtered JSON):
+
+{shlex.join(allowed)}
+
+2. Refused: purpose {REFUSED_PURPOSE} is not in the consent (403 problem+json):
+
+{shlex.join(refused)}
+
+Status counters (also ?format=prometheus):
+
+{shlex.join(status)}
+
+Audit trail:
+
+redis-cli -p {st.redis.port} XRANGE credit:audit - +
+
+Audit public key (for credit-audit verify --pubkey): {st.audit_pub}
+""", flush=True)
+
+        if args.check:
+            return 0 if check(st, allowed, refused, upstream_file) else 1
+
+        print("Ctrl-C stops everything.", flush=True)
+        while not stopping:
+            for name, p in (("gateway", st.gateway),
+                            ("platform", st.upstream)):
+                if not p.running:
+                    print(f"demo: the {name} stopped:\n{p.diagnostics()}",
+                          file=sys.stderr)
+                    return 1
+            if not st.redis.ping():
+                print("demo: redis stopped", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        print("\nstopping...", flush=True)
+        return 0
+    except Exception as e:
+        print(f"demo: {e}", file=sys.stderr)
+        return 1
+    finally:
+        if st is not None:
+            st.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
