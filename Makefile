@@ -19,7 +19,7 @@ LIB_SRCS  := $(wildcard lib/*.c)
 LIB_HDRS  := $(wildcard lib/*.h)
 LIB_OBJS  := $(LIB_SRCS:lib/%.c=$(BUILD)/lib/%.o)
 LIB       := $(BUILD)/libcreditauth.a
-TOOLS     := credit-consent credit-policy credit-audit
+TOOLS     := $(patsubst tools/%.c,%,$(wildcard tools/credit-*.c))
 TOOL_BINS := $(TOOLS:%=$(BUILD)/bin/%)
 TOOL_COMMON := $(wildcard tools/common.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

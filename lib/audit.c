@@ -1,0 +1,211 @@
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "audit.h"
+#include "util.h"
+
+void
+ca_entry_init(ca_entry *e, const char *event, int64_t ts_ms, const char *gw)
+{
+    e->n = 0;
+    e->used = 0;
+    ca_entry_add(e, "v", CA_AUDIT_VERSION, strlen(CA_AUDIT_VERSION));
+    ca_entry_add(e, "event", event, strlen(event));
+    ca_entry_addf(e, "ts", "%lld", (long long) ts_ms);
+    ca_entry_add(e, "gw", gw, strlen(gw));
+}
+
+int
+ca_entry_add(ca_entry *e, const char *name, const char *value, size_t len)
+{
+    char *dst;
+
+    if (e->n == CA_ENTRY_FIELDS || e->used + len + 1 > CA_ENTRY_BYTES) {
+        e->n = CA_ENTRY_FIELDS + 1;     /* poisoned: sealing refuses it */
+        return -1;
+    }
+    dst = e->buf + e->used;
+    memcpy(dst, value, len);
+    dst[len] = '\0';
+    e->used += len + 1;
+    e->name[e->n] = name;
+    e->value[e->n] = dst;
+    e->len[e->n] = len;
+    e->n++;
+    return 0;
+}
+
+int
+ca_entry_addf(ca_entry *e, const char *name, const char *fmt, ...)
+{
+    char    tmp[512];
+    int     n;
+    va_list ap;
+
+    va_start(ap, fmt);
+    n = vsnprintf(tmp, sizeof(tmp), fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t) n >= sizeof(tmp)) {
+        e->n = CA_ENTRY_FIELDS + 1;
+        return -1;
+    }
+    return ca_entry_add(e, name, tmp, (size_t) n);
+}
+
+const char *
+ca_entry_get(const ca_entry *e, const char *name, size_t *len)
+{
+    for (size_t i = 0; i < e->n && i < CA_ENTRY_FIELDS; i++) {
+        if (strcmp(e->name[i], name) == 0) {
+            if (len) {
+                *len = e->len[i];
+            }
+            return e->value[i];
+        }
+    }
+    return NULL;
+}
+
+void
+ca_chain_init(ca_chain *ch, const char *id)
+{
+    snprintf(ch->id, sizeof(ch->id), "%s", id);
+    ch->seq = 0;
+    memset(ch->head, 0, sizeof(ch->head));
+}
+
+static void
+put_u32(EVP_MD_CTX *md, size_t n)
+{
+    unsigned char b[4] = {
+        (unsigned char) (n >> 24), (unsigned char) (n >> 16),
+        (unsigned char) (n >> 8), (unsigned char) n
+    };
+    EVP_DigestUpdate(md, b, 4);
+}
+
+void
+ca_entry_digest(const char *const *names, const char *const *values,
+                const size_t *lens, size_t n, unsigned char out[32])
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+
+    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    for (size_t i = 0; i < n; i++) {
+        size_t nl = strlen(names[i]);
+        if (nl == 4 && memcmp(names[i], "hash", 4) == 0) {
+            continue;
+        }
+        /* Length prefixes make the encoding unambiguous whatever bytes the
+         * values hold (SPEC §7). */
+        put_u32(md, nl);
+        EVP_DigestUpdate(md, names[i], nl);
+        put_u32(md, lens[i]);
+        EVP_DigestUpdate(md, values[i], lens[i]);
+    }
+    EVP_DigestFinal_ex(md, out, NULL);
+    EVP_MD_CTX_free(md);
+}
+
+int
+ca_chain_seal(ca_chain *ch, ca_entry *e)
+{
+    char          hex[65];
+    unsigned char h[32];
+
+    if (e->n > CA_ENTRY_FIELDS) {
+        return -1;
+    }
+    ca_hex(ch->head, 32, hex);
+    if (ca_entry_add(e, "chain", ch->id, strlen(ch->id)) != 0
+        || ca_entry_addf(e, "seq", "%llu",
+                         (unsigned long long) ch->seq + 1) != 0
+        || ca_entry_add(e, "prev", hex, 64) != 0)
+    {
+        return -1;
+    }
+    ca_entry_digest(e->name, e->value, e->len, e->n, h);
+    ca_hex(h, 32, hex);
+    if (ca_entry_add(e, "hash", hex, 64) != 0) {
+        return -1;
+    }
+    ch->seq++;
+    memcpy(ch->head, h, 32);
+    return 0;
+}
+
+size_t
+ca_checkpoint_message(const char *chain, uint64_t seq, const char *head_hex,
+                      char *out, size_t outlen)
+{
+    int n = snprintf(out, outlen, "credit-auth checkpoint v1\n%s\n%llu\n%s\n",
+                     chain, (unsigned long long) seq, head_hex);
+    return n < 0 || (size_t) n >= outlen ? 0 : (size_t) n;
+}
+
+int
+ca_checkpoint_build(ca_chain *ch, ca_entry *e, int64_t ts_ms, const char *gw,
+                    EVP_PKEY *key)
+{
+    char          head[65], msg[256], sig64[128];
+    unsigned char sig[64];
+    size_t        mlen, slen = sizeof(sig);
+    EVP_MD_CTX   *md;
+    int           ok;
+
+    /* The signature certifies the chain up to and including entry `seq`,
+     * whose hash is `head`; the checkpoint is then chained like any entry,
+     * so deleting it is itself detectable. */
+    ca_hex(ch->head, 32, head);
+    mlen = ca_checkpoint_message(ch->id, ch->seq, head, msg, sizeof(msg));
+    if (mlen == 0) {
+        return -1;
+    }
+    md = EVP_MD_CTX_new();
+    ok = md != NULL
+         && EVP_DigestSignInit(md, NULL, NULL, NULL, key) == 1
+         && EVP_DigestSign(md, sig, &slen, (unsigned char *) msg, mlen) == 1;
+    EVP_MD_CTX_free(md);
+    if (!ok) {
+        return -1;
+    }
+    ca_b64url_encode(sig, slen, sig64);
+
+    ca_entry_init(e, "checkpoint", ts_ms, gw);
+    ca_entry_addf(e, "covers", "%llu", (unsigned long long) ch->seq);
+    ca_entry_add(e, "head", head, 64);
+    ca_entry_add(e, "sig", sig64, strlen(sig64));
+    return ca_chain_seal(ch, e);
+}
+
+EVP_PKEY *
+ca_audit_key_load(const char *file, int private_key, char *err, size_t errlen)
+{
+    FILE     *f;
+    EVP_PKEY *k;
+
+    f = fopen(file, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "%s: cannot open", file);
+        return NULL;
+    }
+    k = private_key ? PEM_read_PrivateKey(f, NULL, NULL, NULL)
+                    : PEM_read_PUBKEY(f, NULL, NULL, NULL);
+    fclose(f);
+    if (k == NULL) {
+        snprintf(err, errlen, "%s: not a PEM %s key", file,
+                 private_key ? "private" : "public");
+        ERR_clear_error();
+        return NULL;
+    }
+    if (EVP_PKEY_id(k) != EVP_PKEY_ED25519) {
+        snprintf(err, errlen, "%s: the audit key must be Ed25519", file);
+        EVP_PKEY_free(k);
+        return NULL;
+    }
+    return k;
+}

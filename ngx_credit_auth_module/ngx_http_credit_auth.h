@@ -1,0 +1,183 @@
+/*
+ * ngx_http_credit_auth_module: nginx glue around libcreditauth.
+ *
+ * One request flows one way (ENGINEERING §1):
+ *   access phase   identify bank, match route, verify token, check
+ *                  purpose/category/mode, write the decision entry and wait
+ *                  for Redis to acknowledge it         (…_access.c)
+ *   upstream       unchanged proxy_pass
+ *   header filter  hold the headers                     (…_filter.c)
+ *   body filter    buffer, parse, filter or verify, re-serialise
+ *   log phase      outcome entry                        (…_audit.c)
+ */
+#ifndef NGX_HTTP_CREDIT_AUTH_H
+#define NGX_HTTP_CREDIT_AUTH_H
+
+#include <ngx_config.h>
+#include <ngx_core.h>
+#include <ngx_http.h>
+
+#include <creditauth.h>
+
+#define NGX_HTTP_CREDIT_AUTH_OFF     0
+#define NGX_HTTP_CREDIT_AUTH_ON      1
+#define NGX_HTTP_CREDIT_AUTH_REPORT  2
+
+
+typedef struct ngx_http_credit_auth_shctx_s  ngx_http_credit_auth_shctx_t;
+
+typedef struct {
+    ca_policy                  *policy;
+    ca_keyset                  *keys;
+    ca_banks                   *banks;
+    ngx_str_t                   policy_file;
+    ngx_str_t                   keys_file;
+    ngx_str_t                   banks_file;
+
+    /* Redis: an IP literal resolved at configuration time, or a socket */
+    ngx_str_t                   redis_host;     /* "" when unset */
+    ngx_int_t                   redis_port;
+    ngx_str_t                   redis_unix;
+    ngx_str_t                   redis_password;
+    ngx_int_t                   redis_db;
+    ngx_msec_t                  connect_timeout;
+    ngx_msec_t                  command_timeout;
+    ngx_uint_t                  max_inflight;
+
+    ngx_str_t                   stream;
+    ngx_str_t                   spool_path;
+    off_t                       spool_max;
+    ngx_str_t                   audit_key_file;
+    EVP_PKEY                   *audit_key;
+    ngx_msec_t                  checkpoint_interval;
+    ngx_str_t                   gateway_id;
+
+    ngx_str_t                   hash_key_file;
+    u_char                     *hash_key;
+    size_t                      hash_key_len;
+
+    ngx_shm_zone_t             *shm_zone;
+    ngx_flag_t                  used;           /* credit_auth on anywhere */
+    ngx_flag_t                  status;         /* credit_auth_status used */
+} ngx_http_credit_auth_main_conf_t;
+
+
+typedef struct {
+    ngx_uint_t                  mode;
+    size_t                      max_body;
+    ngx_http_complex_value_t   *client_cert;    /* RFC 9440, off if NULL */
+} ngx_http_credit_auth_loc_conf_t;
+
+
+typedef enum {
+    NGX_HTTP_CREDIT_AUTH_NEW = 0,
+    NGX_HTTP_CREDIT_AUTH_READING_BODY,
+    NGX_HTTP_CREDIT_AUTH_WAITING,               /* for the decision ack */
+    NGX_HTTP_CREDIT_AUTH_ALLOWED,
+    NGX_HTTP_CREDIT_AUTH_REFUSED,
+} ngx_http_credit_auth_state_e;
+
+
+typedef struct ngx_http_credit_auth_pending_s  ngx_http_credit_auth_pending_t;
+
+typedef struct {
+    ngx_http_credit_auth_state_e  state;
+    ca_reason                   reason;
+    char                        detail[256];
+
+    ngx_str_t                   rid;
+    const ca_bank              *bank;
+    u_char                      cert_sha256[32];
+    unsigned                    has_cert:1;
+    unsigned                    report:1;       /* credit_auth report */
+    unsigned                    raw:1;          /* raw level granted */
+    unsigned                    want_raw:1;
+    unsigned                    verify:1;       /* verification mode */
+    unsigned                    has_claims:1;
+    unsigned                    in_access:1;
+
+    const ca_category          *category;
+    char                        uscc[19];
+    ngx_str_t                   purpose;
+    ca_claims                  *claims;
+    ca_checks                  *checks;
+
+    ngx_http_credit_auth_pending_t  *pending;
+
+    /* response filter */
+    unsigned                    filtering:1;    /* headers held */
+    unsigned                    discard:1;      /* swallow upstream body */
+    unsigned                    done:1;         /* our last buffer sent */
+    ca_reason                   filter_reason;
+    ngx_chain_t                *body;
+    ngx_chain_t               **body_last;
+    size_t                      body_len;
+    off_t                       bytes_out;
+    char                       *disclosed;
+    char                       *masked;
+    size_t                      withheld;
+} ngx_http_credit_auth_ctx_t;
+
+
+extern ngx_module_t  ngx_http_credit_auth_module;
+
+/* …_access.c */
+ngx_int_t ngx_http_credit_auth_access_handler(ngx_http_request_t *r);
+ngx_int_t ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ca_reason reason);
+ngx_buf_t *ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ca_reason reason);
+ngx_table_elt_t *ngx_http_credit_auth_add_header(ngx_http_request_t *r,
+    const char *key, ngx_str_t *value);
+ngx_int_t ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+
+/* …_filter.c */
+ngx_int_t ngx_http_credit_auth_filter_init(ngx_conf_t *cf);
+
+/* …_redis.c: one async connection per worker */
+typedef void (*ngx_http_credit_auth_reply_pt)(void *data, void *reply);
+
+ngx_int_t ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
+    ngx_http_credit_auth_main_conf_t *mcf);
+void ngx_http_credit_auth_redis_exit_process(void);
+ngx_int_t ngx_http_credit_auth_redis_command(int argc, const char **argv,
+    const size_t *argvlen, ngx_http_credit_auth_reply_pt handler,
+    void *data);
+ngx_uint_t ngx_http_credit_auth_redis_ready(void);
+ngx_uint_t ngx_http_credit_auth_redis_inflight(void);
+
+/* …_audit.c */
+typedef void (*ngx_http_credit_auth_acked_pt)(void *data, ngx_int_t ok);
+
+ngx_int_t ngx_http_credit_auth_audit_init_process(ngx_cycle_t *cycle,
+    ngx_http_credit_auth_main_conf_t *mcf);
+void ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
+void ngx_http_credit_auth_audit_detach(ngx_http_credit_auth_pending_t *p);
+void ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ngx_int_t ok);
+
+/* …_status.c: counters in the shared zone */
+typedef enum {
+    NGX_HTTP_CREDIT_AUTH_LABEL_BANK = 0,
+    NGX_HTTP_CREDIT_AUTH_LABEL_CATEGORY,
+    NGX_HTTP_CREDIT_AUTH_LABEL_PURPOSE,
+    NGX_HTTP_CREDIT_AUTH_LABEL_KINDS
+} ngx_http_credit_auth_label_e;
+
+ngx_int_t ngx_http_credit_auth_init_zone(ngx_shm_zone_t *shm_zone,
+    void *data);
+void ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx);
+void ngx_http_credit_auth_count_audit(ngx_uint_t what);
+char *ngx_http_credit_auth_status(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_SENT      0
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_ACKED     1
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_FAILED    2
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  3
+
+#endif /* NGX_HTTP_CREDIT_AUTH_H */

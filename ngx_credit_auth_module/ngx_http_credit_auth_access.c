@@ -1,0 +1,707 @@
+/*
+ * Access phase: who is asking (bank), for what (route, mode, purpose),
+ * under which consent (token).  The decision is written to the audit trail
+ * and acknowledged before the request may go upstream: no audit, no data.
+ */
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include "ngx_http_credit_auth.h"
+
+
+static ca_reason ngx_http_credit_auth_decide(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf,
+    ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx);
+static ca_reason ngx_http_credit_auth_decide_consent(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx);
+static ca_reason ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf,
+    ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx);
+static ngx_int_t ngx_http_credit_auth_commit(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+static ngx_int_t ngx_http_credit_auth_refuse(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+static void ngx_http_credit_auth_body_handler(ngx_http_request_t *r);
+static ngx_table_elt_t *ngx_http_credit_auth_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+
+
+#define ngx_http_credit_auth_detail(ctx, ...)                                \
+    ngx_snprintf((u_char *) (ctx)->detail, sizeof((ctx)->detail) - 1,        \
+                 __VA_ARGS__)[0] = '\0'
+
+
+ngx_int_t
+ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                          rc;
+    ngx_http_credit_auth_ctx_t        *ctx;
+    ngx_http_credit_auth_loc_conf_t   *lcf;
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_credit_auth_module);
+    if (lcf->mode == NGX_HTTP_CREDIT_AUTH_OFF || r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+
+    if (ctx != NULL) {
+        switch (ctx->state) {
+
+        case NGX_HTTP_CREDIT_AUTH_ALLOWED:
+            return NGX_DECLINED;
+
+        case NGX_HTTP_CREDIT_AUTH_REFUSED:
+            return ngx_http_credit_auth_refuse(r, ctx);
+
+        case NGX_HTTP_CREDIT_AUTH_NEW:
+            /* the verification body has been read: decide and commit */
+            if (ctx->reason == CA_OK) {
+                mcf = ngx_http_get_module_main_conf(r,
+                                                ngx_http_credit_auth_module);
+                ctx->reason = ngx_http_credit_auth_decide_consent(r, mcf, ctx);
+            }
+            return ngx_http_credit_auth_commit(r, ctx);
+
+        default:
+            /* still waiting for the body or the audit acknowledgement */
+            return NGX_DONE;
+        }
+    }
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
+
+    ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_credit_auth_ctx_t));
+    if (ctx == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
+
+    ctx->report = (lcf->mode == NGX_HTTP_CREDIT_AUTH_REPORT);
+
+    if (ngx_http_credit_auth_set_request_id(r, ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    ctx->reason = ngx_http_credit_auth_decide(r, mcf, lcf, ctx);
+
+    if (ctx->reason == CA_OK && ctx->verify) {
+        /*
+         * A verification carries its checks in the body; the decision needs
+         * them (an unverifiable field is a refusal), so read it first.
+         */
+        ctx->state = NGX_HTTP_CREDIT_AUTH_READING_BODY;
+        r->request_body_in_single_buf = 1;
+
+        ctx->in_access = 1;
+        rc = ngx_http_read_client_request_body(r,
+                                        ngx_http_credit_auth_body_handler);
+        ctx->in_access = 0;
+        if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+            return rc;
+        }
+
+        if (ctx->state == NGX_HTTP_CREDIT_AUTH_READING_BODY) {
+            return NGX_DONE;
+        }
+
+        /* the body was already here: the handler ran synchronously */
+        if (ctx->reason == CA_OK) {
+            ctx->reason = ngx_http_credit_auth_decide_consent(r, mcf, ctx);
+        }
+    }
+
+    return ngx_http_credit_auth_commit(r, ctx);
+}
+
+
+/* Writes the decision entry and suspends the request until it is acked. */
+static ngx_int_t
+ngx_http_credit_auth_commit(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    ngx_http_credit_auth_count_decision(ctx);
+
+    if (ngx_http_credit_auth_audit_decision(r, ctx) == NGX_OK) {
+        ctx->state = NGX_HTTP_CREDIT_AUTH_WAITING;
+        r->main->count++;
+        return NGX_DONE;
+    }
+
+    /* Nothing could be written: a refusal is still a refusal; anything
+     * else becomes one. */
+    if (ctx->reason == CA_OK || ctx->report) {
+        ctx->reason = CA_AUDIT_UNAVAILABLE;
+        ctx->report = 0;
+    }
+    ctx->state = NGX_HTTP_CREDIT_AUTH_REFUSED;
+
+    return ngx_http_credit_auth_refuse(r, ctx);
+}
+
+
+/* Called by the audit writer when Redis answered (or could not). */
+void
+ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ngx_int_t ok)
+{
+    ngx_connection_t  *c;
+
+    if (!ok && (ctx->reason == CA_OK || ctx->report)) {
+        ctx->reason = CA_AUDIT_UNAVAILABLE;
+        ctx->report = 0;
+    }
+
+    ctx->state = (ctx->reason == CA_OK || ctx->report)
+                 ? NGX_HTTP_CREDIT_AUTH_ALLOWED
+                 : NGX_HTTP_CREDIT_AUTH_REFUSED;
+
+    c = r->connection;
+    r->main->count--;
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static ngx_int_t
+ngx_http_credit_auth_refuse(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    ngx_int_t  rc;
+
+    if (ngx_http_discard_request_body(r) != NGX_OK) {
+        r->keepalive = 0;
+    }
+
+    rc = ngx_http_credit_auth_send_problem(r, ctx, ctx->reason);
+
+    /* Finalised here rather than returned as 401/403 to the phase checker:
+     * under "satisfy any" another module could otherwise grant access. */
+    ngx_http_finalize_request(r, rc);
+    return NGX_DONE;
+}
+
+
+static ca_reason
+ngx_http_credit_auth_decide(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf,
+    ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx)
+{
+    u_char            *raw_end;
+    size_t             raw_len;
+    ca_reason          reason;
+    ca_route_result    route;
+    ngx_table_elt_t   *h;
+
+    reason = ngx_http_credit_auth_identify_bank(r, mcf, lcf, ctx);
+    if (reason != CA_OK) {
+        return reason;
+    }
+
+    if (r->method == NGX_HTTP_GET) {
+        ctx->verify = 0;
+
+    } else if (r->method == NGX_HTTP_POST) {
+        ctx->verify = 1;
+
+    } else {
+        ngx_http_credit_auth_detail(ctx, "method %V is not GET (query) or "
+                                    "POST (verification)%Z",
+                                    &r->method_name);
+        return CA_REQUEST_INVALID;
+    }
+
+    /*
+     * The route is matched on the normalised URI; the upstream receives the
+     * client's raw path.  Refuse any request where the two differ (percent
+     * encoding, dot segments, merged slashes) so that both see one path.
+     */
+    if (r->valid_unparsed_uri) {
+        raw_end = r->args_start ? r->args_start - 1
+                                : r->unparsed_uri.data + r->unparsed_uri.len;
+        raw_len = raw_end - r->unparsed_uri.data;
+        if (raw_len != r->uri.len
+            || ngx_memcmp(r->unparsed_uri.data, r->uri.data, raw_len) != 0)
+        {
+            ngx_http_credit_auth_detail(ctx, "the path must be sent in "
+                                        "canonical form%Z");
+            return CA_REQUEST_INVALID;
+        }
+    }
+
+    route = ca_policy_match_route(mcf->policy, (char *) r->uri.data,
+                                  r->uri.len, &ctx->category, ctx->uscc);
+    if (route == CA_ROUTE_NONE) {
+        ctx->category = NULL;
+        return CA_ROUTE_NOT_IN_POLICY;
+    }
+    if (route == CA_ROUTE_BAD_USCC) {
+        ngx_http_credit_auth_detail(ctx, "the enterprise code in the path "
+                                    "is not a valid USCC%Z");
+        ctx->uscc[0] = '\0';
+        return CA_REQUEST_INVALID;
+    }
+
+    /* The token comes only from the Authorization header (SPEC §2). */
+    h = r->headers_in.authorization;
+    if (h == NULL) {
+        return CA_TOKEN_MISSING;
+    }
+    if (h->value.len < 8
+        || ngx_strncasecmp(h->value.data, (u_char *) "Bearer ", 7) != 0)
+    {
+        ngx_http_credit_auth_detail(ctx, "Authorization must use the Bearer "
+                                    "scheme%Z");
+        return CA_TOKEN_MISSING;
+    }
+
+    ctx->claims = ngx_palloc(r->pool, sizeof(ca_claims));
+    if (ctx->claims == NULL) {
+        return CA_AUDIT_UNAVAILABLE;
+    }
+
+    reason = ca_token_verify((char *) h->value.data + 7, h->value.len - 7,
+                             mcf->keys, &mcf->policy->token, ctx->claims,
+                             ctx->detail, sizeof(ctx->detail));
+    if (reason != CA_OK) {
+        return reason;
+    }
+    ctx->has_claims = 1;
+
+    reason = ca_claims_check_time(ctx->claims, (int64_t) ngx_time(),
+                                  mcf->policy->token.leeway, ctx->detail,
+                                  sizeof(ctx->detail));
+    if (reason != CA_OK) {
+        return reason;
+    }
+
+    h = ngx_http_credit_auth_header(r, "X-Credit-Purpose", 16);
+    if (h == NULL || h->value.len == 0) {
+        return CA_PURPOSE_MISSING;
+    }
+    ctx->purpose = h->value;
+
+    h = ngx_http_credit_auth_header(r, "X-Credit-Detail", 15);
+    if (h != NULL) {
+        if (h->value.len == 3 && ngx_strncmp(h->value.data, "raw", 3) == 0) {
+            ctx->want_raw = 1;
+
+        } else if (!(h->value.len == 6
+                     && ngx_strncmp(h->value.data, "masked", 6) == 0))
+        {
+            ngx_http_credit_auth_detail(ctx, "X-Credit-Detail must be "
+                                        "\"masked\" or \"raw\"%Z");
+            return CA_REQUEST_INVALID;
+        }
+    }
+
+    if (ctx->verify) {
+        /* the consent checks run once the checks are read */
+        return CA_OK;
+    }
+
+    return ngx_http_credit_auth_decide_consent(r, mcf, ctx);
+}
+
+
+/* Purpose limits and the consent's scope against this request. */
+static ca_reason
+ngx_http_credit_auth_decide_consent(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx)
+{
+    char              purpose[CA_CODE_MAX + 1];
+    ca_reason         reason;
+    ca_request_facts  facts;
+
+    if (ctx->purpose.len > CA_CODE_MAX) {
+        return CA_PURPOSE_NOT_ALLOWED;
+    }
+    ngx_memcpy(purpose, ctx->purpose.data, ctx->purpose.len);
+    purpose[ctx->purpose.len] = '\0';
+
+    /* Codes outside the policy are refused whatever the token says. */
+    if (!ca_policy_knows_purpose(mcf->policy, purpose)
+        || !ca_category_allows_purpose(ctx->category, purpose))
+    {
+        ngx_http_credit_auth_detail(ctx, "the policy does not allow this "
+                                    "purpose for category %s%Z",
+                                    ctx->category->name);
+        return CA_PURPOSE_NOT_ALLOWED;
+    }
+
+    if (!ca_bank_allows_purpose(ctx->bank, purpose)) {
+        ngx_http_credit_auth_detail(ctx, "the bank is not registered for "
+                                    "this purpose%Z");
+        return CA_PURPOSE_NOT_ALLOWED;
+    }
+
+    ngx_memzero(&facts, sizeof(ca_request_facts));
+    facts.bank_code = ctx->bank->code;
+    facts.path_uscc = ctx->uscc;
+    facts.purpose = purpose;
+    facts.category = ctx->category->name;
+    facts.mode = ctx->verify ? CA_MODE_VERIFY : CA_MODE_QUERY;
+    facts.want_raw = ctx->want_raw;
+    facts.raw_allowed = ctx->category->raw_allowed;
+    facts.require_cnf = mcf->policy->token.require_cnf;
+    facts.cert_sha256 = ctx->has_cert ? ctx->cert_sha256 : NULL;
+
+    reason = ca_claims_check_request(ctx->claims, &facts, ctx->detail,
+                                     sizeof(ctx->detail));
+    if (reason == CA_OK) {
+        ctx->raw = ctx->want_raw && !ctx->verify;
+    }
+
+    return reason;
+}
+
+
+/*
+ * The bank is the verified client certificate's SHA-256 (SPEC §2, §5):
+ * from the TLS session, or, behind a TLS-terminating load balancer, from an
+ * RFC 9440 Client-Cert value when credit_auth_client_cert is configured.
+ */
+static ca_reason
+ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf,
+    ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx)
+{
+    X509                 *cert;
+    u_char               *der;
+    ngx_str_t             v, b64, bin;
+    unsigned int          len;
+    const unsigned char  *p;
+
+    if (lcf->client_cert) {
+        if (ngx_http_complex_value(r, lcf->client_cert, &v) != NGX_OK) {
+            return CA_BANK_UNKNOWN;
+        }
+
+        /* sf-binary: ":" base64 ":" */
+        if (v.len < 3 || v.data[0] != ':' || v.data[v.len - 1] != ':') {
+            return CA_BANK_UNKNOWN;
+        }
+        b64.data = v.data + 1;
+        b64.len = v.len - 2;
+
+        der = ngx_pnalloc(r->pool, ngx_base64_decoded_length(b64.len));
+        if (der == NULL) {
+            return CA_BANK_UNKNOWN;
+        }
+        bin.data = der;
+        if (ngx_decode_base64(&bin, &b64) != NGX_OK) {
+            return CA_BANK_UNKNOWN;
+        }
+
+        p = bin.data;
+        cert = d2i_X509(NULL, &p, bin.len);
+        if (cert == NULL || p != bin.data + bin.len) {
+            X509_free(cert);
+            return CA_BANK_UNKNOWN;
+        }
+        X509_free(cert);
+
+        ca_sha256(bin.data, bin.len, ctx->cert_sha256);
+        ctx->has_cert = 1;
+
+    } else {
+#if (NGX_HTTP_SSL)
+        if (r->connection->ssl == NULL) {
+            return CA_BANK_UNKNOWN;
+        }
+
+        /* "ssl_verify_client optional" lets unverified peers through */
+        if (SSL_get_verify_result(r->connection->ssl->connection)
+            != X509_V_OK)
+        {
+            return CA_BANK_UNKNOWN;
+        }
+
+        cert = SSL_get_peer_certificate(r->connection->ssl->connection);
+        if (cert == NULL) {
+            return CA_BANK_UNKNOWN;
+        }
+
+        len = 32;
+        if (X509_digest(cert, EVP_sha256(), ctx->cert_sha256, &len) != 1) {
+            X509_free(cert);
+            return CA_BANK_UNKNOWN;
+        }
+        X509_free(cert);
+        ctx->has_cert = 1;
+#else
+        return CA_BANK_UNKNOWN;
+#endif
+    }
+
+    ctx->bank = ca_banks_find_cert(mcf->banks, ctx->cert_sha256);
+    if (ctx->bank == NULL) {
+        return CA_BANK_UNKNOWN;
+    }
+
+    if (ctx->bank->suspended) {
+        return CA_BANK_SUSPENDED;
+    }
+
+    return CA_OK;
+}
+
+
+static void
+ngx_http_credit_auth_body_handler(ngx_http_request_t *r)
+{
+    u_char                      *p;
+    size_t                       len;
+    ngx_buf_t                   *b;
+    ngx_chain_t                 *cl;
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+
+    /* release the reference ngx_http_read_client_request_body() took */
+    r->main->count--;
+
+    len = 0;
+    if (r->request_body == NULL || r->request_body->temp_file) {
+        len = CA_CHECKS_BODY_MAX + 1;
+
+    } else {
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            len += ngx_buf_size(cl->buf);
+        }
+    }
+
+    if (len == 0 || len > CA_CHECKS_BODY_MAX) {
+        ngx_http_credit_auth_detail(ctx, "the verification body must be "
+                                    "1 to %d bytes of JSON%Z",
+                                    CA_CHECKS_BODY_MAX);
+        ctx->reason = CA_REQUEST_INVALID;
+        goto done;
+    }
+
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        ctx->reason = CA_REQUEST_INVALID;
+        goto done;
+    }
+    len = 0;
+    for (cl = r->request_body->bufs; cl; cl = cl->next) {
+        b = cl->buf;
+        len = ngx_cpymem(p + len, b->pos, b->last - b->pos) - p;
+    }
+
+    ctx->checks = ngx_pcalloc(r->pool, sizeof(ca_checks));
+    if (ctx->checks == NULL) {
+        ctx->reason = CA_REQUEST_INVALID;
+        goto done;
+    }
+
+    ctx->reason = ca_checks_parse((char *) p, len, ctx->category, ctx->checks,
+                                  ctx->detail, sizeof(ctx->detail));
+
+done:
+
+    /*
+     * The upstream is asked for the record with GET and without the body;
+     * the checks stay here.
+     */
+    r->method = NGX_HTTP_GET;
+    ngx_str_set(&r->method_name, "GET");
+    if (r->request_body) {
+        r->request_body->bufs = NULL;
+    }
+    r->headers_in.content_length_n = -1;
+    r->headers_in.content_length = NULL;
+    r->headers_in.chunked = 0;
+
+    if (ctx->state == NGX_HTTP_CREDIT_AUTH_READING_BODY) {
+        ctx->state = NGX_HTTP_CREDIT_AUTH_NEW;
+        if (ctx->in_access) {
+            /* called synchronously from the access handler */
+            return;
+        }
+    }
+
+    ngx_http_core_run_phases(r);
+}
+
+
+ngx_int_t
+ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    u_char            rnd[16];
+    ngx_uint_t        i, ok;
+    ngx_table_elt_t  *h;
+
+    h = ngx_http_credit_auth_header(r, "X-Request-Id", 12);
+
+    ok = (h != NULL && h->value.len >= 1 && h->value.len <= 64);
+    for (i = 0; ok && i < h->value.len; i++) {
+        u_char c = h->value.data[i];
+        ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
+             || (c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.';
+    }
+
+    if (ok) {
+        ctx->rid = h->value;
+        return NGX_OK;
+    }
+
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        return NGX_ERROR;
+    }
+    ctx->rid.data = ngx_pnalloc(r->pool, 2 * sizeof(rnd));
+    if (ctx->rid.data == NULL) {
+        return NGX_ERROR;
+    }
+    ctx->rid.len = ngx_hex_dump(ctx->rid.data, rnd, sizeof(rnd))
+                   - ctx->rid.data;
+    return NGX_OK;
+}
+
+
+static ngx_table_elt_t *
+ngx_http_credit_auth_header(ngx_http_request_t *r, const char *name,
+    size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return NULL;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            return &h[i];
+        }
+    }
+}
+
+
+/* RFC 9457 problem details; built with jansson so `detail` is escaped. */
+ngx_buf_t *
+ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ca_reason reason)
+{
+    char        type[96], rid[80];
+    char       *text;
+    size_t      len;
+    json_t     *doc;
+    ngx_buf_t  *b;
+
+    ngx_snprintf((u_char *) type, sizeof(type) - 1, "urn:credit-auth:%s%Z",
+                 ca_reason_name(reason));
+    ngx_snprintf((u_char *) rid, sizeof(rid) - 1, "%V%Z", &ctx->rid);
+
+    doc = json_pack("{s:s, s:s, s:i, s:s, s:s}",
+                    "type", type,
+                    "title", ca_reason_title(reason),
+                    "status", ca_reason_status(reason),
+                    "detail", ctx->detail[0] && reason == ctx->reason
+                              ? ctx->detail : ca_reason_title(reason),
+                    "request_id", rid);
+    if (doc == NULL) {
+        return NULL;
+    }
+    text = json_dumps(doc, JSON_COMPACT);
+    json_decref(doc);
+    if (text == NULL) {
+        return NULL;
+    }
+
+    len = ngx_strlen(text);
+    b = ngx_create_temp_buf(r->pool, len + 1);
+    if (b != NULL) {
+        b->last = ngx_cpymem(b->pos, text, len);
+        *b->last++ = '\n';
+        b->last_buf = (r == r->main) ? 1 : 0;
+        b->last_in_chain = 1;
+    }
+    free(text);
+
+    return b;
+}
+
+
+static ngx_str_t  ngx_http_credit_auth_bearer =
+    ngx_string("Bearer error=\"invalid_token\"");
+
+
+ngx_table_elt_t *
+ngx_http_credit_auth_add_header(ngx_http_request_t *r, const char *key,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value = *value;
+
+    return h;
+}
+
+
+ngx_int_t
+ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ca_reason reason)
+{
+    ngx_int_t         rc;
+    ngx_buf_t        *b;
+    ngx_chain_t       out;
+    ngx_table_elt_t  *h;
+
+    b = ngx_http_credit_auth_problem_body(r, ctx, reason);
+    if (b == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    r->headers_out.status = ca_reason_status(reason);
+    ngx_str_set(&r->headers_out.content_type, "application/problem+json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    if (ngx_http_credit_auth_add_header(r, "X-Request-Id", &ctx->rid)
+        == NULL)
+    {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (ca_reason_status(reason) == NGX_HTTP_UNAUTHORIZED) {
+        h = ngx_http_credit_auth_add_header(r, "WWW-Authenticate",
+                                            &ngx_http_credit_auth_bearer);
+        if (h == NULL) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
+        r->headers_out.www_authenticate = h;
+    }
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        return rc;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+
+    return ngx_http_output_filter(r, &out);
+}

@@ -1,0 +1,849 @@
+/*
+ * Directives, configuration loading and module wiring.  Every file named by
+ * a directive is read and validated here, at configuration time, so that
+ * `nginx -t` reports the file, the JSON path and the reason, and no request
+ * ever reads a file.
+ */
+#include "ngx_http_credit_auth.h"
+
+
+static void *ngx_http_credit_auth_create_main_conf(ngx_conf_t *cf);
+static char *ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_credit_auth_create_loc_conf(ngx_conf_t *cf);
+static char *ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf,
+    void *parent, void *child);
+static ngx_int_t ngx_http_credit_auth_postconfiguration(ngx_conf_t *cf);
+static ngx_int_t ngx_http_credit_auth_init_process(ngx_cycle_t *cycle);
+static void ngx_http_credit_auth_exit_process(ngx_cycle_t *cycle);
+
+static char *ngx_http_credit_auth_policy(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_credit_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_credit_auth_banks(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_credit_auth_spool(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_credit_auth_audit_key(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_credit_auth_hash_key(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+static char *ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+static char *ngx_http_credit_auth_mode(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+
+static ngx_conf_enum_t  ngx_http_credit_auth_modes[] = {
+    { ngx_string("off"), NGX_HTTP_CREDIT_AUTH_OFF },
+    { ngx_string("on"), NGX_HTTP_CREDIT_AUTH_ON },
+    { ngx_string("report"), NGX_HTTP_CREDIT_AUTH_REPORT },
+    { ngx_null_string, 0 }
+};
+
+
+static ngx_command_t  ngx_http_credit_auth_commands[] = {
+
+    { ngx_string("credit_auth_policy"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_credit_auth_policy,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("credit_auth_keys"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_credit_auth_keys,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("credit_auth_banks"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_credit_auth_banks,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("credit_auth_redis"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_credit_auth_redis,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("credit_auth_audit_stream"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_credit_auth_main_conf_t, stream),
+      NULL },
+
+    { ngx_string("credit_auth_audit_spool"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_credit_auth_spool,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("credit_auth_audit_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE12,
+      ngx_http_credit_auth_audit_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("credit_auth_hash_key"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_credit_auth_hash_key,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("credit_auth_gateway_id"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_str_slot,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      offsetof(ngx_http_credit_auth_main_conf_t, gateway_id),
+      NULL },
+
+    { ngx_string("credit_auth_zone"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
+      ngx_http_credit_auth_zone,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
+    { ngx_string("credit_auth"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_credit_auth_mode,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_credit_auth_loc_conf_t, mode),
+      &ngx_http_credit_auth_modes },
+
+    { ngx_string("credit_auth_max_body"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_conf_set_size_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_credit_auth_loc_conf_t, max_body),
+      NULL },
+
+    { ngx_string("credit_auth_client_cert"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_set_complex_value_slot,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      offsetof(ngx_http_credit_auth_loc_conf_t, client_cert),
+      NULL },
+
+    { ngx_string("credit_auth_status"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
+      ngx_http_credit_auth_status,
+      0,
+      0,
+      NULL },
+
+      ngx_null_command
+};
+
+
+static ngx_http_module_t  ngx_http_credit_auth_module_ctx = {
+    NULL,                                  /* preconfiguration */
+    ngx_http_credit_auth_postconfiguration, /* postconfiguration */
+
+    ngx_http_credit_auth_create_main_conf, /* create main configuration */
+    ngx_http_credit_auth_init_main_conf,   /* init main configuration */
+
+    NULL,                                  /* create server configuration */
+    NULL,                                  /* merge server configuration */
+
+    ngx_http_credit_auth_create_loc_conf,  /* create location configuration */
+    ngx_http_credit_auth_merge_loc_conf    /* merge location configuration */
+};
+
+
+ngx_module_t  ngx_http_credit_auth_module = {
+    NGX_MODULE_V1,
+    &ngx_http_credit_auth_module_ctx,      /* module context */
+    ngx_http_credit_auth_commands,         /* module directives */
+    NGX_HTTP_MODULE,                       /* module type */
+    NULL,                                  /* init master */
+    NULL,                                  /* init module */
+    ngx_http_credit_auth_init_process,     /* init process */
+    NULL,                                  /* init thread */
+    NULL,                                  /* exit thread */
+    ngx_http_credit_auth_exit_process,     /* exit process */
+    NULL,                                  /* exit master */
+    NGX_MODULE_V1_PADDING
+};
+
+
+/* Engine objects live as long as the cycle that loaded them. */
+
+static void
+ngx_http_credit_auth_cleanup_conf(void *data)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = data;
+
+    if (mcf->policy) {
+        ca_policy_free(mcf->policy);
+    }
+    if (mcf->keys) {
+        ca_keyset_free(mcf->keys);
+    }
+    if (mcf->banks) {
+        ca_banks_free(mcf->banks);
+    }
+    if (mcf->audit_key) {
+        EVP_PKEY_free(mcf->audit_key);
+    }
+    if (mcf->hash_key) {
+        OPENSSL_cleanse(mcf->hash_key, mcf->hash_key_len);
+    }
+}
+
+
+static void *
+ngx_http_credit_auth_create_main_conf(ngx_conf_t *cf)
+{
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    mcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_credit_auth_main_conf_t));
+    if (mcf == NULL) {
+        return NULL;
+    }
+
+    mcf->redis_port = NGX_CONF_UNSET;
+    mcf->redis_db = NGX_CONF_UNSET;
+    mcf->connect_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->command_timeout = NGX_CONF_UNSET_MSEC;
+    mcf->max_inflight = NGX_CONF_UNSET_UINT;
+    mcf->checkpoint_interval = NGX_CONF_UNSET_MSEC;
+    mcf->spool_max = NGX_CONF_UNSET;
+
+    cln = ngx_pool_cleanup_add(cf->pool, 0);
+    if (cln == NULL) {
+        return NULL;
+    }
+    cln->handler = ngx_http_credit_auth_cleanup_conf;
+    cln->data = mcf;
+
+    return mcf;
+}
+
+
+static char *
+ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    size_t   i, j;
+    u_char   host[256];
+
+    ngx_conf_init_msec_value(mcf->connect_timeout, 1000);
+    ngx_conf_init_msec_value(mcf->command_timeout, 1000);
+    ngx_conf_init_uint_value(mcf->max_inflight, 1024);
+    ngx_conf_init_msec_value(mcf->checkpoint_interval, 1000);
+    ngx_conf_init_value(mcf->redis_db, 0);
+    if (mcf->spool_max == NGX_CONF_UNSET) {
+        mcf->spool_max = 64 * 1024 * 1024;
+    }
+
+    if (mcf->stream.len == 0) {
+        ngx_str_set(&mcf->stream, "credit:audit");
+    }
+
+    if (mcf->gateway_id.len == 0) {
+        if (gethostname((char *) host, sizeof(host) - 1) != 0) {
+            ngx_cpystrn(host, (u_char *) "gateway", sizeof(host));
+        }
+        host[sizeof(host) - 1] = '\0';
+        mcf->gateway_id.len = ngx_strlen(host);
+        mcf->gateway_id.data = ngx_pstrdup(cf->pool, &(ngx_str_t) {
+                                               mcf->gateway_id.len, host });
+        if (mcf->gateway_id.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    /* Cross-file rules: a bank may only narrow to purposes the policy
+     * knows; a policy that hashes needs the key to hash with. */
+    if (mcf->policy && mcf->banks) {
+        for (i = 0; i < mcf->banks->n; i++) {
+            ca_bank *b = &mcf->banks->banks[i];
+            for (j = 0; j < b->n_purposes; j++) {
+                if (!ca_policy_knows_purpose(mcf->policy, b->purposes[j])) {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "%V: $.banks[%uz].purposes[%uz]: "
+                                       "purpose \"%s\" is not in the "
+                                       "policy %V", &mcf->banks_file, i, j,
+                                       b->purposes[j], &mcf->policy_file);
+                    return NGX_CONF_ERROR;
+                }
+            }
+        }
+    }
+
+    if (mcf->policy && mcf->hash_key == NULL) {
+        for (i = 0; i < mcf->policy->n_categories; i++) {
+            ca_category *c = &mcf->policy->categories[i];
+            for (j = 0; j < c->n_fields; j++) {
+                if (c->fields[j].masked.kind == CA_TREAT_HASH
+                    || c->fields[j].raw.kind == CA_TREAT_HASH)
+                {
+                    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                                       "%V: field \"%s\" of category "
+                                       "\"%s\" uses \"hash\" but no "
+                                       "credit_auth_hash_key is set",
+                                       &mcf->policy_file, c->fields[j].path,
+                                       c->name);
+                    return NGX_CONF_ERROR;
+                }
+            }
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
+ngx_http_credit_auth_create_loc_conf(ngx_conf_t *cf)
+{
+    ngx_http_credit_auth_loc_conf_t  *lcf;
+
+    lcf = ngx_pcalloc(cf->pool, sizeof(ngx_http_credit_auth_loc_conf_t));
+    if (lcf == NULL) {
+        return NULL;
+    }
+
+    lcf->mode = NGX_CONF_UNSET_UINT;
+    lcf->max_body = NGX_CONF_UNSET_SIZE;
+    lcf->client_cert = NGX_CONF_UNSET_PTR;
+
+    return lcf;
+}
+
+
+static char *
+ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_credit_auth_loc_conf_t  *prev = parent;
+    ngx_http_credit_auth_loc_conf_t  *conf = child;
+
+    ngx_conf_merge_uint_value(conf->mode, prev->mode,
+                              NGX_HTTP_CREDIT_AUTH_OFF);
+    ngx_conf_merge_size_value(conf->max_body, prev->max_body,
+                              1024 * 1024);
+    ngx_conf_merge_ptr_value(conf->client_cert, prev->client_cert, NULL);
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_credit_auth_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    char                              *rv;
+    ngx_http_credit_auth_loc_conf_t   *lcf = conf;
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    rv = ngx_conf_set_enum_slot(cf, cmd, conf);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    if (lcf->mode != NGX_HTTP_CREDIT_AUTH_OFF) {
+        mcf = ngx_http_conf_get_module_main_conf(cf,
+                                                 ngx_http_credit_auth_module);
+        mcf->used = 1;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* Loads one engine file now, so that nginx -t names what is wrong. */
+static char *
+ngx_http_credit_auth_file_arg(ngx_conf_t *cf, ngx_str_t *file)
+{
+    ngx_str_t  *value = cf->args->elts;
+
+    if (file->len) {
+        return "is duplicate";
+    }
+
+    *file = value[1];
+    if (ngx_conf_full_name(cf->cycle, file, 1) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_credit_auth_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    char      *rv;
+    ca_error   err;
+
+    rv = ngx_http_credit_auth_file_arg(cf, &mcf->policy_file);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    mcf->policy = ca_policy_load((char *) mcf->policy_file.data, &err);
+    if (mcf->policy == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid policy: %s",
+                           err.text);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_credit_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    char      *rv;
+    ca_error   err;
+
+    rv = ngx_http_credit_auth_file_arg(cf, &mcf->keys_file);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    mcf->keys = ca_keyset_load((char *) mcf->keys_file.data, &err);
+    if (mcf->keys == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid keys: %s",
+                           err.text);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static char *
+ngx_http_credit_auth_banks(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    char      *rv;
+    ca_error   err;
+
+    rv = ngx_http_credit_auth_file_arg(cf, &mcf->banks_file);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    mcf->banks = ca_banks_load((char *) mcf->banks_file.data, &err);
+    if (mcf->banks == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid banks: %s",
+                           err.text);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * credit_auth_redis 127.0.0.1:6379 | host:port | unix:/path
+ *                   [password=S] [db=N] [connect_timeout=T]
+ *                   [command_timeout=T] [max_inflight=N];
+ *
+ * Names are resolved here, once: hiredis would resolve with a blocking
+ * getaddrinfo() on the event loop (ENGINEERING §4).
+ */
+static char *
+ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    u_char     *p;
+    ngx_url_t   u;
+    ngx_str_t  *value, s;
+    ngx_int_t   n;
+    ngx_uint_t  i;
+
+    if (mcf->redis_host.len || mcf->redis_unix.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        mcf->redis_unix.len = value[1].len - 5;
+        mcf->redis_unix.data = ngx_pnalloc(cf->pool, mcf->redis_unix.len + 1);
+        if (mcf->redis_unix.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        p = ngx_cpymem(mcf->redis_unix.data, value[1].data + 5,
+                       mcf->redis_unix.len);
+        *p = '\0';
+        if (mcf->redis_unix.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "credit_auth_redis: empty unix socket path");
+            return NGX_CONF_ERROR;
+        }
+
+    } else {
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        u.url = value[1];
+        u.default_port = 6379;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "credit_auth_redis: %s in \"%V\"",
+                               u.err ? u.err : "host not found", &u.url);
+            return NGX_CONF_ERROR;
+        }
+
+        mcf->redis_host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+        if (mcf->redis_host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        mcf->redis_host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
+                                            u.addrs[0].socklen,
+                                            mcf->redis_host.data,
+                                            NGX_SOCKADDR_STRLEN, 0);
+        mcf->redis_host.data[mcf->redis_host.len] = '\0';
+        mcf->redis_port = ngx_inet_get_port(u.addrs[0].sockaddr);
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            mcf->redis_password.len = value[i].len - 9;
+            mcf->redis_password.data = value[i].data + 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (n == NGX_ERROR) {
+                goto invalid;
+            }
+            mcf->redis_db = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
+            s.len = value[i].len - 16;
+            s.data = value[i].data + 16;
+            mcf->connect_timeout = ngx_parse_time(&s, 0);
+            if (mcf->connect_timeout == (ngx_msec_t) NGX_ERROR
+                || mcf->connect_timeout == 0)
+            {
+                goto invalid;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "command_timeout=", 16) == 0) {
+            s.len = value[i].len - 16;
+            s.data = value[i].data + 16;
+            mcf->command_timeout = ngx_parse_time(&s, 0);
+            if (mcf->command_timeout == (ngx_msec_t) NGX_ERROR
+                || mcf->command_timeout == 0)
+            {
+                goto invalid;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_inflight=", 13) == 0) {
+            n = ngx_atoi(value[i].data + 13, value[i].len - 13);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+            mcf->max_inflight = n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "credit_auth_redis: invalid parameter \"%V\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+static char *
+ngx_http_credit_auth_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    ngx_str_t  *value, s;
+
+    if (mcf->spool_path.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    mcf->spool_path = value[1];
+    if (ngx_conf_full_name(cf->cycle, &mcf->spool_path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "max_size=", 9) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+        s.len = value[2].len - 9;
+        s.data = value[2].data + 9;
+        mcf->spool_max = ngx_parse_offset(&s);
+        if (mcf->spool_max <= 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid max_size \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* credit_auth_audit_key FILE [interval=1s]: Ed25519 key for checkpoints. */
+static char *
+ngx_http_credit_auth_audit_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    char        err[512];
+    char       *rv;
+    ngx_str_t  *value, s;
+
+    rv = ngx_http_credit_auth_file_arg(cf, &mcf->audit_key_file);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    value = cf->args->elts;
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "interval=", 9) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+        s.len = value[2].len - 9;
+        s.data = value[2].data + 9;
+        mcf->checkpoint_interval = ngx_parse_time(&s, 0);
+        if (mcf->checkpoint_interval == (ngx_msec_t) NGX_ERROR
+            || mcf->checkpoint_interval == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid interval \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    mcf->audit_key = ca_audit_key_load((char *) mcf->audit_key_file.data, 1,
+                                       err, sizeof(err));
+    if (mcf->audit_key == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid audit key: %s",
+                           err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* credit_auth_hash_key FILE: the secret behind the `hash` treatment. */
+static char *
+ngx_http_credit_auth_hash_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    char      *rv, *buf;
+    size_t     len;
+    ca_error   err;
+
+    rv = ngx_http_credit_auth_file_arg(cf, &mcf->hash_key_file);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    buf = ca_read_file((char *) mcf->hash_key_file.data, 4096, &len, &err);
+    if (buf == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid hash key: %s",
+                           err.text);
+        return NGX_CONF_ERROR;
+    }
+
+    /* A short key makes pseudonyms of small value spaces (ID numbers)
+     * guessable by brute force. */
+    if (len < 32) {
+        OPENSSL_cleanse(buf, len);
+        free(buf);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid hash key: %V: "
+                           "must hold at least 32 bytes",
+                           &mcf->hash_key_file);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->hash_key = ngx_pnalloc(cf->pool, len);
+    if (mcf->hash_key == NULL) {
+        free(buf);
+        return NGX_CONF_ERROR;
+    }
+    ngx_memcpy(mcf->hash_key, buf, len);
+    mcf->hash_key_len = len;
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+
+    return NGX_CONF_OK;
+}
+
+
+/* credit_auth_zone NAME:SIZE: token cache and status counters. */
+static char *
+ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    u_char     *p;
+    ssize_t     size;
+    ngx_str_t  *value, name, s;
+
+    if (mcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+    if (p == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", expected NAME:SIZE",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+    if (name.len == 0 || size == NGX_ERROR || size < (ssize_t) (64 * 1024)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\" (size at least 64k)",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                          &ngx_http_credit_auth_module);
+    if (mcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->shm_zone->init = ngx_http_credit_auth_init_zone;
+    mcf->shm_zone->data = mcf;
+
+    return NGX_CONF_OK;
+}
+
+
+static ngx_int_t
+ngx_http_credit_auth_postconfiguration(ngx_conf_t *cf)
+{
+    ngx_http_handler_pt               *h;
+    ngx_http_core_main_conf_t         *cmcf;
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_credit_auth_module);
+
+    if (mcf->used) {
+        if (mcf->policy == NULL || mcf->keys == NULL || mcf->banks == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"credit_auth\" needs credit_auth_policy, "
+                               "credit_auth_keys and credit_auth_banks");
+            return NGX_ERROR;
+        }
+        if (mcf->redis_host.len == 0 && mcf->redis_unix.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "\"credit_auth\" needs credit_auth_redis: "
+                               "no audit, no data");
+            return NGX_ERROR;
+        }
+    }
+
+    if (mcf->status && mcf->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"credit_auth_status\" needs credit_auth_zone, "
+                           "where the counters live");
+        return NGX_ERROR;
+    }
+
+    cmcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_core_module);
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_ACCESS_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+    *h = ngx_http_credit_auth_access_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+    *h = ngx_http_credit_auth_log_handler;
+
+    return ngx_http_credit_auth_filter_init(cf);
+}
+
+
+static ngx_int_t
+ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_credit_auth_module);
+    if (mcf == NULL || !mcf->used) {
+        return NGX_OK;
+    }
+
+    if (ngx_http_credit_auth_audit_init_process(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
+    return ngx_http_credit_auth_redis_init_process(cycle, mcf);
+}
+
+
+static void
+ngx_http_credit_auth_exit_process(ngx_cycle_t *cycle)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(cycle,
+                                              ngx_http_credit_auth_module);
+    if (mcf == NULL || !mcf->used) {
+        return;
+    }
+
+    ngx_http_credit_auth_audit_exit_process(cycle);
+    ngx_http_credit_auth_redis_exit_process();
+}
