@@ -371,6 +371,15 @@ def make_audit_key(directory):
     return str(priv), str(pub)
 
 
+def make_hash_key(directory):
+    """Key file for the `hash` treatment (credit_auth_hash_key): 64 hex
+    characters of random, i.e. 64 bytes of key material."""
+    p = Path(directory) / "hash.key"
+    p.write_text(os.urandom(32).hex() + "\n")
+    os.chmod(p, 0o600)
+    return str(p)
+
+
 # --------------------------------------------------------------------------
 # Consent tokens
 
@@ -603,9 +612,10 @@ class Redis:
 
     def client(self, **kw):
         import redis
-        return redis.Redis(host="127.0.0.1", port=self.port,
-                           password=self.password, decode_responses=True,
-                           socket_timeout=5, **kw)
+        args = dict(host="127.0.0.1", port=self.port, password=self.password,
+                    decode_responses=True, socket_timeout=5)
+        args.update(kw)
+        return redis.Redis(**args)
 
     def ping(self):
         if self.proc is not None and self.proc.poll() is not None:
@@ -937,7 +947,8 @@ class Gateway(Nginx):
     name = "gateway"
 
     def __init__(self, directory, *, pki, policy, keys, banks, redis_addr,
-                 upstream_port, audit_key=None, module=None, workers=1,
+                 upstream_port, audit_key=None, hash_key=None, module=None,
+                 workers=1,
                  mode="on", gateway_id="gw-test", zone="credit_auth:16m",
                  stream="credit:audit", max_body="1m", tls=True, plain=True,
                  tls_port=None, http_port=None, http_directives=None,
@@ -957,6 +968,7 @@ class Gateway(Nginx):
         self.redis_addr = redis_addr
         self.upstream_port = upstream_port
         self.audit_key = audit_key
+        self.hash_key = hash_key
         self.mode = mode
         self.gateway_id = gateway_id
         self.zone = zone
@@ -992,6 +1004,7 @@ class Gateway(Nginx):
             ("credit_auth_redis", self.redis_addr),
             ("credit_auth_audit_stream", self.stream),
             ("credit_auth_audit_key", self.audit_key),
+            ("credit_auth_hash_key", self.hash_key),
             ("credit_auth_zone", self.zone),
             ("credit_auth_gateway_id", self.gateway_id),
         ]
@@ -1124,6 +1137,7 @@ class Stack:
             self.audit_key, self.audit_pub = make_audit_key(self.cfg)
         else:
             self.audit_key = self.audit_pub = None
+        self.hash_key = make_hash_key(self.cfg)
         self.write_keys()
         self.write_banks()
         return self
@@ -1170,7 +1184,8 @@ class Stack:
                     redis_addr=self.redis.directive_value() if self.redis
                     else "127.0.0.1:6379",
                     upstream_port=self.upstream.port if self.upstream else 9,
-                    audit_key=self.audit_key, module=self.module,
+                    audit_key=self.audit_key, hash_key=self.hash_key,
+                    module=self.module,
                     workers=self.workers)
         args.update(kw)
         d = workdir(directory) if directory else \

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -132,8 +133,20 @@ class Env:
     def redis(self):
         return self.st.redis.client()
 
+    def raw_audit_entries(self, stream="credit:audit"):
+        """[(id, {bytes: bytes})] exactly as stored."""
+        return self.st.redis.client(decode_responses=False).xrange(stream)
+
     def audit_entries(self, stream="credit:audit"):
-        return [dict(f, _id=i) for i, f in self.redis().xrange(stream)]
+        """Entries as dicts of str (invalid UTF-8 shown as U+FFFD; see
+        test_audit_entries_are_clean for the strict check)."""
+        out = []
+        for i, f in self.raw_audit_entries(stream):
+            d = {k.decode(errors="replace"): v.decode(errors="replace")
+                 for k, v in f.items()}
+            d["_id"] = i.decode()
+            out.append(d)
+        return out
 
     def audit_for(self, rid, event="decision", timeout=3.0, count=1):
         """Entries for a request id (waits for at least count of them)."""
@@ -248,13 +261,15 @@ def stack(env):
 
 
 @pytest.fixture
-def make_gateway(env, tmp_path):
+def make_gateway(env):
     """Factory for extra gateways on the session's files; stopped after the
-    test.  make_gateway(policy=..., http_directives={...}, ...)."""
+    test.  make_gateway(policy=..., http_directives={...}, ...).  Their
+    directories live under the stack's (world-readable: nginx workers run
+    as nobody), not under pytest's 0700 tmp_path."""
     made = []
 
     def factory(**kw):
-        g = env.st.make_gateway(S.workdir(tmp_path / f"gw{len(made)}"), **kw)
+        g = env.st.make_gateway(**kw)
         made.append(g)
         return g
     yield factory
@@ -263,8 +278,9 @@ def make_gateway(env, tmp_path):
 
 
 @pytest.fixture
-def conf_dir(tmp_path):
-    return S.workdir(tmp_path / "conf")
+def conf_dir(env):
+    """A fresh scratch directory for (broken) configuration files."""
+    return S.workdir(Path(tempfile.mkdtemp(prefix="conf-", dir=env.st.dir)))
 
 
 # ------------------------------------------------------------------------

@@ -249,3 +249,79 @@ def test_jwks_duplicate_kid(make_gateway, conf_dir, stack):
     rc, out = make_gateway(keys=p).test()
     assert rc != 0, out
     _mentions(out, re.escape(str(p)), "duplicate", r"keys\W+\d+")
+
+
+# ------------------------------------------------------------------------
+# Audit trail basics: the outcome entry, clean entries, the hash chain
+
+DISCLOSED = {"uscc", "name", "credit_rating", "annual[].year",
+             "annual[].tax_paid", "legal_representative.name",
+             "legal_representative.id_number"}
+MASKED = {"annual[].tax_paid", "legal_representative.name",
+          "legal_representative.id_number"}
+# personal and secret values of the upstream records (never audited)
+VALUES = {"张三丰", "110101199003071234", "13812345678", "1234567.89",
+          "UPSTREAM-INTERNAL-NOTE", "FR-2023-SECRET-88812"}
+
+
+def test_outcome_entry(env):
+    r = env.get(TAX)
+    assert r.status_code == 200, r.text
+    rid = r.headers["X-Request-Id"]
+    found = env.audit_for(rid, "outcome")
+    assert len(found) == 1, found
+    o = found[0]
+    assert o["status"] == "200"
+    assert int(o["bytes"]) == len(r.content), (o["bytes"], len(r.content))
+    assert set(o["disclosed"].split(",")) == DISCLOSED, o["disclosed"]
+    assert set(o["masked"].split(",")) == MASKED, o["masked"]
+    assert int(o["withheld"]) >= 1, o
+    assert int(o["upstream_ms"]) >= 0
+
+
+def test_audit_entries_are_clean(env):
+    """Valid UTF-8 and no field value in any entry (SPEC §7)."""
+    env.get(TAX)
+    env.get(TAX, purpose="credit_assessment")
+    time.sleep(0.3)
+    for i, fields in env.raw_audit_entries():
+        for k, v in fields.items():
+            try:
+                k.decode("utf-8")
+                s = v.decode("utf-8")
+            except UnicodeDecodeError:
+                pytest.fail(f"entry {i}: field {k!r} is not UTF-8: {v!r}")
+            for val in VALUES:
+                assert val not in s, f"entry {i}: {k!r} holds a value: {s!r}"
+
+
+def _canonical(fields):
+    out = b""
+    for k, v in fields:
+        out += len(k).to_bytes(4, "big") + k + len(v).to_bytes(4, "big") + v
+    return out
+
+
+def test_audit_hash_chain(env):
+    """hash = SHA-256 over u32be(len) name u32be(len) value of every other
+    field in order; prev = the previous entry's hash in the same chain;
+    seq counts up by one."""
+    import hashlib
+    env.get(TAX)
+    time.sleep(0.3)
+    heads = {}
+    for i, fields in env.raw_audit_entries():
+        items = list(fields.items())
+        assert items[-1][0] == b"hash", (i, items[-1])
+        digest = hashlib.sha256(_canonical(items[:-1])).hexdigest()
+        assert items[-1][1].decode() == digest, f"entry {i}: bad hash"
+        chain = fields[b"chain"].decode()
+        seq = int(fields[b"seq"])
+        prev = fields[b"prev"].decode()
+        if chain in heads:
+            last_seq, last_hash = heads[chain]
+            assert seq == last_seq + 1, (i, chain, seq, last_seq)
+            assert prev == last_hash, (i, chain)
+        else:
+            assert seq == 1 and prev == "0" * 64, (i, chain, seq, prev)
+        heads[chain] = (seq, digest)
