@@ -543,8 +543,7 @@ tree_sort(ca_node *n)
 /* ---- categories ------------------------------------------------------- */
 
 static int
-parse_field(ctx_t *cx, const char *jp, const char *path, json_t *v,
-            ca_field *f)
+parse_field(ctx_t *cx, const char *jp, json_t *v, ca_field *f)
 {
     static const char *const members[] = {"masked", "raw", "class", NULL};
     char    sub[JPATH_MAX];
@@ -598,7 +597,6 @@ parse_field(ctx_t *cx, const char *jp, const char *path, json_t *v,
         return fail(cx, sub, "%s field kept raw at the masked level",
                     ca_class_name(f->cls));
     }
-    (void) path;
     return 0;
 }
 
@@ -627,7 +625,7 @@ parse_fields(ctx_t *cx, const char *jp, json_t *obj, ca_category *c)
             return fail(cx, sub, "out of memory");
         }
         c->n_fields++;
-        if (parse_field(cx, sub, f->path, v, f) != 0
+        if (parse_field(cx, sub, v, f) != 0
             || tree_add(cx, sub, &c->tree, f) != 0) {
             return -1;
         }
