@@ -74,7 +74,9 @@ setup(void **state)
         return -1;
     }
     close(fd);
-    json_dump_file(json_pack("{s:o}", "keys", keys), path, 0);
+    keys = json_pack("{s:o}", "keys", keys);
+    json_dump_file(keys, path, 0);
+    json_decref(keys);
     ks = ca_keyset_load(path, &err);
     unlink(path);
     if (ks == NULL) {
@@ -118,6 +120,15 @@ base_header(ca_alg alg)
 {
     return json_pack("{s:s,s:s,s:s}", "alg", ca_alg_name(alg),
                      "typ", "consent+jwt", "kid", alg_kids[idx_of(alg)]);
+}
+
+/* Compact text of a JSON value, which it consumes. */
+static char *
+dump(json_t *v)
+{
+    char *s = json_dumps(v, JSON_COMPACT);
+    json_decref(v);
+    return s;
 }
 
 /* Signs with the key registered for alg (the header may say anything). */
@@ -261,7 +272,7 @@ test_tampered_payload(void **state)
     /* Same header and signature, claims widened to another category. */
     json_object_set_new(c, "categories", json_pack("[s,s]", "tax", "rnd"));
     p = json_dumps(c, JSON_COMPACT);
-    h = json_dumps(base_header(CA_ALG_PS256), JSON_COMPACT);
+    h = dump(base_header(CA_ALG_PS256));
     t2 = assemble(h, strlen(h), p, strlen(p), strrchr(t, '.') + 1);
     assert_int_equal(verify(t2, NULL), CA_SIGNATURE_INVALID);
     free(t);
@@ -376,7 +387,7 @@ test_alg_none_unsigned(void **state)
 {
     const char *hdr = "{\"alg\":\"none\",\"typ\":\"consent+jwt\","
                       "\"kid\":\"k-ES256\"}";
-    char *c = json_dumps(base_claims(), JSON_COMPACT);
+    char *c = dump(base_claims());
     char *t = assemble(hdr, strlen(hdr), c, strlen(c), "");
 
     /* "alg":"none" with its empty signature is malformed before its alg
@@ -568,7 +579,7 @@ test_malformed_oversize(void **state)
 static ca_reason
 verify_raw_header(const char *hdr, size_t hlen)
 {
-    char     *c = json_dumps(base_claims(), JSON_COMPACT);
+    char     *c = dump(base_claims());
     char     *t = assemble(hdr, hlen, c, strlen(c), "AAAA");
     ca_reason r = verify(t, NULL);
 
@@ -607,7 +618,7 @@ test_malformed_header(void **state)
 static ca_reason
 verify_raw_payload(const char *payload, size_t plen)
 {
-    char     *h = json_dumps(base_header(CA_ALG_ES256), JSON_COMPACT);
+    char     *h = dump(base_header(CA_ALG_ES256));
     char     *buf = malloc(plen + 1);
     char     *t;
     ca_reason r;
