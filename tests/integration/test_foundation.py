@@ -5,6 +5,7 @@ configurations."""
 import copy
 import json
 import re
+import sys
 import time
 import uuid
 
@@ -325,3 +326,19 @@ def test_audit_hash_chain(env):
         else:
             assert seq == 1 and prev == "0" * 64, (i, chain, seq, prev)
         heads[chain] = (seq, digest)
+
+
+# ------------------------------------------------------------------------
+# `make run` works: the demo's own --check runs its printed curl commands
+
+def test_demo_check(env):
+    import subprocess
+    import tempfile
+    from pathlib import Path
+    d = Path(tempfile.mkdtemp(prefix="demo-", dir=env.st.dir))
+    r = subprocess.run([sys.executable, str(S.ROOT / "scripts" / "demo.py"),
+                        "--check", "--dir", str(d)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "allowed request: 200" in r.stdout
+    assert "refused request: 403" in r.stdout
