@@ -24,7 +24,48 @@
 #define NGX_HTTP_CREDIT_AUTH_REPORT  2
 
 
-typedef struct ngx_http_credit_auth_shctx_s  ngx_http_credit_auth_shctx_t;
+#define NGX_HTTP_CREDIT_AUTH_LABELS          512
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_SENT      0
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_ACKED     1
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_FAILED    2
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  3
+
+
+typedef struct {
+    ngx_uint_t                  kind;
+    char                        name[CA_CODE_MAX + 1];
+    ngx_atomic_t                count;
+} ngx_http_credit_auth_label_t;
+
+
+/* A verified token: keyed by the SHA-256 of its bytes. */
+typedef struct {
+    ngx_rbtree_node_t           node;       /* key: first bytes of sha */
+    ngx_queue_t                 lru;
+    u_char                      sha[32];
+    uint64_t                    generation;
+    ca_claims                   claims;
+} ngx_http_credit_auth_cache_node_t;
+
+
+/* The shared zone (credit_auth_zone): counters and the token cache. */
+typedef struct {
+    ngx_atomic_t                allow;
+    ngx_atomic_t                deny;
+    ngx_atomic_t                report;
+    ngx_atomic_t                reasons[CA_REASON_COUNT];
+    ngx_atomic_t                report_reasons[CA_REASON_COUNT];
+    ngx_atomic_t                audit[NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS];
+    ngx_atomic_t                cache_hits;
+    ngx_atomic_t                cache_misses;
+    ngx_atomic_t                cache_entries;
+    ngx_atomic_t                cache_evictions;
+    ngx_rbtree_t                cache;
+    ngx_rbtree_node_t           cache_sentinel;
+    ngx_queue_t                 cache_lru;
+    ngx_atomic_t                n_labels;
+    ngx_http_credit_auth_label_t  labels[NGX_HTTP_CREDIT_AUTH_LABELS];
+} ngx_http_credit_auth_shctx_t;
 
 typedef struct {
     ca_policy                  *policy;
@@ -57,6 +98,7 @@ typedef struct {
     size_t                      hash_key_len;
 
     ngx_shm_zone_t             *shm_zone;
+    uint64_t                    generation;     /* of this configuration */
     ngx_flag_t                  used;           /* credit_auth on anywhere */
     ngx_flag_t                  status;         /* credit_auth_status used */
 } ngx_http_credit_auth_main_conf_t;
@@ -170,14 +212,19 @@ typedef enum {
 
 ngx_int_t ngx_http_credit_auth_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
+ngx_http_credit_auth_shctx_t *ngx_http_credit_auth_shared(
+    ngx_slab_pool_t **shpool);
+
+/* …_cache.c: verified-token cache */
+void ngx_http_credit_auth_cache_insert(ngx_rbtree_node_t *temp,
+    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+ngx_int_t ngx_http_credit_auth_cache_get(const u_char sha[32],
+    ca_claims *claims);
+void ngx_http_credit_auth_cache_put(const u_char sha[32],
+    const ca_claims *claims);
 void ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx);
 void ngx_http_credit_auth_count_audit(ngx_uint_t what);
 char *ngx_http_credit_auth_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-
-#define NGX_HTTP_CREDIT_AUTH_AUDIT_SENT      0
-#define NGX_HTTP_CREDIT_AUTH_AUDIT_ACKED     1
-#define NGX_HTTP_CREDIT_AUTH_AUDIT_FAILED    2
-#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  3
 
 #endif /* NGX_HTTP_CREDIT_AUTH_H */

@@ -190,6 +190,7 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
     ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx)
 {
     u_char            *raw_end;
+    u_char             sha[32];
     size_t             raw_len;
     ca_reason          reason;
     ca_route_result    route;
@@ -262,11 +263,19 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
         return CA_AUDIT_UNAVAILABLE;
     }
 
-    reason = ca_token_verify((char *) h->value.data + 7, h->value.len - 7,
-                             mcf->keys, &mcf->policy->token, ctx->claims,
-                             ctx->detail, sizeof(ctx->detail));
-    if (reason != CA_OK) {
-        return reason;
+    /* A token verified before (by any worker) costs no signature check;
+     * only successes are cached. */
+    ca_sha256(h->value.data + 7, h->value.len - 7, sha);
+
+    if (ngx_http_credit_auth_cache_get(sha, ctx->claims) != NGX_OK) {
+        reason = ca_token_verify((char *) h->value.data + 7,
+                                 h->value.len - 7, mcf->keys,
+                                 &mcf->policy->token, ctx->claims,
+                                 ctx->detail, sizeof(ctx->detail));
+        if (reason != CA_OK) {
+            return reason;
+        }
+        ngx_http_credit_auth_cache_put(sha, ctx->claims);
     }
     ctx->has_claims = 1;
 

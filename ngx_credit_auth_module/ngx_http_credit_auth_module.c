@@ -4,6 +4,8 @@
  * `nginx -t` reports the file, the JSON path and the reason, and no request
  * ever reads a file.
  */
+#include <openssl/rand.h>
+
 #include "ngx_http_credit_auth.h"
 
 
@@ -249,6 +251,13 @@ ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_value(mcf->redis_db, 0);
     if (mcf->spool_max == NGX_CONF_UNSET) {
         mcf->spool_max = 64 * 1024 * 1024;
+    }
+
+    /* tokens verified under another configuration are verified again */
+    if (RAND_bytes((u_char *) &mcf->generation, sizeof(mcf->generation))
+        != 1)
+    {
+        return NGX_CONF_ERROR;
     }
 
     if (mcf->stream.len == 0) {

@@ -6,27 +6,6 @@
 #include "ngx_http_credit_auth.h"
 
 
-#define NGX_HTTP_CREDIT_AUTH_LABELS  512
-
-typedef struct {
-    ngx_uint_t      kind;
-    char            name[CA_CODE_MAX + 1];
-    ngx_atomic_t    count;
-} ngx_http_credit_auth_label_t;
-
-
-struct ngx_http_credit_auth_shctx_s {
-    ngx_atomic_t                  allow;
-    ngx_atomic_t                  deny;
-    ngx_atomic_t                  report;
-    ngx_atomic_t                  reasons[CA_REASON_COUNT];
-    ngx_atomic_t                  report_reasons[CA_REASON_COUNT];
-    ngx_atomic_t                  audit[NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS];
-    ngx_atomic_t                  n_labels;
-    ngx_http_credit_auth_label_t  labels[NGX_HTTP_CREDIT_AUTH_LABELS];
-};
-
-
 static const char  *ngx_http_credit_auth_label_kinds[] = {
     "banks", "categories", "purposes"
 };
@@ -36,8 +15,8 @@ static const char  *ngx_http_credit_auth_audit_names[] = {
 };
 
 
-static ngx_http_credit_auth_shctx_t *
-ngx_http_credit_auth_shared(void)
+ngx_http_credit_auth_shctx_t *
+ngx_http_credit_auth_shared(ngx_slab_pool_t **shpool)
 {
     ngx_http_credit_auth_main_conf_t  *mcf;
 
@@ -45,6 +24,10 @@ ngx_http_credit_auth_shared(void)
                                               ngx_http_credit_auth_module);
     if (mcf == NULL || mcf->shm_zone == NULL) {
         return NULL;
+    }
+
+    if (shpool) {
+        *shpool = (ngx_slab_pool_t *) mcf->shm_zone->shm.addr;
     }
 
     /* set by ngx_http_credit_auth_init_zone() before workers start */
@@ -61,7 +44,10 @@ ngx_http_credit_auth_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
 
     if (data) {
-        /* reload: keep the counters */
+        /* reload: keep the counters and the cache; the module may have
+         * been loaded at another address, so renew the code pointer */
+        sh = data;
+        sh->cache.insert = ngx_http_credit_auth_cache_insert;
         shm_zone->data = data;
         return NGX_OK;
     }
@@ -75,8 +61,15 @@ ngx_http_credit_auth_init_zone(ngx_shm_zone_t *shm_zone, void *data)
     if (sh == NULL) {
         return NGX_ERROR;
     }
+    ngx_rbtree_init(&sh->cache, &sh->cache_sentinel,
+                    ngx_http_credit_auth_cache_insert);
+    ngx_queue_init(&sh->cache_lru);
     shpool->data = sh;
     shm_zone->data = sh;
+
+    /* the slab allocator logs every failed allocation otherwise: a full
+     * cache evicts, which is not an error */
+    shpool->log_nomem = 0;
 
     return NGX_OK;
 }
@@ -90,7 +83,6 @@ ngx_http_credit_auth_count_label(ngx_http_credit_auth_shctx_t *sh,
     ngx_uint_t                     i, n;
     ngx_slab_pool_t               *shpool;
     ngx_http_credit_auth_label_t  *l;
-    ngx_http_credit_auth_main_conf_t  *mcf;
 
     if (name == NULL || name[0] == '\0') {
         return;
@@ -106,9 +98,7 @@ ngx_http_credit_auth_count_label(ngx_http_credit_auth_shctx_t *sh,
         }
     }
 
-    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                              ngx_http_credit_auth_module);
-    shpool = (ngx_slab_pool_t *) mcf->shm_zone->shm.addr;
+    (void) ngx_http_credit_auth_shared(&shpool);
 
     ngx_shmtx_lock(&shpool->mutex);
 
@@ -144,7 +134,7 @@ ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx)
 {
     ngx_http_credit_auth_shctx_t  *sh;
 
-    sh = ngx_http_credit_auth_shared();
+    sh = ngx_http_credit_auth_shared(NULL);
     if (sh == NULL) {
         return;
     }
@@ -194,7 +184,7 @@ ngx_http_credit_auth_count_audit(ngx_uint_t what)
 {
     ngx_http_credit_auth_shctx_t  *sh;
 
-    sh = ngx_http_credit_auth_shared();
+    sh = ngx_http_credit_auth_shared(NULL);
     if (sh != NULL && what < NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS) {
         (void) ngx_atomic_fetch_add(&sh->audit[what], 1);
     }
@@ -205,7 +195,7 @@ static json_t *
 ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
 {
     int          i;
-    json_t      *doc, *reasons, *report, *audit, *labels[3];
+    json_t      *doc, *reasons, *report, *audit, *cache, *labels[3];
     ngx_uint_t   k, n;
 
     reasons = json_object();
@@ -225,6 +215,12 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
     json_object_set_new(audit, "inflight",
                         json_integer(ngx_http_credit_auth_redis_inflight()));
 
+    cache = json_pack("{s:I, s:I, s:I, s:I}",
+                      "hits", (json_int_t) sh->cache_hits,
+                      "misses", (json_int_t) sh->cache_misses,
+                      "entries", (json_int_t) sh->cache_entries,
+                      "evictions", (json_int_t) sh->cache_evictions);
+
     for (k = 0; k < NGX_HTTP_CREDIT_AUTH_LABEL_KINDS; k++) {
         labels[k] = json_object();
     }
@@ -235,7 +231,7 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
     }
 
     doc = json_pack("{s:{s:I, s:I, s:I}, s:o, s:o, s:o, s:o, s:o, s:o,"
-                    " s:{s:b}}",
+                    " s:o, s:{s:b}}",
                     "decisions",
                         "allow", (json_int_t) sh->allow,
                         "deny", (json_int_t) sh->deny,
@@ -246,6 +242,7 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
                     "categories", labels[1],
                     "purposes", labels[2],
                     "audit", audit,
+                    "token_cache", cache,
                     "redis",
                         "connected",
                         (int) ngx_http_credit_auth_redis_ready());
@@ -302,6 +299,16 @@ ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
     PROM("# TYPE credit_auth_audit_inflight gauge\n");
     PROM("credit_auth_audit_inflight %lu\n",
          (unsigned long) ngx_http_credit_auth_redis_inflight());
+    PROM("# TYPE credit_auth_token_cache_total counter\n");
+    PROM("credit_auth_token_cache_total{result=\"hit\"} %lu\n",
+         (unsigned long) sh->cache_hits);
+    PROM("credit_auth_token_cache_total{result=\"miss\"} %lu\n",
+         (unsigned long) sh->cache_misses);
+    PROM("credit_auth_token_cache_total{result=\"eviction\"} %lu\n",
+         (unsigned long) sh->cache_evictions);
+    PROM("# TYPE credit_auth_token_cache_entries gauge\n");
+    PROM("credit_auth_token_cache_entries %lu\n",
+         (unsigned long) sh->cache_entries);
     PROM("# TYPE credit_auth_redis_connected gauge\n");
     PROM("credit_auth_redis_connected %d\n",
          (int) ngx_http_credit_auth_redis_ready());
@@ -341,7 +348,7 @@ ngx_http_credit_auth_status_handler(ngx_http_request_t *r)
         return rc;
     }
 
-    sh = ngx_http_credit_auth_shared();
+    sh = ngx_http_credit_auth_shared(NULL);
     if (sh == NULL) {
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
