@@ -249,6 +249,9 @@ def env():
     gw = st.gateway
     st.stop()
     problems = gw.log_problems()
+    if not problems and not os.environ.get("CREDIT_AUTH_KEEP"):
+        import shutil
+        shutil.rmtree(st.dir, ignore_errors=True)
     if problems:
         pytest.fail("gateway error log has problems:\n" + "\n".join(problems),
                     pytrace=False)
