@@ -72,8 +72,15 @@ $(BUILD)/bin/%: tools/%.c $(TOOL_COMMON) $(wildcard tools/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CA_CFLAGS) -Itools $< $(TOOL_COMMON) $(LIB) $(LDLIBS) -o $@
 
+# The addon script lists the sources when nginx is configured: configure
+# again whenever a source file appears or goes.
+SRC_LIST := $(BUILD)/sources.list
+$(shell mkdir -p $(BUILD); echo "$(LIB_SRCS) $(GLUE_SRCS)" \
+    | cmp -s - $(SRC_LIST) 2>/dev/null \
+    || echo "$(LIB_SRCS) $(GLUE_SRCS)" > $(SRC_LIST))
+
 # nginx's own build with Debian's flags (ENGINEERING §2), configured once.
-$(BUILD)/nginx-src/objs/Makefile: config
+$(BUILD)/nginx-src/objs/Makefile: config $(SRC_LIST)
 	@rm -rf $(BUILD)/nginx-src && mkdir -p $(BUILD)
 	cp -r $(NGX_SRC) $(BUILD)/nginx-src
 	cd $(BUILD)/nginx-src && . ./conf_flags && \

@@ -12,5 +12,6 @@
 #include "filter.h"
 #include "checks.h"
 #include "audit.h"
+#include "spool.h"
 
 #endif

@@ -137,6 +137,7 @@ typedef struct {
     unsigned                    verify:1;       /* verification mode */
     unsigned                    has_claims:1;
     unsigned                    in_access:1;
+    unsigned                    decided:1;      /* decision entry written */
 
     const ca_category          *category;
     char                        uscc[19];
@@ -198,7 +199,7 @@ void ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
-void ngx_http_credit_auth_audit_detach(ngx_http_credit_auth_pending_t *p);
+const char *ngx_http_credit_auth_audit_script(void);
 void ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ngx_int_t ok);
 

@@ -122,21 +122,35 @@ static ngx_int_t
 ngx_http_credit_auth_commit(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
+    ngx_int_t  rc;
+
+    rc = ngx_http_credit_auth_audit_decision(r, ctx);
+
     ngx_http_credit_auth_count_decision(ctx);
 
-    if (ngx_http_credit_auth_audit_decision(r, ctx) == NGX_OK) {
+    if (rc == NGX_AGAIN) {
         ctx->state = NGX_HTTP_CREDIT_AUTH_WAITING;
         r->main->count++;
         return NGX_DONE;
     }
 
-    /* Nothing could be written: a refusal is still a refusal; anything
-     * else becomes one. */
-    if (ctx->reason == CA_OK || ctx->report) {
-        ctx->reason = CA_AUDIT_UNAVAILABLE;
-        ctx->report = 0;
+    if (rc == NGX_ERROR) {
+        /* Nothing could be written: a refusal is still a refusal; anything
+         * else becomes one. */
+        if (ctx->reason == CA_OK || ctx->report) {
+            ctx->reason = CA_AUDIT_UNAVAILABLE;
+            ctx->report = 0;
+        }
     }
-    ctx->state = NGX_HTTP_CREDIT_AUTH_REFUSED;
+
+    /* NGX_OK: durably spooled, decided now */
+    ctx->state = (ctx->reason == CA_OK || ctx->report)
+                 ? NGX_HTTP_CREDIT_AUTH_ALLOWED
+                 : NGX_HTTP_CREDIT_AUTH_REFUSED;
+
+    if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
+        return NGX_DECLINED;
+    }
 
     return ngx_http_credit_auth_refuse(r, ctx);
 }

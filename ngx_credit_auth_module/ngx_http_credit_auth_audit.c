@@ -1,35 +1,129 @@
 /*
- * The audit trail (SPEC §7): decision entries before anything goes
- * upstream, outcome entries after the response, signed checkpoints.  Each
- * worker is one writer with its own hash chain; its entries are sent in
- * chain order on its one Redis connection, which keeps them in that order.
+ * The audit trail (SPEC §7).  Each worker is one writer; its entries form
+ * hash chains that a regulator verifies with the gateway's public key.
+ *
+ * Chains.  Chain 0 of a worker carries every entry whose content is final
+ * when it is sealed: refusals decided here, outcomes, checkpoints.  These
+ * are pipelined on the worker's one Redis connection, which keeps them in
+ * chain order.  An allow decision is different: revocation, use counting
+ * and the XADD happen in one atomic script (one round trip), and the
+ * script, not the gateway, learns whether the entry says allow, revoked or
+ * exhausted.  Such a decision takes a "lane": a chain of its own that is
+ * idle, on which three variants are sealed with the same seq and prev; the
+ * script writes exactly one and says which, and the lane's head advances to
+ * it.  A lane carries one undecided entry at a time, so every chain stays a
+ * plain linear hash chain (docs/audit-format.md).
+ *
+ * Spool.  When Redis cannot take an entry (down, or the connection dropped
+ * before the reply) the command is appended to a per-worker spool file and
+ * replayed in order once Redis is back; while the spool holds anything,
+ * chain-0 entries go behind it so the stream keeps chain order.  The script
+ * is idempotent per (chain, seq): a replay never writes a decision twice.
+ * Allow decisions are never spooled: without Redis revocation cannot be
+ * checked and the answer is 503 revocation_unavailable, itself spooled.
  */
+#include <dirent.h>
+#include <signal.h>
+
 #include <hiredis/hiredis.h>
+#include <openssl/sha.h>
 
 #include "ngx_http_credit_auth.h"
 
 
+#define NGX_HTTP_CREDIT_AUTH_LANES     256
+#define NGX_HTTP_CREDIT_AUTH_PLAIN     1     /* spool record kinds */
+#define NGX_HTTP_CREDIT_AUTH_LANE      2
+#define NGX_HTTP_CREDIT_AUTH_TICK      100   /* ms */
+#define NGX_HTTP_CREDIT_AUTH_REPLAY    64    /* records in flight */
+
+#define NGX_HTTP_CREDIT_AUTH_V_ALLOW      0
+#define NGX_HTTP_CREDIT_AUTH_V_REVOKED    1
+#define NGX_HTTP_CREDIT_AUTH_V_EXHAUSTED  2
+
+
+/*
+ * KEYS: stream, credit:revoked:<jti>, credit:uses:<jti>,
+ *       credit:chain:<chain>
+ * ARGV: seq, max_uses (0: none), uses expire-at, n (strings per variant),
+ *       then three variants of n strings: allow, revoked, exhausted.
+ */
+static const char  ngx_http_credit_auth_script[] =
+    "local last = redis.call('GET', KEYS[4])\n"
+    "if last then\n"
+    "  local s, v = string.match(last, '^(%d+) (%a+)$')\n"
+    "  if s and tonumber(s) >= tonumber(ARGV[1]) then return {v, ''} end\n"
+    "end\n"
+    "local variant = 1\n"
+    "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
+    "  variant = 2\n"
+    "else\n"
+    "  local max = tonumber(ARGV[2])\n"
+    "  if max > 0 then\n"
+    "    local used = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
+    "    if used >= max then\n"
+    "      variant = 3\n"
+    "    else\n"
+    "      redis.call('INCR', KEYS[3])\n"
+    "      if used == 0 then redis.call('EXPIREAT', KEYS[3], ARGV[3]) end\n"
+    "    end\n"
+    "  end\n"
+    "end\n"
+    "local n = tonumber(ARGV[4])\n"
+    "local f = {}\n"
+    "local base = 4 + (variant - 1) * n\n"
+    "for i = 1, n do f[i] = ARGV[base + i] end\n"
+    "local id = redis.call('XADD', KEYS[1], '*', unpack(f))\n"
+    "local names = {'allow', 'revoked', 'exhausted'}\n"
+    "redis.call('SET', KEYS[4], ARGV[1] .. ' ' .. names[variant],"
+    " 'EX', 2592000)\n"
+    "return {names[variant], id}\n";
+
+
+typedef struct {
+    ca_chain                chain;
+    ngx_uint_t              busy;       /* an undecided entry in flight */
+    ngx_uint_t              lost;       /* head unknown: never used again */
+    uint64_t                checkpointed;
+} ngx_http_credit_auth_lane_t;
+
+
+/* What the reply of one command must update; malloc'd, outlives requests. */
 struct ngx_http_credit_auth_pending_s {
-    ngx_http_request_t  *r;         /* NULL once the request is gone */
+    ngx_http_request_t     *r;          /* NULL once the request is gone */
+    ngx_uint_t              lane;       /* 0: plain entry */
+    ca_chain                variants[3];
+    ngx_uint_t              checkpoint_lane;   /* a lane's checkpoint */
+    ngx_uint_t              replay;
+    uint64_t                spool_end;
+    int                     argc;
+    const char            **argv;
+    size_t                 *lens;
 };
 
 
 typedef struct {
     ngx_http_credit_auth_main_conf_t  *mcf;
     ngx_log_t                         *log;
-    ca_chain                           chain;
     char                               gw[128];
-    uint64_t                           checkpointed;   /* seq covered */
-    ngx_event_t                        checkpoint;
+    char                               prefix[96];   /* gw/pid/start */
+    char                               sha[41];      /* of the script */
+    ngx_http_credit_auth_lane_t       *lanes;        /* [0] = chain 0 */
+    ngx_uint_t                         n_lanes;
+    ngx_uint_t                         free[NGX_HTTP_CREDIT_AUTH_LANES];
+    ngx_uint_t                         n_free;
+    ca_spool                          *spool;
+    u_char                            *spool_file;
+    ngx_uint_t                         replaying;    /* records in flight */
+    uint64_t                           replay_next;  /* read offset */
+    ngx_uint_t                         replay_hold;  /* ticks to wait */
+    ngx_msec_t                         last_checkpoint;
+    ngx_msec_t                         last_adopt;
+    ngx_event_t                        tick;
 } ngx_http_credit_auth_audit_t;
 
 
 static ngx_http_credit_auth_audit_t  ngx_http_credit_auth_audit;
-
-
-static ngx_int_t ngx_http_credit_auth_audit_send(ca_entry *e,
-    ngx_http_credit_auth_reply_pt handler, void *data);
-static void ngx_http_credit_auth_outcome_reply(void *data, void *reply);
 
 
 static int64_t
@@ -41,88 +135,468 @@ ngx_http_credit_auth_now_ms(void)
 }
 
 
-static void
-ngx_http_credit_auth_add_str(ca_entry *e, const char *name, ngx_str_t *s)
+/* --- commands: argv kept until the reply, for the spool --------------- */
+
+static ngx_http_credit_auth_pending_t *
+ngx_http_credit_auth_pending_new(int argc, const char *const *argv,
+    const size_t *lens)
 {
-    ca_entry_add(e, name, s->len ? (char *) s->data : "", s->len);
+    u_char                          *p;
+    size_t                           size;
+    ngx_int_t                        i;
+    ngx_http_credit_auth_pending_t  *pd;
+
+    size = sizeof(ngx_http_credit_auth_pending_t)
+           + argc * (sizeof(char *) + sizeof(size_t));
+    for (i = 0; i < argc; i++) {
+        size += lens[i];
+    }
+
+    p = ngx_alloc(size, ngx_http_credit_auth_audit.log);
+    if (p == NULL) {
+        return NULL;
+    }
+
+    pd = (ngx_http_credit_auth_pending_t *) p;
+    ngx_memzero(pd, sizeof(ngx_http_credit_auth_pending_t));
+    pd->argc = argc;
+    pd->argv = (const char **) (p + sizeof(ngx_http_credit_auth_pending_t));
+    pd->lens = (size_t *) (pd->argv + argc);
+    p = (u_char *) (pd->lens + argc);
+
+    for (i = 0; i < argc; i++) {
+        pd->argv[i] = (char *) p;
+        pd->lens[i] = lens[i];
+        p = ngx_cpymem(p, argv[i], lens[i]);
+    }
+
+    return pd;
 }
 
 
-/* XADDs a sealed entry; entries leave in chain order on one connection. */
-static ngx_int_t
-ngx_http_credit_auth_audit_xadd(ca_entry *e,
-    ngx_http_credit_auth_reply_pt handler, void *data)
+/* Builds XADD <stream> * name value ... for a sealed entry. */
+static int
+ngx_http_credit_auth_xadd_argv(ca_entry *e, const char **argv, size_t *lens)
 {
-    size_t                         i, n;
-    ngx_int_t                      rc;
-    const char                    *argv[3 + 2 * CA_ENTRY_FIELDS];
-    size_t                         argvlen[3 + 2 * CA_ENTRY_FIELDS];
+    size_t                         i;
+    int                            n;
     ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
 
     argv[0] = "XADD";
-    argvlen[0] = 4;
+    lens[0] = 4;
     argv[1] = (char *) au->mcf->stream.data;
-    argvlen[1] = au->mcf->stream.len;
+    lens[1] = au->mcf->stream.len;
     argv[2] = "*";
-    argvlen[2] = 1;
+    lens[2] = 1;
     n = 3;
     for (i = 0; i < e->n; i++) {
         argv[n] = e->name[i];
-        argvlen[n++] = ngx_strlen(e->name[i]);
+        lens[n++] = ngx_strlen(e->name[i]);
         argv[n] = e->value[i];
-        argvlen[n++] = e->len[i];
+        lens[n++] = e->len[i];
     }
+    return n;
+}
 
-    rc = ngx_http_credit_auth_redis_command((int) n, argv, argvlen, handler,
-                                            data);
-    if (rc != NGX_OK) {
-        /* ready was checked, so this is the in-flight cap or memory; the
-         * chain now has a hole that verify will report */
-        ngx_log_error(NGX_LOG_ERR, au->log, 0,
-                      "credit_auth: audit entry %s/%uL not sent",
-                      au->chain.id, (uint64_t) au->chain.seq);
+
+static ngx_int_t
+ngx_http_credit_auth_spool_append(ngx_http_credit_auth_pending_t *pd)
+{
+    u_char                         meta[8 + 3 * sizeof(ca_chain)];
+    size_t                         meta_len;
+    ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
+
+    if (au->spool == NULL) {
         return NGX_ERROR;
     }
 
-    ngx_http_credit_auth_count_audit(NGX_HTTP_CREDIT_AUTH_AUDIT_SENT);
+    /* a lane record remembers which lane it resolves and its variants */
+    meta_len = 0;
+    if (pd->lane) {
+        ngx_memcpy(meta, &pd->lane, sizeof(ngx_uint_t));
+        ngx_memcpy(meta + 8, pd->variants, 3 * sizeof(ca_chain));
+        meta_len = sizeof(meta);
+    }
+
+    if (ca_spool_append(au->spool,
+                        pd->lane ? NGX_HTTP_CREDIT_AUTH_LANE
+                                 : NGX_HTTP_CREDIT_AUTH_PLAIN,
+                        (char *) meta, meta_len, pd->argc, pd->argv,
+                        pd->lens)
+        != 0)
+    {
+        ngx_log_error(NGX_LOG_ALERT, au->log, 0,
+                      "credit_auth: audit spool %s is full or unwritable",
+                      au->spool_file);
+        return NGX_ERROR;
+    }
 
     return NGX_OK;
 }
 
 
-/* Seals the entry into this worker's chain and sends it. */
-static ngx_int_t
-ngx_http_credit_auth_audit_send(ca_entry *e,
-    ngx_http_credit_auth_reply_pt handler, void *data)
+static ngx_uint_t
+ngx_http_credit_auth_variant(redisReply *rep)
+{
+    if (rep == NULL || rep->type != REDIS_REPLY_ARRAY || rep->elements != 2
+        || rep->element[0]->type != REDIS_REPLY_STRING)
+    {
+        return (ngx_uint_t) -1;
+    }
+    if (ngx_strcmp(rep->element[0]->str, "allow") == 0) {
+        return NGX_HTTP_CREDIT_AUTH_V_ALLOW;
+    }
+    if (ngx_strcmp(rep->element[0]->str, "revoked") == 0) {
+        return NGX_HTTP_CREDIT_AUTH_V_REVOKED;
+    }
+    if (ngx_strcmp(rep->element[0]->str, "exhausted") == 0) {
+        return NGX_HTTP_CREDIT_AUTH_V_EXHAUSTED;
+    }
+    return (ngx_uint_t) -1;
+}
+
+
+static void
+ngx_http_credit_auth_lane_release(ngx_uint_t lane, ca_chain *head)
 {
     ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
+    ngx_http_credit_auth_lane_t   *l = &au->lanes[lane];
 
-    /* Seal only what can be sent now: a sealed entry that never reaches
-     * the stream would read as a deletion. */
-    if (!ngx_http_credit_auth_redis_ready()) {
-        return NGX_DECLINED;
+    if (head) {
+        l->chain = *head;
+        l->busy = 0;
+        au->free[au->n_free++] = lane;
+
+    } else {
+        /* the script may or may not have run: the head is unknown */
+        l->lost = 1;
+        ngx_log_error(NGX_LOG_WARN, au->log, 0,
+                      "credit_auth: audit chain %s ends at an undecided "
+                      "entry", l->chain.id);
+    }
+}
+
+
+/* Every reply comes here, in the order the commands were sent. */
+static void
+ngx_http_credit_auth_audit_reply(void *data, void *reply)
+{
+    ngx_uint_t                       ok, v;
+    redisReply                      *rep = reply;
+    ngx_http_request_t              *r;
+    ngx_http_credit_auth_ctx_t      *ctx;
+    ngx_http_credit_auth_pending_t  *pd = data;
+    ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
+
+    v = (ngx_uint_t) -1;
+    if (pd->lane) {
+        v = ngx_http_credit_auth_variant(rep);
+        ok = (v != (ngx_uint_t) -1);
+    } else {
+        ok = (rep != NULL && rep->type == REDIS_REPLY_STRING);
     }
 
-    if (ca_chain_seal(&au->chain, e) != 0) {
+    if (rep && rep->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, au->log, 0,
+                      "credit_auth: redis refused an audit entry: %s",
+                      rep->str);
+    }
+
+    ngx_http_credit_auth_count_audit(ok ? NGX_HTTP_CREDIT_AUTH_AUDIT_ACKED
+                                        : NGX_HTTP_CREDIT_AUTH_AUDIT_FAILED);
+
+    if (pd->replay) {
+        au->replaying--;
+        if (ok) {
+            (void) ca_spool_ack(au->spool, pd->spool_end);
+            if (pd->lane && pd->lane < au->n_lanes
+                && au->lanes[pd->lane].busy
+                && ngx_strcmp(au->lanes[pd->lane].chain.id,
+                              pd->variants[0].id) == 0)
+            {
+                ngx_http_credit_auth_lane_release(pd->lane,
+                                                  &pd->variants[v]);
+            }
+        } else {
+            /* stays in the spool; read again from what was acked */
+            au->replay_next = ca_spool_acked(au->spool);
+            au->replay_hold = 10;
+        }
+        ngx_free(pd);
+        return;
+    }
+
+    if (!ok && pd->checkpoint_lane) {
+        /* spooled, it could reach the stream after the lane's next entry:
+         * end the lane here instead */
+        au->lanes[pd->checkpoint_lane].lost = 1;
+
+    } else if (!ok) {
+        /* Unknown whether Redis wrote it: keep it for replay; readers
+         * de-duplicate by (chain, seq) and the script by its own record. */
+        if (ngx_http_credit_auth_spool_append(pd) != NGX_OK && pd->lane) {
+            ngx_http_credit_auth_lane_release(pd->lane, NULL);
+        }
+    } else if (pd->lane) {
+        ngx_http_credit_auth_lane_release(pd->lane, &pd->variants[v]);
+    }
+
+    r = pd->r;
+    if (r != NULL) {
+        ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+        ctx->pending = NULL;
+
+        if (ok && v == NGX_HTTP_CREDIT_AUTH_V_REVOKED) {
+            ctx->reason = CA_CONSENT_REVOKED;
+        } else if (ok && v == NGX_HTTP_CREDIT_AUTH_V_EXHAUSTED) {
+            ctx->reason = CA_CONSENT_EXHAUSTED;
+        } else if (!ok && pd->lane) {
+            /* revocation was not checked: fail closed */
+            ctx->reason = CA_AUDIT_UNAVAILABLE;
+            ctx->report = 0;
+        }
+    }
+
+    ngx_free(pd);
+
+    if (r != NULL) {
+        ngx_http_credit_auth_decision_acked(r, ctx, ok);
+    }
+}
+
+
+/*
+ * Sends a command, or (plain entries only) spools it when Redis cannot
+ * take it now.  NGX_AGAIN: sent, the reply will come; NGX_OK: spooled;
+ * NGX_ERROR: neither (pd is freed).
+ */
+static ngx_int_t
+ngx_http_credit_auth_submit(ngx_http_credit_auth_pending_t *pd)
+{
+    ngx_int_t                      rc;
+    ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
+
+    if (pd->lane
+        || (ngx_http_credit_auth_redis_ready()
+            && (au->spool == NULL || ca_spool_empty(au->spool))))
+    {
+        rc = ngx_http_credit_auth_redis_command(pd->argc, pd->argv, pd->lens,
+                                        ngx_http_credit_auth_audit_reply, pd);
+        if (rc == NGX_OK) {
+            ngx_http_credit_auth_count_audit(NGX_HTTP_CREDIT_AUTH_AUDIT_SENT);
+            return NGX_AGAIN;
+        }
+        if (pd->lane) {
+            ngx_free(pd);
+            return NGX_ERROR;
+        }
+    }
+
+    rc = ngx_http_credit_auth_spool_append(pd);
+    ngx_free(pd);
+
+    return rc;
+}
+
+
+/* Seals a final entry into chain 0 and submits it. */
+static ngx_int_t
+ngx_http_credit_auth_audit_plain(ca_entry *e, ngx_http_request_t *r,
+    ngx_http_credit_auth_pending_t **out)
+{
+    int                              argc;
+    size_t                           lens[3 + 2 * CA_ENTRY_FIELDS];
+    ngx_int_t                        rc;
+    const char                      *argv[3 + 2 * CA_ENTRY_FIELDS];
+    ngx_http_credit_auth_pending_t  *pd;
+    ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
+
+    /* Seal only what can be delivered: a sealed entry that never reaches
+     * the stream would read as a deletion. */
+    if (au->spool == NULL && !ngx_http_credit_auth_redis_ready()) {
+        return NGX_ERROR;
+    }
+
+    if (ca_chain_seal(&au->lanes[0].chain, e) != 0) {
         ngx_log_error(NGX_LOG_ALERT, au->log, 0,
                       "credit_auth: audit entry too large");
         return NGX_ERROR;
     }
 
-    if (au->mcf->audit_key && !au->checkpoint.timer_set) {
-        ngx_add_timer(&au->checkpoint, au->mcf->checkpoint_interval);
+    argc = ngx_http_credit_auth_xadd_argv(e, argv, lens);
+    pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
+    if (pd == NULL) {
+        return NGX_ERROR;
     }
+    pd->r = r;
 
-    return ngx_http_credit_auth_audit_xadd(e, handler, data);
+    rc = ngx_http_credit_auth_submit(pd);
+    if (rc == NGX_AGAIN && out) {
+        *out = pd;
+    }
+    return rc;
+}
+
+
+/* Chain ids: "<gateway>/<pid>/<worker start ms>/<lane>". */
+static void
+ngx_http_credit_auth_chain_init(ca_chain *chain, ngx_uint_t lane)
+{
+    char  id[sizeof(chain->id)];
+
+    ngx_snprintf((u_char *) id, sizeof(id) - 1, "%s/%ui%Z",
+                 ngx_http_credit_auth_audit.prefix, lane);
+    ca_chain_init(chain, id);
 }
 
 
 static ngx_uint_t
-ngx_http_credit_auth_reply_ok(void *reply)
+ngx_http_credit_auth_lane_get(void)
 {
-    redisReply  *rep = reply;
+    ngx_uint_t                     i;
+    ngx_http_credit_auth_lane_t   *l;
+    ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
 
-    return rep != NULL && rep->type == REDIS_REPLY_STRING;
+    while (au->n_free) {
+        i = au->free[--au->n_free];
+        if (!au->lanes[i].lost) {
+            au->lanes[i].busy = 1;
+            return i;
+        }
+    }
+
+    if (au->n_lanes == NGX_HTTP_CREDIT_AUTH_LANES + 1) {
+        return 0;
+    }
+
+    i = au->n_lanes++;
+    l = &au->lanes[i];
+    ngx_memzero(l, sizeof(ngx_http_credit_auth_lane_t));
+    ngx_http_credit_auth_chain_init(&l->chain, i);
+    l->busy = 1;
+    return i;
+}
+
+
+/* An allow candidate: three variants on a lane, one script round trip. */
+static ngx_int_t
+ngx_http_credit_auth_audit_lane(ca_entry *base, ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    int                              argc, n, k;
+    char                             seq[24], max[24], expire[24];
+    char                             kr[128], ku[128], kc[160];
+    size_t                           lens[12 + 3 * 2 * CA_ENTRY_FIELDS];
+    ngx_int_t                        rc;
+    ca_entry                        *e;
+    ngx_uint_t                       lane, v;
+    const char                      *argv[12 + 3 * 2 * CA_ENTRY_FIELDS];
+    const char                      *decision, *reason;
+    ngx_http_credit_auth_pending_t  *pd;
+    ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
+
+    static const char  *reasons[3] = {
+        "", "consent_revoked", "consent_exhausted"
+    };
+
+    lane = ngx_http_credit_auth_lane_get();
+    if (lane == 0) {
+        return NGX_ERROR;
+    }
+
+    e = ngx_palloc(r->pool, 3 * sizeof(ca_entry));
+    if (e == NULL) {
+        ngx_http_credit_auth_lane_release(lane, &au->lanes[lane].chain);
+        return NGX_ERROR;
+    }
+
+    n = 0;
+    for (v = 0; v < 3; v++) {
+        e[v] = *base;
+        /* values point into the copy's own buffer */
+        for (k = 0; k < (int) base->n; k++) {
+            e[v].value[k] = e[v].buf + (base->value[k] - base->buf);
+        }
+        decision = ctx->report ? "report" : (v == 0 ? "allow" : "deny");
+        reason = reasons[v];
+        ca_entry_add(&e[v], "decision", decision, ngx_strlen(decision));
+        ca_entry_add(&e[v], "reason", reason, ngx_strlen(reason));
+        ca_entry_addf(&e[v], "policy", "%s %s", au->mcf->policy->version,
+                      au->mcf->policy->sha256);
+    }
+
+    {
+        ca_chain  chains[3];
+
+        for (v = 0; v < 3; v++) {
+            chains[v] = au->lanes[lane].chain;
+            if (ca_chain_seal(&chains[v], &e[v]) != 0) {
+                ngx_http_credit_auth_lane_release(lane,
+                                                  &au->lanes[lane].chain);
+                return NGX_ERROR;
+            }
+        }
+
+        n = (int) (2 * e[0].n);
+
+        ngx_snprintf((u_char *) seq, sizeof(seq) - 1, "%uL%Z",
+                     (uint64_t) chains[0].seq);
+        ngx_snprintf((u_char *) max, sizeof(max) - 1, "%L%Z",
+                     (int64_t) ctx->claims->max_uses);
+        ngx_snprintf((u_char *) expire, sizeof(expire) - 1, "%L%Z",
+                     (int64_t) ctx->claims->exp
+                     + au->mcf->policy->token.leeway);
+        ngx_snprintf((u_char *) kr, sizeof(kr) - 1, "credit:revoked:%s%Z",
+                     ctx->claims->jti);
+        ngx_snprintf((u_char *) ku, sizeof(ku) - 1, "credit:uses:%s%Z",
+                     ctx->claims->jti);
+        ngx_snprintf((u_char *) kc, sizeof(kc) - 1, "credit:chain:%s%Z",
+                     chains[0].id);
+
+        argc = 0;
+#define ARG(s, l)  (argv[argc] = (s), lens[argc++] = (l))
+        ARG("EVALSHA", 7);
+        ARG(au->sha, 40);
+        ARG("4", 1);
+        ARG((char *) au->mcf->stream.data, au->mcf->stream.len);
+        ARG(kr, ngx_strlen(kr));
+        ARG(ku, ngx_strlen(ku));
+        ARG(kc, ngx_strlen(kc));
+        ARG(seq, ngx_strlen(seq));
+        ARG(max, ngx_strlen(max));
+        ARG(expire, ngx_strlen(expire));
+        {
+            char  nb[16];
+            ngx_snprintf((u_char *) nb, sizeof(nb) - 1, "%d%Z", n);
+            ARG(nb, ngx_strlen(nb));
+            for (v = 0; v < 3; v++) {
+                for (k = 0; k < (int) e[v].n; k++) {
+                    ARG(e[v].name[k], ngx_strlen(e[v].name[k]));
+                    ARG(e[v].value[k], e[v].len[k]);
+                }
+            }
+            pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
+        }
+#undef ARG
+
+        if (pd == NULL) {
+            ngx_http_credit_auth_lane_release(lane, &au->lanes[lane].chain);
+            return NGX_ERROR;
+        }
+        pd->lane = lane;
+        pd->r = r;
+        ngx_memcpy(pd->variants, chains, sizeof(chains));
+    }
+
+    rc = ngx_http_credit_auth_submit(pd);
+    if (rc != NGX_AGAIN) {
+        ngx_http_credit_auth_lane_release(lane, &au->lanes[lane].chain);
+        return NGX_ERROR;
+    }
+
+    ctx->pending = pd;
+    ctx->decided = 1;
+    return NGX_AGAIN;
 }
 
 
@@ -139,31 +613,16 @@ ngx_http_credit_auth_request_gone(void *data)
 
 
 static void
-ngx_http_credit_auth_decision_reply(void *data, void *reply)
+ngx_http_credit_auth_add_str(ca_entry *e, const char *name, ngx_str_t *s)
 {
-    ngx_uint_t                       ok;
-    ngx_http_request_t              *r;
-    ngx_http_credit_auth_ctx_t      *ctx;
-    ngx_http_credit_auth_pending_t  *p = data;
-
-    ok = ngx_http_credit_auth_reply_ok(reply);
-    ngx_http_credit_auth_count_audit(ok ? NGX_HTTP_CREDIT_AUTH_AUDIT_ACKED
-                                        : NGX_HTTP_CREDIT_AUTH_AUDIT_FAILED);
-
-    r = p->r;
-    ngx_free(p);
-
-    if (r == NULL) {
-        return;         /* the client went away while we waited */
-    }
-
-    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
-    ctx->pending = NULL;
-
-    ngx_http_credit_auth_decision_acked(r, ctx, ok);
+    ca_entry_add(e, name, s->len ? (char *) s->data : "", s->len);
 }
 
 
+/*
+ * The decision entry.  NGX_AGAIN: wait for Redis (the reply resumes the
+ * request); NGX_OK: durably spooled, decided now; NGX_ERROR: no audit.
+ */
 ngx_int_t
 ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
@@ -173,14 +632,16 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ca_entry                          *e;
     ngx_str_t                          ip;
     ngx_pool_cleanup_t                *cln;
-    ngx_http_credit_auth_pending_t    *p;
     ngx_http_credit_auth_audit_t      *au = &ngx_http_credit_auth_audit;
     ngx_http_credit_auth_main_conf_t  *mcf = au->mcf;
 
+    cln = ngx_pool_cleanup_add(r->pool, 0);
     e = ngx_palloc(r->pool, sizeof(ca_entry));
-    if (e == NULL) {
+    if (e == NULL || cln == NULL) {
         return NGX_ERROR;
     }
+    cln->handler = ngx_http_credit_auth_request_gone;
+    cln->data = ctx;
 
     ca_entry_init(e, "decision", ngx_http_credit_auth_now_ms(), au->gw);
     ngx_http_credit_auth_add_str(e, "rid", &ctx->rid);
@@ -199,7 +660,7 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     /*
      * Never a personal identifier in the audit (SPEC §7): a path is
      * recorded only once it matched a route (literal segments and a valid
-     * USCC); a code is recorded only once the policy knows it.
+     * USCC); a purpose only once the policy knows it.
      */
     if (ctx->category && ctx->uscc[0]) {
         ngx_http_credit_auth_add_str(e, "path", &r->uri);
@@ -226,55 +687,36 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
                  ctx->verify ? 6 : 5);
     ca_entry_add(e, "detail", ctx->want_raw ? "raw" : "masked",
                  ctx->want_raw ? 3 : 6);
-    if (ctx->report) {
-        ca_entry_add(e, "decision", "report", 6);
-    } else if (ctx->reason == CA_OK) {
-        ca_entry_add(e, "decision", "allow", 5);
-    } else {
-        ca_entry_add(e, "decision", "deny", 4);
+
+    if (ctx->reason == CA_OK && ctx->has_claims) {
+        if (ngx_http_credit_auth_redis_ready()) {
+            return ngx_http_credit_auth_audit_lane(e, r, ctx);
+        }
+        ctx->reason = CA_REVOCATION_UNAVAILABLE;
     }
+
+    ca_entry_add(e, "decision", ctx->report ? "report"
+                 : ctx->reason == CA_OK ? "allow" : "deny",
+                 ctx->report ? 6 : ctx->reason == CA_OK ? 5 : 4);
     ca_entry_add(e, "reason", ca_reason_name(ctx->reason),
                  ngx_strlen(ca_reason_name(ctx->reason)));
     ca_entry_addf(e, "policy", "%s %s", mcf->policy->version,
                   mcf->policy->sha256);
 
-    p = ngx_alloc(sizeof(ngx_http_credit_auth_pending_t), r->connection->log);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-    p->r = r;
-
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (cln == NULL) {
-        ngx_free(p);
-        return NGX_ERROR;
+    rc = ngx_http_credit_auth_audit_plain(e, r, &ctx->pending);
+    if (rc != NGX_ERROR && (ctx->reason == CA_OK || ctx->report)) {
+        ctx->decided = 1;
     }
 
-    rc = ngx_http_credit_auth_audit_send(e,
-                                         ngx_http_credit_auth_decision_reply,
-                                         p);
-    if (rc != NGX_OK) {
-        ngx_free(p);
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "credit_auth: decision for request %V not audited",
-                      &ctx->rid);
-        return NGX_ERROR;
+    if (rc == NGX_OK && ctx->report && au->spool) {
+        /* report mode discloses on a spooled decision: make it durable
+         * before anything goes upstream */
+        if (ca_spool_sync(au->spool) != 0) {
+            return NGX_ERROR;
+        }
     }
 
-    ctx->pending = p;
-    cln->handler = ngx_http_credit_auth_request_gone;
-    cln->data = ctx;
-
-    return NGX_OK;
-}
-
-
-static void
-ngx_http_credit_auth_outcome_reply(void *data, void *reply)
-{
-    ngx_http_credit_auth_count_audit(ngx_http_credit_auth_reply_ok(reply)
-                                     ? NGX_HTTP_CREDIT_AUTH_AUDIT_ACKED
-                                     : NGX_HTTP_CREDIT_AUTH_AUDIT_FAILED);
+    return rc;
 }
 
 
@@ -294,7 +736,7 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
-    if (ctx == NULL || ctx->state != NGX_HTTP_CREDIT_AUTH_ALLOWED) {
+    if (ctx == NULL || !ctx->decided) {
         return NGX_OK;
     }
 
@@ -323,15 +765,15 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
                  ctx->masked ? ngx_strlen(ctx->masked) : 0);
     ca_entry_addf(e, "withheld", "%zu", ctx->withheld);
     ca_entry_addf(e, "upstream_ms", "%lu", (unsigned long) ms);
-    if (ctx->filter_reason != CA_OK) {
-        ca_entry_add(e, "reason", ca_reason_name(ctx->filter_reason),
-                     ngx_strlen(ca_reason_name(ctx->filter_reason)));
+    if (ctx->filter_reason != CA_OK || ctx->state != NGX_HTTP_CREDIT_AUTH_ALLOWED)
+    {
+        ca_reason why = ctx->filter_reason != CA_OK ? ctx->filter_reason
+                                                    : ctx->reason;
+        ca_entry_add(e, "reason", ca_reason_name(why),
+                     ngx_strlen(ca_reason_name(why)));
     }
 
-    if (ngx_http_credit_auth_audit_send(e, ngx_http_credit_auth_outcome_reply,
-                                        NULL)
-        != NGX_OK)
-    {
+    if (ngx_http_credit_auth_audit_plain(e, NULL, NULL) == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "credit_auth: outcome of request %V not audited",
                       &ctx->rid);
@@ -341,33 +783,240 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
 }
 
 
+/* --- checkpoints, replay, adoption: one tick ---------------------------- */
+
 static void
-ngx_http_credit_auth_checkpoint_handler(ngx_event_t *ev)
+ngx_http_credit_auth_checkpoints(void)
 {
-    ca_entry                       e;
+    int                              argc;
+    size_t                           lens[3 + 2 * CA_ENTRY_FIELDS];
+    ca_entry                         e;
+    ngx_uint_t                       i;
+    const char                      *argv[3 + 2 * CA_ENTRY_FIELDS];
+    ngx_http_credit_auth_pending_t  *pd;
+    ngx_http_credit_auth_lane_t     *l;
+    ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
+
+    if (au->mcf->audit_key == NULL) {
+        return;
+    }
+
+    for (i = 0; i < au->n_lanes; i++) {
+        l = &au->lanes[i];
+        if (l->busy || l->lost || l->chain.seq == l->checkpointed) {
+            continue;
+        }
+
+        /* A lane's entries must reach the stream in order and go straight
+         * to Redis; only chain 0 may queue behind the spool. */
+        if (i != 0 && (!ngx_http_credit_auth_redis_ready()
+                       || (au->spool && !ca_spool_empty(au->spool))))
+        {
+            continue;
+        }
+
+        if (ca_checkpoint_build(&l->chain, &e, ngx_http_credit_auth_now_ms(),
+                                au->gw, au->mcf->audit_key)
+            != 0)
+        {
+            ngx_log_error(NGX_LOG_ALERT, au->log, 0,
+                          "credit_auth: cannot sign checkpoint");
+            return;
+        }
+        l->checkpointed = l->chain.seq;
+
+        argc = ngx_http_credit_auth_xadd_argv(&e, argv, lens);
+        pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
+        if (pd == NULL) {
+            l->lost = (i != 0);
+            continue;
+        }
+        pd->checkpoint_lane = i;
+        if (ngx_http_credit_auth_submit(pd) == NGX_ERROR && i != 0) {
+            l->lost = 1;
+        }
+    }
+}
+
+
+/* Sends spooled records, in order, while Redis takes them. */
+static void
+ngx_http_credit_auth_replay(void)
+{
+    int                              rc;
+    ngx_uint_t                       lane;
+    ca_spool_record                  rec;
+    ngx_http_credit_auth_pending_t  *pd;
+    ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
+
+    if (au->spool == NULL || ca_spool_empty(au->spool)
+        || !ngx_http_credit_auth_redis_ready())
+    {
+        return;
+    }
+
+    if (au->replay_hold) {
+        au->replay_hold--;
+        return;
+    }
+
+    if (au->replaying == 0) {
+        au->replay_next = ca_spool_acked(au->spool);
+    }
+
+    while (au->replaying < NGX_HTTP_CREDIT_AUTH_REPLAY) {
+        rc = ca_spool_read(au->spool, au->replay_next, &rec);
+        if (rc == 0) {
+            return;
+        }
+        if (rc < 0) {
+            if (au->replaying == 0) {
+                ngx_log_error(NGX_LOG_ALERT, au->log, 0,
+                              "credit_auth: audit spool %s is corrupt after "
+                              "offset %uL; the rest is dropped",
+                              au->spool_file, au->replay_next);
+                (void) ca_spool_ack(au->spool, ca_spool_size(au->spool));
+            }
+            return;
+        }
+
+        pd = ngx_http_credit_auth_pending_new(rec.argc, rec.argv, rec.lens);
+        if (pd == NULL) {
+            ca_spool_record_free(&rec);
+            return;
+        }
+        pd->replay = 1;
+        pd->spool_end = rec.end;
+        if (rec.kind == NGX_HTTP_CREDIT_AUTH_LANE
+            && rec.meta_len == 8 + 3 * sizeof(ca_chain))
+        {
+            ngx_memcpy(&lane, rec.meta, sizeof(ngx_uint_t));
+            pd->lane = lane;
+            ngx_memcpy(pd->variants, rec.meta + 8, 3 * sizeof(ca_chain));
+        }
+        ca_spool_record_free(&rec);
+
+        if (ngx_http_credit_auth_redis_command(pd->argc, pd->argv, pd->lens,
+                                        ngx_http_credit_auth_audit_reply, pd)
+            != NGX_OK)
+        {
+            ngx_free(pd);
+            return;
+        }
+        au->replaying++;
+        au->replay_next = pd->spool_end;
+    }
+}
+
+
+/*
+ * Takes over the spool files of workers that are gone (a reload, a crash):
+ * their records are appended to ours and replayed with them.  rename()
+ * decides which worker gets a file.
+ */
+static void
+ngx_http_credit_auth_adopt(void)
+{
+    int                             rc;
+    DIR                            *dir;
+    long                            pid;
+    char                            claimed[NGX_MAX_PATH];
+    char                            orphan[NGX_MAX_PATH];
+    char                            err[256];
+    uint64_t                        off;
+    ca_spool                       *sp;
+    struct dirent                  *de;
+    ca_spool_record                 rec;
+    ngx_http_credit_auth_audit_t   *au = &ngx_http_credit_auth_audit;
+
+    dir = opendir((char *) au->mcf->spool_path.data);
+    if (dir == NULL) {
+        return;
+    }
+
+    while ((de = readdir(dir)) != NULL) {
+        if (sscanf(de->d_name, "worker-%ld.spool", &pid) != 1
+            || ngx_strchr(de->d_name + 7, '.') == NULL
+            || ngx_strcmp(ngx_strchr(de->d_name + 7, '.'), ".spool") != 0
+            || pid == (long) ngx_pid
+            || kill((pid_t) pid, 0) == 0 || errno != ESRCH)
+        {
+            continue;
+        }
+
+        ngx_snprintf((u_char *) orphan, sizeof(orphan) - 1, "%V/%s%Z",
+                     &au->mcf->spool_path, de->d_name);
+        ngx_snprintf((u_char *) claimed, sizeof(claimed) - 1,
+                     "%V/adopted-%P-%s%Z", &au->mcf->spool_path, ngx_pid,
+                     de->d_name);
+        if (rename(orphan, claimed) != 0) {
+            continue;                   /* another worker took it */
+        }
+
+        sp = ca_spool_open(claimed, (uint64_t) -1, err, sizeof(err));
+        if (sp == NULL) {
+            continue;
+        }
+        for (off = 0; (rc = ca_spool_read(sp, off, &rec)) == 1;
+             off = rec.end)
+        {
+            /* the lanes it names are another worker's: replay only */
+            if (ca_spool_append(au->spool, NGX_HTTP_CREDIT_AUTH_PLAIN, NULL,
+                                0, rec.argc, rec.argv, rec.lens)
+                != 0)
+            {
+                ca_spool_record_free(&rec);
+                break;
+            }
+            ca_spool_record_free(&rec);
+        }
+        ca_spool_close(sp);
+
+        if (rc == 1) {
+            /* ours is full: give the rest back for later */
+            (void) rename(claimed, orphan);
+            continue;
+        }
+
+        ngx_log_error(NGX_LOG_NOTICE, au->log, 0,
+                      "credit_auth: adopted audit spool %s", orphan);
+        (void) unlink(claimed);
+    }
+
+    closedir(dir);
+}
+
+
+static void
+ngx_http_credit_auth_tick_handler(ngx_event_t *ev)
+{
     ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
 
-    if (au->chain.seq == au->checkpointed || ngx_exiting) {
+    if (ngx_exiting) {
         return;
     }
 
-    if (!ngx_http_credit_auth_redis_ready()) {
-        ngx_add_timer(ev, au->mcf->checkpoint_interval);
-        return;
-    }
-
-    if (ca_checkpoint_build(&au->chain, &e, ngx_http_credit_auth_now_ms(),
-                            au->gw, au->mcf->audit_key) != 0)
+    if (ngx_current_msec - au->last_checkpoint
+        >= au->mcf->checkpoint_interval)
     {
-        ngx_log_error(NGX_LOG_ALERT, ev->log, 0,
-                      "credit_auth: cannot sign checkpoint");
-        return;
+        au->last_checkpoint = ngx_current_msec;
+        ngx_http_credit_auth_checkpoints();
     }
 
-    au->checkpointed = au->chain.seq;
-    (void) ngx_http_credit_auth_audit_xadd(&e,
-                                           ngx_http_credit_auth_outcome_reply,
-                                           NULL);
+    if (au->spool) {
+        if (ngx_current_msec - au->last_adopt >= 5000) {
+            au->last_adopt = ngx_current_msec;
+            ngx_http_credit_auth_adopt();
+        }
+
+        ngx_http_credit_auth_replay();
+
+        /* refusals are answered once appended; durability follows within
+         * a tick (batched: fsync on every append would stall the loop) */
+        (void) ca_spool_sync(au->spool);
+    }
+
+    ngx_add_timer(ev, NGX_HTTP_CREDIT_AUTH_TICK);
 }
 
 
@@ -375,7 +1024,8 @@ ngx_int_t
 ngx_http_credit_auth_audit_init_process(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf)
 {
-    char                           id[96];
+    char                           err[256];
+    u_char                         md[SHA_DIGEST_LENGTH];
     ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
 
     ngx_memzero(au, sizeof(ngx_http_credit_auth_audit_t));
@@ -386,25 +1036,241 @@ ngx_http_credit_auth_audit_init_process(ngx_cycle_t *cycle,
                 ngx_min(mcf->gateway_id.len + 1, sizeof(au->gw)));
 
     /* one writer = one worker process incarnation */
-    ngx_snprintf((u_char *) id, sizeof(id) - 1, "%s/%P/%L%Z", au->gw,
-                 ngx_pid, (int64_t) ngx_http_credit_auth_now_ms());
-    ca_chain_init(&au->chain, id);
+    ngx_snprintf((u_char *) au->prefix, sizeof(au->prefix) - 1, "%s/%P/%L%Z",
+                 au->gw, ngx_pid, (int64_t) ngx_http_credit_auth_now_ms());
 
-    au->checkpoint.handler = ngx_http_credit_auth_checkpoint_handler;
-    au->checkpoint.log = cycle->log;
-    au->checkpoint.data = au;
-    au->checkpoint.cancelable = 1;
+    SHA1((u_char *) ngx_http_credit_auth_script,
+         sizeof(ngx_http_credit_auth_script) - 1, md);
+    ca_hex(md, SHA_DIGEST_LENGTH, au->sha);
+
+    au->lanes = ngx_pcalloc(cycle->pool, (NGX_HTTP_CREDIT_AUTH_LANES + 1)
+                                   * sizeof(ngx_http_credit_auth_lane_t));
+    if (au->lanes == NULL) {
+        return NGX_ERROR;
+    }
+    ngx_http_credit_auth_chain_init(&au->lanes[0].chain, 0);
+    au->n_lanes = 1;
+
+    if (mcf->spool_path.len) {
+        au->spool_file = ngx_pnalloc(cycle->pool, mcf->spool_path.len + 64);
+        if (au->spool_file == NULL) {
+            return NGX_ERROR;
+        }
+        ngx_snprintf(au->spool_file, mcf->spool_path.len + 63,
+                     "%V/worker-%P.spool%Z", &mcf->spool_path, ngx_pid);
+
+        au->spool = ca_spool_open((char *) au->spool_file,
+                                  (uint64_t) mcf->spool_max, err,
+                                  sizeof(err));
+        if (au->spool == NULL) {
+            ngx_log_error(NGX_LOG_EMERG, cycle->log, 0,
+                          "credit_auth: cannot open audit spool: %s", err);
+            return NGX_ERROR;
+        }
+        ngx_http_credit_auth_adopt();
+        au->last_adopt = ngx_current_msec;
+    }
+
+    au->tick.handler = ngx_http_credit_auth_tick_handler;
+    au->tick.log = cycle->log;
+    au->tick.data = au;
+    au->tick.cancelable = 1;
+    ngx_add_timer(&au->tick, NGX_HTTP_CREDIT_AUTH_TICK);
 
     return NGX_OK;
 }
 
 
+const char *
+ngx_http_credit_auth_audit_script(void)
+{
+    return ngx_http_credit_auth_script;
+}
+
+
+/* A blocking connection, for the exiting worker only. */
+static redisContext *
+ngx_http_credit_auth_sync_connect(void)
+{
+    redisReply                        *rep;
+    redisContext                      *c;
+    struct timeval                     tv = { 1, 0 };
+    ngx_http_credit_auth_main_conf_t  *mcf = ngx_http_credit_auth_audit.mcf;
+
+    c = mcf->redis_unix.len
+        ? redisConnectUnixWithTimeout((char *) mcf->redis_unix.data, tv)
+        : redisConnectWithTimeout((char *) mcf->redis_host.data,
+                                  (int) mcf->redis_port, tv);
+    if (c == NULL || c->err || redisSetTimeout(c, tv) != REDIS_OK) {
+        goto failed;
+    }
+
+    if (mcf->redis_password.len) {
+        rep = redisCommand(c, "AUTH %b", mcf->redis_password.data,
+                           (size_t) mcf->redis_password.len);
+        if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+            freeReplyObject(rep);
+            goto failed;
+        }
+        freeReplyObject(rep);
+    }
+    if (mcf->redis_db) {
+        rep = redisCommand(c, "SELECT %d", (int) mcf->redis_db);
+        if (rep == NULL || rep->type == REDIS_REPLY_ERROR) {
+            freeReplyObject(rep);
+            goto failed;
+        }
+        freeReplyObject(rep);
+    }
+    rep = redisCommand(c, "SCRIPT LOAD %s", ngx_http_credit_auth_script);
+    if (rep == NULL || rep->type != REDIS_REPLY_STRING) {
+        freeReplyObject(rep);
+        goto failed;
+    }
+    freeReplyObject(rep);
+
+    return c;
+
+failed:
+
+    if (c) {
+        redisFree(c);
+    }
+    return NULL;
+}
+
+
+/* Sends one command synchronously; lane replies move the lane's head. */
+static ngx_int_t
+ngx_http_credit_auth_sync_send(redisContext *c,
+    ngx_http_credit_auth_pending_t *pd)
+{
+    ngx_uint_t                     v, ok;
+    redisReply                    *rep;
+    ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
+
+    rep = redisCommandArgv(c, pd->argc, pd->argv, pd->lens);
+    if (pd->lane) {
+        v = ngx_http_credit_auth_variant(rep);
+        ok = (v != (ngx_uint_t) -1);
+        if (ok && pd->lane < au->n_lanes && au->lanes[pd->lane].busy
+            && ngx_strcmp(au->lanes[pd->lane].chain.id,
+                          pd->variants[0].id) == 0)
+        {
+            ngx_http_credit_auth_lane_release(pd->lane, &pd->variants[v]);
+        }
+    } else {
+        ok = (rep != NULL && rep->type == REDIS_REPLY_STRING);
+    }
+    freeReplyObject(rep);
+
+    return ok ? NGX_OK : NGX_ERROR;
+}
+
+
+/*
+ * Graceful exit: no request is left.  What is still unacknowledged comes
+ * back from hiredis and goes to the spool; the spool is then delivered over
+ * a blocking connection (this worker serves nobody any more) and every
+ * chain gets its final checkpoint.  What cannot be delivered stays in the
+ * spool file for the next worker to adopt.
+ */
 void
 ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle)
 {
-    ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
+    int                              argc;
+    size_t                           lens[3 + 2 * CA_ENTRY_FIELDS];
+    uint64_t                         off;
+    ca_entry                         e;
+    ngx_uint_t                       i, lane, delivered;
+    const char                      *argv[3 + 2 * CA_ENTRY_FIELDS];
+    redisContext                    *c;
+    ca_spool_record                  rec;
+    ngx_http_credit_auth_lane_t     *l;
+    ngx_http_credit_auth_pending_t  *pd;
+    ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
 
-    if (au->checkpoint.timer_set) {
-        ngx_del_timer(&au->checkpoint);
+    if (au->tick.timer_set) {
+        ngx_del_timer(&au->tick);
+    }
+
+    ngx_http_credit_auth_redis_exit_process();
+
+    c = ngx_http_credit_auth_sync_connect();
+
+    delivered = 1;
+    if (au->spool) {
+        for (off = ca_spool_acked(au->spool);
+             c != NULL && ca_spool_read(au->spool, off, &rec) == 1;
+             off = rec.end)
+        {
+            pd = ngx_http_credit_auth_pending_new(rec.argc, rec.argv,
+                                                  rec.lens);
+            if (pd && rec.kind == NGX_HTTP_CREDIT_AUTH_LANE
+                && rec.meta_len == 8 + 3 * sizeof(ca_chain))
+            {
+                ngx_memcpy(&lane, rec.meta, sizeof(ngx_uint_t));
+                pd->lane = lane;
+                ngx_memcpy(pd->variants, rec.meta + 8, 3 * sizeof(ca_chain));
+            }
+            ca_spool_record_free(&rec);
+            if (pd == NULL || ngx_http_credit_auth_sync_send(c, pd) != NGX_OK)
+            {
+                ngx_free(pd);
+                break;
+            }
+            ngx_free(pd);
+            (void) ca_spool_ack(au->spool, rec.end);
+        }
+        delivered = ca_spool_empty(au->spool);
+    }
+
+    for (i = 0; au->mcf->audit_key && i < au->n_lanes; i++) {
+        l = &au->lanes[i];
+        if (l->busy || l->lost || l->chain.seq == l->checkpointed) {
+            continue;
+        }
+        /* a lane writes only straight to Redis, chain 0 may spool */
+        if (i != 0 && (c == NULL || !delivered)) {
+            continue;
+        }
+        if (ca_checkpoint_build(&l->chain, &e, ngx_http_credit_auth_now_ms(),
+                                au->gw, au->mcf->audit_key)
+            != 0)
+        {
+            break;
+        }
+        l->checkpointed = l->chain.seq;
+
+        argc = ngx_http_credit_auth_xadd_argv(&e, argv, lens);
+        pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
+        if (pd == NULL) {
+            break;
+        }
+        if (c == NULL || !delivered
+            || ngx_http_credit_auth_sync_send(c, pd) != NGX_OK)
+        {
+            if (i == 0) {
+                delivered = 0;
+                (void) ngx_http_credit_auth_spool_append(pd);
+            }
+        }
+        ngx_free(pd);
+    }
+
+    if (c) {
+        redisFree(c);
+    }
+
+    if (au->spool) {
+        ca_spool_close(au->spool);
+        au->spool = NULL;
+        if (delivered) {
+            (void) unlink((char *) au->spool_file);
+        } else {
+            ngx_log_error(NGX_LOG_WARN, cycle->log, 0,
+                          "credit_auth: audit entries left in %s for the "
+                          "next worker", au->spool_file);
+        }
     }
 }

@@ -611,6 +611,14 @@ ngx_http_credit_auth_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* the directory must exist: workers create their files in it */
+    if (access((char *) mcf->spool_path.data, W_OK | X_OK) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "credit_auth_audit_spool: \"%V\" is not a "
+                           "writable directory", &mcf->spool_path);
+        return NGX_CONF_ERROR;
+    }
+
     if (cf->args->nelts == 3) {
         if (ngx_strncmp(value[2].data, "max_size=", 9) != 0) {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,

@@ -260,6 +260,11 @@ ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
                           "SELECT %s", db);
     }
 
+    /* the decision script, for EVALSHA (Redis may have restarted) */
+    redisAsyncCommand(ac, ngx_http_credit_auth_redis_auth_reply,
+                      "SCRIPT LOAD", "SCRIPT LOAD %s",
+                      ngx_http_credit_auth_audit_script());
+
     ngx_log_error(NGX_LOG_INFO, rs->log, 0, "credit_auth: redis connected");
     rs->ready = 1;
     rs->failures = 0;
