@@ -412,6 +412,24 @@ reply_error(redisContext *rc, redisReply *r, const char *what)
     return EXIT_USAGE;
 }
 
+/* A misspelt --stream must not read as an empty, "intact" trail. */
+static int
+stream_exists(redisContext *rc, const char *stream)
+{
+    redisReply *r = redisCommand(rc, "EXISTS %s", stream);
+
+    if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+        return reply_error(rc, r, "EXISTS");
+    }
+    if (r->integer == 0) {
+        fprintf(stderr, "credit-audit: stream %s does not exist\n", stream);
+        freeReplyObject(r);
+        return EXIT_USAGE;
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
 /* Every entry of the stream in stream order, a page at a time.  Returns
  * 0, the callback's non-zero result, or EXIT_USAGE after a Redis error. */
 static int
@@ -430,7 +448,7 @@ scan_stream(redisContext *rc, const char *stream, entry_cb cb, void *data,
         }
         if (r->elements == 0) {
             freeReplyObject(r);
-            return 0;
+            return *count == 0 ? stream_exists(rc, stream) : 0;
         }
         rv = walk_entries(r, 0, cb, data);
         if (rv != 0) {
@@ -1192,8 +1210,8 @@ cmd_verify(int argc, char **argv)
     }
     if (rv == 0) {
         if (count == 0) {
-            fprintf(stderr, "credit-audit: stream %s is empty or does not "
-                    "exist\n", co.stream);
+            fprintf(stderr, "credit-audit: stream %s is empty\n",
+                    co.stream);
         }
         if (co.json) {
             verify_json(&co, v);
