@@ -94,7 +94,7 @@ ca_entry_digest(const char *const *names, const char *const *values,
 {
     EVP_MD_CTX *md = EVP_MD_CTX_new();
 
-    EVP_DigestInit_ex(md, EVP_sha256(), NULL);
+    EVP_DigestInit_ex(md, ca_md_sha256(), NULL);
     for (size_t i = 0; i < n; i++) {
         size_t nl = strlen(names[i]);
         if (nl == 4 && memcmp(names[i], "hash", 4) == 0) {

@@ -207,7 +207,7 @@ treat_hash(json_t *v, const ca_filter_opts *opts)
     } else {
         return NULL;
     }
-    if (HMAC(EVP_sha256(), opts->hash_key, (int) opts->hash_key_len,
+    if (HMAC(ca_md_sha256(), opts->hash_key, (int) opts->hash_key_len,
              (const unsigned char *) s, len, md, &mdlen) == NULL) {
         return NULL;
     }

@@ -50,7 +50,7 @@ evp_init(EVP_MD_CTX *mctx, EVP_PKEY_CTX **pctx_out, ca_alg alg,
          EVP_PKEY *pkey, int sign)
 {
     EVP_PKEY_CTX *pctx = NULL;
-    const EVP_MD *md = EVP_sha256();
+    const EVP_MD *md = ca_md_sha256();
     int           ok;
 
     *pctx_out = NULL;
@@ -101,7 +101,7 @@ evp_init(EVP_MD_CTX *mctx, EVP_PKEY_CTX **pctx_out, ca_alg alg,
         /* RFC 7518 §3.5: MGF1 with SHA-256, salt as long as the hash. */
         if (EVP_PKEY_CTX_set_rsa_padding(pctx, RSA_PKCS1_PSS_PADDING) <= 0
             || EVP_PKEY_CTX_set_rsa_pss_saltlen(pctx, 32) <= 0
-            || EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, EVP_sha256()) <= 0)
+            || EVP_PKEY_CTX_set_rsa_mgf1_md(pctx, ca_md_sha256()) <= 0)
         {
             return 0;
         }

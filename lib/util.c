@@ -158,10 +158,32 @@ ca_unhex(const char *in, unsigned char *out, size_t outlen)
     return 0;
 }
 
+/*
+ * OpenSSL 3 looks an algorithm up by name (locks, string compares, a hash
+ * table walk) every time EVP_sha256() or SHA256() is used implicitly; on
+ * the request path that lookup costs more than hashing a token.  Fetch
+ * once per process and reuse.
+ */
+const EVP_MD *
+ca_md_sha256(void)
+{
+    static EVP_MD *md;
+
+    if (md == NULL) {
+        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    }
+    return md;
+}
+
 void
 ca_sha256(const void *data, size_t len, unsigned char out[32])
 {
-    SHA256(data, len, out);
+    unsigned int n = 32;
+
+    if (EVP_Digest(data, len, out, &n, ca_md_sha256(), NULL) != 1) {
+        /* cannot happen with a fetched SHA-256; fail loudly, not open */
+        memset(out, 0xff, 32);
+    }
 }
 
 char *

@@ -33,6 +33,9 @@ void ca_hex(const unsigned char *in, size_t len, char *out /* 2*len+1 */);
 int ca_unhex(const char *in, unsigned char *out, size_t outlen);
 
 void ca_sha256(const void *data, size_t len, unsigned char out[32]);
+/* SHA-256 fetched once per process (see util.c). */
+#include <openssl/evp.h>
+const EVP_MD *ca_md_sha256(void);
 
 /* Reads a whole file (bounded at max bytes); caller frees. */
 char *ca_read_file(const char *file, size_t max, size_t *len, ca_error *err);

@@ -395,7 +395,6 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
     u_char               *der;
     ngx_str_t             v, b64, bin;
     unsigned int          len;
-    const unsigned char  *p;
 
     if (lcf->client_cert) {
         if (ngx_http_complex_value(r, lcf->client_cert, &v) != NGX_OK) {
@@ -418,14 +417,8 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
             return CA_BANK_UNKNOWN;
         }
 
-        p = bin.data;
-        cert = d2i_X509(NULL, &p, bin.len);
-        if (cert == NULL || p != bin.data + bin.len) {
-            X509_free(cert);
-            return CA_BANK_UNKNOWN;
-        }
-        X509_free(cert);
-
+        /* No need to parse the DER: bytes that are not the registered
+         * certificate cannot have its SHA-256. */
         ca_sha256(bin.data, bin.len, ctx->cert_sha256);
         ctx->has_cert = 1;
 
@@ -448,7 +441,7 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
         }
 
         len = 32;
-        if (X509_digest(cert, EVP_sha256(), ctx->cert_sha256, &len) != 1) {
+        if (X509_digest(cert, ca_md_sha256(), ctx->cert_sha256, &len) != 1) {
             X509_free(cert);
             return CA_BANK_UNKNOWN;
         }

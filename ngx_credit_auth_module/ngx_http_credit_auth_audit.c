@@ -45,8 +45,11 @@
 /*
  * KEYS: stream, credit:revoked:<jti>, credit:uses:<jti>,
  *       credit:chain:<chain>
- * ARGV: seq, max_uses (0: none), uses expire-at, n (strings per variant),
- *       then three variants of n strings: allow, revoked, exhausted.
+ * ARGV: seq, max_uses (0: none), uses expire-at, np, ns,
+ *       np strings (fields before `decision`), ns strings (fields between
+ *       `reason` and `hash`), then per variant (allow, revoked, exhausted)
+ *       its decision, reason and hash values.  The variants share all
+ *       other fields, so they are sent once.
  */
 static const char  ngx_http_credit_auth_script[] =
     "local last = redis.call('GET', KEYS[4])\n"
@@ -69,10 +72,15 @@ static const char  ngx_http_credit_auth_script[] =
     "    end\n"
     "  end\n"
     "end\n"
-    "local n = tonumber(ARGV[4])\n"
-    "local f = {}\n"
-    "local base = 4 + (variant - 1) * n\n"
-    "for i = 1, n do f[i] = ARGV[base + i] end\n"
+    "local np, ns = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
+    "local f, k = {}, 0\n"
+    "for i = 1, np do k = k + 1; f[k] = ARGV[5 + i] end\n"
+    "local v = 5 + np + ns + (variant - 1) * 3\n"
+    "f[k + 1] = 'decision'; f[k + 2] = ARGV[v + 1]\n"
+    "f[k + 3] = 'reason'; f[k + 4] = ARGV[v + 2]\n"
+    "k = k + 4\n"
+    "for i = 1, ns do k = k + 1; f[k] = ARGV[5 + np + i] end\n"
+    "f[k + 1] = 'hash'; f[k + 2] = ARGV[v + 3]\n"
     "local id = redis.call('XADD', KEYS[1], '*', unpack(f))\n"
     "local names = {'allow', 'revoked', 'exhausted'}\n"
     "redis.call('SET', KEYS[4], ARGV[1] .. ' ' .. names[variant],"
@@ -480,18 +488,20 @@ ngx_http_credit_auth_lane_get(void)
 
 /* An allow candidate: three variants on a lane, one script round trip. */
 static ngx_int_t
-ngx_http_credit_auth_audit_lane(ca_entry *base, ngx_http_request_t *r,
+ngx_http_credit_auth_audit_lane(ca_entry *e, ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    int                              argc, n, k;
+    int                              argc;
     char                             seq[24], max[24], expire[24];
+    char                             np[8], ns[8];
     char                             kr[128], ku[128], kc[160];
-    size_t                           lens[12 + 3 * 2 * CA_ENTRY_FIELDS];
-    ngx_int_t                        rc;
-    ca_entry                        *e;
+    char                             hashes[3][65];
+    size_t                           lens[16 + 2 * CA_ENTRY_FIELDS];
+    size_t                           k, prefix, rlen;
+    ca_chain                         chains[3];
     ngx_uint_t                       lane, v;
-    const char                      *argv[12 + 3 * 2 * CA_ENTRY_FIELDS];
-    const char                      *decision, *reason;
+    const char                      *argv[16 + 2 * CA_ENTRY_FIELDS];
+    const char                      *decision, *hash;
     ngx_http_credit_auth_pending_t  *pd;
     ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
 
@@ -504,92 +514,94 @@ ngx_http_credit_auth_audit_lane(ca_entry *base, ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    e = ngx_palloc(r->pool, 3 * sizeof(ca_entry));
-    if (e == NULL) {
-        ngx_http_credit_auth_lane_release(lane, &au->lanes[lane].chain);
-        return NGX_ERROR;
-    }
+    /*
+     * Seal each variant in turn on a copy of the lane's chain: the entry
+     * is the same but for decision and reason, whose values are rewritten
+     * in place, and the trailing chain fields, which are dropped again.
+     */
+    prefix = e->n;
+    decision = ctx->report ? "report" : "allow";
+    ca_entry_add(e, "decision", decision, ngx_strlen(decision));
+    ca_entry_add(e, "reason", reasons[2], ngx_strlen(reasons[2]));
+    ca_entry_addf(e, "policy", "%s %s", au->mcf->policy->version,
+                  au->mcf->policy->sha256);
+    rlen = e->used;
 
-    n = 0;
     for (v = 0; v < 3; v++) {
-        e[v] = *base;
-        /* values point into the copy's own buffer */
-        for (k = 0; k < (int) base->n; k++) {
-            e[v].value[k] = e[v].buf + (base->value[k] - base->buf);
-        }
         decision = ctx->report ? "report" : (v == 0 ? "allow" : "deny");
-        reason = reasons[v];
-        ca_entry_add(&e[v], "decision", decision, ngx_strlen(decision));
-        ca_entry_add(&e[v], "reason", reason, ngx_strlen(reason));
-        ca_entry_addf(&e[v], "policy", "%s %s", au->mcf->policy->version,
-                      au->mcf->policy->sha256);
-    }
+        e->value[prefix] = decision;
+        e->len[prefix] = ngx_strlen(decision);
+        e->value[prefix + 1] = reasons[v];
+        e->len[prefix + 1] = ngx_strlen(reasons[v]);
+        e->n = prefix + 3;
+        e->used = rlen;
 
-    {
-        ca_chain  chains[3];
-
-        for (v = 0; v < 3; v++) {
-            chains[v] = au->lanes[lane].chain;
-            if (ca_chain_seal(&chains[v], &e[v]) != 0) {
-                ngx_http_credit_auth_lane_release(lane,
-                                                  &au->lanes[lane].chain);
-                return NGX_ERROR;
-            }
-        }
-
-        n = (int) (2 * e[0].n);
-
-        ngx_snprintf((u_char *) seq, sizeof(seq) - 1, "%uL%Z",
-                     (uint64_t) chains[0].seq);
-        ngx_snprintf((u_char *) max, sizeof(max) - 1, "%L%Z",
-                     (int64_t) ctx->claims->max_uses);
-        ngx_snprintf((u_char *) expire, sizeof(expire) - 1, "%L%Z",
-                     (int64_t) ctx->claims->exp
-                     + au->mcf->policy->token.leeway);
-        ngx_snprintf((u_char *) kr, sizeof(kr) - 1, "credit:revoked:%s%Z",
-                     ctx->claims->jti);
-        ngx_snprintf((u_char *) ku, sizeof(ku) - 1, "credit:uses:%s%Z",
-                     ctx->claims->jti);
-        ngx_snprintf((u_char *) kc, sizeof(kc) - 1, "credit:chain:%s%Z",
-                     chains[0].id);
-
-        argc = 0;
-#define ARG(s, l)  (argv[argc] = (s), lens[argc++] = (l))
-        ARG("EVALSHA", 7);
-        ARG(au->sha, 40);
-        ARG("4", 1);
-        ARG((char *) au->mcf->stream.data, au->mcf->stream.len);
-        ARG(kr, ngx_strlen(kr));
-        ARG(ku, ngx_strlen(ku));
-        ARG(kc, ngx_strlen(kc));
-        ARG(seq, ngx_strlen(seq));
-        ARG(max, ngx_strlen(max));
-        ARG(expire, ngx_strlen(expire));
-        {
-            char  nb[16];
-            ngx_snprintf((u_char *) nb, sizeof(nb) - 1, "%d%Z", n);
-            ARG(nb, ngx_strlen(nb));
-            for (v = 0; v < 3; v++) {
-                for (k = 0; k < (int) e[v].n; k++) {
-                    ARG(e[v].name[k], ngx_strlen(e[v].name[k]));
-                    ARG(e[v].value[k], e[v].len[k]);
-                }
-            }
-            pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
-        }
-#undef ARG
-
-        if (pd == NULL) {
+        chains[v] = au->lanes[lane].chain;
+        if (ca_chain_seal(&chains[v], e) != 0) {
             ngx_http_credit_auth_lane_release(lane, &au->lanes[lane].chain);
             return NGX_ERROR;
         }
-        pd->lane = lane;
-        pd->r = r;
-        ngx_memcpy(pd->variants, chains, sizeof(chains));
+        hash = ca_entry_get(e, "hash", NULL);
+        ngx_memcpy(hashes[v], hash, 65);
     }
 
-    rc = ngx_http_credit_auth_submit(pd);
-    if (rc != NGX_AGAIN) {
+    ngx_snprintf((u_char *) seq, sizeof(seq) - 1, "%uL%Z",
+                 (uint64_t) chains[0].seq);
+    ngx_snprintf((u_char *) max, sizeof(max) - 1, "%L%Z",
+                 (int64_t) ctx->claims->max_uses);
+    ngx_snprintf((u_char *) expire, sizeof(expire) - 1, "%L%Z",
+                 (int64_t) ctx->claims->exp + au->mcf->policy->token.leeway);
+    ngx_snprintf((u_char *) np, sizeof(np) - 1, "%uz%Z", 2 * prefix);
+    /* policy, chain, seq, prev */
+    ngx_snprintf((u_char *) ns, sizeof(ns) - 1, "%uz%Z",
+                 2 * (e->n - prefix - 3));
+    ngx_snprintf((u_char *) kr, sizeof(kr) - 1, "credit:revoked:%s%Z",
+                 ctx->claims->jti);
+    ngx_snprintf((u_char *) ku, sizeof(ku) - 1, "credit:uses:%s%Z",
+                 ctx->claims->jti);
+    ngx_snprintf((u_char *) kc, sizeof(kc) - 1, "credit:chain:%s%Z",
+                 chains[0].id);
+
+    argc = 0;
+#define ARG(s, l)  (argv[argc] = (s), lens[argc++] = (l))
+    ARG("EVALSHA", 7);
+    ARG(au->sha, 40);
+    ARG("4", 1);
+    ARG((char *) au->mcf->stream.data, au->mcf->stream.len);
+    ARG(kr, ngx_strlen(kr));
+    ARG(ku, ngx_strlen(ku));
+    ARG(kc, ngx_strlen(kc));
+    ARG(seq, ngx_strlen(seq));
+    ARG(max, ngx_strlen(max));
+    ARG(expire, ngx_strlen(expire));
+    ARG(np, ngx_strlen(np));
+    ARG(ns, ngx_strlen(ns));
+    for (k = 0; k < prefix; k++) {
+        ARG(e->name[k], ngx_strlen(e->name[k]));
+        ARG(e->value[k], e->len[k]);
+    }
+    for (k = prefix + 2; k < e->n - 1; k++) {
+        ARG(e->name[k], ngx_strlen(e->name[k]));
+        ARG(e->value[k], e->len[k]);
+    }
+    for (v = 0; v < 3; v++) {
+        decision = ctx->report ? "report" : (v == 0 ? "allow" : "deny");
+        ARG(decision, ngx_strlen(decision));
+        ARG(reasons[v], ngx_strlen(reasons[v]));
+        ARG(hashes[v], 64);
+    }
+#undef ARG
+
+    pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
+    if (pd == NULL) {
+        ngx_http_credit_auth_lane_release(lane, &au->lanes[lane].chain);
+        return NGX_ERROR;
+    }
+    pd->lane = lane;
+    pd->r = r;
+    ngx_memcpy(pd->variants, chains, sizeof(chains));
+
+    if (ngx_http_credit_auth_submit(pd) != NGX_AGAIN) {
         ngx_http_credit_auth_lane_release(lane, &au->lanes[lane].chain);
         return NGX_ERROR;
     }
