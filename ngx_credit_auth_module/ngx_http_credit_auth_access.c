@@ -36,6 +36,7 @@ ngx_int_t
 ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
 {
     ngx_int_t                          rc;
+    ngx_table_elt_t                   *h;
     ngx_http_credit_auth_ctx_t        *ctx;
     ngx_http_credit_auth_loc_conf_t   *lcf;
     ngx_http_credit_auth_main_conf_t  *mcf;
@@ -86,6 +87,15 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
     }
 
     ctx->reason = ngx_http_credit_auth_decide(r, mcf, lcf, ctx);
+
+    /*
+     * A compressed answer cannot be filtered (it would become a 502): ask
+     * the platform for identity encoding whatever the bank accepts.
+     */
+    h = ngx_http_credit_auth_header(r, "Accept-Encoding", 15);
+    if (h != NULL) {
+        ngx_str_set(&h->value, "identity");
+    }
 
     if (ctx->reason == CA_OK && ctx->verify) {
         /*
