@@ -495,6 +495,39 @@ def test_malformed_tokens(env):
     assert not failures, "\n".join(failures)
 
 
+def test_extreme_integers(env):
+    """Integers at and beyond int64: always a clean 401 (never 5xx, never
+    allowed); beyond int64 the JSON itself is refused."""
+    health = Health(env.gw)
+    hdr = header()
+    c = S.claims(E1, "BANK001")
+    big = 2 ** 63 - 1
+    cases = {
+        "iat,exp near int64 max": ({**c, "iat": big - 100, "exp": big},
+                                   ("token_not_yet_valid", "token_expired",
+                                    "token_malformed")),
+        "exp int64 max": ({**c, "exp": big}, ("lifetime_too_long",
+                                              "token_malformed")),
+        "nbf int64 max": ({**c, "nbf": big}, ("token_not_yet_valid",
+                                              "token_malformed")),
+        "exp 2^64": ({**c, "exp": 2 ** 64}, ("token_malformed",)),
+        "exp -2^63": ({**c, "exp": -2 ** 63}, ("token_malformed",)),
+        "max_uses 2^64": ({**c, "max_uses": 2 ** 64}, ("token_malformed",)),
+    }
+    failures = []
+    for name, (claims, reasons) in cases.items():
+        r = env.get(TAX, token=signed(env, hdr, claims))
+        try:
+            assert r.status_code == 401, (r.status_code, r.text[:300])
+            reason = r.json().get("type", "").split(":")[-1]
+            assert reason in reasons, reason
+            problem(r, 401, reason)
+        except (AssertionError, ValueError) as e:
+            failures.append(f"{name}: {e}")
+    health.check()
+    assert not failures, "\n".join(failures)
+
+
 def test_malformed_tokens_are_audited(env):
     tok = signed(env, header(), {**S.claims(E1, "BANK001"), "aud": 7})
     refused(env, env.get(TAX, token=tok), 401, "token_malformed")
