@@ -13,5 +13,6 @@
 #include "checks.h"
 #include "audit.h"
 #include "spool.h"
+#include "pii.h"
 
 #endif

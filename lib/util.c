@@ -93,6 +93,43 @@ ca_b64url_decode(const char *in, size_t len, unsigned char *out)
     return (long) n;
 }
 
+long
+ca_b64std_decode(const char *in, size_t len, unsigned char *out)
+{
+    size_t         pad = 0, i, n;
+    unsigned char *tmp;
+    long           r;
+
+    if (len == 0 || len % 4 != 0) {
+        return -1;
+    }
+    if (in[len - 1] == '=') {
+        pad = (in[len - 2] == '=') ? 2 : 1;
+    }
+    n = len - pad;
+
+    /* map onto the base64url alphabet and reuse its strict decoder */
+    tmp = malloc(n ? n : 1);
+    if (tmp == NULL) {
+        return -1;
+    }
+    for (i = 0; i < n; i++) {
+        char c = in[i];
+        if (c == '+') {
+            c = '-';
+        } else if (c == '/') {
+            c = '_';
+        } else if (c == '-' || c == '_' || c == '=') {
+            free(tmp);
+            return -1;
+        }
+        tmp[i] = (unsigned char) c;
+    }
+    r = ca_b64url_decode((char *) tmp, n, out);
+    free(tmp);
+    return r;
+}
+
 size_t
 ca_b64url_encode(const unsigned char *in, size_t len, char *out)
 {

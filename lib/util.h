@@ -26,6 +26,10 @@ json_t *ca_json_load_file(const char *file, ca_error *err);
 /* Strict base64url without padding (RFC 7515 §2).  Returns decoded length
  * or -1.  out must hold at least 3 * len / 4 + 3 bytes. */
 long ca_b64url_decode(const char *in, size_t len, unsigned char *out);
+/* Strict standard base64 (RFC 4648 §4) with padding: length a multiple of
+ * 4, '=' only at the very end, no other bytes.  Returns the decoded length
+ * or -1.  out must hold 3 * len / 4 bytes. */
+long ca_b64std_decode(const char *in, size_t len, unsigned char *out);
 /* Returns the encoded length; out must hold 4 * ((len + 2) / 3) + 1. */
 size_t ca_b64url_encode(const unsigned char *in, size_t len, char *out);
 

@@ -128,6 +128,7 @@ typedef struct {
     char                        detail[256];
 
     ngx_str_t                   rid;
+    ngx_str_t                   method;         /* as the bank sent it */
     const ca_bank              *bank;
     u_char                      cert_sha256[32];
     unsigned                    has_cert:1;
@@ -152,6 +153,8 @@ typedef struct {
     unsigned                    discard:1;      /* swallow upstream body */
     unsigned                    done:1;         /* our last buffer sent */
     ca_reason                   filter_reason;
+    void                      (*upstream_finalize)(ngx_http_request_t *r,
+                                                   ngx_int_t rc);
     ngx_chain_t                *body;
     ngx_chain_t               **body_last;
     size_t                      body_len;
@@ -199,7 +202,7 @@ void ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle);
 ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
-const char *ngx_http_credit_auth_audit_script(void);
+const char *ngx_http_credit_auth_audit_script(ngx_uint_t i);
 void ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ngx_int_t ok);
 

@@ -81,6 +81,7 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
     ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
 
     ctx->report = (lcf->mode == NGX_HTTP_CREDIT_AUTH_REPORT);
+    ctx->method = r->method_name;     /* a verification becomes a GET */
 
     if (ngx_http_credit_auth_set_request_id(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -401,6 +402,7 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
     ngx_http_credit_auth_main_conf_t *mcf,
     ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx)
 {
+    long                  n;
     X509                 *cert;
     u_char               *der;
     ngx_str_t             v, b64, bin;
@@ -418,14 +420,18 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
         b64.data = v.data + 1;
         b64.len = v.len - 2;
 
-        der = ngx_pnalloc(r->pool, ngx_base64_decoded_length(b64.len));
+        /* Strictly one sf-binary item: nginx's decoder would stop at '='
+         * and accept whatever follows, e.g. a second certificate. */
+        der = ngx_pnalloc(r->pool, b64.len);
         if (der == NULL) {
             return CA_BANK_UNKNOWN;
         }
-        bin.data = der;
-        if (ngx_decode_base64(&bin, &b64) != NGX_OK) {
+        n = ca_b64std_decode((char *) b64.data, b64.len, der);
+        if (n <= 0) {
             return CA_BANK_UNKNOWN;
         }
+        bin.data = der;
+        bin.len = n;
 
         /* No need to parse the DER: bytes that are not the registered
          * certificate cannot have its SHA-256. */
@@ -554,6 +560,13 @@ done:
 }
 
 
+/*
+ * The bank's X-Request-Id is used when it is 1-64 of [A-Za-z0-9._-] and
+ * does not look like a personal identifier (lib/pii.h): the id goes into
+ * every audit entry, and a mobile or resident ID number must not (SPEC
+ * §7).  Otherwise a random id is generated; either way the response
+ * carries the id used.
+ */
 ngx_int_t
 ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
@@ -571,7 +584,7 @@ ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
              || (c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.';
     }
 
-    if (ok) {
+    if (ok && !ca_looks_personal((char *) h->value.data, h->value.len)) {
         ctx->rid = h->value;
         return NGX_OK;
     }

@@ -88,6 +88,33 @@ static const char  ngx_http_credit_auth_script[] =
     "return {names[variant], id}\n";
 
 
+/*
+ * Every other entry.  Pipelined writes can partly fail (a Redis that is
+ * still loading answers -LOADING to some, then accepts the next): the
+ * script refuses an entry whose predecessor in its chain is not there, so
+ * that one failure sends all later entries to the spool behind it and the
+ * stream keeps chain order.  A replay from the spool (force) is already in
+ * chain order and skips that check; a seq already written is a duplicate.
+ *
+ * KEYS: stream, credit:chain:<chain>; ARGV: seq, force, field pairs.
+ */
+static const char  ngx_http_credit_auth_append_script[] =
+    "local seq = tonumber(ARGV[1])\n"
+    "local last = redis.call('GET', KEYS[2])\n"
+    "local s = last and tonumber(string.match(last, '^(%d+)')) or 0\n"
+    "if seq <= s then return 'dup' end\n"
+    "if ARGV[2] == '0' and seq ~= s + 1 then\n"
+    "  return redis.error_reply('GAP ' .. KEYS[2] .. ' at ' .. s)\n"
+    "end\n"
+    "local f = {}\n"
+    "for i = 3, #ARGV do f[i - 2] = ARGV[i] end\n"
+    "local id = redis.call('XADD', KEYS[1], '*', unpack(f))\n"
+    "redis.call('SET', KEYS[2], ARGV[1] .. ' plain', 'EX', 2592000)\n"
+    "return id\n";
+
+#define NGX_HTTP_CREDIT_AUTH_FORCE_ARG  6   /* argv index of `force` */
+
+
 typedef struct {
     ca_chain                chain;
     ngx_uint_t              busy;       /* an undecided entry in flight */
@@ -115,7 +142,8 @@ typedef struct {
     ngx_log_t                         *log;
     char                               gw[128];
     char                               prefix[96];   /* gw/pid/start */
-    char                               sha[41];      /* of the script */
+    char                               sha[41];      /* decision script */
+    char                               append_sha[41];
     ngx_http_credit_auth_lane_t       *lanes;        /* [0] = chain 0 */
     ngx_uint_t                         n_lanes;
     ngx_uint_t                         free[NGX_HTTP_CREDIT_AUTH_LANES];
@@ -182,21 +210,39 @@ ngx_http_credit_auth_pending_new(int argc, const char *const *argv,
 }
 
 
-/* Builds XADD <stream> * name value ... for a sealed entry. */
+/*
+ * Builds the append command for a sealed entry:
+ * EVALSHA <append> 2 <stream> credit:chain:<chain> <seq> 0 name value ...
+ * key must outlive argv.
+ */
 static int
-ngx_http_credit_auth_xadd_argv(ca_entry *e, const char **argv, size_t *lens)
+ngx_http_credit_auth_append_argv(ca_entry *e, const char **argv,
+    size_t *lens, char *key, size_t keylen)
 {
-    size_t                         i;
+    size_t                         i, len;
     int                            n;
+    const char                    *chain, *seq;
     ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
 
-    argv[0] = "XADD";
-    lens[0] = 4;
-    argv[1] = (char *) au->mcf->stream.data;
-    lens[1] = au->mcf->stream.len;
-    argv[2] = "*";
+    chain = ca_entry_get(e, "chain", NULL);
+    seq = ca_entry_get(e, "seq", &len);
+    ngx_snprintf((u_char *) key, keylen - 1, "credit:chain:%s%Z", chain);
+
+    argv[0] = "EVALSHA";
+    lens[0] = 7;
+    argv[1] = au->append_sha;
+    lens[1] = 40;
+    argv[2] = "2";
     lens[2] = 1;
-    n = 3;
+    argv[3] = (char *) au->mcf->stream.data;
+    lens[3] = au->mcf->stream.len;
+    argv[4] = key;
+    lens[4] = ngx_strlen(key);
+    argv[5] = seq;
+    lens[5] = len;
+    argv[NGX_HTTP_CREDIT_AUTH_FORCE_ARG] = "0";
+    lens[NGX_HTTP_CREDIT_AUTH_FORCE_ARG] = 1;
+    n = 7;
     for (i = 0; i < e->n; i++) {
         argv[n] = e->name[i];
         lens[n++] = ngx_strlen(e->name[i]);
@@ -204,6 +250,20 @@ ngx_http_credit_auth_xadd_argv(ca_entry *e, const char **argv, size_t *lens)
         lens[n++] = e->len[i];
     }
     return n;
+}
+
+
+/* A replayed append is in chain order already: skip the gap check. */
+static void
+ngx_http_credit_auth_force(ngx_http_credit_auth_pending_t *pd)
+{
+    if (pd->lane == 0 && pd->argc > NGX_HTTP_CREDIT_AUTH_FORCE_ARG
+        && pd->lens[1] == 40
+        && ngx_strncmp(pd->argv[1], ngx_http_credit_auth_audit.append_sha,
+                       40) == 0)
+    {
+        *(char *) pd->argv[NGX_HTTP_CREDIT_AUTH_FORCE_ARG] = '1';
+    }
 }
 
 
@@ -413,9 +473,10 @@ ngx_http_credit_auth_audit_plain(ca_entry *e, ngx_http_request_t *r,
     ngx_http_credit_auth_pending_t **out)
 {
     int                              argc;
-    size_t                           lens[3 + 2 * CA_ENTRY_FIELDS];
+    char                             key[160];
+    size_t                           lens[7 + 2 * CA_ENTRY_FIELDS];
     ngx_int_t                        rc;
-    const char                      *argv[3 + 2 * CA_ENTRY_FIELDS];
+    const char                      *argv[7 + 2 * CA_ENTRY_FIELDS];
     ngx_http_credit_auth_pending_t  *pd;
     ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
 
@@ -431,7 +492,8 @@ ngx_http_credit_auth_audit_plain(ca_entry *e, ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    argc = ngx_http_credit_auth_xadd_argv(e, argv, lens);
+    argc = ngx_http_credit_auth_append_argv(e, argv, lens, key,
+                                            sizeof(key));
     pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
     if (pd == NULL) {
         return NGX_ERROR;
@@ -667,7 +729,7 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ca_entry_add(e, "cert", cert, ngx_strlen(cert));
     ip = r->connection->addr_text;
     ngx_http_credit_auth_add_str(e, "ip", &ip);
-    ngx_http_credit_auth_add_str(e, "method", &r->method_name);
+    ngx_http_credit_auth_add_str(e, "method", &ctx->method);
 
     /*
      * Never a personal identifier in the audit (SPEC §7): a path is
@@ -801,10 +863,11 @@ static void
 ngx_http_credit_auth_checkpoints(void)
 {
     int                              argc;
-    size_t                           lens[3 + 2 * CA_ENTRY_FIELDS];
+    char                             key[160];
+    size_t                           lens[7 + 2 * CA_ENTRY_FIELDS];
     ca_entry                         e;
     ngx_uint_t                       i;
-    const char                      *argv[3 + 2 * CA_ENTRY_FIELDS];
+    const char                      *argv[7 + 2 * CA_ENTRY_FIELDS];
     ngx_http_credit_auth_pending_t  *pd;
     ngx_http_credit_auth_lane_t     *l;
     ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
@@ -837,7 +900,8 @@ ngx_http_credit_auth_checkpoints(void)
         }
         l->checkpointed = l->chain.seq;
 
-        argc = ngx_http_credit_auth_xadd_argv(&e, argv, lens);
+        argc = ngx_http_credit_auth_append_argv(&e, argv, lens, key,
+                                                sizeof(key));
         pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
         if (pd == NULL) {
             l->lost = (i != 0);
@@ -899,6 +963,7 @@ ngx_http_credit_auth_replay(void)
         }
         pd->replay = 1;
         pd->spool_end = rec.end;
+        ngx_http_credit_auth_force(pd);
         if (rec.kind == NGX_HTTP_CREDIT_AUTH_LANE
             && rec.meta_len == 8 + 3 * sizeof(ca_chain))
         {
@@ -1054,6 +1119,9 @@ ngx_http_credit_auth_audit_init_process(ngx_cycle_t *cycle,
     SHA1((u_char *) ngx_http_credit_auth_script,
          sizeof(ngx_http_credit_auth_script) - 1, md);
     ca_hex(md, SHA_DIGEST_LENGTH, au->sha);
+    SHA1((u_char *) ngx_http_credit_auth_append_script,
+         sizeof(ngx_http_credit_auth_append_script) - 1, md);
+    ca_hex(md, SHA_DIGEST_LENGTH, au->append_sha);
 
     au->lanes = ngx_pcalloc(cycle->pool, (NGX_HTTP_CREDIT_AUTH_LANES + 1)
                                    * sizeof(ngx_http_credit_auth_lane_t));
@@ -1083,6 +1151,7 @@ ngx_http_credit_auth_audit_init_process(ngx_cycle_t *cycle,
         au->last_adopt = ngx_current_msec;
     }
 
+    au->last_checkpoint = ngx_current_msec;
     au->tick.handler = ngx_http_credit_auth_tick_handler;
     au->tick.log = cycle->log;
     au->tick.data = au;
@@ -1094,9 +1163,10 @@ ngx_http_credit_auth_audit_init_process(ngx_cycle_t *cycle,
 
 
 const char *
-ngx_http_credit_auth_audit_script(void)
+ngx_http_credit_auth_audit_script(ngx_uint_t i)
 {
-    return ngx_http_credit_auth_script;
+    return i == 0 ? ngx_http_credit_auth_script
+         : i == 1 ? ngx_http_credit_auth_append_script : NULL;
 }
 
 
@@ -1104,6 +1174,7 @@ ngx_http_credit_auth_audit_script(void)
 static redisContext *
 ngx_http_credit_auth_sync_connect(void)
 {
+    ngx_uint_t                         i;
     redisReply                        *rep;
     redisContext                      *c;
     struct timeval                     tv = { 1, 0 };
@@ -1134,12 +1205,15 @@ ngx_http_credit_auth_sync_connect(void)
         }
         freeReplyObject(rep);
     }
-    rep = redisCommand(c, "SCRIPT LOAD %s", ngx_http_credit_auth_script);
-    if (rep == NULL || rep->type != REDIS_REPLY_STRING) {
+    for (i = 0; ngx_http_credit_auth_audit_script(i); i++) {
+        rep = redisCommand(c, "SCRIPT LOAD %s",
+                           ngx_http_credit_auth_audit_script(i));
+        if (rep == NULL || rep->type != REDIS_REPLY_STRING) {
+            freeReplyObject(rep);
+            goto failed;
+        }
         freeReplyObject(rep);
-        goto failed;
     }
-    freeReplyObject(rep);
 
     return c;
 
@@ -1191,11 +1265,12 @@ void
 ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle)
 {
     int                              argc;
-    size_t                           lens[3 + 2 * CA_ENTRY_FIELDS];
+    char                             key[160];
+    size_t                           lens[7 + 2 * CA_ENTRY_FIELDS];
     uint64_t                         off;
     ca_entry                         e;
     ngx_uint_t                       i, lane, delivered;
-    const char                      *argv[3 + 2 * CA_ENTRY_FIELDS];
+    const char                      *argv[7 + 2 * CA_ENTRY_FIELDS];
     redisContext                    *c;
     ca_spool_record                  rec;
     ngx_http_credit_auth_lane_t     *l;
@@ -1226,6 +1301,9 @@ ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle)
                 ngx_memcpy(pd->variants, rec.meta + 8, 3 * sizeof(ca_chain));
             }
             ca_spool_record_free(&rec);
+            if (pd) {
+                ngx_http_credit_auth_force(pd);
+            }
             if (pd == NULL || ngx_http_credit_auth_sync_send(c, pd) != NGX_OK)
             {
                 ngx_free(pd);
@@ -1254,7 +1332,8 @@ ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle)
         }
         l->checkpointed = l->chain.seq;
 
-        argc = ngx_http_credit_auth_xadd_argv(&e, argv, lens);
+        argc = ngx_http_credit_auth_append_argv(&e, argv, lens, key,
+                                                sizeof(key));
         pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
         if (pd == NULL) {
             break;

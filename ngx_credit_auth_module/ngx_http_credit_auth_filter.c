@@ -21,6 +21,8 @@ static ngx_int_t ngx_http_credit_auth_finish(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 static ngx_int_t ngx_http_credit_auth_send(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ngx_buf_t *b, const char *disclosure);
+static void ngx_http_credit_auth_upstream_done(ngx_http_request_t *r,
+    ngx_int_t rc);
 
 
 ngx_int_t
@@ -155,8 +157,37 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
         return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_TOO_LARGE);
     }
 
+    /*
+     * If the platform fails mid-body (closes early, times out), the
+     * upstream module finalizes with an error and our held answer would
+     * never leave: hear about it first and answer 502 ourselves.
+     */
+    if (r->upstream && r->upstream->finalize_request) {
+        ctx->upstream_finalize = r->upstream->finalize_request;
+        r->upstream->finalize_request = ngx_http_credit_auth_upstream_done;
+    }
+
     /* hold the headers until the body is filtered */
     return NGX_OK;
+}
+
+
+static void
+ngx_http_credit_auth_upstream_done(ngx_http_request_t *r, ngx_int_t rc)
+{
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+
+    if (rc != NGX_OK && rc != NGX_HTTP_CLIENT_CLOSED_REQUEST
+        && ctx->filtering && !ctx->done)
+    {
+        ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
+                     "the platform's answer was cut short%Z");
+        (void) ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
+    }
+
+    ctx->upstream_finalize(r, rc);
 }
 
 

@@ -343,11 +343,26 @@ ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_http_credit_auth_loc_conf_t  *prev = parent;
     ngx_http_credit_auth_loc_conf_t  *conf = child;
 
+    ngx_http_core_loc_conf_t  *clcf;
+
     ngx_conf_merge_uint_value(conf->mode, prev->mode,
                               NGX_HTTP_CREDIT_AUTH_OFF);
     ngx_conf_merge_size_value(conf->max_body, prev->max_body,
                               1024 * 1024);
     ngx_conf_merge_ptr_value(conf->client_cert, prev->client_cert, NULL);
+
+    /*
+     * A verification body is read into memory in the access phase; nginx's
+     * default buffer (8k on x86-64) would send a larger one to a temporary
+     * file, which the module does not read (no file I/O per request).
+     * The core module's settings are merged before ours.
+     */
+    if (conf->mode != NGX_HTTP_CREDIT_AUTH_OFF) {
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        if (clcf->client_body_buffer_size < CA_CHECKS_BODY_MAX) {
+            clcf->client_body_buffer_size = CA_CHECKS_BODY_MAX;
+        }
+    }
 
     return NGX_CONF_OK;
 }

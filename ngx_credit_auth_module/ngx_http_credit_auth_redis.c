@@ -16,7 +16,9 @@
  *    with ngx_free_connection(), never ngx_close_connection();
  *  - unbounded output buffers: max_inflight caps pending commands, callers
  *    see NGX_DECLINED beyond it;
- *  - timers are cancelable so that a reload never waits for them.
+ *  - timers are cancelable so that a reload never waits for them, except
+ *    the watchdog while replies are due: requests parked on Redis must not
+ *    be cut off by a worker that exits under them.
  */
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -229,6 +231,7 @@ ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
     int status)
 {
     char                               db[32];
+    ngx_uint_t                         i;
     redisAsyncContext                 *ac = (redisAsyncContext *) cac;
     ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
     ngx_http_credit_auth_main_conf_t  *mcf = rs->mcf;
@@ -260,10 +263,12 @@ ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
                           "SELECT %s", db);
     }
 
-    /* the decision script, for EVALSHA (Redis may have restarted) */
-    redisAsyncCommand(ac, ngx_http_credit_auth_redis_auth_reply,
-                      "SCRIPT LOAD", "SCRIPT LOAD %s",
-                      ngx_http_credit_auth_audit_script());
+    /* the audit scripts, for EVALSHA (Redis may have restarted) */
+    for (i = 0; ngx_http_credit_auth_audit_script(i); i++) {
+        redisAsyncCommand(ac, ngx_http_credit_auth_redis_auth_reply,
+                          "SCRIPT LOAD", "SCRIPT LOAD %s",
+                          ngx_http_credit_auth_audit_script(i));
+    }
 
     ngx_log_error(NGX_LOG_INFO, rs->log, 0, "credit_auth: redis connected");
     rs->ready = 1;
@@ -392,6 +397,8 @@ ngx_http_credit_auth_redis_watchdog_handler(ngx_event_t *ev)
         }
     }
 
+    /* see ngx_http_credit_auth_redis_command() */
+    ev->cancelable = (rs->inflight == 0);
     ngx_add_timer(ev, 100);
 }
 
@@ -442,6 +449,13 @@ ngx_http_credit_auth_redis_command(int argc, const char **argv,
 
     rs->inflight++;
     ngx_queue_insert_tail(&rs->pending, &cmd->queue);
+
+    /*
+     * A graceful shutdown waits only for non-cancelable timers, and a
+     * request parked on Redis has none: while replies are due, the
+     * watchdog keeps the worker alive (bounded by command_timeout).
+     */
+    rs->watchdog.cancelable = 0;
 
     return NGX_OK;
 }
