@@ -717,7 +717,7 @@ def test_no_token_value_or_personal_identifier_in_audit(faults):
         (dict(path=f"/api/v1/enterprises/{E1}/{hostile_id}", token=tok), 403),
         (dict(token=None, headers={"Cookie": f"token={tok}"}), 401),
         (dict(token=f"{hostile_id}.{mobile}.{hostile_id}"), 401),
-        (dict(token=tok, headers={"X-Credit-Detail": hostile_id}), 200),
+        (dict(token=tok, headers={"X-Credit-Detail": hostile_id}), 400),
     ]
     answers = []
     for kw, want in calls:
