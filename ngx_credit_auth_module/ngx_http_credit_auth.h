@@ -139,6 +139,8 @@ typedef struct {
     unsigned                    has_claims:1;
     unsigned                    in_access:1;
     unsigned                    decided:1;      /* decision entry written */
+    unsigned                    acked_ok:1;
+    ngx_event_t                 resume;         /* after the Redis reply */
 
     const ca_category          *category;
     char                        uscc[19];

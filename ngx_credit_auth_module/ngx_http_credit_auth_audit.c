@@ -40,16 +40,22 @@
 #define NGX_HTTP_CREDIT_AUTH_V_ALLOW      0
 #define NGX_HTTP_CREDIT_AUTH_V_REVOKED    1
 #define NGX_HTTP_CREDIT_AUTH_V_EXHAUSTED  2
+#define NGX_HTTP_CREDIT_AUTH_V_FAILED     3
+#define NGX_HTTP_CREDIT_AUTH_GAP_STRIKES  30    /* ticks: ~3 s */
 
 
 /*
  * KEYS: stream, credit:revoked:<jti>, credit:uses:<jti>,
  *       credit:chain:<chain>
- * ARGV: seq, max_uses (0: none), uses expire-at, np, ns,
+ * ARGV: seq, max_uses (0: none), uses expire-at, np, ns, mode,
  *       np strings (fields before `decision`), ns strings (fields between
  *       `reason` and `hash`), then per variant (allow, revoked, exhausted)
  *       its decision, reason and hash values.  The variants share all
  *       other fields, so they are sent once.
+ * mode "live" decides; mode "failed" is the replay of a decision whose
+ * request was answered 503 when Redis dropped away: it writes the first
+ * variant (a deny) without checking or counting anything, unless the
+ * original was written after all (then it is a duplicate).
  */
 static const char  ngx_http_credit_auth_script[] =
     "local last = redis.call('GET', KEYS[4])\n"
@@ -58,7 +64,9 @@ static const char  ngx_http_credit_auth_script[] =
     "  if s and tonumber(s) >= tonumber(ARGV[1]) then return {v, ''} end\n"
     "end\n"
     "local variant = 1\n"
-    "if redis.call('EXISTS', KEYS[2]) == 1 then\n"
+    "if ARGV[6] ~= 'live' then\n"
+    "  variant = 1\n"
+    "elseif redis.call('EXISTS', KEYS[2]) == 1 then\n"
     "  variant = 2\n"
     "else\n"
     "  local max = tonumber(ARGV[2])\n"
@@ -74,18 +82,25 @@ static const char  ngx_http_credit_auth_script[] =
     "end\n"
     "local np, ns = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
     "local f, k = {}, 0\n"
-    "for i = 1, np do k = k + 1; f[k] = ARGV[5 + i] end\n"
-    "local v = 5 + np + ns + (variant - 1) * 3\n"
+    "for i = 1, np do k = k + 1; f[k] = ARGV[6 + i] end\n"
+    "local v = 6 + np + ns + (variant - 1) * 3\n"
     "f[k + 1] = 'decision'; f[k + 2] = ARGV[v + 1]\n"
     "f[k + 3] = 'reason'; f[k + 4] = ARGV[v + 2]\n"
     "k = k + 4\n"
-    "for i = 1, ns do k = k + 1; f[k] = ARGV[5 + np + i] end\n"
+    "for i = 1, ns do k = k + 1; f[k] = ARGV[6 + np + i] end\n"
     "f[k + 1] = 'hash'; f[k + 2] = ARGV[v + 3]\n"
     "local id = redis.call('XADD', KEYS[1], '*', unpack(f))\n"
     "local names = {'allow', 'revoked', 'exhausted'}\n"
-    "redis.call('SET', KEYS[4], ARGV[1] .. ' ' .. names[variant],"
-    " 'EX', 2592000)\n"
-    "return {names[variant], id}\n";
+    "local name = ARGV[6] == 'live' and names[variant] or 'failed'\n"
+    "redis.call('SET', KEYS[4], ARGV[1] .. ' ' .. name, 'EX', 2592000)\n"
+    "return {name, id}\n";
+
+/* argv positions of the decision command */
+#define NGX_HTTP_CREDIT_AUTH_ARG_MAX    8
+#define NGX_HTTP_CREDIT_AUTH_ARG_NP     10
+#define NGX_HTTP_CREDIT_AUTH_ARG_NS     11
+#define NGX_HTTP_CREDIT_AUTH_ARG_MODE   12
+#define NGX_HTTP_CREDIT_AUTH_ARG_FIELDS 13
 
 
 /*
@@ -127,7 +142,8 @@ typedef struct {
 struct ngx_http_credit_auth_pending_s {
     ngx_http_request_t     *r;          /* NULL once the request is gone */
     ngx_uint_t              lane;       /* 0: plain entry */
-    ca_chain                variants[3];
+    ca_chain                variants[4];    /* allow revoked exhausted
+                                               failed */
     ngx_uint_t              checkpoint_lane;   /* a lane's checkpoint */
     ngx_uint_t              replay;
     uint64_t                spool_end;
@@ -153,6 +169,8 @@ typedef struct {
     ngx_uint_t                         replaying;    /* records in flight */
     uint64_t                           replay_next;  /* read offset */
     ngx_uint_t                         replay_hold;  /* ticks to wait */
+    ngx_uint_t                         replay_failed;
+    ngx_uint_t                         gap_strikes;
     ngx_msec_t                         last_checkpoint;
     ngx_msec_t                         last_adopt;
     ngx_event_t                        tick;
@@ -270,7 +288,7 @@ ngx_http_credit_auth_force(ngx_http_credit_auth_pending_t *pd)
 static ngx_int_t
 ngx_http_credit_auth_spool_append(ngx_http_credit_auth_pending_t *pd)
 {
-    u_char                         meta[8 + 3 * sizeof(ca_chain)];
+    u_char                         meta[8 + 4 * sizeof(ca_chain)];
     size_t                         meta_len;
     ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
 
@@ -282,7 +300,7 @@ ngx_http_credit_auth_spool_append(ngx_http_credit_auth_pending_t *pd)
     meta_len = 0;
     if (pd->lane) {
         ngx_memcpy(meta, &pd->lane, sizeof(ngx_uint_t));
-        ngx_memcpy(meta + 8, pd->variants, 3 * sizeof(ca_chain));
+        ngx_memcpy(meta + 8, pd->variants, 4 * sizeof(ca_chain));
         meta_len = sizeof(meta);
     }
 
@@ -320,6 +338,9 @@ ngx_http_credit_auth_variant(redisReply *rep)
     if (ngx_strcmp(rep->element[0]->str, "exhausted") == 0) {
         return NGX_HTTP_CREDIT_AUTH_V_EXHAUSTED;
     }
+    if (ngx_strcmp(rep->element[0]->str, "failed") == 0) {
+        return NGX_HTTP_CREDIT_AUTH_V_FAILED;
+    }
     return (ngx_uint_t) -1;
 }
 
@@ -342,6 +363,196 @@ ngx_http_credit_auth_lane_release(ngx_uint_t lane, ca_chain *head)
                       "credit_auth: audit chain %s ends at an undecided "
                       "entry", l->chain.id);
     }
+}
+
+
+/*
+ * A lane decision whose reply never came: its request is answered 503, and
+ * what is spooled for replay is a deny (audit_unavailable) in the same
+ * chain position, so the trail says what the bank got.  If Redis did run
+ * the original after all, the replay is a duplicate and changes nothing.
+ */
+static ngx_int_t
+ngx_http_credit_auth_spool_failed_lane(ngx_http_credit_auth_pending_t *pd)
+{
+    int                              i, np, ns, n;
+    char                             hex[65];
+    char                             namebuf[CA_ENTRY_FIELDS + 4][32];
+    u_char                           h[32];
+    size_t                           lens[7 + 2 * CA_ENTRY_FIELDS];
+    ngx_int_t                        rc;
+    const char                      *names[CA_ENTRY_FIELDS + 4];
+    const char                      *values[CA_ENTRY_FIELDS + 4];
+    size_t                           vlens[CA_ENTRY_FIELDS + 4];
+    ngx_http_credit_auth_pending_t  *fd;
+
+    static const char  deny[] = "deny", why[] = "audit_unavailable";
+
+    if (pd->argc < NGX_HTTP_CREDIT_AUTH_ARG_FIELDS + 9) {
+        return NGX_ERROR;
+    }
+    np = ngx_atoi((u_char *) pd->argv[NGX_HTTP_CREDIT_AUTH_ARG_NP],
+                  pd->lens[NGX_HTTP_CREDIT_AUTH_ARG_NP]);
+    ns = ngx_atoi((u_char *) pd->argv[NGX_HTTP_CREDIT_AUTH_ARG_NS],
+                  pd->lens[NGX_HTTP_CREDIT_AUTH_ARG_NS]);
+    if (np == NGX_ERROR || ns == NGX_ERROR || np % 2 || ns % 2
+        || np / 2 + ns / 2 + 2 > CA_ENTRY_FIELDS
+        || NGX_HTTP_CREDIT_AUTH_ARG_FIELDS + np + ns + 9 != pd->argc)
+    {
+        return NGX_ERROR;
+    }
+
+    /*
+     * The entry as the deny variant: prefix, decision, reason, suffix.
+     * Names in the pending copy are not NUL-terminated, as the digest
+     * wants them: copy them out.
+     */
+    n = 0;
+    for (i = 0; i < np + ns; i += 2) {
+        int  j = NGX_HTTP_CREDIT_AUTH_ARG_FIELDS + i;
+
+        if (i == np) {
+            names[n] = "decision";
+            values[n] = deny;
+            vlens[n++] = sizeof(deny) - 1;
+            names[n] = "reason";
+            values[n] = why;
+            vlens[n++] = sizeof(why) - 1;
+        }
+        if (pd->lens[j] >= sizeof(namebuf[0])) {
+            return NGX_ERROR;
+        }
+        ngx_memcpy(namebuf[n], pd->argv[j], pd->lens[j]);
+        namebuf[n][pd->lens[j]] = '\0';
+        names[n] = namebuf[n];
+        values[n] = pd->argv[j + 1];
+        vlens[n++] = pd->lens[j + 1];
+    }
+    ca_entry_digest(names, values, vlens, (size_t) n, h);
+    ca_hex(h, 32, hex);
+
+    /* same command, mode "failed", max_uses 0, three identical variants */
+    for (i = 0; i < pd->argc; i++) {
+        lens[i] = pd->lens[i];
+    }
+    {
+        const char  *argv[7 + 2 * CA_ENTRY_FIELDS];
+        int          base = NGX_HTTP_CREDIT_AUTH_ARG_FIELDS + np + ns;
+
+        for (i = 0; i < pd->argc; i++) {
+            argv[i] = pd->argv[i];
+        }
+        argv[NGX_HTTP_CREDIT_AUTH_ARG_MAX] = "0";
+        lens[NGX_HTTP_CREDIT_AUTH_ARG_MAX] = 1;
+        argv[NGX_HTTP_CREDIT_AUTH_ARG_MODE] = "failed";
+        lens[NGX_HTTP_CREDIT_AUTH_ARG_MODE] = 6;
+        for (i = 0; i < 3; i++) {
+            argv[base + 3 * i] = deny;
+            lens[base + 3 * i] = sizeof(deny) - 1;
+            argv[base + 3 * i + 1] = why;
+            lens[base + 3 * i + 1] = sizeof(why) - 1;
+            argv[base + 3 * i + 2] = hex;
+            lens[base + 3 * i + 2] = 64;
+        }
+        fd = ngx_http_credit_auth_pending_new(pd->argc, argv, lens);
+    }
+    if (fd == NULL) {
+        return NGX_ERROR;
+    }
+
+    fd->lane = pd->lane;
+    ngx_memcpy(fd->variants, pd->variants, 3 * sizeof(ca_chain));
+    fd->variants[NGX_HTTP_CREDIT_AUTH_V_FAILED] = pd->variants[0];
+    fd->variants[NGX_HTTP_CREDIT_AUTH_V_FAILED].seq = pd->variants[0].seq;
+    ngx_memcpy(fd->variants[NGX_HTTP_CREDIT_AUTH_V_FAILED].head, h, 32);
+
+    rc = ngx_http_credit_auth_spool_append(fd);
+    ngx_free(fd);
+    return rc;
+}
+
+
+/* The lane waits for exactly this record: move its head, free it. */
+static void
+ngx_http_credit_auth_lane_resolved(ngx_http_credit_auth_pending_t *pd,
+    ngx_uint_t v)
+{
+    ngx_http_credit_auth_lane_t   *l;
+    ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
+
+    if (pd->lane == 0 || pd->lane >= au->n_lanes) {
+        return;
+    }
+    l = &au->lanes[pd->lane];
+    if (l->busy && !l->lost
+        && ngx_strcmp(l->chain.id, pd->variants[0].id) == 0
+        && l->chain.seq + 1 == pd->variants[0].seq)
+    {
+        ngx_http_credit_auth_lane_release(pd->lane, &pd->variants[v]);
+    }
+}
+
+
+static void
+ngx_http_credit_auth_replay_reply(ngx_http_credit_auth_pending_t *pd,
+    redisReply *rep, ngx_uint_t ok, ngx_uint_t v)
+{
+    ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
+
+    au->replaying--;
+
+    if (ok) {
+        /* a later record can succeed (a duplicate) after an earlier one
+         * failed; the lane may still learn its head, the spool keeps it */
+        if (pd->lane) {
+            ngx_http_credit_auth_lane_resolved(pd, v);
+        }
+        if (!au->replay_failed) {
+            (void) ca_spool_ack(au->spool, pd->spool_end);
+            au->gap_strikes = 0;
+        }
+
+    } else if (!au->replay_failed) {
+        au->replay_failed = 1;
+
+        if (rep && rep->type == REDIS_REPLY_ERROR) {
+            if (ngx_strncmp(rep->str, "GAP", 3) == 0) {
+                au->gap_strikes++;
+
+            } else if (ngx_strncmp(rep->str, "NOSCRIPT", 8) == 0
+                       && pd->lens[1] == 40
+                       && ngx_strncmp(pd->argv[1], au->sha, 40) != 0
+                       && ngx_strncmp(pd->argv[1], au->append_sha, 40) != 0)
+            {
+                /* written by another version of the module: it can never
+                 * run; keeping it would block the spool for good */
+                ngx_log_error(NGX_LOG_ALERT, au->log, 0,
+                              "credit_auth: spooled audit record of another "
+                              "module version dropped (script %*s)",
+                              (size_t) 40, pd->argv[1]);
+                (void) ca_spool_ack(au->spool, pd->spool_end);
+                au->replay_failed = 0;
+            }
+        }
+    }
+
+    if (au->replaying == 0 && au->replay_failed) {
+        /* read again from what was acked, after a pause */
+        au->replay_failed = 0;
+        au->replay_next = ca_spool_acked(au->spool);
+        au->replay_hold = 10;
+    }
+}
+
+
+static void
+ngx_http_credit_auth_resume_handler(ngx_event_t *ev)
+{
+    ngx_http_request_t          *r = ev->data;
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+    ngx_http_credit_auth_decision_acked(r, ctx, ctx->acked_ok);
 }
 
 
@@ -374,22 +585,7 @@ ngx_http_credit_auth_audit_reply(void *data, void *reply)
                                         : NGX_HTTP_CREDIT_AUTH_AUDIT_FAILED);
 
     if (pd->replay) {
-        au->replaying--;
-        if (ok) {
-            (void) ca_spool_ack(au->spool, pd->spool_end);
-            if (pd->lane && pd->lane < au->n_lanes
-                && au->lanes[pd->lane].busy
-                && ngx_strcmp(au->lanes[pd->lane].chain.id,
-                              pd->variants[0].id) == 0)
-            {
-                ngx_http_credit_auth_lane_release(pd->lane,
-                                                  &pd->variants[v]);
-            }
-        } else {
-            /* stays in the spool; read again from what was acked */
-            au->replay_next = ca_spool_acked(au->spool);
-            au->replay_hold = 10;
-        }
+        ngx_http_credit_auth_replay_reply(pd, rep, ok, v);
         ngx_free(pd);
         return;
     }
@@ -399,37 +595,49 @@ ngx_http_credit_auth_audit_reply(void *data, void *reply)
          * end the lane here instead */
         au->lanes[pd->checkpoint_lane].lost = 1;
 
+    } else if (!ok && pd->lane) {
+        if (ngx_http_credit_auth_spool_failed_lane(pd) != NGX_OK) {
+            ngx_http_credit_auth_lane_release(pd->lane, NULL);
+        }
+
     } else if (!ok) {
         /* Unknown whether Redis wrote it: keep it for replay; readers
          * de-duplicate by (chain, seq) and the script by its own record. */
-        if (ngx_http_credit_auth_spool_append(pd) != NGX_OK && pd->lane) {
-            ngx_http_credit_auth_lane_release(pd->lane, NULL);
-        }
+        (void) ngx_http_credit_auth_spool_append(pd);
+
     } else if (pd->lane) {
-        ngx_http_credit_auth_lane_release(pd->lane, &pd->variants[v]);
+        ngx_http_credit_auth_lane_resolved(pd, v);
     }
 
     r = pd->r;
-    if (r != NULL) {
-        ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
-        ctx->pending = NULL;
-
-        if (ok && v == NGX_HTTP_CREDIT_AUTH_V_REVOKED) {
-            ctx->reason = CA_CONSENT_REVOKED;
-        } else if (ok && v == NGX_HTTP_CREDIT_AUTH_V_EXHAUSTED) {
-            ctx->reason = CA_CONSENT_EXHAUSTED;
-        } else if (!ok && pd->lane) {
-            /* revocation was not checked: fail closed */
-            ctx->reason = CA_AUDIT_UNAVAILABLE;
-            ctx->report = 0;
-        }
-    }
-
     ngx_free(pd);
 
-    if (r != NULL) {
-        ngx_http_credit_auth_decision_acked(r, ctx, ok);
+    if (r == NULL) {
+        return;         /* the client went away while we waited */
     }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+    ctx->pending = NULL;
+
+    if (ok && v == NGX_HTTP_CREDIT_AUTH_V_REVOKED) {
+        ctx->reason = CA_CONSENT_REVOKED;
+    } else if (ok && v == NGX_HTTP_CREDIT_AUTH_V_EXHAUSTED) {
+        ctx->reason = CA_CONSENT_EXHAUSTED;
+    }
+    /* !ok: an allow whose revocation was not checked becomes 503 in
+     * ngx_http_credit_auth_decision_acked(); a refusal stays (spooled) */
+
+    /*
+     * Resume from a posted event, not from inside hiredis: when the
+     * connection fails, every pending reply comes back NULL in one go, and
+     * a request resumed in the middle would seal new entries (its outcome)
+     * ahead of older ones still to be spooled.
+     */
+    ctx->acked_ok = ok;
+    ctx->resume.handler = ngx_http_credit_auth_resume_handler;
+    ctx->resume.data = r;
+    ctx->resume.log = r->connection->log;
+    ngx_post_event(&ctx->resume, &ngx_posted_events);
 }
 
 
@@ -638,6 +846,7 @@ ngx_http_credit_auth_audit_lane(ca_entry *e, ngx_http_request_t *r,
     ARG(expire, ngx_strlen(expire));
     ARG(np, ngx_strlen(np));
     ARG(ns, ngx_strlen(ns));
+    ARG("live", 4);
     for (k = 0; k < prefix; k++) {
         ARG(e->name[k], ngx_strlen(e->name[k]));
         ARG(e->value[k], e->len[k]);
@@ -682,6 +891,9 @@ ngx_http_credit_auth_request_gone(void *data)
     if (ctx->pending) {
         ctx->pending->r = NULL;
         ctx->pending = NULL;
+    }
+    if (ctx->resume.posted) {
+        ngx_delete_posted_event(&ctx->resume);
     }
 }
 
@@ -965,13 +1177,26 @@ ngx_http_credit_auth_replay(void)
         pd->spool_end = rec.end;
         ngx_http_credit_auth_force(pd);
         if (rec.kind == NGX_HTTP_CREDIT_AUTH_LANE
-            && rec.meta_len == 8 + 3 * sizeof(ca_chain))
+            && rec.meta_len == 8 + 4 * sizeof(ca_chain))
         {
             ngx_memcpy(&lane, rec.meta, sizeof(ngx_uint_t));
             pd->lane = lane;
-            ngx_memcpy(pd->variants, rec.meta + 8, 3 * sizeof(ca_chain));
+            ngx_memcpy(pd->variants, rec.meta + 8, 4 * sizeof(ca_chain));
         }
         ca_spool_record_free(&rec);
+
+        /* the head record skips the gap check once its predecessor has
+         * been missing for a while: Redis lost it, nothing will bring it */
+        if (au->replaying == 0
+            && au->gap_strikes >= NGX_HTTP_CREDIT_AUTH_GAP_STRIKES)
+        {
+            ngx_log_error(NGX_LOG_ALERT, au->log, 0,
+                          "credit_auth: an audit entry before the spool's "
+                          "head is not in Redis (lost by Redis?); the chain "
+                          "will show the gap");
+            ngx_http_credit_auth_force(pd);
+            au->gap_strikes = 0;
+        }
 
         if (ngx_http_credit_auth_redis_command(pd->argc, pd->argv, pd->lens,
                                         ngx_http_credit_auth_audit_reply, pd)
@@ -1233,17 +1458,13 @@ ngx_http_credit_auth_sync_send(redisContext *c,
 {
     ngx_uint_t                     v, ok;
     redisReply                    *rep;
-    ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
 
     rep = redisCommandArgv(c, pd->argc, pd->argv, pd->lens);
     if (pd->lane) {
         v = ngx_http_credit_auth_variant(rep);
         ok = (v != (ngx_uint_t) -1);
-        if (ok && pd->lane < au->n_lanes && au->lanes[pd->lane].busy
-            && ngx_strcmp(au->lanes[pd->lane].chain.id,
-                          pd->variants[0].id) == 0)
-        {
-            ngx_http_credit_auth_lane_release(pd->lane, &pd->variants[v]);
+        if (ok) {
+            ngx_http_credit_auth_lane_resolved(pd, v);
         }
     } else {
         ok = (rep != NULL && rep->type == REDIS_REPLY_STRING);
@@ -1294,14 +1515,15 @@ ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle)
             pd = ngx_http_credit_auth_pending_new(rec.argc, rec.argv,
                                                   rec.lens);
             if (pd && rec.kind == NGX_HTTP_CREDIT_AUTH_LANE
-                && rec.meta_len == 8 + 3 * sizeof(ca_chain))
+                && rec.meta_len == 8 + 4 * sizeof(ca_chain))
             {
                 ngx_memcpy(&lane, rec.meta, sizeof(ngx_uint_t));
                 pd->lane = lane;
-                ngx_memcpy(pd->variants, rec.meta + 8, 3 * sizeof(ca_chain));
+                ngx_memcpy(pd->variants, rec.meta + 8, 4 * sizeof(ca_chain));
             }
             ca_spool_record_free(&rec);
             if (pd) {
+                /* the exiting worker cannot wait for a lost predecessor */
                 ngx_http_credit_auth_force(pd);
             }
             if (pd == NULL || ngx_http_credit_auth_sync_send(c, pd) != NGX_OK)
