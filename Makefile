@@ -92,7 +92,10 @@ module: $(MODULE)
 
 $(MODULE): $(BUILD)/nginx-src/objs/Makefile $(LIB_SRCS) $(LIB_HDRS) $(GLUE_SRCS)
 	$(MAKE) -s -C $(BUILD)/nginx-src -f objs/Makefile modules
-	cp $(BUILD)/nginx-src/objs/ngx_http_credit_auth_module.so $@
+	@# a new inode: nginx processes that have the old .so mapped must not
+	@# see its code change under them (cp would rewrite it in place)
+	cp $(BUILD)/nginx-src/objs/ngx_http_credit_auth_module.so $@.new
+	mv -f $@.new $@
 
 $(BUILD)/tests/%: tests/unit/%.c $(LIB)
 	@mkdir -p $(dir $@)
@@ -111,13 +114,16 @@ test: deps
 	$(MAKE) unit
 	$(MAKE) integration
 
-# The same suite against a module built with AddressSanitizer.
+# The same suite against a module built with AddressSanitizer, in its own
+# build directory (nginx preloads libasan: see scripts/stack.py).
+ASAN_BUILD := $(ROOT)/build-asan
 asan-test: deps
-	$(MAKE) clean
-	$(MAKE) build MODULE_CFLAGS="-fsanitize=address -fno-omit-frame-pointer" \
-	    MODULE_LDFLAGS="-fsanitize=address" \
-	    EXTRA_CFLAGS="-fsanitize=address -fno-omit-frame-pointer"
+	$(MAKE) build
+	$(MAKE) BUILD=$(ASAN_BUILD) module \
+	    MODULE_CFLAGS="-fsanitize=address -fno-omit-frame-pointer" \
+	    MODULE_LDFLAGS="-fsanitize=address"
 	cd tests/integration && CREDIT_AUTH_ROOT=$(ROOT) CREDIT_AUTH_ASAN=1 \
+	    CREDIT_AUTH_MODULE=$(ASAN_BUILD)/ngx_http_credit_auth_module.so \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
 
 run: deps build
