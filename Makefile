@@ -28,7 +28,7 @@ MODULE    := $(BUILD)/ngx_http_credit_auth_module.so
 GLUE_SRCS := $(wildcard ngx_credit_auth_module/*.c ngx_credit_auth_module/*.h)
 
 .PHONY: all help deps build module lib tools test unit integration run \
-        bench asan-test install clean
+        bench asan-test memcheck install clean
 
 all: build
 
@@ -39,6 +39,7 @@ help:
 	@echo "make run          the demo: Redis, demo platform, gateway (Ctrl-C)"
 	@echo "make bench        wrk: gateway vs plain proxy, ratio"
 	@echo "make asan-test    integration tests with an AddressSanitizer module"
+	@echo "make memcheck     valgrind: no leak or invalid access in the module"
 	@echo "make install      install module and tools (DESTDIR, PREFIX)"
 
 # Installs only what is missing, so a second run costs one dpkg query.
@@ -125,6 +126,10 @@ asan-test: deps
 	cd tests/integration && CREDIT_AUTH_ROOT=$(ROOT) CREDIT_AUTH_ASAN=1 \
 	    CREDIT_AUTH_MODULE=$(ASAN_BUILD)/ngx_http_credit_auth_module.so \
 	    $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+
+# The module's per-request memory under valgrind memcheck (minutes).
+memcheck: deps build
+	$(PYTHON) tests/memcheck.py
 
 run: deps build
 	$(PYTHON) scripts/demo.py

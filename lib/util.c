@@ -201,15 +201,22 @@ ca_unhex(const char *in, unsigned char *out, size_t outlen)
  * the request path that lookup costs more than hashing a token.  Fetch
  * once per process and reuse.
  */
+static EVP_MD *sha256_md;
+
 const EVP_MD *
 ca_md_sha256(void)
 {
-    static EVP_MD *md;
-
-    if (md == NULL) {
-        md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (sha256_md == NULL) {
+        sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
     }
-    return md;
+    return sha256_md;
+}
+
+void
+ca_md_release(void)
+{
+    EVP_MD_free(sha256_md);
+    sha256_md = NULL;
 }
 
 void

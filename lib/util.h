@@ -40,6 +40,8 @@ void ca_sha256(const void *data, size_t len, unsigned char out[32]);
 /* SHA-256 fetched once per process (see util.c). */
 #include <openssl/evp.h>
 const EVP_MD *ca_md_sha256(void);
+/* Releases it (process exit; it is fetched again if used after). */
+void ca_md_release(void);
 
 /* Reads a whole file (bounded at max bytes); caller frees. */
 char *ca_read_file(const char *file, size_t max, size_t *len, ca_error *err);

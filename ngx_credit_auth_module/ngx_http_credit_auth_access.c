@@ -482,12 +482,20 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
 
 
 static void
+ngx_http_credit_auth_free_checks(void *data)
+{
+    ca_checks_free(data);
+}
+
+
+static void
 ngx_http_credit_auth_body_handler(ngx_http_request_t *r)
 {
     u_char                      *p;
     size_t                       len;
     ngx_buf_t                   *b;
     ngx_chain_t                 *cl;
+    ngx_pool_cleanup_t          *cln;
     ngx_http_credit_auth_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
@@ -525,10 +533,14 @@ ngx_http_credit_auth_body_handler(ngx_http_request_t *r)
     }
 
     ctx->checks = ngx_pcalloc(r->pool, sizeof(ca_checks));
-    if (ctx->checks == NULL) {
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (ctx->checks == NULL || cln == NULL) {
         ctx->reason = CA_REQUEST_INVALID;
         goto done;
     }
+    /* the checks hold malloc'd copies of the bank's fields and values */
+    cln->handler = ngx_http_credit_auth_free_checks;
+    cln->data = ctx->checks;
 
     ctx->reason = ca_checks_parse((char *) p, len, ctx->category, ctx->checks,
                                   ctx->detail, sizeof(ctx->detail));

@@ -878,4 +878,5 @@ ngx_http_credit_auth_exit_process(ngx_cycle_t *cycle)
 
     ngx_http_credit_auth_audit_exit_process(cycle);
     ngx_http_credit_auth_redis_exit_process();
+    ca_md_release();
 }
