@@ -1,9 +1,12 @@
 /*
- * Least-necessary filtering (SPEC §6).  The output is built fresh from the
- * allowlist tree: nothing from the upstream document reaches the bank
- * unless a listed path leads to it, so an unexpected member, a changed
- * shape or a value a treatment cannot handle is withheld, never passed.
+ * Least-necessary filtering (SPEC §6).  The output is written fresh as the
+ * allowlist tree is walked alongside the document: nothing from the
+ * upstream reaches the bank unless a listed path leads to it, so an
+ * unexpected member, a changed shape or a value a treatment cannot handle
+ * is withheld, never passed.
  */
+#define _GNU_SOURCE             /* qsort_r */
+#include <errno.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdio.h>
@@ -16,16 +19,6 @@
 #include "filter.h"
 
 #define TRACE_PATH_MAX 1024
-
-typedef struct {
-    const ca_filter_opts *opts;
-    ca_filter_report     *rep;
-    const ca_field       *fields;       /* to index the report flags */
-    int                   too_deep;
-    /* The concrete path, maintained only when tracing. */
-    char                  path[TRACE_PATH_MAX];
-    size_t                plen;
-} walk_t;
 
 /* ---- numbers as text -------------------------------------------------- */
 
@@ -322,7 +315,467 @@ ca_treat_apply(const ca_treatment *t, json_t *value,
     return NULL;
 }
 
-/* ---- the walk --------------------------------------------------------- */
+/* ---- the walk: one pass over the upstream's bytes --------------------- */
+
+/*
+ * The filter reads the upstream body once, as text, and writes the
+ * disclosed document as it goes: a withheld member is validated and
+ * skipped without building anything, a kept value is copied token by
+ * token (numbers byte for byte: no re-formatting, no precision loss), and
+ * only a value that takes a treatment is decoded, into a jansson scalar
+ * for ca_treat_apply().  The input is checked as strictly as jansson would
+ * (UTF-8, escapes, no \u0000, duplicate keys at any depth, nesting), so
+ * nothing malformed is half-disclosed: any error fails the whole document.
+ */
+
+#define DEPTH_ANY 2048              /* anywhere in the input, as jansson */
+
+typedef struct {
+    size_t off, len;                /* a decoded key in w->kbuf */
+} keyref_t;
+
+typedef struct {
+    const ca_filter_opts *opts;
+    ca_filter_report     *rep;
+    const ca_field       *fields;   /* to index the report flags */
+    const char           *p, *end;  /* input cursor */
+    int                   err;      /* malformed, too deep, out of memory */
+    char                 *out;      /* output text */
+    size_t                olen, ocap;
+    keyref_t             *keys;     /* keys of the open objects */
+    size_t                nkeys, capkeys;
+    char                 *kbuf;     /* their decoded bytes */
+    size_t                klen, kcap;
+    /* The concrete path, maintained only when tracing. */
+    char                  path[TRACE_PATH_MAX];
+    size_t                plen;
+} walk_t;
+
+static int
+grow(char **buf, size_t *cap, size_t need)
+{
+    size_t  n = *cap ? *cap : 256;
+    char   *b;
+
+    while (n < need) {
+        n *= 2;
+    }
+    if (n == *cap) {
+        return 0;
+    }
+    b = realloc(*buf, n);
+    if (b == NULL) {
+        return -1;
+    }
+    *buf = b;
+    *cap = n;
+    return 0;
+}
+
+static void
+emit(walk_t *w, const char *s, size_t n)
+{
+    if (w->err || grow(&w->out, &w->ocap, w->olen + n + 1) != 0) {
+        w->err = 1;
+        return;
+    }
+    memcpy(w->out + w->olen, s, n);
+    w->olen += n;
+}
+
+static void
+emitc(walk_t *w, char c)
+{
+    emit(w, &c, 1);
+}
+
+static void
+ws(walk_t *w)
+{
+    while (w->p < w->end
+           && (*w->p == ' ' || *w->p == '\t' || *w->p == '\n'
+               || *w->p == '\r')) {
+        w->p++;
+    }
+}
+
+static int
+hex4(const char *p)
+{
+    int v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= c - '0';
+        else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+        else return -1;
+    }
+    return v;
+}
+
+static size_t
+utf8_put(char *d, unsigned cp)
+{
+    if (cp < 0x80) {
+        d[0] = (char) cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        d[0] = (char) (0xc0 | cp >> 6);
+        d[1] = (char) (0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        d[0] = (char) (0xe0 | cp >> 12);
+        d[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
+        d[2] = (char) (0x80 | (cp & 0x3f));
+        return 3;
+    }
+    d[0] = (char) (0xf0 | cp >> 18);
+    d[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
+    d[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
+    d[3] = (char) (0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/*
+ * A string at w->p: validated, and decoded into *dec (w->kbuf from offset
+ * *doff, length *dlen) when dec is set.  w->p ends past the closing quote.
+ */
+static void
+scan_string(walk_t *w, int decode, size_t *doff, size_t *dlen)
+{
+    const char *p = w->p + 1;
+    size_t      start = w->klen;
+
+    if (decode && grow(&w->kbuf, &w->kcap,
+                       w->klen + (size_t) (w->end - w->p) + 4) != 0) {
+        w->err = 1;
+        return;
+    }
+    for (;;) {
+        unsigned char c;
+
+        if (p >= w->end) {
+            w->err = 1;
+            return;
+        }
+        c = (unsigned char) *p;
+        if (c == '"') {
+            break;
+        }
+        if (c < 0x20) {
+            w->err = 1;
+            return;
+        }
+        if (c == '\\') {
+            unsigned cp;
+            char     e;
+            int      h;
+
+            if (p + 1 >= w->end) {
+                w->err = 1;
+                return;
+            }
+            e = p[1];
+            p += 2;
+            switch (e) {
+            case '"': cp = '"'; break;
+            case '\\': cp = '\\'; break;
+            case '/': cp = '/'; break;
+            case 'b': cp = '\b'; break;
+            case 'f': cp = '\f'; break;
+            case 'n': cp = '\n'; break;
+            case 'r': cp = '\r'; break;
+            case 't': cp = '\t'; break;
+            case 'u':
+                if (w->end - p < 4 || (h = hex4(p)) < 0) {
+                    w->err = 1;
+                    return;
+                }
+                p += 4;
+                cp = (unsigned) h;
+                if (cp >= 0xdc00 && cp <= 0xdfff) {
+                    w->err = 1;         /* lone low surrogate */
+                    return;
+                }
+                if (cp >= 0xd800 && cp <= 0xdbff) {
+                    int lo;
+                    if (w->end - p < 6 || p[0] != '\\' || p[1] != 'u'
+                        || (lo = hex4(p + 2)) < 0xdc00 || lo > 0xdfff) {
+                        w->err = 1;
+                        return;
+                    }
+                    p += 6;
+                    cp = 0x10000 + ((cp - 0xd800) << 10)
+                         + ((unsigned) lo - 0xdc00);
+                }
+                if (cp == 0) {
+                    w->err = 1;         /* as jansson without ALLOW_NUL */
+                    return;
+                }
+                break;
+            default:
+                w->err = 1;
+                return;
+            }
+            if (decode) {
+                w->klen += utf8_put(w->kbuf + w->klen, cp);
+            }
+            continue;
+        }
+        {
+            size_t n = utf8_seq((const unsigned char *) p,
+                                (size_t) (w->end - p));
+            if (n == 0) {
+                w->err = 1;
+                return;
+            }
+            if (decode) {
+                memcpy(w->kbuf + w->klen, p, n);
+                w->klen += n;
+            }
+            p += n;
+        }
+    }
+    w->p = p + 1;
+    if (decode) {
+        *doff = start;
+        *dlen = w->klen - start;
+    }
+}
+
+/* A number at w->p, by the JSON grammar; *is_int when it has no fraction
+ * or exponent.  Reals that overflow a double are refused, as jansson. */
+static void
+scan_number(walk_t *w, int *is_int)
+{
+    const char *p = w->p, *s = w->p;
+
+    *is_int = 1;
+    if (p < w->end && *p == '-') {
+        p++;
+    }
+    if (p >= w->end) {
+        w->err = 1;
+        return;
+    }
+    if (*p == '0') {
+        p++;
+    } else if (*p >= '1' && *p <= '9') {
+        while (p < w->end && *p >= '0' && *p <= '9') p++;
+    } else {
+        w->err = 1;
+        return;
+    }
+    if (p < w->end && *p == '.') {
+        *is_int = 0;
+        p++;
+        if (p >= w->end || *p < '0' || *p > '9') {
+            w->err = 1;
+            return;
+        }
+        while (p < w->end && *p >= '0' && *p <= '9') p++;
+    }
+    if (p < w->end && (*p == 'e' || *p == 'E')) {
+        *is_int = 0;
+        p++;
+        if (p < w->end && (*p == '+' || *p == '-')) p++;
+        if (p >= w->end || *p < '0' || *p > '9') {
+            w->err = 1;
+            return;
+        }
+        while (p < w->end && *p >= '0' && *p <= '9') p++;
+    }
+    if (!*is_int) {
+        char   tmp[64];
+        size_t n = (size_t) (p - s);
+        if (n < sizeof(tmp)) {
+            memcpy(tmp, s, n);
+            tmp[n] = '\0';
+            if (isinf(strtod(tmp, NULL))) {
+                w->err = 1;
+                return;
+            }
+        }
+    }
+    w->p = p;
+}
+
+static int
+keycmp(const void *a, const void *b, void *arg)
+{
+    const keyref_t *x = a, *y = b;
+    const char     *kb = arg;
+    int             c = memcmp(kb + x->off, kb + y->off,
+                               x->len < y->len ? x->len : y->len);
+
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+/* At an object's close: any key twice?  (jansson refused those too; a
+ * document that says one thing twice says nothing reliably.) */
+static void
+keys_close(walk_t *w, size_t mark, size_t kmark)
+{
+    size_t n = w->nkeys - mark;
+
+    if (n > 1) {
+        qsort_r(w->keys + mark, n, sizeof(keyref_t), keycmp, w->kbuf);
+        for (size_t i = mark + 1; i < w->nkeys; i++) {
+            if (keycmp(&w->keys[i - 1], &w->keys[i], w->kbuf) == 0) {
+                w->err = 1;
+                break;
+            }
+        }
+    }
+    w->nkeys = mark;
+    w->klen = kmark;
+}
+
+/* Reads `"key" :`; the decoded key stays in kbuf until the object closes. */
+static void
+member_key(walk_t *w, const char **raw, size_t *rawlen, size_t *off,
+           size_t *len)
+{
+    ws(w);
+    if (w->p >= w->end || *w->p != '"') {
+        w->err = 1;
+        return;
+    }
+    *raw = w->p;
+    scan_string(w, 1, off, len);
+    if (w->err) {
+        return;
+    }
+    *rawlen = (size_t) (w->p - *raw);
+    if (w->nkeys == w->capkeys) {
+        size_t    cap = w->capkeys ? 2 * w->capkeys : 64;
+        keyref_t *k = realloc(w->keys, cap * sizeof(keyref_t));
+        if (k == NULL) {
+            w->err = 1;
+            return;
+        }
+        w->keys = k;
+        w->capkeys = cap;
+    }
+    w->keys[w->nkeys].off = *off;
+    w->keys[w->nkeys].len = *len;
+    w->nkeys++;
+    ws(w);
+    if (w->p >= w->end || *w->p != ':') {
+        w->err = 1;
+        return;
+    }
+    w->p++;
+}
+
+/*
+ * Validates the value at w->p and copies it compactly to the output when
+ * `copy` is set; kept subtrees deeper than CA_FILTER_DEPTH_MAX fail the
+ * document, as before.  depth is the value's own nesting level.
+ */
+static void
+pass_value(walk_t *w, int depth, int copy)
+{
+    const char *s;
+    int         is_int;
+
+    ws(w);
+    if (w->p >= w->end) {
+        w->err = 1;
+        return;
+    }
+    s = w->p;
+    switch (*w->p) {
+    case '{':
+    case '[': {
+        char   close = *w->p == '{' ? '}' : ']';
+        int    obj = *w->p == '{';
+        size_t mark = w->nkeys, kmark = w->klen, i = 0;
+
+        if (depth > DEPTH_ANY || (copy && depth > CA_FILTER_DEPTH_MAX)) {
+            w->err = 1;
+            return;
+        }
+        if (copy) {
+            emitc(w, *w->p);
+        }
+        w->p++;
+        ws(w);
+        if (w->p < w->end && *w->p == close) {
+            w->p++;
+            if (copy) {
+                emitc(w, close);
+            }
+            return;
+        }
+        for (;; i++) {
+            if (copy && i) {
+                emitc(w, ',');
+            }
+            if (obj) {
+                const char *raw;
+                size_t      rawlen, off, len;
+                member_key(w, &raw, &rawlen, &off, &len);
+                if (w->err) {
+                    return;
+                }
+                if (copy) {
+                    emit(w, raw, rawlen);
+                    emitc(w, ':');
+                }
+            }
+            pass_value(w, depth + 1, copy);
+            if (w->err) {
+                return;
+            }
+            ws(w);
+            if (w->p < w->end && *w->p == ',') {
+                w->p++;
+                continue;
+            }
+            if (w->p < w->end && *w->p == close) {
+                w->p++;
+                break;
+            }
+            w->err = 1;
+            return;
+        }
+        if (obj) {
+            keys_close(w, mark, kmark);
+        }
+        if (copy) {
+            emitc(w, close);
+        }
+        return;
+    }
+    case '"':
+        scan_string(w, 0, NULL, NULL);
+        break;
+    case 't':
+    case 'f':
+    case 'n': {
+        const char *lit = *w->p == 't' ? "true"
+                        : *w->p == 'f' ? "false" : "null";
+        size_t      n = strlen(lit);
+        if ((size_t) (w->end - w->p) < n || memcmp(w->p, lit, n) != 0) {
+            w->err = 1;
+            return;
+        }
+        w->p += n;
+        break;
+    }
+    default:
+        scan_number(w, &is_int);
+        break;
+    }
+    if (copy && !w->err) {
+        emit(w, s, (size_t) (w->p - s));
+    }
+}
 
 static size_t
 path_push_key(walk_t *w, const char *k, size_t klen)
@@ -382,44 +835,6 @@ withhold(walk_t *w)
     }
 }
 
-/* json_deep_copy with a depth bound and keys that may hold NUL bytes. */
-static json_t *
-copy_value(walk_t *w, json_t *v, int depth)
-{
-    json_t *out, *m;
-
-    if (!json_is_object(v) && !json_is_array(v)) {
-        return json_copy(v);
-    }
-    if (depth > CA_FILTER_DEPTH_MAX) {
-        w->too_deep = 1;
-        return NULL;
-    }
-    if (json_is_object(v)) {
-        const char *k;
-        size_t      klen;
-        out = json_object();
-        json_object_keylen_foreach(v, k, klen, m) {
-            json_t *c = copy_value(w, m, depth + 1);
-            if (c == NULL || out == NULL
-                || json_object_setn_new(out, k, klen, c) != 0) {
-                json_decref(out);
-                return NULL;
-            }
-        }
-        return out;
-    }
-    out = json_array();
-    for (size_t i = 0; i < json_array_size(v); i++) {
-        json_t *c = copy_value(w, json_array_get(v, i), depth + 1);
-        if (c == NULL || out == NULL || json_array_append_new(out, c) != 0) {
-            json_decref(out);
-            return NULL;
-        }
-    }
-    return out;
-}
-
 static const ca_node *
 find_child(const ca_node *n, const char *k, size_t klen)
 {
@@ -445,28 +860,109 @@ find_child(const ca_node *n, const char *k, size_t klen)
     return NULL;
 }
 
-static json_t *apply_node(walk_t *w, const ca_node *n, json_t *v, int depth);
-
+/* The scalar at w->p as a jansson value, for a treatment; NULL when it is
+ * an object or array, or an integer beyond 64 bits (both withheld). */
 static json_t *
-apply_field(walk_t *w, const ca_field *f, json_t *v, int depth)
+scalar_value(walk_t *w)
+{
+    const char *s = w->p;
+    size_t      kmark = w->klen, off, len;
+    int         is_int;
+    json_t     *v = NULL;
+
+    switch (*w->p) {
+    case '"':
+        scan_string(w, 1, &off, &len);
+        if (!w->err) {
+            v = json_stringn(w->kbuf + off, len);
+        }
+        w->klen = kmark;
+        return v;
+    case 't':
+    case 'f':
+    case 'n':
+        pass_value(w, 1, 0);
+        return w->err ? NULL : *s == 't' ? json_true()
+               : *s == 'f' ? json_false() : json_null();
+    default:
+        scan_number(w, &is_int);
+        if (w->err) {
+            return NULL;
+        }
+        {
+            char   tmp[64];
+            size_t n = (size_t) (w->p - s);
+            if (n >= sizeof(tmp)) {
+                return NULL;
+            }
+            memcpy(tmp, s, n);
+            tmp[n] = '\0';
+            if (is_int) {
+                char     *e;
+                long long x;
+                errno = 0;
+                x = strtoll(tmp, &e, 10);
+                return errno ? NULL : json_integer((json_int_t) x);
+            }
+            return json_real(strtod(tmp, NULL));
+        }
+    }
+}
+
+static int node_value(walk_t *w, const ca_node *n, int depth);
+
+/* A listed field: its treatment at this level.  1 if something was sent. */
+static int
+field_value(walk_t *w, const ca_field *f, int depth)
 {
     const ca_treatment *t = w->opts->raw ? &f->raw : &f->masked;
     size_t              idx = (size_t) (f - w->fields);
-    json_t             *out;
+    json_t             *v, *r;
+    char               *text;
 
+    ws(w);
+    if (w->p >= w->end) {
+        w->err = 1;
+        return 0;
+    }
     if (t->kind == CA_TREAT_DROP) {
+        pass_value(w, depth, 0);
         trace(w, f, t, CA_TRACE_DROPPED);
         withhold(w);
-        return NULL;
+        return 0;
     }
-    out = t->kind == CA_TREAT_KEEP ? copy_value(w, v, depth)
-                                   : ca_treat_apply(t, v, w->opts);
-    if (out == NULL) {
-        if (!w->too_deep) {
+    if (t->kind == CA_TREAT_KEEP) {
+        pass_value(w, depth, 1);
+        if (w->err) {
+            return 0;
+        }
+    } else {
+        if (*w->p == '{' || *w->p == '[') {
+            pass_value(w, depth, 0);
             trace(w, f, t, CA_TRACE_UNFIT);
             withhold(w);
+            return 0;
         }
-        return NULL;
+        v = scalar_value(w);
+        if (w->err) {
+            json_decref(v);
+            return 0;
+        }
+        r = v ? ca_treat_apply(t, v, w->opts) : NULL;
+        json_decref(v);
+        if (r == NULL) {
+            trace(w, f, t, CA_TRACE_UNFIT);
+            withhold(w);
+            return 0;
+        }
+        text = json_dumps(r, JSON_ENCODE_ANY | JSON_COMPACT);
+        json_decref(r);
+        if (text == NULL) {
+            w->err = 1;
+            return 0;
+        }
+        emit(w, text, strlen(text));
+        free(text);
     }
     trace(w, f, t, CA_TRACE_SENT);
     if (w->rep && idx < w->rep->n_fields) {
@@ -475,97 +971,151 @@ apply_field(walk_t *w, const ca_field *f, json_t *v, int depth)
             w->rep->masked[idx] = 1;
         }
     }
-    return out;
+    return 1;
 }
 
-static json_t *
-apply_object(walk_t *w, const ca_node *n, json_t *v, int depth)
+/* An object under an allowlist node: listed members only.  `root`
+ * tolerates a node with no children (everything withheld). */
+static void
+filter_object(walk_t *w, const ca_node *n, int depth)
 {
-    json_t     *out = json_object(), *m, *r;
-    const char *k;
-    size_t      klen, old;
+    size_t mark = w->nkeys, kmark = w->klen, sent = 0;
 
-    if (out == NULL) {
-        w->too_deep = 1;            /* out of memory: fail the document */
-        return NULL;
+    emitc(w, '{');
+    w->p++;
+    ws(w);
+    if (w->p < w->end && *w->p == '}') {
+        w->p++;
+        emitc(w, '}');
+        return;
     }
-    json_object_keylen_foreach(v, k, klen, m) {
-        const ca_node *c = find_child(n, k, klen);
-        old = path_push_key(w, k, klen);
+    for (;;) {
+        const char    *raw;
+        size_t         rawlen, off, len, saved, old;
+        const ca_node *c;
+
+        member_key(w, &raw, &rawlen, &off, &len);
+        if (w->err) {
+            return;
+        }
+        c = find_child(n, w->kbuf + off, len);
+        old = path_push_key(w, w->kbuf + off, len);
         if (c == NULL) {
+            pass_value(w, depth + 1, 0);
             trace(w, NULL, NULL, CA_TRACE_UNLISTED);
             withhold(w);
-        } else if ((r = apply_node(w, c, m, depth + 1)) != NULL) {
-            json_object_setn_new(out, k, klen, r);
+        } else {
+            saved = w->olen;
+            if (sent) {
+                emitc(w, ',');
+            }
+            emit(w, raw, rawlen);
+            emitc(w, ':');
+            if (node_value(w, c, depth + 1)) {
+                sent++;
+            } else {
+                w->olen = saved;
+            }
         }
         path_pop(w, old);
-        if (w->too_deep) {
-            json_decref(out);
-            return NULL;
+        if (w->err) {
+            return;
         }
+        ws(w);
+        if (w->p < w->end && *w->p == ',') {
+            w->p++;
+            continue;
+        }
+        if (w->p < w->end && *w->p == '}') {
+            w->p++;
+            break;
+        }
+        w->err = 1;
+        return;
     }
-    return out;
+    keys_close(w, mark, kmark);
+    emitc(w, '}');
 }
 
-static json_t *
-apply_array(walk_t *w, const ca_node *each, json_t *v, int depth)
+static void
+filter_array(walk_t *w, const ca_node *each, int depth)
 {
-    json_t *out = json_array(), *r;
-    size_t  old;
+    size_t i, sent = 0, saved, old;
 
-    if (out == NULL) {
-        w->too_deep = 1;
-        return NULL;
+    emitc(w, '[');
+    w->p++;
+    ws(w);
+    if (w->p < w->end && *w->p == ']') {
+        w->p++;
+        emitc(w, ']');
+        return;
     }
-    for (size_t i = 0; i < json_array_size(v); i++) {
+    for (i = 0;; i++) {
+        saved = w->olen;
+        if (sent) {
+            emitc(w, ',');
+        }
         old = path_push_idx(w, i);
-        r = apply_node(w, each, json_array_get(v, i), depth + 1);
-        path_pop(w, old);
-        if (w->too_deep) {
-            json_decref(r);
-            json_decref(out);
-            return NULL;
-        }
         /* An element that is withheld is left out, not replaced. */
-        if (r != NULL) {
-            json_array_append_new(out, r);
+        if (node_value(w, each, depth + 1)) {
+            sent++;
+        } else {
+            w->olen = saved;
         }
+        path_pop(w, old);
+        if (w->err) {
+            return;
+        }
+        ws(w);
+        if (w->p < w->end && *w->p == ',') {
+            w->p++;
+            continue;
+        }
+        if (w->p < w->end && *w->p == ']') {
+            w->p++;
+            break;
+        }
+        w->err = 1;
+        return;
     }
-    return out;
+    emitc(w, ']');
 }
 
-static json_t *
-apply_node(walk_t *w, const ca_node *n, json_t *v, int depth)
+/* A value under an allowlist node; 1 if something was sent for it. */
+static int
+node_value(walk_t *w, const ca_node *n, int depth)
 {
     if (depth > CA_FILTER_DEPTH_MAX) {
-        w->too_deep = 1;
-        return NULL;
+        w->err = 1;
+        return 0;
     }
     if (n->field) {
-        return apply_field(w, n->field, v, depth);
+        return field_value(w, n->field, depth);
     }
-    if (json_is_object(v) && n->n_children > 0) {
-        return apply_object(w, n, v, depth);
+    ws(w);
+    if (w->p < w->end && *w->p == '{' && n->n_children > 0) {
+        filter_object(w, n, depth);
+        return !w->err;
     }
-    if (json_is_array(v) && n->each) {
-        return apply_array(w, n->each, v, depth);
+    if (w->p < w->end && *w->p == '[' && n->each) {
+        filter_array(w, n->each, depth);
+        return !w->err;
     }
+    pass_value(w, depth, 0);
     trace(w, NULL, NULL, CA_TRACE_UNFIT);
     withhold(w);
-    return NULL;
+    return 0;
 }
 
-json_t *
-ca_filter_apply(const ca_category *c, json_t *doc, const ca_filter_opts *opts,
-                ca_filter_report *rep)
+char *
+ca_filter_text(const ca_category *c, const char *in, size_t len,
+               const ca_filter_opts *opts, ca_filter_report *rep,
+               size_t *out_len)
 {
     static const ca_filter_opts none;
-    walk_t *w;
-    json_t *out;
+    walk_t                     *w;
+    char                       *out = NULL;
 
-    if (!json_is_object(doc)) {
-        return NULL;
-    }
     w = calloc(1, sizeof(*w));
     if (w == NULL) {
         return NULL;
@@ -573,30 +1123,60 @@ ca_filter_apply(const ca_category *c, json_t *doc, const ca_filter_opts *opts,
     w->opts = opts ? opts : &none;
     w->rep = rep;
     w->fields = c->fields;
-    /* The root is walked as an object even when no field is listed. */
-    out = c->tree.n_children > 0 ? apply_object(w, &c->tree, doc, 1)
-                                 : json_object();
-    if (out != NULL && c->tree.n_children == 0) {
-        if (rep) {
-            rep->withheld += json_object_size(doc);
-        }
-        if (w->opts->trace) {
-            const char *k;
-            size_t      klen, old;
-            json_t     *m;
-            json_object_keylen_foreach(doc, k, klen, m) {
-                old = path_push_key(w, k, klen);
-                trace(w, NULL, NULL, CA_TRACE_UNLISTED);
-                path_pop(w, old);
-            }
+    w->p = in;
+    w->end = in + len;
+
+    ws(w);
+    if (w->p >= w->end || *w->p != '{') {
+        w->err = 1;                 /* only an object can be filtered */
+    } else {
+        /* The root is walked as an object even when no field is listed:
+         * every member is then unlisted. */
+        filter_object(w, &c->tree, 1);
+    }
+    ws(w);
+    if (!w->err && w->p != w->end) {
+        w->err = 1;                 /* trailing bytes */
+    }
+
+    if (!w->err) {
+        w->out[w->olen] = '\0';
+        out = w->out;
+        w->out = NULL;
+        if (out_len) {
+            *out_len = w->olen;
         }
     }
-    if (w->too_deep) {
-        json_decref(out);
-        out = NULL;
-    }
+    free(w->out);
+    free(w->keys);
+    free(w->kbuf);
     free(w);
     return out;
+}
+
+json_t *
+ca_filter_apply(const ca_category *c, json_t *doc, const ca_filter_opts *opts,
+                ca_filter_report *rep)
+{
+    char        *text, *out;
+    json_t      *res;
+    json_error_t je;
+
+    if (!json_is_object(doc)) {
+        return NULL;
+    }
+    text = json_dumps(doc, JSON_COMPACT);
+    if (text == NULL) {
+        return NULL;
+    }
+    out = ca_filter_text(c, text, strlen(text), opts, rep, NULL);
+    free(text);
+    if (out == NULL) {
+        return NULL;
+    }
+    res = json_loads(out, JSON_REJECT_DUPLICATES, &je);
+    free(out);
+    return res;
 }
 
 /* ---- the report ------------------------------------------------------- */

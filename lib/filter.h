@@ -52,8 +52,19 @@ void ca_filter_report_free(ca_filter_report *rep);
 char *ca_filter_report_paths(const ca_filter_report *rep,
                              const ca_category *c, int masked);
 
-/* Returns a new document holding only what the policy allows, or NULL when
- * the document is not an object (the caller then discloses nothing). */
+/*
+ * Filters the upstream body as text in one pass (the gateway's path):
+ * returns malloc'd compact JSON holding only what the policy allows, with
+ * its length in *out_len, or NULL when the body is not a well-formed JSON
+ * object within the nesting limits (the caller then discloses nothing).
+ * Kept values are copied as they were written, numbers included.
+ */
+char *ca_filter_text(const ca_category *c, const char *in, size_t len,
+                     const ca_filter_opts *opts, ca_filter_report *rep,
+                     size_t *out_len);
+
+/* The same on a parsed document (tools and tests): a new document holding
+ * only what the policy allows, or NULL when it is not an object. */
 json_t *ca_filter_apply(const ca_category *c, json_t *doc,
                         const ca_filter_opts *opts, ca_filter_report *rep);
 

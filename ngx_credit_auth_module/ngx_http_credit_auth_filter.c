@@ -317,7 +317,7 @@ ngx_http_credit_auth_finish(ngx_http_request_t *r,
 {
     u_char                            *p;
     char                              *text;
-    size_t                             len;
+    size_t                             len, out_len;
     json_t                            *doc, *out;
     ngx_buf_t                         *b;
     ca_reason                          reason;
@@ -330,25 +330,32 @@ ngx_http_credit_auth_finish(ngx_http_request_t *r,
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
 
-    p = ngx_pnalloc(r->pool, ctx->body_len + 1);
-    if (p == NULL) {
-        return NGX_ERROR;
-    }
-    len = 0;
-    for (cl = ctx->body; cl; cl = cl->next) {
-        len = ngx_cpymem(p + len, cl->buf->pos,
-                         cl->buf->last - cl->buf->pos) - p;
-    }
+    /* one contiguous copy of the body (usually a single buffer already) */
+    if (ctx->body && ctx->body->next == NULL) {
+        p = ctx->body->buf->pos;
+        len = ctx->body->buf->last - p;
 
-    doc = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &je);
-    if (doc == NULL || !json_is_object(doc)) {
-        json_decref(doc);
-        ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
-                     "the platform's answer is not a JSON object%Z");
-        return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
+    } else {
+        p = ngx_pnalloc(r->pool, ctx->body_len + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+        len = 0;
+        for (cl = ctx->body; cl; cl = cl->next) {
+            len = ngx_cpymem(p + len, cl->buf->pos,
+                             cl->buf->last - cl->buf->pos) - p;
+        }
     }
 
     if (ctx->verify) {
+        doc = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &je);
+        if (doc == NULL || !json_is_object(doc)) {
+            json_decref(doc);
+            ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
+                         "the platform's answer is not a JSON object%Z");
+            return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
+        }
+
         reason = ca_checks_eval(ctx->checks, doc, &out, ctx->detail,
                                 sizeof(ctx->detail));
         json_decref(doc);
@@ -356,9 +363,16 @@ ngx_http_credit_auth_finish(ngx_http_request_t *r,
             return ngx_http_credit_auth_fail(r, ctx, reason);
         }
 
+        text = json_dumps(out, JSON_COMPACT);
+        json_decref(out);
+        if (text == NULL) {
+            return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
+        }
+        out_len = ngx_strlen(text);
+
     } else {
+        /* the allowlist, in one pass over the bytes (lib/filter.c) */
         if (ca_filter_report_init(&rep, ctx->category) != 0) {
-            json_decref(doc);
             return NGX_ERROR;
         }
         ngx_memzero(&opts, sizeof(ca_filter_opts));
@@ -366,10 +380,9 @@ ngx_http_credit_auth_finish(ngx_http_request_t *r,
         opts.hash_key_len = mcf->hash_key_len;
         opts.raw = ctx->raw;
 
-        out = ca_filter_apply(ctx->category, doc, &opts, &rep);
-        json_decref(doc);
-
-        if (out != NULL) {
+        text = ca_filter_text(ctx->category, (char *) p, len, &opts, &rep,
+                              &out_len);
+        if (text != NULL) {
             ctx->withheld = rep.withheld;
             ctx->disclosed = ngx_http_credit_auth_pool_str(r->pool,
                                  ca_filter_report_paths(&rep, ctx->category,
@@ -380,17 +393,12 @@ ngx_http_credit_auth_finish(ngx_http_request_t *r,
         }
         ca_filter_report_free(&rep);
 
-        if (out == NULL) {
+        if (text == NULL) {
             ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
-                         "the platform's answer cannot be filtered%Z");
+                         "the platform's answer is not a JSON object that "
+                         "can be filtered%Z");
             return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
         }
-    }
-
-    text = json_dumps(out, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(out);
-    if (text == NULL) {
-        return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
     }
 
     /* the string lives until the request's pool goes */
@@ -407,7 +415,7 @@ ngx_http_credit_auth_finish(ngx_http_request_t *r,
         return NGX_ERROR;
     }
     b->pos = (u_char *) text;
-    b->last = b->pos + ngx_strlen(text);
+    b->last = b->pos + out_len;
     b->memory = 1;
     b->last_buf = 1;
     b->last_in_chain = 1;

@@ -1,0 +1,209 @@
+/* ca_filter_text: the one-pass filter over the upstream's bytes. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "filter.h"
+#include "policy.h"
+
+static const char policy_text[] =
+    "{\"version\":\"t\",\"purposes\":[\"loan_application\"],"
+    "\"token\":{\"algs\":[\"ES256\"],\"max_lifetime\":3600,\"leeway\":0},"
+    "\"categories\":{\"tax\":{"
+    "\"routes\":[\"/e/{uscc}/tax\"],\"purposes\":[\"loan_application\"],"
+    "\"fields\":{\"a\":\"keep\",\"n\":\"keep\",\"sub\":\"keep\","
+    "\"rows[].v\":\"keep\","
+    "\"who\":{\"masked\":\"mask:1,0\",\"class\":\"personal\"},"
+    "\"amt\":{\"masked\":\"bucket:1000\",\"class\":\"trade_secret\"}}}}}";
+
+static ca_policy *pol;
+
+static int
+setup(void **state)
+{
+    ca_error err;
+
+    (void) state;
+    pol = ca_policy_parse(policy_text, sizeof(policy_text) - 1, "t.json",
+                          &err);
+    return pol ? 0 : -1;
+}
+
+static int
+teardown(void **state)
+{
+    (void) state;
+    ca_policy_free(pol);
+    return 0;
+}
+
+/* The filtered text, or NULL; withheld count through *withheld. */
+static char *
+run(const char *in, size_t *withheld)
+{
+    ca_filter_opts   opts;
+    ca_filter_report rep;
+    char            *out;
+
+    memset(&opts, 0, sizeof(opts));
+    assert_int_equal(ca_filter_report_init(&rep, &pol->categories[0]), 0);
+    out = ca_filter_text(&pol->categories[0], in, strlen(in), &opts, &rep,
+                         NULL);
+    if (withheld) {
+        *withheld = rep.withheld;
+    }
+    ca_filter_report_free(&rep);
+    return out;
+}
+
+static void
+expect(const char *in, const char *want)
+{
+    char *out = run(in, NULL);
+
+    assert_non_null(out);
+    assert_string_equal(out, want);
+    free(out);
+}
+
+static void
+test_numbers_pass_verbatim(void **state)
+{
+    (void) state;
+    /* no re-formatting: 2450.6 stays 2450.6, a 30-digit integer stays */
+    expect("{\"n\": 2450.6}", "{\"n\":2450.6}");
+    expect("{\"n\":123456789012345678901234567890}",
+           "{\"n\":123456789012345678901234567890}");
+    expect("{\"n\":-0.0e+00}", "{\"n\":-0.0e+00}");
+}
+
+static void
+test_unlisted_skipped_and_counted(void **state)
+{
+    size_t  withheld;
+    char   *out;
+
+    (void) state;
+    out = run("{\"x\":{\"deep\":[1,2,{\"y\":99999999999999999999999}]},"
+              "\"a\":1,\"z\":\"secret\"}", &withheld);
+    assert_non_null(out);
+    assert_string_equal(out, "{\"a\":1}");
+    assert_int_equal(withheld, 2);
+    free(out);
+}
+
+static void
+test_kept_subtree_is_compacted(void **state)
+{
+    (void) state;
+    expect("{ \"sub\" : { \"k\" : [ 1 , \"two\" , null , true ] } }",
+           "{\"sub\":{\"k\":[1,\"two\",null,true]}}");
+}
+
+static void
+test_escaped_key_matches_policy(void **state)
+{
+    (void) state;
+    /* "\u0061" is "a": the key is matched decoded, written as received */
+    expect("{\"\\u0061\":5}", "{\"\\u0061\":5}");
+}
+
+static void
+test_treatments_on_text(void **state)
+{
+    (void) state;
+    expect("{\"who\":\"\\u5f20\\u4e09\",\"amt\":1234}",
+           "{\"who\":\"\xe5\xbc\xa0*\",\"amt\":\"1000-2000\"}");
+    /* a treatment that cannot take the value withholds it */
+    expect("{\"amt\":\"n/a\",\"a\":1}", "{\"a\":1}");
+    expect("{\"amt\":123456789012345678901234567890,\"a\":1}", "{\"a\":1}");
+}
+
+static void
+test_arrays_drop_withheld_elements(void **state)
+{
+    (void) state;
+    expect("{\"rows\":[{\"v\":1,\"x\":2},3,{\"v\":4}]}",
+           "{\"rows\":[{\"v\":1},{\"v\":4}]}");
+}
+
+static void
+test_malformed_fails_whole_document(void **state)
+{
+    static const char *bad[] = {
+        "[1,2]",                            /* not an object */
+        "{\"a\":1} x",                      /* trailing bytes */
+        "{\"a\":1,}",                       /* trailing comma */
+        "{\"a\":1,\"a\":2}",                /* duplicate key */
+        "{\"x\":{\"k\":1,\"k\":2}}",        /* ... also where withheld */
+        "{\"x\":\"\\u0000\"}",              /* NUL escape */
+        "{\"x\":\"\\ud800\"}",              /* lone surrogate */
+        "{\"x\":\"\xc3\x28\"}",             /* invalid UTF-8 */
+        "{\"x\":\"a\tb\"}",                 /* raw control character */
+        "{\"x\":01}",                       /* leading zero */
+        "{\"x\":1e999}",                    /* real overflow */
+        "{\"x\":tru}",
+        "{\"a\":1",                         /* truncated */
+        "",
+    };
+    (void) state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *out = run(bad[i], NULL);
+        if (out != NULL) {
+            fail_msg("accepted: %s -> %s", bad[i], out);
+        }
+    }
+}
+
+static void
+test_depth_limits(void **state)
+{
+    size_t  n = 3000, i;
+    char   *in = malloc(2 * n + 32), *p, *out;
+
+    (void) state;
+    /* 100 levels under an unlisted member: skipped, fine */
+    p = in + sprintf(in, "{\"x\":");
+    for (i = 0; i < 100; i++) *p++ = '[';
+    for (i = 0; i < 100; i++) *p++ = ']';
+    strcpy(p, ",\"a\":1}");
+    out = run(in, NULL);
+    assert_non_null(out);
+    assert_string_equal(out, "{\"a\":1}");
+    free(out);
+
+    /* beyond 2048 anywhere: refused, as jansson did */
+    p = in + sprintf(in, "{\"x\":");
+    for (i = 0; i < n; i++) *p++ = '[';
+    for (i = 0; i < n; i++) *p++ = ']';
+    strcpy(p, "}");
+    assert_null(run(in, NULL));
+
+    /* a kept subtree deeper than CA_FILTER_DEPTH_MAX: refused */
+    p = in + sprintf(in, "{\"sub\":");
+    for (i = 0; i < 70; i++) *p++ = '[';
+    for (i = 0; i < 70; i++) *p++ = ']';
+    strcpy(p, "}");
+    assert_null(run(in, NULL));
+    free(in);
+}
+
+int
+main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_numbers_pass_verbatim),
+        cmocka_unit_test(test_unlisted_skipped_and_counted),
+        cmocka_unit_test(test_kept_subtree_is_compacted),
+        cmocka_unit_test(test_escaped_key_matches_policy),
+        cmocka_unit_test(test_treatments_on_text),
+        cmocka_unit_test(test_arrays_drop_withheld_elements),
+        cmocka_unit_test(test_malformed_fails_whole_document),
+        cmocka_unit_test(test_depth_limits),
+    };
+    return cmocka_run_group_tests_name("filter_text", tests, setup,
+                                       teardown);
+}
