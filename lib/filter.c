@@ -22,11 +22,38 @@
 
 /* ---- numbers as text -------------------------------------------------- */
 
+/* Decimal text of an integer; printf is most of a bucket's cost. */
+static size_t
+fmt_int(long long v, char *buf)
+{
+    char               tmp[24];
+    size_t             n = 0, i = 0;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long) v
+                                 : (unsigned long long) v;
+
+    do {
+        tmp[n++] = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) {
+        buf[i++] = '-';
+    }
+    while (n) {
+        buf[i++] = tmp[--n];
+    }
+    buf[i] = '\0';
+    return i;
+}
+
 /* Shortest %g text that reads back as the same double. */
 static void
 fmt_double(double x, char *buf, size_t len)
 {
     x += 0.0;                   /* -0 prints as 0 */
+    if (x == floor(x) && fabs(x) < 9.0e15) {
+        fmt_int((long long) x, buf);    /* exact below 2^53 */
+        return;
+    }
     if (x == floor(x) && fabs(x) < 9.2e18) {
         snprintf(buf, len, "%.0f", x);
         return;
@@ -43,8 +70,8 @@ fmt_double(double x, char *buf, size_t len)
 static int
 number_text(json_t *v, char *buf, size_t len)
 {
-    if (json_is_integer(v)) {
-        snprintf(buf, len, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    if (json_is_integer(v) && len >= 24) {
+        fmt_int((long long) json_integer_value(v), buf);
         return 1;
     }
     if (json_is_real(v)) {
@@ -213,9 +240,16 @@ treat_hash(json_t *v, const ca_filter_opts *opts)
 static json_t *
 bucket_text(const char *lo, const char *hi)
 {
-    char buf[128];
-    snprintf(buf, sizeof(buf), "%s-%s", lo, hi);
-    return json_string(buf);
+    char   buf[128];
+    size_t a = strlen(lo), b = strlen(hi);
+
+    if (a + b + 2 > sizeof(buf)) {
+        return NULL;
+    }
+    memcpy(buf, lo, a);
+    buf[a] = '-';
+    memcpy(buf + a + 1, hi, b + 1);
+    return json_stringn(buf, a + 1 + b);
 }
 
 /*
@@ -239,8 +273,8 @@ treat_bucket(const ca_treatment *t, json_t *v)
             || __builtin_add_overflow(l, width, &h)) {
             return NULL;
         }
-        snprintf(a, sizeof(a), "%" JSON_INTEGER_FORMAT, l);
-        snprintf(b, sizeof(b), "%" JSON_INTEGER_FORMAT, h);
+        fmt_int((long long) l, a);
+        fmt_int((long long) h, b);
         return bucket_text(a, b);
     }
     if (json_is_integer(v)) {
@@ -389,6 +423,33 @@ emitc(walk_t *w, char c)
     emit(w, &c, 1);
 }
 
+/* A JSON string from UTF-8 bytes a treatment produced. */
+static void
+emit_string(walk_t *w, const char *s, size_t n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    size_t            run = 0;
+
+    emitc(w, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char) s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        emit(w, s + run, i - run);
+        run = i + 1;
+        if (c == '"' || c == '\\') {
+            char e[2] = { '\\', (char) c };
+            emit(w, e, 2);
+        } else {
+            char e[6] = { '\\', 'u', '0', '0', hexd[c >> 4], hexd[c & 15] };
+            emit(w, e, 6);
+        }
+    }
+    emit(w, s + run, n - run);
+    emitc(w, '"');
+}
+
 static void
 ws(walk_t *w)
 {
@@ -457,7 +518,17 @@ scan_string(walk_t *w, int decode, size_t *doff, size_t *dlen)
     }
     for (;;) {
         unsigned char c;
+        const char   *run = p;
 
+        /* the common case: a run of plain ASCII */
+        while (p < w->end && (unsigned char) *p >= 0x20
+               && (unsigned char) *p < 0x80 && *p != '"' && *p != '\\') {
+            p++;
+        }
+        if (decode && p > run) {
+            memcpy(w->kbuf + w->klen, run, (size_t) (p - run));
+            w->klen += (size_t) (p - run);
+        }
         if (p >= w->end) {
             w->err = 1;
             return;
@@ -955,14 +1026,19 @@ field_value(walk_t *w, const ca_field *f, int depth)
             withhold(w);
             return 0;
         }
-        text = json_dumps(r, JSON_ENCODE_ANY | JSON_COMPACT);
-        json_decref(r);
-        if (text == NULL) {
-            w->err = 1;
-            return 0;
+        if (json_is_string(r)) {
+            emit_string(w, json_string_value(r), json_string_length(r));
+            json_decref(r);
+        } else {
+            text = json_dumps(r, JSON_ENCODE_ANY | JSON_COMPACT);
+            json_decref(r);
+            if (text == NULL) {
+                w->err = 1;
+                return 0;
+            }
+            emit(w, text, strlen(text));
+            free(text);
         }
-        emit(w, text, strlen(text));
-        free(text);
     }
     trace(w, f, t, CA_TRACE_SENT);
     if (w->rep && idx < w->rep->n_fields) {
