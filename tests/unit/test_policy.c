@@ -456,9 +456,45 @@ test_route_literal_beats_bad_uscc(void **state)
     ca_policy_free(p);
 }
 
-int
-main(void)
+/*
+ * --dump DIR writes every invalid policy above as DIR/bad-N.json with the
+ * message it must produce in DIR/bad-N.expect (the part after "p.json: "),
+ * so that the integration tests can check that nginx -t refuses each one
+ * (tests/integration/test_policy_must_not_start.py).
+ */
+static int
+dump_cases(const char *dir)
 {
+    char  path[4096];
+    FILE *f;
+
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        const char *expect = bad[i].expect;
+
+        if (strncmp(expect, "p.json: ", 8) == 0) {
+            expect += 8;
+        }
+        snprintf(path, sizeof(path), "%s/bad-%03zu.json", dir, i);
+        f = fopen(path, "w");
+        if (f == NULL || fputs(bad[i].json, f) < 0 || fclose(f) != 0) {
+            return 1;
+        }
+        snprintf(path, sizeof(path), "%s/bad-%03zu.expect", dir, i);
+        f = fopen(path, "w");
+        if (f == NULL || fputs(expect, f) < 0 || fclose(f) != 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+    if (argc == 3 && strcmp(argv[1], "--dump") == 0) {
+        return dump_cases(argv[2]);
+    }
+
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_validation_errors),
         cmocka_unit_test(test_defaults_and_minimal),
