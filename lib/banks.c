@@ -36,14 +36,6 @@ parse_fingerprint(const char *s, unsigned char out[32])
 }
 
 static int
-is_code(json_t *v)
-{
-    return json_is_string(v)
-           && json_string_length(v) == strlen(json_string_value(v))
-           && ca_is_token_chars(json_string_value(v), CA_CODE_MAX);
-}
-
-static int
 bank_has_cert(const ca_bank *bank, const unsigned char sha256[32])
 {
     for (size_t c = 0; c < bank->n_certs; c++) {
@@ -88,7 +80,7 @@ load_bank(json_t *jb, size_t idx, ca_bank *b, const char *file,
 
     snprintf(path, sizeof(path), "%s.code", jpath);
     v = json_object_get(jb, "code");
-    if (!is_code(v)) {
+    if (!ca_json_is_code(v, CA_CODE_MAX)) {
         ca_error_set(err, file, path, v ? "must be 1..%d characters of"
                      " [A-Za-z0-9._-]" : "missing", CA_CODE_MAX);
         return -1;
@@ -167,7 +159,7 @@ load_bank(json_t *jb, size_t idx, ca_bank *b, const char *file,
     }
     json_array_foreach(v, i, e) {
         snprintf(path, sizeof(path), "%s.purposes[%zu]", jpath, i);
-        if (!is_code(e)) {
+        if (!ca_json_is_code(e, CA_CODE_MAX)) {
             ca_error_set(err, file, path, "must be 1..%d characters of"
                          " [A-Za-z0-9._-]", CA_CODE_MAX);
             return -1;

@@ -675,6 +675,23 @@ scan_number(walk_t *w, int *is_int)
     w->p = p;
 }
 
+/* After an element: ',' (1: another follows) or `close` (0: done). */
+static int
+more(walk_t *w, char close)
+{
+    ws(w);
+    if (w->p < w->end && *w->p == ',') {
+        w->p++;
+        return 1;
+    }
+    if (w->p < w->end && *w->p == close) {
+        w->p++;
+        return 0;
+    }
+    w->err = 1;
+    return 0;
+}
+
 static int
 keycmp(const void *a, const void *b, void *arg)
 {
@@ -800,19 +817,11 @@ pass_value(walk_t *w, int depth, int copy)
                 }
             }
             pass_value(w, depth + 1, copy);
-            if (w->err) {
-                return;
-            }
-            ws(w);
-            if (w->p < w->end && *w->p == ',') {
-                w->p++;
-                continue;
-            }
-            if (w->p < w->end && *w->p == close) {
-                w->p++;
+            if (w->err || !more(w, close)) {
                 break;
             }
-            w->err = 1;
+        }
+        if (w->err) {
             return;
         }
         if (obj) {
@@ -1094,19 +1103,11 @@ filter_object(walk_t *w, const ca_node *n, int depth)
             }
         }
         path_pop(w, old);
-        if (w->err) {
-            return;
-        }
-        ws(w);
-        if (w->p < w->end && *w->p == ',') {
-            w->p++;
-            continue;
-        }
-        if (w->p < w->end && *w->p == '}') {
-            w->p++;
+        if (w->err || !more(w, '}')) {
             break;
         }
-        w->err = 1;
+    }
+    if (w->err) {
         return;
     }
     keys_close(w, mark, kmark);
@@ -1139,20 +1140,9 @@ filter_array(walk_t *w, const ca_node *each, int depth)
             w->olen = saved;
         }
         path_pop(w, old);
-        if (w->err) {
-            return;
-        }
-        ws(w);
-        if (w->p < w->end && *w->p == ',') {
-            w->p++;
-            continue;
-        }
-        if (w->p < w->end && *w->p == ']') {
-            w->p++;
+        if (w->err || !more(w, ']')) {
             break;
         }
-        w->err = 1;
-        return;
     }
     emitc(w, ']');
 }

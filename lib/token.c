@@ -305,14 +305,6 @@ fail:
 
 /* ---- claims ---------------------------------------------------------- */
 
-static int
-is_code(json_t *v)
-{
-    return json_is_string(v)
-           && json_string_length(v) == strlen(json_string_value(v))
-           && ca_is_token_chars(json_string_value(v), CA_CODE_MAX);
-}
-
 /* A non-empty array of codes (or, if one_ok, a single code string). */
 static int
 code_list(json_t *v, int one_ok, char out[][CA_CODE_MAX + 1], int *n)
@@ -322,7 +314,7 @@ code_list(json_t *v, int one_ok, char out[][CA_CODE_MAX + 1], int *n)
 
     *n = 0;
     if (one_ok && json_is_string(v)) {
-        if (!is_code(v)) {
+        if (!ca_json_is_code(v, CA_CODE_MAX)) {
             return -1;
         }
         strcpy(out[0], json_string_value(v));
@@ -335,7 +327,7 @@ code_list(json_t *v, int one_ok, char out[][CA_CODE_MAX + 1], int *n)
         return -1;
     }
     json_array_foreach(v, i, e) {
-        if (!is_code(e)) {
+        if (!ca_json_is_code(e, CA_CODE_MAX)) {
             return -1;
         }
         strcpy(out[i], json_string_value(e));

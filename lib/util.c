@@ -281,3 +281,11 @@ ca_is_token_chars(const char *s, size_t max)
     }
     return n >= 1 && n <= max;
 }
+
+int
+ca_json_is_code(json_t *v, size_t max)
+{
+    return json_is_string(v)
+           && json_string_length(v) == strlen(json_string_value(v))
+           && ca_is_token_chars(json_string_value(v), max);
+}

@@ -48,5 +48,7 @@ char *ca_read_file(const char *file, size_t max, size_t *len, ca_error *err);
 
 /* True if s is 1..max chars of [A-Za-z0-9._-]. */
 int ca_is_token_chars(const char *s, size_t max);
+/* True if v is such a string (and holds no NUL byte). */
+int ca_json_is_code(json_t *v, size_t max);
 
 #endif

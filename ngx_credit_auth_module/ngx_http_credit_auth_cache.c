@@ -93,6 +93,16 @@ ngx_http_credit_auth_cache_lookup(ngx_http_credit_auth_shctx_t *sh,
 }
 
 
+/* Expired, or verified under another configuration (keys, policy). */
+static ngx_uint_t
+ngx_http_credit_auth_cache_stale(ngx_http_credit_auth_cache_node_t *cn,
+    ngx_http_credit_auth_main_conf_t *mcf)
+{
+    return cn->generation != mcf->generation
+           || cn->claims.exp + mcf->policy->token.leeway < ngx_time();
+}
+
+
 static void
 ngx_http_credit_auth_cache_remove(ngx_http_credit_auth_shctx_t *sh,
     ngx_slab_pool_t *shpool, ngx_http_credit_auth_cache_node_t *cn)
@@ -126,9 +136,7 @@ ngx_http_credit_auth_cache_get(const u_char sha[32], ca_claims *claims)
 
     cn = ngx_http_credit_auth_cache_lookup(sh, sha);
     if (cn != NULL) {
-        if (cn->generation != mcf->generation
-            || cn->claims.exp + mcf->policy->token.leeway < ngx_time())
-        {
+        if (ngx_http_credit_auth_cache_stale(cn, mcf)) {
             ngx_http_credit_auth_cache_remove(sh, shpool, cn);
 
         } else {
@@ -177,9 +185,7 @@ ngx_http_credit_auth_cache_put(const u_char sha[32], const ca_claims *claims)
     for (tries = 0; tries < 2 && !ngx_queue_empty(&sh->cache_lru); tries++) {
         q = ngx_queue_last(&sh->cache_lru);
         cn = ngx_queue_data(q, ngx_http_credit_auth_cache_node_t, lru);
-        if (cn->claims.exp + mcf->policy->token.leeway >= ngx_time()
-            && cn->generation == mcf->generation)
-        {
+        if (!ngx_http_credit_auth_cache_stale(cn, mcf)) {
             break;
         }
         ngx_http_credit_auth_cache_remove(sh, shpool, cn);
