@@ -196,8 +196,6 @@ ngx_uint_t ngx_http_credit_auth_redis_ready(void);
 ngx_uint_t ngx_http_credit_auth_redis_inflight(void);
 
 /* …_audit.c */
-typedef void (*ngx_http_credit_auth_acked_pt)(void *data, ngx_int_t ok);
-
 ngx_int_t ngx_http_credit_auth_audit_init_process(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf);
 void ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle);

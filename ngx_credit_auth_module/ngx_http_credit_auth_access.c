@@ -137,9 +137,8 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
 
     rc = ngx_http_credit_auth_audit_decision(r, ctx);
 
-    ngx_http_credit_auth_count_decision(ctx);
-
     if (rc == NGX_AGAIN) {
+        /* counted when Redis has said allow, revoked or exhausted */
         ctx->state = NGX_HTTP_CREDIT_AUTH_WAITING;
         r->main->count++;
         return NGX_DONE;
@@ -155,6 +154,8 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
     }
 
     /* NGX_OK: durably spooled, decided now */
+    ngx_http_credit_auth_count_decision(ctx);
+
     ctx->state = (ctx->reason == CA_OK || ctx->report)
                  ? NGX_HTTP_CREDIT_AUTH_ALLOWED
                  : NGX_HTTP_CREDIT_AUTH_REFUSED;
@@ -178,6 +179,8 @@ ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
         ctx->reason = CA_AUDIT_UNAVAILABLE;
         ctx->report = 0;
     }
+
+    ngx_http_credit_auth_count_decision(ctx);
 
     ctx->state = (ctx->reason == CA_OK || ctx->report)
                  ? NGX_HTTP_CREDIT_AUTH_ALLOWED
