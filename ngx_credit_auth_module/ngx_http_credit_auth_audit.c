@@ -104,30 +104,50 @@ static const char  ngx_http_credit_auth_script[] =
 
 
 /*
- * Every other entry.  Pipelined writes can partly fail (a Redis that is
- * still loading answers -LOADING to some, then accepts the next): the
- * script refuses an entry whose predecessor in its chain is not there, so
- * that one failure sends all later entries to the spool behind it and the
- * stream keeps chain order.  A replay from the spool (force) is already in
- * chain order and skips that check; a seq already written is a duplicate.
+ * Every other entry, in batches: the entries a worker seals in one turn of
+ * its event loop (all of chain 0) go in one call.  Pipelined writes can
+ * partly fail (a Redis that is still loading answers -LOADING to some,
+ * then accepts the next): the script refuses an entry whose predecessor in
+ * its chain is not there, so one failure sends all later entries to the
+ * spool behind it and the stream keeps chain order.  Entries of the batch
+ * written before such a refusal stay written; a seq already written is a
+ * duplicate and skipped, which makes a whole batch safe to replay.  A
+ * replay (force) may skip the check for its first unwritten entry: the
+ * spool is in chain order, so a predecessor still missing then is lost.
  *
- * KEYS: stream, credit:chain:<chain>; ARGV: seq, force, field pairs.
+ * KEYS: stream, credit:chain:<chain>
+ * ARGV: force, n, then n times: seq, m, m strings (field/value pairs).
  */
 static const char  ngx_http_credit_auth_append_script[] =
-    "local seq = tonumber(ARGV[1])\n"
+    "local force = ARGV[1] == '1'\n"
     "local last = redis.call('GET', KEYS[2])\n"
     "local s = last and tonumber(string.match(last, '^(%d+)')) or 0\n"
-    "if seq <= s then return 'dup' end\n"
-    "if ARGV[2] == '0' and seq ~= s + 1 then\n"
-    "  return redis.error_reply('GAP ' .. KEYS[2] .. ' at ' .. s)\n"
+    "local s0, i = s, 3\n"
+    "for e = 1, tonumber(ARGV[2]) do\n"
+    "  local seq, m = tonumber(ARGV[i]), tonumber(ARGV[i + 1])\n"
+    "  i = i + 2\n"
+    "  if seq > s then\n"
+    "    if seq ~= s + 1 and not (force and s == s0) then\n"
+    "      if s > s0 then\n"
+    "        redis.call('SET', KEYS[2], s .. ' plain', 'EX', 2592000)\n"
+    "      end\n"
+    "      return redis.error_reply('GAP ' .. KEYS[2] .. ' at ' .. s)\n"
+    "    end\n"
+    "    local f = {}\n"
+    "    for j = 1, m do f[j] = ARGV[i + j - 1] end\n"
+    "    redis.call('XADD', KEYS[1], '*', unpack(f))\n"
+    "    s = seq\n"
+    "  end\n"
+    "  i = i + m\n"
     "end\n"
-    "local f = {}\n"
-    "for i = 3, #ARGV do f[i - 2] = ARGV[i] end\n"
-    "local id = redis.call('XADD', KEYS[1], '*', unpack(f))\n"
-    "redis.call('SET', KEYS[2], ARGV[1] .. ' plain', 'EX', 2592000)\n"
-    "return id\n";
+    "if s > s0 then\n"
+    "  redis.call('SET', KEYS[2], s .. ' plain', 'EX', 2592000)\n"
+    "end\n"
+    "return 'ok'\n";
 
-#define NGX_HTTP_CREDIT_AUTH_FORCE_ARG  6   /* argv index of `force` */
+#define NGX_HTTP_CREDIT_AUTH_FORCE_ARG  5   /* argv index of `force` */
+#define NGX_HTTP_CREDIT_AUTH_HEAD_ARGS  7   /* EVALSHA sha 2 stream key f n */
+#define NGX_HTTP_CREDIT_AUTH_BATCH_MAX  64
 
 
 typedef struct {
@@ -145,6 +165,8 @@ struct ngx_http_credit_auth_pending_s {
     ca_chain                variants[4];    /* allow revoked exhausted
                                                failed */
     ngx_uint_t              checkpoint_lane;   /* a lane's checkpoint */
+    struct ngx_http_credit_auth_pending_s  **parts;  /* a batch's entries */
+    ngx_uint_t              n_parts;
     ngx_uint_t              replay;
     uint64_t                spool_end;
     int                     argc;
@@ -171,6 +193,9 @@ typedef struct {
     ngx_uint_t                         replay_hold;  /* ticks to wait */
     ngx_uint_t                         replay_failed;
     ngx_uint_t                         gap_strikes;
+    ngx_http_credit_auth_pending_t    *batch[NGX_HTTP_CREDIT_AUTH_BATCH_MAX];
+    ngx_uint_t                         n_batch;
+    ngx_event_t                        flush;
     ngx_msec_t                         last_checkpoint;
     ngx_msec_t                         last_adopt;
     ngx_event_t                        tick;
@@ -178,6 +203,13 @@ typedef struct {
 
 
 static ngx_http_credit_auth_audit_t  ngx_http_credit_auth_audit;
+
+
+static void ngx_http_credit_auth_settle_parts(
+    ngx_http_credit_auth_pending_t *pd, ngx_uint_t ok);
+static void ngx_http_credit_auth_resume(ngx_http_request_t *r,
+    ngx_uint_t ok);
+static void ngx_http_credit_auth_resume_handler(ngx_event_t *ev);
 
 
 static int64_t
@@ -229,13 +261,13 @@ ngx_http_credit_auth_pending_new(int argc, const char *const *argv,
 
 
 /*
- * Builds the append command for a sealed entry:
- * EVALSHA <append> 2 <stream> credit:chain:<chain> <seq> 0 name value ...
- * key must outlive argv.
+ * Builds the append command for one sealed entry:
+ * EVALSHA <append> 2 <stream> credit:chain:<chain> 0 1 <seq> <m> pairs...
+ * key and the two small buffers must outlive argv.
  */
 static int
 ngx_http_credit_auth_append_argv(ca_entry *e, const char **argv,
-    size_t *lens, char *key, size_t keylen)
+    size_t *lens, char *key, size_t keylen, char *mbuf)
 {
     size_t                         i, len;
     int                            n;
@@ -245,6 +277,7 @@ ngx_http_credit_auth_append_argv(ca_entry *e, const char **argv,
     chain = ca_entry_get(e, "chain", NULL);
     seq = ca_entry_get(e, "seq", &len);
     ngx_snprintf((u_char *) key, keylen - 1, "credit:chain:%s%Z", chain);
+    ngx_snprintf((u_char *) mbuf, 15, "%uz%Z", 2 * e->n);
 
     argv[0] = "EVALSHA";
     lens[0] = 7;
@@ -256,11 +289,15 @@ ngx_http_credit_auth_append_argv(ca_entry *e, const char **argv,
     lens[3] = au->mcf->stream.len;
     argv[4] = key;
     lens[4] = ngx_strlen(key);
-    argv[5] = seq;
-    lens[5] = len;
     argv[NGX_HTTP_CREDIT_AUTH_FORCE_ARG] = "0";
     lens[NGX_HTTP_CREDIT_AUTH_FORCE_ARG] = 1;
-    n = 7;
+    argv[6] = "1";
+    lens[6] = 1;
+    argv[7] = seq;
+    lens[7] = len;
+    argv[8] = mbuf;
+    lens[8] = ngx_strlen(mbuf);
+    n = 9;
     for (i = 0; i < e->n; i++) {
         argv[n] = e->name[i];
         lens[n++] = ngx_strlen(e->name[i]);
@@ -603,10 +640,17 @@ ngx_http_credit_auth_audit_reply(void *data, void *reply)
     } else if (!ok) {
         /* Unknown whether Redis wrote it: keep it for replay; readers
          * de-duplicate by (chain, seq) and the script by its own record. */
-        (void) ngx_http_credit_auth_spool_append(pd);
+        ok = (ngx_http_credit_auth_spool_append(pd) == NGX_OK);
 
     } else if (pd->lane) {
         ngx_http_credit_auth_lane_resolved(pd, v);
+    }
+
+    if (pd->parts) {
+        /* a batch: its refusals stand, written or spooled */
+        ngx_http_credit_auth_settle_parts(pd, ok);
+        ngx_free(pd);
+        return;
     }
 
     r = pd->r;
@@ -633,21 +677,19 @@ ngx_http_credit_auth_audit_reply(void *data, void *reply)
      * a request resumed in the middle would seal new entries (its outcome)
      * ahead of older ones still to be spooled.
      */
-    ctx->acked_ok = ok;
-    ctx->resume.handler = ngx_http_credit_auth_resume_handler;
-    ctx->resume.data = r;
-    ctx->resume.log = r->connection->log;
-    ngx_post_event(&ctx->resume, &ngx_posted_events);
+    ngx_http_credit_auth_resume(r, ok);
 }
 
 
 /*
  * Sends a command, or (plain entries only) spools it when Redis cannot
  * take it now.  NGX_AGAIN: sent, the reply will come; NGX_OK: spooled;
- * NGX_ERROR: neither (pd is freed).
+ * NGX_ERROR: neither.  Unless sent, pd is freed and a batch's requests are
+ * resumed (settle).
  */
 static ngx_int_t
-ngx_http_credit_auth_submit(ngx_http_credit_auth_pending_t *pd)
+ngx_http_credit_auth_submit(ngx_http_credit_auth_pending_t *pd,
+    ngx_uint_t settle)
 {
     ngx_int_t                      rc;
     ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
@@ -669,24 +711,185 @@ ngx_http_credit_auth_submit(ngx_http_credit_auth_pending_t *pd)
     }
 
     rc = ngx_http_credit_auth_spool_append(pd);
+    if (settle) {
+        ngx_http_credit_auth_settle_parts(pd, rc == NGX_OK);
+    }
     ngx_free(pd);
 
     return rc;
 }
 
 
-/* Seals a final entry into chain 0 and submits it. */
+/*
+ * Resumes the requests of a batch (or of one entry) once it is settled:
+ * acknowledged by Redis, spooled (ok too: durable), or neither.
+ */
+static void
+ngx_http_credit_auth_resume(ngx_http_request_t *r, ngx_uint_t ok)
+{
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+    ctx->pending = NULL;
+    ctx->acked_ok = ok;
+    ctx->resume.handler = ngx_http_credit_auth_resume_handler;
+    ctx->resume.data = r;
+    ctx->resume.log = r->connection->log;
+    ngx_post_event(&ctx->resume, &ngx_posted_events);
+}
+
+
+static void
+ngx_http_credit_auth_settle_parts(ngx_http_credit_auth_pending_t *pd,
+    ngx_uint_t ok)
+{
+    ngx_uint_t                       i;
+    ngx_http_request_t              *r;
+    ngx_http_credit_auth_pending_t  *part;
+
+    for (i = 0; i < pd->n_parts; i++) {
+        part = pd->parts[i];
+        r = part->r;
+        ngx_free(part);
+        if (r != NULL) {
+            ngx_http_credit_auth_resume(r, ok);
+        }
+    }
+    ngx_free(pd->parts);
+    pd->parts = NULL;
+    pd->n_parts = 0;
+}
+
+
+/*
+ * Sends the chain-0 entries sealed during this turn of the event loop as
+ * one append: one round trip for all of them, in seal order.
+ */
+static void
+ngx_http_credit_auth_flush(ngx_event_t *ev)
+{
+    int                              argc;
+    size_t                           i, k, total;
+    ngx_int_t                        rc;
+    const char                     **argv;
+    size_t                          *lens;
+    char                             n[16];
+    ngx_http_credit_auth_pending_t  *pd, *e, **parts;
+    ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
+
+    if (au->flush.posted) {
+        ngx_delete_posted_event(&au->flush);
+    }
+    if (au->n_batch == 0) {
+        return;
+    }
+
+    total = NGX_HTTP_CREDIT_AUTH_HEAD_ARGS;
+    for (i = 0; i < au->n_batch; i++) {
+        total += au->batch[i]->argc - NGX_HTTP_CREDIT_AUTH_HEAD_ARGS;
+    }
+    argv = ngx_alloc(total * (sizeof(char *) + sizeof(size_t)), au->log);
+    parts = ngx_alloc(au->n_batch * sizeof(*parts), au->log);
+    if (argv == NULL || parts == NULL) {
+        ngx_free(argv);
+        ngx_free(parts);
+        pd = NULL;
+        goto failed;
+    }
+    lens = (size_t *) (argv + total);
+
+    /* the head of the first entry's command, with the batch's count */
+    e = au->batch[0];
+    for (k = 0; k < NGX_HTTP_CREDIT_AUTH_HEAD_ARGS; k++) {
+        argv[k] = e->argv[k];
+        lens[k] = e->lens[k];
+    }
+    ngx_snprintf((u_char *) n, sizeof(n) - 1, "%ui%Z", au->n_batch);
+    argv[6] = n;
+    lens[6] = ngx_strlen(n);
+    argc = NGX_HTTP_CREDIT_AUTH_HEAD_ARGS;
+    for (i = 0; i < au->n_batch; i++) {
+        e = au->batch[i];
+        for (k = NGX_HTTP_CREDIT_AUTH_HEAD_ARGS; k < (size_t) e->argc; k++) {
+            argv[argc] = e->argv[k];
+            lens[argc++] = e->lens[k];
+        }
+        parts[i] = e;
+    }
+
+    pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
+    ngx_free(argv);
+    if (pd == NULL) {
+        ngx_free(parts);
+        goto failed;
+    }
+    pd->parts = parts;
+    pd->n_parts = au->n_batch;
+    au->n_batch = 0;
+
+    rc = ngx_http_credit_auth_submit(pd, 1);
+    if (rc == NGX_AGAIN) {
+        return;                     /* settled by the reply */
+    }
+    /* spooled (durable) or lost: submit() settled and freed it */
+    return;
+
+failed:
+
+    ngx_log_error(NGX_LOG_ALERT, au->log, 0,
+                  "credit_auth: audit batch lost: out of memory");
+    for (i = 0; i < au->n_batch; i++) {
+        e = au->batch[i];
+        if (e->r) {
+            ngx_http_credit_auth_resume(e->r, 0);
+        }
+        ngx_free(e);
+    }
+    au->n_batch = 0;
+}
+
+
+/* Queues an entry sealed into chain 0 for this turn's batch. */
+static ngx_int_t
+ngx_http_credit_auth_queue(ca_entry *e, ngx_http_request_t *r,
+    ngx_http_credit_auth_pending_t **out)
+{
+    int                              argc;
+    char                             key[160], mbuf[16];
+    size_t                           lens[9 + 2 * CA_ENTRY_FIELDS];
+    const char                      *argv[9 + 2 * CA_ENTRY_FIELDS];
+    ngx_http_credit_auth_pending_t  *pd;
+    ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
+
+    argc = ngx_http_credit_auth_append_argv(e, argv, lens, key,
+                                            sizeof(key), mbuf);
+    pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
+    if (pd == NULL) {
+        return NGX_ERROR;
+    }
+    pd->r = r;
+
+    if (au->n_batch == NGX_HTTP_CREDIT_AUTH_BATCH_MAX) {
+        ngx_http_credit_auth_flush(&au->flush);
+    }
+    au->batch[au->n_batch++] = pd;
+    if (!au->flush.posted) {
+        ngx_post_event(&au->flush, &ngx_posted_events);
+    }
+
+    if (out) {
+        *out = pd;
+    }
+    return NGX_AGAIN;
+}
+
+
+/* Seals a final entry into chain 0 and queues it. */
 static ngx_int_t
 ngx_http_credit_auth_audit_plain(ca_entry *e, ngx_http_request_t *r,
     ngx_http_credit_auth_pending_t **out)
 {
-    int                              argc;
-    char                             key[160];
-    size_t                           lens[7 + 2 * CA_ENTRY_FIELDS];
-    ngx_int_t                        rc;
-    const char                      *argv[7 + 2 * CA_ENTRY_FIELDS];
-    ngx_http_credit_auth_pending_t  *pd;
-    ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
+    ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
 
     /* Seal only what can be delivered: a sealed entry that never reaches
      * the stream would read as a deletion. */
@@ -700,19 +903,7 @@ ngx_http_credit_auth_audit_plain(ca_entry *e, ngx_http_request_t *r,
         return NGX_ERROR;
     }
 
-    argc = ngx_http_credit_auth_append_argv(e, argv, lens, key,
-                                            sizeof(key));
-    pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
-    if (pd == NULL) {
-        return NGX_ERROR;
-    }
-    pd->r = r;
-
-    rc = ngx_http_credit_auth_submit(pd);
-    if (rc == NGX_AGAIN && out) {
-        *out = pd;
-    }
-    return rc;
+    return ngx_http_credit_auth_queue(e, r, out);
 }
 
 
@@ -872,7 +1063,7 @@ ngx_http_credit_auth_audit_lane(ca_entry *e, ngx_http_request_t *r,
     pd->r = r;
     ngx_memcpy(pd->variants, chains, sizeof(chains));
 
-    if (ngx_http_credit_auth_submit(pd) != NGX_AGAIN) {
+    if (ngx_http_credit_auth_submit(pd, 0) != NGX_AGAIN) {
         ngx_http_credit_auth_lane_release(lane, &au->lanes[lane].chain);
         return NGX_ERROR;
     }
@@ -1075,11 +1266,11 @@ static void
 ngx_http_credit_auth_checkpoints(void)
 {
     int                              argc;
-    char                             key[160];
-    size_t                           lens[7 + 2 * CA_ENTRY_FIELDS];
+    char                             key[160], mbuf[16];
+    size_t                           lens[9 + 2 * CA_ENTRY_FIELDS];
     ca_entry                         e;
     ngx_uint_t                       i;
-    const char                      *argv[7 + 2 * CA_ENTRY_FIELDS];
+    const char                      *argv[9 + 2 * CA_ENTRY_FIELDS];
     ngx_http_credit_auth_pending_t  *pd;
     ngx_http_credit_auth_lane_t     *l;
     ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
@@ -1112,15 +1303,19 @@ ngx_http_credit_auth_checkpoints(void)
         }
         l->checkpointed = l->chain.seq;
 
+        if (i == 0) {
+            (void) ngx_http_credit_auth_queue(&e, NULL, NULL);
+            continue;
+        }
         argc = ngx_http_credit_auth_append_argv(&e, argv, lens, key,
-                                                sizeof(key));
+                                                sizeof(key), mbuf);
         pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
         if (pd == NULL) {
-            l->lost = (i != 0);
+            l->lost = 1;
             continue;
         }
         pd->checkpoint_lane = i;
-        if (ngx_http_credit_auth_submit(pd) == NGX_ERROR && i != 0) {
+        if (ngx_http_credit_auth_submit(pd, 0) == NGX_ERROR) {
             l->lost = 1;
         }
     }
@@ -1376,6 +1571,10 @@ ngx_http_credit_auth_audit_init_process(ngx_cycle_t *cycle,
         au->last_adopt = ngx_current_msec;
     }
 
+    au->flush.handler = ngx_http_credit_auth_flush;
+    au->flush.log = cycle->log;
+    au->flush.data = au;
+
     au->last_checkpoint = ngx_current_msec;
     au->tick.handler = ngx_http_credit_auth_tick_handler;
     au->tick.log = cycle->log;
@@ -1486,12 +1685,12 @@ void
 ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle)
 {
     int                              argc;
-    char                             key[160];
-    size_t                           lens[7 + 2 * CA_ENTRY_FIELDS];
+    char                             key[160], mbuf[16];
+    size_t                           lens[9 + 2 * CA_ENTRY_FIELDS];
     uint64_t                         off;
     ca_entry                         e;
     ngx_uint_t                       i, lane, delivered;
-    const char                      *argv[7 + 2 * CA_ENTRY_FIELDS];
+    const char                      *argv[9 + 2 * CA_ENTRY_FIELDS];
     redisContext                    *c;
     ca_spool_record                  rec;
     ngx_http_credit_auth_lane_t     *l;
@@ -1502,6 +1701,8 @@ ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle)
         ngx_del_timer(&au->tick);
     }
 
+    /* the last batch goes out (or, with the connection, to the spool) */
+    ngx_http_credit_auth_flush(&au->flush);
     ngx_http_credit_auth_redis_exit_process();
 
     c = ngx_http_credit_auth_sync_connect();
@@ -1555,7 +1756,7 @@ ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle)
         l->checkpointed = l->chain.seq;
 
         argc = ngx_http_credit_auth_append_argv(&e, argv, lens, key,
-                                                sizeof(key));
+                                                sizeof(key), mbuf);
         pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
         if (pd == NULL) {
             break;
