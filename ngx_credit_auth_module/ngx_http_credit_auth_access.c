@@ -145,12 +145,10 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
     }
 
     if (rc == NGX_ERROR) {
-        /* Nothing could be written: a refusal is still a refusal; anything
-         * else becomes one. */
-        if (ctx->reason == CA_OK || ctx->report) {
-            ctx->reason = CA_AUDIT_UNAVAILABLE;
-            ctx->report = 0;
-        }
+        /* Neither acknowledged nor spooled (SPEC §7): 503, whatever was
+         * decided; the bank learns nothing else. */
+        ctx->reason = CA_AUDIT_UNAVAILABLE;
+        ctx->report = 0;
     }
 
     /* NGX_OK: durably spooled, decided now */
@@ -175,7 +173,9 @@ ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
 {
     ngx_connection_t  *c;
 
-    if (!ok && (ctx->reason == CA_OK || ctx->report)) {
+    if (!ok) {
+        /* not written and not spooled, or (a decision) revocation not
+         * confirmed: 503 whatever was decided */
         ctx->reason = CA_AUDIT_UNAVAILABLE;
         ctx->report = 0;
     }

@@ -668,8 +668,8 @@ ngx_http_credit_auth_audit_reply(void *data, void *reply)
     } else if (ok && v == NGX_HTTP_CREDIT_AUTH_V_EXHAUSTED) {
         ctx->reason = CA_CONSENT_EXHAUSTED;
     }
-    /* !ok: an allow whose revocation was not checked becomes 503 in
-     * ngx_http_credit_auth_decision_acked(); a refusal stays (spooled) */
+    /* !ok: revocation was not confirmed: 503 in
+     * ngx_http_credit_auth_decision_acked() */
 
     /*
      * Resume from a posted event, not from inside hiredis: when the
