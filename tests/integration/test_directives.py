@@ -454,6 +454,39 @@ def test_redis_wrong_password(env, make_gateway, own_redis):
     alive(gw)
 
 
+def test_redis_wrong_password_reconnects_with_backoff(env, make_gateway,
+                                                     own_redis):
+    """docs/configuration.md: a dropped connection is "reconnected with
+    backoff (50 ms doubling to 5 s, with jitter)".  A refused AUTH is not
+    a reason to hammer Redis (and the error log) 20+ times a second: over
+    2 s the doubling backoff allows some 6 attempts."""
+    redis = own_redis(password="the-right-one")
+    gw = make_gateway(redis_addr=f"{redis.address} password=a-wrong-one",
+                      workers=1).start()
+    assert wait_for(lambda: "redis AUTH refused" in gw.read_error_log(), 5)
+    n0 = gw.read_error_log().count("redis AUTH refused")
+    time.sleep(2.0)
+    attempts = gw.read_error_log().count("redis AUTH refused") - n0
+    assert attempts <= 10, \
+        f"{attempts} AUTH attempts in 2 s: no backoff after a refused AUTH"
+    alive(gw)
+
+
+def test_redis_db_out_of_range(env, make_gateway, own_redis):
+    """db=99 on a Redis with 16 databases: SELECT is refused, nothing is
+    written anywhere, requests are refused 503."""
+    redis = own_redis()
+    gw = make_gateway(redis_addr=f"{redis.address} db=99",
+                      workers=1).start()
+    e = env_for(env, gw, redis)
+    assert wait_for(lambda: "redis SELECT refused" in gw.read_error_log(),
+                    5), gw.read_error_log()[-2000:]
+    for _ in range(3):
+        refused(e.get(TAX), 503, UNAVAILABLE)
+    assert redis.client().keys("*") == []
+    alive(gw)
+
+
 def test_redis_db(env, make_gateway, own_redis):
     redis = own_redis()
     gw = make_gateway(redis_addr=f"{redis.address} db=3").start()
@@ -546,7 +579,9 @@ def test_redis_connect_timeout(env, make_gateway):
             t = time.monotonic()
             r = e.get(TAX)
             assert time.monotonic() - t < 0.5, time.monotonic() - t
-            refused(r, 503, ("revocation_unavailable",))
+            # no spool: revocation unknown, and the refusal cannot be
+            # audited either (SPEC §7: then audit_unavailable)
+            refused(r, 503, UNAVAILABLE)
         # still trying, still timing out, still serving
         n = gw.read_error_log().count("connect timed out")
         assert wait_for(lambda: gw.read_error_log().count(
@@ -568,7 +603,7 @@ def test_redis_nothing_listening(env, make_gateway):
         t = time.monotonic()
         r = e.get(TAX)
         assert time.monotonic() - t < 0.5
-        refused(r, 503, ("revocation_unavailable",))
+        refused(r, 503, UNAVAILABLE)
     assert "credit_auth: redis connect failed" in gw.read_error_log()
     alive(gw)
 
@@ -781,12 +816,14 @@ def test_credit_auth_off_location(env, make_gateway, own_redis):
     upstream's answer as it is, nothing audited; the TLS listener (on)
     in the same gateway audits as usual."""
     redis = own_redis()
-    gw = make_gateway(redis_addr=redis.address,
+    gw = make_gateway(redis_addr=redis.address, audit_key=None,
                       plain_location_directives={
                           "credit_auth": "off",
                           "credit_auth_client_cert": None}).start()
     c = redis.client()
-    r = requests.get(gw.url(TAX, plain=True), timeout=5)
+    off_rid = new_rid("off")
+    r = requests.get(gw.url(TAX, plain=True), timeout=5,
+                     headers={"X-Request-Id": off_rid})
     assert r.status_code == 200, r.text
     doc = r.json()
     assert doc["internal_notes"] == "UPSTREAM-INTERNAL-NOTE do not disclose"
@@ -805,10 +842,15 @@ def test_credit_auth_off_location(env, make_gateway, own_redis):
     on = e.get(TAX)
     assert on.status_code == 200 and "internal_notes" not in on.text
     assert wait_entries(c, by_rid(on.headers["X-Request-Id"]))
-    n = c.xlen("credit:audit")
-    requests.get(gw.url(TAX, plain=True), timeout=5)
+    assert wait_entries(c, by_rid(on.headers["X-Request-Id"], "outcome"))
+    # no audit key: no checkpoints, the two entries are all there is
+    assert c.xlen("credit:audit") == 2, entries(c)
+    r3 = requests.get(gw.url(TAX, plain=True), timeout=5,
+                      headers={"X-Request-Id": off_rid})
+    assert r3.status_code == 200 and "internal_notes" in r3.text
     time.sleep(0.3)
-    assert c.xlen("credit:audit") == n
+    assert c.xlen("credit:audit") == 2, entries(c)
+    assert not [x for x in entries(c) if x.get("rid") == off_rid]
 
 
 def test_zone_shared_by_workers(env, make_gateway, own_redis):
