@@ -54,6 +54,8 @@ static ngx_http_credit_auth_redis_t  ngx_http_credit_auth_redis_state;
 
 
 static void ngx_http_credit_auth_redis_connect(void);
+static void ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
 static void ngx_http_credit_auth_redis_drop(const char *why);
 
 
@@ -268,6 +270,35 @@ ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
         redisAsyncCommand(ac, ngx_http_credit_auth_redis_auth_reply,
                           "SCRIPT LOAD", "SCRIPT LOAD %s",
                           ngx_http_credit_auth_audit_script(i));
+    }
+
+    /*
+     * Ready only when all of the above went through: a refused AUTH or
+     * SELECT, or a Redis still loading its data, must not count as a
+     * connection (nor reset the backoff).
+     */
+    redisAsyncCommand(ac, ngx_http_credit_auth_redis_ready_reply, NULL,
+                      "PING");
+}
+
+
+static void
+ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                    *reply = r;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    /* an earlier refusal (AUTH, SELECT, SCRIPT LOAD) is already closing it */
+    if (rs->ac != ac || reply == NULL || (ac->c.flags & REDIS_DISCONNECTING)) {
+        return;
+    }
+
+    if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "credit_auth: redis not ready: %s", reply->str);
+        redisAsyncDisconnect(ac);
+        return;
     }
 
     ngx_log_error(NGX_LOG_INFO, rs->log, 0, "credit_auth: redis connected");
