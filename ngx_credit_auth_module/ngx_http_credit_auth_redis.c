@@ -273,10 +273,12 @@ ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
     }
 
     /*
-     * Ready only when all of the above went through: a refused AUTH or
-     * SELECT, or a Redis still loading its data, must not count as a
-     * connection (nor reset the backoff).
+     * Commands may follow at once: they queue behind AUTH and SELECT, and
+     * fail closed if those are refused.  But only a PONG after all of them
+     * proves the connection good enough to reset the backoff: a refused
+     * AUTH or SELECT, or a Redis still loading, must keep backing off.
      */
+    rs->ready = 1;
     redisAsyncCommand(ac, ngx_http_credit_auth_redis_ready_reply, NULL,
                       "PING");
 }
@@ -302,7 +304,6 @@ ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac, void *r,
     }
 
     ngx_log_error(NGX_LOG_INFO, rs->log, 0, "credit_auth: redis connected");
-    rs->ready = 1;
     rs->failures = 0;
 }
 
