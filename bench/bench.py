@@ -238,7 +238,8 @@ def main():
               "plain, same run)")
         print("(redis trips/req: EVALSHA calls per gateway request: the "
               "decision script, the request's only round trip before it goes "
-              "upstream, and the outcome entry, written after the response)")
+              "upstream, plus its share of a batch: the outcome entries, "
+              "refusals and checkpoints of one event-loop turn go in one call)")
     return 1 if failed else 0
 
 
