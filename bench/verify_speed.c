@@ -55,23 +55,6 @@ user_s(void)
 }
 
 
-static EVP_PKEY *
-generate(ca_alg alg)
-{
-    switch (alg) {
-    case CA_ALG_RS256:
-    case CA_ALG_PS256:
-        return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 2048);
-    case CA_ALG_ES256:
-        return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    case CA_ALG_EDDSA:
-        return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-    case CA_ALG_SM2:
-        return EVP_PKEY_Q_keygen(NULL, NULL, "SM2");
-    default:
-        return NULL;
-    }
-}
 
 
 static int
@@ -93,7 +76,7 @@ bench(ca_alg alg, double seconds)
     int             fd;
     FILE           *f;
 
-    pkey = generate(alg);
+    pkey = ca_key_generate(alg);
     if (pkey == NULL) {
         fprintf(stderr, "verify_speed: cannot generate a %s key\n",
                 ca_alg_name(alg));

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -857,34 +858,20 @@ pass_value(walk_t *w, int depth, int copy)
     }
 }
 
+/* Extends the traced document path; returns the length to pop back to. */
 static size_t
-path_push_key(walk_t *w, const char *k, size_t klen)
+path_push(walk_t *w, const char *fmt, ...)
 {
-    size_t old = w->plen;
-    int    n;
+    size_t  old = w->plen;
+    int     n;
+    va_list ap;
 
     if (w->opts->trace == NULL) {
         return old;
     }
-    n = snprintf(w->path + old, sizeof(w->path) - old, "%s%.*s",
-                 old ? "." : "", (int) klen, k);
-    w->plen = n < 0 ? old : old + (size_t) n;
-    if (w->plen >= sizeof(w->path)) {
-        w->plen = sizeof(w->path) - 1;
-    }
-    return old;
-}
-
-static size_t
-path_push_idx(walk_t *w, size_t i)
-{
-    size_t old = w->plen;
-    int    n;
-
-    if (w->opts->trace == NULL) {
-        return old;
-    }
-    n = snprintf(w->path + old, sizeof(w->path) - old, "[%zu]", i);
+    va_start(ap, fmt);
+    n = vsnprintf(w->path + old, sizeof(w->path) - old, fmt, ap);
+    va_end(ap);
     w->plen = n < 0 ? old : old + (size_t) n;
     if (w->plen >= sizeof(w->path)) {
         w->plen = sizeof(w->path) - 1;
@@ -1084,7 +1071,8 @@ filter_object(walk_t *w, const ca_node *n, int depth)
             return;
         }
         c = find_child(n, w->kbuf + off, len);
-        old = path_push_key(w, w->kbuf + off, len);
+        old = path_push(w, "%s%.*s", w->plen ? "." : "", (int) len,
+                        w->kbuf + off);
         if (c == NULL) {
             pass_value(w, depth + 1, 0);
             trace(w, NULL, NULL, CA_TRACE_UNLISTED);
@@ -1132,7 +1120,7 @@ filter_array(walk_t *w, const ca_node *each, int depth)
         if (sent) {
             emitc(w, ',');
         }
-        old = path_push_idx(w, i);
+        old = path_push(w, "[%zu]", i);
         /* An element that is withheld is left out, not replaced. */
         if (node_value(w, each, depth + 1)) {
             sent++;

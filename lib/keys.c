@@ -640,3 +640,21 @@ ca_jwk_from_pkey(EVP_PKEY *pkey, ca_alg alg, const char *kid,
     json_object_set_new(jwk, "uscc", json_string(uscc));
     return jwk;
 }
+
+EVP_PKEY *
+ca_key_generate(ca_alg alg)
+{
+    switch (alg) {
+    case CA_ALG_RS256:
+    case CA_ALG_PS256:
+        return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 2048);
+    case CA_ALG_ES256:
+        return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    case CA_ALG_EDDSA:
+        return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    case CA_ALG_SM2:
+        return EVP_PKEY_Q_keygen(NULL, NULL, "SM2");
+    default:
+        return NULL;
+    }
+}

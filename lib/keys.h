@@ -48,6 +48,10 @@ ca_keyset *ca_keyset_load(const char *file, ca_error *err);
 const ca_key *ca_keyset_find(const ca_keyset *ks, const char *kid, size_t len);
 void ca_keyset_free(ca_keyset *ks);
 
+/* A new private key for alg (RSA 2048, P-256, Ed25519, SM2): tools, tests
+ * and the bench; the gateway itself never generates keys. */
+EVP_PKEY *ca_key_generate(ca_alg alg);
+
 /* Converts one JWK object to a public key; NULL with err set otherwise. */
 EVP_PKEY *ca_jwk_to_pkey(const char *kty, json_t *jwk, ca_alg alg,
                          const char *file, const char *jpath, ca_error *err);

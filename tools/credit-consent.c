@@ -109,23 +109,6 @@ parse_i64(const char *s, long long min, long long *out)
 
 /* ---- keygen ---------------------------------------------------------- */
 
-static EVP_PKEY *
-generate(ca_alg alg)
-{
-    switch (alg) {
-    case CA_ALG_RS256:
-    case CA_ALG_PS256:
-        return EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t) 2048);
-    case CA_ALG_ES256:
-        return EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    case CA_ALG_EDDSA:
-        return EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
-    case CA_ALG_SM2:
-        return EVP_PKEY_Q_keygen(NULL, NULL, "SM2");
-    default:
-        return NULL;
-    }
-}
 
 static int
 write_private(const char *path, EVP_PKEY *pkey)
@@ -193,7 +176,7 @@ cmd_keygen(int argc, char **argv)
         return usage_error(usage_keygen, "not a valid USCC: %s", uscc);
     }
 
-    pkey = generate(alg);
+    pkey = ca_key_generate(alg);
     jwk = pkey ? ca_jwk_from_pkey(pkey, alg, kid, uscc) : NULL;
     if (jwk == NULL) {
         fprintf(stderr, "credit-consent: cannot generate a %s key\n",
