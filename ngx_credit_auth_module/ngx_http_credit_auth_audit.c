@@ -31,7 +31,9 @@
 #include "ngx_http_credit_auth.h"
 
 
-#define NGX_HTTP_CREDIT_AUTH_LANES     256
+/* Lanes are made on demand, up to one per command that may be in flight
+ * (credit_auth_redis max_inflight), capped here. */
+#define NGX_HTTP_CREDIT_AUTH_LANES_MAX 4096
 #define NGX_HTTP_CREDIT_AUTH_PLAIN     1     /* spool record kinds */
 #define NGX_HTTP_CREDIT_AUTH_LANE      2
 #define NGX_HTTP_CREDIT_AUTH_TICK      100   /* ms */
@@ -184,7 +186,8 @@ typedef struct {
     char                               append_sha[41];
     ngx_http_credit_auth_lane_t       *lanes;        /* [0] = chain 0 */
     ngx_uint_t                         n_lanes;
-    ngx_uint_t                         free[NGX_HTTP_CREDIT_AUTH_LANES];
+    ngx_uint_t                         max_lanes;
+    ngx_uint_t                        *free;         /* idle lanes */
     ngx_uint_t                         n_free;
     ca_spool                          *spool;
     u_char                            *spool_file;
@@ -934,7 +937,7 @@ ngx_http_credit_auth_lane_get(void)
         }
     }
 
-    if (au->n_lanes == NGX_HTTP_CREDIT_AUTH_LANES + 1) {
+    if (au->n_lanes == au->max_lanes + 1) {
         return 0;
     }
 
@@ -1543,9 +1546,12 @@ ngx_http_credit_auth_audit_init_process(ngx_cycle_t *cycle,
          sizeof(ngx_http_credit_auth_append_script) - 1, md);
     ca_hex(md, SHA_DIGEST_LENGTH, au->append_sha);
 
-    au->lanes = ngx_pcalloc(cycle->pool, (NGX_HTTP_CREDIT_AUTH_LANES + 1)
+    au->max_lanes = ngx_min(mcf->max_inflight, NGX_HTTP_CREDIT_AUTH_LANES_MAX);
+    au->lanes = ngx_pcalloc(cycle->pool, (au->max_lanes + 1)
                                    * sizeof(ngx_http_credit_auth_lane_t));
-    if (au->lanes == NULL) {
+    au->free = ngx_palloc(cycle->pool, (au->max_lanes + 1)
+                                       * sizeof(ngx_uint_t));
+    if (au->lanes == NULL || au->free == NULL) {
         return NGX_ERROR;
     }
     ngx_http_credit_auth_chain_init(&au->lanes[0].chain, 0);
