@@ -115,6 +115,7 @@ typedef enum {
     NGX_HTTP_CREDIT_AUTH_NEW = 0,
     NGX_HTTP_CREDIT_AUTH_READING_BODY,
     NGX_HTTP_CREDIT_AUTH_WAITING,               /* for the decision ack */
+    NGX_HTTP_CREDIT_AUTH_RETRY,                 /* Redis connected: again */
     NGX_HTTP_CREDIT_AUTH_ALLOWED,
     NGX_HTTP_CREDIT_AUTH_REFUSED,
 } ngx_http_credit_auth_state_e;
@@ -141,6 +142,9 @@ typedef struct {
     unsigned                    decided:1;      /* decision entry written */
     unsigned                    acked_ok:1;
     ngx_event_t                 resume;         /* after the Redis reply */
+    ngx_queue_t                 parked;         /* waiting for a connection */
+    unsigned                    is_parked:1;
+    unsigned                    waited_for_redis:1;
 
     const ca_category          *category;
     char                        uscc[19];
@@ -193,6 +197,7 @@ ngx_int_t ngx_http_credit_auth_redis_command(int argc, const char **argv,
     const size_t *argvlen, ngx_http_credit_auth_reply_pt handler,
     void *data);
 ngx_uint_t ngx_http_credit_auth_redis_ready(void);
+ngx_uint_t ngx_http_credit_auth_redis_connecting(void);
 ngx_uint_t ngx_http_credit_auth_redis_inflight(void);
 
 /* …_audit.c */
@@ -203,6 +208,7 @@ ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
 const char *ngx_http_credit_auth_audit_script(ngx_uint_t i);
+void ngx_http_credit_auth_audit_redis_changed(void);
 void ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ngx_int_t ok);
 

@@ -57,6 +57,10 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
         case NGX_HTTP_CREDIT_AUTH_REFUSED:
             return ngx_http_credit_auth_refuse(r, ctx);
 
+        case NGX_HTTP_CREDIT_AUTH_RETRY:
+            /* parked until Redis connected (or failed to) */
+            return ngx_http_credit_auth_commit(r, ctx);
+
         case NGX_HTTP_CREDIT_AUTH_NEW:
             /* the verification body has been read: decide and commit */
             if (ctx->reason == CA_OK) {

@@ -196,6 +196,8 @@ typedef struct {
     ngx_uint_t                         replay_hold;  /* ticks to wait */
     ngx_uint_t                         replay_failed;
     ngx_uint_t                         gap_strikes;
+    ngx_queue_t                        parked;      /* decisions waiting for
+                                                       the connection */
     ngx_http_credit_auth_pending_t    *batch[NGX_HTTP_CREDIT_AUTH_BATCH_MAX];
     ngx_uint_t                         n_batch;
     ngx_event_t                        flush;
@@ -581,6 +583,48 @@ ngx_http_credit_auth_replay_reply(ngx_http_credit_auth_pending_t *pd,
         au->replay_failed = 0;
         au->replay_next = ca_spool_acked(au->spool);
         au->replay_hold = 10;
+    }
+}
+
+
+static void
+ngx_http_credit_auth_retry_handler(ngx_event_t *ev)
+{
+    ngx_http_request_t  *r = ev->data;
+    ngx_connection_t    *c = r->connection;
+
+    /* release the hold taken while parked, and decide again */
+    r->main->count--;
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
+}
+
+
+/* The connection is up (PONG), or the attempt failed: parked decisions go
+ * again, from posted events (this runs inside hiredis callbacks). */
+void
+ngx_http_credit_auth_audit_redis_changed(void)
+{
+    ngx_queue_t                   *q;
+    ngx_http_request_t            *r;
+    ngx_http_credit_auth_ctx_t    *ctx;
+    ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
+
+    if (au->mcf == NULL) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&au->parked)) {
+        q = ngx_queue_head(&au->parked);
+        ngx_queue_remove(q);
+        ctx = ngx_queue_data(q, ngx_http_credit_auth_ctx_t, parked);
+        ctx->is_parked = 0;
+        r = ctx->resume.data;
+
+        ctx->state = NGX_HTTP_CREDIT_AUTH_RETRY;
+        ctx->resume.handler = ngx_http_credit_auth_retry_handler;
+        ctx->resume.log = r->connection->log;
+        ngx_post_event(&ctx->resume, &ngx_posted_events);
     }
 }
 
@@ -1089,6 +1133,10 @@ ngx_http_credit_auth_request_gone(void *data)
     if (ctx->resume.posted) {
         ngx_delete_posted_event(&ctx->resume);
     }
+    if (ctx->is_parked) {
+        ngx_queue_remove(&ctx->parked);
+        ctx->is_parked = 0;
+    }
 }
 
 
@@ -1171,6 +1219,16 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     if (ctx->reason == CA_OK && ctx->has_claims) {
         if (ngx_http_credit_auth_redis_ready()) {
             return ngx_http_credit_auth_audit_lane(e, r, ctx);
+        }
+        if (!ctx->waited_for_redis && ngx_http_credit_auth_redis_connecting())
+        {
+            /* a worker just started, or Redis just came back: wait for one
+             * handshake (at most connect_timeout) rather than refuse */
+            ctx->waited_for_redis = 1;
+            ngx_queue_insert_tail(&au->parked, &ctx->parked);
+            ctx->is_parked = 1;
+            ctx->resume.data = r;
+            return NGX_AGAIN;
         }
         ctx->reason = CA_REVOCATION_UNAVAILABLE;
     }
@@ -1531,6 +1589,7 @@ ngx_http_credit_auth_audit_init_process(ngx_cycle_t *cycle,
     ngx_memzero(au, sizeof(ngx_http_credit_auth_audit_t));
     au->mcf = mcf;
     au->log = cycle->log;
+    ngx_queue_init(&au->parked);
 
     ngx_cpystrn((u_char *) au->gw, mcf->gateway_id.data,
                 ngx_min(mcf->gateway_id.len + 1, sizeof(au->gw)));

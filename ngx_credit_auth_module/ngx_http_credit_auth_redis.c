@@ -46,6 +46,7 @@ typedef struct {
     ngx_event_t                        reconnect;
     ngx_event_t                        watchdog;
     ngx_msec_t                         connect_deadline;
+    ngx_msec_t                         last_attempt;
     ngx_queue_t                        pending;    /* replies come in order */
 } ngx_http_credit_auth_redis_t;
 
@@ -176,6 +177,9 @@ ngx_http_credit_auth_redis_schedule(void)
     ngx_msec_t                     delay;
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
+    /* whoever waited for this connection will not get it now */
+    ngx_http_credit_auth_audit_redis_changed();
+
     if (rs->exiting || rs->reconnect.timer_set) {
         return;
     }
@@ -273,12 +277,12 @@ ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
     }
 
     /*
-     * Commands may follow at once: they queue behind AUTH and SELECT, and
-     * fail closed if those are refused.  But only a PONG after all of them
-     * proves the connection good enough to reset the backoff: a refused
-     * AUTH or SELECT, or a Redis still loading, must keep backing off.
+     * Ready only when all of the above went through: a command sent behind
+     * a refused SELECT would run in the wrong database, and a refused AUTH
+     * or a Redis still loading must keep backing off.  Decisions that
+     * arrive meanwhile wait for the PONG (ngx_http_credit_auth_audit_
+     * redis_changed()).
      */
-    rs->ready = 1;
     redisAsyncCommand(ac, ngx_http_credit_auth_redis_ready_reply, NULL,
                       "PING");
 }
@@ -304,7 +308,9 @@ ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac, void *r,
     }
 
     ngx_log_error(NGX_LOG_INFO, rs->log, 0, "credit_auth: redis connected");
+    rs->ready = 1;
     rs->failures = 0;
+    ngx_http_credit_auth_audit_redis_changed();
 }
 
 
@@ -366,6 +372,7 @@ ngx_http_credit_auth_redis_connect(void)
 
     rs->ac = ac;
     rs->ready = 0;
+    rs->last_attempt = ngx_current_msec;
     rs->connect_deadline = ngx_current_msec + mcf->connect_timeout;
 
     redisAsyncSetConnectCallback(ac, ngx_http_credit_auth_redis_on_connect);
@@ -498,6 +505,32 @@ ngx_http_credit_auth_redis_ready(void)
 {
     return ngx_http_credit_auth_redis_state.ready
            && !ngx_http_credit_auth_redis_state.exiting;
+}
+
+
+/*
+ * A connection is being set up (TCP, AUTH, SELECT, scripts), or, when a
+ * request needs Redis and the worker is only waiting out its backoff, is
+ * started now: the backoff protects Redis from idle reconnect loops, not
+ * from demand, and at most one attempt per 200 ms is made that way.
+ */
+ngx_uint_t
+ngx_http_credit_auth_redis_connecting(void)
+{
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    if (rs->exiting || rs->ready) {
+        return 0;
+    }
+
+    if (rs->ac == NULL && rs->reconnect.timer_set
+        && ngx_current_msec - rs->last_attempt >= 200)
+    {
+        ngx_del_timer(&rs->reconnect);
+        ngx_http_credit_auth_redis_connect();
+    }
+
+    return rs->ac != NULL;
 }
 
 
