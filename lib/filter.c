@@ -676,6 +676,26 @@ scan_number(walk_t *w, int *is_int)
     w->p = p;
 }
 
+/* Consumes an opening bracket (emitted when `copy`); 1 if the container
+ * is empty, its closing bracket then consumed (and emitted) too. */
+static int
+open_empty(walk_t *w, char close, int copy)
+{
+    if (copy) {
+        emitc(w, *w->p);
+    }
+    w->p++;
+    ws(w);
+    if (w->p < w->end && *w->p == close) {
+        w->p++;
+        if (copy) {
+            emitc(w, close);
+        }
+        return 1;
+    }
+    return 0;
+}
+
 /* After an element: ',' (1: another follows) or `close` (0: done). */
 static int
 more(walk_t *w, char close)
@@ -789,16 +809,7 @@ pass_value(walk_t *w, int depth, int copy)
             w->err = 1;
             return;
         }
-        if (copy) {
-            emitc(w, *w->p);
-        }
-        w->p++;
-        ws(w);
-        if (w->p < w->end && *w->p == close) {
-            w->p++;
-            if (copy) {
-                emitc(w, close);
-            }
+        if (open_empty(w, close, copy)) {
             return;
         }
         for (;; i++) {
@@ -1046,19 +1057,14 @@ field_value(walk_t *w, const ca_field *f, int depth)
     return 1;
 }
 
-/* An object under an allowlist node: listed members only.  `root`
- * tolerates a node with no children (everything withheld). */
+/* An object under an allowlist node: listed members only (a node without
+ * children, such as an empty policy root, withholds every member). */
 static void
 filter_object(walk_t *w, const ca_node *n, int depth)
 {
     size_t mark = w->nkeys, kmark = w->klen, sent = 0;
 
-    emitc(w, '{');
-    w->p++;
-    ws(w);
-    if (w->p < w->end && *w->p == '}') {
-        w->p++;
-        emitc(w, '}');
+    if (open_empty(w, '}', 1)) {
         return;
     }
     for (;;) {
@@ -1107,12 +1113,7 @@ filter_array(walk_t *w, const ca_node *each, int depth)
 {
     size_t i, sent = 0, saved, old;
 
-    emitc(w, '[');
-    w->p++;
-    ws(w);
-    if (w->p < w->end && *w->p == ']') {
-        w->p++;
-        emitc(w, ']');
+    if (open_empty(w, ']', 1)) {
         return;
     }
     for (i = 0;; i++) {
