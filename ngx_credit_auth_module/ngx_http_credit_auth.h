@@ -145,6 +145,7 @@ typedef struct {
     ngx_queue_t                 parked;         /* waiting for a connection */
     unsigned                    is_parked:1;
     unsigned                    waited_for_redis:1;
+    unsigned                    gone_handler:1;
 
     const ca_category          *category;
     char                        uscc[19];

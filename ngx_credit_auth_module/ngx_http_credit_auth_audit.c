@@ -786,6 +786,8 @@ ngx_http_credit_auth_resume(ngx_http_request_t *r, ngx_uint_t ok)
 }
 
 
+/* Frees the parts, whose bytes the batch's argv points into: call it only
+ * when the batch has been sent, spooled or given up. */
 static void
 ngx_http_credit_auth_settle_parts(ngx_http_credit_auth_pending_t *pd,
     ngx_uint_t ok)
@@ -817,10 +819,9 @@ ngx_http_credit_auth_flush(ngx_event_t *ev)
 {
     int                              argc;
     size_t                           i, k, total;
-    ngx_int_t                        rc;
     const char                     **argv;
     size_t                          *lens;
-    char                             n[16];
+    char                            *n;
     ngx_http_credit_auth_pending_t  *pd, *e, **parts;
     ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
 
@@ -835,15 +836,24 @@ ngx_http_credit_auth_flush(ngx_event_t *ev)
     for (i = 0; i < au->n_batch; i++) {
         total += au->batch[i]->argc - NGX_HTTP_CREDIT_AUTH_HEAD_ARGS;
     }
-    argv = ngx_alloc(total * (sizeof(char *) + sizeof(size_t)), au->log);
+
+    /*
+     * The batch points into its entries' own copies rather than copying
+     * them again: they live until the batch is settled.
+     */
+    pd = ngx_alloc(sizeof(ngx_http_credit_auth_pending_t)
+                   + total * (sizeof(char *) + sizeof(size_t)) + 16,
+                   au->log);
     parts = ngx_alloc(au->n_batch * sizeof(*parts), au->log);
-    if (argv == NULL || parts == NULL) {
-        ngx_free(argv);
+    if (pd == NULL || parts == NULL) {
+        ngx_free(pd);
         ngx_free(parts);
-        pd = NULL;
         goto failed;
     }
+    ngx_memzero(pd, sizeof(ngx_http_credit_auth_pending_t));
+    argv = (const char **) (pd + 1);
     lens = (size_t *) (argv + total);
+    n = (char *) (lens + total);
 
     /* the head of the first entry's command, with the batch's count */
     e = au->batch[0];
@@ -851,7 +861,7 @@ ngx_http_credit_auth_flush(ngx_event_t *ev)
         argv[k] = e->argv[k];
         lens[k] = e->lens[k];
     }
-    ngx_snprintf((u_char *) n, sizeof(n) - 1, "%ui%Z", au->n_batch);
+    ngx_snprintf((u_char *) n, 15, "%ui%Z", au->n_batch);
     argv[6] = n;
     lens[6] = ngx_strlen(n);
     argc = NGX_HTTP_CREDIT_AUTH_HEAD_ARGS;
@@ -863,22 +873,15 @@ ngx_http_credit_auth_flush(ngx_event_t *ev)
         }
         parts[i] = e;
     }
-
-    pd = ngx_http_credit_auth_pending_new(argc, argv, lens);
-    ngx_free(argv);
-    if (pd == NULL) {
-        ngx_free(parts);
-        goto failed;
-    }
+    pd->argc = argc;
+    pd->argv = argv;
+    pd->lens = lens;
     pd->parts = parts;
     pd->n_parts = au->n_batch;
     au->n_batch = 0;
 
-    rc = ngx_http_credit_auth_submit(pd, 1);
-    if (rc == NGX_AGAIN) {
-        return;                     /* settled by the reply */
-    }
-    /* spooled (durable) or lost: submit() settled and freed it */
+    /* sent: the reply settles it; spooled or lost: submit() did */
+    (void) ngx_http_credit_auth_submit(pd, 1);
     return;
 
 failed:
@@ -1163,13 +1166,20 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_audit_t      *au = &ngx_http_credit_auth_audit;
     ngx_http_credit_auth_main_conf_t  *mcf = au->mcf;
 
-    cln = ngx_pool_cleanup_add(r->pool, 0);
     e = ngx_palloc(r->pool, sizeof(ca_entry));
-    if (e == NULL || cln == NULL) {
+    if (e == NULL) {
         return NGX_ERROR;
     }
-    cln->handler = ngx_http_credit_auth_request_gone;
-    cln->data = ctx;
+    if (!ctx->gone_handler) {
+        /* once: a decision parked for the connection comes here again */
+        cln = ngx_pool_cleanup_add(r->pool, 0);
+        if (cln == NULL) {
+            return NGX_ERROR;
+        }
+        cln->handler = ngx_http_credit_auth_request_gone;
+        cln->data = ctx;
+        ctx->gone_handler = 1;
+    }
 
     ca_entry_init(e, "decision", ngx_http_credit_auth_now_ms(), au->gw);
     ngx_http_credit_auth_add_str(e, "rid", &ctx->rid);
