@@ -22,6 +22,8 @@ LIB       := $(BUILD)/libcreditauth.a
 TOOLS     := $(patsubst tools/%.c,%,$(wildcard tools/credit-*.c))
 TOOL_BINS := $(TOOLS:%=$(BUILD)/bin/%)
 TOOL_COMMON := $(wildcard tools/common.c)
+# credit-NAME also links tools/NAME_*.c (its commands split by job)
+TOOL_PARTS  = $(wildcard tools/$(1)_*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 MODULE    := $(BUILD)/ngx_http_credit_auth_module.so
@@ -69,9 +71,12 @@ $(LIB): $(LIB_OBJS)
 
 tools: $(TOOL_BINS)
 
-$(BUILD)/bin/%: tools/%.c $(TOOL_COMMON) $(wildcard tools/*.h) $(LIB)
+.SECONDEXPANSION:
+$(BUILD)/bin/credit-%: tools/credit-%.c $$(call TOOL_PARTS,$$*) $(TOOL_COMMON) \
+        $(wildcard tools/*.h) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CA_CFLAGS) -Itools $< $(TOOL_COMMON) $(LIB) $(LDLIBS) -o $@
+	$(CC) $(CA_CFLAGS) $(CPPFLAGS) -Itools $< $(call TOOL_PARTS,$*) \
+	    $(TOOL_COMMON) $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
 # The addon script lists the sources when nginx is configured: configure
 # again whenever a source file appears or goes.

@@ -219,7 +219,11 @@ def test_tail(audit):
     got = jsonl(run(audit, "tail", "-n", "3", "--json", check=0))
     assert [g["id"] for g in got] == [i for i, _ in es[-3:]]
     for g, (_, e) in zip(got, es[-3:]):
-        assert {k: v for k, v in g.items() if k != "id"} == e
+        assert {k: v for k, v in g.items() if k not in ("id", "time")} == e
+        # the readable time next to ts (not a stored field)
+        assert list(g).index("time") == list(g).index("ts") + 1
+        assert datetime.datetime.fromisoformat(g["time"]).timestamp() \
+            == int(e["ts"]) / 1000
     text = run(audit, "tail", check=0).stdout.decode().splitlines()
     assert len(text) == min(10, len(es))
     assert text[-1].startswith(es[-1][0] + " ")
