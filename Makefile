@@ -13,7 +13,8 @@ PYTHON     := /usr/bin/python3
 DEB_PKGS := nginx nginx-dev libjwt-dev libhiredis-dev libjansson-dev \
             libssl-dev redis-server libcmocka-dev python3-pytest python3-jwt \
             python3-redis python3-cryptography python3-requests wrk \
-            openssl curl valgrind
+            openssl curl valgrind tzdata \
+            chromium fonts-wqy-microhei
 
 LIB_SRCS  := $(wildcard lib/*.c)
 LIB_HDRS  := $(wildcard lib/*.h)

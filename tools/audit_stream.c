@@ -262,37 +262,47 @@ in_period(const period *p, const entry *e)
     return ts >= 0 && ts >= p->since && ts < p->until;
 }
 
-int
+void
 period_opt(period *p, int ch, const char *arg)
 {
-    int64_t      ms;
-    ca_time_unit unit;
-    char         err[400];
+    p->arg[ch == OPT_SINCE ? 0 : ch == OPT_UNTIL ? 1 : 2] = arg;
+}
 
-    if (ca_time_parse(arg, &ms, &unit, err, sizeof(err)) != 0) {
-        fprintf(stderr, "credit-audit: --%s: %s\n",
-                ch == OPT_SINCE ? "since" : ch == OPT_UNTIL ? "until"
-                                                            : "month", err);
-        return -1;
+int
+period_resolve(period *p)
+{
+    static const char *const opt[] = {"since", "until", "month"};
+    int64_t                  ms[3];
+    ca_time_unit             unit[3];
+    char                     err[400];
+
+    for (int i = 0; i < 3; i++) {
+        if (p->arg[i] == NULL) {
+            continue;
+        }
+        if (ca_time_parse(p->arg[i], &ms[i], &unit[i], err, sizeof(err))
+            != 0)
+        {
+            fprintf(stderr, "credit-audit: --%s: %s\n", opt[i], err);
+            return -1;
+        }
     }
-    if (ch == OPT_MONTH && unit != CA_TIME_MONTH) {
-        fprintf(stderr, "credit-audit: bad --month %s (give YYYY-MM, e.g. "
-                "2026-11; the month is cut in --tz)\n", arg);
-        return -1;
+    if (p->arg[2] != NULL) {
+        if (unit[2] != CA_TIME_MONTH) {
+            fprintf(stderr, "credit-audit: bad --month %s (give YYYY-MM, "
+                    "e.g. 2026-11; the month is cut in --tz)\n", p->arg[2]);
+            return -1;
+        }
+        if (p->arg[0] != NULL || p->arg[1] != NULL) {
+            fprintf(stderr, "credit-audit: --month or --since/--until, not "
+                    "both\n");
+            return -1;
+        }
     }
-    if (!p->set) {
-        p->set = 1;
-        p->since = INT64_MIN;
-        p->until = INT64_MAX;
-    }
-    if (ch == OPT_SINCE) {
-        p->since = ms;
-    } else if (ch == OPT_UNTIL) {
-        p->until = ms;
-    } else {
-        p->since = ms;
-        p->until = ca_time_next(ms, unit);
-    }
+    p->set = p->arg[0] || p->arg[1] || p->arg[2];
+    p->since = p->arg[0] ? ms[0] : p->arg[2] ? ms[2] : INT64_MIN;
+    p->until = p->arg[1] ? ms[1]
+               : p->arg[2] ? ca_time_next(ms[2], unit[2]) : INT64_MAX;
     return 0;
 }
 

@@ -48,7 +48,7 @@ enum {
     OPT_STREAM = 256, OPT_PUBKEY, OPT_JSON, OPT_FOLLOW, OPT_ENTERPRISE,
     OPT_BANK, OPT_CONSENT, OPT_DECISION, OPT_REASON, OPT_EVENT, OPT_SINCE,
     OPT_UNTIL, OPT_MONTH, OPT_FORMAT, OPT_OUT, OPT_KEYRING, OPT_BANKS,
-    OPT_BEFORE, OPT_YES
+    OPT_BEFORE, OPT_DRY_RUN
 };
 
 #define COMMON_LONGOPTS \
@@ -94,13 +94,17 @@ int has_value(const entry *e, const char *name, const char *want);
 int64_t entry_ts(const entry *e);
 
 typedef struct {
-    int     set;
-    int64_t since, until;       /* ms; [since, until) */
+    int         set;
+    int64_t     since, until;       /* ms; [since, until) */
+    const char *arg[3];             /* --since, --until, --month */
 } period;
 
 int in_period(const period *p, const entry *e);
-/* --since, --until, --month; -1 after an error message. */
-int period_opt(period *p, int ch, const char *arg);
+/* --since, --until, --month: noted, read by period_resolve() once every
+ * option is parsed (--tz may come after them). */
+void period_opt(period *p, int ch, const char *arg);
+/* -1 after an error message. */
+int period_resolve(period *p);
 
 /* output encodings */
 size_t utf8_seq(const unsigned char *s, size_t left);

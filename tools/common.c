@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
 
 #include "common.h"
 #include "isotime.h"
@@ -193,6 +194,8 @@ bad:
     return NULL;
 }
 
+static const char *tz_given;
+
 int
 tool_set_tz(const char *zone)
 {
@@ -202,6 +205,7 @@ tool_set_tz(const char *zone)
         fprintf(stderr, "%s: %s\n", tool_name, err);
         return -1;
     }
+    tz_given = zone;
     return 0;
 }
 
@@ -218,4 +222,28 @@ tool_version(int argc, char **argv)
         }
     }
     return 0;
+}
+
+const char *
+tool_tz_name(void)
+{
+    static char name[256];
+    const char *tz = getenv("TZ");
+    ssize_t     n;
+
+    if (tz_given != NULL) {
+        return tz_given;
+    }
+    if (tz != NULL && tz[0] != '\0') {
+        return tz[0] == ':' ? tz + 1 : tz;
+    }
+    n = readlink("/etc/localtime", name, sizeof(name) - 1);
+    if (n > 0) {
+        const char *p;
+
+        name[n] = '\0';
+        p = strstr(name, "zoneinfo/");
+        return p ? p + 9 : name;
+    }
+    return "UTC";
 }

@@ -62,6 +62,9 @@ redisContext *tool_redis_open(const tool_redis *r);
 /* --tz: 0, or -1 after an error message naming valid zones. */
 int tool_set_tz(const char *zone);
 
+/* The zone times are shown in: --tz, $TZ, or /etc/localtime's name. */
+const char *tool_tz_name(void);
+
 /* If argv holds --version (before a "--"), prints "NAME VERSION" and
  * returns 1: every command of every tool answers it the same way. */
 int tool_version(int argc, char **argv);

@@ -6,7 +6,8 @@
  *   verify   hash chains and signed checkpoints (tools/audit_verify.c)
  *   export   JSON Lines or CSV, one line per entry with its stream id
  *   report   a period's figures: the platform's periodic work report
- *            (tools/audit_report.c)
+ *            (tools/audit_report.c, audit_render.c)
+ *   archive  export, verify and trim whole old chains (audit_archive.c)
  *
  * Exit status: 0 success (verify: every chain intact), 1 a finding
  * (verify: any break), 2 usage or connection error.
@@ -40,6 +41,7 @@ static const char usage_main[] =
     "  verify   hash chains and signed checkpoints (--pubkey)\n"
     "  export   JSON Lines or CSV\n"
     "  report   the period's work report (工作通报): md, csv, json, html\n"
+    "  archive  export, verify and trim whole chains older than a date\n"
 
     "\n"
     COMMON_OPTS
@@ -371,9 +373,7 @@ cmd_query(int argc, char **argv)
         case OPT_SINCE:
         case OPT_UNTIL:
         case OPT_MONTH:
-            if (period_opt(&q.per, ch, optarg) != 0) {
-                return EXIT_USAGE;
-            }
+            period_opt(&q.per, ch, optarg);
             break;
         case 'h':
             fputs(usage_query, stdout);
@@ -385,6 +385,9 @@ cmd_query(int argc, char **argv)
     if (optind != argc) {
         return usage_error(usage_query, "unexpected argument %s",
                            argv[optind]);
+    }
+    if (period_resolve(&q.per) != 0) {
+        return EXIT_USAGE;
     }
     if ((rc = tool_redis_open(&co.redis)) == NULL) {
         return EXIT_USAGE;
@@ -525,9 +528,7 @@ cmd_export(int argc, char **argv)
         case OPT_SINCE:
         case OPT_UNTIL:
         case OPT_MONTH:
-            if (period_opt(&x.per, ch, optarg) != 0) {
-                return EXIT_USAGE;
-            }
+            period_opt(&x.per, ch, optarg);
             break;
         case OPT_OUT:
             outfile = optarg;
@@ -542,6 +543,9 @@ cmd_export(int argc, char **argv)
     if (optind != argc) {
         return usage_error(usage_export, "unexpected argument %s",
                            argv[optind]);
+    }
+    if (period_resolve(&x.per) != 0) {
+        return EXIT_USAGE;
     }
     if ((rc = tool_redis_open(&co.redis)) == NULL) {
         return EXIT_USAGE;
@@ -587,7 +591,8 @@ main(int argc, char **argv)
         int       (*run)(int, char **);
     } cmds[] = {
         {"tail", cmd_tail}, {"query", cmd_query}, {"verify", cmd_verify},
-        {"export", cmd_export}, {"report", cmd_report}
+        {"export", cmd_export}, {"report", cmd_report},
+        {"archive", cmd_archive}
     };
 
     if (argc < 2) {
