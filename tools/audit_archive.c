@@ -320,15 +320,12 @@ cmd_archive(int argc, char **argv)
     period        per = {0};
     const char   *outfile = NULL;
     int           ch, rv, dry = 0, fd;
-    size_t        count, picked = 0, entries = 0;
+    size_t        count, picked = 0;
 
     common_init(&co);
     memset(&a, 0, sizeof(a));
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (common_opt(&co, ch)) {
-        case 1:
-            continue;
-        case -1:
+    while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
+        if (ch == 0) {
             return EXIT_USAGE;
         }
         switch (ch) {
@@ -348,11 +345,7 @@ cmd_archive(int argc, char **argv)
             return usage_error(usage_archive, NULL, NULL);
         }
     }
-    if (optind != argc) {
-        return usage_error(usage_archive, "unexpected argument %s",
-                           argv[optind]);
-    }
-    if (period_resolve(&per) != 0) {
+    if (args_done(usage_archive, argc, argv, &per) != 0) {
         return EXIT_USAGE;
     }
     if (!per.set || outfile == NULL) {
@@ -390,7 +383,6 @@ cmd_archive(int argc, char **argv)
         {
             ci->picked = 1;
             picked++;
-            entries += ci->entries;
         }
     }
     if (picked == 0) {
@@ -481,6 +473,5 @@ done:
     map_free(&a.names);
     av_run_free(v);
     av_keys_free(&ks);
-    (void) entries;
     return rv;
 }

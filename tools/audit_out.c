@@ -75,9 +75,23 @@ json_str(FILE *out, const char *s, size_t len)
 
 /* with_time: a `time` member (ISO 8601, --tz) after `ts`, for people;
  * export leaves it out, its lines are the stored entries exactly. */
+int
+entry_time(const entry *e, char *buf, size_t len)
+{
+    int64_t ts = entry_ts(e);
+
+    if (ts < 0) {
+        return -1;
+    }
+    ca_time_format(ts, buf, len);
+    return 0;
+}
+
 void
 print_json_entry(FILE *out, const entry *e, int with_time)
 {
+    char iso[48];
+
     fputs("{\"id\":", out);
     json_str(out, e->id, strlen(e->id));
     for (size_t i = 0; i < e->n; i++) {
@@ -85,14 +99,10 @@ print_json_entry(FILE *out, const entry *e, int with_time)
         json_str(out, e->name[i], e->nlen[i]);
         fputc(':', out);
         json_str(out, e->value[i], e->vlen[i]);
-        if (with_time && field_eq(e->name[i], e->nlen[i], "ts")) {
-            char    iso[48];
-            int64_t ts = entry_ts(e);
-
-            if (ts >= 0) {
-                ca_time_format(ts, iso, sizeof(iso));
-                fprintf(out, ",\"time\":\"%s\"", iso);
-            }
+        if (with_time && field_eq(e->name[i], e->nlen[i], "ts")
+            && entry_time(e, iso, sizeof(iso)) == 0)
+        {
+            fprintf(out, ",\"time\":\"%s\"", iso);
         }
     }
     fputs("}\n", out);
@@ -135,20 +145,18 @@ text_value(FILE *out, const char *s, size_t len)
 static void
 print_text_entry(FILE *out, const entry *e)
 {
+    char iso[48];
+
     fputs(e->id, out);
     for (size_t i = 0; i < e->n; i++) {
         fputc(' ', out);
         text_value(out, e->name[i], e->nlen[i]);
         fputc('=', out);
         text_value(out, e->value[i], e->vlen[i]);
-        if (field_eq(e->name[i], e->nlen[i], "ts")) {
-            char    iso[48];
-            int64_t ts = entry_ts(e);
-
-            if (ts >= 0) {
-                ca_time_format(ts, iso, sizeof(iso));
-                fprintf(out, " (%s)", iso);
-            }
+        if (field_eq(e->name[i], e->nlen[i], "ts")
+            && entry_time(e, iso, sizeof(iso)) == 0)
+        {
+            fprintf(out, " (%s)", iso);
         }
     }
     fputc('\n', out);

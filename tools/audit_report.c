@@ -587,11 +587,8 @@ cmd_report(int argc, char **argv)
 
     common_init(&co);
     memset(&rp, 0, sizeof(rp));
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (common_opt(&co, ch)) {
-        case 1:
-            continue;
-        case -1:
+    while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
+        if (ch == 0) {
             return EXIT_USAGE;
         }
         switch (ch) {
@@ -623,11 +620,7 @@ cmd_report(int argc, char **argv)
             return usage_error(usage_report, NULL, NULL);
         }
     }
-    if (optind != argc) {
-        return usage_error(usage_report, "unexpected argument %s",
-                           argv[optind]);
-    }
-    if (period_resolve(&rp.per) != 0) {
+    if (args_done(usage_report, argc, argv, &rp.per) != 0) {
         return EXIT_USAGE;
     }
     if (fmt < 0) {

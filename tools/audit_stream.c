@@ -10,7 +10,7 @@
 
 /* ---- options common to every command --------------------------------- */
 
-int
+static int
 common_opt(common_opts *co, int ch)
 {
     int rc = tool_redis_opt(&co->redis, ch, optarg);
@@ -41,6 +41,33 @@ common_opt(common_opts *co, int ch)
         return 1;
     }
     return 0;
+}
+
+int
+next_opt(common_opts *co, int argc, char **argv, const char *shortopts,
+         const struct option *opts)
+{
+    int ch;
+
+    while ((ch = getopt_long(argc, argv, shortopts, opts, NULL)) != -1) {
+        switch (common_opt(co, ch)) {
+        case 1:
+            continue;
+        case -1:
+            return 0;
+        }
+        return ch;
+    }
+    return -1;
+}
+
+int
+args_done(const char *usage, int argc, char **argv, period *p)
+{
+    if (optind != argc) {
+        return usage_error(usage, "unexpected argument %s", argv[optind]);
+    }
+    return p != NULL && period_resolve(p) != 0 ? EXIT_USAGE : 0;
 }
 
 void

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <getopt.h>
 
 #include <hiredis/hiredis.h>
 
@@ -60,9 +61,12 @@ enum {
     {"json", no_argument, NULL, OPT_JSON}, \
     {"help", no_argument, NULL, 'h'}
 
-/* 1 if ch was a common option, -1 after an error message, else 0. */
-int common_opt(common_opts *co, int ch);
 void common_init(common_opts *co);
+/* getopt_long() with the common options taken care of: the command's next
+ * own option, -1 at the end, 0 after an error message (a bad --db, --tz,
+ * a password on the command line). */
+int next_opt(common_opts *co, int argc, char **argv, const char *shortopts,
+             const struct option *opts);
 int usage_error(const char *usage, const char *fmt, const char *arg);
 
 /* One stream entry, pointing into a hiredis reply. */
@@ -100,6 +104,9 @@ typedef struct {
 } period;
 
 int in_period(const period *p, const entry *e);
+/* After the options: no operand left, and the period (may be NULL) read
+ * now that --tz is known.  0, or EXIT_USAGE after a message. */
+int args_done(const char *usage, int argc, char **argv, period *p);
 /* --since, --until, --month: noted, read by period_resolve() once every
  * option is parsed (--tz may come after them). */
 void period_opt(period *p, int ch, const char *arg);
@@ -114,6 +121,8 @@ void csv_field(FILE *out, const char *s, size_t len);
 void html_text(FILE *out, const char *s, size_t len);
 void print_json_entry(FILE *out, const entry *e, int with_time);
 void print_entry(const common_opts *co, const entry *e);
+/* The entry's ts in ISO 8601 (--tz) into buf; 0, or -1 without a ts. */
+int entry_time(const entry *e, char *buf, size_t len);
 
 /* a small string map (rids, counts, distinct values) */
 typedef struct {

@@ -415,11 +415,8 @@ cmd_verify(int argc, char **argv)
     redisContext *rc;
 
     common_init(&co);
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (common_opt(&co, ch)) {
-        case 1:
-            continue;
-        case -1:
+    while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
+        if (ch == 0) {
             return EXIT_USAGE;
         }
         if (ch == 'h') {
@@ -428,9 +425,8 @@ cmd_verify(int argc, char **argv)
         }
         return usage_error(usage_verify, NULL, NULL);
     }
-    if (optind != argc) {
-        return usage_error(usage_verify, "unexpected argument %s",
-                           argv[optind]);
+    if (args_done(usage_verify, argc, argv, NULL) != 0) {
+        return EXIT_USAGE;
     }
     /* without the key a forger's re-hashed chain looks intact: refuse
      * rather than report a verification that proves nothing */

@@ -151,11 +151,8 @@ cmd_tail(int argc, char **argv)
     redisReply   *r;
 
     common_init(&co);
-    while ((ch = getopt_long(argc, argv, "n:fh", opts, NULL)) != -1) {
-        switch (common_opt(&co, ch)) {
-        case 1:
-            continue;
-        case -1:
+    while ((ch = next_opt(&co, argc, argv, "n:fh", opts)) != -1) {
+        if (ch == 0) {
             return EXIT_USAGE;
         }
         switch (ch) {
@@ -177,9 +174,8 @@ cmd_tail(int argc, char **argv)
             return usage_error(usage_tail, NULL, NULL);
         }
     }
-    if (optind != argc) {
-        return usage_error(usage_tail, "unexpected argument %s",
-                           argv[optind]);
+    if (args_done(usage_tail, argc, argv, NULL) != 0) {
+        return EXIT_USAGE;
     }
     if ((rc = tool_redis_open(&co.redis)) == NULL) {
         return EXIT_USAGE;
@@ -335,11 +331,8 @@ cmd_query(int argc, char **argv)
     common_init(&co);
     memset(&q, 0, sizeof(q));
     q.co = &co;
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (common_opt(&co, ch)) {
-        case 1:
-            continue;
-        case -1:
+    while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
+        if (ch == 0) {
             return EXIT_USAGE;
         }
         switch (ch) {
@@ -382,11 +375,7 @@ cmd_query(int argc, char **argv)
             return usage_error(usage_query, NULL, NULL);
         }
     }
-    if (optind != argc) {
-        return usage_error(usage_query, "unexpected argument %s",
-                           argv[optind]);
-    }
-    if (period_resolve(&q.per) != 0) {
+    if (args_done(usage_query, argc, argv, &q.per) != 0) {
         return EXIT_USAGE;
     }
     if ((rc = tool_redis_open(&co.redis)) == NULL) {
@@ -507,11 +496,8 @@ cmd_export(int argc, char **argv)
 
     common_init(&co);
     memset(&x, 0, sizeof(x));
-    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-        switch (common_opt(&co, ch)) {
-        case 1:
-            continue;
-        case -1:
+    while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
+        if (ch == 0) {
             return EXIT_USAGE;
         }
         switch (ch) {
@@ -540,11 +526,7 @@ cmd_export(int argc, char **argv)
             return usage_error(usage_export, NULL, NULL);
         }
     }
-    if (optind != argc) {
-        return usage_error(usage_export, "unexpected argument %s",
-                           argv[optind]);
-    }
-    if (period_resolve(&x.per) != 0) {
+    if (args_done(usage_export, argc, argv, &x.per) != 0) {
         return EXIT_USAGE;
     }
     if ((rc = tool_redis_open(&co.redis)) == NULL) {

@@ -96,11 +96,10 @@ compare_field(json_t *cat, const ca_category *o, const ca_category *n,
     }
 }
 
-static json_t *
-code_diff(char **a, size_t na, char **b, size_t nb)
+/* The codes of b that a does not hold, into out. */
+static void
+missing_from(char **a, size_t na, char **b, size_t nb, json_t *out)
 {
-    json_t *added = json_array(), *removed = json_array();
-
     for (size_t i = 0; i < nb; i++) {
         size_t j = 0;
 
@@ -108,19 +107,18 @@ code_diff(char **a, size_t na, char **b, size_t nb)
             j++;
         }
         if (j == na) {
-            json_array_append_new(added, json_string(b[i]));
+            json_array_append_new(out, json_string(b[i]));
         }
     }
-    for (size_t i = 0; i < na; i++) {
-        size_t j = 0;
+}
 
-        while (j < nb && strcmp(b[j], a[i]) != 0) {
-            j++;
-        }
-        if (j == nb) {
-            json_array_append_new(removed, json_string(a[i]));
-        }
-    }
+static json_t *
+code_diff(char **a, size_t na, char **b, size_t nb)
+{
+    json_t *added = json_array(), *removed = json_array();
+
+    missing_from(a, na, b, nb, added);
+    missing_from(b, nb, a, na, removed);
     if (json_array_size(added) == 0 && json_array_size(removed) == 0) {
         json_decref(added);
         json_decref(removed);
