@@ -15,6 +15,10 @@ json_t *decode_part(const char *s, size_t len);
  * trimmed.  Caller frees. */
 char *read_token(const char *arg);
 
+/* Appends name to the list of missing options when value is NULL. */
+void need(char *list, size_t len, const char *value, const char *name);
+
+int cmd_sign(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 
 #endif
