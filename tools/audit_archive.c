@@ -368,7 +368,7 @@ cmd_archive(int argc, char **argv)
 
     /* 1. verify and pick */
     av_run_hook(v, cb_survey, &a);
-    if ((rv = av_run_stream(v, a.rc, co.stream, &count)) != 0) {
+    if ((rv = av_run_stream(v, a.rc, co.stream, "-", &count)) != 0) {
         goto done;
     }
     for (size_t i = 0; i < av_run_nchains(v); i++) {

@@ -297,7 +297,7 @@ cmd_report(int argc, char **argv)
         /* verification needs whole chains: the whole stream is read, the
          * period's entries counted on the way */
         av_run_hook(v, cb_report, &rp);
-        rv = av_run_stream(v, rc, co.stream, &count);
+        rv = av_run_stream(v, rc, co.stream, "-", &count);
     } else {
         rv = scan_stream(rc, co.stream, cb_report, &rp, &count);
     }

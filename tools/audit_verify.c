@@ -28,7 +28,7 @@
 
 static const char usage_verify[] =
     "usage: credit-audit verify --pubkey FILE [--pubkey FILE ...]\n"
-    "         [--keyring FILE] [common options]\n"
+    "         [--keyring FILE] [--resume FILE] [common options]\n"
     "\n"
     "Checks every writer's hash chain and every checkpoint signature with\n"
     "the gateways' Ed25519 public keys (PEM).  Per chain: entries,\n"
@@ -43,7 +43,11 @@ static const char usage_verify[] =
     "\n" COMMON_OPTS
     "  --pubkey FILE                 a gateway's audit public key (PEM;\n"
     "                                repeatable, a file may hold several)\n"
-    "  --keyring FILE                PEM public keys, one after another\n";
+    "  --keyring FILE                PEM public keys, one after another\n"
+    "  --resume FILE                 start from what the last run verified\n"
+    "                                (FILE: its anchors, created if absent,\n"
+    "                                replaced after a run without a break):\n"
+    "                                only new entries are read and kept\n";
 
 /* ---- keys ------------------------------------------------------------ */
 
@@ -129,6 +133,8 @@ struct av_run_s {
     int            progress;
     av_entry_hook  hook;
     void          *hook_data;
+    av_resume     *resume;
+    char           last_id[48];
     /* the result */
     size_t         nchains;
     const ca_av_chain **chain;
@@ -175,12 +181,26 @@ av_run_add(av_run *r, const entry *e)
     return 0;
 }
 
+void
+av_run_resume(av_run *r, av_resume *rs)
+{
+    r->resume = rs;
+}
+
 static int
 cb_verify(const entry *e, void *data)
 {
     av_run *r = data;
-    int     rc = av_run_add(r, e);
+    int     rc;
 
+    snprintf(r->last_id, sizeof(r->last_id), "%s", e->id);
+    if (r->resume != NULL) {
+        rc = av_resume_filter(r->resume, e);
+        if (rc != 0) {
+            return rc < 0 ? EXIT_USAGE : 0;
+        }
+    }
+    rc = av_run_add(r, e);
     if (rc == 0 && r->hook != NULL) {
         rc = r->hook(e, r->hook_data);
     }
@@ -240,16 +260,39 @@ av_run_finish(av_run *r)
     }
     map_free(&names);
     r->nchains = n0;
-    r->breaks = 0;
+    r->breaks = av_resume_breaks(r->resume);
     for (size_t i = 0; i < n0; i++) {
-        r->breaks += r->chain[i]->nfindings;
+        r->breaks += av_run_chain_breaks(r, r->chain[i]);
     }
     return 0;
 }
 
 int
+av_run_excused(const av_run *r, const ca_av_chain *c, const ca_av_finding *f)
+{
+    return av_resume_excused(r->resume, c->chain, f);
+}
+
+size_t
+av_run_chain_breaks(const av_run *r, const ca_av_chain *c)
+{
+    size_t n = 0;
+
+    for (size_t j = 0; j < c->nfindings; j++) {
+        n += !av_run_excused(r, c, &c->findings[j]);
+    }
+    return n;
+}
+
+const char *
+av_run_last_id(const av_run *r)
+{
+    return r->last_id;
+}
+
+int
 av_run_stream(av_run *r, redisContext *rc, const char *stream,
-              size_t *count)
+              const char *from, size_t *count)
 {
     redisReply *x;
     int         rv;
@@ -261,7 +304,7 @@ av_run_stream(av_run *r, redisContext *rc, const char *stream,
                    ? (size_t) x->integer : 0;
         freeReplyObject(x);
     }
-    rv = scan_stream(rc, stream, cb_verify, r, count);
+    rv = scan_stream_from(rc, stream, from, cb_verify, r, count);
     if (r->progress) {
         fprintf(stderr, "\rcredit-audit: %zu of %zu entries read\n", r->read,
                 r->total);
@@ -313,14 +356,48 @@ av_run_free(av_run *r)
 /* ---- verify ---------------------------------------------------------- */
 
 static void
-verify_json(const common_opts *co, const av_run *v)
+anchor_json(const char *chain, const char *id, const char *why, void *data)
+{
+    int *first = data;
+
+    fputs(*first ? "{\"chain\":" : ",{\"chain\":", stdout);
+    *first = 0;
+    json_str(stdout, chain, strlen(chain));
+    fputs(",\"id\":", stdout);
+    json_str(stdout, id, strlen(id));
+    fputs(",\"detail\":", stdout);
+    json_str(stdout, why, strlen(why));
+    fputc('}', stdout);
+}
+
+static void
+anchor_text(const char *chain, const char *id, const char *why, void *data)
+{
+    fputs("chain ", stdout);
+    text_value(stdout, chain, strlen(chain));
+    printf(": BROKEN\n  %-13s %s: %s\n", "modified", id, why);
+}
+
+static void
+verify_json(const common_opts *co, const av_run *v, const av_resume *rs,
+            const char *from)
 {
     size_t nb = av_run_breaks(v);
+    int    first = 1;
 
     fputs("{\"stream\":", stdout);
     json_str(stdout, co->stream, strlen(co->stream));
-    printf(",\"intact\":%s,\"entries\":%zu,\"breaks\":%zu,\"chains\":[",
+    printf(",\"intact\":%s,\"entries\":%zu,\"breaks\":%zu,",
            nb ? "false" : "true", av_run_entries(v), nb);
+    if (rs != NULL) {
+        fputs("\"resumed_from\":", stdout);
+        json_str(stdout, from, strlen(from));
+        printf(",\"skipped\":%zu,\"anchor_breaks\":[",
+               av_resume_skipped(rs));
+        av_resume_each_break(rs, anchor_json, &first);
+        fputs("],", stdout);
+    }
+    fputs("\"chains\":[", stdout);
     for (size_t i = 0; i < av_run_nchains(v); i++) {
         const char        *kn;
         const ca_av_chain *c = av_run_chain(v, i, &kn);
@@ -342,11 +419,14 @@ verify_json(const common_opts *co, const av_run *v)
         }
         printf(",\"unsigned_tail\":%zu,\"duplicates\":%zu,\"intact\":%s,"
                "\"breaks\":[", c->unsigned_tail, c->duplicates,
-               c->nfindings ? "false" : "true");
-        for (size_t j = 0; j < c->nfindings; j++) {
+               av_run_chain_breaks(v, c) ? "false" : "true");
+        for (size_t j = 0, k = 0; j < c->nfindings; j++) {
             const ca_av_finding *f = &c->findings[j];
 
-            printf("%s{\"kind\":\"%s\",\"id\":", j ? "," : "",
+            if (av_run_excused(v, c, f)) {
+                continue;
+            }
+            printf("%s{\"kind\":\"%s\",\"id\":", k++ ? "," : "",
                    ca_av_kind_name(f->kind));
             json_str(stdout, f->id, strlen(f->id));
             printf(",\"seq\":%llu,\"detail\":", (unsigned long long) f->seq);
@@ -359,10 +439,16 @@ verify_json(const common_opts *co, const av_run *v)
 }
 
 static void
-verify_text(const common_opts *co, const av_run *v)
+verify_text(const common_opts *co, const av_run *v, const av_resume *rs,
+            const char *from)
 {
     size_t nb = av_run_breaks(v), nc = av_run_nchains(v);
 
+    if (rs != NULL) {
+        printf("resumed from %s: %zu entries verified before skipped\n",
+               from, av_resume_skipped(rs));
+        av_resume_each_break(rs, anchor_text, NULL);
+    }
     for (size_t i = 0; i < nc; i++) {
         const char        *kn;
         const ca_av_chain *c = av_run_chain(v, i, &kn);
@@ -370,7 +456,7 @@ verify_text(const common_opts *co, const av_run *v)
         fputs("chain ", stdout);
         text_value(stdout, c->chain[0] ? c->chain : "(none)",
                    c->chain[0] ? strlen(c->chain) : 6);
-        printf(": %s\n", c->nfindings ? "BROKEN" : "intact");
+        printf(": %s\n", av_run_chain_breaks(v, c) ? "BROKEN" : "intact");
         printf("  entries %zu (seq %llu..%llu), checkpoints %zu verified "
                "%zu, last signed seq ", c->entries,
                (unsigned long long) c->first_seq,
@@ -391,6 +477,9 @@ verify_text(const common_opts *co, const av_run *v)
         for (size_t j = 0; j < c->nfindings; j++) {
             const ca_av_finding *f = &c->findings[j];
 
+            if (av_run_excused(v, c, f)) {
+                continue;
+            }
             printf("  %-13s %s seq %llu: %s\n", ca_av_kind_name(f->kind),
                    f->id, (unsigned long long) f->seq, f->detail);
         }
@@ -405,6 +494,7 @@ cmd_verify(int argc, char **argv)
 {
     static const struct option opts[] = {
         COMMON_LONGOPTS,
+        {"resume", required_argument, NULL, OPT_RESUME},
         {NULL, 0, NULL, 0}
     };
     common_opts   co;
@@ -412,12 +502,19 @@ cmd_verify(int argc, char **argv)
     size_t        count;
     av_keys       ks;
     av_run       *v;
+    av_resume    *rs = NULL;
     redisContext *rc;
+    const char   *resume = NULL;
+    char          from[64] = "-";
 
     common_init(&co);
     while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
         if (ch == 0) {
             return EXIT_USAGE;
+        }
+        if (ch == OPT_RESUME) {
+            resume = optarg;
+            continue;
         }
         if (ch == 'h') {
             fputs(usage_verify, stdout);
@@ -434,11 +531,18 @@ cmd_verify(int argc, char **argv)
         return usage_error(usage_verify, "%s", "verify needs the gateways' "
                            "public keys: --pubkey FILE or --keyring FILE");
     }
+    if (resume != NULL && (rs = av_resume_load(resume, co.stream, from,
+                                               sizeof(from))) == NULL)
+    {
+        return EXIT_USAGE;
+    }
     if (av_keys_load(&co, &ks) != 0) {
+        av_resume_free(rs);
         return EXIT_USAGE;
     }
     if ((rc = tool_redis_open(&co.redis)) == NULL) {
         av_keys_free(&ks);
+        av_resume_free(rs);
         return EXIT_USAGE;
     }
     v = av_run_new(&ks);
@@ -446,22 +550,33 @@ cmd_verify(int argc, char **argv)
         fputs("credit-audit: out of memory\n", stderr);
         rv = EXIT_USAGE;
     } else {
-        rv = av_run_stream(v, rc, co.stream, &count);
+        av_run_resume(v, rs);
+        rv = av_run_stream(v, rc, co.stream, from, &count);
     }
     redisFree(rc);
     if (rv == 0) {
-        if (count == 0) {
+        if (count == 0 && rs == NULL) {
             fprintf(stderr, "credit-audit: stream %s is empty\n",
                     co.stream);
         }
         if (co.json) {
-            verify_json(&co, v);
+            verify_json(&co, v, rs, from);
         } else {
-            verify_text(&co, v);
+            verify_text(&co, v, rs, from);
         }
-        rv = av_run_breaks(v) ? EXIT_FINDING : 0;
+        /* the next run starts from here only if this one found nothing */
+        if (rs != NULL && av_run_breaks(v) == 0
+            && av_resume_save(rs, v, co.stream, resume, from,
+                              av_run_last_id(v)) != 0)
+        {
+            rv = EXIT_USAGE;
+        }
+        if (rv == 0) {
+            rv = av_run_breaks(v) ? EXIT_FINDING : 0;
+        }
     }
     av_run_free(v);
     av_keys_free(&ks);
+    av_resume_free(rs);
     return rv;
 }

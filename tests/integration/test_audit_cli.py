@@ -1064,3 +1064,109 @@ def test_revoke_on_a_password_protected_redis(audit, locked, tmp_path):
     p = subprocess.run([str(consent), "revoke", "--redis", locked.address],
                        capture_output=True)
     assert p.returncode == 2 and b"--jti ID or --token FILE" in p.stderr
+
+
+# ------------------------------------------------------------------------
+# verify --resume: only what is new is read
+
+def resume(audit, stream, state, check=None):
+    p = run(audit, "verify", "--json", "--resume", str(state), stream=stream,
+            pubkey=audit.env.st.audit_pub, check=check)
+    return json.loads(p.stdout)
+
+
+def test_verify_resumes_from_its_anchors(audit, copy, tmp_path):
+    raw = audit.raw_entries()
+    c, mids = main_chain(raw)
+    # the first part: up to the main chain's first checkpoint, and a bit
+    first_cp = next(k for k, (_, f) in enumerate(raw)
+                    if chain_of(f) == c and dict(f)[b"event"] == b"checkpoint")
+    cut = first_cp + 2
+    k = copy(raw[:cut])
+    state = tmp_path / "state.json"
+    doc = resume(audit, k, state, check=0)
+    assert doc["intact"] and doc["entries"] == cut
+    st = json.loads(state.read_text())
+    assert st["stream"] == k and c.decode() in st["chains"]
+    # nothing new: nothing read, still intact
+    doc = resume(audit, k, state, check=0)
+    assert doc["intact"]
+    assert doc["entries"] < cut
+    # the rest arrives; only the rest (and unsigned tails) is read
+    for _, fields in raw[cut:]:
+        args = []
+        for n, v in fields:
+            args += [n, v]
+        audit.raw.execute_command("XADD", k, "*", *args)
+    doc = resume(audit, k, state, check=0)
+    assert doc["intact"] is True and doc["breaks"] == 0, doc
+    assert doc["entries"] < len(raw)
+    assert doc["skipped"] + doc["entries"] >= len(raw) - cut
+    # a full verify agrees
+    verify(audit, stream=k, check=0)
+    # now every chain ends signed: the next run reads nothing old
+    doc = resume(audit, k, state, check=0)
+    assert doc["entries"] == 0 and doc["intact"]
+
+
+def test_resumed_verify_still_finds_breaks(audit, copy, tmp_path):
+    raw = audit.raw_entries()
+    c, mids = main_chain(raw)
+    first_cp = next(k for k, (_, f) in enumerate(raw)
+                    if chain_of(f) == c and dict(f)[b"event"] == b"checkpoint")
+    cp_seq = seq_of(raw[first_cp][1])
+    head = raw[:first_cp + 1]
+    rest = raw[first_cp + 1:]
+    ok_state = tmp_path / "ok.json"
+    k = copy(head)
+    resume(audit, k, ok_state, check=0)
+    saved = ok_state.read_text()
+
+    def appended(entries):
+        dst = copy(head)
+        for _, fields in entries:
+            args = []
+            for n, v in fields:
+                args += [n, v]
+            audit.raw.execute_command("XADD", dst, "*", *args)
+        st = tmp_path / f"st-{uuid.uuid4().hex[:6]}.json"
+        st.write_text(saved.replace(json.dumps(k), json.dumps(dst)))
+        return dst, st
+
+    # the entry right after the anchor deleted
+    gone = [(i, f) for i, f in rest
+            if not (chain_of(f) == c and seq_of(f) == cp_seq + 1)]
+    dst, st = appended(gone)
+    doc = resume(audit, dst, st, check=1)
+    assert ("deleted", cp_seq + 2) in breaks(doc)
+    assert st.read_text() == saved.replace(json.dumps(k), json.dumps(dst))
+    # a later entry modified
+    j = next(n for n, (_, f) in enumerate(rest)
+             if chain_of(f) == c and seq_of(f) == cp_seq + 2)
+    bad = list(rest)
+    bad[j] = (bad[j][0], set_field(bad[j][1], b"gw", b"elsewhere"))
+    dst, st = appended(bad)
+    doc = resume(audit, dst, st, check=1)
+    assert ("modified", cp_seq + 2) in breaks(doc)
+    # the anchor itself replaced by another entry with its seq
+    j = next(n for n, (_, f) in enumerate(rest)
+             if chain_of(f) == c and seq_of(f) == cp_seq + 1)
+    forged = list(rest)
+    forged[j] = (forged[j][0], set_field(forged[j][1], b"prev", b"0" * 64))
+    dst, st = appended(forged)
+    doc = resume(audit, dst, st, check=1)
+    assert ("modified", cp_seq + 1) in breaks(doc) or any(
+        "anchor" in b["detail"] for b in doc["anchor_breaks"])
+    # the stream's anchor is not what was verified before (here: the
+    # state says another hash)
+    dst, st = appended(rest)
+    doc = json.loads(st.read_text())
+    doc["chains"][c.decode()]["hash"] = "ab" * 32
+    st.write_text(json.dumps(doc))
+    doc = resume(audit, dst, st, check=1)
+    assert [b["chain"] for b in doc["anchor_breaks"]] == [c.decode()]
+    assert "verified before" in doc["anchor_breaks"][0]["detail"]
+    # a state file for another stream is refused
+    p = run(audit, "verify", "--resume", str(ok_state), stream=dst,
+            pubkey=audit.env.st.audit_pub, check=2)
+    assert b"written for stream" in p.stderr
