@@ -1170,3 +1170,35 @@ def test_resumed_verify_still_finds_breaks(audit, copy, tmp_path):
     p = run(audit, "verify", "--resume", str(ok_state), stream=dst,
             pubkey=audit.env.st.audit_pub, check=2)
     assert b"written for stream" in p.stderr
+
+
+def test_verify_shows_progress_on_a_terminal(audit):
+    """Progress goes to stderr only when it is a terminal."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([str(TOOL), "verify", "--redis", audit.redis_addr,
+                            "--stream", STREAM, "--pubkey",
+                            str(audit.env.st.audit_pub)],
+                           stdout=subprocess.PIPE, stderr=slave, timeout=60)
+        os.close(slave)
+        slave = None
+        got = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    assert p.returncode == 0
+    n = len(audit.final)
+    assert f"{n} of {n} entries read".encode() in got
+    # not on a pipe
+    p = run(audit, "verify", pubkey=audit.env.st.audit_pub, check=0)
+    assert b"entries read" not in p.stderr
