@@ -178,8 +178,8 @@ report_text(FILE *out, const common_opts *co, report_ctx *rp)
     if (rp->per.set && rp->per.until != INT64_MAX) {
         ca_time_format(rp->per.until, until, sizeof(until));
     }
-    fprintf(out, "audit report for %s, %s to %s (until exclusive)\n", co->stream,
-           since, until);
+    fprintf(out, "audit report for %s, %s to %s (until exclusive)\n",
+            co->stream, since, until);
     fprintf(out, "  decisions                    %zu\n", rp->decisions);
     fprintf(out, "  outcomes                     %zu\n", rp->outcomes);
     fprintf(out, "  distinct enterprises served  %zu\n", rp->served.n);

@@ -48,6 +48,20 @@ json_t *report_model(const common_opts *co, const report_ctx *rp,
                      const ca_banks *banks, const av_run *v,
                      const av_keys *ks, const char *tz);
 
+#define TITLE_ZH "征信平台工作通报"
+#define TITLE_EN "Work report of the credit-information platform"
+
+/* the report's sections, and their headings: Chinese, English */
+enum { S_PERIOD, S_SUMMARY, S_ADMITTED, S_SERVED, S_ENTERPRISES,
+       S_CATEGORIES, S_RAW, S_REFUSALS, S_POLICIES, S_INTEGRITY };
+extern const char *const report_heading[][2];
+
+/* members of the model: "" / 0 / none when absent */
+const char *m_str(json_t *o, const char *k);
+long long m_num(json_t *o, const char *k);
+const char *m_when(json_t *m, const char *k, const char *none);
+const char *integrity_zh(json_t *in);
+
 void render_md(FILE *out, json_t *m);
 void render_csv(FILE *out, json_t *m);
 void render_html(FILE *out, json_t *m);

@@ -21,7 +21,8 @@ static const char usage_revoke[] =
     "for standard input) and takes its jti, and its exp as --until: the\n"
     "revocation lasts exactly as long as the token could be used.  The\n"
     "token's signature is not checked: revoking needs the Redis password,\n"
-    "not the token.  T is Unix seconds or ISO 8601 (2026-11-30T23:59:59+08:00).\n"
+    "not the token.  T is Unix seconds or ISO 8601\n"
+    "(2026-11-30T23:59:59+08:00).\n"
     "\n"
     "Redis options:\n"
     TOOL_REDIS_HELP;

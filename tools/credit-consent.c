@@ -64,9 +64,10 @@ static const char usage_inspect[] =
     "\n"
     "Prints the token's header and claims (TOKEN or '-' or nothing: read\n"
     "standard input), and iat, nbf and exp in ISO 8601 in --tz (default\n"
-    "the machine's zone; JSON: `times`).  With --jwks, verifies the signature and every claim\n"
-    "(all algorithms, lifetime up to 10 years, leeway 60 s) and prints\n"
-    "valid, or invalid with the reason code; exit status 1 when invalid.\n";
+    "the machine's zone; JSON: `times`).  With --jwks, verifies the\n"
+    "signature and every claim (all algorithms, lifetime up to 10 years,\n"
+    "leeway 60 s) and prints valid, or invalid with the reason code; exit\n"
+    "status 1 when invalid.\n";
 
 int
 usage_error(const char *usage, const char *fmt, const char *arg)
