@@ -264,10 +264,12 @@ cmd_sign(int argc, char **argv)
         return usage_error(usage_sign, "sign: missing %s", missing);
     }
     if ((alg = ca_alg_from_name(alg_name)) == CA_ALG_NONE) {
-        return usage_error(usage_sign, "unknown alg %s", alg_name);
+        return usage_error(usage_sign, "unknown alg %s "
+                           "(ES256, RS256, PS256, EdDSA or SM2)", alg_name);
     }
     if (!ca_is_token_chars(kid, CA_KID_MAX)) {
-        return usage_error(usage_sign, "bad kid %s", kid);
+        return usage_error(usage_sign, "bad kid %s "
+                           "(1..64 characters of [A-Za-z0-9._-])", kid);
     }
     /* The tool signs what it is told, even a sub that differs from iss:
      * tests need such tokens, and the gateway refuses them. */
@@ -275,7 +277,8 @@ cmd_sign(int argc, char **argv)
         sub = iss;
     }
     if (jti != NULL && !ca_is_token_chars(jti, CA_JTI_MAX)) {
-        return usage_error(usage_sign, "bad jti %s", jti);
+        return usage_error(usage_sign, "bad jti %s "
+                           "(1..64 characters of [A-Za-z0-9._-])", jti);
     }
     if (jti == NULL) {
         if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
@@ -285,7 +288,8 @@ cmd_sign(int argc, char **argv)
         jti = jti_buf;
     }
     if (s_uses && parse_i64(s_uses, 1, &uses) != 0) {
-        return usage_error(usage_sign, "bad --max-uses %s", s_uses);
+        return usage_error(usage_sign, "bad --max-uses %s "
+                           "(a whole number, at least 1)", s_uses);
     }
     if (s_nbf && time_opt(s_nbf, &nbf) != 0) {
         return usage_error(usage_sign, "bad --nbf %s (Unix seconds or ISO "
@@ -303,13 +307,15 @@ cmd_sign(int argc, char **argv)
         }
     } else {
         if (s_ttl && parse_i64(s_ttl, 1, &ttl) != 0) {
-            return usage_error(usage_sign, "bad --ttl %s", s_ttl);
+            return usage_error(usage_sign, "bad --ttl %s "
+                               "(seconds, at least 1)", s_ttl);
         }
         iat = (long long) time(NULL);
         exp = iat + ttl;
     }
     if (detail && strcmp(detail, "masked") && strcmp(detail, "raw")) {
-        return usage_error(usage_sign, "bad --detail %s", detail);
+        return usage_error(usage_sign, "bad --detail %s "
+                           "(masked or raw)", detail);
     }
     if (cnf && cert_thumbprint(cnf, x5t) != 0) {
         return EXIT_USAGE;
@@ -321,7 +327,8 @@ cmd_sign(int argc, char **argv)
     v = code_array(aud);
     if (v == NULL) {
         json_decref(claims);
-        return usage_error(usage_sign, "bad --aud %s", aud);
+        return usage_error(usage_sign, "bad --aud %s "
+                           "(bank codes, comma-separated)", aud);
     }
     json_object_set_new(claims, "aud", json_array_size(v) == 1
                         ? json_incref(json_array_get(v, 0)) : json_incref(v));
@@ -334,12 +341,14 @@ cmd_sign(int argc, char **argv)
     }
     if ((v = code_array(purposes)) == NULL) {
         json_decref(claims);
-        return usage_error(usage_sign, "bad --purposes %s", purposes);
+        return usage_error(usage_sign, "bad --purposes %s "
+                           "(purpose codes, comma-separated)", purposes);
     }
     json_object_set_new(claims, "purposes", v);
     if ((v = code_array(categories)) == NULL) {
         json_decref(claims);
-        return usage_error(usage_sign, "bad --categories %s", categories);
+        return usage_error(usage_sign, "bad --categories %s "
+                           "(category names, comma-separated)", categories);
     }
     json_object_set_new(claims, "categories", v);
     if (modes) {
@@ -347,7 +356,8 @@ cmd_sign(int argc, char **argv)
         json_t *m;
         if ((v = code_array(modes)) == NULL) {
             json_decref(claims);
-            return usage_error(usage_sign, "bad --modes %s", modes);
+            return usage_error(usage_sign, "bad --modes %s "
+                               "(query, verify or query,verify)", modes);
         }
         json_array_foreach(v, i, m) {
             if (strcmp(json_string_value(m), "query")
@@ -355,7 +365,8 @@ cmd_sign(int argc, char **argv)
             {
                 json_decref(v);
                 json_decref(claims);
-                return usage_error(usage_sign, "bad --modes %s", modes);
+                return usage_error(usage_sign, "bad --modes %s "
+                                   "(query, verify or query,verify)", modes);
             }
         }
         json_object_set_new(claims, "modes", v);

@@ -160,7 +160,8 @@ cmd_tail(int argc, char **argv)
             errno = 0;
             n = strtol(optarg, &end, 10);
             if (errno || *end || end == optarg || n < 0 || n > 1000000) {
-                return usage_error(usage_tail, "bad -n %s", optarg);
+                return usage_error(usage_tail, "bad -n %s "
+                                   "(a count, 0 to 1000000)", optarg);
             }
             break;
         case 'f':

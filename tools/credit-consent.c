@@ -189,13 +189,16 @@ cmd_keygen(int argc, char **argv)
         }
     }
     if ((alg = ca_alg_from_name(alg_name)) == CA_ALG_NONE) {
-        return usage_error(usage_keygen, "unknown alg %s", alg_name);
+        return usage_error(usage_keygen, "unknown alg %s "
+                           "(ES256, RS256, PS256, EdDSA or SM2)", alg_name);
     }
     if (!ca_is_token_chars(kid, CA_KID_MAX)) {
-        return usage_error(usage_keygen, "bad kid %s", kid);
+        return usage_error(usage_keygen, "bad kid %s "
+                           "(1..64 characters of [A-Za-z0-9._-])", kid);
     }
     if (!ca_uscc_valid(uscc, strlen(uscc))) {
-        return usage_error(usage_keygen, "not a valid USCC: %s", uscc);
+        return usage_error(usage_keygen, "not a valid USCC: %s "
+                           "(18 characters, GB 32100 check character)", uscc);
     }
 
     pkey = ca_key_generate(alg);
