@@ -69,6 +69,8 @@ split2(const map_slot *s, json_t *o, const char *ka, const char *kb)
                                    : json_string(""));
 }
 
+/* A member name for any bytes: invalid UTF-8 and NUL become U+FFFD (names
+ * that then look alike add up; the text form shows them apart). */
 static json_t *
 dim_object(const strmap *m)
 {
@@ -76,17 +78,28 @@ dim_object(const strmap *m)
     map_slot **s = sorted_slots(m);
 
     for (size_t i = 0; i < m->n; i++) {
-        char *k = strndup(s[i]->key, s[i]->len);
+        char       *k = malloc(s[i]->len * 3 + 1);
+        size_t      n = 0;
+        json_t     *name;
+        const char *kk;
 
-        /* a key with a NUL byte cannot be a JSON member: shown escaped */
-        if (k != NULL && strlen(k) == s[i]->len && json_stringn(k, s[i]->len)
-            != NULL)
-        {
-            json_object_set_new(o, k, json_integer((json_int_t) s[i]->count));
-        } else {
-            json_object_set_new(o, "\xef\xbf\xbd",
-                                json_integer((json_int_t) s[i]->count));
+        if (k == NULL) {
+            continue;
         }
+        for (size_t j = 0; j < s[i]->len; j++) {
+            if (s[i]->key[j] == '\0') {
+                memcpy(k + n, "\xef\xbf\xbd", 3);
+                n += 3;
+            } else {
+                k[n++] = s[i]->key[j];
+            }
+        }
+        name = jstr(k, n);
+        kk = json_string_value(name);
+        json_object_set_new(o, kk, json_integer(
+            json_integer_value(json_object_get(o, kk))
+            + (json_int_t) s[i]->count));
+        json_decref(name);
         free(k);
     }
     free(s);
