@@ -466,7 +466,8 @@ def test_verify_the_python_reimplementation_agrees(audit):
 
 
 def copy_stream(audit, entries, name=None):
-    """XADDs entries [(id, [(name, value)])] into a fresh key, in order."""
+    """XADDs entries [(id, [(name, value)])] into a fresh key (or appends
+    them to name), in order, with new ids."""
     dst = name or f"{STREAM}:copy-{uuid.uuid4().hex[:6]}"
     for _, fields in entries:
         args = []
@@ -1093,11 +1094,7 @@ def test_verify_resumes_from_its_anchors(audit, copy, tmp_path):
     assert doc["intact"]
     assert doc["entries"] < cut
     # the rest arrives; only the rest (and unsigned tails) is read
-    for _, fields in raw[cut:]:
-        args = []
-        for n, v in fields:
-            args += [n, v]
-        audit.raw.execute_command("XADD", k, "*", *args)
+    copy_stream(audit, raw[cut:], name=k)
     doc = resume(audit, k, state, check=0)
     assert doc["intact"] is True and doc["breaks"] == 0, doc
     assert doc["entries"] < len(raw)
@@ -1124,11 +1121,7 @@ def test_resumed_verify_still_finds_breaks(audit, copy, tmp_path):
 
     def appended(entries):
         dst = copy(head)
-        for _, fields in entries:
-            args = []
-            for n, v in fields:
-                args += [n, v]
-            audit.raw.execute_command("XADD", dst, "*", *args)
+        copy_stream(audit, entries, name=dst)
         st = tmp_path / f"st-{uuid.uuid4().hex[:6]}.json"
         st.write_text(saved.replace(json.dumps(k), json.dumps(dst)))
         return dst, st
