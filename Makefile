@@ -13,7 +13,8 @@ PYTHON     := /usr/bin/python3
 DEB_PKGS := nginx nginx-dev libjwt-dev libhiredis-dev libjansson-dev \
             libssl-dev redis-server libcmocka-dev python3-pytest python3-jwt \
             python3-redis python3-cryptography python3-requests wrk \
-            openssl curl valgrind
+            openssl curl valgrind tzdata \
+            chromium fonts-wqy-microhei
 
 LIB_SRCS  := $(wildcard lib/*.c)
 LIB_HDRS  := $(wildcard lib/*.h)
@@ -22,6 +23,8 @@ LIB       := $(BUILD)/libcreditauth.a
 TOOLS     := $(patsubst tools/%.c,%,$(wildcard tools/credit-*.c))
 TOOL_BINS := $(TOOLS:%=$(BUILD)/bin/%)
 TOOL_COMMON := $(wildcard tools/common.c)
+# credit-NAME also links tools/NAME_*.c (its commands split by job)
+TOOL_PARTS  = $(wildcard tools/$(1)_*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 MODULE    := $(BUILD)/ngx_http_credit_auth_module.so
@@ -69,9 +72,12 @@ $(LIB): $(LIB_OBJS)
 
 tools: $(TOOL_BINS)
 
-$(BUILD)/bin/%: tools/%.c $(TOOL_COMMON) $(wildcard tools/*.h) $(LIB)
+.SECONDEXPANSION:
+$(BUILD)/bin/credit-%: tools/credit-%.c $$(call TOOL_PARTS,$$*) $(TOOL_COMMON) \
+        $(wildcard tools/*.h) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CA_CFLAGS) -Itools $< $(TOOL_COMMON) $(LIB) $(LDLIBS) -o $@
+	$(CC) $(CA_CFLAGS) $(CPPFLAGS) -Itools $< $(call TOOL_PARTS,$*) \
+	    $(TOOL_COMMON) $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
 
 # The addon script lists the sources when nginx is configured: configure
 # again whenever a source file appears or goes.

@@ -574,10 +574,13 @@ def _wait(pred, timeout, interval=0.05):
 
 
 class Redis:
-    def __init__(self, directory, port=None, password=None):
+    def __init__(self, directory, port=None, password=None, users=()):
+        """users: (name, password) pairs of ACL users with every right
+        (the tools' --user)."""
         self.dir = subdir(directory, "redis")
         self.port = port or free_port()
         self.password = password
+        self.users = list(users)
         self.proc = None
         self.conf = self.dir / "redis.conf"
         self.log = self.dir / "redis.log"
@@ -597,6 +600,8 @@ class Redis:
         ]
         if self.password:
             lines.append(f"requirepass {self.password}")
+        for name, pw in self.users:
+            lines.append(f"user {name} on >{pw} ~* &* +@all")
         return "\n".join(lines) + "\n"
 
     def start(self, timeout=10):
