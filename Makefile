@@ -197,8 +197,7 @@ deb:
 	tar -c --exclude-vcs --exclude=./build --exclude='./build-*' \
 	    --exclude=__pycache__ . | tar -x -C $(DEB_DIR)/src
 	cd $(DEB_DIR)/src && dpkg-buildpackage -us -uc -b
-	lintian --fail-on error,warning --suppress-tags-from-file \
-	    debian/lintian-ignore $(DEB_DIR)/*.changes
+	lintian --fail-on error,warning $(DEB_DIR)/*.changes
 
 # The .debs installed on this machine (apt), the README example checked
 # with the packaged nginx (`nginx -t -c` on a private configuration: the
