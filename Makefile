@@ -211,6 +211,8 @@ install: build
 	    $(DESTDIR)/usr/lib/nginx/modules/ngx_http_credit_auth_module.so
 	install -d $(DESTDIR)$(PREFIX)/bin
 	install -m 0755 $(TOOL_BINS) $(DESTDIR)$(PREFIX)/bin/
+	install -d $(DESTDIR)$(PREFIX)/share/man/man1
+	install -m 0644 $(wildcard man/*.1) $(DESTDIR)$(PREFIX)/share/man/man1/
 
 clean:
 	rm -rf $(BUILD)
