@@ -23,6 +23,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE = ROOT / "docker" / "compose.yaml"
 IMAGE = "localhost/credit-auth-gateway"
+BUILDER = "localhost/credit-auth-ct-builder"
 MAX_IMAGE_MB = 150
 USCC = "91350100M000100Y43"
 BANK = "minjiang_rcb"
@@ -114,6 +115,15 @@ def checks(c, tmp):
                  "ls -A /etc/credit-auth"]).stdout.split()
     expect(found == [], f"no key material in the image ({found})")
 
+    # ... nor in the builder's layers: .dockerignore keeps build/ (test and
+    # demo PKIs: a decoy key is planted there) and every key file out of
+    # the context.
+    found = run(["podman", "run", "--rm", BUILDER, "sh", "-c",
+                 "find /src \\( -name '*.key' -o -name '*.pem' -o -name "
+                 "'*.jwk*' -o -name '*.crt' -o -path /src/build/run \\) "
+                 "-print"]).stdout.split()
+    expect(found == [], f"no key material in the builder stage ({found})")
+
     expect(wait_healthy(c), "gateway health check passes")
 
     run(["podman", "cp", f"{c.container('gateway')}:{DEMO}/.", tmp])
@@ -195,7 +205,16 @@ def main():
     t0 = time.monotonic()
     c = Compose()
     try:
-        c("build")
+        decoy = ROOT / "build" / "run" / "pki" / "ct-decoy-ca.key"
+        decoy.parent.mkdir(parents=True, exist_ok=True)
+        decoy.write_text("not a key: must never reach an image\n")
+        try:
+            c("build")
+            run(["podman", "build", "-q", "--target", "builder", "-t",
+                 BUILDER, "-f", "docker/Dockerfile", "."], cwd=ROOT,
+                timeout=900)
+        finally:
+            decoy.unlink()
         t_build = time.monotonic() - t0
         print(f"images built in {t_build:.0f} s")
         c("up", "-d")
@@ -217,6 +236,7 @@ def main():
         for v in left_vol:
             run(["podman", "volume", "rm", "-f", v], check=False)
         expect(not left, "torn down: no container left")
+        run(["podman", "rmi", "-f", BUILDER], check=False)
     print(f"container-test: {time.monotonic() - t0:.0f} s, "
           f"{'passed' if not failures else f'{len(failures)} failure(s)'}")
     sys.exit(1 if failures else 0)
