@@ -183,3 +183,16 @@ def test_example_is_checked_not_empty(debs, conf_dir):
     (tmp / "etc" / "policy.json").write_text("{")
     rc, out = nginx_t(tmp, "include /etc/nginx/modules-enabled/*.conf;")
     assert rc != 0 and "policy.json" in out, out
+
+
+def test_packaged_module_passes_integration_tests(debs):
+    """The packaged .so (built by dh-sequence-nginx, not by our Makefile)
+    in a real gateway: the foundation and token suites against it."""
+    r = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         "test_foundation.py", "test_tokens.py"],
+        cwd=ROOT / "tests" / "integration", capture_output=True, text=True,
+        timeout=600, env=dict(os.environ, CREDIT_AUTH_ROOT=str(ROOT),
+                              CREDIT_AUTH_MODULE=str(SO)))
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
+    assert " passed" in r.stdout and "failed" not in r.stdout
