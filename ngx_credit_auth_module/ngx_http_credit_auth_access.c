@@ -25,6 +25,31 @@ static ngx_int_t ngx_http_credit_auth_refuse(ngx_http_request_t *r,
 static void ngx_http_credit_auth_body_handler(ngx_http_request_t *r);
 static ngx_table_elt_t *ngx_http_credit_auth_header(ngx_http_request_t *r,
     const char *name, size_t len);
+static ngx_uint_t ngx_http_credit_auth_header_count(ngx_http_request_t *r,
+    const char *name, size_t len);
+static ngx_int_t ngx_http_credit_auth_strip_request(ngx_http_request_t *r);
+
+
+static ngx_str_t  ngx_http_credit_auth_single[] = {
+    ngx_string("Authorization"),
+    ngx_string("X-Credit-Purpose"),
+    ngx_string("X-Credit-Detail"),
+    ngx_string("X-Request-Id"),
+    ngx_null_string
+};
+
+
+/* A partial or conditional answer is an oracle on the unfiltered record
+ * (SPEC §2.1): the platform never sees these. */
+static ngx_str_t  ngx_http_credit_auth_stripped[] = {
+    ngx_string("Range"),
+    ngx_string("If-Range"),
+    ngx_string("If-Match"),
+    ngx_string("If-None-Match"),
+    ngx_string("If-Modified-Since"),
+    ngx_string("If-Unmodified-Since"),
+    ngx_null_string
+};
 
 
 #define ngx_http_credit_auth_detail(ctx, ...)                                \
@@ -46,7 +71,31 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+    ctx = ngx_http_credit_auth_get_ctx(r);
+
+    if (ctx != NULL && ctx->redirected) {
+        /*
+         * The platform's answer sent this request elsewhere (an internal
+         * redirect the upstream configuration still allowed): deciding
+         * again would spend the consent twice, and the answer is not the
+         * record that was asked for.
+         */
+        ctx->redirected = 0;
+        if (ctx->state != NGX_HTTP_CREDIT_AUTH_ALLOWED || ctx->done) {
+            return NGX_DECLINED;
+        }
+        ctx->done = 1;
+        ctx->filter_reason = CA_UPSTREAM_INVALID;
+        ctx->cause = "internal_redirect";
+        ngx_http_credit_auth_detail(ctx, "the platform's answer redirected "
+                                    "the request inside the gateway%Z");
+        ctx->reason = CA_UPSTREAM_INVALID;
+        ngx_http_credit_auth_count_reason(CA_UPSTREAM_INVALID);
+        ngx_http_finalize_request(r,
+                  ngx_http_credit_auth_send_problem(r, ctx,
+                                                    CA_UPSTREAM_INVALID));
+        return NGX_DONE;
+    }
 
     if (ctx != NULL) {
         switch (ctx->state) {
@@ -79,10 +128,9 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
     mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_credit_auth_ctx_t));
-    if (ctx == NULL) {
+    if (ctx == NULL || ngx_http_credit_auth_keep_ctx(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-    ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
 
     ctx->report = (lcf->mode == NGX_HTTP_CREDIT_AUTH_REPORT);
     ctx->method = r->method_name;     /* a verification becomes a GET */
@@ -163,6 +211,9 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
                  : NGX_HTTP_CREDIT_AUTH_REFUSED;
 
     if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
+        if (ngx_http_credit_auth_strip_request(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
         return NGX_DECLINED;
     }
 
@@ -189,6 +240,13 @@ ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
     ctx->state = (ctx->reason == CA_OK || ctx->report)
                  ? NGX_HTTP_CREDIT_AUTH_ALLOWED
                  : NGX_HTTP_CREDIT_AUTH_REFUSED;
+
+    if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED
+        && ngx_http_credit_auth_strip_request(r) != NGX_OK)
+    {
+        ctx->state = NGX_HTTP_CREDIT_AUTH_REFUSED;
+        ctx->reason = CA_AUDIT_UNAVAILABLE;
+    }
 
     c = r->connection;
     r->main->count--;
@@ -224,6 +282,7 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
     u_char            *raw_end;
     u_char             sha[32];
     size_t             raw_len;
+    ngx_uint_t         i;
     ca_reason          reason;
     ca_route_result    route;
     ngx_table_elt_t   *h;
@@ -244,6 +303,19 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
                                     "POST (verification)%Z",
                                     &r->method_name);
         return CA_REQUEST_INVALID;
+    }
+
+    /* Each at most once (SPEC §2): the platform would see the copy that
+     * was neither checked nor audited. */
+    for (i = 0; ngx_http_credit_auth_single[i].len; i++) {
+        if (ngx_http_credit_auth_header_count(r,
+                (char *) ngx_http_credit_auth_single[i].data,
+                ngx_http_credit_auth_single[i].len) > 1)
+        {
+            ngx_http_credit_auth_detail(ctx, "the %V header is repeated%Z",
+                                        &ngx_http_credit_auth_single[i]);
+            return CA_REQUEST_INVALID;
+        }
     }
 
     /*
@@ -596,7 +668,8 @@ ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
 
     h = ngx_http_credit_auth_header(r, "X-Request-Id", 12);
 
-    ok = (h != NULL && h->value.len >= 1 && h->value.len <= 64);
+    ok = (h != NULL && h->value.len >= 1 && h->value.len <= 64
+          && ngx_http_credit_auth_header_count(r, "X-Request-Id", 12) == 1);
     for (i = 0; ok && i < h->value.len; i++) {
         u_char c = h->value.data[i];
         ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
@@ -650,6 +723,169 @@ ngx_http_credit_auth_header(ngx_http_request_t *r, const char *name,
 }
 
 
+static ngx_uint_t
+ngx_http_credit_auth_header_count(ngx_http_request_t *r, const char *name,
+    size_t len)
+{
+    ngx_uint_t        i, n;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    n = 0;
+    part = &r->headers_in.headers.part;
+    h = part->elts;
+
+    for (i = 0; /* void */ ; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                return n;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+        if (h[i].key.len == len
+            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+        {
+            n++;
+        }
+    }
+}
+
+
+static ngx_uint_t
+ngx_http_credit_auth_is_stripped(ngx_table_elt_t *h)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; ngx_http_credit_auth_stripped[i].len; i++) {
+        if (h->key.len == ngx_http_credit_auth_stripped[i].len
+            && ngx_strncasecmp(h->key.data,
+                               ngx_http_credit_auth_stripped[i].data,
+                               h->key.len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The proxy sends every header of the list (a zero hash does not hide
+ * one), so the list is rebuilt without them.  The elements are copied:
+ * the headers_in pointers into the old list stay valid.
+ */
+static ngx_int_t
+ngx_http_credit_auth_strip_request(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, n, drop;
+    ngx_list_t        kept;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    n = 0;
+    drop = 0;
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+        for (i = 0; i < part->nelts; i++) {
+            n++;
+            drop += ngx_http_credit_auth_is_stripped(&h[i]);
+        }
+    }
+
+    r->headers_in.range = NULL;
+    r->headers_in.if_range = NULL;
+    r->headers_in.if_match = NULL;
+    r->headers_in.if_none_match = NULL;
+    r->headers_in.if_modified_since = NULL;
+    r->headers_in.if_unmodified_since = NULL;
+
+    if (drop == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_list_init(&kept, r->pool, n - drop ? n - drop : 1,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+        for (i = 0; i < part->nelts; i++) {
+            if (ngx_http_credit_auth_is_stripped(&h[i])) {
+                continue;
+            }
+            nh = ngx_list_push(&kept);
+            if (nh == NULL) {
+                return NGX_ERROR;
+            }
+            *nh = h[i];
+        }
+    }
+
+    r->headers_in.headers = kept;
+
+    return NGX_OK;
+}
+
+
+static void
+ngx_http_credit_auth_ctx_cleanup(void *data)
+{
+    /* a marker: ngx_http_credit_auth_get_ctx() finds the ctx by it */
+}
+
+
+/* Sets the request's ctx, and keeps it where an internal redirect, which
+ * clears every module's ctx, does not reach (as the realip module does). */
+ngx_int_t
+ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+    cln->handler = ngx_http_credit_auth_ctx_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
+
+    return NGX_OK;
+}
+
+
+/* The ctx, also after an internal redirect (then marked redirected). */
+ngx_http_credit_auth_ctx_t *
+ngx_http_credit_auth_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+    if (ctx != NULL || !r->internal || r != r->main) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_credit_auth_ctx_cleanup) {
+            ctx = cln->data;
+            ctx->redirected = 1;
+            ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
+            return ctx;
+        }
+    }
+
+    return NULL;
+}
+
+
 /* RFC 9457 problem details; built with jansson so `detail` is escaped. */
 ngx_buf_t *
 ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
@@ -695,10 +931,6 @@ ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
 }
 
 
-static ngx_str_t  ngx_http_credit_auth_bearer =
-    ngx_string("Bearer error=\"invalid_token\"");
-
-
 ngx_table_elt_t *
 ngx_http_credit_auth_add_header(ngx_http_request_t *r, const char *key,
     ngx_str_t *value)
@@ -726,32 +958,17 @@ ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
     ngx_int_t         rc;
     ngx_buf_t        *b;
     ngx_chain_t       out;
-    ngx_table_elt_t  *h;
 
     b = ngx_http_credit_auth_problem_body(r, ctx, reason);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* X-Request-Id, WWW-Authenticate, Cache-Control: the header filter */
     r->headers_out.status = ca_reason_status(reason);
     ngx_str_set(&r->headers_out.content_type, "application/problem+json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_length_n = b->last - b->pos;
-
-    if (ngx_http_credit_auth_add_header(r, "X-Request-Id", &ctx->rid)
-        == NULL)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ca_reason_status(reason) == NGX_HTTP_UNAUTHORIZED) {
-        h = ngx_http_credit_auth_add_header(r, "WWW-Authenticate",
-                                            &ngx_http_credit_auth_bearer);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-        r->headers_out.www_authenticate = h;
-    }
 
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {

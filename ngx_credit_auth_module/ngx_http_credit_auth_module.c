@@ -11,6 +11,9 @@
 
 static void *ngx_http_credit_auth_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_credit_auth_create_srv_conf(ngx_conf_t *cf);
+static char *ngx_http_credit_auth_merge_srv_conf(ngx_conf_t *cf,
+    void *parent, void *child);
 static void *ngx_http_credit_auth_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
@@ -36,6 +39,8 @@ static char *ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_credit_auth_mode(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+static char *ngx_http_credit_auth_pass_header(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
 
 
 static ngx_conf_enum_t  ngx_http_credit_auth_modes[] = {
@@ -139,6 +144,13 @@ static ngx_command_t  ngx_http_credit_auth_commands[] = {
       offsetof(ngx_http_credit_auth_loc_conf_t, client_cert),
       NULL },
 
+    { ngx_string("credit_auth_pass_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_credit_auth_pass_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("credit_auth_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_credit_auth_status,
@@ -157,8 +169,8 @@ static ngx_http_module_t  ngx_http_credit_auth_module_ctx = {
     ngx_http_credit_auth_create_main_conf, /* create main configuration */
     ngx_http_credit_auth_init_main_conf,   /* init main configuration */
 
-    NULL,                                  /* create server configuration */
-    NULL,                                  /* merge server configuration */
+    ngx_http_credit_auth_create_srv_conf,  /* create server configuration */
+    ngx_http_credit_auth_merge_srv_conf,   /* merge server configuration */
 
     ngx_http_credit_auth_create_loc_conf,  /* create location configuration */
     ngx_http_credit_auth_merge_loc_conf    /* merge location configuration */
@@ -319,6 +331,107 @@ ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf)
 
 
 static void *
+ngx_http_credit_auth_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_credit_auth_srv_conf_t  *scf;
+
+    scf = ngx_pcalloc(cf->pool, sizeof(ngx_http_credit_auth_srv_conf_t));
+    if (scf == NULL) {
+        return NULL;
+    }
+
+    scf->on = NGX_CONF_UNSET;
+
+    return scf;
+}
+
+
+/*
+ * Tokens up to 16 KB are accepted (docs/keys.md): the Authorization line
+ * must fit in one of nginx's large header buffers, 8k by default.  A
+ * smaller setting would turn a valid consent into nginx's 400.
+ */
+#define NGX_HTTP_CREDIT_AUTH_HEADER_BUFFER  (32 * 1024)
+
+static char *
+ngx_http_credit_auth_merge_srv_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_credit_auth_srv_conf_t  *prev = parent;
+    ngx_http_credit_auth_srv_conf_t  *conf = child;
+
+    ngx_http_core_srv_conf_t  *cscf;
+
+    ngx_conf_merge_value(conf->on, prev->on, 0);
+
+    if (conf->on) {
+        cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+        if (cscf->large_client_header_buffers.size
+            < NGX_HTTP_CREDIT_AUTH_HEADER_BUFFER)
+        {
+            cscf->large_client_header_buffers.size =
+                NGX_HTTP_CREDIT_AUTH_HEADER_BUFFER;
+        }
+        if (cscf->large_client_header_buffers.num < 4) {
+            cscf->large_client_header_buffers.num = 4;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * The upstream modules whose answers could steer nginx (X-Accel-Redirect,
+ * -Limit-Rate, -Buffering, -Charset, -Expires; ENGINEERING §9).  Each one's
+ * location configuration starts with its ngx_http_upstream_conf_t.
+ */
+static const char  *ngx_http_credit_auth_upstreams[] = {
+    "ngx_http_proxy_module",
+    "ngx_http_fastcgi_module",
+    "ngx_http_uwsgi_module",
+    "ngx_http_scgi_module",
+    "ngx_http_grpc_module",
+    NULL
+};
+
+
+static void
+ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf)
+{
+    ngx_uint_t                 i, j;
+    ngx_module_t              *m;
+    ngx_http_conf_ctx_t       *ctx;
+    ngx_http_upstream_conf_t  *ucf;
+
+    ctx = cf->ctx;
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        m = cf->cycle->modules[i];
+        if (m->type != NGX_HTTP_MODULE || m->name == NULL) {
+            continue;
+        }
+        for (j = 0; ngx_http_credit_auth_upstreams[j]; j++) {
+            if (ngx_strcmp(m->name, ngx_http_credit_auth_upstreams[j]) == 0) {
+                break;
+            }
+        }
+        if (ngx_http_credit_auth_upstreams[j] == NULL) {
+            continue;
+        }
+        ucf = ctx->loc_conf[m->ctx_index];
+        if (ucf != NULL) {
+            ucf->ignore_headers |= NGX_HTTP_UPSTREAM_IGN_XA_REDIRECT
+                                   |NGX_HTTP_UPSTREAM_IGN_XA_EXPIRES
+                                   |NGX_HTTP_UPSTREAM_IGN_XA_LIMIT_RATE
+                                   |NGX_HTTP_UPSTREAM_IGN_XA_BUFFERING
+                                   |NGX_HTTP_UPSTREAM_IGN_XA_CHARSET;
+        }
+    }
+}
+
+
+static void *
 ngx_http_credit_auth_create_loc_conf(ngx_conf_t *cf)
 {
     ngx_http_credit_auth_loc_conf_t  *lcf;
@@ -331,6 +444,7 @@ ngx_http_credit_auth_create_loc_conf(ngx_conf_t *cf)
     lcf->mode = NGX_CONF_UNSET_UINT;
     lcf->max_body = NGX_CONF_UNSET_SIZE;
     lcf->client_cert = NGX_CONF_UNSET_PTR;
+    lcf->pass_headers = NGX_CONF_UNSET_PTR;
 
     return lcf;
 }
@@ -350,6 +464,7 @@ ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_size_value(conf->max_body, prev->max_body,
                               1024 * 1024);
     ngx_conf_merge_ptr_value(conf->client_cert, prev->client_cert, NULL);
+    ngx_conf_merge_ptr_value(conf->pass_headers, prev->pass_headers, NULL);
 
     /*
      * A verification body is read into memory in the access phase; nginx's
@@ -362,6 +477,9 @@ ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
         if (clcf->client_body_buffer_size < CA_CHECKS_BODY_MAX) {
             clcf->client_body_buffer_size = CA_CHECKS_BODY_MAX;
         }
+
+        /* the upstream modules merged theirs before ours (module order) */
+        ngx_http_credit_auth_ignore_xaccel(cf);
     }
 
     return NGX_CONF_OK;
@@ -373,6 +491,7 @@ ngx_http_credit_auth_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char                              *rv;
     ngx_http_credit_auth_loc_conf_t   *lcf = conf;
+    ngx_http_credit_auth_srv_conf_t   *scf;
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     rv = ngx_conf_set_enum_slot(cf, cmd, conf);
@@ -384,9 +503,106 @@ ngx_http_credit_auth_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         mcf = ngx_http_conf_get_module_main_conf(cf,
                                                  ngx_http_credit_auth_module);
         mcf->used = 1;
+        scf = ngx_http_conf_get_module_srv_conf(cf,
+                                                ngx_http_credit_auth_module);
+        scf->on = 1;
     }
 
     return NGX_CONF_OK;
+}
+
+
+/* Headers the gateway writes itself, or that describe its own body or
+ * connection, or that steer nginx: never the platform's (SPEC §2.1). */
+static ngx_str_t  ngx_http_credit_auth_own_headers[] = {
+    ngx_string("content-type"),
+    ngx_string("content-length"),
+    ngx_string("content-encoding"),
+    ngx_string("content-range"),
+    ngx_string("accept-ranges"),
+    ngx_string("transfer-encoding"),
+    ngx_string("connection"),
+    ngx_string("keep-alive"),
+    ngx_string("date"),
+    ngx_string("server"),
+    ngx_string("x-request-id"),
+    ngx_string("x-credit-disclosure"),
+    ngx_string("cache-control"),
+    ngx_string("www-authenticate"),
+    ngx_null_string
+};
+
+
+/* credit_auth_pass_header NAME: one platform header the bank may see. */
+static char *
+ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_credit_auth_loc_conf_t  *lcf = conf;
+
+    ngx_str_t   *value, *name;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    for (i = 0; i < value[1].len || i == 0; i++) {
+        /* an RFC 9110 token */
+        if (value[1].len == 0) {
+            return "needs a header name";
+        }
+        if (value[1].data[i] <= ' ' || value[1].data[i] >= 0x7f
+            || ngx_strchr("\"(),/:;<=>?@[\\]{}", value[1].data[i]))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "credit_auth_pass_header: \"%V\" is not a "
+                               "header name", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    for (i = 0; ngx_http_credit_auth_own_headers[i].len; i++) {
+        if (value[1].len == ngx_http_credit_auth_own_headers[i].len
+            && ngx_strncasecmp(value[1].data,
+                               ngx_http_credit_auth_own_headers[i].data,
+                               value[1].len) == 0)
+        {
+            goto own;
+        }
+    }
+
+    if (value[1].len >= 8
+        && ngx_strncasecmp(value[1].data, (u_char *) "x-accel-", 8) == 0)
+    {
+        goto own;
+    }
+
+    if (lcf->pass_headers == NGX_CONF_UNSET_PTR) {
+        lcf->pass_headers = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (lcf->pass_headers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    name = ngx_array_push(lcf->pass_headers);
+    if (name == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    name->len = value[1].len;
+    name->data = ngx_pnalloc(cf->pool, name->len);
+    if (name->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_strlow(name->data, value[1].data, name->len);
+
+    return NGX_CONF_OK;
+
+own:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "credit_auth_pass_header: \"%V\" is one of the "
+                       "gateway's own headers and never comes from the "
+                       "platform", &value[1]);
+    return NGX_CONF_ERROR;
 }
 
 
@@ -835,6 +1051,12 @@ ngx_http_credit_auth_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
     *h = ngx_http_credit_auth_access_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+    *h = ngx_http_credit_auth_core_log_handler;
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {

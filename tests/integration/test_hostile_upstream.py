@@ -462,17 +462,20 @@ def test_upstream_dies_mid_body(hgw, case):
         "application/problem+json"), r.raw[:600]
 
 
-@pytest.mark.parametrize("case,status", [("e404", 404), ("e500", 500),
-                                         ("e403html", 403)])
-def test_upstream_error_status_without_body(hgw, case, status):
+@pytest.mark.parametrize("case,status,reason", [
+    ("e404", 404, "record_not_found"),
+    ("e500", 502, "upstream_invalid"),
+    ("e403html", 502, "upstream_invalid")])
+def test_upstream_error_status_becomes_a_refusal(hgw, case, status, reason):
+    """SPEC §2.1: a 404 is 404 record_not_found, any other status 502
+    upstream_invalid; the platform's error body never reaches the bank."""
     mark = hgw.gw.log_size()
     r = hgw.raw_get(case)
     _no_marker(r)
-    assert r.status == status, r.raw[:600]
-    assert r.body == b"", r.raw[:600]
-    assert r.headers.get("content-length", "0") == "0", r.headers
-    assert "x-credit-disclosure" not in r.headers
-    assert r.headers.get("x-request-id")
+    _problem(r, status, reason)
+    e = hgw.env.audit_for(r.headers["x-request-id"], "outcome")
+    assert e and e[0]["status"] == str(status) and e[0]["reason"] == reason
+    assert e[0].get("cause", "") == ("" if status == 404 else "status"), e
     _healthy(hgw, mark)
 
 
