@@ -189,7 +189,17 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
     }
 
     u = r->upstream;
-    if (u == NULL || u->headers_in.status_n != status) {
+
+    if (u != NULL && r->http_version == NGX_HTTP_VERSION_9
+        && r->http_major >= 1)
+    {
+        /* no status line: the proxy took it for an HTTP/0.9 answer and
+         * would send the bank a bare body; the bank asked with 1.x */
+        r->http_version = r->http_major * 1000 + r->http_minor;
+        status = 0;
+    }
+
+    if (u == NULL || status == 0 || u->headers_in.status_n != status) {
         /* nginx's own error in place of an answer: refused, closed, timed
          * out, or a header it could not parse */
         ctx->cause = "no_answer";
@@ -209,6 +219,15 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
                      : "status";
         ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
                      "the platform answered %ui, not 200 or 404%Z", status);
+        return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
+    }
+
+    if (u->headers_in.x_accel_redirect) {
+        /* ignored (ngx_http_credit_auth_ignore_xaccel), and refused: the
+         * platform meant another answer than this one */
+        ctx->cause = "internal_redirect";
+        ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
+                     "the platform answered with X-Accel-Redirect%Z");
         return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
     }
 
@@ -575,7 +594,10 @@ ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
             h = part->elts;
             i = 0;
         }
-        if (h[i].hash && !ngx_http_credit_auth_passed(lcf, &h[i])) {
+        /* a refusal carries nothing of the platform's (SPEC §4) */
+        if (h[i].hash
+            && (disclosure == NULL || !ngx_http_credit_auth_passed(lcf, &h[i])))
+        {
             h[i].hash = 0;
         }
     }
