@@ -877,6 +877,20 @@ http {{
 """
 
 
+def close_listener(sock):
+    """Stops a listening socket for good: close() alone leaves it listening
+    while a thread sits in accept() on it, and the next server that gets
+    the port shares it (connections then go to either)."""
+    try:
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
+
+
 def http_answer(status="200 OK", headers=(), body=b"",
                 ctype="application/json", length=True):
     """The bytes of an HTTP/1.1 answer: status line, headers (a list of
@@ -911,8 +925,9 @@ class RawPlatform:
     """
 
     def __init__(self, port=None):
+        # no SO_REUSEADDR: a port another listener still holds (one closed
+        # while its thread sat in accept()) must not be shared
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.sock.bind(("127.0.0.1", port or 0))
         self.port = self.sock.getsockname()[1]
         _given_ports.add(self.port)
@@ -940,10 +955,7 @@ class RawPlatform:
 
     def stop(self):
         self.stopping = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        close_listener(self.sock)
 
     def _accept(self):
         while not self.stopping:

@@ -140,10 +140,7 @@ class HostileUpstream:
 
     def stop(self):
         self.stopping = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
+        S.close_listener(self.sock)
 
     def _accept(self):
         while not self.stopping:
