@@ -128,6 +128,7 @@ ngx_http_credit_auth_core_refusal(ngx_http_request_t *r,
 static ngx_int_t
 ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
 {
+    ngx_buf_t                        *b;
     ngx_uint_t                        status;
     ngx_http_upstream_t              *u;
     ngx_http_credit_auth_ctx_t       *ctx;
@@ -231,10 +232,11 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
         return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
     }
 
-    /* asked with another method than GET (e.g. proxy_method) */
-    if (u->request_bufs && u->request_bufs->buf
-        && u->request_bufs->buf->last - u->request_bufs->buf->pos >= 4
-        && ngx_strncmp(u->request_bufs->buf->pos, "GET ", 4) != 0)
+    /* asked with another method than GET (e.g. proxy_method); the
+     * request line is sent by now, so read it from the buffer's start */
+    b = u->request_bufs ? u->request_bufs->buf : NULL;
+    if (b == NULL || b->start == NULL || b->last - b->start < 4
+        || ngx_strncmp(b->start, "GET ", 4) != 0)
     {
         ctx->cause = "method";
         ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,

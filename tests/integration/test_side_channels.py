@@ -436,6 +436,17 @@ def test_side_channel_operator_configuration_cannot_reopen(sg, operator_gw,
     assert not sg.p.requests_for("/leak/record")
 
 
+def test_side_channel_answer_to_another_method_is_refused(sg, make_gateway):
+    """proxy_method (the module cannot override it) makes the platform see
+    another method than GET: its answer is refused, not disclosed."""
+    gw = make_gateway(upstream_port=sg.p.port,
+                      location_directives={"proxy_method": "POST"})
+    gw.start()
+    r = SideGW(sg.env, gw, sg.p).request()
+    refused(sg.env, r, 502, "upstream_invalid", "method")
+    assert [q[0] for q in platform_asked(sg)] == ["POST"]
+
+
 # ------------------------------------------------------------------------
 # 3. Response headers: the gateway's own
 
