@@ -694,32 +694,47 @@ ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
 }
 
 
+/* The first header of that name; with n, how many there are. */
+static ngx_table_elt_t *
+ngx_http_credit_auth_header_n(ngx_http_request_t *r, const char *name,
+    size_t len, ngx_uint_t *n)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *first;
+
+    first = NULL;
+    if (n) {
+        *n = 0;
+    }
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len != len
+                || ngx_strncasecmp(h[i].key.data, (u_char *) name, len) != 0)
+            {
+                continue;
+            }
+            if (first == NULL) {
+                first = &h[i];
+            }
+            if (n == NULL) {
+                return first;
+            }
+            (*n)++;
+        }
+    }
+
+    return first;
+}
+
+
 static ngx_table_elt_t *
 ngx_http_credit_auth_header(ngx_http_request_t *r, const char *name,
     size_t len)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    part = &r->headers_in.headers.part;
-    h = part->elts;
-
-    for (i = 0; /* void */ ; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
-        }
-    }
+    return ngx_http_credit_auth_header_n(r, name, len, NULL);
 }
 
 
@@ -727,29 +742,11 @@ static ngx_uint_t
 ngx_http_credit_auth_header_count(ngx_http_request_t *r, const char *name,
     size_t len)
 {
-    ngx_uint_t        i, n;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    ngx_uint_t  n;
 
-    n = 0;
-    part = &r->headers_in.headers.part;
-    h = part->elts;
+    (void) ngx_http_credit_auth_header_n(r, name, len, &n);
 
-    for (i = 0; /* void */ ; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return n;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            n++;
-        }
-    }
+    return n;
 }
 
 

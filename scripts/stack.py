@@ -877,6 +877,25 @@ http {{
 """
 
 
+def tls_exchange(port, context, data, timeout=15):
+    """Sends raw bytes over TLS to a loopback port and returns every byte
+    answered until the server closes."""
+    import ssl
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    out = b""
+    with context.wrap_socket(s, server_hostname="127.0.0.1") as t:
+        t.sendall(data)
+        while True:
+            try:
+                chunk = t.recv(65536)
+            except (ssl.SSLError, ConnectionResetError):
+                break
+            if not chunk:
+                break
+            out += chunk
+    return out
+
+
 def close_listener(sock):
     """Stops a listening socket for good: close() alone leaves it listening
     while a thread sits in accept() on it, and the next server that gets
@@ -909,20 +928,9 @@ def http_answer(status="200 OK", headers=(), body=b"",
     return ("\r\n".join(h) + "\r\n\r\n").encode() + body
 
 
-class RawPlatform:
-    """A scriptable platform for hostile-upstream tests: a TCP server on a
-    free loopback port (a thread of the calling process) that answers each
-    path with exactly the bytes a test gave it.
-
-      p = RawPlatform().start()
-      p.script(path, http_answer("206 Partial Content", [...], body))
-      p.script(path, b"", close=True)             # closes without a word
-      p.script(path, head + half, close=True)     # closes mid-answer
-      p.requests    # [(method, target, [(name, value)], body)] as received
-
-    Paths are matched without the query string; an unscripted path is a
-    404.  A connection stays open (keep-alive) unless close=True.
-    """
+class ThreadedServer:
+    """A TCP server on a loopback port, one thread per connection (in the
+    calling process); subclasses implement _serve(conn)."""
 
     def __init__(self, port=None):
         # no SO_REUSEADDR: a port another listener still holds (one closed
@@ -931,21 +939,9 @@ class RawPlatform:
         self.sock.bind(("127.0.0.1", port or 0))
         self.port = self.sock.getsockname()[1]
         _given_ports.add(self.port)
-        self.answers = {}
-        self.requests = []
         self.lock = threading.Lock()
         self.stopping = False
         self.thread = None
-
-    def script(self, path, raw, close=False, delay=0.0):
-        """From now on, answer path with the bytes raw (then close the
-        connection if close; wait delay seconds before answering)."""
-        with self.lock:
-            self.answers[path] = (raw, close, delay)
-
-    def requests_for(self, path):
-        with self.lock:
-            return [q for q in self.requests if q[1].split("?")[0] == path]
 
     def start(self):
         self.sock.listen(64)
@@ -965,6 +961,40 @@ class RawPlatform:
                 return
             threading.Thread(target=self._serve, args=(conn,),
                              daemon=True).start()
+
+    def _serve(self, conn):
+        raise NotImplementedError
+
+
+class RawPlatform(ThreadedServer):
+    """A scriptable platform for hostile-upstream tests: a TCP server on a
+    free loopback port (a thread of the calling process) that answers each
+    path with exactly the bytes a test gave it.
+
+      p = RawPlatform().start()
+      p.script(path, http_answer("206 Partial Content", [...], body))
+      p.script(path, b"", close=True)             # closes without a word
+      p.script(path, head + half, close=True)     # closes mid-answer
+      p.requests    # [(method, target, [(name, value)], body)] as received
+
+    Paths are matched without the query string; an unscripted path is a
+    404.  A connection stays open (keep-alive) unless close=True.
+    """
+
+    def __init__(self, port=None):
+        super().__init__(port)
+        self.answers = {}
+        self.requests = []
+
+    def script(self, path, raw, close=False, delay=0.0):
+        """From now on, answer path with the bytes raw (then close the
+        connection if close; wait delay seconds before answering)."""
+        with self.lock:
+            self.answers[path] = (raw, close, delay)
+
+    def requests_for(self, path):
+        with self.lock:
+            return [q for q in self.requests if q[1].split("?")[0] == path]
 
     @staticmethod
     def _read_request(conn, buf):

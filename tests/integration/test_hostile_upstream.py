@@ -15,7 +15,6 @@ import re
 import socket
 import ssl
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -122,34 +121,14 @@ CASES = {
 }
 
 
-class HostileUpstream:
+class HostileUpstream(S.ThreadedServer):
     """Raw HTTP/1.1 server: one thread per connection, keep-alive."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
+        super().__init__()
         self.requests = []          # (method, path)
         self.open = 0
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.stopping = True
-        S.close_listener(self.sock)
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,),
-                             daemon=True).start()
+        self.start()
 
     def _serve(self, conn):
         with self.lock:
@@ -284,20 +263,8 @@ class HGW:
                f"Authorization: Bearer {self.toks[case]}\r\n"
                f"X-Credit-Purpose: {PURPOSE}\r\n"
                "Connection: close\r\n\r\n").encode()
-        s = socket.create_connection(("127.0.0.1", self.gw.tls_port),
-                                     timeout=timeout)
-        data = b""
-        with self.ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
-            t.sendall(req)
-            while True:
-                try:
-                    chunk = t.recv(65536)
-                except (ssl.SSLError, ConnectionResetError):
-                    break
-                if not chunk:
-                    break
-                data += chunk
-        return Resp(data)
+        return Resp(S.tls_exchange(self.gw.tls_port, self.ctx, req,
+                                   timeout))
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ be sent and repeated response headers counted.
 """
 
 import json
-import socket
 import ssl
 import tempfile
 import time
@@ -87,20 +86,7 @@ class SideGW:
 
     def send(self, raw, timeout=15):
         """Raw request bytes over mutual TLS -> every byte answered."""
-        s = socket.create_connection(("127.0.0.1", self.gw.tls_port),
-                                     timeout=timeout)
-        data = b""
-        with self.tls.wrap_socket(s, server_hostname="127.0.0.1") as t:
-            t.sendall(raw)
-            while True:
-                try:
-                    chunk = t.recv(65536)
-                except (ssl.SSLError, ConnectionResetError):
-                    break
-                if not chunk:
-                    break
-                data += chunk
-        return Resp(data)
+        return Resp(S.tls_exchange(self.gw.tls_port, self.tls, raw, timeout))
 
     def request(self, method="GET", path=TAX, headers=(), token=None,
                 purpose=PURPOSE, body=b"", timeout=15):
