@@ -167,7 +167,6 @@ typedef struct {
 
     /* response filter */
     unsigned                    filtering:1;    /* headers held */
-    unsigned                    discard:1;      /* swallow upstream body */
     unsigned                    done:1;         /* our last buffer sent */
     ca_reason                   filter_reason;
     const char                 *cause;          /* why upstream_invalid */

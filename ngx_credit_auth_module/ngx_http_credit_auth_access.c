@@ -81,20 +81,24 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
          * record that was asked for.
          */
         ctx->redirected = 0;
-        if (ctx->state != NGX_HTTP_CREDIT_AUTH_ALLOWED || ctx->done) {
-            return NGX_DECLINED;
+        if (r->header_sent) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return NGX_DONE;
         }
-        ctx->done = 1;
-        ctx->filter_reason = CA_UPSTREAM_INVALID;
-        ctx->cause = "internal_redirect";
-        ngx_http_credit_auth_detail(ctx, "the platform's answer redirected "
-                                    "the request inside the gateway%Z");
-        ctx->reason = CA_UPSTREAM_INVALID;
-        ngx_http_credit_auth_count_reason(CA_UPSTREAM_INVALID);
-        ngx_http_finalize_request(r,
-                  ngx_http_credit_auth_send_problem(r, ctx,
-                                                    CA_UPSTREAM_INVALID));
-        return NGX_DONE;
+        if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
+            ctx->filter_reason = CA_UPSTREAM_INVALID;
+            ctx->cause = "internal_redirect";
+            ngx_http_credit_auth_count_reason(CA_UPSTREAM_INVALID);
+            ctx->reason = CA_UPSTREAM_INVALID;
+            ngx_http_credit_auth_detail(ctx, "the request was redirected "
+                                        "inside the gateway after its "
+                                        "decision%Z");
+
+        } else if (ctx->reason == CA_OK) {
+            ctx->reason = CA_REQUEST_INVALID;
+        }
+        ctx->state = NGX_HTTP_CREDIT_AUTH_REFUSED;
+        return ngx_http_credit_auth_refuse(r, ctx);
     }
 
     if (ctx != NULL) {
@@ -961,7 +965,9 @@ ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
-    /* X-Request-Id, WWW-Authenticate, Cache-Control: the header filter */
+    /* X-Request-Id, WWW-Authenticate, Cache-Control: the header filter;
+     * an error_page that led here would impose its status */
+    r->err_status = 0;
     r->headers_out.status = ca_reason_status(reason);
     ngx_str_set(&r->headers_out.content_type, "application/problem+json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;

@@ -392,10 +392,11 @@ def operator_gw(side):
         location_directives={"proxy_read_timeout": "2s",
                              "proxy_ignore_headers": "Expires",
                              "proxy_intercept_errors": "on"},
-        server_extra="""
-        error_page 500 502 504 /oops.json;
-        location = /oops.json { return 200 '{"oops":"operator page"}'; }
-        location /leak/ { proxy_pass http://platform; }""")
+        server_extra=f"""
+        error_page 502 504 /oops.json;
+        error_page 500 /api/v1/enterprises/{E1}/environment;
+        location = /oops.json {{ return 200 '{{"oops":"operator page"}}'; }}
+        location /leak/ {{ proxy_pass http://platform; }}""")
     gw.start()
     yield SideGW(side.env, gw, side.p)
     gw.stop()
@@ -405,9 +406,10 @@ def operator_gw(side):
 def test_side_channel_operator_configuration_cannot_reopen(sg, operator_gw,
                                                            answer):
     """X-Accel-Redirect despite proxy_ignore_headers naming something else;
-    nginx's 502 or an intercepted 500 sent to an error_page (an internal
-    redirect that drops the module's state): always the module's 502, with
-    the outcome entry, never the operator's page nor the record."""
+    nginx's 502 sent to an error_page, an intercepted 500 sent to another
+    credit_auth route (internal redirects that drop the module's state):
+    always the module's 502 with the outcome entry, one decision, never the
+    operator's page nor another record."""
     sg.p.script("/leak/record", S.http_answer(body=RECORD))
     sg.p.script(TAX, {
         "accel": S.http_answer(headers=["X-Accel-Redirect: /leak/record"],
@@ -416,10 +418,16 @@ def test_side_channel_operator_configuration_cannot_reopen(sg, operator_gw,
         "intercepted": S.http_answer("500 Internal Server Error",
                                      body={"error": ID_NUMBER}),
     }[answer], close=(answer == "closed"))
-    r = operator_gw.request()
+    sg.p.script(f"/api/v1/enterprises/{E1}/environment",
+                S.http_answer(body=RECORD))
+    r = operator_gw.request(token=sg.env.token(
+        categories=["tax", "environment"]))
     refused(sg.env, r, 502, "upstream_invalid", "internal_redirect")
     assert b"operator page" not in r.raw
+    assert len(sg.env.audit_for(r.one("x-request-id"), "decision",
+                                timeout=0.5)) == 1
     assert not sg.p.requests_for("/leak/record")
+    assert not sg.p.requests_for(f"/api/v1/enterprises/{E1}/environment")
 
 
 def test_side_channel_answer_to_another_method_is_refused(sg, make_gateway):
