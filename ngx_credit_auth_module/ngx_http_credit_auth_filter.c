@@ -72,6 +72,27 @@ ngx_http_credit_auth_is_json(ngx_http_request_t *r)
 }
 
 
+static void
+ngx_http_credit_auth_drop_header(ngx_http_request_t *r, const char *name,
+    size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (part = &r->headers_out.headers.part; part; part = part->next) {
+        h = part->elts;
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == len
+                && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+            {
+                h[i].hash = 0;
+            }
+        }
+    }
+}
+
+
 /* nginx's own refusals of a request it could not read (SPEC §2.1) */
 static ngx_uint_t
 ngx_http_credit_auth_core_status(ngx_uint_t status)
@@ -170,7 +191,10 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
     }
 
     if (ctx->report && !ctx->redirected) {
-        /* report mode: decided and audited, disclosed unfiltered */
+        /* report mode: decided and audited, disclosed unfiltered; still
+         * one X-Request-Id, the gateway's, and no disclosure claimed */
+        ngx_http_credit_auth_drop_header(r, "X-Request-Id", 12);
+        ngx_http_credit_auth_drop_header(r, "X-Credit-Disclosure", 19);
         if (ngx_http_credit_auth_add_header(r, "X-Request-Id", &ctx->rid)
             == NULL)
         {

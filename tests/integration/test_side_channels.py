@@ -550,3 +550,16 @@ def test_side_channel_token_up_to_16k_is_accepted(sg, size):
     r = sg.request(token=tok)
     assert r.status == 200, r.raw[:800]
     assert r.one("x-credit-disclosure") == "masked"
+
+
+def test_side_channel_report_mode_keeps_one_request_id(sg, make_gateway):
+    """credit_auth report discloses the platform's answer unfiltered, but
+    the bank still sees one X-Request-Id (the gateway's) and no
+    X-Credit-Disclosure claimed by the platform."""
+    gw = make_gateway(upstream_port=sg.p.port, mode="report")
+    gw.start()
+    sg.p.script(TAX, S.http_answer(headers=PLATFORM_HEADERS, body=RECORD))
+    r = SideGW(sg.env, gw, sg.p).request()
+    assert r.status == 200, r.raw[:800]
+    assert r.one("x-request-id") != "platform-request-id"
+    assert not r.all("x-credit-disclosure"), r.headers
