@@ -5,8 +5,10 @@
  *   access phase   identify bank, match route, verify token, check
  *                  purpose/category/mode, write the decision entry and wait
  *                  for Redis to acknowledge it         (…_access.c)
- *   upstream       unchanged proxy_pass
- *   header filter  hold the headers                     (…_filter.c)
+ *   upstream       proxy_pass, without Range/If-* and
+ *                  X-Accel-* controls                   (…_headers.c)
+ *   header filter  hold the headers; only the gateway's
+ *                  own reach the bank                   (…_filter.c)
  *   body filter    buffer, parse, filter or verify, re-serialise
  *   log phase      outcome entry                        (…_audit.c)
  */
@@ -199,6 +201,20 @@ ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_get_ctx(
     ngx_http_request_t *r);
 ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
+
+/* …_headers.c: what crosses besides the body (SPEC §2.1) */
+ngx_table_elt_t *ngx_http_credit_auth_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+ngx_uint_t ngx_http_credit_auth_header_count(ngx_http_request_t *r,
+    const char *name, size_t len);
+ngx_int_t ngx_http_credit_auth_strip_request(ngx_http_request_t *r);
+ngx_int_t ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, const char *disclosure);
+void ngx_http_credit_auth_drop_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+char *ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf);
 
 /* …_filter.c */
 ngx_int_t ngx_http_credit_auth_filter_init(ngx_conf_t *cf);

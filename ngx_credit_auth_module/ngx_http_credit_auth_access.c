@@ -23,11 +23,6 @@ static ngx_int_t ngx_http_credit_auth_commit(ngx_http_request_t *r,
 static ngx_int_t ngx_http_credit_auth_refuse(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 static void ngx_http_credit_auth_body_handler(ngx_http_request_t *r);
-static ngx_table_elt_t *ngx_http_credit_auth_header(ngx_http_request_t *r,
-    const char *name, size_t len);
-static ngx_uint_t ngx_http_credit_auth_header_count(ngx_http_request_t *r,
-    const char *name, size_t len);
-static ngx_int_t ngx_http_credit_auth_strip_request(ngx_http_request_t *r);
 
 
 static ngx_str_t  ngx_http_credit_auth_single[] = {
@@ -35,19 +30,6 @@ static ngx_str_t  ngx_http_credit_auth_single[] = {
     ngx_string("X-Credit-Purpose"),
     ngx_string("X-Credit-Detail"),
     ngx_string("X-Request-Id"),
-    ngx_null_string
-};
-
-
-/* A partial or conditional answer is an oracle on the unfiltered record
- * (SPEC §2.1): the platform never sees these. */
-static ngx_str_t  ngx_http_credit_auth_stripped[] = {
-    ngx_string("Range"),
-    ngx_string("If-Range"),
-    ngx_string("If-Match"),
-    ngx_string("If-None-Match"),
-    ngx_string("If-Modified-Since"),
-    ngx_string("If-Unmodified-Since"),
     ngx_null_string
 };
 
@@ -694,142 +676,6 @@ ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
     }
     ctx->rid.len = ngx_hex_dump(ctx->rid.data, rnd, sizeof(rnd))
                    - ctx->rid.data;
-    return NGX_OK;
-}
-
-
-/* The first header of that name; with n, how many there are. */
-static ngx_table_elt_t *
-ngx_http_credit_auth_header_n(ngx_http_request_t *r, const char *name,
-    size_t len, ngx_uint_t *n)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *first;
-
-    first = NULL;
-    if (n) {
-        *n = 0;
-    }
-
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-        h = part->elts;
-        for (i = 0; i < part->nelts; i++) {
-            if (h[i].key.len != len
-                || ngx_strncasecmp(h[i].key.data, (u_char *) name, len) != 0)
-            {
-                continue;
-            }
-            if (first == NULL) {
-                first = &h[i];
-            }
-            if (n == NULL) {
-                return first;
-            }
-            (*n)++;
-        }
-    }
-
-    return first;
-}
-
-
-static ngx_table_elt_t *
-ngx_http_credit_auth_header(ngx_http_request_t *r, const char *name,
-    size_t len)
-{
-    return ngx_http_credit_auth_header_n(r, name, len, NULL);
-}
-
-
-static ngx_uint_t
-ngx_http_credit_auth_header_count(ngx_http_request_t *r, const char *name,
-    size_t len)
-{
-    ngx_uint_t  n;
-
-    (void) ngx_http_credit_auth_header_n(r, name, len, &n);
-
-    return n;
-}
-
-
-static ngx_uint_t
-ngx_http_credit_auth_is_stripped(ngx_table_elt_t *h)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; ngx_http_credit_auth_stripped[i].len; i++) {
-        if (h->key.len == ngx_http_credit_auth_stripped[i].len
-            && ngx_strncasecmp(h->key.data,
-                               ngx_http_credit_auth_stripped[i].data,
-                               h->key.len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/*
- * The proxy sends every header of the list (a zero hash does not hide
- * one), so the list is rebuilt without them.  The elements are copied:
- * the headers_in pointers into the old list stay valid.
- */
-static ngx_int_t
-ngx_http_credit_auth_strip_request(ngx_http_request_t *r)
-{
-    ngx_uint_t        i, n, drop;
-    ngx_list_t        kept;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h, *nh;
-
-    n = 0;
-    drop = 0;
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-        h = part->elts;
-        for (i = 0; i < part->nelts; i++) {
-            n++;
-            drop += ngx_http_credit_auth_is_stripped(&h[i]);
-        }
-    }
-
-    r->headers_in.range = NULL;
-    r->headers_in.if_range = NULL;
-    r->headers_in.if_match = NULL;
-    r->headers_in.if_none_match = NULL;
-    r->headers_in.if_modified_since = NULL;
-    r->headers_in.if_unmodified_since = NULL;
-
-    if (drop == 0) {
-        return NGX_OK;
-    }
-
-    if (ngx_list_init(&kept, r->pool, n - drop ? n - drop : 1,
-                      sizeof(ngx_table_elt_t))
-        != NGX_OK)
-    {
-        return NGX_ERROR;
-    }
-
-    for (part = &r->headers_in.headers.part; part; part = part->next) {
-        h = part->elts;
-        for (i = 0; i < part->nelts; i++) {
-            if (ngx_http_credit_auth_is_stripped(&h[i])) {
-                continue;
-            }
-            nh = ngx_list_push(&kept);
-            if (nh == NULL) {
-                return NGX_ERROR;
-            }
-            *nh = h[i];
-        }
-    }
-
-    r->headers_in.headers = kept;
-
     return NGX_OK;
 }
 

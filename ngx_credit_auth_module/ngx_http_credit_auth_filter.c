@@ -21,8 +21,6 @@ static ngx_int_t ngx_http_credit_auth_finish(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 static ngx_int_t ngx_http_credit_auth_send(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ngx_buf_t *b, const char *disclosure);
-static ngx_int_t ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, const char *disclosure);
 static void ngx_http_credit_auth_upstream_done(ngx_http_request_t *r,
     ngx_int_t rc);
 
@@ -69,27 +67,6 @@ ngx_http_credit_auth_is_json(ngx_http_request_t *r)
     }
 
     return 0;
-}
-
-
-static void
-ngx_http_credit_auth_drop_header(ngx_http_request_t *r, const char *name,
-    size_t len)
-{
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-
-    for (part = &r->headers_out.headers.part; part; part = part->next) {
-        h = part->elts;
-        for (i = 0; i < part->nelts; i++) {
-            if (h[i].key.len == len
-                && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-            {
-                h[i].hash = 0;
-            }
-        }
-    }
 }
 
 
@@ -559,127 +536,6 @@ ngx_http_credit_auth_finish(ngx_http_request_t *r,
     return ngx_http_credit_auth_send(r, ctx, b,
                                      ctx->verify ? "verify"
                                      : ctx->raw ? "raw" : "masked");
-}
-
-
-static ngx_str_t  ngx_http_credit_auth_bearer =
-    ngx_string("Bearer error=\"invalid_token\"");
-static ngx_str_t  ngx_http_credit_auth_no_store = ngx_string("no-store");
-
-
-static ngx_uint_t
-ngx_http_credit_auth_passed(ngx_http_credit_auth_loc_conf_t *lcf,
-    ngx_table_elt_t *h)
-{
-    ngx_str_t   *name;
-    ngx_uint_t   i;
-
-    if (lcf == NULL || lcf->pass_headers == NULL) {
-        return 0;
-    }
-
-    name = lcf->pass_headers->elts;
-    for (i = 0; i < lcf->pass_headers->nelts; i++) {
-        if (name[i].len == h->key.len
-            && ngx_strncasecmp(name[i].data, h->key.data, h->key.len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
-/*
- * The bank gets the gateway's headers only (SPEC §2.1): the list is
- * rebuilt rather than trusting the proxy's hide list, which hides almost
- * nothing.  What the configuration names with credit_auth_pass_header
- * stays; nginx adds Date, Server and the length or chunking itself.
- */
-static ngx_int_t
-ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, const char *disclosure)
-{
-    ngx_str_t                         v;
-    ngx_uint_t                        i;
-    ngx_list_part_t                  *part;
-    ngx_table_elt_t                  *h;
-    ngx_http_credit_auth_loc_conf_t  *lcf;
-
-    lcf = ngx_http_get_module_loc_conf(r, ngx_http_credit_auth_module);
-
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-    for (i = 0; /* void */ ; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-        /* a refusal carries nothing of the platform's (SPEC §4) */
-        if (h[i].hash
-            && (disclosure == NULL || !ngx_http_credit_auth_passed(lcf, &h[i])))
-        {
-            h[i].hash = 0;
-        }
-    }
-
-    r->headers_out.server = NULL;
-    r->headers_out.date = NULL;
-    r->headers_out.content_length = NULL;
-    r->headers_out.content_encoding = NULL;
-    r->headers_out.location = NULL;
-    r->headers_out.refresh = NULL;
-    r->headers_out.last_modified = NULL;
-    r->headers_out.last_modified_time = -1;
-    r->headers_out.content_range = NULL;
-    r->headers_out.accept_ranges = NULL;
-    r->headers_out.www_authenticate = NULL;
-    r->headers_out.expires = NULL;
-    r->headers_out.etag = NULL;
-    r->headers_out.cache_control.nelts = 0;
-    r->headers_out.link.nelts = 0;
-    r->headers_out.charset.len = 0;
-    r->headers_out.content_type_lowcase = NULL;
-    r->allow_ranges = 0;
-
-    if (ngx_http_credit_auth_add_header(r, "X-Request-Id", &ctx->rid)
-        == NULL)
-    {
-        return NGX_ERROR;
-    }
-
-    if (disclosure) {
-        v.data = (u_char *) disclosure;
-        v.len = ngx_strlen(disclosure);
-        if (ngx_http_credit_auth_add_header(r, "X-Credit-Disclosure", &v)
-            == NULL)
-        {
-            return NGX_ERROR;
-        }
-    }
-
-    if (ngx_http_credit_auth_add_header(r, "Cache-Control",
-                                        &ngx_http_credit_auth_no_store)
-        == NULL)
-    {
-        return NGX_ERROR;
-    }
-
-    if (r->headers_out.status == NGX_HTTP_UNAUTHORIZED) {
-        h = ngx_http_credit_auth_add_header(r, "WWW-Authenticate",
-                                            &ngx_http_credit_auth_bearer);
-        if (h == NULL) {
-            return NGX_ERROR;
-        }
-        r->headers_out.www_authenticate = h;
-    }
-
-    return NGX_OK;
 }
 
 

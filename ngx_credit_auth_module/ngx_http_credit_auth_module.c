@@ -39,8 +39,6 @@ static char *ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 static char *ngx_http_credit_auth_mode(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-static char *ngx_http_credit_auth_pass_header(ngx_conf_t *cf,
-    ngx_command_t *cmd, void *conf);
 
 
 static ngx_conf_enum_t  ngx_http_credit_auth_modes[] = {
@@ -381,56 +379,6 @@ ngx_http_credit_auth_merge_srv_conf(ngx_conf_t *cf, void *parent,
 }
 
 
-/*
- * The upstream modules whose answers could steer nginx (X-Accel-Redirect,
- * -Limit-Rate, -Buffering, -Charset, -Expires; ENGINEERING §9).  Each one's
- * location configuration starts with its ngx_http_upstream_conf_t.
- */
-static const char  *ngx_http_credit_auth_upstreams[] = {
-    "ngx_http_proxy_module",
-    "ngx_http_fastcgi_module",
-    "ngx_http_uwsgi_module",
-    "ngx_http_scgi_module",
-    "ngx_http_grpc_module",
-    NULL
-};
-
-
-static void
-ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf)
-{
-    ngx_uint_t                 i, j;
-    ngx_module_t              *m;
-    ngx_http_conf_ctx_t       *ctx;
-    ngx_http_upstream_conf_t  *ucf;
-
-    ctx = cf->ctx;
-
-    for (i = 0; cf->cycle->modules[i]; i++) {
-        m = cf->cycle->modules[i];
-        if (m->type != NGX_HTTP_MODULE || m->name == NULL) {
-            continue;
-        }
-        for (j = 0; ngx_http_credit_auth_upstreams[j]; j++) {
-            if (ngx_strcmp(m->name, ngx_http_credit_auth_upstreams[j]) == 0) {
-                break;
-            }
-        }
-        if (ngx_http_credit_auth_upstreams[j] == NULL) {
-            continue;
-        }
-        ucf = ctx->loc_conf[m->ctx_index];
-        if (ucf != NULL) {
-            ucf->ignore_headers |= NGX_HTTP_UPSTREAM_IGN_XA_REDIRECT
-                                   |NGX_HTTP_UPSTREAM_IGN_XA_EXPIRES
-                                   |NGX_HTTP_UPSTREAM_IGN_XA_LIMIT_RATE
-                                   |NGX_HTTP_UPSTREAM_IGN_XA_BUFFERING
-                                   |NGX_HTTP_UPSTREAM_IGN_XA_CHARSET;
-        }
-    }
-}
-
-
 static void *
 ngx_http_credit_auth_create_loc_conf(ngx_conf_t *cf)
 {
@@ -509,100 +457,6 @@ ngx_http_credit_auth_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
     }
 
     return NGX_CONF_OK;
-}
-
-
-/* Headers the gateway writes itself, or that describe its own body or
- * connection, or that steer nginx: never the platform's (SPEC §2.1). */
-static ngx_str_t  ngx_http_credit_auth_own_headers[] = {
-    ngx_string("content-type"),
-    ngx_string("content-length"),
-    ngx_string("content-encoding"),
-    ngx_string("content-range"),
-    ngx_string("accept-ranges"),
-    ngx_string("transfer-encoding"),
-    ngx_string("connection"),
-    ngx_string("keep-alive"),
-    ngx_string("date"),
-    ngx_string("server"),
-    ngx_string("x-request-id"),
-    ngx_string("x-credit-disclosure"),
-    ngx_string("cache-control"),
-    ngx_string("www-authenticate"),
-    ngx_null_string
-};
-
-
-/* credit_auth_pass_header NAME: one platform header the bank may see. */
-static char *
-ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_credit_auth_loc_conf_t  *lcf = conf;
-
-    ngx_str_t   *value, *name;
-    ngx_uint_t   i;
-
-    value = cf->args->elts;
-
-    for (i = 0; i < value[1].len || i == 0; i++) {
-        /* an RFC 9110 token */
-        if (value[1].len == 0) {
-            return "needs a header name";
-        }
-        if (value[1].data[i] <= ' ' || value[1].data[i] >= 0x7f
-            || ngx_strchr("\"(),/:;<=>?@[\\]{}", value[1].data[i]))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "credit_auth_pass_header: \"%V\" is not a "
-                               "header name", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    for (i = 0; ngx_http_credit_auth_own_headers[i].len; i++) {
-        if (value[1].len == ngx_http_credit_auth_own_headers[i].len
-            && ngx_strncasecmp(value[1].data,
-                               ngx_http_credit_auth_own_headers[i].data,
-                               value[1].len) == 0)
-        {
-            goto own;
-        }
-    }
-
-    if (value[1].len >= 8
-        && ngx_strncasecmp(value[1].data, (u_char *) "x-accel-", 8) == 0)
-    {
-        goto own;
-    }
-
-    if (lcf->pass_headers == NGX_CONF_UNSET_PTR) {
-        lcf->pass_headers = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
-        if (lcf->pass_headers == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    name = ngx_array_push(lcf->pass_headers);
-    if (name == NULL) {
-        return NGX_CONF_ERROR;
-    }
-    name->len = value[1].len;
-    name->data = ngx_pnalloc(cf->pool, name->len);
-    if (name->data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-    ngx_strlow(name->data, value[1].data, name->len);
-
-    return NGX_CONF_OK;
-
-own:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "credit_auth_pass_header: \"%V\" is one of the "
-                       "gateway's own headers and never comes from the "
-                       "platform", &value[1]);
-    return NGX_CONF_ERROR;
 }
 
 
