@@ -18,8 +18,9 @@ static const char usage_revoke[] =
     "\n"
     "Sets credit:revoked:<jti> in Redis, expiring at --until or after\n"
     "--ttl when given.  --token reads the token (a file holding it, or -\n"
-    "for standard input) and takes its jti, and its exp as --until: the\n"
-    "revocation lasts exactly as long as the token could be used.  The\n"
+    "for standard input) and takes its jti, and, unless --until or --ttl\n"
+    "is given, its exp as --until: the revocation lasts exactly as long as\n"
+    "the token could be used.  The\n"
     "token's signature is not checked: revoking needs the Redis password,\n"
     "not the token.  T is Unix seconds or ISO 8601\n"
     "(2026-11-30T23:59:59+08:00).\n"
@@ -146,11 +147,15 @@ cmd_revoke(int argc, char **argv)
                            "1)", s_ttl);
     }
     if (token != NULL) {
-        if (token_claims(token, tjti, sizeof(tjti), &until) != 0) {
+        long long  exp;
+
+        if (token_claims(token, tjti, sizeof(tjti), &exp) != 0) {
             return EXIT_USAGE;
         }
+        /* an explicit --until or --ttl wins over the token's exp */
         if (s_until == NULL && s_ttl == NULL) {
             s_until = "exp";
+            until = exp;
         }
         jti = tjti;
     }
