@@ -1,0 +1,456 @@
+/*
+ * JSON numbers as decimal digits.  The filter copies numbers as bytes and
+ * converts only what a treatment needs, here, on the digits themselves:
+ * a double would round a long amount before the bucket is taken.
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "decnum.h"
+
+#define DIGIT(c) ((unsigned) (c) - '0' <= 9)
+
+const char *
+ca_dec_scan(const char *p, const char *end, ca_decnum *n)
+{
+    n->tok = p;
+    n->neg = 0;
+    n->is_int = 1;
+    n->nf = 0;
+    n->fp = NULL;
+    n->exp = 0;
+    if (p < end && *p == '-') {
+        n->neg = 1;
+        p++;
+    }
+    n->ip = p;
+    if (p < end && *p == '0') {
+        p++;
+    } else if (p < end && *p >= '1' && *p <= '9') {
+        do {
+            p++;
+        } while (p < end && DIGIT(*p));
+    } else {
+        return NULL;
+    }
+    n->ni = (size_t) (p - n->ip);
+    if (p < end && *p == '.') {
+        n->is_int = 0;
+        n->fp = ++p;
+        if (p >= end || !DIGIT(*p)) {
+            return NULL;
+        }
+        do {
+            p++;
+        } while (p < end && DIGIT(*p));
+        n->nf = (size_t) (p - n->fp);
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        int       eneg = 0;
+        long long e = 0;
+
+        n->is_int = 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) {
+            eneg = *p == '-';
+            p++;
+        }
+        if (p >= end || !DIGIT(*p)) {
+            return NULL;
+        }
+        do {
+            if (e < CA_DEC_EXP_SAT) {
+                e = e * 10 + (*p - '0');
+            }
+            p++;
+        } while (p < end && DIGIT(*p));
+        if (e > CA_DEC_EXP_SAT) {
+            e = CA_DEC_EXP_SAT;
+        }
+        n->exp = eneg ? -e : e;
+    }
+    n->toklen = (size_t) (p - n->tok);
+    return p;
+}
+
+int
+ca_dec_parse(const char *s, size_t len, ca_decnum *n)
+{
+    return ca_dec_scan(s, s + len, n) == s + len ? 0 : -1;
+}
+
+/* The significant digits of n (integer then fraction digits, leading
+ * zeros skipped), walked one at a time. */
+typedef struct {
+    const ca_decnum *n;
+    size_t           i, len;    /* position in the ni + nf digits */
+} digits_t;
+
+static char
+digit_at(const ca_decnum *n, size_t i)
+{
+    return i < n->ni ? n->ip[i] : n->fp[i - n->ni];
+}
+
+/* Skips leading zeros; returns the number of significant digits (0 for a
+ * zero) and sets *lead to the decimal magnitude of the first one. */
+static size_t
+significant(const ca_decnum *n, digits_t *d, long long *lead)
+{
+    d->n = n;
+    d->i = 0;
+    d->len = n->ni + n->nf;
+    while (d->i < d->len && digit_at(n, d->i) == '0') {
+        d->i++;
+    }
+    /* the digit at position i stands for 10^(ni - 1 - i) */
+    *lead = (long long) n->ni - (long long) d->i;
+    return d->len - d->i;
+}
+
+/* 2^1024 - 2^970: from here on a double rounds to infinity. */
+static const char dbl_overflow[] =
+    "1797693134862315807937289714053034150799341327100378269361737789804449"
+    "6829276475094664901797758720709633028641669288791094655554785194040263"
+    "0657488671505820681908902000708383676273854845817711531764475730270069"
+    "8555713669596228429148198608349364752927190741684443655107043427115596"
+    "995080930428801779041744977920";
+
+int
+ca_dec_overflows(const ca_decnum *n)
+{
+    digits_t  d;
+    long long lead, mag;
+    size_t    k;
+
+    if (n->is_int || (n->exp <= 0 && n->ni <= 308)
+        || significant(n, &d, &lead) == 0) {
+        return 0;
+    }
+    mag = lead + n->exp;            /* value in [10^(mag-1), 10^mag) */
+    if (mag != 309) {
+        return mag > 309;
+    }
+    for (k = 0; k < sizeof(dbl_overflow) - 1; k++, d.i++) {
+        char c = d.i < d.len ? digit_at(n, d.i) : '0';
+        if (c != dbl_overflow[k]) {
+            return c > dbl_overflow[k];
+        }
+    }
+    return 1;                       /* equal or above in later digits */
+}
+
+int
+ca_dec_int64(const ca_decnum *n, int64_t *v)
+{
+    uint64_t u = 0, lim = n->neg ? (uint64_t) INT64_MAX + 1 : INT64_MAX;
+
+    if (!n->is_int || n->ni > 19) {
+        return 0;
+    }
+    for (size_t i = 0; i < n->ni; i++) {
+        unsigned dg = (unsigned) (n->ip[i] - '0');
+        if (u > (lim - dg) / 10) {
+            return 0;
+        }
+        u = u * 10 + dg;
+    }
+    *v = n->neg ? (int64_t) (0 - u) : (int64_t) u;
+    return 1;
+}
+
+size_t
+ca_dec_fmt_int(int64_t v, char *buf)
+{
+    char     tmp[24];
+    size_t   n = 0, i = 0;
+    uint64_t u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
+
+    do {
+        tmp[n++] = (char) ('0' + u % 10);
+        u /= 10;
+    } while (u);
+    if (v < 0) {
+        buf[i++] = '-';
+    }
+    while (n) {
+        buf[i++] = tmp[--n];
+    }
+    buf[i] = '\0';
+    return i;
+}
+
+/* ---- the bucket, on digits --------------------------------------------- */
+
+/*
+ * The bucket number floor(x / width) stays below 2^53, as it did in
+ * doubles: a finer bucket of a huge value (1e308 by 100000) would say
+ * more about it than any JSON reader can (RFC 8259 §6), so there is none.
+ * floor(N / wd) with wd < 10^17 stays below 2^53 only if N has at most
+ * 34 digits; the bounds then have at most 16 + 17.
+ */
+#define Q_MAX   (1ULL << 53)
+#define KEEP_MAX 34
+#define BIG_MAX  40
+
+typedef struct {
+    unsigned char d[BIG_MAX];       /* most significant first, no leading 0 */
+    size_t        n;                /* 0: zero */
+} big_t;
+
+static int
+big_inc(big_t *b)
+{
+    size_t i = b->n;
+
+    while (i > 0 && b->d[i - 1] == 9) {
+        b->d[--i] = 0;
+    }
+    if (i > 0) {
+        b->d[i - 1]++;
+        return 0;
+    }
+    if (b->n + 1 > BIG_MAX) {
+        return -1;
+    }
+    memmove(b->d + 1, b->d, b->n);
+    b->d[0] = 1;
+    b->n++;
+    return 0;
+}
+
+/* b - 1, b > 0 */
+static void
+big_dec(big_t *b)
+{
+    size_t i = b->n, z = 0;
+
+    while (b->d[i - 1] == 0) {
+        b->d[--i] = 9;
+    }
+    b->d[i - 1]--;
+    while (z < b->n && b->d[z] == 0) {
+        z++;
+    }
+    memmove(b->d, b->d + z, b->n - z);
+    b->n -= z;
+}
+
+/* r = a * m, m < 10^17 */
+static int
+big_mul(const big_t *a, uint64_t m, big_t *r)
+{
+    unsigned char tmp[BIG_MAX + 20];
+    size_t        k = sizeof(tmp);
+    uint64_t      carry = 0;
+
+    for (size_t i = a->n; i > 0; i--) {
+        uint64_t t = a->d[i - 1] * m + carry;
+        tmp[--k] = (unsigned char) (t % 10);
+        carry = t / 10;
+    }
+    while (carry) {
+        tmp[--k] = (unsigned char) (carry % 10);
+        carry /= 10;
+    }
+    while (k < sizeof(tmp) && tmp[k] == 0) {
+        k++;
+    }
+    if (sizeof(tmp) - k > BIG_MAX) {
+        return -1;
+    }
+    r->n = sizeof(tmp) - k;
+    memcpy(r->d, tmp + k, r->n);
+    return 0;
+}
+
+/* width = wd * 10^we with wd of at most 17 digits: the shortest decimal
+ * that reads back as the policy's width. */
+static void
+width_digits(double w, uint64_t *wd, long long *we)
+{
+    char tmp[40], *e;
+    int  prec;
+
+    *we = 0;
+    if (w == floor(w) && w < 1e17) {
+        *wd = (uint64_t) w;
+    } else {
+        for (prec = 1; prec < 17; prec++) {
+            snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, w);
+            if (strtod(tmp, NULL) == w) {
+                break;
+            }
+        }
+        snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, w);
+        *wd = 0;
+        for (e = tmp; *e != 'e'; e++) {
+            if (DIGIT(*e)) {
+                *wd = *wd * 10 + (uint64_t) (*e - '0');
+            }
+        }
+        *we = strtoll(e + 1, NULL, 10) - (prec - 1);
+    }
+    while (*wd % 10 == 0) {
+        *wd /= 10;
+        ++*we;
+    }
+}
+
+/* Writes ±b * 10^we as plain decimal text; returns the length or 0. */
+static size_t
+fmt_scaled(const big_t *b, int neg, long long we, char *o, size_t room)
+{
+    size_t    i = 0, n = b->n;
+    long long point = (long long) n + we;    /* digits before the point */
+
+    if (n == 0) {
+        if (room < 2) {
+            return 0;
+        }
+        o[0] = '0';
+        return 1;
+    }
+    if (room < (size_t) (n + 4 + (we < 0 ? -we : we))) {
+        return 0;
+    }
+    if (neg) {
+        o[i++] = '-';
+    }
+    if (point <= 0) {
+        o[i++] = '0';
+        o[i++] = '.';
+        for (long long z = point; z < 0; z++) {
+            o[i++] = '0';
+        }
+        for (size_t k = 0; k < n; k++) {
+            o[i++] = (char) ('0' + b->d[k]);
+        }
+    } else {
+        for (long long k = 0; k < point; k++) {
+            o[i++] = (char) ((size_t) k < n ? '0' + b->d[k] : '0');
+        }
+        if ((size_t) point < n) {
+            o[i++] = '.';
+            for (size_t k = (size_t) point; k < n; k++) {
+                o[i++] = (char) ('0' + b->d[k]);
+            }
+        }
+    }
+    if (point < (long long) n) {        /* a fraction: no trailing zeros */
+        while (o[i - 1] == '0') {
+            i--;
+        }
+        if (o[i - 1] == '.') {
+            i--;
+        }
+    }
+    return i;
+}
+
+/* floor(|n| / (wd * 10^we)) into q; *inexact when it leaves a remainder. */
+static int
+quotient(const ca_decnum *n, uint64_t wd, long long we, big_t *q,
+         int *inexact)
+{
+    digits_t  d;
+    long long lead, keep;
+    size_t    nd = significant(n, &d, &lead);
+    uint64_t  r = 0;
+
+    /* the digits of floor(|n| / 10^we): `keep` of them */
+    keep = lead + n->exp - we;
+    *inexact = 0;
+    q->n = 0;
+    if (nd == 0) {
+        return 0;
+    }
+    if (keep > KEEP_MAX) {
+        return -1;
+    }
+    for (long long k = 0; k < keep; k++) {
+        unsigned dg = d.i < d.len ? (unsigned) (digit_at(n, d.i++) - '0')
+                                  : 0;
+        r = r * 10 + dg;
+        if (q->n || r >= wd) {
+            q->d[q->n++] = (unsigned char) (r / wd);
+        }
+        r %= wd;
+    }
+    *inexact = r != 0;
+    while (!*inexact && d.i < d.len) {
+        *inexact = digit_at(n, d.i++) != '0';
+    }
+    return 0;
+}
+
+size_t
+ca_dec_bucket(const ca_decnum *n, double width, char *buf)
+{
+    big_t        q, lo, hi;
+    uint64_t     wd, qv;
+    long long    we;
+    int          inexact, neg;
+    size_t       a, b;
+    int64_t      v;
+
+    if (!(width > 0) || !isfinite(width)) {
+        return 0;
+    }
+    if (n->is_int && !ca_dec_int64(n, &v)) {
+        return 0;                   /* an integer beyond 64 bits */
+    }
+    if (n->is_int && width == floor(width) && width < 9.2e18) {
+        int64_t w = (int64_t) width, r = v % w, l, h;
+        if (r < 0) {
+            r += w;
+        }
+        if (__builtin_sub_overflow(v, r, &l)
+            || __builtin_add_overflow(l, w, &h)) {
+            return 0;
+        }
+        a = ca_dec_fmt_int(l, buf);
+        buf[a++] = '-';
+        return a + ca_dec_fmt_int(h, buf + a);
+    }
+
+    width_digits(width, &wd, &we);
+    if (quotient(n, wd, we, &q, &inexact) != 0) {
+        return 0;
+    }
+    qv = 0;
+    for (size_t i = 0; i < q.n; i++) {
+        qv = qv * 10 + q.d[i];
+    }
+    if (q.n > 16 || qv + 1 > Q_MAX) {
+        return 0;
+    }
+    neg = n->neg && (q.n || inexact);       /* -0 is 0 */
+    /* lo = floor(x / w) * w, hi = lo + w; for x < 0 from |x| */
+    lo.n = hi.n = q.n;
+    memcpy(lo.d, q.d, q.n);
+    memcpy(hi.d, q.d, q.n);
+    if (!neg) {
+        if (big_inc(&hi) != 0) {
+            return 0;
+        }
+    } else if (inexact) {
+        if (big_inc(&lo) != 0) {
+            return 0;
+        }
+    } else {
+        big_dec(&hi);
+    }
+    if (big_mul(&lo, wd, &lo) != 0 || big_mul(&hi, wd, &hi) != 0) {
+        return 0;
+    }
+    a = fmt_scaled(&lo, neg, we, buf, CA_DEC_BUCKET_MAX / 2);
+    if (a == 0) {
+        return 0;
+    }
+    buf[a++] = '-';
+    b = fmt_scaled(&hi, neg, we, buf + a, CA_DEC_BUCKET_MAX - a);
+    return b ? a + b : 0;
+}

@@ -1,0 +1,61 @@
+/*
+ * JSON numbers as decimal digits (engine-internal): what the scanner
+ * learns of a number token, the range rule, and the exact arithmetic of
+ * the `bucket` treatment.  No binary floating point: a bucket of
+ * 123456.78 is computed on the digits, for any number of them.
+ */
+#ifndef CA_DECNUM_H
+#define CA_DECNUM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* Exponents are read saturating here: far beyond any double either way. */
+#define CA_DEC_EXP_SAT 1000000000LL
+
+typedef struct {
+    const char *tok;            /* the token as written */
+    size_t      toklen;
+    int         neg;
+    int         is_int;         /* no fraction, no exponent */
+    const char *ip;             /* integer digits ("0" or no leading zero) */
+    size_t      ni;
+    const char *fp;             /* fraction digits, nf may be 0 */
+    size_t      nf;
+    long long   exp;            /* the exponent, saturated */
+} ca_decnum;
+
+/*
+ * 1 when the real would overflow a double (|x| >= 2^1024 - 2^970, where
+ * round-to-nearest reaches infinity): such a document is refused, as a
+ * full parser refuses it.  Integers are never checked (they are copied
+ * as written, of any length).
+ */
+int ca_dec_overflows(const ca_decnum *n);
+
+/* The integer as int64; 0 when it is not an integer token or beyond. */
+int ca_dec_int64(const ca_decnum *n, int64_t *v);
+
+/* Decimal text of v into buf (at least 21 bytes); returns its length. */
+size_t ca_dec_fmt_int(int64_t v, char *buf);
+
+/*
+ * "lo-hi", the multiple of `width` at or below n and the next one, written
+ * into buf (CA_DEC_BUCKET_MAX bytes), computed on the decimal digits.  An
+ * integer with an integral width is bucketed in 64 bits.  Returns the
+ * length, or 0 when the value takes no bucket: an integer beyond 64 bits
+ * or a bound beyond 64 bits; a bucket number floor(n / width) of 2^53 or
+ * more (the width is finer than the value's magnitude allows a reader to
+ * tell, as in doubles); a width that is not a positive finite number.
+ */
+#define CA_DEC_BUCKET_MAX 1024
+size_t ca_dec_bucket(const ca_decnum *n, double width, char *buf);
+
+/* Reads the number token at p (JSON grammar) into n: returns the end of
+ * the token, or NULL when the bytes at p are not a number. */
+const char *ca_dec_scan(const char *p, const char *end, ca_decnum *n);
+
+/* The same for a whole string; -1 if it is not exactly one number. */
+int ca_dec_parse(const char *s, size_t len, ca_decnum *n);
+
+#endif
