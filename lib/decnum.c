@@ -188,83 +188,10 @@ ca_dec_fmt_int(int64_t v, char *buf)
  * The bucket number floor(x / width) stays below 2^53, as it did in
  * doubles: a finer bucket of a huge value (1e308 by 100000) would say
  * more about it than any JSON reader can (RFC 8259 §6), so there is none.
- * floor(N / wd) with wd < 10^17 stays below 2^53 only if N has at most
- * 34 digits; the bounds then have at most 16 + 17.
+ * The bounds are then at most 2^53 times a width of 17 digits: 33 digits.
  */
 #define Q_MAX   (1ULL << 53)
-#define KEEP_MAX 34
-#define BIG_MAX  40
-
-typedef struct {
-    unsigned char d[BIG_MAX];       /* most significant first, no leading 0 */
-    size_t        n;                /* 0: zero */
-} big_t;
-
-static int
-big_inc(big_t *b)
-{
-    size_t i = b->n;
-
-    while (i > 0 && b->d[i - 1] == 9) {
-        b->d[--i] = 0;
-    }
-    if (i > 0) {
-        b->d[i - 1]++;
-        return 0;
-    }
-    if (b->n + 1 > BIG_MAX) {
-        return -1;
-    }
-    memmove(b->d + 1, b->d, b->n);
-    b->d[0] = 1;
-    b->n++;
-    return 0;
-}
-
-/* b - 1, b > 0 */
-static void
-big_dec(big_t *b)
-{
-    size_t i = b->n, z = 0;
-
-    while (b->d[i - 1] == 0) {
-        b->d[--i] = 9;
-    }
-    b->d[i - 1]--;
-    while (z < b->n && b->d[z] == 0) {
-        z++;
-    }
-    memmove(b->d, b->d + z, b->n - z);
-    b->n -= z;
-}
-
-/* r = a * m, m < 10^17 */
-static int
-big_mul(const big_t *a, uint64_t m, big_t *r)
-{
-    unsigned char tmp[BIG_MAX + 20];
-    size_t        k = sizeof(tmp);
-    uint64_t      carry = 0;
-
-    for (size_t i = a->n; i > 0; i--) {
-        uint64_t t = a->d[i - 1] * m + carry;
-        tmp[--k] = (unsigned char) (t % 10);
-        carry = t / 10;
-    }
-    while (carry) {
-        tmp[--k] = (unsigned char) (carry % 10);
-        carry /= 10;
-    }
-    while (k < sizeof(tmp) && tmp[k] == 0) {
-        k++;
-    }
-    if (sizeof(tmp) - k > BIG_MAX) {
-        return -1;
-    }
-    r->n = sizeof(tmp) - k;
-    memcpy(r->d, tmp + k, r->n);
-    return 0;
-}
+#define BOUND_MAX 40
 
 /* width = wd * 10^we with wd of at most 17 digits: the shortest decimal
  * that reads back as the policy's width. */
@@ -299,13 +226,80 @@ width_digits(double w, uint64_t *wd, long long *we)
     }
 }
 
-/* Writes ±b * 10^we as plain decimal text; returns the length or 0. */
-static size_t
-fmt_scaled(const big_t *b, int neg, long long we, char *o, size_t room)
+/*
+ * floor(|n| / (wd * 10^we)) into *q, *inexact when that leaves a
+ * remainder; -1 when the quotient reaches Q_MAX.  Long division over the
+ * significant digits: the remainder stays below wd < 10^17.
+ */
+static int
+quotient(const ca_decnum *n, uint64_t wd, long long we, uint64_t *q,
+         int *inexact)
 {
-    size_t    i = 0, n = b->n;
-    long long point = (long long) n + we;    /* digits before the point */
+    digits_t  d;
+    long long lead, keep;
+    size_t    nd = significant(n, &d, &lead);
+    uint64_t  r = 0;
 
+    /* the digits of floor(|n| / 10^we): `keep` of them */
+    keep = lead + n->exp - we;
+    *q = 0;
+    *inexact = 0;
+    if (nd == 0) {
+        return 0;
+    }
+    if (keep > 40) {
+        return -1;                  /* N >= 10^40: q >= 10^23 */
+    }
+    for (long long k = 0; k < keep; k++) {
+        unsigned dg = d.i < d.len ? (unsigned) (digit_at(n, d.i++) - '0')
+                                  : 0;
+        r = r * 10 + dg;
+        *q = *q * 10 + r / wd;
+        r %= wd;
+        if (*q >= Q_MAX) {
+            return -1;
+        }
+    }
+    *inexact = r != 0;
+    while (!*inexact && d.i < d.len) {
+        *inexact = digit_at(n, d.i++) != '0';
+    }
+    return 0;
+}
+
+/*
+ * ±(a * wd) * 10^we as plain decimal text (no exponent, no trailing zeros
+ * after a point); returns the length, 0 if room is short.  a * wd is
+ * multiplied out in decimal digits: it may exceed 64 bits.
+ */
+static size_t
+fmt_bound(uint64_t a, uint64_t wd, int neg, long long we, char *o,
+          size_t room)
+{
+    unsigned char d[BOUND_MAX];
+    size_t        k = sizeof(d), n, i = 0;
+    long long     point;
+    uint64_t      carry = 0;
+    char          ad[20];
+    size_t        na = 0;
+
+    do {
+        ad[na++] = (char) (a % 10);
+        a /= 10;
+    } while (a);
+    for (size_t j = 0; j < na; j++) {         /* least significant first */
+        uint64_t t = (uint64_t) ad[j] * wd + carry;
+        d[--k] = (unsigned char) (t % 10);
+        carry = t / 10;
+    }
+    while (carry) {
+        d[--k] = (unsigned char) (carry % 10);
+        carry /= 10;
+    }
+    while (k < sizeof(d) && d[k] == 0) {
+        k++;
+    }
+    n = sizeof(d) - k;
     if (n == 0) {
         if (room < 2) {
             return 0;
@@ -316,6 +310,7 @@ fmt_scaled(const big_t *b, int neg, long long we, char *o, size_t room)
     if (room < (size_t) (n + 4 + (we < 0 ? -we : we))) {
         return 0;
     }
+    point = (long long) n + we;               /* digits before the point */
     if (neg) {
         o[i++] = '-';
     }
@@ -325,19 +320,13 @@ fmt_scaled(const big_t *b, int neg, long long we, char *o, size_t room)
         for (long long z = point; z < 0; z++) {
             o[i++] = '0';
         }
-        for (size_t k = 0; k < n; k++) {
-            o[i++] = (char) ('0' + b->d[k]);
-        }
-    } else {
-        for (long long k = 0; k < point; k++) {
-            o[i++] = (char) ((size_t) k < n ? '0' + b->d[k] : '0');
-        }
-        if ((size_t) point < n) {
+    }
+    for (long long j = 0; j < (point > (long long) n ? point : (long long) n);
+         j++) {
+        if (j == point && point > 0) {
             o[i++] = '.';
-            for (size_t k = (size_t) point; k < n; k++) {
-                o[i++] = (char) ('0' + b->d[k]);
-            }
         }
+        o[i++] = (char) ('0' + ((size_t) j < n ? d[k + (size_t) j] : 0));
     }
     if (point < (long long) n) {        /* a fraction: no trailing zeros */
         while (o[i - 1] == '0') {
@@ -350,51 +339,14 @@ fmt_scaled(const big_t *b, int neg, long long we, char *o, size_t room)
     return i;
 }
 
-/* floor(|n| / (wd * 10^we)) into q; *inexact when it leaves a remainder. */
-static int
-quotient(const ca_decnum *n, uint64_t wd, long long we, big_t *q,
-         int *inexact)
-{
-    digits_t  d;
-    long long lead, keep;
-    size_t    nd = significant(n, &d, &lead);
-    uint64_t  r = 0;
-
-    /* the digits of floor(|n| / 10^we): `keep` of them */
-    keep = lead + n->exp - we;
-    *inexact = 0;
-    q->n = 0;
-    if (nd == 0) {
-        return 0;
-    }
-    if (keep > KEEP_MAX) {
-        return -1;
-    }
-    for (long long k = 0; k < keep; k++) {
-        unsigned dg = d.i < d.len ? (unsigned) (digit_at(n, d.i++) - '0')
-                                  : 0;
-        r = r * 10 + dg;
-        if (q->n || r >= wd) {
-            q->d[q->n++] = (unsigned char) (r / wd);
-        }
-        r %= wd;
-    }
-    *inexact = r != 0;
-    while (!*inexact && d.i < d.len) {
-        *inexact = digit_at(n, d.i++) != '0';
-    }
-    return 0;
-}
-
 size_t
 ca_dec_bucket(const ca_decnum *n, double width, char *buf)
 {
-    big_t        q, lo, hi;
-    uint64_t     wd, qv;
-    long long    we;
-    int          inexact, neg;
-    size_t       a, b;
-    int64_t      v;
+    uint64_t  wd, q, a, b;
+    long long we;
+    int       inexact, neg;
+    size_t    la, lb;
+    int64_t   v;
 
     if (!(width > 0) || !isfinite(width)) {
         return 0;
@@ -411,46 +363,36 @@ ca_dec_bucket(const ca_decnum *n, double width, char *buf)
             || __builtin_add_overflow(l, w, &h)) {
             return 0;
         }
-        a = ca_dec_fmt_int(l, buf);
-        buf[a++] = '-';
-        return a + ca_dec_fmt_int(h, buf + a);
+        la = ca_dec_fmt_int(l, buf);
+        buf[la++] = '-';
+        return la + ca_dec_fmt_int(h, buf + la);
     }
 
     width_digits(width, &wd, &we);
     if (quotient(n, wd, we, &q, &inexact) != 0) {
         return 0;
     }
-    qv = 0;
-    for (size_t i = 0; i < q.n; i++) {
-        qv = qv * 10 + q.d[i];
-    }
-    if (q.n > 16 || qv + 1 > Q_MAX) {
-        return 0;
-    }
-    neg = n->neg && (q.n || inexact);       /* -0 is 0 */
-    /* lo = floor(x / w) * w, hi = lo + w; for x < 0 from |x| */
-    lo.n = hi.n = q.n;
-    memcpy(lo.d, q.d, q.n);
-    memcpy(hi.d, q.d, q.n);
+    neg = n->neg && (q || inexact);         /* -0 is 0 */
+    /* lo = floor(x / w) * w, hi = lo + w: for x < 0 from |x|, as a and b
+     * widths below zero */
     if (!neg) {
-        if (big_inc(&hi) != 0) {
-            return 0;
-        }
+        a = q;
+        b = q + 1;
     } else if (inexact) {
-        if (big_inc(&lo) != 0) {
-            return 0;
-        }
+        a = q + 1;
+        b = q;
     } else {
-        big_dec(&hi);
+        a = q;
+        b = q - 1;
     }
-    if (big_mul(&lo, wd, &lo) != 0 || big_mul(&hi, wd, &hi) != 0) {
+    if (a > Q_MAX || b > Q_MAX) {
         return 0;
     }
-    a = fmt_scaled(&lo, neg, we, buf, CA_DEC_BUCKET_MAX / 2);
-    if (a == 0) {
+    la = fmt_bound(a, wd, neg, we, buf, CA_DEC_BUCKET_MAX / 2);
+    if (la == 0) {
         return 0;
     }
-    buf[a++] = '-';
-    b = fmt_scaled(&hi, neg, we, buf + a, CA_DEC_BUCKET_MAX - a);
-    return b ? a + b : 0;
+    buf[la++] = '-';
+    lb = fmt_bound(b, wd, neg, we, buf + la, CA_DEC_BUCKET_MAX - la);
+    return lb ? la + lb : 0;
 }

@@ -23,14 +23,28 @@
 #include "treat.h"
 
 #define TRACE_PATH_MAX 1024
+#define MEMO_DEPTH     8
+#define MEMO_MEMBERS   16
+
+/* The k-th member of an object under `node` at some depth, the last time
+ * one was seen: rows of an array repeat their keys in the same order, so
+ * a key is mostly looked up once per record, not once per row. */
+typedef struct {
+    const ca_node *node;
+    const char    *key;             /* in the input */
+    size_t         klen;
+    const ca_node *child;           /* NULL: unlisted */
+} memo_t;
 
 typedef struct {
     ca_jscan              s;
+    const char           *in;
     const ca_filter_opts *opts;
     ca_filter_report     *rep;
     const ca_field       *fields;   /* to index the report flags */
     ca_jout               out;      /* the disclosed document */
     ca_jout               treated;  /* a treated value before it is sent */
+    memo_t                memo[MEMO_DEPTH][MEMO_MEMBERS];
     /* The concrete path, maintained only when tracing. */
     char                  path[TRACE_PATH_MAX];
     size_t                plen;
@@ -120,6 +134,31 @@ find_child(const ca_node *n, const char *k, size_t klen)
         }
     }
     return NULL;
+}
+
+/* find_child() through the memo of the k-th member at this depth. */
+static const ca_node *
+member_node(walk_t *w, const ca_node *n, int depth, size_t k,
+            const char *key, size_t klen)
+{
+    memo_t        *m;
+    const ca_node *c;
+
+    if (depth >= MEMO_DEPTH || k >= MEMO_MEMBERS) {
+        return find_child(n, key, klen);
+    }
+    m = &w->memo[depth][k];
+    if (m->node == n && m->klen == klen && memcmp(m->key, key, klen) == 0) {
+        return m->child;
+    }
+    c = find_child(n, key, klen);
+    if (key >= w->in && key < w->s.end) {     /* not a decoded key */
+        m->node = n;
+        m->key = key;
+        m->klen = klen;
+        m->child = c;
+    }
+    return c;
 }
 
 /* The scalar at the cursor through treatment t, sent as a string; 0 when
@@ -215,7 +254,7 @@ field_value(walk_t *w, const ca_field *f, int depth)
 static void
 filter_object(walk_t *w, const ca_node *n, int depth)
 {
-    size_t mark = w->s.nkeys, kmark = w->s.klen, sent = 0;
+    size_t mark = w->s.nkeys, kmark = w->s.klen, sent = 0, k = 0;
 
     ca_jout_putc(&w->out, '{');
     if (ca_js_open(&w->s, '}')) {
@@ -231,7 +270,7 @@ filter_object(walk_t *w, const ca_node *n, int depth)
         if (failed(w)) {
             return;
         }
-        c = find_child(n, key, klen);
+        c = member_node(w, n, depth, k++, key, klen);
         old = w->opts->trace ? path_push(w, "%s%.*s", w->plen ? "." : "",
                                          (int) klen, key) : 0;
         if (c == NULL) {
@@ -331,7 +370,7 @@ ca_filter_text(const ca_category *c, const char *in, size_t len,
     w->opts = opts ? opts : &none;
     w->rep = rep;
     w->fields = c->fields;
-    w->s.p = in;
+    w->s.p = w->in = in;
     w->s.end = in + len;
     w->s.copy_depth_max = CA_FILTER_DEPTH_MAX;
     /* Output is mostly no longer than the input: one allocation. */
