@@ -10,70 +10,6 @@
 
 #include "decnum.h"
 
-#define DIGIT(c) ((unsigned) (c) - '0' <= 9)
-
-const char *
-ca_dec_scan(const char *p, const char *end, ca_decnum *n)
-{
-    n->tok = p;
-    n->neg = 0;
-    n->is_int = 1;
-    n->nf = 0;
-    n->fp = NULL;
-    n->exp = 0;
-    if (p < end && *p == '-') {
-        n->neg = 1;
-        p++;
-    }
-    n->ip = p;
-    if (p < end && *p == '0') {
-        p++;
-    } else if (p < end && *p >= '1' && *p <= '9') {
-        do {
-            p++;
-        } while (p < end && DIGIT(*p));
-    } else {
-        return NULL;
-    }
-    n->ni = (size_t) (p - n->ip);
-    if (p < end && *p == '.') {
-        n->is_int = 0;
-        n->fp = ++p;
-        if (p >= end || !DIGIT(*p)) {
-            return NULL;
-        }
-        do {
-            p++;
-        } while (p < end && DIGIT(*p));
-        n->nf = (size_t) (p - n->fp);
-    }
-    if (p < end && (*p == 'e' || *p == 'E')) {
-        int       eneg = 0;
-        long long e = 0;
-
-        n->is_int = 0;
-        p++;
-        if (p < end && (*p == '+' || *p == '-')) {
-            eneg = *p == '-';
-            p++;
-        }
-        if (p >= end || !DIGIT(*p)) {
-            return NULL;
-        }
-        do {
-            if (e < CA_DEC_EXP_SAT) {
-                e = e * 10 + (*p - '0');
-            }
-            p++;
-        } while (p < end && DIGIT(*p));
-        if (e > CA_DEC_EXP_SAT) {
-            e = CA_DEC_EXP_SAT;
-        }
-        n->exp = eneg ? -e : e;
-    }
-    n->toklen = (size_t) (p - n->tok);
-    return p;
-}
 
 int
 ca_dec_parse(const char *s, size_t len, ca_decnum *n)
@@ -214,7 +150,7 @@ width_digits(double w, uint64_t *wd, long long *we)
         snprintf(tmp, sizeof(tmp), "%.*e", prec - 1, w);
         *wd = 0;
         for (e = tmp; *e != 'e'; e++) {
-            if (DIGIT(*e)) {
+            if (CA_DEC_DIGIT(*e)) {
                 *wd = *wd * 10 + (uint64_t) (*e - '0');
             }
         }
@@ -250,15 +186,28 @@ quotient(const ca_decnum *n, uint64_t wd, long long we, uint64_t *q,
     if (keep > 40) {
         return -1;                  /* N >= 10^40: q >= 10^23 */
     }
-    for (long long k = 0; k < keep; k++) {
-        unsigned dg = d.i < d.len ? (unsigned) (digit_at(n, d.i++) - '0')
-                                  : 0;
-        r = r * 10 + dg;
-        *q = *q * 10 + r / wd;
-        r %= wd;
-        if (*q >= Q_MAX) {
-            return -1;
+    if (keep <= 19) {               /* the usual amount: N fits 64 bits */
+        uint64_t big = 0;
+        for (long long k = 0; k < keep; k++) {
+            big = big * 10 + (d.i < d.len
+                              ? (unsigned) (digit_at(n, d.i++) - '0') : 0);
         }
+        *q = big / wd;
+        r = big % wd;
+    } else {
+        for (long long k = 0; k < keep; k++) {
+            unsigned dg = d.i < d.len ? (unsigned) (digit_at(n, d.i++) - '0')
+                                      : 0;
+            r = r * 10 + dg;
+            *q = *q * 10 + r / wd;
+            r %= wd;
+            if (*q >= Q_MAX) {
+                return -1;
+            }
+        }
+    }
+    if (*q >= Q_MAX) {
+        return -1;
     }
     *inexact = r != 0;
     while (!*inexact && d.i < d.len) {

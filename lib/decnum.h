@@ -13,6 +13,10 @@
 /* Exponents are read saturating here: far beyond any double either way. */
 #define CA_DEC_EXP_SAT 1000000000LL
 
+/* Engine-internal functions: called directly within the module, not
+ * through its symbol table. */
+#define CA_INTERNAL __attribute__((visibility("hidden")))
+
 typedef struct {
     const char *tok;            /* the token as written */
     size_t      toklen;
@@ -31,13 +35,13 @@ typedef struct {
  * full parser refuses it.  Integers are never checked (they are copied
  * as written, of any length).
  */
-int ca_dec_overflows(const ca_decnum *n);
+CA_INTERNAL int ca_dec_overflows(const ca_decnum *n);
 
 /* The integer as int64; 0 when it is not an integer token or beyond. */
-int ca_dec_int64(const ca_decnum *n, int64_t *v);
+CA_INTERNAL int ca_dec_int64(const ca_decnum *n, int64_t *v);
 
 /* Decimal text of v into buf (at least 21 bytes); returns its length. */
-size_t ca_dec_fmt_int(int64_t v, char *buf);
+CA_INTERNAL size_t ca_dec_fmt_int(int64_t v, char *buf);
 
 /*
  * "lo-hi", the multiple of `width` at or below n and the next one, written
@@ -49,13 +53,78 @@ size_t ca_dec_fmt_int(int64_t v, char *buf);
  * tell, as in doubles); a width that is not a positive finite number.
  */
 #define CA_DEC_BUCKET_MAX 1024
-size_t ca_dec_bucket(const ca_decnum *n, double width, char *buf);
+CA_INTERNAL size_t ca_dec_bucket(const ca_decnum *n, double width, char *buf);
+
+#define CA_DEC_DIGIT(c) ((unsigned) (c) - '0' <= 9)
 
 /* Reads the number token at p (JSON grammar) into n: returns the end of
- * the token, or NULL when the bytes at p are not a number. */
-const char *ca_dec_scan(const char *p, const char *end, ca_decnum *n);
+ * the token, or NULL when the bytes at p are not a number.  Inline: the
+ * scanner meets a number every few bytes in a record of amounts. */
+static inline const char *
+ca_dec_scan(const char *p, const char *end, ca_decnum *n)
+{
+    n->tok = p;
+    n->neg = 0;
+    n->is_int = 1;
+    n->nf = 0;
+    n->fp = NULL;
+    n->exp = 0;
+    if (p < end && *p == '-') {
+        n->neg = 1;
+        p++;
+    }
+    n->ip = p;
+    if (p < end && *p == '0') {
+        p++;
+    } else if (p < end && *p >= '1' && *p <= '9') {
+        do {
+            p++;
+        } while (p < end && CA_DEC_DIGIT(*p));
+    } else {
+        return NULL;
+    }
+    n->ni = (size_t) (p - n->ip);
+    if (p < end && *p == '.') {
+        n->is_int = 0;
+        n->fp = ++p;
+        if (p >= end || !CA_DEC_DIGIT(*p)) {
+            return NULL;
+        }
+        do {
+            p++;
+        } while (p < end && CA_DEC_DIGIT(*p));
+        n->nf = (size_t) (p - n->fp);
+    }
+    if (p < end && (*p == 'e' || *p == 'E')) {
+        int       eneg = 0;
+        long long e = 0;
+
+        n->is_int = 0;
+        p++;
+        if (p < end && (*p == '+' || *p == '-')) {
+            eneg = *p == '-';
+            p++;
+        }
+        if (p >= end || !CA_DEC_DIGIT(*p)) {
+            return NULL;
+        }
+        do {
+            if (e < CA_DEC_EXP_SAT) {
+                e = e * 10 + (*p - '0');
+            }
+            p++;
+        } while (p < end && CA_DEC_DIGIT(*p));
+        if (e > CA_DEC_EXP_SAT) {
+            e = CA_DEC_EXP_SAT;
+        }
+        n->exp = eneg ? -e : e;
+    }
+    n->toklen = (size_t) (p - n->tok);
+    return p;
+}
+
 
 /* The same for a whole string; -1 if it is not exactly one number. */
-int ca_dec_parse(const char *s, size_t len, ca_decnum *n);
+CA_INTERNAL int ca_dec_parse(const char *s, size_t len, ca_decnum *n);
 
 #endif

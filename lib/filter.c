@@ -148,7 +148,7 @@ member_node(walk_t *w, const ca_node *n, int depth, size_t k,
         return find_child(n, key, klen);
     }
     m = &w->memo[depth][k];
-    if (m->node == n && m->klen == klen && memcmp(m->key, key, klen) == 0) {
+    if (m->node == n && m->klen == klen && ca_js_same(m->key, key, klen)) {
         return m->child;
     }
     c = find_child(n, key, klen);

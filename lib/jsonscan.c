@@ -386,8 +386,8 @@ ca_js_close_keys(ca_jscan *s, size_t mark, size_t kmark)
         for (size_t i = 1; i < n && !s->err; i++) {
             for (size_t j = 0; j < i; j++) {
                 if (k[i].len == k[j].len
-                    && memcmp(key_bytes(s, &k[i]), key_bytes(s, &k[j]),
-                              k[i].len) == 0) {
+                    && ca_js_same(key_bytes(s, &k[i]), key_bytes(s, &k[j]),
+                                  k[i].len)) {
                     fail(s);
                     break;
                 }
@@ -413,7 +413,9 @@ ca_js_number(ca_jscan *s, ca_decnum *n)
 {
     const char *p = ca_dec_scan(s->p, s->end, n);
 
-    if (p == NULL || ca_dec_overflows(n)) {
+    /* below 10^308 without a look at the digits */
+    if (p == NULL || (!n->is_int && !(n->exp <= 0 && n->ni <= 308)
+                      && ca_dec_overflows(n))) {
         fail(s);
         return;
     }

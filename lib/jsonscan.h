@@ -22,7 +22,7 @@ typedef struct {
     int     err;
 } ca_jout;
 
-int ca_jout_grow(ca_jout *o, size_t need);
+CA_INTERNAL int ca_jout_grow(ca_jout *o, size_t need);
 
 static inline void
 ca_jout_put(ca_jout *o, const char *s, size_t n)
@@ -44,7 +44,19 @@ ca_jout_putc(ca_jout *o, char c)
 }
 
 /* UTF-8 bytes as a JSON string, quotes included. */
-void ca_jout_string(ca_jout *o, const char *s, size_t n);
+CA_INTERNAL void ca_jout_string(ca_jout *o, const char *s, size_t n);
+
+/* n bytes alike: keys are short, a call to memcmp costs more than this. */
+static inline int
+ca_js_same(const char *a, const char *b, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (a[i] != b[i]) {
+            return 0;
+        }
+    }
+    return 1;
+}
 
 /* A key of an open object: in the input (p) or decoded in kbuf (off). */
 typedef struct {
@@ -64,7 +76,7 @@ typedef struct {
     size_t      klen, kcap;
 } ca_jscan;
 
-void ca_js_free(ca_jscan *s);
+CA_INTERNAL void ca_js_free(ca_jscan *s);
 
 static inline void
 ca_js_ws(ca_jscan *s)
@@ -77,28 +89,28 @@ ca_js_ws(ca_jscan *s)
 
 /* Length of the well-formed UTF-8 sequence at u, or 0 (overlong forms,
  * surrogates and code points above U+10FFFF are not). */
-size_t ca_utf8_seq(const unsigned char *u, size_t left);
+CA_INTERNAL size_t ca_utf8_seq(const unsigned char *u, size_t left);
 
 /*
  * The value at s->p (after whitespace), validated; copied compactly to
  * `copy` unless NULL.  depth is its own nesting level; a copied value
  * nested deeper than s->copy_depth_max fails the document.
  */
-void ca_js_value(ca_jscan *s, int depth, ca_jout *copy);
+CA_INTERNAL void ca_js_value(ca_jscan *s, int depth, ca_jout *copy);
 
 /* The string at s->p, validated, decoded into kbuf at *off (klen grows:
  * the caller resets it). */
-void ca_js_string(ca_jscan *s, size_t *off, size_t *len);
+CA_INTERNAL void ca_js_string(ca_jscan *s, size_t *off, size_t *len);
 
 /* The number at s->p, validated and described in *n. */
-void ca_js_number(ca_jscan *s, ca_decnum *n);
+CA_INTERNAL void ca_js_number(ca_jscan *s, ca_decnum *n);
 
 /* Consumes the opening bracket at s->p; 1 if the container is empty, its
  * closing bracket then consumed too. */
-int ca_js_open(ca_jscan *s, char close);
+CA_INTERNAL int ca_js_open(ca_jscan *s, char close);
 
 /* After an element: ',' (1: another follows) or `close` (0: done). */
-int ca_js_more(ca_jscan *s, char close);
+CA_INTERNAL int ca_js_more(ca_jscan *s, char close);
 
 /*
  * `"key" :` at s->p: raw, rawlen the key as written; key, klen decoded
@@ -106,8 +118,8 @@ int ca_js_more(ca_jscan *s, char close);
  * the duplicate check at ca_js_close_keys(), with the marks taken when the
  * object opened (s->nkeys, s->klen).
  */
-void ca_js_key(ca_jscan *s, const char **raw, size_t *rawlen,
+CA_INTERNAL void ca_js_key(ca_jscan *s, const char **raw, size_t *rawlen,
                const char **key, size_t *klen);
-void ca_js_close_keys(ca_jscan *s, size_t mark, size_t kmark);
+CA_INTERNAL void ca_js_close_keys(ca_jscan *s, size_t mark, size_t kmark);
 
 #endif

@@ -31,7 +31,8 @@ typedef struct {
  * withheld: fail closed; res is left as it was).  keep and drop are the
  * walk's business: 0.
  */
-int ca_treat_scalar(const ca_treatment *t, const ca_scalar *v,
-                    const ca_filter_opts *opts, ca_jout *res);
+CA_INTERNAL int ca_treat_scalar(const ca_treatment *t, const ca_scalar *v,
+                                const ca_filter_opts *opts,
+                                ca_jout *res);
 
 #endif
