@@ -145,7 +145,7 @@ bench: deps build bench-filter
 # The response filter alone (ca_filter_text), MB/s on sparse and dense
 # records, masked and raw: about ten seconds.
 FILTER_SPEED := $(BUILD)/bench/filter_speed
-$(FILTER_SPEED): bench/filter_speed.c $(LIB)
+$(FILTER_SPEED): bench/filter_speed.c bench/user_time.h $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CA_CFLAGS) $< $(LIB) $(LDLIBS) -o $@
 

@@ -24,9 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 
 #include "creditauth.h"
+#include "user_time.h"
 
 typedef struct {
     char   *s;
@@ -115,14 +115,6 @@ dense_record(size_t kb, size_t *len)
     return b.s;
 }
 
-static double
-user_s(void)
-{
-    struct rusage ru;
-
-    getrusage(RUSAGE_SELF, &ru);
-    return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6;
-}
 
 static int
 run(const ca_category *c, const char *name, const char *rec, size_t len,
