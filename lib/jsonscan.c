@@ -465,77 +465,14 @@ gap(ca_jscan *s)
     }
 }
 
-static void
-value(ca_jscan *s, int depth)
+/* A scalar at s->p (not a container): inline in the container loop, where
+ * arrays of amounts spend their time. */
+static inline void
+scalar(ca_jscan *s)
 {
     ca_decnum n;
 
-    if (s->p >= s->end) {
-        fail(s);
-        return;
-    }
     switch (*s->p) {
-    case '{':
-    case '[': {
-        char   close = *s->p == '{' ? '}' : ']';
-        int    obj = *s->p == '{';
-        size_t mark = s->nkeys, kmark = s->klen;
-
-        if (depth > CA_JS_DEPTH_ANY
-            || (s->out && depth > s->copy_depth_max)) {
-            fail(s);
-            return;
-        }
-        s->p++;
-        gap(s);
-        if (s->p < s->end && *s->p == close) {
-            s->p++;
-            return;
-        }
-        for (;;) {
-            if (obj) {
-                const char *raw, *key;
-                size_t      rawlen, klen;
-                if (s->p >= s->end || *s->p != '"') {
-                    fail(s);
-                    return;
-                }
-                ca_js_key(s, &raw, &rawlen, &key, &klen);
-                if (s->err) {
-                    return;
-                }
-                /* the key and its colon were read as one: copy around
-                 * any whitespace between them */
-                if (s->out && s->p - raw != (ptrdiff_t) rawlen + 1) {
-                    ca_jout_put(s->out, s->run, (size_t) (raw - s->run)
-                                                + rawlen);
-                    ca_jout_putc(s->out, ':');
-                    s->run = s->p;
-                }
-                gap(s);
-            }
-            value(s, depth + 1);
-            if (s->err) {
-                return;
-            }
-            gap(s);
-            if (s->p < s->end && *s->p == ',') {
-                s->p++;
-                gap(s);
-                continue;
-            }
-            if (s->p < s->end && *s->p == close) {
-                s->p++;
-                break;
-            }
-            fail(s);
-            return;
-        }
-        if (obj) {
-            ca_js_close_keys(s, mark, kmark);
-        }
-        return;
-    }
     case '"':
         skip_string(s);
         return;
@@ -562,6 +499,81 @@ value(ca_jscan *s, int depth)
         return;
     }
     fail(s);
+}
+
+static void
+value(ca_jscan *s, int depth)
+{
+    char   close;
+    int    obj;
+    size_t mark = s->nkeys, kmark = s->klen;
+
+    if (s->p >= s->end) {
+        fail(s);
+        return;
+    }
+    if (*s->p != '{' && *s->p != '[') {
+        scalar(s);
+        return;
+    }
+    close = *s->p == '{' ? '}' : ']';
+    obj = *s->p == '{';
+    if (depth > CA_JS_DEPTH_ANY || (s->out && depth > s->copy_depth_max)) {
+        fail(s);
+        return;
+    }
+    s->p++;
+    gap(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return;
+    }
+    for (;;) {
+        if (obj) {
+            const char *raw, *key;
+            size_t      rawlen, klen;
+            if (s->p >= s->end || *s->p != '"') {
+                fail(s);
+                return;
+            }
+            ca_js_key(s, &raw, &rawlen, &key, &klen);
+            if (s->err) {
+                return;
+            }
+            /* the key and its colon were read as one: copy around any
+             * whitespace between them */
+            if (s->out && s->p - raw != (ptrdiff_t) rawlen + 1) {
+                ca_jout_put(s->out, s->run, (size_t) (raw - s->run)
+                                            + rawlen);
+                ca_jout_putc(s->out, ':');
+                s->run = s->p;
+            }
+            gap(s);
+        }
+        if (s->p < s->end && *s->p != '{' && *s->p != '[') {
+            scalar(s);
+        } else {
+            value(s, depth + 1);
+        }
+        if (s->err) {
+            return;
+        }
+        gap(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            gap(s);
+            continue;
+        }
+        if (s->p < s->end && *s->p == close) {
+            s->p++;
+            break;
+        }
+        fail(s);
+        return;
+    }
+    if (obj) {
+        ca_js_close_keys(s, mark, kmark);
+    }
 }
 
 void
