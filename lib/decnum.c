@@ -232,18 +232,26 @@ fmt_bound(uint64_t a, uint64_t wd, int neg, long long we, char *o,
     char          ad[20];
     size_t        na = 0;
 
-    do {
-        ad[na++] = (char) (a % 10);
-        a /= 10;
-    } while (a);
-    for (size_t j = 0; j < na; j++) {         /* least significant first */
-        uint64_t t = (uint64_t) ad[j] * wd + carry;
-        d[--k] = (unsigned char) (t % 10);
-        carry = t / 10;
-    }
-    while (carry) {
-        d[--k] = (unsigned char) (carry % 10);
-        carry /= 10;
+    if (!__builtin_mul_overflow(a, wd, &carry)) {   /* fits 64 bits */
+        do {
+            d[--k] = (unsigned char) (carry % 10);
+            carry /= 10;
+        } while (carry);
+    } else {
+        carry = 0;
+        do {
+            ad[na++] = (char) (a % 10);
+            a /= 10;
+        } while (a);
+        for (size_t j = 0; j < na; j++) {     /* least significant first */
+            uint64_t t = (uint64_t) ad[j] * wd + carry;
+            d[--k] = (unsigned char) (t % 10);
+            carry = t / 10;
+        }
+        while (carry) {
+            d[--k] = (unsigned char) (carry % 10);
+            carry /= 10;
+        }
     }
     while (k < sizeof(d) && d[k] == 0) {
         k++;
@@ -263,19 +271,29 @@ fmt_bound(uint64_t a, uint64_t wd, int neg, long long we, char *o,
     if (neg) {
         o[i++] = '-';
     }
-    if (point <= 0) {
+    if (point <= 0) {                         /* 0.000ddd */
         o[i++] = '0';
         o[i++] = '.';
         for (long long z = point; z < 0; z++) {
             o[i++] = '0';
         }
-    }
-    for (long long j = 0; j < (point > (long long) n ? point : (long long) n);
-         j++) {
-        if (j == point && point > 0) {
-            o[i++] = '.';
+        for (size_t j = 0; j < n; j++) {
+            o[i++] = (char) ('0' + d[k + j]);
         }
-        o[i++] = (char) ('0' + ((size_t) j < n ? d[k + (size_t) j] : 0));
+    } else if (point >= (long long) n) {      /* ddd000 */
+        for (size_t j = 0; j < n; j++) {
+            o[i++] = (char) ('0' + d[k + j]);
+        }
+        for (long long z = (long long) n; z < point; z++) {
+            o[i++] = '0';
+        }
+    } else {                                  /* dd.ddd */
+        for (size_t j = 0; j < n; j++) {
+            if (j == (size_t) point) {
+                o[i++] = '.';
+            }
+            o[i++] = (char) ('0' + d[k + j]);
+        }
     }
     if (point < (long long) n) {        /* a fraction: no trailing zeros */
         while (o[i - 1] == '0') {

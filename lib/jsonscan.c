@@ -39,8 +39,22 @@ void
 ca_jout_string(ca_jout *o, const char *s, size_t n)
 {
     static const char hexd[] = "0123456789abcdef";
-    size_t            run = 0;
+    size_t            run = 0, i = 0;
 
+    while (i < n && (unsigned char) s[i] >= 0x20 && s[i] != '"'
+           && s[i] != '\\') {
+        i++;
+    }
+    if (i == n) {                   /* the usual case: nothing to escape */
+        if (o->len + n + 2 >= o->cap && ca_jout_grow(o, o->len + n + 3)) {
+            return;
+        }
+        o->s[o->len] = '"';
+        memcpy(o->s + o->len + 1, s, n);
+        o->s[o->len + 1 + n] = '"';
+        o->len += n + 2;
+        return;
+    }
     ca_jout_putc(o, '"');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char) s[i];
