@@ -167,15 +167,18 @@ static int
 treat(walk_t *w, const ca_treatment *t)
 {
     ca_scalar v;
-    size_t    kmark = w->s.klen;
+    size_t    kmark = w->s.klen, off;
     int       ok;
 
     memset(&v, 0, sizeof(v));
     switch (*w->s.p) {
     case '"':
         v.kind = CA_SCALAR_STRING;
-        ca_js_string(&w->s, &kmark, &v.len);
-        v.s = w->s.kbuf + kmark;
+        ca_js_string(&w->s, &off, &v.len);
+        if (w->s.err) {
+            return 0;
+        }
+        v.s = w->s.kbuf + off;
         break;
     case 't':
     case 'f':
