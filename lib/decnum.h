@@ -9,6 +9,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Exponents are read saturating here: far beyond any double either way. */
 #define CA_DEC_EXP_SAT 1000000000LL
@@ -57,6 +58,35 @@ CA_INTERNAL size_t ca_dec_bucket(const ca_decnum *n, double width, char *buf);
 
 #define CA_DEC_DIGIT(c) ((unsigned) (c) - '0' <= 9)
 
+/* How many of the bytes at p are digits.  Eight at a time where the
+ * machine is little-endian: x ^ '0' leaves a digit's byte below 10, and
+ * adding 0x76 lifts anything else to the high bit (a carry only comes from
+ * a byte flagged already, and only the first flag is read). */
+static inline size_t
+ca_dec_digits(const char *p, const char *end)
+{
+    const char *q = p;
+
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    const uint64_t ones = 0x0101010101010101ULL;
+
+    while (end - q >= 8) {
+        uint64_t x, a, m;
+        memcpy(&x, q, 8);
+        a = x ^ (ones * '0');
+        m = ((a + ones * 0x76) | a) & (ones * 0x80);
+        if (m) {
+            return (size_t) (q - p) + (size_t) (__builtin_ctzll(m) >> 3);
+        }
+        q += 8;
+    }
+#endif
+    while (q < end && CA_DEC_DIGIT(*q)) {
+        q++;
+    }
+    return (size_t) (q - p);
+}
+
 /* Reads the number token at p (JSON grammar) into n: returns the end of
  * the token, or NULL when the bytes at p are not a number.  Inline: the
  * scanner meets a number every few bytes in a record of amounts. */
@@ -77,9 +107,7 @@ ca_dec_scan(const char *p, const char *end, ca_decnum *n)
     if (p < end && *p == '0') {
         p++;
     } else if (p < end && *p >= '1' && *p <= '9') {
-        do {
-            p++;
-        } while (p < end && CA_DEC_DIGIT(*p));
+        p += ca_dec_digits(p, end);
     } else {
         return NULL;
     }
@@ -87,13 +115,11 @@ ca_dec_scan(const char *p, const char *end, ca_decnum *n)
     if (p < end && *p == '.') {
         n->is_int = 0;
         n->fp = ++p;
-        if (p >= end || !CA_DEC_DIGIT(*p)) {
+        n->nf = ca_dec_digits(p, end);
+        if (n->nf == 0) {
             return NULL;
         }
-        do {
-            p++;
-        } while (p < end && CA_DEC_DIGIT(*p));
-        n->nf = (size_t) (p - n->fp);
+        p += n->nf;
     }
     if (p < end && (*p == 'e' || *p == 'E')) {
         int       eneg = 0;
