@@ -97,25 +97,38 @@ ca_dec_int64(const ca_decnum *n, int64_t *v)
     return 1;
 }
 
+/* Two digits per division: an amount's text is written for each of the
+ * two bounds of every bucket. */
 size_t
 ca_dec_fmt_int(int64_t v, char *buf)
 {
-    char     tmp[24];
-    size_t   n = 0, i = 0;
+    static const char pairs[] =
+        "00010203040506070809101112131415161718192021222324252627282930313233"
+        "34353637383940414243444546474849505152535455565758596061626364656667"
+        "6869707172737475767778798081828384858687888990919293949596979899";
+    char     tmp[24], *t = tmp + sizeof(tmp);
+    size_t   n, i = 0;
     uint64_t u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
 
-    do {
-        tmp[n++] = (char) ('0' + u % 10);
-        u /= 10;
-    } while (u);
+    while (u >= 100) {
+        unsigned r = (unsigned) (u % 100);
+        u /= 100;
+        t -= 2;
+        memcpy(t, pairs + 2 * r, 2);
+    }
+    if (u >= 10) {
+        t -= 2;
+        memcpy(t, pairs + 2 * u, 2);
+    } else {
+        *--t = (char) ('0' + u);
+    }
     if (v < 0) {
         buf[i++] = '-';
     }
-    while (n) {
-        buf[i++] = tmp[--n];
-    }
-    buf[i] = '\0';
-    return i;
+    n = (size_t) (tmp + sizeof(tmp) - t);
+    memcpy(buf + i, t, n);
+    buf[i + n] = '\0';
+    return i + n;
 }
 
 /* ---- the bucket, on digits --------------------------------------------- */
