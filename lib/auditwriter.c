@@ -823,6 +823,9 @@ ca_aw_tick(ca_aw *aw, int64_t now_ms, uint64_t checkpoint_ms, int all,
     if (aw->hold) {
         aw->hold--;
     }
+    if (aw->last_checkpoint == 0) {
+        aw->last_checkpoint = now_ms;       /* the first is one interval on */
+    }
     if (aw->conf.key
         && (all || now_ms - aw->last_checkpoint >= (int64_t) checkpoint_ms))
     {

@@ -22,6 +22,8 @@ static ngx_int_t ngx_http_credit_auth_commit(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 static ngx_int_t ngx_http_credit_auth_refuse(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
+static ngx_int_t ngx_http_credit_auth_audited(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
 static void ngx_http_credit_auth_body_handler(ngx_http_request_t *r);
 static ngx_table_elt_t *ngx_http_credit_auth_header(ngx_http_request_t *r,
     const char *name, size_t len);
@@ -57,9 +59,16 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
         case NGX_HTTP_CREDIT_AUTH_REFUSED:
             return ngx_http_credit_auth_refuse(r, ctx);
 
-        case NGX_HTTP_CREDIT_AUTH_RETRY:
-            /* parked until Redis connected (or failed to) */
-            return ngx_http_credit_auth_commit(r, ctx);
+        case NGX_HTTP_CREDIT_AUTH_WAITING:
+            /* the audit writer's answer (…_audit.c), or not yet */
+            if (!ctx->wait.done) {
+                return NGX_DONE;
+            }
+            if (ctx->wait.outcome == NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY) {
+                /* parked until Redis connected (or failed to) */
+                return ngx_http_credit_auth_commit(r, ctx);
+            }
+            return ngx_http_credit_auth_audited(r, ctx);
 
         case NGX_HTTP_CREDIT_AUTH_NEW:
             /* the verification body has been read: decide and commit */
@@ -71,7 +80,7 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
             return ngx_http_credit_auth_commit(r, ctx);
 
         default:
-            /* still waiting for the body or the audit acknowledgement */
+            /* still waiting for the body */
             return NGX_DONE;
         }
     }
@@ -170,18 +179,20 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
 }
 
 
-/* Called by the audit writer when Redis answered (or could not). */
-void
-ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, ngx_int_t ok)
+/* The audit writer has settled the decision entry (ctx->wait). */
+static ngx_int_t
+ngx_http_credit_auth_audited(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
 {
-    ngx_connection_t  *c;
-
-    if (!ok) {
+    if (ctx->wait.outcome == CA_AW_LOST) {
         /* not written and not spooled, or (a decision) revocation not
          * confirmed: 503 whatever was decided */
         ctx->reason = CA_AUDIT_UNAVAILABLE;
         ctx->report = 0;
+
+    } else if (ctx->wait.reason != CA_OK) {
+        /* the script chose a refusal: revoked, used up */
+        ctx->reason = ctx->wait.reason;
     }
 
     ngx_http_credit_auth_count_decision(ctx);
@@ -190,10 +201,11 @@ ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
                  ? NGX_HTTP_CREDIT_AUTH_ALLOWED
                  : NGX_HTTP_CREDIT_AUTH_REFUSED;
 
-    c = r->connection;
-    r->main->count--;
-    ngx_http_core_run_phases(r);
-    ngx_http_run_posted_requests(c);
+    if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_credit_auth_refuse(r, ctx);
 }
 
 

@@ -269,9 +269,11 @@ ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf)
             ngx_cpystrn(host, (u_char *) "gateway", sizeof(host));
         }
         host[sizeof(host) - 1] = '\0';
+        /* with its NUL: audit entries take it as a C string */
         mcf->gateway_id.len = ngx_strlen(host);
         mcf->gateway_id.data = ngx_pstrdup(cf->pool, &(ngx_str_t) {
-                                               mcf->gateway_id.len, host });
+                                               mcf->gateway_id.len + 1,
+                                               host });
         if (mcf->gateway_id.data == NULL) {
             return NGX_CONF_ERROR;
         }
@@ -849,7 +851,10 @@ ngx_http_credit_auth_postconfiguration(ngx_conf_t *cf)
 static ngx_int_t
 ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
 {
-    ngx_http_credit_auth_main_conf_t  *mcf;
+    ngx_http_credit_auth_redis_hooks_t  hooks;
+    ngx_http_credit_auth_main_conf_t   *mcf;
+
+    static const char  *scripts[2];
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle,
                                               ngx_http_credit_auth_module);
@@ -857,11 +862,17 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
         return NGX_OK;
     }
 
-    if (ngx_http_credit_auth_audit_init_process(cycle, mcf) != NGX_OK) {
+    if (ngx_http_credit_auth_writer_init_process(cycle, mcf) != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_http_credit_auth_redis_init_process(cycle, mcf);
+    /* the connection learns here whom to tell: it never calls up itself */
+    scripts[0] = ca_aw_script();
+    scripts[1] = NULL;
+    hooks.scripts = scripts;
+    hooks.changed = ngx_http_credit_auth_audit_redis_changed;
+
+    return ngx_http_credit_auth_redis_init_process(cycle, mcf, &hooks);
 }
 
 
@@ -876,7 +887,8 @@ ngx_http_credit_auth_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    ngx_http_credit_auth_audit_exit_process(cycle);
+    /* replies still due come back empty and go to the spool */
     ngx_http_credit_auth_redis_exit_process();
+    ngx_http_credit_auth_writer_exit_process(cycle);
     ca_md_release();
 }
