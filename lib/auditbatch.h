@@ -72,10 +72,58 @@ void ca_aw_job_free(ca_aw_job *job);
 int ca_aw_job_chain(const ca_aw_job *job, const char **chain, size_t *len,
                     size_t *slash);
 
-/* For auditadopt.c. */
+/* The writer's state, shared by its files. */
 #include "spool.h"
+
+#define CA_AW_HOLD_TICKS  10        /* after a failed replay: ~1 s */
+
+typedef struct {
+    ca_chain            chain;
+    int                 busy;       /* an entry in flight */
+    int                 listed;     /* in the free list */
+    uint64_t            checkpointed;
+} ca_aw_lane;
+
+struct ca_aw {
+    ca_aw_conf          conf;
+    char                gw[128];
+    char                prefix[96];
+    char                stream[256];
+    char               *spool_file;
+    ca_spool           *spool;
+
+    ca_aw_lane         *lanes;      /* [0]: chain 0 */
+    size_t              n_lanes;
+    size_t             *free;       /* idle lane slots */
+    size_t              n_free;
+    uint64_t            next_chain; /* number of the next new lane chain */
+
+    ca_aw_job          *queue;      /* this turn's entries */
+    ca_aw_job         **tail;
+    size_t              inflight;   /* entries sent, reply due */
+    int                 replaying;
+    int                 hold;
+    int64_t             last_checkpoint;
+    int64_t             oldest_ts;
+    ca_aw_stats         stats;
+};
+
+
 void ca_aw_log(ca_aw *aw, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+void ca_aw_settle(ca_aw *aw, ca_aw_job *job, int outcome, ca_reason reason);
+size_t ca_aw_lane_get(ca_aw *aw);
+void ca_aw_lane_release(ca_aw *aw, size_t slot);
+void ca_aw_enqueue(ca_aw *aw, ca_aw_job *job);
+int ca_aw_result_ok(const ca_aw_job *job, char res);
+ca_aw_batch *ca_aw_batch_new(size_t n);
+
+/* auditreplay.c */
+int ca_aw_spool_pending(const ca_aw *aw);
+int ca_aw_spool_job(ca_aw *aw, ca_aw_job *job);
+int ca_aw_spool_failed_decision(ca_aw *aw, ca_aw_job *job);
+void ca_aw_refresh_oldest(ca_aw *aw);
+void ca_aw_replayed(ca_aw *aw, ca_aw_batch *b, const char *res);
 int ca_aw_spool_record(ca_aw *aw, const ca_spool_record *rec);
 int ca_aw_has_spool(const ca_aw *aw);
 

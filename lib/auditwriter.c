@@ -1,7 +1,8 @@
 /*
- * The audit writer: chains and lanes, this turn's queue, the fate of each
- * entry sent, and the spool.  See auditwriter.h; the wire format is in
- * auditbatch.c.
+ * The audit writer: chains and lanes, this turn's queue, and the fate of
+ * each entry sent.  See auditwriter.h; the wire format is in auditbatch.c,
+ * allow decisions in auditdecide.c, the spool in auditreplay.c and
+ * auditadopt.c.
  *
  * Order.  Chain 0 is written in seal order: its entries are queued, and
  * while the spool holds anything they go behind it, into the spool.  A
@@ -11,9 +12,6 @@
  * spooled as the deny the bank got (audit_unavailable) at its position;
  * if Redis did write the original, the replay is a duplicate.
  */
-#include <dirent.h>
-#include <errno.h>
-#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,39 +21,6 @@
 #include "auditbatch.h"
 #include "spool.h"
 #include "util.h"
-
-#define CA_AW_HOLD_TICKS  10        /* after a failed replay: ~1 s */
-
-typedef struct {
-    ca_chain            chain;
-    int                 busy;       /* an entry in flight */
-    int                 listed;     /* in the free list */
-    uint64_t            checkpointed;
-} ca_aw_lane;
-
-struct ca_aw {
-    ca_aw_conf          conf;
-    char                gw[128];
-    char                prefix[96];
-    char                stream[256];
-    char               *spool_file;
-    ca_spool           *spool;
-
-    ca_aw_lane         *lanes;      /* [0]: chain 0 */
-    size_t              n_lanes;
-    size_t             *free;       /* idle lane slots */
-    size_t              n_free;
-    uint64_t            next_chain; /* number of the next new lane chain */
-
-    ca_aw_job          *queue;      /* this turn's entries */
-    ca_aw_job         **tail;
-    size_t              inflight;   /* entries sent, reply due */
-    int                 replaying;
-    int                 hold;
-    int64_t             last_checkpoint;
-    int64_t             oldest_ts;
-    ca_aw_stats         stats;
-};
 
 
 void
@@ -84,7 +49,7 @@ ca_aw_chain_id(ca_aw *aw, ca_chain *ch, uint64_t no)
 }
 
 
-static void
+void
 ca_aw_settle(ca_aw *aw, ca_aw_job *job, int outcome, ca_reason reason)
 {
     if (job->owner && aw->conf.settled) {
@@ -96,133 +61,23 @@ ca_aw_settle(ca_aw *aw, ca_aw_job *job, int outcome, ca_reason reason)
 
 /* --- the spool ----------------------------------------------------------- */
 
-static int
-ca_aw_spool_pending(const ca_aw *aw)
-{
-    return aw->spool != NULL && !ca_spool_empty(aw->spool);
-}
 
 
-static int
-ca_aw_spool_entry(ca_aw *aw, size_t n, const char *const *name,
-                  const char *const *value, const size_t *len, int64_t ts)
-{
-    const char  *argv[2 * CA_ENTRY_FIELDS];
-    size_t       lens[2 * CA_ENTRY_FIELDS], i;
-    int          was_empty;
-
-    if (aw->spool == NULL || n > CA_ENTRY_FIELDS) {
-        return -1;
-    }
-    for (i = 0; i < n; i++) {
-        argv[2 * i] = name[i];
-        lens[2 * i] = strlen(name[i]);
-        argv[2 * i + 1] = value[i];
-        lens[2 * i + 1] = len[i];
-    }
-    was_empty = ca_spool_empty(aw->spool);
-    if (ca_spool_append(aw->spool, CA_AW_RECORD_ENTRY, NULL, 0, (int) (2 * n),
-                        argv, lens)
-        != 0)
-    {
-        ca_aw_log(aw, CA_AW_LOG_ALERT, "audit spool %s is full or "
-                  "unwritable", aw->spool_file);
-        return -1;
-    }
-    if (was_empty) {
-        aw->oldest_ts = ts;
-    }
-    aw->stats.spooled++;
-    return 0;
-}
 
 
-static int
-ca_aw_spool_job(ca_aw *aw, ca_aw_job *job)
-{
-    return ca_aw_spool_entry(aw, job->n, job->name, job->value, job->len,
-                             job->ts);
-}
 
 
-/* A record as a job; NULL if it is not an entry of this version. */
-static ca_aw_job *
-ca_aw_job_from_record(const ca_spool_record *rec)
-{
-    char         names[CA_ENTRY_FIELDS][32];
-    const char  *np[CA_ENTRY_FIELDS], *vp[CA_ENTRY_FIELDS];
-    size_t       vl[CA_ENTRY_FIELDS];
-    int          i, n;
-
-    if (rec->kind != CA_AW_RECORD_ENTRY || rec->argc % 2
-        || rec->argc / 2 > CA_ENTRY_FIELDS || rec->argc == 0)
-    {
-        return NULL;
-    }
-    n = rec->argc / 2;
-    for (i = 0; i < n; i++) {
-        if (rec->lens[2 * i] >= sizeof(names[0])) {
-            return NULL;
-        }
-        memcpy(names[i], rec->argv[2 * i], rec->lens[2 * i]);
-        names[i][rec->lens[2 * i]] = '\0';
-        np[i] = names[i];
-        vp[i] = rec->argv[2 * i + 1];
-        vl[i] = rec->lens[2 * i + 1];
-    }
-    return ca_aw_job_new((size_t) n, np, vp, vl, 0, 0);
-}
 
 
-/* An entry record of another spool, appended to ours as it is. */
-int
-ca_aw_spool_record(ca_aw *aw, const ca_spool_record *rec)
-{
-    int         rc;
-    ca_aw_job  *job;
-
-    job = ca_aw_job_from_record(rec);
-    if (job == NULL) {
-        return -1;
-    }
-    rc = ca_aw_spool_job(aw, job);
-    ca_aw_job_free(job);
-    return rc;
-}
 
 
-int
-ca_aw_has_spool(const ca_aw *aw)
-{
-    return aw->spool != NULL;
-}
 
 
-/* ts of the oldest entry still in the spool. */
-static void
-ca_aw_refresh_oldest(ca_aw *aw)
-{
-    ca_spool_record  rec;
-    ca_aw_job       *job;
-
-    aw->oldest_ts = 0;
-    if (!ca_aw_spool_pending(aw)
-        || ca_spool_read(aw->spool, ca_spool_acked(aw->spool), &rec) != 1)
-    {
-        return;
-    }
-    job = ca_aw_job_from_record(&rec);
-    if (job) {
-        aw->oldest_ts = job->ts;
-        ca_aw_job_free(job);
-    }
-    ca_spool_record_free(&rec);
-}
 
 
 /* --- lanes --------------------------------------------------------------- */
 
-static size_t
+size_t
 ca_aw_lane_get(ca_aw *aw)
 {
     size_t  i;
@@ -248,7 +103,7 @@ ca_aw_lane_get(ca_aw *aw)
 }
 
 
-static void
+void
 ca_aw_lane_release(ca_aw *aw, size_t slot)
 {
     aw->lanes[slot].busy = 0;
@@ -275,7 +130,7 @@ ca_aw_lane_retire(ca_aw *aw, size_t slot)
 
 /* --- entries in ---------------------------------------------------------- */
 
-static void
+void
 ca_aw_enqueue(ca_aw *aw, ca_aw_job *job)
 {
     job->next = NULL;
@@ -345,146 +200,10 @@ ca_aw_final(ca_aw *aw, ca_entry *e, int online, void *owner,
 }
 
 
-static size_t
-ca_aw_field(const ca_entry *e, const char *name)
-{
-    size_t  i;
-
-    for (i = 0; i < e->n; i++) {
-        if (strcmp(e->name[i], name) == 0) {
-            return i;
-        }
-    }
-    return (size_t) -1;
-}
 
 
-/* Seals e on a copy of the lane's chain with the decision and reason of
- * variant v; e is left sealed with it. */
-static int
-ca_aw_seal_variant(ca_aw *aw, size_t slot, ca_entry *e, size_t base_n,
-                   size_t base_used, size_t dpos, const ca_aw_variant *v,
-                   char hash[65])
-{
-    ca_chain     ch = aw->lanes[slot].chain;
-    const char  *why = v->reason == CA_OK ? "" : ca_reason_name(v->reason);
-
-    e->n = base_n;
-    e->used = base_used;
-    e->value[dpos] = v->decision;
-    e->len[dpos] = strlen(v->decision);
-    e->value[dpos + 1] = why;
-    e->len[dpos + 1] = strlen(why);
-    if (ca_chain_seal(&ch, e) != 0) {
-        return -1;
-    }
-    memcpy(hash, e->value[e->n - 1], 65);
-    return 0;
-}
 
 
-int
-ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
-             const ca_aw_check *checks, size_t n, void *owner,
-             ca_aw_job **out)
-{
-    size_t         i, k, dpos, base_n, base_used, keys, nvar;
-    size_t         vof[CA_AW_CHECKS_MAX];
-    ca_aw_job     *job;
-    ca_aw_variant  var[CA_AW_VARIANTS_MAX];
-    size_t         slot;
-
-    dpos = ca_aw_field(e, "decision");
-    if (n > CA_AW_CHECKS_MAX || dpos == (size_t) -1 || dpos + 1 >= e->n
-        || strcmp(e->name[dpos + 1], "reason") != 0
-        || e->len[dpos] >= sizeof(var[0].decision)
-        || strlen(refusal) >= sizeof(var[0].decision))
-    {
-        return CA_AW_LOST;
-    }
-
-    /* the variants: as given, then one per distinct refusal */
-    memset(var, 0, sizeof(var));
-    memcpy(var[0].decision, e->value[dpos], e->len[dpos]);
-    var[0].reason = CA_OK;
-    nvar = 1;
-    keys = 0;
-    for (i = 0; i < n; i++) {
-        for (k = 1; k < nvar; k++) {
-            if (var[k].reason == checks[i].reason) {
-                break;
-            }
-        }
-        if (k == nvar) {
-            if (nvar == CA_AW_VARIANTS_MAX) {
-                return CA_AW_LOST;
-            }
-            snprintf(var[k].decision, sizeof(var[k].decision), "%s",
-                     refusal);
-            var[k].reason = checks[i].reason;
-            nvar++;
-        }
-        vof[i] = k;
-        keys += strlen(checks[i].key) + 1;
-    }
-
-    slot = ca_aw_lane_get(aw);
-    if (slot == 0) {
-        ca_aw_log(aw, CA_AW_LOG_ERR, "no audit lane free");
-        return CA_AW_LOST;
-    }
-
-    /* variant 0 last, so that e ends up sealed as the allow */
-    base_n = e->n;
-    base_used = e->used;
-    for (k = nvar; k-- > 0; ) {
-        if (ca_aw_seal_variant(aw, slot, e, base_n, base_used, dpos, &var[k],
-                               var[k].hash)
-            != 0)
-        {
-            ca_aw_lane_release(aw, slot);
-            ca_aw_log(aw, CA_AW_LOG_ALERT, "audit entry too large");
-            return CA_AW_LOST;
-        }
-    }
-
-    job = ca_aw_job_new(e->n, e->name, e->value, e->len, n, keys);
-    if (job == NULL) {
-        ca_aw_lane_release(aw, slot);
-        return CA_AW_LOST;
-    }
-    job->kind = CA_AW_KIND_DECISION;
-    job->slot = slot;
-    job->owner = owner;
-    job->xpos[0] = dpos;
-    job->xpos[1] = dpos + 1;
-    job->xpos[2] = e->n - 1;
-    job->nvar = nvar;
-    memcpy(job->var, var, sizeof(var));
-    job->ncheck = n;
-    for (i = 0; i < n; i++) {
-        ca_aw_jcheck  *c = &job->check[i];
-        size_t         kl = strlen(checks[i].key);
-
-        if (i > 0) {
-            c->key = job->check[i - 1].key
-                     + strlen(job->check[i - 1].key) + 1;
-        }
-        memcpy(c->key, checks[i].key, kl + 1);
-        c->op = checks[i].op;
-        snprintf(c->max, sizeof(c->max), "%lld",
-                 (long long) checks[i].max);
-        snprintf(c->expire, sizeof(c->expire), "%lld",
-                 (long long) checks[i].expire_at);
-        snprintf(c->variant, sizeof(c->variant), "%zu", vof[i] + 1);
-    }
-
-    ca_aw_enqueue(aw, job);
-    if (out) {
-        *out = job;
-    }
-    return CA_AW_QUEUED;
-}
 
 
 void
@@ -496,31 +215,6 @@ ca_aw_detach(ca_aw_job *job)
 
 /* --- fates ---------------------------------------------------------------- */
 
-/* The deny the bank got (503), at the decision's chain position. */
-static int
-ca_aw_spool_failed_decision(ca_aw *aw, ca_aw_job *job)
-{
-    const char    *value[CA_ENTRY_FIELDS];
-    size_t         len[CA_ENTRY_FIELDS];
-    unsigned char  h[32];
-    char           hex[65];
-    const char    *why = ca_reason_name(CA_AUDIT_UNAVAILABLE);
-
-    if (job->n > CA_ENTRY_FIELDS) {
-        return -1;
-    }
-    memcpy(value, job->value, job->n * sizeof(char *));
-    memcpy(len, job->len, job->n * sizeof(size_t));
-    value[job->xpos[0]] = "deny";
-    len[job->xpos[0]] = 4;
-    value[job->xpos[1]] = why;
-    len[job->xpos[1]] = strlen(why);
-    ca_entry_digest(job->name, value, len, job->n, h);
-    ca_hex(h, 32, hex);
-    value[job->xpos[2]] = hex;
-    len[job->xpos[2]] = 64;
-    return ca_aw_spool_entry(aw, job->n, job->name, value, len, job->ts);
-}
 
 
 /* No reply, an error, or a gap: what is unknown goes to the spool. */
@@ -571,7 +265,7 @@ ca_aw_acked(ca_aw *aw, ca_aw_job *job, char res)
 }
 
 
-static int
+int
 ca_aw_result_ok(const ca_aw_job *job, char res)
 {
     if (job->kind == CA_AW_KIND_DECISION) {
@@ -604,34 +298,6 @@ ca_aw_check_reply(ca_aw *aw, ca_aw_batch *b, const ca_aw_rep *rep)
 }
 
 
-static void
-ca_aw_replayed(ca_aw *aw, ca_aw_batch *b, const char *res)
-{
-    size_t  i;
-
-    aw->replaying = 0;
-    for (i = 0; i < b->njobs; i++) {
-        if (res == NULL || !ca_aw_result_ok(b->jobs[i], res[i])) {
-            break;
-        }
-        aw->stats.replayed++;
-        (void) ca_spool_ack(aw->spool, b->jobs[i]->spool_end);
-    }
-    if (i < b->njobs) {
-        aw->stats.replay_failed++;
-        if (res == NULL) {
-            /* an error or no reply: let Redis recover first */
-            aw->hold = CA_AW_HOLD_TICKS;
-        }
-        ca_aw_log(aw, CA_AW_LOG_WARN, "audit replay stopped at entry seq "
-                  "%llu: %s", (unsigned long long) b->jobs[i]->seq,
-                  res ? "a predecessor is missing" : "no answer");
-    }
-    ca_aw_refresh_oldest(aw);
-    for (i = 0; i < b->njobs; i++) {
-        ca_aw_job_free(b->jobs[i]);
-    }
-}
 
 
 void
@@ -663,7 +329,7 @@ ca_aw_reply(ca_aw *aw, ca_aw_cmd *cmd, const ca_aw_rep *rep)
 
 /* --- entries out ---------------------------------------------------------- */
 
-static ca_aw_batch *
+ca_aw_batch *
 ca_aw_batch_new(size_t n)
 {
     ca_aw_batch  *b = calloc(1, sizeof(ca_aw_batch));
@@ -721,65 +387,6 @@ ca_aw_flush(ca_aw *aw, int online)
 }
 
 
-ca_aw_cmd *
-ca_aw_replay(ca_aw *aw)
-{
-    int               rc;
-    size_t            n;
-    uint64_t          off;
-    ca_aw_job        *job;
-    ca_aw_batch      *b;
-    ca_spool_record   rec;
-
-    if (!ca_aw_spool_pending(aw) || aw->replaying || aw->hold) {
-        return NULL;
-    }
-    b = ca_aw_batch_new(CA_AW_REPLAY_MAX);
-    if (b == NULL) {
-        return NULL;
-    }
-    b->replay = 1;
-
-    off = ca_spool_acked(aw->spool);
-    for (n = 0; n < CA_AW_REPLAY_MAX; n++) {
-        rc = ca_spool_read(aw->spool, off, &rec);
-        if (rc == 0) {
-            break;
-        }
-        job = rc == 1 ? ca_aw_job_from_record(&rec) : NULL;
-        if (job == NULL) {
-            if (rc == 1) {
-                ca_spool_record_free(&rec);
-            }
-            if (n > 0) {
-                break;          /* send what precedes it first */
-            }
-            ca_aw_log(aw, CA_AW_LOG_ALERT, "audit spool %s: unreadable "
-                      "record at offset %llu; the rest of the file is "
-                      "dropped", aw->spool_file, (unsigned long long) off);
-            (void) ca_spool_ack(aw->spool, ca_spool_size(aw->spool));
-            ca_aw_refresh_oldest(aw);
-            break;
-        }
-        job->kind = CA_AW_KIND_REPLAY;
-        job->slot = CA_AW_NO_SLOT;
-        job->spool_end = rec.end;
-        off = rec.end;
-        ca_spool_record_free(&rec);
-        b->jobs[n] = job;
-    }
-    b->njobs = n;
-
-    if (n == 0 || ca_aw_encode(b, aw->stream) != 0) {
-        for (size_t i = 0; i < n; i++) {
-            ca_aw_job_free(b->jobs[i]);
-        }
-        ca_aw_batch_free(b);
-        return NULL;
-    }
-    aw->replaying = 1;
-    return &b->cmd;
-}
 
 
 /* --- housekeeping --------------------------------------------------------- */
@@ -835,11 +442,6 @@ ca_aw_tick(ca_aw *aw, int64_t now_ms, uint64_t checkpoint_ms, int all,
 }
 
 
-int
-ca_aw_sync(ca_aw *aw)
-{
-    return aw->spool ? ca_spool_sync(aw->spool) : 0;
-}
 
 
 int
@@ -870,16 +472,6 @@ ca_aw_get_stats(const ca_aw *aw)
 }
 
 
-uint64_t
-ca_aw_spool_bytes(const ca_aw *aw, int64_t *oldest_ts)
-{
-    if (!ca_aw_spool_pending(aw)) {
-        *oldest_ts = 0;
-        return 0;
-    }
-    *oldest_ts = aw->oldest_ts;
-    return ca_spool_size(aw->spool) - ca_spool_acked(aw->spool);
-}
 
 
 /* --- life cycle ----------------------------------------------------------- */
