@@ -94,6 +94,8 @@ def main():
             calls = max(r1["evalsha_calls"] - r0["evalsha_calls"], 1)
             res = dict(
                 requests=g["total"], non2xx=g["non2xx"],
+                rps=g["rps"] or 0, plain_rps=p["rps"] or 0,
+                latency=g["latency"], plain_latency=p["latency"],
                 redis_cmd_us=(r1["usec"] - r0["usec"]) / n,
                 redis_cpu_us=(r1["cpu"] - r0["cpu"]) * 1e6 / n,
                 evalsha_us=(r1["evalsha_usec"] - r0["evalsha_usec"]) / calls,
@@ -114,7 +116,9 @@ def main():
 
     print(f"module {S.module_path()}")
     print(f"requests {res['requests']} (non-2xx {res['non2xx']})  "
-          f"ratio {res['ratio']:.3f}")
+          f"gateway {res['rps']:.0f} req/s (latency {res['latency']}), "
+          f"plain {res['plain_rps']:.0f} req/s (latency "
+          f"{res['plain_latency']}), ratio {res['ratio']:.3f}")
     print(f"redis per request: commands {res['redis_cmd_us']:.1f} us, "
           f"process cpu {res['redis_cpu_us']:.1f} us; script "
           f"{res['evalsha_us']:.1f} us per call, "
