@@ -6,16 +6,20 @@
  *     value when the mask says 'f' (the same in every entry of the batch:
  *     sent once).  'v': a value per entry; 'x': a value per variant.
  *   nitems, then per item: kind, template, head key, head field, seq,
- *     its 'v' values; a decision ('D') then: nchecks, 5 strings per check
- *     (op, key, max, expire-at, variant), nvariants, the 'x' values of
- *     each variant.
+ *     its 'v' values; a decision ('D') then: nchecks, 7 strings per check
+ *     (op, key, hash field or "", increment, max, expire-at, variant),
+ *     nvariants, the 'x' values of each variant.
  * Chain heads (the last seq written) are kept per writer in the hash
  * credit:chains:<gw>/<pid>/<start>, one field per lane, 30 days.  An
  * entry ('E') is written when its seq is the next; a seq already written
  * is a duplicate; a replayed entry ('F') may follow a missing predecessor
  * once per chain and call (the spool is in chain order: what is missing
- * before its head is lost).  A decision runs its checks, the first that
- * refuses choosing the variant, and counters count only when all pass.
+ * before its head is lost).  A decision runs its checks in order, the
+ * first that refuses choosing the variant: 'E' refuses when the key exists
+ * (revocation); 'C' adds the increment to a counter (a key, or a field of
+ * a hash) and refuses past max; counters are taken back unless all pass
+ * (a counter back at 0 is removed: a refusal leaves no trace), and expire
+ * at expire-at from their first use.
  * Reply: one character per item: w written, d duplicate, g gap (not
  * written), or the variant written (1 = allow).
  */
@@ -57,7 +61,7 @@ static const char  ca_aw_lua[] =
     "  if kind == 'D' then\n"
     "    local nc = tonumber(a[i])\n"
     "    local checks = i + 1\n"
-    "    i = checks + 5 * nc\n"
+    "    i = checks + 7 * nc\n"
     "    local xs = i + 1\n"
     "    i = xs + tonumber(a[i]) * t[6]\n"
     "    if h and h[1] + 1 ~= seq then\n"
@@ -65,25 +69,36 @@ static const char  ca_aw_lua[] =
     "    else\n"
     "      local v, counted = 1, nil\n"
     "      for c = 0, nc - 1 do\n"
-    "        local p = checks + 5 * c\n"
+    "        local p = checks + 7 * c\n"
+    "        local key, field, by = a[p + 1], a[p + 2], tonumber(a[p + 3])\n"
     "        if a[p] == 'E' then\n"
-    "          if redis.call('EXISTS', a[p + 1]) == 1 then\n"
-    "            v = tonumber(a[p + 4]); break\n"
+    "          if redis.call('EXISTS', key) == 1 then\n"
+    "            v = tonumber(a[p + 6]); break\n"
     "          end\n"
     "        else\n"
-    "          local used = redis.call('INCR', a[p + 1])\n"
+    "          local used\n"
+    "          if field == '' then used = redis.call('INCRBY', key, by)\n"
+    "          else used = redis.call('HINCRBY', key, field, by) end\n"
     "          counted = counted or {}\n"
-    "          counted[#counted + 1] = a[p + 1]\n"
-    "          if used == 1 then\n"
-    "            redis.call('EXPIREAT', a[p + 1], a[p + 3])\n"
-    "          end\n"
-    "          if used > tonumber(a[p + 2]) then\n"
-    "            v = tonumber(a[p + 4]); break\n"
+    "          counted[#counted + 1] = p\n"
+    "          if used == by then redis.call('EXPIREAT', key, a[p + 5]) end\n"
+    "          if used > tonumber(a[p + 4]) then\n"
+    "            v = tonumber(a[p + 6]); break\n"
     "          end\n"
     "        end\n"
     "      end\n"
     "      if v ~= 1 and counted then\n"
-    "        for c = 1, #counted do redis.call('DECR', counted[c]) end\n"
+    "        for c = 1, #counted do\n"
+    "          local p = counted[c]\n"
+    "          local key, field = a[p + 1], a[p + 2]\n"
+    "          if field == '' then\n"
+    "            if redis.call('DECRBY', key, a[p + 3]) <= 0 then\n"
+    "              redis.call('DEL', key)\n"
+    "            end\n"
+    "          elseif redis.call('HINCRBY', key, field, -a[p + 3]) <= 0 then\n"
+    "            redis.call('HDEL', key, field)\n"
+    "          end\n"
+    "        end\n"
     "      end\n"
     "      res = tostring(v)\n"
     "      x = xs + (v - 1) * t[6]\n"
@@ -343,7 +358,7 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
     }
     for (i = 0; i < b->njobs; i++) {
         job = b->jobs[i];
-        max += 5 + job->n + 2 + 5 * job->ncheck + 3 * job->nvar;
+        max += 5 + job->n + 2 + 7 * job->ncheck + 3 * job->nvar;
         sc += 5 * 24 + sizeof("credit:chains:") + 160;
     }
     b->cmd.argv = malloc(max * sizeof(char *));
@@ -416,6 +431,8 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
 
             ARG(c->op == 'E' ? "E" : "C", 1);
             ARG(c->key, strlen(c->key));
+            ARG(c->field, strlen(c->field));
+            ARG(c->by, strlen(c->by));
             ARG(c->max, strlen(c->max));
             ARG(c->expire, strlen(c->expire));
             ARG(c->variant, strlen(c->variant));

@@ -22,6 +22,8 @@ typedef struct {
 typedef struct {
     char                op;
     char               *key;
+    char               *field;          /* "" for a plain counter */
+    char                by[24];
     char                max[24];
     char                expire[24];
     char                variant[4];

@@ -53,6 +53,7 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
              const ca_aw_check *checks, size_t n, void *owner,
              ca_aw_job **out)
 {
+    char          *p;
     size_t         i, k, dpos, base_n, base_used, keys, nvar;
     size_t         vof[CA_AW_CHECKS_MAX];
     ca_aw_job     *job;
@@ -90,7 +91,8 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
             nvar++;
         }
         vof[i] = k;
-        keys += strlen(checks[i].key) + 1;
+        keys += strlen(checks[i].key) + 1
+                + (checks[i].field ? strlen(checks[i].field) : 0) + 1;
     }
 
     slot = ca_aw_lane_get(aw);
@@ -127,16 +129,17 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
     job->nvar = nvar;
     memcpy(job->var, var, sizeof(var));
     job->ncheck = n;
+    p = n ? job->check[0].key : NULL;
     for (i = 0; i < n; i++) {
         ca_aw_jcheck  *c = &job->check[i];
-        size_t         kl = strlen(checks[i].key);
+        const char    *f = checks[i].field ? checks[i].field : "";
 
-        if (i > 0) {
-            c->key = job->check[i - 1].key
-                     + strlen(job->check[i - 1].key) + 1;
-        }
-        memcpy(c->key, checks[i].key, kl + 1);
+        c->key = p;
+        p = stpcpy(p, checks[i].key) + 1;
+        c->field = p;
+        p = stpcpy(p, f) + 1;
         c->op = checks[i].op;
+        snprintf(c->by, sizeof(c->by), "%lld", (long long) checks[i].by);
         snprintf(c->max, sizeof(c->max), "%lld",
                  (long long) checks[i].max);
         snprintf(c->expire, sizeof(c->expire), "%lld",

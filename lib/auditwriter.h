@@ -65,13 +65,15 @@ typedef struct {
  * One check of an allow decision, run by the script in order; the first
  * that refuses chooses the entry written (deny, or report in report mode,
  * with `reason`).  'E': refuses when `key` exists (revocation).  'C': a
- * counter: refuses when it would pass `max`, otherwise counts one;
- * counters are counted only when every check passes.  The counter expires
- * at `expire_at` (Unix seconds) from its first use.
+ * counter (`key`, or `field` of the hash `key`): refuses when adding `by`
+ * would pass `max`; counters are charged only when every check passes.
+ * The counter expires at `expire_at` (Unix seconds) from its first use.
  */
 typedef struct {
     char                op;
     const char         *key;
+    const char         *field;          /* NULL: the key is the counter */
+    int64_t             by;
     int64_t             max;
     int64_t             expire_at;
     ca_reason           reason;

@@ -129,6 +129,7 @@ ngx_http_credit_auth_decision_fields(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_entry *e)
 {
     char                               cert[65], purpose[CA_CODE_MAX + 1];
+    char                               consent[CA_CONSENT_ID_MAX + 1];
     ngx_str_t                          ip;
     ngx_http_credit_auth_main_conf_t  *mcf;
 
@@ -173,8 +174,12 @@ ngx_http_credit_auth_decision_fields(ngx_http_request_t *r,
         }
     }
     ca_entry_add(e, "purpose", purpose, ngx_strlen(purpose));
-    ca_entry_add(e, "consent", ctx->has_claims ? ctx->claims->jti : "",
-                 ctx->has_claims ? ngx_strlen(ctx->claims->jti) : 0);
+    consent[0] = '\0';
+    if (ctx->has_claims) {
+        ca_audit_consent_id(ctx->claims->jti, ngx_strlen(ctx->claims->jti),
+                            consent);
+    }
+    ca_entry_add(e, "consent", consent, ngx_strlen(consent));
     ca_entry_add(e, "mode", ctx->verify ? "verify" : "query",
                  ctx->verify ? 6 : 5);
     ca_entry_add(e, "detail", ctx->want_raw ? "raw" : "masked",
@@ -195,40 +200,59 @@ ngx_http_credit_auth_expire_at(int64_t exp, int64_t leeway)
 
 
 /*
- * An allow candidate: the script checks revocation and counts the use
- * atomically with the write, and writes the variant the checks choose.
+ * An allow candidate: the script checks revocation, counts the use and
+ * charges a verification's budget per verify field (SPEC §2.1) atomically
+ * with the write, in this order, and writes the variant the first refusal
+ * chooses.  Only an allow counts and charges.
  */
 static ngx_int_t
 ngx_http_credit_auth_audit_allow(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_entry *e)
 {
-    char                               revoked[128], uses[128];
-    size_t                             n;
-    ca_aw_check                        checks[2];
+    char                               revoked[128], uses[128], budget[128];
+    size_t                             n, k, nb;
+    int64_t                            expire;
+    ca_aw_check                        checks[2 + CA_CHECKS_MAX];
+    ca_check_use                       spent[CA_CHECKS_MAX];
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
+    expire = ngx_http_credit_auth_expire_at(ctx->claims->exp,
+                                            mcf->policy->token.leeway);
+    ngx_memzero(checks, sizeof(checks));
 
     ngx_snprintf((u_char *) revoked, sizeof(revoked) - 1,
                  "credit:revoked:%s%Z", ctx->claims->jti);
     checks[0].op = 'E';
     checks[0].key = revoked;
-    checks[0].max = 0;
-    checks[0].expire_at = 0;
     checks[0].reason = CA_CONSENT_REVOKED;
     n = 1;
 
     if (ctx->claims->max_uses > 0) {
         ngx_snprintf((u_char *) uses, sizeof(uses) - 1, "credit:uses:%s%Z",
                      ctx->claims->jti);
-        checks[1].op = 'C';
-        checks[1].key = uses;
-        checks[1].max = ctx->claims->max_uses;
-        checks[1].expire_at = ngx_http_credit_auth_expire_at(
-                                  ctx->claims->exp,
-                                  mcf->policy->token.leeway);
-        checks[1].reason = CA_CONSENT_EXHAUSTED;
-        n = 2;
+        checks[n].op = 'C';
+        checks[n].key = uses;
+        checks[n].by = 1;
+        checks[n].max = ctx->claims->max_uses;
+        checks[n].expire_at = expire;
+        checks[n].reason = CA_CONSENT_EXHAUSTED;
+        n++;
+    }
+
+    nb = (ctx->verify && ctx->checks) ? ca_checks_budget(ctx->checks, spent)
+                                      : 0;
+    ngx_snprintf((u_char *) budget, sizeof(budget) - 1,
+                 "credit:vbudget:%s%Z", ctx->claims->jti);
+    for (k = 0; k < nb; k++) {
+        checks[n].op = 'C';
+        checks[n].key = budget;
+        checks[n].field = spent[k].field;
+        checks[n].by = spent[k].count;
+        checks[n].max = ctx->category->verify_budget;
+        checks[n].expire_at = expire;
+        checks[n].reason = CA_VERIFICATION_BUDGET_EXHAUSTED;
+        n++;
     }
 
     return ngx_http_credit_auth_writer_decide(e,

@@ -992,6 +992,7 @@ cb_query(const entry *e, void *data)
 static int
 cmd_query(int argc, char **argv)
 {
+    static char consent_id[CA_CONSENT_ID_MAX + 1];
     static const struct option opts[] = {
         COMMON_LONGOPTS,
         {"enterprise", required_argument, NULL, OPT_ENTERPRISE},
@@ -1020,7 +1021,11 @@ cmd_query(int argc, char **argv)
         switch (ch) {
         case OPT_ENTERPRISE: q.enterprise = optarg; break;
         case OPT_BANK:       q.bank = optarg; break;
-        case OPT_CONSENT:    q.consent = optarg; break;
+        case OPT_CONSENT:
+            /* the trail holds a personal-looking jti as its digest */
+            ca_audit_consent_id(optarg, strlen(optarg), consent_id);
+            q.consent = consent_id;
+            break;
         case OPT_DECISION:
             if (strcmp(optarg, "allow") && strcmp(optarg, "deny")
                 && strcmp(optarg, "report"))

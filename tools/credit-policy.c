@@ -317,6 +317,60 @@ print_text(const explain_args *a, const ca_category *c, json_t *out,
     printf("\nwithheld: %zu\n", rep->withheld);
 }
 
+/*
+ * What a verification on this category may do (SPEC §2.1): the fields and
+ * ops, the budget per field per consent, and which members may select an
+ * element (those disclosed as they are at the masked level).
+ */
+static json_t *
+verify_summary(const ca_category *c)
+{
+    json_t *fields = json_object(), *sel = json_array(), *ops;
+
+    for (size_t i = 0; i < c->n_verify; i++) {
+        ops = json_array();
+        for (unsigned o = CA_OP_EQ; o <= CA_OP_LE; o <<= 1) {
+            if (c->verify[i].ops & o) {
+                json_array_append_new(ops, json_string(ca_op_name(o)));
+            }
+        }
+        json_object_set_new(fields, c->verify[i].path, ops);
+    }
+    for (size_t i = 0; i < c->n_fields; i++) {
+        if (strstr(c->fields[i].path, "[].") != NULL
+            && c->fields[i].masked.kind == CA_TREAT_KEEP) {
+            json_array_append_new(sel, json_string(c->fields[i].path));
+        }
+    }
+    return json_pack("{s:o, s:I, s:o}", "fields", fields, "budget",
+                     (json_int_t) c->verify_budget, "selectors", sel);
+}
+
+static void
+print_verify(json_t *v)
+{
+    const char *k;
+    json_t     *ops, *op;
+    size_t      i;
+
+    printf("\nverification (POST): %" JSON_INTEGER_FORMAT " checks per"
+           " field per consent\n",
+           json_integer_value(json_object_get(v, "budget")));
+    json_object_foreach(json_object_get(v, "fields"), k, ops) {
+        printf("  %s:", k);
+        json_array_foreach(ops, i, op) {
+            printf(" %s", json_string_value(op));
+        }
+        putchar('\n');
+    }
+    printf("  selectors [k=v] may use:");
+    json_array_foreach(json_object_get(v, "selectors"), i, op) {
+        printf(" %s", json_string_value(op));
+    }
+    printf("%s\n", json_array_size(json_object_get(v, "selectors"))
+                    ? "" : " (none)");
+}
+
 static int
 explain(const explain_args *a)
 {
@@ -415,21 +469,25 @@ explain(const explain_args *a)
         char  *dp = ca_filter_report_paths(&rep, c, 0);
         char  *mp = ca_filter_report_paths(&rep, c, 1);
         json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O, s:O, s:s?,"
-                              " s:s?, s:I, s:O}",
+                              " s:s?, s:I, s:O, s:o}",
                               "decision", "allow", "category", c->name,
                               "enterprise", uscc, "purpose", a->purpose,
                               "level", a->raw ? "raw" : "masked",
                               "document", out, "rules", tc.trace,
                               "disclosed", dp, "masked", mp,
                               "withheld", (json_int_t) rep.withheld,
-                              "notes", notes);
+                              "notes", notes,
+                              "verify", verify_summary(c));
         json_dumpf(o, stdout, JSON_INDENT(2));
         putchar('\n');
         json_decref(o);
         free(dp);
         free(mp);
     } else {
+        json_t *v = verify_summary(c);
         print_text(a, c, out, tc.trace, &rep, notes);
+        print_verify(v);
+        json_decref(v);
     }
     status = 0;
 

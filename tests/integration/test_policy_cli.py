@@ -228,6 +228,31 @@ def test_explain_json_matches_the_gateway(explain_files, env):
     assert int(o["withheld"]) == doc["withheld"], (o, doc["withheld"])
 
 
+def test_explain_shows_what_verification_may_do(explain_files, conf_dir):
+    """SPEC §2.1: the verify fields and ops, the budget per field per
+    consent, and the members a selector may use."""
+    pol, resp, claims = explain_files
+    rc, out, err = run("explain", "--policy", pol, "--path", TAX,
+                       "--response", resp, "--claims", claims,
+                       "--purpose", PURPOSE)
+    assert rc == 0, out + err
+    assert "verification (POST): 3 checks per field per consent" in out, out
+    assert re.search(r"annual\[\]\.tax_paid: eq ge le", out), out
+    assert "selectors [k=v] may use: annual[].year\n" in out, out
+
+    p = json.loads(json.dumps(S.TEST_POLICY))
+    p["categories"]["tax"]["verify_budget"] = 7
+    pol7 = S.write_json(conf_dir / "policy7.json", p)
+    rc, out, err = run("explain", "--policy", pol7, "--path", TAX,
+                       "--response", resp, "--json")
+    assert rc == 0, out + err
+    v = json.loads(out)["verify"]
+    assert v == {"budget": 7,
+                 "fields": {"annual[].tax_paid": ["eq", "ge", "le"],
+                            "credit_rating": ["eq"]},
+                 "selectors": ["annual[].year"]}, v
+
+
 @pytest.mark.parametrize("args,reason", [
     (["--purpose", "credit_assessment"], "purpose_not_allowed"),
     (["--purpose", "marketing"], "purpose_not_allowed"),

@@ -168,33 +168,40 @@ run(const ca_aw_cmd *c)
         i = vals + tp->nv;
         if (kind == 'D') {
             size_t  nc = (size_t) num(c, i), checks = i + 1, xs, v = 1;
-            long   *cnt[CA_AW_CHECKS_MAX];
+            long   *cnt[CA_AW_CHECKS_MAX], by[CA_AW_CHECKS_MAX];
             size_t  ncnt = 0;
 
-            i = checks + 5 * nc;
+            i = checks + 7 * nc;
             xs = i + 1;
             i = xs + (size_t) num(c, i) * tp->nx;
             for (j = 0; j < nc; j++) {
-                size_t  p = checks + 5 * j;
+                size_t  p = checks + 7 * j;
+                char    k[256];
 
+                /* a hash field counts as a key of its own here */
+                snprintf(k, sizeof(k), "%.*s/%.*s", (int) c->lens[p + 1],
+                         c->argv[p + 1], (int) c->lens[p + 2],
+                         c->argv[p + 2]);
                 if (c->argv[p][0] == 'E') {
                     if (counter(c->argv[p + 1], c->lens[p + 1], 0)) {
-                        v = (size_t) num(c, p + 4);
+                        v = (size_t) num(c, p + 6);
                         break;
                     }
                 } else {
-                    long *u = counter(c->argv[p + 1], c->lens[p + 1], 1);
+                    long *u = counter(k, strlen(k), 1);
 
+                    by[ncnt] = num(c, p + 3);
                     cnt[ncnt++] = u;
-                    if (++*u > num(c, p + 2)) {
-                        v = (size_t) num(c, p + 4);
+                    *u += num(c, p + 3);
+                    if (*u > num(c, p + 4)) {
+                        v = (size_t) num(c, p + 6);
                         break;
                     }
                 }
             }
             if (v != 1) {
                 for (j = 0; j < ncnt; j++) {
-                    --*cnt[j];
+                    *cnt[j] -= by[j];
                 }
             }
             if (!first && *h + 1 != seq) {
@@ -383,8 +390,9 @@ allow(ca_entry *e, const char *rid)
 }
 
 static ca_aw_check  checks[] = {
-    { 'E', "credit:revoked:jti-1", 0, 0, CA_CONSENT_REVOKED },
-    { 'C', "credit:uses:jti-1", 2, 1900000000, CA_CONSENT_EXHAUSTED },
+    { 'E', "credit:revoked:jti-1", NULL, 0, 0, 0, CA_CONSENT_REVOKED },
+    { 'C', "credit:uses:jti-1", NULL, 1, 2, 1900000000,
+      CA_CONSENT_EXHAUSTED },
 };
 
 /* Sends what is queued and answers it with the stand-in. */
@@ -501,7 +509,7 @@ test_group_commit_and_variants(void **state)
     assert_int_equal(count_rid("a4", "deny", "consent_revoked"), 1);
     assert_int_equal(count_rid("a5", "report", "consent_revoked"), 1);
     /* refusals do not count: still 2 uses */
-    assert_int_equal(*counter("credit:uses:jti-1", 17, 0), 2);
+    assert_int_equal(*counter("credit:uses:jti-1/", 18, 0), 2);
 
     ca_aw_tick(aw, 1795800001000, 1000, 1, 1);
     turn(aw);
@@ -509,6 +517,51 @@ test_group_commit_and_variants(void **state)
     assert_intact();
     assert_int_equal(ca_aw_free(aw), 1);
 }
+
+/* Counters in a hash (a verification's budget per field), charged by
+ * more than one: the first refusing check wins, and a refusal takes back
+ * what the checks before it charged. */
+static void
+test_budget_checks(void **state)
+{
+    ca_aw       *aw = writer("gw-1/108/1", 1 << 20, 1);
+    ca_entry     e;
+    owner        o[3] = { { 0 } };
+    ca_aw_check  vc[] = {
+        { 'E', "credit:revoked:jti-2", NULL, 0, 0, 0, CA_CONSENT_REVOKED },
+        { 'C', "credit:uses:jti-2", NULL, 1, 10, 1900000000,
+          CA_CONSENT_EXHAUSTED },
+        { 'C', "credit:vbudget:jti-2", "tax.a", 2, 3, 1900000000,
+          CA_VERIFICATION_BUDGET_EXHAUSTED },
+        { 'C', "credit:vbudget:jti-2", "tax.b", 1, 3, 1900000000,
+          CA_VERIFICATION_BUDGET_EXHAUSTED },
+    };
+
+    allow(&e, "v1");
+    ca_aw_decide(aw, &e, "deny", vc, 4, &o[0], NULL);
+    turn(aw);
+    assert_int_equal(o[0].reason, CA_OK);
+    allow(&e, "v2");                    /* tax.a: 2 + 2 > 3 */
+    ca_aw_decide(aw, &e, "deny", vc, 4, &o[1], NULL);
+    turn(aw);
+    assert_int_equal(o[1].reason, CA_VERIFICATION_BUDGET_EXHAUSTED);
+    assert_int_equal(count_rid("v2", "deny",
+                               "verification_budget_exhausted"), 1);
+    /* nothing of the refused request was spent */
+    assert_int_equal(*counter("credit:uses:jti-2/", 18, 0), 1);
+    assert_int_equal(*counter("credit:vbudget:jti-2/tax.a", 26, 0), 2);
+    assert_int_equal(*counter("credit:vbudget:jti-2/tax.b", 26, 0), 1);
+
+    vc[2].by = 1;                       /* tax.a: 2 + 1 fits */
+    allow(&e, "v3");
+    ca_aw_decide(aw, &e, "deny", vc, 4, &o[2], NULL);
+    turn(aw);
+    assert_int_equal(o[2].reason, CA_OK);
+    assert_int_equal(*counter("credit:vbudget:jti-2/tax.a", 26, 0), 3);
+    assert_intact();
+    ca_aw_free(aw);
+}
+
 
 /* No reply: final entries go to the spool; a decision is lost (503), its
  * position spooled as the deny the bank got, and its lane retired. */
@@ -833,6 +886,7 @@ main(void)
 
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup(test_group_commit_and_variants, setup),
+        cmocka_unit_test_setup(test_budget_checks, setup),
         cmocka_unit_test_setup(test_lost_reply, setup),
         cmocka_unit_test_setup(test_duplicate_replay, setup),
         cmocka_unit_test_setup(test_gap_refusal, setup),
