@@ -111,8 +111,9 @@ typedef struct {
 } ca_aw_stats;
 
 ca_aw *ca_aw_new(const ca_aw_conf *conf, char *err, size_t errlen);
-/* Closes the spool; entries still queued or in flight are spooled first
- * (ca_aw_abandon).  Returns 1 when the spool was empty and removed. */
+/* Spools what is still queued and closes the spool (commands in flight
+ * must have had their answer, NULL at worst, before).  Returns 1 when the
+ * spool was empty and has been removed. */
 int ca_aw_free(ca_aw *aw);
 
 /* The script's text and its SHA-1 (hex), for SCRIPT LOAD and EVALSHA. */
