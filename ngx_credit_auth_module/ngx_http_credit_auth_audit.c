@@ -403,6 +403,10 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
         ca_entry_add(e, "reason", ca_reason_name(why),
                      ngx_strlen(ca_reason_name(why)));
     }
+    if (ctx->cause) {
+        /* which answer became upstream_invalid (docs/audit-format.md) */
+        ca_entry_add(e, "cause", ctx->cause, ngx_strlen(ctx->cause));
+    }
 
     if (ngx_http_credit_auth_writer_final(e, NULL) == NGX_ERROR) {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,

@@ -217,6 +217,20 @@ ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx)
 }
 
 
+/* A refusal of the answer (404, 502): the decision allowed it, the reason
+ * counts the refusal the bank got. */
+void
+ngx_http_credit_auth_count_reason(ca_reason reason)
+{
+    ngx_http_credit_auth_shctx_t  *sh;
+
+    sh = ngx_http_credit_auth_shared(NULL);
+    if (sh != NULL && reason > CA_OK && reason < CA_REASON_COUNT) {
+        (void) ngx_atomic_fetch_add(&sh->reasons[reason], 1);
+    }
+}
+
+
 /*
  * A worker's audit writer: its counters are added to the zone's totals
  * (they outlive the worker), its spool is shown in a slot of its own
