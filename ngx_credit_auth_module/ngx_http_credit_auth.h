@@ -13,9 +13,9 @@
  *   log phase      outcome entry                        (…_audit.c)
  *
  * Calls flow one way, from the top down:
- *   module -> access, filter, headers -> audit (entries) -> writer
- *   (lib/auditwriter) -> redis;  access, filter, status, cache, writer ->
- *   zone (shared memory).
+ *   module -> directives;  module -> access, filter -> headers, response;
+ *   access, filter -> audit (entries) -> writer (lib/auditwriter) -> redis;
+ *   access, filter, status, cache, writer -> zone (shared memory).
  * A lower file reaches a higher one only through a callback it was given.
  */
 #ifndef NGX_HTTP_CREDIT_AUTH_H
@@ -232,6 +232,12 @@ extern ngx_module_t  ngx_http_credit_auth_module;
 
 /* …_access.c */
 ngx_int_t ngx_http_credit_auth_access_handler(ngx_http_request_t *r);
+ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_get_ctx(
+    ngx_http_request_t *r);
+ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+
+/* …_response.c: what the gateway answers of its own */
 ngx_int_t ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_reason reason);
 ngx_buf_t *ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
@@ -239,11 +245,6 @@ ngx_buf_t *ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
 ngx_table_elt_t *ngx_http_credit_auth_add_header(ngx_http_request_t *r,
     const char *key, ngx_str_t *value);
 ngx_int_t ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx);
-
-ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_get_ctx(
-    ngx_http_request_t *r);
-ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 
 /* …_headers.c: what crosses besides the body (SPEC §2.1) */
@@ -259,6 +260,19 @@ void ngx_http_credit_auth_drop_header(ngx_http_request_t *r,
 char *ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf);
+
+/* …_directives.c (used by …_module.c's command table) */
+char *ngx_http_credit_auth_file_arg(ngx_conf_t *cf, ngx_str_t *file);
+char *ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_spool(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_audit_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_hash_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* …_filter.c */
 ngx_int_t ngx_http_credit_auth_filter_init(ngx_conf_t *cf);
