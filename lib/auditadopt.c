@@ -64,12 +64,41 @@ ca_aw_adopt(ca_aw *aw, const char *path)
 }
 
 
+/* A file taken (renamed to `claimed`): its entries join ours; given back
+ * under `orphan` if ours is full; set aside if another version's. */
+void
+ca_aw_adopt_claimed(ca_aw *aw, const char *claimed, const char *orphan)
+{
+    long  n;
+    char  aside[4096];
+
+    n = ca_aw_adopt(aw, claimed);
+    if (n == -2) {
+        snprintf(aside, sizeof(aside), "%.4000s.foreign", orphan);
+        (void) rename(claimed, aside);
+        ca_aw_log(aw, CA_AW_LOG_ALERT, "audit spool %s holds records of "
+                  "another module version: kept as %s, to be replayed by "
+                  "that version", orphan, aside);
+        return;
+    }
+    if (n < 0) {
+        if (strcmp(claimed, orphan) != 0) {
+            (void) rename(claimed, orphan);
+        }
+        return;
+    }
+    ca_aw_log(aw, CA_AW_LOG_INFO, "adopted audit spool %s (%ld entries)",
+              orphan, n);
+    (void) unlink(claimed);
+}
+
+
 void
 ca_aw_adopt_dir(ca_aw *aw, const char *dir, long own_pid)
 {
-    long            pid, n;
+    long            pid;
     DIR            *d;
-    char            orphan[2048], claimed[4096], aside[4096];
+    char            orphan[2048], claimed[4096];
     const char     *dot;
     struct dirent  *de;
 
@@ -95,23 +124,7 @@ ca_aw_adopt_dir(ca_aw *aw, const char *dir, long own_pid)
             continue;                   /* another worker took it */
         }
 
-        n = ca_aw_adopt(aw, claimed);
-        if (n == -2) {
-            snprintf(aside, sizeof(aside), "%s.foreign", orphan);
-            (void) rename(claimed, aside);
-            ca_aw_log(aw, CA_AW_LOG_ALERT, "audit spool %s holds records of "
-                      "another module version: kept as %s, to be replayed "
-                      "by that version", orphan, aside);
-            continue;
-        }
-        if (n < 0) {
-            /* ours is full: give it back for later */
-            (void) rename(claimed, orphan);
-            continue;
-        }
-        ca_aw_log(aw, CA_AW_LOG_INFO, "adopted audit spool %s (%ld entries)",
-                  orphan, n);
-        (void) unlink(claimed);
+        ca_aw_adopt_claimed(aw, claimed, orphan);
     }
 
     closedir(d);

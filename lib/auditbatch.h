@@ -129,4 +129,7 @@ void ca_aw_replayed(ca_aw *aw, ca_aw_batch *b, const char *res);
 int ca_aw_spool_record(ca_aw *aw, const ca_spool_record *rec);
 int ca_aw_has_spool(const ca_aw *aw);
 
+/* auditadopt.c */
+void ca_aw_adopt_claimed(ca_aw *aw, const char *claimed, const char *orphan);
+
 #endif

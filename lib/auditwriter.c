@@ -16,6 +16,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auditbatch.h"
@@ -479,7 +481,10 @@ ca_aw_get_stats(const ca_aw *aw)
 ca_aw *
 ca_aw_new(const ca_aw_conf *conf, char *err, size_t errlen)
 {
-    ca_aw  *aw;
+    ca_aw        *aw;
+    char          stale[4096];
+    size_t        n;
+    struct stat   st;
 
     aw = calloc(1, sizeof(ca_aw));
     if (aw == NULL) {
@@ -492,6 +497,7 @@ ca_aw_new(const ca_aw_conf *conf, char *err, size_t errlen)
     snprintf(aw->stream, sizeof(aw->stream), "%s", conf->stream);
     aw->tail = &aw->queue;
     aw->next_chain = conf->max_lanes + 1;
+    stale[0] = '\0';
 
     aw->lanes = calloc(conf->max_lanes + 1, sizeof(ca_aw_lane));
     aw->free = calloc(conf->max_lanes + 1, sizeof(size_t));
@@ -508,10 +514,28 @@ ca_aw_new(const ca_aw_conf *conf, char *err, size_t errlen)
             snprintf(err, errlen, "out of memory");
             goto failed;
         }
+        /*
+         * A file under our name is an earlier process's with our pid (a
+         * crash, then the pid came round again): its entries are adopted
+         * like a dead worker's, never read as ours.  Where that cannot be
+         * done now it stays as worker-<pid>-<n>.spool for adoption later.
+         */
+        if (stat(conf->spool_file, &st) == 0 && st.st_size > 0) {
+            n = strlen(conf->spool_file);
+            snprintf(stale, sizeof(stale), "%.*s-%lld.spool",
+                     (int) (n > 6 ? n - 6 : n), conf->spool_file,
+                     (long long) time(NULL));
+            if (rename(conf->spool_file, stale) != 0) {
+                stale[0] = '\0';
+            }
+        }
         aw->spool = ca_spool_open(conf->spool_file, conf->spool_max, err,
                                   errlen);
         if (aw->spool == NULL) {
             goto failed;
+        }
+        if (stale[0]) {
+            ca_aw_adopt_claimed(aw, stale, stale);
         }
         ca_aw_refresh_oldest(aw);
     }

@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -794,6 +795,60 @@ test_adoption(void **state)
     assert_int_equal(ca_aw_free(aw), 1);
 }
 
+/* A spool under our own name is an earlier process's (its pid came round
+ * again): adopted at start, never taken for ours; one of another version
+ * is set aside. */
+static void
+test_spool_of_an_earlier_process_with_our_pid(void **state)
+{
+    ca_aw       *aw;
+    ca_entry     e;
+    owner        o = { 0 };
+    char         path[600], aside[700];
+    ca_spool    *sp;
+    char         err[128];
+    const char  *argv[1] = { "EVALSHA" };
+    size_t       lens[1] = { 7 };
+    struct stat  st;
+    DIR         *d;
+    struct dirent *de;
+
+    aw = writer("gw-1/300/1", 1 << 20, 1);
+    refusal(&e, "old1");
+    assert_int_equal(ca_aw_final(aw, &e, 0, &o, NULL), CA_AW_SPOOLED);
+    assert_int_equal(ca_aw_free(aw), 0);
+
+    aw = writer("gw-1/300/2", 1 << 20, 1);      /* same pid, new start */
+    assert_non_null(strstr(logged, "adopted audit spool"));
+    replay_all(aw);
+    assert_int_equal(count_rid("old1", NULL, NULL), 1);
+    assert_intact();
+    assert_int_equal(ca_aw_free(aw), 1);
+
+    /* another version's records under our name */
+    snprintf(path, sizeof(path), "%s/worker-301.spool", dir);
+    sp = ca_spool_open(path, 1 << 20, err, sizeof(err));
+    assert_int_equal(ca_spool_append(sp, 2, NULL, 0, 1, argv, lens), 0);
+    ca_spool_close(sp);
+    aw = writer("gw-1/301/1", 1 << 20, 1);
+    assert_non_null(strstr(logged, "another module version"));
+    assert_int_equal(ca_aw_spool_bytes(aw, &(int64_t) { 0 }), 0);
+    assert_int_equal(ca_aw_free(aw), 1);
+    aside[0] = '\0';
+    d = opendir(dir);
+    while ((de = readdir(d)) != NULL) {
+        if (strstr(de->d_name, "worker-301-") && strstr(de->d_name,
+                                                         ".foreign"))
+        {
+            snprintf(aside, sizeof(aside), "%s/%s", dir, de->d_name);
+        }
+    }
+    closedir(d);
+    assert_int_equal(stat(aside, &st), 0);      /* kept, not dropped */
+    unlink(aside);
+}
+
+
 /* Replay in order, stopping at the first entry not taken; an error holds
  * the replay off for a while, then it resumes where it stopped. */
 static void
@@ -892,6 +947,8 @@ main(void)
         cmocka_unit_test_setup(test_gap_refusal, setup),
         cmocka_unit_test_setup(test_full_spool, setup),
         cmocka_unit_test_setup(test_adoption, setup),
+        cmocka_unit_test_setup(test_spool_of_an_earlier_process_with_our_pid,
+                               setup),
         cmocka_unit_test_setup(test_replay_order, setup),
         cmocka_unit_test_setup(test_exit_flush, setup),
     };
