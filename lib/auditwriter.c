@@ -61,23 +61,7 @@ ca_aw_settle(ca_aw *aw, ca_aw_job *job, int outcome, ca_reason reason)
 }
 
 
-/* --- the spool ----------------------------------------------------------- */
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-/* --- lanes --------------------------------------------------------------- */
+/* --- lanes ------------------------------------------------------------- */
 
 size_t
 ca_aw_lane_get(ca_aw *aw)
@@ -130,7 +114,7 @@ ca_aw_lane_retire(ca_aw *aw, size_t slot)
 }
 
 
-/* --- entries in ---------------------------------------------------------- */
+/* --- entries in -------------------------------------------------------- */
 
 void
 ca_aw_enqueue(ca_aw *aw, ca_aw_job *job)
@@ -202,12 +186,6 @@ ca_aw_final(ca_aw *aw, ca_entry *e, int online, void *owner,
 }
 
 
-
-
-
-
-
-
 void
 ca_aw_detach(ca_aw_job *job)
 {
@@ -215,8 +193,7 @@ ca_aw_detach(ca_aw_job *job)
 }
 
 
-/* --- fates ---------------------------------------------------------------- */
-
+/* --- fates ------------------------------------------------------------- */
 
 
 /* No reply, an error, or a gap: what is unknown goes to the spool. */
@@ -300,8 +277,6 @@ ca_aw_check_reply(ca_aw *aw, ca_aw_batch *b, const ca_aw_rep *rep)
 }
 
 
-
-
 void
 ca_aw_reply(ca_aw *aw, ca_aw_cmd *cmd, const ca_aw_rep *rep)
 {
@@ -329,7 +304,7 @@ ca_aw_reply(ca_aw *aw, ca_aw_cmd *cmd, const ca_aw_rep *rep)
 }
 
 
-/* --- entries out ---------------------------------------------------------- */
+/* --- entries out ------------------------------------------------------- */
 
 ca_aw_batch *
 ca_aw_batch_new(size_t n)
@@ -389,9 +364,7 @@ ca_aw_flush(ca_aw *aw, int online)
 }
 
 
-
-
-/* --- housekeeping --------------------------------------------------------- */
+/* --- housekeeping ------------------------------------------------------ */
 
 static void
 ca_aw_checkpoints(ca_aw *aw, int64_t now_ms, int online)
@@ -444,8 +417,6 @@ ca_aw_tick(ca_aw *aw, int64_t now_ms, uint64_t checkpoint_ms, int all,
 }
 
 
-
-
 int
 ca_aw_idle(const ca_aw *aw, int online)
 {
@@ -474,9 +445,7 @@ ca_aw_get_stats(const ca_aw *aw)
 }
 
 
-
-
-/* --- life cycle ----------------------------------------------------------- */
+/* --- life cycle -------------------------------------------------------- */
 
 ca_aw *
 ca_aw_new(const ca_aw_conf *conf, char *err, size_t errlen)
