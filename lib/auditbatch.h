@@ -57,6 +57,7 @@ typedef struct {
     ca_aw_job         **jobs;
     size_t              njobs;
     int                 replay;
+    size_t              n0;             /* chain-0 entries among jobs */
     char               *scratch;        /* numbers the argv points to */
 } ca_aw_batch;
 
@@ -103,6 +104,9 @@ struct ca_aw {
     ca_aw_job          *queue;      /* this turn's entries */
     ca_aw_job         **tail;
     size_t              inflight;   /* entries sent, reply due */
+    size_t              outstanding0;   /* chain-0 entries queued or out */
+    ca_aw_job          *behind;     /* chain-0 entries for the spool that
+                                       wait for those, in seq order */
     int                 replaying;
     int                 hold;
     int64_t             last_checkpoint;

@@ -177,7 +177,8 @@ ca_aw_replay(ca_aw *aw)
     ca_aw_batch      *b;
     ca_spool_record   rec;
 
-    if (!ca_aw_spool_pending(aw) || aw->replaying || aw->hold) {
+    if (!ca_aw_spool_pending(aw) || aw->replaying || aw->hold || aw->behind)
+    {
         return NULL;
     }
     b = ca_aw_batch_new(CA_AW_REPLAY_MAX);

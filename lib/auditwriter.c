@@ -5,7 +5,12 @@
  * auditadopt.c.
  *
  * Order.  Chain 0 is written in seal order: its entries are queued, and
- * while the spool holds anything they go behind it, into the spool.  A
+ * while the spool holds anything they go behind it, into the spool.  Its
+ * entries reach the spool in seal order too: one bound for the spool
+ * while older ones are still queued or in flight waits for their fate (it
+ * may send them to the spool first) in the `behind` list, kept in seq
+ * order, and so do the ones after it; the replay waits for that list to
+ * be spooled.  A
  * lane holds at most one entry whose fate is unknown; when that fate
  * cannot be learnt (no reply, an error), the lane is retired: its chain
  * ends there and the slot starts a new chain.  A decision that failed is
@@ -125,6 +130,43 @@ ca_aw_enqueue(ca_aw *aw, ca_aw_job *job)
 }
 
 
+/* In seq order: a younger batch can fail before an older one's fate is
+ * known (a command declined while another is out). */
+static void
+ca_aw_behind(ca_aw *aw, ca_aw_job *job)
+{
+    ca_aw_job  **p;
+
+    for (p = &aw->behind; *p && (*p)->seq < job->seq; p = &(*p)->next) {
+        /* void */
+    }
+    job->next = *p;
+    *p = job;
+}
+
+
+/* No chain-0 entry queued or in flight any more: the ones waiting go to
+ * the spool, oldest first. */
+static void
+ca_aw_release_behind(ca_aw *aw)
+{
+    int         outcome;
+    ca_aw_job  *job;
+
+    if (aw->outstanding0 > 0) {
+        return;
+    }
+    while ((job = aw->behind) != NULL) {
+        aw->behind = job->next;
+        outcome = ca_aw_spool_job(aw, job) == 0 ? CA_AW_SPOOLED : CA_AW_LOST;
+        if (outcome == CA_AW_LOST) {
+            aw->stats.lost++;
+        }
+        ca_aw_settle(aw, job, outcome, CA_OK);
+    }
+}
+
+
 /*
  * A sealed final entry of `slot`: queued, or spooled now.  `saved` is the
  * chain before sealing, restored when the entry goes nowhere (a sealed
@@ -145,7 +187,14 @@ ca_aw_submit(ca_aw *aw, size_t slot, ca_entry *e, const ca_chain *saved,
     job->slot = slot;
     job->owner = owner;
 
-    if (slot == 0 && (!online || ca_aw_spool_pending(aw))) {
+    if (slot == 0 && (!online || ca_aw_spool_pending(aw) || aw->behind)) {
+        if (aw->outstanding0 > 0 || aw->behind) {
+            ca_aw_behind(aw, job);
+            if (out) {
+                *out = job;
+            }
+            return CA_AW_QUEUED;
+        }
         if (ca_aw_spool_job(aw, job) != 0) {
             aw->lanes[0].chain = *saved;
             ca_aw_job_free(job);
@@ -158,6 +207,8 @@ ca_aw_submit(ca_aw *aw, size_t slot, ca_entry *e, const ca_chain *saved,
 
     if (slot != 0) {
         aw->lanes[slot].busy = 1;
+    } else {
+        aw->outstanding0++;
     }
     ca_aw_enqueue(aw, job);
     if (out) {
@@ -213,6 +264,10 @@ ca_aw_failed(ca_aw *aw, ca_aw_job *job)
     if (job->slot != 0) {
         /* spooled, it could land after the lane's next entry */
         ca_aw_lane_retire(aw, job->slot);
+    } else {
+        /* settled once no older chain-0 entry can still go before it */
+        ca_aw_behind(aw, job);
+        return;
     }
     outcome = ca_aw_spool_job(aw, job) == 0 ? CA_AW_SPOOLED : CA_AW_LOST;
     if (outcome == CA_AW_LOST) {
@@ -293,6 +348,7 @@ ca_aw_reply(ca_aw *aw, ca_aw_cmd *cmd, const ca_aw_rep *rep)
     }
 
     aw->inflight -= b->njobs;
+    aw->outstanding0 -= b->n0;
     for (i = 0; i < b->njobs; i++) {
         if (res && ca_aw_result_ok(b->jobs[i], res[i])) {
             ca_aw_acked(aw, b->jobs[i], res[i]);
@@ -301,6 +357,7 @@ ca_aw_reply(ca_aw *aw, ca_aw_cmd *cmd, const ca_aw_rep *rep)
         }
     }
     ca_aw_batch_free(b);
+    ca_aw_release_behind(aw);
 }
 
 
@@ -338,9 +395,12 @@ ca_aw_flush(ca_aw *aw, int online)
     if (b == NULL) {
         while ((job = aw->queue) != NULL) {
             aw->queue = job->next;
+            aw->outstanding0 -= (job->kind == CA_AW_KIND_ENTRY
+                                 && job->slot == 0);
             ca_aw_failed(aw, job);
         }
         aw->tail = &aw->queue;
+        ca_aw_release_behind(aw);
         return NULL;
     }
 
@@ -348,6 +408,7 @@ ca_aw_flush(ca_aw *aw, int online)
         job = aw->queue;
         aw->queue = job->next;
         b->jobs[n] = job;
+        b->n0 += (job->kind == CA_AW_KIND_ENTRY && job->slot == 0);
     }
     if (aw->queue == NULL) {
         aw->tail = &aw->queue;
@@ -422,7 +483,7 @@ ca_aw_idle(const ca_aw *aw, int online)
 {
     size_t  i;
 
-    if (aw->queue || aw->inflight || aw->replaying
+    if (aw->queue || aw->inflight || aw->replaying || aw->behind
         || (online && ca_aw_spool_pending(aw)))
     {
         return 0;
@@ -525,6 +586,8 @@ ca_aw_free(ca_aw *aw)
     int  removed = 0;
 
     (void) ca_aw_flush(aw, 0);
+    aw->outstanding0 = 0;           /* every reply has come, NULL at worst */
+    ca_aw_release_behind(aw);
     if (aw->spool) {
         removed = ca_spool_empty(aw->spool);
         ca_spool_close(aw->spool);

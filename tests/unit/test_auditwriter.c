@@ -686,6 +686,53 @@ test_gap_refusal(void **state)
     ca_aw_free(aw);
 }
 
+/* Chain-0 entries reach the spool in seal order even when a younger
+ * batch fails first (declined: too many commands in flight) or a younger
+ * entry is sealed while an older batch is still out: they wait for the
+ * older batch's fate, then follow it into the spool. */
+static void
+test_spool_keeps_seal_order(void **state)
+{
+    ca_aw       *aw = writer("gw-1/109/1", 1 << 20, 1);
+    ca_entry     e;
+    owner        o[6] = { { 0 } };
+    ca_aw_cmd   *c1, *c2;
+    ca_aw_rep    err = { CA_AW_REPLY_ERROR, "LOADING Redis is loading", 24 };
+
+    refusal(&e, "k1");
+    ca_aw_final(aw, &e, 1, &o[0], NULL);
+    refusal(&e, "k2");
+    ca_aw_final(aw, &e, 1, &o[1], NULL);
+    c1 = ca_aw_flush(aw, 1);                    /* in flight */
+    refusal(&e, "n1");
+    ca_aw_final(aw, &e, 1, &o[2], NULL);
+    c2 = ca_aw_flush(aw, 1);
+    ca_aw_reply(aw, c2, NULL);                  /* declined, not sent */
+    assert_int_equal(o[2].calls, 0);            /* waits for c1 */
+    assert_null(ca_aw_replay(aw));
+    refusal(&e, "n2");                          /* behind them */
+    assert_int_equal(ca_aw_final(aw, &e, 1, &o[3], NULL), CA_AW_QUEUED);
+    assert_false(ca_aw_idle(aw, 1));
+
+    ca_aw_reply(aw, c1, &err);                  /* c1 fails too */
+    assert_int_equal(o[0].outcome, CA_AW_SPOOLED);
+    assert_int_equal(o[2].outcome, CA_AW_SPOOLED);
+    assert_int_equal(o[3].outcome, CA_AW_SPOOLED);
+    refusal(&e, "n3");                          /* nothing in flight */
+    assert_int_equal(ca_aw_final(aw, &e, 1, &o[4], NULL), CA_AW_SPOOLED);
+
+    replay_all(aw);
+    assert_int_equal(R.n, 5);
+    assert_string_equal(field(&R.e[0], "rid"), "k1");
+    assert_string_equal(field(&R.e[1], "rid"), "k2");
+    assert_string_equal(field(&R.e[2], "rid"), "n1");
+    assert_string_equal(field(&R.e[3], "rid"), "n2");
+    assert_string_equal(field(&R.e[4], "rid"), "n3");
+    assert_intact();
+    assert_int_equal(ca_aw_free(aw), 1);
+}
+
+
 /* A full spool: the entry is refused and not sealed (no hole in the
  * chain); once there is room the chain goes on where it was. */
 static void
@@ -945,6 +992,7 @@ main(void)
         cmocka_unit_test_setup(test_lost_reply, setup),
         cmocka_unit_test_setup(test_duplicate_replay, setup),
         cmocka_unit_test_setup(test_gap_refusal, setup),
+        cmocka_unit_test_setup(test_spool_keeps_seal_order, setup),
         cmocka_unit_test_setup(test_full_spool, setup),
         cmocka_unit_test_setup(test_adoption, setup),
         cmocka_unit_test_setup(test_spool_of_an_earlier_process_with_our_pid,
