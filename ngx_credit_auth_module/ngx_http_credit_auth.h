@@ -115,6 +115,9 @@ typedef struct {
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  command_timeout;
     ngx_uint_t                  max_inflight;
+    ngx_uint_t                  durability;     /* CA_DURABLE_* */
+    ngx_uint_t                  wait_replicas;  /* durability=replicas:N */
+    ngx_msec_t                  wait_timeout;
 
     ngx_str_t                   stream;
     ngx_str_t                   spool_path;
@@ -296,6 +299,8 @@ ngx_int_t ngx_http_credit_auth_redis_command(int argc, const char **argv,
 ngx_uint_t ngx_http_credit_auth_redis_ready(void);
 ngx_uint_t ngx_http_credit_auth_redis_connecting(void);
 ngx_uint_t ngx_http_credit_auth_redis_inflight(void);
+/* Why this worker's connection is not ready, or a warning ("": none). */
+const char *ngx_http_credit_auth_redis_why(void);
 
 /* …_audit.c: the entries of a request */
 ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,

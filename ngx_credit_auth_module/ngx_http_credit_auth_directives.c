@@ -9,11 +9,71 @@
 /*
  * credit_auth_redis 127.0.0.1:6379 | host:port | unix:/path
  *                   [password=S] [db=N] [connect_timeout=T]
- *                   [command_timeout=T] [max_inflight=N];
+ *                   [command_timeout=T] [max_inflight=N]
+ *                   [durability=aof|replicas:N[,timeout=T]|none];
  *
  * Names are resolved here, once: hiredis would resolve with a blocking
  * getaddrinfo() on the event loop (ENGINEERING §4).
  */
+/*
+ * durability=aof: the primary must run appendonly yes + appendfsync always
+ * (checked on every connect); replicas:N[,timeout=T]: WAIT N T after every
+ * batch; none: Redis may lose what it acknowledged, said loudly.
+ */
+static ngx_int_t
+ngx_http_credit_auth_durability(ngx_conf_t *cf,
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_str_t *word)
+{
+    u_char     *p, *last, *comma;
+    ngx_int_t   n;
+    ngx_str_t   s;
+
+    p = word->data + 11;
+    last = word->data + word->len;
+
+    if ((size_t) (last - p) == 3 && ngx_strncmp(p, "aof", 3) == 0) {
+        mcf->durability = CA_DURABLE_AOF;
+        return NGX_OK;
+    }
+
+    if ((size_t) (last - p) == 4 && ngx_strncmp(p, "none", 4) == 0) {
+        mcf->durability = CA_DURABLE_NONE;
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "credit_auth_redis: durability=none: decisions "
+                           "are acknowledged by a Redis that can lose them");
+        return NGX_OK;
+    }
+
+    if (last - p < 10 || ngx_strncmp(p, "replicas:", 9) != 0) {
+        return NGX_ERROR;
+    }
+    p += 9;
+    comma = ngx_strlchr(p, last, ',');
+    n = ngx_atoi(p, (comma ? comma : last) - p);
+    if (n == NGX_ERROR || n == 0) {
+        return NGX_ERROR;
+    }
+    mcf->durability = CA_DURABLE_REPLICAS;
+    mcf->wait_replicas = n;
+
+    if (comma) {
+        p = comma + 1;
+        if (last - p < 9 || ngx_strncmp(p, "timeout=", 8) != 0) {
+            return NGX_ERROR;
+        }
+        s.data = p + 8;
+        s.len = last - s.data;
+        mcf->wait_timeout = ngx_parse_time(&s, 0);
+        if (mcf->wait_timeout == (ngx_msec_t) NGX_ERROR
+            || mcf->wait_timeout == 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+    return NGX_OK;
+}
+
+
 char *
 ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -117,6 +177,15 @@ ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
                 goto invalid;
             }
             mcf->max_inflight = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "durability=", 11) == 0) {
+            if (ngx_http_credit_auth_durability(cf, mcf, &value[i])
+                != NGX_OK)
+            {
+                goto invalid;
+            }
             continue;
         }
 

@@ -19,6 +19,13 @@
  *  - timers are cancelable so that a reload never waits for them, except
  *    the watchdog while replies are due: requests parked on Redis must not
  *    be cut off by a worker that exits under them.
+ *
+ * Durability (SPEC §7.1): a connection is ready only once INFO (and
+ * CONFIG GET appendfsync) show a primary that keeps what it acknowledges
+ * under the configured durability (lib/redisinfo.c); with replicas:N,
+ * every command is followed on the same connection by WAIT N T, and its
+ * reply reaches the caller only if WAIT counted N replicas.  -READONLY or
+ * -NOREPLICAS drops the connection, so that the next one checks again.
  */
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -31,6 +38,8 @@ typedef struct {
     ngx_http_credit_auth_reply_pt   handler;
     void                           *data;
     ngx_msec_t                      deadline;
+    redisReply                     *held;       /* waiting for WAIT */
+    ngx_uint_t                      unwaited;   /* WAIT could not be sent */
 } ngx_http_credit_auth_redis_cmd_t;
 
 
@@ -49,6 +58,8 @@ typedef struct {
     ngx_msec_t                         connect_deadline;
     ngx_msec_t                         last_attempt;
     ngx_queue_t                        pending;    /* replies come in order */
+    ca_redisinfo                       info;       /* of this connection */
+    char                               why[256];   /* not ready, or a warning */
 } ngx_http_credit_auth_redis_t;
 
 
@@ -59,6 +70,10 @@ static void ngx_http_credit_auth_redis_connect(void);
 static void ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_credit_auth_redis_drop(const char *why);
+static void ngx_http_credit_auth_redis_info_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_credit_auth_redis_fsync_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
 
 
 /* --- the adapter: hiredis asks, nginx's event loop does ---------------- */
@@ -234,6 +249,40 @@ ngx_http_credit_auth_redis_auth_reply(redisAsyncContext *ac, void *r,
 
 
 static void
+ngx_http_credit_auth_redis_info_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                    *reply = r;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    if (rs->ac == ac && reply && reply->type == REDIS_REPLY_STRING) {
+        ca_redisinfo_parse(&rs->info, reply->str, reply->len);
+    }
+}
+
+
+/* A refused CONFIG GET is no error: durability=aof then cannot be
+ * verified, which ngx_http_credit_auth_redis_ready_reply() says. */
+static void
+ngx_http_credit_auth_redis_fsync_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                    *reply = r;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    if (rs->ac == ac && reply && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 2
+        && reply->element[1]->type == REDIS_REPLY_STRING
+        && reply->element[1]->len < sizeof(rs->info.appendfsync))
+    {
+        ngx_memcpy(rs->info.appendfsync, reply->element[1]->str,
+                   reply->element[1]->len);
+        rs->info.appendfsync[reply->element[1]->len] = '\0';
+    }
+}
+
+
+static void
 ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
     int status)
 {
@@ -277,6 +326,13 @@ ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
                           rs->hooks.scripts[i]);
     }
 
+    /* what the server is and keeps: checked when the PING comes back */
+    ngx_memzero(&rs->info, sizeof(ca_redisinfo));
+    redisAsyncCommand(ac, ngx_http_credit_auth_redis_info_reply, NULL,
+                      "INFO");
+    redisAsyncCommand(ac, ngx_http_credit_auth_redis_fsync_reply, NULL,
+                      "CONFIG GET appendfsync");
+
     /*
      * Ready only when all of the above went through: a command sent behind
      * a refused SELECT would run in the wrong database, and a refused AUTH
@@ -293,6 +349,7 @@ static void
 ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac, void *r,
     void *privdata)
 {
+    ngx_int_t                      rc;
     redisReply                    *reply = r;
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
@@ -302,13 +359,39 @@ ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac, void *r,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_snprintf((u_char *) rs->why, sizeof(rs->why) - 1, "%s%Z",
+                     reply->str);
         ngx_log_error(NGX_LOG_ERR, rs->log, 0,
                       "credit_auth: redis not ready: %s", reply->str);
         redisAsyncDisconnect(ac);
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, rs->log, 0, "credit_auth: redis connected");
+    rc = ca_redisinfo_check(&rs->info, (int) rs->mcf->durability,
+                            (long) rs->mcf->wait_replicas, rs->why,
+                            sizeof(rs->why));
+    if (rc == -2) {
+        /* never usable as configured: loud, and retried slowly */
+        ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
+                      "credit_auth: redis refused: %s", rs->why);
+        rs->failures = 7;
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (rc != 0) {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "credit_auth: redis not used: %s", rs->why);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (rs->why[0]) {
+        ngx_log_error(NGX_LOG_WARN, rs->log, 0, "credit_auth: redis: %s",
+                      rs->why);
+    }
+
+    ngx_log_error(NGX_LOG_INFO, rs->log, 0,
+                  "credit_auth: redis connected (durability=%s)",
+                  ca_durability_name((int) rs->mcf->durability));
     rs->ready = 1;
     rs->failures = 0;
     rs->hooks.changed();
@@ -444,17 +527,109 @@ ngx_http_credit_auth_redis_watchdog_handler(ngx_event_t *ev)
 
 
 static void
-ngx_http_credit_auth_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
+ngx_http_credit_auth_redis_done(ngx_http_credit_auth_redis_cmd_t *cmd,
+    redisReply *reply)
 {
-    ngx_http_credit_auth_redis_cmd_t  *cmd = privdata;
-    ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
+    ngx_uint_t                     lost;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
     rs->inflight--;
     ngx_queue_remove(&cmd->queue);
 
+    /* a replica, or a primary short of replicas: find the primary again */
+    lost = reply && reply->type == REDIS_REPLY_ERROR
+           && (ngx_strncmp(reply->str, "READONLY", 8) == 0
+               || ngx_strncmp(reply->str, "NOREPLICAS", 10) == 0);
+
     cmd->handler(cmd->data, reply);
     ngx_free(cmd);
+
+    if (lost && rs->ac && rs->ready) {
+        ngx_log_error(NGX_LOG_WARN, rs->log, 0,
+                      "credit_auth: redis: no longer a writable primary "
+                      "(READONLY or NOREPLICAS): reconnecting");
+        /* from inside a hiredis callback: disconnect, never free */
+        rs->ready = 0;
+        redisAsyncDisconnect(rs->ac);
+    }
+}
+
+
+static void
+ngx_http_credit_auth_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_credit_auth_redis_done(privdata, reply);
+}
+
+
+/* A copy of what the caller reads of a reply (type, string, integer):
+ * hiredis frees the original when this callback returns. */
+static void
+ngx_http_credit_auth_redis_hold(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                        *reply = r, *held;
+    ngx_http_credit_auth_redis_cmd_t  *cmd = privdata;
+
+    if (cmd->unwaited) {
+        ngx_http_credit_auth_redis_done(cmd, NULL);
+        return;
+    }
+    if (reply == NULL) {
+        return;                 /* the WAIT's callback gets NULL too */
+    }
+
+    held = ngx_calloc(sizeof(redisReply) + reply->len + 1,
+                      ngx_http_credit_auth_redis_state.log);
+    if (held == NULL) {
+        return;                 /* then treated as no reply */
+    }
+    held->type = reply->type;
+    held->integer = reply->integer;
+    if (reply->str) {
+        held->str = (char *) (held + 1);
+        held->len = reply->len;
+        ngx_memcpy(held->str, reply->str, reply->len);
+    }
+    cmd->held = held;
+}
+
+
+static void
+ngx_http_credit_auth_redis_wait_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                        *reply = r, *held;
+    ngx_http_credit_auth_redis_cmd_t  *cmd = privdata;
+    ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
+
+    held = cmd->held;
+
+    /* a refusal wrote nothing: it goes through as it is */
+    if (held && (held->type == REDIS_REPLY_ERROR
+                 || (reply && reply->type == REDIS_REPLY_INTEGER
+                     && reply->integer
+                        >= (long long) rs->mcf->wait_replicas)))
+    {
+        ngx_http_credit_auth_redis_done(cmd, held);
+
+    } else {
+        if (reply) {
+            ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                          "credit_auth: redis: WAIT %ui: %s%L replicas "
+                          "acknowledged: not durable",
+                          rs->mcf->wait_replicas,
+                          reply->type == REDIS_REPLY_INTEGER ? "" : "no ",
+                          reply->type == REDIS_REPLY_INTEGER
+                          ? (int64_t) reply->integer : (int64_t) 0);
+        }
+        ngx_http_credit_auth_redis_done(cmd, NULL);
+    }
+
+    if (held) {
+        ngx_free(held);
+    }
 }
 
 
@@ -462,6 +637,7 @@ ngx_int_t
 ngx_http_credit_auth_redis_command(int argc, const char **argv,
     const size_t *argvlen, ngx_http_credit_auth_reply_pt handler, void *data)
 {
+    ngx_uint_t                         replicas;
     ngx_http_credit_auth_redis_cmd_t  *cmd;
     ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
 
@@ -478,13 +654,33 @@ ngx_http_credit_auth_redis_command(int argc, const char **argv,
     cmd->handler = handler;
     cmd->data = data;
     cmd->deadline = ngx_current_msec + rs->mcf->command_timeout;
+    cmd->held = NULL;
+    cmd->unwaited = 0;
 
-    if (redisAsyncCommandArgv(rs->ac, ngx_http_credit_auth_redis_reply, cmd,
-                              argc, argv, argvlen)
+    replicas = rs->mcf->durability == CA_DURABLE_REPLICAS;
+    if (replicas) {
+        cmd->deadline += rs->mcf->wait_timeout;
+    }
+
+    if (redisAsyncCommandArgv(rs->ac,
+                              replicas ? ngx_http_credit_auth_redis_hold
+                                       : ngx_http_credit_auth_redis_reply,
+                              cmd, argc, argv, argvlen)
         != REDIS_OK)
     {
         ngx_free(cmd);
         return NGX_ERROR;
+    }
+
+    /* pipelined behind it: one more reply, not one more round trip */
+    if (replicas
+        && redisAsyncCommand(rs->ac, ngx_http_credit_auth_redis_wait_reply,
+                             cmd, "WAIT %d %d",
+                             (int) rs->mcf->wait_replicas,
+                             (int) rs->mcf->wait_timeout)
+           != REDIS_OK)
+    {
+        cmd->unwaited = 1;
     }
 
     rs->inflight++;
@@ -532,6 +728,13 @@ ngx_http_credit_auth_redis_connecting(void)
     }
 
     return rs->ac != NULL;
+}
+
+
+const char *
+ngx_http_credit_auth_redis_why(void)
+{
+    return ngx_http_credit_auth_redis_state.why;
 }
 
 

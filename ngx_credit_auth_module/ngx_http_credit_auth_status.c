@@ -40,6 +40,24 @@ ngx_http_credit_auth_spool_state(ngx_http_credit_auth_shctx_t *sh,
 }
 
 
+/* "aof", "replicas:N", or "none" (SPEC §7.1: visible on this page) */
+static const char *
+ngx_http_credit_auth_durability(void)
+{
+    static char                        buf[32];
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_credit_auth_module);
+    if (mcf->durability != CA_DURABLE_REPLICAS) {
+        return ca_durability_name((int) mcf->durability);
+    }
+    ngx_snprintf((u_char *) buf, sizeof(buf) - 1, "replicas:%ui%Z",
+                 mcf->wait_replicas);
+    return buf;
+}
+
+
 static json_t *
 ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
 {
@@ -84,7 +102,7 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
     }
 
     doc = json_pack("{s:{s:I, s:I, s:I}, s:o, s:o, s:o, s:o, s:o, s:o,"
-                    " s:o, s:{s:b}}",
+                    " s:o, s:{s:b, s:s, s:s}}",
                     "decisions",
                         "allow", (json_int_t) sh->allow,
                         "deny", (json_int_t) sh->deny,
@@ -98,7 +116,9 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
                     "token_cache", cache,
                     "redis",
                         "connected",
-                        (int) ngx_http_credit_auth_redis_ready());
+                        (int) ngx_http_credit_auth_redis_ready(),
+                        "durability", ngx_http_credit_auth_durability(),
+                        "state", ngx_http_credit_auth_redis_why());
     return doc;
 }
 
@@ -169,6 +189,9 @@ ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
     PROM("# TYPE credit_auth_token_cache_entries gauge\n");
     PROM("credit_auth_token_cache_entries %lu\n",
          (unsigned long) sh->cache_entries);
+    PROM("# TYPE credit_auth_redis_not_durable gauge\n");
+    PROM("credit_auth_redis_not_durable %d\n",
+         ngx_strcmp(ngx_http_credit_auth_durability(), "none") == 0);
     PROM("# TYPE credit_auth_redis_connected gauge\n");
     PROM("credit_auth_redis_connected %d\n",
          (int) ngx_http_credit_auth_redis_ready());

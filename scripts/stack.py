@@ -575,13 +575,18 @@ def _wait(pred, timeout, interval=0.05):
 
 
 class Redis:
-    def __init__(self, directory, port=None, password=None, users=()):
+    def __init__(self, directory, port=None, password=None, users=(),
+                 appendfsync="always", extra=()):
         """users: (name, password) pairs of ACL users with every right
-        (the tools' --user)."""
+        (the tools' --user).  appendfsync "always" is what the gateway's
+        default durability=aof requires (SPEC §7.1); extra: more
+        redis.conf lines."""
         self.dir = subdir(directory, "redis")
         self.port = port or free_port()
         self.password = password
         self.users = list(users)
+        self.appendfsync = appendfsync
+        self.extra = list(extra)
         self.proc = None
         self.conf = self.dir / "redis.conf"
         self.log = self.dir / "redis.log"
@@ -592,7 +597,7 @@ class Redis:
             f"port {self.port}",
             f"dir {self.dir}",
             "appendonly yes",
-            "appendfsync everysec",
+            f"appendfsync {self.appendfsync}",
             'save ""',
             "daemonize no",
             "protected-mode yes",
@@ -603,6 +608,7 @@ class Redis:
             lines.append(f"requirepass {self.password}")
         for name, pw in self.users:
             lines.append(f"user {name} on >{pw} ~* &* +@all")
+        lines += self.extra
         return "\n".join(lines) + "\n"
 
     def start(self, timeout=10):

@@ -247,3 +247,80 @@ tool_tz_name(void)
     }
     return "UTC";
 }
+
+
+int
+tool_durability_parse(tool_durability *d, const char *word)
+{
+    char  *end;
+
+    d->replicas = 0;
+    d->timeout_ms = 500;
+    if (strcmp(word, "aof") == 0) {
+        d->mode = CA_DURABLE_AOF;
+        return 0;
+    }
+    if (strcmp(word, "none") == 0) {
+        d->mode = CA_DURABLE_NONE;
+        return 0;
+    }
+    if (strncmp(word, "replicas:", 9) == 0) {
+        d->mode = CA_DURABLE_REPLICAS;
+        d->replicas = strtol(word + 9, &end, 10);
+        if (end != word + 9 && d->replicas > 0) {
+            if (*end == '\0') {
+                return 0;
+            }
+            if (strncmp(end, ",timeout=", 9) == 0) {
+                d->timeout_ms = strtol(end + 9, &end, 10);
+                if (*end == '\0' && d->timeout_ms > 0) {
+                    return 0;
+                }
+            }
+        }
+    }
+    fprintf(stderr, "%s: bad --durability %s (aof, replicas:N[,timeout=MS] "
+            "or none)\n", tool_name, word);
+    return -1;
+}
+
+
+int
+tool_durable(redisContext *ctx, const tool_durability *d, char *why,
+             size_t whylen)
+{
+    int            rc;
+    redisReply    *r;
+    ca_redisinfo   ri;
+
+    if (d->mode == CA_DURABLE_REPLICAS) {
+        r = redisCommand(ctx, "WAIT %ld %ld", d->replicas, d->timeout_ms);
+        rc = r && r->type == REDIS_REPLY_INTEGER && r->integer >= d->replicas
+             ? 0 : -1;
+        if (rc != 0) {
+            snprintf(why, whylen, "WAIT %ld: %lld replicas acknowledged "
+                     "within %ld ms", d->replicas,
+                     r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0LL,
+                     d->timeout_ms);
+        }
+        freeReplyObject(r);
+        return rc;
+    }
+
+    memset(&ri, 0, sizeof(ri));
+    r = redisCommand(ctx, "INFO");
+    if (r && r->type == REDIS_REPLY_STRING) {
+        ca_redisinfo_parse(&ri, r->str, r->len);
+    }
+    freeReplyObject(r);
+    r = redisCommand(ctx, "CONFIG GET appendfsync");
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
+        && r->element[1]->type == REDIS_REPLY_STRING
+        && r->element[1]->len < sizeof(ri.appendfsync))
+    {
+        memcpy(ri.appendfsync, r->element[1]->str, r->element[1]->len);
+    }
+    freeReplyObject(r);
+    return ca_redisinfo_check(&ri, d->mode, d->replicas, why, whylen) == 0
+           ? 0 : -1;
+}

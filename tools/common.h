@@ -8,6 +8,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "redisinfo.h"
 #include "version.h"
 
 #define EXIT_FINDING 1
@@ -58,6 +59,24 @@ int tool_redis_opt(tool_redis *r, int ch, const char *arg);
 /* Connects, authenticates and selects; NULL after an error message that
  * names what failed. */
 redisContext *tool_redis_open(const tool_redis *r);
+
+/*
+ * --durability aof | replicas:N[,timeout=MS] | none (the gateway's words,
+ * SPEC §7.1): 0, or -1 after an error message.
+ */
+typedef struct {
+    int         mode;               /* CA_DURABLE_* */
+    long        replicas;
+    long        timeout_ms;
+} tool_durability;
+
+int tool_durability_parse(tool_durability *d, const char *word);
+
+/* After a write on ctx: 0 when it is durable under d (WAIT on the same
+ * connection, or a verified appendonly yes + appendfsync always primary),
+ * else -1 with `why` saying what is missing. */
+int tool_durable(redisContext *ctx, const tool_durability *d, char *why,
+                 size_t whylen);
 
 /* --tz: 0, or -1 after an error message naming valid zones. */
 int tool_set_tz(const char *zone);

@@ -1,0 +1,385 @@
+"""Audit and consent state across Redis failures (SPEC §7.1, issue 10):
+a decision is acknowledged only when Redis keeps it (durability=aof: a
+primary verified to run appendonly yes + appendfsync always; replicas:N:
+WAIT N after every batch; none: an explicit, visible choice), a replica or
+a cluster node is never written to, and a demoted primary is left at once.
+
+Every test runs its own Redis processes and gateway on loopback; the
+session stack of conftest.py is not used."""
+
+import copy
+import os
+import shutil
+import signal
+import time
+import uuid
+
+import pytest
+import requests
+
+from conftest import Env, PURPOSE, TAX, S, _build_stack, problem
+
+UNAVAILABLE = ("revocation_unavailable", "audit_unavailable")
+# a replica in sync at once, not after the default 5 s diskless delay
+FAST_SYNC = ["repl-diskless-sync-delay 0"]
+
+
+@pytest.fixture(scope="module")
+def base():
+    st, certs = _build_stack()
+    st.upstream = S.Upstream(st.dir, root=st.platform_root).start()
+    st.certs = certs
+    yield st
+    st.upstream.stop()
+    shutil.rmtree(st.dir, ignore_errors=True)
+
+
+class Rig:
+    """Redis servers and one gateway over the module's shared files."""
+
+    def __init__(self, base):
+        self.base = base
+        self.dir = S.workdir(prefix="credit-auth-failover-")
+        self.redises = []
+        self.gateway = None
+
+    def redis(self, name="redis", **kw):
+        r = S.Redis(S.subdir(self.dir, name), **kw)
+        self.redises.append(r)
+        return r.start()
+
+    def replica(self, primary, name="replica", **kw):
+        """A replica of `primary`, returned once its link is up."""
+        r = self.redis(name, extra=FAST_SYNC + [
+            f"replicaof 127.0.0.1 {primary.port}"], **kw)
+        assert wait_for(lambda: r.client().info("replication")
+                        .get("master_link_status") == "up", 10), \
+            S.tail(r.log)
+        return r
+
+    def start_gateway(self, redis, opts="", workers=1, **kw):
+        addr = redis.directive_value() + (" " + opts if opts else "")
+        self.gateway = self.base.make_gateway(
+            S.workdir(S.subdir(self.dir, "gw")), redis_addr=addr,
+            workers=workers, **kw)
+        self.gateway.start()
+        st = copy.copy(self.base)
+        st.redis, st.gateway = redis, self.gateway
+        self.env = Env(st)
+        self.env.certs = self.base.certs
+        return self.env
+
+    def status(self):
+        return requests.get(self.gateway.url("/credit-auth/status",
+                                             plain=True), timeout=5).json()
+
+    def prometheus(self):
+        return requests.get(self.gateway.url(
+            "/credit-auth/status?format=prometheus", plain=True),
+            timeout=5).text
+
+    def log(self):
+        return self.gateway.read_error_log()
+
+    def stop(self):
+        if self.gateway:
+            master = self.gateway.proc.pid if self.gateway.proc else None
+            try:
+                self.gateway.stop()
+            except Exception:
+                pass
+            if master:
+                try:
+                    os.killpg(master, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        for r in self.redises:
+            try:
+                r.stop()
+            except Exception:
+                pass
+        if not os.environ.get("CREDIT_AUTH_KEEP"):
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def rig(base):
+    made = []
+
+    def factory():
+        r = Rig(base)
+        made.append(r)
+        return r
+    yield factory
+    for r in made:
+        r.stop()
+
+
+def rid(tag="r"):
+    return f"{tag}-" + "".join(chr(ord("a") + b % 26)
+                               for b in uuid.uuid4().bytes)
+
+
+def reason_of(resp):
+    try:
+        return resp.json().get("type", "").rsplit(":", 1)[-1]
+    except ValueError:
+        return None
+
+
+def refused_unavailable(resp):
+    assert resp.status_code == 503, (resp.status_code, resp.text[:300])
+    reason = reason_of(resp)
+    assert reason in UNAVAILABLE, resp.text[:300]
+    problem(resp, 503, reason)
+
+
+def wait_for(pred, timeout, interval=0.05):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        v = pred()
+        if v:
+            return v
+        time.sleep(interval)
+    return pred()
+
+
+def entries(redis, stream="credit:audit"):
+    out = []
+    for i, f in redis.client().xrange(stream):
+        f["_id"] = i
+        out.append(f)
+    return out
+
+
+def decision_on(redis, rid_):
+    return [e for e in entries(redis) if e.get("rid") == rid_
+            and e.get("event") == "decision"]
+
+
+def get(env, tok=None, tag="r"):
+    rid_ = rid(tag)
+    r = env.get(TAX, token=tok, headers={"X-Request-Id": rid_}) \
+        if tok else env.get(TAX, headers={"X-Request-Id": rid_})
+    return r, rid_
+
+
+def ok_soon(env, timeout=8):
+    """The first 200 within timeout (the gateway retries with backoff)."""
+    def attempt():
+        r, rid_ = get(env)
+        return (r, rid_) if r.status_code == 200 else None
+    return wait_for(attempt, timeout, interval=0.1)
+
+
+# ------------------------------------------------------------------------
+# durability=aof (the default)
+
+def test_default_refuses_a_redis_without_fsync_always(rig):
+    """Debian's Redis (AOF off) or appendfsync everysec can lose a second
+    of acknowledged writes: the default takes no decision there, says why
+    on the status page, and starts as soon as Redis is made durable."""
+    rg = rig()
+    red = rg.redis(appendfsync="everysec")
+    env = rg.start_gateway(red)
+
+    for _ in range(3):
+        r, _ = get(env)
+        refused_unavailable(r)
+    st = rg.status()
+    assert st["redis"]["connected"] is False
+    assert st["redis"]["durability"] == "aof"
+    assert "appendfsync is everysec" in st["redis"]["state"], st["redis"]
+    assert "appendfsync is everysec" in rg.log()
+    assert "credit_auth_redis_not_durable 0" in rg.prometheus()
+
+    red.client().config_set("appendfsync", "always")
+    got = ok_soon(env)
+    assert got, "no 200 after appendfsync always"
+    r, rid_ = got
+    assert len(wait_for(lambda: decision_on(red, rid_), 3)) == 1
+    st = rg.status()
+    assert st["redis"]["connected"] is True and st["redis"]["state"] == ""
+
+
+def test_default_refuses_aof_off(rig):
+    rg = rig()
+    red = rg.redis(appendfsync="always")
+    red.client().config_set("appendonly", "no")
+    env = rg.start_gateway(red)
+    r, _ = get(env)
+    refused_unavailable(r)
+    assert "appendonly is off" in rg.status()["redis"]["state"]
+
+
+def test_aof_unverifiable_when_config_get_is_refused(rig):
+    """An ACL that forbids CONFIG leaves appendfsync unknown: not assumed."""
+    rg = rig()
+    pw = "pw-" + uuid.uuid4().hex[:8]
+    red = rg.redis(password=pw,
+                   extra=[f"user default on >{pw} ~* &* +@all -config"])
+    env = rg.start_gateway(red)
+    r, _ = get(env)
+    refused_unavailable(r)
+    assert "CONFIG GET refused" in rg.status()["redis"]["state"]
+
+
+def test_durability_none_is_explicit_and_visible(rig):
+    rg = rig()
+    red = rg.redis(appendfsync="everysec")
+    env = rg.start_gateway(red, "durability=none")
+    r, rid_ = get(env)
+    assert r.status_code == 200, r.text
+    assert len(wait_for(lambda: decision_on(red, rid_), 3)) == 1
+    assert rg.status()["redis"]["durability"] == "none"
+    assert "credit_auth_redis_not_durable 1" in rg.prometheus()
+    rc, out = S.nginx_t(rg.gateway.render())
+    assert rc == 0 and "[warn]" in out and "durability=none" in out, out
+
+
+@pytest.mark.parametrize("word", [
+    "durability=", "durability=fast", "durability=replicas:", "durability="
+    "replicas:0", "durability=replicas:x", "durability=replicas:1,timeout=0",
+    "durability=replicas:1,soon", "durability=aofx"])
+def test_bad_durability_words(rig, word):
+    rg = rig()
+    red = rg.redis()
+    gw = rg.base.make_gateway(S.workdir(S.subdir(rg.dir, "gw")),
+                              redis_addr=red.directive_value() + " " + word)
+    rc, out = S.nginx_t(gw.render())
+    assert rc != 0 and f'invalid parameter "{word}"' in out, out
+
+
+# ------------------------------------------------------------------------
+# role: replicas, demotion, cluster nodes
+
+def test_a_replica_is_never_written_to(rig):
+    rg = rig()
+    primary = rg.redis("primary", extra=FAST_SYNC)
+    replica = rg.replica(primary)
+    env = rg.start_gateway(replica, "durability=none")
+    r, _ = get(env)
+    refused_unavailable(r)
+    assert "not a primary" in rg.status()["redis"]["state"]
+
+
+def test_demoted_primary_is_left_and_found_again(rig):
+    """The old primary turned replica answers -READONLY: the gateway drops
+    the connection, sees role:slave on the next one and refuses (503, no
+    request upstream) until it is a primary again, with no reload."""
+    rg = rig()
+    a = rg.redis("a")
+    b = rg.redis("b")
+    env = rg.start_gateway(a)
+    r, _ = get(env)
+    assert r.status_code == 200, r.text
+
+    a.client().replicaof("127.0.0.1", b.port)
+    saw = [get(env)[0] for _ in range(4)]
+    for r in saw:
+        refused_unavailable(r)
+    assert wait_for(lambda: "not a primary" in rg.status()["redis"]["state"],
+                    5)
+
+    a.client().replicaof("no", "one")
+    t0 = time.monotonic()
+    got = ok_soon(env, timeout=8)
+    assert got, "gateway did not come back to the promoted server"
+    r, rid_ = got
+    assert len(wait_for(lambda: decision_on(a, rid_), 3)) == 1
+    print(f"back {time.monotonic() - t0:.2f}s after REPLICAOF NO ONE")
+
+
+def test_cluster_node_is_refused_loudly(rig):
+    rg = rig()
+    red = rg.redis(extra=["cluster-enabled yes",
+                          "cluster-config-file nodes.conf"])
+    env = rg.start_gateway(red, "durability=none")
+    r, _ = get(env)
+    refused_unavailable(r)
+    assert "Redis Cluster is not supported" in rg.status()["redis"]["state"]
+    log = rg.log()
+    assert "[alert]" in log and "Redis Cluster is not supported" in log
+    assert "redis connected" not in log
+
+
+# ------------------------------------------------------------------------
+# durability=replicas:N: WAIT after every batch
+
+def test_wait_replicas(rig):
+    """With the replica up, every 200 is on the replica; with it gone, WAIT
+    counts 0 and no request goes upstream; back, and 200 again."""
+    rg = rig()
+    primary = rg.redis("primary", appendfsync="no", extra=FAST_SYNC)
+    replica = rg.replica(primary, appendfsync="no")
+    env = rg.start_gateway(primary, "durability=replicas:1,timeout=300ms")
+    assert rg.status()["redis"]["durability"] == "replicas:1"
+
+    rids = []
+    for _ in range(5):
+        r, rid_ = get(env)
+        assert r.status_code == 200, r.text
+        rids.append(rid_)
+    # acknowledged = already on the replica, not merely on its way
+    on_replica = {e.get("rid") for e in entries(replica)
+                  if e.get("event") == "decision"}
+    assert set(rids) <= on_replica
+
+    replica.pause()     # a replica that stops acknowledging
+    try:
+        for _ in range(3):
+            r, _ = get(env)
+            refused_unavailable(r)
+            assert reason_of(r) == "audit_unavailable"
+        assert "not durable" in rg.log()
+    finally:
+        replica.resume()
+    got = ok_soon(env)
+    assert got
+    assert wait_for(lambda: decision_on(replica, got[1]), 3)
+
+
+# ------------------------------------------------------------------------
+# credit-consent revoke: acknowledged on the same terms
+
+def revoke(redis, jti, *extra):
+    import subprocess
+    return subprocess.run([str(S.ROOT / "build" / "bin" / "credit-consent"),
+                           "revoke", "--jti", jti, "--redis", redis.address,
+                           *extra], capture_output=True, text=True,
+                          timeout=30)
+
+
+def test_revoke_durability(rig):
+    rg = rig()
+    lax = rg.redis("lax", appendfsync="everysec")
+    jti = "rev-" + uuid.uuid4().hex
+    out = revoke(lax, jti)
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert "NOT acknowledged as durable" in out.stderr
+    assert "appendfsync is everysec" in out.stderr
+    # written all the same: a revocation that may be lost beats none
+    assert lax.client().exists(f"credit:revoked:{jti}") == 1
+
+    out = revoke(lax, jti, "--durability", "none")
+    assert out.returncode == 0, out.stderr
+
+    primary = rg.redis("primary", appendfsync="no", extra=FAST_SYNC)
+    out = revoke(primary, jti, "--durability", "replicas:1,timeout=200")
+    assert out.returncode == 1 and "WAIT 1: 0 replicas" in out.stderr, \
+        out.stderr
+    replica = rg.replica(primary, appendfsync="no")
+    jti2 = "rev-" + uuid.uuid4().hex
+    out = revoke(primary, jti2, "--durability", "replicas:1,timeout=2000")
+    assert out.returncode == 0, out.stderr
+    # acknowledged means already on the replica
+    assert replica.client().exists(f"credit:revoked:{jti2}") == 1
+
+    strict = rg.redis("strict")         # appendfsync always
+    out = revoke(strict, jti)
+    assert out.returncode == 0, out.stderr
+
+    for bad in ("fast", "replicas:0", "replicas:1,timeout=x", "replicas:"):
+        out = revoke(strict, jti, "--durability", bad)
+        assert out.returncode == 2 and "bad --durability" in out.stderr, \
+            (bad, out.stderr)
