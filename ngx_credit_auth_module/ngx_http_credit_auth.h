@@ -39,7 +39,8 @@
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_REPLAYED  3
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_REPLAY_FAILED  4
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_UNEXPECTED  5
-#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  6
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_DISCONTINUITIES  6
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  7
 #define NGX_HTTP_CREDIT_AUTH_WRITERS         64
 
 
@@ -53,6 +54,7 @@ typedef struct {
     uint64_t                    replayed;
     uint64_t                    replay_failed;
     uint64_t                    unexpected;
+    uint64_t                    discontinuities;
 } ngx_http_credit_auth_wstate_t;
 
 typedef struct {
@@ -287,6 +289,10 @@ typedef void (*ngx_http_credit_auth_reply_pt)(void *data, void *reply);
 typedef struct {
     const char                 *const *scripts; /* SCRIPT LOAD on connect */
     void                      (*changed)(void); /* up, or an attempt failed */
+    /* Redis came back without what it had acknowledged (SPEC §7.1) */
+    void                      (*discontinuity)(const char *missing,
+                                               const char *expected,
+                                               const char *found);
 } ngx_http_credit_auth_redis_hooks_t;
 
 ngx_int_t ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
@@ -321,6 +327,8 @@ ngx_int_t ngx_http_credit_auth_writer_decide(ca_entry *e,
 void ngx_http_credit_auth_writer_detach(ngx_http_credit_auth_waiter_t *w);
 ngx_int_t ngx_http_credit_auth_writer_sync(void);
 void ngx_http_credit_auth_writer_kick(void);
+void ngx_http_credit_auth_writer_discontinuity(const char *missing,
+    const char *expected, const char *found);
 
 /* …_zone.c: the shared zone and its counters */
 typedef enum {

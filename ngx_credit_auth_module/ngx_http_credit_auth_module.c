@@ -626,6 +626,7 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
     scripts[1] = NULL;
     hooks.scripts = scripts;
     hooks.changed = ngx_http_credit_auth_audit_redis_changed;
+    hooks.discontinuity = ngx_http_credit_auth_writer_discontinuity;
 
     return ngx_http_credit_auth_redis_init_process(cycle, mcf, &hooks);
 }

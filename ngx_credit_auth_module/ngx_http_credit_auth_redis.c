@@ -60,6 +60,8 @@ typedef struct {
     ngx_queue_t                        pending;    /* replies come in order */
     ca_redisinfo                       info;       /* of this connection */
     char                               why[256];   /* not ready, or a warning */
+    char                               mine[40];   /* epoch offered */
+    char                               epoch[40];  /* epoch seen ("": none) */
 } ngx_http_credit_auth_redis_t;
 
 
@@ -70,6 +72,8 @@ static void ngx_http_credit_auth_redis_connect(void);
 static void ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_credit_auth_redis_drop(const char *why);
+static void ngx_http_credit_auth_redis_epoch_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
 static void ngx_http_credit_auth_redis_info_reply(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_credit_auth_redis_fsync_reply(redisAsyncContext *ac,
@@ -389,11 +393,60 @@ ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac, void *r,
                       rs->why);
     }
 
+    /*
+     * The epoch: a key set once (NX) and then only read.  If it is gone,
+     * or another, Redis lost what it had acknowledged (a restart without
+     * persistence, a failover to a replica that never had it).  A fresh
+     * value each time: if ours from before were offered again, a Redis
+     * that lost it would get the same one back.
+     */
+    ngx_snprintf((u_char *) rs->mine, sizeof(rs->mine) - 1, "%xL-%xL%Z",
+                 (uint64_t) ngx_current_msec,
+                 ((uint64_t) ngx_random() << 31) ^ (uint64_t) ngx_random()
+                 ^ ((uint64_t) ngx_pid << 40));
+    redisAsyncCommand(ac, ngx_http_credit_auth_redis_auth_reply, "SET",
+                      "SET %s:epoch %s NX", rs->mcf->stream.data, rs->mine);
+    redisAsyncCommand(ac, ngx_http_credit_auth_redis_epoch_reply, NULL,
+                      "GET %s:epoch", rs->mcf->stream.data);
+}
+
+
+static void
+ngx_http_credit_auth_redis_epoch_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    char                           found[40];
+    redisReply                    *reply = r;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    if (rs->ac != ac || reply == NULL || (ac->c.flags & REDIS_DISCONNECTING)) {
+        return;
+    }
+    if (reply->type != REDIS_REPLY_STRING || reply->len >= sizeof(found)) {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "credit_auth: redis: cannot read the epoch key");
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    ngx_memcpy(found, reply->str, reply->len);
+    found[reply->len] = '\0';
+
+    rs->ready = 1;
+    rs->failures = 0;
+
+    if (rs->epoch[0] && ngx_strcmp(rs->epoch, found) != 0) {
+        ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
+                      "credit_auth: redis lost acknowledged data: epoch key "
+                      "%s:epoch was %s, is %s (gone and set again): audit "
+                      "entries and revocations acknowledged before may be "
+                      "missing", rs->mcf->stream.data, rs->epoch, found);
+        rs->hooks.discontinuity("epoch", rs->epoch, found);
+    }
+    ngx_memcpy(rs->epoch, found, reply->len + 1);
+
     ngx_log_error(NGX_LOG_INFO, rs->log, 0,
                   "credit_auth: redis connected (durability=%s)",
                   ca_durability_name((int) rs->mcf->durability));
-    rs->ready = 1;
-    rs->failures = 0;
     rs->hooks.changed();
 }
 

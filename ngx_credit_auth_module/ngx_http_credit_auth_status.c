@@ -11,7 +11,7 @@ static const char  *ngx_http_credit_auth_label_kinds[] = {
 
 static const char  *ngx_http_credit_auth_audit_names[] = {
     "sent", "acked", "failed", "replays_ok", "replays_failed",
-    "unexpected_replies"
+    "unexpected_replies", "discontinuities"
 };
 
 

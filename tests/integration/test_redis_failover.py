@@ -383,3 +383,54 @@ def test_revoke_durability(rig):
         out = revoke(strict, jti, "--durability", bad)
         assert out.returncode == 2 and "bad --durability" in out.stderr, \
             (bad, out.stderr)
+
+
+# ------------------------------------------------------------------------
+# Loss detection: Redis back without what it acknowledged
+
+def verify_tool(redis, pub):
+    import subprocess
+    r = subprocess.run([str(S.ROOT / "build" / "bin" / "credit-audit"),
+                        "verify", "--pubkey", str(pub), "--redis",
+                        redis.address], capture_output=True, text=True,
+                       timeout=60)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_restart_without_persistence_is_a_discontinuity(rig):
+    """Redis restarted empty (its AOF gone): the gateway sees the epoch key
+    missing on reconnect, logs at alert, counts it, writes a signed
+    `discontinuity` entry, and `credit-audit verify` reports a break."""
+    rg = rig()
+    red = rg.redis()
+    env = rg.start_gateway(red, workers=1,
+                           audit_key=f"{rg.base.audit_key} interval=200ms")
+    for _ in range(3):
+        r, _ = get(env)
+        assert r.status_code == 200, r.text
+    rc, out = verify_tool(red, rg.base.audit_pub)
+    assert rc == 0, out                 # intact before the loss
+
+    red.kill()
+    shutil.rmtree(red.dir / "appendonlydir", ignore_errors=True)
+    red.start()
+
+    got = ok_soon(env)
+    assert got, "no 200 after Redis came back"
+    assert wait_for(lambda: "redis lost acknowledged data" in rg.log(), 5)
+    assert "[alert]" in rg.log()
+    disc = wait_for(lambda: [e for e in entries(red)
+                             if e.get("event") == "discontinuity"], 5)
+    assert len(disc) == 1, disc
+    assert disc[0]["missing"] == "epoch" and disc[0]["found"] != \
+        disc[0]["expected"], disc[0]
+    st = wait_for(lambda: (lambda s: s if s["audit"]["discontinuities"]
+                           else None)(rg.status()), 3)
+    assert st and st["audit"]["discontinuities"] == 1, st
+    # signed: a checkpoint of its chain covers it
+    assert wait_for(lambda: [e for e in entries(red)
+                             if e.get("event") == "checkpoint"
+                             and e.get("chain") == disc[0]["chain"]], 5)
+    rc, out = verify_tool(red, rg.base.audit_pub)
+    assert rc == 1 and "discontinuity" in out, out
+    assert "intact" not in out.lower().replace("not intact", ""), out
