@@ -13,6 +13,7 @@
 #include "checks.h"
 #include "audit.h"
 #include "spool.h"
+#include "auditwriter.h"
 #include "pii.h"
 
 #endif

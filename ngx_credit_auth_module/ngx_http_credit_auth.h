@@ -11,6 +11,12 @@
  *                  own reach the bank                   (…_filter.c)
  *   body filter    buffer, parse, filter or verify, re-serialise
  *   log phase      outcome entry                        (…_audit.c)
+ *
+ * Calls flow one way, from the top down:
+ *   module -> directives;  module -> access, filter -> headers, response;
+ *   access, filter -> audit (entries) -> writer (lib/auditwriter) -> redis;
+ *   access, filter, status, cache, writer -> zone (shared memory).
+ * A lower file reaches a higher one only through a callback it was given.
  */
 #ifndef NGX_HTTP_CREDIT_AUTH_H
 #define NGX_HTTP_CREDIT_AUTH_H
@@ -30,7 +36,29 @@
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_SENT      0
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_ACKED     1
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_FAILED    2
-#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  3
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_REPLAYED  3
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_REPLAY_FAILED  4
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_UNEXPECTED  5
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  6
+#define NGX_HTTP_CREDIT_AUTH_WRITERS         64
+
+
+/* What a worker's audit writer reports (…_writer.c -> …_zone.c). */
+typedef struct {
+    uint64_t                    spool_bytes;
+    int64_t                     spool_oldest_ms;    /* ts of its oldest */
+    uint64_t                    sent;
+    uint64_t                    acked;
+    uint64_t                    failed;
+    uint64_t                    replayed;
+    uint64_t                    replay_failed;
+    uint64_t                    unexpected;
+} ngx_http_credit_auth_wstate_t;
+
+typedef struct {
+    ngx_atomic_t                pid;            /* 0: free */
+    ngx_http_credit_auth_wstate_t  state;
+} ngx_http_credit_auth_wslot_t;
 
 
 typedef struct {
@@ -67,6 +95,7 @@ typedef struct {
     ngx_queue_t                 cache_lru;
     ngx_atomic_t                n_labels;
     ngx_http_credit_auth_label_t  labels[NGX_HTTP_CREDIT_AUTH_LABELS];
+    ngx_http_credit_auth_wslot_t  writers[NGX_HTTP_CREDIT_AUTH_WRITERS];
 } ngx_http_credit_auth_shctx_t;
 
 typedef struct {
@@ -124,14 +153,35 @@ typedef struct {
 typedef enum {
     NGX_HTTP_CREDIT_AUTH_NEW = 0,
     NGX_HTTP_CREDIT_AUTH_READING_BODY,
-    NGX_HTTP_CREDIT_AUTH_WAITING,               /* for the decision ack */
-    NGX_HTTP_CREDIT_AUTH_RETRY,                 /* Redis connected: again */
+    NGX_HTTP_CREDIT_AUTH_WAITING,               /* for the audit writer */
     NGX_HTTP_CREDIT_AUTH_ALLOWED,
     NGX_HTTP_CREDIT_AUTH_REFUSED,
 } ngx_http_credit_auth_state_e;
 
 
-typedef struct ngx_http_credit_auth_pending_s  ngx_http_credit_auth_pending_t;
+/* Someone waiting for an audit entry's fate (…_writer.c). */
+typedef struct ngx_http_credit_auth_waiter_s  ngx_http_credit_auth_waiter_t;
+
+struct ngx_http_credit_auth_waiter_s {
+    void                      (*handler)(ngx_http_credit_auth_waiter_t *w,
+                                         int outcome, ca_reason reason);
+    ca_aw_job                  *job;
+};
+
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY  0     /* else CA_AW_ACKED etc. */
+
+/* A request waiting for its decision entry (…_audit.c). */
+typedef struct {
+    ngx_http_credit_auth_waiter_t  waiter;
+    ngx_event_t                 wake;           /* runs the phases again */
+    ngx_queue_t                 parked;         /* waiting for Redis */
+    ca_reason                   reason;         /* a check's refusal */
+    unsigned                    outcome:3;
+    unsigned                    done:1;
+    unsigned                    is_parked:1;
+    unsigned                    waited:1;       /* parked once already */
+    unsigned                    cleanup:1;
+} ngx_http_credit_auth_wait_t;
 
 typedef struct {
     ngx_http_credit_auth_state_e  state;
@@ -150,12 +200,6 @@ typedef struct {
     unsigned                    has_claims:1;
     unsigned                    in_access:1;
     unsigned                    decided:1;      /* decision entry written */
-    unsigned                    acked_ok:1;
-    ngx_event_t                 resume;         /* after the Redis reply */
-    ngx_queue_t                 parked;         /* waiting for a connection */
-    unsigned                    is_parked:1;
-    unsigned                    waited_for_redis:1;
-    unsigned                    gone_handler:1;
     unsigned                    core:1;         /* refused by nginx itself */
     unsigned                    redirected:1;   /* internally, after us */
 
@@ -165,7 +209,7 @@ typedef struct {
     ca_claims                  *claims;
     ca_checks                  *checks;
 
-    ngx_http_credit_auth_pending_t  *pending;
+    ngx_http_credit_auth_wait_t  wait;
 
     /* response filter */
     unsigned                    filtering:1;    /* headers held */
@@ -188,6 +232,12 @@ extern ngx_module_t  ngx_http_credit_auth_module;
 
 /* …_access.c */
 ngx_int_t ngx_http_credit_auth_access_handler(ngx_http_request_t *r);
+ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_get_ctx(
+    ngx_http_request_t *r);
+ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+
+/* …_response.c: what the gateway answers of its own */
 ngx_int_t ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_reason reason);
 ngx_buf_t *ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
@@ -195,11 +245,6 @@ ngx_buf_t *ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
 ngx_table_elt_t *ngx_http_credit_auth_add_header(ngx_http_request_t *r,
     const char *key, ngx_str_t *value);
 ngx_int_t ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx);
-
-ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_get_ctx(
-    ngx_http_request_t *r);
-ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 
 /* …_headers.c: what crosses besides the body (SPEC §2.1) */
@@ -216,6 +261,19 @@ char *ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf);
 
+/* …_directives.c (used by …_module.c's command table) */
+char *ngx_http_credit_auth_file_arg(ngx_conf_t *cf, ngx_str_t *file);
+char *ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_spool(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_audit_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_hash_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
 /* …_filter.c */
 ngx_int_t ngx_http_credit_auth_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_credit_auth_core_log_handler(ngx_http_request_t *r);
@@ -223,8 +281,14 @@ ngx_int_t ngx_http_credit_auth_core_log_handler(ngx_http_request_t *r);
 /* …_redis.c: one async connection per worker */
 typedef void (*ngx_http_credit_auth_reply_pt)(void *data, void *reply);
 
+typedef struct {
+    const char                 *const *scripts; /* SCRIPT LOAD on connect */
+    void                      (*changed)(void); /* up, or an attempt failed */
+} ngx_http_credit_auth_redis_hooks_t;
+
 ngx_int_t ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_credit_auth_main_conf_t *mcf);
+    ngx_http_credit_auth_main_conf_t *mcf,
+    const ngx_http_credit_auth_redis_hooks_t *hooks);
 void ngx_http_credit_auth_redis_exit_process(void);
 ngx_int_t ngx_http_credit_auth_redis_command(int argc, const char **argv,
     const size_t *argvlen, ngx_http_credit_auth_reply_pt handler,
@@ -233,19 +297,27 @@ ngx_uint_t ngx_http_credit_auth_redis_ready(void);
 ngx_uint_t ngx_http_credit_auth_redis_connecting(void);
 ngx_uint_t ngx_http_credit_auth_redis_inflight(void);
 
-/* …_audit.c */
-ngx_int_t ngx_http_credit_auth_audit_init_process(ngx_cycle_t *cycle,
-    ngx_http_credit_auth_main_conf_t *mcf);
-void ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle);
+/* …_audit.c: the entries of a request */
 ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
-const char *ngx_http_credit_auth_audit_script(ngx_uint_t i);
 void ngx_http_credit_auth_audit_redis_changed(void);
-void ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, ngx_int_t ok);
 
-/* …_status.c: counters in the shared zone */
+/* …_writer.c: the worker's audit writer.  NGX_AGAIN: the waiter is told;
+ * NGX_OK: spooled now; NGX_ERROR: neither. */
+ngx_int_t ngx_http_credit_auth_writer_init_process(ngx_cycle_t *cycle,
+    ngx_http_credit_auth_main_conf_t *mcf);
+void ngx_http_credit_auth_writer_exit_process(ngx_cycle_t *cycle);
+ngx_int_t ngx_http_credit_auth_writer_final(ca_entry *e,
+    ngx_http_credit_auth_waiter_t *w);
+ngx_int_t ngx_http_credit_auth_writer_decide(ca_entry *e,
+    const char *refusal, const ca_aw_check *checks, size_t n,
+    ngx_http_credit_auth_waiter_t *w);
+void ngx_http_credit_auth_writer_detach(ngx_http_credit_auth_waiter_t *w);
+ngx_int_t ngx_http_credit_auth_writer_sync(void);
+void ngx_http_credit_auth_writer_kick(void);
+
+/* …_zone.c: the shared zone and its counters */
 typedef enum {
     NGX_HTTP_CREDIT_AUTH_LABEL_BANK = 0,
     NGX_HTTP_CREDIT_AUTH_LABEL_CATEGORY,
@@ -257,17 +329,21 @@ ngx_int_t ngx_http_credit_auth_init_zone(ngx_shm_zone_t *shm_zone,
     void *data);
 ngx_http_credit_auth_shctx_t *ngx_http_credit_auth_shared(
     ngx_slab_pool_t **shpool);
-
-/* …_cache.c: verified-token cache */
+ngx_rbtree_key_t ngx_http_credit_auth_cache_key(const u_char sha[32]);
 void ngx_http_credit_auth_cache_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
+void ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx);
+void ngx_http_credit_auth_count_reason(ca_reason reason);
+void ngx_http_credit_auth_zone_writer(
+    const ngx_http_credit_auth_wstate_t *ws);
+
+/* …_cache.c: verified-token cache */
 ngx_int_t ngx_http_credit_auth_cache_get(const u_char sha[32],
     ca_claims *claims);
 void ngx_http_credit_auth_cache_put(const u_char sha[32],
     const ca_claims *claims);
-void ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx);
-void ngx_http_credit_auth_count_audit(ngx_uint_t what);
-void ngx_http_credit_auth_count_reason(ca_reason reason);
+
+/* …_status.c */
 char *ngx_http_credit_auth_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 

@@ -3,7 +3,6 @@
  * under which consent (token).  The decision is written to the audit trail
  * and acknowledged before the request may go upstream: no audit, no data.
  */
-#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
@@ -21,6 +20,8 @@ static ca_reason ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
 static ngx_int_t ngx_http_credit_auth_commit(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 static ngx_int_t ngx_http_credit_auth_refuse(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+static ngx_int_t ngx_http_credit_auth_audited(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 static void ngx_http_credit_auth_body_handler(ngx_http_request_t *r);
 
@@ -92,9 +93,16 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
         case NGX_HTTP_CREDIT_AUTH_REFUSED:
             return ngx_http_credit_auth_refuse(r, ctx);
 
-        case NGX_HTTP_CREDIT_AUTH_RETRY:
-            /* parked until Redis connected (or failed to) */
-            return ngx_http_credit_auth_commit(r, ctx);
+        case NGX_HTTP_CREDIT_AUTH_WAITING:
+            /* the audit writer's answer (…_audit.c), or not yet */
+            if (!ctx->wait.done) {
+                return NGX_DONE;
+            }
+            if (ctx->wait.outcome == NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY) {
+                /* parked until Redis connected (or failed to) */
+                return ngx_http_credit_auth_commit(r, ctx);
+            }
+            return ngx_http_credit_auth_audited(r, ctx);
 
         case NGX_HTTP_CREDIT_AUTH_NEW:
             /* the verification body has been read: decide and commit */
@@ -106,7 +114,7 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
             return ngx_http_credit_auth_commit(r, ctx);
 
         default:
-            /* still waiting for the body or the audit acknowledgement */
+            /* still waiting for the body */
             return NGX_DONE;
         }
     }
@@ -207,18 +215,20 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
 }
 
 
-/* Called by the audit writer when Redis answered (or could not). */
-void
-ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, ngx_int_t ok)
+/* The audit writer has settled the decision entry (ctx->wait). */
+static ngx_int_t
+ngx_http_credit_auth_audited(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
 {
-    ngx_connection_t  *c;
-
-    if (!ok) {
+    if (ctx->wait.outcome == CA_AW_LOST) {
         /* not written and not spooled, or (a decision) revocation not
          * confirmed: 503 whatever was decided */
         ctx->reason = CA_AUDIT_UNAVAILABLE;
         ctx->report = 0;
+
+    } else if (ctx->wait.reason != CA_OK) {
+        /* the script chose a refusal: revoked, used up */
+        ctx->reason = ctx->wait.reason;
     }
 
     ngx_http_credit_auth_count_decision(ctx);
@@ -234,10 +244,11 @@ ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
         ctx->reason = CA_AUDIT_UNAVAILABLE;
     }
 
-    c = r->connection;
-    r->main->count--;
-    ngx_http_core_run_phases(r);
-    ngx_http_run_posted_requests(c);
+    if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
+        return NGX_DECLINED;
+    }
+
+    return ngx_http_credit_auth_refuse(r, ctx);
 }
 
 
@@ -637,49 +648,6 @@ done:
 }
 
 
-/*
- * The bank's X-Request-Id is used when it is 1-64 of [A-Za-z0-9._-] and
- * does not look like a personal identifier (lib/pii.h): the id goes into
- * every audit entry, and a mobile or resident ID number must not (SPEC
- * §7).  Otherwise a random id is generated; either way the response
- * carries the id used.
- */
-ngx_int_t
-ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx)
-{
-    u_char            rnd[16];
-    ngx_uint_t        i, ok;
-    ngx_table_elt_t  *h;
-
-    h = ngx_http_credit_auth_header(r, "X-Request-Id", 12);
-
-    ok = (h != NULL && h->value.len >= 1 && h->value.len <= 64
-          && ngx_http_credit_auth_header_count(r, "X-Request-Id", 12) == 1);
-    for (i = 0; ok && i < h->value.len; i++) {
-        u_char c = h->value.data[i];
-        ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
-             || (c >= 'A' && c <= 'Z') || c == '-' || c == '_' || c == '.';
-    }
-
-    if (ok && !ca_looks_personal((char *) h->value.data, h->value.len)) {
-        ctx->rid = h->value;
-        return NGX_OK;
-    }
-
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        return NGX_ERROR;
-    }
-    ctx->rid.data = ngx_pnalloc(r->pool, 2 * sizeof(rnd));
-    if (ctx->rid.data == NULL) {
-        return NGX_ERROR;
-    }
-    ctx->rid.len = ngx_hex_dump(ctx->rid.data, rnd, sizeof(rnd))
-                   - ctx->rid.data;
-    return NGX_OK;
-}
-
-
 static void
 ngx_http_credit_auth_ctx_cleanup(void *data)
 {
@@ -730,102 +698,4 @@ ngx_http_credit_auth_get_ctx(ngx_http_request_t *r)
     }
 
     return NULL;
-}
-
-
-/* RFC 9457 problem details; built with jansson so `detail` is escaped. */
-ngx_buf_t *
-ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, ca_reason reason)
-{
-    char        type[96], rid[80];
-    char       *text;
-    size_t      len;
-    json_t     *doc;
-    ngx_buf_t  *b;
-
-    ngx_snprintf((u_char *) type, sizeof(type) - 1, "urn:credit-auth:%s%Z",
-                 ca_reason_name(reason));
-    ngx_snprintf((u_char *) rid, sizeof(rid) - 1, "%V%Z", &ctx->rid);
-
-    doc = json_pack("{s:s, s:s, s:i, s:s, s:s}",
-                    "type", type,
-                    "title", ca_reason_title(reason),
-                    "status", ca_reason_status(reason),
-                    "detail", ctx->detail[0] && reason == ctx->reason
-                              ? ctx->detail : ca_reason_title(reason),
-                    "request_id", rid);
-    if (doc == NULL) {
-        return NULL;
-    }
-    text = json_dumps(doc, JSON_COMPACT);
-    json_decref(doc);
-    if (text == NULL) {
-        return NULL;
-    }
-
-    len = ngx_strlen(text);
-    b = ngx_create_temp_buf(r->pool, len + 1);
-    if (b != NULL) {
-        b->last = ngx_cpymem(b->pos, text, len);
-        *b->last++ = '\n';
-        b->last_buf = (r == r->main) ? 1 : 0;
-        b->last_in_chain = 1;
-    }
-    free(text);
-
-    return b;
-}
-
-
-ngx_table_elt_t *
-ngx_http_credit_auth_add_header(ngx_http_request_t *r, const char *key,
-    ngx_str_t *value)
-{
-    ngx_table_elt_t  *h;
-
-    h = ngx_list_push(&r->headers_out.headers);
-    if (h == NULL) {
-        return NULL;
-    }
-
-    h->hash = 1;
-    h->key.data = (u_char *) key;
-    h->key.len = ngx_strlen(key);
-    h->value = *value;
-
-    return h;
-}
-
-
-ngx_int_t
-ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, ca_reason reason)
-{
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_chain_t       out;
-
-    b = ngx_http_credit_auth_problem_body(r, ctx, reason);
-    if (b == NULL) {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    /* X-Request-Id, WWW-Authenticate, Cache-Control: the header filter;
-     * an error_page that led here would impose its status */
-    r->err_status = 0;
-    r->headers_out.status = ca_reason_status(reason);
-    ngx_str_set(&r->headers_out.content_type, "application/problem+json");
-    r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_length_n = b->last - b->pos;
-
-    rc = ngx_http_send_header(r);
-    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
-        return rc;
-    }
-
-    out.buf = b;
-    out.next = NULL;
-
-    return ngx_http_output_filter(r, &out);
 }

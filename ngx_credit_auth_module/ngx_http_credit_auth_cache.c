@@ -13,49 +13,6 @@
 #include "ngx_http_credit_auth.h"
 
 
-static ngx_rbtree_key_t
-ngx_http_credit_auth_cache_key(const u_char sha[32])
-{
-    ngx_rbtree_key_t  key;
-
-    ngx_memcpy(&key, sha, sizeof(key));
-    return key;
-}
-
-
-void
-ngx_http_credit_auth_cache_insert(ngx_rbtree_node_t *temp,
-    ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel)
-{
-    ngx_rbtree_node_t                  **p;
-    ngx_http_credit_auth_cache_node_t   *cn, *cnt;
-
-    for ( ;; ) {
-        if (node->key < temp->key) {
-            p = &temp->left;
-
-        } else if (node->key > temp->key) {
-            p = &temp->right;
-
-        } else {
-            cn = (ngx_http_credit_auth_cache_node_t *) node;
-            cnt = (ngx_http_credit_auth_cache_node_t *) temp;
-            p = (ngx_memcmp(cn->sha, cnt->sha, 32) < 0)
-                ? &temp->left : &temp->right;
-        }
-
-        if (*p == sentinel) {
-            break;
-        }
-        temp = *p;
-    }
-
-    *p = node;
-    node->parent = temp;
-    node->left = sentinel;
-    node->right = sentinel;
-    ngx_rbt_red(node);
-}
 
 
 static ngx_http_credit_auth_cache_node_t *

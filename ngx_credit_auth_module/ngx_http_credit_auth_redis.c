@@ -36,6 +36,7 @@ typedef struct {
 
 typedef struct {
     ngx_http_credit_auth_main_conf_t  *mcf;
+    ngx_http_credit_auth_redis_hooks_t  hooks;
     ngx_log_t                         *log;
     redisAsyncContext                 *ac;
     ngx_connection_t                  *conn;
@@ -178,7 +179,7 @@ ngx_http_credit_auth_redis_schedule(void)
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
     /* whoever waited for this connection will not get it now */
-    ngx_http_credit_auth_audit_redis_changed();
+    rs->hooks.changed();
 
     if (rs->exiting || rs->reconnect.timer_set) {
         return;
@@ -269,11 +270,11 @@ ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
                           "SELECT %s", db);
     }
 
-    /* the audit scripts, for EVALSHA (Redis may have restarted) */
-    for (i = 0; ngx_http_credit_auth_audit_script(i); i++) {
+    /* the scripts, for EVALSHA (Redis may have restarted) */
+    for (i = 0; rs->hooks.scripts[i]; i++) {
         redisAsyncCommand(ac, ngx_http_credit_auth_redis_auth_reply,
                           "SCRIPT LOAD", "SCRIPT LOAD %s",
-                          ngx_http_credit_auth_audit_script(i));
+                          rs->hooks.scripts[i]);
     }
 
     /*
@@ -310,7 +311,7 @@ ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac, void *r,
     ngx_log_error(NGX_LOG_INFO, rs->log, 0, "credit_auth: redis connected");
     rs->ready = 1;
     rs->failures = 0;
-    ngx_http_credit_auth_audit_redis_changed();
+    rs->hooks.changed();
 }
 
 
@@ -543,12 +544,14 @@ ngx_http_credit_auth_redis_inflight(void)
 
 ngx_int_t
 ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
-    ngx_http_credit_auth_main_conf_t *mcf)
+    ngx_http_credit_auth_main_conf_t *mcf,
+    const ngx_http_credit_auth_redis_hooks_t *hooks)
 {
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
     ngx_memzero(rs, sizeof(ngx_http_credit_auth_redis_t));
     rs->mcf = mcf;
+    rs->hooks = *hooks;
     rs->log = cycle->log;
     ngx_queue_init(&rs->pending);
 

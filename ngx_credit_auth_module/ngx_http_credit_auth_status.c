@@ -1,7 +1,6 @@
 /*
- * Counters shared by all workers (credit_auth_zone) and the
- * credit_auth_status endpoint: JSON, or Prometheus text with
- * ?format=prometheus.
+ * The credit_auth_status endpoint: the shared zone's counters
+ * (…_zone.c) as JSON, or Prometheus text with ?format=prometheus.
  */
 #include "ngx_http_credit_auth.h"
 
@@ -11,196 +10,32 @@ static const char  *ngx_http_credit_auth_label_kinds[] = {
 };
 
 static const char  *ngx_http_credit_auth_audit_names[] = {
-    "sent", "acked", "failed"
+    "sent", "acked", "failed", "replays_ok", "replays_failed",
+    "unexpected_replies"
 };
 
 
-ngx_http_credit_auth_shctx_t *
-ngx_http_credit_auth_shared(ngx_slab_pool_t **shpool)
-{
-    ngx_http_credit_auth_main_conf_t  *mcf;
-
-    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                              ngx_http_credit_auth_module);
-    if (mcf == NULL || mcf->shm_zone == NULL) {
-        return NULL;
-    }
-
-    if (shpool) {
-        *shpool = (ngx_slab_pool_t *) mcf->shm_zone->shm.addr;
-    }
-
-    /* set by ngx_http_credit_auth_init_zone() before workers start */
-    return mcf->shm_zone->data;
-}
-
-
-ngx_int_t
-ngx_http_credit_auth_init_zone(ngx_shm_zone_t *shm_zone, void *data)
-{
-    ngx_slab_pool_t                   *shpool;
-    ngx_http_credit_auth_shctx_t      *sh;
-
-    shpool = (ngx_slab_pool_t *) shm_zone->shm.addr;
-
-    if (data) {
-        /* reload: keep the counters and the cache; the module may have
-         * been loaded at another address, so renew the code pointer */
-        sh = data;
-        sh->cache.insert = ngx_http_credit_auth_cache_insert;
-        shm_zone->data = data;
-        return NGX_OK;
-    }
-
-    if (shm_zone->shm.exists) {
-        shm_zone->data = shpool->data;
-        return NGX_OK;
-    }
-
-    sh = ngx_slab_calloc(shpool, sizeof(ngx_http_credit_auth_shctx_t));
-    if (sh == NULL) {
-        return NGX_ERROR;
-    }
-    ngx_rbtree_init(&sh->cache, &sh->cache_sentinel,
-                    ngx_http_credit_auth_cache_insert);
-    ngx_queue_init(&sh->cache_lru);
-    shpool->data = sh;
-    shm_zone->data = sh;
-
-    /* the slab allocator logs every failed allocation otherwise: a full
-     * cache evicts, which is not an error */
-    shpool->log_nomem = 0;
-
-    return NGX_OK;
-}
-
-
+/* Over the live workers' writers: bytes waiting in their spools, and the
+ * age of the oldest entry waiting (seconds). */
 static void
-ngx_http_credit_auth_count_label(ngx_http_credit_auth_shctx_t *sh,
-    ngx_uint_t kind, const char *name)
+ngx_http_credit_auth_spool_state(ngx_http_credit_auth_shctx_t *sh,
+    json_int_t *bytes, json_int_t *age)
 {
-    size_t                         len;
-    ngx_uint_t                     i, n;
-    ngx_slab_pool_t               *shpool;
-    ngx_http_credit_auth_label_t  *l;
+    int64_t     now, oldest;
+    ngx_uint_t  i;
 
-    if (name == NULL || name[0] == '\0') {
-        return;
-    }
-    len = ngx_strlen(name);
-
-    n = sh->n_labels;
-    for (i = 0; i < n; i++) {
-        l = &sh->labels[i];
-        if (l->kind == kind && ngx_strcmp(l->name, name) == 0) {
-            (void) ngx_atomic_fetch_add(&l->count, 1);
-            return;
+    now = (int64_t) ngx_time() * 1000;
+    *bytes = 0;
+    *age = 0;
+    for (i = 0; i < NGX_HTTP_CREDIT_AUTH_WRITERS; i++) {
+        if (sh->writers[i].pid == 0) {
+            continue;
         }
-    }
-
-    (void) ngx_http_credit_auth_shared(&shpool);
-
-    ngx_shmtx_lock(&shpool->mutex);
-
-    /* another worker may have added it meanwhile */
-    for (i = n; i < sh->n_labels; i++) {
-        l = &sh->labels[i];
-        if (l->kind == kind && ngx_strcmp(l->name, name) == 0) {
-            break;
+        *bytes += (json_int_t) sh->writers[i].state.spool_bytes;
+        oldest = sh->writers[i].state.spool_oldest_ms;
+        if (oldest > 0 && now > oldest && (now - oldest) / 1000 > *age) {
+            *age = (json_int_t) ((now - oldest) / 1000);
         }
-    }
-
-    if (i == sh->n_labels && i < NGX_HTTP_CREDIT_AUTH_LABELS
-        && len <= CA_CODE_MAX)
-    {
-        l = &sh->labels[i];
-        l->kind = kind;
-        ngx_memcpy(l->name, name, len + 1);
-        l->count = 0;
-        ngx_memory_barrier();
-        sh->n_labels = i + 1;
-    }
-
-    if (i < sh->n_labels) {
-        (void) ngx_atomic_fetch_add(&sh->labels[i].count, 1);
-    }
-
-    ngx_shmtx_unlock(&shpool->mutex);
-}
-
-
-void
-ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx)
-{
-    ngx_http_credit_auth_shctx_t  *sh;
-
-    sh = ngx_http_credit_auth_shared(NULL);
-    if (sh == NULL) {
-        return;
-    }
-
-    if (ctx->report) {
-        (void) ngx_atomic_fetch_add(&sh->report, 1);
-        (void) ngx_atomic_fetch_add(&sh->report_reasons[ctx->reason], 1);
-
-    } else if (ctx->reason == CA_OK) {
-        (void) ngx_atomic_fetch_add(&sh->allow, 1);
-
-    } else {
-        (void) ngx_atomic_fetch_add(&sh->deny, 1);
-        (void) ngx_atomic_fetch_add(&sh->reasons[ctx->reason], 1);
-    }
-
-    /* only registry names: never free text from the request */
-    if (ctx->bank) {
-        ngx_http_credit_auth_count_label(sh, NGX_HTTP_CREDIT_AUTH_LABEL_BANK,
-                                         ctx->bank->code);
-    }
-    if (ctx->category) {
-        ngx_http_credit_auth_count_label(sh,
-                                         NGX_HTTP_CREDIT_AUTH_LABEL_CATEGORY,
-                                         ctx->category->name);
-    }
-    if (ctx->has_claims && ctx->purpose.len && ctx->purpose.len <= CA_CODE_MAX)
-    {
-        char  purpose[CA_CODE_MAX + 1];
-        ngx_http_credit_auth_main_conf_t  *mcf;
-
-        mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                  ngx_http_credit_auth_module);
-        ngx_memcpy(purpose, ctx->purpose.data, ctx->purpose.len);
-        purpose[ctx->purpose.len] = '\0';
-        if (ca_policy_knows_purpose(mcf->policy, purpose)) {
-            ngx_http_credit_auth_count_label(sh,
-                                         NGX_HTTP_CREDIT_AUTH_LABEL_PURPOSE,
-                                         purpose);
-        }
-    }
-}
-
-
-void
-ngx_http_credit_auth_count_audit(ngx_uint_t what)
-{
-    ngx_http_credit_auth_shctx_t  *sh;
-
-    sh = ngx_http_credit_auth_shared(NULL);
-    if (sh != NULL && what < NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS) {
-        (void) ngx_atomic_fetch_add(&sh->audit[what], 1);
-    }
-}
-
-
-/* A refusal of the answer (404, 502): the decision allowed it, the reason
- * counts the refusal the bank got. */
-void
-ngx_http_credit_auth_count_reason(ca_reason reason)
-{
-    ngx_http_credit_auth_shctx_t  *sh;
-
-    sh = ngx_http_credit_auth_shared(NULL);
-    if (sh != NULL && reason > CA_OK && reason < CA_REASON_COUNT) {
-        (void) ngx_atomic_fetch_add(&sh->reasons[reason], 1);
     }
 }
 
@@ -209,6 +44,7 @@ static json_t *
 ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
 {
     int          i;
+    json_int_t   bytes, age;
     json_t      *doc, *reasons, *report, *audit, *cache, *labels[3];
     ngx_uint_t   k, n;
 
@@ -228,6 +64,9 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
     }
     json_object_set_new(audit, "inflight",
                         json_integer(ngx_http_credit_auth_redis_inflight()));
+    ngx_http_credit_auth_spool_state(sh, &bytes, &age);
+    json_object_set_new(audit, "spool_bytes", json_integer(bytes));
+    json_object_set_new(audit, "spool_oldest_age_s", json_integer(age));
 
     cache = json_pack("{s:I, s:I, s:I, s:I}",
                       "hits", (json_int_t) sh->cache_hits,
@@ -268,6 +107,7 @@ static char *
 ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
 {
     int          i;
+    json_int_t   bytes, age;
     char        *out, *p;
     size_t       size;
     ngx_uint_t   k, n;
@@ -313,6 +153,12 @@ ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
     PROM("# TYPE credit_auth_audit_inflight gauge\n");
     PROM("credit_auth_audit_inflight %lu\n",
          (unsigned long) ngx_http_credit_auth_redis_inflight());
+    ngx_http_credit_auth_spool_state(sh, &bytes, &age);
+    PROM("# TYPE credit_auth_audit_spool_bytes gauge\n");
+    PROM("credit_auth_audit_spool_bytes %lld\n", (long long) bytes);
+    PROM("# TYPE credit_auth_audit_spool_oldest_age_seconds gauge\n");
+    PROM("credit_auth_audit_spool_oldest_age_seconds %lld\n",
+         (long long) age);
     PROM("# TYPE credit_auth_token_cache_total counter\n");
     PROM("credit_auth_token_cache_total{result=\"hit\"} %lu\n",
          (unsigned long) sh->cache_hits);

@@ -602,6 +602,79 @@ def test_spool_replay_in_chain_order(faults):
 
 
 # ------------------------------------------------------------------------
+# 8b. A reload while Redis refuses writes: the new workers adopt the old
+#     spools, and everything drains once Redis takes writes again
+#     (issue 9: adopted decision records were replayed forever)
+
+def test_reload_while_redis_read_only_then_drains(faults):
+    fs = faults(workers=2, redis_opts="command_timeout=1s")
+    env = fs.env
+    tok = env.token()
+    assert env.get(TAX, token=tok).status_code == 200
+    r = fs.redis.client()
+    # a replica of nothing: Redis answers, but refuses every write
+    r.execute_command("REPLICAOF", "127.0.0.1", "1")
+    try:
+        before = []
+        for i in range(20):
+            rid_ = rid(f"ro{i}")
+            resp = env.get(TAX, token=tok if i % 2 else None,
+                           headers={"X-Request-Id": rid_})
+            if i % 2:
+                refused(resp, 503, ("audit_unavailable",))
+            else:
+                problem(resp, 401, "token_missing")
+            before.append(rid_)
+        assert fs.spool_pending() > 0, "nothing spooled while read-only"
+        st = fs.status()
+        assert st["audit"]["spool_bytes"] > 0, st["audit"]
+        assert st["audit"]["spool_oldest_age_s"] >= 0
+
+        first = set(fs.gateway.workers())
+        rc, out = F.nginx_signal(fs.gateway, "reload")
+        assert rc == 0, out
+        assert wait_for(lambda: not (set(fs.gateway.workers()) & first)
+                        and len(fs.gateway.workers()) == 2, 15), \
+            "the old workers did not leave"
+        time.sleep(5.5)                 # the new workers adopt the spools
+    finally:
+        r.execute_command("REPLICAOF", "NO", "ONE")
+
+    allowed, refusals = [], []
+    for i in range(150):
+        a, b = rid(f"al{i}"), rid(f"rf{i}")
+        assert env.get(TAX, token=tok,
+                       headers={"X-Request-Id": a}).status_code == 200
+        problem(env.get(TAX, token=None, headers={"X-Request-Id": b}),
+                401, "token_missing")
+        allowed.append(a)
+        refusals.append(b)
+
+    t0 = time.monotonic()
+    assert wait_for(lambda: fs.spool_pending() == 0, 10, 0.1), \
+        f"spool not drained in 10 s: {fs.spool_pending()} bytes\n" \
+        + fs.log_tail()
+    assert time.monotonic() - t0 < 10
+    assert fs.wait_drained(timeout=10)
+
+    dec, outc, _ = decisions_by_rid(fs)
+    missing = [x for x in refusals + before if len(dec.get(x, [])) != 1]
+    assert not missing, f"{len(missing)} refusals not in the stream once"
+    missing = [x for x in allowed if len(dec.get(x, [])) != 1
+               or len(outc.get(x, [])) != 1]
+    assert not missing, f"{len(missing)} allowed requests without their " \
+                        f"decision and outcome: {missing[:5]}"
+    for x in before[1::2]:              # what the bank got: 503
+        assert (dec[x][0]["decision"], dec[x][0]["reason"]) == \
+            ("deny", "audit_unavailable"), dec[x][0]
+    assert_chains(fs)
+    st = fs.status()
+    assert st["audit"]["spool_bytes"] == 0, st["audit"]
+    assert st["audit"]["replays_ok"] > 0, st["audit"]
+    healthy(fs)
+
+
+# ------------------------------------------------------------------------
 # 9. No token, field value or personal identifier in any entry
 
 def leaf_values():

@@ -1,0 +1,322 @@
+/*
+ * The directives of the audit trail and its Redis, of the hashing key and
+ * of the shared zone: each value is checked here, at configuration time,
+ * so that `nginx -t` names what is wrong.
+ */
+#include "ngx_http_credit_auth.h"
+
+
+/*
+ * credit_auth_redis 127.0.0.1:6379 | host:port | unix:/path
+ *                   [password=S] [db=N] [connect_timeout=T]
+ *                   [command_timeout=T] [max_inflight=N];
+ *
+ * Names are resolved here, once: hiredis would resolve with a blocking
+ * getaddrinfo() on the event loop (ENGINEERING §4).
+ */
+char *
+ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    u_char     *p;
+    ngx_url_t   u;
+    ngx_str_t  *value, s;
+    ngx_int_t   n;
+    ngx_uint_t  i;
+
+    if (mcf->redis_host.len || mcf->redis_unix.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+
+    if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+        mcf->redis_unix.len = value[1].len - 5;
+        mcf->redis_unix.data = ngx_pnalloc(cf->pool, mcf->redis_unix.len + 1);
+        if (mcf->redis_unix.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        p = ngx_cpymem(mcf->redis_unix.data, value[1].data + 5,
+                       mcf->redis_unix.len);
+        *p = '\0';
+        if (mcf->redis_unix.len == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "credit_auth_redis: empty unix socket path");
+            return NGX_CONF_ERROR;
+        }
+
+    } else {
+        ngx_memzero(&u, sizeof(ngx_url_t));
+        u.url = value[1];
+        u.default_port = 6379;
+
+        if (ngx_parse_url(cf->pool, &u) != NGX_OK || u.naddrs == 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "credit_auth_redis: %s in \"%V\"",
+                               u.err ? u.err : "host not found", &u.url);
+            return NGX_CONF_ERROR;
+        }
+
+        mcf->redis_host.data = ngx_pnalloc(cf->pool, NGX_SOCKADDR_STRLEN + 1);
+        if (mcf->redis_host.data == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        mcf->redis_host.len = ngx_sock_ntop(u.addrs[0].sockaddr,
+                                            u.addrs[0].socklen,
+                                            mcf->redis_host.data,
+                                            NGX_SOCKADDR_STRLEN, 0);
+        mcf->redis_host.data[mcf->redis_host.len] = '\0';
+        mcf->redis_port = ngx_inet_get_port(u.addrs[0].sockaddr);
+    }
+
+    for (i = 2; i < cf->args->nelts; i++) {
+
+        if (ngx_strncmp(value[i].data, "password=", 9) == 0) {
+            mcf->redis_password.len = value[i].len - 9;
+            mcf->redis_password.data = value[i].data + 9;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "db=", 3) == 0) {
+            n = ngx_atoi(value[i].data + 3, value[i].len - 3);
+            if (n == NGX_ERROR) {
+                goto invalid;
+            }
+            mcf->redis_db = n;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "connect_timeout=", 16) == 0) {
+            s.len = value[i].len - 16;
+            s.data = value[i].data + 16;
+            mcf->connect_timeout = ngx_parse_time(&s, 0);
+            if (mcf->connect_timeout == (ngx_msec_t) NGX_ERROR
+                || mcf->connect_timeout == 0)
+            {
+                goto invalid;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "command_timeout=", 16) == 0) {
+            s.len = value[i].len - 16;
+            s.data = value[i].data + 16;
+            mcf->command_timeout = ngx_parse_time(&s, 0);
+            if (mcf->command_timeout == (ngx_msec_t) NGX_ERROR
+                || mcf->command_timeout == 0)
+            {
+                goto invalid;
+            }
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "max_inflight=", 13) == 0) {
+            n = ngx_atoi(value[i].data + 13, value[i].len - 13);
+            if (n == NGX_ERROR || n == 0) {
+                goto invalid;
+            }
+            mcf->max_inflight = n;
+            continue;
+        }
+
+        goto invalid;
+    }
+
+    return NGX_CONF_OK;
+
+invalid:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "credit_auth_redis: invalid parameter \"%V\"",
+                       &value[i]);
+    return NGX_CONF_ERROR;
+}
+
+
+char *
+ngx_http_credit_auth_spool(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    ngx_str_t  *value, s;
+
+    if (mcf->spool_path.len) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    mcf->spool_path = value[1];
+    if (ngx_conf_full_name(cf->cycle, &mcf->spool_path, 0) != NGX_OK) {
+        return NGX_CONF_ERROR;
+    }
+
+    /* the directory must exist: workers create their files in it */
+    if (access((char *) mcf->spool_path.data, W_OK | X_OK) != 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, ngx_errno,
+                           "credit_auth_audit_spool: \"%V\" is not a "
+                           "writable directory", &mcf->spool_path);
+        return NGX_CONF_ERROR;
+    }
+
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "max_size=", 9) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+        s.len = value[2].len - 9;
+        s.data = value[2].data + 9;
+        mcf->spool_max = ngx_parse_offset(&s);
+        if (mcf->spool_max <= 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid max_size \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* credit_auth_audit_key FILE [interval=1s]: Ed25519 key for checkpoints. */
+char *
+ngx_http_credit_auth_audit_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    char        err[512];
+    char       *rv;
+    ngx_str_t  *value, s;
+
+    rv = ngx_http_credit_auth_file_arg(cf, &mcf->audit_key_file);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    value = cf->args->elts;
+    if (cf->args->nelts == 3) {
+        if (ngx_strncmp(value[2].data, "interval=", 9) != 0) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid parameter \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+        s.len = value[2].len - 9;
+        s.data = value[2].data + 9;
+        mcf->checkpoint_interval = ngx_parse_time(&s, 0);
+        if (mcf->checkpoint_interval == (ngx_msec_t) NGX_ERROR
+            || mcf->checkpoint_interval == 0)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "invalid interval \"%V\"", &value[2]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    mcf->audit_key = ca_audit_key_load((char *) mcf->audit_key_file.data, 1,
+                                       err, sizeof(err));
+    if (mcf->audit_key == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid audit key: %s",
+                           err);
+        return NGX_CONF_ERROR;
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+/* credit_auth_hash_key FILE: the secret behind the `hash` treatment. */
+char *
+ngx_http_credit_auth_hash_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    char      *rv, *buf;
+    size_t     len;
+    ca_error   err;
+
+    rv = ngx_http_credit_auth_file_arg(cf, &mcf->hash_key_file);
+    if (rv != NGX_CONF_OK) {
+        return rv;
+    }
+
+    buf = ca_read_file((char *) mcf->hash_key_file.data, 4096, &len, &err);
+    if (buf == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid hash key: %s",
+                           err.text);
+        return NGX_CONF_ERROR;
+    }
+
+    /* A short key makes pseudonyms of small value spaces (ID numbers)
+     * guessable by brute force. */
+    if (len < 32) {
+        OPENSSL_cleanse(buf, len);
+        free(buf);
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid hash key: %V: "
+                           "must hold at least 32 bytes",
+                           &mcf->hash_key_file);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->hash_key = ngx_pnalloc(cf->pool, len);
+    if (mcf->hash_key == NULL) {
+        free(buf);
+        return NGX_CONF_ERROR;
+    }
+    ngx_memcpy(mcf->hash_key, buf, len);
+    mcf->hash_key_len = len;
+    OPENSSL_cleanse(buf, len);
+    free(buf);
+
+    return NGX_CONF_OK;
+}
+
+
+/* credit_auth_zone NAME:SIZE: token cache and status counters. */
+char *
+ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    u_char     *p;
+    ssize_t     size;
+    ngx_str_t  *value, name, s;
+
+    if (mcf->shm_zone) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    p = (u_char *) ngx_strchr(value[1].data, ':');
+    if (p == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\", expected NAME:SIZE",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    name.data = value[1].data;
+    name.len = p - value[1].data;
+    s.data = p + 1;
+    s.len = value[1].data + value[1].len - s.data;
+
+    size = ngx_parse_size(&s);
+    if (name.len == 0 || size == NGX_ERROR || size < (ssize_t) (64 * 1024)) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "invalid zone \"%V\" (size at least 64k)",
+                           &value[1]);
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->shm_zone = ngx_shared_memory_add(cf, &name, size,
+                                          &ngx_http_credit_auth_module);
+    if (mcf->shm_zone == NULL) {
+        return NGX_CONF_ERROR;
+    }
+
+    mcf->shm_zone->init = ngx_http_credit_auth_init_zone;
+    mcf->shm_zone->data = mcf;
+
+    return NGX_CONF_OK;
+}

@@ -1,0 +1,1018 @@
+/*
+ * lib/auditwriter: the writer against a stand-in for Redis that runs the
+ * batch script's rules in C (heads per chain, checks, variants), so that
+ * what reaches the "stream" can be verified with lib/auditverify exactly
+ * as credit-audit verify does.  The real script runs in the integration
+ * tests (tests/integration/test_audit_faults.py).
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+#include <openssl/evp.h>
+
+#include "audit.h"
+#include "auditverify.h"
+#include "auditwriter.h"
+#include "spool.h"
+#include "util.h"
+
+#define MAX_ENTRIES 512
+#define MAX_KEYS    64
+
+/* --- the stand-in for Redis -------------------------------------------- */
+
+typedef struct {
+    size_t  n;
+    char   *name[CA_ENTRY_FIELDS];
+    char   *value[CA_ENTRY_FIELDS];
+    size_t  len[CA_ENTRY_FIELDS];
+} sentry;
+
+typedef struct {
+    sentry   e[MAX_ENTRIES];
+    size_t   n;
+    char    *hkey[MAX_KEYS];        /* "<hash key>\n<field>" -> seq */
+    uint64_t hseq[MAX_KEYS];
+    size_t   nh;
+    char    *key[MAX_KEYS];         /* revoked keys and counters */
+    long     count[MAX_KEYS];
+    size_t   nk;
+} redis;
+
+static redis     R;
+static EVP_PKEY *key, *pub;
+static char      dir[] = "/tmp/test_auditwriter.XXXXXX";
+static char      reply[CA_AW_BATCH_MAX + 1];
+
+static uint64_t *
+head(const char *hk, size_t hkl, const char *hf, size_t hfl)
+{
+    char  k[512];
+
+    snprintf(k, sizeof(k), "%.*s\n%.*s", (int) hkl, hk, (int) hfl, hf);
+    for (size_t i = 0; i < R.nh; i++) {
+        if (strcmp(R.hkey[i], k) == 0) {
+            return &R.hseq[i];
+        }
+    }
+    assert_true(R.nh < MAX_KEYS);
+    R.hkey[R.nh] = strdup(k);
+    R.hseq[R.nh] = 0;
+    return &R.hseq[R.nh++];
+}
+
+static long *
+counter(const char *k, size_t kl, int create)
+{
+    for (size_t i = 0; i < R.nk; i++) {
+        if (strlen(R.key[i]) == kl && memcmp(R.key[i], k, kl) == 0) {
+            return &R.count[i];
+        }
+    }
+    if (!create) {
+        return NULL;
+    }
+    R.key[R.nk] = strndup(k, kl);
+    R.count[R.nk] = 0;
+    return &R.count[R.nk++];
+}
+
+static long
+num(const ca_aw_cmd *c, size_t i)
+{
+    char  b[32];
+
+    assert_true(i < (size_t) c->argc && c->lens[i] < sizeof(b));
+    memcpy(b, c->argv[i], c->lens[i]);
+    b[c->lens[i]] = '\0';
+    return strtol(b, NULL, 10);
+}
+
+static char *
+dupn(const char *s, size_t n)
+{
+    char *d = malloc(n + 1);
+
+    memcpy(d, s, n);
+    d[n] = '\0';
+    return d;
+}
+
+typedef struct {
+    size_t       nf;
+    const char  *mask;
+    size_t       name[CA_ENTRY_FIELDS];     /* argv index */
+    size_t       fixed[CA_ENTRY_FIELDS];
+    size_t       nv, nx;
+} tmpl;
+
+/* Runs the command as the script would; returns the reply string. */
+static const char *
+run(const ca_aw_cmd *c)
+{
+    tmpl      T[CA_AW_BATCH_MAX];
+    size_t    i = 5, nt, t, j, k, n;
+    uint64_t  touched_seq[CA_AW_BATCH_MAX];
+    uint64_t *touched[CA_AW_BATCH_MAX];
+    size_t    ntouched = 0;
+    int       wrote_in_call[CA_AW_BATCH_MAX] = { 0 };
+
+    assert_int_equal(c->lens[0], 7);
+    assert_memory_equal(c->argv[0], "EVALSHA", 7);
+    assert_memory_equal(c->argv[1], ca_aw_script_sha(), 40);
+    nt = (size_t) num(c, 4);
+    for (t = 0; t < nt; t++) {
+        T[t].nf = (size_t) num(c, i);
+        T[t].mask = c->argv[i + 1];
+        assert_int_equal(c->lens[i + 1], T[t].nf);
+        i += 2;
+        T[t].nv = T[t].nx = 0;
+        for (j = 0; j < T[t].nf; j++) {
+            T[t].name[j] = i++;
+            if (T[t].mask[j] == 'f') {
+                T[t].fixed[j] = i++;
+            } else if (T[t].mask[j] == 'v') {
+                T[t].nv++;
+            } else {
+                assert_int_equal(T[t].mask[j], 'x');
+                T[t].nx++;
+            }
+        }
+    }
+    n = (size_t) num(c, i++);
+    for (k = 0; k < n; k++) {
+        char       kind = c->argv[i][0];
+        tmpl      *tp = &T[num(c, i + 1) - 1];
+        uint64_t  *h = head(c->argv[i + 2], c->lens[i + 2], c->argv[i + 3],
+                            c->lens[i + 3]);
+        uint64_t   seq = (uint64_t) num(c, i + 4);
+        size_t     vals = i + 5, x = 0, pv;
+        char       res;
+        int        first = 1;
+
+        for (j = 0; j < ntouched; j++) {
+            if (touched[j] == h) {
+                first = 0;
+            }
+        }
+        (void) wrote_in_call;
+        i = vals + tp->nv;
+        if (kind == 'D') {
+            size_t  nc = (size_t) num(c, i), checks = i + 1, xs, v = 1;
+            long   *cnt[CA_AW_CHECKS_MAX], by[CA_AW_CHECKS_MAX];
+            size_t  ncnt = 0;
+
+            i = checks + 7 * nc;
+            xs = i + 1;
+            i = xs + (size_t) num(c, i) * tp->nx;
+            for (j = 0; j < nc; j++) {
+                size_t  p = checks + 7 * j;
+                char    k[256];
+
+                /* a hash field counts as a key of its own here */
+                snprintf(k, sizeof(k), "%.*s/%.*s", (int) c->lens[p + 1],
+                         c->argv[p + 1], (int) c->lens[p + 2],
+                         c->argv[p + 2]);
+                if (c->argv[p][0] == 'E') {
+                    if (counter(c->argv[p + 1], c->lens[p + 1], 0)) {
+                        v = (size_t) num(c, p + 6);
+                        break;
+                    }
+                } else {
+                    long *u = counter(k, strlen(k), 1);
+
+                    by[ncnt] = num(c, p + 3);
+                    cnt[ncnt++] = u;
+                    *u += num(c, p + 3);
+                    if (*u > num(c, p + 4)) {
+                        v = (size_t) num(c, p + 6);
+                        break;
+                    }
+                }
+            }
+            if (v != 1) {
+                for (j = 0; j < ncnt; j++) {
+                    *cnt[j] -= by[j];
+                }
+            }
+            if (!first && *h + 1 != seq) {
+                res = 'g';
+            } else {
+                res = (char) ('0' + v);
+                x = xs + (v - 1) * tp->nx;
+            }
+        } else if (seq <= *h) {
+            res = 'd';
+        } else if (seq == *h + 1 || (kind == 'F' && first)) {
+            res = 'w';
+        } else {
+            res = 'g';
+        }
+        if (res != 'd' && res != 'g') {
+            sentry *e = &R.e[R.n++];
+
+            assert_true(R.n < MAX_ENTRIES);
+            e->n = tp->nf;
+            pv = vals;
+            for (j = 0; j < tp->nf; j++) {
+                size_t  a = tp->mask[j] == 'f' ? tp->fixed[j]
+                            : tp->mask[j] == 'v' ? pv++ : x++;
+
+                e->name[j] = dupn(c->argv[tp->name[j]],
+                                  c->lens[tp->name[j]]);
+                e->value[j] = dupn(c->argv[a], c->lens[a]);
+                e->len[j] = c->lens[a];
+            }
+            *h = seq;
+            touched[ntouched] = h;
+            touched_seq[ntouched++] = seq;
+        }
+        reply[k] = res;
+    }
+    (void) touched_seq;
+    assert_int_equal(i, (size_t) c->argc);
+    reply[n] = '\0';
+    return reply;
+}
+
+static void
+redis_reset(void)
+{
+    for (size_t i = 0; i < R.n; i++) {
+        for (size_t j = 0; j < R.e[i].n; j++) {
+            free(R.e[i].name[j]);
+            free(R.e[i].value[j]);
+        }
+    }
+    for (size_t i = 0; i < R.nh; i++) {
+        free(R.hkey[i]);
+    }
+    for (size_t i = 0; i < R.nk; i++) {
+        free(R.key[i]);
+    }
+    memset(&R, 0, sizeof(R));
+}
+
+static const char *
+field(const sentry *e, const char *name)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        if (strcmp(e->name[i], name) == 0) {
+            return e->value[i];
+        }
+    }
+    return NULL;
+}
+
+/* Every chain of the stream intact (as credit-audit verify says). */
+static void
+assert_intact(void)
+{
+    ca_av  *v = ca_av_new(pub);
+    char    id[32];
+
+    for (size_t i = 0; i < R.n; i++) {
+        size_t  nl[CA_ENTRY_FIELDS];
+
+        for (size_t j = 0; j < R.e[i].n; j++) {
+            nl[j] = strlen(R.e[i].name[j]);
+        }
+        snprintf(id, sizeof(id), "1-%zu", i);
+        assert_int_equal(ca_av_add(v, id, R.e[i].n,
+                                   (const char *const *) R.e[i].name, nl,
+                                   (const char *const *) R.e[i].value,
+                                   R.e[i].len), 0);
+    }
+    assert_int_equal(ca_av_finish(v), 0);
+    for (size_t i = 0; i < ca_av_nchains(v); i++) {
+        const ca_av_chain *c = ca_av_chain_at(v, i);
+
+        for (size_t j = 0; j < c->nfindings; j++) {
+            print_error("%s: %s seq %llu: %s\n", c->chain,
+                        ca_av_kind_name(c->findings[j].kind),
+                        (unsigned long long) c->findings[j].seq,
+                        c->findings[j].detail);
+        }
+    }
+    assert_int_equal(ca_av_breaks(v), 0);
+    ca_av_free(v);
+}
+
+/* --- the writer's side ------------------------------------------------- */
+
+typedef struct {
+    int        outcome;
+    ca_reason  reason;
+    int        calls;
+} owner;
+
+static char  logged[4096];
+
+static void
+settled(void *o, int outcome, ca_reason reason)
+{
+    owner *ow = o;
+
+    ow->outcome = outcome;
+    ow->reason = reason;
+    ow->calls++;
+}
+
+static void
+logger(void *ctx, int level, const char *msg)
+{
+    size_t  l = strlen(logged);
+
+    snprintf(logged + l, sizeof(logged) - l, "%d %s\n", level, msg);
+}
+
+static char  spool_path[512];
+
+static ca_aw *
+writer(const char *prefix, uint64_t spool_max, int with_spool)
+{
+    char        err[256];
+    ca_aw_conf  conf = {
+        .gw = "gw-1", .prefix = prefix, .stream = "credit:audit",
+        .max_lanes = 4, .spool_max = spool_max, .key = key,
+        .settled = settled, .log = logger,
+    };
+    ca_aw      *aw;
+
+    /* "gw-1/<pid>/<start>": the spool is named after the pid */
+    snprintf(spool_path, sizeof(spool_path), "%s/worker-%ld.spool", dir,
+             strtol(strchr(prefix, '/') + 1, NULL, 10));
+    conf.spool_file = with_spool ? spool_path : NULL;
+    aw = ca_aw_new(&conf, err, sizeof(err));
+    assert_non_null(aw);
+    return aw;
+}
+
+static void
+refusal(ca_entry *e, const char *rid)
+{
+    ca_entry_init(e, "decision", 1795800000123, "gw-1");
+    ca_entry_add(e, "rid", rid, strlen(rid));
+    ca_entry_add(e, "bank", "BANK001", 7);
+    ca_entry_add(e, "consent", "", 0);
+    ca_entry_add(e, "decision", "deny", 4);
+    ca_entry_add(e, "reason", "token_missing", 13);
+    ca_entry_add(e, "policy", "p1 abc", 6);
+}
+
+static void
+outcome_entry(ca_entry *e, const char *rid)
+{
+    ca_entry_init(e, "outcome", 1795800000200, "gw-1");
+    ca_entry_add(e, "rid", rid, strlen(rid));
+    ca_entry_add(e, "status", "200", 3);
+}
+
+static void
+allow(ca_entry *e, const char *rid)
+{
+    ca_entry_init(e, "decision", 1795800000100, "gw-1");
+    ca_entry_add(e, "rid", rid, strlen(rid));
+    ca_entry_add(e, "bank", "BANK001", 7);
+    ca_entry_add(e, "consent", "jti-1", 5);
+    ca_entry_add(e, "decision", "allow", 5);
+    ca_entry_add(e, "reason", "", 0);
+    ca_entry_add(e, "policy", "p1 abc", 6);
+}
+
+static ca_aw_check  checks[] = {
+    { 'E', "credit:revoked:jti-1", NULL, 0, 0, 0, CA_CONSENT_REVOKED },
+    { 'C', "credit:uses:jti-1", NULL, 1, 2, 1900000000,
+      CA_CONSENT_EXHAUSTED },
+};
+
+/* Sends what is queued and answers it with the stand-in. */
+static void
+turn(ca_aw *aw)
+{
+    ca_aw_cmd  *c;
+    ca_aw_rep   rep;
+
+    while ((c = ca_aw_flush(aw, 1)) != NULL) {
+        rep.type = CA_AW_REPLY_STRING;
+        rep.str = run(c);
+        rep.len = strlen(rep.str);
+        ca_aw_reply(aw, c, &rep);
+    }
+}
+
+static int
+replay_all(ca_aw *aw)
+{
+    ca_aw_cmd  *c;
+    ca_aw_rep   rep;
+    int         rounds = 0;
+
+    while ((c = ca_aw_replay(aw)) != NULL) {
+        rep.type = CA_AW_REPLY_STRING;
+        rep.str = run(c);
+        rep.len = strlen(rep.str);
+        ca_aw_reply(aw, c, &rep);
+        rounds++;
+    }
+    return rounds;
+}
+
+static size_t
+count_rid(const char *rid, const char *decision, const char *reason)
+{
+    size_t  n = 0;
+
+    for (size_t i = 0; i < R.n; i++) {
+        const char *r = field(&R.e[i], "rid");
+
+        if (r && strcmp(r, rid) == 0
+            && (decision == NULL
+                || strcmp(field(&R.e[i], "decision"), decision) == 0)
+            && (reason == NULL
+                || strcmp(field(&R.e[i], "reason"), reason) == 0))
+        {
+            n++;
+        }
+    }
+    return n;
+}
+
+static int
+setup(void **state)
+{
+    redis_reset();
+    logged[0] = '\0';
+    return 0;
+}
+
+/* --- tests ------------------------------------------------------------- */
+
+/* Decisions of several lanes and chain-0 entries in one call; the checks
+ * choose the variant; the next decision on a lane follows the variant
+ * written. */
+static void
+test_group_commit_and_variants(void **state)
+{
+    ca_aw      *aw = writer("gw-1/100/1", 1 << 20, 1);
+    ca_entry    e;
+    owner       o[6] = { { 0 } };
+    ca_aw_cmd  *c;
+    ca_aw_rep   rep;
+
+    allow(&e, "a1");
+    assert_int_equal(ca_aw_decide(aw, &e, "deny", checks, 2, &o[0], NULL),
+                     CA_AW_QUEUED);
+    allow(&e, "a2");
+    assert_int_equal(ca_aw_decide(aw, &e, "deny", checks, 2, &o[1], NULL),
+                     CA_AW_QUEUED);
+    refusal(&e, "r1");
+    assert_int_equal(ca_aw_final(aw, &e, 1, &o[2], NULL), CA_AW_QUEUED);
+    allow(&e, "a3");        /* max_uses 2: the third is exhausted */
+    assert_int_equal(ca_aw_decide(aw, &e, "deny", checks, 2, &o[3], NULL),
+                     CA_AW_QUEUED);
+
+    c = ca_aw_flush(aw, 1);
+    assert_non_null(c);
+    assert_null(ca_aw_flush(aw, 1));      /* one call for all four */
+    rep.type = CA_AW_REPLY_STRING;
+    rep.str = run(c);
+    rep.len = strlen(rep.str);
+    assert_string_equal(rep.str, "11w3");
+    ca_aw_reply(aw, c, &rep);
+
+    assert_int_equal(o[0].outcome, CA_AW_ACKED);
+    assert_int_equal(o[0].reason, CA_OK);
+    assert_int_equal(o[2].outcome, CA_AW_ACKED);
+    assert_int_equal(o[3].outcome, CA_AW_ACKED);
+    assert_int_equal(o[3].reason, CA_CONSENT_EXHAUSTED);
+    assert_int_equal(count_rid("a3", "deny", "consent_exhausted"), 1);
+
+    /* revoked now: the refusal variant, on a lane that moved on */
+    R.key[R.nk] = strdup("credit:revoked:jti-1");
+    R.count[R.nk++] = 1;
+    allow(&e, "a4");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[4], NULL);
+    allow(&e, "a5");
+    ca_aw_decide(aw, &e, "report", checks, 2, &o[5], NULL);
+    turn(aw);
+    assert_int_equal(o[4].reason, CA_CONSENT_REVOKED);
+    assert_int_equal(count_rid("a4", "deny", "consent_revoked"), 1);
+    assert_int_equal(count_rid("a5", "report", "consent_revoked"), 1);
+    /* refusals do not count: still 2 uses */
+    assert_int_equal(*counter("credit:uses:jti-1/", 18, 0), 2);
+
+    ca_aw_tick(aw, 1795800001000, 1000, 1, 1);
+    turn(aw);
+    assert_true(ca_aw_idle(aw, 1));
+    assert_intact();
+    assert_int_equal(ca_aw_free(aw), 1);
+}
+
+/* Counters in a hash (a verification's budget per field), charged by
+ * more than one: the first refusing check wins, and a refusal takes back
+ * what the checks before it charged. */
+static void
+test_budget_checks(void **state)
+{
+    ca_aw       *aw = writer("gw-1/108/1", 1 << 20, 1);
+    ca_entry     e;
+    owner        o[3] = { { 0 } };
+    ca_aw_check  vc[] = {
+        { 'E', "credit:revoked:jti-2", NULL, 0, 0, 0, CA_CONSENT_REVOKED },
+        { 'C', "credit:uses:jti-2", NULL, 1, 10, 1900000000,
+          CA_CONSENT_EXHAUSTED },
+        { 'C', "credit:vbudget:jti-2", "tax.a", 2, 3, 1900000000,
+          CA_VERIFICATION_BUDGET_EXHAUSTED },
+        { 'C', "credit:vbudget:jti-2", "tax.b", 1, 3, 1900000000,
+          CA_VERIFICATION_BUDGET_EXHAUSTED },
+    };
+
+    allow(&e, "v1");
+    ca_aw_decide(aw, &e, "deny", vc, 4, &o[0], NULL);
+    turn(aw);
+    assert_int_equal(o[0].reason, CA_OK);
+    allow(&e, "v2");                    /* tax.a: 2 + 2 > 3 */
+    ca_aw_decide(aw, &e, "deny", vc, 4, &o[1], NULL);
+    turn(aw);
+    assert_int_equal(o[1].reason, CA_VERIFICATION_BUDGET_EXHAUSTED);
+    assert_int_equal(count_rid("v2", "deny",
+                               "verification_budget_exhausted"), 1);
+    /* nothing of the refused request was spent */
+    assert_int_equal(*counter("credit:uses:jti-2/", 18, 0), 1);
+    assert_int_equal(*counter("credit:vbudget:jti-2/tax.a", 26, 0), 2);
+    assert_int_equal(*counter("credit:vbudget:jti-2/tax.b", 26, 0), 1);
+
+    vc[2].by = 1;                       /* tax.a: 2 + 1 fits */
+    allow(&e, "v3");
+    ca_aw_decide(aw, &e, "deny", vc, 4, &o[2], NULL);
+    turn(aw);
+    assert_int_equal(o[2].reason, CA_OK);
+    assert_int_equal(*counter("credit:vbudget:jti-2/tax.a", 26, 0), 3);
+    assert_intact();
+    ca_aw_free(aw);
+}
+
+
+/* No reply: final entries go to the spool; a decision is lost (503), its
+ * position spooled as the deny the bank got, and its lane retired. */
+static void
+test_lost_reply(void **state)
+{
+    ca_aw        *aw = writer("gw-1/101/1", 1 << 20, 1);
+    ca_entry      e;
+    owner         o[4] = { { 0 } };
+    ca_aw_cmd    *c;
+    const char   *chain_before;
+    char          lane_chain[96];
+
+    allow(&e, "d1");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[0], NULL);
+    snprintf(lane_chain, sizeof(lane_chain), "%s",
+             ca_entry_get(&e, "chain", NULL));
+    refusal(&e, "r1");
+    ca_aw_final(aw, &e, 1, &o[1], NULL);
+
+    c = ca_aw_flush(aw, 1);
+    ca_aw_reply(aw, c, NULL);
+    assert_int_equal(o[0].outcome, CA_AW_LOST);
+    assert_int_equal(o[0].reason, CA_AUDIT_UNAVAILABLE);
+    assert_int_equal(o[1].outcome, CA_AW_SPOOLED);
+    assert_non_null(strstr(logged, "fate is unknown"));
+
+    /* behind the spool: chain order */
+    outcome_entry(&e, "r1");
+    assert_int_equal(ca_aw_final(aw, &e, 1, &o[2], NULL), CA_AW_SPOOLED);
+
+    replay_all(aw);
+    assert_int_equal(count_rid("d1", "deny", "audit_unavailable"), 1);
+    assert_int_equal(count_rid("r1", NULL, NULL), 2);
+    assert_int_equal(ca_aw_spool_bytes(aw, &(int64_t) { 0 }), 0);
+
+    /* the next decision starts a new chain */
+    allow(&e, "d2");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[3], NULL);
+    chain_before = ca_entry_get(&e, "chain", NULL);
+    assert_string_not_equal(chain_before, lane_chain);
+    turn(aw);
+    assert_int_equal(o[3].outcome, CA_AW_ACKED);
+    assert_intact();
+    ca_aw_free(aw);
+}
+
+/* The original decision was written after all: the spooled deny is a
+ * duplicate and the stream keeps the original only. */
+static void
+test_duplicate_replay(void **state)
+{
+    ca_aw       *aw = writer("gw-1/102/1", 1 << 20, 1);
+    ca_entry     e;
+    owner        o[2] = { { 0 } };
+    ca_aw_cmd   *c;
+    const ca_aw_stats *st;
+
+    allow(&e, "d1");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[0], NULL);
+    refusal(&e, "r1");
+    ca_aw_final(aw, &e, 1, &o[1], NULL);
+    c = ca_aw_flush(aw, 1);
+    (void) run(c);                      /* Redis ran it; the reply is lost */
+    ca_aw_reply(aw, c, NULL);
+    assert_int_equal(o[0].outcome, CA_AW_LOST);
+    assert_int_equal(R.n, 2);
+
+    replay_all(aw);
+    assert_int_equal(R.n, 2);           /* both duplicates */
+    assert_int_equal(count_rid("d1", "allow", NULL), 1);
+    st = ca_aw_get_stats(aw);
+    assert_int_equal(st->replayed, 2);
+    assert_int_equal(ca_aw_spool_bytes(aw, &(int64_t) { 0 }), 0);
+    assert_intact();
+    ca_aw_free(aw);
+}
+
+/* A batch refused (Redis loading) while the next one runs: the next one's
+ * chain-0 entries meet a gap, are refused and follow into the spool; the
+ * replay writes them all in order. */
+static void
+test_gap_refusal(void **state)
+{
+    ca_aw       *aw = writer("gw-1/103/1", 1 << 20, 1);
+    ca_entry     e;
+    owner        o[4] = { { 0 } };
+    ca_aw_cmd   *c1, *c2;
+    ca_aw_rep    err = { CA_AW_REPLY_ERROR, "LOADING Redis is loading", 24 };
+    ca_aw_rep    rep;
+    int64_t      oldest;
+
+    refusal(&e, "r1");
+    ca_aw_final(aw, &e, 1, &o[0], NULL);
+    c1 = ca_aw_flush(aw, 1);
+    refusal(&e, "r2");
+    ca_aw_final(aw, &e, 1, &o[1], NULL);
+    refusal(&e, "r3");
+    ca_aw_final(aw, &e, 1, &o[2], NULL);
+    c2 = ca_aw_flush(aw, 1);
+
+    ca_aw_reply(aw, c1, &err);          /* not run */
+    rep.type = CA_AW_REPLY_STRING;
+    rep.str = run(c2);
+    rep.len = strlen(rep.str);
+    assert_string_equal(rep.str, "gg");
+    ca_aw_reply(aw, c2, &rep);
+    assert_int_equal(R.n, 0);
+    assert_int_equal(o[1].outcome, CA_AW_SPOOLED);
+    assert_non_null(strstr(logged, "LOADING"));
+    assert_true(ca_aw_spool_bytes(aw, &oldest) > 0);
+    assert_int_equal(oldest, 1795800000123);
+
+    replay_all(aw);
+    assert_int_equal(R.n, 3);
+    assert_string_equal(field(&R.e[0], "rid"), "r1");
+    assert_string_equal(field(&R.e[2], "rid"), "r3");
+    assert_int_equal(ca_aw_spool_bytes(aw, &oldest), 0);
+    assert_int_equal(oldest, 0);
+    assert_intact();
+    ca_aw_free(aw);
+}
+
+/* Chain-0 entries reach the spool in seal order even when a younger
+ * batch fails first (declined: too many commands in flight) or a younger
+ * entry is sealed while an older batch is still out: they wait for the
+ * older batch's fate, then follow it into the spool. */
+static void
+test_spool_keeps_seal_order(void **state)
+{
+    ca_aw       *aw = writer("gw-1/109/1", 1 << 20, 1);
+    ca_entry     e;
+    owner        o[6] = { { 0 } };
+    ca_aw_cmd   *c1, *c2;
+    ca_aw_rep    err = { CA_AW_REPLY_ERROR, "LOADING Redis is loading", 24 };
+
+    refusal(&e, "k1");
+    ca_aw_final(aw, &e, 1, &o[0], NULL);
+    refusal(&e, "k2");
+    ca_aw_final(aw, &e, 1, &o[1], NULL);
+    c1 = ca_aw_flush(aw, 1);                    /* in flight */
+    refusal(&e, "n1");
+    ca_aw_final(aw, &e, 1, &o[2], NULL);
+    c2 = ca_aw_flush(aw, 1);
+    ca_aw_reply(aw, c2, NULL);                  /* declined, not sent */
+    assert_int_equal(o[2].calls, 0);            /* waits for c1 */
+    assert_null(ca_aw_replay(aw));
+    refusal(&e, "n2");                          /* behind them */
+    assert_int_equal(ca_aw_final(aw, &e, 1, &o[3], NULL), CA_AW_QUEUED);
+    assert_false(ca_aw_idle(aw, 1));
+
+    ca_aw_reply(aw, c1, &err);                  /* c1 fails too */
+    assert_int_equal(o[0].outcome, CA_AW_SPOOLED);
+    assert_int_equal(o[2].outcome, CA_AW_SPOOLED);
+    assert_int_equal(o[3].outcome, CA_AW_SPOOLED);
+    refusal(&e, "n3");                          /* nothing in flight */
+    assert_int_equal(ca_aw_final(aw, &e, 1, &o[4], NULL), CA_AW_SPOOLED);
+
+    replay_all(aw);
+    assert_int_equal(R.n, 5);
+    assert_string_equal(field(&R.e[0], "rid"), "k1");
+    assert_string_equal(field(&R.e[1], "rid"), "k2");
+    assert_string_equal(field(&R.e[2], "rid"), "n1");
+    assert_string_equal(field(&R.e[3], "rid"), "n2");
+    assert_string_equal(field(&R.e[4], "rid"), "n3");
+    assert_intact();
+    assert_int_equal(ca_aw_free(aw), 1);
+}
+
+
+/* A full spool: the entry is refused and not sealed (no hole in the
+ * chain); once there is room the chain goes on where it was. */
+static void
+test_full_spool(void **state)
+{
+    ca_aw      *aw = writer("gw-1/104/1", 700, 1);
+    ca_entry    e;
+    owner       o = { 0 };
+    int         i, spooled = 0, lost = 0;
+
+    for (i = 0; i < 6; i++) {
+        refusal(&e, "r");
+        switch (ca_aw_final(aw, &e, 0, &o, NULL)) {
+        case CA_AW_SPOOLED: spooled++; break;
+        case CA_AW_LOST: lost++; break;
+        }
+    }
+    assert_true(spooled >= 1 && lost >= 1);
+    assert_non_null(strstr(logged, "is full"));
+    assert_int_equal(ca_aw_get_stats(aw)->lost, (uint64_t) lost);
+
+    replay_all(aw);
+    assert_int_equal(R.n, (size_t) spooled);
+    refusal(&e, "after");
+    assert_int_equal(ca_aw_final(aw, &e, 1, &o, NULL), CA_AW_QUEUED);
+    turn(aw);
+    assert_int_equal(R.n, (size_t) spooled + 1);
+    assert_intact();
+
+    /* without a spool, offline is no audit at all */
+    ca_aw_free(aw);
+    aw = writer("gw-1/105/1", 0, 0);
+    refusal(&e, "r");
+    assert_int_equal(ca_aw_final(aw, &e, 0, &o, NULL), CA_AW_LOST);
+    ca_aw_free(aw);
+}
+
+static long
+dead_pid(void)
+{
+    pid_t  p = fork();
+
+    if (p == 0) {
+        _exit(0);
+    }
+    waitpid(p, NULL, 0);
+    return (long) p;
+}
+
+/* A worker that died with entries of every kind in its spool (refusal,
+ * outcome, checkpoint, failed decision): another adopts and replays them
+ * in order; a spool of another version is kept aside, not dropped. */
+static void
+test_adoption(void **state)
+{
+    char        prefix[64], path[600], foreign[600];
+    long        pid = dead_pid();
+    ca_aw      *old, *aw;
+    ca_entry    e;
+    owner       o[4] = { { 0 } };
+    ca_aw_cmd  *c;
+    ca_spool   *sp;
+    char        err[128];
+    const char *argv[3] = { "EVALSHA", "abc", "1" };
+    size_t      lens[3] = { 7, 3, 1 };
+    struct stat st;
+
+    snprintf(prefix, sizeof(prefix), "gw-1/%ld/1", pid);
+    old = writer(prefix, 1 << 20, 1);
+    snprintf(path, sizeof(path), "%s", spool_path);
+    allow(&e, "d1");
+    ca_aw_decide(old, &e, "deny", checks, 2, &o[0], NULL);
+    refusal(&e, "r1");
+    ca_aw_final(old, &e, 1, &o[1], NULL);
+    c = ca_aw_flush(old, 1);
+    ca_aw_reply(old, c, NULL);          /* decision lost, refusal spooled */
+    outcome_entry(&e, "r1");
+    ca_aw_final(old, &e, 0, &o[2], NULL);
+    ca_aw_tick(old, 1795800001000, 1000, 1, 0);   /* chain 0 checkpoint */
+    assert_int_equal(ca_aw_free(old), 0);          /* file left */
+    assert_int_equal(stat(path, &st), 0);
+
+    /* another version's spool next to it */
+    snprintf(foreign, sizeof(foreign), "%s/worker-%ld.spool", dir,
+             dead_pid());
+    sp = ca_spool_open(foreign, 1 << 20, err, sizeof(err));
+    assert_non_null(sp);
+    assert_int_equal(ca_spool_append(sp, 1, NULL, 0, 3, argv, lens), 0);
+    ca_spool_close(sp);
+
+    aw = writer("gw-1/200/1", 1 << 20, 1);
+    ca_aw_adopt_dir(aw, dir, 200);
+    assert_int_not_equal(stat(path, &st), 0);      /* taken */
+    assert_non_null(strstr(logged, "another module version"));
+    strcat(foreign, ".foreign");
+    assert_int_equal(stat(foreign, &st), 0);       /* kept aside */
+    unlink(foreign);
+
+    replay_all(aw);
+    assert_int_equal(R.n, 4);
+    assert_string_equal(field(&R.e[0], "reason"), "audit_unavailable");
+    assert_string_equal(field(&R.e[1], "rid"), "r1");
+    assert_string_equal(field(&R.e[2], "event"), "outcome");
+    assert_string_equal(field(&R.e[3], "event"), "checkpoint");
+    assert_int_equal(ca_aw_get_stats(aw)->replayed, 4);
+    assert_intact();
+    assert_int_equal(ca_aw_free(aw), 1);
+}
+
+/* A spool under our own name is an earlier process's (its pid came round
+ * again): adopted at start, never taken for ours; one of another version
+ * is set aside. */
+static void
+test_spool_of_an_earlier_process_with_our_pid(void **state)
+{
+    ca_aw       *aw;
+    ca_entry     e;
+    owner        o = { 0 };
+    char         path[600], aside[700];
+    ca_spool    *sp;
+    char         err[128];
+    const char  *argv[1] = { "EVALSHA" };
+    size_t       lens[1] = { 7 };
+    struct stat  st;
+    DIR         *d;
+    struct dirent *de;
+
+    aw = writer("gw-1/300/1", 1 << 20, 1);
+    refusal(&e, "old1");
+    assert_int_equal(ca_aw_final(aw, &e, 0, &o, NULL), CA_AW_SPOOLED);
+    assert_int_equal(ca_aw_free(aw), 0);
+
+    aw = writer("gw-1/300/2", 1 << 20, 1);      /* same pid, new start */
+    assert_non_null(strstr(logged, "adopted audit spool"));
+    replay_all(aw);
+    assert_int_equal(count_rid("old1", NULL, NULL), 1);
+    assert_intact();
+    assert_int_equal(ca_aw_free(aw), 1);
+
+    /* another version's records under our name */
+    snprintf(path, sizeof(path), "%s/worker-301.spool", dir);
+    sp = ca_spool_open(path, 1 << 20, err, sizeof(err));
+    assert_int_equal(ca_spool_append(sp, 2, NULL, 0, 1, argv, lens), 0);
+    ca_spool_close(sp);
+    aw = writer("gw-1/301/1", 1 << 20, 1);
+    assert_non_null(strstr(logged, "another module version"));
+    assert_int_equal(ca_aw_spool_bytes(aw, &(int64_t) { 0 }), 0);
+    assert_int_equal(ca_aw_free(aw), 1);
+    aside[0] = '\0';
+    d = opendir(dir);
+    while ((de = readdir(d)) != NULL) {
+        if (strstr(de->d_name, "worker-301-") && strstr(de->d_name,
+                                                         ".foreign"))
+        {
+            snprintf(aside, sizeof(aside), "%s/%s", dir, de->d_name);
+        }
+    }
+    closedir(d);
+    assert_int_equal(stat(aside, &st), 0);      /* kept, not dropped */
+    unlink(aside);
+}
+
+
+/* Replay in order, stopping at the first entry not taken; an error holds
+ * the replay off for a while, then it resumes where it stopped. */
+static void
+test_replay_order(void **state)
+{
+    ca_aw      *aw = writer("gw-1/106/1", 1 << 20, 1);
+    ca_entry    e;
+    owner       o = { 0 };
+    char        rid[8];
+    int         i;
+    ca_aw_cmd  *c;
+    ca_aw_rep   err = { CA_AW_REPLY_ERROR, "READONLY", 8 };
+    ca_aw_rep   odd = { CA_AW_REPLY_OTHER, NULL, 0 };
+
+    for (i = 0; i < CA_AW_REPLAY_MAX + 10; i++) {
+        snprintf(rid, sizeof(rid), "r%03d", i);
+        refusal(&e, rid);
+        assert_int_equal(ca_aw_final(aw, &e, 0, &o, NULL), CA_AW_SPOOLED);
+    }
+    c = ca_aw_replay(aw);
+    assert_non_null(c);
+    assert_null(ca_aw_replay(aw));      /* one at a time */
+    ca_aw_reply(aw, c, &err);
+    assert_null(ca_aw_replay(aw));      /* held off */
+    for (i = 0; i < 10; i++) {
+        ca_aw_tick(aw, 0, 1000000, 0, 1);
+    }
+    c = ca_aw_replay(aw);
+    assert_non_null(c);
+    ca_aw_reply(aw, c, &odd);
+    assert_non_null(strstr(logged, "unexpected reply"));
+    assert_int_equal(ca_aw_get_stats(aw)->unexpected, 1);
+    assert_int_equal(ca_aw_get_stats(aw)->replay_failed, 2);
+    for (i = 0; i < 10; i++) {
+        ca_aw_tick(aw, 0, 1000000, 0, 1);
+    }
+    assert_int_equal(replay_all(aw), 2);
+    assert_int_equal(R.n, CA_AW_REPLAY_MAX + 10);
+    for (i = 0; i < CA_AW_REPLAY_MAX + 10; i++) {
+        snprintf(rid, sizeof(rid), "r%03d", i);
+        assert_string_equal(field(&R.e[i], "rid"), rid);
+    }
+    assert_intact();
+    ca_aw_free(aw);
+}
+
+/* Exit: every chain gets its final checkpoint through the same path;
+ * what is still queued when the writer goes is spooled, and the spool
+ * file stays for the next worker. */
+static void
+test_exit_flush(void **state)
+{
+    ca_aw      *aw = writer("gw-1/107/1", 1 << 20, 1);
+    ca_entry    e;
+    owner       o[3] = { { 0 } };
+    struct stat st;
+    size_t      i, cps = 0;
+
+    allow(&e, "d1");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[0], NULL);
+    refusal(&e, "r1");
+    ca_aw_final(aw, &e, 1, &o[1], NULL);
+    turn(aw);
+    assert_false(ca_aw_idle(aw, 1));    /* unsigned */
+
+    ca_aw_tick(aw, 1795800002000, 60000, 1, 1);
+    assert_false(ca_aw_idle(aw, 1));    /* queued */
+    turn(aw);
+    assert_true(ca_aw_idle(aw, 1));
+    for (i = 0; i < R.n; i++) {
+        cps += strcmp(field(&R.e[i], "event"), "checkpoint") == 0;
+    }
+    assert_int_equal(cps, 2);           /* chain 0 and the lane */
+    assert_intact();
+
+    /* something queued at the very end goes to the spool, kept */
+    outcome_entry(&e, "d1");
+    ca_aw_final(aw, &e, 1, &o[2], NULL);
+    assert_int_equal(ca_aw_free(aw), 0);
+    assert_int_equal(o[2].outcome, CA_AW_SPOOLED);
+    assert_int_equal(stat(spool_path, &st), 0);
+    assert_true(st.st_size > 0);
+    unlink(spool_path);
+}
+
+int
+main(void)
+{
+    EVP_PKEY_CTX *kc;
+
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_group_commit_and_variants, setup),
+        cmocka_unit_test_setup(test_budget_checks, setup),
+        cmocka_unit_test_setup(test_lost_reply, setup),
+        cmocka_unit_test_setup(test_duplicate_replay, setup),
+        cmocka_unit_test_setup(test_gap_refusal, setup),
+        cmocka_unit_test_setup(test_spool_keeps_seal_order, setup),
+        cmocka_unit_test_setup(test_full_spool, setup),
+        cmocka_unit_test_setup(test_adoption, setup),
+        cmocka_unit_test_setup(test_spool_of_an_earlier_process_with_our_pid,
+                               setup),
+        cmocka_unit_test_setup(test_replay_order, setup),
+        cmocka_unit_test_setup(test_exit_flush, setup),
+    };
+    int  rc;
+
+    if (mkdtemp(dir) == NULL) {
+        return 1;
+    }
+    kc = EVP_PKEY_CTX_new_id(EVP_PKEY_ED25519, NULL);
+    EVP_PKEY_keygen_init(kc);
+    EVP_PKEY_keygen(kc, &key);
+    EVP_PKEY_CTX_free(kc);
+    pub = key;
+    rc = cmocka_run_group_tests(tests, NULL, NULL);
+    redis_reset();
+    EVP_PKEY_free(key);
+    rmdir(dir);
+    return rc;
+}
