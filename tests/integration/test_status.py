@@ -173,3 +173,41 @@ def test_unknown_format_is_400(env, fmt):
 def test_json_format_explicitly(env):
     doc = status(env, "json").json()
     assert "decisions" in doc and "token_cache" in doc
+
+
+def test_two_workers_sum_in_the_zone(env, make_gateway):
+    """Counters and histograms are the zone's: whichever worker answers a
+    scrape, it counts what both decided; the per-worker gauges say whose
+    they are."""
+    gw = make_gateway(workers=2)
+    gw.start()
+
+    def scrape():
+        r = requests.get(gw.url("/credit-auth/status", plain=True),
+                         params={"format": "prometheus"}, timeout=5)
+        assert r.status_code == 200, r.text
+        return r.text
+    before = samples(scrape())
+    saved = env.gw
+    env.gw = gw
+    try:
+        # a new connection each: both workers get some
+        for _ in range(8):
+            assert env.get(token=env.token()).status_code == 200
+    finally:
+        env.gw = saved
+    texts = [scrape() for _ in range(6)]
+    pids = set()
+    for text in texts:
+        after = samples(text)
+        for name, labels in (("credit_auth_decisions_total",
+                              'decision="allow"'),
+                             ("credit_auth_decision_seconds_count", ""),
+                             ("credit_auth_bank_requests_total",
+                              'bank="BANK001"')):
+            assert after[(name, labels)] - before.get((name, labels), 0) \
+                == 8, (name, before.get((name, labels)), after[(name, labels)])
+        pids |= set(re.findall(r'^credit_auth_redis_connected\{pid="(\d+)"\}'
+                               r' 1$', text, re.M))
+    workers = {str(p) for p in gw.workers()}
+    assert len(workers) == 2 and pids and pids <= workers, (pids, workers)
