@@ -36,7 +36,7 @@ DEB_PKGS := nginx nginx-dev libjwt-dev libhiredis-dev libjansson-dev \
             libssl-dev redis-server libcmocka-dev python3-pytest python3-jwt \
             python3-redis python3-cryptography python3-requests wrk \
             openssl curl valgrind tzdata \
-            chromium fonts-wqy-microhei
+            chromium fonts-wqy-microhei prometheus
 # `make build` alone needs these (dpkg-dev: dpkg-buildflags); `make deps
 # DEPS=build` installs only them (the container's builder stage).
 BUILD_PKGS := make gcc libc6-dev dpkg-dev nginx-dev libhiredis-dev \
