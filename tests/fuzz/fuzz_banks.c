@@ -6,12 +6,6 @@
 #include "banks.h"
 
 int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    return 0;
-}
-
-int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     ca_error  err;

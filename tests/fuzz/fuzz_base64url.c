@@ -8,12 +8,6 @@
 #include "util.h"
 
 int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    return 0;
-}
-
-int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char    *s = (const char *) data;

@@ -5,18 +5,8 @@
  * upstream body.  Beyond the sanitizers: a refused body yields no output,
  * an accepted one yields a report whose path lists can be built.
  */
-#include "fuzz.h"
-#include "filter.h"
+#include "filter_input.h"
 
-static fuzz_cats           cats;
-static const unsigned char hash_key[32] = "fuzz-hash-key-of-thirty-two-b!!";
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    fuzz_categories(&cats);
-    return 0;
-}
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
@@ -31,11 +21,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    c = cats.cat[(data[0] & 0x7f) % cats.n];
-    memset(&opts, 0, sizeof(opts));
-    opts.hash_key = hash_key;
-    opts.hash_key_len = sizeof(hash_key);
-    opts.raw = data[0] >> 7;
+    c = filter_input(data[0], &opts);
 
     FUZZ_CHECK(ca_filter_report_init(&rep, c) == 0, "report_init");
     out = ca_filter_text(c, (const char *) data + 1, size - 1, &opts, &rep,

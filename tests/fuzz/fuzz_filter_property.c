@@ -18,21 +18,11 @@
  * an output array with input elements in order (withheld elements are
  * left out, so the first compatible element is the one).
  */
-#include "fuzz.h"
-#include "filter.h"
+#include "filter_input.h"
 #include "jsontext.h"
 
 #define PATH_MAX_LEN 512
 
-static fuzz_cats           cats;
-static const unsigned char hash_key[32] = "fuzz-hash-key-of-thirty-two-b!!";
-
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    fuzz_categories(&cats);
-    return 0;
-}
 
 static size_t
 cp_len(const unsigned char *s, size_t len)
@@ -274,11 +264,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size < 1) {
         return 0;
     }
-    c = cats.cat[(data[0] & 0x7f) % cats.n];
-    memset(&opts, 0, sizeof(opts));
-    opts.hash_key = hash_key;
-    opts.hash_key_len = sizeof(hash_key);
-    opts.raw = data[0] >> 7;
+    c = filter_input(data[0], &opts);
 
     out = ca_filter_text(c, (const char *) data + 1, size - 1, &opts, NULL,
                          &out_len);

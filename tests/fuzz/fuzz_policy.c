@@ -7,12 +7,6 @@
 
 #define USCC "91350100M000100Y43"
 
-int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    return 0;
-}
-
 /* The template with {uscc} replaced by a valid one. */
 static void
 route_example(const char *tpl, char *out, size_t len)

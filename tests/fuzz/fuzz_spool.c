@@ -10,12 +10,6 @@
 #include "spool.h"
 
 int
-LLVMFuzzerInitialize(int *argc, char ***argv)
-{
-    return 0;
-}
-
-int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static const char *const argv[] = {"XADD", "credit:audit", "*", ""};

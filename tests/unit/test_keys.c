@@ -296,6 +296,16 @@ test_oversized_coordinates(void **state)
 {
     static const size_t lens[] = {44, 48, 240, 320, 1364, 1366};
     static const char  *fills[] = {"QUFB", "AAAA"};
+    const struct {
+        EVP_PKEY   *pkey;
+        ca_alg      alg;
+        const char *member, *path;
+    } coords[] = {
+        {ec, CA_ALG_ES256, "y", "$.keys[0].y"},
+        {ec, CA_ALG_ES256, "x", "$.keys[0].x"},
+        {sm2, CA_ALG_SM2, "y", "$.keys[0].y"},
+        {ed, CA_ALG_EDDSA, "x", "$.keys[0].x"},
+    };
     char                big[1367];
     json_t             *k;
 
@@ -308,27 +318,15 @@ test_oversized_coordinates(void **state)
                 big[lens[i] - 1] = 'A';     /* canonical: no stray bits */
             }
             big[lens[i]] = '\0';
-
-            k = jwk(ec, CA_ALG_ES256, "k");
-            json_object_set_new(k, "y", json_string(big));
-            expect_error(k, "$.keys[0].y", "must decode to 32 bytes");
-
-            k = jwk(ec, CA_ALG_ES256, "k");
-            json_object_set_new(k, "x", json_string(big));
-            expect_error(k, "$.keys[0].x", "must decode to 32 bytes");
-
-            k = jwk(sm2, CA_ALG_SM2, "k");
-            json_object_set_new(k, "y", json_string(big));
-            expect_error(k, "$.keys[0].y", "must decode to 32 bytes");
-
-            k = jwk(ed, CA_ALG_EDDSA, "k");
-            json_object_set_new(k, "x", json_string(big));
-            expect_error(k, "$.keys[0].x", "must decode to 32 bytes");
+            for (size_t c = 0; c < sizeof(coords) / sizeof(coords[0]); c++) {
+                k = jwk(coords[c].pkey, coords[c].alg, "k");
+                json_object_set_new(k, coords[c].member, json_string(big));
+                expect_error(k, coords[c].path, "must decode to 32 bytes");
+            }
         }
     }
     /* One past the largest member: refused before decoding. */
     memset(big, 'Q', 1367);
-    big[1366] = 'Q';
     k = jwk(ec, CA_ALG_ES256, "k");
     json_object_set_new(k, "y", json_stringn(big, 1367));
     expect_error(k, "$.keys[0].y", "bad length");
