@@ -98,7 +98,8 @@ leaf_mismatch(const ca_treatment *t, json_t *in, json_t *o)
         if (il > 0 && memchr(os, '*', ol) == NULL) {
             return "a mask hides nothing";
         }
-        if (json_equal(in, o) && memchr(is, '*', il) == NULL) {
+        /* the empty string stays empty: nothing to hide */
+        if (il > 0 && json_equal(in, o) && memchr(is, '*', il) == NULL) {
             return "a masked value equals the original";
         }
         return NULL;
