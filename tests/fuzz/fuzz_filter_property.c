@@ -8,10 +8,10 @@
  *     object nodes, arrays under "[]" nodes, scalars only at fields);
  *  3. a treated value is a treatment of the value it replaces: a mask
  *     keeps the length in code points, keeps or stars each one and stars
- *     at least one, so it never equals an original without stars; a hash
- *     is 64 hex digits; a bucket "lo-hi" contains the number; a year is
- *     the first four digits; a kept value is the original; a dropped
- *     field never appears.
+ *     at least one (an empty string stays empty), so it never equals an
+ *     original without stars; a hash is 64 hex digits; a bucket "lo-hi"
+ *     contains the number; a year is the first four digits; a kept value
+ *     is the original; a dropped field never appears.
  *
  * 3 needs the original: when jansson parses the body, every output member
  * is matched with the input member of the same name, and the elements of
