@@ -152,7 +152,7 @@ bench: deps build
 FUZZ_CC      := clang-14
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
                 -fno-omit-frame-pointer
-FUZZ_CFLAGS  := -O1 -g -std=gnu11 -Wall -Wextra -Werror \
+FUZZ_CFLAGS  := -O1 -g -std=gnu11 -Wall -Wextra $(if $(filter 1,$(WERROR)),-Werror) \
                 -Wno-unused-parameter $(FUZZ_SAN) -Ilib \
                 -DCA_FUZZ_ROOT='"$(ROOT)"' $(EXTRA_CFLAGS)
 FUZZ_BUILD   := $(BUILD)/fuzz
