@@ -12,11 +12,22 @@ Exit status: 0, or 1 if a run fails or the gateway answers anything but 2xx.
 
 Scenarios are a list (SCENARIOS); --all runs every one, --scenario NAME
 picks some.  A scenario with tokens > 1 rotates that many distinct tokens
-through a wrk Lua script, so the verified-token cache cannot help.
+through a wrk Lua script, so the verified-token cache cannot help.  Records
+are the sparse tax record the tests use (a year, an amount and a reference
+per row) or one dense with numbers (ten amounts per row, three bucketed,
+twelve monthly figures withheld: what tax and utilities platforms send).
+
+Next to each ratio: CPU per request.  nginx worker CPU (utime + stime of
+the worker processes, /proc/<pid>/stat) over wrk's request count, for the
+gateway and the plain proxy; Redis CPU (INFO cpu, used_cpu_sys +
+used_cpu_user) per gateway request, and the scripts' own time per call
+(INFO commandstats, usec / calls of EVALSHA).  Clock-tick resolution
+(10 ms) over thousands of requests: a few µs.
 """
 
 import argparse
 import json
+import os
 import re
 import subprocess
 import sys
@@ -29,11 +40,16 @@ BANK = "BENCH01"
 PURPOSE = "loan_application"
 
 # name, record size (KiB), token alg, number of distinct tokens, default?
+# dense: the record dense with numbers
 SCENARIOS = [
     dict(name="1k-es256-cached", kb=1, alg="ES256", tokens=1, default=True),
     dict(name="16k-es256-cached", kb=16, alg="ES256", tokens=1, default=True),
     dict(name="256k-es256-cached", kb=256, alg="ES256", tokens=1,
          default=True),
+    dict(name="16k-dense-cached", kb=16, dense=True, alg="ES256", tokens=1,
+         default=True),
+    dict(name="256k-dense-cached", kb=256, dense=True, alg="ES256",
+         tokens=1, default=True),
     dict(name="1k-rs256-cached", kb=1, alg="RS256", tokens=1),
     dict(name="1k-eddsa-cached", kb=1, alg="EdDSA", tokens=1),
     dict(name="1k-es256-uncached", kb=1, alg="ES256", tokens=20000,
@@ -42,10 +58,72 @@ SCENARIOS = [
     dict(name="1k-eddsa-uncached", kb=1, alg="EdDSA", tokens=20000),
 ]
 
-# One enterprise (and record) per payload size.
-USCC_BY_KB = {1: S.DEMO_USCC,
-              16: S.make_uscc("91110108MA01BEN16"),
-              256: S.make_uscc("91110108MA01BEN25")}
+# One enterprise (and record) per payload: (size, dense?).
+USCC_BY_KB = {(1, False): S.DEMO_USCC,
+              (16, False): S.make_uscc("91110108MA01BEN16"),
+              (256, False): S.make_uscc("91110108MA01BEN25"),
+              (16, True): S.make_uscc("91110108MA01DEN16"),
+              (256, True): S.make_uscc("91110108MA01DEN25")}
+
+
+def dense_record(uscc, kb):
+    """A tax record of about kb KiB dense with numbers; the same shape as
+    bench/filter_speed.c's dense record."""
+    rec = S.tax_record(uscc)
+    rows = []
+    i = 0
+    while True:
+        rows.append({"year": 2021 - i,
+                     "tax_paid": round(1234567 + 37 * i + (i % 100) / 100, 2),
+                     "revenue": round(98765432 + 101 * i
+                                      + (i * 7 % 100) / 100, 2),
+                     "vat_paid": round(234567 + 13 * i
+                                       + (i * 3 % 100) / 100, 2),
+                     "arrears": 0 if i % 5 else 1000 + i,
+                     "monthly": [round(10000 + 17 * i + m
+                                       + ((i + m) % 100) / 100, 2)
+                                 for m in range(12)]})
+        rec["annual"] = rows
+        i += 1
+        # measured every row for small records, every 16th for large ones
+        if (i % max(1, kb // 16) == 0
+                and len(json.dumps(rec, indent=1)) >= kb * 1024):
+            return rec
+
+
+def record(kb, dense):
+    uscc = USCC_BY_KB[(kb, dense)]
+    return dense_record(uscc, kb) if dense else S.record_of_size(uscc, kb)
+
+
+def worker_cpu(nginx):
+    """utime + stime of an nginx's worker processes, in seconds."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in nginx.workers():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += int(fields[11]) + int(fields[12])    # utime, stime
+    return total / tick
+
+
+def redis_cpu(st):
+    """Redis's own CPU seconds so far and its commandstats."""
+    c = st.redis.client()
+    cpu = c.info("cpu")
+    return (cpu["used_cpu_sys"] + cpu["used_cpu_user"],
+            c.info("commandstats"))
+
+
+def script_usec(before, after):
+    """usec per EVALSHA call between two commandstats snapshots."""
+    a = after.get("cmdstat_evalsha", {})
+    b = before.get("cmdstat_evalsha", {})
+    calls = a.get("calls", 0) - b.get("calls", 0)
+    return (a.get("usec", 0) - b.get("usec", 0)) / calls if calls else 0
 
 LUA_ROTATE = """
 local tokens = {}
@@ -137,13 +215,13 @@ def main():
         bank = st.add_bank(BANK, "Benchmark Bank")
         algs = sorted({s["alg"] for s in chosen})
         keys = {}
-        for kb, uscc in USCC_BY_KB.items():
+        for uscc in USCC_BY_KB.values():
             for alg in algs:
                 keys[(uscc, alg)] = st.add_enterprise_key(
                     uscc, alg, kid=f"bench-{uscc}-{alg.lower()}", write=False)
         st.write_keys()
-        records = {(USCC_BY_KB[kb], "tax"): S.record_of_size(USCC_BY_KB[kb], kb)
-                   for kb in USCC_BY_KB}
+        records = {(uscc, "tax"): record(kb, dense)
+                   for (kb, dense), uscc in USCC_BY_KB.items()}
         st.platform_root = S.write_platform(S.subdir(st.dir, "platform"),
                                             records)
         st.start()
@@ -151,7 +229,7 @@ def main():
         try:
             cc = S.client_cert_header(bank.cert)
             for sc in chosen:
-                uscc = USCC_BY_KB[sc["kb"]]
+                uscc = USCC_BY_KB[(sc["kb"], sc.get("dense", False))]
                 path = f"/api/v1/enterprises/{uscc}/tax"
                 priv, jwk = keys[(uscc, sc["alg"])]
 
@@ -177,10 +255,16 @@ def main():
                           f"{r.text[:300]}", file=sys.stderr)
                     failed = True
                     continue
+                cpu0 = worker_cpu(plain)
                 p = wrk(f"http://127.0.0.1:{plain.port}{path}", headers, args)
+                plain_cpu = worker_cpu(plain) - cpu0
                 before = redis_calls(st)
+                cpu0 = worker_cpu(st.gateway)
+                rcpu0, rstats0 = redis_cpu(st)
                 g = wrk(st.gateway.url(path, plain=True), headers, args,
                         script)
+                gw_cpu = worker_cpu(st.gateway) - cpu0
+                rcpu1, rstats1 = redis_cpu(st)
                 after = redis_calls(st)
                 # every wrk request plus the sanity request above
                 cmds = {k: after.get(k, 0) - before.get(k, 0) for k in after}
@@ -196,7 +280,18 @@ def main():
                 # inside Redis are counted by INFO too, but cost no trip
                 per_req = (cmds.get("evalsha", 0) / g["total"]
                            if g["total"] else 0)
+
+                def us(sec, n):
+                    return 1e6 * sec / n if n else 0
+                gw_us = us(gw_cpu, g["total"])
+                plain_us = us(plain_cpu, p["total"])
+                redis_us = us(rcpu1 - rcpu0, g["total"])
+                evalsha_us = script_usec(rstats0, rstats1)
                 results.append(dict(scenario=sc["name"], plain_rps=p["rps"],
+                                    gateway_worker_us_per_request=gw_us,
+                                    plain_worker_us_per_request=plain_us,
+                                    redis_cpu_us_per_request=redis_us,
+                                    evalsha_us_per_call=evalsha_us,
                                     redis_round_trips_per_request=per_req,
                                     redis_commands=cmds,
                                     gateway_rps=g["rps"], ratio=ratio,
@@ -213,6 +308,11 @@ def main():
                           + (f"  (non-2xx {g['non2xx']})"
                              if g["non2xx"] else "")
                           + f"   redis trips/req {per_req:.2f}", flush=True)
+                    print(f"{'':<20} worker CPU µs/req: gateway {gw_us:7.0f}"
+                          f"  plain {plain_us:6.0f}"
+                          f"  ({gw_us / plain_us if plain_us else 0:.2f} ×)"
+                          f"   redis CPU µs/req {redis_us:5.0f}"
+                          f"  EVALSHA µs/call {evalsha_us:5.1f}", flush=True)
             problems = st.gateway.log_problems()
             if problems:
                 failed = True
@@ -236,6 +336,10 @@ def main():
         print(f"(wrk -t{args.threads} -c{args.connections} -d{args.duration}s;"
               " 1 gateway worker, 1 plain-proxy worker; ratio = gateway ÷ "
               "plain, same run)")
+        print("(worker CPU µs/req: utime+stime of the nginx workers ÷ wrk's "
+              "requests; redis CPU µs/req: INFO cpu sys+user ÷ gateway "
+              "requests; EVALSHA µs/call: INFO commandstats, the scripts' "
+              "own time inside Redis)")
         print("(redis trips/req: EVALSHA calls per gateway request: the "
               "decision script, the request's only round trip before it goes "
               "upstream, plus its share of a batch: the outcome entries, "

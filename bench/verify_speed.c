@@ -24,11 +24,11 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
-#include <sys/resource.h>
 
 #include <openssl/evp.h>
 
 #include "creditauth.h"
+#include "user_time.h"
 
 #define USCC "91350100M000100Y43"
 
@@ -40,18 +40,6 @@ now_s(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
-}
-
-
-/* User CPU seconds, the divisor `openssl speed` uses (without -elapsed):
- * on a busy machine wall time would count other processes' turns. */
-static double
-user_s(void)
-{
-    struct rusage ru;
-
-    getrusage(RUSAGE_SELF, &ru);
-    return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6;
 }
 
 

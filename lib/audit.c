@@ -6,7 +6,41 @@
 #include <openssl/pem.h>
 
 #include "audit.h"
+#include "pii.h"
 #include "util.h"
+
+static int
+plain_consent_id(const char *s, size_t len)
+{
+    if (len == 0 || len > 128) {
+        return 0;
+    }
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z')
+              || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == ':'
+              || c == '-')) {
+            return 0;
+        }
+    }
+    return !ca_looks_personal(s, len);
+}
+
+size_t
+ca_audit_consent_id(const char *jti, size_t len, char *out)
+{
+    unsigned char md[32];
+
+    if (plain_consent_id(jti, len)) {
+        memcpy(out, jti, len);
+        out[len] = '\0';
+        return len;
+    }
+    memcpy(out, "sha256:", 7);
+    ca_sha256(jti, len, md);
+    ca_hex(md, 32, out + 7);
+    return 7 + 64;
+}
 
 void
 ca_entry_init(ca_entry *e, const char *event, int64_t ts_ms, const char *gw)

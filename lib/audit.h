@@ -33,6 +33,16 @@ typedef struct {
     unsigned char head[32];     /* hash of the last sealed entry */
 } ca_chain;
 
+/*
+ * The `consent` value of a decision entry (SPEC §2.1): the jti itself when
+ * it is 1-128 of [A-Za-z0-9._:-] and does not look like a personal
+ * identifier (lib/pii.h), else "sha256:" and the hex SHA-256 of the jti,
+ * so the audit never holds an ID number a jti was made of.  out needs
+ * CA_CONSENT_ID_MAX + 1 bytes; returns the length written.
+ */
+#define CA_CONSENT_ID_MAX 135
+size_t ca_audit_consent_id(const char *jti, size_t len, char *out);
+
 /* Starts an entry with v, event, ts and gw. */
 void ca_entry_init(ca_entry *e, const char *event, int64_t ts_ms,
                    const char *gw);

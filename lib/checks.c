@@ -38,10 +38,23 @@ is_name_char(char c)
  * Parses a check path and writes its normalised form (every "[k=v]" as
  * "[]") into norm.  Returns NULL on success or the reason it is malformed.
  */
+/* Where a check path selects: the normalised path up to the element
+ * ("annual[]") and the member that selects it ("year"). */
+typedef struct {
+    size_t      norm_len;
+    const char *key;
+    size_t      klen;
+} selector;
+
+#define SELECTORS_MAX (CHECK_PATH_MAX / 5)
+
 static const char *
-check_path(const char *s, size_t len, char *norm)
+check_path(const char *s, size_t len, char *norm, selector *sel,
+           size_t *n_sel)
 {
     size_t i = 0, o = 0;
+
+    *n_sel = 0;
 
     if (len == 0 || len > CHECK_PATH_MAX || strlen(s) != len) {
         return "field must be 1-256 characters";
@@ -77,8 +90,15 @@ check_path(const char *s, size_t len, char *norm)
                 return "a selector value is 1-64 characters closed by ']'";
             }
             i++;
+            if (*n_sel == SELECTORS_MAX) {
+                return "too many selectors";
+            }
             norm[o++] = '[';
             norm[o++] = ']';
+            sel[*n_sel].norm_len = o;
+            sel[*n_sel].key = s + k;
+            sel[*n_sel].klen = v - 1 - k;
+            (*n_sel)++;
         }
         if (i == len) {
             break;
@@ -90,6 +110,50 @@ check_path(const char *s, size_t len, char *norm)
     }
     norm[o] = '\0';
     return NULL;
+}
+
+/*
+ * A selector tests the member it names on every element until one
+ * matches: a withheld or masked member would let the bank probe values it
+ * may not see ("shareholders[id_number=...]").  Only members the category
+ * discloses as they are, at the masked level, may select.
+ */
+static int
+selector_disclosed(const ca_category *c, const char *norm,
+                   const selector *sel)
+{
+    char            path[CHECK_PATH_MAX + SELECT_VALUE_MAX + 2];
+    const ca_field *f;
+
+    if (sel->norm_len + 1 + sel->klen >= sizeof(path)) {
+        return 0;
+    }
+    memcpy(path, norm, sel->norm_len);
+    path[sel->norm_len] = '.';
+    memcpy(path + sel->norm_len + 1, sel->key, sel->klen);
+    path[sel->norm_len + 1 + sel->klen] = '\0';
+    f = ca_category_field_at(c, path);
+    return f != NULL && f->masked.kind == CA_TREAT_KEEP;
+}
+
+size_t
+ca_checks_budget(const ca_checks *cs, ca_check_use *uses)
+{
+    size_t n = 0, k;
+
+    for (size_t i = 0; i < cs->n; i++) {
+        for (k = 0; k < n; k++) {
+            if (uses[k].field == cs->items[i].rule->path) {
+                break;
+            }
+        }
+        if (k == n) {
+            uses[n].field = cs->items[i].rule->path;
+            uses[n++].count = 0;
+        }
+        uses[k].count++;
+    }
+    return n;
 }
 
 void
@@ -110,6 +174,8 @@ parse_item(json_t *it, size_t i, const ca_category *c, ca_check *ck,
     const char           *why;
     const ca_verify_rule *rule;
     char                  norm[CHECK_PATH_MAX + 1];
+    selector              sel[SELECTORS_MAX];
+    size_t                n_sel;
     unsigned              o;
 
     if (!json_is_object(it) || json_object_size(it) != 3
@@ -124,13 +190,21 @@ parse_item(json_t *it, size_t i, const ca_category *c, ca_check *ck,
                        " string", i);
     }
     if ((why = check_path(json_string_value(f), json_string_length(f),
-                          norm)) != NULL) {
+                          norm, sel, &n_sel)) != NULL) {
         return invalid(detail, detail_len, "checks[%zu].field: %s", i, why);
     }
     rule = ca_category_verify_rule(c, norm);
     if (rule == NULL) {
         return invalid(detail, detail_len, "field \"%s\" is not verifiable",
                        json_string_value(f));
+    }
+    for (size_t j = 0; j < n_sel; j++) {
+        if (!selector_disclosed(c, norm, &sel[j])) {
+            return invalid(detail, detail_len, "checks[%zu].field: the"
+                           " selector member \"%.*s\" is not disclosed"
+                           " unmasked by this category, so it cannot"
+                           " select", i, (int) sel[j].klen, sel[j].key);
+        }
     }
     o = json_is_string(op) ? ca_op_from_name(json_string_value(op)) : 0;
     if (o == 0) {
@@ -154,6 +228,7 @@ parse_item(json_t *it, size_t i, const ca_category *c, ca_check *ck,
     if (ck->field == NULL) {
         return invalid(detail, detail_len, "out of memory");
     }
+    ck->rule = rule;
     ck->op = o;
     ck->value = json_incref(v);
     return CA_OK;

@@ -13,10 +13,19 @@
 #define CA_CHECKS_BODY_MAX 16384
 
 typedef struct {
-    char    *field;         /* as the bank wrote it: annual[year=2023].x */
-    unsigned op;
-    json_t  *value;         /* string, number or boolean */
+    char                 *field;    /* as the bank wrote it:
+                                       annual[year=2023].x */
+    const ca_verify_rule *rule;     /* the policy's "annual[].x" */
+    unsigned              op;
+    json_t               *value;    /* string, number or boolean */
 } ca_check;
+
+/* How many checks of a request test one verify field: what the consent's
+ * verification budget is charged (SPEC §2.1). */
+typedef struct {
+    const char *field;              /* the verify rule's path */
+    unsigned    count;
+} ca_check_use;
 
 typedef struct {
     ca_check items[CA_CHECKS_MAX];
@@ -28,6 +37,10 @@ typedef struct {
 ca_reason ca_checks_parse(const char *body, size_t len, const ca_category *c,
                           ca_checks *out, char *detail, size_t detail_len);
 void ca_checks_free(ca_checks *cs);
+
+/* Groups the checks by verify field into uses[] (room for CA_CHECKS_MAX);
+ * returns how many fields. */
+size_t ca_checks_budget(const ca_checks *cs, ca_check_use *uses);
 
 /* Evaluates the checks against the upstream document and returns
  * {"results":[...]}.  A field of another type than the check's value makes

@@ -4,869 +4,56 @@
  * upstream reaches the bank unless a listed path leads to it, so an
  * unexpected member, a changed shape or a value a treatment cannot handle
  * is withheld, never passed.
+ *
+ * The filter reads the upstream body once, as text (jsonscan.c), and
+ * writes the disclosed document as it goes: a withheld member is
+ * validated and skipped without building anything, a kept value is copied
+ * as the bytes it was written with (numbers included: no conversion, no
+ * precision loss), and only a value that takes a treatment is decoded, for
+ * treat.c.  Any fault in the input fails the whole document, so nothing
+ * malformed is half-disclosed.
  */
-#define _GNU_SOURCE             /* qsort_r */
-#include <errno.h>
-#include <inttypes.h>
-#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-
 #include "filter.h"
+#include "jsonscan.h"
+#include "treat.h"
 
 #define TRACE_PATH_MAX 1024
+#define MEMO_DEPTH     8
+#define MEMO_MEMBERS   16
 
-/* ---- numbers as text -------------------------------------------------- */
-
-/* Decimal text of an integer; printf is most of a bucket's cost. */
-static size_t
-fmt_int(long long v, char *buf)
-{
-    char               tmp[24];
-    size_t             n = 0, i = 0;
-    unsigned long long u = v < 0 ? 0ULL - (unsigned long long) v
-                                 : (unsigned long long) v;
-
-    do {
-        tmp[n++] = (char) ('0' + u % 10);
-        u /= 10;
-    } while (u);
-    if (v < 0) {
-        buf[i++] = '-';
-    }
-    while (n) {
-        buf[i++] = tmp[--n];
-    }
-    buf[i] = '\0';
-    return i;
-}
-
-/* Shortest %g text that reads back as the same double. */
-static void
-fmt_double(double x, char *buf, size_t len)
-{
-    x += 0.0;                   /* -0 prints as 0 */
-    if (x == floor(x) && fabs(x) < 9.0e15) {
-        fmt_int((long long) x, buf);    /* exact below 2^53 */
-        return;
-    }
-    if (x == floor(x) && fabs(x) < 9.2e18) {
-        snprintf(buf, len, "%.0f", x);
-        return;
-    }
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, len, "%.*g", prec, x);
-        if (strtod(buf, NULL) == x) {
-            return;
-        }
-    }
-}
-
-/* The decimal text of a JSON number; 0 if v is not a number. */
-static int
-number_text(json_t *v, char *buf, size_t len)
-{
-    if (json_is_integer(v) && len >= 24) {
-        fmt_int((long long) json_integer_value(v), buf);
-        return 1;
-    }
-    if (json_is_real(v)) {
-        fmt_double(json_real_value(v), buf, len);
-        return 1;
-    }
-    return 0;
-}
-
-/* ---- mask ------------------------------------------------------------- */
-
-/* Length of the UTF-8 sequence at s, or 0 if it is not well formed
- * (overlong forms, surrogates and code points above U+10FFFF included). */
-static size_t
-utf8_seq(const unsigned char *s, size_t left)
-{
-    unsigned c = s[0], cp;
-    size_t   n;
-
-    if (c < 0x80) {
-        return 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (left < n) {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
-        || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
-        return 0;
-    }
-    return n;
-}
-
-/*
- * Keeps `lead` leading and `trail` trailing code points and stars the rest.
- * A mask must hide something: when lead + trail would cover the whole
- * value, lead shrinks first, then trail, until one code point is hidden
- * (a one-character name becomes "*").  The empty string stays empty.
- */
-char *
-ca_mask_utf8(const char *s, size_t len, unsigned lead, unsigned trail)
-{
-    const unsigned char *u = (const unsigned char *) s;
-    size_t n = 0, i, k, hidden, lead_end = 0, trail_start = len;
-    char  *out, *o;
-
-    for (i = 0; i < len; i += k, n++) {
-        if ((k = utf8_seq(u + i, len - i)) == 0) {
-            return NULL;
-        }
-    }
-    if (n > 0 && (size_t) lead + trail >= n) {
-        size_t room = n - 1;
-        if (trail > room) {
-            lead = 0;
-            trail = (unsigned) room;
-        } else {
-            lead = (unsigned) (room - trail);
-        }
-    }
-    hidden = n - ((n == 0) ? 0 : (size_t) lead + trail);
-
-    /* Byte offsets of the end of the lead and start of the trail. */
-    for (i = 0, k = 0; i < len; i += utf8_seq(u + i, len - i), k++) {
-        if (k == lead) {
-            lead_end = i;
-        }
-        if (k == n - trail) {
-            trail_start = i;
-        }
-    }
-    if (lead == n) {
-        lead_end = len;
-    }
-
-    out = malloc(lead_end + hidden + (len - trail_start) + 1);
-    if (out == NULL) {
-        return NULL;
-    }
-    o = out;
-    memcpy(o, s, lead_end);
-    o += lead_end;
-    memset(o, '*', hidden);
-    o += hidden;
-    memcpy(o, s + trail_start, len - trail_start);
-    o += len - trail_start;
-    *o = '\0';
-    return out;
-}
-
-static json_t *
-treat_mask(const ca_treatment *t, json_t *v)
-{
-    char        num[64], *m;
-    const char *s;
-    size_t      len;
-    json_t     *r;
-
-    if (json_is_string(v)) {
-        s = json_string_value(v);
-        len = json_string_length(v);
-    } else if (number_text(v, num, sizeof(num))) {
-        s = num;
-        len = strlen(num);
-    } else {
-        return NULL;
-    }
-    if ((m = ca_mask_utf8(s, len, t->a, t->b)) == NULL) {
-        return NULL;
-    }
-    r = json_string(m);
-    free(m);
-    return r;
-}
-
-/* ---- hash ------------------------------------------------------------- */
-
-static json_t *
-treat_hash(json_t *v, const ca_filter_opts *opts)
-{
-    unsigned char md[EVP_MAX_MD_SIZE];
-    unsigned int  mdlen = 0;
-    char          num[64], hex[2 * EVP_MAX_MD_SIZE + 1];
-    const char   *s;
-    size_t        len;
-
-    /* Without a key the pseudonym would be a plain, guessable digest. */
-    if (opts == NULL || opts->hash_key == NULL || opts->hash_key_len == 0) {
-        return NULL;
-    }
-    if (json_is_string(v)) {
-        s = json_string_value(v);
-        len = json_string_length(v);
-    } else if (number_text(v, num, sizeof(num))) {
-        s = num;
-        len = strlen(num);
-    } else {
-        return NULL;
-    }
-    if (HMAC(ca_md_sha256(), opts->hash_key, (int) opts->hash_key_len,
-             (const unsigned char *) s, len, md, &mdlen) == NULL) {
-        return NULL;
-    }
-    ca_hex(md, mdlen, hex);
-    return json_string(hex);
-}
-
-/* ---- bucket ----------------------------------------------------------- */
-
-static json_t *
-bucket_text(const char *lo, const char *hi)
-{
-    char   buf[128];
-    size_t a = strlen(lo), b = strlen(hi);
-
-    if (a + b + 2 > sizeof(buf)) {
-        return NULL;
-    }
-    memcpy(buf, lo, a);
-    buf[a] = '-';
-    memcpy(buf + a + 1, hi, b + 1);
-    return json_stringn(buf, a + 1 + b);
-}
-
-/*
- * Integers with an integral width are bucketed exactly in 64 bits; the rest
- * in doubles.  When the width is lost in the value's precision (1e308 with
- * a width of 100000) there is no honest bucket: the value is withheld.
- */
-static json_t *
-treat_bucket(const ca_treatment *t, json_t *v)
-{
-    char   a[64], b[64];
-    double x, q, lo, hi, w = t->width;
-
-    if (json_is_integer(v) && w == floor(w) && w < 9.2e18) {
-        json_int_t n = json_integer_value(v), width = (json_int_t) w;
-        json_int_t r = n % width, l, h;
-        if (r < 0) {
-            r += width;
-        }
-        if (__builtin_sub_overflow(n, r, &l)
-            || __builtin_add_overflow(l, width, &h)) {
-            return NULL;
-        }
-        fmt_int((long long) l, a);
-        fmt_int((long long) h, b);
-        return bucket_text(a, b);
-    }
-    if (json_is_integer(v)) {
-        x = (double) json_integer_value(v);
-    } else if (json_is_real(v)) {
-        x = json_real_value(v);
-    } else {
-        return NULL;
-    }
-    q = floor(x / w);
-    if (!isfinite(q)) {
-        return NULL;
-    }
-    /* x / w may round across an integer: step the bucket back or on. */
-    lo = q * w;
-    if (lo > x) {
-        lo = (q - 1) * w;
-    } else if (lo + w <= x) {
-        lo = (q + 1) * w;
-    }
-    hi = lo + w;
-    if (!isfinite(lo) || !isfinite(hi) || !(hi > lo) || lo > x || x >= hi) {
-        return NULL;
-    }
-    fmt_double(lo, a, sizeof(a));
-    fmt_double(hi, b, sizeof(b));
-    return bucket_text(a, b);
-}
-
-/* ---- year ------------------------------------------------------------- */
-
-static json_t *
-treat_year(json_t *v)
-{
-    const char *s;
-    size_t      len;
-    char        y[5];
-
-    if (!json_is_string(v)) {
-        return NULL;
-    }
-    s = json_string_value(v);
-    len = json_string_length(v);
-    if (len < 4) {
-        return NULL;
-    }
-    for (int i = 0; i < 4; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return NULL;
-        }
-    }
-    if (len > 4 && strchr("-/.T ", s[4]) == NULL) {
-        return NULL;
-    }
-    memcpy(y, s, 4);
-    y[4] = '\0';
-    return json_string(y);
-}
-
-json_t *
-ca_treat_apply(const ca_treatment *t, json_t *value,
-               const ca_filter_opts *opts)
-{
-    switch (t->kind) {
-    case CA_TREAT_KEEP:   return json_deep_copy(value);
-    case CA_TREAT_DROP:   return NULL;
-    case CA_TREAT_MASK:   return treat_mask(t, value);
-    case CA_TREAT_HASH:   return treat_hash(value, opts);
-    case CA_TREAT_BUCKET: return treat_bucket(t, value);
-    case CA_TREAT_YEAR:   return treat_year(value);
-    }
-    return NULL;
-}
-
-/* ---- the walk: one pass over the upstream's bytes --------------------- */
-
-/*
- * The filter reads the upstream body once, as text, and writes the
- * disclosed document as it goes: a withheld member is validated and
- * skipped without building anything, a kept value is copied token by
- * token (numbers byte for byte: no re-formatting, no precision loss), and
- * only a value that takes a treatment is decoded, into a jansson scalar
- * for ca_treat_apply().  The input is checked as strictly as jansson would
- * (UTF-8, escapes, no \u0000, duplicate keys at any depth, nesting), so
- * nothing malformed is half-disclosed: any error fails the whole document.
- */
-
-#define DEPTH_ANY 2048              /* anywhere in the input, as jansson */
+/* The k-th member of an object under `node` at some depth, the last time
+ * one was seen: rows of an array repeat their keys in the same order, so
+ * a key is mostly looked up once per record, not once per row. */
+typedef struct {
+    const ca_node *node;
+    const char    *key;             /* in the input */
+    size_t         klen;
+    const ca_node *child;           /* NULL: unlisted */
+} memo_t;
 
 typedef struct {
-    size_t off, len;                /* a decoded key in w->kbuf */
-} keyref_t;
-
-typedef struct {
+    ca_jscan              s;
+    const char           *in;
     const ca_filter_opts *opts;
     ca_filter_report     *rep;
     const ca_field       *fields;   /* to index the report flags */
-    const char           *p, *end;  /* input cursor */
-    int                   err;      /* malformed, too deep, out of memory */
-    char                 *out;      /* output text */
-    size_t                olen, ocap;
-    keyref_t             *keys;     /* keys of the open objects */
-    size_t                nkeys, capkeys;
-    char                 *kbuf;     /* their decoded bytes */
-    size_t                klen, kcap;
+    ca_jout               out;      /* the disclosed document */
+    ca_jout               treated;  /* a treated value before it is sent */
+    memo_t                memo[MEMO_DEPTH][MEMO_MEMBERS];
     /* The concrete path, maintained only when tracing. */
     char                  path[TRACE_PATH_MAX];
     size_t                plen;
 } walk_t;
 
 static int
-grow(char **buf, size_t *cap, size_t need)
+failed(walk_t *w)
 {
-    size_t  n = *cap ? *cap : 256;
-    char   *b;
-
-    while (n < need) {
-        n *= 2;
-    }
-    if (n == *cap) {
-        return 0;
-    }
-    b = realloc(*buf, n);
-    if (b == NULL) {
-        return -1;
-    }
-    *buf = b;
-    *cap = n;
-    return 0;
-}
-
-static void
-emit(walk_t *w, const char *s, size_t n)
-{
-    if (w->err || grow(&w->out, &w->ocap, w->olen + n + 1) != 0) {
-        w->err = 1;
-        return;
-    }
-    memcpy(w->out + w->olen, s, n);
-    w->olen += n;
-}
-
-static void
-emitc(walk_t *w, char c)
-{
-    emit(w, &c, 1);
-}
-
-/* A JSON string from UTF-8 bytes a treatment produced. */
-static void
-emit_string(walk_t *w, const char *s, size_t n)
-{
-    static const char hexd[] = "0123456789abcdef";
-    size_t            run = 0;
-
-    emitc(w, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char) s[i];
-        if (c >= 0x20 && c != '"' && c != '\\') {
-            continue;
-        }
-        emit(w, s + run, i - run);
-        run = i + 1;
-        if (c == '"' || c == '\\') {
-            char e[2] = { '\\', (char) c };
-            emit(w, e, 2);
-        } else {
-            char e[6] = { '\\', 'u', '0', '0', hexd[c >> 4], hexd[c & 15] };
-            emit(w, e, 6);
-        }
-    }
-    emit(w, s + run, n - run);
-    emitc(w, '"');
-}
-
-static void
-ws(walk_t *w)
-{
-    while (w->p < w->end
-           && (*w->p == ' ' || *w->p == '\t' || *w->p == '\n'
-               || *w->p == '\r')) {
-        w->p++;
-    }
-}
-
-static int
-hex4(const char *p)
-{
-    int v = 0;
-
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= c - '0';
-        else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-        else return -1;
-    }
-    return v;
-}
-
-static size_t
-utf8_put(char *d, unsigned cp)
-{
-    if (cp < 0x80) {
-        d[0] = (char) cp;
-        return 1;
-    }
-    if (cp < 0x800) {
-        d[0] = (char) (0xc0 | cp >> 6);
-        d[1] = (char) (0x80 | (cp & 0x3f));
-        return 2;
-    }
-    if (cp < 0x10000) {
-        d[0] = (char) (0xe0 | cp >> 12);
-        d[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
-        d[2] = (char) (0x80 | (cp & 0x3f));
-        return 3;
-    }
-    d[0] = (char) (0xf0 | cp >> 18);
-    d[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
-    d[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
-    d[3] = (char) (0x80 | (cp & 0x3f));
-    return 4;
-}
-
-/*
- * A string at w->p: validated, and decoded into *dec (w->kbuf from offset
- * *doff, length *dlen) when dec is set.  w->p ends past the closing quote.
- */
-static void
-scan_string(walk_t *w, int decode, size_t *doff, size_t *dlen)
-{
-    const char *p = w->p + 1;
-    size_t      start = w->klen;
-
-    if (decode && grow(&w->kbuf, &w->kcap,
-                       w->klen + (size_t) (w->end - w->p) + 4) != 0) {
-        w->err = 1;
-        return;
-    }
-    for (;;) {
-        unsigned char c;
-        const char   *run = p;
-
-        /* the common case: a run of plain ASCII */
-        while (p < w->end && (unsigned char) *p >= 0x20
-               && (unsigned char) *p < 0x80 && *p != '"' && *p != '\\') {
-            p++;
-        }
-        if (decode && p > run) {
-            memcpy(w->kbuf + w->klen, run, (size_t) (p - run));
-            w->klen += (size_t) (p - run);
-        }
-        if (p >= w->end) {
-            w->err = 1;
-            return;
-        }
-        c = (unsigned char) *p;
-        if (c == '"') {
-            break;
-        }
-        if (c < 0x20) {
-            w->err = 1;
-            return;
-        }
-        if (c == '\\') {
-            unsigned cp;
-            char     e;
-            int      h;
-
-            if (p + 1 >= w->end) {
-                w->err = 1;
-                return;
-            }
-            e = p[1];
-            p += 2;
-            switch (e) {
-            case '"': cp = '"'; break;
-            case '\\': cp = '\\'; break;
-            case '/': cp = '/'; break;
-            case 'b': cp = '\b'; break;
-            case 'f': cp = '\f'; break;
-            case 'n': cp = '\n'; break;
-            case 'r': cp = '\r'; break;
-            case 't': cp = '\t'; break;
-            case 'u':
-                if (w->end - p < 4 || (h = hex4(p)) < 0) {
-                    w->err = 1;
-                    return;
-                }
-                p += 4;
-                cp = (unsigned) h;
-                if (cp >= 0xdc00 && cp <= 0xdfff) {
-                    w->err = 1;         /* lone low surrogate */
-                    return;
-                }
-                if (cp >= 0xd800 && cp <= 0xdbff) {
-                    int lo;
-                    if (w->end - p < 6 || p[0] != '\\' || p[1] != 'u'
-                        || (lo = hex4(p + 2)) < 0xdc00 || lo > 0xdfff) {
-                        w->err = 1;
-                        return;
-                    }
-                    p += 6;
-                    cp = 0x10000 + ((cp - 0xd800) << 10)
-                         + ((unsigned) lo - 0xdc00);
-                }
-                if (cp == 0) {
-                    w->err = 1;         /* as jansson without ALLOW_NUL */
-                    return;
-                }
-                break;
-            default:
-                w->err = 1;
-                return;
-            }
-            if (decode) {
-                w->klen += utf8_put(w->kbuf + w->klen, cp);
-            }
-            continue;
-        }
-        {
-            size_t n = utf8_seq((const unsigned char *) p,
-                                (size_t) (w->end - p));
-            if (n == 0) {
-                w->err = 1;
-                return;
-            }
-            if (decode) {
-                memcpy(w->kbuf + w->klen, p, n);
-                w->klen += n;
-            }
-            p += n;
-        }
-    }
-    w->p = p + 1;
-    if (decode) {
-        *doff = start;
-        *dlen = w->klen - start;
-    }
-}
-
-/* A number at w->p, by the JSON grammar; *is_int when it has no fraction
- * or exponent.  Reals that overflow a double are refused, as jansson. */
-static void
-scan_number(walk_t *w, int *is_int)
-{
-    const char *p = w->p, *s = w->p;
-
-    *is_int = 1;
-    if (p < w->end && *p == '-') {
-        p++;
-    }
-    if (p >= w->end) {
-        w->err = 1;
-        return;
-    }
-    if (*p == '0') {
-        p++;
-    } else if (*p >= '1' && *p <= '9') {
-        while (p < w->end && *p >= '0' && *p <= '9') p++;
-    } else {
-        w->err = 1;
-        return;
-    }
-    if (p < w->end && *p == '.') {
-        *is_int = 0;
-        p++;
-        if (p >= w->end || *p < '0' || *p > '9') {
-            w->err = 1;
-            return;
-        }
-        while (p < w->end && *p >= '0' && *p <= '9') p++;
-    }
-    if (p < w->end && (*p == 'e' || *p == 'E')) {
-        *is_int = 0;
-        p++;
-        if (p < w->end && (*p == '+' || *p == '-')) p++;
-        if (p >= w->end || *p < '0' || *p > '9') {
-            w->err = 1;
-            return;
-        }
-        while (p < w->end && *p >= '0' && *p <= '9') p++;
-    }
-    if (!*is_int) {
-        char   tmp[64];
-        size_t n = (size_t) (p - s);
-        if (n < sizeof(tmp)) {
-            memcpy(tmp, s, n);
-            tmp[n] = '\0';
-            if (isinf(strtod(tmp, NULL))) {
-                w->err = 1;
-                return;
-            }
-        }
-    }
-    w->p = p;
-}
-
-/* Consumes an opening bracket (emitted when `copy`); 1 if the container
- * is empty, its closing bracket then consumed (and emitted) too. */
-static int
-open_empty(walk_t *w, char close, int copy)
-{
-    if (copy) {
-        emitc(w, *w->p);
-    }
-    w->p++;
-    ws(w);
-    if (w->p < w->end && *w->p == close) {
-        w->p++;
-        if (copy) {
-            emitc(w, close);
-        }
-        return 1;
-    }
-    return 0;
-}
-
-/* After an element: ',' (1: another follows) or `close` (0: done). */
-static int
-more(walk_t *w, char close)
-{
-    ws(w);
-    if (w->p < w->end && *w->p == ',') {
-        w->p++;
-        return 1;
-    }
-    if (w->p < w->end && *w->p == close) {
-        w->p++;
-        return 0;
-    }
-    w->err = 1;
-    return 0;
-}
-
-static int
-keycmp(const void *a, const void *b, void *arg)
-{
-    const keyref_t *x = a, *y = b;
-    const char     *kb = arg;
-    int             c = memcmp(kb + x->off, kb + y->off,
-                               x->len < y->len ? x->len : y->len);
-
-    return c ? c : (x->len > y->len) - (x->len < y->len);
-}
-
-/* At an object's close: any key twice?  (jansson refused those too; a
- * document that says one thing twice says nothing reliably.) */
-static void
-keys_close(walk_t *w, size_t mark, size_t kmark)
-{
-    size_t n = w->nkeys - mark;
-
-    if (n > 1) {
-        qsort_r(w->keys + mark, n, sizeof(keyref_t), keycmp, w->kbuf);
-        for (size_t i = mark + 1; i < w->nkeys; i++) {
-            if (keycmp(&w->keys[i - 1], &w->keys[i], w->kbuf) == 0) {
-                w->err = 1;
-                break;
-            }
-        }
-    }
-    w->nkeys = mark;
-    w->klen = kmark;
-}
-
-/* Reads `"key" :`; the decoded key stays in kbuf until the object closes. */
-static void
-member_key(walk_t *w, const char **raw, size_t *rawlen, size_t *off,
-           size_t *len)
-{
-    ws(w);
-    if (w->p >= w->end || *w->p != '"') {
-        w->err = 1;
-        return;
-    }
-    *raw = w->p;
-    scan_string(w, 1, off, len);
-    if (w->err) {
-        return;
-    }
-    *rawlen = (size_t) (w->p - *raw);
-    if (w->nkeys == w->capkeys) {
-        size_t    cap = w->capkeys ? 2 * w->capkeys : 64;
-        keyref_t *k = realloc(w->keys, cap * sizeof(keyref_t));
-        if (k == NULL) {
-            w->err = 1;
-            return;
-        }
-        w->keys = k;
-        w->capkeys = cap;
-    }
-    w->keys[w->nkeys].off = *off;
-    w->keys[w->nkeys].len = *len;
-    w->nkeys++;
-    ws(w);
-    if (w->p >= w->end || *w->p != ':') {
-        w->err = 1;
-        return;
-    }
-    w->p++;
-}
-
-/*
- * Validates the value at w->p and copies it compactly to the output when
- * `copy` is set; kept subtrees deeper than CA_FILTER_DEPTH_MAX fail the
- * document, as before.  depth is the value's own nesting level.
- */
-static void
-pass_value(walk_t *w, int depth, int copy)
-{
-    const char *s;
-    int         is_int;
-
-    ws(w);
-    if (w->p >= w->end) {
-        w->err = 1;
-        return;
-    }
-    s = w->p;
-    switch (*w->p) {
-    case '{':
-    case '[': {
-        char   close = *w->p == '{' ? '}' : ']';
-        int    obj = *w->p == '{';
-        size_t mark = w->nkeys, kmark = w->klen, i = 0;
-
-        if (depth > DEPTH_ANY || (copy && depth > CA_FILTER_DEPTH_MAX)) {
-            w->err = 1;
-            return;
-        }
-        if (open_empty(w, close, copy)) {
-            return;
-        }
-        for (;; i++) {
-            if (copy && i) {
-                emitc(w, ',');
-            }
-            if (obj) {
-                const char *raw;
-                size_t      rawlen, off, len;
-                member_key(w, &raw, &rawlen, &off, &len);
-                if (w->err) {
-                    return;
-                }
-                if (copy) {
-                    emit(w, raw, rawlen);
-                    emitc(w, ':');
-                }
-            }
-            pass_value(w, depth + 1, copy);
-            if (w->err || !more(w, close)) {
-                break;
-            }
-        }
-        if (w->err) {
-            return;
-        }
-        if (obj) {
-            keys_close(w, mark, kmark);
-        }
-        if (copy) {
-            emitc(w, close);
-        }
-        return;
-    }
-    case '"':
-        scan_string(w, 0, NULL, NULL);
-        break;
-    case 't':
-    case 'f':
-    case 'n': {
-        const char *lit = *w->p == 't' ? "true"
-                        : *w->p == 'f' ? "false" : "null";
-        size_t      n = strlen(lit);
-        if ((size_t) (w->end - w->p) < n || memcmp(w->p, lit, n) != 0) {
-            w->err = 1;
-            return;
-        }
-        w->p += n;
-        break;
-    }
-    default:
-        scan_number(w, &is_int);
-        break;
-    }
-    if (copy && !w->err) {
-        emit(w, s, (size_t) (w->p - s));
-    }
+    return w->s.err || w->out.err;
 }
 
 /* Extends the traced document path; returns the length to pop back to. */
@@ -893,6 +80,9 @@ path_push(walk_t *w, const char *fmt, ...)
 static void
 path_pop(walk_t *w, size_t old)
 {
+    if (w->opts->trace == NULL) {
+        return;
+    }
     w->plen = old;
     w->path[old] = '\0';
 }
@@ -905,27 +95,35 @@ trace(walk_t *w, const ca_field *f, const ca_treatment *t, ca_trace_what what)
     }
 }
 
+/* The value at the cursor is not sent: validated, skipped, counted. */
 static void
-withhold(walk_t *w)
+withhold(walk_t *w, int depth, const ca_field *f, const ca_treatment *t,
+         ca_trace_what what)
 {
+    ca_js_value(&w->s, depth, NULL);
+    trace(w, f, t, what);
     if (w->rep) {
         w->rep->withheld++;
     }
 }
 
+/* The policy's children are sorted by strcmp; k holds no NUL (the
+ * scanner refuses \u0000), so ck's NUL ends a common prefix. */
 static const ca_node *
 find_child(const ca_node *n, const char *k, size_t klen)
 {
     size_t lo = 0, hi = n->n_children;
 
     while (lo < hi) {
-        size_t      mid = lo + (hi - lo) / 2;
-        const char *ck = n->children[mid].key;
-        size_t      cl = strlen(ck);
-        int         c = memcmp(k, ck, klen < cl ? klen : cl);
-        if (c == 0) {
-            c = klen < cl ? -1 : klen > cl;
+        size_t               mid = lo + (hi - lo) / 2, i = 0;
+        const unsigned char *a = (const unsigned char *) k;
+        const unsigned char *b = (const unsigned char *) n->children[mid].key;
+        int                  c;
+
+        while (i < klen && a[i] == b[i]) {
+            i++;
         }
+        c = i < klen ? a[i] - b[i] : -(b[i] != 0);
         if (c == 0) {
             return &n->children[mid];
         }
@@ -938,53 +136,75 @@ find_child(const ca_node *n, const char *k, size_t klen)
     return NULL;
 }
 
-/* The scalar at w->p as a jansson value, for a treatment; NULL when it is
- * an object or array, or an integer beyond 64 bits (both withheld). */
-static json_t *
-scalar_value(walk_t *w)
+/* find_child() through the memo of the k-th member at this depth. */
+static const ca_node *
+member_node(walk_t *w, const ca_node *n, int depth, size_t k,
+            const char *key, size_t klen)
 {
-    const char *s = w->p;
-    size_t      kmark = w->klen, off, len;
-    int         is_int;
-    json_t     *v = NULL;
+    memo_t        *m;
+    const ca_node *c;
 
-    switch (*w->p) {
+    if (depth >= MEMO_DEPTH || k >= MEMO_MEMBERS) {
+        return find_child(n, key, klen);
+    }
+    m = &w->memo[depth][k];
+    if (m->node == n && m->klen == klen && ca_js_same(m->key, key, klen)) {
+        return m->child;
+    }
+    c = find_child(n, key, klen);
+    if (key >= w->in && key < w->s.end) {     /* not a decoded key */
+        m->node = n;
+        m->key = key;
+        m->klen = klen;
+        m->child = c;
+    }
+    return c;
+}
+
+/* The scalar at the cursor through treatment t, sent as a string; 0 when
+ * it cannot take it. */
+static int
+treat(walk_t *w, const ca_treatment *t)
+{
+    ca_scalar v;
+    size_t    kmark = w->s.klen, off;
+    int       ok;
+
+    memset(&v, 0, sizeof(v));
+    switch (*w->s.p) {
     case '"':
-        scan_string(w, 1, &off, &len);
-        if (!w->err) {
-            v = json_stringn(w->kbuf + off, len);
+        v.kind = CA_SCALAR_STRING;
+        ca_js_string(&w->s, &off, &v.len);
+        if (w->s.err) {
+            return 0;
         }
-        w->klen = kmark;
-        return v;
+        v.s = w->s.kbuf + off;
+        break;
     case 't':
     case 'f':
     case 'n':
-        pass_value(w, 1, 0);
-        return w->err ? NULL : *s == 't' ? json_true()
-               : *s == 'f' ? json_false() : json_null();
+        v.kind = CA_SCALAR_OTHER;
+        ca_js_value(&w->s, 1, NULL);
+        break;
     default:
-        scan_number(w, &is_int);
-        if (w->err) {
-            return NULL;
-        }
-        {
-            char   tmp[64];
-            size_t n = (size_t) (w->p - s);
-            if (n >= sizeof(tmp)) {
-                return NULL;
-            }
-            memcpy(tmp, s, n);
-            tmp[n] = '\0';
-            if (is_int) {
-                char     *e;
-                long long x;
-                errno = 0;
-                x = strtoll(tmp, &e, 10);
-                return errno ? NULL : json_integer((json_int_t) x);
-            }
-            return json_real(strtod(tmp, NULL));
-        }
+        v.kind = CA_SCALAR_NUMBER;
+        ca_js_number(&w->s, &v.num);
+        break;
     }
+    if (w->s.err) {
+        return 0;
+    }
+    w->treated.len = 0;
+    ok = ca_treat_scalar(t, &v, w->opts, &w->treated);
+    w->s.klen = kmark;
+    if (w->treated.err) {
+        w->s.err = 1;
+        return 0;
+    }
+    if (ok) {
+        ca_jout_string(&w->out, w->treated.s, w->treated.len);
+    }
+    return ok;
 }
 
 static int node_value(walk_t *w, const ca_node *n, int depth);
@@ -995,57 +215,32 @@ field_value(walk_t *w, const ca_field *f, int depth)
 {
     const ca_treatment *t = w->opts->raw ? &f->raw : &f->masked;
     size_t              idx = (size_t) (f - w->fields);
-    json_t             *v, *r;
-    char               *text;
 
-    ws(w);
-    if (w->p >= w->end) {
-        w->err = 1;
+    ca_js_ws(&w->s);
+    if (w->s.p >= w->s.end) {
+        w->s.err = 1;
         return 0;
     }
     if (t->kind == CA_TREAT_DROP) {
-        pass_value(w, depth, 0);
-        trace(w, f, t, CA_TRACE_DROPPED);
-        withhold(w);
+        withhold(w, depth, f, t, CA_TRACE_DROPPED);
         return 0;
     }
     if (t->kind == CA_TREAT_KEEP) {
-        pass_value(w, depth, 1);
-        if (w->err) {
+        ca_js_value(&w->s, depth, &w->out);
+        if (failed(w)) {
             return 0;
         }
-    } else {
-        if (*w->p == '{' || *w->p == '[') {
-            pass_value(w, depth, 0);
+    } else if (*w->s.p == '{' || *w->s.p == '[') {
+        withhold(w, depth, f, t, CA_TRACE_UNFIT);
+        return 0;
+    } else if (!treat(w, t)) {
+        if (!failed(w)) {
             trace(w, f, t, CA_TRACE_UNFIT);
-            withhold(w);
-            return 0;
-        }
-        v = scalar_value(w);
-        if (w->err) {
-            json_decref(v);
-            return 0;
-        }
-        r = v ? ca_treat_apply(t, v, w->opts) : NULL;
-        json_decref(v);
-        if (r == NULL) {
-            trace(w, f, t, CA_TRACE_UNFIT);
-            withhold(w);
-            return 0;
-        }
-        if (json_is_string(r)) {
-            emit_string(w, json_string_value(r), json_string_length(r));
-            json_decref(r);
-        } else {
-            text = json_dumps(r, JSON_ENCODE_ANY | JSON_COMPACT);
-            json_decref(r);
-            if (text == NULL) {
-                w->err = 1;
-                return 0;
+            if (w->rep) {
+                w->rep->withheld++;
             }
-            emit(w, text, strlen(text));
-            free(text);
         }
+        return 0;
     }
     trace(w, f, t, CA_TRACE_SENT);
     if (w->rep && idx < w->rep->n_fields) {
@@ -1062,50 +257,50 @@ field_value(walk_t *w, const ca_field *f, int depth)
 static void
 filter_object(walk_t *w, const ca_node *n, int depth)
 {
-    size_t mark = w->nkeys, kmark = w->klen, sent = 0;
+    size_t mark = w->s.nkeys, kmark = w->s.klen, sent = 0, k = 0;
 
-    if (open_empty(w, '}', 1)) {
+    ca_jout_putc(&w->out, '{');
+    if (ca_js_open(&w->s, '}')) {
+        ca_jout_putc(&w->out, '}');
         return;
     }
     for (;;) {
-        const char    *raw;
-        size_t         rawlen, off, len, saved, old;
+        const char    *raw, *key;
+        size_t         rawlen, klen, saved, old;
         const ca_node *c;
 
-        member_key(w, &raw, &rawlen, &off, &len);
-        if (w->err) {
+        ca_js_key(&w->s, &raw, &rawlen, &key, &klen);
+        if (failed(w)) {
             return;
         }
-        c = find_child(n, w->kbuf + off, len);
-        old = path_push(w, "%s%.*s", w->plen ? "." : "", (int) len,
-                        w->kbuf + off);
+        c = member_node(w, n, depth, k++, key, klen);
+        old = w->opts->trace ? path_push(w, "%s%.*s", w->plen ? "." : "",
+                                         (int) klen, key) : 0;
         if (c == NULL) {
-            pass_value(w, depth + 1, 0);
-            trace(w, NULL, NULL, CA_TRACE_UNLISTED);
-            withhold(w);
+            withhold(w, depth + 1, NULL, NULL, CA_TRACE_UNLISTED);
         } else {
-            saved = w->olen;
+            saved = w->out.len;
             if (sent) {
-                emitc(w, ',');
+                ca_jout_putc(&w->out, ',');
             }
-            emit(w, raw, rawlen);
-            emitc(w, ':');
+            ca_jout_put(&w->out, raw, rawlen);
+            ca_jout_putc(&w->out, ':');
             if (node_value(w, c, depth + 1)) {
                 sent++;
             } else {
-                w->olen = saved;
+                w->out.len = saved;
             }
         }
         path_pop(w, old);
-        if (w->err || !more(w, '}')) {
+        if (failed(w) || !ca_js_more(&w->s, '}')) {
             break;
         }
     }
-    if (w->err) {
+    if (failed(w)) {
         return;
     }
-    keys_close(w, mark, kmark);
-    emitc(w, '}');
+    ca_js_close_keys(&w->s, mark, kmark);
+    ca_jout_putc(&w->out, '}');
 }
 
 static void
@@ -1113,27 +308,29 @@ filter_array(walk_t *w, const ca_node *each, int depth)
 {
     size_t i, sent = 0, saved, old;
 
-    if (open_empty(w, ']', 1)) {
+    ca_jout_putc(&w->out, '[');
+    if (ca_js_open(&w->s, ']')) {
+        ca_jout_putc(&w->out, ']');
         return;
     }
     for (i = 0;; i++) {
-        saved = w->olen;
+        saved = w->out.len;
         if (sent) {
-            emitc(w, ',');
+            ca_jout_putc(&w->out, ',');
         }
-        old = path_push(w, "[%zu]", i);
+        old = w->opts->trace ? path_push(w, "[%zu]", i) : 0;
         /* An element that is withheld is left out, not replaced. */
         if (node_value(w, each, depth + 1)) {
             sent++;
         } else {
-            w->olen = saved;
+            w->out.len = saved;
         }
         path_pop(w, old);
-        if (w->err || !more(w, ']')) {
+        if (failed(w) || !ca_js_more(&w->s, ']')) {
             break;
         }
     }
-    emitc(w, ']');
+    ca_jout_putc(&w->out, ']');
 }
 
 /* A value under an allowlist node; 1 if something was sent for it. */
@@ -1141,24 +338,22 @@ static int
 node_value(walk_t *w, const ca_node *n, int depth)
 {
     if (depth > CA_FILTER_DEPTH_MAX) {
-        w->err = 1;
+        w->s.err = 1;
         return 0;
     }
     if (n->field) {
         return field_value(w, n->field, depth);
     }
-    ws(w);
-    if (w->p < w->end && *w->p == '{' && n->n_children > 0) {
+    ca_js_ws(&w->s);
+    if (w->s.p < w->s.end && *w->s.p == '{' && n->n_children > 0) {
         filter_object(w, n, depth);
-        return !w->err;
+        return !failed(w);
     }
-    if (w->p < w->end && *w->p == '[' && n->each) {
+    if (w->s.p < w->s.end && *w->s.p == '[' && n->each) {
         filter_array(w, n->each, depth);
-        return !w->err;
+        return !failed(w);
     }
-    pass_value(w, depth, 0);
-    trace(w, NULL, NULL, CA_TRACE_UNFIT);
-    withhold(w);
+    withhold(w, depth, NULL, NULL, CA_TRACE_UNFIT);
     return 0;
 }
 
@@ -1178,33 +373,35 @@ ca_filter_text(const ca_category *c, const char *in, size_t len,
     w->opts = opts ? opts : &none;
     w->rep = rep;
     w->fields = c->fields;
-    w->p = in;
-    w->end = in + len;
+    w->s.p = w->in = in;
+    w->s.end = in + len;
+    w->s.copy_depth_max = CA_FILTER_DEPTH_MAX;
+    /* Output is mostly no longer than the input: one allocation. */
+    ca_jout_grow(&w->out, len + 64);
 
-    ws(w);
-    if (w->p >= w->end || *w->p != '{') {
-        w->err = 1;                 /* only an object can be filtered */
+    ca_js_ws(&w->s);
+    if (w->s.p >= w->s.end || *w->s.p != '{') {
+        w->s.err = 1;               /* only an object can be filtered */
     } else {
         /* The root is walked as an object even when no field is listed:
          * every member is then unlisted. */
         filter_object(w, &c->tree, 1);
     }
-    ws(w);
-    if (!w->err && w->p != w->end) {
-        w->err = 1;                 /* trailing bytes */
+    ca_js_ws(&w->s);
+    if (!failed(w) && w->s.p != w->s.end) {
+        w->s.err = 1;               /* trailing bytes */
     }
-
-    if (!w->err) {
-        w->out[w->olen] = '\0';
-        out = w->out;
-        w->out = NULL;
+    ca_jout_putc(&w->out, '\0');
+    if (!failed(w)) {
+        out = w->out.s;
+        w->out.s = NULL;
         if (out_len) {
-            *out_len = w->olen;
+            *out_len = w->out.len - 1;
         }
     }
-    free(w->out);
-    free(w->keys);
-    free(w->kbuf);
+    free(w->out.s);
+    free(w->treated.s);
+    ca_js_free(&w->s);
     free(w);
     return out;
 }

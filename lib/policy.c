@@ -740,7 +740,8 @@ parse_category(ctx_t *cx, const char *jp, const char *name, json_t *obj,
                ca_category *c)
 {
     static const char *const members[] = {
-        "routes", "purposes", "raw_allowed", "fields", "verify", NULL
+        "routes", "purposes", "raw_allowed", "fields", "verify",
+        "verify_budget", NULL
     };
     char    sub[JPATH_MAX], rjp[JPATH_MAX];
     json_t *v, *r;
@@ -808,6 +809,18 @@ parse_category(ctx_t *cx, const char *jp, const char *name, json_t *obj,
         if (parse_verify(cx, sub, v, c) != 0) {
             return -1;
         }
+    }
+
+    c->verify_budget = CA_VERIFY_BUDGET_DEFAULT;
+    if ((v = json_object_get(obj, "verify_budget")) != NULL) {
+        jp_key(sub, jp, "verify_budget", 13);
+        if (!json_is_integer(v) || json_integer_value(v) < 1
+            || json_integer_value(v) > CA_VERIFY_BUDGET_MAX) {
+            return fail(cx, sub, "must be an integer from 1 to %d (checks"
+                        " per verifiable field per consent)",
+                        CA_VERIFY_BUDGET_MAX);
+        }
+        c->verify_budget = (unsigned) json_integer_value(v);
     }
     return 0;
 }
@@ -1228,6 +1241,50 @@ ca_policy_find_category(const ca_policy *p, const char *name)
         }
     }
     return NULL;
+}
+
+const ca_field *
+ca_category_field_at(const ca_category *c, const char *s)
+{
+    const ca_node *n = &c->tree;
+    size_t         i = 0, len = strlen(s);
+
+    while (i < len) {
+        size_t         start = i;
+        const ca_node *next = NULL;
+
+        if (n->field) {
+            return n->field;
+        }
+        while (i < len && is_name_char(s[i])) {
+            i++;
+        }
+        for (size_t k = 0; k < n->n_children; k++) {
+            if (key_eq(s + start, i - start, n->children[k].key)) {
+                next = &n->children[k];
+                break;
+            }
+        }
+        if ((n = next) == NULL) {
+            return NULL;
+        }
+        while (i + 1 < len && s[i] == '[' && s[i + 1] == ']') {
+            if (n->field) {
+                return n->field;
+            }
+            if ((n = n->each) == NULL) {
+                return NULL;
+            }
+            i += 2;
+        }
+        if (i < len) {
+            if (s[i] != '.') {
+                return NULL;
+            }
+            i++;
+        }
+    }
+    return n->field;
 }
 
 const ca_verify_rule *

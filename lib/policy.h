@@ -84,7 +84,12 @@ typedef struct {
     ca_node         tree;       /* root: an object node */
     ca_verify_rule *verify;
     size_t          n_verify;
+    unsigned        verify_budget;  /* checks per verify field per consent */
 } ca_category;
+
+/* Default and bound of a category's "verify_budget" (SPEC §2.1). */
+#define CA_VERIFY_BUDGET_DEFAULT 3
+#define CA_VERIFY_BUDGET_MAX     1000
 
 typedef struct {
     char          *file;
@@ -126,6 +131,15 @@ ca_route_result ca_policy_match_route(const ca_policy *p, const char *path,
  * NULL if the field is not verifiable. */
 const ca_verify_rule *ca_category_verify_rule(const ca_category *c,
                                               const char *norm_path);
+
+/*
+ * The allowlist entry that governs the value at a normalised path
+ * ("annual[].year"): the field listed for that path, or for an object or
+ * array enclosing it (which keeps or drops its whole subtree).  NULL when
+ * the value is withheld.
+ */
+const ca_field *ca_category_field_at(const ca_category *c,
+                                     const char *norm_path);
 
 /* The category named name, or NULL. */
 const ca_category *ca_policy_find_category(const ca_policy *p,

@@ -56,6 +56,11 @@ static const struct {
                                    "The consent has been used up"},
     [CA_ROUTE_NOT_IN_POLICY]    = {"route_not_in_policy", 403,
                                    "The resource is not covered by the policy"},
+    [CA_VERIFICATION_BUDGET_EXHAUSTED] = {"verification_budget_exhausted", 403,
+                                   "The consent's verification budget for a"
+                                   " field is spent"},
+    [CA_RECORD_NOT_FOUND]       = {"record_not_found", 404,
+                                   "The platform has no such record"},
     [CA_UPSTREAM_INVALID]       = {"upstream_invalid", 502,
                                    "The platform's response cannot be filtered"},
     [CA_UPSTREAM_TOO_LARGE]     = {"upstream_too_large", 502,

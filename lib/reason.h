@@ -34,6 +34,9 @@ typedef enum {
     CA_CONSENT_REVOKED,
     CA_CONSENT_EXHAUSTED,
     CA_ROUTE_NOT_IN_POLICY,
+    CA_VERIFICATION_BUDGET_EXHAUSTED,
+    /* 404 */
+    CA_RECORD_NOT_FOUND,
     /* 502 */
     CA_UPSTREAM_INVALID,
     CA_UPSTREAM_TOO_LARGE,
@@ -46,7 +49,7 @@ typedef enum {
 
 /* "token_expired"; "" for CA_OK. */
 const char *ca_reason_name(ca_reason r);
-/* 400, 401, 403, 502 or 503; 200 for CA_OK. */
+/* 400, 401, 403, 404, 502 or 503; 200 for CA_OK. */
 int ca_reason_status(ca_reason r);
 /* A short English title for problem+json. */
 const char *ca_reason_title(ca_reason r);

@@ -666,6 +666,26 @@ done:
 }
 
 ca_reason
+ca_claims_parse(json_t *claims, const char *enterprise,
+                const ca_token_rules *rules, ca_claims *c, char *detail,
+                size_t detail_len)
+{
+    ca_key      key;
+    const char *iss = json_string_value(json_object_get(claims, "iss"));
+
+    if (!json_is_object(claims)) {
+        return fail(CA_TOKEN_MALFORMED, detail, detail_len,
+                    "payload is not a JSON object");
+    }
+    /* parse_claims reads only the key's uscc */
+    memset(&key, 0, sizeof(key));
+    snprintf(key.uscc, sizeof(key.uscc), "%s",
+             enterprise ? enterprise : iss ? iss : "");
+    memset(c, 0, sizeof(*c));
+    return parse_claims(claims, &key, rules, c, detail, detail_len);
+}
+
+ca_reason
 ca_claims_check_time(const ca_claims *c, int64_t now, int64_t leeway,
                      char *detail, size_t detail_len)
 {

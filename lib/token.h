@@ -64,6 +64,18 @@ ca_reason ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
                           const ca_token_rules *rules, ca_claims *claims,
                           char *detail, size_t detail_len);
 
+/*
+ * The claim checks of ca_token_verify() on a claims object alone, with no
+ * signature: what the tools apply (credit-policy explain, credit-consent
+ * sign --policy).  enterprise: the USCC the signing key is registered to,
+ * or NULL to check iss only for its form.  Adds nothing to what the
+ * gateway checks and leaves nothing out.
+ */
+#include <jansson.h>
+ca_reason ca_claims_parse(json_t *claims, const char *enterprise,
+                          const ca_token_rules *rules, ca_claims *c,
+                          char *detail, size_t detail_len);
+
 ca_reason ca_claims_check_time(const ca_claims *c, int64_t now,
                                int64_t leeway, char *detail,
                                size_t detail_len);

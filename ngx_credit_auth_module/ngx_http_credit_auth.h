@@ -5,8 +5,10 @@
  *   access phase   identify bank, match route, verify token, check
  *                  purpose/category/mode, write the decision entry and wait
  *                  for Redis to acknowledge it         (…_access.c)
- *   upstream       unchanged proxy_pass
- *   header filter  hold the headers                     (…_filter.c)
+ *   upstream       proxy_pass, without Range/If-* and
+ *                  X-Accel-* controls                   (…_headers.c)
+ *   header filter  hold the headers; only the gateway's
+ *                  own reach the bank                   (…_filter.c)
  *   body filter    buffer, parse, filter or verify, re-serialise
  *   log phase      outcome entry                        (…_audit.c)
  */
@@ -104,10 +106,18 @@ typedef struct {
 } ngx_http_credit_auth_main_conf_t;
 
 
+/* A server where credit_auth is on somewhere: nginx's own refusals
+ * (before any location) become problem+json there. */
+typedef struct {
+    ngx_flag_t                  on;
+} ngx_http_credit_auth_srv_conf_t;
+
+
 typedef struct {
     ngx_uint_t                  mode;
     size_t                      max_body;
     ngx_http_complex_value_t   *client_cert;    /* RFC 9440, off if NULL */
+    ngx_array_t                *pass_headers;   /* of ngx_str_t, lowercase */
 } ngx_http_credit_auth_loc_conf_t;
 
 
@@ -146,6 +156,8 @@ typedef struct {
     unsigned                    is_parked:1;
     unsigned                    waited_for_redis:1;
     unsigned                    gone_handler:1;
+    unsigned                    core:1;         /* refused by nginx itself */
+    unsigned                    redirected:1;   /* internally, after us */
 
     const ca_category          *category;
     char                        uscc[19];
@@ -157,9 +169,9 @@ typedef struct {
 
     /* response filter */
     unsigned                    filtering:1;    /* headers held */
-    unsigned                    discard:1;      /* swallow upstream body */
     unsigned                    done:1;         /* our last buffer sent */
     ca_reason                   filter_reason;
+    const char                 *cause;          /* why upstream_invalid */
     void                      (*upstream_finalize)(ngx_http_request_t *r,
                                                    ngx_int_t rc);
     ngx_chain_t                *body;
@@ -185,8 +197,28 @@ ngx_table_elt_t *ngx_http_credit_auth_add_header(ngx_http_request_t *r,
 ngx_int_t ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 
+ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_get_ctx(
+    ngx_http_request_t *r);
+ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+
+/* …_headers.c: what crosses besides the body (SPEC §2.1) */
+ngx_table_elt_t *ngx_http_credit_auth_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+ngx_uint_t ngx_http_credit_auth_header_count(ngx_http_request_t *r,
+    const char *name, size_t len);
+ngx_int_t ngx_http_credit_auth_strip_request(ngx_http_request_t *r);
+ngx_int_t ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, const char *disclosure);
+void ngx_http_credit_auth_drop_header(ngx_http_request_t *r,
+    const char *name, size_t len);
+char *ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+void ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf);
+
 /* …_filter.c */
 ngx_int_t ngx_http_credit_auth_filter_init(ngx_conf_t *cf);
+ngx_int_t ngx_http_credit_auth_core_log_handler(ngx_http_request_t *r);
 
 /* …_redis.c: one async connection per worker */
 typedef void (*ngx_http_credit_auth_reply_pt)(void *data, void *reply);
@@ -235,6 +267,7 @@ void ngx_http_credit_auth_cache_put(const u_char sha[32],
     const ca_claims *claims);
 void ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx);
 void ngx_http_credit_auth_count_audit(ngx_uint_t what);
+void ngx_http_credit_auth_count_reason(ca_reason reason);
 char *ngx_http_credit_auth_status(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 

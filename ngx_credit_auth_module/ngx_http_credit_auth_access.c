@@ -23,8 +23,15 @@ static ngx_int_t ngx_http_credit_auth_commit(ngx_http_request_t *r,
 static ngx_int_t ngx_http_credit_auth_refuse(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 static void ngx_http_credit_auth_body_handler(ngx_http_request_t *r);
-static ngx_table_elt_t *ngx_http_credit_auth_header(ngx_http_request_t *r,
-    const char *name, size_t len);
+
+
+static ngx_str_t  ngx_http_credit_auth_single[] = {
+    ngx_string("Authorization"),
+    ngx_string("X-Credit-Purpose"),
+    ngx_string("X-Credit-Detail"),
+    ngx_string("X-Request-Id"),
+    ngx_null_string
+};
 
 
 #define ngx_http_credit_auth_detail(ctx, ...)                                \
@@ -46,7 +53,35 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
         return NGX_DECLINED;
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+    ctx = ngx_http_credit_auth_get_ctx(r);
+
+    if (ctx != NULL && ctx->redirected) {
+        /*
+         * The platform's answer sent this request elsewhere (an internal
+         * redirect the upstream configuration still allowed): deciding
+         * again would spend the consent twice, and the answer is not the
+         * record that was asked for.
+         */
+        ctx->redirected = 0;
+        if (r->header_sent) {
+            ngx_http_finalize_request(r, NGX_ERROR);
+            return NGX_DONE;
+        }
+        if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
+            ctx->filter_reason = CA_UPSTREAM_INVALID;
+            ctx->cause = "internal_redirect";
+            ngx_http_credit_auth_count_reason(CA_UPSTREAM_INVALID);
+            ctx->reason = CA_UPSTREAM_INVALID;
+            ngx_http_credit_auth_detail(ctx, "the request was redirected "
+                                        "inside the gateway after its "
+                                        "decision%Z");
+
+        } else if (ctx->reason == CA_OK) {
+            ctx->reason = CA_REQUEST_INVALID;
+        }
+        ctx->state = NGX_HTTP_CREDIT_AUTH_REFUSED;
+        return ngx_http_credit_auth_refuse(r, ctx);
+    }
 
     if (ctx != NULL) {
         switch (ctx->state) {
@@ -79,10 +114,9 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
     mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
 
     ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_credit_auth_ctx_t));
-    if (ctx == NULL) {
+    if (ctx == NULL || ngx_http_credit_auth_keep_ctx(r, ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
-    ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
 
     ctx->report = (lcf->mode == NGX_HTTP_CREDIT_AUTH_REPORT);
     ctx->method = r->method_name;     /* a verification becomes a GET */
@@ -163,6 +197,9 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
                  : NGX_HTTP_CREDIT_AUTH_REFUSED;
 
     if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
+        if (ngx_http_credit_auth_strip_request(r) != NGX_OK) {
+            return NGX_HTTP_INTERNAL_SERVER_ERROR;
+        }
         return NGX_DECLINED;
     }
 
@@ -189,6 +226,13 @@ ngx_http_credit_auth_decision_acked(ngx_http_request_t *r,
     ctx->state = (ctx->reason == CA_OK || ctx->report)
                  ? NGX_HTTP_CREDIT_AUTH_ALLOWED
                  : NGX_HTTP_CREDIT_AUTH_REFUSED;
+
+    if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED
+        && ngx_http_credit_auth_strip_request(r) != NGX_OK)
+    {
+        ctx->state = NGX_HTTP_CREDIT_AUTH_REFUSED;
+        ctx->reason = CA_AUDIT_UNAVAILABLE;
+    }
 
     c = r->connection;
     r->main->count--;
@@ -224,6 +268,7 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
     u_char            *raw_end;
     u_char             sha[32];
     size_t             raw_len;
+    ngx_uint_t         i;
     ca_reason          reason;
     ca_route_result    route;
     ngx_table_elt_t   *h;
@@ -244,6 +289,19 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
                                     "POST (verification)%Z",
                                     &r->method_name);
         return CA_REQUEST_INVALID;
+    }
+
+    /* Each at most once (SPEC §2): the platform would see the copy that
+     * was neither checked nor audited. */
+    for (i = 0; ngx_http_credit_auth_single[i].len; i++) {
+        if (ngx_http_credit_auth_header_count(r,
+                (char *) ngx_http_credit_auth_single[i].data,
+                ngx_http_credit_auth_single[i].len) > 1)
+        {
+            ngx_http_credit_auth_detail(ctx, "the %V header is repeated%Z",
+                                        &ngx_http_credit_auth_single[i]);
+            return CA_REQUEST_INVALID;
+        }
     }
 
     /*
@@ -596,7 +654,8 @@ ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
 
     h = ngx_http_credit_auth_header(r, "X-Request-Id", 12);
 
-    ok = (h != NULL && h->value.len >= 1 && h->value.len <= 64);
+    ok = (h != NULL && h->value.len >= 1 && h->value.len <= 64
+          && ngx_http_credit_auth_header_count(r, "X-Request-Id", 12) == 1);
     for (i = 0; ok && i < h->value.len; i++) {
         u_char c = h->value.data[i];
         ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
@@ -621,32 +680,56 @@ ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
 }
 
 
-static ngx_table_elt_t *
-ngx_http_credit_auth_header(ngx_http_request_t *r, const char *name,
-    size_t len)
+static void
+ngx_http_credit_auth_ctx_cleanup(void *data)
 {
-    ngx_uint_t        i;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
+    /* a marker: ngx_http_credit_auth_get_ctx() finds the ctx by it */
+}
 
-    part = &r->headers_in.headers.part;
-    h = part->elts;
 
-    for (i = 0; /* void */ ; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                return NULL;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-        if (h[i].key.len == len
-            && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
-        {
-            return &h[i];
+/* Sets the request's ctx, and keeps it where an internal redirect, which
+ * clears every module's ctx, does not reach (as the realip module does). */
+ngx_int_t
+ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (cln == NULL) {
+        return NGX_ERROR;
+    }
+    cln->handler = ngx_http_credit_auth_ctx_cleanup;
+    cln->data = ctx;
+
+    ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
+
+    return NGX_OK;
+}
+
+
+/* The ctx, also after an internal redirect (then marked redirected). */
+ngx_http_credit_auth_ctx_t *
+ngx_http_credit_auth_get_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+    if (ctx != NULL || !r->internal || r != r->main) {
+        return ctx;
+    }
+
+    for (cln = r->pool->cleanup; cln; cln = cln->next) {
+        if (cln->handler == ngx_http_credit_auth_ctx_cleanup) {
+            ctx = cln->data;
+            ctx->redirected = 1;
+            ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
+            return ctx;
         }
     }
+
+    return NULL;
 }
 
 
@@ -695,10 +778,6 @@ ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
 }
 
 
-static ngx_str_t  ngx_http_credit_auth_bearer =
-    ngx_string("Bearer error=\"invalid_token\"");
-
-
 ngx_table_elt_t *
 ngx_http_credit_auth_add_header(ngx_http_request_t *r, const char *key,
     ngx_str_t *value)
@@ -726,32 +805,19 @@ ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
     ngx_int_t         rc;
     ngx_buf_t        *b;
     ngx_chain_t       out;
-    ngx_table_elt_t  *h;
 
     b = ngx_http_credit_auth_problem_body(r, ctx, reason);
     if (b == NULL) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    /* X-Request-Id, WWW-Authenticate, Cache-Control: the header filter;
+     * an error_page that led here would impose its status */
+    r->err_status = 0;
     r->headers_out.status = ca_reason_status(reason);
     ngx_str_set(&r->headers_out.content_type, "application/problem+json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_length_n = b->last - b->pos;
-
-    if (ngx_http_credit_auth_add_header(r, "X-Request-Id", &ctx->rid)
-        == NULL)
-    {
-        return NGX_HTTP_INTERNAL_SERVER_ERROR;
-    }
-
-    if (ca_reason_status(reason) == NGX_HTTP_UNAUTHORIZED) {
-        h = ngx_http_credit_auth_add_header(r, "WWW-Authenticate",
-                                            &ngx_http_credit_auth_bearer);
-        if (h == NULL) {
-            return NGX_HTTP_INTERNAL_SERVER_ERROR;
-        }
-        r->headers_out.www_authenticate = h;
-    }
 
     rc = ngx_http_send_header(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {

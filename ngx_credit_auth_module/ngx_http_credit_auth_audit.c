@@ -42,18 +42,25 @@
 #define NGX_HTTP_CREDIT_AUTH_V_ALLOW      0
 #define NGX_HTTP_CREDIT_AUTH_V_REVOKED    1
 #define NGX_HTTP_CREDIT_AUTH_V_EXHAUSTED  2
-#define NGX_HTTP_CREDIT_AUTH_V_FAILED     3
+#define NGX_HTTP_CREDIT_AUTH_V_BUDGET     3
+#define NGX_HTTP_CREDIT_AUTH_V_FAILED     4
+#define NGX_HTTP_CREDIT_AUTH_SEALED       4     /* variants sent per decision */
+#define NGX_HTTP_CREDIT_AUTH_VARIANTS     5     /* and the replayed deny */
 #define NGX_HTTP_CREDIT_AUTH_GAP_STRIKES  30    /* ticks: ~3 s */
 
 
 /*
  * KEYS: stream, credit:revoked:<jti>, credit:uses:<jti>,
- *       credit:chain:<chain>
+ *       credit:chain:<chain>, credit:vbudget:<jti>
  * ARGV: seq, max_uses (0: none), uses expire-at, np, ns, mode,
  *       np strings (fields before `decision`), ns strings (fields between
- *       `reason` and `hash`), then per variant (allow, revoked, exhausted)
- *       its decision, reason and hash values.  The variants share all
- *       other fields, so they are sent once.
+ *       `reason` and `hash`), then per variant (allow, revoked, exhausted,
+ *       budget) its decision, reason and hash values, then the
+ *       verification budget (checks per field), nb and nb pairs of verify
+ *       field and checks this request makes of it.  The variants share all
+ *       other fields, so they are sent once.  The budget is a hash per
+ *       consent, counted only when the decision is allow, in the same
+ *       atomic step as the use count (SPEC §2.1).
  * mode "live" decides; mode "failed" is the replay of a decision whose
  * request was answered 503 when Redis dropped away: it writes the first
  * variant (a deny) without checking or counting anything, unless the
@@ -72,14 +79,30 @@ static const char  ngx_http_credit_auth_script[] =
     "  variant = 2\n"
     "else\n"
     "  local max = tonumber(ARGV[2])\n"
+    "  local used = 0\n"
     "  if max > 0 then\n"
-    "    local used = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
-    "    if used >= max then\n"
-    "      variant = 3\n"
-    "    else\n"
+    "    used = tonumber(redis.call('GET', KEYS[3]) or '0')\n"
+    "    if used >= max then variant = 3 end\n"
+    "  end\n"
+    "  local b = 6 + tonumber(ARGV[4]) + tonumber(ARGV[5]) + 12\n"
+    "  local budget, nb = tonumber(ARGV[b + 1]), tonumber(ARGV[b + 2])\n"
+    "  if variant == 1 then\n"
+    "    for i = 1, nb do\n"
+    "      local spent = redis.call('HGET', KEYS[5], ARGV[b + 1 + 2 * i])\n"
+    "      if (tonumber(spent) or 0) + tonumber(ARGV[b + 2 + 2 * i])\n"
+    "         > budget then variant = 4 end\n"
+    "    end\n"
+    "  end\n"
+    "  if variant == 1 then\n"
+    "    if max > 0 then\n"
     "      redis.call('INCR', KEYS[3])\n"
     "      if used == 0 then redis.call('EXPIREAT', KEYS[3], ARGV[3]) end\n"
     "    end\n"
+    "    for i = 1, nb do\n"
+    "      redis.call('HINCRBY', KEYS[5], ARGV[b + 1 + 2 * i],\n"
+    "                 ARGV[b + 2 + 2 * i])\n"
+    "    end\n"
+    "    if nb > 0 then redis.call('EXPIREAT', KEYS[5], ARGV[3]) end\n"
     "  end\n"
     "end\n"
     "local np, ns = tonumber(ARGV[4]), tonumber(ARGV[5])\n"
@@ -92,17 +115,22 @@ static const char  ngx_http_credit_auth_script[] =
     "for i = 1, ns do k = k + 1; f[k] = ARGV[6 + np + i] end\n"
     "f[k + 1] = 'hash'; f[k + 2] = ARGV[v + 3]\n"
     "local id = redis.call('XADD', KEYS[1], '*', unpack(f))\n"
-    "local names = {'allow', 'revoked', 'exhausted'}\n"
+    "local names = {'allow', 'revoked', 'exhausted', 'budget'}\n"
     "local name = ARGV[6] == 'live' and names[variant] or 'failed'\n"
     "redis.call('SET', KEYS[4], ARGV[1] .. ' ' .. name, 'EX', 2592000)\n"
     "return {name, id}\n";
 
 /* argv positions of the decision command */
-#define NGX_HTTP_CREDIT_AUTH_ARG_MAX    8
-#define NGX_HTTP_CREDIT_AUTH_ARG_NP     10
-#define NGX_HTTP_CREDIT_AUTH_ARG_NS     11
-#define NGX_HTTP_CREDIT_AUTH_ARG_MODE   12
-#define NGX_HTTP_CREDIT_AUTH_ARG_FIELDS 13
+#define NGX_HTTP_CREDIT_AUTH_ARG_MAX    9
+#define NGX_HTTP_CREDIT_AUTH_ARG_NP     11
+#define NGX_HTTP_CREDIT_AUTH_ARG_NS     12
+#define NGX_HTTP_CREDIT_AUTH_ARG_MODE   13
+#define NGX_HTTP_CREDIT_AUTH_ARG_FIELDS 14
+/* after the fields: the sealed variants, budget, nb, nb pairs */
+#define NGX_HTTP_CREDIT_AUTH_ARG_TAIL   (3 * NGX_HTTP_CREDIT_AUTH_SEALED + 2)
+#define NGX_HTTP_CREDIT_AUTH_ARGV_MAX                                        \
+    (NGX_HTTP_CREDIT_AUTH_ARG_FIELDS + 2 * CA_ENTRY_FIELDS                    \
+     + NGX_HTTP_CREDIT_AUTH_ARG_TAIL + 2 * CA_CHECKS_MAX)
 
 
 /*
@@ -164,8 +192,9 @@ typedef struct {
 struct ngx_http_credit_auth_pending_s {
     ngx_http_request_t     *r;          /* NULL once the request is gone */
     ngx_uint_t              lane;       /* 0: plain entry */
-    ca_chain                variants[4];    /* allow revoked exhausted
-                                               failed */
+    ca_chain                variants[NGX_HTTP_CREDIT_AUTH_VARIANTS];
+                                            /* allow revoked exhausted
+                                               budget failed */
     ngx_uint_t              checkpoint_lane;   /* a lane's checkpoint */
     struct ngx_http_credit_auth_pending_s  **parts;  /* a batch's entries */
     ngx_uint_t              n_parts;
@@ -330,7 +359,7 @@ ngx_http_credit_auth_force(ngx_http_credit_auth_pending_t *pd)
 static ngx_int_t
 ngx_http_credit_auth_spool_append(ngx_http_credit_auth_pending_t *pd)
 {
-    u_char                         meta[8 + 4 * sizeof(ca_chain)];
+    u_char                         meta[8 + NGX_HTTP_CREDIT_AUTH_VARIANTS * sizeof(ca_chain)];
     size_t                         meta_len;
     ngx_http_credit_auth_audit_t  *au = &ngx_http_credit_auth_audit;
 
@@ -342,7 +371,7 @@ ngx_http_credit_auth_spool_append(ngx_http_credit_auth_pending_t *pd)
     meta_len = 0;
     if (pd->lane) {
         ngx_memcpy(meta, &pd->lane, sizeof(ngx_uint_t));
-        ngx_memcpy(meta + 8, pd->variants, 4 * sizeof(ca_chain));
+        ngx_memcpy(meta + 8, pd->variants, NGX_HTTP_CREDIT_AUTH_VARIANTS * sizeof(ca_chain));
         meta_len = sizeof(meta);
     }
 
@@ -379,6 +408,9 @@ ngx_http_credit_auth_variant(redisReply *rep)
     }
     if (ngx_strcmp(rep->element[0]->str, "exhausted") == 0) {
         return NGX_HTTP_CREDIT_AUTH_V_EXHAUSTED;
+    }
+    if (ngx_strcmp(rep->element[0]->str, "budget") == 0) {
+        return NGX_HTTP_CREDIT_AUTH_V_BUDGET;
     }
     if (ngx_strcmp(rep->element[0]->str, "failed") == 0) {
         return NGX_HTTP_CREDIT_AUTH_V_FAILED;
@@ -421,7 +453,7 @@ ngx_http_credit_auth_spool_failed_lane(ngx_http_credit_auth_pending_t *pd)
     char                             hex[65];
     char                             namebuf[CA_ENTRY_FIELDS + 4][32];
     u_char                           h[32];
-    size_t                           lens[7 + 2 * CA_ENTRY_FIELDS];
+    size_t                           lens[NGX_HTTP_CREDIT_AUTH_ARGV_MAX];
     ngx_int_t                        rc;
     const char                      *names[CA_ENTRY_FIELDS + 4];
     const char                      *values[CA_ENTRY_FIELDS + 4];
@@ -430,7 +462,10 @@ ngx_http_credit_auth_spool_failed_lane(ngx_http_credit_auth_pending_t *pd)
 
     static const char  deny[] = "deny", why[] = "audit_unavailable";
 
-    if (pd->argc < NGX_HTTP_CREDIT_AUTH_ARG_FIELDS + 9) {
+    if (pd->argc < NGX_HTTP_CREDIT_AUTH_ARG_FIELDS
+                   + NGX_HTTP_CREDIT_AUTH_ARG_TAIL
+        || pd->argc > NGX_HTTP_CREDIT_AUTH_ARGV_MAX)
+    {
         return NGX_ERROR;
     }
     np = ngx_atoi((u_char *) pd->argv[NGX_HTTP_CREDIT_AUTH_ARG_NP],
@@ -439,7 +474,8 @@ ngx_http_credit_auth_spool_failed_lane(ngx_http_credit_auth_pending_t *pd)
                   pd->lens[NGX_HTTP_CREDIT_AUTH_ARG_NS]);
     if (np == NGX_ERROR || ns == NGX_ERROR || np % 2 || ns % 2
         || np / 2 + ns / 2 + 2 > CA_ENTRY_FIELDS
-        || NGX_HTTP_CREDIT_AUTH_ARG_FIELDS + np + ns + 9 != pd->argc)
+        || NGX_HTTP_CREDIT_AUTH_ARG_FIELDS + np + ns
+           + NGX_HTTP_CREDIT_AUTH_ARG_TAIL > pd->argc)
     {
         return NGX_ERROR;
     }
@@ -473,12 +509,12 @@ ngx_http_credit_auth_spool_failed_lane(ngx_http_credit_auth_pending_t *pd)
     ca_entry_digest(names, values, vlens, (size_t) n, h);
     ca_hex(h, 32, hex);
 
-    /* same command, mode "failed", max_uses 0, three identical variants */
+    /* same command, mode "failed", max_uses 0, identical variants */
     for (i = 0; i < pd->argc; i++) {
         lens[i] = pd->lens[i];
     }
     {
-        const char  *argv[7 + 2 * CA_ENTRY_FIELDS];
+        const char  *argv[NGX_HTTP_CREDIT_AUTH_ARGV_MAX];
         int          base = NGX_HTTP_CREDIT_AUTH_ARG_FIELDS + np + ns;
 
         for (i = 0; i < pd->argc; i++) {
@@ -488,7 +524,7 @@ ngx_http_credit_auth_spool_failed_lane(ngx_http_credit_auth_pending_t *pd)
         lens[NGX_HTTP_CREDIT_AUTH_ARG_MAX] = 1;
         argv[NGX_HTTP_CREDIT_AUTH_ARG_MODE] = "failed";
         lens[NGX_HTTP_CREDIT_AUTH_ARG_MODE] = 6;
-        for (i = 0; i < 3; i++) {
+        for (i = 0; i < NGX_HTTP_CREDIT_AUTH_SEALED; i++) {
             argv[base + 3 * i] = deny;
             lens[base + 3 * i] = sizeof(deny) - 1;
             argv[base + 3 * i + 1] = why;
@@ -503,7 +539,8 @@ ngx_http_credit_auth_spool_failed_lane(ngx_http_credit_auth_pending_t *pd)
     }
 
     fd->lane = pd->lane;
-    ngx_memcpy(fd->variants, pd->variants, 3 * sizeof(ca_chain));
+    ngx_memcpy(fd->variants, pd->variants,
+               NGX_HTTP_CREDIT_AUTH_SEALED * sizeof(ca_chain));
     fd->variants[NGX_HTTP_CREDIT_AUTH_V_FAILED] = pd->variants[0];
     fd->variants[NGX_HTTP_CREDIT_AUTH_V_FAILED].seq = pd->variants[0].seq;
     ngx_memcpy(fd->variants[NGX_HTTP_CREDIT_AUTH_V_FAILED].head, h, 32);
@@ -714,6 +751,8 @@ ngx_http_credit_auth_audit_reply(void *data, void *reply)
         ctx->reason = CA_CONSENT_REVOKED;
     } else if (ok && v == NGX_HTTP_CREDIT_AUTH_V_EXHAUSTED) {
         ctx->reason = CA_CONSENT_EXHAUSTED;
+    } else if (ok && v == NGX_HTTP_CREDIT_AUTH_V_BUDGET) {
+        ctx->reason = CA_VERIFICATION_BUDGET_EXHAUSTED;
     }
     /* !ok: revocation was not confirmed: 503 in
      * ngx_http_credit_auth_decision_acked() */
@@ -997,27 +1036,30 @@ ngx_http_credit_auth_lane_get(void)
 }
 
 
-/* An allow candidate: three variants on a lane, one script round trip. */
+/* An allow candidate: four variants on a lane, one script round trip. */
 static ngx_int_t
 ngx_http_credit_auth_audit_lane(ca_entry *e, ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
     int                              argc;
     char                             seq[24], max[24], expire[24];
-    char                             np[8], ns[8];
-    char                             kr[128], ku[128], kc[160];
-    char                             hashes[3][65];
-    size_t                           lens[16 + 2 * CA_ENTRY_FIELDS];
-    size_t                           k, prefix, rlen;
-    ca_chain                         chains[3];
+    char                             np[8], ns[8], budget[8], nb[8];
+    char                             counts[CA_CHECKS_MAX][8];
+    char                             kr[128], ku[128], kc[160], kb[128];
+    char                             hashes[NGX_HTTP_CREDIT_AUTH_SEALED][65];
+    size_t                           lens[NGX_HTTP_CREDIT_AUTH_ARGV_MAX];
+    size_t                           k, prefix, rlen, n_uses;
+    ca_chain                         chains[NGX_HTTP_CREDIT_AUTH_SEALED];
+    ca_check_use                     uses[CA_CHECKS_MAX];
     ngx_uint_t                       lane, v;
-    const char                      *argv[16 + 2 * CA_ENTRY_FIELDS];
+    const char                      *argv[NGX_HTTP_CREDIT_AUTH_ARGV_MAX];
     const char                      *decision, *hash;
     ngx_http_credit_auth_pending_t  *pd;
     ngx_http_credit_auth_audit_t    *au = &ngx_http_credit_auth_audit;
 
-    static const char  *reasons[3] = {
-        "", "consent_revoked", "consent_exhausted"
+    static const char  *reasons[NGX_HTTP_CREDIT_AUTH_SEALED] = {
+        "", "consent_revoked", "consent_exhausted",
+        "verification_budget_exhausted"
     };
 
     lane = ngx_http_credit_auth_lane_get();
@@ -1038,7 +1080,7 @@ ngx_http_credit_auth_audit_lane(ca_entry *e, ngx_http_request_t *r,
                   au->mcf->policy->sha256);
     rlen = e->used;
 
-    for (v = 0; v < 3; v++) {
+    for (v = 0; v < NGX_HTTP_CREDIT_AUTH_SEALED; v++) {
         decision = ctx->report ? "report" : (v == 0 ? "allow" : "deny");
         e->value[prefix] = decision;
         e->len[prefix] = ngx_strlen(decision);
@@ -1072,16 +1114,29 @@ ngx_http_credit_auth_audit_lane(ca_entry *e, ngx_http_request_t *r,
                  ctx->claims->jti);
     ngx_snprintf((u_char *) kc, sizeof(kc) - 1, "credit:chain:%s%Z",
                  chains[0].id);
+    ngx_snprintf((u_char *) kb, sizeof(kb) - 1, "credit:vbudget:%s%Z",
+                 ctx->claims->jti);
+
+    n_uses = (ctx->verify && ctx->checks)
+             ? ca_checks_budget(ctx->checks, uses) : 0;
+    ngx_snprintf((u_char *) budget, sizeof(budget) - 1, "%ui%Z",
+                 (ngx_uint_t) ctx->category->verify_budget);
+    ngx_snprintf((u_char *) nb, sizeof(nb) - 1, "%uz%Z", n_uses);
+    for (k = 0; k < n_uses; k++) {
+        ngx_snprintf((u_char *) counts[k], sizeof(counts[k]) - 1, "%ui%Z",
+                     (ngx_uint_t) uses[k].count);
+    }
 
     argc = 0;
 #define ARG(s, l)  (argv[argc] = (s), lens[argc++] = (l))
     ARG("EVALSHA", 7);
     ARG(au->sha, 40);
-    ARG("4", 1);
+    ARG("5", 1);
     ARG((char *) au->mcf->stream.data, au->mcf->stream.len);
     ARG(kr, ngx_strlen(kr));
     ARG(ku, ngx_strlen(ku));
     ARG(kc, ngx_strlen(kc));
+    ARG(kb, ngx_strlen(kb));
     ARG(seq, ngx_strlen(seq));
     ARG(max, ngx_strlen(max));
     ARG(expire, ngx_strlen(expire));
@@ -1096,11 +1151,17 @@ ngx_http_credit_auth_audit_lane(ca_entry *e, ngx_http_request_t *r,
         ARG(e->name[k], ngx_strlen(e->name[k]));
         ARG(e->value[k], e->len[k]);
     }
-    for (v = 0; v < 3; v++) {
+    for (v = 0; v < NGX_HTTP_CREDIT_AUTH_SEALED; v++) {
         decision = ctx->report ? "report" : (v == 0 ? "allow" : "deny");
         ARG(decision, ngx_strlen(decision));
         ARG(reasons[v], ngx_strlen(reasons[v]));
         ARG(hashes[v], 64);
+    }
+    ARG(budget, ngx_strlen(budget));
+    ARG(nb, ngx_strlen(nb));
+    for (k = 0; k < n_uses; k++) {
+        ARG(uses[k].field, ngx_strlen(uses[k].field));
+        ARG(counts[k], ngx_strlen(counts[k]));
     }
 #undef ARG
 
@@ -1159,6 +1220,7 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
     char                               cert[65], purpose[CA_CODE_MAX + 1];
+    char                               consent[CA_CONSENT_ID_MAX + 1];
     ngx_int_t                          rc;
     ca_entry                          *e;
     ngx_str_t                          ip;
@@ -1219,8 +1281,12 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
         }
     }
     ca_entry_add(e, "purpose", purpose, ngx_strlen(purpose));
-    ca_entry_add(e, "consent", ctx->has_claims ? ctx->claims->jti : "",
-                 ctx->has_claims ? ngx_strlen(ctx->claims->jti) : 0);
+    consent[0] = '\0';
+    if (ctx->has_claims) {
+        ca_audit_consent_id(ctx->claims->jti, ngx_strlen(ctx->claims->jti),
+                            consent);
+    }
+    ca_entry_add(e, "consent", consent, ngx_strlen(consent));
     ca_entry_add(e, "mode", ctx->verify ? "verify" : "query",
                  ctx->verify ? 6 : 5);
     ca_entry_add(e, "detail", ctx->want_raw ? "raw" : "masked",
@@ -1319,6 +1385,10 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
                                                     : ctx->reason;
         ca_entry_add(e, "reason", ca_reason_name(why),
                      ngx_strlen(ca_reason_name(why)));
+    }
+    if (ctx->cause) {
+        /* which answer became upstream_invalid (docs/audit-format.md) */
+        ca_entry_add(e, "cause", ctx->cause, ngx_strlen(ctx->cause));
     }
 
     if (ngx_http_credit_auth_audit_plain(e, NULL, NULL) == NGX_ERROR) {
@@ -1443,11 +1513,11 @@ ngx_http_credit_auth_replay(void)
         pd->spool_end = rec.end;
         ngx_http_credit_auth_force(pd);
         if (rec.kind == NGX_HTTP_CREDIT_AUTH_LANE
-            && rec.meta_len == 8 + 4 * sizeof(ca_chain))
+            && rec.meta_len == 8 + NGX_HTTP_CREDIT_AUTH_VARIANTS * sizeof(ca_chain))
         {
             ngx_memcpy(&lane, rec.meta, sizeof(ngx_uint_t));
             pd->lane = lane;
-            ngx_memcpy(pd->variants, rec.meta + 8, 4 * sizeof(ca_chain));
+            ngx_memcpy(pd->variants, rec.meta + 8, NGX_HTTP_CREDIT_AUTH_VARIANTS * sizeof(ca_chain));
         }
         ca_spool_record_free(&rec);
 
@@ -1791,11 +1861,11 @@ ngx_http_credit_auth_audit_exit_process(ngx_cycle_t *cycle)
             pd = ngx_http_credit_auth_pending_new(rec.argc, rec.argv,
                                                   rec.lens);
             if (pd && rec.kind == NGX_HTTP_CREDIT_AUTH_LANE
-                && rec.meta_len == 8 + 4 * sizeof(ca_chain))
+                && rec.meta_len == 8 + NGX_HTTP_CREDIT_AUTH_VARIANTS * sizeof(ca_chain))
             {
                 ngx_memcpy(&lane, rec.meta, sizeof(ngx_uint_t));
                 pd->lane = lane;
-                ngx_memcpy(pd->variants, rec.meta + 8, 4 * sizeof(ca_chain));
+                ngx_memcpy(pd->variants, rec.meta + 8, NGX_HTTP_CREDIT_AUTH_VARIANTS * sizeof(ca_chain));
             }
             ca_spool_record_free(&rec);
             if (pd) {

@@ -70,61 +70,184 @@ ngx_http_credit_auth_is_json(ngx_http_request_t *r)
 }
 
 
+/* nginx's own refusals of a request it could not read (SPEC §2.1) */
+static ngx_uint_t
+ngx_http_credit_auth_core_status(ngx_uint_t status)
+{
+    switch (status) {
+    case NGX_HTTP_BAD_REQUEST:                  /* also 494, 495-497 */
+    case NGX_HTTP_LENGTH_REQUIRED:
+    case NGX_HTTP_REQUEST_ENTITY_TOO_LARGE:
+    case NGX_HTTP_REQUEST_URI_TOO_LARGE:
+    case NGX_HTTP_NOT_IMPLEMENTED:
+    case NGX_HTTP_VERSION_NOT_SUPPORTED:
+        return 1;
+    }
+    return 0;
+}
+
+
+/*
+ * An answer nginx itself makes (no access phase ran, or the request body
+ * could not be read) in a server with credit_auth: a refusal like the
+ * module's own, audited in the log phase.
+ */
+static ngx_int_t
+ngx_http_credit_auth_core_refusal(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    ngx_uint_t  status;
+
+    status = r->headers_out.status;
+
+    if (ctx == NULL) {
+        ctx = ngx_pcalloc(r->pool, sizeof(ngx_http_credit_auth_ctx_t));
+        if (ctx == NULL || ngx_http_credit_auth_keep_ctx(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+        ctx->method = r->method_name;
+        if (ngx_http_credit_auth_set_request_id(r, ctx) != NGX_OK) {
+            return NGX_ERROR;
+        }
+    }
+
+    ctx->core = 1;
+    ctx->state = NGX_HTTP_CREDIT_AUTH_REFUSED;
+    ctx->reason = CA_REQUEST_INVALID;
+    ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
+                 "nginx refused the request (%ui): a malformed, repeated "
+                 "or oversized request line or header, a bad path or "
+                 "body, or no valid client certificate%Z", status);
+
+    return ngx_http_credit_auth_fail(r, ctx, CA_REQUEST_INVALID);
+}
+
+
 static ngx_int_t
 ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
 {
+    ngx_buf_t                        *b;
+    ngx_uint_t                        status;
+    ngx_http_upstream_t              *u;
     ngx_http_credit_auth_ctx_t       *ctx;
+    ngx_http_credit_auth_srv_conf_t  *scf;
     ngx_http_credit_auth_loc_conf_t  *lcf;
 
     if (r != r->main) {
         return ngx_http_next_header_filter(r);
     }
 
-    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
-    if (ctx == NULL || ctx->state != NGX_HTTP_CREDIT_AUTH_ALLOWED
-        || ctx->done)
-    {
-        return ngx_http_next_header_filter(r);
-    }
+    ctx = ngx_http_credit_auth_get_ctx(r);
+    status = r->headers_out.status;
 
-    if (ngx_http_credit_auth_add_header(r, "X-Request-Id", &ctx->rid)
-        == NULL)
+    if (ctx == NULL
+        || (ctx->state != NGX_HTTP_CREDIT_AUTH_ALLOWED
+            && ctx->state != NGX_HTTP_CREDIT_AUTH_REFUSED))
     {
-        return NGX_ERROR;
-    }
-
-    if (ctx->report) {
-        /* report mode: decided and audited, disclosed unfiltered */
-        return ngx_http_next_header_filter(r);
-    }
-
-    /*
-     * A non-2xx answer from the platform carries no record: keep its status
-     * and drop its body, which is not covered by any allowlist.
-     */
-    if (r->headers_out.status < NGX_HTTP_OK
-        || r->headers_out.status >= NGX_HTTP_SPECIAL_RESPONSE
-        || r->headers_out.status == NGX_HTTP_NO_CONTENT)
-    {
-        ctx->discard = 1;
-        ngx_http_clear_content_length(r);
-        ngx_http_clear_accept_ranges(r);
-        ngx_http_clear_etag(r);
-        ngx_http_clear_last_modified(r);
-        r->headers_out.content_length_n = 0;
-        r->headers_out.content_type.len = 0;
-        r->headers_out.content_type.data = NULL;
-        r->headers_out.content_type_len = 0;
-        if (r->header_only) {
-            ctx->done = 1;
+        scf = ngx_http_get_module_srv_conf(r, ngx_http_credit_auth_module);
+        if (scf != NULL && scf->on
+            && ngx_http_credit_auth_core_status(status))
+        {
+            return ngx_http_credit_auth_core_refusal(r, ctx);
+        }
+        if (ctx == NULL) {
             return ngx_http_next_header_filter(r);
         }
-        return NGX_OK;
+    }
+
+    if (ctx->done) {
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (ctx->state != NGX_HTTP_CREDIT_AUTH_ALLOWED) {
+        /* the module's own refusal */
+        if (ngx_http_credit_auth_own_headers(r, ctx, NULL) != NGX_OK) {
+            return NGX_ERROR;
+        }
+        return ngx_http_next_header_filter(r);
+    }
+
+    if (ctx->report && !ctx->redirected) {
+        /* report mode: decided and audited, disclosed unfiltered; still
+         * one X-Request-Id, the gateway's, and no disclosure claimed */
+        ngx_http_credit_auth_drop_header(r, "X-Request-Id", 12);
+        ngx_http_credit_auth_drop_header(r, "X-Credit-Disclosure", 19);
+        if (ngx_http_credit_auth_add_header(r, "X-Request-Id", &ctx->rid)
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+        return ngx_http_next_header_filter(r);
+    }
+
+    /* Only a complete 200 JSON body is filtered (SPEC §2.1). */
+
+    if (ctx->redirected) {
+        ctx->cause = "internal_redirect";
+        ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
+                     "the platform's answer redirected the request inside "
+                     "the gateway%Z");
+        return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
+    }
+
+    u = r->upstream;
+
+    if (u != NULL && r->http_version == NGX_HTTP_VERSION_9
+        && r->http_major >= 1)
+    {
+        /* no status line: the proxy took it for an HTTP/0.9 answer and
+         * would send the bank a bare body; the bank asked with 1.x */
+        r->http_version = r->http_major * 1000 + r->http_minor;
+        status = 0;
+    }
+
+    if (u == NULL || status == 0 || u->headers_in.status_n != status) {
+        /* nginx's own error in place of an answer: refused, closed, timed
+         * out, or a header it could not parse */
+        ctx->cause = "no_answer";
+        ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
+                     "the platform gave no usable answer (%ui)%Z", status);
+        return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
+    }
+
+    if (status == NGX_HTTP_NOT_FOUND) {
+        return ngx_http_credit_auth_fail(r, ctx, CA_RECORD_NOT_FOUND);
+    }
+
+    if (status != NGX_HTTP_OK) {
+        ctx->cause = status == NGX_HTTP_PARTIAL_CONTENT ? "partial"
+                     : status == NGX_HTTP_NOT_MODIFIED ? "not_modified"
+                     : (status >= 300 && status < 400) ? "redirect"
+                     : "status";
+        ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
+                     "the platform answered %ui, not 200 or 404%Z", status);
+        return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
+    }
+
+    if (u->headers_in.x_accel_redirect) {
+        /* ignored (ngx_http_credit_auth_ignore_xaccel), and refused: the
+         * platform meant another answer than this one */
+        ctx->cause = "internal_redirect";
+        ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
+                     "the platform answered with X-Accel-Redirect%Z");
+        return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
+    }
+
+    /* asked with another method than GET (e.g. proxy_method); the
+     * request line is sent by now, so read it from the buffer's start */
+    b = u->request_bufs ? u->request_bufs->buf : NULL;
+    if (b == NULL || b->start == NULL || b->last - b->start < 4
+        || ngx_strncmp(b->start, "GET ", 4) != 0)
+    {
+        ctx->cause = "method";
+        ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
+                     "the platform was not asked with GET%Z");
+        return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
     }
 
     if (r->header_only) {
         /* nothing to filter and nothing to disclose */
-        ctx->done = 1;
+        ctx->cause = "no_body";
         return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
     }
 
@@ -142,12 +265,14 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
              && ngx_strncasecmp(r->headers_out.content_encoding->value.data,
                                 (u_char *) "identity", 8) == 0))
     {
+        ctx->cause = "compressed";
         ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
                      "the platform answered with a compressed body%Z");
         return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
     }
 
     if (!ngx_http_credit_auth_is_json(r)) {
+        ctx->cause = "not_json";
         ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
                      "the platform did not answer with JSON%Z");
         return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
@@ -162,9 +287,9 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
      * upstream module finalizes with an error and our held answer would
      * never leave: hear about it first and answer 502 ourselves.
      */
-    if (r->upstream && r->upstream->finalize_request) {
-        ctx->upstream_finalize = r->upstream->finalize_request;
-        r->upstream->finalize_request = ngx_http_credit_auth_upstream_done;
+    if (u->finalize_request) {
+        ctx->upstream_finalize = u->finalize_request;
+        u->finalize_request = ngx_http_credit_auth_upstream_done;
     }
 
     /* hold the headers until the body is filtered */
@@ -182,6 +307,7 @@ ngx_http_credit_auth_upstream_done(ngx_http_request_t *r, ngx_int_t rc)
     if (rc != NGX_OK && rc != NGX_HTTP_CLIENT_CLOSED_REQUEST
         && ctx->filtering && !ctx->done)
     {
+        ctx->cause = "cut_short";
         ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
                      "the platform's answer was cut short%Z");
         (void) ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
@@ -206,8 +332,22 @@ ngx_http_credit_auth_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
-    if (ctx == NULL || !(ctx->filtering || ctx->discard)) {
-        if (ctx != NULL && ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
+    if (ctx == NULL) {
+        return ngx_http_next_body_filter(r, in);
+    }
+
+    if (ctx->done) {
+        /* our answer went out on its own (below this filter): swallow
+         * whatever the platform, or nginx's error page, still sends */
+        for (cl = in; cl; cl = cl->next) {
+            cl->buf->pos = cl->buf->last;
+            cl->buf->file_pos = cl->buf->file_last;
+        }
+        return NGX_OK;
+    }
+
+    if (!ctx->filtering) {
+        if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
             for (cl = in; cl; cl = cl->next) {
                 ctx->bytes_out += ngx_buf_size(cl->buf);
             }
@@ -220,35 +360,6 @@ ngx_http_credit_auth_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         if (cl->buf->last_buf) {
             last = 1;
         }
-    }
-
-    if (ctx->done) {
-        /* our answer is out; swallow whatever the upstream still sends */
-        for (cl = in; cl; cl = cl->next) {
-            cl->buf->pos = cl->buf->last;
-            cl->buf->file_pos = cl->buf->file_last;
-        }
-        return NGX_OK;
-    }
-
-    if (ctx->discard) {
-        for (cl = in; cl; cl = cl->next) {
-            cl->buf->pos = cl->buf->last;
-            cl->buf->file_pos = cl->buf->file_last;
-        }
-        if (!last) {
-            return NGX_OK;
-        }
-        ctx->done = 1;
-        if (ngx_http_next_header_filter(r) == NGX_ERROR) {
-            return NGX_ERROR;
-        }
-        b = ngx_calloc_buf(r->pool);
-        if (b == NULL) {
-            return NGX_ERROR;
-        }
-        b->last_buf = 1;
-        return ngx_http_next_body_filter(r, &(ngx_chain_t) { b, NULL });
     }
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_credit_auth_module);
@@ -351,6 +462,7 @@ ngx_http_credit_auth_finish(ngx_http_request_t *r,
         doc = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &je);
         if (doc == NULL || !json_is_object(doc)) {
             json_decref(doc);
+            ctx->cause = "unparsable";
             ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
                          "the platform's answer is not a JSON object%Z");
             return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
@@ -394,6 +506,7 @@ ngx_http_credit_auth_finish(ngx_http_request_t *r,
         ca_filter_report_free(&rep);
 
         if (text == NULL) {
+            ctx->cause = "unparsable";
             ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
                          "the platform's answer is not a JSON object that "
                          "can be filtered%Z");
@@ -430,22 +543,15 @@ static ngx_int_t
 ngx_http_credit_auth_send(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ngx_buf_t *b, const char *disclosure)
 {
-    ngx_int_t   rc;
-    ngx_str_t   v;
+    ngx_int_t  rc;
 
     ctx->done = 1;
 
-    ngx_http_clear_content_length(r);
-    ngx_http_clear_accept_ranges(r);
-    ngx_http_clear_etag(r);
-    ngx_http_clear_last_modified(r);
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
     r->headers_out.content_length_n = b->last - b->pos;
 
-    v.data = (u_char *) disclosure;
-    v.len = ngx_strlen(disclosure);
-    if (ngx_http_credit_auth_add_header(r, "X-Credit-Disclosure", &v)
-        == NULL)
-    {
+    if (ngx_http_credit_auth_own_headers(r, ctx, disclosure) != NGX_OK) {
         return NGX_ERROR;
     }
 
@@ -460,56 +566,31 @@ ngx_http_credit_auth_send(ngx_http_request_t *r,
 
 
 /*
- * Replaces the held upstream response with a problem+json refusal.  The
- * headers were never sent, so the bank sees only the refusal.
+ * Replaces the held upstream response (or nginx's own error page) with a
+ * problem+json refusal.  The headers were never sent, so the bank sees
+ * only the refusal.
  */
 static ngx_int_t
 ngx_http_credit_auth_fail(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_reason reason)
 {
-    ngx_int_t         rc;
-    ngx_buf_t        *b;
-    ngx_list_part_t  *part;
-    ngx_table_elt_t  *h;
-    ngx_uint_t        i;
+    ngx_int_t   rc;
+    ngx_buf_t  *b;
 
     ngx_log_error(NGX_LOG_WARN, r->connection->log, 0,
-                  "credit_auth: %s for request %V: %s",
-                  ca_reason_name(reason), &ctx->rid, ctx->detail);
+                  "credit_auth: %s%s%s for request %V: %s",
+                  ca_reason_name(reason), ctx->cause ? " " : "",
+                  ctx->cause ? ctx->cause : "", &ctx->rid, ctx->detail);
 
     ctx->done = 1;
-    ctx->filter_reason = reason;
     ctx->disclosed = NULL;
     ctx->masked = NULL;
-
-    /* Drop every upstream header but our own X-Request-Id. */
-    part = &r->headers_out.headers.part;
-    h = part->elts;
-    for (i = 0; /* void */ ; i++) {
-        if (i >= part->nelts) {
-            if (part->next == NULL) {
-                break;
-            }
-            part = part->next;
-            h = part->elts;
-            i = 0;
-        }
-        if (!(h[i].key.len == 12
-              && ngx_strncasecmp(h[i].key.data, (u_char *) "X-Request-Id",
-                                 12) == 0))
-        {
-            h[i].hash = 0;
-        }
+    if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
+        /* allowed, then refused on the answer: counted here, the
+         * decision was counted when it was made */
+        ctx->filter_reason = reason;
+        ngx_http_credit_auth_count_reason(reason);
     }
-
-    r->headers_out.content_encoding = NULL;
-    r->headers_out.location = NULL;
-    r->headers_out.refresh = NULL;
-    r->headers_out.www_authenticate = NULL;
-    ngx_http_clear_content_length(r);
-    ngx_http_clear_accept_ranges(r);
-    ngx_http_clear_etag(r);
-    ngx_http_clear_last_modified(r);
 
     b = ngx_http_credit_auth_problem_body(r, ctx, reason);
     if (b == NULL) {
@@ -520,10 +601,12 @@ ngx_http_credit_auth_fail(ngx_http_request_t *r,
     r->headers_out.status_line.len = 0;
     ngx_str_set(&r->headers_out.content_type, "application/problem+json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
-    r->headers_out.content_type_lowcase = NULL;
-    r->headers_out.charset.len = 0;
     r->headers_out.content_length_n = b->last - b->pos;
     r->keepalive = 0;
+
+    if (ngx_http_credit_auth_own_headers(r, ctx, NULL) != NGX_OK) {
+        return NGX_ERROR;
+    }
 
     rc = ngx_http_next_header_filter(r);
     if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
@@ -531,4 +614,36 @@ ngx_http_credit_auth_fail(ngx_http_request_t *r,
     }
 
     return ngx_http_next_body_filter(r, &(ngx_chain_t) { b, NULL });
+}
+
+
+/*
+ * Log phase: the decision entry of a request nginx refused itself (no
+ * access phase ran, or it stopped reading the body), written like any
+ * refusal's; it does not wait, the answer is already out.
+ */
+ngx_int_t
+ngx_http_credit_auth_core_log_handler(ngx_http_request_t *r)
+{
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    if (r != r->main) {
+        return NGX_OK;
+    }
+
+    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+    if (ctx == NULL || !ctx->core) {
+        return NGX_OK;
+    }
+    ctx->core = 0;
+
+    ngx_http_credit_auth_count_decision(ctx);
+
+    if (ngx_http_credit_auth_audit_decision(r, ctx) == NGX_ERROR) {
+        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                      "credit_auth: refusal of request %V not audited",
+                      &ctx->rid);
+    }
+
+    return NGX_OK;
 }

@@ -11,6 +11,9 @@
 
 static void *ngx_http_credit_auth_create_main_conf(ngx_conf_t *cf);
 static char *ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf);
+static void *ngx_http_credit_auth_create_srv_conf(ngx_conf_t *cf);
+static char *ngx_http_credit_auth_merge_srv_conf(ngx_conf_t *cf,
+    void *parent, void *child);
 static void *ngx_http_credit_auth_create_loc_conf(ngx_conf_t *cf);
 static char *ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf,
     void *parent, void *child);
@@ -139,6 +142,13 @@ static ngx_command_t  ngx_http_credit_auth_commands[] = {
       offsetof(ngx_http_credit_auth_loc_conf_t, client_cert),
       NULL },
 
+    { ngx_string("credit_auth_pass_header"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_credit_auth_pass_header,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("credit_auth_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_credit_auth_status,
@@ -157,8 +167,8 @@ static ngx_http_module_t  ngx_http_credit_auth_module_ctx = {
     ngx_http_credit_auth_create_main_conf, /* create main configuration */
     ngx_http_credit_auth_init_main_conf,   /* init main configuration */
 
-    NULL,                                  /* create server configuration */
-    NULL,                                  /* merge server configuration */
+    ngx_http_credit_auth_create_srv_conf,  /* create server configuration */
+    ngx_http_credit_auth_merge_srv_conf,   /* merge server configuration */
 
     ngx_http_credit_auth_create_loc_conf,  /* create location configuration */
     ngx_http_credit_auth_merge_loc_conf    /* merge location configuration */
@@ -319,6 +329,57 @@ ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf)
 
 
 static void *
+ngx_http_credit_auth_create_srv_conf(ngx_conf_t *cf)
+{
+    ngx_http_credit_auth_srv_conf_t  *scf;
+
+    scf = ngx_pcalloc(cf->pool, sizeof(ngx_http_credit_auth_srv_conf_t));
+    if (scf == NULL) {
+        return NULL;
+    }
+
+    scf->on = NGX_CONF_UNSET;
+
+    return scf;
+}
+
+
+/*
+ * Tokens up to 16 KB are accepted (docs/keys.md): the Authorization line
+ * must fit in one of nginx's large header buffers, 8k by default.  A
+ * smaller setting would turn a valid consent into nginx's 400.
+ */
+#define NGX_HTTP_CREDIT_AUTH_HEADER_BUFFER  (32 * 1024)
+
+static char *
+ngx_http_credit_auth_merge_srv_conf(ngx_conf_t *cf, void *parent,
+    void *child)
+{
+    ngx_http_credit_auth_srv_conf_t  *prev = parent;
+    ngx_http_credit_auth_srv_conf_t  *conf = child;
+
+    ngx_http_core_srv_conf_t  *cscf;
+
+    ngx_conf_merge_value(conf->on, prev->on, 0);
+
+    if (conf->on) {
+        cscf = ngx_http_conf_get_module_srv_conf(cf, ngx_http_core_module);
+        if (cscf->large_client_header_buffers.size
+            < NGX_HTTP_CREDIT_AUTH_HEADER_BUFFER)
+        {
+            cscf->large_client_header_buffers.size =
+                NGX_HTTP_CREDIT_AUTH_HEADER_BUFFER;
+        }
+        if (cscf->large_client_header_buffers.num < 4) {
+            cscf->large_client_header_buffers.num = 4;
+        }
+    }
+
+    return NGX_CONF_OK;
+}
+
+
+static void *
 ngx_http_credit_auth_create_loc_conf(ngx_conf_t *cf)
 {
     ngx_http_credit_auth_loc_conf_t  *lcf;
@@ -331,6 +392,7 @@ ngx_http_credit_auth_create_loc_conf(ngx_conf_t *cf)
     lcf->mode = NGX_CONF_UNSET_UINT;
     lcf->max_body = NGX_CONF_UNSET_SIZE;
     lcf->client_cert = NGX_CONF_UNSET_PTR;
+    lcf->pass_headers = NGX_CONF_UNSET_PTR;
 
     return lcf;
 }
@@ -350,6 +412,7 @@ ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
     ngx_conf_merge_size_value(conf->max_body, prev->max_body,
                               1024 * 1024);
     ngx_conf_merge_ptr_value(conf->client_cert, prev->client_cert, NULL);
+    ngx_conf_merge_ptr_value(conf->pass_headers, prev->pass_headers, NULL);
 
     /*
      * A verification body is read into memory in the access phase; nginx's
@@ -362,6 +425,9 @@ ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
         if (clcf->client_body_buffer_size < CA_CHECKS_BODY_MAX) {
             clcf->client_body_buffer_size = CA_CHECKS_BODY_MAX;
         }
+
+        /* the upstream modules merged theirs before ours (module order) */
+        ngx_http_credit_auth_ignore_xaccel(cf);
     }
 
     return NGX_CONF_OK;
@@ -373,6 +439,7 @@ ngx_http_credit_auth_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
     char                              *rv;
     ngx_http_credit_auth_loc_conf_t   *lcf = conf;
+    ngx_http_credit_auth_srv_conf_t   *scf;
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     rv = ngx_conf_set_enum_slot(cf, cmd, conf);
@@ -384,6 +451,9 @@ ngx_http_credit_auth_mode(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         mcf = ngx_http_conf_get_module_main_conf(cf,
                                                  ngx_http_credit_auth_module);
         mcf->used = 1;
+        scf = ngx_http_conf_get_module_srv_conf(cf,
+                                                ngx_http_credit_auth_module);
+        scf->on = 1;
     }
 
     return NGX_CONF_OK;
@@ -835,6 +905,12 @@ ngx_http_credit_auth_postconfiguration(ngx_conf_t *cf)
         return NGX_ERROR;
     }
     *h = ngx_http_credit_auth_access_handler;
+
+    h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
+    if (h == NULL) {
+        return NGX_ERROR;
+    }
+    *h = ngx_http_credit_auth_core_log_handler;
 
     h = ngx_array_push(&cmcf->phases[NGX_HTTP_LOG_PHASE].handlers);
     if (h == NULL) {

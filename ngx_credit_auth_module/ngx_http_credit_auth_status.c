@@ -191,6 +191,20 @@ ngx_http_credit_auth_count_audit(ngx_uint_t what)
 }
 
 
+/* A refusal of the answer (404, 502): the decision allowed it, the reason
+ * counts the refusal the bank got. */
+void
+ngx_http_credit_auth_count_reason(ca_reason reason)
+{
+    ngx_http_credit_auth_shctx_t  *sh;
+
+    sh = ngx_http_credit_auth_shared(NULL);
+    if (sh != NULL && reason > CA_OK && reason < CA_REASON_COUNT) {
+        (void) ngx_atomic_fetch_add(&sh->reasons[reason], 1);
+    }
+}
+
+
 static json_t *
 ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
 {

@@ -2,9 +2,9 @@
  * credit-consent: the enterprise's side of a consent (SPEC §9).
  *
  *   keygen   a signing key pair: private PEM and the public JWK to register
- *   sign     a consent token
+ *   sign     a consent token (consent_sign.c)
  *   inspect  decode a token; with --jwks, verify it as the gateway would
- *   revoke   mark a consent revoked in Redis
+ *   revoke   mark a consent revoked in Redis (consent_revoke.c)
  *
  * Exit status: 0 success, 1 a finding (inspect: invalid), 2 usage or
  * connection error.
@@ -21,15 +21,13 @@
 
 #include <hiredis/hiredis.h>
 #include <openssl/pem.h>
-#include <openssl/rand.h>
-#include <openssl/x509.h>
 
+#include "consent.h"
+#include "isotime.h"
 #include "keys.h"
 #include "token.h"
 #include "uscc.h"
 
-#define EXIT_FINDING 1
-#define EXIT_USAGE   2
 
 /* inspect verifies with generous rules: it answers "is this token sound",
  * not "would this particular policy take it". */
@@ -43,47 +41,35 @@ static const char usage_main[] =
     "  keygen   create a signing key and its public JWK\n"
     "  sign     sign a consent token\n"
     "  inspect  show a token; with --jwks, verify it\n"
-    "  revoke   revoke a consent in Redis\n"
+    "  revoke   revoke a consent in Redis (--jti, or --token FILE)\n"
     "\n"
-    "credit-consent COMMAND --help shows a command's options.\n";
+    "credit-consent COMMAND --help shows a command's options;\n"
+    "credit-consent --version its version.\n";
 
 static const char usage_keygen[] =
     "usage: credit-consent keygen --alg ALG --kid KID --uscc USCC"
     " --out PREFIX\n"
+    "         [--force]\n"
     "\n"
     "Writes PREFIX.key.pem (private key, mode 0600) and PREFIX.jwk (public\n"
     "JWK with kid, alg, use and uscc, for the platform's key registry) and\n"
-    "prints the JWK.  ALG: ES256 RS256 PS256 EdDSA SM2"
+    "prints the JWK.  An existing PREFIX.key.pem or PREFIX.jwk is not\n"
+    "overwritten (tokens signed with that key would stop verifying) unless\n"
+    "--force is given.  ALG: ES256 RS256 PS256 EdDSA SM2"
     " (RSA keys: 2048 bits).\n";
 
-static const char usage_sign[] =
-    "usage: credit-consent sign --key FILE --alg ALG --kid KID --iss USCC\n"
-    "         [--sub USCC] --aud CODE[,CODE...] [--jti ID]\n"
-    "         --purposes P[,P...] --categories C[,C...]\n"
-    "         [--modes query,verify] [--detail masked|raw] [--max-uses N]\n"
-    "         [--ttl SECONDS | --iat T --exp T] [--nbf T]"
-    " [--cnf-cert PEMFILE]\n"
-    "\n"
-    "Prints a compact consent token.  --sub defaults to --iss, --jti to a\n"
-    "random id, --ttl to 3600.  --cnf-cert binds the token to a bank's\n"
-    "certificate (cnf x5t#S256 of its DER).\n";
-
 static const char usage_inspect[] =
-    "usage: credit-consent inspect [TOKEN|-] [--jwks FILE] [--json]\n"
+    "usage: credit-consent inspect [TOKEN|-] [--jwks FILE] [--json]"
+    " [--tz ZONE]\n"
     "\n"
     "Prints the token's header and claims (TOKEN or '-' or nothing: read\n"
-    "standard input).  With --jwks, verifies the signature and every claim\n"
-    "(all algorithms, lifetime up to 10 years, leeway 60 s) and prints\n"
-    "valid, or invalid with the reason code; exit status 1 when invalid.\n";
+    "standard input), and iat, nbf and exp in ISO 8601 in --tz (default\n"
+    "the machine's zone; JSON: `times`).  With --jwks, verifies the\n"
+    "signature and every claim (all algorithms, lifetime up to 10 years,\n"
+    "leeway 60 s) and prints valid, or invalid with the reason code; exit\n"
+    "status 1 when invalid.\n";
 
-static const char usage_revoke[] =
-    "usage: credit-consent revoke --jti ID [--until UNIX | --ttl SECONDS]\n"
-    "         [--redis HOST:PORT|unix:PATH]\n"
-    "\n"
-    "Sets credit:revoked:<jti> in Redis (default 127.0.0.1:6379), expiring\n"
-    "at --until or after --ttl when given (use the token's exp).\n";
-
-static int
+int
 usage_error(const char *usage, const char *fmt, const char *arg)
 {
     fprintf(stderr, "credit-consent: ");
@@ -92,7 +78,7 @@ usage_error(const char *usage, const char *fmt, const char *arg)
     return EXIT_USAGE;
 }
 
-static int
+int
 parse_i64(const char *s, long long min, long long *out)
 {
     char     *end;
@@ -109,16 +95,27 @@ parse_i64(const char *s, long long min, long long *out)
 
 /* ---- keygen ---------------------------------------------------------- */
 
+void
+need(char *list, size_t len, const char *value, const char *name)
+{
+    size_t n = strlen(list);
+
+    if (value == NULL) {
+        snprintf(list + n, len - n, "%s%s", n ? ", " : "", name);
+    }
+}
+
 
 static int
-write_private(const char *path, EVP_PKEY *pkey)
+write_private(const char *path, EVP_PKEY *pkey, int force)
 {
     int   fd;
     FILE *f;
     int   ok;
 
-    /* The private key is created unreadable to others from the start. */
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    /* The private key is created unreadable to others from the start;
+     * O_EXCL: an existing key is never lost to a repeated command. */
+    fd = open(path, O_WRONLY | O_CREAT | (force ? O_TRUNC : O_EXCL), 0600);
     if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
         fprintf(stderr, "credit-consent: %s: %s\n", path, strerror(errno));
         if (fd >= 0) {
@@ -142,11 +139,13 @@ cmd_keygen(int argc, char **argv)
         {"kid", required_argument, NULL, 'k'},
         {"uscc", required_argument, NULL, 'u'},
         {"out", required_argument, NULL, 'o'},
+        {"force", no_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *alg_name = NULL, *kid = NULL, *uscc = NULL, *out = NULL;
-    char        path[4096];
+    char        path[4096], missing[128];
+    int         force = 0;
     ca_alg      alg;
     EVP_PKEY   *pkey;
     json_t     *jwk;
@@ -159,21 +158,47 @@ cmd_keygen(int argc, char **argv)
         case 'k': kid = optarg; break;
         case 'u': uscc = optarg; break;
         case 'o': out = optarg; break;
+        case 'f': force = 1; break;
         case 'h': fputs(usage_keygen, stdout); return 0;
         default: fputs(usage_keygen, stderr); return EXIT_USAGE;
         }
     }
-    if (optind != argc || !alg_name || !kid || !uscc || !out) {
-        return usage_error(usage_keygen, "%s", "keygen: missing option");
+    if (optind != argc) {
+        return usage_error(usage_keygen, "keygen: unexpected argument %s",
+                           argv[optind]);
+    }
+    missing[0] = '\0';
+    need(missing, sizeof(missing), alg_name, "--alg");
+    need(missing, sizeof(missing), kid, "--kid");
+    need(missing, sizeof(missing), uscc, "--uscc");
+    need(missing, sizeof(missing), out, "--out");
+    if (missing[0] != '\0') {
+        return usage_error(usage_keygen, "keygen: missing %s", missing);
+    }
+    if (!force) {
+        const char *ext[] = {".key.pem", ".jwk"};
+
+        for (size_t i = 0; i < 2; i++) {
+            snprintf(path, sizeof(path), "%s%s", out, ext[i]);
+            if (access(path, F_OK) == 0) {
+                fprintf(stderr, "credit-consent: %s exists: not overwritten "
+                        "(tokens signed with its key would stop verifying); "
+                        "choose another --out, or --force\n", path);
+                return EXIT_USAGE;
+            }
+        }
     }
     if ((alg = ca_alg_from_name(alg_name)) == CA_ALG_NONE) {
-        return usage_error(usage_keygen, "unknown alg %s", alg_name);
+        return usage_error(usage_keygen, "unknown alg %s "
+                           "(ES256, RS256, PS256, EdDSA or SM2)", alg_name);
     }
     if (!ca_is_token_chars(kid, CA_KID_MAX)) {
-        return usage_error(usage_keygen, "bad kid %s", kid);
+        return usage_error(usage_keygen, "bad kid %s "
+                           "(1..64 characters of [A-Za-z0-9._-])", kid);
     }
     if (!ca_uscc_valid(uscc, strlen(uscc))) {
-        return usage_error(usage_keygen, "not a valid USCC: %s", uscc);
+        return usage_error(usage_keygen, "not a valid USCC: %s "
+                           "(18 characters, GB 32100 check character)", uscc);
     }
 
     pkey = ca_key_generate(alg);
@@ -186,7 +211,7 @@ cmd_keygen(int argc, char **argv)
     }
     text = json_dumps(jwk, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     snprintf(path, sizeof(path), "%s.key.pem", out);
-    if (write_private(path, pkey) == 0) {
+    if (write_private(path, pkey, force) == 0) {
         snprintf(path, sizeof(path), "%s.jwk", out);
         if (json_dump_file(jwk, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER)
             != 0)
@@ -203,279 +228,9 @@ cmd_keygen(int argc, char **argv)
     return rc;
 }
 
-/* ---- sign ------------------------------------------------------------ */
-
-/* "a,b,c" -> ["a","b","c"]; NULL if any item is not a code. */
-static json_t *
-code_array(const char *list)
-{
-    json_t *arr = json_array();
-    char   *copy = strdup(list), *save = NULL, *item;
-
-    for (item = strtok_r(copy, ",", &save); item != NULL;
-         item = strtok_r(NULL, ",", &save))
-    {
-        if (!ca_is_token_chars(item, CA_CODE_MAX)) {
-            json_decref(arr);
-            arr = NULL;
-            break;
-        }
-        json_array_append_new(arr, json_string(item));
-    }
-    free(copy);
-    if (arr != NULL && json_array_size(arr) == 0) {
-        json_decref(arr);
-        arr = NULL;
-    }
-    return arr;
-}
-
-static EVP_PKEY *
-read_private(const char *path)
-{
-    FILE     *f = fopen(path, "r");
-    EVP_PKEY *pkey;
-
-    if (f == NULL) {
-        fprintf(stderr, "credit-consent: %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    if (pkey == NULL) {
-        fprintf(stderr, "credit-consent: %s: not a PEM private key\n", path);
-    }
-    return pkey;
-}
-
-/* cnf x5t#S256 (RFC 8705 §3.1) of the certificate in a PEM file. */
-static int
-cert_thumbprint(const char *path, char out[44])
-{
-    FILE          *f = fopen(path, "r");
-    X509          *x;
-    unsigned char *der = NULL, h[32];
-    int            n;
-
-    if (f == NULL) {
-        fprintf(stderr, "credit-consent: %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    x = PEM_read_X509(f, NULL, NULL, NULL);
-    fclose(f);
-    if (x == NULL || (n = i2d_X509(x, &der)) <= 0) {
-        fprintf(stderr, "credit-consent: %s: not a PEM certificate\n", path);
-        X509_free(x);
-        return -1;
-    }
-    ca_sha256(der, (size_t) n, h);
-    ca_b64url_encode(h, 32, out);
-    OPENSSL_free(der);
-    X509_free(x);
-    return 0;
-}
-
-static int
-cmd_sign(int argc, char **argv)
-{
-    enum { O_KEY = 1, O_ALG, O_KID, O_ISS, O_SUB, O_AUD, O_JTI, O_PURPOSES,
-           O_CATEGORIES, O_MODES, O_DETAIL, O_MAX_USES, O_TTL, O_IAT, O_EXP,
-           O_NBF, O_CNF, O_HELP };
-    static const struct option opts[] = {
-        {"key", required_argument, NULL, O_KEY},
-        {"alg", required_argument, NULL, O_ALG},
-        {"kid", required_argument, NULL, O_KID},
-        {"iss", required_argument, NULL, O_ISS},
-        {"sub", required_argument, NULL, O_SUB},
-        {"aud", required_argument, NULL, O_AUD},
-        {"jti", required_argument, NULL, O_JTI},
-        {"purposes", required_argument, NULL, O_PURPOSES},
-        {"categories", required_argument, NULL, O_CATEGORIES},
-        {"modes", required_argument, NULL, O_MODES},
-        {"detail", required_argument, NULL, O_DETAIL},
-        {"max-uses", required_argument, NULL, O_MAX_USES},
-        {"ttl", required_argument, NULL, O_TTL},
-        {"iat", required_argument, NULL, O_IAT},
-        {"exp", required_argument, NULL, O_EXP},
-        {"nbf", required_argument, NULL, O_NBF},
-        {"cnf-cert", required_argument, NULL, O_CNF},
-        {"help", no_argument, NULL, O_HELP},
-        {NULL, 0, NULL, 0},
-    };
-    const char *key = NULL, *alg_name = NULL, *kid = NULL, *iss = NULL;
-    const char *sub = NULL, *aud = NULL, *jti = NULL, *purposes = NULL;
-    const char *categories = NULL, *modes = NULL, *detail = NULL;
-    const char *cnf = NULL, *s_uses = NULL, *s_ttl = NULL, *s_iat = NULL;
-    const char *s_exp = NULL, *s_nbf = NULL;
-    long long   uses = 0, ttl = 3600, iat, exp, nbf = 0;
-    char        jti_buf[32], x5t[44], *hdr_text, *claims_text, *token;
-    unsigned char rnd[16];
-    ca_alg      alg;
-    EVP_PKEY   *pkey;
-    json_t     *hdr, *claims, *v;
-    int         c;
-
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case O_KEY: key = optarg; break;
-        case O_ALG: alg_name = optarg; break;
-        case O_KID: kid = optarg; break;
-        case O_ISS: iss = optarg; break;
-        case O_SUB: sub = optarg; break;
-        case O_AUD: aud = optarg; break;
-        case O_JTI: jti = optarg; break;
-        case O_PURPOSES: purposes = optarg; break;
-        case O_CATEGORIES: categories = optarg; break;
-        case O_MODES: modes = optarg; break;
-        case O_DETAIL: detail = optarg; break;
-        case O_MAX_USES: s_uses = optarg; break;
-        case O_TTL: s_ttl = optarg; break;
-        case O_IAT: s_iat = optarg; break;
-        case O_EXP: s_exp = optarg; break;
-        case O_NBF: s_nbf = optarg; break;
-        case O_CNF: cnf = optarg; break;
-        case O_HELP: fputs(usage_sign, stdout); return 0;
-        default: fputs(usage_sign, stderr); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc || !key || !alg_name || !kid || !iss || !aud
-        || !purposes || !categories)
-    {
-        return usage_error(usage_sign, "%s", "sign: missing option");
-    }
-    if ((alg = ca_alg_from_name(alg_name)) == CA_ALG_NONE) {
-        return usage_error(usage_sign, "unknown alg %s", alg_name);
-    }
-    if (!ca_is_token_chars(kid, CA_KID_MAX)) {
-        return usage_error(usage_sign, "bad kid %s", kid);
-    }
-    /* The tool signs what it is told, even a sub that differs from iss:
-     * tests need such tokens, and the gateway refuses them. */
-    if (sub == NULL) {
-        sub = iss;
-    }
-    if (jti != NULL && !ca_is_token_chars(jti, CA_JTI_MAX)) {
-        return usage_error(usage_sign, "bad jti %s", jti);
-    }
-    if (jti == NULL) {
-        if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-            return usage_error(usage_sign, "%s", "no randomness");
-        }
-        ca_b64url_encode(rnd, sizeof(rnd), jti_buf);
-        jti = jti_buf;
-    }
-    if (s_uses && parse_i64(s_uses, 1, &uses) != 0) {
-        return usage_error(usage_sign, "bad --max-uses %s", s_uses);
-    }
-    if (s_nbf && parse_i64(s_nbf, 0, &nbf) != 0) {
-        return usage_error(usage_sign, "bad --nbf %s", s_nbf);
-    }
-    if ((s_iat != NULL) != (s_exp != NULL) || (s_iat && s_ttl)) {
-        return usage_error(usage_sign, "%s",
-                           "give --ttl, or both --iat and --exp");
-    }
-    if (s_iat) {
-        if (parse_i64(s_iat, 0, &iat) != 0 || parse_i64(s_exp, 0, &exp)) {
-            return usage_error(usage_sign, "%s", "bad --iat or --exp");
-        }
-    } else {
-        if (s_ttl && parse_i64(s_ttl, 1, &ttl) != 0) {
-            return usage_error(usage_sign, "bad --ttl %s", s_ttl);
-        }
-        iat = (long long) time(NULL);
-        exp = iat + ttl;
-    }
-    if (detail && strcmp(detail, "masked") && strcmp(detail, "raw")) {
-        return usage_error(usage_sign, "bad --detail %s", detail);
-    }
-    if (cnf && cert_thumbprint(cnf, x5t) != 0) {
-        return EXIT_USAGE;
-    }
-
-    claims = json_object();
-    json_object_set_new(claims, "iss", json_string(iss));
-    json_object_set_new(claims, "sub", json_string(sub));
-    v = code_array(aud);
-    if (v == NULL) {
-        json_decref(claims);
-        return usage_error(usage_sign, "bad --aud %s", aud);
-    }
-    json_object_set_new(claims, "aud", json_array_size(v) == 1
-                        ? json_incref(json_array_get(v, 0)) : json_incref(v));
-    json_decref(v);
-    json_object_set_new(claims, "jti", json_string(jti));
-    json_object_set_new(claims, "iat", json_integer(iat));
-    json_object_set_new(claims, "exp", json_integer(exp));
-    if (s_nbf) {
-        json_object_set_new(claims, "nbf", json_integer(nbf));
-    }
-    if ((v = code_array(purposes)) == NULL) {
-        json_decref(claims);
-        return usage_error(usage_sign, "bad --purposes %s", purposes);
-    }
-    json_object_set_new(claims, "purposes", v);
-    if ((v = code_array(categories)) == NULL) {
-        json_decref(claims);
-        return usage_error(usage_sign, "bad --categories %s", categories);
-    }
-    json_object_set_new(claims, "categories", v);
-    if (modes) {
-        size_t  i;
-        json_t *m;
-        if ((v = code_array(modes)) == NULL) {
-            json_decref(claims);
-            return usage_error(usage_sign, "bad --modes %s", modes);
-        }
-        json_array_foreach(v, i, m) {
-            if (strcmp(json_string_value(m), "query")
-                && strcmp(json_string_value(m), "verify"))
-            {
-                json_decref(v);
-                json_decref(claims);
-                return usage_error(usage_sign, "bad --modes %s", modes);
-            }
-        }
-        json_object_set_new(claims, "modes", v);
-    }
-    if (detail) {
-        json_object_set_new(claims, "detail", json_string(detail));
-    }
-    if (s_uses) {
-        json_object_set_new(claims, "max_uses", json_integer(uses));
-    }
-    if (cnf) {
-        json_object_set_new(claims, "cnf", json_pack("{s:s}", "x5t#S256",
-                                                     x5t));
-    }
-    hdr = json_pack("{s:s,s:s,s:s}", "alg", ca_alg_name(alg),
-                    "typ", "consent+jwt", "kid", kid);
-
-    if ((pkey = read_private(key)) == NULL) {
-        json_decref(hdr);
-        json_decref(claims);
-        return EXIT_USAGE;
-    }
-    hdr_text = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    claims_text = json_dumps(claims, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    token = ca_token_sign(alg, pkey, hdr_text, claims_text);
-    free(hdr_text);
-    free(claims_text);
-    json_decref(hdr);
-    json_decref(claims);
-    EVP_PKEY_free(pkey);
-    if (token == NULL) {
-        fprintf(stderr, "credit-consent: the key in %s cannot sign %s\n",
-                key, alg_name);
-        return EXIT_USAGE;
-    }
-    printf("%s\n", token);
-    free(token);
-    return 0;
-}
-
 /* ---- inspect --------------------------------------------------------- */
 
-static json_t *
+json_t *
 decode_part(const char *s, size_t len)
 {
     unsigned char *buf = malloc(3 * len / 4 + 3);
@@ -490,7 +245,7 @@ decode_part(const char *s, size_t len)
     return v;
 }
 
-static char *
+char *
 read_token(const char *arg)
 {
     char   *buf;
@@ -519,12 +274,48 @@ read_token(const char *arg)
     return buf;
 }
 
+/* iat, nbf and exp in ISO 8601 (--tz, default the machine's zone). */
+static json_t *
+claim_times(json_t *claims)
+{
+    static const char *const names[] = {"iat", "nbf", "exp"};
+    json_t                  *o = json_object();
+    char                     iso[48];
+
+    for (size_t i = 0; i < 3; i++) {
+        json_t *v = json_object_get(claims, names[i]);
+
+        if (json_is_integer(v) && json_integer_value(v) >= 0
+            && json_integer_value(v) < 253402300800LL)
+        {
+            ca_time_format((int64_t) json_integer_value(v) * 1000, iso,
+                           sizeof(iso));
+            json_object_set_new(o, names[i], json_string(iso));
+        }
+    }
+    return o;
+}
+
+static void
+print_times(json_t *claims)
+{
+    json_t     *t = claim_times(claims);
+    const char *k;
+    json_t     *v;
+
+    json_object_foreach(t, k, v) {
+        printf("%s: %s\n", k, json_string_value(v));
+    }
+    json_decref(t);
+}
+
 static int
 cmd_inspect(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"jwks", required_argument, NULL, 'j'},
         {"json", no_argument, NULL, 'J'},
+        {"tz", required_argument, NULL, 'z'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -543,6 +334,11 @@ cmd_inspect(int argc, char **argv)
         switch (c) {
         case 'j': jwks = optarg; break;
         case 'J': as_json = 1; break;
+        case 'z':
+            if (tool_set_tz(optarg) != 0) {
+                return EXIT_USAGE;
+            }
+            break;
         case 'h': fputs(usage_inspect, stdout); return 0;
         default: fputs(usage_inspect, stderr); return EXIT_USAGE;
         }
@@ -581,6 +377,9 @@ cmd_inspect(int argc, char **argv)
 
     if (as_json) {
         out = json_pack("{s:O?,s:O?}", "header", hdr, "claims", claims);
+        if (claims != NULL) {
+            json_object_set_new(out, "times", claim_times(claims));
+        }
         if (ks != NULL || r != CA_OK) {
             json_object_set_new(out, "valid", json_boolean(r == CA_OK));
         }
@@ -602,6 +401,7 @@ cmd_inspect(int argc, char **argv)
             printf("claims: ");
             json_dumpf(claims, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
             putchar('\n');
+            print_times(claims);
         }
         if (r != CA_OK) {
             printf("invalid: %s (%s)\n", ca_reason_name(r), detail);
@@ -617,124 +417,16 @@ cmd_inspect(int argc, char **argv)
     return rc;
 }
 
-/* ---- revoke ---------------------------------------------------------- */
-
-static redisContext *
-redis_open(const char *addr)
-{
-    struct timeval tv = {5, 0};
-    redisContext  *rc;
-    char           host[256];
-    const char    *colon;
-    long long      port;
-
-    if (strncmp(addr, "unix:", 5) == 0) {
-        rc = redisConnectUnixWithTimeout(addr + 5, tv);
-    } else {
-        colon = strrchr(addr, ':');
-        if (colon == NULL || (size_t) (colon - addr) >= sizeof(host)
-            || parse_i64(colon + 1, 1, &port) != 0 || port > 65535)
-        {
-            fprintf(stderr, "credit-consent: bad --redis %s\n", addr);
-            return NULL;
-        }
-        memcpy(host, addr, (size_t) (colon - addr));
-        host[colon - addr] = '\0';
-        rc = redisConnectWithTimeout(host, (int) port, tv);
-    }
-    if (rc == NULL || rc->err) {
-        fprintf(stderr, "credit-consent: redis %s: %s\n", addr,
-                rc ? rc->errstr : "out of memory");
-        redisFree(rc);
-        return NULL;
-    }
-    redisSetTimeout(rc, tv);
-    return rc;
-}
-
-static int
-cmd_revoke(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"jti", required_argument, NULL, 'j'},
-        {"until", required_argument, NULL, 'u'},
-        {"ttl", required_argument, NULL, 't'},
-        {"redis", required_argument, NULL, 'r'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char   *jti = NULL, *s_until = NULL, *s_ttl = NULL;
-    const char   *redis = "127.0.0.1:6379";
-    long long     until = 0, ttl = 0;
-    char          key[128], num[32];
-    const char   *args[5];
-    size_t        nargs = 3;
-    redisContext *ctx;
-    redisReply   *reply;
-    int           c, rc = EXIT_USAGE;
-
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'j': jti = optarg; break;
-        case 'u': s_until = optarg; break;
-        case 't': s_ttl = optarg; break;
-        case 'r': redis = optarg; break;
-        case 'h': fputs(usage_revoke, stdout); return 0;
-        default: fputs(usage_revoke, stderr); return EXIT_USAGE;
-        }
-    }
-    if (optind != argc || jti == NULL) {
-        return usage_error(usage_revoke, "%s", "revoke: --jti is required");
-    }
-    if (!ca_is_token_chars(jti, CA_JTI_MAX)) {
-        return usage_error(usage_revoke, "bad jti %s", jti);
-    }
-    if (s_until && s_ttl) {
-        return usage_error(usage_revoke, "%s", "--until or --ttl, not both");
-    }
-    if (s_until && parse_i64(s_until, 1, &until) != 0) {
-        return usage_error(usage_revoke, "bad --until %s", s_until);
-    }
-    if (s_ttl && parse_i64(s_ttl, 1, &ttl) != 0) {
-        return usage_error(usage_revoke, "bad --ttl %s", s_ttl);
-    }
-
-    snprintf(key, sizeof(key), "credit:revoked:%s", jti);
-    args[0] = "SET";
-    args[1] = key;
-    args[2] = "1";
-    if (s_until || s_ttl) {
-        args[3] = s_until ? "EXAT" : "EX";
-        snprintf(num, sizeof(num), "%lld", s_until ? until : ttl);
-        args[4] = num;
-        nargs = 5;
-    }
-    if ((ctx = redis_open(redis)) == NULL) {
-        return EXIT_USAGE;
-    }
-    reply = redisCommandArgv(ctx, (int) nargs, args, NULL);
-    if (reply == NULL) {
-        fprintf(stderr, "credit-consent: redis: %s\n", ctx->errstr);
-    } else if (reply->type == REDIS_REPLY_STATUS
-               && strcmp(reply->str, "OK") == 0)
-    {
-        printf("revoked %s\n", jti);
-        rc = 0;
-    } else {
-        fprintf(stderr, "credit-consent: redis: %s\n",
-                reply->type == REDIS_REPLY_ERROR ? reply->str
-                                                 : "unexpected reply");
-    }
-    freeReplyObject(reply);
-    redisFree(ctx);
-    return rc;
-}
+const char *tool_name = "credit-consent";
 
 int
 main(int argc, char **argv)
 {
     const char *cmd = argc > 1 ? argv[1] : NULL;
 
+    if (tool_version(argc, argv)) {
+        return 0;
+    }
     if (cmd == NULL) {
         fputs(usage_main, stderr);
         return EXIT_USAGE;

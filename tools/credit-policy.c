@@ -3,6 +3,7 @@
  *
  *   check FILE...      the same validation as nginx -t
  *   explain ...        what a request would be shown, and why
+ *   diff OLD NEW       what a policy change discloses (policy_diff.c)
  *
  * Exit status: 0 success, 1 a finding (invalid policy, refused request),
  * 2 usage or unreadable input.
@@ -11,14 +12,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
+#include "common.h"
 #include "filter.h"
 #include "policy.h"
+#include "policy_tool.h"
 #include "reason.h"
+#include "token.h"
 #include "uscc.h"
 
-#define EXIT_FINDING 1
-#define EXIT_USAGE   2
 #define HASH_KEY_MAX 4096
 #define RESPONSE_MAX (64u * 1024 * 1024)
 
@@ -27,13 +30,29 @@ static const char usage_main[] =
     "       credit-policy explain --policy FILE --path PATH --response FILE\n"
     "                     [--claims FILE.json | --token JWT] [--purpose P]\n"
     "                     [--raw] [--hash-key FILE] [--json]\n"
+    "       credit-policy diff OLD NEW [--json]\n"
     "\n"
     "  check     validate policy files (the same rules as nginx -t)\n"
     "  explain   show what a bank would receive for a sample response\n"
+    "  diff      what changes between two policies: newly disclosed,\n"
+    "            newly masked, newly withheld, per category\n"
     "\n"
-    "Exit status: 0 success, 1 invalid policy or refused request,\n"
-    "2 usage error or unreadable input.  'credit-policy CMD --help' for "
-    "more.\n";
+    "Exit status: 0 success, 1 invalid policy or refused request (diff:\n"
+    "a difference), 2 usage error or unreadable input.  'credit-policy CMD\n"
+    "--help' for more; --version the version.\n";
+
+static const char usage_diff[] =
+    "usage: credit-policy diff OLD NEW [--json]\n"
+    "\n"
+    "Compares two policy files (both validated as by check).  Per category\n"
+    "and level (masked, raw) each field is withheld (drop, not listed, or\n"
+    "no such category or raw level), masked (mask, hash, bucket, year) or\n"
+    "disclosed (keep).  Lists, per category, the fields newly disclosed\n"
+    "(their level rose), newly masked (keep became a treatment), newly\n"
+    "withheld (nothing is sent any more) and treatments changed, with the\n"
+    "old and the new treatment; and purposes, routes and raw detail added\n"
+    "or removed.  Exit status 0 when nothing changes, 1 when something\n"
+    "does, 2 when a file cannot be loaded.\n";
 
 static const char usage_check[] =
     "usage: credit-policy check FILE...\n"
@@ -59,6 +78,9 @@ static const char usage_explain[] =
     "  --hash-key FILE   HMAC key for the hash treatment (the file's bytes)\n"
     "  --json            machine-readable output\n"
     "\n"
+    "The claims go through the gateway's own claim checks (token.c: the\n"
+    "form of every claim, lifetime against the policy's max_lifetime, exp\n"
+    "and nbf against now) before the policy's.\n"
     "Prints the refusal reason if the request would be refused on policy\n"
     "grounds; otherwise the disclosed document, the rule applied to every\n"
     "path met in the response, and the number of values withheld.\n"
@@ -317,6 +339,60 @@ print_text(const explain_args *a, const ca_category *c, json_t *out,
     printf("\nwithheld: %zu\n", rep->withheld);
 }
 
+/*
+ * What a verification on this category may do (SPEC §2.1): the fields and
+ * ops, the budget per field per consent, and which members may select an
+ * element (those disclosed as they are at the masked level).
+ */
+static json_t *
+verify_summary(const ca_category *c)
+{
+    json_t *fields = json_object(), *sel = json_array(), *ops;
+
+    for (size_t i = 0; i < c->n_verify; i++) {
+        ops = json_array();
+        for (unsigned o = CA_OP_EQ; o <= CA_OP_LE; o <<= 1) {
+            if (c->verify[i].ops & o) {
+                json_array_append_new(ops, json_string(ca_op_name(o)));
+            }
+        }
+        json_object_set_new(fields, c->verify[i].path, ops);
+    }
+    for (size_t i = 0; i < c->n_fields; i++) {
+        if (strstr(c->fields[i].path, "[].") != NULL
+            && c->fields[i].masked.kind == CA_TREAT_KEEP) {
+            json_array_append_new(sel, json_string(c->fields[i].path));
+        }
+    }
+    return json_pack("{s:o, s:I, s:o}", "fields", fields, "budget",
+                     (json_int_t) c->verify_budget, "selectors", sel);
+}
+
+static void
+print_verify(json_t *v)
+{
+    const char *k;
+    json_t     *ops, *op;
+    size_t      i;
+
+    printf("\nverification (POST): %" JSON_INTEGER_FORMAT " checks per"
+           " field per consent\n",
+           json_integer_value(json_object_get(v, "budget")));
+    json_object_foreach(json_object_get(v, "fields"), k, ops) {
+        printf("  %s:", k);
+        json_array_foreach(ops, i, op) {
+            printf(" %s", json_string_value(op));
+        }
+        putchar('\n');
+    }
+    printf("  selectors [k=v] may use:");
+    json_array_foreach(json_object_get(v, "selectors"), i, op) {
+        printf(" %s", json_string_value(op));
+    }
+    printf("%s\n", json_array_size(json_object_get(v, "selectors"))
+                    ? "" : " (none)");
+}
+
 static int
 explain(const explain_args *a)
 {
@@ -355,6 +431,23 @@ explain(const explain_args *a)
     if (claims && !json_is_object(claims)) {
         fprintf(stderr, "credit-policy: claims must be a JSON object\n");
         goto done;
+    }
+    if (claims != NULL) {
+        /* the gateway's claim checks, the same code: what it would
+         * refuse as token_malformed must not read as allowed here */
+        ca_claims cl;
+
+        r = ca_claims_parse(claims, NULL, &p->token, &cl, detail,
+                            sizeof(detail));
+        if (r == CA_OK) {
+            r = ca_claims_check_time(&cl, (int64_t) time(NULL),
+                                     p->token.leeway, detail,
+                                     sizeof(detail));
+        }
+        if (r != CA_OK) {
+            status = report_refusal(a, r, detail, notes);
+            goto done;
+        }
     }
     if ((resp = ca_json_load_file(a->response, &err)) == NULL) {
         fprintf(stderr, "%s\n", err.text);
@@ -415,21 +508,25 @@ explain(const explain_args *a)
         char  *dp = ca_filter_report_paths(&rep, c, 0);
         char  *mp = ca_filter_report_paths(&rep, c, 1);
         json_t *o = json_pack("{s:s, s:s, s:s, s:s?, s:s, s:O, s:O, s:s?,"
-                              " s:s?, s:I, s:O}",
+                              " s:s?, s:I, s:O, s:o}",
                               "decision", "allow", "category", c->name,
                               "enterprise", uscc, "purpose", a->purpose,
                               "level", a->raw ? "raw" : "masked",
                               "document", out, "rules", tc.trace,
                               "disclosed", dp, "masked", mp,
                               "withheld", (json_int_t) rep.withheld,
-                              "notes", notes);
+                              "notes", notes,
+                              "verify", verify_summary(c));
         json_dumpf(o, stdout, JSON_INDENT(2));
         putchar('\n');
         json_decref(o);
         free(dp);
         free(mp);
     } else {
+        json_t *v = verify_summary(c);
         print_text(a, c, out, tc.trace, &rep, notes);
+        print_verify(v);
+        json_decref(v);
     }
     status = 0;
 
@@ -492,12 +589,48 @@ cmd_explain(int argc, char **argv)
     return explain(&a);
 }
 
+static int
+cmd_diff(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"json", no_argument, NULL, 'j'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int as_json = 0, ch;
+
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'j': as_json = 1; break;
+        case 'h':
+            fputs(usage_diff, stdout);
+            return 0;
+        default:
+            fputs(usage_diff, stderr);
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 2) {
+        fprintf(stderr, "credit-policy: diff needs two files, OLD and NEW "
+                "(got %d)\n\n", argc - optind);
+        fputs(usage_diff, stderr);
+        return EXIT_USAGE;
+    }
+    return policy_diff(argv[optind], argv[optind + 1], as_json);
+}
+
+const char *tool_name = "credit-policy";
+
 int
 main(int argc, char **argv)
 {
     if (argc < 2) {
         fputs(usage_main, stderr);
         return EXIT_USAGE;
+    }
+    if (tool_version(argc, argv)) {
+        return 0;
     }
     if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0
         || strcmp(argv[1], "help") == 0) {
@@ -509,6 +642,9 @@ main(int argc, char **argv)
     }
     if (strcmp(argv[1], "explain") == 0) {
         return cmd_explain(argc - 1, argv + 1);
+    }
+    if (strcmp(argv[1], "diff") == 0) {
+        return cmd_diff(argc - 1, argv + 1);
     }
     fprintf(stderr, "credit-policy: unknown command \"%s\"\n\n", argv[1]);
     fputs(usage_main, stderr);

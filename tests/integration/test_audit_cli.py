@@ -12,6 +12,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import shutil
 import struct
 import subprocess
 import time
@@ -219,7 +221,11 @@ def test_tail(audit):
     got = jsonl(run(audit, "tail", "-n", "3", "--json", check=0))
     assert [g["id"] for g in got] == [i for i, _ in es[-3:]]
     for g, (_, e) in zip(got, es[-3:]):
-        assert {k: v for k, v in g.items() if k != "id"} == e
+        assert {k: v for k, v in g.items() if k not in ("id", "time")} == e
+        # the readable time next to ts (not a stored field)
+        assert list(g).index("time") == list(g).index("ts") + 1
+        assert datetime.datetime.fromisoformat(g["time"]).timestamp() \
+            == int(e["ts"]) / 1000
     text = run(audit, "tail", check=0).stdout.decode().splitlines()
     assert len(text) == min(10, len(es))
     assert text[-1].startswith(es[-1][0] + " ")
@@ -460,7 +466,8 @@ def test_verify_the_python_reimplementation_agrees(audit):
 
 
 def copy_stream(audit, entries, name=None):
-    """XADDs entries [(id, [(name, value)])] into a fresh key, in order."""
+    """XADDs entries [(id, [(name, value)])] into a fresh key (or appends
+    them to name), in order, with new ids."""
     dst = name or f"{STREAM}:copy-{uuid.uuid4().hex[:6]}"
     for _, fields in entries:
         args = []
@@ -613,3 +620,585 @@ def test_verify_text_names_the_break(audit, copy):
     out = p.stdout.decode()
     assert "BROKEN" in out and "NOT INTACT" in out
     assert "modified" in out and f"seq {mids[0]}:" in out
+
+
+# ------------------------------------------------------------------------
+# Errors that used to read as an empty, clean answer
+
+def test_tail_of_a_missing_stream_is_an_error(audit):
+    p = run(audit, "tail", stream=f"{STREAM}:nonexistent", check=2)
+    assert b"does not exist" in p.stderr and p.stdout == b""
+
+
+def test_unknown_reason_names_the_valid_ones(audit):
+    p = run(audit, "query", "--reason", "token_expird", check=2)
+    err = p.stderr.decode()
+    assert "token_expird" in err
+    assert "token_expired" in err and "bank_suspended" in err
+    # a known reason still works
+    assert jsonl(run(audit, "query", "--reason", "bank_suspended", "--json",
+                     check=0))
+
+
+def test_bad_time_says_what_would_be_right(audit):
+    p = run(audit, "query", "--since", "2026-11-01T00:00:00+8", check=2)
+    err = p.stderr.decode()
+    assert "offset" in err and "2026-11-01T08:00:00.250+08:00" in err
+    p = run(audit, "report", "--month", "2026-11-01", check=2)
+    assert b"YYYY-MM" in p.stderr
+    p = run(audit, "report", "--tz", "Mars/Olympus", check=2)
+    assert b"Asia/Shanghai" in p.stderr
+
+
+def test_version_everywhere():
+    want = re.search(r'CA_VERSION "([^"]+)"',
+                     (Path(ROOT) / "lib" / "version.h").read_text()).group(1)
+    for tool, cmds in (("credit-audit", ["tail", "query", "verify", "export",
+                                         "report", "archive"]),
+                       ("credit-consent", ["keygen", "sign", "inspect",
+                                           "revoke"]),
+                       ("credit-policy", ["check", "explain", "diff"])):
+        exe = str(Path(ROOT) / "build" / "bin" / tool)
+        for argv in [[exe, "--version"]] + [[exe, c, "--version"]
+                                            for c in cmds]:
+            p = subprocess.run(argv, capture_output=True, text=True)
+            assert p.returncode == 0, argv
+            assert p.stdout == f"{tool} {want}\n", argv
+
+
+# ------------------------------------------------------------------------
+# Times: ISO 8601 with offsets, --tz, --month cut at the boundary
+
+def ms(iso):
+    return int(datetime.datetime.fromisoformat(iso).timestamp() * 1000)
+
+
+@pytest.fixture
+def boundary(audit):
+    """Decisions one millisecond either side of November 2026 in Beijing
+    (UTC+8): its first instant is 2026-10-31T16:00:00Z."""
+    k = f"{STREAM}:month-{uuid.uuid4().hex[:6]}"
+    times = {"oct-last": "2026-10-31T23:59:59.999+08:00",
+             "nov-first": "2026-11-01T00:00:00+08:00",
+             "nov-last": "2026-11-30T23:59:59.999+08:00",
+             "dec-first": "2026-12-01T00:00:00+08:00"}
+    for rid, t in times.items():
+        audit.raw.xadd(k, {"v": "1", "event": "decision", "ts": str(ms(t)),
+                           "rid": rid, "bank": "BANK001", "category": "tax",
+                           "enterprise": E1, "mode": "query",
+                           "detail": "masked", "decision": "allow",
+                           "reason": "", "policy": "p1 00"})
+    yield k
+    audit.raw.delete(k)
+
+
+def rids(p):
+    return [e["rid"] for e in jsonl(p)]
+
+
+def test_month_cut_in_plus_8(audit, boundary):
+    for tz in ("Asia/Shanghai", "+08:00"):
+        rep = json.loads(run(audit, "report", "--json", "--month", "2026-11",
+                             "--tz", tz, stream=boundary, check=0).stdout)
+        assert rep["decisions"] == 2, tz
+        assert rep["since"] == "2026-11-01T00:00:00+08:00"
+        assert rep["until"] == "2026-12-01T00:00:00+08:00"
+        assert rids(run(audit, "query", "--json", "--month", "2026-11",
+                        "--tz", tz, stream=boundary, check=0)) == \
+            ["nov-first", "nov-last"]
+    # the same month in UTC holds different entries (Beijing's first
+    # instant of November is still October in UTC)
+    assert rids(run(audit, "query", "--json", "--month", "2026-11", "--tz",
+                    "UTC", stream=boundary, check=0)) == \
+        ["nov-last", "dec-first"]
+    # --month with --since is ambiguous
+    run(audit, "query", "--month", "2026-11", "--since", "2026-11-02",
+        stream=boundary, check=2)
+    # explicit offsets and fractions, whatever --tz says
+    assert rids(run(audit, "export", "--since", "2026-10-31T16:00:00Z",
+                    "--until", "2026-11-30T23:59:59.999+08:00", "--tz",
+                    "America/New_York", stream=boundary, check=0)) == \
+        ["nov-first"]
+    assert rids(run(audit, "export", "--since",
+                    "2026-10-31T23:59:59.999+08:00", "--until",
+                    "2026-11-01T00:00:00.001+08:00", stream=boundary,
+                    check=0)) == ["oct-last", "nov-first"]
+    # a date is that day's first instant in --tz
+    assert rids(run(audit, "export", "--since", "2026-12-01", "--tz",
+                    "Asia/Shanghai", stream=boundary, check=0)) == \
+        ["dec-first"]
+
+
+def test_times_shown_in_tz(audit, boundary):
+    got = jsonl(run(audit, "query", "--json", "--tz", "Asia/Shanghai",
+                    stream=boundary, check=0))
+    assert [g["time"] for g in got] == [
+        "2026-10-31T23:59:59.999+08:00", "2026-11-01T00:00:00+08:00",
+        "2026-11-30T23:59:59.999+08:00", "2026-12-01T00:00:00+08:00"]
+    text = run(audit, "tail", "-n", "1", "--tz", "UTC", stream=boundary,
+               check=0).stdout.decode()
+    assert "(2026-11-30T16:00:00Z)" in text
+    rows = list(csv.DictReader(io.StringIO(run(
+        audit, "export", "--format", "csv", "--tz", "+08:00",
+        stream=boundary, check=0).stdout.decode(), newline="")))
+    assert rows[1]["time"] == "2026-11-01T00:00:00+08:00"
+    assert list(rows[1]).index("time") == list(rows[1]).index("ts") + 1
+
+
+# ------------------------------------------------------------------------
+# The work report (工作通报)
+
+def expected_figures(audit):
+    ds = [e for _, e in audit.final if e["event"] == "decision"]
+    allows = [d for d in ds if d["decision"] == "allow"]
+    denies = [d for d in ds if d["decision"] == "deny"]
+    refusals = {}
+    for d in denies:
+        refusals[(d["bank"], d["reason"])] = \
+            refusals.get((d["bank"], d["reason"]), 0) + 1
+    cats = {}
+    for d in allows:
+        c = cats.setdefault(d["category"], [0, 0])
+        c[d["mode"] == "verify"] += 1
+    return dict(decisions=len(ds), allows=allows, denies=denies,
+                enterprises={d["enterprise"] for d in allows},
+                banks={d["bank"] for d in allows}, refusals=refusals,
+                cats=cats, policies={d["policy"] for d in ds})
+
+
+def test_report_json_has_every_figure(audit):
+    want = expected_figures(audit)
+    rep = json.loads(run(audit, "report", "--format", "json", "--banks",
+                         audit.env.st.banks_path, pubkey=audit.env.st.audit_pub,
+                         check=0).stdout)
+    assert rep["enterprises_served"] == len(want["enterprises"]) == 2
+    assert {b["bank"] for b in rep["banks_served"]} == want["banks"] \
+        == {"BANK001", "BANK002"}
+    b1 = next(b for b in rep["banks_served"] if b["bank"] == "BANK001")
+    assert b1["allowed"] == 4 and b1["refused"] == 1 \
+        and b1["enterprises"] == 2
+    admitted = {b["bank"]: b["suspended"] for b in rep["banks_admitted"]}
+    assert admitted["BANK001"] is False and admitted["BANK009"] is True
+    assert {(r["bank"], r["reason"]): r["count"]
+            for r in rep["refusals"]} == want["refusals"]
+    assert rep["refusals_total"] == len(want["denies"]) == 3
+    for c in rep["categories"]:
+        q, v = want["cats"].get(c["category"], [0, 0])
+        assert (c["queries"], c["verifications"]) == (q, v), c
+    assert {p["policy"] for p in rep["policies"]} == want["policies"]
+    assert sum(p["decisions"] for p in rep["policies"]) == want["decisions"]
+    assert rep["raw_disclosures_total"] == 0
+    assert rep["integrity"]["checked"] is True
+    assert rep["integrity"]["intact"] is True
+    assert rep["integrity"]["entries"] == len(audit.final)
+    # without a key the report says the trail was not checked
+    rep = json.loads(run(audit, "report", "--format", "json",
+                         check=0).stdout)
+    assert rep["integrity"]["checked"] is False
+
+
+def test_report_integrity_of_a_tampered_copy(audit, copy):
+    raw = audit.raw_entries()
+    c, mids = main_chain(raw)
+    k = at(raw, c, mids[0])
+    t = list(raw)
+    t[k] = (t[k][0], set_field(t[k][1], b"gw", b"elsewhere"))
+    rep = json.loads(run(audit, "report", "--format", "json",
+                         stream=copy(t), pubkey=audit.env.st.audit_pub,
+                         check=0).stdout)
+    assert rep["integrity"]["intact"] is False
+    assert rep["integrity"]["breaks"] >= 1
+
+
+def test_report_md_and_csv(audit):
+    want = expected_figures(audit)
+    md = run(audit, "report", "--format", "md", "--banks",
+             audit.env.st.banks_path, pubkey=audit.env.st.audit_pub,
+             check=0).stdout.decode()
+    for heading in ("征信平台工作通报", "一、准入银行 Banks admitted",
+                    "二、服务银行 Banks served",
+                    "四、各类信息查询与核验 Queries and verifications",
+                    "六、拒绝情况", "七、在用策略版本",
+                    "八、审计链完整性"):
+        assert heading in md, heading
+    assert "| 服务企业 Enterprises served | 2 |" in md
+    assert "| BANK009 | token_missing" not in md
+    assert "| BANK001 | 4 | 1 | 2 |" in md
+    assert "结论 Result: **完整 intact**" in md
+    rows = list(csv.DictReader(io.StringIO(run(
+        audit, "report", "--format", "csv", check=0).stdout.decode(),
+        newline="")))
+    got = {(r["item"], r["detail"]): int(r["count"]) for r in rows
+           if r["section"] == "refusal"}
+    assert got == want["refusals"]
+    assert next(int(r["count"]) for r in rows
+                if r["section"] == "enterprises_served") == 2
+
+
+CHROMIUM = shutil.which("chromium")
+
+
+def chromium(*args, tmp):
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
+         "--disable-quic", "--no-first-run", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp / 'profile'}", "--window-size=1000,2400",
+         *args], capture_output=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="chromium not installed (make deps installs it)")
+def test_report_html_renders_in_chromium(audit, tmp_path):
+    want = expected_figures(audit)
+    page = tmp_path / "report.html"
+    run(audit, "report", "--format", "html", "--out", str(page), "--banks",
+        audit.env.st.banks_path, pubkey=audit.env.st.audit_pub, check=0)
+    html = page.read_text()
+    # one self-contained file: nothing to fetch
+    assert not re.search(r'(src|href)\s*=\s*["\']?(https?:|//)', html)
+    assert "<svg" in html
+    p = chromium("--dump-dom", page.as_uri(), tmp=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    dom = p.stdout.decode()
+    # the browser parsed the figures into the document
+    assert re.search(r'data-figure="enterprises_served"[^>]*>2<', dom)
+    assert re.search(r'data-figure="refusals_total"[^>]*>3<', dom)
+    assert re.search(r'data-figure="decisions"[^>]*>%d<'
+                     % want["decisions"], dom)
+    assert dom.count('class="chart"') == 3
+    assert "完整 intact" in dom and "征信平台工作通报" in dom
+    shot = tmp_path / "report.png"
+    p = chromium(f"--screenshot={shot}", page.as_uri(), tmp=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20000
+    # width and height from the IHDR chunk
+    assert struct.unpack(">II", data[16:24]) == (1000, 2400)
+
+
+# ------------------------------------------------------------------------
+# verify with several keys
+
+def test_verify_with_a_keyring(audit, tmp_path):
+    _, other = S.make_audit_key(tmp_path)
+    ring = tmp_path / "ring.pem"
+    ring.write_text(Path(other).read_text()
+                    + Path(audit.env.st.audit_pub).read_text())
+    p = run(audit, "verify", "--json", "--keyring", str(ring), check=0)
+    doc = json.loads(p.stdout)
+    assert doc["intact"] is True
+    assert all(ch["key"] == f"{ring}#2" for ch in doc["chains"])
+    # the same as two --pubkey
+    p = run(audit, "verify", "--json", "--pubkey", str(other),
+            pubkey=audit.env.st.audit_pub, check=0)
+    assert all(ch["key"] == str(audit.env.st.audit_pub)
+               for ch in json.loads(p.stdout)["chains"])
+    # a keyring without the gateway's key proves nothing
+    run(audit, "verify", "--keyring", str(other), check=1)
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a key\n")
+    p = run(audit, "verify", "--keyring", str(bad), check=2)
+    assert b"BEGIN PUBLIC KEY" in p.stderr
+
+
+# ------------------------------------------------------------------------
+# archive
+
+def test_archive_exports_verifies_then_trims(audit, copy, tmp_path):
+    raw = audit.raw_entries()
+    k = copy(raw)
+    pub = audit.env.st.audit_pub
+    run(audit, "archive", "--before", "2099-01", "--out",
+        str(tmp_path / "x"), stream=k, check=2)          # no key
+    run(audit, "archive", "--out", str(tmp_path / "x"), stream=k,
+        pubkey=pub, check=2)                              # no date
+    # nothing ended before 2020
+    p = run(audit, "archive", "--before", "2020-01-01", "--out",
+            str(tmp_path / "none.jsonl"), stream=k, pubkey=pub, check=0)
+    assert b"nothing to archive" in p.stdout
+    assert not (tmp_path / "none.jsonl").exists()
+    # dry run: exported and verified, nothing deleted
+    dry = tmp_path / "dry.jsonl"
+    run(audit, "archive", "--before", "2099-01", "--out", str(dry),
+        "--dry-run", stream=k, pubkey=pub, check=0)
+    assert len(dry.read_text().splitlines()) == len(raw)
+    assert audit.raw.xlen(k) == len(raw)
+    # never written over
+    p = run(audit, "archive", "--before", "2099-01", "--out", str(dry),
+            stream=k, pubkey=pub, check=2)
+    assert b"never written over" in p.stderr
+    assert audit.raw.xlen(k) == len(raw)
+    # the real thing: every chain is whole and signed, all go
+    ids = [i.decode() for i, _ in audit.raw.xrange(k)]
+    out = tmp_path / "archive.jsonl"
+    p = run(audit, "archive", "--before", "2099-01", "--out", str(out),
+            stream=k, pubkey=pub, check=0)
+    lines = [json.loads(l) for l in out.read_text().splitlines()]
+    assert [l["id"] for l in lines] == ids
+    assert audit.raw.xlen(k) == 0
+    assert f"{len(raw)} entries deleted".encode() in p.stdout
+    # the archive verifies when loaded back
+    back = copy([(l.pop("id"), [(n.encode(), v.encode())
+                                for n, v in l.items()]) for l in lines])
+    verify(audit, stream=back, check=0)
+
+
+def test_archive_leaves_a_broken_chain(audit, copy, tmp_path):
+    raw = audit.raw_entries()
+    c, mids = main_chain(raw)
+    t = [(i, f) for i, f in raw
+         if not (chain_of(f) == c and seq_of(f) == mids[0])]
+    k = copy(t)
+    out = tmp_path / "a.jsonl"
+    run(audit, "archive", "--before", "2099-01", "--out", str(out),
+        stream=k, pubkey=audit.env.st.audit_pub, check=0)
+    left = [f for _, f in audit.raw.xrange(k)]
+    # the broken chain stays whole in Redis, the others went
+    assert left and all(chain_of(list(f.items())) == c for f in left)
+    assert len(left) == sum(1 for _, f in t if chain_of(f) == c)
+    assert all(l["chain"] != c.decode()
+               for l in map(json.loads, out.read_text().splitlines()))
+
+
+# ------------------------------------------------------------------------
+# A production Redis: password, ACL user, database
+
+PASSWORD = "s3cret-" + uuid.uuid4().hex[:8]
+
+
+@pytest.fixture(scope="module")
+def locked(audit, tmp_path_factory):
+    """A Redis with requirepass and an ACL user; the audit stream copied
+    into database 3 with its ids."""
+    r = S.Redis(tmp_path_factory.mktemp("locked"), password=PASSWORD,
+                users=[("auditor", "auditor-pw")]).start()
+    try:
+        c = r.client(decode_responses=False, db=3)
+        for i, fields in audit.raw_entries():
+            args = []
+            for k, v in fields:
+                args += [k, v]
+            c.execute_command("XADD", STREAM, i, *args)
+        yield r
+    finally:
+        r.stop()
+
+
+def locked_run(audit, locked, *args, env=None, check=None):
+    argv = [str(TOOL), *args, "--redis", locked.address, "--stream", STREAM]
+    p = subprocess.run(argv, capture_output=True, timeout=60,
+                       env={**os.environ, **(env or {})})
+    if check is not None:
+        assert p.returncode == check, (argv, p.stdout, p.stderr)
+    return p
+
+
+def test_password_protected_redis_every_command(audit, locked, tmp_path):
+    pub = str(audit.env.st.audit_pub)
+    pwfile = tmp_path / "pw"
+    pwfile.write_text(PASSWORD + "\n")
+    cmds = [["tail", "-n", "2"], ["query", "--bank", "BANK001"],
+            ["verify", "--pubkey", pub], ["export"], ["report"],
+            ["report", "--format", "md", "--pubkey", pub]]
+    for cmd in cmds:
+        # no password: the server's refusal, rc 2
+        p = locked_run(audit, locked, *cmd, "--db", "3", check=2)
+        assert b"NOAUTH" in p.stderr or b"AUTH" in p.stderr, cmd
+        # the environment
+        p = locked_run(audit, locked, *cmd, "--db", "3",
+                       env={"CREDIT_REDIS_PASSWORD": PASSWORD}, check=0)
+        assert p.stdout, cmd
+        # a file
+        locked_run(audit, locked, *cmd, "--db", "3", "--password-file",
+                   str(pwfile), check=0)
+        # an ACL user
+        upw = tmp_path / "upw"
+        upw.write_text("auditor-pw")
+        locked_run(audit, locked, *cmd, "--db", "3", "--user", "auditor",
+                   "--password-file", str(upw), check=0)
+        # database 0 has no such stream
+        p = locked_run(audit, locked, *cmd, env={
+            "CREDIT_REDIS_PASSWORD": PASSWORD}, check=2)
+        assert b"does not exist" in p.stderr, cmd
+    # the figures are the same as on the gateway's own Redis
+    got = json.loads(locked_run(audit, locked, "report", "--json", "--db",
+                                "3", env={"CREDIT_REDIS_PASSWORD": PASSWORD},
+                                check=0).stdout)
+    assert got["decisions"] == 8
+    # wrong password, user without password, password on the command line
+    p = locked_run(audit, locked, "tail", env={
+        "CREDIT_REDIS_PASSWORD": "wrong"}, check=2)
+    assert b"AUTH" in p.stderr
+    p = locked_run(audit, locked, "tail", "--user", "auditor", check=2)
+    assert b"needs a password" in p.stderr
+    p = locked_run(audit, locked, "tail", "--password", PASSWORD, check=2)
+    assert b"--password-file" in p.stderr
+    assert PASSWORD.encode() not in p.stderr
+    p = locked_run(audit, locked, "tail", "--db", "x", check=2)
+    assert b"bad --db" in p.stderr
+    p = locked_run(audit, locked, "tail", "--password-file",
+                   str(tmp_path / "missing"), check=2)
+    assert b"missing" in p.stderr
+
+
+def test_revoke_on_a_password_protected_redis(audit, locked, tmp_path):
+    consent = Path(ROOT) / "build" / "bin" / "credit-consent"
+    priv, _ = audit.env.key("e1-es256")
+    c = S.claims(E1, "BANK001")
+    tok = tmp_path / "token"
+    tok.write_text(S.mint_token(priv, "ES256", "e1-es256", c) + "\n")
+    argv = [str(consent), "revoke", "--token", str(tok), "--redis",
+            locked.address, "--db", "2"]
+    p = subprocess.run(argv, capture_output=True)
+    assert p.returncode == 2 and b"AUTH" in p.stderr
+    p = subprocess.run(argv, capture_output=True, env={
+        **os.environ, "CREDIT_REDIS_PASSWORD": PASSWORD})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode().startswith(f"revoked {c['jti']} until ")
+    r = locked.client(db=2)
+    assert r.get(f"credit:revoked:{c['jti']}") == "1"
+    # the revocation lasts as long as the token could be used
+    assert abs(int(r.execute_command(
+        "EXPIRETIME", f"credit:revoked:{c['jti']}")) - c["exp"]) <= 1
+    # an explicit --until wins over the token's exp
+    until = c["exp"] + 86400
+    p = subprocess.run(argv + ["--until", str(until)], capture_output=True,
+                       env={**os.environ, "CREDIT_REDIS_PASSWORD": PASSWORD})
+    assert p.returncode == 0, p.stderr
+    assert int(r.execute_command(
+        "EXPIRETIME", f"credit:revoked:{c['jti']}")) == until
+    # --jti and --token together, or neither: which one is said
+    p = subprocess.run([str(consent), "revoke", "--redis", locked.address],
+                       capture_output=True)
+    assert p.returncode == 2 and b"--jti ID or --token FILE" in p.stderr
+
+
+# ------------------------------------------------------------------------
+# verify --resume: only what is new is read
+
+def resume(audit, stream, state, check=None):
+    p = run(audit, "verify", "--json", "--resume", str(state), stream=stream,
+            pubkey=audit.env.st.audit_pub, check=check)
+    return json.loads(p.stdout)
+
+
+def test_verify_resumes_from_its_anchors(audit, copy, tmp_path):
+    raw = audit.raw_entries()
+    c, mids = main_chain(raw)
+    # the first part: up to the main chain's first checkpoint, and a bit
+    first_cp = next(k for k, (_, f) in enumerate(raw)
+                    if chain_of(f) == c and dict(f)[b"event"] == b"checkpoint")
+    cut = first_cp + 2
+    k = copy(raw[:cut])
+    state = tmp_path / "state.json"
+    doc = resume(audit, k, state, check=0)
+    assert doc["intact"] and doc["entries"] == cut
+    st = json.loads(state.read_text())
+    assert st["stream"] == k and c.decode() in st["chains"]
+    # nothing new: nothing read, still intact
+    doc = resume(audit, k, state, check=0)
+    assert doc["intact"]
+    assert doc["entries"] < cut
+    # the rest arrives; only the rest (and unsigned tails) is read
+    copy_stream(audit, raw[cut:], name=k)
+    doc = resume(audit, k, state, check=0)
+    assert doc["intact"] is True and doc["breaks"] == 0, doc
+    assert doc["entries"] < len(raw)
+    assert doc["skipped"] + doc["entries"] >= len(raw) - cut
+    # a full verify agrees
+    verify(audit, stream=k, check=0)
+    # now every chain ends signed: the next run reads nothing old
+    doc = resume(audit, k, state, check=0)
+    assert doc["entries"] == 0 and doc["intact"]
+
+
+def test_resumed_verify_still_finds_breaks(audit, copy, tmp_path):
+    raw = audit.raw_entries()
+    c, mids = main_chain(raw)
+    first_cp = next(k for k, (_, f) in enumerate(raw)
+                    if chain_of(f) == c and dict(f)[b"event"] == b"checkpoint")
+    cp_seq = seq_of(raw[first_cp][1])
+    head = raw[:first_cp + 1]
+    rest = raw[first_cp + 1:]
+    ok_state = tmp_path / "ok.json"
+    k = copy(head)
+    resume(audit, k, ok_state, check=0)
+    saved = ok_state.read_text()
+
+    def appended(entries):
+        dst = copy(head)
+        copy_stream(audit, entries, name=dst)
+        st = tmp_path / f"st-{uuid.uuid4().hex[:6]}.json"
+        st.write_text(saved.replace(json.dumps(k), json.dumps(dst)))
+        return dst, st
+
+    # the entry right after the anchor deleted
+    gone = [(i, f) for i, f in rest
+            if not (chain_of(f) == c and seq_of(f) == cp_seq + 1)]
+    dst, st = appended(gone)
+    doc = resume(audit, dst, st, check=1)
+    assert ("deleted", cp_seq + 2) in breaks(doc)
+    assert st.read_text() == saved.replace(json.dumps(k), json.dumps(dst))
+    # a later entry modified
+    j = next(n for n, (_, f) in enumerate(rest)
+             if chain_of(f) == c and seq_of(f) == cp_seq + 2)
+    bad = list(rest)
+    bad[j] = (bad[j][0], set_field(bad[j][1], b"gw", b"elsewhere"))
+    dst, st = appended(bad)
+    doc = resume(audit, dst, st, check=1)
+    assert ("modified", cp_seq + 2) in breaks(doc)
+    # the anchor itself replaced by another entry with its seq
+    j = next(n for n, (_, f) in enumerate(rest)
+             if chain_of(f) == c and seq_of(f) == cp_seq + 1)
+    forged = list(rest)
+    forged[j] = (forged[j][0], set_field(forged[j][1], b"prev", b"0" * 64))
+    dst, st = appended(forged)
+    doc = resume(audit, dst, st, check=1)
+    assert ("modified", cp_seq + 1) in breaks(doc) or any(
+        "anchor" in b["detail"] for b in doc["anchor_breaks"])
+    # the stream's anchor is not what was verified before (here: the
+    # state says another hash)
+    dst, st = appended(rest)
+    doc = json.loads(st.read_text())
+    doc["chains"][c.decode()]["hash"] = "ab" * 32
+    st.write_text(json.dumps(doc))
+    doc = resume(audit, dst, st, check=1)
+    assert [b["chain"] for b in doc["anchor_breaks"]] == [c.decode()]
+    assert "verified before" in doc["anchor_breaks"][0]["detail"]
+    # a state file for another stream is refused
+    p = run(audit, "verify", "--resume", str(ok_state), stream=dst,
+            pubkey=audit.env.st.audit_pub, check=2)
+    assert b"written for stream" in p.stderr
+
+
+def test_verify_shows_progress_on_a_terminal(audit):
+    """Progress goes to stderr only when it is a terminal."""
+    import pty
+    master, slave = pty.openpty()
+    try:
+        p = subprocess.run([str(TOOL), "verify", "--redis", audit.redis_addr,
+                            "--stream", STREAM, "--pubkey",
+                            str(audit.env.st.audit_pub)],
+                           stdout=subprocess.PIPE, stderr=slave, timeout=60)
+        os.close(slave)
+        slave = None
+        got = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            got += chunk
+    finally:
+        if slave is not None:
+            os.close(slave)
+        os.close(master)
+    assert p.returncode == 0
+    n = len(audit.final)
+    assert f"{n} of {n} entries read".encode() in got
+    # not on a pipe
+    p = run(audit, "verify", pubkey=audit.env.st.audit_pub, check=0)
+    assert b"entries read" not in p.stderr

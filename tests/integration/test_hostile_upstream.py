@@ -15,7 +15,6 @@ import re
 import socket
 import ssl
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -122,37 +121,14 @@ CASES = {
 }
 
 
-class HostileUpstream:
+class HostileUpstream(S.ThreadedServer):
     """Raw HTTP/1.1 server: one thread per connection, keep-alive."""
 
     def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
+        super().__init__()
         self.requests = []          # (method, path)
         self.open = 0
-        self.lock = threading.Lock()
-        self.stopping = False
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.stopping = True
-        try:
-            self.sock.close()
-        except OSError:
-            pass
-
-    def _accept(self):
-        while not self.stopping:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,),
-                             daemon=True).start()
+        self.start()
 
     def _serve(self, conn):
         with self.lock:
@@ -287,20 +263,8 @@ class HGW:
                f"Authorization: Bearer {self.toks[case]}\r\n"
                f"X-Credit-Purpose: {PURPOSE}\r\n"
                "Connection: close\r\n\r\n").encode()
-        s = socket.create_connection(("127.0.0.1", self.gw.tls_port),
-                                     timeout=timeout)
-        data = b""
-        with self.ctx.wrap_socket(s, server_hostname="127.0.0.1") as t:
-            t.sendall(req)
-            while True:
-                try:
-                    chunk = t.recv(65536)
-                except (ssl.SSLError, ConnectionResetError):
-                    break
-                if not chunk:
-                    break
-                data += chunk
-        return Resp(data)
+        return Resp(S.tls_exchange(self.gw.tls_port, self.ctx, req,
+                                   timeout))
 
 
 @pytest.fixture(scope="module")
@@ -462,17 +426,20 @@ def test_upstream_dies_mid_body(hgw, case):
         "application/problem+json"), r.raw[:600]
 
 
-@pytest.mark.parametrize("case,status", [("e404", 404), ("e500", 500),
-                                         ("e403html", 403)])
-def test_upstream_error_status_without_body(hgw, case, status):
+@pytest.mark.parametrize("case,status,reason", [
+    ("e404", 404, "record_not_found"),
+    ("e500", 502, "upstream_invalid"),
+    ("e403html", 502, "upstream_invalid")])
+def test_upstream_error_status_becomes_a_refusal(hgw, case, status, reason):
+    """SPEC §2.1: a 404 is 404 record_not_found, any other status 502
+    upstream_invalid; the platform's error body never reaches the bank."""
     mark = hgw.gw.log_size()
     r = hgw.raw_get(case)
     _no_marker(r)
-    assert r.status == status, r.raw[:600]
-    assert r.body == b"", r.raw[:600]
-    assert r.headers.get("content-length", "0") == "0", r.headers
-    assert "x-credit-disclosure" not in r.headers
-    assert r.headers.get("x-request-id")
+    _problem(r, status, reason)
+    e = hgw.env.audit_for(r.headers["x-request-id"], "outcome")
+    assert e and e[0]["status"] == str(status) and e[0]["reason"] == reason
+    assert e[0].get("cause", "") == ("" if status == 404 else "status"), e
     _healthy(hgw, mark)
 
 

@@ -228,6 +228,31 @@ def test_explain_json_matches_the_gateway(explain_files, env):
     assert int(o["withheld"]) == doc["withheld"], (o, doc["withheld"])
 
 
+def test_explain_shows_what_verification_may_do(explain_files, conf_dir):
+    """SPEC §2.1: the verify fields and ops, the budget per field per
+    consent, and the members a selector may use."""
+    pol, resp, claims = explain_files
+    rc, out, err = run("explain", "--policy", pol, "--path", TAX,
+                       "--response", resp, "--claims", claims,
+                       "--purpose", PURPOSE)
+    assert rc == 0, out + err
+    assert "verification (POST): 3 checks per field per consent" in out, out
+    assert re.search(r"annual\[\]\.tax_paid: eq ge le", out), out
+    assert "selectors [k=v] may use: annual[].year\n" in out, out
+
+    p = json.loads(json.dumps(S.TEST_POLICY))
+    p["categories"]["tax"]["verify_budget"] = 7
+    pol7 = S.write_json(conf_dir / "policy7.json", p)
+    rc, out, err = run("explain", "--policy", pol7, "--path", TAX,
+                       "--response", resp, "--json")
+    assert rc == 0, out + err
+    v = json.loads(out)["verify"]
+    assert v == {"budget": 7,
+                 "fields": {"annual[].tax_paid": ["eq", "ge", "le"],
+                            "credit_rating": ["eq"]},
+                 "selectors": ["annual[].year"]}, v
+
+
 @pytest.mark.parametrize("args,reason", [
     (["--purpose", "credit_assessment"], "purpose_not_allowed"),
     (["--purpose", "marketing"], "purpose_not_allowed"),
@@ -268,11 +293,200 @@ def test_explain_token_is_decoded_not_verified(explain_files, env):
     assert re.search(r"not verif|without verif|unverified", out + err, re.I)
 
 
+@pytest.mark.parametrize("change,reason", [
+    # what the gateway refuses as token_malformed must not read "allowed"
+    ({"purposes": PURPOSE}, "token_malformed"),
+    ({"aud": []}, "token_malformed"),
+    ({"jti": "has space"}, "token_malformed"),
+    ({"modes": ["query", "browse"]}, "token_malformed"),
+    ({"iss": "not-a-uscc"}, "issuer_invalid"),
+    ({"exp": 1, "iat": 0}, "token_expired"),
+    ({"iat": 1000, "exp": 1000 + 7776001}, "lifetime_too_long"),
+])
+def test_explain_applies_the_gateways_claim_checks(explain_files, conf_dir,
+                                                  env, change, reason):
+    pol, resp, _ = explain_files
+    c = S.claims(E1, "BANK001")
+    c.update(change)
+    claims = S.write_json(conf_dir / "bad-claims.json", c)
+    rc, out, err = run("explain", "--policy", pol, "--path", TAX,
+                       "--response", resp, "--claims", claims,
+                       "--purpose", PURPOSE)
+    assert rc == 1, (rc, out, err)
+    assert f"refused: {reason}" in out, out + err
+    assert "张**" not in out
+    # the gateway agrees
+    if reason == "token_malformed":
+        priv, _ = env.key("e1-es256")
+        r = env.get(TAX, token=S.mint_token(priv, "ES256", "e1-es256", c))
+        assert r.status_code == 401, r.text
+        assert env.decision(r)["reason"] == reason
+
+
+# ------------------------------------------------------------------------
+# diff
+
+def test_diff_lists_what_a_change_discloses(conf_dir):
+    old = S.write_json(conf_dir / "old.json", S.TEST_POLICY)
+    p = copy.deepcopy(S.TEST_POLICY)
+    tax = p["categories"]["tax"]["fields"]
+    tax["legal_representative.id_number"] = {"masked": "mask:6,4",
+                                             "raw": "keep",
+                                             "class": "personal"}
+    tax["name"] = "mask:2,0"
+    del tax["credit_rating"]
+    tax["legal_representative.mobile"] = {"masked": "mask:3,4",
+                                          "raw": "keep", "class": "personal"}
+    tax["annual[].tax_paid"]["masked"] = "bucket:10000"
+    p["categories"]["environment"]["raw_allowed"] = True
+    p["categories"]["environment"]["purposes"].append("post_loan_monitoring")
+    p["version"] = "test-2026-12-01.1"
+    new = S.write_json(conf_dir / "new.json", p)
+
+    rc, out, err = run("diff", old, new, "--json")
+    assert rc == 1, (rc, out, err)
+    d = json.loads(out)
+    assert d["old_version"] == "test-2026-11-27.1"
+    assert d["new_version"] == "test-2026-12-01.1"
+    t = d["categories"]["tax"]
+
+    def fields(kind):
+        return {(e["field"], e["level"], e["old"], e["new"])
+                for e in t.get(kind, [])}
+    assert fields("newly_disclosed") == {
+        ("legal_representative.id_number", "raw", "mask:6,4", "keep"),
+        ("legal_representative.mobile", "masked", "-", "mask:3,4"),
+        ("legal_representative.mobile", "raw", "-", "keep")}
+    assert fields("newly_masked") == {("name", "masked", "keep", "mask:2,0"),
+                                      ("name", "raw", "keep", "mask:2,0")}
+    assert fields("newly_withheld") == {
+        ("credit_rating", "masked", "keep", "-"),
+        ("credit_rating", "raw", "keep", "-")}
+    assert fields("treatment_changed") == {
+        ("annual[].tax_paid", "masked", "bucket:100000", "bucket:10000")}
+    env = d["categories"]["environment"]
+    assert env["raw_allowed"] is True
+    assert env["purposes"] == {"added": ["post_loan_monitoring"],
+                               "removed": []}
+    # raw now allowed: every field of the category is newly disclosed raw
+    assert {e["field"] for e in env["newly_disclosed"]
+            if e["level"] == "raw"} == set(
+                S.TEST_POLICY["categories"]["environment"]["fields"])
+    # the text form names the sections
+    rc, out, err = run("diff", old, new)
+    assert rc == 1
+    for words in ("category tax", "newly disclosed", "newly masked",
+                  "newly withheld", "legal_representative.mobile",
+                  "raw detail         now allowed"):
+        assert words in out, (words, out)
+    # no change: exit 0
+    rc, out, err = run("diff", old, old)
+    assert rc == 0 and "no change" in out
+    rc, out, err = run("diff", old)
+    assert rc == 2 and "two files" in err
+    rc, out, err = run("diff", old, conf_dir / "missing.json")
+    assert rc == 2 and "missing.json" in err
+
+
+# ------------------------------------------------------------------------
+# credit-consent: keygen, sign, inspect as an enterprise uses them
+
+CONSENT = S.ROOT / "build" / "bin" / "credit-consent"
+
+
+def consent(*args, input=None):
+    r = subprocess.run([str(CONSENT), *map(str, args)], capture_output=True,
+                       text=True, timeout=60, input=input)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_keygen_never_overwrites_a_key(conf_dir):
+    prefix = conf_dir / "ent-key"
+    args = ["keygen", "--alg", "EdDSA", "--kid", "ent-1", "--uscc", E1,
+            "--out", prefix]
+    rc, out, err = consent(*args)
+    assert rc == 0, err
+    key = prefix.with_name("ent-key.key.pem")
+    before = key.read_bytes()
+    rc, out, err = consent(*args)
+    assert rc == 2 and "exists" in err and "--force" in err
+    assert key.read_bytes() == before
+    # the JWK alone existing is enough to refuse
+    key.unlink()
+    rc, out, err = consent(*args)
+    assert rc == 2 and "ent-key.jwk exists" in err
+    assert not key.exists()
+    rc, out, err = consent(*args, "--force")
+    assert rc == 0, err
+    assert key.read_bytes() != before and (key.stat().st_mode & 0o777) == \
+        0o600
+
+
+def test_missing_options_are_named(conf_dir):
+    rc, out, err = consent("sign", "--alg", "ES256", "--kid", "k")
+    assert rc == 2
+    assert "missing --key, --iss, --aud, --purposes, --categories" in err
+    rc, out, err = consent("keygen", "--alg", "ES256")
+    assert rc == 2 and "missing --kid, --uscc, --out" in err
+
+
+def test_sign_with_policy_warns_what_the_gateway_refuses(conf_dir):
+    prefix = conf_dir / "warn-key"
+    consent("keygen", "--alg", "ES256", "--kid", "warn-1", "--uscc", E1,
+            "--out", prefix, "--force")
+    key = prefix.with_name("warn-key.key.pem")
+    pol = S.write_json(conf_dir / "policy.json", S.TEST_POLICY)
+    base = ["sign", "--key", key, "--alg", "ES256", "--kid", "warn-1",
+            "--iss", E1, "--aud", "BANK001", "--policy", pol]
+    rc, out, err = consent(*base, "--purposes", PURPOSE, "--categories",
+                           "tax")
+    assert rc == 0 and out.count(".") == 2 and "warning" not in err, err
+    rc, out, err = consent(*base, "--purposes", "marketing,loan_application",
+                           "--categories", "environment,payroll",
+                           "--detail", "raw", "--ttl", "99999999")
+    assert rc == 0 and out.count(".") == 2        # still signed
+    assert "lifetime_too_long" in err, err
+    rc, out, err = consent(*base, "--purposes", "marketing,loan_application",
+                           "--categories", "environment,payroll",
+                           "--detail", "raw")
+    assert "purpose marketing is not in the policy" in err, err
+    assert "category payroll is not in the policy" in err, err
+    assert "category environment does not allow raw" in err, err
+    p = copy.deepcopy(S.TEST_POLICY)
+    p["token"]["algs"] = ["EdDSA"]
+    p["token"]["require_cnf"] = True
+    pol2 = S.write_json(conf_dir / "policy2.json", p)
+    base[base.index(pol)] = pol2
+    rc, out, err = consent(*base, "--purposes", PURPOSE, "--categories",
+                           "tax")
+    assert "alg_not_allowed" in err and "--cnf-cert" in err, err
+
+
+def test_inspect_shows_iso_times(conf_dir):
+    prefix = conf_dir / "insp-key"
+    consent("keygen", "--alg", "ES256", "--kid", "insp-1", "--uscc", E1,
+            "--out", prefix, "--force")
+    rc, tok, err = consent("sign", "--key", prefix.with_name(
+        "insp-key.key.pem"), "--alg", "ES256", "--kid", "insp-1", "--iss",
+        E1, "--aud", "BANK001", "--purposes", PURPOSE, "--categories", "tax",
+        "--iat", "2026-11-01T00:00:00+08:00", "--exp", "2026-12-01T00:00+08:00",
+        "--nbf", "1793462400")
+    assert rc == 0, err
+    rc, out, err = consent("inspect", "--tz", "Asia/Shanghai", tok.strip())
+    assert rc == 0, err
+    assert "iat: 2026-11-01T00:00:00+08:00" in out
+    assert "nbf: 2026-11-01T00:00:00+08:00" in out
+    assert "exp: 2026-12-01T00:00:00+08:00" in out
+    rc, out, err = consent("inspect", "--json", "--tz", "UTC", tok.strip())
+    assert json.loads(out)["times"]["iat"] == "2026-10-31T16:00:00Z"
+
+
 # ------------------------------------------------------------------------
 # help and usage
 
 @pytest.mark.parametrize("args", [["--help"], ["check", "--help"],
-                                  ["explain", "--help"], ["help"]])
+                                  ["explain", "--help"], ["diff", "--help"],
+                                  ["help"]])
 def test_help(args):
     rc, out, err = run(*args)
     if args == ["help"] and rc == 2:

@@ -48,6 +48,12 @@ VALUES = ["1234567.89", "987654", "5000000", "张三丰", "110101199003071234",
 
 POLICY = copy.deepcopy(S.TEST_POLICY)
 POLICY["version"] = "test-verify-1"
+# members that select elements must be disclosed as they are (SPEC §2.1)
+POLICY["categories"]["tax"]["fields"].update({"branches[].city": "keep",
+                                              "rates[].r": "keep"})
+# these tests put many checks of one field in one request; the budget
+# itself is tested in test_verify_oracle.py
+POLICY["categories"]["tax"]["verify_budget"] = 1000
 POLICY["categories"]["tax"]["verify"] = {
     "annual[].tax_paid": ALL_OPS,
     "credit_rating": ["eq", "ne"],

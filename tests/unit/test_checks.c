@@ -13,11 +13,15 @@ static const char policy_text[] =
     "{\"version\":\"t\",\"purposes\":[\"loan\"],"
     "\"token\":{\"algs\":[\"ES256\"],\"max_lifetime\":60},"
     "\"categories\":{\"t\":{\"routes\":[\"/t/{uscc}\"],"
-    "\"purposes\":[\"loan\"],\"fields\":{\"credit_rating\":\"keep\"},"
+    "\"purposes\":[\"loan\"],\"fields\":{\"credit_rating\":\"keep\","
+    "\"annual[].year\":\"keep\",\"people[].role\":\"keep\","
+    "\"people[].id_number\":{\"masked\":\"mask:6,4\",\"raw\":\"keep\","
+    "\"class\":\"personal\"},\"annual[].month\":\"year\","
+    "\"deps\":\"keep\"},"
     "\"verify\":{\"n\":[\"eq\",\"ne\",\"gt\",\"ge\",\"lt\",\"le\"],"
     "\"s\":[\"eq\",\"ne\"],\"b\":[\"eq\"],"
     "\"annual[].tax_paid\":[\"ge\",\"le\",\"eq\"],"
-    "\"people[].name\":[\"eq\"],"
+    "\"people[].name\":[\"eq\"],\"deps[].share\":[\"ge\"],"
     "\"credit_rating\":[\"eq\"]}}}}";
 
 static const char doc_text[] =
@@ -147,7 +151,8 @@ test_absent_is_null(void **state)
     (void) state;
     assert_string_equal(one("annual[year=1999].tax_paid", "ge", "1"),
                         "null");
-    assert_string_equal(one("annual[month=1].tax_paid", "ge", "1"), "null");
+    assert_string_equal(one("annual[month=9].tax_paid", "ge", "1"),
+                        "refused");      /* month is not disclosed as is */
     assert_string_equal(one("people[role=cto].name", "eq", "\"x\""), "null");
     /* the document lacks the member, or it is JSON null */
     {
@@ -173,6 +178,60 @@ test_type_mismatch(void **state)
     assert_string_equal(one("b", "eq", "1"), "invalid");
     assert_string_equal(one("people[role=ceo].name", "eq", "\"x\""),
                         "invalid");
+}
+
+/*
+ * A selector probes the member it names on every element: only members the
+ * category discloses unmasked may select (SPEC §2.1), or a bank could
+ * confirm a guessed ID number of a withheld or masked member.
+ */
+static void
+test_selectors_only_on_disclosed_members(void **state)
+{
+    (void) state;
+    assert_string_equal(one("people[id_number=11010519491231002X].name",
+                            "eq", "\"x\""), "refused");
+    assert_non_null(strstr(detail, "selector member \"id_number\" is not"
+                                   " disclosed unmasked"));
+    assert_null(strstr(detail, "11010519491231002X"));
+    /* withheld altogether */
+    assert_string_equal(one("people[secret=1].name", "eq", "\"x\""),
+                        "refused");
+    assert_non_null(strstr(detail, "\"secret\""));
+    /* a treated (year) member */
+    assert_string_equal(one("annual[month=2023].tax_paid", "ge", "1"),
+                        "refused");
+    /* disclosed as is: selects */
+    assert_string_equal(one("people[role=cfo].name", "eq", "\"王五\""),
+                        "true");
+    /* inside an object the category keeps whole */
+    assert_string_equal(one("deps[k=v].share", "ge", "1"), "null");
+}
+
+static void
+test_budget_groups_by_verify_field(void **state)
+{
+    ca_checks    cs;
+    ca_check_use uses[CA_CHECKS_MAX];
+    size_t       n;
+    const char  *body =
+        "{\"checks\":[{\"field\":\"annual[year=2023].tax_paid\","
+        "\"op\":\"ge\",\"value\":1},{\"field\":\"n\",\"op\":\"eq\","
+        "\"value\":1},{\"field\":\"annual[year=2022].tax_paid\","
+        "\"op\":\"le\",\"value\":9},{\"field\":\"annual[year=2023]."
+        "tax_paid\",\"op\":\"le\",\"value\":2}]}";
+
+    (void) state;
+    assert_int_equal(cat->verify_budget, CA_VERIFY_BUDGET_DEFAULT);
+    assert_int_equal(parse(body, &cs), CA_OK);
+    n = ca_checks_budget(&cs, uses);
+    assert_int_equal(n, 2);
+    /* whatever the selector: one budget per verify field */
+    assert_string_equal(uses[0].field, "annual[].tax_paid");
+    assert_int_equal(uses[0].count, 3);
+    assert_string_equal(uses[1].field, "n");
+    assert_int_equal(uses[1].count, 1);
+    ca_checks_free(&cs);
 }
 
 static void
@@ -293,6 +352,8 @@ main(void)
         cmocka_unit_test(test_absent_is_null),
         cmocka_unit_test(test_type_mismatch),
         cmocka_unit_test(test_refusals),
+        cmocka_unit_test(test_selectors_only_on_disclosed_members),
+        cmocka_unit_test(test_budget_groups_by_verify_field),
         cmocka_unit_test(test_too_many_and_body_cap),
         cmocka_unit_test(test_results_in_order_without_values),
     };

@@ -191,6 +191,58 @@ test_depth_limits(void **state)
     free(in);
 }
 
+/*
+ * A real that a double cannot hold fails the document, however long it is
+ * written (fuzz finding lib/filter.c:667: from 64 characters on the check
+ * was skipped and the number passed to the bank verbatim).
+ */
+static void
+test_long_real_overflow_refused(void **state)
+{
+    static const char *bad[] = {
+        "{\"b5\":5,\"b6\":1.5e38888888888888888888888888888888888888888"
+        "8888888888888888888888888888888880,\"a\":1}",
+        "{\"nt\":-177E777777777777777777777777777777777777777777777777777"
+        "77000077777777138}",
+        "{\"n\":1e000000000000000000000000000000000000000000000000000000000"
+        "0000999}",
+        "{\"amt\":1e000000000000000000000000000000000000000000000000000000"
+        "00000999}",
+        "{\"n\":0.0000000000000000000000000000000000000000000000000000000000"
+        "0000000000000001e400}",
+    };
+    (void) state;
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char *out = run(bad[i], NULL);
+        if (out != NULL) {
+            fail_msg("accepted: %s -> %s", bad[i], out);
+        }
+    }
+    /* long but within range: copied as written */
+    expect("{\"n\":1e0000000000000000000000000000000000000000000000000000000"
+           "000000308}",
+           "{\"n\":1e0000000000000000000000000000000000000000000000000000000"
+           "000000308}");
+    expect("{\"n\":-0.000000000000000000000000000000000000000000000000000000"
+           "00000000000000000000001e-400}",
+           "{\"n\":-0.000000000000000000000000000000000000000000000000000000"
+           "00000000000000000000001e-400}");
+}
+
+/* A bucket is taken on the digits as written: exact at any length. */
+static void
+test_bucket_on_digits(void **state)
+{
+    (void) state;
+    expect("{\"amt\":999.999999999999999999}", "{\"amt\":\"0-1000\"}");
+    expect("{\"amt\":-0.000000000000000000000000000000000000000000000000000"
+           "00000000000000000000000000000001}", "{\"amt\":\"-1000-0\"}");
+    expect("{\"amt\":123456789012.0000000000000000000000000000000000000000"
+           "000000000000000000000000000001}",
+           "{\"amt\":\"123456789000-123456790000\"}");
+    expect("{\"amt\":2.5e3}", "{\"amt\":\"2000-3000\"}");
+}
+
 int
 main(void)
 {
@@ -203,6 +255,8 @@ main(void)
         cmocka_unit_test(test_arrays_drop_withheld_elements),
         cmocka_unit_test(test_malformed_fails_whole_document),
         cmocka_unit_test(test_depth_limits),
+        cmocka_unit_test(test_long_real_overflow_refused),
+        cmocka_unit_test(test_bucket_on_digits),
     };
     return cmocka_run_group_tests_name("filter_text", tests, setup,
                                        teardown);

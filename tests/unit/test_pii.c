@@ -5,6 +5,7 @@
 #include <string.h>
 #include <cmocka.h>
 
+#include "audit.h"
 #include "pii.h"
 
 static int
@@ -47,6 +48,43 @@ test_cards_and_long_runs(void **state)
     assert_true(personal("1101-0119-9003-0712-3400-0000"));
 }
 
+/* SPEC §2.1: a jti the audit cannot hold as it is becomes its digest. */
+static void
+test_consent_id(void **state)
+{
+    char        out[CA_CONSENT_ID_MAX + 1];
+    const char *id = "11010519491231002X";
+    const char *hex = "sha256:";
+
+    (void) state;
+    assert_int_equal(ca_audit_consent_id("c-2026.11:7", 11, out), 11);
+    assert_string_equal(out, "c-2026.11:7");
+    /* a resident ID, a mobile: hashed, never written */
+    assert_int_equal(ca_audit_consent_id(id, strlen(id), out), 71);
+    assert_memory_equal(out, hex, 7);
+    assert_null(strstr(out, "1101051949"));
+    ca_audit_consent_id("13812345678", 11, out);
+    assert_memory_equal(out, hex, 7);
+    /* outside [A-Za-z0-9._:-]{1,128} */
+    ca_audit_consent_id("a b", 3, out);
+    assert_memory_equal(out, hex, 7);
+    ca_audit_consent_id("x\"y", 3, out);
+    assert_memory_equal(out, hex, 7);
+    {
+        char long_id[130];
+        memset(long_id, 'a', sizeof(long_id));
+        assert_int_equal(ca_audit_consent_id(long_id, 128, out), 128);
+        assert_int_equal(ca_audit_consent_id(long_id, 129, out), 71);
+    }
+    /* the same jti always gives the same digest (queries find it) */
+    {
+        char again[CA_CONSENT_ID_MAX + 1];
+        ca_audit_consent_id(id, strlen(id), again);
+        ca_audit_consent_id(id, strlen(id), out);
+        assert_string_equal(out, again);
+    }
+}
+
 static void
 test_random_ids_pass(void **state)
 {
@@ -66,6 +104,7 @@ main(void)
         cmocka_unit_test(test_resident_id),
         cmocka_unit_test(test_cards_and_long_runs),
         cmocka_unit_test(test_random_ids_pass),
+        cmocka_unit_test(test_consent_id),
     };
     return cmocka_run_group_tests_name("pii", tests, NULL, NULL);
 }

@@ -148,6 +148,12 @@ static const struct {
      "$.categories.tax.purposes[1]: \"loan\" is listed twice"},
     {CAT(ROUTE ",\"fields\":{},\"raw_allowed\":\"true\""),
      "$.categories.tax.raw_allowed: must be true or false"},
+    {CAT(ROUTE ",\"fields\":{},\"verify_budget\":0"),
+     "$.categories.tax.verify_budget: must be an integer from 1 to 1000"},
+    {CAT(ROUTE ",\"fields\":{},\"verify_budget\":1001"),
+     "$.categories.tax.verify_budget: must be an integer from 1 to 1000"},
+    {CAT(ROUTE ",\"fields\":{},\"verify_budget\":\"3\""),
+     "$.categories.tax.verify_budget: must be an integer from 1 to 1000"},
     {CAT(ROUTE), "$.categories.tax.fields: required"},
     {CAT(ROUTE ",\"fields\":[]"),
      "$.categories.tax.fields: must be an object"},
@@ -258,6 +264,7 @@ test_defaults_and_minimal(void **state)
     assert_int_equal(p->token.leeway, 0);
     assert_int_equal(p->token.require_cnf, 0);
     assert_int_equal(p->categories[0].raw_allowed, 0);
+    assert_int_equal(p->categories[0].verify_budget, 3);
     assert_int_equal(p->categories[0].n_fields, 2);
     /* raw defaults to masked; class to public */
     assert_int_equal(p->categories[0].fields[1].raw.kind, CA_TREAT_HASH);

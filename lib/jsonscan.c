@@ -1,0 +1,604 @@
+/*
+ * The JSON scanner: one pass over the bytes, nothing built.  Strings are
+ * checked eight bytes at a time while they are plain ASCII; numbers are
+ * checked by the grammar and the range rule (decnum.c) and never
+ * converted; a copied value is written in runs of input bytes, cut only
+ * where whitespace is left out.
+ */
+#define _GNU_SOURCE             /* qsort_r */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "jsonscan.h"
+
+int
+ca_jout_grow(ca_jout *o, size_t need)
+{
+    size_t n = o->cap ? o->cap : 256;
+    char  *b;
+
+    if (o->err) {
+        return -1;
+    }
+    while (n < need) {
+        n *= 2;
+    }
+    if (n > o->cap) {
+        if ((b = realloc(o->s, n)) == NULL) {
+            o->err = 1;
+            return -1;
+        }
+        o->s = b;
+        o->cap = n;
+    }
+    return 0;
+}
+
+void
+ca_jout_string(ca_jout *o, const char *s, size_t n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    size_t            run = 0, i = 0;
+
+    while (i < n && (unsigned char) s[i] >= 0x20 && s[i] != '"'
+           && s[i] != '\\') {
+        i++;
+    }
+    if (i == n) {                   /* the usual case: nothing to escape */
+        if (o->len + n + 2 >= o->cap && ca_jout_grow(o, o->len + n + 3)) {
+            return;
+        }
+        o->s[o->len] = '"';
+        memcpy(o->s + o->len + 1, s, n);
+        o->s[o->len + 1 + n] = '"';
+        o->len += n + 2;
+        return;
+    }
+    ca_jout_putc(o, '"');
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char) s[i];
+        if (c >= 0x20 && c != '"' && c != '\\') {
+            continue;
+        }
+        ca_jout_put(o, s + run, i - run);
+        run = i + 1;
+        if (c == '"' || c == '\\') {
+            char e[2] = { '\\', (char) c };
+            ca_jout_put(o, e, 2);
+        } else {
+            char e[6] = { '\\', 'u', '0', '0', hexd[c >> 4], hexd[c & 15] };
+            ca_jout_put(o, e, 6);
+        }
+    }
+    ca_jout_put(o, s + run, n - run);
+    ca_jout_putc(o, '"');
+}
+
+void
+ca_js_free(ca_jscan *s)
+{
+    free(s->keys);
+    free(s->kbuf);
+    s->keys = NULL;
+    s->kbuf = NULL;
+}
+
+static void
+fail(ca_jscan *s)
+{
+    s->err = 1;
+}
+
+size_t
+ca_utf8_seq(const unsigned char *s, size_t left)
+{
+    unsigned c = s[0], cp;
+    size_t   n;
+
+    if (c < 0x80) {
+        return 1;
+    } else if (c >= 0xc2 && c <= 0xdf) {
+        n = 2;
+        cp = c & 0x1f;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3;
+        cp = c & 0x0f;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    if (left < n) {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
+        || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
+        return 0;
+    }
+    return n;
+}
+
+/* ---- strings ------------------------------------------------------------ */
+
+/* No byte of x is '"', '\\', a control character or non-ASCII.  (A borrow
+ * can only flag a byte after one that is flagged anyway.) */
+static inline int
+plain8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    uint64_t       q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+
+    return ((((q - ones) & ~q) | ((b - ones) & ~b) | (x - ones * 0x20) | x)
+            & (ones * 0x80)) == 0;
+}
+
+static int
+hex4(const char *p)
+{
+    int v = 0;
+
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= c - '0';
+        else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
+        else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
+        else return -1;
+    }
+    return v;
+}
+
+/*
+ * The escape at p (after the backslash): its code point, the bytes it
+ * takes in *n; -1 if it is not a valid escape (lone surrogates and \u0000
+ * included, as jansson without JSON_ALLOW_NUL).
+ */
+static long
+escape(const char *p, const char *end, size_t *n)
+{
+    long cp, lo;
+
+    switch (*p) {
+    case '"': case '\\': case '/':
+        *n = 1;
+        return *p;
+    case 'b': *n = 1; return '\b';
+    case 'f': *n = 1; return '\f';
+    case 'n': *n = 1; return '\n';
+    case 'r': *n = 1; return '\r';
+    case 't': *n = 1; return '\t';
+    case 'u':
+        break;
+    default:
+        return -1;
+    }
+    if (end - p < 5 || (cp = hex4(p + 1)) <= 0
+        || (cp >= 0xdc00 && cp <= 0xdfff)) {
+        return -1;
+    }
+    *n = 5;
+    if (cp >= 0xd800 && cp <= 0xdbff) {
+        if (end - p < 11 || p[5] != '\\' || p[6] != 'u'
+            || (lo = hex4(p + 7)) < 0xdc00 || lo > 0xdfff) {
+            return -1;
+        }
+        *n = 11;
+        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
+    }
+    return cp;
+}
+
+/* Validates the string at s->p (on its quote); returns 1 if it holds an
+ * escape.  s->p ends past the closing quote. */
+static int
+skip_string(ca_jscan *s)
+{
+    const char *p = s->p + 1, *end = s->end;
+    int         esc = 0;
+
+    for (;;) {
+        unsigned char c;
+        size_t        n;
+
+        while (end - p >= 8) {
+            uint64_t x;
+            memcpy(&x, p, 8);
+            if (!plain8(x)) {
+                break;
+            }
+            p += 8;
+        }
+        while (p < end && (unsigned char) *p >= 0x20
+               && (unsigned char) *p < 0x80 && *p != '"' && *p != '\\') {
+            p++;
+        }
+        if (p >= end) {
+            break;
+        }
+        c = (unsigned char) *p;
+        if (c == '"') {
+            s->p = p + 1;
+            return esc;
+        }
+        if (c < 0x20) {
+            break;
+        }
+        if (c == '\\') {
+            if (p + 1 >= end || escape(p + 1, end, &n) < 0) {
+                break;
+            }
+            esc = 1;
+            p += 1 + n;
+        } else if ((n = ca_utf8_seq((const unsigned char *) p,
+                                    (size_t) (end - p))) == 0) {
+            break;
+        } else {
+            p += n;
+        }
+    }
+    fail(s);
+    return 0;
+}
+
+static size_t
+utf8_put(char *d, unsigned long cp)
+{
+    if (cp < 0x80) {
+        d[0] = (char) cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        d[0] = (char) (0xc0 | cp >> 6);
+        d[1] = (char) (0x80 | (cp & 0x3f));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        d[0] = (char) (0xe0 | cp >> 12);
+        d[1] = (char) (0x80 | ((cp >> 6) & 0x3f));
+        d[2] = (char) (0x80 | (cp & 0x3f));
+        return 3;
+    }
+    d[0] = (char) (0xf0 | cp >> 18);
+    d[1] = (char) (0x80 | ((cp >> 12) & 0x3f));
+    d[2] = (char) (0x80 | ((cp >> 6) & 0x3f));
+    d[3] = (char) (0x80 | (cp & 0x3f));
+    return 4;
+}
+
+/* Decodes the body of a validated string (between its quotes) into kbuf:
+ * never longer than it was written. */
+static int
+decode(ca_jscan *s, const char *p, const char *end, size_t *off, size_t *len)
+{
+    char *d;
+
+    if (s->klen + (size_t) (end - p) >= s->kcap) {
+        size_t cap = s->kcap ? s->kcap : 256;
+        char  *b;
+        while (cap <= s->klen + (size_t) (end - p)) {
+            cap *= 2;
+        }
+        if ((b = realloc(s->kbuf, cap)) == NULL) {
+            fail(s);
+            return -1;
+        }
+        s->kbuf = b;
+        s->kcap = cap;
+    }
+    d = s->kbuf + s->klen;
+    while (p < end) {
+        const char *q = memchr(p, '\\', (size_t) (end - p));
+        size_t      n = (size_t) ((q ? q : end) - p);
+
+        memcpy(d, p, n);
+        d += n;
+        p += n;
+        if (q) {
+            d += utf8_put(d, (unsigned long) escape(p + 1, end, &n));
+            p += 1 + n;
+        }
+    }
+    *off = s->klen;
+    *len = (size_t) (d - (s->kbuf + s->klen));
+    s->klen += *len;
+    return 0;
+}
+
+void
+ca_js_string(ca_jscan *s, size_t *off, size_t *len)
+{
+    const char *start = s->p;
+
+    skip_string(s);
+    if (!s->err) {
+        decode(s, start + 1, s->p - 1, off, len);
+    }
+}
+
+/* ---- keys --------------------------------------------------------------- */
+
+static const char *
+key_bytes(const ca_jscan *s, const ca_jkey *k)
+{
+    return k->p ? k->p : s->kbuf + k->off;
+}
+
+static int
+keycmp(const void *a, const void *b, void *arg)
+{
+    const ca_jkey *x = a, *y = b;
+    int            c = memcmp(key_bytes(arg, x), key_bytes(arg, y),
+                              x->len < y->len ? x->len : y->len);
+
+    return c ? c : (x->len > y->len) - (x->len < y->len);
+}
+
+void
+ca_js_key(ca_jscan *s, const char **raw, size_t *rawlen, const char **key,
+          size_t *klen)
+{
+    ca_jkey *k;
+    int      esc;
+
+    ca_js_ws(s);
+    if (s->p >= s->end || *s->p != '"') {
+        fail(s);
+        return;
+    }
+    *raw = s->p;
+    esc = skip_string(s);
+    if (s->err) {
+        return;
+    }
+    *rawlen = (size_t) (s->p - *raw);
+    if (s->nkeys == s->capkeys) {
+        size_t cap = s->capkeys ? 2 * s->capkeys : 64;
+        if ((k = realloc(s->keys, cap * sizeof(ca_jkey))) == NULL) {
+            fail(s);
+            return;
+        }
+        s->keys = k;
+        s->capkeys = cap;
+    }
+    k = &s->keys[s->nkeys++];
+    if (esc) {
+        k->p = NULL;
+        if (decode(s, *raw + 1, s->p - 1, &k->off, &k->len) != 0) {
+            return;
+        }
+        *key = s->kbuf + k->off;
+    } else {
+        k->p = *key = *raw + 1;
+        k->len = *rawlen - 2;
+    }
+    *klen = k->len;
+    ca_js_ws(s);
+    if (s->p >= s->end || *s->p != ':') {
+        fail(s);
+        return;
+    }
+    s->p++;
+}
+
+/* Any key twice?  A document that says one thing twice says nothing
+ * reliably (jansson refused those too). */
+void
+ca_js_close_keys(ca_jscan *s, size_t mark, size_t kmark)
+{
+    ca_jkey *k = s->keys + mark;
+    size_t   n = s->nkeys - mark;
+
+    if (n <= 16) {                  /* most objects: no sort needed */
+        for (size_t i = 1; i < n && !s->err; i++) {
+            for (size_t j = 0; j < i; j++) {
+                if (k[i].len == k[j].len
+                    && ca_js_same(key_bytes(s, &k[i]), key_bytes(s, &k[j]),
+                                  k[i].len)) {
+                    fail(s);
+                    break;
+                }
+            }
+        }
+    } else {
+        qsort_r(k, n, sizeof(ca_jkey), keycmp, s);
+        for (size_t i = 1; i < n; i++) {
+            if (keycmp(&k[i - 1], &k[i], s) == 0) {
+                fail(s);
+                break;
+            }
+        }
+    }
+    s->nkeys = mark;
+    s->klen = kmark;
+}
+
+/* ---- values ------------------------------------------------------------- */
+
+void
+ca_js_number(ca_jscan *s, ca_decnum *n)
+{
+    const char *p = ca_dec_scan(s->p, s->end, n);
+
+    /* below 10^308 without a look at the digits */
+    if (p == NULL || (!n->is_int && !(n->exp <= 0 && n->ni <= 308)
+                      && ca_dec_overflows(n))) {
+        fail(s);
+        return;
+    }
+    s->p = p;
+}
+
+int
+ca_js_open(ca_jscan *s, char close)
+{
+    s->p++;
+    ca_js_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 1;
+    }
+    return 0;
+}
+
+int
+ca_js_more(ca_jscan *s, char close)
+{
+    ca_js_ws(s);
+    if (s->p < s->end && *s->p == ',') {
+        s->p++;
+        return 1;
+    }
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 0;
+    }
+    fail(s);
+    return 0;
+}
+
+/* Whitespace inside a copied value: the bytes before it are copied, it is
+ * left out. */
+static inline void
+gap(ca_jscan *s)
+{
+    if (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r'
+                          || *s->p == '\t')) {
+        if (s->out) {
+            ca_jout_put(s->out, s->run, (size_t) (s->p - s->run));
+        }
+        ca_js_ws(s);
+        s->run = s->p;
+    }
+}
+
+/* A scalar at s->p (not a container): inline in the container loop, where
+ * arrays of amounts spend their time. */
+static inline void
+scalar(ca_jscan *s)
+{
+    ca_decnum n;
+
+    switch (*s->p) {
+    case '"':
+        skip_string(s);
+        return;
+    case 't':
+        if (s->end - s->p >= 4 && memcmp(s->p, "true", 4) == 0) {
+            s->p += 4;
+            return;
+        }
+        break;
+    case 'f':
+        if (s->end - s->p >= 5 && memcmp(s->p, "false", 5) == 0) {
+            s->p += 5;
+            return;
+        }
+        break;
+    case 'n':
+        if (s->end - s->p >= 4 && memcmp(s->p, "null", 4) == 0) {
+            s->p += 4;
+            return;
+        }
+        break;
+    default:
+        ca_js_number(s, &n);
+        return;
+    }
+    fail(s);
+}
+
+static void
+value(ca_jscan *s, int depth)
+{
+    char   close;
+    int    obj;
+    size_t mark = s->nkeys, kmark = s->klen;
+
+    if (s->p >= s->end) {
+        fail(s);
+        return;
+    }
+    if (*s->p != '{' && *s->p != '[') {
+        scalar(s);
+        return;
+    }
+    close = *s->p == '{' ? '}' : ']';
+    obj = *s->p == '{';
+    if (depth > CA_JS_DEPTH_ANY || (s->out && depth > s->copy_depth_max)) {
+        fail(s);
+        return;
+    }
+    s->p++;
+    gap(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return;
+    }
+    for (;;) {
+        if (obj) {
+            const char *raw, *key;
+            size_t      rawlen, klen;
+            if (s->p >= s->end || *s->p != '"') {
+                fail(s);
+                return;
+            }
+            ca_js_key(s, &raw, &rawlen, &key, &klen);
+            if (s->err) {
+                return;
+            }
+            /* the key and its colon were read as one: copy around any
+             * whitespace between them */
+            if (s->out && s->p - raw != (ptrdiff_t) rawlen + 1) {
+                ca_jout_put(s->out, s->run, (size_t) (raw - s->run)
+                                            + rawlen);
+                ca_jout_putc(s->out, ':');
+                s->run = s->p;
+            }
+            gap(s);
+        }
+        if (s->p < s->end && *s->p != '{' && *s->p != '[') {
+            scalar(s);
+        } else {
+            value(s, depth + 1);
+        }
+        if (s->err) {
+            return;
+        }
+        gap(s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            gap(s);
+            continue;
+        }
+        if (s->p < s->end && *s->p == close) {
+            s->p++;
+            break;
+        }
+        fail(s);
+        return;
+    }
+    if (obj) {
+        ca_js_close_keys(s, mark, kmark);
+    }
+}
+
+void
+ca_js_value(ca_jscan *s, int depth, ca_jout *copy)
+{
+    ca_js_ws(s);
+    s->out = copy;
+    s->run = s->p;
+    value(s, depth);
+    if (copy && !s->err) {
+        ca_jout_put(copy, s->run, (size_t) (s->p - s->run));
+    }
+    s->out = NULL;
+}

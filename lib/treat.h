@@ -1,0 +1,38 @@
+/*
+ * Field treatments on scalars (engine-internal): the walk in filter.c
+ * hands over a decoded string or a number token, never a parsed document.
+ * The public entry points (ca_treat_apply, ca_mask_utf8) are in filter.h.
+ */
+#ifndef CA_TREAT_H
+#define CA_TREAT_H
+
+#include "decnum.h"
+#include "filter.h"
+#include "jsonscan.h"
+
+typedef enum {
+    CA_SCALAR_OTHER = 0,            /* true, false, null */
+    CA_SCALAR_STRING,
+    CA_SCALAR_NUMBER,
+} ca_scalar_kind;
+
+typedef struct {
+    ca_scalar_kind kind;
+    const char    *s;               /* a string's decoded UTF-8 bytes */
+    size_t         len;
+    ca_decnum      num;             /* a number as written */
+    const double  *real;            /* a number that is already a double
+                                       (ca_treat_apply on a jansson real) */
+} ca_scalar;
+
+/*
+ * Appends the treated value (UTF-8 bytes of the string to send) to res.
+ * Returns 1, or 0 when the value cannot take the treatment (it is then
+ * withheld: fail closed; res is left as it was).  keep and drop are the
+ * walk's business: 0.
+ */
+CA_INTERNAL int ca_treat_scalar(const ca_treatment *t, const ca_scalar *v,
+                                const ca_filter_opts *opts,
+                                ca_jout *res);
+
+#endif

@@ -1,0 +1,442 @@
+/*
+ * What crosses the gateway besides the filtered body (SPEC §2.1): the
+ * request headers the platform never sees, the response headers the bank
+ * gets (the gateway's own, and what credit_auth_pass_header names), and
+ * the upstream controls (X-Accel-*) that must not act.
+ */
+#include "ngx_http_credit_auth.h"
+
+
+/* A partial or conditional answer is an oracle on the unfiltered record
+ * (SPEC §2.1): the platform never sees these. */
+static ngx_str_t  ngx_http_credit_auth_stripped[] = {
+    ngx_string("Range"),
+    ngx_string("If-Range"),
+    ngx_string("If-Match"),
+    ngx_string("If-None-Match"),
+    ngx_string("If-Modified-Since"),
+    ngx_string("If-Unmodified-Since"),
+    ngx_null_string
+};
+
+
+/* The first header of that name; with n, how many there are. */
+static ngx_table_elt_t *
+ngx_http_credit_auth_header_n(ngx_http_request_t *r, const char *name,
+    size_t len, ngx_uint_t *n)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *first;
+
+    first = NULL;
+    if (n) {
+        *n = 0;
+    }
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len != len
+                || ngx_strncasecmp(h[i].key.data, (u_char *) name, len) != 0)
+            {
+                continue;
+            }
+            if (first == NULL) {
+                first = &h[i];
+            }
+            if (n == NULL) {
+                return first;
+            }
+            (*n)++;
+        }
+    }
+
+    return first;
+}
+
+
+ngx_table_elt_t *
+ngx_http_credit_auth_header(ngx_http_request_t *r, const char *name,
+    size_t len)
+{
+    return ngx_http_credit_auth_header_n(r, name, len, NULL);
+}
+
+
+ngx_uint_t
+ngx_http_credit_auth_header_count(ngx_http_request_t *r, const char *name,
+    size_t len)
+{
+    ngx_uint_t  n;
+
+    (void) ngx_http_credit_auth_header_n(r, name, len, &n);
+
+    return n;
+}
+
+
+static ngx_uint_t
+ngx_http_credit_auth_is_stripped(ngx_table_elt_t *h)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; ngx_http_credit_auth_stripped[i].len; i++) {
+        if (h->key.len == ngx_http_credit_auth_stripped[i].len
+            && ngx_strncasecmp(h->key.data,
+                               ngx_http_credit_auth_stripped[i].data,
+                               h->key.len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The proxy sends every header of the list (a zero hash does not hide
+ * one), so the list is rebuilt without them.  The elements are copied:
+ * the headers_in pointers into the old list stay valid.
+ */
+ngx_int_t
+ngx_http_credit_auth_strip_request(ngx_http_request_t *r)
+{
+    ngx_uint_t        i, n, drop;
+    ngx_list_t        kept;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h, *nh;
+
+    n = 0;
+    drop = 0;
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+        for (i = 0; i < part->nelts; i++) {
+            n++;
+            drop += ngx_http_credit_auth_is_stripped(&h[i]);
+        }
+    }
+
+    r->headers_in.range = NULL;
+    r->headers_in.if_range = NULL;
+    r->headers_in.if_match = NULL;
+    r->headers_in.if_none_match = NULL;
+    r->headers_in.if_modified_since = NULL;
+    r->headers_in.if_unmodified_since = NULL;
+
+    if (drop == 0) {
+        return NGX_OK;
+    }
+
+    if (ngx_list_init(&kept, r->pool, n - drop ? n - drop : 1,
+                      sizeof(ngx_table_elt_t))
+        != NGX_OK)
+    {
+        return NGX_ERROR;
+    }
+
+    for (part = &r->headers_in.headers.part; part; part = part->next) {
+        h = part->elts;
+        for (i = 0; i < part->nelts; i++) {
+            if (ngx_http_credit_auth_is_stripped(&h[i])) {
+                continue;
+            }
+            nh = ngx_list_push(&kept);
+            if (nh == NULL) {
+                return NGX_ERROR;
+            }
+            *nh = h[i];
+        }
+    }
+
+    r->headers_in.headers = kept;
+
+    return NGX_OK;
+}
+
+
+/* Headers the gateway writes itself, or that describe its own body or
+ * connection, or that steer nginx: never the platform's (SPEC §2.1). */
+static ngx_str_t  ngx_http_credit_auth_gateway_headers[] = {
+    ngx_string("content-type"),
+    ngx_string("content-length"),
+    ngx_string("content-encoding"),
+    ngx_string("content-range"),
+    ngx_string("accept-ranges"),
+    ngx_string("transfer-encoding"),
+    ngx_string("connection"),
+    ngx_string("keep-alive"),
+    ngx_string("date"),
+    ngx_string("server"),
+    ngx_string("x-request-id"),
+    ngx_string("x-credit-disclosure"),
+    ngx_string("cache-control"),
+    ngx_string("www-authenticate"),
+    ngx_null_string
+};
+
+
+/* credit_auth_pass_header NAME: one platform header the bank may see. */
+char *
+ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_credit_auth_loc_conf_t  *lcf = conf;
+
+    ngx_str_t   *value, *name;
+    ngx_uint_t   i;
+
+    value = cf->args->elts;
+
+    for (i = 0; i < value[1].len || i == 0; i++) {
+        /* an RFC 9110 token */
+        if (value[1].len == 0) {
+            return "needs a header name";
+        }
+        if (value[1].data[i] <= ' ' || value[1].data[i] >= 0x7f
+            || ngx_strchr("\"(),/:;<=>?@[\\]{}", value[1].data[i]))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "credit_auth_pass_header: \"%V\" is not a "
+                               "header name", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    for (i = 0; ngx_http_credit_auth_gateway_headers[i].len; i++) {
+        if (value[1].len == ngx_http_credit_auth_gateway_headers[i].len
+            && ngx_strncasecmp(value[1].data,
+                               ngx_http_credit_auth_gateway_headers[i].data,
+                               value[1].len) == 0)
+        {
+            goto own;
+        }
+    }
+
+    if (value[1].len >= 8
+        && ngx_strncasecmp(value[1].data, (u_char *) "x-accel-", 8) == 0)
+    {
+        goto own;
+    }
+
+    if (lcf->pass_headers == NGX_CONF_UNSET_PTR) {
+        lcf->pass_headers = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
+        if (lcf->pass_headers == NULL) {
+            return NGX_CONF_ERROR;
+        }
+    }
+
+    name = ngx_array_push(lcf->pass_headers);
+    if (name == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    name->len = value[1].len;
+    name->data = ngx_pnalloc(cf->pool, name->len);
+    if (name->data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_strlow(name->data, value[1].data, name->len);
+
+    return NGX_CONF_OK;
+
+own:
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "credit_auth_pass_header: \"%V\" is one of the "
+                       "gateway's own headers and never comes from the "
+                       "platform", &value[1]);
+    return NGX_CONF_ERROR;
+}
+
+
+/*
+ * The upstream modules whose answers could steer nginx (X-Accel-Redirect,
+ * -Limit-Rate, -Buffering, -Charset, -Expires; ENGINEERING §9).  Each one's
+ * location configuration starts with its ngx_http_upstream_conf_t.
+ */
+static const char  *ngx_http_credit_auth_upstreams[] = {
+    "ngx_http_proxy_module",
+    "ngx_http_fastcgi_module",
+    "ngx_http_uwsgi_module",
+    "ngx_http_scgi_module",
+    "ngx_http_grpc_module",
+    NULL
+};
+
+
+void
+ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf)
+{
+    ngx_uint_t                 i, j;
+    ngx_module_t              *m;
+    ngx_http_conf_ctx_t       *ctx;
+    ngx_http_upstream_conf_t  *ucf;
+
+    ctx = cf->ctx;
+
+    for (i = 0; cf->cycle->modules[i]; i++) {
+        m = cf->cycle->modules[i];
+        if (m->type != NGX_HTTP_MODULE || m->name == NULL) {
+            continue;
+        }
+        for (j = 0; ngx_http_credit_auth_upstreams[j]; j++) {
+            if (ngx_strcmp(m->name, ngx_http_credit_auth_upstreams[j]) == 0) {
+                break;
+            }
+        }
+        if (ngx_http_credit_auth_upstreams[j] == NULL) {
+            continue;
+        }
+        ucf = ctx->loc_conf[m->ctx_index];
+        if (ucf != NULL) {
+            ucf->ignore_headers |= NGX_HTTP_UPSTREAM_IGN_XA_REDIRECT
+                                   |NGX_HTTP_UPSTREAM_IGN_XA_EXPIRES
+                                   |NGX_HTTP_UPSTREAM_IGN_XA_LIMIT_RATE
+                                   |NGX_HTTP_UPSTREAM_IGN_XA_BUFFERING
+                                   |NGX_HTTP_UPSTREAM_IGN_XA_CHARSET;
+        }
+    }
+}
+
+
+static ngx_str_t  ngx_http_credit_auth_bearer =
+    ngx_string("Bearer error=\"invalid_token\"");
+static ngx_str_t  ngx_http_credit_auth_no_store = ngx_string("no-store");
+
+
+static ngx_uint_t
+ngx_http_credit_auth_passed(ngx_http_credit_auth_loc_conf_t *lcf,
+    ngx_table_elt_t *h)
+{
+    ngx_str_t   *name;
+    ngx_uint_t   i;
+
+    if (lcf == NULL || lcf->pass_headers == NULL) {
+        return 0;
+    }
+
+    name = lcf->pass_headers->elts;
+    for (i = 0; i < lcf->pass_headers->nelts; i++) {
+        if (name[i].len == h->key.len
+            && ngx_strncasecmp(name[i].data, h->key.data, h->key.len) == 0)
+        {
+            return 1;
+        }
+    }
+
+    return 0;
+}
+
+
+/*
+ * The bank gets the gateway's headers only (SPEC §2.1): the list is
+ * rebuilt rather than trusting the proxy's hide list, which hides almost
+ * nothing.  What the configuration names with credit_auth_pass_header
+ * stays; nginx adds Date, Server and the length or chunking itself.
+ */
+ngx_int_t
+ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, const char *disclosure)
+{
+    ngx_str_t                         v;
+    ngx_uint_t                        i;
+    ngx_list_part_t                  *part;
+    ngx_table_elt_t                  *h;
+    ngx_http_credit_auth_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_credit_auth_module);
+
+    part = &r->headers_out.headers.part;
+    h = part->elts;
+    for (i = 0; /* void */ ; i++) {
+        if (i >= part->nelts) {
+            if (part->next == NULL) {
+                break;
+            }
+            part = part->next;
+            h = part->elts;
+            i = 0;
+        }
+        /* a refusal carries nothing of the platform's (SPEC §4) */
+        if (h[i].hash
+            && (disclosure == NULL || !ngx_http_credit_auth_passed(lcf, &h[i])))
+        {
+            h[i].hash = 0;
+        }
+    }
+
+    r->headers_out.server = NULL;
+    r->headers_out.date = NULL;
+    r->headers_out.content_length = NULL;
+    r->headers_out.content_encoding = NULL;
+    r->headers_out.location = NULL;
+    r->headers_out.refresh = NULL;
+    r->headers_out.last_modified = NULL;
+    r->headers_out.last_modified_time = -1;
+    r->headers_out.content_range = NULL;
+    r->headers_out.accept_ranges = NULL;
+    r->headers_out.www_authenticate = NULL;
+    r->headers_out.expires = NULL;
+    r->headers_out.etag = NULL;
+    r->headers_out.cache_control.nelts = 0;
+    r->headers_out.link.nelts = 0;
+    r->headers_out.charset.len = 0;
+    r->headers_out.content_type_lowcase = NULL;
+    r->allow_ranges = 0;
+
+    if (ngx_http_credit_auth_add_header(r, "X-Request-Id", &ctx->rid)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    if (disclosure) {
+        v.data = (u_char *) disclosure;
+        v.len = ngx_strlen(disclosure);
+        if (ngx_http_credit_auth_add_header(r, "X-Credit-Disclosure", &v)
+            == NULL)
+        {
+            return NGX_ERROR;
+        }
+    }
+
+    if (ngx_http_credit_auth_add_header(r, "Cache-Control",
+                                        &ngx_http_credit_auth_no_store)
+        == NULL)
+    {
+        return NGX_ERROR;
+    }
+
+    if (r->headers_out.status == NGX_HTTP_UNAUTHORIZED) {
+        h = ngx_http_credit_auth_add_header(r, "WWW-Authenticate",
+                                            &ngx_http_credit_auth_bearer);
+        if (h == NULL) {
+            return NGX_ERROR;
+        }
+        r->headers_out.www_authenticate = h;
+    }
+
+    return NGX_OK;
+}
+
+
+void
+ngx_http_credit_auth_drop_header(ngx_http_request_t *r, const char *name,
+    size_t len)
+{
+    ngx_uint_t        i;
+    ngx_list_part_t  *part;
+    ngx_table_elt_t  *h;
+
+    for (part = &r->headers_out.headers.part; part; part = part->next) {
+        h = part->elts;
+        for (i = 0; i < part->nelts; i++) {
+            if (h[i].key.len == len
+                && ngx_strncasecmp(h[i].key.data, (u_char *) name, len) == 0)
+            {
+                h[i].hash = 0;
+            }
+        }
+    }
+}

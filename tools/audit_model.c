@@ -1,0 +1,351 @@
+/* The work report's figures as one JSON object (see audit_report.h). */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "audit_report.h"
+
+const char *const report_dims[NDIMS] = {
+    "bank", "category", "purpose", "decision", "reason"
+};
+
+/* ---- the model ------------------------------------------------------- */
+
+static size_t
+count_of(const strmap *m, const char *k)
+{
+    map_slot *s = map_find((strmap *) m, k, strlen(k), 0);
+
+    return s ? s->count : 0;
+}
+
+static json_t *
+iso(int64_t ms)
+{
+    char buf[48];
+
+    if (ms == INT64_MIN || ms == INT64_MAX || ms < 0) {
+        return json_null();
+    }
+    ca_time_format(ms, buf, sizeof(buf));
+    return json_string(buf);
+}
+
+/* A JSON string of arbitrary bytes: invalid UTF-8 becomes U+FFFD. */
+static json_t *
+jstr(const char *s, size_t len)
+{
+    json_t *v = json_stringn(s, len);
+    char   *buf;
+    size_t  blen;
+    FILE   *m;
+
+    if (v != NULL) {
+        return v;
+    }
+    m = open_memstream(&buf, &blen);
+    if (m == NULL) {
+        return json_string("?");
+    }
+    json_str(m, s, len);
+    fclose(m);
+    v = json_loadb(buf, blen, JSON_DECODE_ANY, NULL);
+    free(buf);
+    return v ? v : json_string("?");
+}
+
+/* "a SEP b" -> the two halves */
+static void
+split2(const map_slot *s, json_t *o, const char *ka, const char *kb)
+{
+    const char *sep = memchr(s->key, SEP[0], s->len);
+    size_t      alen = sep ? (size_t) (sep - s->key) : s->len;
+
+    json_object_set_new(o, ka, jstr(s->key, alen));
+    json_object_set_new(o, kb, sep ? jstr(sep + 1, s->len - alen - 1)
+                                   : json_string(""));
+}
+
+/* A member name for any bytes: invalid UTF-8 and NUL become U+FFFD (names
+ * that then look alike add up; the text form shows them apart). */
+static json_t *
+dim_object(const strmap *m)
+{
+    json_t    *o = json_object();
+    map_slot **s = sorted_slots(m);
+
+    for (size_t i = 0; i < m->n; i++) {
+        char       *k = malloc(s[i]->len * 3 + 1);
+        size_t      n = 0;
+        json_t     *name;
+        const char *kk;
+
+        if (k == NULL) {
+            continue;
+        }
+        for (size_t j = 0; j < s[i]->len; j++) {
+            if (s[i]->key[j] == '\0') {
+                memcpy(k + n, "\xef\xbf\xbd", 3);
+                n += 3;
+            } else {
+                k[n++] = s[i]->key[j];
+            }
+        }
+        name = jstr(k, n);
+        kk = json_string_value(name);
+        json_object_set_new(o, kk, json_integer(
+            json_integer_value(json_object_get(o, kk))
+            + (json_int_t) s[i]->count));
+        json_decref(name);
+        free(k);
+    }
+    free(s);
+    return o;
+}
+
+static json_t *
+banks_served(const report_ctx *rp)
+{
+    json_t    *a = json_array();
+    strmap     all = {0};
+    strmap     ents = {0};
+    map_slot **s;
+
+    /* enterprises per bank: the distinct pairs, counted per bank */
+    for (size_t i = 0; i < rp->bank_ent.cap; i++) {
+        const map_slot *p = &rp->bank_ent.slot[i];
+        const char     *sep;
+
+        if (p->key != NULL && (sep = memchr(p->key, SEP[0], p->len)) != NULL)
+        {
+            count(&ents, p->key, (size_t) (sep - p->key));
+        }
+    }
+    for (size_t i = 0; i < rp->bank_allow.cap; i++) {
+        if (rp->bank_allow.slot[i].key != NULL) {
+            map_find(&all, rp->bank_allow.slot[i].key,
+                     rp->bank_allow.slot[i].len, 1)->count +=
+                rp->bank_allow.slot[i].count;
+        }
+    }
+    s = named_slots(&all);
+    for (size_t i = 0; i < all.n; i++) {
+        json_t *o = json_object();
+        char    k[CA_CODE_MAX * 4];
+
+        snprintf(k, sizeof(k), "%.*s", (int) s[i]->len, s[i]->key);
+        json_object_set_new(o, "bank", jstr(s[i]->key, s[i]->len));
+        json_object_set_new(o, "allowed",
+                            json_integer((json_int_t) s[i]->count));
+        json_object_set_new(o, "refused", json_integer(
+                                (json_int_t) count_of(&rp->bank_deny, k)));
+        json_object_set_new(o, "enterprises", json_integer(
+                                (json_int_t) count_of(&ents, k)));
+        json_array_append_new(a, o);
+    }
+    free(s);
+    map_free(&all);
+    map_free(&ents);
+    return a;
+}
+
+static json_t *
+categories(const report_ctx *rp)
+{
+    json_t    *a = json_array();
+    strmap     all = {0};
+    map_slot **s;
+    strmap    *parts[] = {(strmap *) &rp->cat_query, (strmap *) &rp->cat_verify,
+                          (strmap *) &rp->cat_deny, (strmap *) &rp->cat_report};
+
+    for (size_t p = 0; p < 4; p++) {
+        for (size_t i = 0; i < parts[p]->cap; i++) {
+            if (parts[p]->slot[i].key != NULL) {
+                map_find(&all, parts[p]->slot[i].key, parts[p]->slot[i].len,
+                         1);
+            }
+        }
+    }
+    s = named_slots(&all);
+    for (size_t i = 0; i < all.n; i++) {
+        char   k[256];
+        size_t raw = 0;
+
+        snprintf(k, sizeof(k), "%.*s", (int) s[i]->len, s[i]->key);
+        for (size_t j = 0; j < rp->raw.cap; j++) {
+            const map_slot *r = &rp->raw.slot[j];
+            const char     *sep = r->key ? memchr(r->key, SEP[0], r->len)
+                                         : NULL;
+
+            if (sep != NULL && r->len - (size_t) (sep - r->key) - 1
+                               == s[i]->len
+                && memcmp(sep + 1, s[i]->key, s[i]->len) == 0)
+            {
+                raw += r->count;
+            }
+        }
+        json_array_append_new(a, json_pack(
+            "{s:o,s:I,s:I,s:I,s:I,s:I}", "category",
+            jstr(s[i]->key, s[i]->len),
+            "queries", (json_int_t) count_of(&rp->cat_query, k),
+            "verifications", (json_int_t) count_of(&rp->cat_verify, k),
+            "raw", (json_int_t) raw,
+            "refused", (json_int_t) count_of(&rp->cat_deny, k),
+            "reported", (json_int_t) count_of(&rp->cat_report, k)));
+    }
+    free(s);
+    map_free(&all);
+    return a;
+}
+
+static json_t *
+pairs(const strmap *m, const char *ka, const char *kb, size_t *total)
+{
+    json_t    *a = json_array();
+    map_slot **s = sorted_slots(m);
+
+    *total = 0;
+    for (size_t i = 0; i < m->n; i++) {
+        json_t *o = json_object();
+
+        split2(s[i], o, ka, kb);
+        json_object_set_new(o, "count", json_integer((json_int_t) s[i]->count));
+        json_array_append_new(a, o);
+        *total += s[i]->count;
+    }
+    free(s);
+    return a;
+}
+
+static json_t *
+policies(const report_ctx *rp)
+{
+    json_t *a = json_array();
+
+    for (size_t i = 0; i < rp->npolicies; i++) {
+        const policy_seen *p = &rp->policy[i];
+        const char        *sp = strchr(p->policy, ' ');
+
+        json_array_append_new(a, json_pack(
+            "{s:o,s:o,s:o,s:I,s:o,s:o}",
+            "policy", jstr(p->policy, strlen(p->policy)),
+            "version", jstr(p->policy, sp ? (size_t) (sp - p->policy)
+                                          : strlen(p->policy)),
+            "sha256", sp ? jstr(sp + 1, strlen(sp + 1)) : json_string(""),
+            "decisions", (json_int_t) p->decisions,
+            "first", iso(p->first), "last", iso(p->last)));
+    }
+    return a;
+}
+
+static json_t *
+banks_admitted(const ca_banks *b)
+{
+    json_t *a;
+
+    if (b == NULL) {
+        return json_null();
+    }
+    a = json_array();
+    for (size_t i = 0; i < b->n; i++) {
+        json_array_append_new(a, json_pack(
+            "{s:s,s:s,s:b}", "bank", b->banks[i].code,
+            "name", b->banks[i].name ? b->banks[i].name : "",
+            "suspended", b->banks[i].suspended));
+    }
+    return a;
+}
+
+/* The stream id's milliseconds (when Redis added the entry). */
+static int64_t
+id_ms(const char *id)
+{
+    return strtoll(id, NULL, 10);
+}
+
+static json_t *
+integrity(const av_run *v, const av_keys *ks, const period *per)
+{
+    json_t *o, *keys, *breaks;
+    size_t  in_period_breaks = 0, tail = 0;
+
+    if (v == NULL) {
+        return json_pack("{s:b,s:s}", "checked", 0, "note",
+                         "not checked: give --pubkey or --keyring");
+    }
+    keys = json_array();
+    for (size_t i = 0; i < ks->n; i++) {
+        json_array_append_new(keys, json_string(ks->name[i]));
+    }
+    breaks = json_array();
+    for (size_t i = 0; i < av_run_nchains(v); i++) {
+        const ca_av_chain *c = av_run_chain(v, i, NULL);
+
+        tail += c->unsigned_tail;
+        for (size_t j = 0; j < c->nfindings; j++) {
+            const ca_av_finding *f = &c->findings[j];
+            int64_t              t = id_ms(f->id);
+
+            if (!per->set || (t >= per->since && t < per->until)) {
+                in_period_breaks++;
+            }
+            if (json_array_size(breaks) < 100) {
+                json_array_append_new(breaks, json_pack(
+                    "{s:s,s:s,s:I,s:s}", "kind", ca_av_kind_name(f->kind),
+                    "id", f->id, "seq", (json_int_t) f->seq,
+                    "detail", f->detail));
+            }
+        }
+    }
+    o = json_pack("{s:b,s:b,s:I,s:I,s:I,s:I,s:I,s:o,s:o}",
+                  "checked", 1, "intact", av_run_breaks(v) == 0,
+                  "chains", (json_int_t) av_run_nchains(v),
+                  "entries", (json_int_t) av_run_entries(v),
+                  "breaks", (json_int_t) av_run_breaks(v),
+                  "breaks_in_period", (json_int_t) in_period_breaks,
+                  "unsigned_tail", (json_int_t) tail,
+                  "keys", keys, "first_breaks", breaks);
+    return o;
+}
+
+json_t *
+report_model(const common_opts *co, const report_ctx *rp,
+             const ca_banks *banks, const av_run *v, const av_keys *ks,
+             const char *tz)
+{
+    json_t *m = json_object();
+    size_t  nref, nraw;
+
+    json_object_set_new(m, "stream", jstr(co->stream, strlen(co->stream)));
+    json_object_set_new(m, "since", iso(rp->per.set ? rp->per.since
+                                                    : INT64_MIN));
+    json_object_set_new(m, "until", iso(rp->per.set ? rp->per.until
+                                                    : INT64_MAX));
+    json_object_set_new(m, "tz", json_string(tz));
+    json_object_set_new(m, "decisions",
+                        json_integer((json_int_t) rp->decisions));
+    json_object_set_new(m, "outcomes",
+                        json_integer((json_int_t) rp->outcomes));
+    json_object_set_new(m, "enterprises_served",
+                        json_integer((json_int_t) rp->served.n));
+    for (size_t d = 0; d < NDIMS; d++) {
+        json_object_set_new(m, report_dims[d], dim_object(&rp->by[d]));
+    }
+    json_object_set_new(m, "banks_admitted", banks_admitted(banks));
+    json_object_set_new(m, "banks_served", banks_served(rp));
+    json_object_set_new(m, "categories", categories(rp));
+    json_object_set_new(m, "raw_disclosures", pairs(&rp->raw, "bank",
+                                                    "category", &nraw));
+    json_object_set_new(m, "raw_disclosures_total",
+                        json_integer((json_int_t) nraw));
+    json_object_set_new(m, "refusals", pairs(&rp->refusals, "bank", "reason",
+                                             &nref));
+    json_object_set_new(m, "refusals_total", json_integer((json_int_t) nref));
+    json_object_set_new(m, "policies", policies(rp));
+    json_object_set_new(m, "integrity", integrity(v, ks, &rp->per));
+    return m;
+}
+

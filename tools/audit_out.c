@@ -1,0 +1,239 @@
+/* credit-audit's output encodings: JSON, terminal text, CSV, HTML. */
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "audit_tool.h"
+
+/* ---- output ---------------------------------------------------------- */
+
+/* Length of a valid UTF-8 sequence at s (1..4), or 0. */
+size_t
+utf8_seq(const unsigned char *s, size_t left)
+{
+    size_t   n;
+    uint32_t cp;
+
+    if (s[0] < 0x80) {
+        return 1;
+    } else if ((s[0] & 0xe0) == 0xc0) {
+        n = 2;
+        cp = s[0] & 0x1f;
+    } else if ((s[0] & 0xf0) == 0xe0) {
+        n = 3;
+        cp = s[0] & 0x0f;
+    } else if ((s[0] & 0xf8) == 0xf0) {
+        n = 4;
+        cp = s[0] & 0x07;
+    } else {
+        return 0;
+    }
+    if (n > left) {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80) {
+            return 0;
+        }
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800)
+        || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))
+        || (cp >= 0xd800 && cp <= 0xdfff))
+    {
+        return 0;
+    }
+    return n;
+}
+
+/* A JSON string; invalid UTF-8 becomes U+FFFD (JSON cannot carry it). */
+void
+json_str(FILE *out, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *) s;
+
+    fputc('"', out);
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq(p + i, len - i);
+
+        if (n == 0) {
+            fputs("\\ufffd", out);
+            i++;
+        } else if (n > 1) {
+            fwrite(p + i, 1, n, out);
+            i += n;
+        } else if (p[i] == '"' || p[i] == '\\') {
+            fprintf(out, "\\%c", p[i++]);
+        } else if (p[i] < 0x20 || p[i] == 0x7f) {
+            fprintf(out, "\\u%04x", p[i++]);
+        } else {
+            fputc(p[i++], out);
+        }
+    }
+    fputc('"', out);
+}
+
+/* with_time: a `time` member (ISO 8601, --tz) after `ts`, for people;
+ * export leaves it out, its lines are the stored entries exactly. */
+int
+entry_time(const entry *e, char *buf, size_t len)
+{
+    int64_t ts = entry_ts(e);
+
+    if (ts < 0) {
+        return -1;
+    }
+    ca_time_format(ts, buf, len);
+    return 0;
+}
+
+void
+print_json_entry(FILE *out, const entry *e, int with_time)
+{
+    char iso[48];
+
+    fputs("{\"id\":", out);
+    json_str(out, e->id, strlen(e->id));
+    for (size_t i = 0; i < e->n; i++) {
+        fputc(',', out);
+        json_str(out, e->name[i], e->nlen[i]);
+        fputc(':', out);
+        json_str(out, e->value[i], e->vlen[i]);
+        if (with_time && field_eq(e->name[i], e->nlen[i], "ts")
+            && entry_time(e, iso, sizeof(iso)) == 0)
+        {
+            fprintf(out, ",\"time\":\"%s\"", iso);
+        }
+    }
+    fputs("}\n", out);
+}
+
+/* A value for a terminal: quoted and escaped when it holds anything but
+ * plain printable characters, so a hostile value (a client-chosen request
+ * id, say) cannot forge a line or drive the terminal. */
+void
+text_value(FILE *out, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    int                  plain = len > 0;
+
+    for (size_t i = 0; i < len && plain; i++) {
+        plain = p[i] > 0x20 && p[i] < 0x7f && p[i] != '"' && p[i] != '\\';
+    }
+    if (plain) {
+        fwrite(s, 1, len, out);
+        return;
+    }
+    fputc('"', out);
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq(p + i, len - i);
+
+        if (n > 1 && !(n == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0)) {
+            fwrite(p + i, 1, n, out);       /* printable non-ASCII */
+            i += n;
+        } else if (n == 1 && (p[i] == '"' || p[i] == '\\')) {
+            fprintf(out, "\\%c", p[i++]);
+        } else if (n == 1 && p[i] >= 0x20 && p[i] < 0x7f) {
+            fputc(p[i++], out);
+        } else {
+            fprintf(out, "\\x%02x", p[i++]);
+        }
+    }
+    fputc('"', out);
+}
+
+static void
+print_text_entry(FILE *out, const entry *e)
+{
+    char iso[48];
+
+    fputs(e->id, out);
+    for (size_t i = 0; i < e->n; i++) {
+        fputc(' ', out);
+        text_value(out, e->name[i], e->nlen[i]);
+        fputc('=', out);
+        text_value(out, e->value[i], e->vlen[i]);
+        if (field_eq(e->name[i], e->nlen[i], "ts")
+            && entry_time(e, iso, sizeof(iso)) == 0)
+        {
+            fprintf(out, " (%s)", iso);
+        }
+    }
+    fputc('\n', out);
+}
+
+void
+print_entry(const common_opts *co, const entry *e)
+{
+    if (co->json) {
+        print_json_entry(stdout, e, 1);
+    } else {
+        print_text_entry(stdout, e);
+    }
+}
+
+void
+csv_field(FILE *out, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *) s;
+    int                  quote = 0;
+
+    for (size_t i = 0; i < len && !quote; i++) {
+        quote = p[i] == ',' || p[i] == '"' || p[i] == '\r' || p[i] == '\n';
+    }
+    if (quote) {
+        fputc('"', out);
+    }
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq(p + i, len - i);
+
+        if (n == 0) {
+            fputs("\xef\xbf\xbd", out);     /* U+FFFD */
+            i++;
+        } else {
+            if (n == 1 && p[i] == '"') {
+                fputc('"', out);
+            }
+            fwrite(p + i, 1, n, out);
+            i += n;
+        }
+    }
+    if (quote) {
+        fputc('"', out);
+    }
+}
+
+
+/* HTML text or attribute content; invalid UTF-8 becomes U+FFFD. */
+void
+html_text(FILE *out, const char *s, size_t len)
+{
+    const unsigned char *p = (const unsigned char *) s;
+
+    for (size_t i = 0; i < len;) {
+        size_t n = utf8_seq(p + i, len - i);
+
+        if (n == 0) {
+            fputs("\xef\xbf\xbd", out);
+            i++;
+        } else if (n > 1) {
+            fwrite(p + i, 1, n, out);
+            i += n;
+        } else {
+            switch (p[i]) {
+            case '<': fputs("&lt;", out); break;
+            case '>': fputs("&gt;", out); break;
+            case '&': fputs("&amp;", out); break;
+            case '"': fputs("&quot;", out); break;
+            case '\'': fputs("&#39;", out); break;
+            default:
+                if (p[i] < 0x20 || p[i] == 0x7f) {
+                    fputs("\xef\xbf\xbd", out);
+                } else {
+                    fputc(p[i], out);
+                }
+            }
+            i++;
+        }
+    }
+}

@@ -1,0 +1,299 @@
+/*
+ * The work report's documents (credit-audit report --format md|csv, and
+ * the helpers audit_html.c shares) rendered from the report's JSON model
+ * (audit_model.c).  Headings are
+ * Chinese with the English next to them: the reader is a Chinese
+ * regulator, the operator may not be.  The HTML is one file with its
+ * style and charts (SVG) inline: it opens without a network.
+ */
+#include <stdio.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "audit_report.h"
+#include "audit_tool.h"
+
+
+/* section: Chinese heading, English heading */
+const char *const report_heading[][2] = {
+    {"报告期", "Period"},
+    {"总体情况", "Summary"},
+    {"一、准入银行", "Banks admitted"},
+    {"二、服务银行", "Banks served"},
+    {"三、服务企业", "Enterprises served"},
+    {"四、各类信息查询与核验", "Queries and verifications per category"},
+    {"五、原始明细披露", "Raw-detail disclosures"},
+    {"六、拒绝情况(按银行与原因)", "Refusals by bank and reason"},
+    {"七、在用策略版本", "Policy versions in force"},
+    {"八、审计链完整性", "Integrity of the audit trail"},
+};
+
+const char *
+m_str(json_t *o, const char *k)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+
+    return s ? s : "";
+}
+
+long long
+m_num(json_t *o, const char *k)
+{
+    return (long long) json_integer_value(json_object_get(o, k));
+}
+
+const char *
+m_when(json_t *m, const char *k, const char *none)
+{
+    const char *s = json_string_value(json_object_get(m, k));
+
+    return s ? s : none;
+}
+
+const char *
+integrity_zh(json_t *in)
+{
+    if (!json_is_true(json_object_get(in, "checked"))) {
+        return "未核验 not checked (no --pubkey)";
+    }
+    return json_is_true(json_object_get(in, "intact"))
+           ? "完整 intact" : "不完整 NOT INTACT";
+}
+
+/* ---- Markdown -------------------------------------------------------- */
+
+/* A table cell: no line break, no column separator, no HTML. */
+static void
+md_cell(FILE *out, const char *s)
+{
+    fputs("| ", out);
+    for (; *s; s++) {
+        if (*s == '|' || *s == '\\' || *s == '<' || *s == '>' || *s == '`'
+            || *s == '*' || *s == '[' || *s == ']')
+        {
+            fputc('\\', out);
+            fputc(*s, out);
+        } else if ((unsigned char) *s < 0x20) {
+            fputc(' ', out);
+        } else {
+            fputc(*s, out);
+        }
+    }
+    fputc(' ', out);
+}
+
+static void
+md_num(FILE *out, long long n)
+{
+    fprintf(out, "| %lld ", n);
+}
+
+/* A table's header, or a line saying there is nothing to list. */
+static void
+md_table(FILE *out, json_t *rows, const char *header)
+{
+    fputs(json_array_size(rows) ? header : "无 None.\n", out);
+}
+
+static void
+md_head(FILE *out, int s)
+{
+    fprintf(out, "\n## %s %s\n\n", report_heading[s][0], report_heading[s][1]);
+}
+
+void
+render_md(FILE *out, json_t *m)
+{
+    json_t *a, *e, *in = json_object_get(m, "integrity");
+    size_t  i;
+
+    fprintf(out, "# %s\n\n%s\n", TITLE_ZH, TITLE_EN);
+    md_head(out, S_PERIOD);
+    fprintf(out, "%s — %s (%s; 截止时间不含 until exclusive)\n\n"
+            "审计流 Stream: `%s`\n", m_when(m, "since", "始 beginning"),
+            m_when(m, "until", "今 now"), m_str(m, "tz"), m_str(m, "stream"));
+
+    md_head(out, S_SUMMARY);
+    fputs("| 项目 Item | 数量 Count |\n|---|---:|\n", out);
+    fprintf(out, "| 决定 Decisions | %lld |\n", m_num(m, "decisions"));
+    fprintf(out, "| 服务企业 Enterprises served | %lld |\n",
+            m_num(m, "enterprises_served"));
+    fprintf(out, "| 拒绝 Refusals | %lld |\n", m_num(m, "refusals_total"));
+    fprintf(out, "| 原始明细披露 Raw-detail disclosures | %lld |\n",
+            m_num(m, "raw_disclosures_total"));
+    fprintf(out, "| 审计链 Audit trail | %s |\n", integrity_zh(in));
+
+    md_head(out, S_ADMITTED);
+    a = json_object_get(m, "banks_admitted");
+    if (!json_is_array(a)) {
+        fputs("未提供银行名录 No banks file given (--banks FILE).\n", out);
+    } else {
+        fputs("| 银行代码 Bank | 名称 Name | 状态 Status |\n|---|---|---|\n",
+              out);
+        json_array_foreach(a, i, e) {
+            md_cell(out, m_str(e, "bank"));
+            md_cell(out, m_str(e, "name"));
+            md_cell(out, json_is_true(json_object_get(e, "suspended"))
+                         ? "暂停 suspended" : "准入 admitted");
+            fputs("|\n", out);
+        }
+    }
+
+    md_head(out, S_SERVED);
+    md_table(out, json_object_get(m, "banks_served"),
+             "| 银行 Bank | 放行 Allowed | 拒绝 Refused | "
+             "企业数 Enterprises |\n"
+             "|---|---:|---:|---:|\n");
+    json_array_foreach(json_object_get(m, "banks_served"), i, e) {
+        md_cell(out, m_str(e, "bank"));
+        md_num(out, m_num(e, "allowed"));
+        md_num(out, m_num(e, "refused"));
+        md_num(out, m_num(e, "enterprises"));
+        fputs("|\n", out);
+    }
+
+    md_head(out, S_ENTERPRISES);
+    fprintf(out, "放行请求涉及的不同企业 Distinct enterprises in allowed "
+            "requests: **%lld**\n", m_num(m, "enterprises_served"));
+
+    md_head(out, S_CATEGORIES);
+    md_table(out, json_object_get(m, "categories"),
+             "| 类别 Category | 查询 Queries | 核验 Verifications | "
+             "原始明细 Raw | 拒绝 Refused | 仅报告 Report-only |\n"
+             "|---|---:|---:|---:|---:|---:|\n");
+    json_array_foreach(json_object_get(m, "categories"), i, e) {
+        md_cell(out, m_str(e, "category"));
+        md_num(out, m_num(e, "queries"));
+        md_num(out, m_num(e, "verifications"));
+        md_num(out, m_num(e, "raw"));
+        md_num(out, m_num(e, "refused"));
+        md_num(out, m_num(e, "reported"));
+        fputs("|\n", out);
+    }
+
+    md_head(out, S_RAW);
+    fprintf(out, "合计 Total: **%lld**\n\n", m_num(m, "raw_disclosures_total"));
+    md_table(out, json_object_get(m, "raw_disclosures"),
+             "| 银行 Bank | 类别 Category | 次数 Count |\n|---|---|---:|\n");
+    json_array_foreach(json_object_get(m, "raw_disclosures"), i, e) {
+        md_cell(out, m_str(e, "bank"));
+        md_cell(out, m_str(e, "category"));
+        md_num(out, m_num(e, "count"));
+        fputs("|\n", out);
+    }
+
+    md_head(out, S_REFUSALS);
+    fprintf(out, "合计 Total: **%lld**\n\n", m_num(m, "refusals_total"));
+    md_table(out, json_object_get(m, "refusals"),
+             "| 银行 Bank | 原因 Reason | 次数 Count |\n|---|---|---:|\n");
+    json_array_foreach(json_object_get(m, "refusals"), i, e) {
+        md_cell(out, m_str(e, "bank")[0] ? m_str(e, "bank")
+                                         : "(未识别 unknown)");
+        md_cell(out, m_str(e, "reason"));
+        md_num(out, m_num(e, "count"));
+        fputs("|\n", out);
+    }
+
+    md_head(out, S_POLICIES);
+    md_table(out, json_object_get(m, "policies"),
+             "| 版本 Version | SHA-256 | 决定 Decisions | 首次 First | "
+             "末次 Last |\n|---|---|---:|---|---|\n");
+    json_array_foreach(json_object_get(m, "policies"), i, e) {
+        md_cell(out, m_str(e, "version"));
+        md_cell(out, m_str(e, "sha256"));
+        md_num(out, m_num(e, "decisions"));
+        md_cell(out, m_str(e, "first"));
+        md_cell(out, m_str(e, "last"));
+        fputs("|\n", out);
+    }
+
+    md_head(out, S_INTEGRITY);
+    fprintf(out, "结论 Result: **%s**\n\n", integrity_zh(in));
+    if (json_is_true(json_object_get(in, "checked"))) {
+        fprintf(out, "| 链 Chains | 条目 Entries | 断点 Breaks | "
+                "本期断点 Breaks in period | 未签名尾部 Unsigned tail |\n"
+                "|---:|---:|---:|---:|---:|\n"
+                "| %lld | %lld | %lld | %lld | %lld |\n",
+                m_num(in, "chains"), m_num(in, "entries"), m_num(in, "breaks"),
+                m_num(in, "breaks_in_period"), m_num(in, "unsigned_tail"));
+        json_array_foreach(json_object_get(in, "first_breaks"), i, e) {
+            fprintf(out, "%s- %s ", i ? "" : "\n", m_str(e, "kind"));
+            md_cell(out, m_str(e, "id"));
+            md_cell(out, m_str(e, "detail"));
+            fputc('\n', out);
+        }
+    }
+}
+
+/* ---- CSV ------------------------------------------------------------- */
+
+static void
+csv_row(FILE *out, const char *section, const char *item,
+        const char *detail, long long n)
+{
+    csv_field(out, section, strlen(section));
+    fputc(',', out);
+    csv_field(out, item, strlen(item));
+    fputc(',', out);
+    csv_field(out, detail, strlen(detail));
+    fprintf(out, ",%lld\r\n", n);
+}
+
+void
+render_csv(FILE *out, json_t *m)
+{
+    json_t *e, *in = json_object_get(m, "integrity");
+    size_t  i;
+
+    fputs("section,item,detail,count\r\n", out);
+    csv_row(out, "period", m_when(m, "since", ""), m_when(m, "until", ""), 0);
+    csv_row(out, "decisions", "", "", m_num(m, "decisions"));
+    csv_row(out, "enterprises_served", "", "", m_num(m, "enterprises_served"));
+    json_array_foreach(json_object_get(m, "banks_admitted"), i, e) {
+        csv_row(out, "bank_admitted", m_str(e, "bank"),
+                json_is_true(json_object_get(e, "suspended")) ? "suspended"
+                                                              : "admitted",
+                1);
+    }
+    json_array_foreach(json_object_get(m, "banks_served"), i, e) {
+        csv_row(out, "bank_served", m_str(e, "bank"), "allowed",
+                m_num(e, "allowed"));
+        csv_row(out, "bank_served", m_str(e, "bank"), "refused",
+                m_num(e, "refused"));
+        csv_row(out, "bank_served", m_str(e, "bank"), "enterprises",
+                m_num(e, "enterprises"));
+    }
+    json_array_foreach(json_object_get(m, "categories"), i, e) {
+        static const char *const k[] = {"queries", "verifications", "raw",
+                                        "refused", "reported"};
+
+        for (size_t j = 0; j < 5; j++) {
+            csv_row(out, "category", m_str(e, "category"), k[j],
+                    m_num(e, k[j]));
+        }
+    }
+    json_array_foreach(json_object_get(m, "raw_disclosures"), i, e) {
+        csv_row(out, "raw_disclosure", m_str(e, "bank"), m_str(e, "category"),
+                m_num(e, "count"));
+    }
+    json_array_foreach(json_object_get(m, "refusals"), i, e) {
+        csv_row(out, "refusal", m_str(e, "bank"), m_str(e, "reason"),
+                m_num(e, "count"));
+    }
+    json_array_foreach(json_object_get(m, "policies"), i, e) {
+        csv_row(out, "policy", m_str(e, "version"), m_str(e, "sha256"),
+                m_num(e, "decisions"));
+    }
+    if (json_is_true(json_object_get(in, "checked"))) {
+        csv_row(out, "integrity", json_is_true(json_object_get(in, "intact"))
+                ? "intact" : "not_intact", "breaks", m_num(in, "breaks"));
+        csv_row(out, "integrity", "", "breaks_in_period",
+                m_num(in, "breaks_in_period"));
+        csv_row(out, "integrity", "", "chains", m_num(in, "chains"));
+        csv_row(out, "integrity", "", "entries", m_num(in, "entries"));
+    } else {
+        csv_row(out, "integrity", "not_checked", "", 0);
+    }
+}
+

@@ -1,0 +1,69 @@
+/* The work report: counting (audit_report.c), the JSON model
+ * (audit_model.c) and its renderers (audit_render.c). */
+#ifndef CA_TOOLS_AUDIT_REPORT_H
+#define CA_TOOLS_AUDIT_REPORT_H
+
+#include <stdio.h>
+
+#include <jansson.h>
+
+#include <stdint.h>
+
+#include "audit_tool.h"
+#include "audit_verify.h"
+#include "banks.h"
+
+extern const char *const report_dims[];
+#define NDIMS 5
+
+#define POLICIES_MAX 64
+#define SEP "\x1f"          /* joins two values into one map key */
+
+typedef struct {
+    char    *policy;
+    size_t   decisions;
+    int64_t  first, last;
+} policy_seen;
+
+/* The period's counts (audit_report.c). */
+typedef struct {
+    period       per;
+    size_t       decisions, outcomes;
+    strmap       by[NDIMS];     /* per report_dims */
+    strmap       served;        /* distinct enterprises among allows */
+    strmap       bank_allow, bank_deny, bank_ent;  /* bank / bank SEP ent */
+    strmap       cat_query, cat_verify, cat_deny, cat_report;
+    strmap       raw;           /* bank SEP category */
+    strmap       refusals;      /* bank SEP reason */
+    policy_seen  policy[POLICIES_MAX];
+    size_t       npolicies, policies_dropped;
+} report_ctx;
+
+void count(strmap *m, const char *k, size_t len);
+
+/* Every figure of the report as one JSON object (audit_model.c): what
+ * --format json prints and the other formats render.  v and ks: the
+ * verification of the stream, or NULL when no key was given. */
+json_t *report_model(const common_opts *co, const report_ctx *rp,
+                     const ca_banks *banks, const av_run *v,
+                     const av_keys *ks, const char *tz);
+
+#define TITLE_ZH "征信平台工作通报"
+#define TITLE_EN "Work report of the credit-information platform"
+
+/* the report's sections, and their headings: Chinese, English */
+enum { S_PERIOD, S_SUMMARY, S_ADMITTED, S_SERVED, S_ENTERPRISES,
+       S_CATEGORIES, S_RAW, S_REFUSALS, S_POLICIES, S_INTEGRITY };
+extern const char *const report_heading[][2];
+
+/* members of the model: "" / 0 / none when absent */
+const char *m_str(json_t *o, const char *k);
+long long m_num(json_t *o, const char *k);
+const char *m_when(json_t *m, const char *k, const char *none);
+const char *integrity_zh(json_t *in);
+
+void render_md(FILE *out, json_t *m);
+void render_csv(FILE *out, json_t *m);
+void render_html(FILE *out, json_t *m);
+
+#endif

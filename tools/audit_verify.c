@@ -1,0 +1,582 @@
+/*
+ * credit-audit verify and archive: the chains and checkpoints of the
+ * stream against one or several gateways' public keys (lib/auditverify).
+ *
+ * Several keys: one verifier per key, each fed every entry; a chain is
+ * reported from the key that verifies most of its checkpoints.  Chain
+ * breaks do not depend on the key, bad signatures do: a chain is intact
+ * if one key of the keyring verifies all its checkpoints (a worker signs
+ * with one key for its whole life, a new key means a reload and new
+ * chains).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <jansson.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+
+#include "audit_tool.h"
+#include "auditverify.h"
+#include "audit_verify.h"
+
+static const char usage_verify[] =
+    "usage: credit-audit verify --pubkey FILE [--pubkey FILE ...]\n"
+    "         [--keyring FILE] [--resume FILE] [common options]\n"
+    "\n"
+    "Checks every writer's hash chain and every checkpoint signature with\n"
+    "the gateways' Ed25519 public keys (PEM).  Per chain: entries,\n"
+    "checkpoints verified, last signed seq, unsigned tail (entries after\n"
+    "the last verified checkpoint: a warning, not a break), duplicates\n"
+    "(the same entry delivered twice: counted, not a break), the key that\n"
+    "verified it, and breaks with their stream id and kind: modified,\n"
+    "inserted, deleted, reordered, truncated, bad_signature.  See\n"
+    "docs/audit-format.md.  Exit status 1 if any chain has a break.\n"
+    "The stream is read in pages of 1000 entries; on a terminal, progress\n"
+    "is shown on stderr.\n"
+    "\n" COMMON_OPTS
+    "  --pubkey FILE                 a gateway's audit public key (PEM;\n"
+    "                                repeatable, a file may hold several)\n"
+    "  --keyring FILE                PEM public keys, one after another\n"
+    "  --resume FILE                 start from what the last run verified\n"
+    "                                (FILE: its anchors, created if absent,\n"
+    "                                replaced after a run without a break):\n"
+    "                                only new entries are read and kept\n";
+
+/* ---- keys ------------------------------------------------------------ */
+
+/* Every PEM public key of file; -1 after an error message. */
+static int
+load_file(av_keys *ks, const char *file)
+{
+    FILE     *f = fopen(file, "r");
+    EVP_PKEY *k;
+    size_t    got = 0;
+
+    if (f == NULL) {
+        fprintf(stderr, "credit-audit: %s: %s\n", file, strerror(errno));
+        return -1;
+    }
+    while ((k = PEM_read_PUBKEY(f, NULL, NULL, NULL)) != NULL) {
+        if (EVP_PKEY_id(k) != EVP_PKEY_ED25519) {
+            fprintf(stderr, "credit-audit: %s: key %zu is not Ed25519 (the "
+                    "gateway's audit key is, see docs/keys.md)\n", file,
+                    got + 1);
+            EVP_PKEY_free(k);
+            fclose(f);
+            return -1;
+        }
+        if (ks->n == AV_KEYS_MAX) {
+            fprintf(stderr, "credit-audit: more than %d audit keys\n",
+                    AV_KEYS_MAX);
+            EVP_PKEY_free(k);
+            fclose(f);
+            return -1;
+        }
+        ks->key[ks->n] = k;
+        snprintf(ks->name[ks->n], sizeof(ks->name[0]), "%s#%zu", file,
+                 got + 1);
+        ks->n++;
+        got++;
+    }
+    ERR_clear_error();      /* the end of the file reads as an error */
+    fclose(f);
+    if (got == 0) {
+        fprintf(stderr, "credit-audit: %s: no PEM public key (-----BEGIN "
+                "PUBLIC KEY-----)\n", file);
+        return -1;
+    }
+    if (got == 1) {
+        snprintf(ks->name[ks->n - 1], sizeof(ks->name[0]), "%s", file);
+    }
+    return 0;
+}
+
+int
+av_keys_load(const common_opts *co, av_keys *ks)
+{
+    memset(ks, 0, sizeof(*ks));
+    for (size_t i = 0; i < co->npubkeys; i++) {
+        if (load_file(ks, co->pubkey[i]) != 0) {
+            av_keys_free(ks);
+            return -1;
+        }
+    }
+    if (co->keyring != NULL && load_file(ks, co->keyring) != 0) {
+        av_keys_free(ks);
+        return -1;
+    }
+    return 0;
+}
+
+void
+av_keys_free(av_keys *ks)
+{
+    for (size_t i = 0; i < ks->n; i++) {
+        EVP_PKEY_free(ks->key[i]);
+    }
+    ks->n = 0;
+}
+
+/* ---- verifying a stream ---------------------------------------------- */
+
+struct av_run_s {
+    const av_keys *keys;
+    ca_av         *av[AV_KEYS_MAX];
+    size_t         read, total;
+    int            progress;
+    av_entry_hook  hook;
+    void          *hook_data;
+    av_resume     *resume;
+    char           last_id[48];
+    /* the result */
+    size_t         nchains;
+    const ca_av_chain **chain;
+    size_t        *key;         /* which key verified chain[i] */
+    size_t         breaks;
+};
+
+av_run *
+av_run_new(const av_keys *ks)
+{
+    av_run *r = calloc(1, sizeof(*r));
+
+    if (r == NULL) {
+        return NULL;
+    }
+    r->keys = ks;
+    for (size_t i = 0; i < ks->n; i++) {
+        if ((r->av[i] = ca_av_new(ks->key[i])) == NULL) {
+            av_run_free(r);
+            return NULL;
+        }
+    }
+    return r;
+}
+
+void
+av_run_hook(av_run *r, av_entry_hook hook, void *data)
+{
+    r->hook = hook;
+    r->hook_data = data;
+}
+
+int
+av_run_add(av_run *r, const entry *e)
+{
+    for (size_t i = 0; i < r->keys->n; i++) {
+        if (ca_av_add(r->av[i], e->id, e->n, e->name, e->nlen, e->value,
+                      e->vlen) != 0)
+        {
+            fputs("credit-audit: out of memory\n", stderr);
+            return EXIT_USAGE;
+        }
+    }
+    return 0;
+}
+
+void
+av_run_resume(av_run *r, av_resume *rs)
+{
+    r->resume = rs;
+}
+
+static int
+cb_verify(const entry *e, void *data)
+{
+    av_run *r = data;
+    int     rc;
+
+    snprintf(r->last_id, sizeof(r->last_id), "%s", e->id);
+    if (r->resume != NULL) {
+        rc = av_resume_filter(r->resume, e);
+        if (rc != 0) {
+            return rc < 0 ? EXIT_USAGE : 0;
+        }
+    }
+    rc = av_run_add(r, e);
+    if (rc == 0 && r->hook != NULL) {
+        rc = r->hook(e, r->hook_data);
+    }
+    if (r->progress && ++r->read % PAGE == 0) {
+        fprintf(stderr, "\rcredit-audit: %zu of %zu entries read", r->read,
+                r->total);
+    }
+    return rc;
+}
+
+/* Per chain, the key's report that verified most checkpoints (then the
+ * fewest findings): lookups by chain name through a map. */
+int
+av_run_finish(av_run *r)
+{
+    strmap names;
+    size_t n0;
+
+    for (size_t i = 0; i < r->keys->n; i++) {
+        if (ca_av_finish(r->av[i]) != 0) {
+            fputs("credit-audit: out of memory\n", stderr);
+            return EXIT_USAGE;
+        }
+    }
+    n0 = ca_av_nchains(r->av[0]);
+    r->chain = calloc(n0 ? n0 : 1, sizeof(*r->chain));
+    r->key = calloc(n0 ? n0 : 1, sizeof(*r->key));
+    if (r->chain == NULL || r->key == NULL) {
+        fputs("credit-audit: out of memory\n", stderr);
+        return EXIT_USAGE;
+    }
+    memset(&names, 0, sizeof(names));
+    for (size_t i = 0; i < n0; i++) {
+        const ca_av_chain *c = ca_av_chain_at(r->av[0], i);
+
+        map_find(&names, c->chain, strlen(c->chain), 1)->count = i;
+        r->chain[i] = c;
+    }
+    for (size_t k = 1; k < r->keys->n; k++) {
+        for (size_t i = 0; i < ca_av_nchains(r->av[k]); i++) {
+            const ca_av_chain *c = ca_av_chain_at(r->av[k], i), *b;
+            map_slot          *s = map_find(&names, c->chain,
+                                            strlen(c->chain), 0);
+
+            if (s == NULL) {
+                continue;       /* every verifier saw the same entries */
+            }
+            b = r->chain[s->count];
+            if (c->checkpoints_verified > b->checkpoints_verified
+                || (c->checkpoints_verified == b->checkpoints_verified
+                    && c->nfindings < b->nfindings))
+            {
+                r->chain[s->count] = c;
+                r->key[s->count] = k;
+            }
+        }
+    }
+    map_free(&names);
+    r->nchains = n0;
+    r->breaks = av_resume_breaks(r->resume);
+    for (size_t i = 0; i < n0; i++) {
+        r->breaks += av_run_chain_breaks(r, r->chain[i]);
+    }
+    return 0;
+}
+
+int
+av_run_excused(const av_run *r, const ca_av_chain *c, const ca_av_finding *f)
+{
+    return av_resume_excused(r->resume, c->chain, f);
+}
+
+size_t
+av_run_chain_breaks(const av_run *r, const ca_av_chain *c)
+{
+    size_t n = 0;
+
+    for (size_t j = 0; j < c->nfindings; j++) {
+        n += !av_run_excused(r, c, &c->findings[j]);
+    }
+    return n;
+}
+
+const char *
+av_run_last_id(const av_run *r)
+{
+    return r->last_id;
+}
+
+int
+av_run_stream(av_run *r, redisContext *rc, const char *stream,
+              const char *from, size_t *count)
+{
+    redisReply *x;
+    int         rv;
+
+    r->progress = isatty(STDERR_FILENO);
+    if (r->progress) {
+        x = redisCommand(rc, "XLEN %s", stream);
+        r->total = x != NULL && x->type == REDIS_REPLY_INTEGER
+                   ? (size_t) x->integer : 0;
+        freeReplyObject(x);
+    }
+    rv = scan_stream_from(rc, stream, from, cb_verify, r, count);
+    if (r->progress) {
+        fprintf(stderr, "\rcredit-audit: %zu of %zu entries read\n", r->read,
+                r->total);
+    }
+    return rv != 0 ? rv : av_run_finish(r);
+}
+
+size_t
+av_run_nchains(const av_run *r)
+{
+    return r->nchains;
+}
+
+const ca_av_chain *
+av_run_chain(const av_run *r, size_t i, const char **keyname)
+{
+    if (keyname != NULL) {
+        *keyname = r->keys->name[r->key[i]];
+    }
+    return r->chain[i];
+}
+
+size_t
+av_run_breaks(const av_run *r)
+{
+    return r->breaks;
+}
+
+size_t
+av_run_entries(const av_run *r)
+{
+    return ca_av_entries(r->av[0]);
+}
+
+void
+av_run_free(av_run *r)
+{
+    if (r == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < AV_KEYS_MAX; i++) {
+        ca_av_free(r->av[i]);
+    }
+    free(r->chain);
+    free(r->key);
+    free(r);
+}
+
+/* ---- verify ---------------------------------------------------------- */
+
+static void
+anchor_json(const char *chain, const char *id, const char *why, void *data)
+{
+    int *first = data;
+
+    fputs(*first ? "{\"chain\":" : ",{\"chain\":", stdout);
+    *first = 0;
+    json_str(stdout, chain, strlen(chain));
+    fputs(",\"id\":", stdout);
+    json_str(stdout, id, strlen(id));
+    fputs(",\"detail\":", stdout);
+    json_str(stdout, why, strlen(why));
+    fputc('}', stdout);
+}
+
+static void
+anchor_text(const char *chain, const char *id, const char *why, void *data)
+{
+    fputs("chain ", stdout);
+    text_value(stdout, chain, strlen(chain));
+    printf(": BROKEN\n  %-13s %s: %s\n", "modified", id, why);
+}
+
+static void
+verify_json(const common_opts *co, const av_run *v, const av_resume *rs,
+            const char *from)
+{
+    size_t nb = av_run_breaks(v);
+    int    first = 1;
+
+    fputs("{\"stream\":", stdout);
+    json_str(stdout, co->stream, strlen(co->stream));
+    printf(",\"intact\":%s,\"entries\":%zu,\"breaks\":%zu,",
+           nb ? "false" : "true", av_run_entries(v), nb);
+    if (rs != NULL) {
+        fputs("\"resumed_from\":", stdout);
+        json_str(stdout, from, strlen(from));
+        printf(",\"skipped\":%zu,\"anchor_breaks\":[",
+               av_resume_skipped(rs));
+        av_resume_each_break(rs, anchor_json, &first);
+        fputs("],", stdout);
+    }
+    fputs("\"chains\":[", stdout);
+    for (size_t i = 0; i < av_run_nchains(v); i++) {
+        const char        *kn;
+        const ca_av_chain *c = av_run_chain(v, i, &kn);
+
+        printf("%s{\"chain\":", i ? "," : "");
+        json_str(stdout, c->chain, strlen(c->chain));
+        fputs(",\"key\":", stdout);
+        json_str(stdout, kn, strlen(kn));
+        printf(",\"entries\":%zu,\"first_seq\":%llu,\"last_seq\":%llu,"
+               "\"checkpoints\":%zu,\"checkpoints_verified\":%zu,"
+               "\"last_signed_seq\":",
+               c->entries, (unsigned long long) c->first_seq,
+               (unsigned long long) c->last_seq, c->checkpoints,
+               c->checkpoints_verified);
+        if (c->has_signed) {
+            printf("%llu", (unsigned long long) c->last_signed_seq);
+        } else {
+            fputs("null", stdout);
+        }
+        printf(",\"unsigned_tail\":%zu,\"duplicates\":%zu,\"intact\":%s,"
+               "\"breaks\":[", c->unsigned_tail, c->duplicates,
+               av_run_chain_breaks(v, c) ? "false" : "true");
+        for (size_t j = 0, k = 0; j < c->nfindings; j++) {
+            const ca_av_finding *f = &c->findings[j];
+
+            if (av_run_excused(v, c, f)) {
+                continue;
+            }
+            printf("%s{\"kind\":\"%s\",\"id\":", k++ ? "," : "",
+                   ca_av_kind_name(f->kind));
+            json_str(stdout, f->id, strlen(f->id));
+            printf(",\"seq\":%llu,\"detail\":", (unsigned long long) f->seq);
+            json_str(stdout, f->detail, strlen(f->detail));
+            fputc('}', stdout);
+        }
+        fputs("]}", stdout);
+    }
+    fputs("]}\n", stdout);
+}
+
+static void
+verify_text(const common_opts *co, const av_run *v, const av_resume *rs,
+            const char *from)
+{
+    size_t nb = av_run_breaks(v), nc = av_run_nchains(v);
+
+    if (rs != NULL) {
+        printf("resumed from %s: %zu entries verified before skipped\n",
+               from, av_resume_skipped(rs));
+        av_resume_each_break(rs, anchor_text, NULL);
+    }
+    for (size_t i = 0; i < nc; i++) {
+        const char        *kn;
+        const ca_av_chain *c = av_run_chain(v, i, &kn);
+
+        fputs("chain ", stdout);
+        text_value(stdout, c->chain[0] ? c->chain : "(none)",
+                   c->chain[0] ? strlen(c->chain) : 6);
+        printf(": %s\n", av_run_chain_breaks(v, c) ? "BROKEN" : "intact");
+        printf("  entries %zu (seq %llu..%llu), checkpoints %zu verified "
+               "%zu, last signed seq ", c->entries,
+               (unsigned long long) c->first_seq,
+               (unsigned long long) c->last_seq, c->checkpoints,
+               c->checkpoints_verified);
+        if (c->has_signed) {
+            printf("%llu", (unsigned long long) c->last_signed_seq);
+        } else {
+            fputs("none", stdout);
+        }
+        printf(", unsigned tail %zu, duplicates %zu", c->unsigned_tail,
+               c->duplicates);
+        if (c->checkpoints_verified > 0) {
+            fputs(", key ", stdout);
+            text_value(stdout, kn, strlen(kn));
+        }
+        fputc('\n', stdout);
+        for (size_t j = 0; j < c->nfindings; j++) {
+            const ca_av_finding *f = &c->findings[j];
+
+            if (av_run_excused(v, c, f)) {
+                continue;
+            }
+            printf("  %-13s %s seq %llu: %s\n", ca_av_kind_name(f->kind),
+                   f->id, (unsigned long long) f->seq, f->detail);
+        }
+    }
+    printf("%s: %zu chain%s, %zu entries, %zu break%s: %s\n", co->stream, nc,
+           nc == 1 ? "" : "s", av_run_entries(v), nb, nb == 1 ? "" : "s",
+           nb ? "NOT INTACT" : "intact");
+}
+
+int
+cmd_verify(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        COMMON_LONGOPTS,
+        {"resume", required_argument, NULL, OPT_RESUME},
+        {NULL, 0, NULL, 0}
+    };
+    common_opts   co;
+    int           ch, rv;
+    size_t        count;
+    av_keys       ks;
+    av_run       *v;
+    av_resume    *rs = NULL;
+    redisContext *rc;
+    const char   *resume = NULL;
+    char          from[64] = "-";
+
+    common_init(&co);
+    while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
+        if (ch == 0) {
+            return EXIT_USAGE;
+        }
+        if (ch == OPT_RESUME) {
+            resume = optarg;
+            continue;
+        }
+        if (ch == 'h') {
+            fputs(usage_verify, stdout);
+            return 0;
+        }
+        return usage_error(usage_verify, NULL, NULL);
+    }
+    if (args_done(usage_verify, argc, argv, NULL) != 0) {
+        return EXIT_USAGE;
+    }
+    /* without the key a forger's re-hashed chain looks intact: refuse
+     * rather than report a verification that proves nothing */
+    if (co.npubkeys == 0 && co.keyring == NULL) {
+        return usage_error(usage_verify, "%s", "verify needs the gateways' "
+                           "public keys: --pubkey FILE or --keyring FILE");
+    }
+    if (resume != NULL && (rs = av_resume_load(resume, co.stream, from,
+                                               sizeof(from))) == NULL)
+    {
+        return EXIT_USAGE;
+    }
+    if (av_keys_load(&co, &ks) != 0) {
+        av_resume_free(rs);
+        return EXIT_USAGE;
+    }
+    if ((rc = tool_redis_open(&co.redis)) == NULL) {
+        av_keys_free(&ks);
+        av_resume_free(rs);
+        return EXIT_USAGE;
+    }
+    v = av_run_new(&ks);
+    if (v == NULL) {
+        fputs("credit-audit: out of memory\n", stderr);
+        rv = EXIT_USAGE;
+    } else {
+        av_run_resume(v, rs);
+        rv = av_run_stream(v, rc, co.stream, from, &count);
+    }
+    redisFree(rc);
+    if (rv == 0) {
+        if (count == 0 && rs == NULL) {
+            fprintf(stderr, "credit-audit: stream %s is empty\n",
+                    co.stream);
+        }
+        if (co.json) {
+            verify_json(&co, v, rs, from);
+        } else {
+            verify_text(&co, v, rs, from);
+        }
+        /* the next run starts from here only if this one found nothing */
+        if (rs != NULL && av_run_breaks(v) == 0
+            && av_resume_save(rs, v, co.stream, resume, from,
+                              av_run_last_id(v)) != 0)
+        {
+            rv = EXIT_USAGE;
+        }
+        if (rv == 0) {
+            rv = av_run_breaks(v) ? EXIT_FINDING : 0;
+        }
+    }
+    av_run_free(v);
+    av_keys_free(&ks);
+    av_resume_free(rs);
+    return rv;
+}

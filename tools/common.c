@@ -1,0 +1,249 @@
+/* Shared by the command-line tools (see common.h). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "isotime.h"
+
+void
+tool_redis_init(tool_redis *r)
+{
+    r->addr = "127.0.0.1:6379";
+    r->user = NULL;
+    r->password_file = NULL;
+    r->db = 0;
+}
+
+int
+tool_redis_opt(tool_redis *r, int ch, const char *arg)
+{
+    char *end;
+
+    switch (ch) {
+    case TOOL_OPT_REDIS:
+        r->addr = arg;
+        return 1;
+    case TOOL_OPT_USER:
+        r->user = arg;
+        return 1;
+    case TOOL_OPT_PASSWORD_FILE:
+        r->password_file = arg;
+        return 1;
+    case TOOL_OPT_PASSWORD:
+        /* argv is readable by every user of the machine (ps, /proc) */
+        fprintf(stderr, "%s: no --password on the command line: use "
+                "--password-file FILE or the environment variable "
+                "CREDIT_REDIS_PASSWORD\n", tool_name);
+        return -1;
+    case TOOL_OPT_DB:
+        errno = 0;
+        r->db = strtol(arg, &end, 10);
+        if (errno || *end != '\0' || end == arg || r->db < 0
+            || r->db > 100000)
+        {
+            fprintf(stderr, "%s: bad --db %s (a database number, 0 to the "
+                    "server's `databases` - 1)\n", tool_name, arg);
+            return -1;
+        }
+        return 1;
+    }
+    return 0;
+}
+
+int
+tool_redis_password(const tool_redis *r, char *out, size_t outlen)
+{
+    const char *env;
+    FILE       *f;
+    size_t      n;
+
+    out[0] = '\0';
+    if (r->password_file != NULL) {
+        f = fopen(r->password_file, "r");
+        if (f == NULL) {
+            fprintf(stderr, "%s: --password-file %s: %s\n", tool_name,
+                    r->password_file, strerror(errno));
+            return -1;
+        }
+        if (fgets(out, (int) outlen, f) == NULL) {
+            out[0] = '\0';
+        }
+        fclose(f);
+        n = strcspn(out, "\r\n");
+        out[n] = '\0';
+        if (n == 0) {
+            fprintf(stderr, "%s: --password-file %s: the first line is "
+                    "empty (the file holds the password on its first "
+                    "line)\n", tool_name, r->password_file);
+            return -1;
+        }
+        return 0;
+    }
+    env = getenv("CREDIT_REDIS_PASSWORD");
+    if (env != NULL && env[0] != '\0') {
+        if (strlen(env) >= outlen) {
+            fprintf(stderr, "%s: CREDIT_REDIS_PASSWORD is too long\n",
+                    tool_name);
+            return -1;
+        }
+        snprintf(out, outlen, "%s", env);
+    }
+    return 0;
+}
+
+static int
+simple_command(redisContext *rc, const char *addr, const char *what,
+               int argc, const char **argv)
+{
+    redisReply *r = redisCommandArgv(rc, argc, argv, NULL);
+    int         ok = r != NULL && r->type == REDIS_REPLY_STATUS;
+
+    if (!ok) {
+        fprintf(stderr, "%s: redis %s: %s: %s\n", tool_name, addr, what,
+                r == NULL ? rc->errstr
+                : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
+    }
+    freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+redisContext *
+tool_redis_open(const tool_redis *opt)
+{
+    struct timeval tv = {10, 0};
+    redisContext  *rc;
+    char           host[256], pw[1024], db[24];
+    const char    *addr = opt->addr, *colon, *argv[3];
+    char          *end;
+    long           port;
+
+    if (tool_redis_password(opt, pw, sizeof(pw)) != 0) {
+        return NULL;
+    }
+    if (opt->user != NULL && pw[0] == '\0') {
+        fprintf(stderr, "%s: --user %s needs a password: --password-file "
+                "FILE or CREDIT_REDIS_PASSWORD\n", tool_name, opt->user);
+        return NULL;
+    }
+    if (strncmp(addr, "unix:", 5) == 0) {
+        rc = redisConnectUnixWithTimeout(addr + 5, tv);
+    } else {
+        colon = strrchr(addr, ':');
+        if (colon == NULL || colon == addr
+            || (size_t) (colon - addr) >= sizeof(host))
+        {
+            goto bad;
+        }
+        errno = 0;
+        port = strtol(colon + 1, &end, 10);
+        if (errno || *end != '\0' || end == colon + 1 || port < 1
+            || port > 65535)
+        {
+            goto bad;
+        }
+        memcpy(host, addr, (size_t) (colon - addr));
+        host[colon - addr] = '\0';
+        /* [::1]:6379 */
+        if (host[0] == '[' && host[colon - addr - 1] == ']') {
+            memmove(host, host + 1, (size_t) (colon - addr) - 2);
+            host[colon - addr - 2] = '\0';
+        }
+        rc = redisConnectWithTimeout(host, (int) port, tv);
+    }
+    if (rc == NULL || rc->err) {
+        fprintf(stderr, "%s: redis %s: %s\n", tool_name, addr,
+                rc ? rc->errstr : "out of memory");
+        redisFree(rc);
+        return NULL;
+    }
+    redisSetTimeout(rc, tv);
+    if (pw[0] != '\0') {
+        int n = 0;
+
+        argv[n++] = "AUTH";
+        if (opt->user != NULL) {
+            argv[n++] = opt->user;
+        }
+        argv[n++] = pw;
+        if (simple_command(rc, addr, "AUTH", n, argv) != 0) {
+            explicit_bzero(pw, sizeof(pw));
+            redisFree(rc);
+            return NULL;
+        }
+        explicit_bzero(pw, sizeof(pw));
+    }
+    if (opt->db != 0) {
+        snprintf(db, sizeof(db), "%ld", opt->db);
+        argv[0] = "SELECT";
+        argv[1] = db;
+        if (simple_command(rc, addr, "SELECT", 2, argv) != 0) {
+            redisFree(rc);
+            return NULL;
+        }
+    }
+    return rc;
+
+bad:
+    fprintf(stderr, "%s: bad --redis %s (HOST:PORT, [IPv6]:PORT or "
+            "unix:PATH)\n", tool_name, addr);
+    return NULL;
+}
+
+static const char *tz_given;
+
+int
+tool_set_tz(const char *zone)
+{
+    char err[256];
+
+    if (ca_time_set_zone(zone, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: %s\n", tool_name, err);
+        return -1;
+    }
+    tz_given = zone;
+    return 0;
+}
+
+int
+tool_version(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--") == 0) {
+            break;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("%s %s\n", tool_name, CA_VERSION);
+            return 1;
+        }
+    }
+    return 0;
+}
+
+const char *
+tool_tz_name(void)
+{
+    static char name[256];
+    const char *tz = getenv("TZ");
+    ssize_t     n;
+
+    if (tz_given != NULL) {
+        return tz_given;
+    }
+    if (tz != NULL && tz[0] != '\0') {
+        return tz[0] == ':' ? tz + 1 : tz;
+    }
+    n = readlink("/etc/localtime", name, sizeof(name) - 1);
+    if (n > 0) {
+        const char *p;
+
+        name[n] = '\0';
+        p = strstr(name, "zoneinfo/");
+        return p ? p + 9 : name;
+    }
+    return "UTC";
+}

@@ -1,0 +1,199 @@
+/* credit-consent revoke: mark a consent revoked in Redis. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/hiredis.h>
+
+#include "consent.h"
+#include "isotime.h"
+#include "token.h"
+#include "util.h"
+
+static const char usage_revoke[] =
+    "usage: credit-consent revoke (--jti ID | --token FILE|-)\n"
+    "         [--until T | --ttl SECONDS] [Redis options]\n"
+    "\n"
+    "Sets credit:revoked:<jti> in Redis, expiring at --until or after\n"
+    "--ttl when given.  --token reads the token (a file holding it, or -\n"
+    "for standard input) and takes its jti, and, unless --until or --ttl\n"
+    "is given, its exp as --until: the revocation lasts exactly as long as\n"
+    "the token could be used.  The\n"
+    "token's signature is not checked: revoking needs the Redis password,\n"
+    "not the token.  T is Unix seconds or ISO 8601\n"
+    "(2026-11-30T23:59:59+08:00).\n"
+    "\n"
+    "Redis options:\n"
+    TOOL_REDIS_HELP;
+
+/* jti and exp of the token in file ("-": standard input). */
+static int
+token_claims(const char *file, char *jti, size_t jlen, long long *exp)
+{
+    FILE       *f = NULL;
+    char        buf[CA_TOKEN_MAX * 2 + 2];
+    size_t      n;
+    char       *tok, *d1, *d2;
+    json_t     *claims = NULL, *j, *e;
+    int         rc = -1;
+
+    if (strcmp(file, "-") != 0) {
+        if ((f = fopen(file, "r")) == NULL) {
+            fprintf(stderr, "credit-consent: --token %s: %s\n", file,
+                    strerror(errno));
+            return -1;
+        }
+        n = fread(buf, 1, sizeof(buf) - 1, f);
+        fclose(f);
+        buf[n] = '\0';
+        tok = read_token(buf);
+    } else {
+        tok = read_token(NULL);
+    }
+    d1 = tok ? strchr(tok, '.') : NULL;
+    d2 = d1 ? strchr(d1 + 1, '.') : NULL;
+    if (d2 != NULL) {
+        claims = decode_part(d1 + 1, (size_t) (d2 - d1 - 1));
+    }
+    j = json_object_get(claims, "jti");
+    e = json_object_get(claims, "exp");
+    if (claims == NULL) {
+        fprintf(stderr, "credit-consent: --token %s: not a compact consent "
+                "token (header.claims.signature, base64url JSON)\n", file);
+    } else if (!json_is_string(j)
+               || !ca_is_token_chars(json_string_value(j), CA_JTI_MAX))
+    {
+        fprintf(stderr, "credit-consent: --token %s: the token has no "
+                "valid jti (1..64 characters of [A-Za-z0-9._-])\n", file);
+    } else if (!json_is_integer(e) || json_integer_value(e) <= 0) {
+        fprintf(stderr, "credit-consent: --token %s: the token has no "
+                "valid exp (Unix seconds)\n", file);
+    } else {
+        snprintf(jti, jlen, "%s", json_string_value(j));
+        *exp = (long long) json_integer_value(e);
+        rc = 0;
+    }
+    json_decref(claims);
+    free(tok);
+    return rc;
+}
+
+int
+cmd_revoke(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        TOOL_REDIS_LONGOPTS,
+        {"jti", required_argument, NULL, 'j'},
+        {"token", required_argument, NULL, 'T'},
+        {"until", required_argument, NULL, 'u'},
+        {"ttl", required_argument, NULL, 't'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char   *jti = NULL, *s_until = NULL, *s_ttl = NULL, *token = NULL;
+    long long     until = 0, ttl = 0;
+    char          key[128], num[32], tjti[CA_JTI_MAX + 1], err[400];
+    const char   *args[5];
+    size_t        nargs = 3;
+    tool_redis    ro;
+    redisContext *ctx;
+    redisReply   *reply;
+    int           c, rc = EXIT_USAGE;
+
+    tool_redis_init(&ro);
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (tool_redis_opt(&ro, c, optarg)) {
+        case 1:
+            continue;
+        case -1:
+            return EXIT_USAGE;
+        }
+        switch (c) {
+        case 'j': jti = optarg; break;
+        case 'T': token = optarg; break;
+        case 'u': s_until = optarg; break;
+        case 't': s_ttl = optarg; break;
+        case 'h': fputs(usage_revoke, stdout); return 0;
+        default: fputs(usage_revoke, stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        return usage_error(usage_revoke, "revoke: unexpected argument %s",
+                           argv[optind]);
+    }
+    if ((jti == NULL) == (token == NULL)) {
+        return usage_error(usage_revoke, "%s", "revoke: give --jti ID or "
+                           "--token FILE (one of them)");
+    }
+    if (s_until && s_ttl) {
+        return usage_error(usage_revoke, "%s", "--until or --ttl, not both");
+    }
+    if (jti != NULL && !ca_is_token_chars(jti, CA_JTI_MAX)) {
+        return usage_error(usage_revoke, "bad jti %s (1..64 characters of "
+                           "[A-Za-z0-9._-])", jti);
+    }
+    if (s_until) {
+        int64_t ms;
+
+        if (ca_time_parse(s_until, &ms, NULL, err, sizeof(err)) != 0) {
+            return usage_error(usage_revoke, "--until: %s", err);
+        }
+        until = (long long) (ms / 1000);
+    }
+    if (s_ttl && parse_i64(s_ttl, 1, &ttl) != 0) {
+        return usage_error(usage_revoke, "bad --ttl %s (seconds, at least "
+                           "1)", s_ttl);
+    }
+    if (token != NULL) {
+        long long  exp;
+
+        if (token_claims(token, tjti, sizeof(tjti), &exp) != 0) {
+            return EXIT_USAGE;
+        }
+        /* an explicit --until or --ttl wins over the token's exp */
+        if (s_until == NULL && s_ttl == NULL) {
+            s_until = "exp";
+            until = exp;
+        }
+        jti = tjti;
+    }
+
+    snprintf(key, sizeof(key), "credit:revoked:%s", jti);
+    args[0] = "SET";
+    args[1] = key;
+    args[2] = "1";
+    if (s_until || s_ttl) {
+        args[3] = s_until ? "EXAT" : "EX";
+        snprintf(num, sizeof(num), "%lld", s_until ? until : ttl);
+        args[4] = num;
+        nargs = 5;
+    }
+    if ((ctx = tool_redis_open(&ro)) == NULL) {
+        return EXIT_USAGE;
+    }
+    reply = redisCommandArgv(ctx, (int) nargs, args, NULL);
+    if (reply == NULL) {
+        fprintf(stderr, "credit-consent: redis: %s\n", ctx->errstr);
+    } else if (reply->type == REDIS_REPLY_STATUS
+               && strcmp(reply->str, "OK") == 0)
+    {
+        printf("revoked %s", jti);
+        if (s_until) {
+            char iso[48];
+
+            ca_time_format((int64_t) until * 1000, iso, sizeof(iso));
+            printf(" until %s", iso);
+        }
+        putchar('\n');
+        rc = 0;
+    } else {
+        fprintf(stderr, "credit-consent: redis: %s\n",
+                reply->type == REDIS_REPLY_ERROR ? reply->str
+                                                 : "unexpected reply");
+    }
+    freeReplyObject(reply);
+    redisFree(ctx);
+    return rc;
+}

@@ -1,0 +1,9 @@
+/* credit-policy's pieces (tools/credit-policy.c, tools/policy_*.c). */
+#ifndef CA_TOOLS_POLICY_H
+#define CA_TOOLS_POLICY_H
+
+/* 0 when nothing disclosed changes, 1 when something does (like diff(1)),
+ * 2 when a file cannot be loaded. */
+int policy_diff(const char *old_file, const char *new_file, int as_json);
+
+#endif
