@@ -190,6 +190,10 @@ def main():
               "/api/v1/enterprises/" + USCC + "/tax",
               "/api/v1/enterprises/91350100M000100Y4Z/environment"):
         write(out, "uscc", hashlib.sha256(s.encode()).hexdigest()[:12], s)
+    for s in ("1793462400", "2026-11", "2026-11-01", "2026-11-01T08:30Z",
+              "2026-11-01 08:30:15.250+08:00", "2026-02-28T23:59:59-0530",
+              "2026-11-01T00:00:00+08"):
+        write(out, "isotime", hashlib.sha256(s.encode()).hexdigest()[:12], s)
 
 
 if __name__ == "__main__":
