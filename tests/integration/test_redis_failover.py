@@ -434,3 +434,69 @@ def test_restart_without_persistence_is_a_discontinuity(rig):
     rc, out = verify_tool(red, rg.base.audit_pub)
     assert rc == 1 and "discontinuity" in out, out
     assert "intact" not in out.lower().replace("not intact", ""), out
+
+
+# ------------------------------------------------------------------------
+# Nothing silently dropped: anchors outside Redis
+
+def audit_tool(redis, pub, *args):
+    import subprocess
+    r = subprocess.run([str(S.ROOT / "build" / "bin" / "credit-audit"),
+                        *args, "--pubkey", str(pub), "--redis",
+                        redis.address], capture_output=True, text=True,
+                       timeout=60)
+    return r.returncode, r.stdout + r.stderr
+
+
+def test_anchor_catches_a_deleted_chain_and_a_cut_tail(rig):
+    rg = rig()
+    red = rg.redis()
+    pub = rg.base.audit_pub
+    env = rg.start_gateway(red, workers=1,
+                           audit_key=f"{rg.base.audit_key} interval=200ms")
+    for _ in range(6):
+        r, _ = get(env)
+        assert r.status_code == 200, r.text
+        get(env, tok="not-a-token")         # a refusal: chain 0
+    rg.gateway.stop()                       # every chain's final checkpoint
+    anchor = rg.dir / "anchor.json"
+    rc, out = audit_tool(red, pub, "anchor", "--out", str(anchor))
+    assert rc == 0 and anchor.exists(), out
+    rc, out = audit_tool(red, pub, "verify", "--anchor", str(anchor))
+    assert rc == 0 and "intact" in out, out
+
+    by_chain = {}
+    for e in entries(red):
+        by_chain.setdefault(e["chain"], []).append(e)
+    lane = next(c for c in sorted(by_chain) if not c.endswith("/0"))
+    zero = next(c for c in by_chain if c.endswith("/0"))
+    c = red.client()
+    # a whole lane chain XDEL'ed: what is left verifies on its own ...
+    c.xdel("credit:audit", *[e["_id"] for e in by_chain[lane]])
+    rc, out = audit_tool(red, pub, "verify")
+    assert rc == 0, out
+    # ... but not against the anchor
+    rc, out = audit_tool(red, pub, "verify", "--anchor", str(anchor))
+    assert rc == 1 and lane in out and "missing" in out, out
+    assert "NOT INTACT" in out
+
+    # chain 0's tail cut, its last checkpoint included
+    tail = [e["_id"] for e in by_chain[zero]][-3:]
+    c.xdel("credit:audit", *tail)
+    rc, out = audit_tool(red, pub, "verify", "--anchor", str(anchor),
+                         "--json")
+    assert rc == 1, out
+    import json as _json
+    doc = _json.loads(out)
+    missing = {m["chain"] for m in doc["anchors_missing"]}
+    assert missing == {lane, zero}, doc["anchors_missing"]
+    assert doc["intact"] is False
+
+    # not with --resume; a file that is not an anchor
+    rc, out = audit_tool(red, pub, "verify", "--anchor", str(anchor),
+                         "--resume", str(rg.dir / "r.json"))
+    assert rc == 2, out
+    bad = rg.dir / "bad.json"
+    bad.write_text("{}")
+    rc, out = audit_tool(red, pub, "verify", "--anchor", str(bad))
+    assert rc == 2 and "not an anchor file" in out, out
