@@ -500,3 +500,62 @@ def test_anchor_catches_a_deleted_chain_and_a_cut_tail(rig):
     bad.write_text("{}")
     rc, out = audit_tool(red, pub, "verify", "--anchor", str(bad))
     assert rc == 2 and "not an anchor file" in out, out
+
+
+# ------------------------------------------------------------------------
+# Failover to the replica (promoted by hand: REPLICAOF NO ONE), the issue's
+# "link cut, then failover" row: with durability=replicas:1 nothing
+# acknowledged is lost, a revocation stays, max_uses is never exceeded.
+
+def test_failover_after_a_link_cut_loses_nothing(rig):
+    rg = rig()
+    primary = rg.redis("primary", appendfsync="no", extra=FAST_SYNC)
+    replica = rg.replica(primary, appendfsync="no")
+    opts = "durability=replicas:1,timeout=300ms"
+    env = rg.start_gateway(primary, opts)
+
+    uses = "uses-" + uuid.uuid4().hex
+    tok_uses = env.token(jti=uses, max_uses=5)
+    revoked = "rev-" + uuid.uuid4().hex
+    tok_rev = env.token(jti=revoked)
+    out = revoke(primary, revoked, "--durability", "replicas:1,timeout=2000")
+    assert out.returncode == 0, out.stderr
+
+    ok, refused = [], 0
+    for i in range(8):
+        r, rid_ = get(env, tok_uses)
+        if r.status_code == 200:
+            ok.append(rid_)
+        if i == 2:
+            replica.pause()             # the replication link is cut
+        if i == 5:
+            replica.resume()
+    for _ in range(3):
+        r, rid_ = get(env)
+        if r.status_code == 200:
+            ok.append(rid_)
+        else:
+            refused += 1
+            refused_unavailable(r)
+    # while cut, nothing was answered 200 (WAIT counted no replica)
+    assert len(ok) <= 5 + 3
+
+    # the primary dies; the replica is promoted with what it has
+    primary.kill()
+    replica.client().replicaof("no", "one")
+    on_new = {e.get("rid") for e in entries(replica)
+              if e.get("event") == "decision"}
+    lost = [x for x in ok if x not in on_new]
+    assert not lost, f"{len(lost)} acknowledged decisions lost: {lost[:5]}"
+    assert replica.client().exists(f"credit:revoked:{revoked}") == 1
+    used = int(replica.client().get(f"credit:uses:{uses}") or 0)
+    assert used <= 5
+
+    # a gateway on the new primary: revoked stays revoked, uses stay used
+    rg.gateway.stop()
+    env = rg.start_gateway(replica, "durability=none")
+    r, _ = get(env, tok_rev)
+    problem(r, 403, "consent_revoked")
+    answered = sum(get(env, tok_uses)[0].status_code == 200
+                   for _ in range(7))
+    assert used + answered == 5, (used, answered)
