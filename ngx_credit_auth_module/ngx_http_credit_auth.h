@@ -132,6 +132,10 @@ typedef struct {
     ngx_str_t                   redis_unix;
     ngx_str_t                   redis_password;
     ngx_int_t                   redis_db;
+    /* sentinel=IP:PORT,...: the primary is asked of these (redis_host
+     * then names the first, so that "is Redis configured" holds) */
+    ngx_array_t                *sentinels;      /* of ..._sentinel_addr_t */
+    ngx_str_t                   sentinel_master;
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  command_timeout;
     ngx_uint_t                  max_inflight;
@@ -311,6 +315,19 @@ char *ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_credit_auth_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_credit_auth_core_log_handler(ngx_http_request_t *r);
 
+typedef struct {
+    u_char                      host[NGX_INET_ADDRSTRLEN + 1];
+    ngx_int_t                   port;
+} ngx_http_credit_auth_sentinel_addr_t;
+
+/* …_sentinel.c: the current primary, asked of the Sentinels in turn.
+ * host NULL: none of them knew. */
+typedef void (*ngx_http_credit_auth_found_pt)(const char *host, int port);
+
+void ngx_http_credit_auth_sentinel_ask(ngx_http_credit_auth_main_conf_t *mcf,
+    ngx_log_t *log, ngx_http_credit_auth_found_pt found);
+void ngx_http_credit_auth_sentinel_stop(void);
+
 /* …_redis.c: one async connection per worker */
 typedef void (*ngx_http_credit_auth_reply_pt)(void *data, void *reply);
 
@@ -335,6 +352,10 @@ ngx_uint_t ngx_http_credit_auth_redis_connecting(void);
 ngx_uint_t ngx_http_credit_auth_redis_inflight(void);
 /* Why this worker's connection is not ready, or a warning ("": none). */
 const char *ngx_http_credit_auth_redis_why(void);
+/* Drives a hiredis context from nginx's event loop: its connection, or
+ * NULL (the context is freed then). */
+ngx_connection_t *ngx_http_credit_auth_redis_attach(void *ac,
+    ngx_log_t *log);
 
 /* …_audit.c: the entries of a request */
 ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,

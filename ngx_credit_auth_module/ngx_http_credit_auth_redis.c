@@ -61,6 +61,9 @@ typedef struct {
     ca_redisinfo                       info;       /* of this connection */
     char                               why[256];   /* not ready, or a warning */
     char                               mine[40];   /* epoch offered */
+    char                               host[NGX_INET_ADDRSTRLEN + 1];
+    int                                port;       /* from Sentinel */
+    ngx_uint_t                         asking;     /* Sentinel, now */
     char                               epoch[40];  /* epoch seen ("": none) */
 } ngx_http_credit_auth_redis_t;
 
@@ -196,6 +199,10 @@ ngx_http_credit_auth_redis_schedule(void)
 {
     ngx_msec_t                     delay;
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    /* whatever went wrong, the next attempt asks Sentinel again: the
+     * primary may have moved (SPEC §7.1) */
+    rs->port = 0;
 
     /* whoever waited for this connection will not get it now */
     rs->hooks.changed();
@@ -451,6 +458,64 @@ ngx_http_credit_auth_redis_epoch_reply(redisAsyncContext *ac, void *r,
 }
 
 
+ngx_connection_t *
+ngx_http_credit_auth_redis_attach(void *ctx, ngx_log_t *log)
+{
+    ngx_connection_t   *c;
+    redisAsyncContext  *ac = ctx;
+
+    c = ngx_get_connection(ac->c.fd, log);
+    if (c == NULL) {
+        redisAsyncFree(ac);
+        return NULL;
+    }
+
+    c->data = ac;
+    c->log = log;
+    c->read->log = log;
+    c->write->log = log;
+
+    /* adapter first: hiredis adds a write event as the connect callback
+     * is installed */
+    ac->ev.data = c;
+    ac->ev.addRead = ngx_http_credit_auth_redis_add_read;
+    ac->ev.delRead = ngx_http_credit_auth_redis_del_read;
+    ac->ev.addWrite = ngx_http_credit_auth_redis_add_write;
+    ac->ev.delWrite = ngx_http_credit_auth_redis_del_write;
+    ac->ev.cleanup = ngx_http_credit_auth_redis_cleanup;
+
+    return c;
+}
+
+
+static void
+ngx_http_credit_auth_redis_found(const char *host, int port)
+{
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    rs->asking = 0;
+    if (rs->exiting) {
+        return;
+    }
+    if (host == NULL) {
+        ngx_snprintf((u_char *) rs->why, sizeof(rs->why) - 1,
+                     "no Sentinel knows the primary of \"%V\"%Z",
+                     &rs->mcf->sentinel_master);
+        ngx_http_credit_auth_redis_schedule();
+        return;
+    }
+    if (rs->port != port || ngx_strcmp(rs->host, host) != 0) {
+        ngx_log_error(NGX_LOG_NOTICE, rs->log, 0,
+                      "credit_auth: redis: Sentinel says the primary of "
+                      "\"%V\" is %s:%d", &rs->mcf->sentinel_master, host,
+                      port);
+    }
+    ngx_cpystrn((u_char *) rs->host, (u_char *) host, sizeof(rs->host));
+    rs->port = port;
+    ngx_http_credit_auth_redis_connect();
+}
+
+
 static void
 ngx_http_credit_auth_redis_connect(void)
 {
@@ -459,12 +524,22 @@ ngx_http_credit_auth_redis_connect(void)
     ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
     ngx_http_credit_auth_main_conf_t  *mcf = rs->mcf;
 
-    if (rs->exiting || rs->ac) {
+    if (rs->exiting || rs->ac || rs->asking) {
+        return;
+    }
+
+    if (mcf->sentinels && rs->port == 0) {
+        rs->asking = 1;
+        rs->last_attempt = ngx_current_msec;
+        ngx_http_credit_auth_sentinel_ask(mcf, rs->log,
+                                          ngx_http_credit_auth_redis_found);
         return;
     }
 
     if (mcf->redis_unix.len) {
         ac = redisAsyncConnectUnix((char *) mcf->redis_unix.data);
+    } else if (mcf->sentinels) {
+        ac = redisAsyncConnect(rs->host, rs->port);
     } else {
         ac = redisAsyncConnect((char *) mcf->redis_host.data,
                                (int) mcf->redis_port);
@@ -485,27 +560,12 @@ ngx_http_credit_auth_redis_connect(void)
         return;
     }
 
-    c = ngx_get_connection(ac->c.fd, rs->log);
+    c = ngx_http_credit_auth_redis_attach(ac, rs->log);
     if (c == NULL) {
-        redisAsyncFree(ac);
         ngx_http_credit_auth_redis_schedule();
         return;
     }
-
-    c->data = ac;
-    c->log = rs->log;
-    c->read->log = rs->log;
-    c->write->log = rs->log;
     rs->conn = c;
-
-    /* adapter first: hiredis adds a write event as the connect callback
-     * is installed */
-    ac->ev.data = c;
-    ac->ev.addRead = ngx_http_credit_auth_redis_add_read;
-    ac->ev.delRead = ngx_http_credit_auth_redis_del_read;
-    ac->ev.addWrite = ngx_http_credit_auth_redis_add_write;
-    ac->ev.delWrite = ngx_http_credit_auth_redis_del_write;
-    ac->ev.cleanup = ngx_http_credit_auth_redis_cleanup;
 
     rs->ac = ac;
     rs->ready = 0;
@@ -780,7 +840,7 @@ ngx_http_credit_auth_redis_connecting(void)
         ngx_http_credit_auth_redis_connect();
     }
 
-    return rs->ac != NULL;
+    return rs->ac != NULL || rs->asking;
 }
 
 
@@ -835,6 +895,7 @@ ngx_http_credit_auth_redis_exit_process(void)
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
     rs->exiting = 1;
+    ngx_http_credit_auth_sentinel_stop();
 
     if (rs->reconnect.timer_set) {
         ngx_del_timer(&rs->reconnect);

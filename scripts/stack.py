@@ -678,6 +678,54 @@ class Redis:
         return self.start()
 
 
+class Sentinel(Redis):
+    """`redis-server --sentinel` watching `master` (a Redis) as `name`, with
+    short timeouts for tests: down after 500 ms."""
+
+    def __init__(self, directory, master, name="credit", quorum=2,
+                 down_after_ms=500, failover_timeout_ms=2000):
+        super().__init__(directory)
+        self.master, self.name, self.quorum = master, name, quorum
+        self.down_after_ms = down_after_ms
+        self.failover_timeout_ms = failover_timeout_ms
+
+    def render(self):
+        m = self.name
+        return "\n".join([
+            "bind 127.0.0.1",
+            f"port {self.port}",
+            f"dir {self.dir}",
+            "daemonize no",
+            f"logfile {self.log}",
+            f"sentinel monitor {m} 127.0.0.1 {self.master.port} "
+            f"{self.quorum}",
+            f"sentinel down-after-milliseconds {m} {self.down_after_ms}",
+            f"sentinel failover-timeout {m} {self.failover_timeout_ms}",
+            f"sentinel parallel-syncs {m} 1",
+        ]) + "\n"
+
+    def start(self, timeout=10):
+        self.conf.write_text(self.render())
+        self.proc = subprocess.Popen([REDIS_SERVER, str(self.conf),
+                                      "--sentinel"],
+                                     stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        if not _wait(self.ping, timeout):
+            self.stop()
+            raise RuntimeError("sentinel did not start:\n" + tail(self.log))
+        return self
+
+    def primary(self):
+        """(host, port) the Sentinel names now, or None."""
+        try:
+            r = self.client(socket_connect_timeout=0.5).execute_command(
+                "SENTINEL", "get-master-addr-by-name", self.name)
+            return (r[0], int(r[1])) if r else None
+        except Exception:
+            return None
+
+
 def asan_env(directory):
     env = {}
     if asan_enabled():

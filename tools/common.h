@@ -17,7 +17,8 @@
 /* getopt_long values, above any short option and any tool's own */
 enum {
     TOOL_OPT_REDIS = 1000, TOOL_OPT_USER, TOOL_OPT_PASSWORD_FILE,
-    TOOL_OPT_PASSWORD, TOOL_OPT_DB, TOOL_OPT_TZ
+    TOOL_OPT_PASSWORD, TOOL_OPT_DB, TOOL_OPT_TZ, TOOL_OPT_SENTINEL,
+    TOOL_OPT_MASTER
 };
 
 #define TOOL_REDIS_LONGOPTS \
@@ -25,7 +26,9 @@ enum {
     {"user", required_argument, NULL, TOOL_OPT_USER}, \
     {"password-file", required_argument, NULL, TOOL_OPT_PASSWORD_FILE}, \
     {"password", required_argument, NULL, TOOL_OPT_PASSWORD}, \
-    {"db", required_argument, NULL, TOOL_OPT_DB}
+    {"db", required_argument, NULL, TOOL_OPT_DB}, \
+    {"sentinel", required_argument, NULL, TOOL_OPT_SENTINEL}, \
+    {"master", required_argument, NULL, TOOL_OPT_MASTER}
 
 #define TOOL_REDIS_HELP \
     "  --redis HOST:PORT|unix:PATH   Redis (default 127.0.0.1:6379)\n" \
@@ -33,7 +36,11 @@ enum {
     "  --password-file FILE          Redis password: the file's first line\n" \
     "                                (else $CREDIT_REDIS_PASSWORD; never\n" \
     "                                on the command line)\n" \
-    "  --db N                        Redis database (SELECT N, default 0)\n"
+    "  --db N                        Redis database (SELECT N, default 0)\n" \
+    "  --sentinel HOST:PORT[,...] --master NAME\n" \
+    "                                ask these Sentinels for the primary\n" \
+    "                                of NAME (instead of --redis); it must\n" \
+    "                                say role master\n"
 
 #define TOOL_TZ_HELP \
     "  --tz ZONE                     zone for times read and shown\n" \
@@ -45,6 +52,8 @@ typedef struct {
     const char *user;
     const char *password_file;
     long        db;
+    const char *sentinel;           /* "HOST:PORT,..." or NULL */
+    const char *master;
 } tool_redis;
 
 /* The tool's name for messages ("credit-audit"). */

@@ -57,8 +57,9 @@ class Rig:
             S.tail(r.log)
         return r
 
-    def start_gateway(self, redis, opts="", workers=1, **kw):
-        addr = redis.directive_value() + (" " + opts if opts else "")
+    def start_gateway(self, redis, opts="", workers=1, addr=None, **kw):
+        addr = addr or redis.directive_value() + (" " + opts if opts
+                                                  else "")
         self.gateway = self.base.make_gateway(
             S.workdir(S.subdir(self.dir, "gw")), redis_addr=addr,
             workers=workers, **kw)
@@ -559,3 +560,126 @@ def test_failover_after_a_link_cut_loses_nothing(rig):
     answered = sum(get(env, tok_uses)[0].status_code == 200
                    for _ in range(7))
     assert used + answered == 5, (used, answered)
+
+
+# ------------------------------------------------------------------------
+# Sentinel: the gateway follows the primary
+
+def test_sentinel_failover_after_kill(rig):
+    """Primary kill -9; three Sentinels promote a replica; the gateway asks
+    them again once the connection is lost and follows, with no reload.
+    durability=replicas:1 with two replicas: nothing answered 200 is
+    missing on the survivor, which still has a replica for WAIT.  Prints
+    the figures of the issue's table."""
+    rg = rig()
+    primary = rg.redis("primary", extra=FAST_SYNC)
+    replica = rg.replica(primary)
+    replica2 = rg.replica(primary, name="replica2")
+    sentinels = [S.Sentinel(S.subdir(rg.dir, f"s{i}"), primary).start()
+                 for i in range(3)]
+    rg.redises += sentinels
+    assert wait_for(lambda: all(s.primary() == ("127.0.0.1", primary.port)
+                                for s in sentinels), 10)
+    addrs = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+    env = rg.start_gateway(primary, addr=f"sentinel={addrs} master=credit "
+                           "durability=replicas:1,timeout=1s "
+                           "connect_timeout=300ms command_timeout=1s")
+    assert "Sentinel says the primary" in rg.log() or \
+        wait_for(lambda: "Sentinel says the primary" in rg.log(), 5)
+
+    ok = []
+    for _ in range(5):
+        r, rid_ = get(env)
+        assert r.status_code == 200, r.text
+        ok.append(rid_)
+
+    t_kill = time.monotonic()
+    primary.kill()
+    t_switch = t_first = None
+    refused = 0
+    while time.monotonic() - t_kill < 30:
+        if t_switch is None and any(s.primary() not in
+                                    (None, ("127.0.0.1", primary.port))
+                                    for s in sentinels):
+            t_switch = time.monotonic()
+        r, rid_ = get(env)
+        if r.status_code == 200:
+            ok.append(rid_)
+            if t_first is None:
+                t_first = time.monotonic()
+            if len(ok) >= 10:
+                break
+        else:
+            refused += 1
+            refused_unavailable(r)
+        time.sleep(0.05)
+    assert t_switch, "Sentinel did not promote the replica"
+    assert t_first, "the gateway never answered 200 again:\n" + \
+        rg.log()[-3000:]
+    # under load Sentinel may fail over again (back to the old primary,
+    # restarted with its AOF): whichever survives must hold every 200
+    final = wait_for(lambda: sentinels[0].primary(), 5)
+    survivor = {replica.port: replica, replica2.port: replica2}[final[1]]
+    assert survivor.client().info("replication")["role"] == "master"
+    assert f"Sentinel says the primary of \"credit\" is 127.0.0.1:" \
+        f"{survivor.port}" in rg.log()
+
+    on_new = {e.get("rid") for e in entries(survivor)
+              if e.get("event") == "decision"}
+    lost = [x for x in ok if x not in on_new]
+    print(f"\nsentinel failover: switch {t_switch - t_kill:.2f}s after "
+          f"kill, first 200 {t_first - t_kill:.2f}s after kill "
+          f"({t_first - t_switch:.2f}s after the switch), {refused} "
+          f"requests refused meanwhile, {len(lost)} of {len(ok)} "
+          "acknowledged decisions lost")
+    assert not lost, lost
+
+    # the tools follow Sentinel too
+    jti = "rev-" + uuid.uuid4().hex
+    out = revoke(survivor, jti, "--sentinel", addrs, "--master", "credit",
+                 "--durability", "replicas:1,timeout=2000")
+    assert out.returncode == 0, out.stderr
+    assert survivor.client().exists(f"credit:revoked:{jti}") == 1
+    r, _ = get(env, env.token(jti=jti))
+    problem(r, 403, "consent_revoked")
+    out = revoke(survivor, jti, "--sentinel", f"127.0.0.1:{S.free_port()}",
+                 "--master", "credit")
+    assert out.returncode == 2 and "no Sentinel knows" in out.stderr, \
+        out.stderr
+    rc, out = audit_tool(survivor, rg.base.audit_pub, "verify",
+                         "--sentinel", addrs, "--master", "credit")
+    assert rc in (0, 1) and "chain" in out, out
+
+
+def test_sentinel_directive_errors(rig):
+    rg = rig()
+    red = rg.redis()
+    for addr, msg in [
+            ("sentinel=127.0.0.1:1", "sentinel= needs master=NAME"),
+            ("sentinel=localhost:26379 master=m",
+             'sentinel "localhost:26379" is not IPv4-address:port'),
+            ("sentinel=127.0.0.1 master=m",
+             'sentinel "127.0.0.1" is not IPv4-address:port'),
+            ("sentinel=127.0.0.1:0 master=m",
+             'sentinel "127.0.0.1:0" is not IPv4-address:port'),
+            ("sentinel= master=m", "empty sentinel list")]:
+        gw = rg.base.make_gateway(S.workdir(S.subdir(rg.dir, "gw")),
+                                  redis_addr=addr)
+        rc, out = S.nginx_t(gw.render())
+        assert rc != 0 and msg in out, (addr, out)
+
+
+def test_sentinel_that_knows_nothing(rig):
+    """Sentinels that do not know the master, or are not there: no
+    primary, every allow refused, the status page says why."""
+    rg = rig()
+    red = rg.redis()
+    s = S.Sentinel(S.subdir(rg.dir, "s0"), red).start()
+    rg.redises.append(s)
+    env = rg.start_gateway(red, addr=f"sentinel=127.0.0.1:{s.port},"
+                           f"127.0.0.1:{S.free_port()} master=other")
+    r, _ = get(env)
+    refused_unavailable(r)
+    assert wait_for(lambda: "no Sentinel knows the primary of \"other\"" in
+                    rg.status()["redis"]["state"], 5), rg.status()
+    assert "master unknown" in rg.log()
