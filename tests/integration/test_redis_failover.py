@@ -99,6 +99,10 @@ class Rig:
                 r.stop()
             except Exception:
                 pass
+        # alerts are expected here (cluster, lost data); crashes never
+        self.problems = [] if self.gateway is None else \
+            [l for l in self.gateway.log_problems()
+             if "[alert]" not in l]
         if not os.environ.get("CREDIT_AUTH_KEEP"):
             shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -112,8 +116,11 @@ def rig(base):
         made.append(r)
         return r
     yield factory
+    problems = []
     for r in made:
         r.stop()
+        problems += r.problems
+    assert not problems, "gateway error log:\n" + "\n".join(problems)
 
 
 def rid(tag="r"):
