@@ -300,8 +300,10 @@ def test_demoted_primary_is_left_and_found_again(rig):
 
 def test_cluster_node_is_refused_loudly(rig):
     rg = rig()
-    red = rg.redis(extra=["cluster-enabled yes",
-                          "cluster-config-file nodes.conf"])
+    # the cluster bus listens on port + 10000: a port that leaves room
+    port = next(p for p in iter(S.free_port, None) if p <= 55535)
+    red = rg.redis(port=port, extra=["cluster-enabled yes",
+                                     "cluster-config-file nodes.conf"])
     env = rg.start_gateway(red, "durability=none")
     r, _ = get(env)
     refused_unavailable(r)
