@@ -641,6 +641,9 @@ def test_reload_while_redis_read_only_then_drains(faults):
         time.sleep(5.5)                 # the new workers adopt the spools
     finally:
         r.execute_command("REPLICAOF", "NO", "ONE")
+    # a replica was left (SPEC §7.1): the workers find the primary again
+    # on their next attempt, within their backoff
+    assert fs.wait_redis_seen(True, timeout=15), fs.log_tail()
 
     allowed, refusals = [], []
     for i in range(150):
