@@ -479,9 +479,14 @@ ngx_http_credit_auth_verify(ngx_http_request_t *r,
                                &kid_len) != 0)
     {
         /* the file alone, or no kid to look up: the verifier says why */
-        return ca_token_verify((char *) token->data, token->len, mcf->keys,
-                               &mcf->policy->token, ctx->claims,
-                               ctx->detail, sizeof(ctx->detail));
+        reason = ca_token_verify((char *) token->data, token->len,
+                                 mcf->keys, &mcf->policy->token,
+                                 ctx->claims, ctx->detail,
+                                 sizeof(ctx->detail));
+        if (reason == CA_OK) {
+            ngx_http_credit_auth_cache_put(sha, ctx->claims);
+        }
+        return reason;
     }
 
     if (ngx_http_credit_auth_key_find(r, ctx, kid, kid_len, &key,
