@@ -10,6 +10,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -423,6 +424,9 @@ ca_key_from_jwk(json_t *jwk, const char *file, const char *jpath,
 
     key->pkey = ca_jwk_to_pkey(kty, jwk, key->alg, file, jpath, err);
     if (key->pkey == NULL) {
+        /* reported through err; left queued, OpenSSL's errors would be
+         * blamed on the next TLS call of a gateway reading the registry */
+        ERR_clear_error();
         return -1;
     }
     key->pem = pkey_to_pem(key->pkey, &key->pem_len);
