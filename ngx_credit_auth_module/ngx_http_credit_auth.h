@@ -319,6 +319,7 @@ ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
 void ngx_http_credit_auth_audit_redis_changed(void);
+void ngx_http_credit_auth_wake_handler(ngx_event_t *ev);
 
 /* …_writer.c: the worker's audit writer.  NGX_AGAIN: the waiter is told;
  * NGX_OK: spooled now; NGX_ERROR: neither. */

@@ -31,6 +31,23 @@ static ngx_event_t   ngx_http_credit_auth_poll_ev;
 static ngx_uint_t    ngx_http_credit_auth_polling;
 
 
+/* NAME=T in seconds, 1..max; NGX_ERROR otherwise. */
+static time_t
+ngx_http_credit_auth_param_sec(ngx_str_t *arg, size_t skip, time_t max)
+{
+    time_t     t;
+    ngx_str_t  v;
+
+    v.data = arg->data + skip;
+    v.len = arg->len - skip;
+    t = ngx_parse_time(&v, 1);
+    if (t == (time_t) NGX_ERROR || t < 1 || t > max) {
+        return NGX_ERROR;
+    }
+    return t;
+}
+
+
 /* credit_auth_key_registry on [cache=N] [ttl=S] [negative_ttl=S]
  * [poll=MS] */
 char *
@@ -71,10 +88,8 @@ ngx_http_credit_auth_key_registry(ngx_conf_t *cf, ngx_command_t *cmd,
         }
 
         if (ngx_strncmp(value[i].data, "ttl=", 4) == 0) {
-            v.data = value[i].data + 4;
-            v.len = value[i].len - 4;
-            t = ngx_parse_time(&v, 1);
-            if (t == (time_t) NGX_ERROR || t < 1 || t > 86400) {
+            t = ngx_http_credit_auth_param_sec(&value[i], 4, 86400);
+            if (t == NGX_ERROR) {
                 goto invalid;
             }
             mcf->keyreg_ttl = t;
@@ -82,10 +97,8 @@ ngx_http_credit_auth_key_registry(ngx_conf_t *cf, ngx_command_t *cmd,
         }
 
         if (ngx_strncmp(value[i].data, "negative_ttl=", 13) == 0) {
-            v.data = value[i].data + 13;
-            v.len = value[i].len - 13;
-            t = ngx_parse_time(&v, 1);
-            if (t == (time_t) NGX_ERROR || t < 1 || t > 3600) {
+            t = ngx_http_credit_auth_param_sec(&value[i], 13, 3600);
+            if (t == NGX_ERROR) {
                 goto invalid;
             }
             mcf->keyreg_negative_ttl = t;
@@ -221,18 +234,6 @@ ngx_http_credit_auth_keyreg_exit_process(void)
 /* --- fetching one kid ------------------------------------------------- */
 
 static void
-ngx_http_credit_auth_key_wake_handler(ngx_event_t *ev)
-{
-    ngx_http_request_t  *r = ev->data;
-    ngx_connection_t    *c = r->connection;
-
-    r->main->count--;
-    ngx_http_core_run_phases(r);
-    ngx_http_run_posted_requests(c);
-}
-
-
-static void
 ngx_http_credit_auth_key_wake(ngx_http_credit_auth_ctx_t *ctx)
 {
     ctx->key_waiting = 0;
@@ -332,7 +333,7 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
         cln->handler = ngx_http_credit_auth_key_gone;
         cln->data = ctx;
         ctx->key_cleanup = 1;
-        ctx->key_wake.handler = ngx_http_credit_auth_key_wake_handler;
+        ctx->key_wake.handler = ngx_http_credit_auth_wake_handler;
         ctx->key_wake.data = r;
         ctx->key_wake.log = r->connection->log;
     }
