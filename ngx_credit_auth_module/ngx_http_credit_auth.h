@@ -42,6 +42,15 @@
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  6
 #define NGX_HTTP_CREDIT_AUTH_WRITERS         64
 
+/* Latency histograms: upper bounds in microseconds, then +Inf. */
+#define NGX_HTTP_CREDIT_AUTH_BUCKET_BOUNDS                                   \
+    250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,         \
+    500000, 1000000, 2500000, 5000000, 10000000
+#define NGX_HTTP_CREDIT_AUTH_BUCKETS         16
+#define NGX_HTTP_CREDIT_AUTH_HIST_DECISION   0
+#define NGX_HTTP_CREDIT_AUTH_HIST_UPSTREAM   1
+#define NGX_HTTP_CREDIT_AUTH_HISTS           2
+
 
 /* What a worker's audit writer reports (…_writer.c -> …_zone.c). */
 typedef struct {
@@ -68,6 +77,14 @@ typedef struct {
 } ngx_http_credit_auth_label_t;
 
 
+/* Per bucket, not cumulative: the status page adds them up. */
+typedef struct {
+    ngx_atomic_t                bucket[NGX_HTTP_CREDIT_AUTH_BUCKETS];
+    ngx_atomic_t                count;
+    ngx_atomic_t                sum_us;
+} ngx_http_credit_auth_hist_t;
+
+
 /* A verified token: keyed by the SHA-256 of its bytes. */
 typedef struct {
     ngx_rbtree_node_t           node;       /* key: first bytes of sha */
@@ -90,6 +107,7 @@ typedef struct {
     ngx_atomic_t                cache_misses;
     ngx_atomic_t                cache_entries;
     ngx_atomic_t                cache_evictions;
+    ngx_http_credit_auth_hist_t   hist[NGX_HTTP_CREDIT_AUTH_HISTS];
     ngx_rbtree_t                cache;
     ngx_rbtree_node_t           cache_sentinel;
     void                       *keycache;       /* …_keycache.c */
@@ -155,6 +173,7 @@ typedef struct {
     size_t                      max_body;
     ngx_http_complex_value_t   *client_cert;    /* RFC 9440, off if NULL */
     ngx_array_t                *pass_headers;   /* of ngx_str_t, lowercase */
+    ngx_str_t                   realm;          /* of WWW-Authenticate */
 } ngx_http_credit_auth_loc_conf_t;
 
 
@@ -211,6 +230,8 @@ typedef struct {
     unsigned                    decided:1;      /* decision entry written */
     unsigned                    core:1;         /* refused by nginx itself */
     unsigned                    redirected:1;   /* internally, after us */
+    unsigned                    logged:1;       /* its refusal */
+    uint64_t                    start_us;       /* access phase, monotonic */
 
     const ca_category          *category;
     char                        uscc[19];
@@ -242,6 +263,7 @@ typedef struct {
     char                       *disclosed;
     char                       *masked;
     size_t                      withheld;
+    const char                 *disclosure;     /* X-Credit-Disclosure */
 } ngx_http_credit_auth_ctx_t;
 
 
@@ -253,6 +275,8 @@ ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_get_ctx(
     ngx_http_request_t *r);
 ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
+ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_find_ctx(
+    ngx_http_request_t *r);
 
 /* …_response.c: what the gateway answers of its own */
 ngx_int_t ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
@@ -263,6 +287,10 @@ ngx_table_elt_t *ngx_http_credit_auth_add_header(ngx_http_request_t *r,
     const char *key, ngx_str_t *value);
 ngx_int_t ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
+ngx_int_t ngx_http_credit_auth_www_authenticate(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ngx_str_t *value);
+char *ngx_http_credit_auth_realm(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* …_headers.c: what crosses besides the body (SPEC §2.1) */
 ngx_table_elt_t *ngx_http_credit_auth_header(ngx_http_request_t *r,
@@ -354,6 +382,8 @@ void ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx);
 void ngx_http_credit_auth_count_reason(ca_reason reason);
 void ngx_http_credit_auth_zone_writer(
     const ngx_http_credit_auth_wstate_t *ws);
+uint64_t ngx_http_credit_auth_now_us(void);
+void ngx_http_credit_auth_observe(ngx_uint_t hist, uint64_t us);
 
 /* …_cache.c: verified-token cache */
 ngx_int_t ngx_http_credit_auth_cache_get(const u_char sha[32],
@@ -389,6 +419,9 @@ void ngx_http_credit_auth_keyreg_exit_process(void);
 ngx_int_t ngx_http_credit_auth_key_find(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, const char *kid, size_t len,
     const ca_key **key, ca_reason *reason);
+
+/* …_variables.c */
+ngx_int_t ngx_http_credit_auth_add_variables(ngx_conf_t *cf);
 
 /* …_status.c */
 char *ngx_http_credit_auth_status(ngx_conf_t *cf, ngx_command_t *cmd,
