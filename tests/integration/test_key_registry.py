@@ -162,6 +162,8 @@ def test_revoke_reaches_two_gateways_within_a_second_cached_tokens_too(reg):
                 if r.status_code == 401:
                     refused[i] = time.monotonic() - t0
                     problem(r, 401, "key_revoked")
+                    assert 'error="invalid_token"' in \
+                        r.headers["WWW-Authenticate"]
         time.sleep(0.01)
     assert len(refused) == 2, refused
     assert max(refused.values()) < 1.0, refused
