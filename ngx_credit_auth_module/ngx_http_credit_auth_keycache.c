@@ -8,8 +8,10 @@
  * ("epoch") it was fetched under: when the poller (…_keyreg.c) sees the
  * version move, every entry is stale at once, so that a revocation reaches
  * the keys and, through them, the verified-token cache.  Unknown kids are
- * cached too (found = 0), for the short negative TTL.  Bounded by the
- * directive's cache= and by the zone: the least recently used go first.
+ * cached too (found = 0), for the short negative TTL, in their own LRU
+ * and at most a quarter of the entries.  Bounded by the directive's cache=
+ * and by the zone: the least recently used go first, unknown kids before
+ * keys.
  */
 #include "ngx_http_credit_auth.h"
 
@@ -34,8 +36,10 @@ typedef struct {
 typedef struct {
     ngx_rbtree_t                tree;
     ngx_rbtree_node_t           sentinel;
-    ngx_queue_t                 lru;
+    ngx_queue_t                 lru;            /* keys found */
+    ngx_queue_t                 neg_lru;        /* unknown, malformed */
     ngx_uint_t                  entries;
+    ngx_uint_t                  negatives;
     uint64_t                    epoch;          /* registry version seen */
 } ngx_http_credit_auth_keycache_t;
 
@@ -124,6 +128,7 @@ ngx_http_credit_auth_keycache_init_process(ngx_cycle_t *cycle,
             ngx_rbtree_init(&kc->tree, &kc->sentinel,
                             ngx_http_credit_auth_key_insert);
             ngx_queue_init(&kc->lru);
+            ngx_queue_init(&kc->neg_lru);
             sh->keycache = kc;
         }
 
@@ -174,8 +179,24 @@ ngx_http_credit_auth_key_remove(ngx_http_credit_auth_keycache_t *kc,
 {
     ngx_rbtree_delete(&kc->tree, &kn->node);
     ngx_queue_remove(&kn->lru);
-    ngx_slab_free_locked(shpool, kn);
     kc->entries--;
+    kc->negatives -= !kn->found;
+    ngx_slab_free_locked(shpool, kn);
+}
+
+
+/* The least recently used entry of q; unknown kids go before keys. */
+static ngx_uint_t
+ngx_http_credit_auth_key_evict(ngx_http_credit_auth_keycache_t *kc,
+    ngx_slab_pool_t *shpool, ngx_queue_t *q)
+{
+    if (ngx_queue_empty(q)) {
+        return 0;
+    }
+    ngx_http_credit_auth_key_remove(kc, shpool,
+        ngx_queue_data(ngx_queue_last(q), ngx_http_credit_auth_key_node_t,
+                       lru));
+    return 1;
 }
 
 
@@ -212,7 +233,8 @@ ngx_http_credit_auth_keycache_get(const char *kid, ngx_uint_t allow_stale,
             info->malformed = kn->malformed;
             info->meta = kn->meta;
             ngx_queue_remove(&kn->lru);
-            ngx_queue_insert_head(&kc->lru, &kn->lru);
+            ngx_queue_insert_head(kn->found ? &kc->lru : &kc->neg_lru,
+                                  &kn->lru);
             rc = NGX_OK;
         }
     }
@@ -298,7 +320,6 @@ ngx_http_credit_auth_keycache_put(const char *kid, uint64_t epoch,
 {
     size_t                             size;
     ngx_uint_t                         tries;
-    ngx_queue_t                       *q;
     ngx_slab_pool_t                   *shpool;
     ngx_http_credit_auth_keycache_t   *kc;
     ngx_http_credit_auth_key_node_t   *kn;
@@ -341,19 +362,25 @@ ngx_http_credit_auth_keycache_put(const char *kid, uint64_t epoch,
         ngx_http_credit_auth_key_remove(kc, shpool, kn);
     }
 
-    while (kc->entries >= mcf->keyreg_entries && !ngx_queue_empty(&kc->lru)) {
-        q = ngx_queue_last(&kc->lru);
-        ngx_http_credit_auth_key_remove(kc, shpool,
-            ngx_queue_data(q, ngx_http_credit_auth_key_node_t, lru));
-    }
+    /* A flood of made-up kids fills at most a quarter of the cache: it
+     * can never push the keys in use out. */
+    while (meta == NULL
+           && kc->negatives >= ngx_max(mcf->keyreg_entries / 4, 1)
+           && ngx_http_credit_auth_key_evict(kc, shpool, &kc->neg_lru))
+    { /* void */ }
+
+    while (kc->entries >= mcf->keyreg_entries
+           && (ngx_http_credit_auth_key_evict(kc, shpool, &kc->neg_lru)
+               || ngx_http_credit_auth_key_evict(kc, shpool, &kc->lru)))
+    { /* void */ }
 
     kn = ngx_slab_alloc_locked(shpool, size);
-    for (tries = 0; kn == NULL && tries < 8 && !ngx_queue_empty(&kc->lru);
-         tries++)
-    {
-        q = ngx_queue_last(&kc->lru);
-        ngx_http_credit_auth_key_remove(kc, shpool,
-            ngx_queue_data(q, ngx_http_credit_auth_key_node_t, lru));
+    for (tries = 0; kn == NULL && tries < 8; tries++) {
+        if (!ngx_http_credit_auth_key_evict(kc, shpool, &kc->neg_lru)
+            && !ngx_http_credit_auth_key_evict(kc, shpool, &kc->lru))
+        {
+            break;
+        }
         kn = ngx_slab_alloc_locked(shpool, size);
     }
 
@@ -372,8 +399,9 @@ ngx_http_credit_auth_keycache_put(const char *kid, uint64_t epoch,
             ngx_memcpy(kn->record, rec, len);
         }
         ngx_rbtree_insert(&kc->tree, &kn->node);
-        ngx_queue_insert_head(&kc->lru, &kn->lru);
+        ngx_queue_insert_head(meta ? &kc->lru : &kc->neg_lru, &kn->lru);
         kc->entries++;
+        kc->negatives += (meta == NULL);
     }
 
     ngx_shmtx_unlock(&shpool->mutex);

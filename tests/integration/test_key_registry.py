@@ -4,11 +4,13 @@ gateway without a reload, key_revoked through the verified-token cache,
 bounded Redis traffic for unknown kids, Redis down, malformed records,
 and credit-consent key."""
 
+import contextlib
 import json
 import os
 import secrets
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -98,6 +100,27 @@ def until(pred, timeout, interval=0.02):
         time.sleep(interval)
 
 
+@contextlib.contextmanager
+def record_gets(reg):
+    """The registry GETs Redis receives meanwhile (MONITOR)."""
+    seen, mark = [], "gets-done-" + secrets.token_hex(4)
+
+    def watch(m):
+        for cmd in m.listen():
+            c = cmd.get("command", "")
+            if c.startswith("GET credit:key:"):
+                seen.append(c)
+            if c == f"PING {mark}":
+                return
+    with reg.r().monitor() as m:
+        t = threading.Thread(target=watch, args=(m,), daemon=True)
+        t.start()
+        time.sleep(0.2)
+        yield seen
+        reg.r().execute_command("PING", mark)
+        t.join(5)
+
+
 def status_of(r):
     if r.status_code == 200:
         return (200, None)
@@ -179,32 +202,40 @@ def test_unknown_kid_flood_costs_bounded_redis_traffic(reg):
     gw = reg.gws[0]
     priv = S.generate_key("ES256")
     kids = [f"flood-{i}-{secrets.token_hex(3)}" for i in range(5)]
-    mon = reg.r().monitor()
-    seen = []
-    import threading
-
-    def watch():
-        with mon as m:
-            for cmd in m.listen():
-                c = cmd.get("command", "")
-                if c.startswith("GET credit:key:"):
-                    seen.append(c)
-                if c == "PING flood-done":
-                    return
-    t = threading.Thread(target=watch, daemon=True)
-    t.start()
-    time.sleep(0.2)
-    for _ in range(10):
-        for kid in kids:
-            problem(reg.get(gw, priv, kid), 401, "kid_unknown")
-    reg.r().execute_command("PING", "flood-done")
-    t.join(5)
-    # 50 requests, 5 distinct kids: one GET each (the negative TTL is 2 s)
-    assert 1 <= len(seen) <= len(kids), seen
+    t0 = time.monotonic()
+    with record_gets(reg) as seen:
+        for _ in range(10):
+            for kid in kids:
+                problem(reg.get(gw, priv, kid), 401, "kid_unknown")
+    # 50 requests, 5 distinct kids: one GET each per negative TTL (2 s)
+    rounds = 1 + int((time.monotonic() - t0) // 2)
+    assert len(kids) <= len(seen) <= len(kids) * rounds, seen
     # a kid no record can have costs nothing
-    before = len(seen)
-    problem(reg.get(gw, priv, "bad{kid}"), 401, "kid_unknown")
-    assert len(seen) == before
+    with record_gets(reg) as none:
+        problem(reg.get(gw, priv, "bad{kid}"), 401, "kid_unknown")
+    assert none == []
+
+
+def test_unknown_kid_flood_cannot_evict_keys_in_use(env):
+    """cache=8: twenty made-up kids take at most two entries; the key in
+    use stays cached (no GET of its record afterwards)."""
+    reg = Registry(env, n=1, registry="on cache=8 ttl=30s negative_ttl=30s")
+    try:
+        gw = reg.gws[0]
+        priv, _ = reg.new_key("kept")
+        time.sleep(0.3)
+        assert reg.get(gw, priv, "kept").status_code == 200
+        with record_gets(reg) as flood:
+            for i in range(20):
+                problem(reg.get(gw, priv, f"made-up-{i}"), 401,
+                        "kid_unknown")
+        assert len(flood) == 20, flood
+        with record_gets(reg) as seen:
+            for _ in range(3):
+                assert reg.get(gw, priv, "kept").status_code == 200
+        assert seen == [], seen
+    finally:
+        reg.stop()
 
 
 def test_malformed_records_are_refused_named_and_never_cached(reg):
