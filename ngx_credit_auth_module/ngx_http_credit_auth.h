@@ -396,6 +396,7 @@ typedef struct {
     ngx_uint_t                  found;          /* 0: cached as unknown */
     ngx_uint_t                  malformed;
     ca_keyreg_meta              meta;
+    uint32_t                    crc;            /* of the record text */
 } ngx_http_credit_auth_keyinfo_t;
 
 ngx_int_t ngx_http_credit_auth_keycache_init_process(ngx_cycle_t *cycle,
@@ -403,7 +404,7 @@ ngx_int_t ngx_http_credit_auth_keycache_init_process(ngx_cycle_t *cycle,
 ngx_int_t ngx_http_credit_auth_keycache_get(const char *kid,
     ngx_uint_t allow_stale, ngx_http_credit_auth_keyinfo_t *info);
 const ca_key *ngx_http_credit_auth_keycache_key(const char *kid,
-    ngx_log_t *log);
+    int64_t version, uint32_t crc, ngx_log_t *log);
 void ngx_http_credit_auth_keycache_put(const char *kid, uint64_t epoch,
     const ca_keyreg_meta *meta, ngx_uint_t malformed, const char *rec,
     size_t len, ca_key *parsed);

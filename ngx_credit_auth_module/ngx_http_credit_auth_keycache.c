@@ -27,6 +27,7 @@ typedef struct {
     ngx_uint_t                  found;
     ngx_uint_t                  malformed;
     ca_keyreg_meta              meta;
+    uint32_t                    crc;            /* of the record text */
     char                        kid[CA_KID_MAX + 1];
     size_t                      len;
     u_char                      record[1];
@@ -44,10 +45,13 @@ typedef struct {
 } ngx_http_credit_auth_keycache_t;
 
 
-/* One parsed key per slot, replaced when another kid or version comes. */
+/* One parsed key per slot, replaced when another record comes (kid,
+ * version and text: a kid deleted and registered again by hand is another
+ * key). */
 typedef struct {
     char                        kid[CA_KID_MAX + 1];
     int64_t                     version;
+    uint32_t                    crc;
     ca_key                      key;
 } ngx_http_credit_auth_key_slot_t;
 
@@ -232,6 +236,7 @@ ngx_http_credit_auth_keycache_get(const char *kid, ngx_uint_t allow_stale,
             info->found = kn->found;
             info->malformed = kn->malformed;
             info->meta = kn->meta;
+            info->crc = kn->crc;
             ngx_queue_remove(&kn->lru);
             ngx_queue_insert_head(kn->found ? &kc->lru : &kc->neg_lru,
                                   &kn->lru);
@@ -245,9 +250,11 @@ ngx_http_credit_auth_keycache_get(const char *kid, ngx_uint_t allow_stale,
 }
 
 
-/* The parsed key of a cached record: this worker's copy, or parsed now. */
+/* The parsed key of a cached record of that version: this worker's copy,
+ * or parsed now from the zone's text. */
 const ca_key *
-ngx_http_credit_auth_keycache_key(const char *kid, ngx_log_t *log)
+ngx_http_credit_auth_keycache_key(const char *kid, int64_t version,
+    uint32_t crc, ngx_log_t *log)
 {
     size_t                            len;
     ca_error                          err;
@@ -264,13 +271,24 @@ ngx_http_credit_auth_keycache_key(const char *kid, ngx_log_t *log)
         return NULL;
     }
 
+    slot = &ngx_http_credit_auth_key_slots[
+        ngx_crc32_short((u_char *) kid, ngx_strlen(kid))
+        % NGX_HTTP_CREDIT_AUTH_KEY_SLOTS];
+
+    /* the common case: no lock, no copy */
+    if (slot->key.pkey != NULL && slot->version == version
+        && slot->crc == crc && ngx_strcmp(slot->kid, kid) == 0)
+    {
+        return &slot->key;
+    }
+
     len = 0;
-    meta.version = 0;
 
     ngx_shmtx_lock(&shpool->mutex);
     kn = ngx_http_credit_auth_key_lookup(kc, kid);
-    if (kn != NULL && kn->found) {
-        meta.version = kn->meta.version;
+    if (kn != NULL && kn->found && kn->meta.version == version
+        && kn->crc == crc)
+    {
         len = kn->len;
         ngx_memcpy(rec, kn->record, len);
     }
@@ -278,16 +296,6 @@ ngx_http_credit_auth_keycache_key(const char *kid, ngx_log_t *log)
 
     if (len == 0) {
         return NULL;
-    }
-
-    slot = &ngx_http_credit_auth_key_slots[
-        ngx_crc32_short((u_char *) kid, ngx_strlen(kid))
-        % NGX_HTTP_CREDIT_AUTH_KEY_SLOTS];
-
-    if (slot->key.pkey != NULL && slot->version == meta.version
-        && ngx_strcmp(slot->kid, kid) == 0)
-    {
-        return &slot->key;
     }
 
     /* validated by the worker that fetched it; parsed again here because
@@ -302,6 +310,7 @@ ngx_http_credit_auth_keycache_key(const char *kid, ngx_log_t *log)
     ca_key_clear(&slot->key);
     slot->key = key;
     slot->version = meta.version;
+    slot->crc = crc;
     ngx_cpystrn((u_char *) slot->kid, (u_char *) kid, sizeof(slot->kid));
 
     return &slot->key;
@@ -341,6 +350,7 @@ ngx_http_credit_auth_keycache_put(const char *kid, uint64_t epoch,
             ca_key_clear(&slot->key);
             slot->key = *parsed;
             slot->version = meta->version;
+            slot->crc = ngx_crc32_long((u_char *) rec, len);
             ngx_cpystrn((u_char *) slot->kid, (u_char *) kid,
                         sizeof(slot->kid));
         }
@@ -395,6 +405,7 @@ ngx_http_credit_auth_keycache_put(const char *kid, uint64_t epoch,
                                          : mcf->keyreg_negative_ttl);
         if (meta != NULL) {
             kn->meta = *meta;
+            kn->crc = ngx_crc32_long((u_char *) rec, len);
             kn->len = len;
             ngx_memcpy(kn->record, rec, len);
         }

@@ -483,7 +483,8 @@ ngx_http_credit_auth_key_find(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    *key = ngx_http_credit_auth_keycache_key(kid, r->connection->log);
+    *key = ngx_http_credit_auth_keycache_key(kid, info.meta.version,
+                                             info.crc, r->connection->log);
     if (*key == NULL) {
         *reason = CA_REVOCATION_UNAVAILABLE;
         ngx_http_credit_auth_key_detail(ctx, "the registry key could not be"

@@ -364,3 +364,24 @@ def test_registry_needs_the_zone_and_may_replace_the_file(make_gateway):
     assert rc == 0, out
     rc, out = make_gateway(keys=None).test()
     assert rc != 0 and "credit_auth_key_registry" in out, out
+
+
+def test_kid_registered_again_by_hand_is_another_key(reg):
+    """Records are written by credit-consent, which never reuses a kid; a
+    kid deleted and written again by hand with other material (same
+    version) must not verify with the key parsed before."""
+    gw = reg.gws[0]
+    kid = "again-" + secrets.token_hex(3)
+    old, _ = reg.new_key(kid)
+    for _ in range(4):                      # both workers parse it
+        assert reg.get(gw, old, kid).status_code == 200
+    r = reg.r()
+    rec = json.loads(r.get(f"credit:key:{{{kid}}}"))
+    new = S.generate_key("ES256")
+    rec["jwk"] = S.public_jwk(new, "ES256", kid, E1)
+    r.set(f"credit:key:{{{kid}}}", json.dumps(rec))
+    r.incr("credit:keyreg:version")
+    until(lambda: reg.get(gw, new, kid).status_code == 200, 1.0)
+    for _ in range(4):
+        assert reg.get(gw, new, kid).status_code == 200
+        problem(reg.get(gw, old, kid), 401, "signature_invalid")
