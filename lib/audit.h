@@ -52,6 +52,9 @@ int ca_entry_add(ca_entry *e, const char *name, const char *value,
                  size_t len);
 int ca_entry_addf(ca_entry *e, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Decimal integers, without printf. */
+int ca_entry_add_int(ca_entry *e, const char *name, int64_t v);
+int ca_entry_add_uint(ca_entry *e, const char *name, uint64_t v);
 /* Value of a field, or NULL. */
 const char *ca_entry_get(const ca_entry *e, const char *name, size_t *len);
 

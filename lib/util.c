@@ -227,19 +227,59 @@ ca_md_sha256(void)
     return sha256_md;
 }
 
+/* The digest context too: a new one per digest is two allocations and a
+ * provider context set-up, for hashing a few hundred bytes. */
+static EVP_MD_CTX *sha256_ctx;
+
+EVP_MD_CTX *
+ca_sha256_begin(void)
+{
+    if (sha256_ctx == NULL) {
+        sha256_ctx = EVP_MD_CTX_new();
+        if (sha256_ctx == NULL) {
+            return NULL;
+        }
+    }
+    if (EVP_DigestInit_ex(sha256_ctx, ca_md_sha256(), NULL) != 1) {
+        return NULL;
+    }
+    return sha256_ctx;
+}
+
 void
 ca_md_release(void)
 {
+    EVP_MD_CTX_free(sha256_ctx);
+    sha256_ctx = NULL;
     EVP_MD_free(sha256_md);
     sha256_md = NULL;
+}
+
+size_t
+ca_u64_str(uint64_t v, char *out)
+{
+    char    tmp[20];
+    size_t  n = 0, i;
+
+    do {
+        tmp[n++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+    }
+    out[n] = '\0';
+    return n;
 }
 
 void
 ca_sha256(const void *data, size_t len, unsigned char out[32])
 {
-    unsigned int n = 32;
+    EVP_MD_CTX   *md = ca_sha256_begin();
 
-    if (EVP_Digest(data, len, out, &n, ca_md_sha256(), NULL) != 1) {
+    if (md == NULL || EVP_DigestUpdate(md, data, len) != 1
+        || EVP_DigestFinal_ex(md, out, NULL) != 1)
+    {
         /* cannot happen with a fetched SHA-256; fail loudly, not open */
         memset(out, 0xff, 32);
     }

@@ -388,14 +388,14 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
     ca_entry_init(e, "outcome", ngx_http_credit_auth_now_ms(),
                   (char *) mcf->gateway_id.data);
     ngx_http_credit_auth_add_str(e, "rid", &ctx->rid);
-    ca_entry_addf(e, "status", "%u", (unsigned) r->headers_out.status);
-    ca_entry_addf(e, "bytes", "%lld", (long long) ctx->bytes_out);
+    ca_entry_add_uint(e, "status", r->headers_out.status);
+    ca_entry_add_int(e, "bytes", ctx->bytes_out);
     ca_entry_add(e, "disclosed", ctx->disclosed ? ctx->disclosed : "",
                  ctx->disclosed ? ngx_strlen(ctx->disclosed) : 0);
     ca_entry_add(e, "masked", ctx->masked ? ctx->masked : "",
                  ctx->masked ? ngx_strlen(ctx->masked) : 0);
-    ca_entry_addf(e, "withheld", "%zu", ctx->withheld);
-    ca_entry_addf(e, "upstream_ms", "%lu", (unsigned long) ms);
+    ca_entry_add_uint(e, "withheld", ctx->withheld);
+    ca_entry_add_uint(e, "upstream_ms", ms);
     if (ctx->filter_reason != CA_OK
         || ctx->state != NGX_HTTP_CREDIT_AUTH_ALLOWED)
     {
