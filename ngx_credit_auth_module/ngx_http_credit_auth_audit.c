@@ -20,6 +20,13 @@
 
 static ngx_queue_t  ngx_http_credit_auth_parked;   /* waiting for Redis */
 
+/*
+ * The entry being built: the writer copies what it keeps before returning,
+ * and a request resumes only from a posted event, so one per worker will
+ * do; from the request pool it was two 9 KiB mallocs per request.
+ */
+static ca_entry     ngx_http_credit_auth_entry;
+
 
 static int64_t
 ngx_http_credit_auth_now_ms(void)
@@ -310,10 +317,7 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
         candidate = 0;
     }
 
-    e = ngx_palloc(r->pool, sizeof(ca_entry));
-    if (e == NULL) {
-        return NGX_ERROR;
-    }
+    e = &ngx_http_credit_auth_entry;
     ngx_http_credit_auth_decision_fields(r, ctx, e);
     ca_entry_add(e, "decision", ctx->report ? "report"
                  : ctx->reason == CA_OK ? "allow" : "deny",
@@ -370,10 +374,7 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
     }
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
-    e = ngx_palloc(r->pool, sizeof(ca_entry));
-    if (e == NULL) {
-        return NGX_OK;
-    }
+    e = &ngx_http_credit_auth_entry;
 
     ms = 0;
     if (r->upstream_states) {
