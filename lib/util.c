@@ -256,6 +256,43 @@ ca_md_release(void)
 }
 
 size_t
+ca_resp_size(int argc, const size_t *lens)
+{
+    size_t  n = 1 + 20 + 2;
+    int     i;
+
+    for (i = 0; i < argc; i++) {
+        n += 1 + 20 + 2 + lens[i] + 2;
+    }
+    return n;
+}
+
+/* hiredis formats argument by argument into a growing string, with a
+ * printf per length; a batch of a few dozen entries has a thousand. */
+size_t
+ca_resp_format(char *out, int argc, const char **argv, const size_t *lens)
+{
+    char  *p = out;
+    int    i;
+
+    *p++ = '*';
+    p += ca_u64_str((uint64_t) argc, p);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (i = 0; i < argc; i++) {
+        *p++ = '$';
+        p += ca_u64_str(lens[i], p);
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, argv[i], lens[i]);
+        p += lens[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    return (size_t) (p - out);
+}
+
+size_t
 ca_u64_str(uint64_t v, char *out)
 {
     char    tmp[20];

@@ -46,6 +46,15 @@ EVP_MD_CTX *ca_sha256_begin(void);
 /* Releases them (process exit; they are made again if used after). */
 void ca_md_release(void);
 
+/*
+ * A command in the Redis protocol (RESP): "*argc" then "$len" and the bytes
+ * of each argument, every part ended by CRLF.  ca_resp_size() is the
+ * length to reserve, ca_resp_format() writes it and returns its length.
+ */
+size_t ca_resp_size(int argc, const size_t *lens);
+size_t ca_resp_format(char *out, int argc, const char **argv,
+                      const size_t *lens);
+
 /* Decimal digits of v and a NUL; out needs 21 bytes.  Returns the length. */
 size_t ca_u64_str(uint64_t v, char *out);
 
