@@ -170,6 +170,34 @@ hput_u32(ca_hbuf *h, size_t n)
     hput(h, b, 4);
 }
 
+static void
+hfields(ca_hbuf *h, const char *const *names, const char *const *values,
+        const size_t *lens, size_t from, size_t n)
+{
+    for (size_t i = from; i < n; i++) {
+        size_t nl = strlen(names[i]);
+        if (nl == 4 && memcmp(names[i], "hash", 4) == 0) {
+            continue;
+        }
+        /* Length prefixes make the encoding unambiguous whatever bytes the
+         * values hold (SPEC §7). */
+        hput_u32(h, nl);
+        hput(h, names[i], nl);
+        hput_u32(h, lens[i]);
+        hput(h, values[i], lens[i]);
+    }
+}
+
+static void
+hfinal(ca_hbuf *h, unsigned char out[32])
+{
+    if (EVP_DigestUpdate(h->md, h->b, h->n) != 1
+        || EVP_DigestFinal_ex(h->md, out, NULL) != 1)
+    {
+        memset(out, 0xff, 32);
+    }
+}
+
 void
 ca_entry_digest(const char *const *names, const char *const *values,
                 const size_t *lens, size_t n, unsigned char out[32])
@@ -183,29 +211,42 @@ ca_entry_digest(const char *const *names, const char *const *values,
         return;
     }
     h.n = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t nl = strlen(names[i]);
-        if (nl == 4 && memcmp(names[i], "hash", 4) == 0) {
-            continue;
-        }
-        /* Length prefixes make the encoding unambiguous whatever bytes the
-         * values hold (SPEC §7). */
-        hput_u32(&h, nl);
-        hput(&h, names[i], nl);
-        hput_u32(&h, lens[i]);
-        hput(&h, values[i], lens[i]);
+    hfields(&h, names, values, lens, 0, n);
+    hfinal(&h, out);
+}
+
+EVP_MD_CTX *
+ca_entry_digest_prefix(const ca_entry *e, size_t upto)
+{
+    ca_hbuf  h;
+
+    h.md = EVP_MD_CTX_new();
+    if (h.md == NULL || EVP_DigestInit_ex(h.md, ca_md_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h.md);
+        return NULL;
     }
-    EVP_DigestUpdate(h.md, h.b, h.n);
-    if (EVP_DigestFinal_ex(h.md, out, NULL) != 1) {
-        memset(out, 0xff, 32);
+    h.n = 0;
+    hfields(&h, e->name, e->value, e->len, 0, upto);
+    if (EVP_DigestUpdate(h.md, h.b, h.n) != 1) {
+        EVP_MD_CTX_free(h.md);
+        return NULL;
     }
+    return h.md;
 }
 
 int
 ca_chain_seal(ca_chain *ch, ca_entry *e)
 {
+    return ca_chain_seal_prefixed(ch, e, NULL, 0);
+}
+
+int
+ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const EVP_MD_CTX *prefix,
+                       size_t upto)
+{
     char          hex[65];
     unsigned char h[32];
+    ca_hbuf       hb;
 
     if (e->n > CA_ENTRY_FIELDS) {
         return -1;
@@ -217,7 +258,17 @@ ca_chain_seal(ca_chain *ch, ca_entry *e)
     {
         return -1;
     }
-    ca_entry_digest(e->name, e->value, e->len, e->n, h);
+    if (prefix == NULL) {
+        ca_entry_digest(e->name, e->value, e->len, e->n, h);
+    } else {
+        hb.md = ca_sha256_begin();
+        if (hb.md == NULL || EVP_MD_CTX_copy_ex(hb.md, prefix) != 1) {
+            return -1;
+        }
+        hb.n = 0;
+        hfields(&hb, e->name, e->value, e->len, upto, e->n);
+        hfinal(&hb, h);
+    }
     ca_hex(h, 32, hex);
     if (ca_entry_add(e, "hash", hex, 64) != 0) {
         return -1;
