@@ -35,8 +35,8 @@ PYTHON     := /usr/bin/python3
 DEB_PKGS := nginx nginx-dev libjwt-dev libhiredis-dev libjansson-dev \
             libssl-dev redis-server libcmocka-dev python3-pytest python3-jwt \
             python3-redis python3-cryptography python3-requests wrk \
-            openssl curl valgrind tzdata \
-            chromium fonts-wqy-microhei
+            openssl curl valgrind tzdata clang-14 libclang-rt-14-dev \
+            chromium fonts-wqy-microhei prometheus
 # `make build` alone needs these (dpkg-dev: dpkg-buildflags); `make deps
 # DEPS=build` installs only them (the container's builder stage).
 BUILD_PKGS := make gcc libc6-dev dpkg-dev nginx-dev libhiredis-dev \
@@ -84,6 +84,7 @@ help:
 	@echo "make bench-filter the response filter alone, MB/s"
 	@echo "make asan-test    integration tests with an AddressSanitizer module"
 	@echo "make memcheck     valgrind: no leak or invalid access in the module"
+	@echo "make fuzz         libFuzzer, every harness FUZZ_SECONDS (60) each"
 	@echo "make install      install module and tools (DESTDIR, PREFIX)"
 	@echo "make container-test  podman-compose stack: one allowed, one refused query"
 	@echo "make deb         Debian packages in build/deb (lintian clean)"
@@ -160,6 +161,7 @@ integration: build
 test: deps
 	$(MAKE) build
 	$(MAKE) unit
+	$(MAKE) fuzz-smoke
 	$(MAKE) integration
 
 # The same suite against a module built with AddressSanitizer, in its own
@@ -220,6 +222,59 @@ $(FILTER_SPEED): bench/filter_speed.c bench/user_time.h $(LIB)
 
 bench-filter: $(FILTER_SPEED)
 	$(FILTER_SPEED) $(FILTER_SPEED_ARGS)
+
+# ---- fuzzing (tests/fuzz, docs/fuzzing.md) --------------------------------
+# libFuzzer harnesses, one per parser, built with clang and ASan + UBSan
+# (UB aborts), linked with the engine compiled the same way under
+# build/fuzz/.  `make fuzz` runs each FUZZ_SECONDS on its corpus (kept in
+# build/fuzz/corpus) and seeds; `make fuzz-smoke` (part of `make test`) runs
+# each a few seconds from the seeds and the committed regression inputs.
+FUZZ_CC      := clang-14
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=undefined \
+                -fno-omit-frame-pointer
+FUZZ_CFLAGS  := -O1 -g -std=gnu11 -Wall -Wextra \
+                $(if $(filter 1,$(WERROR)),-Werror) \
+                -Wno-unused-parameter $(FUZZ_SAN) -Ilib \
+                -DCA_FUZZ_ROOT='"$(ROOT)"' $(EXTRA_CFLAGS)
+FUZZ_BUILD   := $(BUILD)/fuzz
+FUZZ_SRCS    := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES   := $(FUZZ_SRCS:tests/fuzz/fuzz_%.c=%)
+FUZZ_BINS    := $(FUZZ_NAMES:%=$(FUZZ_BUILD)/bin/fuzz_%)
+FUZZ_LIB_OBJS := $(LIB_SRCS:lib/%.c=$(FUZZ_BUILD)/lib/%.o)
+FUZZ_SEEDS   := $(FUZZ_BUILD)/seeds/.stamp
+FUZZ_SECONDS ?= 60
+FUZZ_SMOKE_SECONDS ?= 3
+
+.PHONY: fuzz fuzz-build fuzz-smoke
+# built by pattern rules only: not intermediate files to delete
+.SECONDARY: $(FUZZ_LIB_OBJS)
+
+$(FUZZ_BUILD)/lib/%.o: lib/%.c $(LIB_HDRS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link \
+	    -c $< -o $@
+
+$(FUZZ_BUILD)/bin/fuzz_%: tests/fuzz/fuzz_%.c $(wildcard tests/fuzz/*.h) \
+                          $(FUZZ_LIB_OBJS)
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -fsanitize=fuzzer $< \
+	    $(FUZZ_LIB_OBJS) $(LDFLAGS) $(LDLIBS) -o $@
+
+$(FUZZ_SEEDS): tests/fuzz/seeds.py $(wildcard tests/unit/fixtures/*/*) \
+               $(wildcard policies/*.json)
+	$(PYTHON) tests/fuzz/seeds.py $(FUZZ_BUILD)/seeds
+	@touch $@
+
+fuzz-build: $(FUZZ_BINS) $(FUZZ_SEEDS)
+
+# One harness at a time (the machine is shared; -jobs=1 is libFuzzer's
+# default).  A finding stops the run; its input is in build/fuzz/artifacts.
+fuzz: deps fuzz-build
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) corpus $(FUZZ_NAMES)
+
+fuzz-smoke: fuzz-build
+	tests/fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SMOKE_SECONDS) smoke $(FUZZ_NAMES)
+# ---- end of fuzzing --------------------------------------------------------
 
 PREFIX ?= /usr/local
 install: build

@@ -479,6 +479,73 @@ blame(av_chain *c, av_rec *r, const char *why)
     return add_finding(c, CA_AV_MODIFIED, r, "%s", why);
 }
 
+static int
+by_hash(const void *a, const void *b)
+{
+    const av_rec *x = *(av_rec *const *) a, *y = *(av_rec *const *) b;
+    int           d = memcmp(x->hash, y->hash, 32);
+
+    return d != 0 ? d : (x->pos > y->pos) - (x->pos < y->pos);
+}
+
+static int
+by_prev(const void *a, const void *b)
+{
+    return memcmp((*(av_rec *const *) a)->prev, (*(av_rec *const *) b)->prev,
+                  32);
+}
+
+/*
+ * Marks identical redeliveries in the seq group [i, end): every correctly
+ * hashed entry whose hash an earlier correctly hashed entry already has
+ * (a reconnect retried an XADD that had in fact succeeded).  Sorting by
+ * (hash, position) keeps the first stored copy and costs n log n: anyone
+ * can compute the unkeyed hash of an entry that claims seq 1, so a group
+ * can hold as many entries as the stream.  Returns the entries left.
+ */
+static size_t
+mark_duplicates(av_chain *c, size_t i, size_t end, av_rec **tmp)
+{
+    size_t m = 0, left = end - i;
+
+    for (size_t j = i; j < end; j++) {
+        if (c->recs[j].digest_ok) {
+            tmp[m++] = &c->recs[j];
+        }
+    }
+    qsort(tmp, m, sizeof(*tmp), by_hash);
+    for (size_t j = 1; j < m; j++) {
+        if (memcmp(tmp[j]->hash, tmp[j - 1]->hash, 32) == 0) {
+            tmp[j]->dup = 1;
+            c->pub.duplicates++;
+            left--;
+        }
+    }
+    return left;
+}
+
+/* Is h the prev of one of the m entries of next (sorted by prev)? */
+static int
+linked_from(av_rec *const *next, size_t m, const unsigned char h[32])
+{
+    size_t lo = 0, hi = m;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        int    d = memcmp(next[mid]->prev, h, 32);
+
+        if (d == 0) {
+            return 1;
+        }
+        if (d < 0) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return 0;
+}
+
 /*
  * Picks the entry that holds each seq when several distinct entries claim
  * it: the one the chain itself vouches for (the next entry's prev, or a
@@ -488,33 +555,36 @@ blame(av_chain *c, av_rec *r, const char *why)
 static int
 choose_primaries(av_chain *c, size_t from)
 {
-    size_t i = from, j, k;
+    size_t   i = from, j, k;
+    av_rec **tmp;
+    int      rc = 0;
 
+    tmp = malloc((c->nrecs > from ? c->nrecs - from : 1) * sizeof(*tmp));
+    if (tmp == NULL) {
+        return -1;
+    }
     while (i < c->nrecs) {
-        size_t  end = i, best = i, left = 0;
+        size_t  end = i, best = i, left, nnext = 0;
         int     best_score = -1;
 
         while (end < c->nrecs && c->recs[end].seq == c->recs[i].seq) {
             end++;
         }
-        for (j = i; j < end; j++) {
-            for (k = i; k < j; k++) {
-                if (!c->recs[k].dup && c->recs[k].digest_ok
-                    && c->recs[j].digest_ok
-                    && memcmp(c->recs[k].hash, c->recs[j].hash, 32) == 0)
-                {
-                    /* the same sealed entry delivered twice (a reconnect
-                     * retried an XADD that had in fact succeeded) */
-                    c->recs[j].dup = 1;
-                    c->pub.duplicates++;
-                    break;
+        left = mark_duplicates(c, i, end, tmp);
+        if (left > 1) {
+            /* the next group's prevs, sorted once for the whole group */
+            for (k = end; k < c->nrecs && c->recs[k].seq == c->recs[i].seq + 1;
+                 k++)
+            {
+                if (!c->recs[k].dup) {
+                    tmp[nnext++] = &c->recs[k];
                 }
             }
-            left += !c->recs[j].dup;
+            qsort(tmp, nnext, sizeof(*tmp), by_prev);
         }
         for (j = i; j < end && left > 1; j++) {
             av_rec *r = &c->recs[j];
-            int     score = 0, linked = 0;
+            int     score = 0;
 
             if (r->dup) {
                 continue;
@@ -522,14 +592,9 @@ choose_primaries(av_chain *c, size_t from)
             if (best_score < 0) {
                 best = j;
             }
-            for (k = end; k < c->nrecs && c->recs[k].seq == r->seq + 1; k++) {
-                if (!c->recs[k].dup && memcmp(c->recs[k].prev, r->hash, 32)
-                    == 0)
-                {
-                    linked = 1;
-                }
-            }
-            if (linked || signed_head(c, r->seq, r->hash)) {
+            if (linked_from(tmp, nnext, r->hash)
+                || signed_head(c, r->seq, r->hash))
+            {
                 score += 2;
             }
             if (r->digest_ok) {
@@ -558,7 +623,8 @@ choose_primaries(av_chain *c, size_t from)
                                 "another copy of seq %llu with changed "
                                 "fields", (unsigned long long) r->seq) != 0)
                 {
-                    return -1;
+                    rc = -1;
+                    goto done;
                 }
             } else if (add_finding(c, CA_AV_INSERTED, r,
                                    "a second entry with seq %llu that the "
@@ -566,12 +632,16 @@ choose_primaries(av_chain *c, size_t from)
                                    (unsigned long long) r->seq,
                                    c->recs[best].id) != 0)
             {
-                return -1;
+                rc = -1;
+                goto done;
             }
         }
         i = end;
     }
-    return 0;
+
+done:
+    free(tmp);
+    return rc;
 }
 
 static const char *

@@ -49,6 +49,21 @@ fail(char *err, size_t errlen, const char *s, const char *why)
     return -1;
 }
 
+/*
+ * ca_time_format() writes four-digit years in the zone: an instant outside
+ * 0000..9999 there (Unix seconds 277777777721, or 9999-12-31T23:59Z at
+ * +08:00) would be shown as text that does not read back.
+ */
+static int
+writable(int64_t secs)
+{
+    time_t    t = (time_t) secs;
+    struct tm tm;
+
+    return localtime_r(&t, &tm) != NULL && tm.tm_year >= -1900
+           && tm.tm_year <= 9999 - 1900;
+}
+
 static int
 month_days(int y, int m)
 {
@@ -100,7 +115,11 @@ ca_time_parse(const char *s, int64_t *ms, ca_time_unit *unit, char *err,
         if (len > 12) {
             return fail(err, errlen, s, "too many digits for Unix seconds");
         }
-        *ms = strtoll(s, NULL, 10) * 1000;
+        secs = strtoll(s, NULL, 10);
+        if (!writable(secs)) {
+            return fail(err, errlen, s, "after the year 9999 in this zone");
+        }
+        *ms = secs * 1000;
         if (unit != NULL) {
             *unit = CA_TIME_INSTANT;
         }
@@ -195,6 +214,10 @@ local:
     }
 
 done:
+    if (!writable(secs)) {
+        return fail(err, errlen, s, "outside the years 0000 to 9999 in this"
+                    " zone");
+    }
     *ms = secs * 1000 + frac;
     if (unit != NULL) {
         *unit = u;

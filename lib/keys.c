@@ -57,18 +57,22 @@ ca_alg_name(ca_alg alg)
 }
 
 /*
- * Decodes a base64url member.  want > 0 demands exactly that many bytes;
- * otherwise 1..KEY_BYTES_MAX.  Returns the length or -1 with err set.
+ * Decodes a base64url member into out (room for cap bytes).  want > 0
+ * demands exactly that many bytes; otherwise 1..cap.  The member is
+ * decoded into a local buffer first: its length is the key's author's to
+ * choose, out is the caller's fixed coordinate.  Returns the length or -1
+ * with err set.
  */
 static long
-jwk_bytes(json_t *jwk, const char *member, unsigned char *out, size_t want,
-          const char *file, const char *jpath, ca_error *err)
+jwk_bytes(json_t *jwk, const char *member, unsigned char *out, size_t cap,
+          size_t want, const char *file, const char *jpath, ca_error *err)
 {
-    json_t     *v = json_object_get(jwk, member);
-    const char *s;
-    size_t      len;
-    long        n;
-    char        path[256];
+    json_t        *v = json_object_get(jwk, member);
+    const char    *s;
+    size_t         len;
+    long           n;
+    char           path[256];
+    unsigned char  buf[KEY_BYTES_MAX + 3];
 
     snprintf(path, sizeof(path), "%s.%s", jpath, member);
     if (v == NULL) {
@@ -85,7 +89,7 @@ jwk_bytes(json_t *jwk, const char *member, unsigned char *out, size_t want,
         ca_error_set(err, file, path, "bad length");
         return -1;
     }
-    n = ca_b64url_decode(s, len, out);
+    n = ca_b64url_decode(s, len, buf);
     if (n < 0) {
         ca_error_set(err, file, path, "not base64url (RFC 7515, no padding)");
         return -1;
@@ -95,6 +99,12 @@ jwk_bytes(json_t *jwk, const char *member, unsigned char *out, size_t want,
                      want, n);
         return -1;
     }
+    if ((size_t) n > cap) {
+        ca_error_set(err, file, path, "decodes to %ld bytes, at most %zu",
+                     n, cap);
+        return -1;
+    }
+    memcpy(out, buf, (size_t) n);
     return n;
 }
 
@@ -141,11 +151,11 @@ rsa_to_pkey(json_t *jwk, const char *file, const char *jpath, ca_error *err)
     OSSL_PARAM_BLD *bld = NULL;
     EVP_PKEY       *pkey = NULL;
 
-    nlen = jwk_bytes(jwk, "n", n, 0, file, jpath, err);
+    nlen = jwk_bytes(jwk, "n", n, sizeof(n), 0, file, jpath, err);
     if (nlen < 0) {
         return NULL;
     }
-    elen = jwk_bytes(jwk, "e", e, 0, file, jpath, err);
+    elen = jwk_bytes(jwk, "e", e, sizeof(e), 0, file, jpath, err);
     if (elen < 0) {
         return NULL;
     }
@@ -191,8 +201,8 @@ ec_to_pkey(json_t *jwk, const char *keytype, const char *group,
     EVP_PKEY       *pkey = NULL;
 
     point[0] = 0x04;        /* uncompressed, SEC 1 §2.3.3 */
-    if (jwk_bytes(jwk, "x", point + 1, 32, file, jpath, err) < 0
-        || jwk_bytes(jwk, "y", point + 33, 32, file, jpath, err) < 0)
+    if (jwk_bytes(jwk, "x", point + 1, 32, 32, file, jpath, err) < 0
+        || jwk_bytes(jwk, "y", point + 33, 32, 32, file, jpath, err) < 0)
     {
         return NULL;
     }
@@ -219,7 +229,7 @@ ed25519_to_pkey(json_t *jwk, const char *file, const char *jpath,
     OSSL_PARAM_BLD *bld;
     EVP_PKEY       *pkey = NULL;
 
-    if (jwk_bytes(jwk, "x", x, 32, file, jpath, err) < 0) {
+    if (jwk_bytes(jwk, "x", x, sizeof(x), 32, file, jpath, err) < 0) {
         return NULL;
     }
     bld = OSSL_PARAM_BLD_new();

@@ -531,7 +531,9 @@ node_cmp(const void *a, const void *b)
 static void
 tree_sort(ca_node *n)
 {
-    qsort(n->children, n->n_children, sizeof(ca_node), node_cmp);
+    if (n->n_children > 1) {    /* a leaf's children are NULL */
+        qsort(n->children, n->n_children, sizeof(ca_node), node_cmp);
+    }
     for (size_t i = 0; i < n->n_children; i++) {
         tree_sort(&n->children[i]);
     }

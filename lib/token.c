@@ -689,7 +689,9 @@ ca_reason
 ca_claims_check_time(const ca_claims *c, int64_t now, int64_t leeway,
                      char *detail, size_t detail_len)
 {
-    if (now > c->exp + leeway) {
+    /* now and leeway are small; exp is the token's to choose (up to
+     * INT64_MAX, where exp + leeway would overflow). */
+    if (now - leeway > c->exp) {
         return fail(CA_TOKEN_EXPIRED, detail, detail_len,
                     "exp has passed");
     }

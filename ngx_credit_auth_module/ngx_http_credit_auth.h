@@ -42,6 +42,15 @@
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  6
 #define NGX_HTTP_CREDIT_AUTH_WRITERS         64
 
+/* Latency histograms: upper bounds in microseconds, then +Inf. */
+#define NGX_HTTP_CREDIT_AUTH_BUCKET_BOUNDS                                   \
+    250, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 250000,         \
+    500000, 1000000, 2500000, 5000000, 10000000
+#define NGX_HTTP_CREDIT_AUTH_BUCKETS         16
+#define NGX_HTTP_CREDIT_AUTH_HIST_DECISION   0
+#define NGX_HTTP_CREDIT_AUTH_HIST_UPSTREAM   1
+#define NGX_HTTP_CREDIT_AUTH_HISTS           2
+
 
 /* What a worker's audit writer reports (…_writer.c -> …_zone.c). */
 typedef struct {
@@ -68,6 +77,14 @@ typedef struct {
 } ngx_http_credit_auth_label_t;
 
 
+/* Per bucket, not cumulative: the status page adds them up. */
+typedef struct {
+    ngx_atomic_t                bucket[NGX_HTTP_CREDIT_AUTH_BUCKETS];
+    ngx_atomic_t                count;
+    ngx_atomic_t                sum_us;
+} ngx_http_credit_auth_hist_t;
+
+
 /* A verified token: keyed by the SHA-256 of its bytes. */
 typedef struct {
     ngx_rbtree_node_t           node;       /* key: first bytes of sha */
@@ -90,6 +107,7 @@ typedef struct {
     ngx_atomic_t                cache_misses;
     ngx_atomic_t                cache_entries;
     ngx_atomic_t                cache_evictions;
+    ngx_http_credit_auth_hist_t   hist[NGX_HTTP_CREDIT_AUTH_HISTS];
     ngx_rbtree_t                cache;
     ngx_rbtree_node_t           cache_sentinel;
     ngx_queue_t                 cache_lru;
@@ -147,6 +165,7 @@ typedef struct {
     size_t                      max_body;
     ngx_http_complex_value_t   *client_cert;    /* RFC 9440, off if NULL */
     ngx_array_t                *pass_headers;   /* of ngx_str_t, lowercase */
+    ngx_str_t                   realm;          /* of WWW-Authenticate */
 } ngx_http_credit_auth_loc_conf_t;
 
 
@@ -202,6 +221,8 @@ typedef struct {
     unsigned                    decided:1;      /* decision entry written */
     unsigned                    core:1;         /* refused by nginx itself */
     unsigned                    redirected:1;   /* internally, after us */
+    unsigned                    logged:1;       /* its refusal */
+    uint64_t                    start_us;       /* access phase, monotonic */
 
     const ca_category          *category;
     char                        uscc[19];
@@ -225,6 +246,7 @@ typedef struct {
     char                       *disclosed;
     char                       *masked;
     size_t                      withheld;
+    const char                 *disclosure;     /* X-Credit-Disclosure */
 } ngx_http_credit_auth_ctx_t;
 
 
@@ -236,6 +258,8 @@ ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_get_ctx(
     ngx_http_request_t *r);
 ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
+ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_find_ctx(
+    ngx_http_request_t *r);
 
 /* …_response.c: what the gateway answers of its own */
 ngx_int_t ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
@@ -246,6 +270,10 @@ ngx_table_elt_t *ngx_http_credit_auth_add_header(ngx_http_request_t *r,
     const char *key, ngx_str_t *value);
 ngx_int_t ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
+ngx_int_t ngx_http_credit_auth_www_authenticate(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ngx_str_t *value);
+char *ngx_http_credit_auth_realm(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 
 /* …_headers.c: what crosses besides the body (SPEC §2.1) */
 ngx_table_elt_t *ngx_http_credit_auth_header(ngx_http_request_t *r,
@@ -336,12 +364,17 @@ void ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx);
 void ngx_http_credit_auth_count_reason(ca_reason reason);
 void ngx_http_credit_auth_zone_writer(
     const ngx_http_credit_auth_wstate_t *ws);
+uint64_t ngx_http_credit_auth_now_us(void);
+void ngx_http_credit_auth_observe(ngx_uint_t hist, uint64_t us);
 
 /* …_cache.c: verified-token cache */
 ngx_int_t ngx_http_credit_auth_cache_get(const u_char sha[32],
     ca_claims *claims);
 void ngx_http_credit_auth_cache_put(const u_char sha[32],
     const ca_claims *claims);
+
+/* …_variables.c */
+ngx_int_t ngx_http_credit_auth_add_variables(ngx_conf_t *cf);
 
 /* …_status.c */
 char *ngx_http_credit_auth_status(ngx_conf_t *cf, ngx_command_t *cmd,

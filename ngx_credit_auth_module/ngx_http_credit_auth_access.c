@@ -126,6 +126,7 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    ctx->start_us = ngx_http_credit_auth_now_us();
     ctx->report = (lcf->mode == NGX_HTTP_CREDIT_AUTH_REPORT);
     ctx->method = r->method_name;     /* a verification becomes a GET */
 
@@ -680,7 +681,6 @@ ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
 ngx_http_credit_auth_ctx_t *
 ngx_http_credit_auth_get_ctx(ngx_http_request_t *r)
 {
-    ngx_pool_cleanup_t          *cln;
     ngx_http_credit_auth_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
@@ -688,12 +688,32 @@ ngx_http_credit_auth_get_ctx(ngx_http_request_t *r)
         return ctx;
     }
 
+    ctx = ngx_http_credit_auth_find_ctx(r);
+    if (ctx != NULL) {
+        ctx->redirected = 1;
+        ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
+    }
+
+    return ctx;
+}
+
+
+/* The ctx wherever it is kept, changing nothing (…_variables.c). */
+ngx_http_credit_auth_ctx_t *
+ngx_http_credit_auth_find_ctx(ngx_http_request_t *r)
+{
+    ngx_pool_cleanup_t          *cln;
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    r = r->main;
+    ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+    if (ctx != NULL) {
+        return ctx;
+    }
+
     for (cln = r->pool->cleanup; cln; cln = cln->next) {
         if (cln->handler == ngx_http_credit_auth_ctx_cleanup) {
-            ctx = cln->data;
-            ctx->redirected = 1;
-            ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
-            return ctx;
+            return cln->data;
         }
     }
 

@@ -384,6 +384,11 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
                 ms += st[i].response_time;
             }
         }
+        if (r->upstream_states->nelts) {
+            /* the platform was asked: its time, as the outcome says */
+            ngx_http_credit_auth_observe(NGX_HTTP_CREDIT_AUTH_HIST_UPSTREAM,
+                                         (uint64_t) ms * 1000);
+        }
     }
 
     ca_entry_init(e, "outcome", ngx_http_credit_auth_now_ms(),

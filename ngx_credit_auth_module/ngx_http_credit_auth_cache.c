@@ -56,7 +56,7 @@ ngx_http_credit_auth_cache_stale(ngx_http_credit_auth_cache_node_t *cn,
     ngx_http_credit_auth_main_conf_t *mcf)
 {
     return cn->generation != mcf->generation
-           || cn->claims.exp + mcf->policy->token.leeway < ngx_time();
+           || cn->claims.exp < ngx_time() - mcf->policy->token.leeway;
 }
 
 

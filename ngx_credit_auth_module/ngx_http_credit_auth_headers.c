@@ -300,8 +300,6 @@ ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf)
 }
 
 
-static ngx_str_t  ngx_http_credit_auth_bearer =
-    ngx_string("Bearer error=\"invalid_token\"");
 static ngx_str_t  ngx_http_credit_auth_no_store = ngx_string("no-store");
 
 
@@ -392,6 +390,7 @@ ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
     }
 
     if (disclosure) {
+        ctx->disclosure = disclosure;
         v.data = (u_char *) disclosure;
         v.len = ngx_strlen(disclosure);
         if (ngx_http_credit_auth_add_header(r, "X-Credit-Disclosure", &v)
@@ -409,8 +408,10 @@ ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
     }
 
     if (r->headers_out.status == NGX_HTTP_UNAUTHORIZED) {
-        h = ngx_http_credit_auth_add_header(r, "WWW-Authenticate",
-                                            &ngx_http_credit_auth_bearer);
+        if (ngx_http_credit_auth_www_authenticate(r, ctx, &v) != NGX_OK) {
+            return NGX_ERROR;
+        }
+        h = ngx_http_credit_auth_add_header(r, "WWW-Authenticate", &v);
         if (h == NULL) {
             return NGX_ERROR;
         }

@@ -139,6 +139,13 @@ static ngx_command_t  ngx_http_credit_auth_commands[] = {
       0,
       NULL },
 
+    { ngx_string("credit_auth_realm"),
+      NGX_HTTP_MAIN_CONF|NGX_HTTP_SRV_CONF|NGX_HTTP_LOC_CONF|NGX_CONF_TAKE1,
+      ngx_http_credit_auth_realm,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("credit_auth_status"),
       NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS,
       ngx_http_credit_auth_status,
@@ -151,7 +158,7 @@ static ngx_command_t  ngx_http_credit_auth_commands[] = {
 
 
 static ngx_http_module_t  ngx_http_credit_auth_module_ctx = {
-    NULL,                                  /* preconfiguration */
+    ngx_http_credit_auth_add_variables,    /* preconfiguration */
     ngx_http_credit_auth_postconfiguration, /* postconfiguration */
 
     ngx_http_credit_auth_create_main_conf, /* create main configuration */
@@ -405,6 +412,7 @@ ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
                               1024 * 1024);
     ngx_conf_merge_ptr_value(conf->client_cert, prev->client_cert, NULL);
     ngx_conf_merge_ptr_value(conf->pass_headers, prev->pass_headers, NULL);
+    ngx_conf_merge_str_value(conf->realm, prev->realm, "credit-auth");
 
     /*
      * A verification body is read into memory in the access phase; nginx's

@@ -146,6 +146,109 @@ ngx_http_credit_auth_add_header(ngx_http_request_t *r, const char *key,
 }
 
 
+/*
+ * RFC 6750 §3: the realm always; an error code only when Bearer
+ * credentials were sent (§3.1: none when the request lacks them, or tried
+ * another scheme).  The description is the reason's fixed title: never a
+ * byte of the token.
+ */
+ngx_int_t
+ngx_http_credit_auth_www_authenticate(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ngx_str_t *value)
+{
+    size_t                            len;
+    u_char                           *p;
+    ca_reason                         reason;
+    const char                       *title;
+    ngx_table_elt_t                  *h;
+    ngx_http_credit_auth_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_credit_auth_module);
+    reason = ctx->filter_reason != CA_OK ? ctx->filter_reason : ctx->reason;
+    title = ca_reason_title(reason);
+
+    len = sizeof("Bearer realm=\"\"") - 1 + lcf->realm.len
+          + sizeof(", error=\"invalid_token\", error_description=\"\"") - 1
+          + ngx_strlen(title);
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+    value->data = p;
+    p = ngx_sprintf(p, "Bearer realm=\"%V\"", &lcf->realm);
+
+    h = ngx_http_credit_auth_header(r, "Authorization", 13);
+    if (reason != CA_TOKEN_MISSING
+        || (h != NULL && h->value.len >= 6
+            && ngx_strncasecmp(h->value.data, (u_char *) "Bearer", 6) == 0))
+    {
+        /* titles are plain text without quotes (lib/reason.c) */
+        p = ngx_sprintf(p, ", error=\"invalid_token\", "
+                        "error_description=\"%s\"", title);
+    }
+    value->len = p - value->data;
+
+    return NGX_OK;
+}
+
+
+/* A quoted-string of RFC 9110 without escapes: printable, no quote or
+ * backslash, so that the header needs no quoting at request time. */
+char *
+ngx_http_credit_auth_realm(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
+{
+    ngx_http_credit_auth_loc_conf_t  *lcf = conf;
+
+    ngx_str_t   *value;
+    ngx_uint_t   i;
+
+    if (lcf->realm.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    if (value[1].len == 0 || value[1].len > 128) {
+        return "must be 1 to 128 characters";
+    }
+    for (i = 0; i < value[1].len; i++) {
+        if (value[1].data[i] < 0x20 || value[1].data[i] > 0x7e
+            || value[1].data[i] == '"' || value[1].data[i] == '\\')
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "credit_auth_realm \"%V\": only printable "
+                               "ASCII without '\"' or '\\'", &value[1]);
+            return NGX_CONF_ERROR;
+        }
+    }
+    lcf->realm = value[1];
+
+    return NGX_CONF_OK;
+}
+
+
+/*
+ * One line per refusal at info, as auth_basic logs its own: the reason,
+ * the request id, the bank and the detail.  The detail is what the bank
+ * itself reads in the problem: never a byte of the token or the record.
+ */
+static void
+ngx_http_credit_auth_log_refusal(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ca_reason reason)
+{
+    if (ctx->logged) {
+        return;
+    }
+    ctx->logged = 1;
+
+    ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
+                  "credit_auth: refused %s, request %V, bank \"%s\": %s",
+                  ca_reason_name(reason), &ctx->rid,
+                  ctx->bank ? ctx->bank->code : "",
+                  ctx->detail[0] && reason == ctx->reason
+                  ? ctx->detail : ca_reason_title(reason));
+}
+
+
 ngx_int_t
 ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_reason reason)
@@ -153,6 +256,8 @@ ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
     ngx_int_t         rc;
     ngx_buf_t        *b;
     ngx_chain_t       out;
+
+    ngx_http_credit_auth_log_refusal(r, ctx, reason);
 
     b = ngx_http_credit_auth_problem_body(r, ctx, reason);
     if (b == NULL) {

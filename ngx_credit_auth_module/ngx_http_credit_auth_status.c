@@ -1,13 +1,11 @@
 /*
  * The credit_auth_status endpoint: the shared zone's counters
- * (…_zone.c) as JSON, or Prometheus text with ?format=prometheus.
+ * (…_zone.c) as JSON (?format=json or none), or Prometheus text with
+ * ?format=prometheus; any other format is a 400.
  */
 #include "ngx_http_credit_auth.h"
+#include <version.h>
 
-
-static const char  *ngx_http_credit_auth_label_kinds[] = {
-    "banks", "categories", "purposes"
-};
 
 static const char  *ngx_http_credit_auth_audit_names[] = {
     "sent", "acked", "failed", "replays_ok", "replays_failed",
@@ -103,79 +101,257 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
 }
 
 
+/*
+ * Prometheus text (docs/configuration.md lists every family).  Counters
+ * and histograms are sums over the zone, i.e. over every worker since the
+ * zone was created; the spool gauges are over the live workers' writers;
+ * the Redis connection and commands in flight are the answering worker's
+ * own, labelled with its pid.
+ */
+
+typedef struct {
+    char    *out;
+    size_t   size;
+    size_t   len;
+} ngx_http_credit_auth_text_t;
+
+
+static void ngx_http_credit_auth_prom(ngx_http_credit_auth_text_t *t,
+    const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void
+ngx_http_credit_auth_prom(ngx_http_credit_auth_text_t *t, const char *fmt,
+    ...)
+{
+    int      n;
+    char    *p;
+    size_t   size;
+    va_list  args;
+
+    for ( ;; ) {
+        va_start(args, fmt);
+        n = vsnprintf(t->out + t->len, t->size - t->len, fmt, args);
+        va_end(args);
+        if (n < 0) {
+            return;
+        }
+        if ((size_t) n < t->size - t->len) {
+            t->len += n;
+            return;
+        }
+        size = 2 * t->size + n;
+        p = realloc(t->out, size);
+        if (p == NULL) {
+            return;     /* the caller sees a truncated text and fails */
+        }
+        t->out = p;
+        t->size = size;
+    }
+}
+
+
+static void
+ngx_http_credit_auth_family(ngx_http_credit_auth_text_t *t, const char *name,
+    const char *type, const char *help)
+{
+    ngx_http_credit_auth_prom(t, "# HELP %s %s\n# TYPE %s %s\n",
+                              name, help, name, type);
+}
+
+
+/* A label value of the exposition format: \\, \" and \n escaped. */
+static const char *
+ngx_http_credit_auth_label_value(const char *s, char *buf, size_t size)
+{
+    size_t  n;
+
+    for (n = 0; *s && n + 3 < size; s++) {
+        if (*s == '\\' || *s == '"' || *s == '\n') {
+            buf[n++] = '\\';
+            buf[n++] = (*s == '\n') ? 'n' : *s;
+        } else {
+            buf[n++] = *s;
+        }
+    }
+    buf[n] = '\0';
+    return buf;
+}
+
+
+static void
+ngx_http_credit_auth_histogram(ngx_http_credit_auth_text_t *t,
+    const char *name, const char *help, ngx_http_credit_auth_hist_t *h)
+{
+    uint64_t    cum, count;
+    ngx_uint_t  i;
+
+    static const uint64_t  bounds[] = { NGX_HTTP_CREDIT_AUTH_BUCKET_BOUNDS };
+
+    /*
+     * An observation adds its bucket first and the count last: read the
+     * count first and cap every bucket to it: a scrape racing one never
+     * shows a bucket above +Inf (only _sum may be one ahead).
+     */
+    count = h->count;
+    ngx_memory_barrier();
+
+    ngx_http_credit_auth_family(t, name, "histogram", help);
+    cum = 0;
+    for (i = 0; i < NGX_HTTP_CREDIT_AUTH_BUCKETS - 1; i++) {
+        cum += h->bucket[i];
+        ngx_http_credit_auth_prom(t, "%s_bucket{le=\"%g\"} %llu\n", name,
+                                  (double) bounds[i] / 1e6,
+                                  (unsigned long long) ngx_min(cum, count));
+    }
+    ngx_http_credit_auth_prom(t, "%s_bucket{le=\"+Inf\"} %llu\n", name,
+                              (unsigned long long) count);
+    ngx_http_credit_auth_prom(t, "%s_sum %.6f\n", name,
+                              (double) h->sum_us / 1e6);
+    ngx_http_credit_auth_prom(t, "%s_count %llu\n", name,
+                              (unsigned long long) count);
+}
+
+
 static char *
 ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
 {
-    int          i;
-    json_int_t   bytes, age;
-    char        *out, *p;
-    size_t       size;
-    ngx_uint_t   k, n;
+    int                                i;
+    char                               v1[256], v2[512];
+    json_int_t                         bytes, age;
+    ngx_uint_t                         k, n;
+    ngx_http_credit_auth_text_t        t;
+    ngx_http_credit_auth_main_conf_t  *mcf;
 
-    size = 4096 + CA_REASON_COUNT * 256 + NGX_HTTP_CREDIT_AUTH_LABELS * 160;
-    out = malloc(size);
-    if (out == NULL) {
+    static const char  *kinds[][2] = {
+        { "credit_auth_bank_requests_total",
+          "Decided requests per bank (registry code)." },
+        { "credit_auth_category_requests_total",
+          "Decided requests per data category of the policy." },
+        { "credit_auth_purpose_requests_total",
+          "Decided requests per purpose the policy knows." },
+    };
+    static const char  *label[] = { "bank", "category", "purpose" };
+
+    t.size = 16384;
+    t.len = 0;
+    t.out = malloc(t.size);
+    if (t.out == NULL) {
         return NULL;
     }
-    p = out;
 
-#define PROM(...) p += snprintf(p, size - (p - out), __VA_ARGS__)
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_credit_auth_module);
 
-    PROM("# TYPE credit_auth_decisions_total counter\n");
-    PROM("credit_auth_decisions_total{decision=\"allow\"} %lu\n",
-         (unsigned long) sh->allow);
-    PROM("credit_auth_decisions_total{decision=\"deny\"} %lu\n",
-         (unsigned long) sh->deny);
-    PROM("credit_auth_decisions_total{decision=\"report\"} %lu\n",
-         (unsigned long) sh->report);
-    PROM("# TYPE credit_auth_refusals_total counter\n");
+    ngx_http_credit_auth_family(&t, "credit_auth_info", "gauge",
+        "The module's version and the policy in force (always 1).");
+    ngx_http_credit_auth_prom(&t, "credit_auth_info{version=\"%s\","
+        "policy_version=\"%s\",policy_sha256=\"%s\"} 1\n", CA_VERSION,
+        ngx_http_credit_auth_label_value(mcf->policy && mcf->policy->version
+                                         ? mcf->policy->version : "",
+                                         v2, sizeof(v2)),
+        mcf->policy ? mcf->policy->sha256 : "");
+
+    ngx_http_credit_auth_family(&t, "credit_auth_decisions_total", "counter",
+        "Decisions acknowledged, over all workers.");
+    ngx_http_credit_auth_prom(&t,
+        "credit_auth_decisions_total{decision=\"allow\"} %lu\n"
+        "credit_auth_decisions_total{decision=\"deny\"} %lu\n"
+        "credit_auth_decisions_total{decision=\"report\"} %lu\n",
+        (unsigned long) sh->allow, (unsigned long) sh->deny,
+        (unsigned long) sh->report);
+
+    ngx_http_credit_auth_family(&t, "credit_auth_refusals_total", "counter",
+        "Refusals sent, per reason code (SPEC section 4).");
     for (i = 1; i < CA_REASON_COUNT; i++) {
-        PROM("credit_auth_refusals_total{reason=\"%s\"} %lu\n",
-             ca_reason_name(i), (unsigned long) sh->reasons[i]);
+        ngx_http_credit_auth_prom(&t,
+            "credit_auth_refusals_total{reason=\"%s\"} %lu\n",
+            ca_reason_name(i), (unsigned long) sh->reasons[i]);
     }
-    PROM("# TYPE credit_auth_report_refusals_total counter\n");
+    ngx_http_credit_auth_family(&t, "credit_auth_report_refusals_total",
+        "counter", "Refusals credit_auth report let through, per reason.");
     for (i = 1; i < CA_REASON_COUNT; i++) {
-        PROM("credit_auth_report_refusals_total{reason=\"%s\"} %lu\n",
-             ca_reason_name(i), (unsigned long) sh->report_reasons[i]);
+        ngx_http_credit_auth_prom(&t,
+            "credit_auth_report_refusals_total{reason=\"%s\"} %lu\n",
+            ca_reason_name(i), (unsigned long) sh->report_reasons[i]);
     }
-    PROM("# TYPE credit_auth_requests_total counter\n");
+
     n = sh->n_labels;
-    for (k = 0; k < n; k++) {
-        PROM("credit_auth_requests_total{%s=\"%s\"} %lu\n",
-             ngx_http_credit_auth_label_kinds[sh->labels[k].kind],
-             sh->labels[k].name, (unsigned long) sh->labels[k].count);
+    for (i = 0; i < NGX_HTTP_CREDIT_AUTH_LABEL_KINDS; i++) {
+        ngx_http_credit_auth_family(&t, kinds[i][0], "counter", kinds[i][1]);
+        for (k = 0; k < n; k++) {
+            if (sh->labels[k].kind != (ngx_uint_t) i) {
+                continue;
+            }
+            ngx_http_credit_auth_prom(&t, "%s{%s=\"%s\"} %lu\n", kinds[i][0],
+                label[i],
+                ngx_http_credit_auth_label_value(sh->labels[k].name, v1,
+                                                 sizeof(v1)),
+                (unsigned long) sh->labels[k].count);
+        }
     }
-    PROM("# TYPE credit_auth_audit_entries_total counter\n");
+
+    ngx_http_credit_auth_family(&t, "credit_auth_audit_entries_total",
+        "counter", "Audit entries, per state of their write to Redis.");
     for (k = 0; k < NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS; k++) {
-        PROM("credit_auth_audit_entries_total{state=\"%s\"} %lu\n",
-             ngx_http_credit_auth_audit_names[k], (unsigned long) sh->audit[k]);
+        ngx_http_credit_auth_prom(&t,
+            "credit_auth_audit_entries_total{state=\"%s\"} %lu\n",
+            ngx_http_credit_auth_audit_names[k], (unsigned long) sh->audit[k]);
     }
-    PROM("# TYPE credit_auth_audit_inflight gauge\n");
-    PROM("credit_auth_audit_inflight %lu\n",
-         (unsigned long) ngx_http_credit_auth_redis_inflight());
+
+    ngx_http_credit_auth_family(&t, "credit_auth_audit_inflight", "gauge",
+        "Redis commands in flight of the worker that answered (pid).");
+    ngx_http_credit_auth_prom(&t, "credit_auth_audit_inflight{pid=\"%d\"} "
+        "%lu\n", (int) ngx_pid,
+        (unsigned long) ngx_http_credit_auth_redis_inflight());
+
     ngx_http_credit_auth_spool_state(sh, &bytes, &age);
-    PROM("# TYPE credit_auth_audit_spool_bytes gauge\n");
-    PROM("credit_auth_audit_spool_bytes %lld\n", (long long) bytes);
-    PROM("# TYPE credit_auth_audit_spool_oldest_age_seconds gauge\n");
-    PROM("credit_auth_audit_spool_oldest_age_seconds %lld\n",
-         (long long) age);
-    PROM("# TYPE credit_auth_token_cache_total counter\n");
-    PROM("credit_auth_token_cache_total{result=\"hit\"} %lu\n",
-         (unsigned long) sh->cache_hits);
-    PROM("credit_auth_token_cache_total{result=\"miss\"} %lu\n",
-         (unsigned long) sh->cache_misses);
-    PROM("credit_auth_token_cache_total{result=\"eviction\"} %lu\n",
-         (unsigned long) sh->cache_evictions);
-    PROM("# TYPE credit_auth_token_cache_entries gauge\n");
-    PROM("credit_auth_token_cache_entries %lu\n",
-         (unsigned long) sh->cache_entries);
-    PROM("# TYPE credit_auth_redis_connected gauge\n");
-    PROM("credit_auth_redis_connected %d\n",
-         (int) ngx_http_credit_auth_redis_ready());
+    ngx_http_credit_auth_family(&t, "credit_auth_audit_spool_bytes", "gauge",
+        "Bytes waiting in the spools, summed over the live workers.");
+    ngx_http_credit_auth_prom(&t, "credit_auth_audit_spool_bytes %lld\n",
+                              (long long) bytes);
+    ngx_http_credit_auth_family(&t,
+        "credit_auth_audit_spool_oldest_age_seconds", "gauge",
+        "Age of the oldest spooled entry over the live workers (0: none).");
+    ngx_http_credit_auth_prom(&t,
+        "credit_auth_audit_spool_oldest_age_seconds %lld\n", (long long) age);
 
-#undef PROM
+    ngx_http_credit_auth_family(&t, "credit_auth_token_cache_lookups_total",
+        "counter", "Verified-token cache lookups, per result.");
+    ngx_http_credit_auth_prom(&t,
+        "credit_auth_token_cache_lookups_total{result=\"hit\"} %lu\n"
+        "credit_auth_token_cache_lookups_total{result=\"miss\"} %lu\n",
+        (unsigned long) sh->cache_hits, (unsigned long) sh->cache_misses);
+    ngx_http_credit_auth_family(&t, "credit_auth_token_cache_evictions_total",
+        "counter", "Tokens evicted from the full cache, oldest first.");
+    ngx_http_credit_auth_prom(&t, "credit_auth_token_cache_evictions_total "
+        "%lu\n", (unsigned long) sh->cache_evictions);
+    ngx_http_credit_auth_family(&t, "credit_auth_token_cache_entries",
+        "gauge", "Verified tokens in the shared cache.");
+    ngx_http_credit_auth_prom(&t, "credit_auth_token_cache_entries %lu\n",
+                              (unsigned long) sh->cache_entries);
 
-    return out;
+    ngx_http_credit_auth_family(&t, "credit_auth_redis_connected", "gauge",
+        "1 if the worker that answered (pid) is connected to Redis.");
+    ngx_http_credit_auth_prom(&t, "credit_auth_redis_connected{pid=\"%d\"} "
+        "%d\n", (int) ngx_pid, (int) ngx_http_credit_auth_redis_ready());
+
+    ngx_http_credit_auth_histogram(&t, "credit_auth_decision_seconds",
+        "From the access phase to the decision acknowledged (or spooled).",
+        &sh->hist[NGX_HTTP_CREDIT_AUTH_HIST_DECISION]);
+    ngx_http_credit_auth_histogram(&t, "credit_auth_upstream_seconds",
+        "The platform's time of allowed requests (outcome upstream_ms).",
+        &sh->hist[NGX_HTTP_CREDIT_AUTH_HIST_UPSTREAM]);
+
+    /* a failed realloc left the text short: better no page than a lie */
+    ngx_http_credit_auth_prom(&t, "# EOF\n");
+    if (t.len < 6 || ngx_strcmp(t.out + t.len - 6, "# EOF\n") != 0) {
+        free(t.out);
+        return NULL;
+    }
+    t.len -= 6;
+    t.out[t.len] = '\0';
+
+    return t.out;
 }
 
 
@@ -213,9 +389,15 @@ ngx_http_credit_auth_status_handler(ngx_http_request_t *r)
         return NGX_HTTP_SERVICE_UNAVAILABLE;
     }
 
-    prometheus = (ngx_http_arg(r, (u_char *) "format", 6, &fmt) == NGX_OK
-                  && fmt.len == 10
-                  && ngx_strncmp(fmt.data, "prometheus", 10) == 0);
+    prometheus = 0;
+    if (ngx_http_arg(r, (u_char *) "format", 6, &fmt) == NGX_OK) {
+        if (fmt.len == 10 && ngx_strncmp(fmt.data, "prometheus", 10) == 0) {
+            prometheus = 1;
+        } else if (fmt.len != 4 || ngx_strncmp(fmt.data, "json", 4) != 0) {
+            /* not silently JSON: a scraper would parse the wrong text */
+            return NGX_HTTP_BAD_REQUEST;
+        }
+    }
 
     if (prometheus) {
         text = ngx_http_credit_auth_status_prometheus(sh);

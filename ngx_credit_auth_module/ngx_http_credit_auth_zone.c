@@ -4,6 +4,7 @@
  * every worker adds to and the status page (…_status.c) reads.
  */
 #include <signal.h>
+#include <time.h>
 
 #include "ngx_http_credit_auth.h"
 
@@ -177,6 +178,12 @@ ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx)
         return;
     }
 
+    if (ctx->start_us) {
+        ngx_http_credit_auth_observe(NGX_HTTP_CREDIT_AUTH_HIST_DECISION,
+                                     ngx_http_credit_auth_now_us()
+                                     - ctx->start_us);
+    }
+
     if (ctx->report) {
         (void) ngx_atomic_fetch_add(&sh->report, 1);
         (void) ngx_atomic_fetch_add(&sh->report_reasons[ctx->reason], 1);
@@ -214,6 +221,45 @@ ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx)
                                          purpose);
         }
     }
+}
+
+
+/* Not nginx's cached time: a decision takes well under its millisecond. */
+uint64_t
+ngx_http_credit_auth_now_us(void)
+{
+    struct timespec  ts;
+
+    (void) clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t) ts.tv_sec * 1000000 + (uint64_t) ts.tv_nsec / 1000;
+}
+
+
+/* One observation, lock-free: each field is added to atomically, so a
+ * scrape may see the count one ahead of a bucket, never a lost one. */
+void
+ngx_http_credit_auth_observe(ngx_uint_t hist, uint64_t us)
+{
+    ngx_uint_t                     i;
+    ngx_http_credit_auth_hist_t   *h;
+    ngx_http_credit_auth_shctx_t  *sh;
+
+    static const uint64_t  bounds[] = { NGX_HTTP_CREDIT_AUTH_BUCKET_BOUNDS };
+
+    sh = ngx_http_credit_auth_shared(NULL);
+    if (sh == NULL || hist >= NGX_HTTP_CREDIT_AUTH_HISTS) {
+        return;
+    }
+
+    h = &sh->hist[hist];
+    for (i = 0; i < NGX_HTTP_CREDIT_AUTH_BUCKETS - 1; i++) {
+        if (us <= bounds[i]) {
+            break;
+        }
+    }
+    (void) ngx_atomic_fetch_add(&h->bucket[i], 1);
+    (void) ngx_atomic_fetch_add(&h->sum_us, (ngx_atomic_int_t) us);
+    (void) ngx_atomic_fetch_add(&h->count, 1);
 }
 
 

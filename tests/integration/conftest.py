@@ -188,9 +188,18 @@ def problem(resp, status, reason, record_markers=None):
     assert rid, "refusal without X-Request-Id"
     assert doc.get("request_id") == rid, (doc, rid)
     if status == 401:
+        # RFC 6750 §3: a realm always; §3.1: no error code when no Bearer
+        # credentials were sent, invalid_token otherwise
         www = resp.headers.get("WWW-Authenticate", "")
-        assert www.startswith("Bearer") and 'error="invalid_token"' in www, \
+        sent = resp.request.headers.get("Authorization", "")
+        assert www.startswith('Bearer realm="'), \
             f"401 WWW-Authenticate: {www!r}"
+        if reason == "token_missing" and \
+                not sent.lower().startswith("bearer"):
+            assert "error=" not in www, f"401 WWW-Authenticate: {www!r}"
+        else:
+            assert 'error="invalid_token"' in www, \
+                f"401 WWW-Authenticate: {www!r}"
     assert "X-Credit-Disclosure" not in resp.headers, resp.headers
     for m in (record_markers or UPSTREAM_MARKERS):
         assert m not in body, f"upstream byte {m!r} in a refusal: {body}"

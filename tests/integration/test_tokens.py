@@ -710,6 +710,39 @@ def test_credit_consent_sm2_token_verifies_in_gateway(env, conf_dir,
 
 
 # ------------------------------------------------------------------------
+# Key files with coordinates longer than their curve (fuzz finding 1: the
+# coordinate was decoded into a fixed stack buffer before its length was
+# checked; a 240-character y smashed the stack of nginx -t)
+
+def _oversized(member, kty_jwk):
+    jwk = dict(kty_jwk)
+    jwk[member] = "QUFB" * 80
+    return jwk
+
+
+@pytest.mark.parametrize("kid,member", [("e1-es256", "y"),
+                                        ("e1-es256", "x"),
+                                        ("e1-eddsa", "x")])
+def test_oversized_key_coordinate_is_refused(env, make_gateway, conf_dir,
+                                             kid, member):
+    jwks = json.loads(env.st.keys_path.read_text())
+    i = next(i for i, k in enumerate(jwks["keys"]) if k["kid"] == kid)
+    jwks["keys"][i] = _oversized(member, jwks["keys"][i])
+    keys = S.write_json(conf_dir / f"long-{kid}-{member}.jwks", jwks)
+    want = f"$.keys[{i}].{member}: must decode to 32 bytes, not 240"
+
+    r = subprocess.run([str(CONSENT), "inspect", "--jwks", str(keys),
+                        env.token()], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert str(keys) in r.stderr and want in r.stderr, r.stderr
+
+    rc, out = make_gateway(keys=keys).test()
+    assert rc == 1, (rc, out[-2000:])
+    assert str(keys) in out and want in out, out[-2000:]
+
+
+# ------------------------------------------------------------------------
 # Verified-token cache
 
 def test_cache_hit_on_repeated_token(env):

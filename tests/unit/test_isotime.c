@@ -154,6 +154,34 @@ test_errors_say_why(void **state)
     (void) state;
 }
 
+/*
+ * What the tools write reads back: an instant whose year in the zone has
+ * five digits was accepted and written as text the parser refuses (found
+ * by tests/fuzz/fuzz_isotime.c).  The last second of 9999 in the zone is
+ * the last accepted.
+ */
+static void
+test_four_digit_years(void **state)
+{
+    char out[40];
+
+    zone("Asia/Shanghai");
+    bad("277777777721", "after the year 9999");
+    bad("253402300799", "after the year 9999");     /* 10000-01-01 +08 */
+    bad("9999-12-31T23:59:59Z", "0000 to 9999");
+    assert_int_equal(ms_of("253402271999", NULL), 253402271999000LL);
+    ca_time_format(253402271999000LL, out, sizeof(out));
+    assert_string_equal(out, "9999-12-31T23:59:59+08:00");
+    assert_int_equal(ms_of(out, NULL), 253402271999000LL);
+    assert_int_equal(ms_of("9999-12-31T23:59:59+08:00", NULL),
+                     253402271999000LL);
+    zone("UTC");
+    assert_int_equal(ms_of("253402300799", NULL), 253402300799000LL);
+    assert_int_equal(ms_of("9999-12-31T23:59:59Z", NULL),
+                     253402300799000LL);
+    (void) state;
+}
+
 int
 main(void)
 {
@@ -163,6 +191,7 @@ main(void)
         cmocka_unit_test(test_local_zone_and_units),
         cmocka_unit_test(test_format),
         cmocka_unit_test(test_errors_say_why),
+        cmocka_unit_test(test_four_digit_years),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

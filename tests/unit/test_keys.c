@@ -285,6 +285,54 @@ test_coordinates(void **state)
     (void) state;
 }
 
+/*
+ * A coordinate longer than its curve: decoded straight into the 32-byte
+ * coordinate it used to overrun the stack (fuzz finding 1, "QUFB" x 80
+ * as y smashed ec_to_pkey's return address).  Every length up to the
+ * largest member accepted is refused by length, for every key type.
+ */
+static void
+test_oversized_coordinates(void **state)
+{
+    static const size_t lens[] = {44, 48, 240, 320, 1364, 1366};
+    static const char  *fills[] = {"QUFB", "AAAA"};
+    const struct {
+        EVP_PKEY   *pkey;
+        ca_alg      alg;
+        const char *member, *path;
+    } coords[] = {
+        {ec, CA_ALG_ES256, "y", "$.keys[0].y"},
+        {ec, CA_ALG_ES256, "x", "$.keys[0].x"},
+        {sm2, CA_ALG_SM2, "y", "$.keys[0].y"},
+        {ed, CA_ALG_EDDSA, "x", "$.keys[0].x"},
+    };
+    char                big[1367];
+    json_t             *k;
+
+    for (size_t f = 0; f < 2; f++) {
+        for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++) {
+            for (size_t j = 0; j < lens[i]; j++) {
+                big[j] = fills[f][j % 4];
+            }
+            if (lens[i] % 4 != 0) {
+                big[lens[i] - 1] = 'A';     /* canonical: no stray bits */
+            }
+            big[lens[i]] = '\0';
+            for (size_t c = 0; c < sizeof(coords) / sizeof(coords[0]); c++) {
+                k = jwk(coords[c].pkey, coords[c].alg, "k");
+                json_object_set_new(k, coords[c].member, json_string(big));
+                expect_error(k, coords[c].path, "must decode to 32 bytes");
+            }
+        }
+    }
+    /* One past the largest member: refused before decoding. */
+    memset(big, 'Q', 1367);
+    k = jwk(ec, CA_ALG_ES256, "k");
+    json_object_set_new(k, "y", json_stringn(big, 1367));
+    expect_error(k, "$.keys[0].y", "bad length");
+    (void) state;
+}
+
 static void
 test_private_member(void **state)
 {
@@ -368,6 +416,7 @@ main(void)
         cmocka_unit_test(test_wrong_curve),
         cmocka_unit_test(test_point_not_on_curve),
         cmocka_unit_test(test_coordinates),
+        cmocka_unit_test(test_oversized_coordinates),
         cmocka_unit_test(test_private_member),
         cmocka_unit_test(test_uscc_use_kid),
         cmocka_unit_test(test_file_shape),

@@ -871,6 +871,14 @@ test_check_time(void **state)
                      CA_TOKEN_NOT_YET_VALID);
     assert_int_equal(ca_claims_check_time(&c, NOW + 540, 60, NULL, 0),
                      CA_OK);
+    /* exp at the end of int64: exp + leeway overflowed (fuzz finding 3),
+     * which made the token expired on gcc and is undefined behaviour. */
+    c.nbf = 0;
+    c.exp = INT64_MAX;
+    assert_int_equal(ca_claims_check_time(&c, NOW, 60, NULL, 0), CA_OK);
+    c.iat = INT64_MAX - 1;
+    assert_int_equal(ca_claims_check_time(&c, NOW, 60, NULL, 0),
+                     CA_TOKEN_NOT_YET_VALID);
     (void) state;
 }
 
