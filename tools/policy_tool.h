@@ -6,4 +6,7 @@
  * 2 when a file cannot be loaded. */
 int policy_diff(const char *old_file, const char *new_file, int as_json);
 
+/* credit-policy explain ARGS (policy_explain.c) */
+int cmd_explain(int argc, char **argv);
+
 #endif

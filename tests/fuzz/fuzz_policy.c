@@ -1,5 +1,5 @@
 /*
- * The policy loader (lib/policy.c), from text.  A loaded policy then
+ * The policy loader (lib/policy*.c), from text.  A loaded policy then
  * answers the questions the gateway asks it: routes (each route template
  * with a valid USCC matches its own category), verify rules, treatments.
  */

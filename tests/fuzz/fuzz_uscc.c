@@ -1,6 +1,6 @@
 /*
  * Identifiers in request paths and audit text: the USCC check character
- * (lib/uscc.c), route matching against the shipped policy (lib/policy.c:
+ * (lib/uscc.c), route matching against the shipped policy (lib/policyroute.c:
  * the {uscc} a matching route yields is a valid USCC) and the personal-
  * identifier spotter of the audit trail (lib/pii.c).  Input: any bytes.
  */
