@@ -37,7 +37,9 @@ ngx_http_credit_auth_now_ms(void)
 }
 
 
-static void
+/* Releases the hold of a request that waited for Redis, and goes on (also
+ * a registry key's fetch, …_keyreg.c). */
+void
 ngx_http_credit_auth_wake_handler(ngx_event_t *ev)
 {
     ngx_http_request_t  *r = ev->data;
