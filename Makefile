@@ -189,6 +189,7 @@ run: deps build
 bench: deps build bench-filter
 	$(PYTHON) bench/bench.py $(BENCH_ARGS)
 	$(PYTHON) bench/verify_speed.py --build $(BUILD)
+	$(PYTHON) bench/keyreg.py --keys 100000 --tokens 5000 --duration 5
 
 # The compose stack (docker/) built and queried for real with podman;
 # needs ../shared/tools/containers setup once.  A few minutes: not part of

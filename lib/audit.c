@@ -49,7 +49,7 @@ ca_entry_init(ca_entry *e, const char *event, int64_t ts_ms, const char *gw)
     e->used = 0;
     ca_entry_add(e, "v", CA_AUDIT_VERSION, strlen(CA_AUDIT_VERSION));
     ca_entry_add(e, "event", event, strlen(event));
-    ca_entry_addf(e, "ts", "%lld", (long long) ts_ms);
+    ca_entry_add_int(e, "ts", ts_ms);
     ca_entry_add(e, "gw", gw, strlen(gw));
 }
 
@@ -90,6 +90,29 @@ ca_entry_addf(ca_entry *e, const char *name, const char *fmt, ...)
     return ca_entry_add(e, name, tmp, (size_t) n);
 }
 
+int
+ca_entry_add_int(ca_entry *e, const char *name, int64_t v)
+{
+    char    tmp[22];
+    size_t  n;
+
+    if (v < 0) {
+        tmp[0] = '-';
+        n = 1 + ca_u64_str((uint64_t) 0 - (uint64_t) v, tmp + 1);
+    } else {
+        n = ca_u64_str((uint64_t) v, tmp);
+    }
+    return ca_entry_add(e, name, tmp, n);
+}
+
+int
+ca_entry_add_uint(ca_entry *e, const char *name, uint64_t v)
+{
+    char    tmp[21];
+
+    return ca_entry_add(e, name, tmp, ca_u64_str(v, tmp));
+}
+
 const char *
 ca_entry_get(const ca_entry *e, const char *name, size_t *len)
 {
@@ -112,57 +135,140 @@ ca_chain_init(ca_chain *ch, const char *id)
     memset(ch->head, 0, sizeof(ch->head));
 }
 
+/*
+ * The canonical encoding is gathered in a buffer and hashed in a few large
+ * updates: four small updates per field cost more than the hashing.
+ */
+typedef struct {
+    EVP_MD_CTX     *md;
+    size_t          n;
+    unsigned char   b[2048];
+} ca_hbuf;
+
 static void
-put_u32(EVP_MD_CTX *md, size_t n)
+hput(ca_hbuf *h, const void *p, size_t len)
+{
+    if (h->n + len > sizeof(h->b)) {
+        EVP_DigestUpdate(h->md, h->b, h->n);
+        h->n = 0;
+        if (len > sizeof(h->b)) {
+            EVP_DigestUpdate(h->md, p, len);
+            return;
+        }
+    }
+    memcpy(h->b + h->n, p, len);
+    h->n += len;
+}
+
+static void
+hput_u32(ca_hbuf *h, size_t n)
 {
     unsigned char b[4] = {
         (unsigned char) (n >> 24), (unsigned char) (n >> 16),
         (unsigned char) (n >> 8), (unsigned char) n
     };
-    EVP_DigestUpdate(md, b, 4);
+    hput(h, b, 4);
 }
 
-void
-ca_entry_digest(const char *const *names, const char *const *values,
-                const size_t *lens, size_t n, unsigned char out[32])
+static void
+hfields(ca_hbuf *h, const char *const *names, const char *const *values,
+        const size_t *lens, size_t from, size_t n)
 {
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-
-    EVP_DigestInit_ex(md, ca_md_sha256(), NULL);
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = from; i < n; i++) {
         size_t nl = strlen(names[i]);
         if (nl == 4 && memcmp(names[i], "hash", 4) == 0) {
             continue;
         }
         /* Length prefixes make the encoding unambiguous whatever bytes the
          * values hold (SPEC §7). */
-        put_u32(md, nl);
-        EVP_DigestUpdate(md, names[i], nl);
-        put_u32(md, lens[i]);
-        EVP_DigestUpdate(md, values[i], lens[i]);
+        hput_u32(h, nl);
+        hput(h, names[i], nl);
+        hput_u32(h, lens[i]);
+        hput(h, values[i], lens[i]);
     }
-    EVP_DigestFinal_ex(md, out, NULL);
-    EVP_MD_CTX_free(md);
+}
+
+static void
+hfinal(ca_hbuf *h, unsigned char out[32])
+{
+    if (EVP_DigestUpdate(h->md, h->b, h->n) != 1
+        || EVP_DigestFinal_ex(h->md, out, NULL) != 1)
+    {
+        memset(out, 0xff, 32);
+    }
+}
+
+void
+ca_entry_digest(const char *const *names, const char *const *values,
+                const size_t *lens, size_t n, unsigned char out[32])
+{
+    ca_hbuf  h;
+
+    h.md = ca_sha256_begin();
+    if (h.md == NULL) {
+        /* out of memory: fail loudly, not open */
+        memset(out, 0xff, 32);
+        return;
+    }
+    h.n = 0;
+    hfields(&h, names, values, lens, 0, n);
+    hfinal(&h, out);
+}
+
+EVP_MD_CTX *
+ca_entry_digest_prefix(const ca_entry *e, size_t upto)
+{
+    ca_hbuf  h;
+
+    h.md = EVP_MD_CTX_new();
+    if (h.md == NULL || EVP_DigestInit_ex(h.md, ca_md_sha256(), NULL) != 1) {
+        EVP_MD_CTX_free(h.md);
+        return NULL;
+    }
+    h.n = 0;
+    hfields(&h, e->name, e->value, e->len, 0, upto);
+    if (EVP_DigestUpdate(h.md, h.b, h.n) != 1) {
+        EVP_MD_CTX_free(h.md);
+        return NULL;
+    }
+    return h.md;
 }
 
 int
 ca_chain_seal(ca_chain *ch, ca_entry *e)
 {
+    return ca_chain_seal_prefixed(ch, e, NULL, 0);
+}
+
+int
+ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const EVP_MD_CTX *prefix,
+                       size_t upto)
+{
     char          hex[65];
     unsigned char h[32];
+    ca_hbuf       hb;
 
     if (e->n > CA_ENTRY_FIELDS) {
         return -1;
     }
     ca_hex(ch->head, 32, hex);
     if (ca_entry_add(e, "chain", ch->id, strlen(ch->id)) != 0
-        || ca_entry_addf(e, "seq", "%llu",
-                         (unsigned long long) ch->seq + 1) != 0
+        || ca_entry_add_uint(e, "seq", ch->seq + 1) != 0
         || ca_entry_add(e, "prev", hex, 64) != 0)
     {
         return -1;
     }
-    ca_entry_digest(e->name, e->value, e->len, e->n, h);
+    if (prefix == NULL) {
+        ca_entry_digest(e->name, e->value, e->len, e->n, h);
+    } else {
+        hb.md = ca_sha256_begin();
+        if (hb.md == NULL || EVP_MD_CTX_copy_ex(hb.md, prefix) != 1) {
+            return -1;
+        }
+        hb.n = 0;
+        hfields(&hb, e->name, e->value, e->len, upto, e->n);
+        hfinal(&hb, h);
+    }
     ca_hex(h, 32, hex);
     if (ca_entry_add(e, "hash", hex, 64) != 0) {
         return -1;
@@ -210,7 +316,7 @@ ca_checkpoint_build(ca_chain *ch, ca_entry *e, int64_t ts_ms, const char *gw,
     ca_b64url_encode(sig, slen, sig64);
 
     ca_entry_init(e, "checkpoint", ts_ms, gw);
-    ca_entry_addf(e, "covers", "%llu", (unsigned long long) ch->seq);
+    ca_entry_add_uint(e, "covers", ch->seq);
     ca_entry_add(e, "head", head, 64);
     ca_entry_add(e, "sig", sig64, strlen(sig64));
     return ca_chain_seal(ch, e);

@@ -52,12 +52,24 @@ int ca_entry_add(ca_entry *e, const char *name, const char *value,
                  size_t len);
 int ca_entry_addf(ca_entry *e, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Decimal integers, without printf. */
+int ca_entry_add_int(ca_entry *e, const char *name, int64_t v);
+int ca_entry_add_uint(ca_entry *e, const char *name, uint64_t v);
 /* Value of a field, or NULL. */
 const char *ca_entry_get(const ca_entry *e, const char *name, size_t *len);
 
 void ca_chain_init(ca_chain *ch, const char *id);
 /* Appends chain, seq, prev, hash; advances the chain.  -1 if full. */
 int ca_chain_seal(ca_chain *ch, ca_entry *e);
+
+/* The same, with the digest of fields [0, upto) given (a context from
+ * ca_entry_digest_prefix() over an entry whose first upto fields are the
+ * same): variants of one decision differ only after them. */
+int ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e,
+                           const EVP_MD_CTX *prefix, size_t upto);
+/* The digest of fields [0, upto) of e; the caller frees it
+ * (EVP_MD_CTX_free).  NULL if out of memory. */
+EVP_MD_CTX *ca_entry_digest_prefix(const ca_entry *e, size_t upto);
 
 /* SHA-256 over the canonical encoding of all fields but `hash`. */
 void ca_entry_digest(const char *const *names, const char *const *values,

@@ -371,10 +371,10 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
     argc = 0;
 
 #define ARG(p, l)  (b->cmd.argv[argc] = (p), b->cmd.lens[argc++] = (l))
-#define NUM(fmt, v)                                                          \
+#define NUM(v)                                                               \
     do {                                                                     \
-        int  _n = snprintf(s, 24, fmt, v);                                   \
-        ARG(s, (size_t) _n);                                                 \
+        size_t  _n = ca_u64_str((uint64_t) (v), s);                          \
+        ARG(s, _n);                                                          \
         s += _n + 1;                                                         \
     } while (0)
 
@@ -383,10 +383,10 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
     ARG("1", 1);
     ARG(stream, strlen(stream));
 
-    NUM("%zu", nt);
+    NUM(nt);
     for (t = 0; t < nt; t++) {
         job = tp[t].first;
-        NUM("%zu", job->n);
+        NUM(job->n);
         memcpy(s, tp[t].mask, job->n + 1);
         ARG(s, job->n);
         s += job->n + 1;
@@ -398,7 +398,7 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
         }
     }
 
-    NUM("%zu", b->njobs);
+    NUM(b->njobs);
     for (i = 0; i < b->njobs; i++) {
         const char  *chain;
         size_t       clen, slash;
@@ -411,13 +411,13 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
         ARG(job->kind == CA_AW_KIND_DECISION ? "D"
             : job->kind == CA_AW_KIND_REPLAY || job->after_gap ? "F" : "E",
             1);
-        NUM("%zu", tof[i] + 1);
+        NUM(tof[i] + 1);
         n = snprintf(s, 14 + 160 + 1, "credit:chains:%.*s",
                      (int) (slash < 160 ? slash : 160), chain);
         ARG(s, (size_t) n);
         s += n + 1;
         ARG(chain + slash + 1, clen - slash - 1);
-        NUM("%llu", (unsigned long long) job->seq);
+        NUM(job->seq);
         for (j = 0; j < job->n; j++) {
             if (tp[tof[i]].mask[j] == 'v') {
                 ARG(job->value[j], job->len[j]);
@@ -426,7 +426,7 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
         if (job->kind != CA_AW_KIND_DECISION) {
             continue;
         }
-        NUM("%zu", job->ncheck);
+        NUM(job->ncheck);
         for (k = 0; k < job->ncheck; k++) {
             const ca_aw_jcheck  *c = &job->check[k];
 
@@ -438,7 +438,7 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
             ARG(c->expire, strlen(c->expire));
             ARG(c->variant, strlen(c->variant));
         }
-        NUM("%zu", job->nvar);
+        NUM(job->nvar);
         for (k = 0; k < job->nvar; k++) {
             const ca_aw_variant  *v = &job->var[k];
             const char           *why = v->reason == CA_OK

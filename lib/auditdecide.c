@@ -28,8 +28,8 @@ ca_aw_field(const ca_entry *e, const char *name)
  * variant v; e is left sealed with it. */
 static int
 ca_aw_seal_variant(ca_aw *aw, size_t slot, ca_entry *e, size_t base_n,
-                   size_t base_used, size_t dpos, const ca_aw_variant *v,
-                   char hash[65])
+                   size_t base_used, size_t dpos, const EVP_MD_CTX *prefix,
+                   const ca_aw_variant *v, char hash[65])
 {
     ca_chain     ch = aw->lanes[slot].chain;
     const char  *why = v->reason == CA_OK ? "" : ca_reason_name(v->reason);
@@ -40,7 +40,7 @@ ca_aw_seal_variant(ca_aw *aw, size_t slot, ca_entry *e, size_t base_n,
     e->len[dpos] = strlen(v->decision);
     e->value[dpos + 1] = why;
     e->len[dpos + 1] = strlen(why);
-    if (ca_chain_seal(&ch, e) != 0) {
+    if (ca_chain_seal_prefixed(&ch, e, prefix, dpos) != 0) {
         return -1;
     }
     memcpy(hash, e->value[e->n - 1], 65);
@@ -59,6 +59,7 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
     ca_aw_job     *job;
     ca_aw_variant  var[CA_AW_VARIANTS_MAX];
     size_t         slot;
+    EVP_MD_CTX    *prefix;
 
     dpos = ca_aw_field(e, "decision");
     if (n > CA_AW_CHECKS_MAX || dpos == (size_t) -1 || dpos + 1 >= e->n
@@ -101,19 +102,29 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
         return CA_AW_LOST;
     }
 
+    /* the fields before the decision are hashed once for all variants */
+    prefix = ca_entry_digest_prefix(e, dpos);
+    if (prefix == NULL) {
+        ca_aw_lane_release(aw, slot);
+        ca_aw_log(aw, CA_AW_LOG_ERR, "out of memory");
+        return CA_AW_LOST;
+    }
+
     /* variant 0 last, so that e ends up sealed as the allow */
     base_n = e->n;
     base_used = e->used;
     for (k = nvar; k-- > 0; ) {
-        if (ca_aw_seal_variant(aw, slot, e, base_n, base_used, dpos, &var[k],
-                               var[k].hash)
+        if (ca_aw_seal_variant(aw, slot, e, base_n, base_used, dpos, prefix,
+                               &var[k], var[k].hash)
             != 0)
         {
+            EVP_MD_CTX_free(prefix);
             ca_aw_lane_release(aw, slot);
             ca_aw_log(aw, CA_AW_LOG_ALERT, "audit entry too large");
             return CA_AW_LOST;
         }
     }
+    EVP_MD_CTX_free(prefix);
 
     job = ca_aw_job_new(e->n, e->name, e->value, e->len, n, keys);
     if (job == NULL) {

@@ -6,6 +6,7 @@
 #include "util.h"
 #include "uscc.h"
 #include "keys.h"
+#include "keyreg.h"
 #include "token.h"
 #include "banks.h"
 #include "policy.h"

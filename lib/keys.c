@@ -10,6 +10,7 @@
 
 #include <openssl/bio.h>
 #include <openssl/core_names.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/param_build.h>
 #include <openssl/pem.h>
@@ -349,15 +350,15 @@ static const char *const private_members[] = {
     "d", "p", "q", "dp", "dq", "qi", "oth", "k",
 };
 
-static int
-load_one(json_t *jwk, size_t idx, ca_key *key, const char *file,
-         ca_error *err)
+int
+ca_key_from_jwk(json_t *jwk, const char *file, const char *jpath,
+                ca_key *key, ca_error *err)
 {
-    char        jpath[64], path[96];
+    char        path[160];
     json_t     *v;
     const char *kty, *s;
 
-    snprintf(jpath, sizeof(jpath), "$.keys[%zu]", idx);
+    memset(key, 0, sizeof(*key));
     if (!json_is_object(jwk)) {
         ca_error_set(err, file, jpath, "must be an object");
         return -1;
@@ -433,14 +434,28 @@ load_one(json_t *jwk, size_t idx, ca_key *key, const char *file,
 
     key->pkey = ca_jwk_to_pkey(kty, jwk, key->alg, file, jpath, err);
     if (key->pkey == NULL) {
+        /* reported through err; left queued, OpenSSL's errors would be
+         * blamed on the next TLS call of a gateway reading the registry */
+        ERR_clear_error();
         return -1;
     }
     key->pem = pkey_to_pem(key->pkey, &key->pem_len);
     if (key->pem == NULL) {
         ca_error_set(err, file, jpath, "cannot encode the key as PEM");
+        ca_key_clear(key);
         return -1;
     }
     return 0;
+}
+
+void
+ca_key_clear(ca_key *key)
+{
+    EVP_PKEY_free(key->pkey);
+    free(key->pem);
+    key->pkey = NULL;
+    key->pem = NULL;
+    key->pem_len = 0;
 }
 
 static int
@@ -506,8 +521,13 @@ ca_keyset_load(const char *file, ca_error *err)
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
+        char jpath[64];
+
+        snprintf(jpath, sizeof(jpath), "$.keys[%zu]", i);
         ks->n = i + 1;      /* so that free() sees the partly built key */
-        if (load_one(json_array_get(keys, i), i, &ks->keys[i], file, err)) {
+        if (ca_key_from_jwk(json_array_get(keys, i), file, jpath,
+                            &ks->keys[i], err))
+        {
             goto fail;
         }
     }
@@ -555,8 +575,7 @@ ca_keyset_free(ca_keyset *ks)
         return;
     }
     for (size_t i = 0; i < ks->n; i++) {
-        EVP_PKEY_free(ks->keys[i].pkey);
-        free(ks->keys[i].pem);
+        ca_key_clear(&ks->keys[i]);
     }
     free(ks->keys);
     free(ks);

@@ -52,6 +52,16 @@ void ca_keyset_free(ca_keyset *ks);
  * and the bench; the gateway itself never generates keys. */
 EVP_PKEY *ca_key_generate(ca_alg alg);
 
+/*
+ * Validates one public JWK (kid, use, uscc, pinned alg, kty and the key
+ * itself, no private members) into *key: the one rule set shared by the
+ * JWKS file, the Redis registry and `credit-consent key add`.  Errors name
+ * file and jpath.  0, or -1 with err set and *key empty.
+ */
+int ca_key_from_jwk(json_t *jwk, const char *file, const char *jpath,
+                    ca_key *key, ca_error *err);
+void ca_key_clear(ca_key *key);
+
 /* Converts one JWK object to a public key; NULL with err set otherwise. */
 EVP_PKEY *ca_jwk_to_pkey(const char *kty, json_t *jwk, ca_alg alg,
                          const char *file, const char *jpath, ca_error *err);

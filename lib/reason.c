@@ -34,6 +34,8 @@ static const struct {
                                    "The consent token lives too long"},
     [CA_CNF_MISMATCH]           = {"cnf_mismatch", 401,
                                    "The token is bound to another certificate"},
+    [CA_KEY_REVOKED]            = {"key_revoked", 401,
+                                   "The token's signing key is revoked"},
     [CA_BANK_UNKNOWN]           = {"bank_unknown", 403,
                                    "The client certificate is not a known bank"},
     [CA_BANK_SUSPENDED]         = {"bank_suspended", 403,

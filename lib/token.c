@@ -539,6 +539,36 @@ header_alg(json_t *hdr)
     return ca_alg_from_name(json_string_value(v));
 }
 
+int
+ca_token_kid(const char *token, size_t len, char *kid, size_t *kid_len)
+{
+    const char    *d1;
+    unsigned char *hbuf;
+    size_t         hlen = 0;
+    json_t        *hdr, *v;
+    int            rc = -1;
+
+    if (len == 0 || len > CA_TOKEN_MAX
+        || (d1 = memchr(token, '.', len)) == NULL || d1 == token)
+    {
+        return -1;
+    }
+    hbuf = segment(token, (size_t) (d1 - token), &hlen);
+    hdr = hbuf ? json_object_from(hbuf, hlen) : NULL;
+    v = json_object_get(hdr, "kid");
+    if (json_is_string(v) && json_string_length(v) > 0
+        && json_string_length(v) <= CA_KID_MAX)
+    {
+        *kid_len = json_string_length(v);
+        memcpy(kid, json_string_value(v), *kid_len);
+        kid[*kid_len] = '\0';
+        rc = 0;
+    }
+    json_decref(hdr);
+    free(hbuf);
+    return rc;
+}
+
 ca_reason
 ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
                 const ca_token_rules *rules, ca_claims *claims,

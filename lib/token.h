@@ -65,6 +65,13 @@ ca_reason ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
                           char *detail, size_t detail_len);
 
 /*
+ * The header's kid, before any check: where a registry lookup starts
+ * (the gateway then verifies with the key found, or none).  kid holds
+ * CA_KID_MAX + 1 bytes.  0, or -1 when there is no usable kid string.
+ */
+int ca_token_kid(const char *token, size_t len, char *kid, size_t *kid_len);
+
+/*
  * The claim checks of ca_token_verify() on a claims object alone, with no
  * signature: what the tools apply (credit-policy explain, credit-consent
  * sign --policy).  enterprise: the USCC the signing key is registered to,

@@ -51,54 +51,90 @@ ca_json_load_file(const char *file, ca_error *err)
     return root;
 }
 
-static const signed char b64url_val[256] = {
-    ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6,
-    ['G'] = 7, ['H'] = 8, ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12,
-    ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16, ['Q'] = 17, ['R'] = 18,
-    ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,
-    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30,
-    ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36,
-    ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42,
-    ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,
-    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54,
-    ['2'] = 55, ['3'] = 56, ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60,
-    ['8'] = 61, ['9'] = 62, ['-'] = 63, ['_'] = 64,
-};  /* value + 1; 0 means "not in the alphabet" */
+#define CA_B64_ALNUM                                                          \
+    ['A'] = 1, ['B'] = 2, ['C'] = 3, ['D'] = 4, ['E'] = 5, ['F'] = 6,        \
+    ['G'] = 7, ['H'] = 8, ['I'] = 9, ['J'] = 10, ['K'] = 11, ['L'] = 12,     \
+    ['M'] = 13, ['N'] = 14, ['O'] = 15, ['P'] = 16, ['Q'] = 17, ['R'] = 18,  \
+    ['S'] = 19, ['T'] = 20, ['U'] = 21, ['V'] = 22, ['W'] = 23, ['X'] = 24,  \
+    ['Y'] = 25, ['Z'] = 26, ['a'] = 27, ['b'] = 28, ['c'] = 29, ['d'] = 30,  \
+    ['e'] = 31, ['f'] = 32, ['g'] = 33, ['h'] = 34, ['i'] = 35, ['j'] = 36,  \
+    ['k'] = 37, ['l'] = 38, ['m'] = 39, ['n'] = 40, ['o'] = 41, ['p'] = 42,  \
+    ['q'] = 43, ['r'] = 44, ['s'] = 45, ['t'] = 46, ['u'] = 47, ['v'] = 48,  \
+    ['w'] = 49, ['x'] = 50, ['y'] = 51, ['z'] = 52, ['0'] = 53, ['1'] = 54,  \
+    ['2'] = 55, ['3'] = 56, ['4'] = 57, ['5'] = 58, ['6'] = 59, ['7'] = 60,  \
+    ['8'] = 61, ['9'] = 62
 
-long
-ca_b64url_decode(const char *in, size_t len, unsigned char *out)
+/* value + 1; 0 means "not in the alphabet" */
+static const unsigned char b64url_val[256] = { CA_B64_ALNUM, ['-'] = 63,
+                                               ['_'] = 64 };
+static const unsigned char b64std_val[256] = { CA_B64_ALNUM, ['+'] = 63,
+                                               ['/'] = 64 };
+
+/*
+ * Four characters at a time; a bank's certificate (Client-Cert, about
+ * 1 KiB of base64) is decoded on every request behind a load balancer.
+ */
+static long
+b64_decode(const unsigned char *val, const char *in, size_t len,
+           unsigned char *out)
 {
-    uint32_t acc = 0;
-    size_t   i, bits = 0, n = 0;
+    const unsigned char *s = (const unsigned char *) in;
+    uint32_t             a, b, c, d, v;
+    size_t               i, n = 0;
 
     if (len % 4 == 1) {
         return -1;
     }
-    for (i = 0; i < len; i++) {
-        int v = b64url_val[(unsigned char) in[i]];
-        if (v == 0) {
+    for (i = 0; i + 4 <= len; i += 4) {
+        a = val[s[i]];
+        b = val[s[i + 1]];
+        c = val[s[i + 2]];
+        d = val[s[i + 3]];
+        if (a == 0 || b == 0 || c == 0 || d == 0) {
             return -1;
         }
-        acc = (acc << 6) | (uint32_t) (v - 1);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out[n++] = (unsigned char) (acc >> bits);
-        }
+        v = (a - 1) << 18 | (b - 1) << 12 | (c - 1) << 6 | (d - 1);
+        out[n++] = (unsigned char) (v >> 16);
+        out[n++] = (unsigned char) (v >> 8);
+        out[n++] = (unsigned char) v;
     }
-    /* Non-canonical encodings (stray low bits) are refused. */
-    if (bits > 0 && (acc & ((1u << bits) - 1)) != 0) {
+    if (i == len) {
+        return (long) n;
+    }
+
+    a = val[s[i]];
+    b = val[s[i + 1]];
+    c = (len - i == 3) ? val[s[i + 2]] : 1;
+    if (a == 0 || b == 0 || c == 0) {
         return -1;
+    }
+    v = (a - 1) << 12 | (b - 1) << 6 | (c - 1);
+    /* Non-canonical encodings (stray low bits) are refused. */
+    if (len - i == 2) {
+        if (v & 0x3c0) {
+            return -1;
+        }
+        out[n++] = (unsigned char) (v >> 10);
+    } else {
+        if (v & 0x3) {
+            return -1;
+        }
+        out[n++] = (unsigned char) (v >> 10);
+        out[n++] = (unsigned char) (v >> 2);
     }
     return (long) n;
 }
 
 long
+ca_b64url_decode(const char *in, size_t len, unsigned char *out)
+{
+    return b64_decode(b64url_val, in, len, out);
+}
+
+long
 ca_b64std_decode(const char *in, size_t len, unsigned char *out)
 {
-    size_t         pad = 0, i, n;
-    unsigned char *tmp;
-    long           r;
+    size_t  pad = 0;
 
     if (len == 0 || len % 4 != 0) {
         return -1;
@@ -106,28 +142,7 @@ ca_b64std_decode(const char *in, size_t len, unsigned char *out)
     if (in[len - 1] == '=') {
         pad = (in[len - 2] == '=') ? 2 : 1;
     }
-    n = len - pad;
-
-    /* map onto the base64url alphabet and reuse its strict decoder */
-    tmp = malloc(n ? n : 1);
-    if (tmp == NULL) {
-        return -1;
-    }
-    for (i = 0; i < n; i++) {
-        char c = in[i];
-        if (c == '+') {
-            c = '-';
-        } else if (c == '/') {
-            c = '_';
-        } else if (c == '-' || c == '_' || c == '=') {
-            free(tmp);
-            return -1;
-        }
-        tmp[i] = (unsigned char) c;
-    }
-    r = ca_b64url_decode((char *) tmp, n, out);
-    free(tmp);
-    return r;
+    return b64_decode(b64std_val, in, len - pad, out);
 }
 
 size_t
@@ -212,19 +227,96 @@ ca_md_sha256(void)
     return sha256_md;
 }
 
+/* The digest context too: a new one per digest is two allocations and a
+ * provider context set-up, for hashing a few hundred bytes. */
+static EVP_MD_CTX *sha256_ctx;
+
+EVP_MD_CTX *
+ca_sha256_begin(void)
+{
+    if (sha256_ctx == NULL) {
+        sha256_ctx = EVP_MD_CTX_new();
+        if (sha256_ctx == NULL) {
+            return NULL;
+        }
+    }
+    if (EVP_DigestInit_ex(sha256_ctx, ca_md_sha256(), NULL) != 1) {
+        return NULL;
+    }
+    return sha256_ctx;
+}
+
 void
 ca_md_release(void)
 {
+    EVP_MD_CTX_free(sha256_ctx);
+    sha256_ctx = NULL;
     EVP_MD_free(sha256_md);
     sha256_md = NULL;
+}
+
+size_t
+ca_resp_size(int argc, const size_t *lens)
+{
+    size_t  n = 1 + 20 + 2;
+    int     i;
+
+    for (i = 0; i < argc; i++) {
+        n += 1 + 20 + 2 + lens[i] + 2;
+    }
+    return n;
+}
+
+/* hiredis formats argument by argument into a growing string, with a
+ * printf per length; a batch of a few dozen entries has a thousand. */
+size_t
+ca_resp_format(char *out, int argc, const char **argv, const size_t *lens)
+{
+    char  *p = out;
+    int    i;
+
+    *p++ = '*';
+    p += ca_u64_str((uint64_t) argc, p);
+    *p++ = '\r';
+    *p++ = '\n';
+    for (i = 0; i < argc; i++) {
+        *p++ = '$';
+        p += ca_u64_str(lens[i], p);
+        *p++ = '\r';
+        *p++ = '\n';
+        memcpy(p, argv[i], lens[i]);
+        p += lens[i];
+        *p++ = '\r';
+        *p++ = '\n';
+    }
+    return (size_t) (p - out);
+}
+
+size_t
+ca_u64_str(uint64_t v, char *out)
+{
+    char    tmp[20];
+    size_t  n = 0, i;
+
+    do {
+        tmp[n++] = (char) ('0' + v % 10);
+        v /= 10;
+    } while (v != 0);
+    for (i = 0; i < n; i++) {
+        out[i] = tmp[n - 1 - i];
+    }
+    out[n] = '\0';
+    return n;
 }
 
 void
 ca_sha256(const void *data, size_t len, unsigned char out[32])
 {
-    unsigned int n = 32;
+    EVP_MD_CTX   *md = ca_sha256_begin();
 
-    if (EVP_Digest(data, len, out, &n, ca_md_sha256(), NULL) != 1) {
+    if (md == NULL || EVP_DigestUpdate(md, data, len) != 1
+        || EVP_DigestFinal_ex(md, out, NULL) != 1)
+    {
         /* cannot happen with a fetched SHA-256; fail loudly, not open */
         memset(out, 0xff, 32);
     }

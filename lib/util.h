@@ -40,8 +40,23 @@ void ca_sha256(const void *data, size_t len, unsigned char out[32]);
 /* SHA-256 fetched once per process (see util.c). */
 #include <openssl/evp.h>
 const EVP_MD *ca_md_sha256(void);
-/* Releases it (process exit; it is fetched again if used after). */
+/* A SHA-256 context kept for the process, initialised (not reentrant:
+ * finish one digest before starting the next); NULL if out of memory. */
+EVP_MD_CTX *ca_sha256_begin(void);
+/* Releases them (process exit; they are made again if used after). */
 void ca_md_release(void);
+
+/*
+ * A command in the Redis protocol (RESP): "*argc" then "$len" and the bytes
+ * of each argument, every part ended by CRLF.  ca_resp_size() is the
+ * length to reserve, ca_resp_format() writes it and returns its length.
+ */
+size_t ca_resp_size(int argc, const size_t *lens);
+size_t ca_resp_format(char *out, int argc, const char **argv,
+                      const size_t *lens);
+
+/* Decimal digits of v and a NUL; out needs 21 bytes.  Returns the length. */
+size_t ca_u64_str(uint64_t v, char *out);
 
 /* Reads a whole file (bounded at max bytes); caller frees. */
 char *ca_read_file(const char *file, size_t max, size_t *len, ca_error *err);

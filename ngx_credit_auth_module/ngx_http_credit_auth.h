@@ -112,6 +112,7 @@ typedef struct {
     ngx_http_credit_auth_hist_t   hist[NGX_HTTP_CREDIT_AUTH_HISTS];
     ngx_rbtree_t                cache;
     ngx_rbtree_node_t           cache_sentinel;
+    void                       *keycache;       /* …_keycache.c */
     ngx_queue_t                 cache_lru;
     ngx_atomic_t                n_labels;
     ngx_http_credit_auth_label_t  labels[NGX_HTTP_CREDIT_AUTH_LABELS];
@@ -155,6 +156,13 @@ typedef struct {
     u_char                     *hash_key;
     size_t                      hash_key_len;
 
+    /* credit_auth_key_registry (…_keyreg.c) */
+    ngx_flag_t                  key_registry;
+    ngx_uint_t                  keyreg_entries;
+    time_t                      keyreg_ttl;
+    time_t                      keyreg_negative_ttl;
+    ngx_msec_t                  keyreg_poll;
+
     ngx_shm_zone_t             *shm_zone;
     uint64_t                    generation;     /* of this configuration */
     ngx_flag_t                  used;           /* credit_auth on anywhere */
@@ -182,6 +190,7 @@ typedef enum {
     NGX_HTTP_CREDIT_AUTH_NEW = 0,
     NGX_HTTP_CREDIT_AUTH_READING_BODY,
     NGX_HTTP_CREDIT_AUTH_WAITING,               /* for the audit writer */
+    NGX_HTTP_CREDIT_AUTH_KEY_WAIT,              /* for a registry key */
     NGX_HTTP_CREDIT_AUTH_ALLOWED,
     NGX_HTTP_CREDIT_AUTH_REFUSED,
 } ngx_http_credit_auth_state_e;
@@ -240,6 +249,14 @@ typedef struct {
     ca_checks                  *checks;
 
     ngx_http_credit_auth_wait_t  wait;
+
+    /* a registry key being fetched (…_keyreg.c) */
+    ngx_event_t                 key_wake;
+    ngx_queue_t                 key_queue;
+    unsigned                    key_waiting:1;
+    unsigned                    key_fetched:1;
+    unsigned                    key_cleanup:1;
+    unsigned                    key_tries:4;
 
     /* response filter */
     unsigned                    filtering:1;    /* headers held */
@@ -362,6 +379,7 @@ ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
 void ngx_http_credit_auth_audit_redis_changed(void);
+void ngx_http_credit_auth_wake_handler(ngx_event_t *ev);
 
 /* …_writer.c: the worker's audit writer.  NGX_AGAIN: the waiter is told;
  * NGX_OK: spooled now; NGX_ERROR: neither. */
@@ -406,6 +424,36 @@ ngx_int_t ngx_http_credit_auth_cache_get(const u_char sha[32],
     ca_claims *claims);
 void ngx_http_credit_auth_cache_put(const u_char sha[32],
     const ca_claims *claims);
+
+/* …_keycache.c: registry keys in the shared zone, parsed per worker */
+typedef struct {
+    ngx_uint_t                  found;          /* 0: cached as unknown */
+    ngx_uint_t                  malformed;
+    ca_keyreg_meta              meta;
+    uint32_t                    crc;            /* of the record text */
+} ngx_http_credit_auth_keyinfo_t;
+
+ngx_int_t ngx_http_credit_auth_keycache_init_process(ngx_cycle_t *cycle,
+    ngx_http_credit_auth_main_conf_t *mcf);
+ngx_int_t ngx_http_credit_auth_keycache_get(const char *kid,
+    ngx_uint_t allow_stale, ngx_http_credit_auth_keyinfo_t *info);
+const ca_key *ngx_http_credit_auth_keycache_key(const char *kid,
+    int64_t version, uint32_t crc, ngx_log_t *log);
+void ngx_http_credit_auth_keycache_put(const char *kid, uint64_t epoch,
+    const ca_keyreg_meta *meta, ngx_uint_t malformed, const char *rec,
+    size_t len, ca_key *parsed);
+uint64_t ngx_http_credit_auth_keycache_epoch(void);
+void ngx_http_credit_auth_keycache_set_epoch(uint64_t epoch, ngx_log_t *log);
+
+/* …_keyreg.c: credit_auth_key_registry, the lookup, the change poller */
+char *ngx_http_credit_auth_key_registry(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+ngx_int_t ngx_http_credit_auth_keyreg_init_process(ngx_cycle_t *cycle,
+    ngx_http_credit_auth_main_conf_t *mcf);
+void ngx_http_credit_auth_keyreg_exit_process(void);
+ngx_int_t ngx_http_credit_auth_key_find(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, const char *kid, size_t len,
+    const ca_key **key, ca_reason *reason);
 
 /* …_variables.c */
 ngx_int_t ngx_http_credit_auth_add_variables(ngx_conf_t *cf);

@@ -24,6 +24,12 @@ static ngx_int_t ngx_http_credit_auth_refuse(ngx_http_request_t *r,
 static ngx_int_t ngx_http_credit_auth_audited(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 static void ngx_http_credit_auth_body_handler(ngx_http_request_t *r);
+static ngx_int_t ngx_http_credit_auth_start(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf,
+    ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx);
+static ca_reason ngx_http_credit_auth_verify(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx,
+    ngx_str_t *token);
 
 
 static ngx_str_t  ngx_http_credit_auth_single[] = {
@@ -43,8 +49,6 @@ static ngx_str_t  ngx_http_credit_auth_single[] = {
 ngx_int_t
 ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
 {
-    ngx_int_t                          rc;
-    ngx_table_elt_t                   *h;
     ngx_http_credit_auth_ctx_t        *ctx;
     ngx_http_credit_auth_loc_conf_t   *lcf;
     ngx_http_credit_auth_main_conf_t  *mcf;
@@ -104,6 +108,14 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
             }
             return ngx_http_credit_auth_audited(r, ctx);
 
+        case NGX_HTTP_CREDIT_AUTH_KEY_WAIT:
+            if (ctx->key_waiting) {
+                return NGX_DONE;
+            }
+            mcf = ngx_http_get_module_main_conf(r,
+                                                ngx_http_credit_auth_module);
+            return ngx_http_credit_auth_start(r, mcf, lcf, ctx);
+
         case NGX_HTTP_CREDIT_AUTH_NEW:
             /* the verification body has been read: decide and commit */
             if (ctx->reason == CA_OK) {
@@ -134,7 +146,29 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
 
+    return ngx_http_credit_auth_start(r, mcf, lcf, ctx);
+}
+
+
+/* Decides, reads a verification's body, commits; from the top again once
+ * a registry key has been fetched. */
+static ngx_int_t
+ngx_http_credit_auth_start(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf,
+    ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx)
+{
+    ngx_int_t         rc;
+    ngx_table_elt_t  *h;
+
+    ctx->state = NGX_HTTP_CREDIT_AUTH_NEW;
+    ctx->detail[0] = '\0';
     ctx->reason = ngx_http_credit_auth_decide(r, mcf, lcf, ctx);
+
+    if (ctx->state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT) {
+        /* the token's key is being fetched from the registry */
+        r->main->count++;
+        return NGX_DONE;
+    }
 
     /*
      * A compressed answer cannot be filtered (it would become a 502): ask
@@ -278,8 +312,8 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
     ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx)
 {
     u_char            *raw_end;
-    u_char             sha[32];
     size_t             raw_len;
+    ngx_str_t          token;
     ngx_uint_t         i;
     ca_reason          reason;
     ca_route_result    route;
@@ -365,19 +399,11 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
         return CA_AUDIT_UNAVAILABLE;
     }
 
-    /* A token verified before (by any worker) costs no signature check;
-     * only successes are cached. */
-    ca_sha256(h->value.data + 7, h->value.len - 7, sha);
-
-    if (ngx_http_credit_auth_cache_get(sha, ctx->claims) != NGX_OK) {
-        reason = ca_token_verify((char *) h->value.data + 7,
-                                 h->value.len - 7, mcf->keys,
-                                 &mcf->policy->token, ctx->claims,
-                                 ctx->detail, sizeof(ctx->detail));
-        if (reason != CA_OK) {
-            return reason;
-        }
-        ngx_http_credit_auth_cache_put(sha, ctx->claims);
+    token.data = h->value.data + 7;
+    token.len = h->value.len - 7;
+    reason = ngx_http_credit_auth_verify(r, mcf, ctx, &token);
+    if (reason != CA_OK || ctx->state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT) {
+        return reason;
     }
     ctx->has_claims = 1;
 
@@ -414,6 +440,83 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
     }
 
     return ngx_http_credit_auth_decide_consent(r, mcf, ctx);
+}
+
+
+/*
+ * The token alone: from the verified-token cache, or verified now with
+ * the key its kid names.  A cached token is still refused once its
+ * registry key is revoked.  ctx->state KEY_WAIT: the key is on its way.
+ */
+static ca_reason
+ngx_http_credit_auth_verify(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx,
+    ngx_str_t *token)
+{
+    char           kid[CA_KID_MAX + 1], why[sizeof(ctx->detail)];
+    u_char         sha[32];
+    size_t         kid_len;
+    ngx_int_t      cached;
+    ca_reason      reason, key_reason;
+    ca_keyset      one;
+    const ca_key  *key;
+
+    /* A token verified before (by any worker) costs no signature check;
+     * only successes are cached. */
+    ca_sha256(token->data, token->len, sha);
+    cached = ngx_http_credit_auth_cache_get(sha, ctx->claims);
+
+    if (cached == NGX_OK && !mcf->key_registry) {
+        return CA_OK;
+    }
+
+    if (cached == NGX_OK) {
+        ngx_cpystrn((u_char *) kid, (u_char *) ctx->claims->kid,
+                    sizeof(kid));
+        kid_len = ngx_strlen(kid);
+
+    } else if (!mcf->key_registry
+               || ca_token_kid((char *) token->data, token->len, kid,
+                               &kid_len) != 0)
+    {
+        /* the file alone, or no kid to look up: the verifier says why */
+        reason = ca_token_verify((char *) token->data, token->len,
+                                 mcf->keys, &mcf->policy->token,
+                                 ctx->claims, ctx->detail,
+                                 sizeof(ctx->detail));
+        if (reason == CA_OK) {
+            ngx_http_credit_auth_cache_put(sha, ctx->claims);
+        }
+        return reason;
+    }
+
+    if (ngx_http_credit_auth_key_find(r, ctx, kid, kid_len, &key,
+                                      &key_reason)
+        == NGX_AGAIN)
+    {
+        return CA_OK;
+    }
+
+    if (cached == NGX_OK) {
+        return key ? CA_OK : key_reason;
+    }
+
+    /* with no key the verifier still reports an earlier check first */
+    ngx_cpystrn((u_char *) why, (u_char *) ctx->detail, sizeof(why));
+    one.keys = (ca_key *) key;
+    one.n = key ? 1 : 0;
+    reason = ca_token_verify((char *) token->data, token->len,
+                             key ? &one : NULL, &mcf->policy->token,
+                             ctx->claims, ctx->detail, sizeof(ctx->detail));
+    if (reason == CA_KID_UNKNOWN && why[0] != '\0') {
+        reason = key_reason;
+        ngx_cpystrn((u_char *) ctx->detail, (u_char *) why,
+                    sizeof(ctx->detail));
+    }
+    if (reason == CA_OK) {
+        ngx_http_credit_auth_cache_put(sha, ctx->claims);
+    }
+    return reason;
 }
 
 

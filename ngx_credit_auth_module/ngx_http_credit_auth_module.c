@@ -55,6 +55,13 @@ static ngx_command_t  ngx_http_credit_auth_commands[] = {
       0,
       NULL },
 
+    { ngx_string("credit_auth_key_registry"),
+      NGX_HTTP_MAIN_CONF|NGX_CONF_1MORE,
+      ngx_http_credit_auth_key_registry,
+      NGX_HTTP_MAIN_CONF_OFFSET,
+      0,
+      NULL },
+
     { ngx_string("credit_auth_banks"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
       ngx_http_credit_auth_banks,
@@ -566,10 +573,13 @@ ngx_http_credit_auth_postconfiguration(ngx_conf_t *cf)
     mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_credit_auth_module);
 
     if (mcf->used) {
-        if (mcf->policy == NULL || mcf->keys == NULL || mcf->banks == NULL) {
+        if (mcf->policy == NULL || mcf->banks == NULL
+            || (mcf->keys == NULL && !mcf->key_registry))
+        {
             ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
                                "\"credit_auth\" needs credit_auth_policy, "
-                               "credit_auth_keys and credit_auth_banks");
+                               "credit_auth_keys (or credit_auth_key_registry)"
+                               " and credit_auth_banks");
             return NGX_ERROR;
         }
         if (mcf->redis_host.len == 0 && mcf->redis_unix.len == 0) {
@@ -578,6 +588,14 @@ ngx_http_credit_auth_postconfiguration(ngx_conf_t *cf)
                                "no audit, no data");
             return NGX_ERROR;
         }
+    }
+
+    if (mcf->key_registry && mcf->shm_zone == NULL) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "\"credit_auth_key_registry\" needs "
+                           "credit_auth_zone, where looked-up keys are "
+                           "cached");
+        return NGX_ERROR;
     }
 
     if (mcf->status && mcf->shm_zone == NULL) {
@@ -629,6 +647,10 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
         return NGX_ERROR;
     }
 
+    if (ngx_http_credit_auth_keyreg_init_process(cycle, mcf) != NGX_OK) {
+        return NGX_ERROR;
+    }
+
     /* the connection learns here whom to tell: it never calls up itself */
     scripts[0] = ca_aw_script();
     scripts[1] = NULL;
@@ -652,6 +674,7 @@ ngx_http_credit_auth_exit_process(ngx_cycle_t *cycle)
     }
 
     /* replies still due come back empty and go to the spool */
+    ngx_http_credit_auth_keyreg_exit_process();
     ngx_http_credit_auth_redis_exit_process();
     ngx_http_credit_auth_writer_exit_process(cycle);
     ca_md_release();

@@ -609,6 +609,9 @@ ngx_int_t
 ngx_http_credit_auth_redis_command(int argc, const char **argv,
     const size_t *argvlen, ngx_http_credit_auth_reply_pt handler, void *data)
 {
+    int                                rc;
+    char                              *buf;
+    size_t                             len;
     ngx_uint_t                         replicas;
     ngx_http_credit_auth_redis_cmd_t  *cmd;
     ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
@@ -634,12 +637,19 @@ ngx_http_credit_auth_redis_command(int argc, const char **argv,
         cmd->deadline += rs->mcf->wait_timeout;
     }
 
-    if (redisAsyncCommandArgv(rs->ac,
-                              replicas ? ngx_http_credit_auth_redis_hold
-                                       : ngx_http_credit_auth_redis_reply,
-                              cmd, argc, argv, argvlen)
-        != REDIS_OK)
-    {
+    /* formatted here in one pass (lib/util.c), not by hiredis */
+    buf = ngx_alloc(ca_resp_size(argc, argvlen), rs->log);
+    if (buf == NULL) {
+        ngx_free(cmd);
+        return NGX_ERROR;
+    }
+    len = ca_resp_format(buf, argc, argv, argvlen);
+    rc = redisAsyncFormattedCommand(rs->ac,
+                                    replicas ? ngx_http_credit_auth_redis_hold
+                                             : ngx_http_credit_auth_redis_reply,
+                                    cmd, buf, len);
+    ngx_free(buf);
+    if (rc != REDIS_OK) {
         ngx_free(cmd);
         return NGX_ERROR;
     }

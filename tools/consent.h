@@ -20,5 +20,6 @@ void need(char *list, size_t len, const char *value, const char *name);
 
 int cmd_sign(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
+int cmd_key(int argc, char **argv);
 
 #endif

@@ -5,6 +5,7 @@
  *   sign     a consent token (consent_sign.c)
  *   inspect  decode a token; with --jwks, verify it as the gateway would
  *   revoke   mark a consent revoked in Redis (consent_revoke.c)
+ *   key      the enterprise key registry in Redis (consent_key.c)
  *
  * Exit status: 0 success, 1 a finding (inspect: invalid), 2 usage or
  * connection error.
@@ -42,6 +43,9 @@ static const char usage_main[] =
     "  sign     sign a consent token\n"
     "  inspect  show a token; with --jwks, verify it\n"
     "  revoke   revoke a consent in Redis (--jti, or --token FILE)\n"
+    "  key      the enterprise key registry in Redis: add, rotate,"
+    " revoke,\n"
+    "           list, show\n"
     "\n"
     "credit-consent COMMAND --help shows a command's options;\n"
     "credit-consent --version its version.\n";
@@ -451,6 +455,9 @@ main(int argc, char **argv)
     }
     if (strcmp(cmd, "revoke") == 0) {
         return cmd_revoke(argc, argv);
+    }
+    if (strcmp(cmd, "key") == 0) {
+        return cmd_key(argc, argv);
     }
     fprintf(stderr, "credit-consent: unknown command %s\n%s", cmd,
             usage_main);

@@ -75,6 +75,12 @@ def jwks_seeds(out):
     write(out, "keys", "es256.json", json.dumps({"keys": [es]}))
     write(out, "keys", "eddsa.json", json.dumps({"keys": [ed]}))
     write(out, "keys", "rs256.json", json.dumps({"keys": [rs]}))
+    rec = {"kid": "e1-es256", "uscc": USCC, "state": "active",
+           "not_before": 0, "not_after": 0, "version": 1, "jwk": es}
+    write(out, "keyreg", "active.json", json.dumps(rec))
+    write(out, "keyreg", "revoked.json", json.dumps(
+        dict(rec, state="revoked", not_before=1700000000,
+             not_after=1800000000, version=7)))
 
 
 def filter_seeds(out):

@@ -182,7 +182,8 @@ def test_reference_configuration_starts(make_gateway):
 def test_on_without_engine_files(make_gateway, missing):
     gw = make_gateway(http_directives={missing: None})
     must_not_start(gw, '"credit_auth" needs credit_auth_policy, '
-                       'credit_auth_keys and credit_auth_banks')
+                       'credit_auth_keys (or credit_auth_key_registry) and '
+                       'credit_auth_banks')
 
 
 @pytest.mark.parametrize("mode", ["on", "report"])
