@@ -340,10 +340,11 @@ def main():
               "requests; redis CPU µs/req: INFO cpu sys+user ÷ gateway "
               "requests; EVALSHA µs/call: INFO commandstats, the scripts' "
               "own time inside Redis)")
-        print("(redis trips/req: EVALSHA calls per gateway request: the "
-              "decision script, the request's only round trip before it goes "
-              "upstream, plus its share of a batch: the outcome entries, "
-              "refusals and checkpoints of one event-loop turn go in one call)")
+        print("(redis trips/req: EVALSHA calls per gateway request: every "
+              "entry sealed in one event-loop turn (decisions, outcomes, "
+              "refusals, checkpoints) goes in one script call, so a request "
+              "waits for one call before it goes upstream and shares it with "
+              "the others of its turn)")
     return 1 if failed else 0
 
 
