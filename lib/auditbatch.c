@@ -409,7 +409,8 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
             goto done;
         }
         ARG(job->kind == CA_AW_KIND_DECISION ? "D"
-            : job->kind == CA_AW_KIND_REPLAY ? "F" : "E", 1);
+            : job->kind == CA_AW_KIND_REPLAY || job->after_gap ? "F" : "E",
+            1);
         NUM(tof[i] + 1);
         n = snprintf(s, 14 + 160 + 1, "credit:chains:%.*s",
                      (int) (slash < 160 ? slash : 160), chain);

@@ -32,6 +32,8 @@ typedef struct {
 struct ca_aw_job {
     ca_aw_job          *next;
     char                kind;
+    int                 after_gap;      /* sent as 'F': its predecessor
+                                           is gone from Redis */
     size_t              slot;           /* lane slot (0: chain 0) */
     uint64_t            seq;
     uint64_t            spool_end;      /* replay: offset past its record */
@@ -109,6 +111,7 @@ struct ca_aw {
                                        wait for those, in seq order */
     int                 replaying;
     int                 hold;
+    int                 gap0;       /* chain 0's next entry follows a loss */
     int64_t             last_checkpoint;
     int64_t             oldest_ts;
     ca_aw_stats         stats;

@@ -36,6 +36,7 @@ typedef struct {
     unsigned        dup:1;          /* identical redelivery */
     unsigned        primary:1;      /* the entry that holds its seq */
     unsigned        blamed:1;       /* already has a modified finding */
+    unsigned        discontinuity:1;    /* event=discontinuity */
     char            id[48];
 } av_rec;
 
@@ -70,7 +71,7 @@ ca_av_kind_name(ca_av_kind k)
 {
     static const char *const names[CA_AV_KINDS] = {
         "modified", "inserted", "deleted", "reordered", "truncated",
-        "bad_signature"
+        "bad_signature", "discontinuity"
     };
 
     return (unsigned) k < CA_AV_KINDS ? names[k] : "unknown";
@@ -378,6 +379,10 @@ ca_av_add(ca_av *v, const char *id, size_t nfields,
         r.digest_ok = hash_at == nfields - 1
                       && memcmp(hex, values[hash_at], 64) == 0;
     }
+
+    r.discontinuity = f_event >= 0
+                      && field_is(values[f_event], value_lens[f_event],
+                                  "discontinuity");
 
     if (f_event >= 0 && field_is(values[f_event], value_lens[f_event],
                                  "checkpoint"))
@@ -828,6 +833,19 @@ check_chain(const ca_av *v, av_chain *c)
             last_cp = r;
         }
         if (rc != 0) {
+            free(p);
+            return -1;
+        }
+    }
+
+    /* the writer itself says entries it had acknowledged are gone: never
+     * intact, whatever the chains that are left look like */
+    for (i = 0; i < m; i++) {
+        if (p[i]->discontinuity
+            && add_finding(c, CA_AV_DISCONTINUITY, p[i], "the gateway found "
+                           "Redis without data it had acknowledged (see "
+                           "this entry's `missing`)") != 0)
+        {
             free(p);
             return -1;
         }

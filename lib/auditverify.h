@@ -26,6 +26,8 @@ typedef enum {
     CA_AV_TRUNCATED,        /* entries a checkpoint covers missing at the
                                end of its range */
     CA_AV_BAD_SIGNATURE,    /* a checkpoint the public key does not verify */
+    CA_AV_DISCONTINUITY,    /* the gateway found Redis without what it had
+                               acknowledged (a `discontinuity` entry) */
     CA_AV_KINDS
 } ca_av_kind;
 

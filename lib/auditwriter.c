@@ -186,6 +186,10 @@ ca_aw_submit(ca_aw *aw, size_t slot, ca_entry *e, const ca_chain *saved,
     job->kind = CA_AW_KIND_ENTRY;
     job->slot = slot;
     job->owner = owner;
+    if (slot == 0 && aw->gap0) {
+        job->after_gap = 1;
+        aw->gap0 = 0;
+    }
 
     if (slot == 0 && (!online || ca_aw_spool_pending(aw) || aw->behind)) {
         if (aw->outstanding0 > 0 || aw->behind) {
@@ -234,6 +238,14 @@ ca_aw_final(ca_aw *aw, ca_entry *e, int online, void *owner,
         return CA_AW_LOST;
     }
     return ca_aw_submit(aw, 0, e, &saved, online, owner, out);
+}
+
+
+int
+ca_aw_discontinuity(ca_aw *aw, ca_entry *e, int online)
+{
+    aw->gap0 = 1;
+    return ca_aw_final(aw, e, online, NULL, NULL);
 }
 
 

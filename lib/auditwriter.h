@@ -130,6 +130,14 @@ int ca_aw_final(ca_aw *aw, ca_entry *e, int online, void *owner,
                 ca_aw_job **job);
 
 /*
+ * A `discontinuity` entry (SPEC §7.1): Redis came back without entries it
+ * had acknowledged.  Sealed into chain 0 like a final entry, and written
+ * even though its predecessor is gone from Redis (chain 0 continues from
+ * it; verify reports the missing seqs and the discontinuity itself).
+ */
+int ca_aw_discontinuity(ca_aw *aw, ca_entry *e, int online);
+
+/*
  * An allow (or report) decision: `e` holds every field up to `policy`,
  * `decision` and `reason` included.  `refusal` is the decision word a
  * refusing check writes ("deny", or "report").  CA_AW_QUEUED or

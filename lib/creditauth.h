@@ -16,5 +16,6 @@
 #include "spool.h"
 #include "auditwriter.h"
 #include "pii.h"
+#include "redisinfo.h"
 
 #endif

@@ -39,7 +39,8 @@
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_REPLAYED  3
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_REPLAY_FAILED  4
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_UNEXPECTED  5
-#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  6
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_DISCONTINUITIES  6
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  7
 #define NGX_HTTP_CREDIT_AUTH_WRITERS         64
 
 /* Latency histograms: upper bounds in microseconds, then +Inf. */
@@ -62,6 +63,7 @@ typedef struct {
     uint64_t                    replayed;
     uint64_t                    replay_failed;
     uint64_t                    unexpected;
+    uint64_t                    discontinuities;
 } ngx_http_credit_auth_wstate_t;
 
 typedef struct {
@@ -131,9 +133,16 @@ typedef struct {
     ngx_str_t                   redis_unix;
     ngx_str_t                   redis_password;
     ngx_int_t                   redis_db;
+    /* sentinel=IP:PORT,...: the primary is asked of these (redis_host
+     * then names the first, so that "is Redis configured" holds) */
+    ngx_array_t                *sentinels;      /* of ..._sentinel_addr_t */
+    ngx_str_t                   sentinel_master;
     ngx_msec_t                  connect_timeout;
     ngx_msec_t                  command_timeout;
     ngx_uint_t                  max_inflight;
+    ngx_uint_t                  durability;     /* CA_DURABLE_* */
+    ngx_uint_t                  wait_replicas;  /* durability=replicas:N */
+    ngx_msec_t                  wait_timeout;
 
     ngx_str_t                   stream;
     ngx_str_t                   spool_path;
@@ -323,12 +332,29 @@ char *ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_credit_auth_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_credit_auth_core_log_handler(ngx_http_request_t *r);
 
+typedef struct {
+    u_char                      host[NGX_INET_ADDRSTRLEN + 1];
+    ngx_int_t                   port;
+} ngx_http_credit_auth_sentinel_addr_t;
+
+/* …_sentinel.c: the current primary, asked of the Sentinels in turn.
+ * host NULL: none of them knew. */
+typedef void (*ngx_http_credit_auth_found_pt)(const char *host, int port);
+
+void ngx_http_credit_auth_sentinel_ask(ngx_http_credit_auth_main_conf_t *mcf,
+    ngx_log_t *log, ngx_http_credit_auth_found_pt found);
+void ngx_http_credit_auth_sentinel_stop(void);
+
 /* …_redis.c: one async connection per worker */
 typedef void (*ngx_http_credit_auth_reply_pt)(void *data, void *reply);
 
 typedef struct {
     const char                 *const *scripts; /* SCRIPT LOAD on connect */
     void                      (*changed)(void); /* up, or an attempt failed */
+    /* Redis came back without what it had acknowledged (SPEC §7.1) */
+    void                      (*discontinuity)(const char *missing,
+                                               const char *expected,
+                                               const char *found);
 } ngx_http_credit_auth_redis_hooks_t;
 
 ngx_int_t ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
@@ -341,6 +367,12 @@ ngx_int_t ngx_http_credit_auth_redis_command(int argc, const char **argv,
 ngx_uint_t ngx_http_credit_auth_redis_ready(void);
 ngx_uint_t ngx_http_credit_auth_redis_connecting(void);
 ngx_uint_t ngx_http_credit_auth_redis_inflight(void);
+/* Why this worker's connection is not ready, or a warning ("": none). */
+const char *ngx_http_credit_auth_redis_why(void);
+/* Drives a hiredis context from nginx's event loop: its connection, or
+ * NULL (the context is freed then). */
+ngx_connection_t *ngx_http_credit_auth_redis_attach(void *ac,
+    ngx_log_t *log);
 
 /* …_audit.c: the entries of a request */
 ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
@@ -362,6 +394,8 @@ ngx_int_t ngx_http_credit_auth_writer_decide(ca_entry *e,
 void ngx_http_credit_auth_writer_detach(ngx_http_credit_auth_waiter_t *w);
 ngx_int_t ngx_http_credit_auth_writer_sync(void);
 void ngx_http_credit_auth_writer_kick(void);
+void ngx_http_credit_auth_writer_discontinuity(const char *missing,
+    const char *expected, const char *found);
 
 /* …_zone.c: the shared zone and its counters */
 typedef enum {

@@ -8,12 +8,131 @@
 
 /*
  * credit_auth_redis 127.0.0.1:6379 | host:port | unix:/path
+ *                   | sentinel=IP:PORT[,IP:PORT...] master=NAME
  *                   [password=S] [db=N] [connect_timeout=T]
- *                   [command_timeout=T] [max_inflight=N];
+ *                   [command_timeout=T] [max_inflight=N]
+ *                   [durability=aof|replicas:N[,timeout=T]|none];
  *
  * Names are resolved here, once: hiredis would resolve with a blocking
  * getaddrinfo() on the event loop (ENGINEERING §4).
  */
+/*
+ * durability=aof: the primary must run appendonly yes + appendfsync always
+ * (checked on every connect); replicas:N[,timeout=T]: WAIT N T after every
+ * batch; none: Redis may lose what it acknowledged, said loudly.
+ */
+static ngx_int_t
+ngx_http_credit_auth_durability(ngx_conf_t *cf,
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_str_t *word)
+{
+    u_char     *p, *last, *comma;
+    ngx_int_t   n;
+    ngx_str_t   s;
+
+    p = word->data + 11;
+    last = word->data + word->len;
+
+    if ((size_t) (last - p) == 3 && ngx_strncmp(p, "aof", 3) == 0) {
+        mcf->durability = CA_DURABLE_AOF;
+        return NGX_OK;
+    }
+
+    if ((size_t) (last - p) == 4 && ngx_strncmp(p, "none", 4) == 0) {
+        mcf->durability = CA_DURABLE_NONE;
+        ngx_conf_log_error(NGX_LOG_WARN, cf, 0,
+                           "credit_auth_redis: durability=none: decisions "
+                           "are acknowledged by a Redis that can lose them");
+        return NGX_OK;
+    }
+
+    if (last - p < 10 || ngx_strncmp(p, "replicas:", 9) != 0) {
+        return NGX_ERROR;
+    }
+    p += 9;
+    comma = ngx_strlchr(p, last, ',');
+    n = ngx_atoi(p, (comma ? comma : last) - p);
+    if (n == NGX_ERROR || n == 0) {
+        return NGX_ERROR;
+    }
+    mcf->durability = CA_DURABLE_REPLICAS;
+    mcf->wait_replicas = n;
+
+    if (comma) {
+        p = comma + 1;
+        if (last - p < 9 || ngx_strncmp(p, "timeout=", 8) != 0) {
+            return NGX_ERROR;
+        }
+        s.data = p + 8;
+        s.len = last - s.data;
+        mcf->wait_timeout = ngx_parse_time(&s, 0);
+        if (mcf->wait_timeout == (ngx_msec_t) NGX_ERROR
+            || mcf->wait_timeout == 0)
+        {
+            return NGX_ERROR;
+        }
+    }
+    return NGX_OK;
+}
+
+
+/*
+ * sentinel=IP:PORT[,IP:PORT...]: IP literals only, since a name would be
+ * resolved again at every discovery, on the event loop.
+ */
+static ngx_int_t
+ngx_http_credit_auth_sentinels(ngx_conf_t *cf,
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_str_t *word)
+{
+    u_char                                *p, *last, *comma, *colon;
+    ngx_int_t                              port;
+    ngx_http_credit_auth_sentinel_addr_t  *sa;
+
+    mcf->sentinels = ngx_array_create(cf->pool, 3,
+                                 sizeof(ngx_http_credit_auth_sentinel_addr_t));
+    if (mcf->sentinels == NULL) {
+        return NGX_ERROR;
+    }
+
+    p = word->data + 9;
+    last = word->data + word->len;
+    while (p < last) {
+        comma = ngx_strlchr(p, last, ',');
+        if (comma == NULL) {
+            comma = last;
+        }
+        colon = ngx_strlchr(p, comma, ':');
+        port = colon ? ngx_atoi(colon + 1, comma - colon - 1) : NGX_ERROR;
+        if (colon == NULL || port < 1 || port > 65535
+            || (size_t) (colon - p) > NGX_INET_ADDRSTRLEN
+            || ngx_inet_addr(p, colon - p) == INADDR_NONE)
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "credit_auth_redis: sentinel \"%*s\" is not "
+                               "IPv4-address:port", comma - p, p);
+            return NGX_ERROR;
+        }
+        sa = ngx_array_push(mcf->sentinels);
+        if (sa == NULL) {
+            return NGX_ERROR;
+        }
+        ngx_cpystrn(sa->host, p, colon - p + 1);
+        sa->port = port;
+        p = comma + 1;
+    }
+    if (mcf->sentinels->nelts == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "credit_auth_redis: empty sentinel list");
+        return NGX_ERROR;
+    }
+
+    sa = mcf->sentinels->elts;
+    mcf->redis_host.data = sa->host;
+    mcf->redis_host.len = ngx_strlen(sa->host);
+    mcf->redis_port = sa->port;
+    return NGX_OK;
+}
+
+
 char *
 ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 {
@@ -31,7 +150,12 @@ ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
 
     value = cf->args->elts;
 
-    if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
+    if (ngx_strncmp(value[1].data, "sentinel=", 9) == 0) {
+        if (ngx_http_credit_auth_sentinels(cf, mcf, &value[1]) != NGX_OK) {
+            return NGX_CONF_ERROR;
+        }
+
+    } else if (ngx_strncmp(value[1].data, "unix:", 5) == 0) {
         mcf->redis_unix.len = value[1].len - 5;
         mcf->redis_unix.data = ngx_pnalloc(cf->pool, mcf->redis_unix.len + 1);
         if (mcf->redis_unix.data == NULL) {
@@ -120,7 +244,30 @@ ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
             continue;
         }
 
+        if (ngx_strncmp(value[i].data, "master=", 7) == 0
+            && value[i].len > 7 && mcf->sentinels)
+        {
+            mcf->sentinel_master.len = value[i].len - 7;
+            mcf->sentinel_master.data = value[i].data + 7;
+            continue;
+        }
+
+        if (ngx_strncmp(value[i].data, "durability=", 11) == 0) {
+            if (ngx_http_credit_auth_durability(cf, mcf, &value[i])
+                != NGX_OK)
+            {
+                goto invalid;
+            }
+            continue;
+        }
+
         goto invalid;
+    }
+
+    if (mcf->sentinels && mcf->sentinel_master.len == 0) {
+        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                           "credit_auth_redis: sentinel= needs master=NAME");
+        return NGX_CONF_ERROR;
     }
 
     return NGX_CONF_OK;

@@ -236,6 +236,8 @@ ngx_http_credit_auth_create_main_conf(ngx_conf_t *cf)
     mcf->connect_timeout = NGX_CONF_UNSET_MSEC;
     mcf->command_timeout = NGX_CONF_UNSET_MSEC;
     mcf->max_inflight = NGX_CONF_UNSET_UINT;
+    mcf->durability = NGX_CONF_UNSET_UINT;
+    mcf->wait_timeout = NGX_CONF_UNSET_MSEC;
     mcf->checkpoint_interval = NGX_CONF_UNSET_MSEC;
     mcf->spool_max = NGX_CONF_UNSET;
 
@@ -261,6 +263,9 @@ ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(mcf->connect_timeout, 1000);
     ngx_conf_init_msec_value(mcf->command_timeout, 1000);
     ngx_conf_init_uint_value(mcf->max_inflight, 1024);
+    /* fail closed: an unverified Redis takes no decision (SPEC §7.1) */
+    ngx_conf_init_uint_value(mcf->durability, CA_DURABLE_AOF);
+    ngx_conf_init_msec_value(mcf->wait_timeout, 500);
     ngx_conf_init_msec_value(mcf->checkpoint_interval, 1000);
     ngx_conf_init_value(mcf->redis_db, 0);
     if (mcf->spool_max == NGX_CONF_UNSET) {
@@ -651,6 +656,7 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
     scripts[1] = NULL;
     hooks.scripts = scripts;
     hooks.changed = ngx_http_credit_auth_audit_redis_changed;
+    hooks.discontinuity = ngx_http_credit_auth_writer_discontinuity;
 
     return ngx_http_credit_auth_redis_init_process(cycle, mcf, &hooks);
 }

@@ -19,6 +19,13 @@
  *  - timers are cancelable so that a reload never waits for them, except
  *    the watchdog while replies are due: requests parked on Redis must not
  *    be cut off by a worker that exits under them.
+ *
+ * Durability (SPEC §7.1): a connection is ready only once INFO (and
+ * CONFIG GET appendfsync) show a primary that keeps what it acknowledges
+ * under the configured durability (lib/redisinfo.c); with replicas:N,
+ * every command is followed on the same connection by WAIT N T, and its
+ * reply reaches the caller only if WAIT counted N replicas.  -READONLY or
+ * -NOREPLICAS drops the connection, so that the next one checks again.
  */
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -31,6 +38,8 @@ typedef struct {
     ngx_http_credit_auth_reply_pt   handler;
     void                           *data;
     ngx_msec_t                      deadline;
+    redisReply                     *held;       /* waiting for WAIT */
+    ngx_uint_t                      unwaited;   /* WAIT could not be sent */
 } ngx_http_credit_auth_redis_cmd_t;
 
 
@@ -39,7 +48,6 @@ typedef struct {
     ngx_http_credit_auth_redis_hooks_t  hooks;
     ngx_log_t                         *log;
     redisAsyncContext                 *ac;
-    ngx_connection_t                  *conn;
     ngx_uint_t                         ready;      /* connected, AUTH sent */
     ngx_uint_t                         inflight;
     ngx_uint_t                         failures;   /* for backoff */
@@ -49,6 +57,13 @@ typedef struct {
     ngx_msec_t                         connect_deadline;
     ngx_msec_t                         last_attempt;
     ngx_queue_t                        pending;    /* replies come in order */
+    ca_redisinfo                       info;       /* of this connection */
+    char                               why[256];   /* not ready, or a warning */
+    char                               mine[40];   /* epoch offered */
+    char                               host[NGX_INET_ADDRSTRLEN + 1];
+    int                                port;       /* from Sentinel */
+    ngx_uint_t                         asking;     /* Sentinel, now */
+    char                               epoch[40];  /* epoch seen ("": none) */
 } ngx_http_credit_auth_redis_t;
 
 
@@ -59,115 +74,12 @@ static void ngx_http_credit_auth_redis_connect(void);
 static void ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac,
     void *r, void *privdata);
 static void ngx_http_credit_auth_redis_drop(const char *why);
-
-
-/* --- the adapter: hiredis asks, nginx's event loop does ---------------- */
-
-static void
-ngx_http_credit_auth_redis_read_handler(ngx_event_t *ev)
-{
-    ngx_connection_t  *c = ev->data;
-
-    redisAsyncHandleRead(c->data);
-}
-
-
-static void
-ngx_http_credit_auth_redis_write_handler(ngx_event_t *ev)
-{
-    ngx_connection_t  *c = ev->data;
-
-    redisAsyncHandleWrite(c->data);
-}
-
-
-static void
-ngx_http_credit_auth_redis_add_read(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    if (!c->read->active) {
-        c->read->handler = ngx_http_credit_auth_redis_read_handler;
-        c->read->log = c->log;
-        if (ngx_add_event(c->read, NGX_READ_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "credit_auth: redis: cannot add read event");
-        }
-    }
-}
-
-
-static void
-ngx_http_credit_auth_redis_del_read(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    if (c->read->active) {
-        ngx_del_event(c->read, NGX_READ_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_credit_auth_redis_add_write(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    if (!c->write->active) {
-        c->write->handler = ngx_http_credit_auth_redis_write_handler;
-        c->write->log = c->log;
-        if (ngx_add_event(c->write, NGX_WRITE_EVENT, NGX_LEVEL_EVENT)
-            != NGX_OK)
-        {
-            ngx_log_error(NGX_LOG_ERR, c->log, 0,
-                          "credit_auth: redis: cannot add write event");
-        }
-    }
-}
-
-
-static void
-ngx_http_credit_auth_redis_del_write(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    if (c->write->active) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, 0);
-    }
-}
-
-
-static void
-ngx_http_credit_auth_redis_cleanup(void *privdata)
-{
-    ngx_connection_t  *c = privdata;
-
-    if (c == NULL) {
-        return;
-    }
-
-    /* hiredis closes the fd itself: only release nginx's bookkeeping */
-    if (c->read->active || c->read->disabled) {
-        ngx_del_event(c->read, NGX_READ_EVENT, NGX_CLOSE_EVENT);
-    }
-    if (c->write->active || c->write->disabled) {
-        ngx_del_event(c->write, NGX_WRITE_EVENT, NGX_CLOSE_EVENT);
-    }
-    if (c->read->posted) {
-        ngx_delete_posted_event(c->read);
-    }
-    if (c->write->posted) {
-        ngx_delete_posted_event(c->write);
-    }
-    c->fd = (ngx_socket_t) -1;
-    ngx_free_connection(c);
-
-    if (ngx_http_credit_auth_redis_state.conn == c) {
-        ngx_http_credit_auth_redis_state.conn = NULL;
-    }
-}
+static void ngx_http_credit_auth_redis_epoch_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_credit_auth_redis_info_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
+static void ngx_http_credit_auth_redis_fsync_reply(redisAsyncContext *ac,
+    void *r, void *privdata);
 
 
 /* --- connection life cycle ---------------------------------------------- */
@@ -177,6 +89,10 @@ ngx_http_credit_auth_redis_schedule(void)
 {
     ngx_msec_t                     delay;
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    /* whatever went wrong, the next attempt asks Sentinel again: the
+     * primary may have moved (SPEC §7.1) */
+    rs->port = 0;
 
     /* whoever waited for this connection will not get it now */
     rs->hooks.changed();
@@ -234,6 +150,40 @@ ngx_http_credit_auth_redis_auth_reply(redisAsyncContext *ac, void *r,
 
 
 static void
+ngx_http_credit_auth_redis_info_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                    *reply = r;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    if (rs->ac == ac && reply && reply->type == REDIS_REPLY_STRING) {
+        ca_redisinfo_parse(&rs->info, reply->str, reply->len);
+    }
+}
+
+
+/* A refused CONFIG GET is no error: durability=aof then cannot be
+ * verified, which ngx_http_credit_auth_redis_ready_reply() says. */
+static void
+ngx_http_credit_auth_redis_fsync_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                    *reply = r;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    if (rs->ac == ac && reply && reply->type == REDIS_REPLY_ARRAY
+        && reply->elements == 2
+        && reply->element[1]->type == REDIS_REPLY_STRING
+        && reply->element[1]->len < sizeof(rs->info.appendfsync))
+    {
+        ngx_memcpy(rs->info.appendfsync, reply->element[1]->str,
+                   reply->element[1]->len);
+        rs->info.appendfsync[reply->element[1]->len] = '\0';
+    }
+}
+
+
+static void
 ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
     int status)
 {
@@ -277,6 +227,13 @@ ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
                           rs->hooks.scripts[i]);
     }
 
+    /* what the server is and keeps: checked when the PING comes back */
+    ngx_memzero(&rs->info, sizeof(ca_redisinfo));
+    redisAsyncCommand(ac, ngx_http_credit_auth_redis_info_reply, NULL,
+                      "INFO");
+    redisAsyncCommand(ac, ngx_http_credit_auth_redis_fsync_reply, NULL,
+                      "CONFIG GET appendfsync");
+
     /*
      * Ready only when all of the above went through: a command sent behind
      * a refused SELECT would run in the wrong database, and a refused AUTH
@@ -293,6 +250,7 @@ static void
 ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac, void *r,
     void *privdata)
 {
+    ngx_int_t                      rc;
     redisReply                    *reply = r;
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
@@ -302,16 +260,119 @@ ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac, void *r,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
+        ngx_snprintf((u_char *) rs->why, sizeof(rs->why) - 1, "%s%Z",
+                     reply->str);
         ngx_log_error(NGX_LOG_ERR, rs->log, 0,
                       "credit_auth: redis not ready: %s", reply->str);
         redisAsyncDisconnect(ac);
         return;
     }
 
-    ngx_log_error(NGX_LOG_INFO, rs->log, 0, "credit_auth: redis connected");
+    rc = ca_redisinfo_check(&rs->info, (int) rs->mcf->durability,
+                            (long) rs->mcf->wait_replicas, rs->why,
+                            sizeof(rs->why));
+    if (rc == -2) {
+        /* never usable as configured: loud, and retried slowly */
+        ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
+                      "credit_auth: redis refused: %s", rs->why);
+        rs->failures = 7;
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (rc != 0) {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "credit_auth: redis not used: %s", rs->why);
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    if (rs->why[0]) {
+        ngx_log_error(NGX_LOG_WARN, rs->log, 0, "credit_auth: redis: %s",
+                      rs->why);
+    }
+
+    /*
+     * The epoch: a key set once (NX) and then only read.  If it is gone,
+     * or another, Redis lost what it had acknowledged (a restart without
+     * persistence, a failover to a replica that never had it).  A fresh
+     * value each time: if ours from before were offered again, a Redis
+     * that lost it would get the same one back.
+     */
+    ngx_snprintf((u_char *) rs->mine, sizeof(rs->mine) - 1, "%xL-%xL%Z",
+                 (uint64_t) ngx_current_msec,
+                 ((uint64_t) ngx_random() << 31) ^ (uint64_t) ngx_random()
+                 ^ ((uint64_t) ngx_pid << 40));
+    redisAsyncCommand(ac, ngx_http_credit_auth_redis_auth_reply, "SET",
+                      "SET %s:epoch %s NX", rs->mcf->stream.data, rs->mine);
+    redisAsyncCommand(ac, ngx_http_credit_auth_redis_epoch_reply, NULL,
+                      "GET %s:epoch", rs->mcf->stream.data);
+}
+
+
+static void
+ngx_http_credit_auth_redis_epoch_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    char                           found[40];
+    redisReply                    *reply = r;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    if (rs->ac != ac || reply == NULL || (ac->c.flags & REDIS_DISCONNECTING)) {
+        return;
+    }
+    if (reply->type != REDIS_REPLY_STRING || reply->len >= sizeof(found)) {
+        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                      "credit_auth: redis: cannot read the epoch key");
+        redisAsyncDisconnect(ac);
+        return;
+    }
+    ngx_memcpy(found, reply->str, reply->len);
+    found[reply->len] = '\0';
+
     rs->ready = 1;
     rs->failures = 0;
+
+    if (rs->epoch[0] && ngx_strcmp(rs->epoch, found) != 0) {
+        ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
+                      "credit_auth: redis lost acknowledged data: epoch key "
+                      "%s:epoch was %s, is %s (gone and set again): audit "
+                      "entries and revocations acknowledged before may be "
+                      "missing", rs->mcf->stream.data, rs->epoch, found);
+        rs->hooks.discontinuity("epoch", rs->epoch, found);
+    }
+    ngx_memcpy(rs->epoch, found, reply->len + 1);
+
+    ngx_log_error(NGX_LOG_INFO, rs->log, 0,
+                  "credit_auth: redis connected (durability=%s)",
+                  ca_durability_name((int) rs->mcf->durability));
     rs->hooks.changed();
+}
+
+
+static void
+ngx_http_credit_auth_redis_found(const char *host, int port)
+{
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    rs->asking = 0;
+    if (rs->exiting) {
+        return;
+    }
+    if (host == NULL) {
+        ngx_snprintf((u_char *) rs->why, sizeof(rs->why) - 1,
+                     "no Sentinel knows the primary of \"%V\"%Z",
+                     &rs->mcf->sentinel_master);
+        ngx_http_credit_auth_redis_schedule();
+        return;
+    }
+    if (rs->port != port || ngx_strcmp(rs->host, host) != 0) {
+        ngx_log_error(NGX_LOG_NOTICE, rs->log, 0,
+                      "credit_auth: redis: Sentinel says the primary of "
+                      "\"%V\" is %s:%d", &rs->mcf->sentinel_master, host,
+                      port);
+    }
+    ngx_cpystrn((u_char *) rs->host, (u_char *) host, sizeof(rs->host));
+    rs->port = port;
+    ngx_http_credit_auth_redis_connect();
 }
 
 
@@ -323,12 +384,22 @@ ngx_http_credit_auth_redis_connect(void)
     ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
     ngx_http_credit_auth_main_conf_t  *mcf = rs->mcf;
 
-    if (rs->exiting || rs->ac) {
+    if (rs->exiting || rs->ac || rs->asking) {
+        return;
+    }
+
+    if (mcf->sentinels && rs->port == 0) {
+        rs->asking = 1;
+        rs->last_attempt = ngx_current_msec;
+        ngx_http_credit_auth_sentinel_ask(mcf, rs->log,
+                                          ngx_http_credit_auth_redis_found);
         return;
     }
 
     if (mcf->redis_unix.len) {
         ac = redisAsyncConnectUnix((char *) mcf->redis_unix.data);
+    } else if (mcf->sentinels) {
+        ac = redisAsyncConnect(rs->host, rs->port);
     } else {
         ac = redisAsyncConnect((char *) mcf->redis_host.data,
                                (int) mcf->redis_port);
@@ -349,27 +420,11 @@ ngx_http_credit_auth_redis_connect(void)
         return;
     }
 
-    c = ngx_get_connection(ac->c.fd, rs->log);
+    c = ngx_http_credit_auth_redis_attach(ac, rs->log);
     if (c == NULL) {
-        redisAsyncFree(ac);
         ngx_http_credit_auth_redis_schedule();
         return;
     }
-
-    c->data = ac;
-    c->log = rs->log;
-    c->read->log = rs->log;
-    c->write->log = rs->log;
-    rs->conn = c;
-
-    /* adapter first: hiredis adds a write event as the connect callback
-     * is installed */
-    ac->ev.data = c;
-    ac->ev.addRead = ngx_http_credit_auth_redis_add_read;
-    ac->ev.delRead = ngx_http_credit_auth_redis_del_read;
-    ac->ev.addWrite = ngx_http_credit_auth_redis_add_write;
-    ac->ev.delWrite = ngx_http_credit_auth_redis_del_write;
-    ac->ev.cleanup = ngx_http_credit_auth_redis_cleanup;
 
     rs->ac = ac;
     rs->ready = 0;
@@ -444,17 +499,109 @@ ngx_http_credit_auth_redis_watchdog_handler(ngx_event_t *ev)
 
 
 static void
-ngx_http_credit_auth_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
+ngx_http_credit_auth_redis_done(ngx_http_credit_auth_redis_cmd_t *cmd,
+    redisReply *reply)
 {
-    ngx_http_credit_auth_redis_cmd_t  *cmd = privdata;
-    ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
+    ngx_uint_t                     lost;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
     rs->inflight--;
     ngx_queue_remove(&cmd->queue);
 
+    /* a replica, or a primary short of replicas: find the primary again */
+    lost = reply && reply->type == REDIS_REPLY_ERROR
+           && (ngx_strncmp(reply->str, "READONLY", 8) == 0
+               || ngx_strncmp(reply->str, "NOREPLICAS", 10) == 0);
+
     cmd->handler(cmd->data, reply);
     ngx_free(cmd);
+
+    if (lost && rs->ac && rs->ready) {
+        ngx_log_error(NGX_LOG_WARN, rs->log, 0,
+                      "credit_auth: redis: no longer a writable primary "
+                      "(READONLY or NOREPLICAS): reconnecting");
+        /* from inside a hiredis callback: disconnect, never free */
+        rs->ready = 0;
+        redisAsyncDisconnect(rs->ac);
+    }
+}
+
+
+static void
+ngx_http_credit_auth_redis_reply(redisAsyncContext *ac, void *reply,
+    void *privdata)
+{
+    ngx_http_credit_auth_redis_done(privdata, reply);
+}
+
+
+/* A copy of what the caller reads of a reply (type, string, integer):
+ * hiredis frees the original when this callback returns. */
+static void
+ngx_http_credit_auth_redis_hold(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                        *reply = r, *held;
+    ngx_http_credit_auth_redis_cmd_t  *cmd = privdata;
+
+    if (cmd->unwaited) {
+        ngx_http_credit_auth_redis_done(cmd, NULL);
+        return;
+    }
+    if (reply == NULL) {
+        return;                 /* the WAIT's callback gets NULL too */
+    }
+
+    held = ngx_calloc(sizeof(redisReply) + reply->len + 1,
+                      ngx_http_credit_auth_redis_state.log);
+    if (held == NULL) {
+        return;                 /* then treated as no reply */
+    }
+    held->type = reply->type;
+    held->integer = reply->integer;
+    if (reply->str) {
+        held->str = (char *) (held + 1);
+        held->len = reply->len;
+        ngx_memcpy(held->str, reply->str, reply->len);
+    }
+    cmd->held = held;
+}
+
+
+static void
+ngx_http_credit_auth_redis_wait_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    redisReply                        *reply = r, *held;
+    ngx_http_credit_auth_redis_cmd_t  *cmd = privdata;
+    ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
+
+    held = cmd->held;
+
+    /* a refusal wrote nothing: it goes through as it is */
+    if (held && (held->type == REDIS_REPLY_ERROR
+                 || (reply && reply->type == REDIS_REPLY_INTEGER
+                     && reply->integer
+                        >= (long long) rs->mcf->wait_replicas)))
+    {
+        ngx_http_credit_auth_redis_done(cmd, held);
+
+    } else {
+        if (reply) {
+            ngx_log_error(NGX_LOG_ERR, rs->log, 0,
+                          "credit_auth: redis: WAIT %ui: %s%L replicas "
+                          "acknowledged: not durable",
+                          rs->mcf->wait_replicas,
+                          reply->type == REDIS_REPLY_INTEGER ? "" : "no ",
+                          reply->type == REDIS_REPLY_INTEGER
+                          ? (int64_t) reply->integer : (int64_t) 0);
+        }
+        ngx_http_credit_auth_redis_done(cmd, NULL);
+    }
+
+    if (held) {
+        ngx_free(held);
+    }
 }
 
 
@@ -465,6 +612,7 @@ ngx_http_credit_auth_redis_command(int argc, const char **argv,
     int                                rc;
     char                              *buf;
     size_t                             len;
+    ngx_uint_t                         replicas;
     ngx_http_credit_auth_redis_cmd_t  *cmd;
     ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
 
@@ -481,6 +629,13 @@ ngx_http_credit_auth_redis_command(int argc, const char **argv,
     cmd->handler = handler;
     cmd->data = data;
     cmd->deadline = ngx_current_msec + rs->mcf->command_timeout;
+    cmd->held = NULL;
+    cmd->unwaited = 0;
+
+    replicas = rs->mcf->durability == CA_DURABLE_REPLICAS;
+    if (replicas) {
+        cmd->deadline += rs->mcf->wait_timeout;
+    }
 
     /* formatted here in one pass (lib/util.c), not by hiredis */
     buf = ngx_alloc(ca_resp_size(argc, argvlen), rs->log);
@@ -489,12 +644,25 @@ ngx_http_credit_auth_redis_command(int argc, const char **argv,
         return NGX_ERROR;
     }
     len = ca_resp_format(buf, argc, argv, argvlen);
-    rc = redisAsyncFormattedCommand(rs->ac, ngx_http_credit_auth_redis_reply,
+    rc = redisAsyncFormattedCommand(rs->ac,
+                                    replicas ? ngx_http_credit_auth_redis_hold
+                                             : ngx_http_credit_auth_redis_reply,
                                     cmd, buf, len);
     ngx_free(buf);
     if (rc != REDIS_OK) {
         ngx_free(cmd);
         return NGX_ERROR;
+    }
+
+    /* pipelined behind it: one more reply, not one more round trip */
+    if (replicas
+        && redisAsyncCommand(rs->ac, ngx_http_credit_auth_redis_wait_reply,
+                             cmd, "WAIT %d %d",
+                             (int) rs->mcf->wait_replicas,
+                             (int) rs->mcf->wait_timeout)
+           != REDIS_OK)
+    {
+        cmd->unwaited = 1;
     }
 
     rs->inflight++;
@@ -541,7 +709,14 @@ ngx_http_credit_auth_redis_connecting(void)
         ngx_http_credit_auth_redis_connect();
     }
 
-    return rs->ac != NULL;
+    return rs->ac != NULL || rs->asking;
+}
+
+
+const char *
+ngx_http_credit_auth_redis_why(void)
+{
+    return ngx_http_credit_auth_redis_state.why;
 }
 
 
@@ -589,6 +764,7 @@ ngx_http_credit_auth_redis_exit_process(void)
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
     rs->exiting = 1;
+    ngx_http_credit_auth_sentinel_stop();
 
     if (rs->reconnect.timer_set) {
         ngx_del_timer(&rs->reconnect);

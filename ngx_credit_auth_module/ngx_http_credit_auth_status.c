@@ -9,7 +9,7 @@
 
 static const char  *ngx_http_credit_auth_audit_names[] = {
     "sent", "acked", "failed", "replays_ok", "replays_failed",
-    "unexpected_replies"
+    "unexpected_replies", "discontinuities"
 };
 
 
@@ -35,6 +35,24 @@ ngx_http_credit_auth_spool_state(ngx_http_credit_auth_shctx_t *sh,
             *age = (json_int_t) ((now - oldest) / 1000);
         }
     }
+}
+
+
+/* "aof", "replicas:N", or "none" (SPEC §7.1: visible on this page) */
+static const char *
+ngx_http_credit_auth_durability(void)
+{
+    static char                        buf[32];
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
+                                              ngx_http_credit_auth_module);
+    if (mcf->durability != CA_DURABLE_REPLICAS) {
+        return ca_durability_name((int) mcf->durability);
+    }
+    ngx_snprintf((u_char *) buf, sizeof(buf) - 1, "replicas:%ui%Z",
+                 mcf->wait_replicas);
+    return buf;
 }
 
 
@@ -82,7 +100,7 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
     }
 
     doc = json_pack("{s:{s:I, s:I, s:I}, s:o, s:o, s:o, s:o, s:o, s:o,"
-                    " s:o, s:{s:b}}",
+                    " s:o, s:{s:b, s:s, s:s}}",
                     "decisions",
                         "allow", (json_int_t) sh->allow,
                         "deny", (json_int_t) sh->deny,
@@ -96,7 +114,9 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
                     "token_cache", cache,
                     "redis",
                         "connected",
-                        (int) ngx_http_credit_auth_redis_ready());
+                        (int) ngx_http_credit_auth_redis_ready(),
+                        "durability", ngx_http_credit_auth_durability(),
+                        "state", ngx_http_credit_auth_redis_why());
     return doc;
 }
 
@@ -329,6 +349,11 @@ ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
         "gauge", "Verified tokens in the shared cache.");
     ngx_http_credit_auth_prom(&t, "credit_auth_token_cache_entries %lu\n",
                               (unsigned long) sh->cache_entries);
+
+    ngx_http_credit_auth_family(&t, "credit_auth_redis_not_durable", "gauge",
+        "1 under credit_auth_redis durability=none (SPEC 7.1).");
+    ngx_http_credit_auth_prom(&t, "credit_auth_redis_not_durable %d\n",
+        ngx_strcmp(ngx_http_credit_auth_durability(), "none") == 0);
 
     ngx_http_credit_auth_family(&t, "credit_auth_redis_connected", "gauge",
         "1 if the worker that answered (pid) is connected to Redis.");

@@ -30,6 +30,7 @@ typedef struct {
     ngx_msec_t                         last_adopt;
     ngx_msec_t                         exit_deadline;
     ngx_uint_t                         exiting;
+    uint64_t                           discontinuities;
 } ngx_http_credit_auth_writer_t;
 
 
@@ -195,6 +196,37 @@ ngx_http_credit_auth_writer_sync(void)
 }
 
 
+/*
+ * Redis answers again but without something it had acknowledged: the
+ * trail says so itself, in a signed entry (the next checkpoint of chain 0
+ * covers it), so that `credit-audit verify` never calls it intact.
+ */
+void
+ngx_http_credit_auth_writer_discontinuity(const char *missing,
+    const char *expected, const char *found)
+{
+    ca_entry                        e;
+    ngx_http_credit_auth_writer_t  *wr = &ngx_http_credit_auth_writer;
+
+    if (wr->aw == NULL) {
+        return;
+    }
+    wr->discontinuities++;
+    ca_entry_init(&e, "discontinuity", ngx_http_credit_auth_wall_ms(),
+                  (char *) wr->mcf->gateway_id.data);
+    (void) ca_entry_add(&e, "missing", missing, ngx_strlen(missing));
+    (void) ca_entry_add(&e, "expected", expected, ngx_strlen(expected));
+    (void) ca_entry_add(&e, "found", found, ngx_strlen(found));
+    ngx_http_credit_auth_writer_kick();
+    if (ca_aw_discontinuity(wr->aw, &e, ngx_http_credit_auth_redis_ready())
+        == CA_AW_LOST)
+    {
+        ngx_log_error(NGX_LOG_ALERT, wr->log, 0, "credit_auth: the "
+                      "discontinuity entry could not be written or spooled");
+    }
+}
+
+
 /* What the status page shows of this worker's writer. */
 static void
 ngx_http_credit_auth_writer_publish(void)
@@ -213,6 +245,7 @@ ngx_http_credit_auth_writer_publish(void)
     ws.replayed = st->replayed;
     ws.replay_failed = st->replay_failed;
     ws.unexpected = st->unexpected;
+    ws.discontinuities = wr->discontinuities;
     ngx_http_credit_auth_zone_writer(&ws);
 }
 

@@ -317,6 +317,7 @@ ngx_http_credit_auth_zone_writer(const ngx_http_credit_auth_wstate_t *ws)
     ADD(NGX_HTTP_CREDIT_AUTH_AUDIT_REPLAYED, replayed);
     ADD(NGX_HTTP_CREDIT_AUTH_AUDIT_REPLAY_FAILED, replay_failed);
     ADD(NGX_HTTP_CREDIT_AUTH_AUDIT_UNEXPECTED, unexpected);
+    ADD(NGX_HTTP_CREDIT_AUTH_AUDIT_DISCONTINUITIES, discontinuities);
 #undef ADD
     last = *ws;
 

@@ -49,7 +49,7 @@ enum {
     OPT_STREAM = 256, OPT_PUBKEY, OPT_JSON, OPT_FOLLOW, OPT_ENTERPRISE,
     OPT_BANK, OPT_CONSENT, OPT_DECISION, OPT_REASON, OPT_EVENT, OPT_SINCE,
     OPT_UNTIL, OPT_MONTH, OPT_FORMAT, OPT_OUT, OPT_KEYRING, OPT_BANKS,
-    OPT_BEFORE, OPT_DRY_RUN, OPT_RESUME
+    OPT_BEFORE, OPT_DRY_RUN, OPT_RESUME, OPT_ANCHOR
 };
 
 #define COMMON_LONGOPTS \
@@ -144,6 +144,7 @@ map_slot **sorted_slots(const strmap *m);
 map_slot **named_slots(const strmap *m);
 
 int cmd_verify(int argc, char **argv);
+int cmd_anchor(int argc, char **argv);
 int cmd_archive(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 

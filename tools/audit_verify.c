@@ -36,7 +36,8 @@ static const char usage_verify[] =
     "the last verified checkpoint: a warning, not a break), duplicates\n"
     "(the same entry delivered twice: counted, not a break), the key that\n"
     "verified it, and breaks with their stream id and kind: modified,\n"
-    "inserted, deleted, reordered, truncated, bad_signature.  See\n"
+    "inserted, deleted, reordered, truncated, bad_signature,\n"
+    "discontinuity.  See\n"
     "docs/audit-format.md.  Exit status 1 if any chain has a break.\n"
     "The stream is read in pages of 1000 entries; on a terminal, progress\n"
     "is shown on stderr.\n"
@@ -44,6 +45,10 @@ static const char usage_verify[] =
     "  --pubkey FILE                 a gateway's audit public key (PEM;\n"
     "                                repeatable, a file may hold several)\n"
     "  --keyring FILE                PEM public keys, one after another\n"
+    "  --anchor FILE                 every (chain, seq, hash) of FILE\n"
+    "                                (credit-audit anchor --out) must still\n"
+    "                                be in the stream: a chain deleted or cut\n"
+    "                                below it is a break (not with --resume)\n"
     "  --resume FILE                 start from what the last run verified\n"
     "                                (FILE: its anchors, created if absent,\n"
     "                                replaced after a run without a break):\n"
@@ -134,6 +139,7 @@ struct av_run_s {
     av_entry_hook  hook;
     void          *hook_data;
     av_resume     *resume;
+    av_anchor     *anchor;
     char           last_id[48];
     /* the result */
     size_t         nchains;
@@ -330,7 +336,14 @@ av_run_chain(const av_run *r, size_t i, const char **keyname)
 size_t
 av_run_breaks(const av_run *r)
 {
-    return r->breaks;
+    return r->breaks + av_anchor_missing(r->anchor, 1);
+}
+
+void
+av_run_anchor(av_run *r, av_anchor *an)
+{
+    r->anchor = an;
+    av_run_hook(r, av_anchor_see, an);
 }
 
 size_t
@@ -396,6 +409,14 @@ verify_json(const common_opts *co, const av_run *v, const av_resume *rs,
                av_resume_skipped(rs));
         av_resume_each_break(rs, anchor_json, &first);
         fputs("],", stdout);
+    }
+    if (v->anchor != NULL) {
+        json_t *m = av_anchor_missing_json(v->anchor);
+        char   *t = json_dumps(m, JSON_COMPACT);
+
+        printf("\"anchors_missing\":%s,", t ? t : "[]");
+        free(t);
+        json_decref(m);
     }
     fputs("\"chains\":[", stdout);
     for (size_t i = 0; i < av_run_nchains(v); i++) {
@@ -484,6 +505,7 @@ verify_text(const common_opts *co, const av_run *v, const av_resume *rs,
                    f->id, (unsigned long long) f->seq, f->detail);
         }
     }
+    (void) av_anchor_missing(v->anchor, 0);
     printf("%s: %zu chain%s, %zu entries, %zu break%s: %s\n", co->stream, nc,
            nc == 1 ? "" : "s", av_run_entries(v), nb, nb == 1 ? "" : "s",
            nb ? "NOT INTACT" : "intact");
@@ -495,8 +517,11 @@ cmd_verify(int argc, char **argv)
     static const struct option opts[] = {
         COMMON_LONGOPTS,
         {"resume", required_argument, NULL, OPT_RESUME},
+        {"anchor", required_argument, NULL, OPT_ANCHOR},
         {NULL, 0, NULL, 0}
     };
+    av_anchor    *an = NULL;
+    const char   *anchor = NULL;
     common_opts   co;
     int           ch, rv;
     size_t        count;
@@ -516,6 +541,10 @@ cmd_verify(int argc, char **argv)
             resume = optarg;
             continue;
         }
+        if (ch == OPT_ANCHOR) {
+            anchor = optarg;
+            continue;
+        }
         if (ch == 'h') {
             fputs(usage_verify, stdout);
             return 0;
@@ -531,18 +560,27 @@ cmd_verify(int argc, char **argv)
         return usage_error(usage_verify, "%s", "verify needs the gateways' "
                            "public keys: --pubkey FILE or --keyring FILE");
     }
+    if (anchor != NULL && resume != NULL) {
+        return usage_error(usage_verify, "%s", "--anchor reads the whole "
+                           "stream: not with --resume");
+    }
     if (resume != NULL && (rs = av_resume_load(resume, co.stream, from,
                                                sizeof(from))) == NULL)
     {
         return EXIT_USAGE;
     }
+    if (anchor != NULL && (an = av_anchor_load(anchor, co.stream)) == NULL) {
+        return EXIT_USAGE;
+    }
     if (av_keys_load(&co, &ks) != 0) {
         av_resume_free(rs);
+        av_anchor_free(an);
         return EXIT_USAGE;
     }
     if ((rc = tool_redis_open(&co.redis)) == NULL) {
         av_keys_free(&ks);
         av_resume_free(rs);
+        av_anchor_free(an);
         return EXIT_USAGE;
     }
     v = av_run_new(&ks);
@@ -551,6 +589,9 @@ cmd_verify(int argc, char **argv)
         rv = EXIT_USAGE;
     } else {
         av_run_resume(v, rs);
+        if (an != NULL) {
+            av_run_anchor(v, an);
+        }
         rv = av_run_stream(v, rc, co.stream, from, &count);
     }
     redisFree(rc);
@@ -578,5 +619,6 @@ cmd_verify(int argc, char **argv)
     av_run_free(v);
     av_keys_free(&ks);
     av_resume_free(rs);
+    av_anchor_free(an);
     return rv;
 }

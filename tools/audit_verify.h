@@ -75,4 +75,19 @@ int av_resume_save(const av_resume *rs, const av_run *v, const char *stream,
                    const char *last_id);
 void av_resume_free(av_resume *rs);
 
+/* verify --anchor, anchor --out (tools/audit_anchor.c) */
+typedef struct av_anchor_s av_anchor;
+
+/* Anchored entries missing count as breaks of the run. */
+void av_run_anchor(av_run *r, av_anchor *an);
+
+/* NULL after an error message. */
+av_anchor *av_anchor_load(const char *file, const char *stream);
+/* An av_entry_hook: notes the anchored entries read. */
+int av_anchor_see(const entry *e, void *data);
+/* Anchors not found (printed as breaks unless json). */
+size_t av_anchor_missing(const av_anchor *an, int json);
+void *av_anchor_missing_json(const av_anchor *an);
+void av_anchor_free(av_anchor *an);
+
 #endif

@@ -17,6 +17,8 @@ tool_redis_init(tool_redis *r)
     r->user = NULL;
     r->password_file = NULL;
     r->db = 0;
+    r->sentinel = NULL;
+    r->master = NULL;
 }
 
 int
@@ -30,6 +32,12 @@ tool_redis_opt(tool_redis *r, int ch, const char *arg)
         return 1;
     case TOOL_OPT_USER:
         r->user = arg;
+        return 1;
+    case TOOL_OPT_SENTINEL:
+        r->sentinel = arg;
+        return 1;
+    case TOOL_OPT_MASTER:
+        r->master = arg;
         return 1;
     case TOOL_OPT_PASSWORD_FILE:
         r->password_file = arg;
@@ -112,6 +120,78 @@ simple_command(redisContext *rc, const char *addr, const char *what,
     return ok ? 0 : -1;
 }
 
+/*
+ * The primary of opt->master, asked of each Sentinel in turn (SENTINEL
+ * get-master-addr-by-name): "IP:PORT" into out, or -1 after a message.
+ */
+static int
+sentinel_primary(const tool_redis *opt, char *out, size_t outlen)
+{
+    struct timeval  tv = {2, 0};
+    char            list[1024], *save = NULL, *s, *colon;
+    redisContext   *rc;
+    redisReply     *r;
+
+    if (opt->master == NULL || strlen(opt->sentinel) >= sizeof(list)) {
+        fprintf(stderr, "%s: --sentinel needs --master NAME\n", tool_name);
+        return -1;
+    }
+    snprintf(list, sizeof(list), "%s", opt->sentinel);
+    for (s = strtok_r(list, ",", &save); s; s = strtok_r(NULL, ",", &save)) {
+        colon = strrchr(s, ':');
+        if (colon == NULL) {
+            fprintf(stderr, "%s: bad --sentinel %s (HOST:PORT)\n",
+                    tool_name, s);
+            return -1;
+        }
+        *colon = '\0';
+        rc = redisConnectWithTimeout(s, atoi(colon + 1), tv);
+        r = rc && !rc->err ? redisCommand(rc, "SENTINEL "
+                                          "get-master-addr-by-name %s",
+                                          opt->master)
+                           : NULL;
+        if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
+            && r->element[0]->type == REDIS_REPLY_STRING
+            && r->element[1]->type == REDIS_REPLY_STRING)
+        {
+            snprintf(out, outlen, "%s:%s", r->element[0]->str,
+                     r->element[1]->str);
+            freeReplyObject(r);
+            redisFree(rc);
+            return 0;
+        }
+        fprintf(stderr, "%s: sentinel %s:%s: %s\n", tool_name, s, colon + 1,
+                rc == NULL || rc->err ? (rc ? rc->errstr : "out of memory")
+                : r == NULL ? rc->errstr
+                : r->type == REDIS_REPLY_ERROR ? r->str : "master unknown");
+        freeReplyObject(r);
+        redisFree(rc);
+    }
+    fprintf(stderr, "%s: no Sentinel knows the primary of %s\n", tool_name,
+            opt->master);
+    return -1;
+}
+
+
+/* Behind Sentinel, a server that is not (or no longer) the primary is
+ * never used: ROLE must say master. */
+static int
+check_role(redisContext *rc, const char *addr)
+{
+    redisReply *r = redisCommand(rc, "ROLE");
+    int         ok = r && r->type == REDIS_REPLY_ARRAY && r->elements > 0
+                     && r->element[0]->type == REDIS_REPLY_STRING
+                     && strcmp(r->element[0]->str, "master") == 0;
+
+    if (!ok) {
+        fprintf(stderr, "%s: redis %s: not a primary (ROLE)\n", tool_name,
+                addr);
+    }
+    freeReplyObject(r);
+    return ok ? 0 : -1;
+}
+
+
 redisContext *
 tool_redis_open(const tool_redis *opt)
 {
@@ -119,8 +199,15 @@ tool_redis_open(const tool_redis *opt)
     redisContext  *rc;
     char           host[256], pw[1024], db[24];
     const char    *addr = opt->addr, *colon, *argv[3];
-    char          *end;
+    char          *end, found[300];
     long           port;
+
+    if (opt->sentinel != NULL) {
+        if (sentinel_primary(opt, found, sizeof(found)) != 0) {
+            return NULL;
+        }
+        addr = found;
+    }
 
     if (tool_redis_password(opt, pw, sizeof(pw)) != 0) {
         return NULL;
@@ -186,6 +273,10 @@ tool_redis_open(const tool_redis *opt)
             return NULL;
         }
     }
+    if (opt->sentinel != NULL && check_role(rc, addr) != 0) {
+        redisFree(rc);
+        return NULL;
+    }
     return rc;
 
 bad:
@@ -246,4 +337,81 @@ tool_tz_name(void)
         return p ? p + 9 : name;
     }
     return "UTC";
+}
+
+
+int
+tool_durability_parse(tool_durability *d, const char *word)
+{
+    char  *end;
+
+    d->replicas = 0;
+    d->timeout_ms = 500;
+    if (strcmp(word, "aof") == 0) {
+        d->mode = CA_DURABLE_AOF;
+        return 0;
+    }
+    if (strcmp(word, "none") == 0) {
+        d->mode = CA_DURABLE_NONE;
+        return 0;
+    }
+    if (strncmp(word, "replicas:", 9) == 0) {
+        d->mode = CA_DURABLE_REPLICAS;
+        d->replicas = strtol(word + 9, &end, 10);
+        if (end != word + 9 && d->replicas > 0) {
+            if (*end == '\0') {
+                return 0;
+            }
+            if (strncmp(end, ",timeout=", 9) == 0) {
+                d->timeout_ms = strtol(end + 9, &end, 10);
+                if (*end == '\0' && d->timeout_ms > 0) {
+                    return 0;
+                }
+            }
+        }
+    }
+    fprintf(stderr, "%s: bad --durability %s (aof, replicas:N[,timeout=MS] "
+            "or none)\n", tool_name, word);
+    return -1;
+}
+
+
+int
+tool_durable(redisContext *ctx, const tool_durability *d, char *why,
+             size_t whylen)
+{
+    int            rc;
+    redisReply    *r;
+    ca_redisinfo   ri;
+
+    if (d->mode == CA_DURABLE_REPLICAS) {
+        r = redisCommand(ctx, "WAIT %ld %ld", d->replicas, d->timeout_ms);
+        rc = r && r->type == REDIS_REPLY_INTEGER && r->integer >= d->replicas
+             ? 0 : -1;
+        if (rc != 0) {
+            snprintf(why, whylen, "WAIT %ld: %lld replicas acknowledged "
+                     "within %ld ms", d->replicas,
+                     r && r->type == REDIS_REPLY_INTEGER ? r->integer : 0LL,
+                     d->timeout_ms);
+        }
+        freeReplyObject(r);
+        return rc;
+    }
+
+    memset(&ri, 0, sizeof(ri));
+    r = redisCommand(ctx, "INFO");
+    if (r && r->type == REDIS_REPLY_STRING) {
+        ca_redisinfo_parse(&ri, r->str, r->len);
+    }
+    freeReplyObject(r);
+    r = redisCommand(ctx, "CONFIG GET appendfsync");
+    if (r && r->type == REDIS_REPLY_ARRAY && r->elements == 2
+        && r->element[1]->type == REDIS_REPLY_STRING
+        && r->element[1]->len < sizeof(ri.appendfsync))
+    {
+        memcpy(ri.appendfsync, r->element[1]->str, r->element[1]->len);
+    }
+    freeReplyObject(r);
+    return ca_redisinfo_check(&ri, d->mode, d->replicas, why, whylen) == 0
+           ? 0 : -1;
 }

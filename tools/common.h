@@ -8,6 +8,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "redisinfo.h"
 #include "version.h"
 
 #define EXIT_FINDING 1
@@ -16,7 +17,8 @@
 /* getopt_long values, above any short option and any tool's own */
 enum {
     TOOL_OPT_REDIS = 1000, TOOL_OPT_USER, TOOL_OPT_PASSWORD_FILE,
-    TOOL_OPT_PASSWORD, TOOL_OPT_DB, TOOL_OPT_TZ
+    TOOL_OPT_PASSWORD, TOOL_OPT_DB, TOOL_OPT_TZ, TOOL_OPT_SENTINEL,
+    TOOL_OPT_MASTER
 };
 
 #define TOOL_REDIS_LONGOPTS \
@@ -24,7 +26,9 @@ enum {
     {"user", required_argument, NULL, TOOL_OPT_USER}, \
     {"password-file", required_argument, NULL, TOOL_OPT_PASSWORD_FILE}, \
     {"password", required_argument, NULL, TOOL_OPT_PASSWORD}, \
-    {"db", required_argument, NULL, TOOL_OPT_DB}
+    {"db", required_argument, NULL, TOOL_OPT_DB}, \
+    {"sentinel", required_argument, NULL, TOOL_OPT_SENTINEL}, \
+    {"master", required_argument, NULL, TOOL_OPT_MASTER}
 
 #define TOOL_REDIS_HELP \
     "  --redis HOST:PORT|unix:PATH   Redis (default 127.0.0.1:6379)\n" \
@@ -32,7 +36,11 @@ enum {
     "  --password-file FILE          Redis password: the file's first line\n" \
     "                                (else $CREDIT_REDIS_PASSWORD; never\n" \
     "                                on the command line)\n" \
-    "  --db N                        Redis database (SELECT N, default 0)\n"
+    "  --db N                        Redis database (SELECT N, default 0)\n" \
+    "  --sentinel HOST:PORT[,...] --master NAME\n" \
+    "                                ask these Sentinels for the primary\n" \
+    "                                of NAME (instead of --redis); it must\n" \
+    "                                say role master\n"
 
 #define TOOL_TZ_HELP \
     "  --tz ZONE                     zone for times read and shown\n" \
@@ -44,6 +52,8 @@ typedef struct {
     const char *user;
     const char *password_file;
     long        db;
+    const char *sentinel;           /* "HOST:PORT,..." or NULL */
+    const char *master;
 } tool_redis;
 
 /* The tool's name for messages ("credit-audit"). */
@@ -58,6 +68,24 @@ int tool_redis_opt(tool_redis *r, int ch, const char *arg);
 /* Connects, authenticates and selects; NULL after an error message that
  * names what failed. */
 redisContext *tool_redis_open(const tool_redis *r);
+
+/*
+ * --durability aof | replicas:N[,timeout=MS] | none (the gateway's words,
+ * SPEC §7.1): 0, or -1 after an error message.
+ */
+typedef struct {
+    int         mode;               /* CA_DURABLE_* */
+    long        replicas;
+    long        timeout_ms;
+} tool_durability;
+
+int tool_durability_parse(tool_durability *d, const char *word);
+
+/* After a write on ctx: 0 when it is durable under d (WAIT on the same
+ * connection, or a verified appendonly yes + appendfsync always primary),
+ * else -1 with `why` saying what is missing. */
+int tool_durable(redisContext *ctx, const tool_durability *d, char *why,
+                 size_t whylen);
 
 /* --tz: 0, or -1 after an error message naming valid zones. */
 int tool_set_tz(const char *zone);

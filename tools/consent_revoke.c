@@ -14,7 +14,7 @@
 
 static const char usage_revoke[] =
     "usage: credit-consent revoke (--jti ID | --token FILE|-)\n"
-    "         [--until T | --ttl SECONDS] [Redis options]\n"
+    "         [--until T | --ttl SECONDS] [--durability D] [Redis options]\n"
     "\n"
     "Sets credit:revoked:<jti> in Redis, expiring at --until or after\n"
     "--ttl when given.  --token reads the token (a file holding it, or -\n"
@@ -24,6 +24,12 @@ static const char usage_revoke[] =
     "token's signature is not checked: revoking needs the Redis password,\n"
     "not the token.  T is Unix seconds or ISO 8601\n"
     "(2026-11-30T23:59:59+08:00).\n"
+    "\n"
+    "The revocation counts only once Redis keeps it (SPEC 7.1), as for the\n"
+    "gateway's decisions: --durability aof (default: the primary runs\n"
+    "appendonly yes + appendfsync always), replicas:N[,timeout=MS] (WAIT N\n"
+    "on the same connection), or none.  Otherwise it is written but the\n"
+    "exit status is 1, with what is missing.\n"
     "\n"
     "Redis options:\n"
     TOOL_REDIS_HELP;
@@ -89,6 +95,7 @@ cmd_revoke(int argc, char **argv)
         {"token", required_argument, NULL, 'T'},
         {"until", required_argument, NULL, 'u'},
         {"ttl", required_argument, NULL, 't'},
+        {"durability", required_argument, NULL, 'D'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -98,11 +105,13 @@ cmd_revoke(int argc, char **argv)
     const char   *args[5];
     size_t        nargs = 3;
     tool_redis    ro;
+    tool_durability  dur;
     redisContext *ctx;
     redisReply   *reply;
     int           c, rc = EXIT_USAGE;
 
     tool_redis_init(&ro);
+    (void) tool_durability_parse(&dur, "aof");
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (tool_redis_opt(&ro, c, optarg)) {
         case 1:
@@ -115,6 +124,11 @@ cmd_revoke(int argc, char **argv)
         case 'T': token = optarg; break;
         case 'u': s_until = optarg; break;
         case 't': s_ttl = optarg; break;
+        case 'D':
+            if (tool_durability_parse(&dur, optarg) != 0) {
+                return EXIT_USAGE;
+            }
+            break;
         case 'h': fputs(usage_revoke, stdout); return 0;
         default: fputs(usage_revoke, stderr); return EXIT_USAGE;
         }
@@ -188,6 +202,13 @@ cmd_revoke(int argc, char **argv)
         }
         putchar('\n');
         rc = 0;
+        if (tool_durable(ctx, &dur, err, sizeof(err)) != 0) {
+            fprintf(stderr, "credit-consent: %s is revoked in Redis but NOT "
+                    "acknowledged as durable (%s --durability): %s; a crash "
+                    "or failover may lose it\n", jti,
+                    ca_durability_name(dur.mode), err);
+            rc = EXIT_FINDING;
+        }
     } else {
         fprintf(stderr, "credit-consent: redis: %s\n",
                 reply->type == REDIS_REPLY_ERROR ? reply->str

@@ -40,6 +40,8 @@ static const char usage_main[] =
     "  query    entries by enterprise, bank, consent, decision, time\n"
     "  verify   hash chains and signed checkpoints (--pubkey, --keyring;\n"
     "           --resume: only what is new)\n"
+    "  anchor   signed heads to a file outside Redis (--out); verify\n"
+    "           --anchor FILE: nothing before them was dropped\n"
     "  export   JSON Lines or CSV\n"
     "  report   the period's work report (工作通报): md, csv, json, html\n"
     "  archive  export, verify and trim whole chains older than a date\n"
@@ -580,6 +582,7 @@ main(int argc, char **argv)
         int       (*run)(int, char **);
     } cmds[] = {
         {"tail", cmd_tail}, {"query", cmd_query}, {"verify", cmd_verify},
+        {"anchor", cmd_anchor},
         {"export", cmd_export}, {"report", cmd_report},
         {"archive", cmd_archive}
     };

@@ -31,9 +31,8 @@ class FsyncRedis(S.Redis):
     missing from the stream after a restart is the gateway's fault, not the
     test's."""
 
-    def render(self):
-        return super().render().replace("appendfsync everysec",
-                                        "appendfsync always")
+    def __init__(self, *a, **kw):
+        super().__init__(*a, appendfsync="always", **kw)
 
 
 class FaultStack:

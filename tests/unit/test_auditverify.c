@@ -276,6 +276,32 @@ has_kind(const ca_av *v, ca_av_kind kind)
 
 /* ---------------------------------------------------------------------- */
 
+/* A chain whose every link holds, and whose writer says that Redis came
+ * back without what it had acknowledged: a break, never intact. */
+static void
+test_discontinuity_is_a_break(void **state)
+{
+    stream    s;
+    ca_chain  ch;
+    ca_entry  e;
+    ca_av    *v;
+
+    build(&s, &ch, 0);
+    ca_entry_init(&e, "discontinuity", 1700000010000LL, "gw-test");
+    ca_entry_add(&e, "missing", "epoch", 5);
+    assert_int_equal(ca_chain_seal(&ch, &e), 0);
+    store(&s, &e);
+    checkpoint(&s, &ch, key);
+    v = verify(&s);
+    assert_one(v, CA_AV_DISCONTINUITY, 12);
+    assert_string_equal(ca_av_kind_name(CA_AV_DISCONTINUITY),
+                        "discontinuity");
+    ca_av_free(v);
+    stream_free(&s);
+    (void) state;
+}
+
+
 static void
 test_intact(void **state)
 {
@@ -699,6 +725,7 @@ main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_intact),
+        cmocka_unit_test(test_discontinuity_is_a_break),
         cmocka_unit_test(test_unsigned_tail_is_a_warning),
         cmocka_unit_test(test_two_chains_interleaved),
         cmocka_unit_test(test_field_modified),

@@ -1,0 +1,40 @@
+/*
+ * What a Redis server says of itself (INFO, CONFIG GET appendfsync), and
+ * whether what it acknowledges is durable enough for the gateway (SPEC
+ * §7.1): checked on every connect, before the connection counts as ready.
+ */
+#ifndef CA_REDISINFO_H
+#define CA_REDISINFO_H
+
+#include <stddef.h>
+
+/* credit_auth_redis durability=... */
+#define CA_DURABLE_AOF       0      /* appendonly yes + appendfsync always */
+#define CA_DURABLE_REPLICAS  1      /* WAIT numreplicas after every batch */
+#define CA_DURABLE_NONE      2      /* explicitly not durable */
+
+typedef struct {
+    int         seen;               /* an INFO reply was parsed */
+    int         master;             /* role:master */
+    int         loading;            /* loading:1 */
+    int         aof_enabled;        /* aof_enabled:1 */
+    int         cluster;            /* cluster_enabled:1 */
+    long        replicas;           /* connected_slaves */
+    char        appendfsync[16];    /* "" when CONFIG GET was refused */
+} ca_redisinfo;
+
+/* Reads the fields above from an INFO reply (any sections, CRLF or LF). */
+void ca_redisinfo_parse(ca_redisinfo *ri, const char *text, size_t len);
+
+/*
+ * 0: the server may take the gateway's writes under `mode`; -1: it may
+ * not, `why` says so; -2: it never will as configured (a cluster node),
+ * which the caller reports louder.  `replicas`: the N of replicas:N.
+ */
+int ca_redisinfo_check(const ca_redisinfo *ri, int mode, long replicas,
+                       char *why, size_t whylen);
+
+/* "aof", "replicas", "none" */
+const char *ca_durability_name(int mode);
+
+#endif

@@ -1,0 +1,279 @@
+/*
+ * credit-audit anchor --out FILE, and verify --anchor FILE (SPEC §7.1):
+ * what was verified once, kept outside Redis, so that a later run proves
+ * nothing before it was dropped.
+ *
+ * An anchor is, per chain, the seq and hash of its last verified
+ * checkpoint, written only after a run that found no break (the format of
+ * verify --resume's file, which it can also seed).  verify --anchor reads
+ * the whole stream and requires every anchored (chain, seq) to be there
+ * with the same hash: the chain's links then vouch for everything before
+ * it.  A chain deleted whole, or cut below its anchor, is a break, which
+ * a run without the anchor cannot see (the shorter chain verifies).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "audit_verify.h"
+
+typedef struct {
+    char     *chain;
+    uint64_t  seq;
+    char      hash[65];
+    int       found;
+} anchor_t;
+
+struct av_anchor_s {
+    anchor_t *a;
+    size_t    n;
+};
+
+
+av_anchor *
+av_anchor_load(const char *file, const char *stream)
+{
+    json_error_t  jerr;
+    json_t       *doc, *chains, *a;
+    const char   *name, *st;
+    av_anchor    *an;
+
+    doc = json_load_file(file, JSON_REJECT_DUPLICATES, &jerr);
+    chains = json_object_get(doc, "chains");
+    st = json_string_value(json_object_get(doc, "stream"));
+    if (!json_is_object(chains) || st == NULL) {
+        fprintf(stderr, "credit-audit: --anchor %s: %s (a file written by "
+                "credit-audit anchor --out)\n", file,
+                doc ? "not an anchor file" : jerr.text);
+        json_decref(doc);
+        return NULL;
+    }
+    if (strcmp(st, stream) != 0) {
+        fprintf(stderr, "credit-audit: --anchor %s was written for stream "
+                "%s, not %s\n", file, st, stream);
+        json_decref(doc);
+        return NULL;
+    }
+    an = calloc(1, sizeof(*an));
+    if (an == NULL || (an->a = calloc(json_object_size(chains) + 1,
+                                      sizeof(anchor_t))) == NULL)
+    {
+        free(an);
+        json_decref(doc);
+        fputs("credit-audit: out of memory\n", stderr);
+        return NULL;
+    }
+    json_object_foreach(chains, name, a) {
+        json_t     *seq = json_object_get(a, "seq");
+        const char *h = json_string_value(json_object_get(a, "hash"));
+
+        if (!json_is_integer(seq) || json_integer_value(seq) < 1
+            || h == NULL || strlen(h) != 64
+            || strspn(h, "0123456789abcdef") != 64)
+        {
+            fprintf(stderr, "credit-audit: --anchor %s: chain %s: bad "
+                    "anchor (seq and hash)\n", file, name);
+            json_decref(doc);
+            av_anchor_free(an);
+            return NULL;
+        }
+        if ((an->a[an->n].chain = strdup(name)) == NULL) {
+            json_decref(doc);
+            av_anchor_free(an);
+            return NULL;
+        }
+        an->a[an->n].seq = (uint64_t) json_integer_value(seq);
+        memcpy(an->a[an->n].hash, h, 65);
+        an->n++;
+    }
+    json_decref(doc);
+    return an;
+}
+
+
+/* An entry read: is it an anchored (chain, seq) with its hash? */
+int
+av_anchor_see(const entry *e, void *data)
+{
+    av_anchor  *an = data;
+    size_t      clen, slen, hlen;
+    const char *chain = get(e, "chain", &clen), *seq = get(e, "seq", &slen);
+    const char *hash = get(e, "hash", &hlen);
+    char        num[24];
+
+    if (chain == NULL || seq == NULL || hash == NULL || hlen != 64
+        || slen == 0 || slen >= sizeof(num))
+    {
+        return 0;
+    }
+    memcpy(num, seq, slen);
+    num[slen] = '\0';
+    for (size_t i = 0; i < an->n; i++) {
+        anchor_t *a = &an->a[i];
+
+        if (!a->found && strlen(a->chain) == clen
+            && memcmp(a->chain, chain, clen) == 0
+            && strtoull(num, NULL, 10) == a->seq
+            && memcmp(a->hash, hash, 64) == 0)
+        {
+            a->found = 1;
+        }
+    }
+    return 0;
+}
+
+
+size_t
+av_anchor_missing(const av_anchor *an, int json)
+{
+    size_t  n = 0;
+
+    for (size_t i = 0; an != NULL && i < an->n; i++) {
+        const anchor_t *a = &an->a[i];
+
+        if (a->found) {
+            continue;
+        }
+        n++;
+        if (json) {
+            continue;
+        }
+        printf("  anchor        %s seq %llu: missing (the chain was "
+               "deleted, or cut below what was verified before)\n",
+               a->chain, (unsigned long long) a->seq);
+    }
+    return n;
+}
+
+
+/* For --json: [{chain, seq, hash}] of the anchors not found. */
+void *
+av_anchor_missing_json(const av_anchor *an)
+{
+    json_t *out = json_array();
+
+    for (size_t i = 0; an != NULL && i < an->n; i++) {
+        if (!an->a[i].found) {
+            json_array_append_new(out, json_pack("{s:s,s:I,s:s}",
+                "chain", an->a[i].chain, "seq", (json_int_t) an->a[i].seq,
+                "hash", an->a[i].hash));
+        }
+    }
+    return out;
+}
+
+
+void
+av_anchor_free(av_anchor *an)
+{
+    if (an == NULL) {
+        return;
+    }
+    for (size_t i = 0; i < an->n; i++) {
+        free(an->a[i].chain);
+    }
+    free(an->a);
+    free(an);
+}
+
+
+static const char usage_anchor[] =
+    "usage: credit-audit anchor --out FILE --pubkey FILE [--pubkey FILE ...]\n"
+    "         [--keyring FILE] [common options]\n"
+    "\n"
+    "Verifies the whole stream and, when no chain has a break, writes to\n"
+    "FILE (write, fsync, rename) per chain the seq and hash of its last\n"
+    "verified checkpoint.  Keep FILE outside Redis, where only the\n"
+    "regulator writes: `credit-audit verify --anchor FILE` later proves\n"
+    "that nothing signed before it was deleted or cut (SPEC 7.1).  Exit\n"
+    "status 1, and no FILE, if the stream has a break.\n"
+    "\n" COMMON_OPTS
+    "  --out FILE                    the anchor file\n"
+    "  --pubkey FILE, --keyring FILE the gateways' public keys (as verify)\n";
+
+int
+cmd_anchor(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        COMMON_LONGOPTS,
+        {"out", required_argument, NULL, OPT_OUT},
+        {NULL, 0, NULL, 0}
+    };
+    common_opts   co;
+    int           ch, rv;
+    size_t        count = 0;
+    av_keys       ks;
+    av_run       *v;
+    av_resume    *rs;
+    redisContext *rc;
+    const char   *out = NULL;
+    char          from[64];
+
+    common_init(&co);
+    while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
+        if (ch == 0) {
+            return EXIT_USAGE;
+        }
+        if (ch == OPT_OUT) {
+            out = optarg;
+            continue;
+        }
+        if (ch == 'h') {
+            fputs(usage_anchor, stdout);
+            return 0;
+        }
+        return usage_error(usage_anchor, NULL, NULL);
+    }
+    if (args_done(usage_anchor, argc, argv, NULL) != 0) {
+        return EXIT_USAGE;
+    }
+    if (out == NULL || (co.npubkeys == 0 && co.keyring == NULL)) {
+        return usage_error(usage_anchor, "%s", "anchor needs --out FILE and "
+                           "the gateways' public keys");
+    }
+    /* a fresh state ("" names no file): the whole stream is read */
+    if ((rs = av_resume_load("", co.stream, from, sizeof(from))) == NULL) {
+        return EXIT_USAGE;
+    }
+    if (av_keys_load(&co, &ks) != 0) {
+        av_resume_free(rs);
+        return EXIT_USAGE;
+    }
+    if ((rc = tool_redis_open(&co.redis)) == NULL) {
+        av_keys_free(&ks);
+        av_resume_free(rs);
+        return EXIT_USAGE;
+    }
+    v = av_run_new(&ks);
+    if (v == NULL) {
+        fputs("credit-audit: out of memory\n", stderr);
+        rv = EXIT_USAGE;
+    } else {
+        av_run_resume(v, rs);
+        rv = av_run_stream(v, rc, co.stream, "-", &count);
+    }
+    redisFree(rc);
+    if (rv == 0 && av_run_breaks(v) != 0) {
+        fprintf(stderr, "credit-audit: stream %s has %zu break(s): no "
+                "anchor written (see credit-audit verify)\n", co.stream,
+                av_run_breaks(v));
+        rv = EXIT_FINDING;
+    } else if (rv == 0) {
+        if (av_resume_save(rs, v, co.stream, out, "-", av_run_last_id(v))
+            != 0)
+        {
+            rv = EXIT_USAGE;
+        } else {
+            printf("anchored %zu chain(s), %zu entries, to %s\n",
+                   av_run_nchains(v), count, out);
+        }
+    }
+    av_run_free(v);
+    av_keys_free(&ks);
+    av_resume_free(rs);
+    return rv;
+}
