@@ -32,20 +32,27 @@ char *
 ca_keyreg_encode(const ca_keyreg_meta *m, json_t *jwk)
 {
     json_t *rec = json_object();
-    char   *s;
+    char   *s = NULL;
 
     if (rec == NULL) {
         return NULL;
     }
-    json_object_set_new(rec, "kid", json_string(m->kid));
-    json_object_set_new(rec, "uscc", json_string(m->uscc));
-    json_object_set_new(rec, "state", json_string(
-                        m->state == CA_KEYREG_REVOKED ? "revoked" : "active"));
-    json_object_set_new(rec, "not_before", json_integer(m->not_before));
-    json_object_set_new(rec, "not_after", json_integer(m->not_after));
-    json_object_set_new(rec, "version", json_integer(m->version));
-    json_object_set(rec, "jwk", jwk);
-    s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    /* out of memory must not leave a record short of a member: one
+     * without its jwk would lose the key for good */
+    if (json_object_set_new(rec, "kid", json_string(m->kid)) == 0
+        && json_object_set_new(rec, "uscc", json_string(m->uscc)) == 0
+        && json_object_set_new(rec, "state", json_string(
+               m->state == CA_KEYREG_REVOKED ? "revoked" : "active")) == 0
+        && json_object_set_new(rec, "not_before",
+                               json_integer(m->not_before)) == 0
+        && json_object_set_new(rec, "not_after",
+                               json_integer(m->not_after)) == 0
+        && json_object_set_new(rec, "version",
+                               json_integer(m->version)) == 0
+        && json_object_set(rec, "jwk", jwk) == 0)
+    {
+        s = json_dumps(rec, JSON_COMPACT | JSON_SORT_KEYS);
+    }
     json_decref(rec);
     return s;
 }

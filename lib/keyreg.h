@@ -45,7 +45,8 @@ typedef struct {
 /* "credit:key:{kid}" into out (CA_KEYREG_NAME_MAX); -1 on a bad kid. */
 int ca_keyreg_name(const char *kid, size_t len, char *out);
 
-/* The record of meta and a public JWK, compact JSON; the caller frees. */
+/* The record of meta and a public JWK, compact JSON; the caller frees.
+ * NULL when out of memory (or jwk is NULL), never a partial record. */
 char *ca_keyreg_encode(const ca_keyreg_meta *meta, json_t *jwk);
 
 /*

@@ -4,47 +4,9 @@
 #include <string.h>
 
 #include "audit_tool.h"
+#include "jsonscan.h"
 
 /* ---- output ---------------------------------------------------------- */
-
-/* Length of a valid UTF-8 sequence at s (1..4), or 0. */
-size_t
-utf8_seq(const unsigned char *s, size_t left)
-{
-    size_t   n;
-    uint32_t cp;
-
-    if (s[0] < 0x80) {
-        return 1;
-    } else if ((s[0] & 0xe0) == 0xc0) {
-        n = 2;
-        cp = s[0] & 0x1f;
-    } else if ((s[0] & 0xf0) == 0xe0) {
-        n = 3;
-        cp = s[0] & 0x0f;
-    } else if ((s[0] & 0xf8) == 0xf0) {
-        n = 4;
-        cp = s[0] & 0x07;
-    } else {
-        return 0;
-    }
-    if (n > left) {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if ((n == 2 && cp < 0x80) || (n == 3 && cp < 0x800)
-        || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))
-        || (cp >= 0xd800 && cp <= 0xdfff))
-    {
-        return 0;
-    }
-    return n;
-}
 
 /* A JSON string; invalid UTF-8 becomes U+FFFD (JSON cannot carry it). */
 void
@@ -54,7 +16,7 @@ json_str(FILE *out, const char *s, size_t len)
 
     fputc('"', out);
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq(p + i, len - i);
+        size_t n = ca_utf8_seq(p + i, len - i);
 
         if (n == 0) {
             fputs("\\ufffd", out);
@@ -126,7 +88,7 @@ text_value(FILE *out, const char *s, size_t len)
     }
     fputc('"', out);
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq(p + i, len - i);
+        size_t n = ca_utf8_seq(p + i, len - i);
 
         if (n > 1 && !(n == 2 && p[i] == 0xc2 && p[i + 1] < 0xa0)) {
             fwrite(p + i, 1, n, out);       /* printable non-ASCII */
@@ -185,7 +147,7 @@ csv_field(FILE *out, const char *s, size_t len)
         fputc('"', out);
     }
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq(p + i, len - i);
+        size_t n = ca_utf8_seq(p + i, len - i);
 
         if (n == 0) {
             fputs("\xef\xbf\xbd", out);     /* U+FFFD */
@@ -211,7 +173,7 @@ html_text(FILE *out, const char *s, size_t len)
     const unsigned char *p = (const unsigned char *) s;
 
     for (size_t i = 0; i < len;) {
-        size_t n = utf8_seq(p + i, len - i);
+        size_t n = ca_utf8_seq(p + i, len - i);
 
         if (n == 0) {
             fputs("\xef\xbf\xbd", out);

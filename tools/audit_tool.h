@@ -114,7 +114,6 @@ void period_opt(period *p, int ch, const char *arg);
 int period_resolve(period *p);
 
 /* output encodings */
-size_t utf8_seq(const unsigned char *s, size_t left);
 void json_str(FILE *out, const char *s, size_t len);
 void text_value(FILE *out, const char *s, size_t len);
 void csv_field(FILE *out, const char *s, size_t len);

@@ -176,12 +176,17 @@ update(redisContext *ctx, const char *kid,
             freeReplyObject(redisCommand(ctx, "UNWATCH"));
             return rc;
         }
-        jwk = ca_keyreg_jwk(raw, strlen(raw));
+        jwk = raw ? ca_keyreg_jwk(raw, strlen(raw)) : NULL;
         free(raw);
         fn(&m, arg);
         m.version++;
         rec = ca_keyreg_encode(&m, jwk);
         json_decref(jwk);
+        if (rec == NULL) {
+            freeReplyObject(redisCommand(ctx, "UNWATCH"));
+            fprintf(stderr, "credit-consent: out of memory\n");
+            return EXIT_USAGE;
+        }
         freeReplyObject(redisCommand(ctx, "MULTI"));
         freeReplyObject(redisCommand(ctx, "SET %s %s", name, rec));
         free(rec);

@@ -18,7 +18,6 @@
 #include "uscc.h"
 
 #define HASH_KEY_MAX 4096
-#define RESPONSE_MAX (64u * 1024 * 1024)
 
 static const char usage_explain[] =
     "usage: credit-policy explain --policy FILE --path PATH --response FILE\n"
