@@ -701,15 +701,21 @@ ngx_http_credit_auth_body_handler(ngx_http_request_t *r)
         goto done;
     }
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        ctx->reason = CA_REQUEST_INVALID;
-        goto done;
-    }
-    len = 0;
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        len = ngx_cpymem(p + len, b->pos, b->last - b->pos) - p;
+    if (r->request_body->bufs->next == NULL) {
+        /* request_body_in_single_buf: parsed where it lies, no copy */
+        p = r->request_body->bufs->buf->pos;
+
+    } else {
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            ctx->reason = CA_REQUEST_INVALID;
+            goto done;
+        }
+        len = 0;
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            b = cl->buf;
+            len = ngx_cpymem(p + len, b->pos, b->last - b->pos) - p;
+        }
     }
 
     ctx->checks = ngx_pcalloc(r->pool, sizeof(ca_checks));
