@@ -177,7 +177,7 @@ ngx_http_credit_auth_www_authenticate(ngx_http_request_t *r,
     value->data = p;
     p = ngx_sprintf(p, "Bearer realm=\"%V\"", &lcf->realm);
 
-    h = ngx_http_credit_auth_header(r, "Authorization", 13);
+    h = r->headers_in.authorization;
     if (reason != CA_TOKEN_MISSING
         || (h != NULL && h->value.len >= 6
             && ngx_strncasecmp(h->value.data, (u_char *) "Bearer", 6) == 0))
