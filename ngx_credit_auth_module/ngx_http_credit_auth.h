@@ -245,6 +245,8 @@ typedef struct {
     const ca_category          *category;
     char                        uscc[19];
     ngx_str_t                   purpose;
+    /* the purpose as a C string, once, if the policy knows it; else "" */
+    char                        purpose_code[CA_CODE_MAX + 1];
     ca_claims                  *claims;
     ca_checks                  *checks;
 
