@@ -245,6 +245,8 @@ typedef struct {
     const ca_category          *category;
     char                        uscc[19];
     ngx_str_t                   purpose;
+    /* the purpose as a C string, once, if the policy knows it; else "" */
+    char                        purpose_code[CA_CODE_MAX + 1];
     ca_claims                  *claims;
     ca_checks                  *checks;
 
@@ -306,6 +308,8 @@ ngx_table_elt_t *ngx_http_credit_auth_header(ngx_http_request_t *r,
     const char *name, size_t len);
 ngx_uint_t ngx_http_credit_auth_header_count(ngx_http_request_t *r,
     const char *name, size_t len);
+ngx_table_elt_t *ngx_http_credit_auth_header_n(ngx_http_request_t *r,
+    const char *name, size_t len, ngx_uint_t *n);
 ngx_int_t ngx_http_credit_auth_strip_request(ngx_http_request_t *r);
 ngx_int_t ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, const char *disclosure);

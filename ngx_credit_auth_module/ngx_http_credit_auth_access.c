@@ -420,6 +420,17 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
     }
     ctx->purpose = h->value;
 
+    /* looked up once: the audit, the counters and $credit_auth_purpose
+     * record only a purpose the policy knows */
+    ctx->purpose_code[0] = '\0';
+    if (h->value.len <= CA_CODE_MAX) {
+        ngx_memcpy(ctx->purpose_code, h->value.data, h->value.len);
+        ctx->purpose_code[h->value.len] = '\0';
+        if (!ca_policy_knows_purpose(mcf->policy, ctx->purpose_code)) {
+            ctx->purpose_code[0] = '\0';
+        }
+    }
+
     h = ngx_http_credit_auth_header(r, "X-Credit-Detail", 15);
     if (h != NULL) {
         if (h->value.len == 3 && ngx_strncmp(h->value.data, "raw", 3) == 0) {
@@ -525,18 +536,17 @@ static ca_reason
 ngx_http_credit_auth_decide_consent(ngx_http_request_t *r,
     ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx)
 {
-    char              purpose[CA_CODE_MAX + 1];
+    const char       *purpose;
     ca_reason         reason;
     ca_request_facts  facts;
 
     if (ctx->purpose.len > CA_CODE_MAX) {
         return CA_PURPOSE_NOT_ALLOWED;
     }
-    ngx_memcpy(purpose, ctx->purpose.data, ctx->purpose.len);
-    purpose[ctx->purpose.len] = '\0';
+    purpose = ctx->purpose_code;
 
     /* Codes outside the policy are refused whatever the token says. */
-    if (!ca_policy_knows_purpose(mcf->policy, purpose)
+    if (purpose[0] == '\0'
         || !ca_category_allows_purpose(ctx->category, purpose))
     {
         ngx_http_credit_auth_detail(ctx, "the policy does not allow this "
@@ -701,15 +711,21 @@ ngx_http_credit_auth_body_handler(ngx_http_request_t *r)
         goto done;
     }
 
-    p = ngx_pnalloc(r->pool, len);
-    if (p == NULL) {
-        ctx->reason = CA_REQUEST_INVALID;
-        goto done;
-    }
-    len = 0;
-    for (cl = r->request_body->bufs; cl; cl = cl->next) {
-        b = cl->buf;
-        len = ngx_cpymem(p + len, b->pos, b->last - b->pos) - p;
+    if (r->request_body->bufs->next == NULL) {
+        /* request_body_in_single_buf: parsed where it lies, no copy */
+        p = r->request_body->bufs->buf->pos;
+
+    } else {
+        p = ngx_pnalloc(r->pool, len);
+        if (p == NULL) {
+            ctx->reason = CA_REQUEST_INVALID;
+            goto done;
+        }
+        len = 0;
+        for (cl = r->request_body->bufs; cl; cl = cl->next) {
+            b = cl->buf;
+            len = ngx_cpymem(p + len, b->pos, b->last - b->pos) - p;
+        }
     }
 
     ctx->checks = ngx_pcalloc(r->pool, sizeof(ca_checks));

@@ -137,7 +137,8 @@ static void
 ngx_http_credit_auth_decision_fields(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_entry *e)
 {
-    char                               cert[65], purpose[CA_CODE_MAX + 1];
+    char                               cert[65];
+    const char                        *purpose;
     char                               consent[CA_CONSENT_ID_MAX + 1];
     ngx_str_t                          ip;
     ngx_http_credit_auth_main_conf_t  *mcf;
@@ -173,14 +174,9 @@ ngx_http_credit_auth_decision_fields(ngx_http_request_t *r,
                  ctx->category ? ngx_strlen(ctx->category->name) : 0);
     ca_entry_add(e, "enterprise", ctx->uscc, ngx_strlen(ctx->uscc));
 
-    purpose[0] = '\0';
+    purpose = "";
     if (ctx->purpose.len && ctx->purpose.len <= CA_CODE_MAX) {
-        ngx_memcpy(purpose, ctx->purpose.data, ctx->purpose.len);
-        purpose[ctx->purpose.len] = '\0';
-        if (!ca_policy_knows_purpose(mcf->policy, purpose)) {
-            ngx_cpystrn((u_char *) purpose, (u_char *) "(unknown)",
-                        sizeof(purpose));
-        }
+        purpose = ctx->purpose_code[0] ? ctx->purpose_code : "(unknown)";
     }
     ca_entry_add(e, "purpose", purpose, ngx_strlen(purpose));
     consent[0] = '\0';

@@ -21,7 +21,7 @@ static ngx_str_t  ngx_http_credit_auth_stripped[] = {
 
 
 /* The first header of that name; with n, how many there are. */
-static ngx_table_elt_t *
+ngx_table_elt_t *
 ngx_http_credit_auth_header_n(ngx_http_request_t *r, const char *name,
     size_t len, ngx_uint_t *n)
 {

@@ -50,13 +50,13 @@ ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
     u_char            rnd[16];
-    ngx_uint_t        i, ok;
+    ngx_uint_t        i, n, ok;
     ngx_table_elt_t  *h;
 
-    h = ngx_http_credit_auth_header(r, "X-Request-Id", 12);
+    /* the first one and how many, in one pass over the headers */
+    h = ngx_http_credit_auth_header_n(r, "X-Request-Id", 12, &n);
 
-    ok = (h != NULL && h->value.len >= 1 && h->value.len <= 64
-          && ngx_http_credit_auth_header_count(r, "X-Request-Id", 12) == 1);
+    ok = (n == 1 && h->value.len >= 1 && h->value.len <= 64);
     for (i = 0; ok && i < h->value.len; i++) {
         u_char c = h->value.data[i];
         ok = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z')
@@ -177,7 +177,7 @@ ngx_http_credit_auth_www_authenticate(ngx_http_request_t *r,
     value->data = p;
     p = ngx_sprintf(p, "Bearer realm=\"%V\"", &lcf->realm);
 
-    h = ngx_http_credit_auth_header(r, "Authorization", 13);
+    h = r->headers_in.authorization;
     if (reason != CA_TOKEN_MISSING
         || (h != NULL && h->value.len >= 6
             && ngx_strncasecmp(h->value.data, (u_char *) "Bearer", 6) == 0))

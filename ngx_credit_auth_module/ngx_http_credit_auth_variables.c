@@ -88,33 +88,6 @@ ngx_http_credit_auth_add_variables(ngx_conf_t *cf)
 }
 
 
-/* The purpose as the audit records it: only one the policy knows. */
-static const char *
-ngx_http_credit_auth_var_purpose(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx)
-{
-    char                              *purpose;
-    ngx_http_credit_auth_main_conf_t  *mcf;
-
-    if (!ctx->has_claims || ctx->purpose.len == 0
-        || ctx->purpose.len > CA_CODE_MAX)
-    {
-        return NULL;
-    }
-
-    purpose = ngx_pnalloc(r->pool, ctx->purpose.len + 1);
-    if (purpose == NULL) {
-        return NULL;
-    }
-    ngx_memcpy(purpose, ctx->purpose.data, ctx->purpose.len);
-    purpose[ctx->purpose.len] = '\0';
-
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
-
-    return ca_policy_knows_purpose(mcf->policy, purpose) ? purpose : NULL;
-}
-
-
 static ngx_int_t
 ngx_http_credit_auth_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
@@ -196,7 +169,8 @@ ngx_http_credit_auth_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_CREDIT_AUTH_VAR_PURPOSE:
-        s = ngx_http_credit_auth_var_purpose(r, ctx);
+        /* as the audit records it: only one the policy knows */
+        s = ctx->has_claims ? ctx->purpose_code : NULL;
         break;
 
     case NGX_HTTP_CREDIT_AUTH_VAR_MODE:

@@ -206,20 +206,10 @@ ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx)
                                          NGX_HTTP_CREDIT_AUTH_LABEL_CATEGORY,
                                          ctx->category->name);
     }
-    if (ctx->has_claims && ctx->purpose.len && ctx->purpose.len <= CA_CODE_MAX)
-    {
-        char  purpose[CA_CODE_MAX + 1];
-        ngx_http_credit_auth_main_conf_t  *mcf;
-
-        mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
-                                                  ngx_http_credit_auth_module);
-        ngx_memcpy(purpose, ctx->purpose.data, ctx->purpose.len);
-        purpose[ctx->purpose.len] = '\0';
-        if (ca_policy_knows_purpose(mcf->policy, purpose)) {
-            ngx_http_credit_auth_count_label(sh,
+    if (ctx->has_claims && ctx->purpose_code[0]) {
+        ngx_http_credit_auth_count_label(sh,
                                          NGX_HTTP_CREDIT_AUTH_LABEL_PURPOSE,
-                                         purpose);
-        }
+                                         ctx->purpose_code);
     }
 }
 
