@@ -82,6 +82,8 @@ int ca_aw_job_chain(const ca_aw_job *job, const char **chain, size_t *len,
 
 #define CA_AW_HOLD_TICKS  10        /* after a failed replay: ~1 s */
 
+typedef struct ca_aw_heads  ca_aw_heads;
+
 typedef struct {
     ca_chain            chain;
     int                 busy;       /* an entry in flight */
@@ -115,6 +117,7 @@ struct ca_aw {
     int64_t             last_checkpoint;
     int64_t             oldest_ts;
     ca_aw_stats         stats;
+    ca_aw_heads        *heads;      /* acknowledged heads (auditheads.c) */
 };
 
 
@@ -135,6 +138,10 @@ void ca_aw_refresh_oldest(ca_aw *aw);
 void ca_aw_replayed(ca_aw *aw, ca_aw_batch *b, const char *res);
 int ca_aw_spool_record(ca_aw *aw, const ca_spool_record *rec);
 int ca_aw_has_spool(const ca_aw *aw);
+
+/* auditheads.c */
+void ca_aw_heads_acked(ca_aw *aw, const ca_aw_job *job);
+void ca_aw_heads_free(ca_aw *aw);
 
 /* auditadopt.c */
 void ca_aw_adopt_claimed(ca_aw *aw, const char *claimed, const char *orphan);

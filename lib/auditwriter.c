@@ -59,6 +59,9 @@ ca_aw_chain_id(ca_aw *aw, ca_chain *ch, uint64_t no)
 void
 ca_aw_settle(ca_aw *aw, ca_aw_job *job, int outcome, ca_reason reason)
 {
+    if (outcome == CA_AW_ACKED) {
+        ca_aw_heads_acked(aw, job);
+    }
     if (job->owner && aw->conf.settled) {
         aw->conf.settled(job->owner, outcome, reason);
     }
@@ -610,6 +613,7 @@ ca_aw_free(ca_aw *aw)
                       "next worker", aw->spool_file);
         }
     }
+    ca_aw_heads_free(aw);
     free(aw->spool_file);
     free(aw->lanes);
     free(aw->free);

@@ -187,6 +187,21 @@ const ca_aw_stats *ca_aw_get_stats(const ca_aw *aw);
 /* Bytes waiting in the spool, and the ts (ms) of the oldest (0: none). */
 uint64_t ca_aw_spool_bytes(const ca_aw *aw, int64_t *oldest_ts);
 
+/*
+ * Loss detection on a reconnect (SPEC §7.1).  The key of the hash where
+ * the script keeps this writer's chain heads, and HGETALL's answer held
+ * against the heads Redis acknowledged: the number of chains it holds
+ * behind (missing or shorter), -1 when out of memory.  `expected` and
+ * `found` (each `len` bytes) list them as "<chain>:<seq>" ("-": no head),
+ * comma-separated, the first 16 and then ",+N more".  A loss is reported
+ * once: what Redis holds becomes the heads expected from then on.
+ */
+const char *ca_aw_heads_key(ca_aw *aw);
+long ca_aw_heads_check(ca_aw *aw, size_t n, const char *const *fields,
+                       const size_t *flens, const char *const *values,
+                       const size_t *vlens, char *expected, char *found,
+                       size_t len);
+
 /* Spool record kind of an entry (others are another version's). */
 #define CA_AW_RECORD_ENTRY  0x10
 

@@ -982,6 +982,147 @@ test_exit_flush(void **state)
     unlink(spool_path);
 }
 
+
+/* --- loss detection on reconnect (auditheads.c) ------------------------- */
+
+/* HGETALL <key> of the stand-in, checked against the writer's heads. */
+static long
+heads_check(ca_aw *aw, char *expected, char *found)
+{
+    const char  *key = ca_aw_heads_key(aw);
+    const char  *f[MAX_KEYS], *v[MAX_KEYS];
+    size_t       fl[MAX_KEYS], vl[MAX_KEYS], n = 0, kl = strlen(key);
+    static char  num_[MAX_KEYS][24];
+
+    for (size_t i = 0; i < R.nh; i++) {
+        if (strncmp(R.hkey[i], key, kl) == 0 && R.hkey[i][kl] == '\n') {
+            f[n] = R.hkey[i] + kl + 1;
+            fl[n] = strlen(f[n]);
+            snprintf(num_[n], sizeof(num_[n]), "%llu",
+                     (unsigned long long) R.hseq[i]);
+            v[n] = num_[n];
+            vl[n] = strlen(v[n]);
+            n++;
+        }
+    }
+    return ca_aw_heads_check(aw, n, f, fl, v, vl, expected, found, 1024);
+}
+
+static uint64_t *
+head_of(ca_aw *aw, const char *lane)
+{
+    const char  *key = ca_aw_heads_key(aw);
+
+    return head(key, strlen(key), lane, strlen(lane));
+}
+
+/* Nothing acknowledged (a first connect), or everything still there: no
+ * loss; a chain behind or gone is, once. */
+static void
+test_heads_lost_on_reconnect(void **state)
+{
+    ca_aw      *aw = writer("gw-1/120/1", 1 << 20, 1);
+    ca_entry    e;
+    owner       o[4] = { { 0 } };
+    char        exp[1024], fnd[1024];
+
+    assert_string_equal(ca_aw_heads_key(aw), "credit:chains:gw-1/120/1");
+    assert_int_equal(heads_check(aw, exp, fnd), 0);     /* first connect */
+
+    allow(&e, "d1");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[0], NULL);
+    refusal(&e, "r1");
+    ca_aw_final(aw, &e, 1, &o[1], NULL);
+    outcome_entry(&e, "d1");
+    ca_aw_final(aw, &e, 1, &o[2], NULL);
+    turn(aw);
+    assert_int_equal(o[0].outcome, CA_AW_ACKED);
+    assert_int_equal(heads_check(aw, exp, fnd), 0);
+    assert_string_equal(exp, "");
+
+    /* a failover to a replica that had chain 0 up to seq 1, and no lane */
+    *head_of(aw, "0") = 1;
+    *head_of(aw, "1") = 0;
+    assert_int_equal(heads_check(aw, exp, fnd), 2);
+    assert_string_equal(exp, "0:2,1:1");
+    assert_string_equal(fnd, "0:1,1:0");
+    assert_int_equal(heads_check(aw, exp, fnd), 0);     /* reported once */
+
+    /* the hash itself gone */
+    allow(&e, "d2");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[3], NULL);
+    turn(aw);
+    assert_int_equal(o[3].outcome, CA_AW_ACKED);
+    redis_reset();
+    assert_int_equal(heads_check(aw, exp, fnd), 2);
+    assert_string_equal(exp, "0:1,1:2");
+    assert_string_equal(fnd, "0:-,1:-");
+    ca_aw_free(aw);
+}
+
+/* What was never acknowledged is no loss: a reply that never came (the
+ * entry may or may not be in Redis), entries in the spool. */
+static void
+test_heads_unknown_fate_is_no_loss(void **state)
+{
+    ca_aw      *aw = writer("gw-1/121/1", 1 << 20, 1);
+    ca_entry    e;
+    owner       o[3] = { { 0 } };
+    ca_aw_cmd  *c;
+    char        exp[1024], fnd[1024];
+
+    allow(&e, "d1");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[0], NULL);
+    refusal(&e, "r1");
+    ca_aw_final(aw, &e, 1, &o[1], NULL);
+    c = ca_aw_flush(aw, 1);
+    ca_aw_reply(aw, c, NULL);               /* fate unknown, spooled */
+    assert_int_equal(o[1].outcome, CA_AW_SPOOLED);
+    outcome_entry(&e, "r1");
+    assert_int_equal(ca_aw_final(aw, &e, 0, &o[2], NULL), CA_AW_SPOOLED);
+    assert_int_equal(heads_check(aw, exp, fnd), 0);
+
+    /* replayed: acknowledged now, and then expected */
+    replay_all(aw);
+    assert_int_equal(heads_check(aw, exp, fnd), 0);
+    *head_of(aw, "0") = 0;
+    assert_int_equal(heads_check(aw, exp, fnd), 1);
+    assert_string_equal(exp, "0:2");
+    ca_aw_free(aw);
+}
+
+/* The list in the entry is bounded: 16 chains, then a count. */
+static void
+test_heads_listed_bounded(void **state)
+{
+    char        err[256], exp[1024], fnd[1024];
+    ca_aw_conf  conf = {
+        .gw = "gw-1", .prefix = "gw-1/122/1", .stream = "credit:audit",
+        .max_lanes = 24, .key = key, .settled = settled, .log = logger,
+    };
+    ca_aw      *aw = ca_aw_new(&conf, err, sizeof(err));
+    ca_entry    e;
+    owner       o[20] = { { 0 } };
+    char        r[16];
+    long        n;
+
+    assert_non_null(aw);
+    for (int i = 0; i < 20; i++) {
+        snprintf(r, sizeof(r), "d%d", i);
+        allow(&e, r);
+        assert_int_equal(ca_aw_decide(aw, &e, "deny", checks, 0, &o[i],
+                                      NULL), CA_AW_QUEUED);
+    }
+    turn(aw);
+    redis_reset();
+    n = heads_check(aw, exp, fnd);
+    assert_int_equal(n, 20);
+    assert_non_null(strstr(exp, ",+4 more"));
+    assert_non_null(strstr(fnd, ",+4 more"));
+    assert_true(strlen(exp) < 16 * 12);
+    ca_aw_free(aw);
+}
+
 /* The batch command is formatted by ca_resp_format(), not by hiredis: the
  * same bytes as hiredis's own formatter, for any arguments. */
 static void
@@ -1060,6 +1201,9 @@ main(void)
                                setup),
         cmocka_unit_test_setup(test_replay_order, setup),
         cmocka_unit_test_setup(test_exit_flush, setup),
+        cmocka_unit_test_setup(test_heads_lost_on_reconnect, setup),
+        cmocka_unit_test_setup(test_heads_unknown_fate_is_no_loss, setup),
+        cmocka_unit_test_setup(test_heads_listed_bounded, setup),
     };
     int  rc;
 
