@@ -359,7 +359,24 @@ typedef struct {
     void                      (*discontinuity)(const char *missing,
                                                const char *expected,
                                                const char *found);
+    /* the key of this worker's chain heads, and HGETALL's answer (a
+     * redisReply) held against what Redis acknowledged: the number of
+     * chains behind, listed in expected and found (len bytes each) */
+    const char               *(*heads_key)(void);
+    ngx_int_t                 (*heads)(void *reply, char *expected,
+                                       char *found, size_t len);
 } ngx_http_credit_auth_redis_hooks_t;
+
+/* …_redis_check.c: what a new connection must show before it is used.
+ * rc NGX_OK: ready; NGX_DECLINED: not now; NGX_ABORT: never as
+ * configured.  Called from inside a hiredis callback. */
+typedef void (*ngx_http_credit_auth_checked_pt)(void *ac, ngx_int_t rc);
+
+ngx_int_t ngx_http_credit_auth_redis_check_init(ngx_cycle_t *cycle,
+    ngx_http_credit_auth_main_conf_t *mcf,
+    const ngx_http_credit_auth_redis_hooks_t *hooks);
+void ngx_http_credit_auth_redis_check(void *ac, char *why, size_t why_len,
+    ngx_http_credit_auth_checked_pt done);
 
 ngx_int_t ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf,
@@ -400,6 +417,9 @@ ngx_int_t ngx_http_credit_auth_writer_sync(void);
 void ngx_http_credit_auth_writer_kick(void);
 void ngx_http_credit_auth_writer_discontinuity(const char *missing,
     const char *expected, const char *found);
+const char *ngx_http_credit_auth_writer_heads_key(void);
+ngx_int_t ngx_http_credit_auth_writer_heads(void *reply, char *expected,
+    char *found, size_t len);
 
 /* …_zone.c: the shared zone and its counters */
 typedef enum {

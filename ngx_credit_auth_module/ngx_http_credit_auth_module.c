@@ -657,7 +657,12 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
     hooks.scripts = scripts;
     hooks.changed = ngx_http_credit_auth_audit_redis_changed;
     hooks.discontinuity = ngx_http_credit_auth_writer_discontinuity;
+    hooks.heads_key = ngx_http_credit_auth_writer_heads_key;
+    hooks.heads = ngx_http_credit_auth_writer_heads;
 
+    if (ngx_http_credit_auth_redis_check_init(cycle, mcf, &hooks) != NGX_OK) {
+        return NGX_ERROR;
+    }
     return ngx_http_credit_auth_redis_init_process(cycle, mcf, &hooks);
 }
 

@@ -20,12 +20,13 @@
  *    the watchdog while replies are due: requests parked on Redis must not
  *    be cut off by a worker that exits under them.
  *
- * Durability (SPEC §7.1): a connection is ready only once INFO (and
- * CONFIG GET appendfsync) show a primary that keeps what it acknowledges
- * under the configured durability (lib/redisinfo.c); with replicas:N,
- * every command is followed on the same connection by WAIT N T, and its
- * reply reaches the caller only if WAIT counted N replicas.  -READONLY or
- * -NOREPLICAS drops the connection, so that the next one checks again.
+ * Durability (SPEC §7.1): a connection is ready only once …_redis_check.c
+ * has found a primary that keeps what it acknowledges under the
+ * configured durability, and has looked for what it lost; with
+ * replicas:N, every command is followed on the same connection by WAIT N
+ * T, and its reply reaches the caller only if WAIT counted N replicas.
+ * -READONLY or -NOREPLICAS drops the connection, so that the next one
+ * checks again, and so does a +switch-master from Sentinel.
  */
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -57,13 +58,10 @@ typedef struct {
     ngx_msec_t                         connect_deadline;
     ngx_msec_t                         last_attempt;
     ngx_queue_t                        pending;    /* replies come in order */
-    ca_redisinfo                       info;       /* of this connection */
     char                               why[256];   /* not ready, or a warning */
-    char                               mine[40];   /* epoch offered */
     char                               host[NGX_INET_ADDRSTRLEN + 1];
     int                                port;       /* from Sentinel */
     ngx_uint_t                         asking;     /* Sentinel, now */
-    char                               epoch[40];  /* epoch seen ("": none) */
 } ngx_http_credit_auth_redis_t;
 
 
@@ -71,15 +69,7 @@ static ngx_http_credit_auth_redis_t  ngx_http_credit_auth_redis_state;
 
 
 static void ngx_http_credit_auth_redis_connect(void);
-static void ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac,
-    void *r, void *privdata);
 static void ngx_http_credit_auth_redis_drop(const char *why);
-static void ngx_http_credit_auth_redis_epoch_reply(redisAsyncContext *ac,
-    void *r, void *privdata);
-static void ngx_http_credit_auth_redis_info_reply(redisAsyncContext *ac,
-    void *r, void *privdata);
-static void ngx_http_credit_auth_redis_fsync_reply(redisAsyncContext *ac,
-    void *r, void *privdata);
 
 
 /* --- connection life cycle ---------------------------------------------- */
@@ -149,37 +139,35 @@ ngx_http_credit_auth_redis_auth_reply(redisAsyncContext *ac, void *r,
 }
 
 
+/*
+ * Ready only when all of the connect sequence went through: a command
+ * sent behind a refused SELECT would run in the wrong database, and a
+ * refused AUTH or a Redis still loading must keep backing off.  Decisions
+ * that arrive meanwhile wait for this (ngx_http_credit_auth_audit_redis_
+ * changed()).
+ */
 static void
-ngx_http_credit_auth_redis_info_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
+ngx_http_credit_auth_redis_checked(void *ac, ngx_int_t rc)
 {
-    redisReply                    *reply = r;
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
-    if (rs->ac == ac && reply && reply->type == REDIS_REPLY_STRING) {
-        ca_redisinfo_parse(&rs->info, reply->str, reply->len);
+    if (rs->ac != ac) {
+        return;
     }
-}
-
-
-/* A refused CONFIG GET is no error: durability=aof then cannot be
- * verified, which ngx_http_credit_auth_redis_ready_reply() says. */
-static void
-ngx_http_credit_auth_redis_fsync_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply                    *reply = r;
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
-
-    if (rs->ac == ac && reply && reply->type == REDIS_REPLY_ARRAY
-        && reply->elements == 2
-        && reply->element[1]->type == REDIS_REPLY_STRING
-        && reply->element[1]->len < sizeof(rs->info.appendfsync))
-    {
-        ngx_memcpy(rs->info.appendfsync, reply->element[1]->str,
-                   reply->element[1]->len);
-        rs->info.appendfsync[reply->element[1]->len] = '\0';
+    if (rc != NGX_OK) {
+        if (rc == NGX_ABORT) {
+            rs->failures = 7;           /* never usable as configured */
+        }
+        redisAsyncDisconnect(ac);
+        return;
     }
+
+    rs->ready = 1;
+    rs->failures = 0;
+    ngx_log_error(NGX_LOG_INFO, rs->log, 0,
+                  "credit_auth: redis connected (durability=%s)",
+                  ca_durability_name((int) rs->mcf->durability));
+    rs->hooks.changed();
 }
 
 
@@ -227,124 +215,8 @@ ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
                           rs->hooks.scripts[i]);
     }
 
-    /* what the server is and keeps: checked when the PING comes back */
-    ngx_memzero(&rs->info, sizeof(ca_redisinfo));
-    redisAsyncCommand(ac, ngx_http_credit_auth_redis_info_reply, NULL,
-                      "INFO");
-    redisAsyncCommand(ac, ngx_http_credit_auth_redis_fsync_reply, NULL,
-                      "CONFIG GET appendfsync");
-
-    /*
-     * Ready only when all of the above went through: a command sent behind
-     * a refused SELECT would run in the wrong database, and a refused AUTH
-     * or a Redis still loading must keep backing off.  Decisions that
-     * arrive meanwhile wait for the PONG (ngx_http_credit_auth_audit_
-     * redis_changed()).
-     */
-    redisAsyncCommand(ac, ngx_http_credit_auth_redis_ready_reply, NULL,
-                      "PING");
-}
-
-
-static void
-ngx_http_credit_auth_redis_ready_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    ngx_int_t                      rc;
-    redisReply                    *reply = r;
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
-
-    /* an earlier refusal (AUTH, SELECT, SCRIPT LOAD) is already closing it */
-    if (rs->ac != ac || reply == NULL || (ac->c.flags & REDIS_DISCONNECTING)) {
-        return;
-    }
-
-    if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_snprintf((u_char *) rs->why, sizeof(rs->why) - 1, "%s%Z",
-                     reply->str);
-        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
-                      "credit_auth: redis not ready: %s", reply->str);
-        redisAsyncDisconnect(ac);
-        return;
-    }
-
-    rc = ca_redisinfo_check(&rs->info, (int) rs->mcf->durability,
-                            (long) rs->mcf->wait_replicas, rs->why,
-                            sizeof(rs->why));
-    if (rc == -2) {
-        /* never usable as configured: loud, and retried slowly */
-        ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
-                      "credit_auth: redis refused: %s", rs->why);
-        rs->failures = 7;
-        redisAsyncDisconnect(ac);
-        return;
-    }
-    if (rc != 0) {
-        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
-                      "credit_auth: redis not used: %s", rs->why);
-        redisAsyncDisconnect(ac);
-        return;
-    }
-    if (rs->why[0]) {
-        ngx_log_error(NGX_LOG_WARN, rs->log, 0, "credit_auth: redis: %s",
-                      rs->why);
-    }
-
-    /*
-     * The epoch: a key set once (NX) and then only read.  If it is gone,
-     * or another, Redis lost what it had acknowledged (a restart without
-     * persistence, a failover to a replica that never had it).  A fresh
-     * value each time: if ours from before were offered again, a Redis
-     * that lost it would get the same one back.
-     */
-    ngx_snprintf((u_char *) rs->mine, sizeof(rs->mine) - 1, "%xL-%xL%Z",
-                 (uint64_t) ngx_current_msec,
-                 ((uint64_t) ngx_random() << 31) ^ (uint64_t) ngx_random()
-                 ^ ((uint64_t) ngx_pid << 40));
-    redisAsyncCommand(ac, ngx_http_credit_auth_redis_auth_reply, "SET",
-                      "SET %s:epoch %s NX", rs->mcf->stream.data, rs->mine);
-    redisAsyncCommand(ac, ngx_http_credit_auth_redis_epoch_reply, NULL,
-                      "GET %s:epoch", rs->mcf->stream.data);
-}
-
-
-static void
-ngx_http_credit_auth_redis_epoch_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    char                           found[40];
-    redisReply                    *reply = r;
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
-
-    if (rs->ac != ac || reply == NULL || (ac->c.flags & REDIS_DISCONNECTING)) {
-        return;
-    }
-    if (reply->type != REDIS_REPLY_STRING || reply->len >= sizeof(found)) {
-        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
-                      "credit_auth: redis: cannot read the epoch key");
-        redisAsyncDisconnect(ac);
-        return;
-    }
-    ngx_memcpy(found, reply->str, reply->len);
-    found[reply->len] = '\0';
-
-    rs->ready = 1;
-    rs->failures = 0;
-
-    if (rs->epoch[0] && ngx_strcmp(rs->epoch, found) != 0) {
-        ngx_log_error(NGX_LOG_ALERT, rs->log, 0,
-                      "credit_auth: redis lost acknowledged data: epoch key "
-                      "%s:epoch was %s, is %s (gone and set again): audit "
-                      "entries and revocations acknowledged before may be "
-                      "missing", rs->mcf->stream.data, rs->epoch, found);
-        rs->hooks.discontinuity("epoch", rs->epoch, found);
-    }
-    ngx_memcpy(rs->epoch, found, reply->len + 1);
-
-    ngx_log_error(NGX_LOG_INFO, rs->log, 0,
-                  "credit_auth: redis connected (durability=%s)",
-                  ca_durability_name((int) rs->mcf->durability));
-    rs->hooks.changed();
+    ngx_http_credit_auth_redis_check(ac, rs->why, sizeof(rs->why),
+                                     ngx_http_credit_auth_redis_checked);
 }
 
 

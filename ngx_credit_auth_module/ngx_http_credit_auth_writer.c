@@ -227,6 +227,64 @@ ngx_http_credit_auth_writer_discontinuity(const char *missing,
 }
 
 
+const char *
+ngx_http_credit_auth_writer_heads_key(void)
+{
+    ngx_http_credit_auth_writer_t  *wr = &ngx_http_credit_auth_writer;
+
+    return wr->aw ? ca_aw_heads_key(wr->aw) : NULL;
+}
+
+
+/* HGETALL's answer (field, value, field, value...) against the heads
+ * Redis acknowledged. */
+ngx_int_t
+ngx_http_credit_auth_writer_heads(void *reply, char *expected, char *found,
+    size_t len)
+{
+    long                            behind;
+    size_t                          i, n, *lens;
+    const char                    **strs;
+    redisReply                     *r = reply, *e;
+    ngx_http_credit_auth_writer_t  *wr = &ngx_http_credit_auth_writer;
+
+    expected[0] = found[0] = '\0';
+    if (wr->aw == NULL) {
+        return 0;
+    }
+    n = r->elements / 2;
+    strs = ngx_alloc((2 * n + 1) * sizeof(char *), wr->log);
+    lens = ngx_alloc((2 * n + 1) * sizeof(size_t), wr->log);
+    if (strs == NULL || lens == NULL) {
+        behind = -1;
+        goto done;
+    }
+    /* fields first, then their values */
+    for (i = 0; i < 2 * n; i++) {
+        e = r->element[i];
+        strs[i / 2 + (i % 2) * n] = e->type == REDIS_REPLY_STRING ? e->str
+                                                                  : "";
+        lens[i / 2 + (i % 2) * n] = e->type == REDIS_REPLY_STRING ? e->len
+                                                                  : 0;
+    }
+    behind = ca_aw_heads_check(wr->aw, n, strs, lens, strs + n, lens + n,
+                               expected, found, len);
+
+done:
+    if (strs) {
+        ngx_free(strs);
+    }
+    if (lens) {
+        ngx_free(lens);
+    }
+    if (behind < 0) {
+        ngx_log_error(NGX_LOG_ERR, wr->log, 0, "credit_auth: out of memory: "
+                      "the chain heads were not checked");
+    }
+    return behind;
+}
+
+
 /* What the status page shows of this worker's writer. */
 static void
 ngx_http_credit_auth_writer_publish(void)

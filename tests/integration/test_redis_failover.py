@@ -432,8 +432,13 @@ def test_restart_without_persistence_is_a_discontinuity(rig):
     disc = wait_for(lambda: [e for e in entries(red)
                              if e.get("event") == "discontinuity"], 5)
     assert len(disc) == 1, disc
-    assert disc[0]["missing"] == "epoch" and disc[0]["found"] != \
-        disc[0]["expected"], disc[0]
+    # the epoch key, and this worker's chain heads with it
+    assert disc[0]["missing"] == "epoch chains", disc[0]
+    assert disc[0]["expected"].startswith("epoch=") and \
+        " chains=0:" in disc[0]["expected"], disc[0]
+    assert disc[0]["found"].startswith("epoch=") and \
+        " chains=0:-" in disc[0]["found"], disc[0]
+    assert disc[0]["found"].split()[0] != disc[0]["expected"].split()[0]
     st = wait_for(lambda: (lambda s: s if s["audit"]["discontinuities"]
                            else None)(rg.status()), 3)
     assert st and st["audit"]["discontinuities"] == 1, st
