@@ -697,3 +697,162 @@ def test_sentinel_that_knows_nothing(rig):
     assert wait_for(lambda: "no Sentinel knows the primary of \"other\"" in
                     rg.status()["redis"]["state"], 5), rg.status()
     assert "master unknown" in rg.log()
+
+
+# ------------------------------------------------------------------------
+# Loss detection by chain heads, and across a restart of the gateway
+
+def discontinuities(redis):
+    return [e for e in entries(redis) if e.get("event") == "discontinuity"]
+
+
+def cut_link(replica):
+    """The replica loses its primary and cannot get it back (it offers a
+    password the primary does not have): writes acknowledged from here on
+    are on the primary only."""
+    c = replica.client()
+    c.config_set("masterauth", "wrong-" + uuid.uuid4().hex[:8])
+    c.client_kill_filter(_type="master")
+    assert wait_for(lambda: c.info("replication")["master_link_status"]
+                    == "down", 5)
+
+
+@pytest.mark.parametrize("durability", ["none", "replicas:1"])
+def test_failover_to_a_lagging_replica(rig, durability):
+    """Replication cut, traffic, the primary dies, Sentinel promotes the
+    replica that missed it.  durability=none: the decisions answered 200
+    meanwhile are gone, and the gateway says so: on reconnect its chain
+    heads are behind, one signed `discontinuity` entry (missing `chains`),
+    an alert, the counter, and `verify` exits 1.  replicas:1: nothing
+    answered 200 is missing, and no discontinuity (no false alarm)."""
+    rg = rig()
+    primary = rg.redis("primary", extra=FAST_SYNC)
+    replica = rg.replica(primary)
+    sentinels = [S.Sentinel(S.subdir(rg.dir, f"s{i}"), primary).start()
+                 for i in range(3)]
+    rg.redises += sentinels
+    assert wait_for(lambda: all(s.primary() == ("127.0.0.1", primary.port)
+                                for s in sentinels), 10)
+    addrs = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+    opts = "durability=" + (durability if durability == "none"
+                            else durability + ",timeout=300ms")
+    env = rg.start_gateway(
+        primary, addr=f"sentinel={addrs} master=credit {opts} "
+        "connect_timeout=300ms command_timeout=1s",
+        audit_key=f"{rg.base.audit_key} interval=200ms")
+
+    ok = []
+    for _ in range(4):
+        r, rid_ = get(env)
+        assert r.status_code == 200, r.text
+        ok.append(rid_)
+    assert wait_for(lambda: all(decision_on(replica, x) for x in ok), 5)
+
+    cut_link(replica)
+    during = []
+    for _ in range(6):
+        r, rid_ = get(env)
+        if r.status_code == 200:
+            during.append(rid_)
+        else:
+            refused_unavailable(r)
+    ok += during
+    if durability == "none":
+        assert len(during) == 6         # acknowledged by the primary alone
+    else:
+        assert not during               # WAIT counted no replica
+
+    primary.kill()
+    assert wait_for(lambda: any(s.primary() == ("127.0.0.1", replica.port)
+                                for s in sentinels), 20), \
+        "Sentinel did not promote the replica"
+    if durability != "none":
+        rg.replica(replica, name="replica2")    # for WAIT from here on
+    got = ok_soon(env, timeout=15)
+    assert got, "no 200 from the promoted replica:\n" + rg.log()[-3000:]
+    ok.append(got[1])
+
+    on_new = {e.get("rid") for e in entries(replica)
+              if e.get("event") == "decision"}
+    lost = [x for x in ok if x not in on_new]
+    if durability == "none":
+        assert set(lost) == set(during), (lost, during)
+        disc = wait_for(lambda: discontinuities(replica), 5)
+        assert len(disc) == 1, disc
+        d = disc[0]
+        assert d["missing"] == "chains", d
+        exp = dict(x.split(":") for x in
+                   d["expected"].removeprefix("chains=").split(","))
+        fnd = dict(x.split(":") for x in
+                   d["found"].removeprefix("chains=").split(","))
+        assert exp.keys() == fnd.keys() and all(
+            fnd[c] == "-" or int(fnd[c]) < int(exp[c]) for c in exp), d
+        assert "[alert]" in rg.log() and "missing: chains" in rg.log()
+        assert wait_for(lambda: rg.status()["audit"]["discontinuities"]
+                        == 1, 3)
+        rc, out = verify_tool(replica, rg.base.audit_pub)
+        assert rc == 1 and "discontinuity" in out, out
+    else:
+        assert not lost, lost
+        time.sleep(0.5)
+        assert not discontinuities(replica)
+        assert rg.status()["audit"]["discontinuities"] == 0
+        assert "redis lost acknowledged data" not in rg.log()
+    print(f"\nfailover to a lagging replica, durability={durability}: "
+          f"{len(lost)} of {len(ok)} decisions answered 200 lost, "
+          f"{6 - len(during)} refused while the link was cut, "
+          f"{len(discontinuities(replica))} discontinuity entries")
+
+
+def test_restart_of_redis_and_gateway_is_a_discontinuity(rig):
+    """The epoch survives the gateway in <spool>/redis-epoch: a gateway
+    restarted or reloaded over an intact Redis finds it again (no
+    discontinuity); a gateway started again over a Redis that came back
+    empty while both were down writes one naming the lost epoch, and
+    `verify` exits 1 (before: "intact")."""
+    rg = rig()
+    red = rg.redis()
+    spool = S.subdir(rg.dir, "spool", 0o777)
+    os.chmod(spool, 0o777)
+    env = rg.start_gateway(red, workers=2,
+                           http_directives={"credit_auth_audit_spool":
+                                            str(spool)})
+    for _ in range(4):
+        r, _ = get(env)
+        assert r.status_code == 200, r.text
+    epoch = red.client().get("credit:audit:epoch")
+    state = spool / "redis-epoch"
+    assert wait_for(state.exists, 3)
+    assert state.read_text() == f"{epoch}\ncredit:audit\n"
+
+    # Redis intact: a restart and a reload of the gateway are no loss
+    rg.gateway.stop()
+    rg.gateway.start()
+    assert ok_soon(env)
+    assert rg.gateway.reload()
+    assert ok_soon(env)
+    time.sleep(0.3)
+    assert not discontinuities(red)
+    assert "redis lost acknowledged data" not in rg.log()
+    rg.gateway.stop()
+    rc, out = verify_tool(red, rg.base.audit_pub)
+    assert rc == 0, out
+
+    # both down, Redis back without its data, both up
+    red.kill()
+    shutil.rmtree(red.dir / "appendonlydir", ignore_errors=True)
+    red.start()
+    rg.gateway.start()
+    assert ok_soon(env), rg.log()[-2000:]
+    disc = wait_for(lambda: discontinuities(red), 5)
+    assert len(disc) == 1, disc
+    assert disc[0]["missing"] == "epoch", disc[0]
+    assert disc[0]["expected"] == f"epoch={epoch}", disc[0]
+    now = red.client().get("credit:audit:epoch")
+    assert disc[0]["found"] == f"epoch={now}" and now != epoch
+    assert wait_for(lambda: state.read_text() ==
+                    f"{now}\ncredit:audit\n", 3)
+    time.sleep(0.3)
+    assert len(discontinuities(red)) == 1       # one, not one per worker
+    rc, out = verify_tool(red, rg.base.audit_pub)
+    assert rc == 1 and "discontinuity" in out, out
