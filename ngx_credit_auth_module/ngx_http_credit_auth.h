@@ -347,6 +347,11 @@ typedef void (*ngx_http_credit_auth_found_pt)(const char *host, int port);
 
 void ngx_http_credit_auth_sentinel_ask(ngx_http_credit_auth_main_conf_t *mcf,
     ngx_log_t *log, ngx_http_credit_auth_found_pt found);
+/* Subscribes to +switch-master on one Sentinel of the set (the next one
+ * when lost); `switched` hears the new primary of our master. */
+void ngx_http_credit_auth_sentinel_watch(
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_log_t *log,
+    ngx_http_credit_auth_found_pt switched);
 void ngx_http_credit_auth_sentinel_stop(void);
 
 /* …_redis.c: one async connection per worker */

@@ -226,7 +226,8 @@ ngx_http_credit_auth_redis_found(const char *host, int port)
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
     rs->asking = 0;
-    if (rs->exiting) {
+    /* exiting, or already moved by +switch-master while this was asked */
+    if (rs->exiting || rs->ac) {
         return;
     }
     if (host == NULL) {
@@ -327,6 +328,30 @@ ngx_http_credit_auth_redis_drop(const char *why)
     rs->ready = 0;
     redisAsyncFree(ac);
     ngx_http_credit_auth_redis_schedule();
+}
+
+
+/*
+ * Sentinel has just made `host` the primary: whatever the current
+ * connection is doing there is no longer acknowledged durably, and the
+ * new primary is connected to now, not after a backoff.
+ */
+static void
+ngx_http_credit_auth_redis_switched(const char *host, int port)
+{
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    if (rs->exiting
+        || (rs->ac && rs->port == port && ngx_strcmp(rs->host, host) == 0))
+    {
+        return;
+    }
+    ngx_http_credit_auth_redis_drop("the primary moved (+switch-master)");
+    if (rs->reconnect.timer_set) {
+        ngx_del_timer(&rs->reconnect);
+    }
+    rs->failures = 0;
+    ngx_http_credit_auth_redis_found(host, port);
 }
 
 
@@ -623,6 +648,10 @@ ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     rs->watchdog.cancelable = 1;
     ngx_add_timer(&rs->watchdog, 100);
 
+    if (mcf->sentinels) {
+        ngx_http_credit_auth_sentinel_watch(mcf, rs->log,
+                                        ngx_http_credit_auth_redis_switched);
+    }
     ngx_http_credit_auth_redis_connect();
 
     return NGX_OK;

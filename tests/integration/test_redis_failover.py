@@ -856,3 +856,118 @@ def test_restart_of_redis_and_gateway_is_a_discontinuity(rig):
     assert len(discontinuities(red)) == 1       # one, not one per worker
     rc, out = verify_tool(red, rg.base.audit_pub)
     assert rc == 1 and "discontinuity" in out, out
+
+
+# ------------------------------------------------------------------------
+# Sentinel's +switch-master: followed at once, not on the next error
+
+def test_switch_master_is_followed_at_once(rig):
+    """A failover asked of Sentinel (SENTINEL FAILOVER): the gateway hears
+    +switch-master on its subscription and moves to the new primary, idle
+    (no request needed to find out) and under traffic.  Prints the time
+    from the switch to the first decision written on the new primary."""
+    import threading
+    rg = rig()
+    primary = rg.redis("primary", extra=FAST_SYNC)
+    replicas = [rg.replica(primary, name=f"replica{i}") for i in range(2)]
+    sentinels = [S.Sentinel(S.subdir(rg.dir, f"s{i}"), primary).start()
+                 for i in range(3)]
+    rg.redises += sentinels
+    assert wait_for(lambda: all(s.primary() == ("127.0.0.1", primary.port)
+                                and len(s.client().sentinel_slaves("credit"))
+                                == 2 for s in sentinels), 15)
+    addrs = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+    env = rg.start_gateway(primary, addr=f"sentinel={addrs} master=credit "
+                           "durability=replicas:1,timeout=500ms "
+                           "connect_timeout=300ms command_timeout=1s")
+    assert ok_soon(env)
+    assert wait_for(lambda: "watching +switch-master" in rg.log(), 5), \
+        rg.log()[-2000:]
+
+    switched = {}
+
+    def listen(prev):
+        """The first word from any Sentinel that a replica of `prev` is
+        the primary: +promoted-slave (the leader) or +switch-master (a
+        late one of the failover before is not it)."""
+        subs = []
+        for s in sentinels:
+            ps = s.client().pubsub()
+            ps.subscribe("+switch-master", "+promoted-slave")
+            subs.append(ps)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "t" not in switched:
+            for ps in subs:
+                m = ps.get_message(timeout=0.01)
+                if m and m["type"] == "message" and "t" not in switched:
+                    w = m["data"].split()
+                    to = int(w[-1] if m["channel"] == "+switch-master"
+                             else w[3])
+                    if to != prev:
+                        switched["t"] = time.monotonic()
+                        switched["to"] = to
+        for ps in subs:
+            ps.close()
+
+    def ask_failover():
+        try:
+            return sentinels[0].client().execute_command(
+                "SENTINEL", "FAILOVER", "credit")
+        except Exception:       # INPROG: the last one is still finishing
+            return False
+
+    def failover(prev):
+        th = threading.Thread(target=listen, args=(prev,))
+        th.start()
+        time.sleep(0.3)
+        assert wait_for(ask_failover, 15, interval=0.2)
+        th.join()
+        assert "t" in switched, "no +switch-master"
+        return switched.pop("t"), switched.pop("to")
+
+    # idle: no request, yet the gateway is on the new primary
+    t_switch, to = failover(primary.port)
+    line = f'Sentinel says the primary of "credit" is 127.0.0.1:{to}'
+    assert wait_for(lambda: line in rg.log(), 3), rg.log()[-3000:]
+    assert "+switch-master" in rg.log()
+    idle_s = time.monotonic() - t_switch
+
+    # under traffic: the first decision written on the newer primary
+    new = next(r for r in [primary] + replicas if r.port == to)
+    assert wait_for(lambda: all(s.primary() == ("127.0.0.1", to)
+                                and len(s.client().sentinel_slaves("credit"))
+                                == 2 for s in sentinels), 15)
+    done = []
+    stop = threading.Event()
+
+    def traffic():
+        while not stop.is_set():
+            r, rid_ = get(env)
+            done.append((time.monotonic(), r.status_code, rid_))
+            time.sleep(0.02)
+    th = threading.Thread(target=traffic)
+    th.start()
+    time.sleep(0.5)
+    try:
+        t_switch, to2 = failover(to)
+        time.sleep(2)
+    finally:
+        stop.set()
+        th.join()
+    newer = next(r for r in [primary] + replicas if r.port == to2)
+    on_newer = {e.get("rid") for e in entries(newer)
+                if e.get("event") == "decision"}
+    after = [(t, code, x) for t, code, x in done if t > t_switch]
+    first = next((t for t, code, x in after
+                  if code == 200 and x in on_newer), None)
+    assert first, after
+    refused = sum(code != 200 for _, code, _ in done)
+    lost = [x for _, code, x in done if code == 200 and x not in
+            {e.get("rid") for e in entries(newer)
+             if e.get("event") == "decision"}]
+    print(f"\n+switch-master: idle gateway on the new primary within "
+          f"{idle_s:.3f}s; under traffic the first decision on the new "
+          f"primary {first - t_switch:.3f}s after the switch; {refused} of "
+          f"{len(done)} requests refused, {len(lost)} answered 200 lost")
+    assert not lost, lost
+    assert first - t_switch < 2.0
