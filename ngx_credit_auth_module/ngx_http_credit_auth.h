@@ -347,12 +347,15 @@ typedef void (*ngx_http_credit_auth_found_pt)(const char *host, int port);
 
 void ngx_http_credit_auth_sentinel_ask(ngx_http_credit_auth_main_conf_t *mcf,
     ngx_log_t *log, ngx_http_credit_auth_found_pt found);
-/* Subscribes to +switch-master on one Sentinel of the set (the next one
- * when lost); `switched` hears the new primary of our master. */
+void ngx_http_credit_auth_sentinel_stop(void);
+
+/* …_sentinel_watch.c: subscribes to +switch-master on one Sentinel of the
+ * set (the next one when lost); `switched` hears our master's new
+ * primary. */
 void ngx_http_credit_auth_sentinel_watch(
     ngx_http_credit_auth_main_conf_t *mcf, ngx_log_t *log,
     ngx_http_credit_auth_found_pt switched);
-void ngx_http_credit_auth_sentinel_stop(void);
+void ngx_http_credit_auth_sentinel_unwatch(void);
 
 /* …_redis.c: one async connection per worker */
 typedef void (*ngx_http_credit_auth_reply_pt)(void *data, void *reply);
@@ -371,6 +374,19 @@ typedef struct {
     ngx_int_t                 (*heads)(void *reply, char *expected,
                                        char *found, size_t len);
 } ngx_http_credit_auth_redis_hooks_t;
+
+/* …_redis_cmd.c: the commands in flight on the connection.  `refused`
+ * hears of a -READONLY or -NOREPLICAS answer on `ac`. */
+typedef void (*ngx_http_credit_auth_refused_pt)(void *ac);
+
+void ngx_http_credit_auth_redis_cmd_init(
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_log_t *log,
+    ngx_http_credit_auth_refused_pt refused);
+ngx_int_t ngx_http_credit_auth_redis_cmd_send(void *ac, int argc,
+    const char **argv, const size_t *argvlen,
+    ngx_http_credit_auth_reply_pt handler, void *data);
+ngx_uint_t ngx_http_credit_auth_redis_cmd_inflight(void);
+ngx_uint_t ngx_http_credit_auth_redis_cmd_overdue(void);
 
 /* …_redis_check.c: what a new connection must show before it is used.
  * rc NGX_OK: ready; NGX_DECLINED: not now; NGX_ABORT: never as

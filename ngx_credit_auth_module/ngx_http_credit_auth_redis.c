@@ -35,29 +35,17 @@
 
 
 typedef struct {
-    ngx_queue_t                     queue;      /* in sending order */
-    ngx_http_credit_auth_reply_pt   handler;
-    void                           *data;
-    ngx_msec_t                      deadline;
-    redisReply                     *held;       /* waiting for WAIT */
-    ngx_uint_t                      unwaited;   /* WAIT could not be sent */
-} ngx_http_credit_auth_redis_cmd_t;
-
-
-typedef struct {
     ngx_http_credit_auth_main_conf_t  *mcf;
     ngx_http_credit_auth_redis_hooks_t  hooks;
     ngx_log_t                         *log;
     redisAsyncContext                 *ac;
     ngx_uint_t                         ready;      /* connected, AUTH sent */
-    ngx_uint_t                         inflight;
     ngx_uint_t                         failures;   /* for backoff */
     ngx_uint_t                         exiting;
     ngx_event_t                        reconnect;
     ngx_event_t                        watchdog;
     ngx_msec_t                         connect_deadline;
     ngx_msec_t                         last_attempt;
-    ngx_queue_t                        pending;    /* replies come in order */
     char                               why[256];   /* not ready, or a warning */
     char                               host[NGX_INET_ADDRSTRLEN + 1];
     int                                port;       /* from Sentinel */
@@ -355,6 +343,23 @@ ngx_http_credit_auth_redis_switched(const char *host, int port)
 }
 
 
+/* A replica, or a primary short of replicas: find the primary again. */
+static void
+ngx_http_credit_auth_redis_refused(void *ac)
+{
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    if (rs->ac == ac && rs->ready) {
+        ngx_log_error(NGX_LOG_WARN, rs->log, 0,
+                      "credit_auth: redis: no longer a writable primary "
+                      "(READONLY or NOREPLICAS): reconnecting");
+        /* from inside a hiredis callback: disconnect, never free */
+        rs->ready = 0;
+        redisAsyncDisconnect(ac);
+    }
+}
+
+
 static void
 ngx_http_credit_auth_redis_reconnect_handler(ngx_event_t *ev)
 {
@@ -369,8 +374,7 @@ ngx_http_credit_auth_redis_reconnect_handler(ngx_event_t *ev)
 static void
 ngx_http_credit_auth_redis_watchdog_handler(ngx_event_t *ev)
 {
-    ngx_http_credit_auth_redis_cmd_t  *cmd;
-    ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
     if (rs->exiting) {
         return;
@@ -381,124 +385,13 @@ ngx_http_credit_auth_redis_watchdog_handler(ngx_event_t *ev)
     {
         ngx_http_credit_auth_redis_drop("connect timed out");
 
-    } else if (rs->ac && !ngx_queue_empty(&rs->pending)) {
-        cmd = ngx_queue_data(ngx_queue_head(&rs->pending),
-                             ngx_http_credit_auth_redis_cmd_t, queue);
-        if ((ngx_msec_int_t) (ngx_current_msec - cmd->deadline) > 0) {
-            ngx_http_credit_auth_redis_drop("command timed out");
-        }
+    } else if (rs->ac && ngx_http_credit_auth_redis_cmd_overdue()) {
+        ngx_http_credit_auth_redis_drop("command timed out");
     }
 
     /* see ngx_http_credit_auth_redis_command() */
-    ev->cancelable = (rs->inflight == 0);
+    ev->cancelable = (ngx_http_credit_auth_redis_cmd_inflight() == 0);
     ngx_add_timer(ev, 100);
-}
-
-
-static void
-ngx_http_credit_auth_redis_done(ngx_http_credit_auth_redis_cmd_t *cmd,
-    redisReply *reply)
-{
-    ngx_uint_t                     lost;
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
-
-    rs->inflight--;
-    ngx_queue_remove(&cmd->queue);
-
-    /* a replica, or a primary short of replicas: find the primary again */
-    lost = reply && reply->type == REDIS_REPLY_ERROR
-           && (ngx_strncmp(reply->str, "READONLY", 8) == 0
-               || ngx_strncmp(reply->str, "NOREPLICAS", 10) == 0);
-
-    cmd->handler(cmd->data, reply);
-    ngx_free(cmd);
-
-    if (lost && rs->ac && rs->ready) {
-        ngx_log_error(NGX_LOG_WARN, rs->log, 0,
-                      "credit_auth: redis: no longer a writable primary "
-                      "(READONLY or NOREPLICAS): reconnecting");
-        /* from inside a hiredis callback: disconnect, never free */
-        rs->ready = 0;
-        redisAsyncDisconnect(rs->ac);
-    }
-}
-
-
-static void
-ngx_http_credit_auth_redis_reply(redisAsyncContext *ac, void *reply,
-    void *privdata)
-{
-    ngx_http_credit_auth_redis_done(privdata, reply);
-}
-
-
-/* A copy of what the caller reads of a reply (type, string, integer):
- * hiredis frees the original when this callback returns. */
-static void
-ngx_http_credit_auth_redis_hold(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply                        *reply = r, *held;
-    ngx_http_credit_auth_redis_cmd_t  *cmd = privdata;
-
-    if (cmd->unwaited) {
-        ngx_http_credit_auth_redis_done(cmd, NULL);
-        return;
-    }
-    if (reply == NULL) {
-        return;                 /* the WAIT's callback gets NULL too */
-    }
-
-    held = ngx_calloc(sizeof(redisReply) + reply->len + 1,
-                      ngx_http_credit_auth_redis_state.log);
-    if (held == NULL) {
-        return;                 /* then treated as no reply */
-    }
-    held->type = reply->type;
-    held->integer = reply->integer;
-    if (reply->str) {
-        held->str = (char *) (held + 1);
-        held->len = reply->len;
-        ngx_memcpy(held->str, reply->str, reply->len);
-    }
-    cmd->held = held;
-}
-
-
-static void
-ngx_http_credit_auth_redis_wait_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply                        *reply = r, *held;
-    ngx_http_credit_auth_redis_cmd_t  *cmd = privdata;
-    ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
-
-    held = cmd->held;
-
-    /* a refusal wrote nothing: it goes through as it is */
-    if (held && (held->type == REDIS_REPLY_ERROR
-                 || (reply && reply->type == REDIS_REPLY_INTEGER
-                     && reply->integer
-                        >= (long long) rs->mcf->wait_replicas)))
-    {
-        ngx_http_credit_auth_redis_done(cmd, held);
-
-    } else {
-        if (reply) {
-            ngx_log_error(NGX_LOG_ERR, rs->log, 0,
-                          "credit_auth: redis: WAIT %ui: %s%L replicas "
-                          "acknowledged: not durable",
-                          rs->mcf->wait_replicas,
-                          reply->type == REDIS_REPLY_INTEGER ? "" : "no ",
-                          reply->type == REDIS_REPLY_INTEGER
-                          ? (int64_t) reply->integer : (int64_t) 0);
-        }
-        ngx_http_credit_auth_redis_done(cmd, NULL);
-    }
-
-    if (held) {
-        ngx_free(held);
-    }
 }
 
 
@@ -506,64 +399,20 @@ ngx_int_t
 ngx_http_credit_auth_redis_command(int argc, const char **argv,
     const size_t *argvlen, ngx_http_credit_auth_reply_pt handler, void *data)
 {
-    int                                rc;
-    char                              *buf;
-    size_t                             len;
-    ngx_uint_t                         replicas;
-    ngx_http_credit_auth_redis_cmd_t  *cmd;
-    ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
+    ngx_int_t                      rc;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
     if (rs->ac == NULL || !rs->ready || rs->exiting
-        || rs->inflight >= rs->mcf->max_inflight)
+        || ngx_http_credit_auth_redis_cmd_inflight() >= rs->mcf->max_inflight)
     {
         return NGX_DECLINED;
     }
 
-    cmd = ngx_alloc(sizeof(ngx_http_credit_auth_redis_cmd_t), rs->log);
-    if (cmd == NULL) {
-        return NGX_ERROR;
+    rc = ngx_http_credit_auth_redis_cmd_send(rs->ac, argc, argv, argvlen,
+                                             handler, data);
+    if (rc != NGX_OK) {
+        return rc;
     }
-    cmd->handler = handler;
-    cmd->data = data;
-    cmd->deadline = ngx_current_msec + rs->mcf->command_timeout;
-    cmd->held = NULL;
-    cmd->unwaited = 0;
-
-    replicas = rs->mcf->durability == CA_DURABLE_REPLICAS;
-    if (replicas) {
-        cmd->deadline += rs->mcf->wait_timeout;
-    }
-
-    /* formatted here in one pass (lib/util.c), not by hiredis */
-    buf = ngx_alloc(ca_resp_size(argc, argvlen), rs->log);
-    if (buf == NULL) {
-        ngx_free(cmd);
-        return NGX_ERROR;
-    }
-    len = ca_resp_format(buf, argc, argv, argvlen);
-    rc = redisAsyncFormattedCommand(rs->ac,
-                                    replicas ? ngx_http_credit_auth_redis_hold
-                                             : ngx_http_credit_auth_redis_reply,
-                                    cmd, buf, len);
-    ngx_free(buf);
-    if (rc != REDIS_OK) {
-        ngx_free(cmd);
-        return NGX_ERROR;
-    }
-
-    /* pipelined behind it: one more reply, not one more round trip */
-    if (replicas
-        && redisAsyncCommand(rs->ac, ngx_http_credit_auth_redis_wait_reply,
-                             cmd, "WAIT %d %d",
-                             (int) rs->mcf->wait_replicas,
-                             (int) rs->mcf->wait_timeout)
-           != REDIS_OK)
-    {
-        cmd->unwaited = 1;
-    }
-
-    rs->inflight++;
-    ngx_queue_insert_tail(&rs->pending, &cmd->queue);
 
     /*
      * A graceful shutdown waits only for non-cancelable timers, and a
@@ -620,7 +469,7 @@ ngx_http_credit_auth_redis_why(void)
 ngx_uint_t
 ngx_http_credit_auth_redis_inflight(void)
 {
-    return ngx_http_credit_auth_redis_state.inflight;
+    return ngx_http_credit_auth_redis_cmd_inflight();
 }
 
 
@@ -635,7 +484,8 @@ ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     rs->mcf = mcf;
     rs->hooks = *hooks;
     rs->log = cycle->log;
-    ngx_queue_init(&rs->pending);
+    ngx_http_credit_auth_redis_cmd_init(mcf, cycle->log,
+                                        ngx_http_credit_auth_redis_refused);
 
     rs->reconnect.handler = ngx_http_credit_auth_redis_reconnect_handler;
     rs->reconnect.log = cycle->log;
@@ -665,6 +515,7 @@ ngx_http_credit_auth_redis_exit_process(void)
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
     rs->exiting = 1;
+    ngx_http_credit_auth_sentinel_unwatch();
     ngx_http_credit_auth_sentinel_stop();
 
     if (rs->reconnect.timer_set) {
