@@ -125,7 +125,9 @@ class FaultStack:
     # --------------------------------------------------------------------
     # the spool
     def spool_files(self):
-        return sorted(p for p in Path(self.spool).iterdir() if p.is_file())
+        # redis-epoch: worker 0's state file (the Redis epoch last seen)
+        return sorted(p for p in Path(self.spool).iterdir() if p.is_file()
+                      and not p.name.startswith("redis-epoch"))
 
     def spool_pending(self):
         """Bytes still waiting in any worker's spool (0: drained)."""

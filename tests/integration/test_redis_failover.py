@@ -57,6 +57,17 @@ class Rig:
             S.tail(r.log)
         return r
 
+    def sentinels(self, primary, n=3):
+        """n Sentinels watching `primary` as "credit", once all see it, and
+        their addresses for sentinel=."""
+        ss = [S.Sentinel(S.subdir(self.dir, f"s{i}"), primary).start()
+              for i in range(n)]
+        self.redises += ss
+        assert wait_for(lambda: all(s.primary() == ("127.0.0.1",
+                                                    primary.port)
+                                    for s in ss), 10)
+        return ss, ",".join(f"127.0.0.1:{s.port}" for s in ss)
+
     def start_gateway(self, redis, opts="", workers=1, addr=None, **kw):
         addr = addr or redis.directive_value() + (" " + opts if opts
                                                   else "")
@@ -589,12 +600,7 @@ def test_sentinel_failover_after_kill(rig):
     primary = rg.redis("primary", extra=FAST_SYNC)
     replica = rg.replica(primary)
     replica2 = rg.replica(primary, name="replica2")
-    sentinels = [S.Sentinel(S.subdir(rg.dir, f"s{i}"), primary).start()
-                 for i in range(3)]
-    rg.redises += sentinels
-    assert wait_for(lambda: all(s.primary() == ("127.0.0.1", primary.port)
-                                for s in sentinels), 10)
-    addrs = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+    sentinels, addrs = rg.sentinels(primary)
     env = rg.start_gateway(primary, addr=f"sentinel={addrs} master=credit "
                            "durability=replicas:1,timeout=1s "
                            "connect_timeout=300ms command_timeout=1s")
@@ -728,12 +734,7 @@ def test_failover_to_a_lagging_replica(rig, durability):
     rg = rig()
     primary = rg.redis("primary", extra=FAST_SYNC)
     replica = rg.replica(primary)
-    sentinels = [S.Sentinel(S.subdir(rg.dir, f"s{i}"), primary).start()
-                 for i in range(3)]
-    rg.redises += sentinels
-    assert wait_for(lambda: all(s.primary() == ("127.0.0.1", primary.port)
-                                for s in sentinels), 10)
-    addrs = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
+    sentinels, addrs = rg.sentinels(primary)
     opts = "durability=" + (durability if durability == "none"
                             else durability + ",timeout=300ms")
     env = rg.start_gateway(
@@ -870,13 +871,9 @@ def test_switch_master_is_followed_at_once(rig):
     rg = rig()
     primary = rg.redis("primary", extra=FAST_SYNC)
     replicas = [rg.replica(primary, name=f"replica{i}") for i in range(2)]
-    sentinels = [S.Sentinel(S.subdir(rg.dir, f"s{i}"), primary).start()
-                 for i in range(3)]
-    rg.redises += sentinels
-    assert wait_for(lambda: all(s.primary() == ("127.0.0.1", primary.port)
-                                and len(s.client().sentinel_slaves("credit"))
+    sentinels, addrs = rg.sentinels(primary)
+    assert wait_for(lambda: all(len(s.client().sentinel_slaves("credit"))
                                 == 2 for s in sentinels), 15)
-    addrs = ",".join(f"127.0.0.1:{s.port}" for s in sentinels)
     env = rg.start_gateway(primary, addr=f"sentinel={addrs} master=credit "
                            "durability=replicas:1,timeout=500ms "
                            "connect_timeout=300ms command_timeout=1s")
