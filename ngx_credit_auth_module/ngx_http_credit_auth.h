@@ -15,6 +15,7 @@
  * Calls flow one way, from the top down:
  *   module -> directives;  module -> access, filter -> headers, response;
  *   access, filter -> audit (entries) -> writer (lib/auditwriter) -> redis;
+ *   redis -> redis_check, redis_cmd, sentinel, sentinel_watch, hiredis;
  *   access, filter, status, cache, writer -> zone (shared memory).
  * A lower file reaches a higher one only through a callback it was given.
  */
