@@ -968,3 +968,33 @@ def test_switch_master_is_followed_at_once(rig):
           f"{len(done)} requests refused, {len(lost)} answered 200 lost")
     assert not lost, lost
     assert first - t_switch < 2.0
+
+
+def test_switch_watch_moves_to_the_next_sentinel(rig):
+    """The Sentinel watched is lost: the watch goes to the next one of the
+    set, and an idle gateway still follows a failover at once."""
+    rg = rig()
+    primary = rg.redis("primary", extra=FAST_SYNC)
+    replica = rg.replica(primary)
+    sentinels, addrs = rg.sentinels(primary)
+    env = rg.start_gateway(primary, addr=f"sentinel={addrs} master=credit "
+                           "durability=none connect_timeout=300ms")
+    assert ok_soon(env)
+    first = f"watching +switch-master on Sentinel 127.0.0.1:" \
+        f"{sentinels[0].port}"
+    assert wait_for(lambda: first in rg.log(), 5), rg.log()[-2000:]
+
+    sentinels[0].kill()
+    second = f"watching +switch-master on Sentinel 127.0.0.1:" \
+        f"{sentinels[1].port}"
+    assert wait_for(lambda: second in rg.log(), 5), rg.log()[-2000:]
+    assert "+switch-master watch on Sentinel 127.0.0.1:" \
+        f"{sentinels[0].port}: connection lost" in rg.log()
+
+    assert wait_for(lambda: sentinels[1].client().execute_command(
+        "SENTINEL", "FAILOVER", "credit"), 10, interval=0.2)
+    line = f'Sentinel says the primary of "credit" is 127.0.0.1:' \
+        f"{replica.port}"
+    assert wait_for(lambda: line in rg.log(), 10), rg.log()[-3000:]
+    got = ok_soon(env)
+    assert got and decision_on(replica, got[1])
