@@ -117,7 +117,7 @@ struct ca_aw {
     int64_t             last_checkpoint;
     int64_t             oldest_ts;
     ca_aw_stats         stats;
-    ca_aw_heads        *heads;      /* acknowledged heads (auditheads.c) */
+    ca_aw_heads        *heads;      /* acknowledged heads (auditloss.c) */
 };
 
 
@@ -139,7 +139,7 @@ void ca_aw_replayed(ca_aw *aw, ca_aw_batch *b, const char *res);
 int ca_aw_spool_record(ca_aw *aw, const ca_spool_record *rec);
 int ca_aw_has_spool(const ca_aw *aw);
 
-/* auditheads.c */
+/* auditloss.c */
 void ca_aw_heads_acked(ca_aw *aw, const ca_aw_job *job);
 void ca_aw_heads_free(ca_aw *aw);
 

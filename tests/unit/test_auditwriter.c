@@ -983,7 +983,7 @@ test_exit_flush(void **state)
 }
 
 
-/* --- loss detection on reconnect (auditheads.c) ------------------------- */
+/* --- loss detection on reconnect (auditloss.c) ------------------------- */
 
 /* HGETALL <key> of the stand-in, checked against the writer's heads. */
 static long
