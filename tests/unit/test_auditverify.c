@@ -15,6 +15,7 @@
 #include <openssl/evp.h>
 
 #include "audit.h"
+#include "auditckpt.h"
 #include "auditverify.h"
 #include "util.h"
 
@@ -91,7 +92,7 @@ checkpoint(stream *s, ca_chain *ch, EVP_PKEY *k)
     ca_entry e;
 
     assert_int_equal(ca_checkpoint_build(ch, &e, 1700000009999LL,
-                                         "gw-test", k), 0);
+                                         "gw-test", k, NULL), 0);
     store(s, &e);
 }
 

@@ -513,7 +513,11 @@ test_group_commit_and_variants(void **state)
     /* refusals do not count: still 2 uses */
     assert_int_equal(*counter("credit:uses:jti-1/", 18, 0), 2);
 
+    /* every chain signed, then chain 0 lists the lanes' checkpoints */
     ca_aw_tick(aw, 1795800001000, 1000, 1, 1);
+    turn(aw);
+    assert_false(ca_aw_idle(aw, 1));
+    ca_aw_tick(aw, 1795800001100, 1000, 1, 1);
     turn(aw);
     assert_true(ca_aw_idle(aw, 1));
     assert_intact();
@@ -954,6 +958,8 @@ test_exit_flush(void **state)
     owner       o[3] = { { 0 } };
     struct stat st;
     size_t      i, cps = 0;
+    sentry     *last[3];
+    char        want[128];
 
     allow(&e, "d1");
     ca_aw_decide(aw, &e, "deny", checks, 2, &o[0], NULL);
@@ -965,11 +971,29 @@ test_exit_flush(void **state)
     ca_aw_tick(aw, 1795800002000, 60000, 1, 1);
     assert_false(ca_aw_idle(aw, 1));    /* queued */
     turn(aw);
+    /* the lane's final checkpoint is not listed by chain 0 yet */
+    assert_false(ca_aw_idle(aw, 1));
+    ca_aw_tick(aw, 1795800002100, 60000, 1, 1);
+    turn(aw);
     assert_true(ca_aw_idle(aw, 1));
     for (i = 0; i < R.n; i++) {
-        cps += strcmp(field(&R.e[i], "event"), "checkpoint") == 0;
+        if (strcmp(field(&R.e[i], "event"), "checkpoint") == 0) {
+            last[cps < 3 ? cps : 2] = &R.e[i];
+            cps++;
+        }
     }
-    assert_int_equal(cps, 2);           /* chain 0 and the lane */
+    /* chain 0 (listing the decision), the lane (listing chain 0's
+     * checkpoint once acknowledged: not yet), chain 0 again listing the
+     * lane's checkpoint */
+    assert_int_equal(cps, 3);
+    assert_string_equal(field(last[0], "chain"), "gw-1/107/1/0");
+    snprintf(want, sizeof(want), "1 1 %s\n", field(&R.e[0], "hash"));
+    assert_string_equal(field(last[0], "heads"), want);
+    assert_string_equal(field(last[1], "chain"), "gw-1/107/1/1");
+    assert_string_equal(field(last[1], "heads"), "");
+    assert_string_equal(field(last[2], "chain"), "gw-1/107/1/0");
+    snprintf(want, sizeof(want), "1 2 %s\n", field(last[1], "hash"));
+    assert_string_equal(field(last[2], "heads"), want);
     assert_intact();
 
     /* something queued at the very end goes to the spool, kept */
