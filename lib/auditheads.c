@@ -134,7 +134,9 @@ ca_av_check_heads(ca_av *v)
 {
     size_t n = v->nchains;      /* chains made for a finding come after */
 
-    qsort(v->floors, v->nfloors, sizeof(av_floor), floor_cmp);
+    if (v->nfloors > 0) {
+        qsort(v->floors, v->nfloors, sizeof(av_floor), floor_cmp);
+    }
     for (size_t i = 0; i < n; i++) {
         av_chain   *c = v->chains[i];
         const char *slash = strrchr(c->pub.chain, '/');
