@@ -21,16 +21,10 @@
 #include "auditverify.h"
 #include "util.h"
 
+#include "audit_stream.h"
+
 #define MAX_ENTRIES 64
 #define W           "gw-t/7/1700000000000"
-
-typedef struct {
-    char    id[48];
-    size_t  n;
-    char   *name[CA_ENTRY_FIELDS];
-    char   *value[CA_ENTRY_FIELDS];
-    size_t  len[CA_ENTRY_FIELDS];
-} sentry;
 
 typedef struct {
     sentry      e[MAX_ENTRIES];
@@ -50,23 +44,14 @@ store(const ca_entry *ce)
     e = &S.e[S.n++];
     snprintf(e->id, sizeof(e->id), "1700000000000-%llu",
              (unsigned long long) S.next_id++);
-    e->n = ce->n;
-    for (size_t i = 0; i < ce->n; i++) {
-        e->name[i] = strdup(ce->name[i]);
-        e->value[i] = malloc(ce->len[i] + 1);
-        memcpy(e->value[i], ce->value[i], ce->len[i] + 1);
-        e->len[i] = ce->len[i];
-    }
+    sentry_copy(e, ce);
     return e;
 }
 
 static void
 drop(size_t i)
 {
-    for (size_t j = 0; j < S.e[i].n; j++) {
-        free(S.e[i].name[j]);
-        free(S.e[i].value[j]);
-    }
+    sentry_clear(&S.e[i]);
     memmove(&S.e[i], &S.e[i + 1], (S.n - i - 1) * sizeof(sentry));
     S.n--;
 }
@@ -81,17 +66,6 @@ reset(void **state)
     return 0;
 }
 
-static const char *
-get(const sentry *e, const char *name)
-{
-    for (size_t j = 0; j < e->n; j++) {
-        if (strcmp(e->name[j], name) == 0) {
-            return e->value[j];
-        }
-    }
-    return NULL;
-}
-
 /* Removes every entry of chain `lane` from seq `from` on. */
 static void
 cut(const char *lane, uint64_t from)
@@ -100,8 +74,8 @@ cut(const char *lane, uint64_t from)
 
     snprintf(chain, sizeof(chain), W "/%s", lane);
     for (size_t i = S.n; i-- > 0;) {
-        if (strcmp(get(&S.e[i], "chain"), chain) == 0
-            && strtoull(get(&S.e[i], "seq"), NULL, 10) >= from)
+        if (strcmp(sentry_get(&S.e[i], "chain"), chain) == 0
+            && strtoull(sentry_get(&S.e[i], "seq"), NULL, 10) >= from)
         {
             drop(i);
         }
@@ -152,7 +126,6 @@ verify_floor(const char *floor_chain, uint64_t floor_seq,
              const unsigned char *floor_hash)
 {
     ca_av  *v = ca_av_new(key);
-    size_t  nl[CA_ENTRY_FIELDS];
 
     assert_non_null(v);
     if (floor_chain != NULL) {
@@ -160,13 +133,7 @@ verify_floor(const char *floor_chain, uint64_t floor_seq,
                          0);
     }
     for (size_t i = 0; i < S.n; i++) {
-        for (size_t j = 0; j < S.e[i].n; j++) {
-            nl[j] = strlen(S.e[i].name[j]);
-        }
-        assert_int_equal(ca_av_add(v, S.e[i].id, S.e[i].n,
-                                   (const char *const *) S.e[i].name, nl,
-                                   (const char *const *) S.e[i].value,
-                                   S.e[i].len), 0);
+        assert_int_equal(sentry_feed(v, &S.e[i]), 0);
     }
     assert_int_equal(ca_av_finish(v), 0);
     return v;
@@ -322,6 +289,7 @@ test_heads_parse(void **state)
     assert_int_equal(h[1].hash[0], 0xff);
     assert_int_equal(ca_ckpt_heads_parse(ok, strlen(ok), h, 1), -1);
     assert_int_equal(ca_ckpt_heads_parse("", 0, h, 4), 0);
+    assert_int_equal(ca_ckpt_heads_parse("\n\n", 2, NULL, 0), -1);
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         assert_int_equal(ca_ckpt_heads_parse(bad[i], strlen(bad[i]), h, 4),
                          -1);
@@ -534,7 +502,7 @@ test_heads_are_signed(void **state)
         decision(&c0, 2);
         cp = checkpoint(&c0, h, t == 2 ? 2 : 1);
         if (t == 0) {
-            snprintf(edited, sizeof(edited), "%s", get(cp, "heads"));
+            snprintf(edited, sizeof(edited), "%s", sentry_get(cp, "heads"));
             edited[2] = '9';            /* "1 1 …" -> "1 9 …" */
             for (size_t j = 0; j < cp->n; j++) {
                 if (strcmp(cp->name[j], "heads") == 0) {
@@ -564,8 +532,8 @@ test_heads_are_signed(void **state)
             ca_chain_init(&c0, W "/0");
             decision(&c0, 2);
             cp = checkpoint(&c0, h, 1);
-            snprintf(edited, sizeof(edited), "%s%s", get(cp, "heads"),
-                     get(cp, "heads"));
+            snprintf(edited, sizeof(edited), "%s%s", sentry_get(cp, "heads"),
+                     sentry_get(cp, "heads"));
             for (size_t j = 0; j < cp->n; j++) {
                 if (strcmp(cp->name[j], "heads") == 0) {
                     free(cp->value[j]);

@@ -27,17 +27,13 @@
 #include "spool.h"
 #include "util.h"
 
+#include "audit_stream.h"
+
 #define MAX_ENTRIES 512
 #define MAX_KEYS    64
 
 /* --- the stand-in for Redis -------------------------------------------- */
 
-typedef struct {
-    size_t  n;
-    char   *name[CA_ENTRY_FIELDS];
-    char   *value[CA_ENTRY_FIELDS];
-    size_t  len[CA_ENTRY_FIELDS];
-} sentry;
 
 typedef struct {
     sentry   e[MAX_ENTRIES];
@@ -250,10 +246,7 @@ static void
 redis_reset(void)
 {
     for (size_t i = 0; i < R.n; i++) {
-        for (size_t j = 0; j < R.e[i].n; j++) {
-            free(R.e[i].name[j]);
-            free(R.e[i].value[j]);
-        }
+        sentry_clear(&R.e[i]);
     }
     for (size_t i = 0; i < R.nh; i++) {
         free(R.hkey[i]);
@@ -264,35 +257,15 @@ redis_reset(void)
     memset(&R, 0, sizeof(R));
 }
 
-static const char *
-field(const sentry *e, const char *name)
-{
-    for (size_t i = 0; i < e->n; i++) {
-        if (strcmp(e->name[i], name) == 0) {
-            return e->value[i];
-        }
-    }
-    return NULL;
-}
-
 /* Every chain of the stream intact (as credit-audit verify says). */
 static void
 assert_intact(void)
 {
     ca_av  *v = ca_av_new(pub);
-    char    id[32];
 
     for (size_t i = 0; i < R.n; i++) {
-        size_t  nl[CA_ENTRY_FIELDS];
-
-        for (size_t j = 0; j < R.e[i].n; j++) {
-            nl[j] = strlen(R.e[i].name[j]);
-        }
-        snprintf(id, sizeof(id), "1-%zu", i);
-        assert_int_equal(ca_av_add(v, id, R.e[i].n,
-                                   (const char *const *) R.e[i].name, nl,
-                                   (const char *const *) R.e[i].value,
-                                   R.e[i].len), 0);
+        snprintf(R.e[i].id, sizeof(R.e[i].id), "1-%zu", i);
+        assert_int_equal(sentry_feed(v, &R.e[i]), 0);
     }
     assert_int_equal(ca_av_finish(v), 0);
     for (size_t i = 0; i < ca_av_nchains(v); i++) {
@@ -435,13 +408,13 @@ count_rid(const char *rid, const char *decision, const char *reason)
     size_t  n = 0;
 
     for (size_t i = 0; i < R.n; i++) {
-        const char *r = field(&R.e[i], "rid");
+        const char *r = sentry_get(&R.e[i], "rid");
 
         if (r && strcmp(r, rid) == 0
             && (decision == NULL
-                || strcmp(field(&R.e[i], "decision"), decision) == 0)
+                || strcmp(sentry_get(&R.e[i], "decision"), decision) == 0)
             && (reason == NULL
-                || strcmp(field(&R.e[i], "reason"), reason) == 0))
+                || strcmp(sentry_get(&R.e[i], "reason"), reason) == 0))
         {
             n++;
         }
@@ -683,8 +656,8 @@ test_gap_refusal(void **state)
 
     replay_all(aw);
     assert_int_equal(R.n, 3);
-    assert_string_equal(field(&R.e[0], "rid"), "r1");
-    assert_string_equal(field(&R.e[2], "rid"), "r3");
+    assert_string_equal(sentry_get(&R.e[0], "rid"), "r1");
+    assert_string_equal(sentry_get(&R.e[2], "rid"), "r3");
     assert_int_equal(ca_aw_spool_bytes(aw, &oldest), 0);
     assert_int_equal(oldest, 0);
     assert_intact();
@@ -728,11 +701,11 @@ test_spool_keeps_seal_order(void **state)
 
     replay_all(aw);
     assert_int_equal(R.n, 5);
-    assert_string_equal(field(&R.e[0], "rid"), "k1");
-    assert_string_equal(field(&R.e[1], "rid"), "k2");
-    assert_string_equal(field(&R.e[2], "rid"), "n1");
-    assert_string_equal(field(&R.e[3], "rid"), "n2");
-    assert_string_equal(field(&R.e[4], "rid"), "n3");
+    assert_string_equal(sentry_get(&R.e[0], "rid"), "k1");
+    assert_string_equal(sentry_get(&R.e[1], "rid"), "k2");
+    assert_string_equal(sentry_get(&R.e[2], "rid"), "n1");
+    assert_string_equal(sentry_get(&R.e[3], "rid"), "n2");
+    assert_string_equal(sentry_get(&R.e[4], "rid"), "n3");
     assert_intact();
     assert_int_equal(ca_aw_free(aw), 1);
 }
@@ -838,10 +811,10 @@ test_adoption(void **state)
 
     replay_all(aw);
     assert_int_equal(R.n, 4);
-    assert_string_equal(field(&R.e[0], "reason"), "audit_unavailable");
-    assert_string_equal(field(&R.e[1], "rid"), "r1");
-    assert_string_equal(field(&R.e[2], "event"), "outcome");
-    assert_string_equal(field(&R.e[3], "event"), "checkpoint");
+    assert_string_equal(sentry_get(&R.e[0], "reason"), "audit_unavailable");
+    assert_string_equal(sentry_get(&R.e[1], "rid"), "r1");
+    assert_string_equal(sentry_get(&R.e[2], "event"), "outcome");
+    assert_string_equal(sentry_get(&R.e[3], "event"), "checkpoint");
     assert_int_equal(ca_aw_get_stats(aw)->replayed, 4);
     assert_intact();
     assert_int_equal(ca_aw_free(aw), 1);
@@ -941,7 +914,7 @@ test_replay_order(void **state)
     assert_int_equal(R.n, CA_AW_REPLAY_MAX + 10);
     for (i = 0; i < CA_AW_REPLAY_MAX + 10; i++) {
         snprintf(rid, sizeof(rid), "r%03d", i);
-        assert_string_equal(field(&R.e[i], "rid"), rid);
+        assert_string_equal(sentry_get(&R.e[i], "rid"), rid);
     }
     assert_intact();
     ca_aw_free(aw);
@@ -977,7 +950,7 @@ test_exit_flush(void **state)
     turn(aw);
     assert_true(ca_aw_idle(aw, 1));
     for (i = 0; i < R.n; i++) {
-        if (strcmp(field(&R.e[i], "event"), "checkpoint") == 0) {
+        if (strcmp(sentry_get(&R.e[i], "event"), "checkpoint") == 0) {
             last[cps < 3 ? cps : 2] = &R.e[i];
             cps++;
         }
@@ -986,14 +959,14 @@ test_exit_flush(void **state)
      * checkpoint once acknowledged: not yet), chain 0 again listing the
      * lane's checkpoint */
     assert_int_equal(cps, 3);
-    assert_string_equal(field(last[0], "chain"), "gw-1/107/1/0");
-    snprintf(want, sizeof(want), "1 1 %s\n", field(&R.e[0], "hash"));
-    assert_string_equal(field(last[0], "heads"), want);
-    assert_string_equal(field(last[1], "chain"), "gw-1/107/1/1");
-    assert_string_equal(field(last[1], "heads"), "");
-    assert_string_equal(field(last[2], "chain"), "gw-1/107/1/0");
-    snprintf(want, sizeof(want), "1 2 %s\n", field(last[1], "hash"));
-    assert_string_equal(field(last[2], "heads"), want);
+    assert_string_equal(sentry_get(last[0], "chain"), "gw-1/107/1/0");
+    snprintf(want, sizeof(want), "1 1 %s\n", sentry_get(&R.e[0], "hash"));
+    assert_string_equal(sentry_get(last[0], "heads"), want);
+    assert_string_equal(sentry_get(last[1], "chain"), "gw-1/107/1/1");
+    assert_string_equal(sentry_get(last[1], "heads"), "");
+    assert_string_equal(sentry_get(last[2], "chain"), "gw-1/107/1/0");
+    snprintf(want, sizeof(want), "1 2 %s\n", sentry_get(last[1], "hash"));
+    assert_string_equal(sentry_get(last[2], "heads"), want);
     assert_intact();
 
     /* something queued at the very end goes to the spool, kept */
