@@ -979,6 +979,51 @@ test_exit_flush(void **state)
     unlink(spool_path);
 }
 
+/* A lane whose entry's fate is unknown ends its chain: chain 0's next
+ * checkpoint lists that chain's last acknowledged head (never the entry
+ * whose fate was unknown), once, and lists nothing more when nothing
+ * moved. */
+static void
+test_ended_lane_is_listed(void **state)
+{
+    ca_aw        *aw = writer("gw-1/109/1", 1 << 20, 1);
+    ca_entry      e;
+    owner         o[2] = { { 0 } };
+    ca_aw_cmd    *c;
+    const sentry *cp = NULL;
+    char          want[128];
+    size_t        i, cps = 0;
+
+    allow(&e, "d1");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[0], NULL);
+    turn(aw);
+    assert_int_equal(o[0].outcome, CA_AW_ACKED);
+    snprintf(want, sizeof(want), "1 1 %s\n", sentry_get(&R.e[0], "hash"));
+    allow(&e, "d2");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[1], NULL);
+    c = ca_aw_flush(aw, 1);
+    ca_aw_reply(aw, c, NULL);               /* lane 1 ends at seq 1 */
+    assert_int_equal(o[1].outcome, CA_AW_LOST);
+    replay_all(aw);                         /* its seq 2: the deny */
+
+    ca_aw_tick(aw, 1795800001000, 1000, 0, 1);
+    turn(aw);
+    ca_aw_tick(aw, 1795800002000, 1000, 0, 1);
+    turn(aw);
+    assert_true(ca_aw_idle(aw, 1));
+    for (i = 0; i < R.n; i++) {
+        if (strcmp(sentry_get(&R.e[i], "event"), "checkpoint") == 0) {
+            cp = &R.e[i];
+            cps++;
+        }
+    }
+    assert_int_equal(cps, 1);               /* chain 0's, once */
+    assert_string_equal(sentry_get(cp, "chain"), "gw-1/109/1/0");
+    assert_string_equal(sentry_get(cp, "heads"), want);
+    assert_intact();
+    ca_aw_free(aw);
+}
+
 /* The batch command is formatted by ca_resp_format(), not by hiredis: the
  * same bytes as hiredis's own formatter, for any arguments. */
 static void
@@ -1048,6 +1093,7 @@ main(void)
         cmocka_unit_test_setup(test_group_commit_and_variants, setup),
         cmocka_unit_test_setup(test_budget_checks, setup),
         cmocka_unit_test_setup(test_lost_reply, setup),
+        cmocka_unit_test_setup(test_ended_lane_is_listed, setup),
         cmocka_unit_test_setup(test_duplicate_replay, setup),
         cmocka_unit_test_setup(test_gap_refusal, setup),
         cmocka_unit_test_setup(test_spool_keeps_seal_order, setup),
