@@ -112,6 +112,7 @@ struct ca_aw {
     ca_aw_job          *queue;      /* this turn's entries */
     ca_aw_job         **tail;
     size_t              inflight;   /* entries sent, reply due */
+    size_t              calls;      /* entry commands sent, reply due */
     size_t              outstanding0;   /* chain-0 entries queued or out */
     ca_aw_job          *behind;     /* chain-0 entries for the spool that
                                        wait for those, in seq order */

@@ -365,6 +365,7 @@ ca_aw_reply(ca_aw *aw, ca_aw_cmd *cmd, const ca_aw_rep *rep)
         return;
     }
 
+    aw->calls--;
     aw->inflight -= b->njobs;
     aw->outstanding0 -= b->n0;
     for (i = 0; i < b->njobs; i++) {
@@ -409,6 +410,21 @@ ca_aw_flush(ca_aw *aw, int online)
         return NULL;
     }
 
+    /*
+     * Group commit: while a command is out, what queues meanwhile waits for
+     * its reply and goes in the next one.  A loaded worker then sends fewer,
+     * larger batches: one script call, one fsync or WAIT, one reply for many
+     * decisions; an idle one still sends each entry at once.
+     */
+    if (online && aw->calls >= aw->conf.calls_max) {
+        for (n = 0, job = aw->queue; job && n < CA_AW_BATCH_MAX; n++) {
+            job = job->next;
+        }
+        if (n < CA_AW_BATCH_MAX) {
+            return NULL;
+        }
+    }
+
     b = online ? ca_aw_batch_new(CA_AW_BATCH_MAX) : NULL;
     if (b == NULL) {
         while ((job = aw->queue) != NULL) {
@@ -432,6 +448,7 @@ ca_aw_flush(ca_aw *aw, int online)
         aw->tail = &aw->queue;
     }
     b->njobs = n;
+    aw->calls++;
     aw->inflight += n;
     aw->stats.sent += n;
 
@@ -480,6 +497,9 @@ ca_aw_new(const ca_aw_conf *conf, char *err, size_t errlen)
         return NULL;
     }
     aw->conf = *conf;
+    if (aw->conf.calls_max == 0) {
+        aw->conf.calls_max = CA_AW_CALLS_MAX;
+    }
     snprintf(aw->gw, sizeof(aw->gw), "%s", conf->gw);
     snprintf(aw->prefix, sizeof(aw->prefix), "%s", conf->prefix);
     snprintf(aw->stream, sizeof(aw->stream), "%s", conf->stream);

@@ -310,7 +310,10 @@ logger(void *ctx, int level, const char *msg)
     snprintf(logged + l, sizeof(logged) - l, "%d %s\n", level, msg);
 }
 
-static char  spool_path[512];
+static char    spool_path[512];
+/* Most tests need several commands out at once (orderings a full batch
+ * can produce in production); the group-commit test sets it to 0. */
+static size_t  calls_max = 4;
 
 static ca_aw *
 writer(const char *prefix, uint64_t spool_max, int with_spool)
@@ -319,7 +322,7 @@ writer(const char *prefix, uint64_t spool_max, int with_spool)
     ca_aw_conf  conf = {
         .gw = "gw-1", .prefix = prefix, .stream = "credit:audit",
         .max_lanes = 4, .spool_max = spool_max, .key = key,
-        .settled = settled, .log = logger,
+        .settled = settled, .log = logger, .calls_max = calls_max,
     };
     ca_aw      *aw;
 
@@ -615,6 +618,70 @@ test_duplicate_replay(void **state)
     st = ca_aw_get_stats(aw);
     assert_int_equal(st->replayed, 2);
     assert_int_equal(ca_aw_spool_bytes(aw, &(int64_t) { 0 }), 0);
+    assert_intact();
+    ca_aw_free(aw);
+}
+
+/* Group commit with the production default (one command out): what
+ * queues while a command is out waits for its reply and goes in one next
+ * command; only a full batch goes out beside it. */
+static void
+test_group_commit_waits_for_reply(void **state)
+{
+    ca_aw       *aw;
+    ca_entry     e;
+    owner        o[CA_AW_BATCH_MAX + 3];
+    ca_aw_cmd   *c1, *c2, *c3;
+    ca_aw_rep    rep;
+    char         rid[16];
+    size_t       i;
+
+    memset(o, 0, sizeof(o));
+    calls_max = 0;
+    aw = writer("gw-1/111/1", 1 << 20, 1);
+    calls_max = 4;
+
+    refusal(&e, "g0");
+    ca_aw_final(aw, &e, 1, &o[0], NULL);
+    c1 = ca_aw_flush(aw, 1);
+    assert_non_null(c1);
+    refusal(&e, "g1");
+    ca_aw_final(aw, &e, 1, &o[1], NULL);
+    refusal(&e, "g2");
+    ca_aw_final(aw, &e, 1, &o[2], NULL);
+    assert_null(ca_aw_flush(aw, 1));            /* waits for c1 */
+    assert_int_equal(o[1].calls, 0);
+
+    rep.type = CA_AW_REPLY_STRING;
+    rep.str = run(c1);
+    rep.len = strlen(rep.str);
+    ca_aw_reply(aw, c1, &rep);
+    assert_int_equal(o[0].outcome, CA_AW_ACKED);
+
+    c2 = ca_aw_flush(aw, 1);                    /* both, in one command */
+    assert_non_null(c2);
+    assert_null(ca_aw_flush(aw, 1));
+    for (i = 3; i < CA_AW_BATCH_MAX + 3; i++) { /* a full batch meanwhile */
+        snprintf(rid, sizeof(rid), "g%zu", i);
+        refusal(&e, rid);
+        ca_aw_final(aw, &e, 1, &o[i], NULL);
+    }
+    c3 = ca_aw_flush(aw, 1);                    /* goes out beside c2 */
+    assert_non_null(c3);
+    assert_null(ca_aw_flush(aw, 1));            /* the rest waits */
+
+    rep.str = run(c2);
+    rep.len = strlen(rep.str);
+    assert_string_equal(rep.str, "ww");
+    ca_aw_reply(aw, c2, &rep);
+    rep.str = run(c3);
+    rep.len = strlen(rep.str);
+    ca_aw_reply(aw, c3, &rep);
+    turn(aw);
+    for (i = 0; i < CA_AW_BATCH_MAX + 3; i++) {
+        assert_int_equal(o[i].outcome, CA_AW_ACKED);
+    }
+    assert_int_equal(R.n, CA_AW_BATCH_MAX + 3);
     assert_intact();
     ca_aw_free(aw);
 }
@@ -1095,6 +1162,7 @@ main(void)
         cmocka_unit_test_setup(test_lost_reply, setup),
         cmocka_unit_test_setup(test_ended_lane_is_listed, setup),
         cmocka_unit_test_setup(test_duplicate_replay, setup),
+        cmocka_unit_test_setup(test_group_commit_waits_for_reply, setup),
         cmocka_unit_test_setup(test_gap_refusal, setup),
         cmocka_unit_test_setup(test_spool_keeps_seal_order, setup),
         cmocka_unit_test_setup(test_full_spool, setup),
