@@ -262,16 +262,18 @@ test_message_bytes(void **state)
 static void
 test_heads_parse(void **state)
 {
+#define Z64 "0000000000000000000000000000000000000000000000000000000000000000"
     static const char *const bad[] = {
-        "1 01 " "0000000000000000000000000000000000000000000000000000000000000000\n",
-        "1 0 "  "0000000000000000000000000000000000000000000000000000000000000000\n",
-        "1 1 "  "000000000000000000000000000000000000000000000000000000000000000A\n",
-        "1 1 "  "0000000000000000000000000000000000000000000000000000000000000000",
-        "1  1 " "0000000000000000000000000000000000000000000000000000000000000000\n",
-        "2 1 "  "0000000000000000000000000000000000000000000000000000000000000000\n"
-        "2 1 "  "0000000000000000000000000000000000000000000000000000000000000000\n",
-        "-1 1 " "0000000000000000000000000000000000000000000000000000000000000000\n",
-        "1 1 "  "00000000000000000000000000000000000000000000000000000000000000\n",
+        "1 01 " Z64 "\n",                   /* leading zero */
+        "1 0 " Z64 "\n",                    /* seq 0 */
+        "1 1 " "000000000000000000000000000000000000000000000000000000000"
+        "000000A\n",                        /* upper case */
+        "1 1 " Z64,                         /* no newline */
+        "1  1 " Z64 "\n",                   /* two spaces */
+        "2 1 " Z64 "\n" "2 1 " Z64 "\n",     /* lanes not ascending */
+        "-1 1 " Z64 "\n",                   /* a sign */
+        "1 1 " "00000000000000000000000000000000000000000000000000000000"
+        "000000\n",                         /* 62 digits */
     };
     ca_ckpt_head  h[4];
     const char   *ok = "0 5 " "000000000000000000000000000000000000000000000"
@@ -341,11 +343,12 @@ test_worked_example(void **state)
                      69);
     assert_int_equal(ca_checkpoint_build(&ch, &e, 1795800001000LL, "gw-1", k,
                                          heads), 0);
-    assert_string_equal(ca_entry_get(&e, "sig", NULL), "6F9qrxqq9psoPJlrNFbofSC8"
-                        "2jT1LnkhsYmtf2nPRxoQ0t1V1OqV3IaHQCIXvUjYr03OcTxg4_"
-                        "fcjvPzoGh1AQ");
-    assert_string_equal(ca_entry_get(&e, "hash", NULL), "8a842d18ee40d9dbbcd2fc"
-                        "8adbd4b403446b9bbf565d5e19a8e113df43a34d79");
+    assert_string_equal(ca_entry_get(&e, "sig", NULL),
+                        "6F9qrxqq9psoPJlrNFbofSC82jT1LnkhsYmtf2nPRxoQ0t1V1Oq"
+                        "V3IaHQCIXvUjYr03OcTxg4_fcjvPzoGh1AQ");
+    assert_string_equal(ca_entry_get(&e, "hash", NULL),
+                        "8a842d18ee40d9dbbcd2fc8adbd4b403446b9bbf565d5e19a8e"
+                        "113df43a34d79");
     EVP_PKEY_free(k);
     (void) state;
 }

@@ -30,7 +30,7 @@
 #include "audit_stream.h"
 
 #define MAX_ENTRIES 512
-#define MAX_KEYS    64
+#define MAX_KEYS    128
 
 /* --- the stand-in for Redis -------------------------------------------- */
 
@@ -1091,6 +1091,56 @@ test_ended_lane_is_listed(void **state)
     ca_aw_free(aw);
 }
 
+/* More lanes moved than one checkpoint lists: chain 0 writes several in
+ * a row, each in ascending lane order, together listing every lane. */
+static void
+test_many_lanes_listed(void **state)
+{
+    char        err[256], rid[16];
+    ca_aw_conf  conf = {
+        .gw = "gw-1", .prefix = "gw-1/110/1", .stream = "credit:audit",
+        .max_lanes = 80, .key = key, .settled = settled, .log = logger,
+    };
+    ca_aw      *aw = ca_aw_new(&conf, err, sizeof(err));
+    ca_entry    e;
+    owner       o[70];
+    size_t      i, cps = 0, lines = 0, last;
+    const char *h;
+
+    assert_non_null(aw);
+    memset(o, 0, sizeof(o));
+    for (i = 0; i < 70; i++) {
+        snprintf(rid, sizeof(rid), "m%zu", i);
+        allow(&e, rid);
+        assert_int_equal(ca_aw_decide(aw, &e, "deny", checks, 1, &o[i],
+                                      NULL), CA_AW_QUEUED);
+    }
+    turn(aw);
+    ca_aw_tick(aw, 1795800001000, 1000, 0, 1);   /* only chain 0 moves */
+    ca_aw_tick(aw, 1795800002000, 1000, 0, 1);
+    turn(aw);
+    for (i = 0; i < R.n; i++) {
+        if (strcmp(sentry_get(&R.e[i], "event"), "checkpoint") != 0
+            || strcmp(sentry_get(&R.e[i], "chain"), "gw-1/110/1/0") != 0)
+        {
+            continue;
+        }
+        cps++;
+        last = 0;
+        for (h = sentry_get(&R.e[i], "heads"); *h; h = strchr(h, '\n') + 1) {
+            size_t lane = strtoul(h, NULL, 10);
+
+            assert_true(lane > last);
+            last = lane;
+            lines++;
+        }
+    }
+    assert_int_equal(cps, 2);                   /* 64 + 6 */
+    assert_int_equal(lines, 70);
+    assert_intact();
+    ca_aw_free(aw);
+}
+
 /* The batch command is formatted by ca_resp_format(), not by hiredis: the
  * same bytes as hiredis's own formatter, for any arguments. */
 static void
@@ -1161,6 +1211,7 @@ main(void)
         cmocka_unit_test_setup(test_budget_checks, setup),
         cmocka_unit_test_setup(test_lost_reply, setup),
         cmocka_unit_test_setup(test_ended_lane_is_listed, setup),
+        cmocka_unit_test_setup(test_many_lanes_listed, setup),
         cmocka_unit_test_setup(test_duplicate_replay, setup),
         cmocka_unit_test_setup(test_group_commit_waits_for_reply, setup),
         cmocka_unit_test_setup(test_gap_refusal, setup),
