@@ -280,8 +280,22 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_credit_auth_module;
 
-/* …_access.c */
+/* …_access.c: the access phase */
 ngx_int_t ngx_http_credit_auth_access_handler(ngx_http_request_t *r);
+
+/* …_decide.c: the decision, from the request alone */
+ca_reason ngx_http_credit_auth_decide(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf,
+    ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx);
+ca_reason ngx_http_credit_auth_decide_consent(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx);
+
+/* Why, for the problem+json body and the log: ctx->detail, printf-like. */
+#define ngx_http_credit_auth_detail(ctx, ...)                                \
+    ngx_snprintf((u_char *) (ctx)->detail, sizeof((ctx)->detail) - 1,        \
+                 __VA_ARGS__)[0] = '\0'
+
+/* …_ctx.c: the request's ctx, kept across internal redirects */
 ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_get_ctx(
     ngx_http_request_t *r);
 ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
