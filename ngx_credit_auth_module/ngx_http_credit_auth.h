@@ -346,9 +346,13 @@ char *ngx_http_credit_auth_hash_key(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* …_filter.c */
+/* …_filter.c: the response filters */
 ngx_int_t ngx_http_credit_auth_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_credit_auth_core_log_handler(ngx_http_request_t *r);
+
+/* …_rewrite.c: the buffered answer, filtered or verified */
+ngx_int_t ngx_http_credit_auth_rewrite(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ngx_buf_t **answer, ca_reason *refusal);
 
 typedef struct {
     u_char                      host[NGX_INET_ADDRSTRLEN + 1];
