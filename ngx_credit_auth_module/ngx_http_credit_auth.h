@@ -333,8 +333,27 @@ char *ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf);
 
-/* …_directives.c (used by …_module.c's command table) */
+/* …_conf.c: the configuration structures and the engine files (used by
+ * …_module.c's module context and command table) */
+void *ngx_http_credit_auth_create_main_conf(ngx_conf_t *cf);
+char *ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf);
+void *ngx_http_credit_auth_create_srv_conf(ngx_conf_t *cf);
+char *ngx_http_credit_auth_merge_srv_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+void *ngx_http_credit_auth_create_loc_conf(ngx_conf_t *cf);
+char *ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+char *ngx_http_credit_auth_mode(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_credit_auth_file_arg(ngx_conf_t *cf, ngx_str_t *file);
+char *ngx_http_credit_auth_policy(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_banks(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* …_directives.c (used by …_module.c's command table) */
 char *ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_credit_auth_spool(ngx_conf_t *cf, ngx_command_t *cmd,
