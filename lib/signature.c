@@ -16,6 +16,7 @@
 
 /* GM/T 0009-2012 default signer id for SM2 signatures. */
 static const char sm2_default_id[] = "1234567812345678";
+
 /* Sets up mctx for alg over pkey.  *pctx_out must be freed by the caller
  * after mctx (SM2 attaches its own context to carry the signer id). */
 static int
