@@ -3,20 +3,31 @@
  *
  * One request flows one way (ENGINEERING §1):
  *   access phase   identify bank, match route, verify token, check
- *                  purpose/category/mode, write the decision entry and wait
- *                  for Redis to acknowledge it         (…_access.c)
+ *                  purpose/category/mode                (…_decide.c),
+ *                  write the decision entry and wait
+ *                  for Redis to acknowledge it          (…_access.c)
  *   upstream       proxy_pass, without Range/If-* and
  *                  X-Accel-* controls                   (…_headers.c)
  *   header filter  hold the headers; only the gateway's
  *                  own reach the bank                   (…_filter.c)
- *   body filter    buffer, parse, filter or verify, re-serialise
+ *   body filter    buffer, then filter or verify        (…_rewrite.c)
  *   log phase      outcome entry                        (…_audit.c)
  *
- * Calls flow one way, from the top down:
- *   module -> directives;  module -> access, filter -> headers, response;
- *   access, filter -> audit (entries) -> writer (lib/auditwriter) -> redis;
- *   access, filter, status, cache, writer -> zone (shared memory).
+ * Calls flow one way, from the top down: a file names functions of lower
+ * layers only (tests/integration/test_build_hygiene.py reads this list).
  * A lower file reaches a higher one only through a callback it was given.
+ *
+ *    1 module                       the wiring: names any file
+ *    2 directives status variables  the other entry points
+ *    3 conf
+ *    4 access filter                the request's phases
+ *    5 decide rewrite response      what they decide and answer
+ *    6 audit keyreg headers cache   entries, keys, headers, token cache
+ *    7 writer keycache
+ *    8 redis                        Redis I/O
+ *    9 sentinel
+ *   10 hiredis
+ *   11 ctx zone                     the request's ctx, shared memory
  */
 #ifndef NGX_HTTP_CREDIT_AUTH_H
 #define NGX_HTTP_CREDIT_AUTH_H
@@ -302,18 +313,15 @@ ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_find_ctx(
     ngx_http_request_t *r);
+void ngx_http_credit_auth_wake_handler(ngx_event_t *ev);
 
 /* …_response.c: what the gateway answers of its own */
 ngx_int_t ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_reason reason);
 ngx_buf_t *ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_reason reason);
-ngx_table_elt_t *ngx_http_credit_auth_add_header(ngx_http_request_t *r,
-    const char *key, ngx_str_t *value);
 ngx_int_t ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
-ngx_int_t ngx_http_credit_auth_www_authenticate(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, ngx_str_t *value);
 char *ngx_http_credit_auth_realm(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
@@ -325,6 +333,8 @@ ngx_uint_t ngx_http_credit_auth_header_count(ngx_http_request_t *r,
 ngx_table_elt_t *ngx_http_credit_auth_header_n(ngx_http_request_t *r,
     const char *name, size_t len, ngx_uint_t *n);
 ngx_int_t ngx_http_credit_auth_strip_request(ngx_http_request_t *r);
+ngx_table_elt_t *ngx_http_credit_auth_add_header(ngx_http_request_t *r,
+    const char *key, ngx_str_t *value);
 ngx_int_t ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, const char *disclosure);
 void ngx_http_credit_auth_drop_header(ngx_http_request_t *r,
@@ -420,7 +430,6 @@ ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
 void ngx_http_credit_auth_audit_redis_changed(void);
-void ngx_http_credit_auth_wake_handler(ngx_event_t *ev);
 
 /* …_writer.c: the worker's audit writer.  NGX_AGAIN: the waiter is told;
  * NGX_OK: spooled now; NGX_ERROR: neither. */

@@ -1,6 +1,7 @@
 /*
  * The request's ctx, kept where an internal redirect does not clear it:
- * every phase and filter finds the same one (…_access.c sets it).
+ * every phase and filter finds the same one (…_access.c sets it); and the
+ * wake-up of a request that waited (for its audit, for a registry key).
  */
 #include "ngx_http_credit_auth.h"
 
@@ -74,4 +75,19 @@ ngx_http_credit_auth_find_ctx(ngx_http_request_t *r)
     }
 
     return NULL;
+}
+
+
+/* Releases the hold of a request that waited (for Redis: …_audit.c; for
+ * a registry key's fetch: …_keyreg.c), and goes on. */
+void
+ngx_http_credit_auth_wake_handler(ngx_event_t *ev)
+{
+    ngx_http_request_t  *r = ev->data;
+    ngx_connection_t    *c = r->connection;
+
+    /* release the hold taken while waiting, and go on */
+    r->main->count--;
+    ngx_http_core_run_phases(r);
+    ngx_http_run_posted_requests(c);
 }
