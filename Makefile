@@ -188,6 +188,8 @@ run: deps build
 # against `openssl speed`.  Several minutes: not part of `make test`.
 bench: deps build bench-filter
 	$(PYTHON) bench/bench.py $(BENCH_ARGS)
+	$(PYTHON) bench/bench.py --durability none --scenario 1k-es256-cached \
+	    $(BENCH_ARGS)
 	$(PYTHON) bench/verify_speed.py --build $(BUILD)
 	$(PYTHON) bench/keyreg.py --keys 100000 --tokens 5000 --duration 5
 

@@ -73,7 +73,7 @@ def main():
     st = S.Stack().setup()
     try:
         bank = st.add_bank(B.BANK, "Benchmark Bank")
-        uscc = B.USCC_BY_KB[1]
+        uscc = B.USCC_BY_KB[(1, False)]
         priv, jwk = st.add_enterprise_key(uscc, "ES256", kid="bench-es256",
                                           write=False)
         st.write_keys()

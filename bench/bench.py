@@ -184,6 +184,11 @@ def main():
                     help="scenario name (repeatable); see --list")
     ap.add_argument("--list", action="store_true")
     ap.add_argument("--json", action="store_true", help="JSON results")
+    ap.add_argument("--durability", choices=("aof", "none"), default="aof",
+                    help="Redis with appendfsync always and the gateway's "
+                         "default durability=aof (default), or Redis "
+                         "without persistence and durability=none: what "
+                         "the audit costs Redis apart from its fsyncs")
     ap.add_argument("--keep", action="store_true",
                     help="keep the working directory")
     args = ap.parse_args()
@@ -208,7 +213,13 @@ def main():
         print(f"bench: module not built: {mod} (make build)", file=sys.stderr)
         return 1
 
-    st = S.Stack().setup()
+    if args.durability == "none":
+        port = S.free_port()
+        st = S.Stack(redis_kw=dict(port=port, appendonly="no"),
+                     gateway_kw=dict(redis_addr=f"127.0.0.1:{port} "
+                                     "durability=none")).setup()
+    else:
+        st = S.Stack().setup()
     results = []
     failed = False
     try:
@@ -312,6 +323,7 @@ def main():
                           f"  plain {plain_us:6.0f}"
                           f"  ({gw_us / plain_us if plain_us else 0:.2f} ×)"
                           f"   redis CPU µs/req {redis_us:5.0f}"
+                          f" (script {evalsha_us * per_req:4.1f})"
                           f"  EVALSHA µs/call {evalsha_us:5.1f}", flush=True)
             problems = st.gateway.log_problems()
             if problems:
@@ -329,17 +341,19 @@ def main():
             print(f"working directory kept: {st.dir}", file=sys.stderr)
     if args.json:
         print(json.dumps(dict(duration=args.duration,
+                              durability=args.durability,
                               connections=args.connections,
                               threads=args.threads, results=results),
                          indent=2))
     else:
         print(f"(wrk -t{args.threads} -c{args.connections} -d{args.duration}s;"
               " 1 gateway worker, 1 plain-proxy worker; ratio = gateway ÷ "
-              "plain, same run)")
+              f"plain, same run; durability={args.durability})")
         print("(worker CPU µs/req: utime+stime of the nginx workers ÷ wrk's "
               "requests; redis CPU µs/req: INFO cpu sys+user ÷ gateway "
-              "requests; EVALSHA µs/call: INFO commandstats, the scripts' "
-              "own time inside Redis)")
+              "requests, (script): the audit script's share of it; EVALSHA "
+              "µs/call: INFO commandstats, the script's own time inside "
+              "Redis per call)")
         print("(redis trips/req: EVALSHA calls per gateway request: every "
               "entry sealed in one event-loop turn (decisions, outcomes, "
               "refusals, checkpoints) goes in one script call, so a request "

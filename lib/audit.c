@@ -278,50 +278,6 @@ ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const EVP_MD_CTX *prefix,
     return 0;
 }
 
-size_t
-ca_checkpoint_message(const char *chain, uint64_t seq, const char *head_hex,
-                      char *out, size_t outlen)
-{
-    int n = snprintf(out, outlen, "credit-auth checkpoint v1\n%s\n%llu\n%s\n",
-                     chain, (unsigned long long) seq, head_hex);
-    return n < 0 || (size_t) n >= outlen ? 0 : (size_t) n;
-}
-
-int
-ca_checkpoint_build(ca_chain *ch, ca_entry *e, int64_t ts_ms, const char *gw,
-                    EVP_PKEY *key)
-{
-    char          head[65], msg[256], sig64[128];
-    unsigned char sig[64];
-    size_t        mlen, slen = sizeof(sig);
-    EVP_MD_CTX   *md;
-    int           ok;
-
-    /* The signature certifies the chain up to and including entry `seq`,
-     * whose hash is `head`; the checkpoint is then chained like any entry,
-     * so deleting it is itself detectable. */
-    ca_hex(ch->head, 32, head);
-    mlen = ca_checkpoint_message(ch->id, ch->seq, head, msg, sizeof(msg));
-    if (mlen == 0) {
-        return -1;
-    }
-    md = EVP_MD_CTX_new();
-    ok = md != NULL
-         && EVP_DigestSignInit(md, NULL, NULL, NULL, key) == 1
-         && EVP_DigestSign(md, sig, &slen, (unsigned char *) msg, mlen) == 1;
-    EVP_MD_CTX_free(md);
-    if (!ok) {
-        return -1;
-    }
-    ca_b64url_encode(sig, slen, sig64);
-
-    ca_entry_init(e, "checkpoint", ts_ms, gw);
-    ca_entry_add_uint(e, "covers", ch->seq);
-    ca_entry_add(e, "head", head, 64);
-    ca_entry_add(e, "sig", sig64, strlen(sig64));
-    return ca_chain_seal(ch, e);
-}
-
 EVP_PKEY *
 ca_audit_key_load(const char *file, int private_key, char *err, size_t errlen)
 {

@@ -75,16 +75,6 @@ EVP_MD_CTX *ca_entry_digest_prefix(const ca_entry *e, size_t upto);
 void ca_entry_digest(const char *const *names, const char *const *values,
                      const size_t *lens, size_t n, unsigned char out[32]);
 
-/* The bytes a checkpoint signature covers:
- *   "credit-auth checkpoint v1\n" chain "\n" seq "\n" hex(head) "\n" */
-size_t ca_checkpoint_message(const char *chain, uint64_t seq,
-                             const char *head_hex, char *out, size_t outlen);
-
-/* Builds a checkpoint entry over the chain's current head (then seals it
- * into the chain).  key is the gateway's Ed25519 private key. */
-int ca_checkpoint_build(ca_chain *ch, ca_entry *e, int64_t ts_ms,
-                        const char *gw, EVP_PKEY *key);
-
 EVP_PKEY *ca_audit_key_load(const char *file, int private_key, char *err,
                             size_t errlen);
 

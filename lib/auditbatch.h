@@ -78,6 +78,7 @@ int ca_aw_job_chain(const ca_aw_job *job, const char **chain, size_t *len,
                     size_t *slash);
 
 /* The writer's state, shared by its files. */
+#include "auditckpt.h"
 #include "spool.h"
 
 #define CA_AW_HOLD_TICKS  10        /* after a failed replay: ~1 s */
@@ -89,6 +90,11 @@ typedef struct {
     int                 busy;       /* an entry in flight */
     int                 listed;     /* in the free list */
     uint64_t            checkpointed;
+    uint64_t            no;         /* lane number: its chain id's last
+                                       component */
+    uint64_t            acked_seq;  /* the last entry Redis confirmed */
+    unsigned char       acked_head[32];
+    uint64_t            listed_seq; /* acked_seq as chain 0 last listed */
 } ca_aw_lane;
 
 struct ca_aw {
@@ -108,6 +114,7 @@ struct ca_aw {
     ca_aw_job          *queue;      /* this turn's entries */
     ca_aw_job         **tail;
     size_t              inflight;   /* entries sent, reply due */
+    size_t              calls;      /* entry commands sent, reply due */
     size_t              outstanding0;   /* chain-0 entries queued or out */
     ca_aw_job          *behind;     /* chain-0 entries for the spool that
                                        wait for those, in seq order */
@@ -115,6 +122,12 @@ struct ca_aw {
     int                 hold;
     int                 gap0;       /* chain 0's next entry follows a loss */
     int64_t             last_checkpoint;
+    ca_ckpt_head       *ended;      /* retired lane chains' last heads,
+                                       for chain 0 to list */
+    size_t              n_ended, cap_ended;
+    uint64_t            cp0_seq;    /* chain 0's last acknowledged
+                                       checkpoint, for the lanes to list */
+    unsigned char       cp0_head[32];
     int64_t             oldest_ts;
     ca_aw_stats         stats;
     ca_aw_heads        *heads;      /* acknowledged heads (auditloss.c) */
@@ -127,6 +140,8 @@ void ca_aw_settle(ca_aw *aw, ca_aw_job *job, int outcome, ca_reason reason);
 size_t ca_aw_lane_get(ca_aw *aw);
 void ca_aw_lane_release(ca_aw *aw, size_t slot);
 void ca_aw_enqueue(ca_aw *aw, ca_aw_job *job);
+int ca_aw_submit(ca_aw *aw, size_t slot, ca_entry *e, const ca_chain *saved,
+                 int online, void *owner, ca_aw_job **out);
 int ca_aw_result_ok(const ca_aw_job *job, char res);
 ca_aw_batch *ca_aw_batch_new(size_t n);
 
@@ -138,6 +153,11 @@ void ca_aw_refresh_oldest(ca_aw *aw);
 void ca_aw_replayed(ca_aw *aw, ca_aw_batch *b, const char *res);
 int ca_aw_spool_record(ca_aw *aw, const ca_spool_record *rec);
 int ca_aw_has_spool(const ca_aw *aw);
+
+/* auditsign.c */
+void ca_aw_head_acked(ca_aw *aw, ca_aw_job *job, const char *hash);
+void ca_aw_head_retired(ca_aw *aw, ca_aw_lane *l);
+int ca_aw_heads_pending(const ca_aw *aw, int online);
 
 /* auditloss.c */
 void ca_aw_heads_acked(ca_aw *aw, const ca_aw_job *job);

@@ -35,7 +35,7 @@ typedef struct {
     ca_av_kind  kind;
     char        id[48];         /* stream id of the entry concerned */
     uint64_t    seq;            /* its seq (0 when it has none) */
-    char        detail[192];
+    char        detail[384];
 } ca_av_finding;
 
 typedef struct {
@@ -75,6 +75,17 @@ const ca_av_chain *ca_av_chain_at(const ca_av *v, size_t i);
 /* Total findings over all chains: non-zero means "not intact". */
 size_t ca_av_breaks(const ca_av *v);
 size_t ca_av_entries(const ca_av *v);
+
+/* Heads listed by verified v2 checkpoints that were checked, and those
+ * not in the stream with their hash (each also a finding). */
+size_t ca_av_heads_checked(const ca_av *v);
+size_t ca_av_heads_missing(const ca_av *v);
+
+/* --resume: entries of chain up to seq (hash: that entry's) were verified
+ * before and are not read again; a head listed at or below it counts as
+ * present (at it: with that hash).  Call before the first ca_av_add(). */
+int ca_av_floor(ca_av *v, const char *chain, uint64_t seq,
+                const unsigned char hash[32]);
 
 const char *ca_av_kind_name(ca_av_kind k);
 

@@ -47,12 +47,15 @@ ca_aw_log(ca_aw *aw, int level, const char *fmt, ...)
 
 
 static void
-ca_aw_chain_id(ca_aw *aw, ca_chain *ch, uint64_t no)
+ca_aw_chain_id(ca_aw *aw, ca_aw_lane *l, uint64_t no)
 {
     char  id[sizeof(aw->prefix) + 24];
 
     snprintf(id, sizeof(id), "%s/%llu", aw->prefix, (unsigned long long) no);
-    ca_chain_init(ch, id);
+    ca_chain_init(&l->chain, id);
+    l->no = no;
+    l->acked_seq = 0;
+    l->listed_seq = 0;
 }
 
 
@@ -88,7 +91,7 @@ ca_aw_lane_get(ca_aw *aw)
     if (aw->n_lanes <= aw->conf.max_lanes) {
         i = aw->n_lanes++;
         memset(&aw->lanes[i], 0, sizeof(ca_aw_lane));
-        ca_aw_chain_id(aw, &aw->lanes[i].chain, i);
+        ca_aw_chain_id(aw, &aw->lanes[i], i);
     } else {
         return 0;
     }
@@ -116,7 +119,8 @@ ca_aw_lane_retire(ca_aw *aw, size_t slot)
 
     ca_aw_log(aw, CA_AW_LOG_WARN, "audit chain %s ends at an entry whose "
               "fate is unknown", l->chain.id);
-    ca_aw_chain_id(aw, &l->chain, aw->next_chain++);
+    ca_aw_head_retired(aw, l);
+    ca_aw_chain_id(aw, l, aw->next_chain++);
     l->checkpointed = 0;
     ca_aw_lane_release(aw, slot);
 }
@@ -175,7 +179,7 @@ ca_aw_release_behind(ca_aw *aw)
  * chain before sealing, restored when the entry goes nowhere (a sealed
  * entry that never reaches the stream would read as a deletion).
  */
-static int
+int
 ca_aw_submit(ca_aw *aw, size_t slot, ca_entry *e, const ca_chain *saved,
              int online, void *owner, ca_aw_job **out)
 {
@@ -300,6 +304,7 @@ ca_aw_acked(ca_aw *aw, ca_aw_job *job, char res)
 
     aw->stats.acked++;
     if (job->kind != CA_AW_KIND_DECISION) {
+        ca_aw_head_acked(aw, job, job->value[job->n - 1]);
         if (job->slot != 0) {
             ca_aw_lane_release(aw, job->slot);
         }
@@ -309,6 +314,7 @@ ca_aw_acked(ca_aw *aw, ca_aw_job *job, char res)
     v = (size_t) (res - '1');
     l->chain.seq = job->seq;
     (void) ca_unhex(job->var[v].hash, l->chain.head, 32);
+    ca_aw_head_acked(aw, job, job->var[v].hash);
     ca_aw_lane_release(aw, job->slot);
     ca_aw_settle(aw, job, CA_AW_ACKED, job->var[v].reason);
 }
@@ -362,6 +368,7 @@ ca_aw_reply(ca_aw *aw, ca_aw_cmd *cmd, const ca_aw_rep *rep)
         return;
     }
 
+    aw->calls--;
     aw->inflight -= b->njobs;
     aw->outstanding0 -= b->n0;
     for (i = 0; i < b->njobs; i++) {
@@ -406,6 +413,21 @@ ca_aw_flush(ca_aw *aw, int online)
         return NULL;
     }
 
+    /*
+     * Group commit: while a command is out, what queues meanwhile waits for
+     * its reply and goes in the next one.  A loaded worker then sends fewer,
+     * larger batches: one script call, one fsync or WAIT, one reply for many
+     * decisions; an idle one still sends each entry at once.
+     */
+    if (online && aw->calls >= aw->conf.calls_max) {
+        for (n = 0, job = aw->queue; job && n < CA_AW_BATCH_MAX; n++) {
+            job = job->next;
+        }
+        if (n < CA_AW_BATCH_MAX) {
+            return NULL;
+        }
+    }
+
     b = online ? ca_aw_batch_new(CA_AW_BATCH_MAX) : NULL;
     if (b == NULL) {
         while ((job = aw->queue) != NULL) {
@@ -429,6 +451,7 @@ ca_aw_flush(ca_aw *aw, int online)
         aw->tail = &aw->queue;
     }
     b->njobs = n;
+    aw->calls++;
     aw->inflight += n;
     aw->stats.sent += n;
 
@@ -440,77 +463,17 @@ ca_aw_flush(ca_aw *aw, int online)
 }
 
 
-/* --- housekeeping ------------------------------------------------------ */
-
-static void
-ca_aw_checkpoints(ca_aw *aw, int64_t now_ms, int online)
-{
-    size_t       i;
-    ca_entry     e;
-    ca_chain     saved;
-    ca_aw_lane  *l;
-
-    for (i = 0; i < aw->n_lanes; i++) {
-        l = &aw->lanes[i];
-        if (l->busy || l->chain.seq == l->checkpointed
-            || (i != 0 && !online))
-        {
-            continue;
-        }
-        saved = l->chain;
-        if (ca_checkpoint_build(&l->chain, &e, now_ms, aw->gw, aw->conf.key)
-            != 0)
-        {
-            l->chain = saved;
-            ca_aw_log(aw, CA_AW_LOG_ALERT, "cannot sign checkpoint");
-            return;
-        }
-        if (ca_aw_submit(aw, i, &e, &saved, online, NULL, NULL)
-            != CA_AW_LOST)
-        {
-            l->checkpointed = l->chain.seq;
-        }
-    }
-}
-
-
-void
-ca_aw_tick(ca_aw *aw, int64_t now_ms, uint64_t checkpoint_ms, int all,
-           int online)
-{
-    if (aw->hold) {
-        aw->hold--;
-    }
-    if (aw->last_checkpoint == 0) {
-        aw->last_checkpoint = now_ms;       /* the first is one interval on */
-    }
-    if (aw->conf.key
-        && (all || now_ms - aw->last_checkpoint >= (int64_t) checkpoint_ms))
-    {
-        aw->last_checkpoint = now_ms;
-        ca_aw_checkpoints(aw, now_ms, online);
-    }
-}
-
+/* --- housekeeping (checkpoints: auditsign.c) ------------------------ */
 
 int
 ca_aw_idle(const ca_aw *aw, int online)
 {
-    size_t  i;
-
     if (aw->queue || aw->inflight || aw->replaying || aw->behind
         || (online && ca_aw_spool_pending(aw)))
     {
         return 0;
     }
-    for (i = 0; aw->conf.key && i < aw->n_lanes; i++) {
-        if (aw->lanes[i].chain.seq != aw->lanes[i].checkpointed
-            && (i == 0 || online))
-        {
-            return 0;
-        }
-    }
-    return 1;
+    return !ca_aw_heads_pending(aw, online);
 }
 
 
@@ -537,6 +500,9 @@ ca_aw_new(const ca_aw_conf *conf, char *err, size_t errlen)
         return NULL;
     }
     aw->conf = *conf;
+    if (aw->conf.calls_max == 0) {
+        aw->conf.calls_max = CA_AW_CALLS_MAX;
+    }
     snprintf(aw->gw, sizeof(aw->gw), "%s", conf->gw);
     snprintf(aw->prefix, sizeof(aw->prefix), "%s", conf->prefix);
     snprintf(aw->stream, sizeof(aw->stream), "%s", conf->stream);
@@ -550,7 +516,7 @@ ca_aw_new(const ca_aw_conf *conf, char *err, size_t errlen)
         snprintf(err, errlen, "out of memory");
         goto failed;
     }
-    ca_aw_chain_id(aw, &aw->lanes[0].chain, 0);
+    ca_aw_chain_id(aw, &aw->lanes[0], 0);
     aw->n_lanes = 1;
 
     if (conf->spool_file) {
@@ -617,6 +583,7 @@ ca_aw_free(ca_aw *aw)
     free(aw->spool_file);
     free(aw->lanes);
     free(aw->free);
+    free(aw->ended);
     free(aw);
     return removed;
 }

@@ -12,7 +12,8 @@
  *    entry, and is sealed once per variant (allow, and one per refusal
  *    its checks can produce); the script runs the checks and writes the
  *    variant they choose, atomically.
- * All entries of one event-loop turn go in one script call.  What Redis
+ * All entries of one event-loop turn go in one script call, or, while
+ * a call is out, in the next one (group commit, calls_max).  What Redis
  * cannot take goes to the spool, as the sealed entry itself, and is
  * replayed in chain order; a (chain, seq) already written is a duplicate
  * and is skipped, so replays are idempotent.
@@ -31,6 +32,7 @@
 #define CA_AW_VARIANTS_MAX  8       /* allow + distinct refusals */
 #define CA_AW_BATCH_MAX     128     /* entries of one command */
 #define CA_AW_REPLAY_MAX    64      /* spooled entries of one command */
+#define CA_AW_CALLS_MAX     1       /* default of calls_max */
 
 /* How an entry ended, for its owner. */
 #define CA_AW_ACKED     1           /* in the stream */
@@ -55,6 +57,9 @@ typedef struct {
     size_t              max_lanes;
     const char         *spool_file;     /* NULL: no spool */
     uint64_t            spool_max;
+    size_t              calls_max;      /* entry commands out at once
+                                           before the next waits to fill
+                                           (group commit); 0: 1 */
     EVP_PKEY           *key;            /* checkpoints; NULL: none */
     ca_aw_settled_pt    settled;
     ca_aw_log_pt        log;

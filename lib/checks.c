@@ -4,7 +4,6 @@
  * never a value from the upstream document.
  */
 #include <math.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,18 +13,9 @@
 #define CHECK_PATH_MAX   256
 #define SELECT_VALUE_MAX 64
 
-static ca_reason __attribute__((format(printf, 3, 4)))
-invalid(char *detail, size_t detail_len, const char *fmt, ...)
-{
-    va_list ap;
-
-    if (detail != NULL && detail_len > 0) {
-        va_start(ap, fmt);
-        vsnprintf(detail, detail_len, fmt, ap);
-        va_end(ap);
-    }
-    return CA_REQUEST_INVALID;
-}
+/* Every refusal of a verification body is request_invalid. */
+#define invalid(detail, detail_len, ...)                                    \
+    ca_refuse(CA_REQUEST_INVALID, detail, detail_len, __VA_ARGS__)
 
 static int
 is_name_char(char c)

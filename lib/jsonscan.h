@@ -15,7 +15,8 @@
 
 #define CA_JS_DEPTH_ANY 2048        /* anywhere in the input, as jansson */
 
-/* A growing output buffer; err is set (and sticks) when memory runs out. */
+/* A growing output buffer (jsonout.c); err is set (and sticks) when
+ * memory runs out. */
 typedef struct {
     char   *s;
     size_t  len, cap;

@@ -62,7 +62,8 @@ int ca_key_from_jwk(json_t *jwk, const char *file, const char *jpath,
                     ca_key *key, ca_error *err);
 void ca_key_clear(ca_key *key);
 
-/* Converts one JWK object to a public key; NULL with err set otherwise. */
+/* jwk.c: converts one JWK object to a public key; NULL with err set
+ * otherwise. */
 EVP_PKEY *ca_jwk_to_pkey(const char *kty, json_t *jwk, ca_alg alg,
                          const char *file, const char *jpath, ca_error *err);
 

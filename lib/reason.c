@@ -1,3 +1,5 @@
+#include <stdarg.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "reason.h"
@@ -100,4 +102,17 @@ ca_reason_from_name(const char *name)
         }
     }
     return -1;
+}
+
+ca_reason
+ca_refuse(ca_reason r, char *detail, size_t detail_len, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (detail != NULL && detail_len > 0) {
+        va_start(ap, fmt);
+        vsnprintf(detail, detail_len, fmt, ap);
+        va_end(ap);
+    }
+    return r;
 }

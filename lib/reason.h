@@ -57,4 +57,14 @@ const char *ca_reason_title(ca_reason r);
 /* Inverse of ca_reason_name; -1 when unknown. */
 int ca_reason_from_name(const char *name);
 
+#include <stddef.h>
+/*
+ * Returns r, having written a printf-style detail into detail (when there
+ * is one): the refusals of the token and claim checks say which rule
+ * failed in one line.
+ */
+ca_reason ca_refuse(ca_reason r, char *detail, size_t detail_len,
+                    const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
 #endif

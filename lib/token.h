@@ -4,10 +4,11 @@
  * Verification is split in two so that a verified-token cache can hold the
  * result of the expensive part:
  *   ca_token_verify()        signature and every rule that depends on the
- *                            token alone (cacheable until exp);
+ *                            token alone (cacheable until exp; token.c);
  *   ca_claims_check_time()   exp / nbf against now and leeway;
  *   ca_claims_check_request() audience, subject, purpose, category, mode,
- *                            detail and cnf against this request.
+ *                            detail and cnf against this request (claims.c).
+ * The signatures themselves: signature.c.
  */
 #ifndef CA_TOKEN_H
 #define CA_TOKEN_H

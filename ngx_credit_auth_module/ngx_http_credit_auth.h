@@ -3,21 +3,32 @@
  *
  * One request flows one way (ENGINEERING §1):
  *   access phase   identify bank, match route, verify token, check
- *                  purpose/category/mode, write the decision entry and wait
- *                  for Redis to acknowledge it         (…_access.c)
+ *                  purpose/category/mode                (…_decide.c),
+ *                  write the decision entry and wait
+ *                  for Redis to acknowledge it          (…_access.c)
  *   upstream       proxy_pass, without Range/If-* and
  *                  X-Accel-* controls                   (…_headers.c)
  *   header filter  hold the headers; only the gateway's
  *                  own reach the bank                   (…_filter.c)
- *   body filter    buffer, parse, filter or verify, re-serialise
+ *   body filter    buffer, then filter or verify        (…_rewrite.c)
  *   log phase      outcome entry                        (…_audit.c)
  *
- * Calls flow one way, from the top down:
- *   module -> directives;  module -> access, filter -> headers, response;
- *   access, filter -> audit (entries) -> writer (lib/auditwriter) -> redis;
- *   redis -> redis_check, redis_cmd, sentinel, sentinel_watch, hiredis;
- *   access, filter, status, cache, writer -> zone (shared memory).
+ * Calls flow one way, from the top down: a file names functions of lower
+ * layers only (tests/integration/test_build_hygiene.py reads this list).
  * A lower file reaches a higher one only through a callback it was given.
+ *
+ *    1 module                       the wiring: names any file
+ *    2 directives status variables  the other entry points
+ *    3 conf
+ *    4 access filter                the request's phases
+ *    5 decide rewrite response      what they decide and answer
+ *    6 audit keyreg headers cache   entries, keys, headers, token cache
+ *    7 writer keycache
+ *    8 redis                        Redis I/O: the connection's life
+ *    9 redis_check sentinel_watch   connect-time checks, +switch-master
+ *   10 redis_cmd sentinel           commands in flight, discovery
+ *   11 hiredis
+ *   12 ctx zone                     the request's ctx, shared memory
  */
 #ifndef NGX_HTTP_CREDIT_AUTH_H
 #define NGX_HTTP_CREDIT_AUTH_H
@@ -281,26 +292,37 @@ typedef struct {
 
 extern ngx_module_t  ngx_http_credit_auth_module;
 
-/* …_access.c */
+/* …_access.c: the access phase */
 ngx_int_t ngx_http_credit_auth_access_handler(ngx_http_request_t *r);
+
+/* …_decide.c: the decision, from the request alone */
+ca_reason ngx_http_credit_auth_decide(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf,
+    ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx);
+ca_reason ngx_http_credit_auth_decide_consent(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx);
+
+/* Why, for the problem+json body and the log: ctx->detail, printf-like. */
+#define ngx_http_credit_auth_detail(ctx, ...)                                \
+    ngx_snprintf((u_char *) (ctx)->detail, sizeof((ctx)->detail) - 1,        \
+                 __VA_ARGS__)[0] = '\0'
+
+/* …_ctx.c: the request's ctx, kept across internal redirects */
 ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_get_ctx(
     ngx_http_request_t *r);
 ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_find_ctx(
     ngx_http_request_t *r);
+void ngx_http_credit_auth_wake_handler(ngx_event_t *ev);
 
 /* …_response.c: what the gateway answers of its own */
 ngx_int_t ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_reason reason);
 ngx_buf_t *ngx_http_credit_auth_problem_body(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_reason reason);
-ngx_table_elt_t *ngx_http_credit_auth_add_header(ngx_http_request_t *r,
-    const char *key, ngx_str_t *value);
 ngx_int_t ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
-ngx_int_t ngx_http_credit_auth_www_authenticate(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, ngx_str_t *value);
 char *ngx_http_credit_auth_realm(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
@@ -312,6 +334,8 @@ ngx_uint_t ngx_http_credit_auth_header_count(ngx_http_request_t *r,
 ngx_table_elt_t *ngx_http_credit_auth_header_n(ngx_http_request_t *r,
     const char *name, size_t len, ngx_uint_t *n);
 ngx_int_t ngx_http_credit_auth_strip_request(ngx_http_request_t *r);
+ngx_table_elt_t *ngx_http_credit_auth_add_header(ngx_http_request_t *r,
+    const char *key, ngx_str_t *value);
 ngx_int_t ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, const char *disclosure);
 void ngx_http_credit_auth_drop_header(ngx_http_request_t *r,
@@ -320,8 +344,27 @@ char *ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 void ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf);
 
-/* …_directives.c (used by …_module.c's command table) */
+/* …_conf.c: the configuration structures and the engine files (used by
+ * …_module.c's module context and command table) */
+void *ngx_http_credit_auth_create_main_conf(ngx_conf_t *cf);
+char *ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf);
+void *ngx_http_credit_auth_create_srv_conf(ngx_conf_t *cf);
+char *ngx_http_credit_auth_merge_srv_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+void *ngx_http_credit_auth_create_loc_conf(ngx_conf_t *cf);
+char *ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
+    void *child);
+char *ngx_http_credit_auth_mode(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_credit_auth_file_arg(ngx_conf_t *cf, ngx_str_t *file);
+char *ngx_http_credit_auth_policy(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_keys(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+char *ngx_http_credit_auth_banks(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+
+/* …_directives.c (used by …_module.c's command table) */
 char *ngx_http_credit_auth_redis(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_credit_auth_spool(ngx_conf_t *cf, ngx_command_t *cmd,
@@ -333,9 +376,13 @@ char *ngx_http_credit_auth_hash_key(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* …_filter.c */
+/* …_filter.c: the response filters */
 ngx_int_t ngx_http_credit_auth_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_credit_auth_core_log_handler(ngx_http_request_t *r);
+
+/* …_rewrite.c: the buffered answer, filtered or verified */
+ngx_int_t ngx_http_credit_auth_rewrite(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ngx_buf_t **answer, ca_reason *refusal);
 
 typedef struct {
     u_char                      host[NGX_INET_ADDRSTRLEN + 1];
@@ -422,7 +469,6 @@ ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
 void ngx_http_credit_auth_audit_redis_changed(void);
-void ngx_http_credit_auth_wake_handler(ngx_event_t *ev);
 
 /* …_writer.c: the worker's audit writer.  NGX_AGAIN: the waiter is told;
  * NGX_OK: spooled now; NGX_ERROR: neither. */

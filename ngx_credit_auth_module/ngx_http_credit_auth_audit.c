@@ -37,21 +37,6 @@ ngx_http_credit_auth_now_ms(void)
 }
 
 
-/* Releases the hold of a request that waited for Redis, and goes on (also
- * a registry key's fetch, …_keyreg.c). */
-void
-ngx_http_credit_auth_wake_handler(ngx_event_t *ev)
-{
-    ngx_http_request_t  *r = ev->data;
-    ngx_connection_t    *c = r->connection;
-
-    /* release the hold taken while waiting, and go on */
-    r->main->count--;
-    ngx_http_core_run_phases(r);
-    ngx_http_run_posted_requests(c);
-}
-
-
 static void
 ngx_http_credit_auth_wake(ngx_http_credit_auth_ctx_t *ctx, ngx_uint_t outcome,
     ca_reason reason)

@@ -327,6 +327,72 @@ ngx_http_credit_auth_passed(ngx_http_credit_auth_loc_conf_t *lcf,
 }
 
 
+ngx_table_elt_t *
+ngx_http_credit_auth_add_header(ngx_http_request_t *r, const char *key,
+    ngx_str_t *value)
+{
+    ngx_table_elt_t  *h;
+
+    h = ngx_list_push(&r->headers_out.headers);
+    if (h == NULL) {
+        return NULL;
+    }
+
+    h->hash = 1;
+    h->key.data = (u_char *) key;
+    h->key.len = ngx_strlen(key);
+    h->value = *value;
+
+    return h;
+}
+
+
+/*
+ * RFC 6750 §3: the realm always; an error code only when Bearer
+ * credentials were sent (§3.1: none when the request lacks them, or tried
+ * another scheme).  The description is the reason's fixed title: never a
+ * byte of the token.
+ */
+static ngx_int_t
+ngx_http_credit_auth_www_authenticate(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ngx_str_t *value)
+{
+    size_t                            len;
+    u_char                           *p;
+    ca_reason                         reason;
+    const char                       *title;
+    ngx_table_elt_t                  *h;
+    ngx_http_credit_auth_loc_conf_t  *lcf;
+
+    lcf = ngx_http_get_module_loc_conf(r, ngx_http_credit_auth_module);
+    reason = ctx->filter_reason != CA_OK ? ctx->filter_reason : ctx->reason;
+    title = ca_reason_title(reason);
+
+    len = sizeof("Bearer realm=\"\"") - 1 + lcf->realm.len
+          + sizeof(", error=\"invalid_token\", error_description=\"\"") - 1
+          + ngx_strlen(title);
+    p = ngx_pnalloc(r->pool, len);
+    if (p == NULL) {
+        return NGX_ERROR;
+    }
+    value->data = p;
+    p = ngx_sprintf(p, "Bearer realm=\"%V\"", &lcf->realm);
+
+    h = r->headers_in.authorization;
+    if (reason != CA_TOKEN_MISSING
+        || (h != NULL && h->value.len >= 6
+            && ngx_strncasecmp(h->value.data, (u_char *) "Bearer", 6) == 0))
+    {
+        /* titles are plain text without quotes (lib/reason.c) */
+        p = ngx_sprintf(p, ", error=\"invalid_token\", "
+                        "error_description=\"%s\"", title);
+    }
+    value->len = p - value->data;
+
+    return NGX_OK;
+}
+
+
 /*
  * The bank gets the gateway's headers only (SPEC §2.1): the list is
  * rebuilt rather than trusting the proxy's hide list, which hides almost

@@ -576,16 +576,17 @@ def _wait(pred, timeout, interval=0.05):
 
 class Redis:
     def __init__(self, directory, port=None, password=None, users=(),
-                 appendfsync="always", extra=()):
+                 appendfsync="always", extra=(), appendonly="yes"):
         """users: (name, password) pairs of ACL users with every right
-        (the tools' --user).  appendfsync "always" is what the gateway's
-        default durability=aof requires (SPEC §7.1); extra: more
-        redis.conf lines."""
+        (the tools' --user).  appendonly "yes" with appendfsync "always" is
+        what the gateway's default durability=aof requires (SPEC §7.1);
+        extra: more redis.conf lines."""
         self.dir = subdir(directory, "redis")
         self.port = port or free_port()
         self.password = password
         self.users = list(users)
         self.appendfsync = appendfsync
+        self.appendonly = appendonly
         self.extra = list(extra)
         self.proc = None
         self.conf = self.dir / "redis.conf"
@@ -596,7 +597,7 @@ class Redis:
             "bind 127.0.0.1",
             f"port {self.port}",
             f"dir {self.dir}",
-            "appendonly yes",
+            f"appendonly {self.appendonly}",
             f"appendfsync {self.appendfsync}",
             'save ""',
             "daemonize no",
@@ -1340,7 +1341,8 @@ class Stack:
     """
 
     def __init__(self, directory=None, policy=None, platform_root=None,
-                 module=None, workers=1, audit_key=True, gateway_kw=None):
+                 module=None, workers=1, audit_key=True, gateway_kw=None,
+                 redis_kw=None):
         self.dir = workdir(directory)
         self.cfg = subdir(self.dir, "conf")
         self.policy_src = policy            # dict, path or None (TEST_POLICY)
@@ -1349,6 +1351,7 @@ class Stack:
         self.workers = workers
         self.want_audit_key = audit_key
         self.gateway_kw = gateway_kw or {}
+        self.redis_kw = redis_kw or {}
         self.jwks = []
         self.bank_entries = []
         self.enterprise_keys = {}           # kid -> (priv, jwk)
@@ -1401,7 +1404,7 @@ class Stack:
 
     # processes -----------------------------------------------------------
     def start(self, gateway=True):
-        self.redis = Redis(self.dir).start()
+        self.redis = Redis(self.dir, **self.redis_kw).start()
         if self.platform_root is None:
             self.platform_root = subdir(self.dir, "platform")
         self.upstream = Upstream(self.dir, root=self.platform_root).start()

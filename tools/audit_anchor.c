@@ -253,8 +253,10 @@ cmd_anchor(int argc, char **argv)
         fputs("credit-audit: out of memory\n", stderr);
         rv = EXIT_USAGE;
     } else {
-        av_run_resume(v, rs);
-        rv = av_run_stream(v, rc, co.stream, "-", &count);
+        rv = av_run_resume(v, rs);
+        if (rv == 0) {
+            rv = av_run_stream(v, rc, co.stream, "-", &count);
+        }
     }
     redisFree(rc);
     if (rv == 0 && av_run_breaks(v) != 0) {

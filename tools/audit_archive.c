@@ -303,6 +303,39 @@ verify_file(const char *file, const av_keys *ks, archive_ctx *a)
     return rv;
 }
 
+/* A writer's checkpoints list the heads of its other chains (v2): its
+ * chains go together or stay together, so that neither the archive nor
+ * what is left in Redis holds a listing of a chain the other has.  The
+ * number of chains put back. */
+static size_t
+whole_writers(archive_ctx *a, const av_run *v)
+{
+    strmap  kept;               /* writers with a chain that stays */
+    size_t  back = 0;
+
+    memset(&kept, 0, sizeof(kept));
+    for (int pass = 0; pass < 2; pass++) {
+        for (size_t i = 0; i < av_run_nchains(v); i++) {
+            const char *name = av_run_chain(v, i, NULL)->chain;
+            const char *slash = strrchr(name, '/');
+            size_t      wlen = slash ? (size_t) (slash - name) : strlen(name);
+            map_slot   *s = map_find(&a->names, name, strlen(name), 0);
+            chain_info *ci = s ? &a->info[s->count] : NULL;
+
+            if (pass == 0 && (ci == NULL || !ci->picked)) {
+                map_find(&kept, name, wlen, 1);
+            } else if (pass == 1 && ci != NULL && ci->picked
+                       && map_find(&kept, name, wlen, 0) != NULL)
+            {
+                ci->picked = 0;
+                back++;
+            }
+        }
+    }
+    map_free(&kept);
+    return back;
+}
+
 int
 cmd_archive(int argc, char **argv)
 {
@@ -385,6 +418,7 @@ cmd_archive(int argc, char **argv)
             picked++;
         }
     }
+    picked -= whole_writers(&a, v);
     if (picked == 0) {
         printf("nothing to archive: no intact, signed chain ended before "
                "the date\n");

@@ -28,6 +28,7 @@
 #include <jansson.h>
 
 #include "audit_verify.h"
+#include "util.h"
 
 typedef struct {
     /* loaded */
@@ -231,6 +232,22 @@ av_resume_filter(av_resume *rs, const entry *e)
         snprintf(c->cp_id, sizeof(c->cp_id), "%s", e->id);
         memcpy(c->cp_hash, h, 64);
         c->cp_hash[64] = '\0';
+    }
+    return 0;
+}
+
+int
+av_resume_floors(const av_resume *rs, ca_av *av)
+{
+    unsigned char h[32];
+
+    for (size_t i = 0; i < rs->n; i++) {
+        if (rs->c[i].anchored
+            && (ca_unhex(rs->c[i].hash, h, 32) != 0
+                || ca_av_floor(av, rs->name[i], rs->c[i].seq, h) != 0))
+        {
+            return -1;
+        }
     }
     return 0;
 }

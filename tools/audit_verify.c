@@ -9,7 +9,6 @@
  * with one key for its whole life, a new key means a reload and new
  * chains).
  */
-#include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <stdint.h>
@@ -19,8 +18,6 @@
 #include <unistd.h>
 
 #include <jansson.h>
-#include <openssl/err.h>
-#include <openssl/pem.h>
 
 #include "audit_tool.h"
 #include "auditverify.h"
@@ -53,81 +50,6 @@ static const char usage_verify[] =
     "                                (FILE: its anchors, created if absent,\n"
     "                                replaced after a run without a break):\n"
     "                                only new entries are read and kept\n";
-
-/* ---- keys ------------------------------------------------------------ */
-
-/* Every PEM public key of file; -1 after an error message. */
-static int
-load_file(av_keys *ks, const char *file)
-{
-    FILE     *f = fopen(file, "r");
-    EVP_PKEY *k;
-    size_t    got = 0;
-
-    if (f == NULL) {
-        fprintf(stderr, "credit-audit: %s: %s\n", file, strerror(errno));
-        return -1;
-    }
-    while ((k = PEM_read_PUBKEY(f, NULL, NULL, NULL)) != NULL) {
-        if (EVP_PKEY_id(k) != EVP_PKEY_ED25519) {
-            fprintf(stderr, "credit-audit: %s: key %zu is not Ed25519 (the "
-                    "gateway's audit key is, see docs/keys.md)\n", file,
-                    got + 1);
-            EVP_PKEY_free(k);
-            fclose(f);
-            return -1;
-        }
-        if (ks->n == AV_KEYS_MAX) {
-            fprintf(stderr, "credit-audit: more than %d audit keys\n",
-                    AV_KEYS_MAX);
-            EVP_PKEY_free(k);
-            fclose(f);
-            return -1;
-        }
-        ks->key[ks->n] = k;
-        snprintf(ks->name[ks->n], sizeof(ks->name[0]), "%s#%zu", file,
-                 got + 1);
-        ks->n++;
-        got++;
-    }
-    ERR_clear_error();      /* the end of the file reads as an error */
-    fclose(f);
-    if (got == 0) {
-        fprintf(stderr, "credit-audit: %s: no PEM public key (-----BEGIN "
-                "PUBLIC KEY-----)\n", file);
-        return -1;
-    }
-    if (got == 1) {
-        snprintf(ks->name[ks->n - 1], sizeof(ks->name[0]), "%s", file);
-    }
-    return 0;
-}
-
-int
-av_keys_load(const common_opts *co, av_keys *ks)
-{
-    memset(ks, 0, sizeof(*ks));
-    for (size_t i = 0; i < co->npubkeys; i++) {
-        if (load_file(ks, co->pubkey[i]) != 0) {
-            av_keys_free(ks);
-            return -1;
-        }
-    }
-    if (co->keyring != NULL && load_file(ks, co->keyring) != 0) {
-        av_keys_free(ks);
-        return -1;
-    }
-    return 0;
-}
-
-void
-av_keys_free(av_keys *ks)
-{
-    for (size_t i = 0; i < ks->n; i++) {
-        EVP_PKEY_free(ks->key[i]);
-    }
-    ks->n = 0;
-}
 
 /* ---- verifying a stream ---------------------------------------------- */
 
@@ -187,10 +109,17 @@ av_run_add(av_run *r, const entry *e)
     return 0;
 }
 
-void
+int
 av_run_resume(av_run *r, av_resume *rs)
 {
     r->resume = rs;
+    for (size_t i = 0; rs != NULL && i < r->keys->n; i++) {
+        if (av_resume_floors(rs, r->av[i]) != 0) {
+            fputs("credit-audit: out of memory\n", stderr);
+            return EXIT_USAGE;
+        }
+    }
+    return 0;
 }
 
 static int
@@ -217,13 +146,16 @@ cb_verify(const entry *e, void *data)
     return rc;
 }
 
-/* Per chain, the key's report that verified most checkpoints (then the
- * fewest findings): lookups by chain name through a map. */
+/* Per chain, the key's report that verified most checkpoints, then the
+ * most findings: with as many signatures verified, a finding only one
+ * key's verifier makes comes from a head that key's checkpoint listed
+ * (the chain's own key may vouch for nothing of a chain cut before its
+ * first checkpoint).  Lookups by chain name through a map. */
 int
 av_run_finish(av_run *r)
 {
     strmap names;
-    size_t n0;
+    size_t n0 = 0;
 
     for (size_t i = 0; i < r->keys->n; i++) {
         if (ca_av_finish(r->av[i]) != 0) {
@@ -231,7 +163,11 @@ av_run_finish(av_run *r)
             return EXIT_USAGE;
         }
     }
-    n0 = ca_av_nchains(r->av[0]);
+    /* a chain only a listed head names exists in the verifiers whose key
+     * verified the listing: every key's chains, once each */
+    for (size_t k = 0; k < r->keys->n; k++) {
+        n0 += ca_av_nchains(r->av[k]);
+    }
     r->chain = calloc(n0 ? n0 : 1, sizeof(*r->chain));
     r->key = calloc(n0 ? n0 : 1, sizeof(*r->key));
     if (r->chain == NULL || r->key == NULL) {
@@ -239,28 +175,26 @@ av_run_finish(av_run *r)
         return EXIT_USAGE;
     }
     memset(&names, 0, sizeof(names));
-    for (size_t i = 0; i < n0; i++) {
-        const ca_av_chain *c = ca_av_chain_at(r->av[0], i);
-
-        map_find(&names, c->chain, strlen(c->chain), 1)->count = i;
-        r->chain[i] = c;
-    }
-    for (size_t k = 1; k < r->keys->n; k++) {
+    n0 = 0;
+    for (size_t k = 0; k < r->keys->n; k++) {
         for (size_t i = 0; i < ca_av_nchains(r->av[k]); i++) {
             const ca_av_chain *c = ca_av_chain_at(r->av[k], i), *b;
             map_slot          *s = map_find(&names, c->chain,
-                                            strlen(c->chain), 0);
+                                            strlen(c->chain), 1);
 
-            if (s == NULL) {
-                continue;       /* every verifier saw the same entries */
+            if (s->count == 0) {
+                s->count = ++n0;        /* index + 1 */
+                r->chain[n0 - 1] = c;
+                r->key[n0 - 1] = k;
+                continue;
             }
-            b = r->chain[s->count];
+            b = r->chain[s->count - 1];
             if (c->checkpoints_verified > b->checkpoints_verified
                 || (c->checkpoints_verified == b->checkpoints_verified
-                    && c->nfindings < b->nfindings))
+                    && c->nfindings > b->nfindings))
             {
-                r->chain[s->count] = c;
-                r->key[s->count] = k;
+                r->chain[s->count - 1] = c;
+                r->key[s->count - 1] = k;
             }
         }
     }
@@ -346,6 +280,19 @@ av_run_anchor(av_run *r, av_anchor *an)
     av_run_hook(r, av_anchor_see, an);
 }
 
+/* Listed heads checked and missing, from the key that checked most. */
+static void
+av_run_heads(const av_run *r, size_t *checked, size_t *missing)
+{
+    *checked = *missing = 0;
+    for (size_t i = 0; i < r->keys->n; i++) {
+        if (ca_av_heads_checked(r->av[i]) > *checked) {
+            *checked = ca_av_heads_checked(r->av[i]);
+            *missing = ca_av_heads_missing(r->av[i]);
+        }
+    }
+}
+
 size_t
 av_run_entries(const av_run *r)
 {
@@ -395,13 +342,15 @@ static void
 verify_json(const common_opts *co, const av_run *v, const av_resume *rs,
             const char *from)
 {
-    size_t nb = av_run_breaks(v);
+    size_t nb = av_run_breaks(v), hc, hm;
     int    first = 1;
 
+    av_run_heads(v, &hc, &hm);
     fputs("{\"stream\":", stdout);
     json_str(stdout, co->stream, strlen(co->stream));
-    printf(",\"intact\":%s,\"entries\":%zu,\"breaks\":%zu,",
-           nb ? "false" : "true", av_run_entries(v), nb);
+    printf(",\"intact\":%s,\"entries\":%zu,\"breaks\":%zu,"
+           "\"heads_checked\":%zu,\"heads_missing\":%zu,",
+           nb ? "false" : "true", av_run_entries(v), nb, hc, hm);
     if (rs != NULL) {
         fputs("\"resumed_from\":", stdout);
         json_str(stdout, from, strlen(from));
@@ -463,7 +412,7 @@ static void
 verify_text(const common_opts *co, const av_run *v, const av_resume *rs,
             const char *from)
 {
-    size_t nb = av_run_breaks(v), nc = av_run_nchains(v);
+    size_t nb = av_run_breaks(v), nc = av_run_nchains(v), hc, hm;
 
     if (rs != NULL) {
         printf("resumed from %s: %zu entries verified before skipped\n",
@@ -506,6 +455,11 @@ verify_text(const common_opts *co, const av_run *v, const av_resume *rs,
         }
     }
     (void) av_anchor_missing(v->anchor, 0);
+    av_run_heads(v, &hc, &hm);
+    if (hc > 0) {
+        printf("heads listed by checkpoints: %zu checked, %zu missing\n", hc,
+               hm);
+    }
     printf("%s: %zu chain%s, %zu entries, %zu break%s: %s\n", co->stream, nc,
            nc == 1 ? "" : "s", av_run_entries(v), nb, nb == 1 ? "" : "s",
            nb ? "NOT INTACT" : "intact");
@@ -588,11 +542,13 @@ cmd_verify(int argc, char **argv)
         fputs("credit-audit: out of memory\n", stderr);
         rv = EXIT_USAGE;
     } else {
-        av_run_resume(v, rs);
         if (an != NULL) {
             av_run_anchor(v, an);
         }
-        rv = av_run_stream(v, rc, co.stream, from, &count);
+        rv = av_run_resume(v, rs);
+        if (rv == 0) {
+            rv = av_run_stream(v, rc, co.stream, from, &count);
+        }
     }
     redisFree(rc);
     if (rv == 0) {

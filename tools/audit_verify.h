@@ -56,10 +56,14 @@ typedef struct av_resume_s av_resume;
  * from into from.  NULL after an error message. */
 av_resume *av_resume_load(const char *file, const char *stream, char *from,
                           size_t fromlen);
-void av_run_resume(av_run *r, av_resume *rs);
+/* 0, or an exit status after an error message. */
+int av_run_resume(av_run *r, av_resume *rs);
 /* 1: the entry was verified before (skip it), 0: verify it, -1: out of
  * memory. */
 int av_resume_filter(av_resume *rs, const entry *e);
+/* Tells the verifier each anchor: heads listed at or below it were
+ * verified before (ca_av_floor).  -1: out of memory. */
+int av_resume_floors(const av_resume *rs, ca_av *av);
 int av_resume_excused(const av_resume *rs, const char *chain,
                       const ca_av_finding *f);
 /* Anchored chains whose first new entry does not continue the anchor. */

@@ -122,7 +122,7 @@ time_opt(const char *s, long long *out)
 }
 
 /* What the gateway under this policy would refuse, said before the token
- * reaches a bank: the claim checks are the gateway's own (token.c), the
+ * reaches a bank: the claim checks are the gateway's own (claims.c), the
  * rest is the policy's purposes, categories and raw detail. */
 static void
 policy_warnings(const ca_policy *p, ca_alg alg, json_t *claims)

@@ -406,8 +406,8 @@ static const char *const csv_cols[] = {
     "v", "event", "ts", "time", "gw", "rid", "bank", "cert", "ip", "method",
     "path", "category", "enterprise", "purpose", "consent", "mode", "detail",
     "decision", "reason", "policy", "status", "bytes", "disclosed",
-    "masked", "withheld", "upstream_ms", "covers", "head", "sig", "chain",
-    "seq", "prev", "hash", NULL
+    "masked", "withheld", "upstream_ms", "covers", "head", "heads", "sig",
+    "chain", "seq", "prev", "hash", NULL
 };
 
 typedef struct {

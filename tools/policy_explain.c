@@ -35,7 +35,7 @@ static const char usage_explain[] =
     "  --hash-key FILE   HMAC key for the hash treatment (the file's bytes)\n"
     "  --json            machine-readable output\n"
     "\n"
-    "The claims go through the gateway's own claim checks (token.c: the\n"
+    "The claims go through the gateway's own claim checks (claims.c: the\n"
     "form of every claim, lifetime against the policy's max_lifetime, exp\n"
     "and nbf against now) before the policy's.\n"
     "Prints the refusal reason if the request would be refused on policy\n"

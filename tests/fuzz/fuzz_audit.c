@@ -13,6 +13,7 @@
  */
 #include "fuzz.h"
 #include "audit.h"
+#include "auditckpt.h"
 #include "auditverify.h"
 
 #define LINES_MAX 512
@@ -138,7 +139,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             i ^= 1;
         } else if (len > 0 && line[0] == '!') {
             FUZZ_CHECK(ca_checkpoint_build(&ch, e, 1700000000000LL + n,
-                                           "gw-fuzz", key) == 0,
+                                           "gw-fuzz", key, NULL) == 0,
                        "checkpoint");
             check_sealed(e);
             store(v, e, &id);

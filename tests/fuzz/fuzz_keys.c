@@ -1,5 +1,5 @@
 /*
- * The key registry loader (lib/keys.c): a JWKS file as an enterprise
+ * The key registry loader (lib/keys.c, jwk.c): a JWKS file as an enterprise
  * submits it.  A loaded set is sorted and every key is found by its kid.
  */
 #include "fuzz.h"

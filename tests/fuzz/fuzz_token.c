@@ -1,5 +1,6 @@
 /*
- * Consent tokens (lib/token.c).  Input: a mode byte, a rules byte, then
+ * Consent tokens (lib/token.c, claims.c, signature.c).  Input: a mode
+ * byte, a rules byte, then
  *   mode 0: a compact JWS as a bank would send it;
  *   mode 1, 2: claims JSON, signed here with the harness's Ed25519 or
  *              P-256 key, so that the claims parser is reached;

@@ -215,8 +215,11 @@ def canonical(fields):
     return out
 
 
-def checkpoint_message(chain, covers, head):
-    return f"credit-auth checkpoint v1\n{chain}\n{covers}\n{head}\n".encode()
+def checkpoint_message(chain, covers, head, heads=None):
+    """docs/audit-format.md §3: v1, or v2 with the stored `heads`."""
+    v = "1" if heads is None else "2"
+    return (f"credit-auth checkpoint v{v}\n{chain}\n{covers}\n{head}\n"
+            + (heads or "")).encode()
 
 
 def _b64url_decode(s):
@@ -276,7 +279,8 @@ def verify_chains(entries, pubkey_path=None):
                     try:
                         key.verify(_b64url_decode(e.get("sig", "")),
                                    checkpoint_message(chain, e.get("covers"),
-                                                      e.get("head")))
+                                                      e.get("head"),
+                                                      e.get("heads")))
                     except Exception:
                         problems.append(f"{where}: bad checkpoint signature")
             prev_hash, prev_seq = digest, seq

@@ -214,3 +214,102 @@ def test_man_page_covers_every_option(tool):
             if opt not in page:
                 missing.append(f"{cmd} {opt}")
     assert missing == []
+
+
+# --- shape: file size, and the glue's call direction ------------------------
+
+SOURCE_LINES_MAX = 600
+
+# Files allowed past the limit while a split is under way (none now); a
+# file listed here that is no longer long fails the test below, so that
+# the set cannot go stale.
+LONG_FILES_BEING_SPLIT = set()
+
+
+def _line_counts():
+    return {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
+            for d in ("lib", "ngx_credit_auth_module")
+            for p in sorted((ROOT / d).glob("*.c"))}
+
+
+def test_no_engine_or_glue_file_over_600_lines():
+    """One file, one job: a file past ~600 lines is asking to be split
+    (by job, whole functions, a head comment saying why it exists)."""
+    counts = _line_counts()
+    assert len(counts) > 40
+    long = {f: n for f, n in counts.items() if n > SOURCE_LINES_MAX}
+    assert {f: n for f, n in long.items()
+            if f not in LONG_FILES_BEING_SPLIT} == {}, "split these by job"
+    assert sorted(LONG_FILES_BEING_SPLIT - set(long)) == [], \
+        "no longer long (or gone): take them out of LONG_FILES_BEING_SPLIT"
+
+
+GLUE = ROOT / "ngx_credit_auth_module"
+PREFIX = "ngx_http_credit_auth_"
+
+
+def _glue_layers():
+    """The layer of each glue file, as the header declares it: a line
+    " *   N name name ...   comment" in its head comment."""
+    head = (GLUE / "ngx_http_credit_auth.h").read_text().split("*/", 1)[0]
+    layers = {}
+    for n, names in re.findall(r"^ \*[ ]+(\d+) ([a-z_]+(?: [a-z_]+)*)(?:[ ]{2}|$)",
+                               head, re.M):
+        for name in names.split():
+            layers[name] = int(n)
+    return layers
+
+
+def _code(path):
+    """The C text without comments and string literals."""
+    text = path.read_text()
+    return re.sub(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"',
+                  lambda m: "" if m.group(0).startswith(("/", "\"")) else "",
+                  text, flags=re.S)
+
+
+def _glue_calls():
+    """(caller, callee) for every non-static ngx_http_credit_auth_*
+    function a glue file names that another glue file defines."""
+    files = {p.name[len(PREFIX):-2]: _code(p)
+             for p in sorted(GLUE.glob(PREFIX + "*.c"))}
+    defined = {}
+    for name, code in files.items():
+        for prev, fn in re.findall(
+                r"^([^\n]*)\n(" + PREFIX + r"\w+)\(", code, re.M):
+            if not prev.startswith("static") and prev.strip():
+                defined[fn] = name
+    calls = set()
+    for name, code in files.items():
+        for word in set(re.findall(r"\b" + PREFIX + r"\w+\b", code)):
+            if word in defined and defined[word] != name:
+                calls.add((name, defined[word]))
+    return files, defined, calls
+
+
+def _upward(calls, layers):
+    return sorted(f"{a} (layer {layers[a]}) names {b} (layer {layers[b]})"
+                  for a, b in calls if layers[a] >= layers[b])
+
+
+def test_glue_calls_flow_one_way():
+    """A glue file names only functions of lower layers (the list in
+    ngx_http_credit_auth.h): I/O, zone and cache never call up into the
+    access phase, the filters or the module; they take callbacks."""
+    layers = _glue_layers()
+    files, defined, calls = _glue_calls()
+    assert sorted(set(files) - set(layers)) == [], \
+        "give these a layer in ngx_http_credit_auth.h's head comment"
+    assert sorted(set(layers) - set(files)) == []
+    # the scan sees what it must see, so that an empty result means something
+    assert defined["ngx_http_credit_auth_access_handler"] == "access"
+    assert {("module", "access"), ("access", "decide"), ("filter", "rewrite"),
+            ("redis", "hiredis"), ("access", "ctx")} <= calls
+    assert _upward(calls, layers) == []
+
+
+def test_glue_layer_check_catches_an_upward_call():
+    layers = _glue_layers()
+    assert _upward({("zone", "access"), ("access", "filter")}, layers) == [
+        "access (layer 4) names filter (layer 4)",
+        "zone (layer 12) names access (layer 4)"]

@@ -27,17 +27,13 @@
 #include "spool.h"
 #include "util.h"
 
+#include "audit_stream.h"
+
 #define MAX_ENTRIES 512
-#define MAX_KEYS    64
+#define MAX_KEYS    128
 
 /* --- the stand-in for Redis -------------------------------------------- */
 
-typedef struct {
-    size_t  n;
-    char   *name[CA_ENTRY_FIELDS];
-    char   *value[CA_ENTRY_FIELDS];
-    size_t  len[CA_ENTRY_FIELDS];
-} sentry;
 
 typedef struct {
     sentry   e[MAX_ENTRIES];
@@ -250,10 +246,7 @@ static void
 redis_reset(void)
 {
     for (size_t i = 0; i < R.n; i++) {
-        for (size_t j = 0; j < R.e[i].n; j++) {
-            free(R.e[i].name[j]);
-            free(R.e[i].value[j]);
-        }
+        sentry_clear(&R.e[i]);
     }
     for (size_t i = 0; i < R.nh; i++) {
         free(R.hkey[i]);
@@ -264,35 +257,15 @@ redis_reset(void)
     memset(&R, 0, sizeof(R));
 }
 
-static const char *
-field(const sentry *e, const char *name)
-{
-    for (size_t i = 0; i < e->n; i++) {
-        if (strcmp(e->name[i], name) == 0) {
-            return e->value[i];
-        }
-    }
-    return NULL;
-}
-
 /* Every chain of the stream intact (as credit-audit verify says). */
 static void
 assert_intact(void)
 {
     ca_av  *v = ca_av_new(pub);
-    char    id[32];
 
     for (size_t i = 0; i < R.n; i++) {
-        size_t  nl[CA_ENTRY_FIELDS];
-
-        for (size_t j = 0; j < R.e[i].n; j++) {
-            nl[j] = strlen(R.e[i].name[j]);
-        }
-        snprintf(id, sizeof(id), "1-%zu", i);
-        assert_int_equal(ca_av_add(v, id, R.e[i].n,
-                                   (const char *const *) R.e[i].name, nl,
-                                   (const char *const *) R.e[i].value,
-                                   R.e[i].len), 0);
+        snprintf(R.e[i].id, sizeof(R.e[i].id), "1-%zu", i);
+        assert_int_equal(sentry_feed(v, &R.e[i]), 0);
     }
     assert_int_equal(ca_av_finish(v), 0);
     for (size_t i = 0; i < ca_av_nchains(v); i++) {
@@ -337,7 +310,10 @@ logger(void *ctx, int level, const char *msg)
     snprintf(logged + l, sizeof(logged) - l, "%d %s\n", level, msg);
 }
 
-static char  spool_path[512];
+static char    spool_path[512];
+/* Most tests need several commands out at once (orderings a full batch
+ * can produce in production); the group-commit test sets it to 0. */
+static size_t  calls_max = 4;
 
 static ca_aw *
 writer(const char *prefix, uint64_t spool_max, int with_spool)
@@ -346,7 +322,7 @@ writer(const char *prefix, uint64_t spool_max, int with_spool)
     ca_aw_conf  conf = {
         .gw = "gw-1", .prefix = prefix, .stream = "credit:audit",
         .max_lanes = 4, .spool_max = spool_max, .key = key,
-        .settled = settled, .log = logger,
+        .settled = settled, .log = logger, .calls_max = calls_max,
     };
     ca_aw      *aw;
 
@@ -435,13 +411,13 @@ count_rid(const char *rid, const char *decision, const char *reason)
     size_t  n = 0;
 
     for (size_t i = 0; i < R.n; i++) {
-        const char *r = field(&R.e[i], "rid");
+        const char *r = sentry_get(&R.e[i], "rid");
 
         if (r && strcmp(r, rid) == 0
             && (decision == NULL
-                || strcmp(field(&R.e[i], "decision"), decision) == 0)
+                || strcmp(sentry_get(&R.e[i], "decision"), decision) == 0)
             && (reason == NULL
-                || strcmp(field(&R.e[i], "reason"), reason) == 0))
+                || strcmp(sentry_get(&R.e[i], "reason"), reason) == 0))
         {
             n++;
         }
@@ -513,7 +489,11 @@ test_group_commit_and_variants(void **state)
     /* refusals do not count: still 2 uses */
     assert_int_equal(*counter("credit:uses:jti-1/", 18, 0), 2);
 
+    /* every chain signed, then chain 0 lists the lanes' checkpoints */
     ca_aw_tick(aw, 1795800001000, 1000, 1, 1);
+    turn(aw);
+    assert_false(ca_aw_idle(aw, 1));
+    ca_aw_tick(aw, 1795800001100, 1000, 1, 1);
     turn(aw);
     assert_true(ca_aw_idle(aw, 1));
     assert_intact();
@@ -642,6 +622,70 @@ test_duplicate_replay(void **state)
     ca_aw_free(aw);
 }
 
+/* Group commit with the production default (one command out): what
+ * queues while a command is out waits for its reply and goes in one next
+ * command; only a full batch goes out beside it. */
+static void
+test_group_commit_waits_for_reply(void **state)
+{
+    ca_aw       *aw;
+    ca_entry     e;
+    owner        o[CA_AW_BATCH_MAX + 3];
+    ca_aw_cmd   *c1, *c2, *c3;
+    ca_aw_rep    rep;
+    char         rid[16];
+    size_t       i;
+
+    memset(o, 0, sizeof(o));
+    calls_max = 0;
+    aw = writer("gw-1/111/1", 1 << 20, 1);
+    calls_max = 4;
+
+    refusal(&e, "g0");
+    ca_aw_final(aw, &e, 1, &o[0], NULL);
+    c1 = ca_aw_flush(aw, 1);
+    assert_non_null(c1);
+    refusal(&e, "g1");
+    ca_aw_final(aw, &e, 1, &o[1], NULL);
+    refusal(&e, "g2");
+    ca_aw_final(aw, &e, 1, &o[2], NULL);
+    assert_null(ca_aw_flush(aw, 1));            /* waits for c1 */
+    assert_int_equal(o[1].calls, 0);
+
+    rep.type = CA_AW_REPLY_STRING;
+    rep.str = run(c1);
+    rep.len = strlen(rep.str);
+    ca_aw_reply(aw, c1, &rep);
+    assert_int_equal(o[0].outcome, CA_AW_ACKED);
+
+    c2 = ca_aw_flush(aw, 1);                    /* both, in one command */
+    assert_non_null(c2);
+    assert_null(ca_aw_flush(aw, 1));
+    for (i = 3; i < CA_AW_BATCH_MAX + 3; i++) { /* a full batch meanwhile */
+        snprintf(rid, sizeof(rid), "g%zu", i);
+        refusal(&e, rid);
+        ca_aw_final(aw, &e, 1, &o[i], NULL);
+    }
+    c3 = ca_aw_flush(aw, 1);                    /* goes out beside c2 */
+    assert_non_null(c3);
+    assert_null(ca_aw_flush(aw, 1));            /* the rest waits */
+
+    rep.str = run(c2);
+    rep.len = strlen(rep.str);
+    assert_string_equal(rep.str, "ww");
+    ca_aw_reply(aw, c2, &rep);
+    rep.str = run(c3);
+    rep.len = strlen(rep.str);
+    ca_aw_reply(aw, c3, &rep);
+    turn(aw);
+    for (i = 0; i < CA_AW_BATCH_MAX + 3; i++) {
+        assert_int_equal(o[i].outcome, CA_AW_ACKED);
+    }
+    assert_int_equal(R.n, CA_AW_BATCH_MAX + 3);
+    assert_intact();
+    ca_aw_free(aw);
+}
+
 /* A batch refused (Redis loading) while the next one runs: the next one's
  * chain-0 entries meet a gap, are refused and follow into the spool; the
  * replay writes them all in order. */
@@ -679,8 +723,8 @@ test_gap_refusal(void **state)
 
     replay_all(aw);
     assert_int_equal(R.n, 3);
-    assert_string_equal(field(&R.e[0], "rid"), "r1");
-    assert_string_equal(field(&R.e[2], "rid"), "r3");
+    assert_string_equal(sentry_get(&R.e[0], "rid"), "r1");
+    assert_string_equal(sentry_get(&R.e[2], "rid"), "r3");
     assert_int_equal(ca_aw_spool_bytes(aw, &oldest), 0);
     assert_int_equal(oldest, 0);
     assert_intact();
@@ -724,11 +768,11 @@ test_spool_keeps_seal_order(void **state)
 
     replay_all(aw);
     assert_int_equal(R.n, 5);
-    assert_string_equal(field(&R.e[0], "rid"), "k1");
-    assert_string_equal(field(&R.e[1], "rid"), "k2");
-    assert_string_equal(field(&R.e[2], "rid"), "n1");
-    assert_string_equal(field(&R.e[3], "rid"), "n2");
-    assert_string_equal(field(&R.e[4], "rid"), "n3");
+    assert_string_equal(sentry_get(&R.e[0], "rid"), "k1");
+    assert_string_equal(sentry_get(&R.e[1], "rid"), "k2");
+    assert_string_equal(sentry_get(&R.e[2], "rid"), "n1");
+    assert_string_equal(sentry_get(&R.e[3], "rid"), "n2");
+    assert_string_equal(sentry_get(&R.e[4], "rid"), "n3");
     assert_intact();
     assert_int_equal(ca_aw_free(aw), 1);
 }
@@ -834,10 +878,10 @@ test_adoption(void **state)
 
     replay_all(aw);
     assert_int_equal(R.n, 4);
-    assert_string_equal(field(&R.e[0], "reason"), "audit_unavailable");
-    assert_string_equal(field(&R.e[1], "rid"), "r1");
-    assert_string_equal(field(&R.e[2], "event"), "outcome");
-    assert_string_equal(field(&R.e[3], "event"), "checkpoint");
+    assert_string_equal(sentry_get(&R.e[0], "reason"), "audit_unavailable");
+    assert_string_equal(sentry_get(&R.e[1], "rid"), "r1");
+    assert_string_equal(sentry_get(&R.e[2], "event"), "outcome");
+    assert_string_equal(sentry_get(&R.e[3], "event"), "checkpoint");
     assert_int_equal(ca_aw_get_stats(aw)->replayed, 4);
     assert_intact();
     assert_int_equal(ca_aw_free(aw), 1);
@@ -937,7 +981,7 @@ test_replay_order(void **state)
     assert_int_equal(R.n, CA_AW_REPLAY_MAX + 10);
     for (i = 0; i < CA_AW_REPLAY_MAX + 10; i++) {
         snprintf(rid, sizeof(rid), "r%03d", i);
-        assert_string_equal(field(&R.e[i], "rid"), rid);
+        assert_string_equal(sentry_get(&R.e[i], "rid"), rid);
     }
     assert_intact();
     ca_aw_free(aw);
@@ -954,6 +998,8 @@ test_exit_flush(void **state)
     owner       o[3] = { { 0 } };
     struct stat st;
     size_t      i, cps = 0;
+    sentry     *last[3];
+    char        want[128];
 
     allow(&e, "d1");
     ca_aw_decide(aw, &e, "deny", checks, 2, &o[0], NULL);
@@ -965,11 +1011,29 @@ test_exit_flush(void **state)
     ca_aw_tick(aw, 1795800002000, 60000, 1, 1);
     assert_false(ca_aw_idle(aw, 1));    /* queued */
     turn(aw);
+    /* the lane's final checkpoint is not listed by chain 0 yet */
+    assert_false(ca_aw_idle(aw, 1));
+    ca_aw_tick(aw, 1795800002100, 60000, 1, 1);
+    turn(aw);
     assert_true(ca_aw_idle(aw, 1));
     for (i = 0; i < R.n; i++) {
-        cps += strcmp(field(&R.e[i], "event"), "checkpoint") == 0;
+        if (strcmp(sentry_get(&R.e[i], "event"), "checkpoint") == 0) {
+            last[cps < 3 ? cps : 2] = &R.e[i];
+            cps++;
+        }
     }
-    assert_int_equal(cps, 2);           /* chain 0 and the lane */
+    /* chain 0 (listing the decision), the lane (listing chain 0's
+     * checkpoint once acknowledged: not yet), chain 0 again listing the
+     * lane's checkpoint */
+    assert_int_equal(cps, 3);
+    assert_string_equal(sentry_get(last[0], "chain"), "gw-1/107/1/0");
+    snprintf(want, sizeof(want), "1 1 %s\n", sentry_get(&R.e[0], "hash"));
+    assert_string_equal(sentry_get(last[0], "heads"), want);
+    assert_string_equal(sentry_get(last[1], "chain"), "gw-1/107/1/1");
+    assert_string_equal(sentry_get(last[1], "heads"), "");
+    assert_string_equal(sentry_get(last[2], "chain"), "gw-1/107/1/0");
+    snprintf(want, sizeof(want), "1 2 %s\n", sentry_get(last[1], "hash"));
+    assert_string_equal(sentry_get(last[2], "heads"), want);
     assert_intact();
 
     /* something queued at the very end goes to the spool, kept */
@@ -1123,6 +1187,101 @@ test_heads_listed_bounded(void **state)
     ca_aw_free(aw);
 }
 
+/* A lane whose entry's fate is unknown ends its chain: chain 0's next
+ * checkpoint lists that chain's last acknowledged head (never the entry
+ * whose fate was unknown), once, and lists nothing more when nothing
+ * moved. */
+static void
+test_ended_lane_is_listed(void **state)
+{
+    ca_aw        *aw = writer("gw-1/109/1", 1 << 20, 1);
+    ca_entry      e;
+    owner         o[2] = { { 0 } };
+    ca_aw_cmd    *c;
+    const sentry *cp = NULL;
+    char          want[128];
+    size_t        i, cps = 0;
+
+    allow(&e, "d1");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[0], NULL);
+    turn(aw);
+    assert_int_equal(o[0].outcome, CA_AW_ACKED);
+    snprintf(want, sizeof(want), "1 1 %s\n", sentry_get(&R.e[0], "hash"));
+    allow(&e, "d2");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[1], NULL);
+    c = ca_aw_flush(aw, 1);
+    ca_aw_reply(aw, c, NULL);               /* lane 1 ends at seq 1 */
+    assert_int_equal(o[1].outcome, CA_AW_LOST);
+    replay_all(aw);                         /* its seq 2: the deny */
+
+    ca_aw_tick(aw, 1795800001000, 1000, 0, 1);
+    turn(aw);
+    ca_aw_tick(aw, 1795800002000, 1000, 0, 1);
+    turn(aw);
+    assert_true(ca_aw_idle(aw, 1));
+    for (i = 0; i < R.n; i++) {
+        if (strcmp(sentry_get(&R.e[i], "event"), "checkpoint") == 0) {
+            cp = &R.e[i];
+            cps++;
+        }
+    }
+    assert_int_equal(cps, 1);               /* chain 0's, once */
+    assert_string_equal(sentry_get(cp, "chain"), "gw-1/109/1/0");
+    assert_string_equal(sentry_get(cp, "heads"), want);
+    assert_intact();
+    ca_aw_free(aw);
+}
+
+/* More lanes moved than one checkpoint lists: chain 0 writes several in
+ * a row, each in ascending lane order, together listing every lane. */
+static void
+test_many_lanes_listed(void **state)
+{
+    char        err[256], rid[16];
+    ca_aw_conf  conf = {
+        .gw = "gw-1", .prefix = "gw-1/110/1", .stream = "credit:audit",
+        .max_lanes = 80, .key = key, .settled = settled, .log = logger,
+    };
+    ca_aw      *aw = ca_aw_new(&conf, err, sizeof(err));
+    ca_entry    e;
+    owner       o[70];
+    size_t      i, cps = 0, lines = 0, last;
+    const char *h;
+
+    assert_non_null(aw);
+    memset(o, 0, sizeof(o));
+    for (i = 0; i < 70; i++) {
+        snprintf(rid, sizeof(rid), "m%zu", i);
+        allow(&e, rid);
+        assert_int_equal(ca_aw_decide(aw, &e, "deny", checks, 1, &o[i],
+                                      NULL), CA_AW_QUEUED);
+    }
+    turn(aw);
+    ca_aw_tick(aw, 1795800001000, 1000, 0, 1);   /* only chain 0 moves */
+    ca_aw_tick(aw, 1795800002000, 1000, 0, 1);
+    turn(aw);
+    for (i = 0; i < R.n; i++) {
+        if (strcmp(sentry_get(&R.e[i], "event"), "checkpoint") != 0
+            || strcmp(sentry_get(&R.e[i], "chain"), "gw-1/110/1/0") != 0)
+        {
+            continue;
+        }
+        cps++;
+        last = 0;
+        for (h = sentry_get(&R.e[i], "heads"); *h; h = strchr(h, '\n') + 1) {
+            size_t lane = strtoul(h, NULL, 10);
+
+            assert_true(lane > last);
+            last = lane;
+            lines++;
+        }
+    }
+    assert_int_equal(cps, 2);                   /* 64 + 6 */
+    assert_int_equal(lines, 70);
+    assert_intact();
+    ca_aw_free(aw);
+}
+
 /* The batch command is formatted by ca_resp_format(), not by hiredis: the
  * same bytes as hiredis's own formatter, for any arguments. */
 static void
@@ -1192,7 +1351,10 @@ main(void)
         cmocka_unit_test_setup(test_group_commit_and_variants, setup),
         cmocka_unit_test_setup(test_budget_checks, setup),
         cmocka_unit_test_setup(test_lost_reply, setup),
+        cmocka_unit_test_setup(test_ended_lane_is_listed, setup),
+        cmocka_unit_test_setup(test_many_lanes_listed, setup),
         cmocka_unit_test_setup(test_duplicate_replay, setup),
+        cmocka_unit_test_setup(test_group_commit_waits_for_reply, setup),
         cmocka_unit_test_setup(test_gap_refusal, setup),
         cmocka_unit_test_setup(test_spool_keeps_seal_order, setup),
         cmocka_unit_test_setup(test_full_spool, setup),
