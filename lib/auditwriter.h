@@ -32,7 +32,9 @@
 #define CA_AW_VARIANTS_MAX  8       /* allow + distinct refusals */
 #define CA_AW_BATCH_MAX     128     /* entries of one command */
 #define CA_AW_REPLAY_MAX    64      /* spooled entries of one command */
+#ifndef CA_AW_CALLS_MAX
 #define CA_AW_CALLS_MAX     1       /* default of calls_max */
+#endif
 
 /* How an entry ended, for its owner. */
 #define CA_AW_ACKED     1           /* in the stream */
