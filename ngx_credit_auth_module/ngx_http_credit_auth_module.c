@@ -241,6 +241,18 @@ ngx_http_credit_auth_postconfiguration(ngx_conf_t *cf)
 }
 
 
+/*
+ * nginx's cache manager and cache loader run every module's init_process
+ * and exit_process too, but serve no request: an audit writer there would
+ * open Redis connections, chains and a spool file of its own.
+ */
+static ngx_uint_t
+ngx_http_credit_auth_serves(ngx_http_credit_auth_main_conf_t *mcf)
+{
+    return mcf != NULL && mcf->used && ngx_process != NGX_PROCESS_HELPER;
+}
+
+
 static ngx_int_t
 ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
 {
@@ -251,7 +263,7 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle,
                                               ngx_http_credit_auth_module);
-    if (mcf == NULL || !mcf->used) {
+    if (!ngx_http_credit_auth_serves(mcf)) {
         return NGX_OK;
     }
 
@@ -286,7 +298,7 @@ ngx_http_credit_auth_exit_process(ngx_cycle_t *cycle)
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle,
                                               ngx_http_credit_auth_module);
-    if (mcf == NULL || !mcf->used) {
+    if (!ngx_http_credit_auth_serves(mcf)) {
         return;
     }
 

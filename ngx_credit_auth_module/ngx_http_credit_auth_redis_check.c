@@ -385,10 +385,7 @@ ngx_http_credit_auth_redis_check_init(ngx_cycle_t *cycle,
     ck->hooks = *hooks;
     ck->log = cycle->log;
 
-    /* a cache helper process runs init_process too, with ngx_worker 0 */
-    if (ngx_worker != 0 || ngx_process == NGX_PROCESS_HELPER
-        || mcf->spool_path.len == 0)
-    {
+    if (ngx_worker != 0 || mcf->spool_path.len == 0) {
         return NGX_OK;
     }
     len = mcf->spool_path.len + sizeof("/redis-epoch");

@@ -2,6 +2,7 @@
 access_log format and in proxy_set_header, one info line per refusal, and
 RFC 6750's WWW-Authenticate with a realm."""
 
+import os
 import re
 import tempfile
 import time
@@ -243,3 +244,73 @@ def test_upstream_histogram_sees_a_slow_platform(cg):
     assert after["0.25"] == before["0.25"], (before, after)
     assert after["0.5"] == before["0.5"] + 1, (before, after)
     assert after["+Inf"] == before["+Inf"] + 1, (before, after)
+
+
+# ------------------------------------------------------------------------
+# nginx's cache helper processes (cache manager, cache loader) run every
+# module's init_process too; they serve no request, so they must not start
+# an audit writer of their own (Redis connections, chains, spool files).
+
+def _comm(pid):
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0] \
+            .decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _pids_connected_to(port, pids):
+    """Those of pids with an established TCP connection to 127.0.0.1:port
+    (/proc/net/tcp's socket inodes against each process's descriptors)."""
+    want = f"0100007F:{port:04X}"
+    inodes = set()
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        f = line.split()
+        if f[2] == want and f[3] == "01":
+            inodes.add(f[9])
+    found = set()
+    for pid in pids:
+        try:
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                link = os.readlink(fd)
+            except OSError:
+                continue
+            if link.startswith("socket:[") and link[8:-1] in inodes:
+                found.add(pid)
+    return found
+
+
+def test_cache_helpers_start_no_audit_writer(env, make_gateway, conf_dir):
+    cache = conf_dir / "cache"
+    cache.mkdir()
+    cache.chmod(0o777)
+    spool = conf_dir / "spool"
+    spool.mkdir()
+    spool.chmod(0o777)
+    gw = make_gateway(
+        http_extra=f"proxy_cache_path {cache} keys_zone=helpers:1m;",
+        http_directives={"credit_auth_audit_spool": str(spool)})
+    gw.start()
+    saved = env.gw
+    env.gw = gw
+    try:
+        r = env.request(path=TAX)
+    finally:
+        env.gw = saved
+    assert r.status_code == 200, r.text
+    children = S._children(gw.proc.pid)
+    helpers = [p for p in children if "cache" in _comm(p)]
+    assert helpers, [(_comm(p), p) for p in children]   # the test's premise
+    time.sleep(1.0)                     # a helper would have connected by now
+    connected = _pids_connected_to(env.st.redis.port, children)
+    assert not connected & set(helpers), \
+        [(p, _comm(p)) for p in connected & set(helpers)]
+    assert connected - set(helpers)     # the worker is, so the scan works
+    # no spool file of a helper's pid either
+    assert not [f for f in spool.iterdir()
+                if f.name.startswith("worker-")
+                and int(f.name.split("-")[1].split(".")[0]) in helpers]
