@@ -374,7 +374,7 @@ def revoke(redis, jti, *extra):
 def test_revoke_durability(rig):
     rg = rig()
     lax = rg.redis("lax", appendfsync="everysec")
-    jti = "rev-" + uuid.uuid4().hex
+    jti = "rev-" + S.consent_id()[2:]
     out = revoke(lax, jti)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "NOT acknowledged as durable" in out.stderr
@@ -390,7 +390,7 @@ def test_revoke_durability(rig):
     assert out.returncode == 1 and "WAIT 1: 0 replicas" in out.stderr, \
         out.stderr
     replica = rg.replica(primary, appendfsync="no")
-    jti2 = "rev-" + uuid.uuid4().hex
+    jti2 = "rev-" + S.consent_id()[2:]
     out = revoke(primary, jti2, "--durability", "replicas:1,timeout=2000")
     assert out.returncode == 0, out.stderr
     # acknowledged means already on the replica
@@ -541,9 +541,9 @@ def test_failover_after_a_link_cut_loses_nothing(rig):
     opts = "durability=replicas:1,timeout=300ms"
     env = rg.start_gateway(primary, opts)
 
-    uses = "uses-" + uuid.uuid4().hex
+    uses = "uses-" + S.consent_id()[2:]
     tok_uses = env.token(jti=uses, max_uses=5)
-    revoked = "rev-" + uuid.uuid4().hex
+    revoked = "rev-" + S.consent_id()[2:]
     tok_rev = env.token(jti=revoked)
     out = revoke(primary, revoked, "--durability", "replicas:1,timeout=2000")
     assert out.returncode == 0, out.stderr
@@ -656,7 +656,7 @@ def test_sentinel_failover_after_kill(rig):
     assert not lost, lost
 
     # the tools follow Sentinel too
-    jti = "rev-" + uuid.uuid4().hex
+    jti = "rev-" + S.consent_id()[2:]
     out = revoke(survivor, jti, "--sentinel", addrs, "--master", "credit",
                  "--durability", "replicas:1,timeout=2000")
     assert out.returncode == 0, out.stderr
