@@ -160,7 +160,8 @@ void ca_aw_head_retired(ca_aw *aw, ca_aw_lane *l);
 int ca_aw_heads_pending(const ca_aw *aw, int online);
 
 /* auditloss.c */
-void ca_aw_heads_acked(ca_aw *aw, const ca_aw_job *job);
+void ca_aw_heads_acked(ca_aw *aw, uint64_t chain, uint64_t seq);
+void ca_aw_heads_replayed(ca_aw *aw, const ca_aw_job *job);
 void ca_aw_heads_free(ca_aw *aw);
 
 /* auditadopt.c */

@@ -85,28 +85,40 @@ ca_aw_heads_get(ca_aw *aw)
 }
 
 
+/* A replayed entry names its chain only in its fields; it counts when the
+ * chain is one of this writer's (an adopted spool's are another's). */
 void
-ca_aw_heads_acked(ca_aw *aw, const ca_aw_job *job)
+ca_aw_heads_replayed(ca_aw *aw, const ca_aw_job *job)
 {
-    const char   *chain;
-    size_t        len, slash, at, plen;
-    uint64_t      no;
+    const char  *chain;
+    size_t       len, slash, plen;
+    uint64_t     no;
+
+    plen = strlen(aw->prefix);
+    if (ca_aw_job_chain(job, &chain, &len, &slash) == 0 && slash == plen
+        && memcmp(chain, aw->prefix, plen) == 0
+        && ca_aw_heads_num(chain + slash + 1, len - slash - 1, &no) == 0)
+    {
+        ca_aw_heads_acked(aw, no, job->seq);
+    }
+}
+
+
+void
+ca_aw_heads_acked(ca_aw *aw, uint64_t no, uint64_t seq)
+{
+    size_t        at;
     ca_aw_head   *h, *grown;
     ca_aw_heads  *hs;
 
-    plen = strlen(aw->prefix);
-    if (ca_aw_job_chain(job, &chain, &len, &slash) != 0 || slash != plen
-        || memcmp(chain, aw->prefix, plen) != 0
-        || ca_aw_heads_num(chain + slash + 1, len - slash - 1, &no) != 0
-        || (hs = ca_aw_heads_get(aw)) == NULL)
-    {
+    if ((hs = ca_aw_heads_get(aw)) == NULL) {
         return;
     }
 
     h = ca_aw_heads_find(hs, no, &at);
     if (h != NULL) {
-        if (job->seq > h->seq) {
-            h->seq = job->seq;
+        if (seq > h->seq) {
+            h->seq = seq;
         }
         return;
     }
@@ -131,7 +143,7 @@ ca_aw_heads_acked(ca_aw *aw, const ca_aw_job *job)
     }
     memmove(&hs->h[at + 1], &hs->h[at], (hs->n - at) * sizeof(ca_aw_head));
     hs->h[at].chain = no;
-    hs->h[at].seq = job->seq;
+    hs->h[at].seq = seq;
     hs->n++;
 }
 

@@ -148,7 +148,7 @@ ca_aw_replayed(ca_aw *aw, ca_aw_batch *b, const char *res)
             break;
         }
         aw->stats.replayed++;
-        ca_aw_heads_acked(aw, b->jobs[i]);
+        ca_aw_heads_replayed(aw, b->jobs[i]);
         (void) ca_spool_ack(aw->spool, b->jobs[i]->spool_end);
     }
     if (i < b->njobs) {

@@ -62,9 +62,6 @@ ca_aw_chain_id(ca_aw *aw, ca_aw_lane *l, uint64_t no)
 void
 ca_aw_settle(ca_aw *aw, ca_aw_job *job, int outcome, ca_reason reason)
 {
-    if (outcome == CA_AW_ACKED) {
-        ca_aw_heads_acked(aw, job);
-    }
     if (job->owner && aw->conf.settled) {
         aw->conf.settled(job->owner, outcome, reason);
     }
@@ -303,6 +300,8 @@ ca_aw_acked(ca_aw *aw, ca_aw_job *job, char res)
     ca_aw_lane *l = &aw->lanes[job->slot];
 
     aw->stats.acked++;
+    /* the lane's number is the job's chain: no need to read it back */
+    ca_aw_heads_acked(aw, l->no, job->seq);
     if (job->kind != CA_AW_KIND_DECISION) {
         ca_aw_head_acked(aw, job, job->value[job->n - 1]);
         if (job->slot != 0) {
