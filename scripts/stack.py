@@ -575,13 +575,16 @@ def write_platform(root, records):
 # --------------------------------------------------------------------------
 # Processes
 
-def _wait(pred, timeout, interval=0.05):
+def wait_for(pred, timeout=5.0, interval=0.05):
+    """pred's first truthy value within timeout, else its last value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if pred():
-            return True
+        v = pred()
+        if v:
+            return v
         time.sleep(interval)
     return pred()
+
 
 
 class Redis:
@@ -628,7 +631,7 @@ class Redis:
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        if not _wait(self.ping, timeout):
+        if not wait_for(self.ping, timeout):
             self.stop()
             raise RuntimeError("redis did not start:\n" + tail(self.log))
         return self
@@ -722,7 +725,7 @@ class Sentinel(Redis):
                                      stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL,
                                      start_new_session=True)
-        if not _wait(self.ping, timeout):
+        if not wait_for(self.ping, timeout):
             self.stop()
             raise RuntimeError("sentinel did not start:\n" + tail(self.log))
         return self
@@ -829,7 +832,7 @@ class Nginx:
                                      stdout=subprocess.DEVNULL,
                                      stderr=open(self.dir / "stderr.log", "ab"),
                                      env=self.env(), start_new_session=True)
-        ok = _wait(lambda: self.proc.poll() is None
+        ok = wait_for(lambda: self.proc.poll() is None
                    and all(port_open(p) for p in self.ports), timeout)
         if not ok:
             out = self.diagnostics()
@@ -869,7 +872,7 @@ class Nginx:
                 return True
             new = set(self.workers()) - old
             return bool(new) and not (set(self.workers()) & old)
-        _wait(settled, timeout)
+        wait_for(settled, timeout)
         log = self.read_error_log(mark)
         return "[emerg]" not in log and bool(set(self.workers()) - old)
 

@@ -102,14 +102,7 @@ def get(s, env, token, rid_, path=TAX, timeout=15):
                           "X-Request-Id": rid_})
 
 
-def wait_for(pred, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    return pred()
+wait_for = S.wait_for
 
 
 def decisions_by_rid(fs):

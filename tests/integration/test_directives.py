@@ -58,14 +58,7 @@ def refused(resp, status, reasons):
     return reason
 
 
-def wait_for(pred, timeout=5.0, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    return pred()
+wait_for = S.wait_for
 
 
 def entries(client, stream="credit:audit"):

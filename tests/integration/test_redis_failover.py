@@ -153,14 +153,7 @@ def refused_unavailable(resp):
     problem(resp, 503, reason)
 
 
-def wait_for(pred, timeout, interval=0.05):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        v = pred()
-        if v:
-            return v
-        time.sleep(interval)
-    return pred()
+wait_for = S.wait_for
 
 
 def entries(redis, stream="credit:audit"):
