@@ -169,6 +169,17 @@ class Env:
         return found[0]
 
 
+def xadd_entries(raw, dst, entries):
+    """XADDs entries [(id, [(name, value)])] to dst in order, with new ids
+    (raw: a client without decode_responses).  Returns dst."""
+    for _, fields in entries:
+        args = []
+        for k, v in fields:
+            args += [k, v]
+        raw.execute_command("XADD", dst, "*", *args)
+    return dst
+
+
 # ------------------------------------------------------------------------
 # Assertions
 

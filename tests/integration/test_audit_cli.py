@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import E1, E2, ENV, PURPOSE, ROOT, TAX, S
+from conftest import E1, E2, ENV, PURPOSE, ROOT, TAX, S, xadd_entries
 
 STREAM = "credit:audit:cli-" + uuid.uuid4().hex[:8]
 TAX_E2 = f"/api/v1/enterprises/{E2}/tax"
@@ -468,13 +468,9 @@ def test_verify_the_python_reimplementation_agrees(audit):
 def copy_stream(audit, entries, name=None):
     """XADDs entries [(id, [(name, value)])] into a fresh key (or appends
     them to name), in order, with new ids."""
-    dst = name or f"{STREAM}:copy-{uuid.uuid4().hex[:6]}"
-    for _, fields in entries:
-        args = []
-        for k, v in fields:
-            args += [k, v]
-        audit.raw.execute_command("XADD", dst, "*", *args)
-    return dst
+    return xadd_entries(audit.raw,
+                        name or f"{STREAM}:copy-{uuid.uuid4().hex[:6]}",
+                        entries)
 
 
 def seq_of(fields):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, xadd_entries
 
 STREAM = "credit:audit:heads-" + uuid.uuid4().hex[:8]
 TOOL = Path(os.environ.get("CREDIT_AUDIT_BIN")
@@ -79,12 +79,9 @@ class Written:
         return [(i, list(f.items())) for i, f in self.raw.xrange(key)]
 
     def copy(self, entries, key=None):
-        dst = key or f"{STREAM}:copy-{uuid.uuid4().hex[:6]}"
-        for _, fs in entries:
-            args = []
-            for k, v in fs:
-                args += [k, v]
-            self.raw.execute_command("XADD", dst, "*", *args)
+        dst = xadd_entries(self.raw,
+                           key or f"{STREAM}:copy-{uuid.uuid4().hex[:6]}",
+                           entries)
         if dst not in self.made:
             self.made.append(dst)
         return dst
