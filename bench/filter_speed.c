@@ -15,7 +15,9 @@
  *
  *   cc -O2 -Ilib bench/filter_speed.c build/libcreditauth.a \
  *      -ljwt -lhiredis -ljansson -lssl -lcrypto -o filter_speed
- *   ./filter_speed [--seconds S] [--policy FILE]
+ *   ./filter_speed [--seconds S] [--policy FILE] [--case NAME]
+ *
+ * --case runs one record only (dense-256k, sparse-16k, ...): for profiling.
  *
  * Prints one line per case: name, level, bytes, MB/s, output bytes.
  * Exit status 1 if the filter refuses a record.
@@ -156,6 +158,7 @@ int
 main(int argc, char **argv)
 {
     const char        *policy = "policies/platform-policy.json";
+    const char        *only = NULL;
     double             seconds = 1.0;
     const ca_category *c;
     ca_policy         *p;
@@ -168,9 +171,11 @@ main(int argc, char **argv)
             seconds = atof(argv[++i]);
         } else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc) {
             policy = argv[++i];
+        } else if (strcmp(argv[i], "--case") == 0 && i + 1 < argc) {
+            only = argv[++i];
         } else {
             fprintf(stderr, "usage: filter_speed [--seconds S] "
-                            "[--policy FILE]\n");
+                            "[--policy FILE] [--case NAME]\n");
             return 2;
         }
     }
@@ -192,6 +197,9 @@ main(int argc, char **argv)
             snprintf(name, sizeof(name), "%s-%zuk", dense ? "dense" : "sparse",
                      kbs[k]);
             for (int raw = 0; raw <= 1; raw++) {
+                if (only && strcmp(only, name) != 0) {
+                    continue;
+                }
                 if (run(c, name, rec, len, raw, seconds) != 0) {
                     rc = 1;
                 }

@@ -36,13 +36,15 @@ void
 ca_jout_string(ca_jout *o, const char *s, size_t n)
 {
     static const char hexd[] = "0123456789abcdef";
-    size_t            run = 0, i = 0;
+    size_t            run = 0;
+    const char       *p = s, *end = s + n;
 
-    while (i < n && (unsigned char) s[i] >= 0x20 && s[i] != '"'
-           && s[i] != '\\') {
-        i++;
+    /* multi-byte UTF-8 needs no escape: only '"', '\\' and controls do */
+    while ((p = ca_bs_string_special(p, end)) < end
+           && (unsigned char) *p >= 0x80) {
+        p++;
     }
-    if (i == n) {                   /* the usual case: nothing to escape */
+    if (p == end) {                 /* the usual case: nothing to escape */
         if (o->len + n + 2 >= o->cap && ca_jout_grow(o, o->len + n + 3)) {
             return;
         }

@@ -65,18 +65,6 @@ ca_utf8_seq(const unsigned char *s, size_t left)
 
 /* ---- strings ------------------------------------------------------------ */
 
-/* No byte of x is '"', '\\', a control character or non-ASCII.  (A borrow
- * can only flag a byte after one that is flagged anyway.) */
-static inline int
-plain8(uint64_t x)
-{
-    const uint64_t ones = 0x0101010101010101ULL;
-    uint64_t       q = x ^ (ones * '"'), b = x ^ (ones * '\\');
-
-    return ((((q - ones) & ~q) | ((b - ones) & ~b) | (x - ones * 0x20) | x)
-            & (ones * 0x80)) == 0;
-}
-
 static int
 hex4(const char *p)
 {
@@ -133,56 +121,51 @@ escape(const char *p, const char *end, size_t *n)
     return cp;
 }
 
+/* Validates the string whose body starts at p (past its opening quote):
+ * returns the end past its closing quote, or NULL; *esc is set when it
+ * holds an escape. */
+CA_ALWAYS_INLINE const char *
+string_end(const char *p, const char *end, int *esc)
+{
+    for (;;) {
+        size_t n;
+
+        p = ca_bs_string_special(p, end);
+        if (p >= end || (unsigned char) *p < 0x20) {
+            return NULL;
+        }
+        if (*p == '"') {
+            return p + 1;
+        }
+        if (*p == '\\') {
+            if (p + 1 >= end || escape(p + 1, end, &n) < 0) {
+                return NULL;
+            }
+            *esc = 1;
+            p += 1 + n;
+        } else if ((n = ca_utf8_seq((const unsigned char *) p,
+                                    (size_t) (end - p))) == 0) {
+            return NULL;
+        } else {
+            p += n;
+        }
+    }
+}
+
 /* Validates the string at s->p (on its quote); returns 1 if it holds an
  * escape.  s->p ends past the closing quote. */
 static int
 skip_string(ca_jscan *s)
 {
-    const char *p = s->p + 1, *end = s->end;
     int         esc = 0;
+    const char *p = string_end(s->p + 1, s->end, &esc);
 
-    for (;;) {
-        unsigned char c;
-        size_t        n;
-
-        while (end - p >= 8) {
-            uint64_t x;
-            memcpy(&x, p, 8);
-            if (!plain8(x)) {
-                break;
-            }
-            p += 8;
-        }
-        while (p < end && (unsigned char) *p >= 0x20
-               && (unsigned char) *p < 0x80 && *p != '"' && *p != '\\') {
-            p++;
-        }
-        if (p >= end) {
-            break;
-        }
-        c = (unsigned char) *p;
-        if (c == '"') {
-            s->p = p + 1;
-            return esc;
-        }
-        if (c < 0x20) {
-            break;
-        }
-        if (c == '\\') {
-            if (p + 1 >= end || escape(p + 1, end, &n) < 0) {
-                break;
-            }
-            esc = 1;
-            p += 1 + n;
-        } else if ((n = ca_utf8_seq((const unsigned char *) p,
-                                    (size_t) (end - p))) == 0) {
-            break;
-        } else {
-            p += n;
-        }
+    if (p == NULL) {
+        fail(s);
+        return 0;
     }
-    fail(s);
-    return 0;
+    s->p = p;
+    return esc;
 }
 
 static size_t
@@ -401,127 +384,177 @@ ca_js_more(ca_jscan *s, char close)
     return 0;
 }
 
-/* Whitespace inside a copied value: the bytes before it are copied, it is
- * left out. */
-static inline void
-gap(ca_jscan *s)
-{
-    if (s->p < s->end && (*s->p == ' ' || *s->p == '\n' || *s->p == '\r'
-                          || *s->p == '\t')) {
-        if (s->out) {
-            ca_jout_put(s->out, s->run, (size_t) (s->p - s->run));
-        }
-        ca_js_ws(s);
-        s->run = s->p;
-    }
-}
-
-/* A scalar at s->p (not a container): inline in the container loop, where
- * arrays of amounts spend their time. */
-static inline void
-scalar(ca_jscan *s)
+/* A number with an exponent or a long integer part, checked in full
+ * (rare: kept out of the inline path). */
+static const char *
+number_end_slow(const char *p, const char *end)
 {
     ca_decnum n;
+    const char *q = ca_dec_scan(p, end, &n);
 
-    switch (*s->p) {
-    case '"':
-        skip_string(s);
-        return;
-    case 't':
-        if (s->end - s->p >= 4 && memcmp(s->p, "true", 4) == 0) {
-            s->p += 4;
-            return;
-        }
-        break;
-    case 'f':
-        if (s->end - s->p >= 5 && memcmp(s->p, "false", 5) == 0) {
-            s->p += 5;
-            return;
-        }
-        break;
-    case 'n':
-        if (s->end - s->p >= 4 && memcmp(s->p, "null", 4) == 0) {
-            s->p += 4;
-            return;
-        }
-        break;
-    default:
-        ca_js_number(s, &n);
-        return;
+    if (q == NULL || (!n.is_int && !(n.exp <= 0 && n.ni <= 308)
+                      && ca_dec_overflows(&n))) {
+        return NULL;
     }
-    fail(s);
+    return q;
 }
 
+/* The end of the number at p, validated as ca_js_number() validates it,
+ * or NULL: a skipped or copied number needs no description. */
+CA_ALWAYS_INLINE const char *
+number_end(const char *p, const char *end)
+{
+    const char *q = p, *ip;
+    int         frac = 0;
+
+    if (q < end && *q == '-') {
+        q++;
+    }
+    ip = q;
+    if (q < end && *q == '0') {
+        q++;
+    } else if (q < end && *q >= '1' && *q <= '9') {
+        q += ca_dec_digits(q, end);
+    } else {
+        return NULL;
+    }
+    if (q < end && *q == '.') {
+        size_t nf = ca_dec_digits(q + 1, end);
+        if (nf == 0) {
+            return NULL;
+        }
+        q += 1 + nf;
+        frac = 1;
+    }
+    /* a real that might not fit a double: q - ip bounds its integer
+     * digits from above */
+    if ((q < end && (*q == 'e' || *q == 'E')) || (frac && q - ip > 308)) {
+        return number_end_slow(p, end);
+    }
+    return q;
+}
+
+/* The end of the scalar (not a container) at p, validated, or NULL:
+ * inline in the container loop, where arrays of amounts spend their
+ * time. */
+CA_ALWAYS_INLINE const char *
+scalar_end(const char *p, const char *end)
+{
+    int esc = 0;
+
+    switch (*p) {
+    case '"':
+        return string_end(p + 1, end, &esc);
+    case 't':
+        return end - p >= 4 && memcmp(p, "true", 4) == 0 ? p + 4 : NULL;
+    case 'f':
+        return end - p >= 5 && memcmp(p, "false", 5) == 0 ? p + 5 : NULL;
+    case 'n':
+        return end - p >= 4 && memcmp(p, "null", 4) == 0 ? p + 4 : NULL;
+    default:
+        return number_end(p, end);
+    }
+}
+
+/* Whitespace at p inside a copied value: the bytes before it are copied,
+ * it is left out.  Returns the cursor past it. */
+CA_ALWAYS_INLINE const char *
+gap(ca_jscan *s, const char *p, const char *end)
+{
+    if (p < end && ca_bs_is_ws(*p)) {
+        if (s->out) {
+            ca_jout_put(s->out, s->run, (size_t) (p - s->run));
+        }
+        p = ca_bs_skip_ws(p, end);
+        s->run = p;
+    }
+    return p;
+}
+
+/* The value at s->p.  The cursor lives in a local while the container's
+ * elements are walked and goes back to s->p only around the calls that
+ * need it (keys, nested containers). */
 static void
 value(ca_jscan *s, int depth)
 {
-    char   close;
-    int    obj;
-    size_t mark = s->nkeys, kmark = s->klen;
+    const char *p = s->p, *end = s->end;
+    char        close;
+    int         obj;
+    size_t      mark = s->nkeys, kmark = s->klen;
 
-    if (s->p >= s->end) {
+    if (p >= end) {
         fail(s);
         return;
     }
-    if (*s->p != '{' && *s->p != '[') {
-        scalar(s);
+    if (*p != '{' && *p != '[') {
+        if ((p = scalar_end(p, end)) == NULL) {
+            fail(s);
+            return;
+        }
+        s->p = p;
         return;
     }
-    close = *s->p == '{' ? '}' : ']';
-    obj = *s->p == '{';
+    close = *p == '{' ? '}' : ']';
+    obj = *p == '{';
     if (depth > CA_JS_DEPTH_ANY || (s->out && depth > s->copy_depth_max)) {
         fail(s);
         return;
     }
-    s->p++;
-    gap(s);
-    if (s->p < s->end && *s->p == close) {
-        s->p++;
+    p = gap(s, p + 1, end);
+    if (p < end && *p == close) {
+        s->p = p + 1;
         return;
     }
     for (;;) {
         if (obj) {
             const char *raw, *key;
             size_t      rawlen, klen;
-            if (s->p >= s->end || *s->p != '"') {
+            if (p >= end || *p != '"') {
                 fail(s);
                 return;
             }
+            s->p = p;
             ca_js_key(s, &raw, &rawlen, &key, &klen);
             if (s->err) {
                 return;
             }
+            p = s->p;
             /* the key and its colon were read as one: copy around any
              * whitespace between them */
-            if (s->out && s->p - raw != (ptrdiff_t) rawlen + 1) {
+            if (s->out && p - raw != (ptrdiff_t) rawlen + 1) {
                 ca_jout_put(s->out, s->run, (size_t) (raw - s->run)
                                             + rawlen);
                 ca_jout_putc(s->out, ':');
-                s->run = s->p;
+                s->run = p;
             }
-            gap(s);
+            p = gap(s, p, end);
         }
-        if (s->p < s->end && *s->p != '{' && *s->p != '[') {
-            scalar(s);
+        if (p < end && *p != '{' && *p != '[') {
+            if ((p = scalar_end(p, end)) == NULL) {
+                fail(s);
+                return;
+            }
         } else {
+            s->p = p;
             value(s, depth + 1);
+            if (s->err) {
+                return;
+            }
+            p = s->p;
         }
-        if (s->err) {
-            return;
-        }
-        gap(s);
-        if (s->p < s->end && *s->p == ',') {
-            s->p++;
-            gap(s);
+        p = gap(s, p, end);
+        if (p < end && *p == ',') {
+            p = gap(s, p + 1, end);
             continue;
         }
-        if (s->p < s->end && *s->p == close) {
-            s->p++;
+        if (p < end && *p == close) {
+            p++;
             break;
         }
         fail(s);
         return;
     }
+    s->p = p;
     if (obj) {
         ca_js_close_keys(s, mark, kmark);
     }

@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <string.h>
 
+#include "bytescan.h"
 #include "decnum.h"
 
 #define CA_JS_DEPTH_ANY 2048        /* anywhere in the input, as jansson */

@@ -1,0 +1,125 @@
+/*
+ * Finding the first byte of a class, many bytes at a time (engine-
+ * internal, for the JSON scanner): sixteen with SSE2, which every x86-64
+ * has, eight with plain 64-bit arithmetic elsewhere.  A record indented
+ * by its platform is mostly runs of spaces, digits and plain string
+ * bytes; a byte-at-a-time loop spends its time on the loop itself.
+ *
+ * Every function reads only bytes in [p, end).
+ */
+#ifndef CA_BYTESCAN_H
+#define CA_BYTESCAN_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+/* The scanner's loops call these for every token: a call would cost more
+ * than the work (and each call would reload the SSE2 constants). */
+#if defined(__GNUC__)
+#define CA_ALWAYS_INLINE static inline __attribute__((always_inline))
+#else
+#define CA_ALWAYS_INLINE static inline
+#endif
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#define CA_BS_SSE2 1
+#elif defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+#define CA_BS_SWAR 1
+#endif
+
+CA_ALWAYS_INLINE int
+ca_bs_is_ws(char c)
+{
+    return c == ' ' || c == '\n' || c == '\r' || c == '\t';
+}
+
+/* The first byte at or after p that is not JSON whitespace, or end. */
+CA_ALWAYS_INLINE const char *
+ca_bs_skip_ws(const char *p, const char *end)
+{
+    /* most calls: no whitespace at all (compact input, or already past) */
+    if (p < end && (unsigned char) *p > ' ') {
+        return p;
+    }
+#if defined(CA_BS_SSE2)
+    while (end - p >= 16) {
+        __m128i  x = _mm_loadu_si128((const __m128i *) (const void *) p);
+        __m128i  w = _mm_or_si128(
+                         _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(' ')),
+                                      _mm_cmpeq_epi8(x, _mm_set1_epi8('\n'))),
+                         _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\r')),
+                                      _mm_cmpeq_epi8(x, _mm_set1_epi8('\t'))));
+        unsigned m = ~(unsigned) _mm_movemask_epi8(w) & 0xffff;
+
+        if (m) {
+            return p + __builtin_ctz(m);
+        }
+        p += 16;
+    }
+#endif
+    while (p < end && ca_bs_is_ws(*p)) {
+        p++;
+    }
+    return p;
+}
+
+#if defined(CA_BS_SSE2) || defined(CA_BS_SWAR)
+/* The high bit of each of the eight bytes of x (little-endian) that is
+ * '"', '\\', below 0x20 or from 0x80: exact for the lowest one, which is
+ * all the caller reads (a borrow only runs past a byte flagged itself). */
+CA_ALWAYS_INLINE uint64_t
+ca_bs_special8(uint64_t x)
+{
+    const uint64_t ones = 0x0101010101010101ULL;
+    uint64_t       q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+
+    return (((q - ones) & ~q) | ((b - ones) & ~b) | (x - ones * 0x20) | x)
+           & (ones * 0x80);
+}
+#endif
+
+/*
+ * The first byte at or after p that a JSON string cannot hold as it is:
+ * '"', '\\', a control character, or a byte of a multi-byte UTF-8
+ * sequence (>= 0x80, which the caller checks in full); end if none.
+ */
+CA_ALWAYS_INLINE const char *
+ca_bs_string_special(const char *p, const char *end)
+{
+#if defined(CA_BS_SSE2)
+    while (end - p >= 16) {
+        __m128i  x = _mm_loadu_si128((const __m128i *) (const void *) p);
+        /* signed compare: bytes >= 0x80 are negative, below 0x20 too */
+        __m128i  c = _mm_or_si128(
+                         _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('"')),
+                                      _mm_cmpeq_epi8(x, _mm_set1_epi8('\\'))),
+                         _mm_cmplt_epi8(x, _mm_set1_epi8(0x20)));
+        unsigned m = (unsigned) _mm_movemask_epi8(c);
+
+        if (m) {
+            return p + __builtin_ctz(m);
+        }
+        p += 16;
+    }
+#endif
+#if defined(CA_BS_SSE2) || defined(CA_BS_SWAR)
+    while (end - p >= 8) {
+        uint64_t x, m;
+
+        memcpy(&x, p, 8);
+        if ((m = ca_bs_special8(x)) != 0) {
+            return p + (__builtin_ctzll(m) >> 3);
+        }
+        p += 8;
+    }
+#endif
+    while (p < end && (unsigned char) *p >= 0x20 && (unsigned char) *p < 0x80
+           && *p != '"' && *p != '\\') {
+        p++;
+    }
+    return p;
+}
+
+#endif
