@@ -319,6 +319,52 @@ fmt_bound(uint64_t a, uint64_t wd, int neg, long long we, char *o,
     return i;
 }
 
+/* The bucket of a 64-bit integer by a whole width, in 64-bit arithmetic;
+ * 0 when a bound would not fit. */
+static size_t
+bucket_int64(int64_t v, int64_t w, char *buf)
+{
+    int64_t r = v % w, l, h;
+    size_t  la;
+
+    if (r < 0) {
+        r += w;
+    }
+    if (__builtin_sub_overflow(v, r, &l) || __builtin_add_overflow(l, w, &h)) {
+        return 0;
+    }
+    la = ca_dec_fmt_int(l, buf);
+    buf[la++] = '-';
+    return la + ca_dec_fmt_int(h, buf + la);
+}
+
+/*
+ * The usual amount, 123456.78 by 100000: a real without exponent whose
+ * integer part m fits 64 bits, by a whole width.  Its bucket is that of
+ * an integer: m when it is positive (the fraction never crosses a whole
+ * bound), -m - 1 when it is negative with a fraction (nothing whole lies
+ * strictly between), -m without one.  0 to take the general path: a
+ * quotient from 2^53 (refused there, as a double could not say it) or a
+ * bound beyond 64 bits.
+ */
+static size_t
+bucket_short_real(const ca_decnum *n, int64_t w, char *buf)
+{
+    int64_t m = 0;
+    int     frac = 0;
+
+    for (size_t i = 0; i < n->ni; i++) {
+        m = m * 10 + (n->ip[i] - '0');
+    }
+    for (size_t i = 0; i < n->nf && !frac; i++) {
+        frac = n->fp[i] != '0';
+    }
+    if ((uint64_t) (m / w) >= Q_MAX) {
+        return 0;
+    }
+    return bucket_int64(n->neg ? -m - frac : m, w, buf);
+}
+
 size_t
 ca_dec_bucket(const ca_decnum *n, double width, char *buf)
 {
@@ -335,17 +381,12 @@ ca_dec_bucket(const ca_decnum *n, double width, char *buf)
         return 0;                   /* an integer beyond 64 bits */
     }
     if (n->is_int && width == floor(width) && width < 9.2e18) {
-        int64_t w = (int64_t) width, r = v % w, l, h;
-        if (r < 0) {
-            r += w;
-        }
-        if (__builtin_sub_overflow(v, r, &l)
-            || __builtin_add_overflow(l, w, &h)) {
-            return 0;
-        }
-        la = ca_dec_fmt_int(l, buf);
-        buf[la++] = '-';
-        return la + ca_dec_fmt_int(h, buf + la);
+        return bucket_int64(v, (int64_t) width, buf);
+    }
+    if (!n->is_int && n->exp == 0 && n->ni <= 18 && width == floor(width)
+        && width < 9.2e18 && (la = bucket_short_real(n, (int64_t) width,
+                                                     buf)) > 0) {
+        return la;
     }
 
     width_digits(width, &wd, &we);

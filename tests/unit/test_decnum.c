@@ -245,6 +245,81 @@ test_grammar(void **state)
     assert_int_equal(n.exp, CA_DEC_EXP_SAT);
 }
 
+/*
+ * A real without exponent, up to 18 integer digits, by a whole width
+ * takes a 64-bit path; the same value written with an exponent takes the
+ * general one (digits, long division).  They must agree everywhere: near
+ * bounds, negative, zero fractions, and up to the 2^53 quotient limit.
+ */
+static void
+test_bucket_short_path_matches_general(void **state)
+{
+    static const double widths[] = {1, 7, 10, 100, 1000, 100000, 1000000,
+                                    123456789, 1e15, 9e17, 9.1e18};
+    unsigned long long  seed = 88172645463325252ULL;
+    char                plain[64], expo[64], a[CA_DEC_BUCKET_MAX],
+                        b[CA_DEC_BUCKET_MAX];
+    ca_decnum           x, y;
+    size_t              la, lb;
+
+    (void) state;
+    for (int k = 0; k < 200000; k++) {
+        char   ip[20], fp[8];
+        int    ni, nf, neg;
+        double w = widths[k % (int) (sizeof(widths) / sizeof(widths[0]))];
+
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        ni = 1 + (int) (seed % 18);
+        nf = 1 + (int) ((seed >> 8) % 6);
+        neg = (seed >> 16) & 1;
+        for (int i = 0; i < ni; i++) {
+            /* a skewed digit mix: many zeros and nines meet bounds */
+            unsigned r = (unsigned) ((seed >> (20 + i)) % 13);
+            ip[i] = (char) ('0' + (r >= 10 ? (r == 10 ? 0 : 9) : r));
+        }
+        if (ni > 1 && ip[0] == '0') {
+            ip[0] = '1';
+        }
+        if ((seed >> 40) % 4 == 0) {
+            ni = 1;
+            ip[0] = '0';
+        }
+        for (int i = 0; i < nf; i++) {
+            fp[i] = (seed >> (44 + i)) % 3 ? '0' : (char) ('1' + i);
+        }
+        snprintf(plain, sizeof(plain), "%s%.*s.%.*s", neg ? "-" : "", ni, ip,
+                 nf, fp);
+        {
+            /* the same digits as one integer: no leading zero there */
+            char   all[32];
+            size_t z = 0, n = (size_t) snprintf(all, sizeof(all), "%.*s%.*s",
+                                                ni, ip, nf, fp);
+            while (z + 1 < n && all[z] == '0') {
+                z++;
+            }
+            snprintf(expo, sizeof(expo), "%s%se-%d", neg ? "-" : "",
+                     all + z, nf);
+        }
+        assert_int_equal(ca_dec_parse(plain, strlen(plain), &x), 0);
+        assert_int_equal(ca_dec_parse(expo, strlen(expo), &y), 0);
+        la = ca_dec_bucket(&x, w, a);
+        lb = ca_dec_bucket(&y, w, b);
+        if (la != lb || memcmp(a, b, la) != 0) {
+            fail_msg("bucket:%g of %s: %.*s, of %s: %.*s", w, plain,
+                     (int) la, a, expo, (int) lb, b);
+        }
+    }
+    /* the quotient limit holds on the short path too */
+    expect_bucket("9007199254740991.5", 1,
+                  "9007199254740991-9007199254740992");
+    expect_bucket("9007199254740992.5", 1, NULL);
+    expect_bucket("-0.5", 100000, "-100000-0");
+    expect_bucket("-100000.000", 100000, "-100000-0");
+    expect_bucket("-100000.001", 100000, "-200000--100000");
+}
+
 int
 main(void)
 {
@@ -255,6 +330,7 @@ main(void)
         cmocka_unit_test(test_bucket_negative),
         cmocka_unit_test(test_bucket_exponents),
         cmocka_unit_test(test_bucket_integers),
+        cmocka_unit_test(test_bucket_short_path_matches_general),
         cmocka_unit_test(test_overflow_matches_strtod),
         cmocka_unit_test(test_grammar),
     };
