@@ -279,9 +279,10 @@ typedef struct {
     const char                 *cause;          /* why upstream_invalid */
     void                      (*upstream_finalize)(ngx_http_request_t *r,
                                                    ngx_int_t rc);
-    ngx_chain_t                *body;
-    ngx_chain_t               **body_last;
-    size_t                      body_len;
+    u_char                     *body;           /* the platform's body, */
+    size_t                      body_len;       /* held in one piece */
+    size_t                      body_cap;
+    size_t                      body_hint;      /* its Content-Length */
     off_t                       bytes_out;
     char                       *disclosed;
     char                       *masked;

@@ -255,7 +255,6 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_credit_auth_module);
 
     ctx->filtering = 1;
-    ctx->body_last = &ctx->body;
     r->allow_ranges = 0;
     r->filter_need_in_memory = 1;
 
@@ -281,6 +280,9 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
 
     if (r->headers_out.content_length_n > (off_t) lcf->max_body) {
         return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_TOO_LARGE);
+    }
+    if (r->headers_out.content_length_n > 0) {
+        ctx->body_hint = (size_t) r->headers_out.content_length_n;
     }
 
     /*
@@ -315,6 +317,52 @@ ngx_http_credit_auth_upstream_done(ngx_http_request_t *r, ngx_int_t rc)
     }
 
     ctx->upstream_finalize(r, rc);
+}
+
+
+/*
+ * The body goes into one buffer as it arrives, sized by its Content-Length
+ * when the platform sent one: the filter reads it in one piece, and a
+ * body of many proxy buffers is copied once, not gathered again.
+ */
+static ngx_int_t
+ngx_http_credit_auth_body_append(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ngx_http_credit_auth_loc_conf_t *lcf,
+    u_char *data, size_t size)
+{
+    size_t   cap, need;
+    u_char  *p;
+
+    need = ctx->body_len + size;
+
+    if (need > ctx->body_cap) {
+        cap = ctx->body_cap ? 2 * ctx->body_cap
+                            : ngx_max(ctx->body_hint, 16384);
+        while (cap < need) {
+            cap *= 2;
+        }
+        if (cap > lcf->max_body) {
+            cap = ngx_max(lcf->max_body, need);
+        }
+
+        p = ngx_pnalloc(r->pool, cap + 1);
+        if (p == NULL) {
+            return NGX_ERROR;
+        }
+
+        if (ctx->body) {
+            ngx_memcpy(p, ctx->body, ctx->body_len);
+            ngx_pfree(r->pool, ctx->body);
+        }
+
+        ctx->body = p;
+        ctx->body_cap = cap;
+    }
+
+    ngx_memcpy(ctx->body + ctx->body_len, data, size);
+    ctx->body_len = need;
+
+    return NGX_OK;
 }
 
 
@@ -377,18 +425,11 @@ ngx_http_credit_auth_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
             return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_TOO_LARGE);
         }
 
-        if (size) {
-            ngx_chain_t *nl = ngx_alloc_chain_link(r->pool);
-            ngx_buf_t   *nb = ngx_create_temp_buf(r->pool, size);
-            if (nl == NULL || nb == NULL) {
-                return NGX_ERROR;
-            }
-            nb->last = ngx_cpymem(nb->pos, b->pos, size);
-            nl->buf = nb;
-            nl->next = NULL;
-            *ctx->body_last = nl;
-            ctx->body_last = &nl->next;
-            ctx->body_len += size;
+        if (size
+            && ngx_http_credit_auth_body_append(r, ctx, lcf, b->pos, size)
+               != NGX_OK)
+        {
+            return NGX_ERROR;
         }
 
         b->pos = b->last;

@@ -42,7 +42,6 @@ ngx_http_credit_auth_rewrite(ngx_http_request_t *r,
     json_t                            *doc, *out;
     ngx_buf_t                         *b;
     ca_reason                          reason;
-    ngx_chain_t                       *cl;
     json_error_t                       je;
     ca_filter_opts                     opts;
     ca_filter_report                   rep;
@@ -51,22 +50,9 @@ ngx_http_credit_auth_rewrite(ngx_http_request_t *r,
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
 
-    /* one contiguous copy of the body (usually a single buffer already) */
-    if (ctx->body && ctx->body->next == NULL) {
-        p = ctx->body->buf->pos;
-        len = ctx->body->buf->last - p;
-
-    } else {
-        p = ngx_pnalloc(r->pool, ctx->body_len + 1);
-        if (p == NULL) {
-            return NGX_ERROR;
-        }
-        len = 0;
-        for (cl = ctx->body; cl; cl = cl->next) {
-            len = ngx_cpymem(p + len, cl->buf->pos,
-                             cl->buf->last - cl->buf->pos) - p;
-        }
-    }
+    /* held in one piece as it arrived (ngx_http_credit_auth_filter.c) */
+    p = ctx->body ? ctx->body : (u_char *) "";
+    len = ctx->body_len;
 
     if (ctx->verify) {
         doc = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &je);
