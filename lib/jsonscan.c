@@ -1,9 +1,8 @@
 /*
- * The JSON scanner: one pass over the bytes, nothing built.  Strings are
- * checked eight bytes at a time while they are plain ASCII; numbers are
- * checked by the grammar and the range rule (decnum.c) and never
- * converted; a copied value is written in runs of input bytes, cut only
- * where whitespace is left out.
+ * The JSON scanner: one pass over the bytes, nothing built.  Tokens are
+ * validated where they stand (jsontoken.h); containers are walked here,
+ * keys kept for the duplicate check; a copied value is written in runs of
+ * input bytes, cut only where whitespace is left out.
  */
 #define _GNU_SOURCE             /* qsort_r */
 #include <stdint.h>
@@ -27,130 +26,7 @@ fail(ca_jscan *s)
     s->err = 1;
 }
 
-size_t
-ca_utf8_seq(const unsigned char *s, size_t left)
-{
-    unsigned c = s[0], cp;
-    size_t   n;
-
-    if (c < 0x80) {
-        return 1;
-    } else if (c >= 0xc2 && c <= 0xdf) {
-        n = 2;
-        cp = c & 0x1f;
-    } else if (c >= 0xe0 && c <= 0xef) {
-        n = 3;
-        cp = c & 0x0f;
-    } else if (c >= 0xf0 && c <= 0xf4) {
-        n = 4;
-        cp = c & 0x07;
-    } else {
-        return 0;
-    }
-    if (left < n) {
-        return 0;
-    }
-    for (size_t i = 1; i < n; i++) {
-        if ((s[i] & 0xc0) != 0x80) {
-            return 0;
-        }
-        cp = cp << 6 | (s[i] & 0x3f);
-    }
-    if ((n == 3 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff)))
-        || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))) {
-        return 0;
-    }
-    return n;
-}
-
 /* ---- strings ------------------------------------------------------------ */
-
-static int
-hex4(const char *p)
-{
-    int v = 0;
-
-    for (int i = 0; i < 4; i++) {
-        char c = p[i];
-        v <<= 4;
-        if (c >= '0' && c <= '9') v |= c - '0';
-        else if (c >= 'a' && c <= 'f') v |= c - 'a' + 10;
-        else if (c >= 'A' && c <= 'F') v |= c - 'A' + 10;
-        else return -1;
-    }
-    return v;
-}
-
-/*
- * The escape at p (after the backslash): its code point, the bytes it
- * takes in *n; -1 if it is not a valid escape (lone surrogates and \u0000
- * included, as jansson without JSON_ALLOW_NUL).
- */
-static long
-escape(const char *p, const char *end, size_t *n)
-{
-    long cp, lo;
-
-    switch (*p) {
-    case '"': case '\\': case '/':
-        *n = 1;
-        return *p;
-    case 'b': *n = 1; return '\b';
-    case 'f': *n = 1; return '\f';
-    case 'n': *n = 1; return '\n';
-    case 'r': *n = 1; return '\r';
-    case 't': *n = 1; return '\t';
-    case 'u':
-        break;
-    default:
-        return -1;
-    }
-    if (end - p < 5 || (cp = hex4(p + 1)) <= 0
-        || (cp >= 0xdc00 && cp <= 0xdfff)) {
-        return -1;
-    }
-    *n = 5;
-    if (cp >= 0xd800 && cp <= 0xdbff) {
-        if (end - p < 11 || p[5] != '\\' || p[6] != 'u'
-            || (lo = hex4(p + 7)) < 0xdc00 || lo > 0xdfff) {
-            return -1;
-        }
-        *n = 11;
-        cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
-    }
-    return cp;
-}
-
-/* Validates the string whose body starts at p (past its opening quote):
- * returns the end past its closing quote, or NULL; *esc is set when it
- * holds an escape. */
-CA_ALWAYS_INLINE const char *
-string_end(const char *p, const char *end, int *esc)
-{
-    for (;;) {
-        size_t n;
-
-        p = ca_bs_string_special(p, end);
-        if (p >= end || (unsigned char) *p < 0x20) {
-            return NULL;
-        }
-        if (*p == '"') {
-            return p + 1;
-        }
-        if (*p == '\\') {
-            if (p + 1 >= end || escape(p + 1, end, &n) < 0) {
-                return NULL;
-            }
-            *esc = 1;
-            p += 1 + n;
-        } else if ((n = ca_utf8_seq((const unsigned char *) p,
-                                    (size_t) (end - p))) == 0) {
-            return NULL;
-        } else {
-            p += n;
-        }
-    }
-}
 
 /* Validates the string at s->p (on its quote); returns 1 if it holds an
  * escape.  s->p ends past the closing quote. */
@@ -158,7 +34,7 @@ static int
 skip_string(ca_jscan *s)
 {
     int         esc = 0;
-    const char *p = string_end(s->p + 1, s->end, &esc);
+    const char *p = ca_jt_string_end(s->p + 1, s->end, &esc);
 
     if (p == NULL) {
         fail(s);
@@ -222,7 +98,7 @@ decode(ca_jscan *s, const char *p, const char *end, size_t *off, size_t *len)
         d += n;
         p += n;
         if (q) {
-            d += utf8_put(d, (unsigned long) escape(p + 1, end, &n));
+            d += utf8_put(d, (unsigned long) ca_jt_escape(p + 1, end, &n));
             p += 1 + n;
         }
     }
@@ -384,92 +260,20 @@ ca_js_more(ca_jscan *s, char close)
     return 0;
 }
 
-/* A number with an exponent or a long integer part, checked in full
- * (rare: kept out of the inline path). */
-static const char *
-number_end_slow(const char *p, const char *end)
-{
-    ca_decnum n;
-    const char *q = ca_dec_scan(p, end, &n);
-
-    if (q == NULL || (!n.is_int && !(n.exp <= 0 && n.ni <= 308)
-                      && ca_dec_overflows(&n))) {
-        return NULL;
-    }
-    return q;
-}
-
-/* The end of the number at p, validated as ca_js_number() validates it,
- * or NULL: a skipped or copied number needs no description. */
-CA_ALWAYS_INLINE const char *
-number_end(const char *p, const char *end)
-{
-    const char *q = p, *ip;
-    int         frac = 0;
-
-    if (q < end && *q == '-') {
-        q++;
-    }
-    ip = q;
-    if (q < end && *q == '0') {
-        q++;
-    } else if (q < end && *q >= '1' && *q <= '9') {
-        q += ca_dec_digits(q, end);
-    } else {
-        return NULL;
-    }
-    if (q < end && *q == '.') {
-        size_t nf = ca_dec_digits(q + 1, end);
-        if (nf == 0) {
-            return NULL;
-        }
-        q += 1 + nf;
-        frac = 1;
-    }
-    /* a real that might not fit a double: q - ip bounds its integer
-     * digits from above */
-    if ((q < end && (*q == 'e' || *q == 'E')) || (frac && q - ip > 308)) {
-        return number_end_slow(p, end);
-    }
-    return q;
-}
-
-/* The end of the scalar (not a container) at p, validated, or NULL:
- * inline in the container loop, where arrays of amounts spend their
- * time. */
-CA_ALWAYS_INLINE const char *
-scalar_end(const char *p, const char *end)
-{
-    int esc = 0;
-
-    switch (*p) {
-    case '"':
-        return string_end(p + 1, end, &esc);
-    case 't':
-        return end - p >= 4 && memcmp(p, "true", 4) == 0 ? p + 4 : NULL;
-    case 'f':
-        return end - p >= 5 && memcmp(p, "false", 5) == 0 ? p + 5 : NULL;
-    case 'n':
-        return end - p >= 4 && memcmp(p, "null", 4) == 0 ? p + 4 : NULL;
-    default:
-        return number_end(p, end);
-    }
-}
-
 #if defined(CA_BS_SSE2)
 /*
  * A skipped element of a record of amounts, "10017.05,\n    ", read from
  * one 16-byte window at p (which must hold 16 bytes): the number,
- * validated as number_end() validates it, the whitespace after it and,
- * when the window shows them, a ',' and the whitespace after that.
+ * validated as ca_jt_number_end() validates it, the whitespace after it
+ * and, when the window shows them, a ',' and the whitespace after that.
  * Returns the next element's first byte (*comma = 1), or the end of the
  * number and of the whitespace after it that the window shows (*comma =
  * 0: the caller goes on byte by byte); NULL when the window does not
  * settle it (not a number, an exponent, a leading zero, a number longer
- * than the window...), for scalar_end() to decide.  Positions come from
- * bit masks of the window: reading the bytes one after another, each
- * load waiting for the position the one before gave, was where arrays
- * of amounts spent their time.
+ * than the window...), for ca_jt_scalar_end() to decide.  Positions come
+ * from bit masks of the window: reading the bytes one after another,
+ * each load waiting for the position the one before gave, was where
+ * arrays of amounts spent their time.
  */
 CA_ALWAYS_INLINE const char *
 number_step(const char *p, int *comma)
@@ -553,7 +357,7 @@ value(ca_jscan *s, int depth)
         return;
     }
     if (*p != '{' && *p != '[') {
-        if ((p = scalar_end(p, end)) == NULL) {
+        if ((p = ca_jt_scalar_end(p, end)) == NULL) {
             fail(s);
             return;
         }
@@ -608,7 +412,7 @@ value(ca_jscan *s, int depth)
                 }
             } else
 #endif
-            if ((p = scalar_end(p, end)) == NULL) {
+            if ((p = ca_jt_scalar_end(p, end)) == NULL) {
                 fail(s);
                 return;
             }

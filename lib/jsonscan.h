@@ -11,8 +11,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "bytescan.h"
-#include "decnum.h"
+#include "jsontoken.h"
 
 #define CA_JS_DEPTH_ANY 2048        /* anywhere in the input, as jansson */
 
@@ -88,10 +87,6 @@ ca_js_ws(ca_jscan *s)
         s->p++;
     }
 }
-
-/* Length of the well-formed UTF-8 sequence at u, or 0 (overlong forms,
- * surrogates and code points above U+10FFFF are not). */
-CA_INTERNAL size_t ca_utf8_seq(const unsigned char *u, size_t left);
 
 /*
  * The value at s->p (after whitespace), validated; copied compactly to
