@@ -138,8 +138,8 @@ keycmp(const void *a, const void *b, void *arg)
 }
 
 void
-ca_js_key(ca_jscan *s, const char **raw, size_t *rawlen, const char **key,
-          size_t *klen)
+ca_js_key_full(ca_jscan *s, const char **raw, size_t *rawlen,
+               const char **key, size_t *klen)
 {
     ca_jkey *k;
     int      esc;
@@ -230,34 +230,6 @@ ca_js_number(ca_jscan *s, ca_decnum *n)
         return;
     }
     s->p = p;
-}
-
-int
-ca_js_open(ca_jscan *s, char close)
-{
-    s->p++;
-    ca_js_ws(s);
-    if (s->p < s->end && *s->p == close) {
-        s->p++;
-        return 1;
-    }
-    return 0;
-}
-
-int
-ca_js_more(ca_jscan *s, char close)
-{
-    ca_js_ws(s);
-    if (s->p < s->end && *s->p == ',') {
-        s->p++;
-        return 1;
-    }
-    if (s->p < s->end && *s->p == close) {
-        s->p++;
-        return 0;
-    }
-    fail(s);
-    return 0;
 }
 
 #if defined(CA_BS_SSE2)
@@ -443,7 +415,7 @@ value(ca_jscan *s, int depth)
 }
 
 void
-ca_js_value(ca_jscan *s, int depth, ca_jout *copy)
+ca_js_container(ca_jscan *s, int depth, ca_jout *copy)
 {
     ca_js_ws(s);
     s->out = copy;

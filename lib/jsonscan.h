@@ -88,12 +88,35 @@ ca_js_ws(ca_jscan *s)
     }
 }
 
+/* The container ({ or [) at s->p: ca_js_value() without its scalar
+ * case. */
+CA_INTERNAL void ca_js_container(ca_jscan *s, int depth, ca_jout *copy);
+
 /*
  * The value at s->p (after whitespace), validated; copied compactly to
  * `copy` unless NULL.  depth is its own nesting level; a copied value
- * nested deeper than s->copy_depth_max fails the document.
+ * nested deeper than s->copy_depth_max fails the document.  A scalar,
+ * what most listed fields hold, is checked and copied here, inline.
  */
-CA_INTERNAL void ca_js_value(ca_jscan *s, int depth, ca_jout *copy);
+static inline void
+ca_js_value(ca_jscan *s, int depth, ca_jout *copy)
+{
+    const char *q;
+
+    ca_js_ws(s);
+    if (s->p < s->end && *s->p != '{' && *s->p != '[') {
+        if ((q = ca_jt_scalar_end(s->p, s->end)) == NULL) {
+            s->err = 1;
+            return;
+        }
+        if (copy) {
+            ca_jout_put(copy, s->p, (size_t) (q - s->p));
+        }
+        s->p = q;
+        return;
+    }
+    ca_js_container(s, depth, copy);
+}
 
 /* The string at s->p, validated, decoded into kbuf at *off (klen grows:
  * the caller resets it). */
@@ -104,19 +127,79 @@ CA_INTERNAL void ca_js_number(ca_jscan *s, ca_decnum *n);
 
 /* Consumes the opening bracket at s->p; 1 if the container is empty, its
  * closing bracket then consumed too. */
-CA_INTERNAL int ca_js_open(ca_jscan *s, char close);
+static inline int
+ca_js_open(ca_jscan *s, char close)
+{
+    s->p++;
+    ca_js_ws(s);
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 1;
+    }
+    return 0;
+}
 
 /* After an element: ',' (1: another follows) or `close` (0: done). */
-CA_INTERNAL int ca_js_more(ca_jscan *s, char close);
+static inline int
+ca_js_more(ca_jscan *s, char close)
+{
+    ca_js_ws(s);
+    if (s->p < s->end && *s->p == ',') {
+        s->p++;
+        return 1;
+    }
+    if (s->p < s->end && *s->p == close) {
+        s->p++;
+        return 0;
+    }
+    s->err = 1;
+    return 0;
+}
+
+/* ca_js_key() for every case: escaped keys, the key list grown, faults. */
+CA_INTERNAL void ca_js_key_full(ca_jscan *s, const char **raw,
+                                size_t *rawlen, const char **key,
+                                size_t *klen);
 
 /*
  * `"key" :` at s->p: raw, rawlen the key as written; key, klen decoded
  * (valid until the scanner next decodes something).  The key is kept for
  * the duplicate check at ca_js_close_keys(), with the marks taken when the
- * object opened (s->nkeys, s->klen).
+ * object opened (s->nkeys, s->klen).  Inline for a plain key with room
+ * in the list, as an object's keys mostly are.
  */
-CA_INTERNAL void ca_js_key(ca_jscan *s, const char **raw, size_t *rawlen,
-               const char **key, size_t *klen);
+static inline void
+ca_js_key(ca_jscan *s, const char **raw, size_t *rawlen, const char **key,
+          size_t *klen)
+{
+    const char *p, *q;
+    int         esc = 0;
+
+    ca_js_ws(s);
+    p = s->p;
+    if (p < s->end && *p == '"' && s->nkeys < s->capkeys
+        && (q = ca_jt_string_end(p + 1, s->end, &esc)) != NULL && !esc)
+    {
+        ca_jkey *k = &s->keys[s->nkeys++];
+
+        k->p = *key = p + 1;
+        k->len = *klen = (size_t) (q - p) - 2;
+        *raw = p;
+        *rawlen = (size_t) (q - p);
+        while (q < s->end && ca_bs_is_ws(*q)) {
+            q++;
+        }
+        s->p = q;
+        if (q < s->end && *q == ':') {
+            s->p++;
+        } else {
+            s->err = 1;
+        }
+        return;
+    }
+    ca_js_key_full(s, raw, rawlen, key, klen);
+}
+
 CA_INTERNAL void ca_js_close_keys(ca_jscan *s, size_t mark, size_t kmark);
 
 #endif
