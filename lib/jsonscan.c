@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "jsonscan.h"
+#include "numrun.h"
 
 void
 ca_js_free(ca_jscan *s)
@@ -370,6 +371,18 @@ value(ca_jscan *s, int depth)
                 s->run = p;
             }
             p = gap(s, p, end);
+        }
+        if (!obj && s->out == NULL) {
+            /* a withheld run of amounts, a block at a time */
+            int         closed;
+            const char *q = ca_numrun_skip(p, end, &closed);
+            if (q != p) {
+                p = q;
+                if (closed) {
+                    break;
+                }
+                continue;
+            }
         }
         if (p < end && *p != '{' && *p != '[') {
 #if defined(CA_BS_SSE2)

@@ -247,9 +247,9 @@ test_bucket_on_digits(void **state)
 
 /*
  * Arrays of numbers, valid and nearly valid, with the whitespace
- * platforms indent with: the scanner skips an unlisted one through a
- * 16-byte window where it can and byte by byte where it cannot, and
- * copies a kept one byte by byte.  Either way a document is refused
+ * platforms indent with: the scanner skips an unlisted one 64 bytes at a
+ * time (numrun.c), through a 16-byte window or byte by byte where it
+ * can, and copies a kept one byte by byte.  Either way a document is refused
  * exactly when jansson refuses it: the window never lets through what
  * the grammar does not, nor refuses what it allows.
  */
@@ -260,7 +260,7 @@ test_number_arrays_agree_with_jansson(void **state)
         "10017.05", "-0.5", "0", "-0", "7", "123456789012345.6789",
         "0.000000000000001", "-12345678901234", "99999999.99", "1.0",
         "1e5", "1E+5", "-2.5e-3", "true", "null", "\"s\"", "[]", "{}",
-        /* not numbers */
+        /* not numbers (and below: missing, doubled, trailing commas) */
         "00", "01", "-01", "1.", ".5", "-", "1.2.3", "12a", "1-2", "+1",
         "1e", "1e+", "0x10", "1.e5", "--1", "1e400", "-", "Infinity",
     };
@@ -272,7 +272,7 @@ test_number_arrays_agree_with_jansson(void **state)
     char               doc[4096];
 
     (void) state;
-    for (int k = 0; k < 20000; k++) {
+    for (int k = 0; k < 40000; k++) {
         size_t   len = 0, n;
         int      kept = k & 1;
         json_t  *j;
@@ -282,16 +282,23 @@ test_number_arrays_agree_with_jansson(void **state)
 #define PUT(str) len += (size_t) snprintf(doc + len, sizeof(doc) - len, \
                                           "%s", (str))
         PUT(kept ? "{\"sub\":[" : "{\"unlisted\":[");
-        n = 1 + RND() % 12;
+        size_t odd;
+
+        /* half the arrays all amounts but for at most one element, long
+         * enough to fill several 64-byte blocks; the rest mixed */
+        n = 1 + RND() % (k & 2 ? 40 : 12);
+        odd = RND() % 2 ? RND() % n : n;
         for (size_t i = 0; i < n; i++) {
-            /* mostly good amounts, some faults */
-            size_t t = RND() % 4 ? RND() % 18 : RND() % ntok;
+            size_t t = k & 2 ? (i == odd ? RND() % ntok : RND() % 13)
+                             : (RND() % 4 ? RND() % 18 : RND() % ntok);
             PUT(sep[RND() % nsep]);
             PUT(tok[t]);
             PUT(sep[RND() % nsep]);
             if (i + 1 < n) {
                 unsigned r = RND() % 50;
                 PUT(r == 0 ? "" : r == 1 ? ",," : ",");
+            } else if (RND() % 20 == 0) {
+                PUT(",");                   /* a trailing comma */
             }
         }
         PUT(sep[RND() % nsep]);
