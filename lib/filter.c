@@ -201,7 +201,11 @@ treat(walk_t *w, const ca_treatment *t)
         w->s.err = 1;
         return 0;
     }
-    if (ok) {
+    if (ok && ca_treat_is_plain(t)) {
+        ca_jout_putc(&w->out, '"');
+        ca_jout_put(&w->out, w->treated.s, w->treated.len);
+        ca_jout_putc(&w->out, '"');
+    } else if (ok) {
         ca_jout_string(&w->out, w->treated.s, w->treated.len);
     }
     return ok;

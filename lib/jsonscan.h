@@ -98,7 +98,7 @@ CA_INTERNAL void ca_js_container(ca_jscan *s, int depth, ca_jout *copy);
  * nested deeper than s->copy_depth_max fails the document.  A scalar,
  * what most listed fields hold, is checked and copied here, inline.
  */
-static inline void
+CA_ALWAYS_INLINE void
 ca_js_value(ca_jscan *s, int depth, ca_jout *copy)
 {
     const char *q;

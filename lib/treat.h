@@ -35,4 +35,12 @@ CA_INTERNAL int ca_treat_scalar(const ca_treatment *t, const ca_scalar *v,
                                 const ca_filter_opts *opts,
                                 ca_jout *res);
 
+/* 1 when what t writes never needs a JSON escape (a bucket's bounds, a
+ * year: digits, '-', '.'): the walk then quotes it as it is. */
+static inline int
+ca_treat_is_plain(const ca_treatment *t)
+{
+    return t->kind == CA_TREAT_BUCKET || t->kind == CA_TREAT_YEAR;
+}
+
 #endif
