@@ -65,6 +65,29 @@ ca_bs_skip_ws(const char *p, const char *end)
     return p;
 }
 
+/* The first n bytes at a and at b alike (n <= max, max 32 with SSE2;
+ * max bytes are readable at both). */
+CA_ALWAYS_INLINE int
+ca_bs_same_prefix(const char *a, const char *b, size_t n, size_t max)
+{
+#if defined(CA_BS_SSE2)
+    if (max >= 32) {
+        const __m128i *x = (const __m128i *) (const void *) a;
+        const __m128i *y = (const __m128i *) (const void *) b;
+        uint32_t eq = (uint32_t) _mm_movemask_epi8(_mm_cmpeq_epi8(
+                          _mm_loadu_si128(x), _mm_loadu_si128(y)))
+                      | (uint32_t) _mm_movemask_epi8(_mm_cmpeq_epi8(
+                          _mm_loadu_si128(x + 1), _mm_loadu_si128(y + 1)))
+                        << 16;
+        uint32_t want = n >= 32 ? 0xffffffffu : (1u << n) - 1;
+
+        return (eq & want) == want;
+    }
+#endif
+    (void) max;
+    return memcmp(a, b, n) == 0;
+}
+
 #if defined(CA_BS_SSE2) || defined(CA_BS_SWAR)
 /* The high bit of each of the eight bytes of x (little-endian) that is
  * '"', '\\', below 0x20 or from 0x80: exact for the lowest one, which is

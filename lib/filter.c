@@ -26,14 +26,24 @@
 #define MEMO_DEPTH     8
 #define MEMO_MEMBERS   16
 
-/* The k-th member of an object under `node` at some depth, the last time
+#define MEMO_HEAD_MAX  32
+
+/*
+ * The k-th member of an object under `node` at some depth, the last time
  * one was seen: rows of an array repeat their keys in the same order, so
- * a key is mostly looked up once per record, not once per row. */
+ * a key is mostly looked up once per record, not once per row.  Rows
+ * written by one program also repeat the bytes before each value
+ * (indentation, the quoted key, the colon): when the next row has the
+ * same bytes there, they are the same valid key, compared at once
+ * instead of scanned.
+ */
 typedef struct {
     const ca_node *node;
     const char    *key;             /* in the input */
     size_t         klen;
     const ca_node *child;           /* NULL: unlisted */
+    const char    *head;            /* the member's bytes up to its ':' */
+    size_t         hlen;            /* 0: none kept (> MEMO_HEAD_MAX) */
 } memo_t;
 
 typedef struct {
@@ -136,27 +146,57 @@ find_child(const ca_node *n, const char *k, size_t klen)
     return NULL;
 }
 
-/* find_child() through the memo of the k-th member at this depth. */
+/*
+ * The k-th member of an object under n at this depth, from the cursor
+ * (after '{' or ','): its key read (raw, rawlen as written; key, klen
+ * decoded) and kept for the duplicate check, the cursor past its ':'.
+ * Returns its allowlist node, NULL when it is unlisted; w->s.err on a
+ * fault.  Through the memo when it can.
+ */
 static const ca_node *
-member_node(walk_t *w, const ca_node *n, int depth, size_t k,
-            const char *key, size_t klen)
+member(walk_t *w, const ca_node *n, int depth, size_t k, const char **raw,
+       size_t *rawlen, const char **key, size_t *klen)
 {
-    memo_t        *m;
+    const char    *start = w->s.p;
+    memo_t        *m = NULL;
     const ca_node *c;
 
-    if (depth >= MEMO_DEPTH || k >= MEMO_MEMBERS) {
-        return find_child(n, key, klen);
+    if (depth < MEMO_DEPTH && k < MEMO_MEMBERS) {
+        m = &w->memo[depth][k];
+        if (m->node == n && m->hlen && w->s.end - start >= MEMO_HEAD_MAX
+            && w->s.nkeys < w->s.capkeys
+            && ca_bs_same_prefix(start, m->head, m->hlen, MEMO_HEAD_MAX))
+        {
+            ca_jkey *jk = &w->s.keys[w->s.nkeys++];
+
+            /* the same bytes as the kept member's: its key, here */
+            *key = jk->p = start + (m->key - m->head);
+            *klen = jk->len = m->klen;
+            *raw = *key - 1;
+            *rawlen = m->klen + 2;
+            w->s.p = start + m->hlen;
+            return m->child;
+        }
     }
-    m = &w->memo[depth][k];
-    if (m->node == n && m->klen == klen && ca_js_same(m->key, key, klen)) {
-        return m->child;
+    ca_js_key(&w->s, raw, rawlen, key, klen);
+    if (w->s.err) {
+        return NULL;
     }
-    c = find_child(n, key, klen);
-    if (key >= w->in && key < w->s.end) {     /* not a decoded key */
+    if (m && m->node == n && m->klen == *klen
+        && ca_js_same(m->key, *key, *klen))
+    {
+        c = m->child;
+    } else {
+        c = find_child(n, *key, *klen);
+    }
+    if (m && *key >= w->in && *key < w->s.end) {    /* not a decoded key */
         m->node = n;
-        m->key = key;
-        m->klen = klen;
+        m->key = *key;
+        m->klen = *klen;
         m->child = c;
+        m->head = start;
+        m->hlen = (size_t) (w->s.p - start) <= MEMO_HEAD_MAX
+                  ? (size_t) (w->s.p - start) : 0;
     }
     return c;
 }
@@ -273,11 +313,10 @@ filter_object(walk_t *w, const ca_node *n, int depth)
         size_t         rawlen, klen, saved, old;
         const ca_node *c;
 
-        ca_js_key(&w->s, &raw, &rawlen, &key, &klen);
+        c = member(w, n, depth, k++, &raw, &rawlen, &key, &klen);
         if (failed(w)) {
             return;
         }
-        c = member_node(w, n, depth, k++, key, klen);
         old = w->opts->trace ? path_push(w, "%s%.*s", w->plen ? "." : "",
                                          (int) klen, key) : 0;
         if (c == NULL) {

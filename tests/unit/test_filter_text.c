@@ -317,6 +317,84 @@ test_number_arrays_agree_with_jansson(void **state)
     }
 }
 
+/*
+ * Rows of one shape, as platforms write them: the walk recognises a
+ * member whose bytes up to its ':' repeat the last row's and takes its
+ * key from there.  Rows here mostly repeat, but a key may change, repeat
+ * within a row (refused: a duplicate), grow by a letter or gain
+ * whitespace; the filter must refuse exactly what jansson refuses and
+ * send, for every row, exactly its "v" members.
+ */
+static void
+test_repeated_rows_agree_with_jansson(void **state)
+{
+    static const char *keys[] = {"v", "w", "vv", "x", "v ", "\\u0076"};
+    static const char *gaps[] = {"", "\n   ", " "};
+    unsigned long long seed = 0x2545f4914f6cdd1dULL;
+    char               doc[8192];
+
+    (void) state;
+    for (int k = 0; k < 20000; k++) {
+        size_t  len = 0, rows = 1 + (size_t) (k % 9);
+        json_t *j, *got, *want;
+        char   *out;
+        /* one shape for the document, changed in one place sometimes */
+        int     shape[4] = {0, 1, 3, 2};
+
+#define RND() (seed ^= seed << 13, seed ^= seed >> 7, seed ^= seed << 17)
+#define PUT(str) len += (size_t) snprintf(doc + len, sizeof(doc) - len, \
+                                          "%s", (str))
+        PUT("{\"rows\": [");
+        for (size_t r = 0; r < rows; r++) {
+            const char *g = gaps[k % 3];
+            PUT(r ? ",{" : "{");
+            for (int i = 0; i < 4; i++) {
+                char member[64];
+                int  key = shape[i];
+                if (RND() % 16 == 0) {
+                    key = (int) (RND() % 6);        /* a row that differs */
+                }
+                snprintf(member, sizeof(member), "%s%s\"%s\"%s:%s%d",
+                         i ? "," : "", RND() % 32 ? g : "  ", keys[key],
+                         RND() % 32 ? "" : " ", g, (int) (RND() % 100));
+                PUT(member);
+            }
+            PUT("}");
+        }
+        PUT("]}");
+#undef PUT
+#undef RND
+        j = json_loads(doc, JSON_REJECT_DUPLICATES, NULL);
+        out = run(doc, NULL);
+        if ((j != NULL) != (out != NULL)) {
+            fail_msg("jansson %s, the filter %s: %s",
+                     j ? "reads it" : "refuses it",
+                     out ? "passed it" : "refused it", doc);
+        }
+        if (j != NULL) {
+            /* what should be sent: each row's "v", nothing else */
+            json_t *rows_in = json_object_get(j, "rows"), *row;
+            size_t  i;
+            want = json_pack("{s:[]}", "rows");
+            json_array_foreach(rows_in, i, row) {
+                json_t *v = json_object_get(row, "v");
+                json_array_append_new(json_object_get(want, "rows"),
+                                      v ? json_pack("{s:O}", "v", v)
+                                        : json_object());
+            }
+            got = json_loads(out, 0, NULL);
+            if (!json_equal(got, want)) {
+                char *w = json_dumps(want, JSON_COMPACT);
+                fail_msg("sent %s, want %s, for %s", out, w, doc);
+            }
+            json_decref(got);
+            json_decref(want);
+        }
+        json_decref(j);
+        free(out);
+    }
+}
+
 int
 main(void)
 {
@@ -332,6 +410,7 @@ main(void)
         cmocka_unit_test(test_long_real_overflow_refused),
         cmocka_unit_test(test_bucket_on_digits),
         cmocka_unit_test(test_number_arrays_agree_with_jansson),
+        cmocka_unit_test(test_repeated_rows_agree_with_jansson),
     };
     return cmocka_run_group_tests_name("filter_text", tests, setup,
                                        teardown);
