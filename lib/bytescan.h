@@ -65,6 +65,27 @@ ca_bs_skip_ws(const char *p, const char *end)
     return p;
 }
 
+/* n bytes from s to d, n mostly a key or a number: two overlapping
+ * fixed-size moves instead of a call to memcpy, which costs more than
+ * copying them. */
+CA_ALWAYS_INLINE void
+ca_bs_copy(char *d, const char *s, size_t n)
+{
+    if (n >= 8 && n <= 16) {
+        memcpy(d, s, 8);
+        memcpy(d + n - 8, s + n - 8, 8);
+    } else if (n >= 4 && n < 8) {
+        memcpy(d, s, 4);
+        memcpy(d + n - 4, s + n - 4, 4);
+    } else if (n < 4) {
+        for (size_t i = 0; i < n; i++) {
+            d[i] = s[i];
+        }
+    } else {
+        memcpy(d, s, n);
+    }
+}
+
 /* The first n bytes at a and at b alike (n <= max, max 32 with SSE2;
  * max bytes are readable at both). */
 CA_ALWAYS_INLINE int

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bytescan.h"
 #include "decnum.h"
 
 
@@ -126,7 +127,7 @@ ca_dec_fmt_int(int64_t v, char *buf)
         buf[i++] = '-';
     }
     n = (size_t) (tmp + sizeof(tmp) - t);
-    memcpy(buf + i, t, n);
+    ca_bs_copy(buf + i, t, n);
     buf[i + n] = '\0';
     return i + n;
 }

@@ -25,34 +25,13 @@ typedef struct {
 
 CA_INTERNAL int ca_jout_grow(ca_jout *o, size_t need);
 
-/* n bytes from s to d, n mostly a key or a number: two overlapping
- * fixed-size moves instead of a call to memcpy, which costs more than
- * copying them. */
-static inline void
-ca_jout_copy(char *d, const char *s, size_t n)
-{
-    if (n >= 8 && n <= 16) {
-        memcpy(d, s, 8);
-        memcpy(d + n - 8, s + n - 8, 8);
-    } else if (n >= 4 && n < 8) {
-        memcpy(d, s, 4);
-        memcpy(d + n - 4, s + n - 4, 4);
-    } else if (n < 4) {
-        for (size_t i = 0; i < n; i++) {
-            d[i] = s[i];
-        }
-    } else {
-        memcpy(d, s, n);
-    }
-}
-
 static inline void
 ca_jout_put(ca_jout *o, const char *s, size_t n)
 {
     if (o->len + n >= o->cap && ca_jout_grow(o, o->len + n + 1) != 0) {
         return;
     }
-    ca_jout_copy(o->s + o->len, s, n);
+    ca_bs_copy(o->s + o->len, s, n);
     o->len += n;
 }
 
