@@ -29,6 +29,18 @@
 #define CA_BS_SWAR 1
 #endif
 
+#if defined(CA_BS_SSE2)
+/* The bytes of x that are JSON whitespace, 0xff each. */
+CA_ALWAYS_INLINE __m128i
+ca_bs_ws16(__m128i x)
+{
+    return _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(' ')),
+                                     _mm_cmpeq_epi8(x, _mm_set1_epi8('\n'))),
+                        _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\r')),
+                                     _mm_cmpeq_epi8(x, _mm_set1_epi8('\t'))));
+}
+#endif
+
 CA_ALWAYS_INLINE int
 ca_bs_is_ws(char c)
 {
@@ -46,12 +58,7 @@ ca_bs_skip_ws(const char *p, const char *end)
 #if defined(CA_BS_SSE2)
     while (end - p >= 16) {
         __m128i  x = _mm_loadu_si128((const __m128i *) (const void *) p);
-        __m128i  w = _mm_or_si128(
-                         _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(' ')),
-                                      _mm_cmpeq_epi8(x, _mm_set1_epi8('\n'))),
-                         _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\r')),
-                                      _mm_cmpeq_epi8(x, _mm_set1_epi8('\t'))));
-        unsigned m = ~(unsigned) _mm_movemask_epi8(w) & 0xffff;
+        unsigned m = ~(unsigned) _mm_movemask_epi8(ca_bs_ws16(x)) & 0xffff;
 
         if (m) {
             return p + __builtin_ctz(m);

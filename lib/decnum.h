@@ -87,6 +87,20 @@ ca_dec_digits(const char *p, const char *end)
     return (size_t) (q - p);
 }
 
+/* The end of a number's integer part at p: "0", or a digit from 1 and
+ * the digits after it; NULL if there is none. */
+static inline const char *
+ca_dec_int_part(const char *p, const char *end)
+{
+    if (p < end && *p == '0') {
+        return p + 1;
+    }
+    if (p < end && *p >= '1' && *p <= '9') {
+        return p + ca_dec_digits(p, end);
+    }
+    return NULL;
+}
+
 /* Reads the number token at p (JSON grammar) into n: returns the end of
  * the token, or NULL when the bytes at p are not a number.  Inline: the
  * scanner meets a number every few bytes in a record of amounts. */
@@ -104,11 +118,7 @@ ca_dec_scan(const char *p, const char *end, ca_decnum *n)
         p++;
     }
     n->ip = p;
-    if (p < end && *p == '0') {
-        p++;
-    } else if (p < end && *p >= '1' && *p <= '9') {
-        p += ca_dec_digits(p, end);
-    } else {
+    if ((p = ca_dec_int_part(p, end)) == NULL) {
         return NULL;
     }
     n->ni = (size_t) (p - n->ip);

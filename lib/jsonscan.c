@@ -261,11 +261,7 @@ number_step(const char *p, int *comma)
     dot = (unsigned) _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('.')));
     ee = (unsigned) _mm_movemask_epi8(_mm_cmpeq_epi8(
              _mm_or_si128(x, _mm_set1_epi8(0x20)), _mm_set1_epi8('e')));
-    ws = (unsigned) _mm_movemask_epi8(_mm_or_si128(
-             _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8(' ')),
-                          _mm_cmpeq_epi8(x, _mm_set1_epi8('\n'))),
-             _mm_or_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('\r')),
-                          _mm_cmpeq_epi8(x, _mm_set1_epi8('\t')))));
+    ws = (unsigned) _mm_movemask_epi8(ca_bs_ws16(x));
     com = (unsigned) _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(',')));
 
     k = *p == '-';

@@ -74,11 +74,7 @@ ca_jt_number_end(const char *p, const char *end)
         q++;
     }
     ip = q;
-    if (q < end && *q == '0') {
-        q++;
-    } else if (q < end && *q >= '1' && *q <= '9') {
-        q += ca_dec_digits(q, end);
-    } else {
+    if ((q = ca_dec_int_part(q, end)) == NULL) {
         return NULL;
     }
     if (q < end && *q == '.') {

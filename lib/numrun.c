@@ -42,7 +42,7 @@ classify(const char *p, block_t *b)
         b->zero |= CA_EQ('0');
         b->dot |= CA_EQ('.');
         b->minus |= CA_EQ('-');
-        b->ws |= CA_EQ(' ') | CA_EQ('\n') | CA_EQ('\r') | CA_EQ('\t');
+        b->ws |= CA_BITS(ca_bs_ws16(x));
         b->com |= CA_EQ(',');
         b->close |= CA_EQ(']');
 #undef CA_EQ
