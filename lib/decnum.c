@@ -98,30 +98,55 @@ ca_dec_int64(const ca_decnum *n, int64_t *v)
     return 1;
 }
 
-/* Two digits per division: an amount's text is written for each of the
- * two bounds of every bucket. */
+static const char pairs[] =
+    "00010203040506070809101112131415161718192021222324252627282930313233"
+    "34353637383940414243444546474849505152535455565758596061626364656667"
+    "6869707172737475767778798081828384858687888990919293949596979899";
+
+/* x < 10000 as four digits at t: its two halves found side by side. */
+static void
+digits4(char *t, uint32_t x)
+{
+    memcpy(t, pairs + 2 * (x / 100), 2);
+    memcpy(t + 2, pairs + 2 * (x % 100), 2);
+}
+
+/*
+ * An amount's text is written for each of the two bounds of every
+ * bucket: eight digits per 64-bit division, then halves of halves, so
+ * that the divisions of one number do not each wait for the one before.
+ */
 size_t
 ca_dec_fmt_int(int64_t v, char *buf)
 {
-    static const char pairs[] =
-        "00010203040506070809101112131415161718192021222324252627282930313233"
-        "34353637383940414243444546474849505152535455565758596061626364656667"
-        "6869707172737475767778798081828384858687888990919293949596979899";
     char     tmp[24], *t = tmp + sizeof(tmp);
     size_t   n, i = 0;
     uint64_t u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
+    uint32_t x;
 
-    while (u >= 100) {
-        unsigned r = (unsigned) (u % 100);
-        u /= 100;
-        t -= 2;
-        memcpy(t, pairs + 2 * r, 2);
+    while (u >= 100000000) {
+        x = (uint32_t) (u % 100000000);
+        u /= 100000000;
+        t -= 8;
+        digits4(t, x / 10000);
+        digits4(t + 4, x % 10000);
     }
-    if (u >= 10) {
+    x = (uint32_t) u;                   /* below 10^8 */
+    if (x >= 10000) {
+        t -= 4;
+        digits4(t, x % 10000);
+        x /= 10000;
+    }
+    if (x >= 100) {                     /* below 10^4 */
         t -= 2;
-        memcpy(t, pairs + 2 * u, 2);
+        memcpy(t, pairs + 2 * (x % 100), 2);
+        x /= 100;
+    }
+    if (x >= 10) {
+        t -= 2;
+        memcpy(t, pairs + 2 * x, 2);
     } else {
-        *--t = (char) ('0' + u);
+        *--t = (char) ('0' + x);
     }
     if (v < 0) {
         buf[i++] = '-';

@@ -320,6 +320,39 @@ test_bucket_short_path_matches_general(void **state)
     expect_bucket("-100000.001", 100000, "-200000--100000");
 }
 
+/* Integers written as printf writes them, at every length. */
+static void
+test_fmt_int_matches_printf(void **state)
+{
+    static const int64_t edge[] = {0, 9, 10, 99, 100, 999, 1000, 9999, 10000,
+                                   99999, 100000, 9999999, 10000000,
+                                   99999999, 100000000, 100000001,
+                                   1000000000000000000LL, INT64_MAX,
+                                   INT64_MIN, -1, -10, -100000000};
+    char    got[32], want[32];
+    int64_t v = 1;
+
+    (void) state;
+    for (size_t i = 0; i < sizeof(edge) / sizeof(edge[0]); i++) {
+        size_t n = ca_dec_fmt_int(edge[i], got);
+        snprintf(want, sizeof(want), "%lld", (long long) edge[i]);
+        assert_int_equal(n, strlen(want));
+        assert_string_equal(got, want);
+    }
+    /* every length, and a digit pattern that moves through each place */
+    for (int k = 1; k <= 19; k++) {             /* v has k digits */
+        for (int sign = -1; sign <= 1; sign += 2) {
+            size_t n = ca_dec_fmt_int(sign * v, got);
+            snprintf(want, sizeof(want), "%lld", (long long) (sign * v));
+            assert_int_equal(n, strlen(want));
+            assert_string_equal(got, want);
+        }
+        if (k < 19) {
+            v = v * 10 + (k % 10);
+        }
+    }
+}
+
 int
 main(void)
 {
@@ -331,6 +364,7 @@ main(void)
         cmocka_unit_test(test_bucket_exponents),
         cmocka_unit_test(test_bucket_integers),
         cmocka_unit_test(test_bucket_short_path_matches_general),
+        cmocka_unit_test(test_fmt_int_matches_printf),
         cmocka_unit_test(test_overflow_matches_strtod),
         cmocka_unit_test(test_grammar),
     };
