@@ -401,8 +401,7 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
     NUM(b->njobs);
     for (i = 0; i < b->njobs; i++) {
         const char  *chain;
-        size_t       clen, slash;
-        int          n;
+        size_t       clen, slash, n;
 
         job = b->jobs[i];
         if (ca_aw_job_chain(job, &chain, &clen, &slash) != 0) {
@@ -412,10 +411,12 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
             : job->kind == CA_AW_KIND_REPLAY || job->after_gap ? "F" : "E",
             1);
         NUM(tof[i] + 1);
-        n = snprintf(s, 14 + 160 + 1, "credit:chains:%.*s",
-                     (int) (slash < 160 ? slash : 160), chain);
-        ARG(s, (size_t) n);
-        s += n + 1;
+        n = slash < 160 ? slash : 160;
+        memcpy(s, "credit:chains:", 14);
+        memcpy(s + 14, chain, n);
+        s[14 + n] = '\0';
+        ARG(s, 14 + n);
+        s += 14 + n + 1;
         ARG(chain + slash + 1, clen - slash - 1);
         NUM(job->seq);
         for (j = 0; j < job->n; j++) {

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "auditbatch.h"
+#include "util.h"
 
 
 static size_t
@@ -21,6 +22,19 @@ ca_aw_field(const ca_entry *e, const char *name)
         }
     }
     return (size_t) -1;
+}
+
+
+/* A check's number as the script reads it (out: 24 bytes). */
+static void
+ca_aw_num(char *out, int64_t v)
+{
+    if (v < 0) {
+        *out++ = '-';
+        (void) ca_u64_str((uint64_t) 0 - (uint64_t) v, out);
+        return;
+    }
+    (void) ca_u64_str((uint64_t) v, out);
 }
 
 
@@ -86,8 +100,7 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
             if (nvar == CA_AW_VARIANTS_MAX) {
                 return CA_AW_LOST;
             }
-            snprintf(var[k].decision, sizeof(var[k].decision), "%s",
-                     refusal);
+            memcpy(var[k].decision, refusal, strlen(refusal) + 1);
             var[k].reason = checks[i].reason;
             nvar++;
         }
@@ -150,12 +163,11 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
         c->field = p;
         p = stpcpy(p, f) + 1;
         c->op = checks[i].op;
-        snprintf(c->by, sizeof(c->by), "%lld", (long long) checks[i].by);
-        snprintf(c->max, sizeof(c->max), "%lld",
-                 (long long) checks[i].max);
-        snprintf(c->expire, sizeof(c->expire), "%lld",
-                 (long long) checks[i].expire_at);
-        snprintf(c->variant, sizeof(c->variant), "%zu", vof[i] + 1);
+        ca_aw_num(c->by, checks[i].by);
+        ca_aw_num(c->max, checks[i].max);
+        ca_aw_num(c->expire, checks[i].expire_at);
+        /* at most CA_AW_VARIANTS_MAX */
+        (void) ca_u64_str(vof[i] + 1, c->variant);
     }
 
     ca_aw_enqueue(aw, job);
