@@ -160,20 +160,28 @@ ca_aw_job *
 ca_aw_job_new(size_t n, const char *const *names, const char *const *values,
               const size_t *lens, size_t ncheck, size_t key_bytes)
 {
-    size_t      size, i;
+    size_t      size, i, nl;
+    size_t      nls[CA_ENTRY_FIELDS];
     char       *p;
     ca_aw_job  *job;
 
     size = sizeof(ca_aw_job) + n * (2 * sizeof(char *) + sizeof(size_t))
            + ncheck * sizeof(ca_aw_jcheck) + key_bytes;
     for (i = 0; i < n; i++) {
-        size += strlen(names[i]) + 1 + lens[i] + 1;
+        nl = strlen(names[i]);
+        if (i < CA_ENTRY_FIELDS) {
+            nls[i] = nl;
+        }
+        size += nl + 1 + lens[i] + 1;
     }
 
-    job = calloc(1, size);
+    /* everything past the job itself is written below (or, the checks,
+     * by the caller): zeroing it all was a third of the cost */
+    job = malloc(size);
     if (job == NULL) {
         return NULL;
     }
+    memset(job, 0, sizeof(ca_aw_job));
     job->n = n;
     job->name = (const char **) (job + 1);
     job->value = job->name + n;
@@ -182,8 +190,7 @@ ca_aw_job_new(size_t n, const char *const *names, const char *const *values,
     p = (char *) (job->check + ncheck);
 
     for (i = 0; i < n; i++) {
-        size_t  nl = strlen(names[i]);
-
+        nl = i < CA_ENTRY_FIELDS ? nls[i] : strlen(names[i]);
         memcpy(p, names[i], nl + 1);
         job->name[i] = p;
         p += nl + 1;
@@ -192,9 +199,9 @@ ca_aw_job_new(size_t n, const char *const *names, const char *const *values,
         job->value[i] = p;
         job->len[i] = lens[i];
         p += lens[i] + 1;
-        if (strcmp(names[i], "ts") == 0) {
+        if (nl == 2 && memcmp(names[i], "ts", 2) == 0) {
             job->ts = strtoll(job->value[i], NULL, 10);
-        } else if (strcmp(names[i], "seq") == 0) {
+        } else if (nl == 3 && memcmp(names[i], "seq", 3) == 0) {
             job->seq = strtoull(job->value[i], NULL, 10);
         }
     }
