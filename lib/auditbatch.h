@@ -155,7 +155,8 @@ int ca_aw_spool_record(ca_aw *aw, const ca_spool_record *rec);
 int ca_aw_has_spool(const ca_aw *aw);
 
 /* auditsign.c */
-void ca_aw_head_acked(ca_aw *aw, ca_aw_job *job, const char *hash);
+void ca_aw_head_acked(ca_aw *aw, ca_aw_job *job,
+                      const unsigned char head[32]);
 void ca_aw_head_retired(ca_aw *aw, ca_aw_lane *l);
 int ca_aw_heads_pending(const ca_aw *aw, int online);
 

@@ -174,38 +174,52 @@ ca_b64url_encode(const unsigned char *in, size_t len, char *out)
     return n;
 }
 
+/* Every audit entry carries a few SHA-256s in hex: two digits a byte. */
+#define CA_HEX_ROW(h)                                                        \
+    h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7"                          \
+    h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
+
+static const char  hex_pairs[] =
+    CA_HEX_ROW("0") CA_HEX_ROW("1") CA_HEX_ROW("2") CA_HEX_ROW("3")
+    CA_HEX_ROW("4") CA_HEX_ROW("5") CA_HEX_ROW("6") CA_HEX_ROW("7")
+    CA_HEX_ROW("8") CA_HEX_ROW("9") CA_HEX_ROW("a") CA_HEX_ROW("b")
+    CA_HEX_ROW("c") CA_HEX_ROW("d") CA_HEX_ROW("e") CA_HEX_ROW("f");
+
 void
 ca_hex(const unsigned char *in, size_t len, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
+        memcpy(out + 2 * i, hex_pairs + 2 * in[i], 2);
     }
     out[2 * len] = '\0';
 }
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+/* value + 1; 0: not a hex digit (the NUL included) */
+static const unsigned char hex_val[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6,
+    ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+    ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16
+};
 
+/* Checked whole before out is written: a bad string leaves it as it was. */
 int
 ca_unhex(const char *in, unsigned char *out, size_t outlen)
 {
-    if (strlen(in) != 2 * outlen) {
-        return -1;
-    }
-    for (size_t i = 0; i < outlen; i++) {
-        int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
+    const unsigned char *s = (const unsigned char *) in;
+    size_t               i;
+
+    for (i = 0; i < 2 * outlen; i++) {
+        if (hex_val[s[i]] == 0) {
             return -1;
         }
-        out[i] = (unsigned char) (hi << 4 | lo);
+    }
+    if (s[2 * outlen] != '\0') {
+        return -1;
+    }
+    for (i = 0; i < outlen; i++) {
+        out[i] = (unsigned char) ((hex_val[s[2 * i]] - 1) << 4
+                                  | (hex_val[s[2 * i + 1]] - 1));
     }
     return 0;
 }
