@@ -220,15 +220,13 @@ ca_entry_digest_prefix(const ca_entry *e, size_t upto)
 {
     ca_hbuf  h;
 
-    h.md = EVP_MD_CTX_new();
-    if (h.md == NULL || EVP_DigestInit_ex(h.md, ca_md_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(h.md);
+    h.md = ca_sha256_begin_held();
+    if (h.md == NULL) {
         return NULL;
     }
     h.n = 0;
     hfields(&h, e->name, e->value, e->len, 0, upto);
     if (EVP_DigestUpdate(h.md, h.b, h.n) != 1) {
-        EVP_MD_CTX_free(h.md);
         return NULL;
     }
     return h.md;
@@ -261,8 +259,8 @@ ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const EVP_MD_CTX *prefix,
     if (prefix == NULL) {
         ca_entry_digest(e->name, e->value, e->len, e->n, h);
     } else {
-        hb.md = ca_sha256_begin();
-        if (hb.md == NULL || EVP_MD_CTX_copy_ex(hb.md, prefix) != 1) {
+        hb.md = ca_sha256_resume(prefix);
+        if (hb.md == NULL) {
             return -1;
         }
         hb.n = 0;

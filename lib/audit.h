@@ -67,8 +67,9 @@ int ca_chain_seal(ca_chain *ch, ca_entry *e);
  * same): variants of one decision differ only after them. */
 int ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e,
                            const EVP_MD_CTX *prefix, size_t upto);
-/* The digest of fields [0, upto) of e; the caller frees it
- * (EVP_MD_CTX_free).  NULL if out of memory. */
+/* The digest of fields [0, upto) of e, in a context kept for the process
+ * (ca_sha256_begin_held): valid until the next call, not to be freed.
+ * NULL if out of memory. */
 EVP_MD_CTX *ca_entry_digest_prefix(const ca_entry *e, size_t upto);
 
 /* SHA-256 over the canonical encoding of all fields but `hash`. */

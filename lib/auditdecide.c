@@ -131,13 +131,11 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
                                &var[k], var[k].hash)
             != 0)
         {
-            EVP_MD_CTX_free(prefix);
             ca_aw_lane_release(aw, slot);
             ca_aw_log(aw, CA_AW_LOG_ALERT, "audit entry too large");
             return CA_AW_LOST;
         }
     }
-    EVP_MD_CTX_free(prefix);
 
     job = ca_aw_job_new(e->n, e->name, e->value, e->len, n, keys);
     if (job == NULL) {

@@ -241,23 +241,51 @@ ca_md_sha256(void)
     return sha256_md;
 }
 
-/* The digest context too: a new one per digest is two allocations and a
+/* The digest contexts too: a new one per digest is two allocations and a
  * provider context set-up, for hashing a few hundred bytes. */
-static EVP_MD_CTX *sha256_ctx;
+static EVP_MD_CTX *sha256_ctx, *sha256_held;
+
+static EVP_MD_CTX *
+sha256_ctx_get(EVP_MD_CTX **ctx)
+{
+    if (*ctx == NULL) {
+        *ctx = EVP_MD_CTX_new();
+    }
+    return *ctx;
+}
 
 EVP_MD_CTX *
 ca_sha256_begin(void)
 {
-    if (sha256_ctx == NULL) {
-        sha256_ctx = EVP_MD_CTX_new();
-        if (sha256_ctx == NULL) {
-            return NULL;
-        }
-    }
-    if (EVP_DigestInit_ex(sha256_ctx, ca_md_sha256(), NULL) != 1) {
+    EVP_MD_CTX  *md = sha256_ctx_get(&sha256_ctx);
+
+    if (md == NULL || EVP_DigestInit_ex(md, ca_md_sha256(), NULL) != 1) {
         return NULL;
     }
-    return sha256_ctx;
+    return md;
+}
+
+/* No init first: the copy replaces the provider's state anyway. */
+EVP_MD_CTX *
+ca_sha256_resume(const EVP_MD_CTX *from)
+{
+    EVP_MD_CTX  *md = sha256_ctx_get(&sha256_ctx);
+
+    if (md == NULL || EVP_MD_CTX_copy_ex(md, from) != 1) {
+        return NULL;
+    }
+    return md;
+}
+
+EVP_MD_CTX *
+ca_sha256_begin_held(void)
+{
+    EVP_MD_CTX  *md = sha256_ctx_get(&sha256_held);
+
+    if (md == NULL || EVP_DigestInit_ex(md, ca_md_sha256(), NULL) != 1) {
+        return NULL;
+    }
+    return md;
 }
 
 void
@@ -265,6 +293,8 @@ ca_md_release(void)
 {
     EVP_MD_CTX_free(sha256_ctx);
     sha256_ctx = NULL;
+    EVP_MD_CTX_free(sha256_held);
+    sha256_held = NULL;
     EVP_MD_free(sha256_md);
     sha256_md = NULL;
 }

@@ -43,6 +43,12 @@ const EVP_MD *ca_md_sha256(void);
 /* A SHA-256 context kept for the process, initialised (not reentrant:
  * finish one digest before starting the next); NULL if out of memory. */
 EVP_MD_CTX *ca_sha256_begin(void);
+/* The same context, continuing from `from` (a copy of its state) rather
+ * than from the start; NULL if out of memory. */
+EVP_MD_CTX *ca_sha256_resume(const EVP_MD_CTX *from);
+/* A second context kept for the process, initialised, for a digest that
+ * stays open while the first one is used (ca_entry_digest_prefix). */
+EVP_MD_CTX *ca_sha256_begin_held(void);
 /* Releases them (process exit; they are made again if used after). */
 void ca_md_release(void);
 
