@@ -160,20 +160,23 @@ ca_aw_job *
 ca_aw_job_new(size_t n, const char *const *names, const char *const *values,
               const size_t *lens, size_t ncheck, size_t key_bytes)
 {
-    size_t      size, i, nl;
+    size_t      size, i, nl, all;
     size_t      nls[CA_ENTRY_FIELDS];
-    char       *p;
+    char       *p, *v;
     ca_aw_job  *job;
 
     size = sizeof(ca_aw_job) + n * (2 * sizeof(char *) + sizeof(size_t))
            + ncheck * sizeof(ca_aw_jcheck) + key_bytes;
+    all = 0;
     for (i = 0; i < n; i++) {
         nl = strlen(names[i]);
         if (i < CA_ENTRY_FIELDS) {
             nls[i] = nl;
         }
-        size += nl + 1 + lens[i] + 1;
+        all += nl + 1;
+        size += lens[i] + 1;
     }
+    size += all;
 
     /* everything past the job itself is written below (or, the checks,
      * by the caller): zeroing it all was a third of the cost */
@@ -187,27 +190,37 @@ ca_aw_job_new(size_t n, const char *const *names, const char *const *values,
     job->value = job->name + n;
     job->len = (size_t *) (job->value + n);
     job->check = (ca_aw_jcheck *) (job->len + n);
+    job->chain = (size_t) -1;
+
+    /* the names side by side, then the values: jobs of one shape have
+     * the same names block (ca_aw_same_shape) */
     p = (char *) (job->check + ncheck);
+    job->names_len = all;
+    v = p + all;
 
     for (i = 0; i < n; i++) {
         nl = i < CA_ENTRY_FIELDS ? nls[i] : strlen(names[i]);
         memcpy(p, names[i], nl + 1);
         job->name[i] = p;
         p += nl + 1;
-        memcpy(p, values[i], lens[i]);
-        p[lens[i]] = '\0';
-        job->value[i] = p;
+        memcpy(v, values[i], lens[i]);
+        v[lens[i]] = '\0';
+        job->value[i] = v;
         job->len[i] = lens[i];
-        p += lens[i] + 1;
+        v += lens[i] + 1;
         if (nl == 2 && memcmp(names[i], "ts", 2) == 0) {
             job->ts = strtoll(job->value[i], NULL, 10);
         } else if (nl == 3 && memcmp(names[i], "seq", 3) == 0) {
             job->seq = strtoull(job->value[i], NULL, 10);
+        } else if (nl == 5 && memcmp(names[i], "chain", 5) == 0
+                   && job->chain == (size_t) -1)
+        {
+            job->chain = i;
         }
     }
     /* what is left is for the checks' keys */
     for (i = 0; i < ncheck; i++) {
-        job->check[i].key = p;
+        job->check[i].key = v;
     }
     return job;
 }
@@ -224,19 +237,17 @@ int
 ca_aw_job_chain(const ca_aw_job *job, const char **chain, size_t *len,
                 size_t *slash)
 {
-    size_t  i, k;
+    size_t  i = job->chain, k;
 
-    for (i = 0; i < job->n; i++) {
-        if (strcmp(job->name[i], "chain") == 0) {
-            *chain = job->value[i];
-            *len = job->len[i];
-            for (k = job->len[i]; k > 0; k--) {
-                if (job->value[i][k - 1] == '/') {
-                    *slash = k - 1;
-                    return 0;
-                }
-            }
-            return -1;
+    if (i == (size_t) -1) {
+        return -1;
+    }
+    *chain = job->value[i];
+    *len = job->len[i];
+    for (k = job->len[i]; k > 0; k--) {
+        if (job->value[i][k - 1] == '/') {
+            *slash = k - 1;
+            return 0;
         }
     }
     return -1;
@@ -260,24 +271,20 @@ ca_aw_is_x(const ca_aw_job *job, size_t i)
 }
 
 
+/* The same names in the same order, the same ones per variant. */
 static int
 ca_aw_same_shape(const ca_aw_job *a, const ca_aw_job *b)
 {
-    size_t  i;
+    int  decision = (a->kind == CA_AW_KIND_DECISION);
 
-    if ((a->kind == CA_AW_KIND_DECISION) != (b->kind == CA_AW_KIND_DECISION)
-        || a->n != b->n)
+    if (decision != (b->kind == CA_AW_KIND_DECISION) || a->n != b->n
+        || a->names_len != b->names_len
+        || (decision && memcmp(a->xpos, b->xpos, sizeof(a->xpos)) != 0))
     {
         return 0;
     }
-    for (i = 0; i < a->n; i++) {
-        if (strcmp(a->name[i], b->name[i]) != 0
-            || ca_aw_is_x(a, i) != ca_aw_is_x(b, i))
-        {
-            return 0;
-        }
-    }
-    return 1;
+    /* NUL-separated, so one comparison is every name's */
+    return a->n == 0 || memcmp(a->name[0], b->name[0], a->names_len) == 0;
 }
 
 

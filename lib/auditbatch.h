@@ -41,6 +41,9 @@ struct ca_aw_job {
 
     /* the entry (a decision: its allow variant), copied */
     size_t              n;
+    size_t              names_len;      /* the names, NULs included, are
+                                           side by side from name[0] */
+    size_t              chain;          /* index of `chain`, or -1 */
     const char        **name;
     const char        **value;
     size_t             *len;
