@@ -156,11 +156,59 @@ ca_aw_script_sha(void)
 }
 
 
+/*
+ * Jobs come and go at the request rate, a couple of KiB each: above
+ * malloc's per-thread cache, each was a trip through its bins.  Jobs up
+ * to CA_AW_JOB_BLOCK bytes are that size, and a few freed ones are kept
+ * for the next (a process has one writer; tools none).  Not under ASan,
+ * which could not see a job used after it was freed.
+ */
+#define CA_AW_JOB_BLOCK  4096
+#define CA_AW_JOBS_KEPT  32
+#if defined(__SANITIZE_ADDRESS__)
+#define CA_AW_KEEP_JOBS  0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CA_AW_KEEP_JOBS  0
+#endif
+#endif
+#ifndef CA_AW_KEEP_JOBS
+#define CA_AW_KEEP_JOBS  1
+#endif
+
+static void    *ca_aw_kept[CA_AW_JOBS_KEPT];
+static size_t   ca_aw_n_kept;
+
+
+static void *
+ca_aw_job_alloc(size_t size, size_t *cap)
+{
+    if (size > CA_AW_JOB_BLOCK) {
+        *cap = size;
+        return malloc(size);
+    }
+    *cap = CA_AW_JOB_BLOCK;
+    if (ca_aw_n_kept > 0) {
+        return ca_aw_kept[--ca_aw_n_kept];
+    }
+    return malloc(CA_AW_JOB_BLOCK);
+}
+
+
+void
+ca_aw_jobs_release(void)
+{
+    while (ca_aw_n_kept > 0) {
+        free(ca_aw_kept[--ca_aw_n_kept]);
+    }
+}
+
+
 ca_aw_job *
 ca_aw_job_new(size_t n, const char *const *names, const char *const *values,
               const size_t *lens, size_t ncheck, size_t key_bytes)
 {
-    size_t      size, i, nl, all;
+    size_t      size, i, nl, all, cap;
     size_t      nls[CA_ENTRY_FIELDS];
     char       *p, *v;
     ca_aw_job  *job;
@@ -180,11 +228,12 @@ ca_aw_job_new(size_t n, const char *const *names, const char *const *values,
 
     /* everything past the job itself is written below (or, the checks,
      * by the caller): zeroing it all was a third of the cost */
-    job = malloc(size);
+    job = ca_aw_job_alloc(size, &cap);
     if (job == NULL) {
         return NULL;
     }
     memset(job, 0, sizeof(ca_aw_job));
+    job->cap = cap;
     job->n = n;
     job->name = (const char **) (job + 1);
     job->value = job->name + n;
@@ -229,6 +278,12 @@ ca_aw_job_new(size_t n, const char *const *names, const char *const *values,
 void
 ca_aw_job_free(ca_aw_job *job)
 {
+    if (CA_AW_KEEP_JOBS && job != NULL && job->cap == CA_AW_JOB_BLOCK
+        && ca_aw_n_kept < CA_AW_JOBS_KEPT)
+    {
+        ca_aw_kept[ca_aw_n_kept++] = job;
+        return;
+    }
     free(job);
 }
 

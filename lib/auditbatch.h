@@ -31,6 +31,7 @@ typedef struct {
 
 struct ca_aw_job {
     ca_aw_job          *next;
+    size_t              cap;            /* bytes allocated */
     char                kind;
     int                 after_gap;      /* sent as 'F': its predecessor
                                            is gone from Redis */
@@ -75,6 +76,8 @@ ca_aw_job *ca_aw_job_new(size_t n, const char *const *names,
                          const char *const *values, const size_t *lens,
                          size_t ncheck, size_t key_bytes);
 void ca_aw_job_free(ca_aw_job *job);
+/* Frees the jobs kept for reuse. */
+void ca_aw_jobs_release(void);
 
 /* The chain field of a job, split at its last '/': writer and lane. */
 int ca_aw_job_chain(const ca_aw_job *job, const char **chain, size_t *len,

@@ -588,5 +588,6 @@ ca_aw_free(ca_aw *aw)
     free(aw->free);
     free(aw->ended);
     free(aw);
+    ca_aw_jobs_release();
     return removed;
 }
