@@ -336,19 +336,36 @@ ca_resp_format(char *out, int argc, const char **argv, const size_t *lens)
     return (size_t) (p - out);
 }
 
+/* A script call carries a length for each of its hundreds of arguments:
+ * two digits at a time, written from the end. */
+#define CA_DEC_ROW(t)                                                        \
+    t "0" t "1" t "2" t "3" t "4" t "5" t "6" t "7" t "8" t "9"
+
+static const char  dec_pairs[] =
+    CA_DEC_ROW("0") CA_DEC_ROW("1") CA_DEC_ROW("2") CA_DEC_ROW("3")
+    CA_DEC_ROW("4") CA_DEC_ROW("5") CA_DEC_ROW("6") CA_DEC_ROW("7")
+    CA_DEC_ROW("8") CA_DEC_ROW("9");
+
 size_t
 ca_u64_str(uint64_t v, char *out)
 {
     char    tmp[20];
-    size_t  n = 0, i;
+    char   *p = tmp + sizeof(tmp);
+    size_t  n;
 
-    do {
-        tmp[n++] = (char) ('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
+    while (v >= 100) {
+        p -= 2;
+        memcpy(p, dec_pairs + 2 * (v % 100), 2);
+        v /= 100;
     }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, dec_pairs + 2 * v, 2);
+    } else {
+        *--p = (char) ('0' + v);
+    }
+    n = (size_t) (tmp + sizeof(tmp) - p);
+    memcpy(out, p, n);
     out[n] = '\0';
     return n;
 }

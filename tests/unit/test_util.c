@@ -1,7 +1,8 @@
 /*
- * Hex both ways (lib/util.c): the audit's hashes and the banks' fingerprints
- * go through these on every request, so they are table-driven; the table
- * must agree with the plain definition on every byte.
+ * Hex both ways and decimal digits (lib/util.c): the audit's hashes, the
+ * banks' fingerprints and every length of a script call go through these
+ * on every request, so they are table-driven; the tables must agree with
+ * the plain definitions.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -73,6 +74,38 @@ test_unhex_refusals(void **state)
     assert_int_equal(b[0], 0x55);
 }
 
+static void
+test_u64_str(void **state)
+{
+    char      out[21], want[21];
+    uint64_t  v;
+    size_t    n;
+
+    (void) state;
+    /* every length of number, each power of ten and its neighbours */
+    for (v = 1; ; v *= 10) {
+        for (uint64_t d = v - 1; d <= v + 1; d++) {
+            snprintf(want, sizeof(want), "%llu", (unsigned long long) d);
+            memset(out, 'x', sizeof(out));
+            n = ca_u64_str(d, out);
+            assert_int_equal(n, strlen(want));
+            assert_string_equal(out, want);
+        }
+        if (v > UINT64_MAX / 10) {
+            break;
+        }
+    }
+    for (v = 0; v < 100000; v += 7) {
+        snprintf(want, sizeof(want), "%llu", (unsigned long long) v);
+        n = ca_u64_str(v, out);
+        assert_int_equal(n, strlen(want));
+        assert_string_equal(out, want);
+    }
+    n = ca_u64_str(UINT64_MAX, out);
+    assert_int_equal(n, 20);
+    assert_string_equal(out, "18446744073709551615");
+}
+
 int
 main(void)
 {
@@ -80,6 +113,7 @@ main(void)
         cmocka_unit_test(test_hex_every_byte),
         cmocka_unit_test(test_unhex_upper_case),
         cmocka_unit_test(test_unhex_refusals),
+        cmocka_unit_test(test_u64_str),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
