@@ -140,7 +140,7 @@ ca_chain_init(ca_chain *ch, const char *id)
  * updates: four small updates per field cost more than the hashing.
  */
 typedef struct {
-    EVP_MD_CTX     *md;
+    ca_sha256_ctx   md;
     size_t          n;
     unsigned char   b[2048];
 } ca_hbuf;
@@ -149,10 +149,10 @@ static void
 hput(ca_hbuf *h, const void *p, size_t len)
 {
     if (h->n + len > sizeof(h->b)) {
-        EVP_DigestUpdate(h->md, h->b, h->n);
+        ca_sha256_update(&h->md, h->b, h->n);
         h->n = 0;
         if (len > sizeof(h->b)) {
-            EVP_DigestUpdate(h->md, p, len);
+            ca_sha256_update(&h->md, p, len);
             return;
         }
     }
@@ -191,11 +191,8 @@ hfields(ca_hbuf *h, const char *const *names, const char *const *values,
 static void
 hfinal(ca_hbuf *h, unsigned char out[32])
 {
-    if (EVP_DigestUpdate(h->md, h->b, h->n) != 1
-        || EVP_DigestFinal_ex(h->md, out, NULL) != 1)
-    {
-        memset(out, 0xff, 32);
-    }
+    ca_sha256_update(&h->md, h->b, h->n);
+    ca_sha256_final(&h->md, out);
 }
 
 void
@@ -204,34 +201,22 @@ ca_entry_digest(const char *const *names, const char *const *values,
 {
     ca_hbuf  h;
 
-    h.md = ca_sha256_begin();
-    if (h.md == NULL) {
-        /* out of memory: fail loudly, not open */
-        memset(out, 0xff, 32);
-        return;
-    }
+    ca_sha256_init(&h.md);
     h.n = 0;
     hfields(&h, names, values, lens, 0, n);
     hfinal(&h, out);
 }
 
-EVP_MD_CTX *
-ca_entry_digest_prefix(const ca_entry *e, size_t upto)
+void
+ca_entry_digest_prefix(const ca_entry *e, size_t upto, ca_sha256_ctx *prefix)
 {
     ca_hbuf  h;
 
-    h.md = EVP_MD_CTX_new();
-    if (h.md == NULL || EVP_DigestInit_ex(h.md, ca_md_sha256(), NULL) != 1) {
-        EVP_MD_CTX_free(h.md);
-        return NULL;
-    }
+    ca_sha256_init(&h.md);
     h.n = 0;
     hfields(&h, e->name, e->value, e->len, 0, upto);
-    if (EVP_DigestUpdate(h.md, h.b, h.n) != 1) {
-        EVP_MD_CTX_free(h.md);
-        return NULL;
-    }
-    return h.md;
+    ca_sha256_update(&h.md, h.b, h.n);
+    *prefix = h.md;
 }
 
 int
@@ -241,7 +226,7 @@ ca_chain_seal(ca_chain *ch, ca_entry *e)
 }
 
 int
-ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const EVP_MD_CTX *prefix,
+ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const ca_sha256_ctx *prefix,
                        size_t upto)
 {
     char          hex[65];
@@ -261,10 +246,7 @@ ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const EVP_MD_CTX *prefix,
     if (prefix == NULL) {
         ca_entry_digest(e->name, e->value, e->len, e->n, h);
     } else {
-        hb.md = ca_sha256_begin();
-        if (hb.md == NULL || EVP_MD_CTX_copy_ex(hb.md, prefix) != 1) {
-            return -1;
-        }
+        hb.md = *prefix;
         hb.n = 0;
         hfields(&hb, e->name, e->value, e->len, upto, e->n);
         hfinal(&hb, h);

@@ -14,6 +14,8 @@
 #include <stdint.h>
 #include <openssl/evp.h>
 
+#include "util.h"
+
 #define CA_AUDIT_VERSION   "1"
 #define CA_ENTRY_FIELDS    40
 #define CA_ENTRY_BYTES     8192
@@ -66,10 +68,10 @@ int ca_chain_seal(ca_chain *ch, ca_entry *e);
  * ca_entry_digest_prefix() over an entry whose first upto fields are the
  * same): variants of one decision differ only after them. */
 int ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e,
-                           const EVP_MD_CTX *prefix, size_t upto);
-/* The digest of fields [0, upto) of e; the caller frees it
- * (EVP_MD_CTX_free).  NULL if out of memory. */
-EVP_MD_CTX *ca_entry_digest_prefix(const ca_entry *e, size_t upto);
+                           const ca_sha256_ctx *prefix, size_t upto);
+/* The digest of fields [0, upto) of e, still open, in *prefix. */
+void ca_entry_digest_prefix(const ca_entry *e, size_t upto,
+                            ca_sha256_ctx *prefix);
 
 /* SHA-256 over the canonical encoding of all fields but `hash`. */
 void ca_entry_digest(const char *const *names, const char *const *values,

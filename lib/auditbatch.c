@@ -156,51 +156,120 @@ ca_aw_script_sha(void)
 }
 
 
+/*
+ * Jobs come and go at the request rate, a couple of KiB each: above
+ * malloc's per-thread cache, each was a trip through its bins.  Jobs up
+ * to CA_AW_JOB_BLOCK bytes are that size, and a few freed ones are kept
+ * for the next (a process has one writer; tools none).  Not under ASan,
+ * which could not see a job used after it was freed.
+ */
+#define CA_AW_JOB_BLOCK  4096
+#define CA_AW_JOBS_KEPT  32
+#if defined(__SANITIZE_ADDRESS__)
+#define CA_AW_KEEP_JOBS  0
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CA_AW_KEEP_JOBS  0
+#endif
+#endif
+#ifndef CA_AW_KEEP_JOBS
+#define CA_AW_KEEP_JOBS  1
+#endif
+
+static void    *ca_aw_kept[CA_AW_JOBS_KEPT];
+static size_t   ca_aw_n_kept;
+
+
+static void *
+ca_aw_job_alloc(size_t size, size_t *cap)
+{
+    if (size > CA_AW_JOB_BLOCK) {
+        *cap = size;
+        return malloc(size);
+    }
+    *cap = CA_AW_JOB_BLOCK;
+    if (ca_aw_n_kept > 0) {
+        return ca_aw_kept[--ca_aw_n_kept];
+    }
+    return malloc(CA_AW_JOB_BLOCK);
+}
+
+
+void
+ca_aw_jobs_release(void)
+{
+    while (ca_aw_n_kept > 0) {
+        free(ca_aw_kept[--ca_aw_n_kept]);
+    }
+}
+
+
 ca_aw_job *
 ca_aw_job_new(size_t n, const char *const *names, const char *const *values,
               const size_t *lens, size_t ncheck, size_t key_bytes)
 {
-    size_t      size, i;
-    char       *p;
+    size_t      size, i, nl, all, cap;
+    size_t      nls[CA_ENTRY_FIELDS];
+    char       *p, *v;
     ca_aw_job  *job;
 
     size = sizeof(ca_aw_job) + n * (2 * sizeof(char *) + sizeof(size_t))
            + ncheck * sizeof(ca_aw_jcheck) + key_bytes;
+    all = 0;
     for (i = 0; i < n; i++) {
-        size += strlen(names[i]) + 1 + lens[i] + 1;
+        nl = strlen(names[i]);
+        if (i < CA_ENTRY_FIELDS) {
+            nls[i] = nl;
+        }
+        all += nl + 1;
+        size += lens[i] + 1;
     }
+    size += all;
 
-    job = calloc(1, size);
+    /* everything past the job itself is written below (or, the checks,
+     * by the caller): zeroing it all was a third of the cost */
+    job = ca_aw_job_alloc(size, &cap);
     if (job == NULL) {
         return NULL;
     }
+    memset(job, 0, sizeof(ca_aw_job));
+    job->cap = cap;
     job->n = n;
     job->name = (const char **) (job + 1);
     job->value = job->name + n;
     job->len = (size_t *) (job->value + n);
     job->check = (ca_aw_jcheck *) (job->len + n);
+    job->chain = (size_t) -1;
+
+    /* the names side by side, then the values: jobs of one shape have
+     * the same names block (ca_aw_same_shape) */
     p = (char *) (job->check + ncheck);
+    job->names_len = all;
+    v = p + all;
 
     for (i = 0; i < n; i++) {
-        size_t  nl = strlen(names[i]);
-
+        nl = i < CA_ENTRY_FIELDS ? nls[i] : strlen(names[i]);
         memcpy(p, names[i], nl + 1);
         job->name[i] = p;
         p += nl + 1;
-        memcpy(p, values[i], lens[i]);
-        p[lens[i]] = '\0';
-        job->value[i] = p;
+        memcpy(v, values[i], lens[i]);
+        v[lens[i]] = '\0';
+        job->value[i] = v;
         job->len[i] = lens[i];
-        p += lens[i] + 1;
-        if (strcmp(names[i], "ts") == 0) {
+        v += lens[i] + 1;
+        if (nl == 2 && memcmp(names[i], "ts", 2) == 0) {
             job->ts = strtoll(job->value[i], NULL, 10);
-        } else if (strcmp(names[i], "seq") == 0) {
+        } else if (nl == 3 && memcmp(names[i], "seq", 3) == 0) {
             job->seq = strtoull(job->value[i], NULL, 10);
+        } else if (nl == 5 && memcmp(names[i], "chain", 5) == 0
+                   && job->chain == (size_t) -1)
+        {
+            job->chain = i;
         }
     }
     /* what is left is for the checks' keys */
     for (i = 0; i < ncheck; i++) {
-        job->check[i].key = p;
+        job->check[i].key = v;
     }
     return job;
 }
@@ -209,6 +278,12 @@ ca_aw_job_new(size_t n, const char *const *names, const char *const *values,
 void
 ca_aw_job_free(ca_aw_job *job)
 {
+    if (CA_AW_KEEP_JOBS && job != NULL && job->cap == CA_AW_JOB_BLOCK
+        && ca_aw_n_kept < CA_AW_JOBS_KEPT)
+    {
+        ca_aw_kept[ca_aw_n_kept++] = job;
+        return;
+    }
     free(job);
 }
 
@@ -217,19 +292,17 @@ int
 ca_aw_job_chain(const ca_aw_job *job, const char **chain, size_t *len,
                 size_t *slash)
 {
-    size_t  i, k;
+    size_t  i = job->chain, k;
 
-    for (i = 0; i < job->n; i++) {
-        if (strcmp(job->name[i], "chain") == 0) {
-            *chain = job->value[i];
-            *len = job->len[i];
-            for (k = job->len[i]; k > 0; k--) {
-                if (job->value[i][k - 1] == '/') {
-                    *slash = k - 1;
-                    return 0;
-                }
-            }
-            return -1;
+    if (i == (size_t) -1) {
+        return -1;
+    }
+    *chain = job->value[i];
+    *len = job->len[i];
+    for (k = job->len[i]; k > 0; k--) {
+        if (job->value[i][k - 1] == '/') {
+            *slash = k - 1;
+            return 0;
         }
     }
     return -1;
@@ -253,24 +326,20 @@ ca_aw_is_x(const ca_aw_job *job, size_t i)
 }
 
 
+/* The same names in the same order, the same ones per variant. */
 static int
 ca_aw_same_shape(const ca_aw_job *a, const ca_aw_job *b)
 {
-    size_t  i;
+    int  decision = (a->kind == CA_AW_KIND_DECISION);
 
-    if ((a->kind == CA_AW_KIND_DECISION) != (b->kind == CA_AW_KIND_DECISION)
-        || a->n != b->n)
+    if (decision != (b->kind == CA_AW_KIND_DECISION) || a->n != b->n
+        || a->names_len != b->names_len
+        || (decision && memcmp(a->xpos, b->xpos, sizeof(a->xpos)) != 0))
     {
         return 0;
     }
-    for (i = 0; i < a->n; i++) {
-        if (strcmp(a->name[i], b->name[i]) != 0
-            || ca_aw_is_x(a, i) != ca_aw_is_x(b, i))
-        {
-            return 0;
-        }
-    }
-    return 1;
+    /* NUL-separated, so one comparison is every name's */
+    return a->n == 0 || memcmp(a->name[0], b->name[0], a->names_len) == 0;
 }
 
 
@@ -401,8 +470,7 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
     NUM(b->njobs);
     for (i = 0; i < b->njobs; i++) {
         const char  *chain;
-        size_t       clen, slash;
-        int          n;
+        size_t       clen, slash, n;
 
         job = b->jobs[i];
         if (ca_aw_job_chain(job, &chain, &clen, &slash) != 0) {
@@ -412,10 +480,12 @@ ca_aw_encode(ca_aw_batch *b, const char *stream)
             : job->kind == CA_AW_KIND_REPLAY || job->after_gap ? "F" : "E",
             1);
         NUM(tof[i] + 1);
-        n = snprintf(s, 14 + 160 + 1, "credit:chains:%.*s",
-                     (int) (slash < 160 ? slash : 160), chain);
-        ARG(s, (size_t) n);
-        s += n + 1;
+        n = slash < 160 ? slash : 160;
+        memcpy(s, "credit:chains:", 14);
+        memcpy(s + 14, chain, n);
+        s[14 + n] = '\0';
+        ARG(s, 14 + n);
+        s += 14 + n + 1;
         ARG(chain + slash + 1, clen - slash - 1);
         NUM(job->seq);
         for (j = 0; j < job->n; j++) {

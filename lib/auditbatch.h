@@ -31,6 +31,7 @@ typedef struct {
 
 struct ca_aw_job {
     ca_aw_job          *next;
+    size_t              cap;            /* bytes allocated */
     char                kind;
     int                 after_gap;      /* sent as 'F': its predecessor
                                            is gone from Redis */
@@ -41,6 +42,9 @@ struct ca_aw_job {
 
     /* the entry (a decision: its allow variant), copied */
     size_t              n;
+    size_t              names_len;      /* the names, NULs included, are
+                                           side by side from name[0] */
+    size_t              chain;          /* index of `chain`, or -1 */
     const char        **name;
     const char        **value;
     size_t             *len;
@@ -72,6 +76,8 @@ ca_aw_job *ca_aw_job_new(size_t n, const char *const *names,
                          const char *const *values, const size_t *lens,
                          size_t ncheck, size_t key_bytes);
 void ca_aw_job_free(ca_aw_job *job);
+/* Frees the jobs kept for reuse. */
+void ca_aw_jobs_release(void);
 
 /* The chain field of a job, split at its last '/': writer and lane. */
 int ca_aw_job_chain(const ca_aw_job *job, const char **chain, size_t *len,
@@ -155,7 +161,8 @@ int ca_aw_spool_record(ca_aw *aw, const ca_spool_record *rec);
 int ca_aw_has_spool(const ca_aw *aw);
 
 /* auditsign.c */
-void ca_aw_head_acked(ca_aw *aw, ca_aw_job *job, const char *hash);
+void ca_aw_head_acked(ca_aw *aw, ca_aw_job *job,
+                      const unsigned char head[32]);
 void ca_aw_head_retired(ca_aw *aw, ca_aw_lane *l);
 int ca_aw_heads_pending(const ca_aw *aw, int online);
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "auditbatch.h"
+#include "util.h"
 
 
 static size_t
@@ -24,11 +25,24 @@ ca_aw_field(const ca_entry *e, const char *name)
 }
 
 
+/* A check's number as the script reads it (out: 24 bytes). */
+static void
+ca_aw_num(char *out, int64_t v)
+{
+    if (v < 0) {
+        *out++ = '-';
+        (void) ca_u64_str((uint64_t) 0 - (uint64_t) v, out);
+        return;
+    }
+    (void) ca_u64_str((uint64_t) v, out);
+}
+
+
 /* Seals e on a copy of the lane's chain with the decision and reason of
  * variant v; e is left sealed with it. */
 static int
 ca_aw_seal_variant(ca_aw *aw, size_t slot, ca_entry *e, size_t base_n,
-                   size_t base_used, size_t dpos, const EVP_MD_CTX *prefix,
+                   size_t base_used, size_t dpos, const ca_sha256_ctx *prefix,
                    const ca_aw_variant *v, char hash[65])
 {
     ca_chain     ch = aw->lanes[slot].chain;
@@ -59,7 +73,7 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
     ca_aw_job     *job;
     ca_aw_variant  var[CA_AW_VARIANTS_MAX];
     size_t         slot;
-    EVP_MD_CTX    *prefix;
+    ca_sha256_ctx  prefix;
 
     dpos = ca_aw_field(e, "decision");
     if (n > CA_AW_CHECKS_MAX || dpos == (size_t) -1 || dpos + 1 >= e->n
@@ -86,8 +100,7 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
             if (nvar == CA_AW_VARIANTS_MAX) {
                 return CA_AW_LOST;
             }
-            snprintf(var[k].decision, sizeof(var[k].decision), "%s",
-                     refusal);
+            memcpy(var[k].decision, refusal, strlen(refusal) + 1);
             var[k].reason = checks[i].reason;
             nvar++;
         }
@@ -103,28 +116,21 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
     }
 
     /* the fields before the decision are hashed once for all variants */
-    prefix = ca_entry_digest_prefix(e, dpos);
-    if (prefix == NULL) {
-        ca_aw_lane_release(aw, slot);
-        ca_aw_log(aw, CA_AW_LOG_ERR, "out of memory");
-        return CA_AW_LOST;
-    }
+    ca_entry_digest_prefix(e, dpos, &prefix);
 
     /* variant 0 last, so that e ends up sealed as the allow */
     base_n = e->n;
     base_used = e->used;
     for (k = nvar; k-- > 0; ) {
-        if (ca_aw_seal_variant(aw, slot, e, base_n, base_used, dpos, prefix,
+        if (ca_aw_seal_variant(aw, slot, e, base_n, base_used, dpos, &prefix,
                                &var[k], var[k].hash)
             != 0)
         {
-            EVP_MD_CTX_free(prefix);
             ca_aw_lane_release(aw, slot);
             ca_aw_log(aw, CA_AW_LOG_ALERT, "audit entry too large");
             return CA_AW_LOST;
         }
     }
-    EVP_MD_CTX_free(prefix);
 
     job = ca_aw_job_new(e->n, e->name, e->value, e->len, n, keys);
     if (job == NULL) {
@@ -150,12 +156,11 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
         c->field = p;
         p = stpcpy(p, f) + 1;
         c->op = checks[i].op;
-        snprintf(c->by, sizeof(c->by), "%lld", (long long) checks[i].by);
-        snprintf(c->max, sizeof(c->max), "%lld",
-                 (long long) checks[i].max);
-        snprintf(c->expire, sizeof(c->expire), "%lld",
-                 (long long) checks[i].expire_at);
-        snprintf(c->variant, sizeof(c->variant), "%zu", vof[i] + 1);
+        ca_aw_num(c->by, checks[i].by);
+        ca_aw_num(c->max, checks[i].max);
+        ca_aw_num(c->expire, checks[i].expire_at);
+        /* at most CA_AW_VARIANTS_MAX */
+        (void) ca_u64_str(vof[i] + 1, c->variant);
     }
 
     ca_aw_enqueue(aw, job);

@@ -26,7 +26,7 @@ ca_aw_is_checkpoint(const ca_aw_job *job)
 
 
 void
-ca_aw_head_acked(ca_aw *aw, ca_aw_job *job, const char *hash)
+ca_aw_head_acked(ca_aw *aw, ca_aw_job *job, const unsigned char head[32])
 {
     ca_aw_lane  *l;
 
@@ -38,7 +38,7 @@ ca_aw_head_acked(ca_aw *aw, ca_aw_job *job, const char *hash)
         return;
     }
     l->acked_seq = job->seq;
-    (void) ca_unhex(hash, l->acked_head, 32);
+    memmove(l->acked_head, head, 32);
     if (job->slot == 0 && ca_aw_is_checkpoint(job)) {
         aw->cp0_seq = job->seq;
         memcpy(aw->cp0_head, l->acked_head, 32);

@@ -296,14 +296,18 @@ ca_aw_failed(ca_aw *aw, ca_aw_job *job)
 static void
 ca_aw_acked(ca_aw *aw, ca_aw_job *job, char res)
 {
-    size_t      v;
-    ca_aw_lane *l = &aw->lanes[job->slot];
+    size_t          v;
+    unsigned char   head[32];
+    ca_aw_lane     *l = &aw->lanes[job->slot];
 
     aw->stats.acked++;
     /* the lane's number is the job's chain: no need to read it back */
     ca_aw_heads_acked(aw, l->no, job->seq);
     if (job->kind != CA_AW_KIND_DECISION) {
-        ca_aw_head_acked(aw, job, job->value[job->n - 1]);
+        /* not hex (cannot be, sealed here): the head stays as it was */
+        ca_aw_head_acked(aw, job,
+                         ca_unhex(job->value[job->n - 1], head, 32) == 0
+                         ? head : l->acked_head);
         if (job->slot != 0) {
             ca_aw_lane_release(aw, job->slot);
         }
@@ -313,7 +317,7 @@ ca_aw_acked(ca_aw *aw, ca_aw_job *job, char res)
     v = (size_t) (res - '1');
     l->chain.seq = job->seq;
     (void) ca_unhex(job->var[v].hash, l->chain.head, 32);
-    ca_aw_head_acked(aw, job, job->var[v].hash);
+    ca_aw_head_acked(aw, job, l->chain.head);
     ca_aw_lane_release(aw, job->slot);
     ca_aw_settle(aw, job, CA_AW_ACKED, job->var[v].reason);
 }
@@ -584,5 +588,6 @@ ca_aw_free(ca_aw *aw)
     free(aw->free);
     free(aw->ended);
     free(aw);
+    ca_aw_jobs_release();
     return removed;
 }

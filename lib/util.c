@@ -1,3 +1,6 @@
+/* SHA256_Init & co (ca_sha256_init): deprecated, not removed */
+#define OPENSSL_SUPPRESS_DEPRECATED
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -174,38 +177,52 @@ ca_b64url_encode(const unsigned char *in, size_t len, char *out)
     return n;
 }
 
+/* Every audit entry carries a few SHA-256s in hex: two digits a byte. */
+#define CA_HEX_ROW(h)                                                        \
+    h "0" h "1" h "2" h "3" h "4" h "5" h "6" h "7"                          \
+    h "8" h "9" h "a" h "b" h "c" h "d" h "e" h "f"
+
+static const char  hex_pairs[] =
+    CA_HEX_ROW("0") CA_HEX_ROW("1") CA_HEX_ROW("2") CA_HEX_ROW("3")
+    CA_HEX_ROW("4") CA_HEX_ROW("5") CA_HEX_ROW("6") CA_HEX_ROW("7")
+    CA_HEX_ROW("8") CA_HEX_ROW("9") CA_HEX_ROW("a") CA_HEX_ROW("b")
+    CA_HEX_ROW("c") CA_HEX_ROW("d") CA_HEX_ROW("e") CA_HEX_ROW("f");
+
 void
 ca_hex(const unsigned char *in, size_t len, char *out)
 {
-    static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < len; i++) {
-        out[2 * i] = digits[in[i] >> 4];
-        out[2 * i + 1] = digits[in[i] & 15];
+        memcpy(out + 2 * i, hex_pairs + 2 * in[i], 2);
     }
     out[2 * len] = '\0';
 }
 
-static int
-hexval(char c)
-{
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-}
+/* value + 1; 0: not a hex digit (the NUL included) */
+static const unsigned char hex_val[256] = {
+    ['0'] = 1, ['1'] = 2, ['2'] = 3, ['3'] = 4, ['4'] = 5, ['5'] = 6,
+    ['6'] = 7, ['7'] = 8, ['8'] = 9, ['9'] = 10,
+    ['a'] = 11, ['b'] = 12, ['c'] = 13, ['d'] = 14, ['e'] = 15, ['f'] = 16,
+    ['A'] = 11, ['B'] = 12, ['C'] = 13, ['D'] = 14, ['E'] = 15, ['F'] = 16
+};
 
+/* Checked whole before out is written: a bad string leaves it as it was. */
 int
 ca_unhex(const char *in, unsigned char *out, size_t outlen)
 {
-    if (strlen(in) != 2 * outlen) {
-        return -1;
-    }
-    for (size_t i = 0; i < outlen; i++) {
-        int hi = hexval(in[2 * i]), lo = hexval(in[2 * i + 1]);
-        if (hi < 0 || lo < 0) {
+    const unsigned char *s = (const unsigned char *) in;
+    size_t               i;
+
+    for (i = 0; i < 2 * outlen; i++) {
+        if (hex_val[s[i]] == 0) {
             return -1;
         }
-        out[i] = (unsigned char) (hi << 4 | lo);
+    }
+    if (s[2 * outlen] != '\0') {
+        return -1;
+    }
+    for (i = 0; i < outlen; i++) {
+        out[i] = (unsigned char) ((hex_val[s[2 * i]] - 1) << 4
+                                  | (hex_val[s[2 * i + 1]] - 1));
     }
     return 0;
 }
@@ -227,30 +244,35 @@ ca_md_sha256(void)
     return sha256_md;
 }
 
-/* The digest context too: a new one per digest is two allocations and a
- * provider context set-up, for hashing a few hundred bytes. */
-static EVP_MD_CTX *sha256_ctx;
-
-EVP_MD_CTX *
-ca_sha256_begin(void)
+/*
+ * The audit hashes every entry (and a decision once per variant), the
+ * token cache every token: a few hundred bytes each time.  Through EVP,
+ * each init or copy of a context frees and allocates the provider's
+ * context and looks for an ENGINE (perf: as much time as the hashing).
+ * The SHA256_* functions are the same code without that; OpenSSL 3
+ * marks them deprecated but keeps them (4.x too).
+ */
+void
+ca_sha256_init(ca_sha256_ctx *ctx)
 {
-    if (sha256_ctx == NULL) {
-        sha256_ctx = EVP_MD_CTX_new();
-        if (sha256_ctx == NULL) {
-            return NULL;
-        }
-    }
-    if (EVP_DigestInit_ex(sha256_ctx, ca_md_sha256(), NULL) != 1) {
-        return NULL;
-    }
-    return sha256_ctx;
+    SHA256_Init(&ctx->c);
+}
+
+void
+ca_sha256_update(ca_sha256_ctx *ctx, const void *data, size_t len)
+{
+    SHA256_Update(&ctx->c, data, len);
+}
+
+void
+ca_sha256_final(ca_sha256_ctx *ctx, unsigned char out[32])
+{
+    SHA256_Final(out, &ctx->c);
 }
 
 void
 ca_md_release(void)
 {
-    EVP_MD_CTX_free(sha256_ctx);
-    sha256_ctx = NULL;
     EVP_MD_free(sha256_md);
     sha256_md = NULL;
 }
@@ -292,19 +314,36 @@ ca_resp_format(char *out, int argc, const char **argv, const size_t *lens)
     return (size_t) (p - out);
 }
 
+/* A script call carries a length for each of its hundreds of arguments:
+ * two digits at a time, written from the end. */
+#define CA_DEC_ROW(t)                                                        \
+    t "0" t "1" t "2" t "3" t "4" t "5" t "6" t "7" t "8" t "9"
+
+static const char  dec_pairs[] =
+    CA_DEC_ROW("0") CA_DEC_ROW("1") CA_DEC_ROW("2") CA_DEC_ROW("3")
+    CA_DEC_ROW("4") CA_DEC_ROW("5") CA_DEC_ROW("6") CA_DEC_ROW("7")
+    CA_DEC_ROW("8") CA_DEC_ROW("9");
+
 size_t
 ca_u64_str(uint64_t v, char *out)
 {
     char    tmp[20];
-    size_t  n = 0, i;
+    char   *p = tmp + sizeof(tmp);
+    size_t  n;
 
-    do {
-        tmp[n++] = (char) ('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    for (i = 0; i < n; i++) {
-        out[i] = tmp[n - 1 - i];
+    while (v >= 100) {
+        p -= 2;
+        memcpy(p, dec_pairs + 2 * (v % 100), 2);
+        v /= 100;
     }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, dec_pairs + 2 * v, 2);
+    } else {
+        *--p = (char) ('0' + v);
+    }
+    n = (size_t) (tmp + sizeof(tmp) - p);
+    memcpy(out, p, n);
     out[n] = '\0';
     return n;
 }
@@ -312,14 +351,11 @@ ca_u64_str(uint64_t v, char *out)
 void
 ca_sha256(const void *data, size_t len, unsigned char out[32])
 {
-    EVP_MD_CTX   *md = ca_sha256_begin();
+    ca_sha256_ctx  ctx;
 
-    if (md == NULL || EVP_DigestUpdate(md, data, len) != 1
-        || EVP_DigestFinal_ex(md, out, NULL) != 1)
-    {
-        /* cannot happen with a fetched SHA-256; fail loudly, not open */
-        memset(out, 0xff, 32);
-    }
+    ca_sha256_init(&ctx);
+    ca_sha256_update(&ctx, data, len);
+    ca_sha256_final(&ctx, out);
 }
 
 char *

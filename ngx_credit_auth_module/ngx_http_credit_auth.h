@@ -133,6 +133,7 @@ typedef struct {
 
 typedef struct {
     ca_policy                  *policy;
+    ngx_str_t                   policy_field;   /* "<version> <sha256>" */
     ca_keyset                  *keys;
     ca_banks                   *banks;
     ngx_str_t                   policy_file;

@@ -307,8 +307,7 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
                  ctx->report ? 6 : ctx->reason == CA_OK ? 5 : 4);
     ca_entry_add(e, "reason", ca_reason_name(ctx->reason),
                  ngx_strlen(ca_reason_name(ctx->reason)));
-    ca_entry_addf(e, "policy", "%s %s", mcf->policy->version,
-                  mcf->policy->sha256);
+    ngx_http_credit_auth_add_str(e, "policy", &mcf->policy_field);
 
     if (candidate) {
         rc = ngx_http_credit_auth_audit_allow(r, ctx, e);

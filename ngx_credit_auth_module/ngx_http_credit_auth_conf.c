@@ -326,6 +326,16 @@ ngx_http_credit_auth_policy(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)
         return NGX_CONF_ERROR;
     }
 
+    /* the audit's `policy` field, the same in every decision */
+    mcf->policy_field.len = ngx_strlen(mcf->policy->version) + 1
+                            + ngx_strlen(mcf->policy->sha256);
+    mcf->policy_field.data = ngx_pnalloc(cf->pool, mcf->policy_field.len);
+    if (mcf->policy_field.data == NULL) {
+        return NGX_CONF_ERROR;
+    }
+    ngx_sprintf(mcf->policy_field.data, "%s %s", mcf->policy->version,
+                mcf->policy->sha256);
+
     return NGX_CONF_OK;
 }
 

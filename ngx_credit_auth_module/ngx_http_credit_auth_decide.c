@@ -17,6 +17,20 @@ static ca_reason ngx_http_credit_auth_verify(ngx_http_request_t *r,
     ngx_str_t *token);
 
 
+#define NGX_HTTP_CREDIT_AUTH_CERT_SLOTS  16
+#define NGX_HTTP_CREDIT_AUTH_CERT_MAX    8192
+
+typedef struct {
+    u_char   *value;            /* a Client-Cert value, as sent */
+    size_t    len;              /* 0: empty slot */
+    size_t    cap;
+    u_char    sha256[32];       /* of the certificate it decodes to */
+} ngx_http_credit_auth_cert_slot_t;
+
+static ngx_http_credit_auth_cert_slot_t
+    ngx_http_credit_auth_certs[NGX_HTTP_CREDIT_AUTH_CERT_SLOTS];
+
+
 static ngx_str_t  ngx_http_credit_auth_single[] = {
     ngx_string("Authorization"),
     ngx_string("X-Credit-Purpose"),
@@ -305,6 +319,52 @@ ngx_http_credit_auth_decide_consent(ngx_http_request_t *r,
 
 
 /*
+ * Behind a load balancer every request carries its bank's certificate,
+ * about 1.3 KiB of base64: decoding and hashing it cost more than the rest
+ * of the decision.  A worker remembers the fingerprint of the last value
+ * seen in each of a few slots, by the header's exact bytes; a value that
+ * does not decode is never remembered.
+ */
+static ngx_http_credit_auth_cert_slot_t *
+ngx_http_credit_auth_cert_slot(ngx_str_t *v)
+{
+    size_t  h;
+
+    /* certificates differ most at their end, in the signature */
+    h = v->len;
+    if (v->len >= 10) {
+        h = h * 31 + v->data[v->len - 4];
+        h = h * 31 + v->data[v->len - 7];
+        h = h * 31 + v->data[v->len - 10];
+    }
+    return &ngx_http_credit_auth_certs[h % NGX_HTTP_CREDIT_AUTH_CERT_SLOTS];
+}
+
+
+static void
+ngx_http_credit_auth_cert_remember(ngx_http_credit_auth_cert_slot_t *slot,
+    ngx_str_t *v, u_char *sha256)
+{
+    if (v->len > NGX_HTTP_CREDIT_AUTH_CERT_MAX) {
+        return;
+    }
+    if (slot->cap < v->len) {
+        ngx_free(slot->value);
+        slot->len = 0;
+        slot->cap = 0;
+        slot->value = ngx_alloc(v->len, ngx_cycle->log);
+        if (slot->value == NULL) {
+            return;
+        }
+        slot->cap = v->len;
+    }
+    ngx_memcpy(slot->value, v->data, v->len);
+    slot->len = v->len;
+    ngx_memcpy(slot->sha256, sha256, 32);
+}
+
+
+/*
  * The bank is the verified client certificate's SHA-256 (SPEC §2, §5):
  * from the TLS session, or, behind a TLS-terminating load balancer, from an
  * RFC 9440 Client-Cert value when credit_auth_client_cert is configured.
@@ -319,6 +379,7 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
     u_char               *der;
     ngx_str_t             v, b64, bin;
     unsigned int          len;
+    ngx_http_credit_auth_cert_slot_t  *slot;
 
     if (lcf->client_cert) {
         if (ngx_http_complex_value(r, lcf->client_cert, &v) != NGX_OK) {
@@ -331,6 +392,14 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
         }
         b64.data = v.data + 1;
         b64.len = v.len - 2;
+
+        slot = ngx_http_credit_auth_cert_slot(&v);
+        if (slot->len == v.len && ngx_memcmp(slot->value, v.data, v.len) == 0)
+        {
+            ngx_memcpy(ctx->cert_sha256, slot->sha256, 32);
+            ctx->has_cert = 1;
+            goto found;
+        }
 
         /* Strictly one sf-binary item: nginx's decoder would stop at '='
          * and accept whatever follows, e.g. a second certificate. */
@@ -349,6 +418,7 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
          * certificate cannot have its SHA-256. */
         ca_sha256(bin.data, bin.len, ctx->cert_sha256);
         ctx->has_cert = 1;
+        ngx_http_credit_auth_cert_remember(slot, &v, ctx->cert_sha256);
 
     } else {
 #if (NGX_HTTP_SSL)
@@ -379,6 +449,8 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
         return CA_BANK_UNKNOWN;
 #endif
     }
+
+found:
 
     ctx->bank = ca_banks_find_cert(mcf->banks, ctx->cert_sha256);
     if (ctx->bank == NULL) {
