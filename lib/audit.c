@@ -140,7 +140,7 @@ ca_chain_init(ca_chain *ch, const char *id)
  * updates: four small updates per field cost more than the hashing.
  */
 typedef struct {
-    ca_sha256_ctx   md;
+    EVP_MD_CTX     *md;
     size_t          n;
     unsigned char   b[2048];
 } ca_hbuf;
@@ -149,10 +149,10 @@ static void
 hput(ca_hbuf *h, const void *p, size_t len)
 {
     if (h->n + len > sizeof(h->b)) {
-        ca_sha256_update(&h->md, h->b, h->n);
+        EVP_DigestUpdate(h->md, h->b, h->n);
         h->n = 0;
         if (len > sizeof(h->b)) {
-            ca_sha256_update(&h->md, p, len);
+            EVP_DigestUpdate(h->md, p, len);
             return;
         }
     }
@@ -191,8 +191,11 @@ hfields(ca_hbuf *h, const char *const *names, const char *const *values,
 static void
 hfinal(ca_hbuf *h, unsigned char out[32])
 {
-    ca_sha256_update(&h->md, h->b, h->n);
-    ca_sha256_final(&h->md, out);
+    if (EVP_DigestUpdate(h->md, h->b, h->n) != 1
+        || EVP_DigestFinal_ex(h->md, out, NULL) != 1)
+    {
+        memset(out, 0xff, 32);
+    }
 }
 
 void
@@ -201,22 +204,32 @@ ca_entry_digest(const char *const *names, const char *const *values,
 {
     ca_hbuf  h;
 
-    ca_sha256_init(&h.md);
+    h.md = ca_sha256_begin();
+    if (h.md == NULL) {
+        /* out of memory: fail loudly, not open */
+        memset(out, 0xff, 32);
+        return;
+    }
     h.n = 0;
     hfields(&h, names, values, lens, 0, n);
     hfinal(&h, out);
 }
 
-void
-ca_entry_digest_prefix(const ca_entry *e, size_t upto, ca_sha256_ctx *prefix)
+EVP_MD_CTX *
+ca_entry_digest_prefix(const ca_entry *e, size_t upto)
 {
     ca_hbuf  h;
 
-    ca_sha256_init(&h.md);
+    h.md = ca_sha256_begin_held();
+    if (h.md == NULL) {
+        return NULL;
+    }
     h.n = 0;
     hfields(&h, e->name, e->value, e->len, 0, upto);
-    ca_sha256_update(&h.md, h.b, h.n);
-    *prefix = h.md;
+    if (EVP_DigestUpdate(h.md, h.b, h.n) != 1) {
+        return NULL;
+    }
+    return h.md;
 }
 
 int
@@ -226,7 +239,7 @@ ca_chain_seal(ca_chain *ch, ca_entry *e)
 }
 
 int
-ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const ca_sha256_ctx *prefix,
+ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const EVP_MD_CTX *prefix,
                        size_t upto)
 {
     char          hex[65];
@@ -246,7 +259,10 @@ ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const ca_sha256_ctx *prefix,
     if (prefix == NULL) {
         ca_entry_digest(e->name, e->value, e->len, e->n, h);
     } else {
-        hb.md = *prefix;
+        hb.md = ca_sha256_resume(prefix);
+        if (hb.md == NULL) {
+            return -1;
+        }
         hb.n = 0;
         hfields(&hb, e->name, e->value, e->len, upto, e->n);
         hfinal(&hb, h);

@@ -14,8 +14,6 @@
 #include <stdint.h>
 #include <openssl/evp.h>
 
-#include "util.h"
-
 #define CA_AUDIT_VERSION   "1"
 #define CA_ENTRY_FIELDS    40
 #define CA_ENTRY_BYTES     8192
@@ -68,10 +66,11 @@ int ca_chain_seal(ca_chain *ch, ca_entry *e);
  * ca_entry_digest_prefix() over an entry whose first upto fields are the
  * same): variants of one decision differ only after them. */
 int ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e,
-                           const ca_sha256_ctx *prefix, size_t upto);
-/* The digest of fields [0, upto) of e, still open, in *prefix. */
-void ca_entry_digest_prefix(const ca_entry *e, size_t upto,
-                            ca_sha256_ctx *prefix);
+                           const EVP_MD_CTX *prefix, size_t upto);
+/* The digest of fields [0, upto) of e, in a context kept for the process
+ * (ca_sha256_begin_held): valid until the next call, not to be freed.
+ * NULL if out of memory. */
+EVP_MD_CTX *ca_entry_digest_prefix(const ca_entry *e, size_t upto);
 
 /* SHA-256 over the canonical encoding of all fields but `hash`. */
 void ca_entry_digest(const char *const *names, const char *const *values,

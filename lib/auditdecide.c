@@ -42,7 +42,7 @@ ca_aw_num(char *out, int64_t v)
  * variant v; e is left sealed with it. */
 static int
 ca_aw_seal_variant(ca_aw *aw, size_t slot, ca_entry *e, size_t base_n,
-                   size_t base_used, size_t dpos, const ca_sha256_ctx *prefix,
+                   size_t base_used, size_t dpos, const EVP_MD_CTX *prefix,
                    const ca_aw_variant *v, char hash[65])
 {
     ca_chain     ch = aw->lanes[slot].chain;
@@ -73,7 +73,7 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
     ca_aw_job     *job;
     ca_aw_variant  var[CA_AW_VARIANTS_MAX];
     size_t         slot;
-    ca_sha256_ctx  prefix;
+    EVP_MD_CTX    *prefix;
 
     dpos = ca_aw_field(e, "decision");
     if (n > CA_AW_CHECKS_MAX || dpos == (size_t) -1 || dpos + 1 >= e->n
@@ -116,13 +116,18 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
     }
 
     /* the fields before the decision are hashed once for all variants */
-    ca_entry_digest_prefix(e, dpos, &prefix);
+    prefix = ca_entry_digest_prefix(e, dpos);
+    if (prefix == NULL) {
+        ca_aw_lane_release(aw, slot);
+        ca_aw_log(aw, CA_AW_LOG_ERR, "out of memory");
+        return CA_AW_LOST;
+    }
 
     /* variant 0 last, so that e ends up sealed as the allow */
     base_n = e->n;
     base_used = e->used;
     for (k = nvar; k-- > 0; ) {
-        if (ca_aw_seal_variant(aw, slot, e, base_n, base_used, dpos, &prefix,
+        if (ca_aw_seal_variant(aw, slot, e, base_n, base_used, dpos, prefix,
                                &var[k], var[k].hash)
             != 0)
         {

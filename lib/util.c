@@ -1,6 +1,3 @@
-/* SHA256_Init & co (ca_sha256_init): deprecated, not removed */
-#define OPENSSL_SUPPRESS_DEPRECATED
-
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -244,35 +241,60 @@ ca_md_sha256(void)
     return sha256_md;
 }
 
-/*
- * The audit hashes every entry (and a decision once per variant), the
- * token cache every token: a few hundred bytes each time.  Through EVP,
- * each init or copy of a context frees and allocates the provider's
- * context and looks for an ENGINE (perf: as much time as the hashing).
- * The SHA256_* functions are the same code without that; OpenSSL 3
- * marks them deprecated but keeps them (4.x too).
- */
-void
-ca_sha256_init(ca_sha256_ctx *ctx)
+/* The digest contexts too: a new one per digest is two allocations and a
+ * provider context set-up, for hashing a few hundred bytes. */
+static EVP_MD_CTX *sha256_ctx, *sha256_held;
+
+static EVP_MD_CTX *
+sha256_ctx_get(EVP_MD_CTX **ctx)
 {
-    SHA256_Init(&ctx->c);
+    if (*ctx == NULL) {
+        *ctx = EVP_MD_CTX_new();
+    }
+    return *ctx;
 }
 
-void
-ca_sha256_update(ca_sha256_ctx *ctx, const void *data, size_t len)
+EVP_MD_CTX *
+ca_sha256_begin(void)
 {
-    SHA256_Update(&ctx->c, data, len);
+    EVP_MD_CTX  *md = sha256_ctx_get(&sha256_ctx);
+
+    if (md == NULL || EVP_DigestInit_ex(md, ca_md_sha256(), NULL) != 1) {
+        return NULL;
+    }
+    return md;
 }
 
-void
-ca_sha256_final(ca_sha256_ctx *ctx, unsigned char out[32])
+/* No init first: the copy replaces the provider's state anyway. */
+EVP_MD_CTX *
+ca_sha256_resume(const EVP_MD_CTX *from)
 {
-    SHA256_Final(out, &ctx->c);
+    EVP_MD_CTX  *md = sha256_ctx_get(&sha256_ctx);
+
+    if (md == NULL || EVP_MD_CTX_copy_ex(md, from) != 1) {
+        return NULL;
+    }
+    return md;
+}
+
+EVP_MD_CTX *
+ca_sha256_begin_held(void)
+{
+    EVP_MD_CTX  *md = sha256_ctx_get(&sha256_held);
+
+    if (md == NULL || EVP_DigestInit_ex(md, ca_md_sha256(), NULL) != 1) {
+        return NULL;
+    }
+    return md;
 }
 
 void
 ca_md_release(void)
 {
+    EVP_MD_CTX_free(sha256_ctx);
+    sha256_ctx = NULL;
+    EVP_MD_CTX_free(sha256_held);
+    sha256_held = NULL;
     EVP_MD_free(sha256_md);
     sha256_md = NULL;
 }
@@ -351,11 +373,14 @@ ca_u64_str(uint64_t v, char *out)
 void
 ca_sha256(const void *data, size_t len, unsigned char out[32])
 {
-    ca_sha256_ctx  ctx;
+    EVP_MD_CTX   *md = ca_sha256_begin();
 
-    ca_sha256_init(&ctx);
-    ca_sha256_update(&ctx, data, len);
-    ca_sha256_final(&ctx, out);
+    if (md == NULL || EVP_DigestUpdate(md, data, len) != 1
+        || EVP_DigestFinal_ex(md, out, NULL) != 1)
+    {
+        /* cannot happen with a fetched SHA-256; fail loudly, not open */
+        memset(out, 0xff, 32);
+    }
 }
 
 char *

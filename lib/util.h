@@ -40,20 +40,15 @@ void ca_sha256(const void *data, size_t len, unsigned char out[32]);
 /* SHA-256 fetched once per process (see util.c). */
 #include <openssl/evp.h>
 const EVP_MD *ca_md_sha256(void);
-/*
- * SHA-256 in steps, for the audit's chains: a plain value, copied to
- * fork a digest.  OpenSSL's SHA-256 core (SHA-NI where the CPU has it)
- * without EVP, whose digest contexts allocate and set up a provider
- * context on every init or copy (see util.c).
- */
-#include <openssl/sha.h>
-typedef struct {
-    SHA256_CTX  c;
-} ca_sha256_ctx;
-
-void ca_sha256_init(ca_sha256_ctx *ctx);
-void ca_sha256_update(ca_sha256_ctx *ctx, const void *data, size_t len);
-void ca_sha256_final(ca_sha256_ctx *ctx, unsigned char out[32]);
+/* A SHA-256 context kept for the process, initialised (not reentrant:
+ * finish one digest before starting the next); NULL if out of memory. */
+EVP_MD_CTX *ca_sha256_begin(void);
+/* The same context, continuing from `from` (a copy of its state) rather
+ * than from the start; NULL if out of memory. */
+EVP_MD_CTX *ca_sha256_resume(const EVP_MD_CTX *from);
+/* A second context kept for the process, initialised, for a digest that
+ * stays open while the first one is used (ca_entry_digest_prefix). */
+EVP_MD_CTX *ca_sha256_begin_held(void);
 /* Releases them (process exit; they are made again if used after). */
 void ca_md_release(void);
 
