@@ -364,9 +364,11 @@ test_repeated_rows_agree_with_jansson(void **state)
                 if (RND() % 16 == 0) {
                     key = (int) (RND() % 6);        /* a row that differs */
                 }
+                const char *lead = RND() % 32 ? g : "  ";
+                const char *colon = RND() % 32 ? "" : " ";
+                int         value = (int) (RND() % 100);
                 snprintf(member, sizeof(member), "%s%s\"%s\"%s:%s%d",
-                         i ? "," : "", RND() % 32 ? g : "  ", keys[key],
-                         RND() % 32 ? "" : " ", g, (int) (RND() % 100));
+                         i ? "," : "", lead, keys[key], colon, g, value);
                 PUT(member);
             }
             PUT("}");
