@@ -368,7 +368,9 @@ value(ca_jscan *s, int depth)
             }
             p = gap(s, p, end);
         }
-        if (!obj && s->out == NULL) {
+        if (!obj && s->out == NULL && p < end
+            && (*p == '-' || (*p >= '0' && *p <= '9')))
+        {
             /* a withheld run of amounts, a block at a time */
             int         closed;
             const char *q = ca_numrun_skip(p, end, &closed);
