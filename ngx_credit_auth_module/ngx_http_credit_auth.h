@@ -298,6 +298,7 @@ extern ngx_module_t  ngx_http_credit_auth_module;
 ngx_int_t ngx_http_credit_auth_access_handler(ngx_http_request_t *r);
 
 /* …_decide.c: the decision, from the request alone */
+void ngx_http_credit_auth_decide_exit_process(void);
 ca_reason ngx_http_credit_auth_decide(ngx_http_request_t *r,
     ngx_http_credit_auth_main_conf_t *mcf,
     ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx);

@@ -341,6 +341,22 @@ ngx_http_credit_auth_cert_slot(ngx_str_t *v)
 }
 
 
+/* The remembered values go with the worker (and with the module, which
+ * a reload in single-process mode unloads). */
+void
+ngx_http_credit_auth_decide_exit_process(void)
+{
+    ngx_uint_t  i;
+
+    for (i = 0; i < NGX_HTTP_CREDIT_AUTH_CERT_SLOTS; i++) {
+        ngx_free(ngx_http_credit_auth_certs[i].value);
+        ngx_http_credit_auth_certs[i].value = NULL;
+        ngx_http_credit_auth_certs[i].len = 0;
+        ngx_http_credit_auth_certs[i].cap = 0;
+    }
+}
+
+
 static void
 ngx_http_credit_auth_cert_remember(ngx_http_credit_auth_cert_slot_t *slot,
     ngx_str_t *v, u_char *sha256)

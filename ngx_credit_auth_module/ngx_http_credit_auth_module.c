@@ -306,5 +306,6 @@ ngx_http_credit_auth_exit_process(ngx_cycle_t *cycle)
     ngx_http_credit_auth_keyreg_exit_process();
     ngx_http_credit_auth_redis_exit_process();
     ngx_http_credit_auth_writer_exit_process(cycle);
+    ngx_http_credit_auth_decide_exit_process();
     ca_md_release();
 }

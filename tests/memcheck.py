@@ -139,7 +139,9 @@ def main():
                  403),
                 (request(port, "GET", tax, hdr(raw, **{"X-Credit-Detail":
                                                       "raw"})), 200),
-                (request(port, "POST", tax, hdr(cached), json.dumps(
+                # a consent of its own each time: the policy's
+                # verify_budget (3) would refuse the fourth
+                (request(port, "POST", tax, hdr(tok()), json.dumps(
                     {"checks": [{"field": "credit_rating", "op": "eq",
                                  "value": "A"}]})), 200),
                 (request(port, "POST", tax, hdr(cached), "not json"), 400),
