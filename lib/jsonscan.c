@@ -233,67 +233,6 @@ ca_js_number(ca_jscan *s, ca_decnum *n)
     s->p = p;
 }
 
-#if defined(CA_BS_SSE2)
-/*
- * A skipped element of a record of amounts, "10017.05,\n    ", read from
- * one 16-byte window at p (which must hold 16 bytes): the number,
- * validated as ca_jt_number_end() validates it, the whitespace after it
- * and, when the window shows them, a ',' and the whitespace after that.
- * Returns the next element's first byte (*comma = 1), or the end of the
- * number and of the whitespace after it that the window shows (*comma =
- * 0: the caller goes on byte by byte); NULL when the window does not
- * settle it (not a number, an exponent, a leading zero, a number longer
- * than the window...), for ca_jt_scalar_end() to decide.  Positions come
- * from bit masks of the window: reading the bytes one after another,
- * each load waiting for the position the one before gave, was where
- * arrays of amounts spent their time.
- */
-CA_ALWAYS_INLINE const char *
-number_step(const char *p, int *comma)
-{
-    __m128i  x = _mm_loadu_si128((const __m128i *) (const void *) p);
-    unsigned dig, zero, dot, ee, ws, com, k, n;
-
-    dig = (unsigned) _mm_movemask_epi8(_mm_and_si128(
-              _mm_cmpgt_epi8(x, _mm_set1_epi8('0' - 1)),
-              _mm_cmplt_epi8(x, _mm_set1_epi8('9' + 1))));
-    zero = (unsigned) _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('0')));
-    dot = (unsigned) _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8('.')));
-    ee = (unsigned) _mm_movemask_epi8(_mm_cmpeq_epi8(
-             _mm_or_si128(x, _mm_set1_epi8(0x20)), _mm_set1_epi8('e')));
-    ws = (unsigned) _mm_movemask_epi8(ca_bs_ws16(x));
-    com = (unsigned) _mm_movemask_epi8(_mm_cmpeq_epi8(x, _mm_set1_epi8(',')));
-
-    k = *p == '-';
-    /* 16-bit masks in 32-bit words: the complement ends every run */
-    n = (unsigned) __builtin_ctz(~(dig >> k));
-    if (n == 0 || (n > 1 && (zero >> k & 1))) {
-        return NULL;
-    }
-    k += n;
-    if (dot >> k & 1) {
-        n = (unsigned) __builtin_ctz(~(dig >> (k + 1)));
-        if (n == 0) {
-            return NULL;
-        }
-        k += 1 + n;
-    }
-    /* the window must show what follows: not an exponent, not a point */
-    if (k >= 16 || ((ee | dot) >> k & 1)) {
-        return NULL;
-    }
-    k += (unsigned) __builtin_ctz(~(ws >> k));
-    *comma = 0;
-    if (k < 16 && (com >> k & 1)) {
-        n = k + 1 + (unsigned) __builtin_ctz(~(ws >> (k + 1)));
-        if (n < 16) {
-            *comma = 1;
-            return p + n;
-        }
-    }
-    return p + k;
-}
-#endif
 
 /* Whitespace at p inside a copied value: the bytes before it are copied,
  * it is left out.  Returns the cursor past it. */
@@ -383,18 +322,6 @@ value(ca_jscan *s, int depth)
             }
         }
         if (p < end && *p != '{' && *p != '[') {
-#if defined(CA_BS_SSE2)
-            const char *q;
-            int         comma;
-            if (s->out == NULL && end - p >= 16
-                && (q = number_step(p, &comma)) != NULL)
-            {
-                p = q;
-                if (comma) {
-                    continue;
-                }
-            } else
-#endif
             if ((p = ca_jt_scalar_end(p, end)) == NULL) {
                 fail(s);
                 return;

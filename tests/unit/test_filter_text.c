@@ -264,10 +264,10 @@ run_as_jansson(const char *doc, json_t **j)
 /*
  * Arrays of numbers, valid and nearly valid, with the whitespace
  * platforms indent with: the scanner skips an unlisted one 64 bytes at a
- * time (numrun.c), through a 16-byte window or byte by byte where it
- * can, and copies a kept one byte by byte.  Either way a document is refused
- * exactly when jansson refuses it: the window never lets through what
- * the grammar does not, nor refuses what it allows.
+ * time (numrun.c) where it can and byte by byte where it cannot, and
+ * copies a kept one byte by byte.  Either way a document is refused
+ * exactly when jansson refuses it: the blocks never let through what the
+ * grammar does not, nor refuse what it allows.
  */
 static void
 test_number_arrays_agree_with_jansson(void **state)
