@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "bytescan.h"
 #include "decnum.h"
+#include "util.h"
 
 
 int
@@ -98,63 +98,16 @@ ca_dec_int64(const ca_decnum *n, int64_t *v)
     return 1;
 }
 
-static const char pairs[] =
-    "00010203040506070809101112131415161718192021222324252627282930313233"
-    "34353637383940414243444546474849505152535455565758596061626364656667"
-    "6869707172737475767778798081828384858687888990919293949596979899";
-
-/* x < 10000 as four digits at t: its two halves found side by side. */
-static void
-digits4(char *t, uint32_t x)
-{
-    memcpy(t, pairs + 2 * (x / 100), 2);
-    memcpy(t + 2, pairs + 2 * (x % 100), 2);
-}
-
-/*
- * An amount's text is written for each of the two bounds of every
- * bucket: eight digits per 64-bit division, then halves of halves, so
- * that the divisions of one number do not each wait for the one before.
- */
+/* The digits are util.c's (ca_u64_str); the sign is ours. */
 size_t
 ca_dec_fmt_int(int64_t v, char *buf)
 {
-    char     tmp[24], *t = tmp + sizeof(tmp);
-    size_t   n, i = 0;
-    uint64_t u = v < 0 ? 0 - (uint64_t) v : (uint64_t) v;
-    uint32_t x;
+    size_t i = 0;
 
-    while (u >= 100000000) {
-        x = (uint32_t) (u % 100000000);
-        u /= 100000000;
-        t -= 8;
-        digits4(t, x / 10000);
-        digits4(t + 4, x % 10000);
-    }
-    x = (uint32_t) u;                   /* below 10^8 */
-    if (x >= 10000) {
-        t -= 4;
-        digits4(t, x % 10000);
-        x /= 10000;
-    }
-    if (x >= 100) {                     /* below 10^4 */
-        t -= 2;
-        memcpy(t, pairs + 2 * (x % 100), 2);
-        x /= 100;
-    }
-    if (x >= 10) {
-        t -= 2;
-        memcpy(t, pairs + 2 * x, 2);
-    } else {
-        *--t = (char) ('0' + x);
-    }
     if (v < 0) {
         buf[i++] = '-';
     }
-    n = (size_t) (tmp + sizeof(tmp) - t);
-    ca_bs_copy(buf + i, t, n);
-    buf[i + n] = '\0';
-    return i + n;
+    return i + ca_u64_str(v < 0 ? 0 - (uint64_t) v : (uint64_t) v, buf + i);
 }
 
 /* ---- the bucket, on digits --------------------------------------------- */

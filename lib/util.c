@@ -8,6 +8,7 @@
 #include <openssl/evp.h>
 #include <openssl/sha.h>
 
+#include "bytescan.h"
 #include "util.h"
 
 void
@@ -336,8 +337,10 @@ ca_resp_format(char *out, int argc, const char **argv, const size_t *lens)
     return (size_t) (p - out);
 }
 
-/* A script call carries a length for each of its hundreds of arguments:
- * two digits at a time, written from the end. */
+/* A script call carries a length for each of its hundreds of arguments,
+ * a bucket two bounds: eight digits per 64-bit division, then halves of
+ * halves, so that the divisions of one number do not each wait for the
+ * one before. */
 #define CA_DEC_ROW(t)                                                        \
     t "0" t "1" t "2" t "3" t "4" t "5" t "6" t "7" t "8" t "9"
 
@@ -346,26 +349,48 @@ static const char  dec_pairs[] =
     CA_DEC_ROW("4") CA_DEC_ROW("5") CA_DEC_ROW("6") CA_DEC_ROW("7")
     CA_DEC_ROW("8") CA_DEC_ROW("9");
 
+/* x < 10000 as four digits at t: its two halves found side by side. */
+static void
+dec4(char *t, uint32_t x)
+{
+    memcpy(t, dec_pairs + 2 * (x / 100), 2);
+    memcpy(t + 2, dec_pairs + 2 * (x % 100), 2);
+}
+
 size_t
 ca_u64_str(uint64_t v, char *out)
 {
-    char    tmp[20];
-    char   *p = tmp + sizeof(tmp);
-    size_t  n;
+    char     tmp[24];
+    char    *t = tmp + sizeof(tmp);
+    size_t   n;
+    uint32_t x;
 
-    while (v >= 100) {
-        p -= 2;
-        memcpy(p, dec_pairs + 2 * (v % 100), 2);
-        v /= 100;
+    while (v >= 100000000) {
+        x = (uint32_t) (v % 100000000);
+        v /= 100000000;
+        t -= 8;
+        dec4(t, x / 10000);
+        dec4(t + 4, x % 10000);
     }
-    if (v >= 10) {
-        p -= 2;
-        memcpy(p, dec_pairs + 2 * v, 2);
+    x = (uint32_t) v;                   /* below 10^8 */
+    if (x >= 10000) {
+        t -= 4;
+        dec4(t, x % 10000);
+        x /= 10000;
+    }
+    if (x >= 100) {                     /* below 10^4 */
+        t -= 2;
+        memcpy(t, dec_pairs + 2 * (x % 100), 2);
+        x /= 100;
+    }
+    if (x >= 10) {
+        t -= 2;
+        memcpy(t, dec_pairs + 2 * x, 2);
     } else {
-        *--p = (char) ('0' + v);
+        *--t = (char) ('0' + x);
     }
-    n = (size_t) (tmp + sizeof(tmp) - p);
-    memcpy(out, p, n);
+    n = (size_t) (tmp + sizeof(tmp) - t);
+    ca_bs_copy(out, t, n);
     out[n] = '\0';
     return n;
 }
