@@ -46,8 +46,8 @@ DEB_PKGS += $(BUILD_PKGS) debhelper devscripts lintian
 DEPS     ?= all
 DEPS_PKGS = $(if $(filter build,$(DEPS)),$(BUILD_PKGS),$(DEB_PKGS))
 
-LIB_SRCS  := $(wildcard lib/*.c)
-LIB_HDRS  := $(wildcard lib/*.h)
+LIB_SRCS  := $(wildcard lib/*/*.c)
+LIB_HDRS  := $(wildcard lib/*.h lib/*/*.h)
 LIB_OBJS  := $(LIB_SRCS:lib/%.c=$(BUILD)/lib/%.o)
 LIB       := $(BUILD)/libcreditauth.a
 TOOLS     := $(patsubst tools/%.c,%,$(wildcard tools/credit-*.c))
@@ -165,7 +165,7 @@ test: deps
 	$(MAKE) integration
 
 # The same suite against a module built with AddressSanitizer, in its own
-# build directory (nginx preloads libasan: see scripts/stack.py).
+# build directory (nginx preloads libasan: see scripts/stack/proc.py).
 ASAN_BUILD := $(ROOT)/build-asan
 asan-test: deps
 	$(MAKE) build

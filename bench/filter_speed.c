@@ -3,7 +3,7 @@
  * shipped policy's `tax` category on generated records, masked and raw,
  * in MB of upstream body per second of user CPU time.
  *
- *   sparse  the record `make bench` serves (scripts/stack.py tax_record):
+ *   sparse  the record `make bench` serves (scripts/stack/records.py tax_record):
  *           rows of year, amount and a filing reference; few numbers
  *   dense   rows of ten amounts each (five listed, three of them bucketed
  *           at the masked level, twelve monthly figures withheld): what

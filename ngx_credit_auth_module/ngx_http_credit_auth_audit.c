@@ -2,7 +2,7 @@
  * The audit entries of a request (SPEC §7): its decision, written before
  * anything goes upstream, and its outcome, in the log phase.  This file
  * builds the entries' fields; the worker's writer (…_writer.c, on
- * lib/auditwriter.h) seals, sends and spools them.
+ * lib/audit/auditwriter.h) seals, sends and spools them.
  *
  * A request whose decision entry is on its way waits like one waiting for
  * an auth_request subrequest: the access handler returns NGX_DONE with the

@@ -383,7 +383,7 @@ ngx_http_credit_auth_www_authenticate(ngx_http_request_t *r,
         || (h != NULL && h->value.len >= 6
             && ngx_strncasecmp(h->value.data, (u_char *) "Bearer", 6) == 0))
     {
-        /* titles are plain text without quotes (lib/reason.c) */
+        /* titles are plain text without quotes (lib/core/reason.c) */
         p = ngx_sprintf(p, ", error=\"invalid_token\", "
                         "error_description=\"%s\"", title);
     }

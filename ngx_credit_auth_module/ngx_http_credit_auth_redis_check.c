@@ -5,11 +5,11 @@
  *
  *  1. Durability: INFO and CONFIG GET appendfsync show a primary that
  *     keeps what it acknowledges under the configured durability
- *     (lib/redisinfo.c).
+ *     (lib/redis/redisinfo.c).
  *  2. Loss: the epoch key `<stream>:epoch`, set once (NX) and then only
  *     read, is still the one seen before; and the hash of this worker's
  *     chain heads (credit:chains:<prefix>) still holds every head Redis
- *     acknowledged (lib/auditloss.c).  Either gone or behind: one signed
+ *     acknowledged (lib/audit/auditloss.c).  Either gone or behind: one signed
  *     `discontinuity` entry, through the discontinuity hook.
  *
  * The epoch survives a restart of the gateway in a state file,

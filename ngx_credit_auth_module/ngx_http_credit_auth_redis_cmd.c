@@ -164,7 +164,7 @@ ngx_http_credit_auth_redis_cmd_send(void *actx, int argc, const char **argv,
         cmd->deadline += q->mcf->wait_timeout;
     }
 
-    /* formatted here in one pass (lib/util.c), not by hiredis */
+    /* formatted here in one pass (lib/core/util.c), not by hiredis */
     buf = ngx_alloc(ca_resp_size(argc, argvlen), q->log);
     if (buf == NULL) {
         ngx_free(cmd);

@@ -1,7 +1,7 @@
 /*
  * The platform's whole answer, rewritten (ENGINEERING §5): a query's
- * document through the category's allowlist (lib/filter.c), or a
- * verification's checks evaluated against it (lib/checks.c).  The
+ * document through the category's allowlist (lib/policy/filter.c), or a
+ * verification's checks evaluated against it (lib/policy/checks.c).  The
  * response filter (…_filter.c) holds the answer and sends what this makes.
  */
 #include "ngx_http_credit_auth.h"
@@ -82,7 +82,7 @@ ngx_http_credit_auth_rewrite(ngx_http_request_t *r,
         out_len = ngx_strlen(text);
 
     } else {
-        /* the allowlist, in one pass over the bytes (lib/filter.c) */
+        /* the allowlist, in one pass over the bytes (lib/policy/filter.c) */
         if (ca_filter_report_init(&rep, ctx->category) != 0) {
             return NGX_ERROR;
         }

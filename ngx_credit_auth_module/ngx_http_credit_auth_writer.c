@@ -1,5 +1,5 @@
 /*
- * The worker's audit writer (lib/auditwriter.h) on nginx's event loop: it
+ * The worker's audit writer (lib/audit/auditwriter.h) on nginx's event loop: it
  * sends the writer's commands over the Redis connection and hands the
  * replies back.  The entries sealed during one turn of the event loop go
  * out together, from a posted event, as one script call.

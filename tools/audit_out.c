@@ -4,7 +4,7 @@
 #include <string.h>
 
 #include "audit_tool.h"
-#include "jsonscan.h"
+#include "json/jsonscan.h"
 
 /* ---- output ---------------------------------------------------------- */
 

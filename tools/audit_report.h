@@ -11,7 +11,7 @@
 
 #include "audit_tool.h"
 #include "audit_verify.h"
-#include "banks.h"
+#include "policy/banks.h"
 
 extern const char *const report_dims[];
 #define NDIMS 5

@@ -28,7 +28,7 @@
 #include <jansson.h>
 
 #include "audit_verify.h"
-#include "util.h"
+#include "core/util.h"
 
 typedef struct {
     /* loaded */

@@ -13,9 +13,9 @@
 
 #include <hiredis/hiredis.h>
 
-#include "audit.h"           /* lib: CA_ENTRY_FIELDS */
+#include "audit/audit.h"           /* lib: CA_ENTRY_FIELDS */
 #include "common.h"
-#include "isotime.h"
+#include "core/isotime.h"
 
 #define PAGE 1000
 

@@ -6,7 +6,7 @@
 #include <openssl/evp.h>
 
 #include "audit_tool.h"
-#include "auditverify.h"
+#include "verify/auditverify.h"
 
 #define AV_KEYS_MAX 16
 

@@ -8,8 +8,8 @@
 
 #include <hiredis/hiredis.h>
 
-#include "redisinfo.h"
-#include "version.h"
+#include "redis/redisinfo.h"
+#include "core/version.h"
 
 #define EXIT_FINDING 1
 #define EXIT_USAGE   2

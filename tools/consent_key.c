@@ -1,7 +1,7 @@
 /*
  * credit-consent key: the enterprise key registry in Redis (SPEC §5,
  * docs/keys.md).  Records are written here only, in the one format the
- * gateways read (lib/keyreg.c); a JWK is validated by the JWKS loader's own
+ * gateways read (lib/jws/keyreg.c); a JWK is validated by the JWKS loader's own
  * function before it is written.  Every change bumps
  * credit:keyreg:version, which the gateways poll.
  */
@@ -14,9 +14,9 @@
 #include <hiredis/hiredis.h>
 
 #include "consent.h"
-#include "isotime.h"
-#include "keyreg.h"
-#include "util.h"
+#include "core/isotime.h"
+#include "jws/keyreg.h"
+#include "core/util.h"
 
 static const char usage_key[] =
     "usage: credit-consent key add --jwk FILE [--not-before T]"

@@ -8,9 +8,9 @@
 #include <hiredis/hiredis.h>
 
 #include "consent.h"
-#include "isotime.h"
-#include "token.h"
-#include "util.h"
+#include "core/isotime.h"
+#include "jws/token.h"
+#include "core/util.h"
 
 static const char usage_revoke[] =
     "usage: credit-consent revoke (--jti ID | --token FILE|-)\n"

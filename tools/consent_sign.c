@@ -12,10 +12,10 @@
 #include <openssl/x509.h>
 
 #include "consent.h"
-#include "isotime.h"
-#include "keys.h"
-#include "policy.h"
-#include "token.h"
+#include "core/isotime.h"
+#include "jws/keys.h"
+#include "policy/policy.h"
+#include "jws/token.h"
 
 static const char usage_sign[] =
     "usage: credit-consent sign --key FILE --alg ALG --kid KID --iss USCC\n"

@@ -28,7 +28,7 @@
 #include <hiredis/hiredis.h>
 
 #include "audit_tool.h"
-#include "reason.h"
+#include "core/reason.h"
 
 /* ---- usage ----------------------------------------------------------- */
 

@@ -24,10 +24,10 @@
 #include <openssl/pem.h>
 
 #include "consent.h"
-#include "isotime.h"
-#include "keys.h"
-#include "token.h"
-#include "uscc.h"
+#include "core/isotime.h"
+#include "jws/keys.h"
+#include "jws/token.h"
+#include "core/uscc.h"
 
 
 /* inspect verifies with generous rules: it answers "is this token sound",

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "common.h"
-#include "policy.h"
+#include "policy/policy.h"
 #include "policy_tool.h"
 
 static const char usage_main[] =

@@ -13,7 +13,7 @@
 #include <jansson.h>
 
 #include "common.h"
-#include "policy.h"
+#include "policy/policy.h"
 #include "policy_tool.h"
 
 enum { WITHHELD = 0, MASKED = 1, DISCLOSED = 2 };

@@ -10,12 +10,12 @@
 #include <time.h>
 
 #include "common.h"
-#include "filter.h"
-#include "policy.h"
+#include "policy/filter.h"
+#include "policy/policy.h"
 #include "policy_tool.h"
-#include "reason.h"
-#include "token.h"
-#include "uscc.h"
+#include "core/reason.h"
+#include "jws/token.h"
+#include "core/uscc.h"
 
 #define HASH_KEY_MAX 4096
 

@@ -7,7 +7,7 @@
 #define CA_FUZZ_FILTER_INPUT_H
 
 #include "fuzz.h"
-#include "filter.h"
+#include "policy/filter.h"
 
 static fuzz_cats           cats;
 static const unsigned char hash_key[32] = "fuzz-hash-key-of-thirty-two-b!!";

@@ -21,7 +21,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "policy.h"
+#include "policy/policy.h"
 
 #ifndef CA_FUZZ_ROOT
 #error "CA_FUZZ_ROOT: the source tree (the Makefile defines it)"

@@ -1,8 +1,8 @@
 /*
- * Audit entries and their verification (lib/audit.c, lib/auditverify.c).
+ * Audit entries and their verification (lib/audit/audit.c, lib/verify/auditverify.c).
  * Input: lines, one per stream entry, fields "name=value" separated by
  * tabs.  The first character of a line says what the writer does:
- *   '+'  seals the fields into the chain (lib/audit.c) and stores it;
+ *   '+'  seals the fields into the chain (lib/audit/audit.c) and stores it;
  *   '!'  stores a signed checkpoint over the chain's head;
  *   '='  stores the last sealed entry again (a retried XADD);
  *   '-'  seals an entry but loses it (a deleted entry);
@@ -12,9 +12,9 @@
  * verify intact; every sealed entry's hash is the digest of its fields.
  */
 #include "fuzz.h"
-#include "audit.h"
-#include "auditckpt.h"
-#include "auditverify.h"
+#include "audit/audit.h"
+#include "audit/auditckpt.h"
+#include "verify/auditverify.h"
 
 #define LINES_MAX 512
 #define CHAIN     "gw-fuzz/1/1700000000000"

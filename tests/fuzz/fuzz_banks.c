@@ -1,9 +1,9 @@
 /*
- * The bank registry loader (lib/banks.c).  A loaded registry finds each
+ * The bank registry loader (lib/policy/banks.c).  A loaded registry finds each
  * bank by each of its certificate fingerprints.
  */
 #include "fuzz.h"
-#include "banks.h"
+#include "policy/banks.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,11 +1,11 @@
 /*
- * The encodings of lib/util.c.  Strict base64url decodes only canonical
+ * The encodings of lib/core/util.c.  Strict base64url decodes only canonical
  * text, so what decodes encodes back to the same text; standard base64 and
  * hex likewise round-trip.  The output buffers are exactly the sizes the
  * header promises, so ASan sees any write past them.
  */
 #include "fuzz.h"
-#include "util.h"
+#include "core/util.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,12 +1,12 @@
 /*
- * Verification bodies (lib/checks.c): a bank's {"checks":[...]} against a
+ * Verification bodies (lib/policy/checks.c): a bank's {"checks":[...]} against a
  * category of the shipped policies, evaluated on the demo platform's
  * record of that category.  Input: one byte choosing the category (as in
  * fuzz_filter.c), then the body.  An accepted body holds 1..32 checks and
  * evaluates to one result per check, in order.
  */
 #include "fuzz.h"
-#include "checks.h"
+#include "policy/checks.h"
 
 #define RECORDS "demo/platform/api/v1/enterprises/91350100M000100Y43"
 

@@ -1,5 +1,5 @@
 /*
- * The response filter through its public API (lib/filter.h), on every
+ * The response filter through its public API (lib/policy/filter.h), on every
  * category of the shipped policies, masked and raw.  Input: one byte
  * choosing the category (low 7 bits) and the level (high bit), then the
  * upstream body.  Beyond the sanitizers: a refused body yields no output,

@@ -1,11 +1,11 @@
 /*
- * ISO 8601 times as a regulator types them into the tools (lib/isotime.c),
+ * ISO 8601 times as a regulator types them into the tools (lib/core/isotime.c),
  * in Asia/Shanghai.  A time that parses is written back (ca_time_format)
  * and that text parses to the same instant; the next month, day or instant
  * is not before it.
  */
 #include "fuzz.h"
-#include "isotime.h"
+#include "core/isotime.h"
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

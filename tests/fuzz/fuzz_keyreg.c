@@ -1,11 +1,11 @@
 /*
- * A key registry record (lib/keyreg.c) as the gateway reads it from Redis
+ * A key registry record (lib/jws/keyreg.c) as the gateway reads it from Redis
  * under credit:key:{e1-es256}: whatever the bytes, a refusal names the
  * kid; an accepted record yields a key, and encodes back to a record that
  * parses to the same fields.
  */
 #include "fuzz.h"
-#include "keyreg.h"
+#include "jws/keyreg.h"
 
 #define KID "e1-es256"
 

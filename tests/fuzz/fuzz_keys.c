@@ -1,9 +1,9 @@
 /*
- * The key registry loader (lib/keys.c, jwk.c): a JWKS file as an enterprise
+ * The key registry loader (lib/jws/keys.c, jwk.c): a JWKS file as an enterprise
  * submits it.  A loaded set is sorted and every key is found by its kid.
  */
 #include "fuzz.h"
-#include "keys.h"
+#include "jws/keys.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

@@ -1,5 +1,5 @@
 /*
- * The audit spool's reader (lib/spool.c, public API only): any file
+ * The audit spool's reader (lib/audit/spool.c, public API only): any file
  * contents, as a crash or a disk error may leave them, are read record by
  * record from the start until the end or the first torn record; every
  * record read ends inside the file, after it starts.  A record appended
@@ -7,7 +7,7 @@
  * the spool.
  */
 #include "fuzz.h"
-#include "spool.h"
+#include "audit/spool.h"
 
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)

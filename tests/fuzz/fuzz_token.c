@@ -1,5 +1,5 @@
 /*
- * Consent tokens (lib/token.c, claims.c, signature.c).  Input: a mode
+ * Consent tokens (lib/jws/token.c, claims.c, signature.c).  Input: a mode
  * byte, a rules byte, then
  *   mode 0: a compact JWS as a bank would send it;
  *   mode 1, 2: claims JSON, signed here with the harness's Ed25519 or
@@ -14,9 +14,9 @@
 
 #include <time.h>
 
-#include "keys.h"
-#include "token.h"
-#include "uscc.h"
+#include "jws/keys.h"
+#include "jws/token.h"
+#include "core/uscc.h"
 
 #define USCC "91350100M000100Y43"
 

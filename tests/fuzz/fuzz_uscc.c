@@ -1,12 +1,12 @@
 /*
  * Identifiers in request paths and audit text: the USCC check character
- * (lib/uscc.c), route matching against the shipped policy (lib/policyroute.c:
+ * (lib/core/uscc.c), route matching against the shipped policy (lib/policy/policyroute.c:
  * the {uscc} a matching route yields is a valid USCC) and the personal-
- * identifier spotter of the audit trail (lib/pii.c).  Input: any bytes.
+ * identifier spotter of the audit trail (lib/core/pii.c).  Input: any bytes.
  */
 #include "fuzz.h"
-#include "pii.h"
-#include "uscc.h"
+#include "core/pii.h"
+#include "core/uscc.h"
 
 static ca_policy *shipped;
 

@@ -648,7 +648,7 @@ def test_bad_time_says_what_would_be_right(audit):
 
 def test_version_everywhere():
     want = re.search(r'CA_VERSION "([^"]+)"',
-                     (Path(ROOT) / "lib" / "version.h").read_text()).group(1)
+                     (Path(ROOT) / "lib" / "core" / "version.h").read_text()).group(1)
     for tool, cmds in (("credit-audit", ["tail", "query", "verify", "export",
                                          "report", "archive"]),
                        ("credit-consent", ["keygen", "sign", "inspect",

@@ -59,7 +59,7 @@ def _config_listed():
     dirs = {"CREDIT_AUTH_LIB": "lib",
             "CREDIT_AUTH_GLUE": "ngx_credit_auth_module"}
     return {f"{dirs[v]}/{name}" for v, name in
-            re.findall(r"\$(CREDIT_AUTH_LIB|CREDIT_AUTH_GLUE)/([\w.-]+\.[ch])\b",
+            re.findall(r"\$(CREDIT_AUTH_LIB|CREDIT_AUTH_GLUE)/([\w./-]+\.[ch])\b",
                        text)}
 
 
@@ -69,7 +69,7 @@ def test_config_lists_every_source():
     configure."""
     on_disk = {str(p.relative_to(ROOT))
                for d in ("lib", "ngx_credit_auth_module")
-               for ext in ("*.c", "*.h") for p in (ROOT / d).glob(ext)}
+               for ext in ("*.c", "*.h") for p in (ROOT / d).rglob(ext)}
     listed = _config_listed()
     assert sorted(on_disk - listed) == [], \
         "add these to config (CREDIT_AUTH_LIB_SRCS/_DEPS or _GLUE_SRCS/_DEPS)"
@@ -133,7 +133,7 @@ def _make_n(tmp_path, *args, env=None):
 def _commands(out):
     """compile/link lines of lib, tools, unit test; the configure line."""
     lines = out.replace("\\\n", " ").splitlines()
-    lib = [l for l in lines if re.search(r"-c lib/\w+\.c", l)]
+    lib = [l for l in lines if re.search(r"-c lib/[\w/]+\.c", l)]
     tool = [l for l in lines if "-o" in l and "/bin/credit-" in l]
     test = [l for l in lines if "tests/test_uscc" in l and "-o" in l]
     conf = [l for l in lines if "./configure" in l]
@@ -229,7 +229,7 @@ LONG_FILES_BEING_SPLIT = set()
 def _line_counts():
     return {str(p.relative_to(ROOT)): len(p.read_text().splitlines())
             for d in ("lib", "ngx_credit_auth_module")
-            for p in sorted((ROOT / d).glob("*.c"))}
+            for p in sorted((ROOT / d).rglob("*.c"))}
 
 
 def test_no_engine_or_glue_file_over_600_lines():

@@ -126,7 +126,7 @@ def test_label_families_count_each_request_once(env):
 def test_info_line(env):
     text = status(env, "prometheus").text
     version = re.search(r'#define CA_VERSION "([^"]+)"',
-                        (S.ROOT / "lib" / "version.h").read_text()).group(1)
+                        (S.ROOT / "lib" / "core" / "version.h").read_text()).group(1)
     want = (f'credit_auth_info{{version="{version}",'
             f'policy_version="{env.st.policy["version"]}",'
             f'policy_sha256="{env.st.policy_sha256}"}} 1')

@@ -10,8 +10,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "audit.h"
-#include "auditverify.h"
+#include "audit/audit.h"
+#include "verify/auditverify.h"
 
 typedef struct {
     char    id[48];

@@ -16,10 +16,10 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "audit.h"
-#include "auditckpt.h"
-#include "auditverify.h"
-#include "util.h"
+#include "audit/audit.h"
+#include "audit/auditckpt.h"
+#include "verify/auditverify.h"
+#include "core/util.h"
 
 #include "audit_stream.h"
 

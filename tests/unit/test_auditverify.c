@@ -1,5 +1,5 @@
 /*
- * lib/auditverify: chains built with lib/audit.c exactly as the gateway
+ * lib/auditverify: chains built with lib/audit/audit.c exactly as the gateway
  * builds them, then tampered with the way a stream can be (XADD into a
  * copy), and the verifier's classification of each tampering.
  */
@@ -14,10 +14,10 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "audit.h"
-#include "auditckpt.h"
-#include "auditverify.h"
-#include "util.h"
+#include "audit/audit.h"
+#include "audit/auditckpt.h"
+#include "verify/auditverify.h"
+#include "core/util.h"
 
 #include "audit_stream.h"
 

@@ -18,8 +18,8 @@
 
 #include <cmocka.h>
 
-#include "audit.h"
-#include "auditverify.h"
+#include "audit/audit.h"
+#include "verify/auditverify.h"
 
 #define CHAIN   "gw-test/100/1700000000000"
 #define CPU_MAX 8.0     /* seconds for the whole verification */

@@ -21,11 +21,11 @@
 #include <hiredis/hiredis.h>
 #include <openssl/evp.h>
 
-#include "audit.h"
-#include "auditverify.h"
-#include "auditwriter.h"
-#include "spool.h"
-#include "util.h"
+#include "audit/audit.h"
+#include "verify/auditverify.h"
+#include "audit/auditwriter.h"
+#include "audit/spool.h"
+#include "core/util.h"
 
 #include "audit_stream.h"
 

@@ -11,7 +11,7 @@
 
 #include <cmocka.h>
 
-#include "banks.h"
+#include "policy/banks.h"
 
 #define FP_A "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a" \
              "5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a5a"

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "checks.h"
+#include "policy/checks.h"
 
 static const char policy_text[] =
     "{\"version\":\"t\",\"purposes\":[\"loan\"],"

@@ -9,7 +9,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "decnum.h"
+#include "json/decnum.h"
 
 /* 2^1024 - 2^970, from where a double rounds to infinity */
 #define DBL_INF_FROM                                                        \

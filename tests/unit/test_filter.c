@@ -8,7 +8,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "filter.h"
+#include "policy/filter.h"
 
 static const char policy_text[] =
     "{\"version\":\"t\",\"purposes\":[\"loan\"],"

@@ -8,8 +8,8 @@
 #include <jansson.h>
 #include <stdio.h>
 
-#include "filter.h"
-#include "policy.h"
+#include "policy/filter.h"
+#include "policy/policy.h"
 
 static const char policy_text[] =
     "{\"version\":\"t\",\"purposes\":[\"loan_application\"],"
@@ -195,7 +195,7 @@ test_depth_limits(void **state)
 
 /*
  * A real that a double cannot hold fails the document, however long it is
- * written (fuzz finding lib/filter.c:667: from 64 characters on the check
+ * written (fuzz finding lib/policy/filter.c:667: from 64 characters on the check
  * was skipped and the number passed to the bank verbatim).
  */
 static void

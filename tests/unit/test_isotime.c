@@ -8,7 +8,7 @@
 
 #include <cmocka.h>
 
-#include "isotime.h"
+#include "core/isotime.h"
 
 static int64_t
 ms_of(const char *s, ca_time_unit *u)

@@ -1,5 +1,5 @@
 /*
- * Registry records (lib/keyreg.c): names, the round trip of encode and
+ * Registry records (lib/jws/keyreg.c): names, the round trip of encode and
  * parse, every malformed form refused with the kid and the member named,
  * the validity window, and the header kid the lookup starts from.
  */
@@ -14,8 +14,8 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "keyreg.h"
-#include "token.h"
+#include "jws/keyreg.h"
+#include "jws/token.h"
 
 #define USCC  "91350100M000100Y43"
 #define USCC2 "91110108MA01ABCD0B"

@@ -14,7 +14,7 @@
 #include <cmocka.h>
 #include <openssl/evp.h>
 
-#include "keys.h"
+#include "jws/keys.h"
 
 #define USCC "91350100M000100Y43"
 

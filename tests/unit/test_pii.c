@@ -5,8 +5,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "audit.h"
-#include "pii.h"
+#include "audit/audit.h"
+#include "core/pii.h"
 
 static int
 personal(const char *s)

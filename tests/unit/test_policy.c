@@ -7,8 +7,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "policy.h"
-#include "uscc.h"
+#include "policy/policy.h"
+#include "core/uscc.h"
 
 #define HEAD "\"version\":\"1\",\"purposes\":[\"loan\",\"audit\"]," \
              "\"token\":{\"algs\":[\"ES256\"],\"max_lifetime\":3600}"

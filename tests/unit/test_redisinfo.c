@@ -1,4 +1,4 @@
-/* Redis INFO read for role and durability (lib/redisinfo.c, SPEC §7.1). */
+/* Redis INFO read for role and durability (lib/redis/redisinfo.c, SPEC §7.1). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "redisinfo.h"
+#include "redis/redisinfo.h"
 
 static const char primary_aof[] =
     "# Persistence\r\nloading:0\r\naof_enabled:1\r\naof_rewrite_in_progress:0"

@@ -17,9 +17,9 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
-#include "keys.h"
-#include "token.h"
-#include "uscc.h"
+#include "jws/keys.h"
+#include "jws/token.h"
+#include "core/uscc.h"
 
 #define USCC  "91350100M000100Y43"
 #define NOW   1800000000LL

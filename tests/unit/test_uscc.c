@@ -7,7 +7,7 @@
 
 #include <cmocka.h>
 
-#include "uscc.h"
+#include "core/uscc.h"
 
 static int
 valid(const char *s)

@@ -1,5 +1,5 @@
 /*
- * Hex both ways and decimal digits (lib/util.c): the audit's hashes, the
+ * Hex both ways and decimal digits (lib/core/util.c): the audit's hashes, the
  * banks' fingerprints and every length of a script call go through these
  * on every request, so they are table-driven; the tables must agree with
  * the plain definitions.
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "util.h"
+#include "core/util.h"
 
 static void
 test_hex_every_byte(void **state)

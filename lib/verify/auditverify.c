@@ -22,9 +22,9 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include "audit.h"
+#include "audit/audit.h"
 #include "auditverify_int.h"
-#include "util.h"
+#include "core/util.h"
 
 const char *
 ca_av_kind_name(ca_av_kind k)

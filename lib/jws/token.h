@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "keys.h"
-#include "reason.h"
+#include "core/reason.h"
 
 #define CA_TOKEN_MAX      16384     /* bytes of compact JWS we accept */
 #define CA_LIST_MAX       16        /* entries of aud, purposes, categories */

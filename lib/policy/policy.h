@@ -8,8 +8,8 @@
 
 #include <stddef.h>
 
-#include "token.h"
-#include "util.h"
+#include "jws/token.h"
+#include "core/util.h"
 
 typedef enum {
     CA_TREAT_KEEP = 0,

@@ -6,8 +6,8 @@
 #include <openssl/pem.h>
 
 #include "audit.h"
-#include "pii.h"
-#include "util.h"
+#include "core/pii.h"
+#include "core/util.h"
 
 static int
 plain_consent_id(const char *s, size_t len)

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "spool.h"
-#include "util.h"
+#include "core/util.h"
 
 struct ca_spool {
     int       fd;

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "token.h"
-#include "uscc.h"
+#include "core/uscc.h"
 
 /* A non-empty array of codes (or, if one_ok, a single code string). */
 static int

@@ -4,8 +4,8 @@
 
 #include <stddef.h>
 
-#include "token.h"
-#include "util.h"
+#include "jws/token.h"
+#include "core/util.h"
 
 typedef struct {
     char            code[CA_CODE_MAX + 1];

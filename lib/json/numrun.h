@@ -5,7 +5,7 @@
 #ifndef CA_NUMRUN_H
 #define CA_NUMRUN_H
 
-#include "bytescan.h"
+#include "core/bytescan.h"
 #include "decnum.h"
 
 /*

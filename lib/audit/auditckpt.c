@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "auditckpt.h"
-#include "util.h"
+#include "core/util.h"
 
 #define CKPT_FIXED  512         /* the message without its heads */
 

@@ -1,5 +1,5 @@
 /*
- * What the policy loader's files share (lib/policy.c, policycat.c,
+ * What the policy loader's files share (lib/policy/policy.c, policycat.c,
  * policytree.c, policyroute.c); engine-internal, not part of policy.h.
  */
 #ifndef CA_POLICY_INT_H
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "decnum.h"          /* CA_INTERNAL */
+#include "json/decnum.h"          /* CA_INTERNAL */
 #include "policy.h"
 
 #define JPATH_MAX          512

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "keyreg.h"
-#include "uscc.h"
+#include "core/uscc.h"
 
 int
 ca_keyreg_name(const char *kid, size_t len, char *out)

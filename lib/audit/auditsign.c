@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "auditbatch.h"
-#include "util.h"
+#include "core/util.h"
 
 
 static int

@@ -26,7 +26,7 @@
 #include <openssl/evp.h>
 
 #include "audit.h"
-#include "reason.h"
+#include "core/reason.h"
 
 #define CA_AW_CHECKS_MAX    64      /* checks of one decision */
 #define CA_AW_VARIANTS_MAX  8       /* allow + distinct refusals */

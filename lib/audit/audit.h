@@ -36,7 +36,7 @@ typedef struct {
 /*
  * The `consent` value of a decision entry (SPEC §2.1): the jti itself when
  * it is 1-128 of [A-Za-z0-9._:-] and does not look like a personal
- * identifier (lib/pii.h), else "sha256:" and the hex SHA-256 of the jti,
+ * identifier (lib/core/pii.h), else "sha256:" and the hex SHA-256 of the jti,
  * so the audit never holds an ID number a jti was made of.  out needs
  * CA_CONSENT_ID_MAX + 1 bytes; returns the length written.
  */

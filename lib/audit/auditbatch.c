@@ -30,7 +30,7 @@
 #include <openssl/sha.h>
 
 #include "auditbatch.h"
-#include "util.h"
+#include "core/util.h"
 
 static const char  ca_aw_lua[] =
     "local a, i, T = ARGV, 2, {}\n"

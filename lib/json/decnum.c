@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "decnum.h"
-#include "util.h"
+#include "core/util.h"
 
 
 int

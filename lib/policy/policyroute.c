@@ -7,7 +7,7 @@
 
 #include "policy.h"
 #include "policy_int.h"
-#include "uscc.h"
+#include "core/uscc.h"
 
 #define ROUTE_MAX          1024
 #define ROUTE_SEGS_MAX     32

@@ -6,9 +6,9 @@
 #ifndef CA_TREAT_H
 #define CA_TREAT_H
 
-#include "decnum.h"
+#include "json/decnum.h"
 #include "filter.h"
-#include "jsonscan.h"
+#include "json/jsonscan.h"
 
 typedef enum {
     CA_SCALAR_OTHER = 0,            /* true, false, null */

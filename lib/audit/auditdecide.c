@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "auditbatch.h"
-#include "util.h"
+#include "core/util.h"
 
 
 static size_t

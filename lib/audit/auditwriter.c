@@ -27,7 +27,7 @@
 
 #include "auditbatch.h"
 #include "spool.h"
-#include "util.h"
+#include "core/util.h"
 
 
 void

@@ -15,7 +15,7 @@
 #include <openssl/pem.h>
 
 #include "keys.h"
-#include "uscc.h"
+#include "core/uscc.h"
 
 static const struct {
     const char *name;

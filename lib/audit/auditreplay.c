@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "auditbatch.h"
-#include "util.h"
+#include "core/util.h"
 
 
 int
