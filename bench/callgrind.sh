@@ -12,7 +12,7 @@
 #   CALLGRIND_KEEP=1 bench/callgrind.sh      keep the working directory
 #
 # Needs valgrind (Debian: valgrind) and a built module (make build).
-# Uses scripts/stack.py for PKI, keys, Redis and the upstream.
+# Uses scripts/stack/ for PKI, keys, Redis and the upstream.
 set -eu
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 N=${1:-200}

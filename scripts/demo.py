@@ -23,6 +23,8 @@ import sys
 import time
 from pathlib import Path
 
+from cryptography.hazmat.primitives import serialization
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import stack as S  # noqa: E402
 
@@ -58,8 +60,8 @@ def build(run_dir, module=None):
     priv, jwk = st.add_enterprise_key(uscc, "ES256", kid=f"{uscc}-es256-1")
     # Keep the enterprise's private key beside the others for credit-consent
     (st.cfg / "enterprise-es256.pem").write_bytes(priv.private_bytes(
-        S.serialization.Encoding.PEM, S.serialization.PrivateFormat.PKCS8,
-        S.serialization.NoEncryption()))
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()))
     os.chmod(st.cfg / "enterprise-es256.pem", 0o600)
     claims = S.claims(uscc, BANK_CODE, purposes=[PURPOSE],
                       categories=["tax", "environment"])

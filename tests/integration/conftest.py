@@ -1,6 +1,6 @@
 """Fixtures for the credit-auth gateway integration tests: a real nginx with
 the module, real Redis, real mutual TLS and a static upstream, built with
-scripts/stack.py.  See README.md."""
+scripts/stack/.  See README.md."""
 
 import copy
 import json
