@@ -66,8 +66,12 @@ class Nginx:
                                      stdout=subprocess.DEVNULL,
                                      stderr=open(self.dir / "stderr.log", "ab"),
                                      env=self.env(), start_new_session=True)
+        # the master listens before it forks: a caller that reads the
+        # workers' pids at once must find them there
+        forks = "master_process off" not in self.conf.read_text()
         ok = wait_for(lambda: self.proc.poll() is None
-                   and all(port_open(p) for p in self.ports), timeout)
+                      and all(port_open(p) for p in self.ports)
+                      and (not forks or self.workers()), timeout)
         if not ok:
             out = self.diagnostics()
             self.stop()
