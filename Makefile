@@ -52,7 +52,8 @@ LIB_OBJS  := $(LIB_SRCS:lib/%.c=$(BUILD)/lib/%.o)
 LIB       := $(BUILD)/libcreditauth.a
 TOOLS     := $(patsubst tools/%.c,%,$(wildcard tools/credit-*.c))
 TOOL_BINS := $(TOOLS:%=$(BUILD)/bin/%)
-TOOL_COMMON := $(wildcard tools/common.c)
+# shared by every tool: Redis and options (common.c), the CSV writer
+TOOL_COMMON := $(wildcard tools/common.c tools/csvout.c)
 # credit-NAME also links tools/NAME_*.c (its commands split by job)
 TOOL_PARTS  = $(wildcard tools/$(1)_*.c)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)

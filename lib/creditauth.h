@@ -13,6 +13,7 @@
 #include "policy/filter.h"
 #include "policy/checks.h"
 #include "audit/audit.h"
+#include "audit/auditschema.h"
 #include "audit/spool.h"
 #include "audit/auditwriter.h"
 #include "core/pii.h"

@@ -262,6 +262,7 @@ typedef struct {
     char                        purpose_code[CA_CODE_MAX + 1];
     ca_claims                  *claims;
     ca_checks                  *checks;
+    ca_checks_tally             tally;          /* their answers */
 
     ngx_http_credit_auth_wait_t  wait;
 
@@ -483,6 +484,8 @@ ngx_int_t ngx_http_credit_auth_writer_final(ca_entry *e,
 ngx_int_t ngx_http_credit_auth_writer_decide(ca_entry *e,
     const char *refusal, const ca_aw_check *checks, size_t n,
     ngx_http_credit_auth_waiter_t *w);
+ngx_int_t ngx_http_credit_auth_writer_revocation(const char *enterprise,
+    const char *jti, const char *by, ngx_http_credit_auth_waiter_t *w);
 void ngx_http_credit_auth_writer_detach(ngx_http_credit_auth_waiter_t *w);
 ngx_int_t ngx_http_credit_auth_writer_sync(void);
 void ngx_http_credit_auth_writer_kick(void);

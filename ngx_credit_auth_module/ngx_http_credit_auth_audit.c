@@ -110,70 +110,49 @@ ngx_http_credit_auth_request_gone(void *data)
 }
 
 
+/*
+ * What the request's entries say, in the engine's terms: which field
+ * holds what, in which order, is the audit schema's
+ * (lib/audit/auditschema.h).
+ */
 static void
-ngx_http_credit_auth_add_str(ca_entry *e, const char *name, ngx_str_t *s)
+ngx_http_credit_auth_audit_facts(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, ca_audit_facts *f)
 {
-    ca_entry_add(e, name, s->len ? (char *) s->data : "", s->len);
-}
-
-
-/* Fields of the decision entry up to `detail`. */
-static void
-ngx_http_credit_auth_decision_fields(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, ca_entry *e)
-{
-    char                               cert[65];
-    const char                        *purpose;
-    char                               consent[CA_CONSENT_ID_MAX + 1];
-    ngx_str_t                          ip;
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
 
-    ca_entry_init(e, "decision", ngx_http_credit_auth_now_ms(),
-                  (char *) mcf->gateway_id.data);
-    ngx_http_credit_auth_add_str(e, "rid", &ctx->rid);
-    ca_entry_add(e, "bank", ctx->bank ? ctx->bank->code : "",
-                 ctx->bank ? ngx_strlen(ctx->bank->code) : 0);
-    if (ctx->has_cert) {
-        ca_hex(ctx->cert_sha256, 32, cert);
-    } else {
-        cert[0] = '\0';
-    }
-    ca_entry_add(e, "cert", cert, ngx_strlen(cert));
-    ip = r->connection->addr_text;
-    ngx_http_credit_auth_add_str(e, "ip", &ip);
-    ngx_http_credit_auth_add_str(e, "method", &ctx->method);
+    ngx_memzero(f, sizeof(ca_audit_facts));
+    f->ts = ngx_http_credit_auth_now_ms();
+    f->gw = (char *) mcf->gateway_id.data;
 
-    /*
-     * Never a personal identifier in the audit (SPEC §7): a path is
-     * recorded only once it matched a route (literal segments and a valid
-     * USCC); a purpose only once the policy knows it.
-     */
-    if (ctx->category && ctx->uscc[0]) {
-        ngx_http_credit_auth_add_str(e, "path", &r->uri);
-    } else {
-        ca_entry_add(e, "path", "", 0);
-    }
-    ca_entry_add(e, "category", ctx->category ? ctx->category->name : "",
-                 ctx->category ? ngx_strlen(ctx->category->name) : 0);
-    ca_entry_add(e, "enterprise", ctx->uscc, ngx_strlen(ctx->uscc));
-
-    purpose = "";
-    if (ctx->purpose.len && ctx->purpose.len <= CA_CODE_MAX) {
-        purpose = ctx->purpose_code[0] ? ctx->purpose_code : "(unknown)";
-    }
-    ca_entry_add(e, "purpose", purpose, ngx_strlen(purpose));
-    consent[0] = '\0';
+    f->rid.s = (char *) ctx->rid.data;
+    f->rid.len = ctx->rid.len;
+    f->bank = ctx->bank ? ctx->bank->code : NULL;
+    f->cert_sha256 = ctx->has_cert ? ctx->cert_sha256 : NULL;
+    f->ip.s = (char *) r->connection->addr_text.data;
+    f->ip.len = r->connection->addr_text.len;
+    f->method.s = (char *) ctx->method.data;
+    f->method.len = ctx->method.len;
+    f->path.s = (char *) r->uri.data;
+    f->path.len = r->uri.len;
+    f->category = ctx->category ? ctx->category->name : NULL;
+    f->enterprise = ctx->uscc;
+    f->purpose.s = (char *) ctx->purpose.data;
+    f->purpose.len = ctx->purpose.len;
+    f->purpose_code = ctx->purpose_code;
     if (ctx->has_claims) {
-        ca_audit_consent_id(ctx->claims->jti, ngx_strlen(ctx->claims->jti),
-                            consent);
+        f->jti.s = ctx->claims->jti;
+        f->jti.len = ngx_strlen(ctx->claims->jti);
     }
-    ca_entry_add(e, "consent", consent, ngx_strlen(consent));
-    ca_entry_add(e, "mode", ctx->verify ? "verify" : "query",
-                 ctx->verify ? 6 : 5);
-    ca_entry_add(e, "detail", ctx->want_raw ? "raw" : "masked",
-                 ctx->want_raw ? 3 : 6);
+    f->verify = ctx->verify;
+    f->raw = ctx->want_raw;
+    f->report = ctx->report;
+    f->reason = ctx->reason;
+    f->policy.s = (char *) mcf->policy_field.data;
+    f->policy.len = mcf->policy_field.len;
+    f->checks = ctx->checks;
 }
 
 
@@ -259,13 +238,11 @@ ngx_int_t
 ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    ngx_int_t                          rc;
-    ca_entry                          *e;
-    ngx_uint_t                         candidate;
-    ngx_pool_cleanup_t                *cln;
-    ngx_http_credit_auth_main_conf_t  *mcf;
-
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
+    ngx_int_t            rc;
+    ca_entry            *e;
+    ngx_uint_t           candidate;
+    ca_audit_facts       f;
+    ngx_pool_cleanup_t  *cln;
 
     if (!ctx->wait.cleanup) {
         /* once: a decision parked for the connection comes here again */
@@ -301,13 +278,13 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     }
 
     e = &ngx_http_credit_auth_entry;
-    ngx_http_credit_auth_decision_fields(r, ctx, e);
-    ca_entry_add(e, "decision", ctx->report ? "report"
-                 : ctx->reason == CA_OK ? "allow" : "deny",
-                 ctx->report ? 6 : ctx->reason == CA_OK ? 5 : 4);
-    ca_entry_add(e, "reason", ca_reason_name(ctx->reason),
-                 ngx_strlen(ca_reason_name(ctx->reason)));
-    ngx_http_credit_auth_add_str(e, "policy", &mcf->policy_field);
+    ngx_http_credit_auth_audit_facts(r, ctx, &f);
+    if (ca_audit_build(e, CA_EV_DECISION, &f) != 0) {
+        ngx_log_error(NGX_LOG_ALERT, r->connection->log, 0,
+                      "credit_auth: the decision entry of request %V "
+                      "cannot be built", &ctx->rid);
+        return NGX_ERROR;
+    }
 
     if (candidate) {
         rc = ngx_http_credit_auth_audit_allow(r, ctx, e);
@@ -338,13 +315,12 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
 ngx_int_t
 ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
 {
-    ca_entry                          *e;
-    ca_reason                          why;
-    ngx_uint_t                         i;
-    ngx_msec_t                         ms;
-    ngx_http_upstream_state_t         *st;
-    ngx_http_credit_auth_ctx_t        *ctx;
-    ngx_http_credit_auth_main_conf_t  *mcf;
+    ca_entry                    *e;
+    ngx_uint_t                   i;
+    ngx_msec_t                   ms;
+    ca_audit_facts               f;
+    ngx_http_upstream_state_t   *st;
+    ngx_http_credit_auth_ctx_t  *ctx;
 
     if (r != r->main) {
         return NGX_OK;
@@ -355,7 +331,6 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
         return NGX_OK;
     }
 
-    mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
     e = &ngx_http_credit_auth_entry;
 
     ms = 0;
@@ -373,30 +348,26 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
         }
     }
 
-    ca_entry_init(e, "outcome", ngx_http_credit_auth_now_ms(),
-                  (char *) mcf->gateway_id.data);
-    ngx_http_credit_auth_add_str(e, "rid", &ctx->rid);
-    ca_entry_add_uint(e, "status", r->headers_out.status);
-    ca_entry_add_int(e, "bytes", ctx->bytes_out);
-    ca_entry_add(e, "disclosed", ctx->disclosed ? ctx->disclosed : "",
-                 ctx->disclosed ? ngx_strlen(ctx->disclosed) : 0);
-    ca_entry_add(e, "masked", ctx->masked ? ctx->masked : "",
-                 ctx->masked ? ngx_strlen(ctx->masked) : 0);
-    ca_entry_add_uint(e, "withheld", ctx->withheld);
-    ca_entry_add_uint(e, "upstream_ms", ms);
+    ngx_http_credit_auth_audit_facts(r, ctx, &f);
+    f.status = r->headers_out.status;
+    f.bytes = ctx->bytes_out;
+    f.disclosed = ctx->disclosed;
+    f.masked = ctx->masked;
+    f.withheld = ctx->withheld;
+    f.upstream_ms = ms;
+    f.tally = ctx->tally;
     if (ctx->filter_reason != CA_OK
         || ctx->state != NGX_HTTP_CREDIT_AUTH_ALLOWED)
     {
-        why = ctx->filter_reason != CA_OK ? ctx->filter_reason : ctx->reason;
-        ca_entry_add(e, "reason", ca_reason_name(why),
-                     ngx_strlen(ca_reason_name(why)));
+        f.refused = ctx->filter_reason != CA_OK ? ctx->filter_reason
+                                                : ctx->reason;
     }
-    if (ctx->cause) {
-        /* which answer became upstream_invalid (docs/audit-format.md) */
-        ca_entry_add(e, "cause", ctx->cause, ngx_strlen(ctx->cause));
-    }
+    /* which answer became upstream_invalid (docs/audit-format.md) */
+    f.cause = ctx->cause;
 
-    if (ngx_http_credit_auth_writer_final(e, NULL) == NGX_ERROR) {
+    if (ca_audit_build(e, CA_EV_OUTCOME, &f) != 0
+        || ngx_http_credit_auth_writer_final(e, NULL) == NGX_ERROR)
+    {
         ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
                       "credit_auth: outcome of request %V not audited",
                       &ctx->rid);

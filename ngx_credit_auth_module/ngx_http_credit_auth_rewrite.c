@@ -73,6 +73,7 @@ ngx_http_credit_auth_rewrite(ngx_http_request_t *r,
             return NGX_DECLINED;
         }
 
+        ca_checks_count(out, &ctx->tally);
         text = json_dumps(out, JSON_COMPACT);
         json_decref(out);
         if (text == NULL) {

@@ -145,20 +145,28 @@ ngx_http_credit_auth_writer_kick(void)
 }
 
 
-ngx_int_t
-ngx_http_credit_auth_writer_final(ca_entry *e,
-    ngx_http_credit_auth_waiter_t *w)
+/* A final entry's fate for its owner: NGX_AGAIN, told later; NGX_OK,
+ * spooled now; NGX_ERROR, neither. */
+static ngx_int_t
+ngx_http_credit_auth_writer_submitted(int rc)
 {
-    int                             rc;
-    ngx_http_credit_auth_writer_t  *wr = &ngx_http_credit_auth_writer;
-
-    rc = ca_aw_final(wr->aw, e, ngx_http_credit_auth_redis_ready(), w,
-                     w ? &w->job : NULL);
     if (rc == CA_AW_QUEUED) {
         ngx_http_credit_auth_writer_kick();
         return NGX_AGAIN;
     }
     return rc == CA_AW_SPOOLED ? NGX_OK : NGX_ERROR;
+}
+
+
+ngx_int_t
+ngx_http_credit_auth_writer_final(ca_entry *e,
+    ngx_http_credit_auth_waiter_t *w)
+{
+    ngx_http_credit_auth_writer_t  *wr = &ngx_http_credit_auth_writer;
+
+    return ngx_http_credit_auth_writer_submitted(
+               ca_aw_final(wr->aw, e, ngx_http_credit_auth_redis_ready(), w,
+                           w ? &w->job : NULL));
 }
 
 
@@ -175,6 +183,29 @@ ngx_http_credit_auth_writer_decide(ca_entry *e, const char *refusal,
     }
     ngx_http_credit_auth_writer_kick();
     return NGX_AGAIN;
+}
+
+
+/*
+ * A consent withdrawn (SPEC §3): its `revocation` entry, sealed and sent
+ * like a refusal; w (may be NULL) learns its fate as a decision's owner
+ * does.  by: "enterprise" or "platform".
+ */
+ngx_int_t
+ngx_http_credit_auth_writer_revocation(const char *enterprise,
+    const char *jti, const char *by, ngx_http_credit_auth_waiter_t *w)
+{
+    ca_aw_revoked                   rv;
+    ngx_http_credit_auth_writer_t  *wr = &ngx_http_credit_auth_writer;
+
+    rv.ts = ngx_http_credit_auth_wall_ms();
+    rv.enterprise = enterprise;
+    rv.jti = jti;
+    rv.by = by;
+    return ngx_http_credit_auth_writer_submitted(
+               ca_aw_revocation(wr->aw, &rv,
+                                ngx_http_credit_auth_redis_ready(), w,
+                                w ? &w->job : NULL));
 }
 
 
@@ -206,20 +237,24 @@ ngx_http_credit_auth_writer_discontinuity(const char *missing,
     const char *expected, const char *found)
 {
     ca_entry                        e;
+    ca_audit_facts                  f;
     ngx_http_credit_auth_writer_t  *wr = &ngx_http_credit_auth_writer;
 
     if (wr->aw == NULL) {
         return;
     }
     wr->discontinuities++;
-    ca_entry_init(&e, "discontinuity", ngx_http_credit_auth_wall_ms(),
-                  (char *) wr->mcf->gateway_id.data);
-    (void) ca_entry_add(&e, "missing", missing, ngx_strlen(missing));
-    (void) ca_entry_add(&e, "expected", expected, ngx_strlen(expected));
-    (void) ca_entry_add(&e, "found", found, ngx_strlen(found));
+    ngx_memzero(&f, sizeof(ca_audit_facts));
+    f.ts = ngx_http_credit_auth_wall_ms();
+    f.gw = (char *) wr->mcf->gateway_id.data;
+    f.missing = missing;
+    f.expected = expected;
+    f.found = found;
     ngx_http_credit_auth_writer_kick();
-    if (ca_aw_discontinuity(wr->aw, &e, ngx_http_credit_auth_redis_ready())
-        == CA_AW_LOST)
+    if (ca_audit_build(&e, CA_EV_DISCONTINUITY, &f) != 0
+        || ca_aw_discontinuity(wr->aw, &e,
+                               ngx_http_credit_auth_redis_ready())
+           == CA_AW_LOST)
     {
         ngx_log_error(NGX_LOG_ALERT, wr->log, 0, "credit_auth: the "
                       "discontinuity entry could not be written or spooled");

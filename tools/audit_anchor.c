@@ -101,8 +101,9 @@ av_anchor_see(const entry *e, void *data)
 {
     av_anchor  *an = data;
     size_t      clen, slen, hlen;
-    const char *chain = get(e, "chain", &clen), *seq = get(e, "seq", &slen);
-    const char *hash = get(e, "hash", &hlen);
+    const char *chain = get(e, CA_F_CHAIN, &clen);
+    const char *seq = get(e, CA_F_SEQ, &slen);
+    const char *hash = get(e, CA_F_HASH, &hlen);
     char        num[24];
 
     if (chain == NULL || seq == NULL || hash == NULL || hlen != 64

@@ -74,7 +74,7 @@ static chain_info *
 chain_of(archive_ctx *a, const entry *e, int create)
 {
     size_t      len;
-    const char *c = get(e, "chain", &len);
+    const char *c = get(e, CA_F_CHAIN, &len);
     map_slot   *s;
 
     if (c == NULL || len == 0) {

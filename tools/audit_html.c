@@ -191,6 +191,10 @@ render_html(FILE *out, json_t *m)
     td_num(out, "refusals_total", m_num(m, "refusals_total"));
     fputs("</tr>\n<tr><td>原始明细披露 Raw-detail disclosures</td>", out);
     td_num(out, "raw_disclosures_total", m_num(m, "raw_disclosures_total"));
+    fputs("</tr>\n<tr><td>核验项 Checks verified</td>", out);
+    td_num(out, "checks", m_num(json_object_get(m, "checks"), "asked"));
+    fputs("</tr>\n<tr><td>撤回授权 Consents withdrawn</td>", out);
+    td_num(out, "revocations_total", m_num(m, "revocations_total"));
     fprintf(out, "</tr>\n<tr><td>审计链 Audit trail</td><td data-figure="
             "integrity class=%s>%s</td></tr>\n</table>\n",
             json_is_true(json_object_get(in, "intact")) ? "ok" : "bad",
@@ -244,15 +248,14 @@ render_html(FILE *out, json_t *m)
     html_table(out, a, "<table id=categories>\n<tr><th>类别 Category</th>"
                "<th>查询 Queries</th><th>核验 Verifications</th><th>原始明细 "
                "Raw</th><th>拒绝 Refused</th><th>仅报告 Report-only</th>"
-               "</tr>\n");
+               "<th>核验项 Checks</th><th>相符 Matched</th><th>不符 Not "
+               "matched</th><th>无值 Absent</th></tr>\n");
     json_array_foreach(a, i, e) {
         fputs("<tr>", out);
         td(out, m_str(e, "category"));
-        td_num(out, "queries", m_num(e, "queries"));
-        td_num(out, "verifications", m_num(e, "verifications"));
-        td_num(out, "raw", m_num(e, "raw"));
-        td_num(out, "refused", m_num(e, "refused"));
-        td_num(out, "reported", m_num(e, "reported"));
+        for (size_t j = 0; j < NCATEGORY_FIGURES; j++) {
+            td_num(out, category_figures[j], m_num(e, category_figures[j]));
+        }
         fputs("</tr>\n", out);
     }
     html_table_end(out, a);

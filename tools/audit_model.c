@@ -8,8 +8,8 @@
 
 #include "audit_report.h"
 
-const char *const report_dims[NDIMS] = {
-    "bank", "category", "purpose", "decision", "reason"
+const ca_audit_fid report_dims[NDIMS] = {
+    CA_F_BANK, CA_F_CATEGORY, CA_F_PURPOSE, CA_F_DECISION, CA_F_REASON
 };
 
 /* ---- the model ------------------------------------------------------- */
@@ -188,13 +188,17 @@ categories(const report_ctx *rp)
             }
         }
         json_array_append_new(a, json_pack(
-            "{s:o,s:I,s:I,s:I,s:I,s:I}", "category",
+            "{s:o,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "category",
             jstr(s[i]->key, s[i]->len),
             "queries", (json_int_t) count_of(&rp->cat_query, k),
             "verifications", (json_int_t) count_of(&rp->cat_verify, k),
             "raw", (json_int_t) raw,
             "refused", (json_int_t) count_of(&rp->cat_deny, k),
-            "reported", (json_int_t) count_of(&rp->cat_report, k)));
+            "reported", (json_int_t) count_of(&rp->cat_report, k),
+            "checks", (json_int_t) count_of(&rp->cat_checks, k),
+            "matched", (json_int_t) count_of(&rp->cat_matched, k),
+            "unmatched", (json_int_t) count_of(&rp->cat_unmatched, k),
+            "absent", (json_int_t) count_of(&rp->cat_absent, k)));
     }
     free(s);
     map_free(&all);
@@ -227,7 +231,9 @@ policies(const report_ctx *rp)
 
     for (size_t i = 0; i < rp->npolicies; i++) {
         const policy_seen *p = &rp->policy[i];
-        const char        *sp = strchr(p->policy, ' ');
+        /* "<version> <sha256>": the version may hold spaces, the
+         * digest never does */
+        const char        *sp = strrchr(p->policy, ' ');
 
         json_array_append_new(a, json_pack(
             "{s:o,s:o,s:o,s:I,s:o,s:o}",
@@ -332,7 +338,8 @@ report_model(const common_opts *co, const report_ctx *rp,
     json_object_set_new(m, "enterprises_served",
                         json_integer((json_int_t) rp->served.n));
     for (size_t d = 0; d < NDIMS; d++) {
-        json_object_set_new(m, report_dims[d], dim_object(&rp->by[d]));
+        json_object_set_new(m, ca_audit_schema[report_dims[d]].name,
+                            dim_object(&rp->by[d]));
     }
     json_object_set_new(m, "banks_admitted", banks_admitted(banks));
     json_object_set_new(m, "banks_served", banks_served(rp));
@@ -344,6 +351,15 @@ report_model(const common_opts *co, const report_ctx *rp,
     json_object_set_new(m, "refusals", pairs(&rp->refusals, "bank", "reason",
                                              &nref));
     json_object_set_new(m, "refusals_total", json_integer((json_int_t) nref));
+    json_object_set_new(m, "checks", json_pack(
+        "{s:I,s:I,s:I,s:I,s:I}", "asked", (json_int_t) rp->checks,
+        "matched", (json_int_t) rp->matched,
+        "unmatched", (json_int_t) rp->unmatched,
+        "absent", (json_int_t) rp->absent,
+        "unlisted", (json_int_t) rp->unlisted));
+    json_object_set_new(m, "revocations", dim_object(&rp->revoked_by));
+    json_object_set_new(m, "revocations_total",
+                        json_integer((json_int_t) rp->revocations));
     json_object_set_new(m, "policies", policies(rp));
     json_object_set_new(m, "integrity", integrity(v, ks, &rp->per));
     return m;

@@ -1,4 +1,5 @@
-/* credit-audit's output encodings: JSON, terminal text, CSV, HTML. */
+/* credit-audit's output encodings: JSON, terminal text, HTML (CSV:
+ * tools/csvout.c, the tools' one CSV writer). */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -61,7 +62,7 @@ print_json_entry(FILE *out, const entry *e, int with_time)
         json_str(out, e->name[i], e->nlen[i]);
         fputc(':', out);
         json_str(out, e->value[i], e->vlen[i]);
-        if (with_time && field_eq(e->name[i], e->nlen[i], "ts")
+        if (with_time && field_eq(e->name[i], e->nlen[i], CA_AUDIT_NAME(TS))
             && entry_time(e, iso, sizeof(iso)) == 0)
         {
             fprintf(out, ",\"time\":\"%s\"", iso);
@@ -115,7 +116,7 @@ print_text_entry(FILE *out, const entry *e)
         text_value(out, e->name[i], e->nlen[i]);
         fputc('=', out);
         text_value(out, e->value[i], e->vlen[i]);
-        if (field_eq(e->name[i], e->nlen[i], "ts")
+        if (field_eq(e->name[i], e->nlen[i], CA_AUDIT_NAME(TS))
             && entry_time(e, iso, sizeof(iso)) == 0)
         {
             fprintf(out, " (%s)", iso);
@@ -133,38 +134,6 @@ print_entry(const common_opts *co, const entry *e)
         print_text_entry(stdout, e);
     }
 }
-
-void
-csv_field(FILE *out, const char *s, size_t len)
-{
-    const unsigned char *p = (const unsigned char *) s;
-    int                  quote = 0;
-
-    for (size_t i = 0; i < len && !quote; i++) {
-        quote = p[i] == ',' || p[i] == '"' || p[i] == '\r' || p[i] == '\n';
-    }
-    if (quote) {
-        fputc('"', out);
-    }
-    for (size_t i = 0; i < len;) {
-        size_t n = ca_utf8_seq(p + i, len - i);
-
-        if (n == 0) {
-            fputs("\xef\xbf\xbd", out);     /* U+FFFD */
-            i++;
-        } else {
-            if (n == 1 && p[i] == '"') {
-                fputc('"', out);
-            }
-            fwrite(p + i, 1, n, out);
-            i += n;
-        }
-    }
-    if (quote) {
-        fputc('"', out);
-    }
-}
-
 
 /* HTML text or attribute content; invalid UTF-8 becomes U+FFFD. */
 void

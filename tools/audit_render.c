@@ -29,6 +29,12 @@ const char *const report_heading[][2] = {
     {"八、审计链完整性", "Integrity of the audit trail"},
 };
 
+/* A category's figures, in the order the tables show them. */
+const char *const category_figures[NCATEGORY_FIGURES] = {
+    "queries", "verifications", "raw", "refused", "reported", "checks",
+    "matched", "unmatched", "absent"
+};
+
 const char *
 m_str(json_t *o, const char *k)
 {
@@ -122,6 +128,10 @@ render_md(FILE *out, json_t *m)
     fprintf(out, "| 拒绝 Refusals | %lld |\n", m_num(m, "refusals_total"));
     fprintf(out, "| 原始明细披露 Raw-detail disclosures | %lld |\n",
             m_num(m, "raw_disclosures_total"));
+    fprintf(out, "| 核验项 Checks verified | %lld |\n",
+            m_num(json_object_get(m, "checks"), "asked"));
+    fprintf(out, "| 撤回授权 Consents withdrawn | %lld |\n",
+            m_num(m, "revocations_total"));
     fprintf(out, "| 审计链 Audit trail | %s |\n", integrity_zh(in));
 
     md_head(out, S_ADMITTED);
@@ -160,15 +170,15 @@ render_md(FILE *out, json_t *m)
     md_head(out, S_CATEGORIES);
     md_table(out, json_object_get(m, "categories"),
              "| 类别 Category | 查询 Queries | 核验 Verifications | "
-             "原始明细 Raw | 拒绝 Refused | 仅报告 Report-only |\n"
-             "|---|---:|---:|---:|---:|---:|\n");
+             "原始明细 Raw | 拒绝 Refused | 仅报告 Report-only | "
+             "核验项 Checks | 相符 Matched | 不符 Not matched | "
+             "无值 Absent |\n"
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     json_array_foreach(json_object_get(m, "categories"), i, e) {
         md_cell(out, m_str(e, "category"));
-        md_num(out, m_num(e, "queries"));
-        md_num(out, m_num(e, "verifications"));
-        md_num(out, m_num(e, "raw"));
-        md_num(out, m_num(e, "refused"));
-        md_num(out, m_num(e, "reported"));
+        for (size_t j = 0; j < NCATEGORY_FIGURES; j++) {
+            md_num(out, m_num(e, category_figures[j]));
+        }
         fputs("|\n", out);
     }
 
@@ -228,72 +238,82 @@ render_md(FILE *out, json_t *m)
 
 /* ---- CSV ------------------------------------------------------------- */
 
+/* One figure: section, item, detail, count. */
 static void
-csv_row(FILE *out, const char *section, const char *item,
-        const char *detail, long long n)
+figure(csv_out *c, const char *section, const char *item,
+       const char *detail, long long n)
 {
-    csv_field(out, section, strlen(section));
-    fputc(',', out);
-    csv_field(out, item, strlen(item));
-    fputc(',', out);
-    csv_field(out, detail, strlen(detail));
-    fprintf(out, ",%lld\r\n", n);
+    csv_text(c, section);
+    csv_text(c, item);
+    csv_text(c, detail);
+    csv_int(c, n);
+    csv_row(c);
 }
 
 void
 render_csv(FILE *out, json_t *m)
 {
-    json_t *e, *in = json_object_get(m, "integrity");
-    size_t  i;
+    json_t      *e, *v, *in = json_object_get(m, "integrity");
+    size_t       i;
+    csv_out      csv, *c = &csv;
+    const char  *k;
 
-    fputs("section,item,detail,count\r\n", out);
-    csv_row(out, "period", m_when(m, "since", ""), m_when(m, "until", ""), 0);
-    csv_row(out, "decisions", "", "", m_num(m, "decisions"));
-    csv_row(out, "enterprises_served", "", "", m_num(m, "enterprises_served"));
+    csv_begin(c, out);
+    csv_text(c, "section");
+    csv_text(c, "item");
+    csv_text(c, "detail");
+    csv_text(c, "count");
+    csv_row(c);
+    figure(c, "period", m_when(m, "since", ""), m_when(m, "until", ""), 0);
+    figure(c, "decisions", "", "", m_num(m, "decisions"));
+    figure(c, "enterprises_served", "", "", m_num(m, "enterprises_served"));
+    json_object_foreach(json_object_get(m, "checks"), k, v) {
+        figure(c, "checks", k, "", (long long) json_integer_value(v));
+    }
+    json_object_foreach(json_object_get(m, "revocations"), k, v) {
+        figure(c, "revocation", k, "", (long long) json_integer_value(v));
+    }
     json_array_foreach(json_object_get(m, "banks_admitted"), i, e) {
-        csv_row(out, "bank_admitted", m_str(e, "bank"),
-                json_is_true(json_object_get(e, "suspended")) ? "suspended"
-                                                              : "admitted",
-                1);
+        figure(c, "bank_admitted", m_str(e, "bank"),
+               json_is_true(json_object_get(e, "suspended")) ? "suspended"
+                                                             : "admitted",
+               1);
     }
     json_array_foreach(json_object_get(m, "banks_served"), i, e) {
-        csv_row(out, "bank_served", m_str(e, "bank"), "allowed",
-                m_num(e, "allowed"));
-        csv_row(out, "bank_served", m_str(e, "bank"), "refused",
-                m_num(e, "refused"));
-        csv_row(out, "bank_served", m_str(e, "bank"), "enterprises",
-                m_num(e, "enterprises"));
+        figure(c, "bank_served", m_str(e, "bank"), "allowed",
+               m_num(e, "allowed"));
+        figure(c, "bank_served", m_str(e, "bank"), "refused",
+               m_num(e, "refused"));
+        figure(c, "bank_served", m_str(e, "bank"), "enterprises",
+               m_num(e, "enterprises"));
     }
     json_array_foreach(json_object_get(m, "categories"), i, e) {
-        static const char *const k[] = {"queries", "verifications", "raw",
-                                        "refused", "reported"};
-
-        for (size_t j = 0; j < 5; j++) {
-            csv_row(out, "category", m_str(e, "category"), k[j],
-                    m_num(e, k[j]));
+        for (size_t j = 0; j < NCATEGORY_FIGURES; j++) {
+            figure(c, "category", m_str(e, "category"), category_figures[j],
+                  m_num(e, category_figures[j]));
         }
     }
     json_array_foreach(json_object_get(m, "raw_disclosures"), i, e) {
-        csv_row(out, "raw_disclosure", m_str(e, "bank"), m_str(e, "category"),
-                m_num(e, "count"));
+        figure(c, "raw_disclosure", m_str(e, "bank"), m_str(e, "category"),
+               m_num(e, "count"));
     }
     json_array_foreach(json_object_get(m, "refusals"), i, e) {
-        csv_row(out, "refusal", m_str(e, "bank"), m_str(e, "reason"),
-                m_num(e, "count"));
+        figure(c, "refusal", m_str(e, "bank"), m_str(e, "reason"),
+               m_num(e, "count"));
     }
     json_array_foreach(json_object_get(m, "policies"), i, e) {
-        csv_row(out, "policy", m_str(e, "version"), m_str(e, "sha256"),
-                m_num(e, "decisions"));
+        figure(c, "policy", m_str(e, "version"), m_str(e, "sha256"),
+               m_num(e, "decisions"));
     }
     if (json_is_true(json_object_get(in, "checked"))) {
-        csv_row(out, "integrity", json_is_true(json_object_get(in, "intact"))
-                ? "intact" : "not_intact", "breaks", m_num(in, "breaks"));
-        csv_row(out, "integrity", "", "breaks_in_period",
-                m_num(in, "breaks_in_period"));
-        csv_row(out, "integrity", "", "chains", m_num(in, "chains"));
-        csv_row(out, "integrity", "", "entries", m_num(in, "entries"));
+        figure(c, "integrity", json_is_true(json_object_get(in, "intact"))
+               ? "intact" : "not_intact", "breaks", m_num(in, "breaks"));
+        figure(c, "integrity", "", "breaks_in_period",
+               m_num(in, "breaks_in_period"));
+        figure(c, "integrity", "", "chains", m_num(in, "chains"));
+        figure(c, "integrity", "", "entries", m_num(in, "entries"));
     } else {
-        csv_row(out, "integrity", "not_checked", "", 0);
+        figure(c, "integrity", "not_checked", "", 0);
     }
 }
 

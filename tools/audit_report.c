@@ -32,7 +32,10 @@ static const char usage_report[] =
     "keys the report says it was not checked).  Counts are of decision\n"
     "entries: an allow with mode query is a query, with mode verify a\n"
     "verification, with detail raw a raw-detail disclosure; a deny is a\n"
-    "refusal; report is what report-only mode would have refused.\n"
+    "refusal; report is what report-only mode would have refused.  The\n"
+    "checks of allowed verifications are counted per category, and their\n"
+    "answers (matched, not matched, absent) from the outcomes; revocation\n"
+    "entries (consents withdrawn) per who withdrew them.\n"
     "\n"
     "Formats: text (default: the counts per bank, category, purpose,\n"
     "decision and reason), json (--json: those and every figure above),\n"
@@ -96,21 +99,128 @@ see_policy(report_ctx *rp, const char *v, size_t len, int64_t ts)
     }
 }
 
+/* n more of a category's figure */
+static void
+add(strmap *m, const char *k, size_t len, size_t n)
+{
+    map_find(m, k ? k : "", k ? len : 0, 1)->count += n;
+}
+
+/* A decimal count field of an outcome (0 when absent or not one). */
+static size_t
+count_field(const entry *e, ca_audit_fid id)
+{
+    size_t      len, n = 0;
+    const char *v = get(e, id, &len);
+
+    for (size_t i = 0; v != NULL && i < len && i < 9; i++) {
+        if (v[i] < '0' || v[i] > '9') {
+            return 0;
+        }
+        n = n * 10 + (size_t) (v[i] - '0');
+    }
+    return n;
+}
+
+/*
+ * An allowed verification's checks: counted for its category, and its
+ * rid remembered whatever the period (an outcome in the period may answer
+ * a decision just before it).
+ */
+static void
+see_verification(report_ctx *rp, const entry *e, int in)
+{
+    size_t      len, clen, rlen, k;
+    const char *checks = get(e, CA_F_CHECKS, &len);
+    const char *cat = get(e, CA_F_CATEGORY, &clen);
+    const char *rid = get(e, CA_F_RID, &rlen);
+
+    if (in) {
+        if (checks == NULL) {
+            rp->unlisted++;         /* written before schema v2 */
+        } else {
+            rp->checks += ca_audit_list_count(checks, len);
+            add(&rp->cat_checks, cat, clen,
+                ca_audit_list_count(checks, len));
+        }
+    }
+    if (rid == NULL || cat == NULL) {
+        return;
+    }
+    for (k = 0; k < rp->nvcat; k++) {
+        if (strlen(rp->vcat[k]) == clen
+            && memcmp(rp->vcat[k], cat, clen) == 0)
+        {
+            break;
+        }
+    }
+    if (k == rp->nvcat) {
+        if (k == VCATS_MAX || (rp->vcat[k] = strndup(cat, clen)) == NULL) {
+            return;
+        }
+        rp->nvcat++;
+    }
+    map_find(&rp->verify_rid, rid, rlen, 1)->count = k + 1;
+}
+
+/* A verification's outcome: its answers, for its decision's category. */
+static void
+see_answers(report_ctx *rp, const entry *e)
+{
+    size_t           rlen, n[3];
+    const char      *rid = get(e, CA_F_RID, &rlen), *cat;
+    map_slot        *s;
+    strmap          *m[3] = {&rp->cat_matched, &rp->cat_unmatched,
+                             &rp->cat_absent};
+    static const ca_audit_fid  f[3] = {CA_F_MATCHED, CA_F_UNMATCHED,
+                                       CA_F_ABSENT};
+
+    for (size_t i = 0; i < 3; i++) {
+        n[i] = count_field(e, f[i]);
+    }
+    rp->matched += n[0];
+    rp->unmatched += n[1];
+    rp->absent += n[2];
+    s = rid ? map_find(&rp->verify_rid, rid, rlen, 0) : NULL;
+    if (s == NULL || s->count == 0 || s->count > rp->nvcat) {
+        return;
+    }
+    cat = rp->vcat[s->count - 1];
+    for (size_t i = 0; i < 3; i++) {
+        add(m[i], cat, strlen(cat), n[i]);
+    }
+}
+
 static int
 cb_report(const entry *e, void *data)
 {
     report_ctx *rp = data;
     size_t      len, blen, clen, elen;
     const char *v, *bank, *cat, *ent;
+    int         in = in_period(&rp->per, e);
 
-    if (!in_period(&rp->per, e)) {
+    if (is_event(e, CA_EV_DECISION) && has_value(e, CA_F_MODE, "verify")
+        && has_value(e, CA_F_DECISION, "allow"))
+    {
+        see_verification(rp, e, in);
+    }
+    if (!in) {
         return 0;
     }
-    if (has_value(e, "event", "outcome")) {
+    if (is_event(e, CA_EV_OUTCOME)) {
         rp->outcomes++;
+        if (get(e, CA_F_MATCHED, &len) != NULL) {
+            see_answers(rp, e);
+        }
         return 0;
     }
-    if (!has_value(e, "event", "decision")) {
+    if (is_event(e, CA_EV_REVOCATION)) {
+        rp->revocations++;
+        v = get(e, CA_F_BY, &len);
+        count(&rp->revoked_by, v, len);
+        return 0;
+    }
+    if (!is_event(e, CA_EV_DECISION)) {
         return 0;
     }
     rp->decisions++;
@@ -118,29 +228,29 @@ cb_report(const entry *e, void *data)
         v = get(e, report_dims[d], &len);
         count(&rp->by[d], v, len);
     }
-    bank = get(e, "bank", &blen);
-    cat = get(e, "category", &clen);
-    ent = get(e, "enterprise", &elen);
-    if ((v = get(e, "policy", &len)) != NULL) {
+    bank = get(e, CA_F_BANK, &blen);
+    cat = get(e, CA_F_CATEGORY, &clen);
+    ent = get(e, CA_F_ENTERPRISE, &elen);
+    if ((v = get(e, CA_F_POLICY, &len)) != NULL) {
         see_policy(rp, v, len, entry_ts(e));
     }
-    if (has_value(e, "decision", "allow")) {
+    if (has_value(e, CA_F_DECISION, "allow")) {
         if (ent != NULL && elen > 0) {
             count(&rp->served, ent, elen);
             count2(&rp->bank_ent, bank, blen, ent, elen);
         }
         count(&rp->bank_allow, bank, blen);
-        count(has_value(e, "mode", "verify") ? &rp->cat_verify
+        count(has_value(e, CA_F_MODE, "verify") ? &rp->cat_verify
                                              : &rp->cat_query, cat, clen);
-        if (has_value(e, "detail", "raw")) {
+        if (has_value(e, CA_F_DETAIL, "raw")) {
             count2(&rp->raw, bank, blen, cat, clen);
         }
-    } else if (has_value(e, "decision", "deny")) {
-        v = get(e, "reason", &len);
+    } else if (has_value(e, CA_F_DECISION, "deny")) {
+        v = get(e, CA_F_REASON, &len);
         count(&rp->bank_deny, bank, blen);
         count(&rp->cat_deny, cat, clen);
         count2(&rp->refusals, bank, blen, v, len);
-    } else if (has_value(e, "decision", "report")) {
+    } else if (has_value(e, CA_F_DECISION, "report")) {
         count(&rp->cat_report, cat, clen);
     }
     return 0;
@@ -152,7 +262,13 @@ report_free(report_ctx *rp)
     strmap *maps[] = {&rp->served, &rp->bank_allow, &rp->bank_deny,
                       &rp->bank_ent, &rp->cat_query, &rp->cat_verify,
                       &rp->cat_deny, &rp->cat_report, &rp->raw,
-                      &rp->refusals};
+                      &rp->refusals, &rp->cat_checks, &rp->cat_matched,
+                      &rp->cat_unmatched, &rp->cat_absent, &rp->verify_rid,
+                      &rp->revoked_by};
+
+    for (size_t i = 0; i < rp->nvcat; i++) {
+        free(rp->vcat[i]);
+    }
 
     for (size_t d = 0; d < NDIMS; d++) {
         map_free(&rp->by[d]);
@@ -183,10 +299,15 @@ report_text(FILE *out, const common_opts *co, report_ctx *rp)
     fprintf(out, "  decisions                    %zu\n", rp->decisions);
     fprintf(out, "  outcomes                     %zu\n", rp->outcomes);
     fprintf(out, "  distinct enterprises served  %zu\n", rp->served.n);
+    fprintf(out, "  checks verified              %zu (matched %zu, not "
+            "matched %zu, absent %zu)\n", rp->checks, rp->matched,
+            rp->unmatched, rp->absent);
+    fprintf(out, "  consents withdrawn           %zu\n", rp->revocations);
     for (size_t d = 0; d < NDIMS; d++) {
         map_slot **s = sorted_slots(&rp->by[d]);
 
-        fprintf(out, "\n  %-28s %10s\n", report_dims[d], "decisions");
+        fprintf(out, "\n  %-28s %10s\n",
+                ca_audit_schema[report_dims[d]].name, "decisions");
         for (size_t i = 0; i < rp->by[d].n; i++) {
             int w;
 

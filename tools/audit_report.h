@@ -13,10 +13,13 @@
 #include "audit_verify.h"
 #include "policy/banks.h"
 
-extern const char *const report_dims[];
+/* the fields decisions are counted by: bank, category, purpose,
+ * decision, reason */
+extern const ca_audit_fid report_dims[];
 #define NDIMS 5
 
 #define POLICIES_MAX 64
+#define VCATS_MAX    256        /* categories of verifications joined */
 #define SEP "\x1f"          /* joins two values into one map key */
 
 typedef struct {
@@ -35,6 +38,18 @@ typedef struct {
     strmap       cat_query, cat_verify, cat_deny, cat_report;
     strmap       raw;           /* bank SEP category */
     strmap       refusals;      /* bank SEP reason */
+    /* a verification's checks (SPEC §7): asked, per category, from the
+     * allow decisions; answered, from their outcomes (joined by rid:
+     * verify_rid counts 1 + the category's place in vcat) */
+    strmap       cat_checks, cat_matched, cat_unmatched, cat_absent;
+    strmap       verify_rid;
+    char        *vcat[VCATS_MAX];
+    size_t       nvcat;
+    size_t       checks, matched, unmatched, absent;
+    size_t       unlisted;      /* allowed verifications without `checks`
+                                   (schema v1) */
+    strmap       revoked_by;    /* revocation entries per `by` */
+    size_t       revocations;
     policy_seen  policy[POLICIES_MAX];
     size_t       npolicies, policies_dropped;
 } report_ctx;
@@ -55,6 +70,9 @@ json_t *report_model(const common_opts *co, const report_ctx *rp,
 enum { S_PERIOD, S_SUMMARY, S_ADMITTED, S_SERVED, S_ENTERPRISES,
        S_CATEGORIES, S_RAW, S_REFUSALS, S_POLICIES, S_INTEGRITY };
 extern const char *const report_heading[][2];
+
+#define NCATEGORY_FIGURES 9
+extern const char *const category_figures[NCATEGORY_FIGURES];
 
 /* members of the model: "" / 0 / none when absent */
 const char *m_str(json_t *o, const char *k);

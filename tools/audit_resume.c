@@ -162,7 +162,7 @@ static uint64_t
 seq_of(const entry *e)
 {
     size_t      len;
-    const char *v = get(e, "seq", &len);
+    const char *v = get(e, CA_F_SEQ, &len);
     uint64_t    n = 0;
 
     for (size_t i = 0; v != NULL && i < len && i < 20; i++) {
@@ -174,20 +174,11 @@ seq_of(const entry *e)
     return n;
 }
 
-static int
-value_is(const entry *e, const char *name, const char *want)
-{
-    size_t      len;
-    const char *v = get(e, name, &len);
-
-    return v != NULL && len == strlen(want) && memcmp(v, want, len) == 0;
-}
-
 int
 av_resume_filter(av_resume *rs, const entry *e)
 {
     size_t       len, hlen;
-    const char  *chain = get(e, "chain", &len), *h;
+    const char  *chain = get(e, CA_F_CHAIN, &len), *h;
     chain_state *c;
     uint64_t     seq;
 
@@ -206,14 +197,14 @@ av_resume_filter(av_resume *rs, const entry *e)
         snprintf(c->first_id, sizeof(c->first_id), "%s", e->id);
         if (c->anchored) {
             if (seq == c->seq) {
-                c->first_ok = value_is(e, "hash", c->hash);
+                c->first_ok = has_value(e, CA_F_HASH, c->hash);
                 if (!c->first_ok) {
                     snprintf(c->bad, sizeof(c->bad), "the anchor seq %llu "
                              "no longer has the hash verified before",
                              (unsigned long long) seq);
                 }
             } else if (seq == c->seq + 1) {
-                c->first_ok = value_is(e, "prev", c->hash);
+                c->first_ok = has_value(e, CA_F_PREV, c->hash);
                 if (!c->first_ok) {
                     snprintf(c->bad, sizeof(c->bad), "seq %llu does not "
                              "follow the anchor verified before (prev)",
@@ -224,8 +215,8 @@ av_resume_filter(av_resume *rs, const entry *e)
             rs->bad += c->bad[0] != '\0';
         }
     }
-    if (value_is(e, "event", "checkpoint")
-        && (h = get(e, "hash", &hlen)) != NULL && hlen == 64)
+    if (is_event(e, CA_EV_CHECKPOINT)
+        && (h = get(e, CA_F_HASH, &hlen)) != NULL && hlen == 64)
     {
         c->has_cp = 1;
         c->cp_seq = seq;

@@ -236,8 +236,10 @@ field_eq(const char *s, size_t len, const char *want)
 
 /* First value of a field, or NULL. */
 const char *
-get(const entry *e, const char *name, size_t *len)
+get(const entry *e, ca_audit_fid id, size_t *len)
 {
+    const char *name = ca_audit_schema[id].name;
+
     for (size_t i = 0; i < e->n; i++) {
         if (field_eq(e->name[i], e->nlen[i], name)) {
             *len = e->vlen[i];
@@ -249,12 +251,18 @@ get(const entry *e, const char *name, size_t *len)
 }
 
 int
-has_value(const entry *e, const char *name, const char *want)
+has_value(const entry *e, ca_audit_fid id, const char *want)
 {
     size_t      len;
-    const char *v = get(e, name, &len);
+    const char *v = get(e, id, &len);
 
     return v != NULL && field_eq(v, len, want);
+}
+
+int
+is_event(const entry *e, unsigned event)
+{
+    return has_value(e, CA_F_EVENT, ca_audit_event_name(event));
 }
 
 /* The entry's ts in ms; -1 when absent or not a number. */
@@ -262,7 +270,7 @@ int64_t
 entry_ts(const entry *e)
 {
     size_t      len;
-    const char *v = get(e, "ts", &len);
+    const char *v = get(e, CA_F_TS, &len);
     int64_t     n = 0;
 
     if (v == NULL || len == 0 || len > 18) {

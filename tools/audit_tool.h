@@ -14,6 +14,8 @@
 #include <hiredis/hiredis.h>
 
 #include "audit/audit.h"           /* lib: CA_ENTRY_FIELDS */
+#include "audit/auditschema.h"
+#include "csvout.h"
 #include "common.h"
 #include "core/isotime.h"
 
@@ -92,9 +94,12 @@ int scan_stream_from(redisContext *rc, const char *stream, const char *from,
 int scan_stream(redisContext *rc, const char *stream, entry_cb cb,
                 void *data, size_t *count);
 
+/* Fields are named by the audit schema (lib/audit/auditschema.h). */
 int field_eq(const char *s, size_t len, const char *want);
-const char *get(const entry *e, const char *name, size_t *len);
-int has_value(const entry *e, const char *name, const char *want);
+const char *get(const entry *e, ca_audit_fid id, size_t *len);
+int has_value(const entry *e, ca_audit_fid id, const char *want);
+/* event: one CA_EV_* bit */
+int is_event(const entry *e, unsigned event);
 int64_t entry_ts(const entry *e);
 
 typedef struct {
@@ -116,7 +121,6 @@ int period_resolve(period *p);
 /* output encodings */
 void json_str(FILE *out, const char *s, size_t len);
 void text_value(FILE *out, const char *s, size_t len);
-void csv_field(FILE *out, const char *s, size_t len);
 void html_text(FILE *out, const char *s, size_t len);
 void print_json_entry(FILE *out, const entry *e, int with_time);
 void print_entry(const common_opts *co, const entry *e);
@@ -146,5 +150,6 @@ int cmd_verify(int argc, char **argv);
 int cmd_anchor(int argc, char **argv);
 int cmd_archive(int argc, char **argv);
 int cmd_report(int argc, char **argv);
+int cmd_export(int argc, char **argv);
 
 #endif

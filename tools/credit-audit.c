@@ -37,7 +37,7 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  tail     the last entries (--follow: keep reading)\n"
-    "  query    entries by enterprise, bank, consent, decision, time\n"
+    "  query    entries by enterprise, bank, consent, decision, event, time\n"
     "  verify   hash chains and signed checkpoints (--pubkey, --keyring;\n"
     "           --resume: only what is new)\n"
     "  anchor   signed heads to a file outside Redis (--out); verify\n"
@@ -64,30 +64,17 @@ static const char usage_tail[] =
 static const char usage_query[] =
     "usage: credit-audit query [--enterprise USCC] [--bank CODE]\n"
     "         [--consent JTI] [--decision allow|deny|report] [--reason R]\n"
-    "         [--event decision|outcome|checkpoint] [--since T]"
-    " [--until T]\n"
-    "         [--month YYYY-MM]\n"
+    "         [--event E] [--since T] [--until T] [--month YYYY-MM]\n"
     "         [common options]\n"
     "\n"
-    "Prints the matching entries in stream order.  Enterprise, bank,\n"
+    "Prints the matching entries in stream order.  E is decision,\n"
+    "outcome, revocation, checkpoint or discontinuity.  Enterprise, bank,\n"
     "consent, decision and reason are attributes of decision entries; an\n"
     "outcome entry matches when the decision with its rid matched (for\n"
     "--reason, also when the outcome's own reason is R, e.g. a filter\n"
-    "failure after an allow).  Checkpoints match only when none of those\n"
-    "five filters is given.\n"
-    "\n" TIME_NOTE "\n" COMMON_OPTS;
-
-static const char usage_export[] =
-    "usage: credit-audit export [--format jsonl|csv] [--since T]"
-    " [--until T]\n"
-    "         [--month YYYY-MM] [--out FILE] [common options]\n"
-    "\n"
-    "One line per entry with its stream id (`id`).  jsonl (default): a\n"
-    "JSON object of the fields in stored order.  csv (RFC 4180): a header,\n"
-    "then the known fields in fixed columns (and `time`, ISO 8601 in --tz,\n"
-    "after `ts`) and any other field as a JSON object in the `extra`\n"
-    "column.  Invalid UTF-8 is shown as U+FFFD; the\n"
-    "stream itself stays the evidence (verify reads it, not the export).\n"
+    "failure after an allow); a revocation when its enterprise and consent\n"
+    "match and no bank, decision or reason is asked for.  Checkpoints\n"
+    "match only when none of those five filters is given.\n"
     "\n" TIME_NOTE "\n" COMMON_OPTS;
 
 /* ---- tail ------------------------------------------------------------ */
@@ -254,18 +241,18 @@ cb_query(const entry *e, void *data)
 {
     query_ctx  *q = data;
     size_t      rlen;
-    const char *rid = get(e, "rid", &rlen);
+    const char *rid = get(e, CA_F_RID, &rlen);
     int         match;
 
-    if (has_value(e, "event", "decision")) {
+    if (is_event(e, CA_EV_DECISION)) {
         int others = (!q->enterprise
-                      || has_value(e, "enterprise", q->enterprise))
-                     && (!q->bank || has_value(e, "bank", q->bank))
-                     && (!q->consent || has_value(e, "consent", q->consent))
+                      || has_value(e, CA_F_ENTERPRISE, q->enterprise))
+                     && (!q->bank || has_value(e, CA_F_BANK, q->bank))
+                     && (!q->consent || has_value(e, CA_F_CONSENT, q->consent))
                      && (!q->decision
-                         || has_value(e, "decision", q->decision));
+                         || has_value(e, CA_F_DECISION, q->decision));
 
-        match = others && (!q->reason || has_value(e, "reason", q->reason));
+        match = others && (!q->reason || has_value(e, CA_F_REASON, q->reason));
         /* remembered whatever the period: an outcome inside the period
          * joins a decision just before it */
         if (rid != NULL && decision_attrs(q)) {
@@ -276,18 +263,25 @@ cb_query(const entry *e, void *data)
                 map_find(&q->but_reason, rid, rlen, 1);
             }
         }
-    } else if (has_value(e, "event", "outcome")) {
+    } else if (is_event(e, CA_EV_REVOCATION)) {
+        /* a withdrawn consent names its enterprise and consent, no bank,
+         * decision or reason */
+        match = !q->bank && !q->decision && !q->reason
+                && (!q->enterprise
+                    || has_value(e, CA_F_ENTERPRISE, q->enterprise))
+                && (!q->consent || has_value(e, CA_F_CONSENT, q->consent));
+    } else if (is_event(e, CA_EV_OUTCOME)) {
         match = !decision_attrs(q)
                 || (rid != NULL
                     && (map_find(&q->full, rid, rlen, 0) != NULL
-                        || (q->reason && has_value(e, "reason", q->reason)
+                        || (q->reason && has_value(e, CA_F_REASON, q->reason)
                             && map_find(&q->but_reason, rid, rlen, 0)
                                != NULL)));
     } else {
         match = !decision_attrs(q);
     }
 
-    if (match && (!q->event || has_value(e, "event", q->event))
+    if (match && (!q->event || has_value(e, CA_F_EVENT, q->event))
         && in_period(&q->per, e))
     {
         print_entry(q->co, e);
@@ -364,11 +358,10 @@ cmd_query(int argc, char **argv)
             q.reason = optarg;
             break;
         case OPT_EVENT:
-            if (strcmp(optarg, "decision") && strcmp(optarg, "outcome")
-                && strcmp(optarg, "checkpoint"))
-            {
+            if (ca_audit_event_find(optarg, strlen(optarg)) == 0) {
                 return usage_error(usage_query, "bad --event %s (decision, "
-                                   "outcome or checkpoint)", optarg);
+                                   "outcome, revocation, checkpoint or "
+                                   "discontinuity)", optarg);
             }
             q.event = optarg;
             break;
@@ -394,179 +387,6 @@ cmd_query(int argc, char **argv)
     redisFree(rc);
     map_free(&q.full);
     map_free(&q.but_reason);
-    return rv;
-}
-
-/* ---- export ---------------------------------------------------------- */
-
-/* Fixed CSV columns: every field SPEC §7 names, in the order entries
- * carry them, and `time` (ts in ISO 8601, --tz) for people; anything
- * else goes to `extra`. */
-static const char *const csv_cols[] = {
-    "v", "event", "ts", "time", "gw", "rid", "bank", "cert", "ip", "method",
-    "path", "category", "enterprise", "purpose", "consent", "mode", "detail",
-    "decision", "reason", "policy", "status", "bytes", "disclosed",
-    "masked", "withheld", "upstream_ms", "covers", "head", "heads", "sig",
-    "chain", "seq", "prev", "hash", NULL
-};
-
-typedef struct {
-    FILE   *out;
-    int     csv;
-    period  per;
-    size_t  written;
-} export_ctx;
-
-static int
-cb_export(const entry *e, void *data)
-{
-    export_ctx *x = data;
-
-    if (!in_period(&x->per, e)) {
-        return 0;
-    }
-    x->written++;
-    if (!x->csv) {
-        print_json_entry(x->out, e, 0);
-        return 0;
-    }
-
-    csv_field(x->out, e->id, strlen(e->id));
-    for (size_t c = 0; csv_cols[c] != NULL; c++) {
-        size_t      len;
-        const char *v = get(e, csv_cols[c], &len);
-        char        iso[48];
-
-        fputc(',', x->out);
-        if (strcmp(csv_cols[c], "time") == 0 && v == NULL
-            && entry_ts(e) >= 0)
-        {
-            ca_time_format(entry_ts(e), iso, sizeof(iso));
-            v = iso;
-            len = strlen(iso);
-        }
-        if (v != NULL) {
-            csv_field(x->out, v, len);
-        }
-    }
-    fputc(',', x->out);
-    {
-        /* unknown fields: a JSON object in one cell */
-        char   *buf = NULL;
-        size_t  blen = 0;
-        FILE   *m = open_memstream(&buf, &blen);
-        int     any = 0;
-
-        if (m == NULL) {
-            return EXIT_USAGE;
-        }
-        for (size_t i = 0; i < e->n; i++) {
-            int known = 0;
-
-            for (size_t c = 0; csv_cols[c] != NULL && !known; c++) {
-                known = field_eq(e->name[i], e->nlen[i], csv_cols[c]);
-            }
-            if (!known) {
-                fputc(any++ ? ',' : '{', m);
-                json_str(m, e->name[i], e->nlen[i]);
-                fputc(':', m);
-                json_str(m, e->value[i], e->vlen[i]);
-            }
-        }
-        if (any) {
-            fputc('}', m);
-        }
-        fclose(m);
-        csv_field(x->out, buf, blen);
-        free(buf);
-    }
-    fputs("\r\n", x->out);
-    return 0;
-}
-
-static int
-cmd_export(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        COMMON_LONGOPTS,
-        {"format", required_argument, NULL, OPT_FORMAT},
-        {"since", required_argument, NULL, OPT_SINCE},
-        {"until", required_argument, NULL, OPT_UNTIL},
-        {"month", required_argument, NULL, OPT_MONTH},
-        {"out", required_argument, NULL, OPT_OUT},
-        {NULL, 0, NULL, 0}
-    };
-    common_opts   co;
-    export_ctx    x;
-    const char   *outfile = NULL;
-    int           ch, rv;
-    size_t        count;
-    redisContext *rc;
-
-    common_init(&co);
-    memset(&x, 0, sizeof(x));
-    while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
-        if (ch == 0) {
-            return EXIT_USAGE;
-        }
-        switch (ch) {
-        case OPT_FORMAT:
-            if (strcmp(optarg, "csv") == 0) {
-                x.csv = 1;
-            } else if (strcmp(optarg, "jsonl") == 0) {
-                x.csv = 0;
-            } else {
-                return usage_error(usage_export, "bad --format %s (jsonl "
-                                   "or csv)", optarg);
-            }
-            break;
-        case OPT_SINCE:
-        case OPT_UNTIL:
-        case OPT_MONTH:
-            period_opt(&x.per, ch, optarg);
-            break;
-        case OPT_OUT:
-            outfile = optarg;
-            break;
-        case 'h':
-            fputs(usage_export, stdout);
-            return 0;
-        default:
-            return usage_error(usage_export, NULL, NULL);
-        }
-    }
-    if (args_done(usage_export, argc, argv, &x.per) != 0) {
-        return EXIT_USAGE;
-    }
-    if ((rc = tool_redis_open(&co.redis)) == NULL) {
-        return EXIT_USAGE;
-    }
-    x.out = stdout;
-    if (outfile != NULL && (x.out = fopen(outfile, "w")) == NULL) {
-        fprintf(stderr, "credit-audit: %s: %s\n", outfile, strerror(errno));
-        redisFree(rc);
-        return EXIT_USAGE;
-    }
-    if (x.csv) {
-        fputs("id", x.out);
-        for (size_t c = 0; csv_cols[c] != NULL; c++) {
-            fprintf(x.out, ",%s", csv_cols[c]);
-        }
-        fputs(",extra\r\n", x.out);
-    }
-    rv = scan_stream(rc, co.stream, cb_export, &x, &count);
-    redisFree(rc);
-    if (fflush(x.out) != 0 || ferror(x.out)
-        || (x.out != stdout && fclose(x.out) != 0))
-    {
-        fprintf(stderr, "credit-audit: %s: write error\n",
-                outfile ? outfile : "stdout");
-        return EXIT_USAGE;
-    }
-    if (rv == 0 && outfile != NULL) {
-        fprintf(stderr, "credit-audit: %zu entries written to %s\n",
-                x.written, outfile);
-    }
     return rv;
 }
 

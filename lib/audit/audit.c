@@ -6,6 +6,7 @@
 #include <openssl/pem.h>
 
 #include "audit.h"
+#include "auditschema.h"
 #include "core/pii.h"
 #include "core/util.h"
 
@@ -47,10 +48,11 @@ ca_entry_init(ca_entry *e, const char *event, int64_t ts_ms, const char *gw)
 {
     e->n = 0;
     e->used = 0;
-    ca_entry_add(e, "v", CA_AUDIT_VERSION, strlen(CA_AUDIT_VERSION));
-    ca_entry_add(e, "event", event, strlen(event));
-    ca_entry_add_int(e, "ts", ts_ms);
-    ca_entry_add(e, "gw", gw, strlen(gw));
+    ca_entry_add(e, CA_AUDIT_NAME(V), CA_AUDIT_VERSION,
+                 strlen(CA_AUDIT_VERSION));
+    ca_entry_add(e, CA_AUDIT_NAME(EVENT), event, strlen(event));
+    ca_entry_add_int(e, CA_AUDIT_NAME(TS), ts_ms);
+    ca_entry_add(e, CA_AUDIT_NAME(GW), gw, strlen(gw));
 }
 
 int
@@ -176,8 +178,8 @@ hfields(ca_hbuf *h, const char *const *names, const char *const *values,
 {
     for (size_t i = from; i < n; i++) {
         size_t nl = strlen(names[i]);
-        if (nl == 4 && memcmp(names[i], "hash", 4) == 0) {
-            continue;
+        if (strcmp(names[i], CA_AUDIT_NAME(HASH)) == 0) {
+            continue;               /* the one field not hashed */
         }
         /* Length prefixes make the encoding unambiguous whatever bytes the
          * values hold (SPEC §7). */
@@ -250,9 +252,9 @@ ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const EVP_MD_CTX *prefix,
         return -1;
     }
     ca_hex(ch->head, 32, hex);
-    if (ca_entry_add(e, "chain", ch->id, strlen(ch->id)) != 0
-        || ca_entry_add_uint(e, "seq", ch->seq + 1) != 0
-        || ca_entry_add(e, "prev", hex, 64) != 0)
+    if (ca_entry_add(e, CA_AUDIT_NAME(CHAIN), ch->id, strlen(ch->id)) != 0
+        || ca_entry_add_uint(e, CA_AUDIT_NAME(SEQ), ch->seq + 1) != 0
+        || ca_entry_add(e, CA_AUDIT_NAME(PREV), hex, 64) != 0)
     {
         return -1;
     }
@@ -268,7 +270,7 @@ ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const EVP_MD_CTX *prefix,
         hfinal(&hb, h);
     }
     ca_hex(h, 32, hex);
-    if (ca_entry_add(e, "hash", hex, 64) != 0) {
+    if (ca_entry_add(e, CA_AUDIT_NAME(HASH), hex, 64) != 0) {
         return -1;
     }
     ch->seq++;

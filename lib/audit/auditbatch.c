@@ -30,6 +30,7 @@
 #include <openssl/sha.h>
 
 #include "auditbatch.h"
+#include "auditschema.h"
 #include "core/util.h"
 
 static const char  ca_aw_lua[] =
@@ -257,11 +258,11 @@ ca_aw_job_new(size_t n, const char *const *names, const char *const *values,
         job->value[i] = v;
         job->len[i] = lens[i];
         v += lens[i] + 1;
-        if (nl == 2 && memcmp(names[i], "ts", 2) == 0) {
+        if (strcmp(job->name[i], CA_AUDIT_NAME(TS)) == 0) {
             job->ts = strtoll(job->value[i], NULL, 10);
-        } else if (nl == 3 && memcmp(names[i], "seq", 3) == 0) {
+        } else if (strcmp(job->name[i], CA_AUDIT_NAME(SEQ)) == 0) {
             job->seq = strtoull(job->value[i], NULL, 10);
-        } else if (nl == 5 && memcmp(names[i], "chain", 5) == 0
+        } else if (strcmp(job->name[i], CA_AUDIT_NAME(CHAIN)) == 0
                    && job->chain == (size_t) -1)
         {
             job->chain = i;

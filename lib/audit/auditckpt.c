@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "auditckpt.h"
+#include "auditschema.h"
 #include "core/util.h"
 
 #define CKPT_FIXED  512         /* the message without its heads */
@@ -130,6 +131,7 @@ ca_checkpoint_build(ca_chain *ch, ca_entry *e, int64_t ts_ms, const char *gw,
     size_t        mlen, slen = sizeof(sig), hlen = heads ? strlen(heads) : 0;
     EVP_MD_CTX   *md;
     int           ok;
+    ca_audit_facts f;
 
     /* The signature certifies the chain up to and including entry `seq`,
      * whose hash is `head` (and, v2, the heads listed); the checkpoint is
@@ -152,13 +154,16 @@ ca_checkpoint_build(ca_chain *ch, ca_entry *e, int64_t ts_ms, const char *gw,
     }
     ca_b64url_encode(sig, slen, sig64);
 
-    ca_entry_init(e, "checkpoint", ts_ms, gw);
-    ca_entry_add_uint(e, "covers", ch->seq);
-    ca_entry_add(e, "head", head, 64);
-    if (heads != NULL) {
-        ca_entry_add(e, "heads", heads, hlen);
+    memset(&f, 0, sizeof(f));
+    f.ts = ts_ms;
+    f.gw = gw;
+    f.covers = (int64_t) ch->seq;
+    f.head = head;
+    f.heads = heads;
+    f.sig = sig64;
+    if (ca_audit_build(e, CA_EV_CHECKPOINT, &f) != 0) {
+        return -1;
     }
-    ca_entry_add(e, "sig", sig64, strlen(sig64));
     return ca_chain_seal(ch, e);
 }
 

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "auditbatch.h"
+#include "auditschema.h"
 #include "core/util.h"
 
 
@@ -75,9 +76,9 @@ ca_aw_decide(ca_aw *aw, ca_entry *e, const char *refusal,
     size_t         slot;
     EVP_MD_CTX    *prefix;
 
-    dpos = ca_aw_field(e, "decision");
+    dpos = ca_aw_field(e, CA_AUDIT_NAME(DECISION));
     if (n > CA_AW_CHECKS_MAX || dpos == (size_t) -1 || dpos + 1 >= e->n
-        || strcmp(e->name[dpos + 1], "reason") != 0
+        || strcmp(e->name[dpos + 1], CA_AUDIT_NAME(REASON)) != 0
         || e->len[dpos] >= sizeof(var[0].decision)
         || strlen(refusal) >= sizeof(var[0].decision))
     {

@@ -14,14 +14,16 @@
 #include <string.h>
 
 #include "auditbatch.h"
+#include "auditschema.h"
 #include "core/util.h"
 
 
 static int
 ca_aw_is_checkpoint(const ca_aw_job *job)
 {
-    return job->n > 1 && strcmp(job->name[1], "event") == 0
-           && strcmp(job->value[1], "checkpoint") == 0;
+    return job->n > 1 && strcmp(job->name[1], CA_AUDIT_NAME(EVENT)) == 0
+           && strcmp(job->value[1],
+                     ca_audit_event_name(CA_EV_CHECKPOINT)) == 0;
 }
 
 

@@ -145,6 +145,24 @@ int ca_aw_final(ca_aw *aw, ca_entry *e, int online, void *owner,
 int ca_aw_discontinuity(ca_aw *aw, ca_entry *e, int online);
 
 /*
+ * A consent withdrawn (SPEC §3): a `revocation` entry naming the
+ * enterprise, the consent (its jti, written as a decision's `consent`,
+ * ca_audit_consent_id) and who withdrew it, `by` "enterprise" (a signed
+ * withdrawal) or "platform" (credit-consent revoke).  Sealed into chain 0
+ * and settled like a final entry: CA_AW_QUEUED, CA_AW_SPOOLED or
+ * CA_AW_LOST (also for an invalid USCC, an empty jti or another `by`).
+ */
+typedef struct {
+    int64_t             ts;             /* Unix ms */
+    const char         *enterprise;     /* USCC */
+    const char         *jti;
+    const char         *by;
+} ca_aw_revoked;
+
+int ca_aw_revocation(ca_aw *aw, const ca_aw_revoked *rv, int online,
+                     void *owner, ca_aw_job **job);
+
+/*
  * An allow (or report) decision: `e` holds every field up to `policy`,
  * `decision` and `reason` included.  `refusal` is the decision word a
  * refusing check writes ("deny", or "report").  CA_AW_QUEUED or

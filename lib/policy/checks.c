@@ -423,3 +423,22 @@ ca_checks_eval(const ca_checks *cs, json_t *doc, json_t **results,
     }
     return CA_OK;
 }
+
+void
+ca_checks_count(json_t *results, ca_checks_tally *t)
+{
+    size_t  i;
+    json_t *r, *m;
+
+    t->matched = t->unmatched = t->absent = 0;
+    json_array_foreach(json_object_get(results, "results"), i, r) {
+        m = json_object_get(r, "match");
+        if (json_is_true(m)) {
+            t->matched++;
+        } else if (json_is_false(m)) {
+            t->unmatched++;
+        } else {
+            t->absent++;
+        }
+    }
+}

@@ -48,4 +48,15 @@ size_t ca_checks_budget(const ca_checks *cs, ca_check_use *uses);
 ca_reason ca_checks_eval(const ca_checks *cs, json_t *doc, json_t **results,
                          char *detail, size_t detail_len);
 
+/* What a verification answered, for its audit outcome (SPEC §7): how many
+ * checks matched, did not, and found no value to compare (null). */
+typedef struct {
+    unsigned    matched;
+    unsigned    unmatched;
+    unsigned    absent;
+} ca_checks_tally;
+
+/* Counts the answers of ca_checks_eval()'s {"results":[...]}. */
+void ca_checks_count(json_t *results, ca_checks_tally *t);
+
 #endif

@@ -14,7 +14,10 @@
  * must be in the stream (auditheads.c).
  *
  * This file reads entries into small records; auditclassify.c classifies
- * each chain.
+ * each chain.  It reads only the fields of chaining and signing (by their
+ * names in lib/audit/auditschema.h) and hashes every field as stored, so
+ * entries of every schema version (`v` 1 before verifications listed their
+ * checks, 2 since) verify alike, side by side in one stream.
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -23,6 +26,7 @@
 #include <sys/types.h>
 
 #include "audit/audit.h"
+#include "audit/auditschema.h"
 #include "auditverify_int.h"
 #include "core/util.h"
 
@@ -180,8 +184,9 @@ field_is(const char *name, size_t len, const char *want)
 enum { F_EVENT, F_CHAIN, F_SEQ, F_PREV, F_COVERS, F_HEAD, F_HEADS, F_SIG,
        F_N };
 
-static const char *const wanted[F_N] = {
-    "event", "chain", "seq", "prev", "covers", "head", "heads", "sig"
+static const ca_audit_fid wanted[F_N] = {
+    CA_F_EVENT, CA_F_CHAIN, CA_F_SEQ, CA_F_PREV, CA_F_COVERS, CA_F_HEAD,
+    CA_F_HEADS, CA_F_SIG
 };
 
 typedef struct {
@@ -334,13 +339,14 @@ ca_av_add(ca_av *v, const char *id, size_t nfields,
         f.at[i] = -1;
     }
     for (i = 0; i < nfields; i++) {
-        if (field_is(names[i], name_lens[i], "hash")) {
+        if (field_is(names[i], name_lens[i], CA_AUDIT_NAME(HASH))) {
             nhash++;
             hash_at = i;
             continue;
         }
         for (int k = 0; k < F_N; k++) {
-            if (f.at[k] < 0 && field_is(names[i], name_lens[i], wanted[k])) {
+            if (f.at[k] < 0 && field_is(names[i], name_lens[i],
+                                        ca_audit_schema[wanted[k]].name)) {
                 f.at[k] = (ssize_t) i;
                 break;
             }
@@ -372,8 +378,12 @@ ca_av_add(ca_av *v, const char *id, size_t nfields,
     r.digest_ok = ok;
 
     r.discontinuity = has(&f, F_EVENT)
-                      && field_is(VAL(&f, F_EVENT), "discontinuity");
-    if (has(&f, F_EVENT) && field_is(VAL(&f, F_EVENT), "checkpoint")) {
+                      && field_is(VAL(&f, F_EVENT), ca_audit_event_name(
+                                                    CA_EV_DISCONTINUITY));
+    if (has(&f, F_EVENT)
+        && field_is(VAL(&f, F_EVENT),
+                    ca_audit_event_name(CA_EV_CHECKPOINT)))
+    {
         r.checkpoint = 1;
         if (read_checkpoint(v, c, &r, &f) != 0) {
             return -1;

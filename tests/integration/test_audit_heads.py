@@ -26,7 +26,8 @@ STREAM = "credit:audit:heads-" + uuid.uuid4().hex[:8]
 TOOL = Path(os.environ.get("CREDIT_AUDIT_BIN")
             or Path(ROOT) / "build" / "bin" / "credit-audit")
 
-# docs/audit-format.md §5: RFC 8032 test key 1
+# docs/audit-format.md §5 as a gateway of schema 1 (v 1) wrote it: RFC 8032
+# test key 1 (the document now shows the same entries in schema 2)
 DOC_PUB = """-----BEGIN PUBLIC KEY-----
 MCowBQYDK2VwAyEA11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=
 -----END PUBLIC KEY-----
@@ -277,8 +278,9 @@ def test_resume_counts_heads_below_its_anchors_as_present(written, tmp_path):
 
 
 def test_v1_stream_still_verifies(written, tmp_path):
-    """The docs' worked example as stored: the v1 checkpoint verifies as
-    before; its v2 form lists a lane head the stream does not hold."""
+    """The docs' worked example as schema 1 stored it: the v1 checkpoint
+    verifies as before; its v2 form lists a lane head the stream does not
+    hold."""
     pub = tmp_path / "doc.pub.pem"
     pub.write_text(DOC_PUB)
     enc = [(None, [(k.encode(), v.encode()) for k, v in DOC_DECISION]),

@@ -300,17 +300,13 @@ test_heads_parse(void **state)
 }
 
 /* docs/audit-format.md §5, with RFC 8032's test key 1: the v1 checkpoint
- * of the example as printed, and the v2 one. */
+ * of the example as printed, and the v2 one (entries of schema 2; the
+ * same example in schema 1 is checked by test_auditschema.c). */
 static void
 test_worked_example(void **state)
 {
-    static const unsigned char secret[32] = {
-        0x9d, 0x61, 0xb1, 0x9d, 0xef, 0xfd, 0x5a, 0x60, 0xba, 0x84, 0x4a,
-        0xf4, 0x92, 0xec, 0x2c, 0xc4, 0x44, 0x49, 0xc5, 0x69, 0x7b, 0x32,
-        0x69, 0x19, 0x70, 0x3b, 0xac, 0x03, 0x1c, 0xae, 0x7f, 0x60
-    };
     EVP_PKEY     *k = EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL,
-                                                   secret, 32);
+                                                   rfc8032_key1, 32);
     ca_chain      ch;
     ca_entry      e;
     ca_ckpt_head  lane;
@@ -320,21 +316,21 @@ test_worked_example(void **state)
     assert_non_null(k);
     ca_chain_init(&ch, "gw-1/4242/1795800000000/0");
     ch.seq = 1;
-    assert_int_equal(ca_unhex("87832cb4ab297cf094342167f1f7b9900ae00054d8a1"
-                              "40e6649b3cb6edad4585", ch.head, 32), 0);
+    assert_int_equal(ca_unhex("9e62c9d2f268741561b3b594e08b3d8c52d363d365f5"
+                              "57c6a072802a522da57e", ch.head, 32), 0);
     assert_int_equal(ca_checkpoint_build(&ch, &e, 1795800001000LL, "gw-1", k,
                                          NULL), 0);
     sig = ca_entry_get(&e, "sig", NULL);
     hash = ca_entry_get(&e, "hash", NULL);
-    assert_string_equal(sig, "KZiCrYxGTvghf6rVch6SpdLaqwMoNxc7z3sFLvMnyrjDlk"
-                        "h9xuOD1XeeTSt1HyxTK42XfetR3ltbEyIkAK8vAQ");
-    assert_string_equal(hash, "70a7d7a85660024937111036cbc4a1517aad9cb09e040"
-                        "a90579c692ae7e2b483");
+    assert_string_equal(sig, "4p5CIyLKRsSzAs0sk1UEjpyE0-3giSIFllsjL62XfJASj-"
+                        "Cg5jUhnMZNNFd_Ip_9uLH8C5jI6t0vyAf82YtRBw");
+    assert_string_equal(hash, "d04d1a50c5844a84304f33802f9608d3ff744672d4a12"
+                        "21232ca511224d2fd79");
 
     /* v2: the same checkpoint listing lane 1 at seq 7 */
     ch.seq = 1;
-    assert_int_equal(ca_unhex("87832cb4ab297cf094342167f1f7b9900ae00054d8a1"
-                              "40e6649b3cb6edad4585", ch.head, 32), 0);
+    assert_int_equal(ca_unhex("9e62c9d2f268741561b3b594e08b3d8c52d363d365f5"
+                              "57c6a072802a522da57e", ch.head, 32), 0);
     lane.lane = 1;
     lane.seq = 7;
     assert_int_equal(ca_unhex("49066a6284ed439b1bba58094e6c6b3e3cc91dc0c4b4"
@@ -344,11 +340,11 @@ test_worked_example(void **state)
     assert_int_equal(ca_checkpoint_build(&ch, &e, 1795800001000LL, "gw-1", k,
                                          heads), 0);
     assert_string_equal(ca_entry_get(&e, "sig", NULL),
-                        "6F9qrxqq9psoPJlrNFbofSC82jT1LnkhsYmtf2nPRxoQ0t1V1Oq"
-                        "V3IaHQCIXvUjYr03OcTxg4_fcjvPzoGh1AQ");
+                        "bAbQJlMxK4ThJfdDlEWw7BW1dHC32O9NoKbDQ0c_iroZZj4vg"
+                        "PlKikTrgjttJuHcJ4ZJ0lGbocxxaj2Wk43NBw");
     assert_string_equal(ca_entry_get(&e, "hash", NULL),
-                        "8a842d18ee40d9dbbcd2fc8adbd4b403446b9bbf565d5e19a8e"
-                        "113df43a34d79");
+                        "7176cb5279779215f9f2c921a78c114304d89b3e1158ca46c5f"
+                        "ad74e297de780");
     EVP_PKEY_free(k);
     (void) state;
 }

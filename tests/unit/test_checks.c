@@ -343,6 +343,35 @@ test_results_in_order_without_values(void **state)
     ca_checks_free(&cs);
 }
 
+/* What the audit outcome counts (SPEC §7): the answers, true, false and
+ * null, of one verification. */
+static void
+test_count_answers(void **state)
+{
+    const char *body =
+        "{\"checks\":[{\"field\":\"n\",\"op\":\"gt\",\"value\":1},"
+        "{\"field\":\"n\",\"op\":\"lt\",\"value\":1},"
+        "{\"field\":\"s\",\"op\":\"eq\",\"value\":\"A级\"},"
+        "{\"field\":\"annual[year=1].tax_paid\",\"op\":\"eq\","
+        "\"value\":1}]}";
+    ca_checks       cs;
+    json_t         *res;
+    ca_checks_tally t = { 9, 9, 9 };
+
+    (void) state;
+    assert_int_equal(parse(body, &cs), CA_OK);
+    assert_int_equal(ca_checks_eval(&cs, doc, &res, detail, sizeof(detail)),
+                     CA_OK);
+    ca_checks_count(res, &t);
+    assert_int_equal(t.matched, 2);
+    assert_int_equal(t.unmatched, 1);
+    assert_int_equal(t.absent, 1);
+    json_decref(res);
+    ca_checks_free(&cs);
+    ca_checks_count(NULL, &t);
+    assert_int_equal(t.matched + t.unmatched + t.absent, 0);
+}
+
 int
 main(void)
 {
@@ -356,6 +385,7 @@ main(void)
         cmocka_unit_test(test_budget_groups_by_verify_field),
         cmocka_unit_test(test_too_many_and_body_cap),
         cmocka_unit_test(test_results_in_order_without_values),
+        cmocka_unit_test(test_count_answers),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
