@@ -157,7 +157,7 @@ unit: $(UNIT_BINS)
 
 integration: build
 	cd tests/integration && CREDIT_AUTH_ROOT=$(ROOT) \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+	    $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test: deps
 	$(MAKE) build
@@ -175,7 +175,7 @@ asan-test: deps
 	    MODULE_LDFLAGS="-fsanitize=address"
 	cd tests/integration && CREDIT_AUTH_ROOT=$(ROOT) CREDIT_AUTH_ASAN=1 \
 	    CREDIT_AUTH_MODULE=$(ASAN_BUILD)/ngx_http_credit_auth_module.so \
-	    $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) .
+	    $(PYTHON) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 # The module's per-request memory under valgrind memcheck (minutes).
 memcheck: deps build
