@@ -103,3 +103,34 @@ def test_unknown_member_says_what_was_meant(write, make_gateway, where,
     assert grc != 0 and line in gout, gout
 
 
+# ------------------------------------------------------------------------
+# make run POLICY=FILE
+
+def test_make_run_refuses_a_policy_that_does_not_load(write):
+    p = copy.deepcopy(S.TEST_POLICY)
+    tax(p)["purpose"] = tax(p).pop("purposes")
+    f = write("run-bad", p)
+    r = subprocess.run(["make", "-s", "run", f"POLICY={f}"], cwd=S.ROOT,
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode != 0, r.stdout + r.stderr
+    assert (f'{f}: $.categories.tax.purpose: unknown member (did you mean '
+            f'"purposes"?)') in r.stderr, r.stdout + r.stderr
+    assert "the gateway would not start" in r.stderr
+    assert "curl" not in r.stdout          # nothing was started
+
+
+def test_demo_runs_the_given_policy(write, env):
+    import tempfile
+    from pathlib import Path
+    p = json.loads(SHIPPED.read_text())
+    p["version"] = "tried-on-the-demo.1"
+    p["description"] = "a policy tried with make run POLICY=FILE"
+    f = write("run-good", p)
+    d = Path(tempfile.mkdtemp(prefix="demo-", dir=env.st.dir))
+    r = subprocess.run([sys.executable, str(S.ROOT / "scripts" / "demo.py"),
+                        "--check", "--policy", str(f), "--dir", str(d)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert re.search(rf"policy +{re.escape(str(f))} ", r.stdout), r.stdout
+    assert "allowed request: 200" in r.stdout
+    assert f"credit-policy explain --policy {f} " in r.stdout
