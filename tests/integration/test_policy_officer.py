@@ -75,6 +75,141 @@ def entries(d, cat, kind):
 
 
 # ------------------------------------------------------------------------
+# check --strict
+
+STRICT_CASES = {
+    "personal-verify": (
+        lambda p: tax(p)["verify"].update(
+            {"legal_representative.id_number": ["eq"]}),
+        r'\$\.categories\.tax\.verify\["legal_representative\.id_number"\]',
+        "personal-verify:tax:legal_representative.id_number"),
+    "personal-raw-keep": (
+        lambda p: tax(p)["fields"]["legal_representative.id_number"].update(
+            raw="keep"),
+        r'\$\.categories\.tax\.fields\["legal_representative\.id_number"\]'
+        r'\.raw',
+        "personal-raw-keep:tax:legal_representative.id_number"),
+    "verify-unclassified": (
+        lambda p: tax(p)["verify"].update({"registered_capital": ["ge"]}),
+        r"\$\.categories\.tax\.verify\.registered_capital",
+        "verify-unclassified:tax:registered_capital"),
+    "verify-bisect": (
+        lambda p: (p["categories"]["environment"]["fields"].update(
+            {"penalties[].decision_no": "keep"}),
+            p["categories"]["environment"]["verify"].update(
+                {"penalties[].amount": ["ge", "le"]})),
+        r'\$\.categories\.environment\.verify\["penalties\[\]\.amount"\]',
+        "verify-bisect:environment:penalties[].amount"),
+    "masked-eq": (
+        lambda p: (p["categories"]["environment"]["fields"].update(
+            {"licence_no": "mask:4,4"}),
+            p["categories"]["environment"]["verify"].update(
+                {"licence_no": ["eq"]})),
+        r"\$\.categories\.environment\.verify\.licence_no",
+        "masked-eq:environment:licence_no"),
+    "verify-no-selector": (
+        lambda p: (tax(p)["fields"].update({"annual[].year": "year"}),
+                   tax(p)["verify"].update({"annual[].tax_paid": ["ge"]})),
+        r'\$\.categories\.tax\.verify\["annual\[\]\.tax_paid"\]',
+        "verify-no-selector:tax:annual[].tax_paid"),
+}
+
+
+def _quiet_base():
+    """TEST_POLICY without its one deliberate exception (the legal
+    representative's name is sent as is at the raw level)."""
+    p = copy.deepcopy(S.TEST_POLICY)
+    tax(p)["fields"]["legal_representative.name"]["raw"] = "mask:1,0"
+    return p
+
+
+def test_strict_is_quiet_on_a_policy_that_follows_the_guide(write):
+    base = write("base", _quiet_base())
+    rc, out, err = run("check", "--strict", base)
+    assert rc == 0, out + err
+    assert out.count("\n") == 1 and ": ok (" in out
+    # without --strict the guide's rules are not the loader's business
+    p = _quiet_base()
+    STRICT_CASES["personal-verify"][0](p)
+    rc, out, _ = run("check", write("plain", p))
+    assert rc == 0 and "warning" not in out
+
+
+@pytest.mark.parametrize("rule", sorted(STRICT_CASES))
+def test_strict_warns_on_each_rule(write, rule):
+    change, jpath, key = STRICT_CASES[rule]
+    p = _quiet_base()
+    change(p)
+    f = write(f"strict-{rule}", p)
+    rc, out, err = run("check", "--strict", f)
+    assert rc == 1, (out, err)
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{f}: ok (")
+    warnings = [ln for ln in lines if ": warning: " in ln]
+    assert len(warnings) == 1, out
+    assert re.match(rf"{re.escape(str(f))}: {jpath}: warning: .+ "
+                    rf"\[{re.escape(key)}\]$", warnings[0]), warnings[0]
+    assert lines[-1] == f"{f}: 1 warning under --strict, 0 accepted"
+    # accepted by the name the warning gives it
+    rc, out, err = run("check", "--strict", "--accept", key, f)
+    assert rc == 0, out + err
+    assert "warning:" not in out and "0 warnings under --strict, 1 accepted" \
+        in out
+    # the loader and nginx are not concerned: the policy is valid
+    rc, out, _ = run("check", f)
+    assert rc == 0
+
+
+def test_strict_previous_version_must_change(write):
+    old = write("old", _quiet_base())
+    p = _quiet_base()
+    tax(p)["fields"]["name"] = "mask:2,0"
+    same = write("same-version", p)
+    rc, out, err = run("check", "--previous", old, same)
+    assert rc == 1, out + err
+    assert re.search(rf'^{re.escape(str(same))}: \$\.version: warning: '
+                     rf'"test-2026-11-27\.1" is also the version of '
+                     rf'{re.escape(str(old))}.*\[version-unchanged\]$', out,
+                     re.M), out
+    p["version"] = "test-2026-12-01.1"
+    bumped = write("bumped", p)
+    rc, out, err = run("check", "--strict", "--previous", old, bumped)
+    assert rc == 0, out + err
+    # the file it replaces must load
+    rc, out, err = run("check", "--previous", bumped.with_name("nope.json"),
+                       bumped)
+    assert rc == 2 and "--previous" in err and "nope.json" in err
+
+
+def test_strict_on_the_shipped_policy_names_its_exceptions():
+    """The shipped policy breaks the guide's general rules exactly where
+    the guide says it does on purpose (§2.3, §2.4)."""
+    rc, out, _ = run("check", "--strict", SHIPPED)
+    assert rc == 1
+    keys = re.findall(r"\[([^\]]+)\]$", out, re.M)
+    assert sorted(keys) == sorted(SHIPPED_ACCEPTS), out
+    args = [a for k in SHIPPED_ACCEPTS for a in ("--accept", k)]
+    rc, out, err = run("check", "--strict", *args, SHIPPED)
+    assert rc == 0, out + err
+    assert "4 accepted" in out
+
+
+@pytest.mark.parametrize("bad", ["personal-verify", "nonsense:tax:x",
+                                 "personal-verify:tax", "personal-verify::x",
+                                 "version-unchanged:tax:x"])
+def test_strict_accept_must_name_a_warning(bad):
+    rc, out, err = run("check", "--accept", bad, SHIPPED)
+    assert rc == 2 and "--accept" in err, (rc, out, err)
+
+
+def test_strict_accept_that_matches_nothing_is_noted(write):
+    base = write("base", _quiet_base())
+    rc, out, err = run("check", "--accept", "masked-eq:tax:name", base)
+    assert rc == 0
+    assert "--accept masked-eq:tax:name matched no warning" in err
+
+
+# ------------------------------------------------------------------------
 # did-you-mean
 
 @pytest.mark.parametrize("where,member,path,meant", [
