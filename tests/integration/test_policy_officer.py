@@ -75,6 +75,217 @@ def entries(d, cat, kind):
 
 
 # ------------------------------------------------------------------------
+# diff: verification and token rules
+
+def test_diff_reports_verification_widening(write):
+    """The issue's change: eq on legal_representative.id_number (the guide
+    forbids it), verify_budget 1000, gt/lt on tax_paid.  It used to say
+    "no change in what is disclosed" and exit 0."""
+    old = write("old", S.TEST_POLICY)
+
+    def widen(p):
+        tax(p)["verify"]["legal_representative.id_number"] = ["eq"]
+        tax(p)["verify"]["annual[].tax_paid"] += ["gt", "lt"]
+        tax(p)["verify_budget"] = 1000
+    new = write("new", policy(v=widen))
+
+    rc, d = diff(old, new)
+    assert rc == 1
+    assert entries(d, "tax", "verify_added") == {
+        ("legal_representative.id_number", "-", "eq", "wider")}
+    assert d["categories"]["tax"]["verify_added"][0]["class"] == "personal"
+    assert entries(d, "tax", "verify_changed") == {
+        ("annual[].tax_paid", "eq ge le", "eq gt ge lt le", "wider")}
+    assert d["categories"]["tax"]["verify_budget"] == {
+        "old": 3, "new": 1000, "effect": "wider"}
+    assert d["wider"] == 3 and d["narrower"] == 0
+    assert [w["rule"] for w in d["strict_warnings"]] == ["personal-verify"]
+
+    rc, out, err = run("diff", old, new)
+    assert rc == 1, out + err
+    assert "no change" not in out
+    assert re.search(r"wider +verify added +legal_representative\.id_number:"
+                     r" eq \(personal\)", out), out
+    assert re.search(r"wider +verify ops +annual\[\]\.tax_paid: eq ge le ->"
+                     r" eq gt ge lt le", out), out
+    assert re.search(r"wider +verify budget +3 -> 1000 checks per field per"
+                     r" consent", out), out
+    assert "new warnings of check --strict" in out
+    assert "[personal-verify]" in out
+    assert re.search(r"^3 wider, 0 narrower", out, re.M), out
+
+
+def test_diff_narrowing_only_exits_0(write):
+    old = write("old", S.TEST_POLICY)
+
+    def narrow(p):
+        tax(p)["verify"]["annual[].tax_paid"] = ["ge"]
+        del tax(p)["verify"]["credit_rating"]
+        tax(p)["verify_budget"] = 1
+        tax(p)["fields"]["annual[].tax_paid"]["masked"] = "bucket:1000000"
+        tax(p)["fields"]["legal_representative.name"]["masked"] = "mask:0,0"
+        p["token"]["max_lifetime"] = 86400
+        p["token"]["require_cnf"] = True
+    new = write("new", policy(n=narrow))
+
+    rc, d = diff(old, new)
+    assert rc == 0, d
+    assert d["wider"] == 0 and d["narrower"] == 7, d
+    assert entries(d, "tax", "verify_changed") == {
+        ("annual[].tax_paid", "eq ge le", "ge", "narrower")}
+    assert entries(d, "tax", "verify_removed") == {
+        ("credit_rating", "eq", "-", "narrower")}
+    assert entries(d, "tax", "treatment_changed") == {
+        ("annual[].tax_paid", "bucket:100000", "bucket:1000000",
+         "narrower"),
+        ("legal_representative.name", "mask:1,0", "mask:0,0", "narrower")}
+    rc, out, _ = run("diff", old, new)
+    assert rc == 0
+    assert re.search(r"narrower +verify removed +credit_rating: eq", out)
+    assert re.search(r"narrower +max_lifetime +7776000 -> 86400", out), out
+    assert "0 wider, 7 narrower" in out
+
+
+@pytest.mark.parametrize("rule,change,old,new,effect", [
+    ("max_lifetime", lambda t: t.update(max_lifetime=31536000),
+     "7776000", "31536000", "wider"),
+    ("leeway", lambda t: t.update(leeway=30), "60", "30", "narrower"),
+    ("algs", lambda t: t.update(algs=["ES256"]),
+     "ES256 RS256 PS256 EdDSA SM2", "ES256", "narrower"),
+    ("require_cnf", lambda t: t.update(require_cnf=True), "false", "true",
+     "narrower"),
+])
+def test_diff_token_rules(write, rule, change, old, new, effect):
+    """Each token rule both ways: loosening widens (exit 1), tightening
+    narrows (exit 0)."""
+    a = write("a", S.TEST_POLICY)
+    b = write("b", policy(t=lambda p: change(p["token"])))
+    for src, dst, o, n, eff in ((a, b, old, new, effect),
+                                (b, a, new, old,
+                                 "wider" if effect == "narrower"
+                                 else "narrower")):
+        rc, d = diff(src, dst)
+        assert d["token"] == [{"rule": rule, "old": o, "new": n,
+                               "effect": eff}], d["token"]
+        assert rc == (1 if eff == "wider" else 0), (src, dst, d)
+        rc, out, _ = run("diff", src, dst)
+        assert re.search(rf"^token\n +{eff} +{rule} +{re.escape(o)} -> "
+                         rf"{re.escape(n)}$", out, re.M), out
+
+
+def test_diff_treatments_and_masking(write):
+    old = write("old", S.TEST_POLICY)
+
+    def change(p):
+        f = tax(p)["fields"]
+        f["annual[].tax_paid"]["masked"] = "bucket:10000"      # finer
+        f["legal_representative.id_number"]["masked"] = "mask:6,6"
+        f["legal_representative.name"]["masked"] = "hash"      # other kind
+        f["annual[].tax_paid"]["raw"] = "bucket:100000"        # keep -> mask
+        f["legal_representative.mobile"] = {"masked": "mask:3,4",
+                                            "class": "personal"}
+        f["credit_rating"] = "year"                            # keep -> year
+    new = write("new", policy(c=change))
+    rc, d = diff(old, new)
+    assert rc == 1
+    t = d["categories"]["tax"]
+    assert {(e["field"], e["level"], e["old"], e["new"], e["effect"])
+            for e in t["treatment_changed"]} == {
+        ("annual[].tax_paid", "masked", "bucket:100000", "bucket:10000",
+         "wider"),
+        ("legal_representative.id_number", "masked", "mask:6,4", "mask:6,6",
+         "wider"),
+        ("legal_representative.name", "masked", "mask:1,0", "hash",
+         "wider")}
+    # withheld -> masked under its own heading, not "newly disclosed"
+    assert {(e["field"], e["level"]) for e in t["newly_sent_masked"]} == {
+        ("legal_representative.mobile", "masked"),
+        ("legal_representative.mobile", "raw")}
+    assert "newly_disclosed" not in t
+    assert {(e["field"], e["level"], e["effect"]) for e in t["newly_masked"]
+            } == {("annual[].tax_paid", "raw", "narrower"),
+                  ("credit_rating", "masked", "narrower"),
+                  ("credit_rating", "raw", "narrower")}
+    rc, out, _ = run("diff", old, new)
+    assert re.search(r"wider +newly sent masked +legal_representative\.mobile"
+                     r" +masked +- -> mask:3,4", out), out
+
+
+def test_diff_added_category_shown_whole(write):
+    """Routes, purposes, raw setting, verify rules, budget, description;
+    widths as written (bucket:0.05, not 0.050000000000000003)."""
+    old = write("old", S.TEST_POLICY)
+
+    def add(p):
+        p["categories"]["social"] = {
+            "description": "社保缴纳信息\nsecond line",
+            "routes": ["/api/v1/enterprises/{uscc}/social"],
+            "purposes": ["loan_application", "credit_assessment"],
+            "raw_allowed": False,
+            "fields": {"insured_employees": "keep",
+                       "contribution_rate": "bucket:0.05",
+                       "months[].month": "keep",
+                       "months[].paid": "bucket:1e4"},
+            "verify": {"insured_employees": ["ge"],
+                       "months[].paid": ["ge"]},
+            "verify_budget": 5,
+        }
+    new = write("new", policy(a=add))
+    rc, d = diff(old, new)
+    assert rc == 1
+    s = d["categories"]["social"]
+    assert s["category"] == "added"
+    assert s["description"] == {"old": None,
+                                "new": "社保缴纳信息\nsecond line"}
+    assert s["routes"] == {"added": ["/api/v1/enterprises/{uscc}/social"],
+                           "removed": []}
+    assert s["purposes"]["added"] == ["loan_application",
+                                      "credit_assessment"]
+    assert s["raw_allowed"] is False
+    assert s["verify_budget"] == {"old": None, "new": 5, "effect": "note"}
+    assert entries(d, "social", "verify_added") == {
+        ("insured_employees", "-", "ge", "wider"),
+        ("months[].paid", "-", "ge", "wider")}
+    assert ("contribution_rate", "-", "bucket:0.05", "wider") in {
+        (e["field"], e["old"], e["new"], e["effect"])
+        for e in s["newly_sent_masked"]}
+
+    rc, out, _ = run("diff", old, new)
+    block = out.split("category social: added\n", 1)[1]
+    for want in (r"note +description +社保缴纳信息\n +second line",
+                 r"wider +routes added +/api/v1/enterprises/\{uscc\}/social",
+                 r"wider +purposes added +credit_assessment",
+                 r" +raw detail +not allowed",
+                 r" +verify budget +5 checks per field per consent",
+                 r"wider +verify added +insured_employees: ge",
+                 r"wider +newly disclosed +insured_employees +masked",
+                 r"newly sent masked +contribution_rate +masked +- -> "
+                 r"bucket:0\.05\n",
+                 r"months\[\]\.paid +masked +- -> bucket:1e4\n"):
+        assert re.search(want, block), (want, block)
+    assert "0.0500000" not in out
+    # and the removal, the other way round: all narrower, exit 0
+    rc, d = diff(new, old)
+    assert rc == 0 and d["categories"]["social"]["category"] == "removed"
+    assert d["wider"] == 0
+
+
+def test_diff_version_and_descriptions_are_notes(write):
+    a = write("a", S.TEST_POLICY)
+    p = copy.deepcopy(S.TEST_POLICY)
+    p["description"] = "平台的披露策略"
+    tax(p)["description"] = "纳税信息"
+    b = write("b", p)
+    rc, d = diff(a, b)
+    assert rc == 0 and d["wider"] == 0 and d["notes"] == 3, d
+    assert d["version_unchanged"] is True
+    rc, out, _ = run("diff", a, b)
+    assert "unchanged, though the files differ" in out
+    assert re.search(r"note +description +平台的披露策略", out)
+    assert re.search(r"category tax\n +note +description +纳税信息", out)
+
+
+# ------------------------------------------------------------------------
 # check --strict
 
 STRICT_CASES = {
