@@ -421,7 +421,148 @@ def test_strict_accept_that_matches_nothing_is_noted(write):
 
 
 # ------------------------------------------------------------------------
-# did-you-mean
+# explain --check
+
+@pytest.fixture
+def sample(write):
+    return (write("policy", S.TEST_POLICY),
+            write("response", RECORDS[(E1, "tax")]))
+
+
+def explain_check(pol, resp, *checks, extra=()):
+    args = ["explain", "--policy", pol, "--path", TAX, "--response", resp,
+            *extra]
+    for c in checks:
+        args += ["--check", c]
+    return run(*args)
+
+
+def test_explain_check_answers_like_the_gateway(sample, env):
+    """match / no match / absent, for the record the real gateway reads,
+    and the same answer the gateway gives a bank's POST."""
+    pol, resp = sample
+    checks = [("annual[year=2023].tax_paid", "ge", 100000),
+              ("credit_rating", "eq", "B"),
+              ("annual[year=1999].tax_paid", "le", 1)]
+    written = [f"{f} {o} {json.dumps(v) if isinstance(v, str) else v}"
+               for f, o, v in checks]
+    rc, out, err = explain_check(pol, resp, *written,
+                                 extra=["--purpose", PURPOSE, "--json"])
+    assert rc == 0, out + err
+    doc = json.loads(out)
+    assert doc["mode"] == "verify" and doc["decision"] == "allow"
+    assert [r["match"] for r in doc["results"]] == [True, False, None]
+    assert [r["value"] for r in doc["results"]] == [100000, "B", 1]
+
+    r = env.post(TAX, json={"checks": [{"field": f, "op": o, "value": v}
+                                       for f, o, v in checks]})
+    assert r.status_code == 200, r.text
+    assert [x["match"] for x in r.json()["results"]] == \
+        [x["match"] for x in doc["results"]]
+
+    rc, out, err = explain_check(pol, resp, *written[:1],
+                                 "credit_rating eq A",
+                                 "annual[year=1999].tax_paid le 1")
+    assert rc == 0, out + err
+    assert re.search(r"^  annual\[year=2023\]\.tax_paid ge 100000 +match$",
+                     out, re.M), out
+    assert re.search(r'^  credit_rating eq "A" +match$', out, re.M), out
+    assert re.search(r"^  annual\[year=1999\]\.tax_paid le 1 +absent", out,
+                     re.M), out
+    assert "mode verify" in out
+
+
+@pytest.mark.parametrize("check,reason,detail", [
+    ("legal_representative.id_number eq 110101199003071234",
+     "request_invalid", "is not verifiable"),
+    ("credit_rating ge 1", "request_invalid",
+     'op "ge" is not allowed on field "credit_rating"'),
+    ("annual[tax_paid=987654].tax_paid ge 1", "request_invalid",
+     'the selector member "tax_paid" is not disclosed unmasked'),
+    ("annual[].tax_paid ge 1", "request_invalid", "a bare [] is ambiguous"),
+    ("credit_rating eq 1", "request_invalid",
+     "is not of the type of the check's value"),
+])
+def test_explain_check_refusals_match_the_gateway(sample, env, check, reason,
+                                                  detail):
+    pol, resp = sample
+    rc, out, err = explain_check(pol, resp, check)
+    assert rc == 1, (out, err)
+    assert f"refused: {reason} (400): " in out and detail in out, out
+    field, op, value = check.split(" ", 2)
+    r = env.post(TAX, json={"checks": [{"field": field, "op": op,
+                                        "value": json.loads(value)}]})
+    # the same code, so the same words (the bank's own field names in
+    # them; no value of the record)
+    doc = problem(r, 400, reason, record_markers=["1234567.89", "张三丰"])
+    if "type of the check's value" not in detail:
+        assert detail in doc["detail"], doc
+
+
+def test_explain_check_mode_purpose_and_budget(sample, write):
+    pol, resp = sample
+    claims = write("claims-query-only", S.claims(E1, "BANK001",
+                                                 modes=["query"]))
+    rc, out, _ = explain_check(pol, resp, "credit_rating eq A",
+                               extra=["--claims", claims, "--purpose",
+                                      PURPOSE])
+    assert rc == 1 and "refused: mode_not_consented" in out, out
+    assert "verify mode" in out
+    # the same consent may query
+    rc, out, _ = run("explain", "--policy", pol, "--path", TAX, "--response",
+                     resp, "--claims", claims, "--purpose", PURPOSE)
+    assert rc == 0, out
+    rc, out, _ = explain_check(pol, resp, "credit_rating eq A",
+                               extra=["--purpose", "marketing"])
+    assert rc == 1 and "refused: purpose_not_allowed" in out
+    four = [f"annual[year={y}].tax_paid ge 1" for y in (2020, 2021, 2022,
+                                                        2023)]
+    rc, out, _ = explain_check(pol, resp, *four)
+    assert rc == 1, out
+    assert "refused: verification_budget_exhausted (403): 4 checks of " \
+           "annual[].tax_paid in one request; a consent may make 3" in out
+    rc, out, _ = explain_check(pol, resp, *four[:3])
+    assert rc == 0, out
+
+
+@pytest.mark.parametrize("bad", ["credit_rating", "credit_rating eq",
+                                 "   "])
+def test_explain_check_needs_field_op_value(sample, bad):
+    pol, resp = sample
+    rc, out, err = explain_check(pol, resp, bad)
+    assert rc == 2 and "FIELD OP VALUE" in err, (rc, out, err)
+
+
+# ------------------------------------------------------------------------
+# description, did-you-mean
+
+def test_description_is_accepted_by_the_gateway(write, make_gateway, env):
+    p = copy.deepcopy(S.TEST_POLICY)
+    p["description"] = "测试策略\n第二行"
+    tax(p)["description"] = "纳税信息：银税互动"
+    f = write("described", p)
+    rc, out, err = run("check", f)
+    assert rc == 0, out + err
+    g = make_gateway(policy=f)
+    grc, gout = g.test()
+    assert grc == 0, gout
+    g.start()
+    bank = env.certs["BANK001"]
+    r = requests.get(g.url(TAX), headers={
+        "Authorization": f"Bearer {env.token()}",
+        "X-Credit-Purpose": PURPOSE}, cert=(bank.cert, bank.key),
+        verify=env.st.pki.server_ca_path, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json() == env.get(TAX).json()
+    assert "测试策略" not in r.text and "纳税信息" not in r.text
+
+    rc, out, _ = run("explain", "--policy", f, "--path", TAX, "--response",
+                     write("resp", RECORDS[(E1, "tax")]))
+    assert rc == 0
+    assert out.startswith("policy test-2026-11-27.1: 测试策略\n"
+                          "policy test-2026-11-27.1: 第二行\n"
+                          "category tax: 纳税信息：银税互动\n"), out
+
 
 @pytest.mark.parametrize("where,member,path,meant", [
     ("root", "purpose", r"\$\.purpose", "purposes"),
