@@ -28,8 +28,8 @@ diff_effect_name(diff_effect e)
                                                           : "note";
 }
 
-static void
-count(diff_tally *t, diff_effect e)
+void
+diff_count(diff_tally *t, diff_effect e)
 {
     if (e == DIFF_WIDER) {
         t->wider++;
@@ -52,7 +52,7 @@ diff_add(json_t *obj, const char *kind, json_t *entry, diff_effect e,
     }
     json_object_set_new(entry, "effect", json_string(diff_effect_name(e)));
     json_array_append_new(list, entry);
-    count(t, e);
+    diff_count(t, e);
 }
 
 /* The codes of b that a does not hold, into out. */
@@ -68,7 +68,7 @@ missing_from(char **a, size_t na, char **b, size_t nb, json_t *out,
         }
         if (j == na) {
             json_array_append_new(out, json_string(b[i]));
-            count(t, e);
+            diff_count(t, e);
         }
     }
 }
@@ -122,7 +122,7 @@ token_change(json_t *list, const char *rule, const char *a, const char *b,
     json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:s}", "rule", rule,
                                           "old", a, "new", b, "effect",
                                           diff_effect_name(e)));
-    count(t, e);
+    diff_count(t, e);
 }
 
 /* A longer lifetime or leeway, a new algorithm, cnf no longer required:

@@ -18,6 +18,7 @@ typedef struct {
 } diff_tally;
 
 const char *diff_effect_name(diff_effect e);
+void diff_count(diff_tally *t, diff_effect e);
 
 /* Sets entry's "effect", appends it to obj[kind] (an array made on first
  * use) and counts it. */

@@ -128,20 +128,6 @@ compare_class(json_t *cat, const ca_category *o, const ca_category *n,
     }
 }
 
-static void
-ops_text(unsigned ops, char *out, size_t len)
-{
-    size_t n = 0;
-
-    snprintf(out, len, "-");
-    for (unsigned o = CA_OP_EQ; o <= CA_OP_LE; o <<= 1) {
-        if ((ops & o) && n < len) {
-            n += (size_t) snprintf(out + n, len - n, "%s%s", n ? " " : "",
-                                   ca_op_name(o));
-        }
-    }
-}
-
 static unsigned
 verify_ops(const ca_category *c, const char *path)
 {
@@ -166,12 +152,13 @@ compare_verify_path(json_t *cat, const ca_category *o, const ca_category *n,
     if (oo == no) {
         return;
     }
-    ops_text(oo, a, sizeof(a));
-    ops_text(no, b, sizeof(b));
+    ca_ops_format(oo, a, sizeof(a));
+    ca_ops_format(no, b, sizeof(b));
     kind = oo == 0 ? "verify_added" : no == 0 ? "verify_removed"
                                               : "verify_changed";
     eff = (no & ~oo) ? DIFF_WIDER : DIFF_NARROWER;
-    e = json_pack("{s:s,s:s,s:s}", "field", path, "old", a, "new", b);
+    e = json_pack("{s:s,s:s,s:s}", "field", path, "old", oo ? a : "-",
+                  "new", no ? b : "-");
     /* what the officer must know of a newly verifiable field: whose data
      * it is (policy guide §2.4) */
     if (eff == DIFF_WIDER) {
@@ -194,22 +181,19 @@ compare_verify(json_t *cat, const ca_category *o, const ca_category *n,
             compare_verify_path(cat, o, n, n->verify[i].path, t);
         }
     }
-    if (o != NULL && n != NULL && o->verify_budget != n->verify_budget) {
-        diff_effect e = n->verify_budget > o->verify_budget ? DIFF_WIDER
-                                                            : DIFF_NARROWER;
-        json_t *b = json_pack("{s:I,s:I}", "old",
-                              (json_int_t) o->verify_budget, "new",
-                              (json_int_t) n->verify_budget);
-        json_object_set_new(b, "effect", json_string(diff_effect_name(e)));
-        json_object_set_new(cat, "verify_budget", b);
-        e == DIFF_WIDER ? t->wider++ : t->narrower++;
-    } else if ((o == NULL) != (n == NULL)) {
-        /* an added or removed category: its budget, for the record */
+    /* an added or removed category shows its budget, for the record */
+    if (o == NULL || n == NULL || o->verify_budget != n->verify_budget) {
+        diff_effect e = o == NULL || n == NULL ? DIFF_NOTE
+                        : n->verify_budget > o->verify_budget ? DIFF_WIDER
+                        : DIFF_NARROWER;
         json_object_set_new(cat, "verify_budget", json_pack(
             "{s:o,s:o,s:s}",
             "old", o ? json_integer(o->verify_budget) : json_null(),
             "new", n ? json_integer(n->verify_budget) : json_null(),
-            "effect", diff_effect_name(DIFF_NOTE)));
+            "effect", diff_effect_name(e)));
+        if (e != DIFF_NOTE) {
+            diff_count(t, e);
+        }
     }
 }
 
@@ -264,7 +248,7 @@ diff_category(const ca_category *o, const ca_category *n, diff_tally *t)
     } else if (o->raw_allowed != n->raw_allowed) {
         json_object_set_new(cat, "raw_allowed",
                             json_boolean(n->raw_allowed));
-        n->raw_allowed ? t->wider++ : t->narrower++;
+        diff_count(t, n->raw_allowed ? DIFF_WIDER : DIFF_NARROWER);
     }
     compare_verify(cat, o, n, t);
     compare_fields(cat, o, n, t);

@@ -70,6 +70,9 @@ typedef struct ca_node {
 
 unsigned ca_op_from_name(const char *name);   /* 0 if unknown */
 const char *ca_op_name(unsigned op);
+/* The names of a set of ops, space-separated in a fixed order ("eq ge
+ * le"), "" for none. */
+void ca_ops_format(unsigned ops, char *buf, size_t len);
 
 typedef struct {
     char    *path;              /* "annual[].tax_paid" */

@@ -18,7 +18,7 @@
 static const struct {
     const char *name;
     unsigned    op;
-} ops[] = {
+} ops_table[] = {
     {"eq", CA_OP_EQ}, {"ne", CA_OP_NE}, {"gt", CA_OP_GT},
     {"ge", CA_OP_GE}, {"lt", CA_OP_LT}, {"le", CA_OP_LE},
 };
@@ -26,9 +26,9 @@ static const struct {
 unsigned
 ca_op_from_name(const char *name)
 {
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-        if (strcmp(name, ops[i].name) == 0) {
-            return ops[i].op;
+    for (size_t i = 0; i < sizeof(ops_table) / sizeof(ops_table[0]); i++) {
+        if (strcmp(name, ops_table[i].name) == 0) {
+            return ops_table[i].op;
         }
     }
     return 0;
@@ -37,12 +37,28 @@ ca_op_from_name(const char *name)
 const char *
 ca_op_name(unsigned op)
 {
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-        if (op == ops[i].op) {
-            return ops[i].name;
+    for (size_t i = 0; i < sizeof(ops_table) / sizeof(ops_table[0]); i++) {
+        if (op == ops_table[i].op) {
+            return ops_table[i].name;
         }
     }
     return "?";
+}
+
+void
+ca_ops_format(unsigned ops, char *buf, size_t len)
+{
+    size_t n = 0;
+
+    if (len > 0) {
+        buf[0] = '\0';
+    }
+    for (size_t i = 0; i < sizeof(ops_table) / sizeof(ops_table[0]); i++) {
+        if ((ops & ops_table[i].op) && n < len) {
+            n += (size_t) snprintf(buf + n, len - n, "%s%s", n ? " " : "",
+                                   ops_table[i].name);
+        }
+    }
 }
 
 const char *

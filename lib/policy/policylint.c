@@ -63,20 +63,6 @@ sent_as_is(const ca_category *c, const ca_field *f)
            || (c->raw_allowed && f->raw.kind == CA_TREAT_KEEP);
 }
 
-static void
-ops_text(unsigned ops, char *out, size_t len)
-{
-    size_t n = 0;
-
-    out[0] = '\0';
-    for (unsigned o = CA_OP_EQ; o <= CA_OP_LE; o <<= 1) {
-        if ((ops & o) && n < len) {
-            n += (size_t) snprintf(out + n, len - n, "%s%s", n ? " " : "",
-                                   ca_op_name(o));
-        }
-    }
-}
-
 static unsigned
 count_ops(unsigned ops)
 {
@@ -142,7 +128,7 @@ lint_verify(lint_ctx *lc, const ca_category *c, const ca_verify_rule *r)
     const ca_field *g = ca_category_field_at(c, r->path);
 
     member_jpath(jp, c, "verify", r->path);
-    ops_text(r->ops, ops, sizeof(ops));
+    ca_ops_format(r->ops, ops, sizeof(ops));
     if (g == NULL) {
         warn(lc, "verify-unclassified", c, r->path, jp,
              "verifiable (%s) but not listed in fields, so its class is"

@@ -389,6 +389,10 @@ test_names(void **state)
     assert_int_equal(ca_op_from_name("gte"), 0);
     assert_string_equal(ca_op_name(CA_OP_NE), "ne");
     assert_string_equal(ca_class_name(CA_CLASS_TRADE_SECRET), "trade_secret");
+    ca_ops_format(CA_OP_LE | CA_OP_EQ | CA_OP_GT, buf, sizeof(buf));
+    assert_string_equal(buf, "eq gt le");
+    ca_ops_format(0, buf, sizeof(buf));
+    assert_string_equal(buf, "");
     ca_treatment_format(&t, buf, sizeof(buf));
     assert_string_equal(buf, "mask:6,4");
     t.kind = CA_TREAT_BUCKET;
