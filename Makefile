@@ -80,7 +80,8 @@ help:
 	@echo "make deps         install the Debian packages (idempotent)"
 	@echo "make build        module, engine library and tools under build/"
 	@echo "make test         unit and integration tests"
-	@echo "make run          the demo: Redis, demo platform, gateway (Ctrl-C)"
+	@echo "make run          the demo: Redis, demo platform, gateway (Ctrl-C);"
+	@echo "                  POLICY=FILE tries another policy"
 	@echo "make bench        wrk: gateway vs plain proxy, ratio"
 	@echo "make bench-filter the response filter alone, MB/s"
 	@echo "make asan-test    integration tests with an AddressSanitizer module"
@@ -181,8 +182,9 @@ asan-test: deps
 memcheck: deps build
 	$(PYTHON) tests/memcheck.py
 
+# POLICY=FILE tries another policy (relative to this directory)
 run: deps build
-	$(PYTHON) scripts/demo.py
+	$(PYTHON) scripts/demo.py $(if $(POLICY),--policy "$(POLICY)")
 
 # Gateway ÷ plain proxy for 1/16/256 KB (cached token) and 1 KB uncached,
 # Redis commands per request; then uncached verification per algorithm

@@ -4,12 +4,15 @@
 Everything lives under build/run/ (fresh each time): a demo PKI, one bank
 client certificate, one enterprise signing key (ES256) for the first
 enterprise of demo/enterprises.json, the shipped policy
-policies/platform-policy.json, Redis (own config, AOF on), the demo platform
-(demo/platform served by a separate nginx) and the gateway with mutual TLS.
-Prints ready-to-paste curl commands and stays in the foreground until
-Ctrl-C.
+policies/platform-policy.json (or --policy FILE: `make run POLICY=FILE`),
+Redis (own config, AOF on), the demo platform (demo/platform served by a
+separate nginx) and the gateway with mutual TLS.  Prints ready-to-paste
+curl commands and stays in the foreground until Ctrl-C.
 
-  --check   run the two printed requests, check the answers, exit 0 or 1
+  --policy FILE  try this policy on the demo; checked first with
+                 `credit-policy check`, whose message stops the demo if the
+                 file does not load
+  --check        run the two printed requests, check the answers, exit 0/1
 """
 
 import argparse
@@ -46,8 +49,19 @@ def first_enterprise():
     return S.DEMO_USCC, "福州闽江智能装备有限公司"
 
 
-def build(run_dir, module=None):
-    policy = S.ROOT / "policies" / "platform-policy.json"
+SHIPPED_POLICY = S.ROOT / "policies" / "platform-policy.json"
+
+
+def check_policy(policy):
+    """The checker's verdict on a policy file: None when it loads, else
+    what `credit-policy check` said (file, JSON path, reason)."""
+    tool = S.ROOT / "build" / "bin" / "credit-policy"
+    r = subprocess.run([str(tool), "check", str(policy)],
+                       capture_output=True, text=True, timeout=60)
+    return None if r.returncode == 0 else (r.stdout + r.stderr).strip()
+
+
+def build(run_dir, module=None, policy=SHIPPED_POLICY):
     platform = S.ROOT / "demo" / "platform"
     uscc, ent_name = first_enterprise()
     st = S.Stack(run_dir, policy=policy if policy.is_file() else None,
@@ -163,6 +177,9 @@ def main():
                     help="run the printed requests, check them, exit 0/1")
     ap.add_argument("--dir", default=str(S.ROOT / "build" / "run"),
                     help="working directory (recreated; default build/run)")
+    ap.add_argument("--policy", default=None,
+                    help="policy file to try (default "
+                         "policies/platform-policy.json)")
     ap.add_argument("--module", default=None,
                     help="module .so (default: CREDIT_AUTH_MODULE or "
                          "build/ngx_http_credit_auth_module.so)")
@@ -171,6 +188,13 @@ def main():
     mod = Path(args.module) if args.module else S.module_path()
     if not mod.is_file():
         print(f"demo: module not built: {mod} (make build)", file=sys.stderr)
+        return 1
+    policy = Path(args.policy).resolve() if args.policy else SHIPPED_POLICY
+    verdict = check_policy(policy) if args.policy or policy.is_file() \
+        else None
+    if verdict is not None:
+        print(f"demo: the policy does not load, so the gateway would not "
+              f"start:\n{verdict}", file=sys.stderr)
         return 1
     run_dir = S.workdir(Path(args.dir), fresh=True)
 
@@ -183,7 +207,8 @@ def main():
 
     st = None
     try:
-        st, bank, uscc, ent_name, token, claims = build(run_dir, str(mod))
+        st, bank, uscc, ent_name, token, claims = build(run_dir, str(mod),
+                                                        policy)
         st.start()
         tax = f"/api/v1/enterprises/{uscc}/tax"
         allowed = curl_argv(st, bank, tax, token, PURPOSE)
@@ -223,6 +248,13 @@ redis-cli -p {st.redis.port} XRANGE credit:audit - +
 
 Audit public key (for credit-audit verify --pubkey): {st.audit_pub}
 """, flush=True)
+
+        explain = [str(S.ROOT / "build" / "bin" / "credit-policy"),
+                   "explain", "--policy", str(st.policy_path), "--path", tax,
+                   "--response", str(upstream_file), "--token", token,
+                   "--purpose", PURPOSE]
+        print(f"What the policy discloses of this record, and why:\n\n"
+              f"{shlex.join(explain)}\n", flush=True)
 
         if args.check:
             return 0 if check(st, allowed, refused, upstream_file) else 1

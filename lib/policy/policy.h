@@ -24,6 +24,10 @@ typedef struct {
     ca_treat_kind kind;
     unsigned      a, b;
     double        width;
+    /* As the policy wrote it ("bucket:0.05"), for display: a double
+     * prints 0.05 as 0.050000000000000003.  Owned by the policy; NULL in
+     * a treatment built in code. */
+    char         *text;
 } ca_treatment;
 
 typedef enum {
@@ -66,6 +70,9 @@ typedef struct ca_node {
 
 unsigned ca_op_from_name(const char *name);   /* 0 if unknown */
 const char *ca_op_name(unsigned op);
+/* The names of a set of ops, space-separated in a fixed order ("eq ge
+ * le"), "" for none. */
+void ca_ops_format(unsigned ops, char *buf, size_t len);
 
 typedef struct {
     char    *path;              /* "annual[].tax_paid" */
@@ -74,6 +81,7 @@ typedef struct {
 
 typedef struct {
     char           *name;
+    char           *description;    /* the officer's note, or NULL */
     char          **routes;
     size_t          n_routes;
     char          **purposes;
@@ -91,9 +99,14 @@ typedef struct {
 #define CA_VERIFY_BUDGET_DEFAULT 3
 #define CA_VERIFY_BUDGET_MAX     1000
 
+/* The officer's notes ("description", top level and per category): shown
+ * by the tools, never used by the gateway. */
+#define CA_DESCRIPTION_MAX 4096
+
 typedef struct {
     char          *file;
     char          *version;
+    char          *description;     /* or NULL */
     char           sha256[65];  /* hex SHA-256 of the file's bytes */
     char         **purposes;
     size_t         n_purposes;
@@ -148,8 +161,8 @@ const ca_category *ca_policy_find_category(const ca_policy *p,
 /* "public", "personal", "trade_secret". */
 const char *ca_class_name(ca_class cls);
 
-/* Writes a treatment as the policy spells it ("mask:6,4"); returns what
- * snprintf returns. */
+/* Writes a treatment as the policy spells it ("mask:6,4", a bucket's width
+ * as written); returns what snprintf returns. */
 int ca_treatment_format(const ca_treatment *t, char *buf, size_t len);
 
 #endif

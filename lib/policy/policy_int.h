@@ -114,6 +114,8 @@ dupn(const char *s, size_t n)
 /* policy.c */
 CA_INTERNAL int ca_pol_only_members(ctx_t *cx, const char *jp, json_t *obj,
                                     const char *const *names);
+CA_INTERNAL int ca_pol_parse_description(ctx_t *cx, const char *jp,
+                                         json_t *v, char **out);
 CA_INTERNAL int ca_pol_parse_codes(ctx_t *cx, const char *jp, json_t *arr,
                                    char ***out, size_t *n, char **within,
                                    size_t n_within);
