@@ -376,6 +376,10 @@ char *ngx_http_credit_auth_audit_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_credit_auth_hash_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
+/* [A-Za-z0-9._-]{1,64} (docs/configuration.md) */
+#define NGX_HTTP_CREDIT_AUTH_GATEWAY_ID_MAX  64
+char *ngx_http_credit_auth_gateway_id(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
 char *ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
