@@ -7,8 +7,16 @@
 #include "ngx_http_credit_auth.h"
 
 
-/* A partial or conditional answer is an oracle on the unfiltered record
- * (SPEC §2.1): the platform never sees these. */
+/*
+ * What the platform never sees (SPEC §2.1; a trailing '*' names every
+ * header beginning so; docs/configuration.md lists them):
+ * - a partial or conditional answer is an oracle on the unfiltered record;
+ * - the bank's credentials stay at the gateway: its consent token (as
+ *   Envoy's jwt_authn drops a verified JWT), and any client certificate
+ *   header, which the gateway never derives itself — a platform that
+ *   trusts one from its load balancer would take it from the bank.  What
+ *   the platform needs is passed from $credit_auth_* variables.
+ */
 static ngx_str_t  ngx_http_credit_auth_stripped[] = {
     ngx_string("Range"),
     ngx_string("If-Range"),
@@ -16,6 +24,17 @@ static ngx_str_t  ngx_http_credit_auth_stripped[] = {
     ngx_string("If-None-Match"),
     ngx_string("If-Modified-Since"),
     ngx_string("If-Unmodified-Since"),
+
+    ngx_string("Authorization"),
+    ngx_string("Client-Cert*"),                 /* RFC 9440, -Chain */
+    ngx_string("SSL-Client-*"),
+    ngx_string("X-SSL-Client-*"),               /* HAProxy, nginx */
+    ngx_string("X-SSL-Cert*"),
+    ngx_string("X-Client-Cert*"),               /* Google Cloud LB */
+    ngx_string("X-Client-Verify"),
+    ngx_string("X-Forwarded-Client-Cert"),      /* Envoy */
+    ngx_string("X-ARR-ClientCert"),             /* Azure, IIS */
+    ngx_string("X-Amzn-Mtls-Clientcert*"),      /* AWS ALB */
     ngx_null_string
 };
 
@@ -107,6 +126,8 @@ ngx_http_credit_auth_strip_request(ngx_http_request_t *r)
     r->headers_in.if_none_match = NULL;
     r->headers_in.if_modified_since = NULL;
     r->headers_in.if_unmodified_since = NULL;
+    /* nor $http_authorization for a proxy_set_header */
+    r->headers_in.authorization = NULL;
 
     if (drop == 0) {
         return NGX_OK;

@@ -34,6 +34,7 @@ VARIABLES = {
     "X-Credit-Bank": "$credit_auth_bank",
     "X-Credit-Consent": "$credit_auth_consent",
     "X-Credit-Purpose": "$credit_auth_purpose",
+    "X-Credit-Cert": "$credit_auth_cert",
     "X-Credit-Request-Id": "$credit_auth_request_id",
 }
 
