@@ -43,6 +43,21 @@ static ngx_str_t  ngx_http_credit_auth_oracle_headers[] = {
 };
 
 
+static struct {
+    ngx_str_t          *names;
+    const char         *why;
+} ngx_http_credit_auth_never_passed[] = {
+    { ngx_http_credit_auth_oracle_headers,
+      "describes the platform's unfiltered record (a validator, range or "
+      "digest of it): passed to the bank it would be an oracle on what the "
+      "filter withholds" },
+    { ngx_http_credit_auth_gateway_headers,
+      "is one of the gateway's own headers and never comes from the "
+      "platform" },
+    { NULL, NULL }
+};
+
+
 /* Whether name is on the list (case-insensitively); an entry ending in
  * '*' takes every name it begins. */
 ngx_uint_t
@@ -98,26 +113,16 @@ ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
         }
     }
 
-    if (ngx_http_credit_auth_header_in_list(
-                               ngx_http_credit_auth_oracle_headers, &value[1]))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "credit_auth_pass_header: \"%V\" describes the "
-                           "platform's unfiltered record (a validator, range "
-                           "or digest of it): passed to the bank it would be "
-                           "an oracle on what the filter withholds",
-                           &value[1]);
-        return NGX_CONF_ERROR;
-    }
-
-    if (ngx_http_credit_auth_header_in_list(
-                              ngx_http_credit_auth_gateway_headers, &value[1]))
-    {
-        ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                           "credit_auth_pass_header: \"%V\" is one of the "
-                           "gateway's own headers and never comes from the "
-                           "platform", &value[1]);
-        return NGX_CONF_ERROR;
+    for (i = 0; ngx_http_credit_auth_never_passed[i].names; i++) {
+        if (ngx_http_credit_auth_header_in_list(
+                ngx_http_credit_auth_never_passed[i].names, &value[1]))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "credit_auth_pass_header: \"%V\" %s",
+                               &value[1],
+                               ngx_http_credit_auth_never_passed[i].why);
+            return NGX_CONF_ERROR;
+        }
     }
 
     if (lcf->pass_headers == NGX_CONF_UNSET_PTR) {

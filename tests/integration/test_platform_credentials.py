@@ -14,7 +14,8 @@ gateway sent it."""
 import pytest
 
 from conftest import S
-from test_personal_data import Boundary, header
+# the gateway before a RawPlatform, and its fixtures (one per module)
+from test_personal_data import bd, clean, header  # noqa: F401
 
 # client-certificate headers a bank could send, of every family the
 # gateway strips (docs/configuration.md "What the platform receives")
@@ -24,20 +25,6 @@ CERT_HEADERS = ["Client-Cert", "Client-Cert-Chain", "X-Client-Cert",
                 "SSL-Client-Cert", "X-Forwarded-Client-Cert",
                 "X-ARR-ClientCert", "X-Amzn-Mtls-Clientcert",
                 "X-Amzn-Mtls-Clientcert-Leaf", "X-Client-Verify"]
-
-
-@pytest.fixture(scope="module")
-def pc(env):
-    b = Boundary(env, "cred-")
-    yield b
-    problems = b.stop()
-    assert not problems, problems
-
-
-@pytest.fixture
-def clean(pc):
-    pc.answer()
-    yield pc
 
 
 def forged_cert_headers(env):
