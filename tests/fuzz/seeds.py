@@ -194,7 +194,12 @@ def main():
         write(out, "base64url", f"b64-{len(s)}", s)
     for s in (USCC, "91110108MA01R7K28P", "913301007042186575",
               "/api/v1/enterprises/" + USCC + "/tax",
-              "/api/v1/enterprises/91350100M000100Y4Z/environment"):
+              "/api/v1/enterprises/91350100M000100Y4Z/environment",
+              # the personal-identifier forms of lib/core/pii.h
+              "owner=11010519491231002X", "+86 139 1234 5678",
+              "0086-139-1234-5678", "(0591) 8765-4321",
+              "6222 0212 3456 7890 128", "E12345678", "A123456(3)",
+              "F131069277", "li_si+bank@mail.example.com.cn."):
         write(out, "uscc", hashlib.sha256(s.encode()).hexdigest()[:12], s)
     for s in ("1793462400", "2026-11", "2026-11-01", "2026-11-01T08:30Z",
               "2026-11-01 08:30:15.250+08:00", "2026-02-28T23:59:59-0530",

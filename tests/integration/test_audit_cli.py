@@ -1071,19 +1071,19 @@ def test_revoke_on_a_password_protected_redis(audit, locked, tmp_path):
     p = subprocess.run(argv, capture_output=True, env={
         **os.environ, "CREDIT_REDIS_PASSWORD": PASSWORD})
     assert p.returncode == 0, p.stderr
-    assert p.stdout.decode().startswith(f"revoked {c['jti']} until ")
+    assert p.stdout.decode().startswith(f"revoked {c['jti']} of {E1} "
+                                        "until ")
     r = locked.client(db=2)
-    assert r.get(f"credit:revoked:{c['jti']}") == "1"
+    key = f"credit:revoked:{E1}:{c['jti']}"
+    assert r.get(key) == "1"
     # the revocation lasts as long as the token could be used
-    assert abs(int(r.execute_command(
-        "EXPIRETIME", f"credit:revoked:{c['jti']}")) - c["exp"]) <= 1
+    assert abs(int(r.execute_command("EXPIRETIME", key)) - c["exp"]) <= 1
     # an explicit --until wins over the token's exp
     until = c["exp"] + 86400
     p = subprocess.run(argv + ["--until", str(until)], capture_output=True,
                        env={**os.environ, "CREDIT_REDIS_PASSWORD": PASSWORD})
     assert p.returncode == 0, p.stderr
-    assert int(r.execute_command(
-        "EXPIRETIME", f"credit:revoked:{c['jti']}")) == until
+    assert int(r.execute_command("EXPIRETIME", key)) == until
     # --jti and --token together, or neither: which one is said
     p = subprocess.run([str(consent), "revoke", "--redis", locked.address],
                        capture_output=True)
