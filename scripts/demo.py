@@ -7,7 +7,8 @@ enterprise of demo/enterprises.json, the shipped policy
 policies/platform-policy.json (or --policy FILE: `make run POLICY=FILE`),
 Redis (own config, AOF on), the demo platform (demo/platform served by a
 separate nginx) and the gateway with mutual TLS.  Prints ready-to-paste
-curl commands and stays in the foreground until Ctrl-C.
+curl commands, and the regulator's credit-audit commands against the
+demo's audit trail, and stays in the foreground until Ctrl-C.
 
   --policy FILE  try this policy on the demo; checked first with
                  `credit-policy check`, whose message stops the demo if the
@@ -35,6 +36,7 @@ BANK_CODE = "minjiang_rcb"
 BANK_NAME = "福建闽江农村商业银行股份有限公司（示例）"
 PURPOSE = "loan_application"
 REFUSED_PURPOSE = "post_loan_monitoring"       # not in the token's purposes
+ISSUER = "示例地方金融管理局 (demo)"             # report --issuer
 
 
 def first_enterprise():
@@ -82,6 +84,29 @@ def build(run_dir, module=None, policy=SHIPPED_POLICY):
     token = S.mint_token(priv, "ES256", jwk["kid"], claims)
     (st.dir / "token.jwt").write_text(token + "\n")
     return st, bank, uscc, ent_name, token, claims
+
+
+def audit_argvs(st, uscc):
+    """The regulator's credit-audit commands against this demo's trail,
+    by name: each argv as the demo prints it (tests/integration/
+    test_demo_audit.py runs every one)."""
+    tool = str(S.ROOT / "build" / "bin" / "credit-audit")
+    common = ["--redis", st.redis.address, "--tz", "Asia/Shanghai"]
+    pub = ["--pubkey", str(st.audit_pub)]
+    names = ["--banks", str(st.banks_path), "--policy", str(st.policy_path)]
+    return [
+        ("verify", [tool, "verify", *common, *pub]),
+        ("report", [tool, "report", *common, *pub, *names,
+                    "--issuer", ISSUER]),
+        ("report-html", [tool, "report", *common, *pub, *names,
+                         "--issuer", ISSUER, "--format", "html",
+                         "--out", str(st.dir / "report.html")]),
+        ("query", [tool, "query", *common, "--enterprise", uscc]),
+        ("export", [tool, "export", *common, "--view", "requests",
+                    "--format", "csv", "--excel", *names,
+                    "--enterprises", str(S.ROOT / "demo" / "enterprises.json"),
+                    "--out", str(st.dir / "requests.csv")]),
+    ]
 
 
 def curl_argv(st, bank, path, token, purpose):
@@ -247,6 +272,12 @@ Audit trail:
 redis-cli -p {st.redis.port} XRANGE credit:audit - +
 
 Audit public key (for credit-audit verify --pubkey): {st.audit_pub}
+
+The regulator (credit-audit, man credit-audit): verify the trail, the work
+report (text, then HTML), the enterprise's requests, the requests as CSV for
+Excel:
+
+{chr(10).join(shlex.join(a) for _, a in audit_argvs(st, uscc))}
 """, flush=True)
 
         explain = [str(S.ROOT / "build" / "bin" / "credit-policy"),
