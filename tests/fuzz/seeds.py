@@ -81,6 +81,8 @@ def jwks_seeds(out):
     write(out, "keyreg", "revoked.json", json.dumps(
         dict(rec, state="revoked", not_before=1700000000,
              not_after=1800000000, version=7)))
+    write(out, "keyreg", "rsa.json", json.dumps(
+        dict(rec, jwk=dict(ps, kid="e1-es256"))))
 
 
 def filter_seeds(out):
