@@ -81,6 +81,9 @@ def jwks_seeds(out):
     write(out, "keyreg", "revoked.json", json.dumps(
         dict(rec, state="revoked", not_before=1700000000,
              not_after=1800000000, version=7)))
+    write(out, "keyreg", "bounds.json", json.dumps(
+        dict(rec, not_before=253402300798, not_after=253402300799,
+             version=9007199254740991)))
     write(out, "keyreg", "rsa.json", json.dumps(
         dict(rec, jwk=dict(ps, kid="e1-es256"))))
 
