@@ -78,7 +78,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FUZZ_CHECK(again == raw, "%s: %lld written \"%s\", read %lld",
                        zones[z], (long long) raw, text, (long long) again);
         } else {
-            FUZZ_CHECK(!(text[0] >= '0' && text[0] <= '9' && text[4] == '-'),
+            FUZZ_CHECK(!(strlen(text) > 4 && text[0] >= '0'
+                         && text[0] <= '9' && text[4] == '-'),
                        "%s: %lld written \"%s\", refused: %s", zones[z],
                        (long long) raw, text, err);
         }
