@@ -21,9 +21,12 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -63,12 +66,54 @@ def check_policy(policy):
     return None if r.returncode == 0 else (r.stdout + r.stderr).strip()
 
 
+def copy_readable(src, dst):
+    """src copied to dst, readable by everyone (demo records only)."""
+    shutil.copytree(src, dst)
+    for d, _, files in os.walk(dst):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    return dst
+
+
+def outside_closed_home(run_dir):
+    """Where the demo's files go.  The nginx workers run as nobody when we
+    are root: a working directory under a directory they cannot enter (a
+    clone in /root, 0700 on Debian) would leave them the platform's records
+    and the spool out of reach.  Then the files go to /tmp and run_dir
+    becomes a symbolic link to them."""
+    if os.geteuid() != 0:
+        return run_dir
+    parent = run_dir.absolute().parent
+    closed = [p for p in [parent, *parent.parents]
+              if p.exists() and not p.stat().st_mode & stat.S_IXOTH]
+    if not closed:
+        return run_dir
+    tag = hashlib.sha256(str(run_dir.absolute()).encode()).hexdigest()[:8]
+    real = Path(tempfile.gettempdir()) / f"credit-auth-run-{tag}"
+    if run_dir.is_symlink() or run_dir.is_file():
+        run_dir.unlink()
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    run_dir.symlink_to(real)
+    print(f"demo: {closed[0]} is closed to the workers' user (nobody): the"
+          f" working directory is {real} ({run_dir} links to it)",
+          flush=True)
+    return real
+
+
 def build(run_dir, module=None, policy=SHIPPED_POLICY):
     platform = S.ROOT / "demo" / "platform"
     uscc, ent_name = first_enterprise()
     st = S.Stack(run_dir, policy=policy if policy.is_file() else None,
                  module=module).setup()
-    if not (platform / "api" / "v1" / "enterprises" / uscc / "tax").is_file():
+    if (platform / "api" / "v1" / "enterprises" / uscc / "tax").is_file():
+        # served from a copy in the working directory: the platform's nginx
+        # workers run as nobody when we are root, and a clone in root's
+        # home (/root is 0700 on Debian) is not theirs to read
+        platform = copy_readable(platform, st.dir / "platform")
+    else:
         platform = S.write_platform(S.subdir(st.dir, "platform"),
                                     {(uscc, "tax"): S.tax_record(uscc)})
     st.platform_root = platform
@@ -221,7 +266,7 @@ def main():
         print(f"demo: the policy does not load, so the gateway would not "
               f"start:\n{verdict}", file=sys.stderr)
         return 1
-    run_dir = S.workdir(Path(args.dir), fresh=True)
+    run_dir = S.workdir(outside_closed_home(Path(args.dir)), fresh=True)
 
     stopping = []
 
