@@ -1,0 +1,596 @@
+/*
+ * credit_auth_revocation_endpoint (SPEC §3 v3, docs/contract.md §3): the
+ * enterprise withdraws its own consent, without asking the platform.
+ *
+ * A POST of a compact JWS, typ revocation+jwt, signed by a key registered
+ * to the enterprise (key file or registry: the consent token's own
+ * verifier, …_decide.c), claims iss, jti and iat.  Then, in this order,
+ * each step waiting without blocking the worker and each bounded by the
+ * Redis command timeout:
+ *
+ *   1. the key, when the registry must be asked (…_keyreg.c);
+ *   2. credit:revoked:<iss>:<jti> set in Redis, acknowledged on the
+ *      configured durability (aof, or WAIT N: …_redis_cmd.c), the key
+ *      every gateway's decision script checks;
+ *   3. a `revocation` entry (by=enterprise) through the audit writer,
+ *      acknowledged by Redis or fsync'd to the spool.
+ *
+ * 200 only after 3; a refusal is problem+json.  With Redis away nothing is
+ * written (503 revocation_unavailable).  Step 3 comes after step 2 so that
+ * the trail never names a withdrawal that is not in force; if 3 fails, the
+ * consent stays withdrawn and the answer (503 audit_unavailable) asks for
+ * the withdrawal again: sending it twice is harmless, each accepted one is
+ * audited.
+ *
+ * The request's ctx is the module's own ctx type, so that the key lookup
+ * can wait on it; its state is REFUSED from the start, which makes the
+ * response filters treat whatever is answered here as the module's own
+ * (X-Request-Id, Cache-Control: no-store) and keeps the bank-side
+ * machinery (decision, outcome, nginx's own refusals) away from it.
+ */
+#include <hiredis/hiredis.h>
+
+#include "ngx_http_credit_auth.h"
+#include <core/isotime.h>
+
+
+/* a compact JWS, and room for the line break a client may add */
+#define NGX_HTTP_CREDIT_AUTH_WITHDRAW_MAX    (CA_TOKEN_MAX + 256)
+/* waiting for a connection that is being made: 10 x 20 ms at most */
+#define NGX_HTTP_CREDIT_AUTH_WITHDRAW_TRIES  10
+
+
+typedef enum {
+    NGX_HTTP_CREDIT_AUTH_WD_VERIFY = 0,
+    NGX_HTTP_CREDIT_AUTH_WD_REVOKE,
+    NGX_HTTP_CREDIT_AUTH_WD_AUDIT,
+    NGX_HTTP_CREDIT_AUTH_WD_AUDITED,
+    NGX_HTTP_CREDIT_AUTH_WD_REFUSED             /* ctx.reason says why */
+} ngx_http_credit_auth_wd_step_e;
+
+
+typedef struct ngx_http_credit_auth_wd_s  ngx_http_credit_auth_wd_t;
+
+/* The SET in flight: its reply may come after the request is gone. */
+typedef struct {
+    ngx_http_credit_auth_wd_t  *wd;             /* NULL: nobody waits */
+} ngx_http_credit_auth_wd_cmd_t;
+
+struct ngx_http_credit_auth_wd_s {
+    ngx_http_credit_auth_ctx_t      ctx;        /* first: the module ctx */
+    ngx_http_request_t             *r;
+    ngx_str_t                       token;
+    ca_claims                       claims;
+    ngx_http_credit_auth_wd_step_e  step;
+    ngx_http_credit_auth_wd_cmd_t  *cmd;
+    ngx_uint_t                      tries;
+    ngx_uint_t                      waiting;    /* for its wake event */
+    ngx_int_t                       outcome;    /* the entry's fate */
+};
+
+
+static void ngx_http_credit_auth_wd_run(ngx_http_credit_auth_wd_t *wd);
+static void ngx_http_credit_auth_wd_body(ngx_http_request_t *r);
+
+
+/*
+ * Sets the consent's revocation, expiring when no consent with this jti
+ * issued until now can still be valid (now + max_lifetime + leeway), but
+ * never shortening a revocation already there (the platform's, or one
+ * without expiry).
+ */
+static const char  ngx_http_credit_auth_wd_script[] =
+    "if redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', ARGV[1]) then\n"
+    "  return 1\n"
+    "end\n"
+    "redis.call('EXPIREAT', KEYS[1], ARGV[1], 'GT')\n"
+    "return 0\n";
+
+
+/* credit_auth_revocation_endpoint; (a location) */
+char *
+ngx_http_credit_auth_revocation_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_credit_auth_loc_conf_t   *lcf = conf;
+    ngx_http_core_loc_conf_t          *clcf;
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    if (lcf->revocation_endpoint) {
+        return "is duplicate";
+    }
+
+    /* a withdrawal is no bank request: the access phase stays out, even
+     * under a server-wide "credit_auth on" */
+    if (lcf->mode != NGX_CONF_UNSET_UINT
+        && lcf->mode != NGX_HTTP_CREDIT_AUTH_OFF)
+    {
+        return "cannot share a location with \"credit_auth on|report\"";
+    }
+    lcf->mode = NGX_HTTP_CREDIT_AUTH_OFF;
+    lcf->revocation_endpoint = 1;
+
+    clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+    clcf->handler = ngx_http_credit_auth_withdraw_handler;
+
+    /* the writer, the Redis connection and the keys: as for credit_auth */
+    mcf = ngx_http_conf_get_module_main_conf(cf, ngx_http_credit_auth_module);
+    mcf->used = 1;
+
+    return NGX_CONF_OK;
+}
+
+
+static void
+ngx_http_credit_auth_wd_gone(void *data)
+{
+    ngx_http_credit_auth_wd_t  *wd = data;
+
+    if (wd->cmd) {
+        wd->cmd->wd = NULL;
+        wd->cmd = NULL;
+    }
+    ngx_http_credit_auth_writer_detach(&wd->ctx.wait.waiter);
+    if (wd->ctx.wait.wake.posted) {
+        ngx_delete_posted_event(&wd->ctx.wait.wake);
+    }
+    if (wd->ctx.wait.wake.timer_set) {
+        ngx_del_timer(&wd->ctx.wait.wake);
+    }
+}
+
+
+/* A wait is over (a key, a reply, an entry's fate, a retry): go on. */
+static void
+ngx_http_credit_auth_wd_wake(ngx_event_t *ev)
+{
+    ngx_connection_t           *c;
+    ngx_http_request_t         *r = ev->data;
+    ngx_http_credit_auth_wd_t  *wd;
+
+    c = r->connection;
+    wd = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+
+    r->main->count--;
+    wd->waiting = 0;
+    ngx_http_credit_auth_wd_run(wd);
+    ngx_http_run_posted_requests(c);
+}
+
+
+static void
+ngx_http_credit_auth_wd_post(ngx_http_credit_auth_wd_t *wd)
+{
+    if (!wd->ctx.wait.wake.posted) {
+        ngx_post_event(&wd->ctx.wait.wake, &ngx_posted_events);
+    }
+}
+
+
+/* The request waits for its wake event, held meanwhile. */
+static void
+ngx_http_credit_auth_wd_hold(ngx_http_credit_auth_wd_t *wd)
+{
+    wd->r->main->count++;
+    wd->waiting = 1;
+}
+
+
+ngx_int_t
+ngx_http_credit_auth_withdraw_handler(ngx_http_request_t *r)
+{
+    ngx_int_t                   rc;
+    ngx_pool_cleanup_t         *cln;
+    ngx_http_credit_auth_wd_t  *wd;
+
+    if (r != r->main) {
+        return NGX_DECLINED;
+    }
+
+    wd = ngx_pcalloc(r->pool, sizeof(ngx_http_credit_auth_wd_t));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (wd == NULL || cln == NULL) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    cln->handler = ngx_http_credit_auth_wd_gone;
+    cln->data = wd;
+
+    wd->r = r;
+    wd->ctx.state = NGX_HTTP_CREDIT_AUTH_REFUSED;
+    wd->ctx.method = r->method_name;
+    wd->ctx.wait.wake.handler = ngx_http_credit_auth_wd_wake;
+    wd->ctx.wait.wake.data = r;
+    wd->ctx.wait.wake.log = r->connection->log;
+    ngx_http_set_ctx(r, &wd->ctx, ngx_http_credit_auth_module);
+
+    if (ngx_http_credit_auth_set_request_id(r, &wd->ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+
+    if (r->method != NGX_HTTP_POST) {
+        ngx_http_credit_auth_detail(&wd->ctx, "method %V: a withdrawal is "
+                                    "sent with POST%Z", &r->method_name);
+        wd->ctx.reason = CA_REQUEST_INVALID;
+
+    } else if (r->headers_in.content_length_n
+               > NGX_HTTP_CREDIT_AUTH_WITHDRAW_MAX)
+    {
+        ngx_http_credit_auth_detail(&wd->ctx, "a withdrawal is one compact "
+                                    "JWS of at most %d bytes%Z",
+                                    CA_TOKEN_MAX);
+        wd->ctx.reason = CA_TOKEN_MALFORMED;
+    }
+
+    if (wd->ctx.reason != CA_OK) {
+        if (ngx_http_discard_request_body(r) != NGX_OK) {
+            r->keepalive = 0;
+        }
+        return ngx_http_credit_auth_send_problem(r, &wd->ctx,
+                                                 wd->ctx.reason);
+    }
+
+    r->request_body_in_single_buf = 1;
+    rc = ngx_http_read_client_request_body(r, ngx_http_credit_auth_wd_body);
+    if (rc >= NGX_HTTP_SPECIAL_RESPONSE) {
+        return rc;
+    }
+
+    return NGX_DONE;
+}
+
+
+/* The body, in one piece, with the white space around the JWS trimmed;
+ * empty when it is not one buffer in memory (larger than configured). */
+static void
+ngx_http_credit_auth_wd_body(ngx_http_request_t *r)
+{
+    u_char                     *p, *last;
+    ngx_buf_t                  *b;
+    ngx_http_credit_auth_wd_t  *wd;
+
+    wd = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+
+    if (r->request_body && !r->request_body->temp_file
+        && r->request_body->bufs && r->request_body->bufs->next == NULL)
+    {
+        b = r->request_body->bufs->buf;
+        p = b->pos;
+        last = b->last;
+        while (p < last && (*p == ' ' || *p == '\t' || *p == '\r'
+                            || *p == '\n'))
+        {
+            p++;
+        }
+        while (last > p && (last[-1] == ' ' || last[-1] == '\t'
+                            || last[-1] == '\r' || last[-1] == '\n'))
+        {
+            last--;
+        }
+        wd->token.data = p;
+        wd->token.len = last - p;
+    }
+
+    ngx_http_credit_auth_wd_run(wd);
+}
+
+
+/* The answer: 200 {"revoked", "enterprise", "at"}, or the refusal. */
+static void
+ngx_http_credit_auth_wd_finish(ngx_http_credit_auth_wd_t *wd,
+    ca_reason reason)
+{
+    char                 at[48];
+    ngx_int_t            rc;
+    ngx_buf_t           *b;
+    ngx_chain_t          out;
+    ngx_time_t          *tp;
+    ngx_http_request_t  *r = wd->r;
+
+    if (reason != CA_OK) {
+        /* a step's refusal: its detail is in ctx->detail */
+        wd->ctx.reason = reason;
+        ngx_http_finalize_request(r,
+            ngx_http_credit_auth_send_problem(r, &wd->ctx, reason));
+        return;
+    }
+
+    tp = ngx_timeofday();
+    ca_time_format((int64_t) tp->sec * 1000 + tp->msec, at, sizeof(at));
+
+    ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
+                  "credit_auth: consent \"%s\" of %s withdrawn by the "
+                  "enterprise, request %V", wd->claims.jti, wd->claims.iss,
+                  &wd->ctx.rid);
+
+    /* jti, the USCC and the time need no JSON escaping */
+    b = ngx_create_temp_buf(r->pool, 128 + CA_JTI_MAX + sizeof(at));
+    if (b == NULL) {
+        ngx_http_finalize_request(r, NGX_HTTP_INTERNAL_SERVER_ERROR);
+        return;
+    }
+    b->last = ngx_sprintf(b->pos, "{\"revoked\":\"%s\",\"enterprise\":"
+                          "\"%s\",\"at\":\"%s\"}\n", wd->claims.jti,
+                          wd->claims.iss, at);
+    b->last_buf = 1;
+    b->last_in_chain = 1;
+
+    r->headers_out.status = NGX_HTTP_OK;
+    ngx_str_set(&r->headers_out.content_type, "application/json");
+    r->headers_out.content_type_len = r->headers_out.content_type.len;
+    r->headers_out.content_length_n = b->last - b->pos;
+
+    rc = ngx_http_send_header(r);
+    if (rc == NGX_ERROR || rc > NGX_OK || r->header_only) {
+        ngx_http_finalize_request(r, rc);
+        return;
+    }
+
+    out.buf = b;
+    out.next = NULL;
+    ngx_http_finalize_request(r, ngx_http_output_filter(r, &out));
+}
+
+
+/* 1. the signature, the key (perhaps from the registry), iat. */
+static ca_reason
+ngx_http_credit_auth_wd_verify(ngx_http_credit_auth_wd_t *wd)
+{
+    ca_reason                          reason;
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(wd->r, ngx_http_credit_auth_module);
+
+    if (wd->token.len == 0) {
+        ngx_http_credit_auth_detail(&wd->ctx, "the body must be one compact "
+                                    "JWS of at most %d bytes%Z",
+                                    CA_TOKEN_MAX);
+        return CA_TOKEN_MALFORMED;
+    }
+
+    wd->ctx.state = NGX_HTTP_CREDIT_AUTH_NEW;
+    wd->ctx.detail[0] = '\0';
+    reason = ngx_http_credit_auth_verify_jws(wd->r, mcf, &wd->ctx,
+                                             &wd->token, ca_withdrawal_verify,
+                                             &wd->claims);
+    if (wd->ctx.state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT) {
+        /* the lookup wakes the request through this file, not the
+         * phases: nothing else of the module runs here */
+        wd->ctx.state = NGX_HTTP_CREDIT_AUTH_REFUSED;
+        wd->ctx.key_wake.handler = ngx_http_credit_auth_wd_wake;
+        ngx_http_credit_auth_wd_hold(wd);
+        return CA_OK;
+    }
+    wd->ctx.state = NGX_HTTP_CREDIT_AUTH_REFUSED;
+    if (reason != CA_OK) {
+        return reason;
+    }
+
+    reason = ca_withdrawal_check_time(&wd->claims, (int64_t) ngx_time(),
+                                      mcf->policy->token.leeway,
+                                      wd->ctx.detail, sizeof(wd->ctx.detail));
+    if (reason == CA_OK) {
+        wd->step = NGX_HTTP_CREDIT_AUTH_WD_REVOKE;
+    }
+    return reason;
+}
+
+
+static void
+ngx_http_credit_auth_wd_set_reply(void *data, void *reply)
+{
+    redisReply                     *rep = reply;
+    ngx_http_credit_auth_wd_t      *wd;
+    ngx_http_credit_auth_wd_cmd_t  *cmd = data;
+
+    wd = cmd->wd;
+    ngx_free(cmd);
+    if (wd == NULL) {
+        return;
+    }
+    wd->cmd = NULL;
+
+    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER) {
+        wd->step = NGX_HTTP_CREDIT_AUTH_WD_AUDIT;
+
+    } else {
+        if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
+            ngx_log_error(NGX_LOG_ERR, wd->r->connection->log, 0,
+                          "credit_auth: withdrawal of request %V: redis: "
+                          "%*s", &wd->ctx.rid,
+                          (size_t) ngx_min(rep->len, 200), rep->str);
+        }
+        /* no answer, or one short of the durability configured */
+        ngx_http_credit_auth_detail(&wd->ctx, "Redis did not acknowledge "
+                                    "the revocation as durable: nothing was "
+                                    "audited; send the withdrawal again%Z");
+        wd->ctx.reason = CA_REVOCATION_UNAVAILABLE;
+        wd->step = NGX_HTTP_CREDIT_AUTH_WD_REFUSED;
+    }
+    /* from the loop, not inside hiredis' callback */
+    ngx_http_credit_auth_wd_post(wd);
+}
+
+
+/* 2. the revocation itself.  NGX_AGAIN: wait for the reply. */
+static ca_reason
+ngx_http_credit_auth_wd_revoke(ngx_http_credit_auth_wd_t *wd)
+{
+    char                               key[CA_CONSENT_KEY_MAX], exat[24];
+    size_t                             lens[5];
+    int64_t                            until;
+    const char                        *argv[5];
+    ngx_http_credit_auth_wd_cmd_t     *cmd;
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(wd->r, ngx_http_credit_auth_module);
+
+    if (!ngx_http_credit_auth_redis_ready()) {
+        if (wd->tries < NGX_HTTP_CREDIT_AUTH_WITHDRAW_TRIES
+            && ngx_http_credit_auth_redis_connecting())
+        {
+            /* a worker just started or Redis just came back */
+            wd->tries++;
+            ngx_add_timer(&wd->ctx.wait.wake, 20);
+            ngx_http_credit_auth_wd_hold(wd);
+            return CA_OK;
+        }
+        ngx_http_credit_auth_detail(&wd->ctx, "Redis is not connected: "
+                                    "nothing was withdrawn or written; send "
+                                    "the withdrawal again later%Z");
+        return CA_REVOCATION_UNAVAILABLE;
+    }
+
+    until = (int64_t) ngx_time() + mcf->policy->token.max_lifetime
+            + mcf->policy->token.leeway;
+
+    /* iss is a USCC and jti at most 64 characters: they always fit */
+    (void) ca_consent_key(key, sizeof(key), "revoked", wd->claims.iss,
+                          wd->claims.jti);
+    argv[0] = "EVAL";
+    argv[1] = ngx_http_credit_auth_wd_script;
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = exat;
+    ngx_sprintf((u_char *) exat, "%L%Z", until);
+    lens[0] = 4;
+    lens[1] = sizeof(ngx_http_credit_auth_wd_script) - 1;
+    lens[2] = 1;
+    lens[3] = ngx_strlen(key);
+    lens[4] = ngx_strlen(exat);
+
+    cmd = ngx_alloc(sizeof(ngx_http_credit_auth_wd_cmd_t),
+                    wd->r->connection->log);
+    if (cmd == NULL) {
+        return CA_REVOCATION_UNAVAILABLE;
+    }
+    cmd->wd = wd;
+
+    if (ngx_http_credit_auth_redis_command(5, argv, lens,
+                                           ngx_http_credit_auth_wd_set_reply,
+                                           cmd)
+        != NGX_OK)
+    {
+        ngx_free(cmd);
+        ngx_http_credit_auth_detail(&wd->ctx, "Redis did not take the "
+                                    "command: nothing was withdrawn or "
+                                    "written%Z");
+        return CA_REVOCATION_UNAVAILABLE;
+    }
+
+    wd->cmd = cmd;
+    ngx_http_credit_auth_wd_hold(wd);
+    return CA_OK;
+}
+
+
+static void
+ngx_http_credit_auth_wd_settled(ngx_http_credit_auth_waiter_t *w,
+    int outcome, ca_reason reason)
+{
+    ngx_http_credit_auth_wd_t  *wd;
+
+    wd = (ngx_http_credit_auth_wd_t *)
+         ((u_char *) w - offsetof(ngx_http_credit_auth_wd_t, ctx.wait.waiter));
+    wd->outcome = outcome;
+    wd->step = NGX_HTTP_CREDIT_AUTH_WD_AUDITED;
+    ngx_http_credit_auth_wd_post(wd);
+}
+
+
+/* 3. the revocation entry. */
+static ca_reason
+ngx_http_credit_auth_wd_audit(ngx_http_credit_auth_wd_t *wd)
+{
+    ngx_int_t  rc;
+
+    wd->ctx.wait.waiter.handler = ngx_http_credit_auth_wd_settled;
+    rc = ngx_http_credit_auth_writer_revocation(wd->claims.iss,
+                                                wd->claims.jti, "enterprise",
+                                                &wd->ctx.wait.waiter);
+    if (rc == NGX_AGAIN) {
+        ngx_http_credit_auth_wd_hold(wd);
+        return CA_OK;
+    }
+
+    wd->outcome = (rc == NGX_OK) ? CA_AW_SPOOLED : CA_AW_LOST;
+    wd->step = NGX_HTTP_CREDIT_AUTH_WD_AUDITED;
+    return CA_OK;
+}
+
+
+static ca_reason
+ngx_http_credit_auth_wd_audited(ngx_http_credit_auth_wd_t *wd)
+{
+    /* a spooled entry counts once it is on disk, as a decision does */
+    if (wd->outcome == CA_AW_ACKED
+        || (wd->outcome == CA_AW_SPOOLED
+            && ngx_http_credit_auth_writer_sync() == NGX_OK))
+    {
+        return CA_OK;
+    }
+
+    ngx_log_error(NGX_LOG_ERR, wd->r->connection->log, 0,
+                  "credit_auth: consent \"%s\" of %s withdrawn, but its "
+                  "revocation entry was not written, request %V",
+                  wd->claims.jti, wd->claims.iss, &wd->ctx.rid);
+    ngx_http_credit_auth_detail(&wd->ctx, "the consent is withdrawn, but "
+                                "the audit entry could not be written: send "
+                                "the withdrawal again%Z");
+    return CA_AUDIT_UNAVAILABLE;
+}
+
+
+/*
+ * The steps in order, from wherever the request is: each either refuses,
+ * goes on at once, or holds the request and returns until woken.
+ */
+static void
+ngx_http_credit_auth_wd_run(ngx_http_credit_auth_wd_t *wd)
+{
+    ca_reason                       reason;
+    ngx_http_credit_auth_wd_step_e  step;
+
+    for ( ;; ) {
+        step = wd->step;
+
+        switch (step) {
+
+        case NGX_HTTP_CREDIT_AUTH_WD_VERIFY:
+            reason = ngx_http_credit_auth_wd_verify(wd);
+            break;
+
+        case NGX_HTTP_CREDIT_AUTH_WD_REVOKE:
+            reason = ngx_http_credit_auth_wd_revoke(wd);
+            break;
+
+        case NGX_HTTP_CREDIT_AUTH_WD_REFUSED:
+            reason = wd->ctx.reason;
+            break;
+
+        case NGX_HTTP_CREDIT_AUTH_WD_AUDIT:
+            reason = ngx_http_credit_auth_wd_audit(wd);
+            break;
+
+        default: /* NGX_HTTP_CREDIT_AUTH_WD_AUDITED */
+            ngx_http_credit_auth_wd_finish(wd,
+                                           ngx_http_credit_auth_wd_audited(wd));
+            return;
+        }
+
+        if (reason != CA_OK) {
+            ngx_http_credit_auth_wd_finish(wd, reason);
+            return;
+        }
+
+        if (wd->waiting) {
+            /* the wake event runs this again */
+            return;
+        }
+
+        if (wd->step == step) {
+            /* no step stays where it is without waiting */
+            ngx_http_credit_auth_wd_finish(wd, CA_REVOCATION_UNAVAILABLE);
+            return;
+        }
+    }
+}
