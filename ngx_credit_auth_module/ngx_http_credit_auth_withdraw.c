@@ -399,9 +399,12 @@ ngx_http_credit_auth_wd_set_reply(void *data, void *reply)
                           "%*s", &wd->ctx.rid,
                           (size_t) ngx_min(rep->len, 200), rep->str);
         }
-        /* no answer, or one short of the durability configured */
+        /* no answer in time, or one short of the durability configured:
+         * Redis may still apply it, which a second withdrawal makes sure
+         * of, audited */
         ngx_http_credit_auth_detail(&wd->ctx, "Redis did not acknowledge "
-                                    "the revocation as durable: nothing was "
+                                    "the revocation as durable in time (it "
+                                    "may still apply it): nothing was "
                                     "audited; send the withdrawal again%Z");
         wd->ctx.reason = CA_REVOCATION_UNAVAILABLE;
         wd->step = NGX_HTTP_CREDIT_AUTH_WD_REFUSED;

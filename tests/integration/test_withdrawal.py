@@ -361,6 +361,32 @@ def test_redis_down_writes_nothing(wd):
     problem(wd.query(0, E2, tok), 403, "consent_revoked")
 
 
+def test_stalled_redis_is_answered_within_the_command_timeout(wd):
+    """Redis stops answering (SIGSTOP): the withdrawal is answered 503
+    within the command timeout (1 s), never hangs; once Redis is back,
+    the enterprise sends it again and it is in force and audited once
+    (the first attempt was never audited, whatever Redis did with it)."""
+    jti = jti_()
+    jws = wd.withdrawal(E2, jti)
+    wd.redis.pause()
+    try:
+        t0 = time.monotonic()
+        doc = problem(wd.post(jws), 503, "revocation_unavailable")
+        assert time.monotonic() - t0 < 2.5
+        assert "again" in doc["detail"]
+    finally:
+        wd.redis.resume()
+    deadline = time.monotonic() + 10
+    while True:
+        r = wd.post(jws)
+        if r.status_code == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    revoked_answer(r, E2, jti)
+    assert len(wd.revocations(E2, jti)) == 1
+    problem(wd.query(1, E2, wd.token(E2, jti)), 403, "consent_revoked")
+
+
 def test_limit_req_guards_the_endpoint(env, make_gateway):
     """The documented setting: a burst past the rate is 429 from nginx
     before any signature is checked."""
