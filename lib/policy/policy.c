@@ -341,8 +341,7 @@ parse_root(ctx_t *cx, json_t *root)
         return -1;
     }
 
-    if (ca_pol_parse_codes(cx, "$.purposes", json_object_get(root, "purposes"),
-                    &p->purposes, &p->n_purposes, NULL, 0) != 0) {
+    if (ca_pol_parse_purposes(cx, json_object_get(root, "purposes")) != 0) {
         return -1;
     }
     if (parse_token(cx, json_object_get(root, "token")) != 0) {
@@ -435,6 +434,7 @@ ca_policy_free(ca_policy *p)
     if (p == NULL) {
         return;
     }
+    ca_pol_free_names(p);
     for (size_t i = 0; i < p->n_categories; i++) {
         ca_category *c = &p->categories[i];
         free(c->name);

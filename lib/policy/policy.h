@@ -93,6 +93,8 @@ typedef struct {
     ca_verify_rule *verify;
     size_t          n_verify;
     unsigned        verify_budget;  /* checks per verify field per consent */
+    char           *label, *label_zh;   /* "name", "name_zh": for people;
+                                           NULL when not given */
 } ca_category;
 
 /* Default and bound of a category's "verify_budget" (SPEC §2.1). */
@@ -110,6 +112,9 @@ typedef struct {
     char           sha256[65];  /* hex SHA-256 of the file's bytes */
     char         **purposes;
     size_t         n_purposes;
+    /* a purpose's "name" and "name_zh", parallel to purposes; an element
+     * is NULL when not given */
+    char         **purpose_name, **purpose_name_zh;
     ca_token_rules token;
     ca_category   *categories;
     size_t         n_categories;
@@ -157,6 +162,14 @@ const ca_field *ca_category_field_at(const ca_category *c,
 /* The category named name, or NULL. */
 const ca_category *ca_policy_find_category(const ca_policy *p,
                                            const char *name);
+
+/* A purpose's or category's name for people (policy.md, "Names"): its
+ * name_zh (zh) or name; NULL when the policy gives none or does not know
+ * the code.  p may be NULL. */
+const char *ca_policy_purpose_name(const ca_policy *p, const char *code,
+                                   int zh);
+const char *ca_policy_category_name(const ca_policy *p, const char *code,
+                                    int zh);
 
 /* "public", "personal", "trade_secret". */
 const char *ca_class_name(ca_class cls);

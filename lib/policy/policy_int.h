@@ -125,6 +125,12 @@ CA_INTERNAL int ca_pol_parse_category(ctx_t *cx, const char *jp,
                                       const char *name, json_t *obj,
                                       ca_category *c);
 
+/* policynames.c */
+CA_INTERNAL int ca_pol_parse_name(ctx_t *cx, const char *jp, json_t *obj,
+                                  const char *member, char **out);
+CA_INTERNAL int ca_pol_parse_purposes(ctx_t *cx, json_t *arr);
+CA_INTERNAL void ca_pol_free_names(ca_policy *p);
+
 /* policytree.c */
 CA_INTERNAL int ca_pol_check_path(const char *s, size_t len,
                                   const char **why);

@@ -328,7 +328,7 @@ ca_pol_parse_category(ctx_t *cx, const char *jp, const char *name,
 {
     static const char *const members[] = {
         "routes", "purposes", "raw_allowed", "fields", "verify",
-        "verify_budget", "description", NULL
+        "verify_budget", "description", "name", "name_zh", NULL
     };
     char    sub[JPATH_MAX], rjp[JPATH_MAX];
     json_t *v, *r;
@@ -340,7 +340,9 @@ ca_pol_parse_category(ctx_t *cx, const char *jp, const char *name,
     if (!json_is_object(obj)) {
         return fail(cx, jp, "a category must be an object");
     }
-    if (ca_pol_only_members(cx, jp, obj, members) != 0) {
+    if (ca_pol_only_members(cx, jp, obj, members) != 0
+        || ca_pol_parse_name(cx, jp, obj, "name", &c->label) != 0
+        || ca_pol_parse_name(cx, jp, obj, "name_zh", &c->label_zh) != 0) {
         return -1;
     }
 
