@@ -16,7 +16,7 @@
 
 static const char usage_revoke[] =
     "usage: credit-consent revoke (--jti ID --iss USCC | --token FILE|-)\n"
-    "         [--until T | --ttl SECONDS] [--durability D] [Redis options]\n"
+    "         [--until T | --ttl DURATION] [--durability D] [Redis options]\n"
     "\n"
     "Sets credit:revoked:<iss>:<jti> in Redis, expiring at --until or\n"
     "after --ttl when given.  A consent is its issuing enterprise's: only\n"
@@ -39,30 +39,18 @@ static const char usage_revoke[] =
     "Redis options:\n"
     TOOL_REDIS_HELP;
 
-/* iss, jti and exp of the token in file ("-": standard input). */
-static int
-token_claims(const char *file, char *iss, char *jti, size_t jlen,
+/* iss, jti and exp of the token in file ("-": standard input); the
+ * signature is not checked.  0, or -1 after a message. */
+int
+token_ids(const char *file, char *iss, char *jti, size_t jlen,
              long long *exp)
 {
-    FILE       *f = NULL;
-    char        buf[CA_TOKEN_MAX * 2 + 2];
-    size_t      n;
     char       *tok, *d1, *d2;
     json_t     *claims = NULL, *j, *e, *i;
     int         rc = -1;
 
-    if (strcmp(file, "-") != 0) {
-        if ((f = fopen(file, "r")) == NULL) {
-            fprintf(stderr, "credit-consent: --token %s: %s\n", file,
-                    strerror(errno));
-            return -1;
-        }
-        n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        tok = read_token(buf);
-    } else {
-        tok = read_token(NULL);
+    if ((tok = read_token_file("--token", file)) == NULL) {
+        return -1;
     }
     d1 = tok ? strchr(tok, '.') : NULL;
     d2 = d1 ? strchr(d1 + 1, '.') : NULL;
@@ -148,7 +136,7 @@ cmd_revoke(int argc, char **argv)
             }
             break;
         case 'h': fputs(usage_revoke, stdout); return 0;
-        default: fputs(usage_revoke, stderr); return EXIT_USAGE;
+        default: return usage_option(usage_revoke, argv);
         }
     }
     if (optind != argc) {
@@ -175,9 +163,8 @@ cmd_revoke(int argc, char **argv)
         return usage_error(usage_revoke, "%s", "revoke: --token gives the "
                            "issuer; --iss goes with --jti");
     }
-    if (iss != NULL && !ca_uscc_valid(iss, strlen(iss))) {
-        return usage_error(usage_revoke, "bad --iss %s (a USCC: 18 "
-                           "characters with a valid check character)", iss);
+    if (iss != NULL && uscc_why(iss, err, sizeof(err)) != NULL) {
+        return usage_error(usage_revoke, "--iss: %s", err);
     }
     if (s_until) {
         int64_t ms;
@@ -187,14 +174,14 @@ cmd_revoke(int argc, char **argv)
         }
         until = (long long) (ms / 1000);
     }
-    if (s_ttl && parse_i64(s_ttl, 1, &ttl) != 0) {
-        return usage_error(usage_revoke, "bad --ttl %s (seconds, at least "
-                           "1)", s_ttl);
+    if (s_ttl && parse_duration(s_ttl, &ttl) != 0) {
+        return usage_error(usage_revoke, "bad --ttl %s (seconds, or a number"
+                           " with s, m, h or d: 3600, 90m, 30d)", s_ttl);
     }
     if (token != NULL) {
         long long  exp;
 
-        if (token_claims(token, tiss, tjti, sizeof(tjti), &exp) != 0) {
+        if (token_ids(token, tiss, tjti, sizeof(tjti), &exp) != 0) {
             return EXIT_USAGE;
         }
         /* an explicit --until or --ttl wins over the token's exp */
