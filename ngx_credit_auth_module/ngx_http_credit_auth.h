@@ -23,7 +23,8 @@
  *    3 conf
  *    4 access filter                the request's phases
  *    5 decide rewrite response      what they decide and answer
- *    6 audit keyreg headers cache   entries, keys, headers, token cache
+ *    6 audit keyreg headers cache   entries, keys, headers, token cache,
+ *    6 revoke                       a revocation in Redis
  *    7 writer keycache pass
  *    8 redis                        Redis I/O: the connection's life
  *    9 redis_check sentinel_watch   connect-time checks, +switch-master
@@ -200,6 +201,7 @@ typedef struct {
     ngx_array_t                *pass_headers;   /* of ngx_str_t, lowercase */
     ngx_str_t                   realm;          /* of WWW-Authenticate */
     ngx_flag_t                  revocation_endpoint;
+    ca_keyset                  *platform_keys;  /* …_withdraw.c */
 } ngx_http_credit_auth_loc_conf_t;
 
 
@@ -581,6 +583,14 @@ ngx_int_t ngx_http_credit_auth_add_variables(ngx_conf_t *cf);
 char *ngx_http_credit_auth_revocation_endpoint(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_credit_auth_withdraw_handler(ngx_http_request_t *r);
+
+/* …_revoke.c: credit:revoked:<iss>:<jti> set by the gateway */
+typedef void (*ngx_http_credit_auth_revoked_pt)(void *data, ngx_uint_t ok);
+
+ngx_int_t ngx_http_credit_auth_revoke(const char *iss, const char *jti,
+    time_t until, ngx_http_credit_auth_revoked_pt done, void *data,
+    ngx_log_t *log, void **handle);
+void ngx_http_credit_auth_revoke_detach(void *handle);
 
 /* …_status.c */
 char *ngx_http_credit_auth_status(ngx_conf_t *cf, ngx_command_t *cmd,

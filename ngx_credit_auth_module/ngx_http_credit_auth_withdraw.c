@@ -28,8 +28,6 @@
  * (X-Request-Id, Cache-Control: no-store) and keeps the bank-side
  * machinery (decision, outcome, nginx's own refusals) away from it.
  */
-#include <hiredis/hiredis.h>
-
 #include "ngx_http_credit_auth.h"
 #include <core/isotime.h>
 
@@ -51,18 +49,15 @@ typedef enum {
 
 typedef struct ngx_http_credit_auth_wd_s  ngx_http_credit_auth_wd_t;
 
-/* The SET in flight: its reply may come after the request is gone. */
-typedef struct {
-    ngx_http_credit_auth_wd_t  *wd;             /* NULL: nobody waits */
-} ngx_http_credit_auth_wd_cmd_t;
-
 struct ngx_http_credit_auth_wd_s {
     ngx_http_credit_auth_ctx_t      ctx;        /* first: the module ctx */
     ngx_http_request_t             *r;
     ngx_str_t                       token;
     ca_claims                       claims;
     ngx_http_credit_auth_wd_step_e  step;
-    ngx_http_credit_auth_wd_cmd_t  *cmd;
+    void                           *revoking;   /* the SET in flight */
+    const char                     *enterprise; /* whose consent */
+    const char                     *by;         /* who withdrew it */
     ngx_uint_t                      tries;
     ngx_uint_t                      waiting;    /* for its wake event */
     ngx_int_t                       outcome;    /* the entry's fate */
@@ -73,31 +68,55 @@ static void ngx_http_credit_auth_wd_run(ngx_http_credit_auth_wd_t *wd);
 static void ngx_http_credit_auth_wd_body(ngx_http_request_t *r);
 
 
-/*
- * Sets the consent's revocation, expiring when no consent with this jti
- * issued until now can still be valid (now + max_lifetime + leeway), but
- * never shortening a revocation already there (the platform's, or one
- * without expiry).
- */
-static const char  ngx_http_credit_auth_wd_script[] =
-    "if redis.call('SET', KEYS[1], '1', 'NX', 'EXAT', ARGV[1]) then\n"
-    "  return 1\n"
-    "end\n"
-    "redis.call('EXPIREAT', KEYS[1], ARGV[1], 'GT')\n"
-    "return 0\n";
+static void
+ngx_http_credit_auth_wd_free_keys(void *data)
+{
+    ca_keyset_free(data);
+}
 
 
-/* credit_auth_revocation_endpoint; (a location) */
+/* credit_auth_revocation_endpoint [platform_keys=FILE]; (a location) */
 char *
 ngx_http_credit_auth_revocation_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf)
 {
     ngx_http_credit_auth_loc_conf_t   *lcf = conf;
+
+    ca_error                           err;
+    ngx_str_t                         *value, file;
+    ngx_pool_cleanup_t                *cln;
     ngx_http_core_loc_conf_t          *clcf;
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     if (lcf->revocation_endpoint) {
         return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    if (cf->args->nelts == 2) {
+        /* the platform's own keys: its revocations are audited too */
+        if (ngx_strncmp(value[1].data, "platform_keys=", 14) != 0) {
+            return "takes only platform_keys=FILE";
+        }
+        file.data = value[1].data + 14;
+        file.len = value[1].len - 14;
+        if (file.len == 0
+            || ngx_conf_full_name(cf->cycle, &file, 1) != NGX_OK)
+        {
+            return "needs a file name in platform_keys=";
+        }
+        cln = ngx_pool_cleanup_add(cf->pool, 0);
+        if (cln == NULL) {
+            return NGX_CONF_ERROR;
+        }
+        lcf->platform_keys = ca_keyset_load((char *) file.data, &err);
+        if (lcf->platform_keys == NULL) {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0, "invalid platform "
+                               "keys: %s", err.text);
+            return NGX_CONF_ERROR;
+        }
+        cln->handler = ngx_http_credit_auth_wd_free_keys;
+        cln->data = lcf->platform_keys;
     }
 
     /* a withdrawal is no bank request: the access phase stays out, even
@@ -126,9 +145,9 @@ ngx_http_credit_auth_wd_gone(void *data)
 {
     ngx_http_credit_auth_wd_t  *wd = data;
 
-    if (wd->cmd) {
-        wd->cmd->wd = NULL;
-        wd->cmd = NULL;
+    if (wd->revoking) {
+        ngx_http_credit_auth_revoke_detach(wd->revoking);
+        wd->revoking = NULL;
     }
     ngx_http_credit_auth_writer_detach(&wd->ctx.wait.waiter);
     if (wd->ctx.wait.wake.posted) {
@@ -274,7 +293,8 @@ ngx_http_credit_auth_wd_body(ngx_http_request_t *r)
 }
 
 
-/* The answer: 200 {"revoked", "enterprise", "at"}, or the refusal. */
+/* The answer: 200 {"revoked", "enterprise", "by", "at"}, or the
+ * refusal. */
 static void
 ngx_http_credit_auth_wd_finish(ngx_http_credit_auth_wd_t *wd,
     ca_reason reason)
@@ -298,8 +318,8 @@ ngx_http_credit_auth_wd_finish(ngx_http_credit_auth_wd_t *wd,
     ca_time_format((int64_t) tp->sec * 1000 + tp->msec, at, sizeof(at));
 
     ngx_log_error(NGX_LOG_NOTICE, r->connection->log, 0,
-                  "credit_auth: consent \"%s\" of %s withdrawn by the "
-                  "enterprise, request %V", wd->claims.jti, wd->claims.iss,
+                  "credit_auth: consent \"%s\" of %s withdrawn by the %s, "
+                  "request %V", wd->claims.jti, wd->enterprise, wd->by,
                   &wd->ctx.rid);
 
     /* jti, the USCC and the time need no JSON escaping */
@@ -309,8 +329,8 @@ ngx_http_credit_auth_wd_finish(ngx_http_credit_auth_wd_t *wd,
         return;
     }
     b->last = ngx_sprintf(b->pos, "{\"revoked\":\"%s\",\"enterprise\":"
-                          "\"%s\",\"at\":\"%s\"}\n", wd->claims.jti,
-                          wd->claims.iss, at);
+                          "\"%s\",\"by\":\"%s\",\"at\":\"%s\"}\n",
+                          wd->claims.jti, wd->enterprise, wd->by, at);
     b->last_buf = 1;
     b->last_in_chain = 1;
 
@@ -335,7 +355,10 @@ ngx_http_credit_auth_wd_finish(ngx_http_credit_auth_wd_t *wd,
 static ca_reason
 ngx_http_credit_auth_wd_verify(ngx_http_credit_auth_wd_t *wd)
 {
+    char                               kid[CA_KID_MAX + 1];
+    size_t                             len;
     ca_reason                          reason;
+    ngx_http_credit_auth_loc_conf_t   *lcf;
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(wd->r, ngx_http_credit_auth_module);
@@ -347,6 +370,26 @@ ngx_http_credit_auth_wd_verify(ngx_http_credit_auth_wd_t *wd)
         return CA_TOKEN_MALFORMED;
     }
 
+    lcf = ngx_http_get_module_loc_conf(wd->r, ngx_http_credit_auth_module);
+    if (lcf->platform_keys != NULL
+        && ca_token_kid((char *) wd->token.data, wd->token.len, kid, &len)
+           == 0
+        && ca_keyset_find(lcf->platform_keys, kid, len) != NULL)
+    {
+        /* the platform's revocation: its own key, sub the enterprise */
+        reason = ca_platform_withdrawal_verify((char *) wd->token.data,
+                                               wd->token.len,
+                                               lcf->platform_keys,
+                                               &mcf->policy->token,
+                                               &wd->claims, wd->ctx.detail,
+                                               sizeof(wd->ctx.detail));
+        wd->enterprise = wd->claims.sub;
+        wd->by = "platform";
+        goto verified;
+    }
+
+    wd->enterprise = wd->claims.iss;
+    wd->by = "enterprise";
     wd->ctx.state = NGX_HTTP_CREDIT_AUTH_NEW;
     wd->ctx.detail[0] = '\0';
     reason = ngx_http_credit_auth_verify_jws(wd->r, mcf, &wd->ctx,
@@ -361,6 +404,9 @@ ngx_http_credit_auth_wd_verify(ngx_http_credit_auth_wd_t *wd)
         return CA_OK;
     }
     wd->ctx.state = NGX_HTTP_CREDIT_AUTH_REFUSED;
+
+verified:
+
     if (reason != CA_OK) {
         return reason;
     }
@@ -376,29 +422,15 @@ ngx_http_credit_auth_wd_verify(ngx_http_credit_auth_wd_t *wd)
 
 
 static void
-ngx_http_credit_auth_wd_set_reply(void *data, void *reply)
+ngx_http_credit_auth_wd_revoked(void *data, ngx_uint_t ok)
 {
-    redisReply                     *rep = reply;
-    ngx_http_credit_auth_wd_t      *wd;
-    ngx_http_credit_auth_wd_cmd_t  *cmd = data;
+    ngx_http_credit_auth_wd_t  *wd = data;
 
-    wd = cmd->wd;
-    ngx_free(cmd);
-    if (wd == NULL) {
-        return;
-    }
-    wd->cmd = NULL;
-
-    if (rep != NULL && rep->type == REDIS_REPLY_INTEGER) {
+    wd->revoking = NULL;
+    if (ok) {
         wd->step = NGX_HTTP_CREDIT_AUTH_WD_AUDIT;
 
     } else {
-        if (rep != NULL && rep->type == REDIS_REPLY_ERROR) {
-            ngx_log_error(NGX_LOG_ERR, wd->r->connection->log, 0,
-                          "credit_auth: withdrawal of request %V: redis: "
-                          "%*s", &wd->ctx.rid,
-                          (size_t) ngx_min(rep->len, 200), rep->str);
-        }
         /* no answer in time, or one short of the durability configured:
          * Redis may still apply it, which a second withdrawal makes sure
          * of, audited */
@@ -414,15 +446,12 @@ ngx_http_credit_auth_wd_set_reply(void *data, void *reply)
 }
 
 
-/* 2. the revocation itself.  NGX_AGAIN: wait for the reply. */
+/* 2. the revocation itself: until no consent with this jti issued until
+ * now can still be valid. */
 static ca_reason
 ngx_http_credit_auth_wd_revoke(ngx_http_credit_auth_wd_t *wd)
 {
-    char                               key[CA_CONSENT_KEY_MAX], exat[24];
-    size_t                             lens[5];
-    int64_t                            until;
-    const char                        *argv[5];
-    ngx_http_credit_auth_wd_cmd_t     *cmd;
+    time_t                             until;
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(wd->r, ngx_http_credit_auth_module);
@@ -443,44 +472,20 @@ ngx_http_credit_auth_wd_revoke(ngx_http_credit_auth_wd_t *wd)
         return CA_REVOCATION_UNAVAILABLE;
     }
 
-    until = (int64_t) ngx_time() + mcf->policy->token.max_lifetime
-            + mcf->policy->token.leeway;
+    until = ngx_time() + (time_t) mcf->policy->token.max_lifetime
+            + (time_t) mcf->policy->token.leeway;
 
-    /* iss is a USCC and jti at most 64 characters: they always fit */
-    (void) ca_consent_key(key, sizeof(key), "revoked", wd->claims.iss,
-                          wd->claims.jti);
-    argv[0] = "EVAL";
-    argv[1] = ngx_http_credit_auth_wd_script;
-    argv[2] = "1";
-    argv[3] = key;
-    argv[4] = exat;
-    ngx_sprintf((u_char *) exat, "%L%Z", until);
-    lens[0] = 4;
-    lens[1] = sizeof(ngx_http_credit_auth_wd_script) - 1;
-    lens[2] = 1;
-    lens[3] = ngx_strlen(key);
-    lens[4] = ngx_strlen(exat);
-
-    cmd = ngx_alloc(sizeof(ngx_http_credit_auth_wd_cmd_t),
-                    wd->r->connection->log);
-    if (cmd == NULL) {
-        return CA_REVOCATION_UNAVAILABLE;
-    }
-    cmd->wd = wd;
-
-    if (ngx_http_credit_auth_redis_command(5, argv, lens,
-                                           ngx_http_credit_auth_wd_set_reply,
-                                           cmd)
-        != NGX_OK)
+    if (ngx_http_credit_auth_revoke(wd->enterprise, wd->claims.jti, until,
+                                    ngx_http_credit_auth_wd_revoked, wd,
+                                    wd->r->connection->log, &wd->revoking)
+        != NGX_AGAIN)
     {
-        ngx_free(cmd);
         ngx_http_credit_auth_detail(&wd->ctx, "Redis did not take the "
                                     "command: nothing was withdrawn or "
                                     "written%Z");
         return CA_REVOCATION_UNAVAILABLE;
     }
 
-    wd->cmd = cmd;
     ngx_http_credit_auth_wd_hold(wd);
     return CA_OK;
 }
@@ -507,8 +512,8 @@ ngx_http_credit_auth_wd_audit(ngx_http_credit_auth_wd_t *wd)
     ngx_int_t  rc;
 
     wd->ctx.wait.waiter.handler = ngx_http_credit_auth_wd_settled;
-    rc = ngx_http_credit_auth_writer_revocation(wd->claims.iss,
-                                                wd->claims.jti, "enterprise",
+    rc = ngx_http_credit_auth_writer_revocation(wd->enterprise,
+                                                wd->claims.jti, wd->by,
                                                 &wd->ctx.wait.waiter);
     if (rc == NGX_AGAIN) {
         ngx_http_credit_auth_wd_hold(wd);
@@ -535,7 +540,7 @@ ngx_http_credit_auth_wd_audited(ngx_http_credit_auth_wd_t *wd)
     ngx_log_error(NGX_LOG_ERR, wd->r->connection->log, 0,
                   "credit_auth: consent \"%s\" of %s withdrawn, but its "
                   "revocation entry was not written, request %V",
-                  wd->claims.jti, wd->claims.iss, &wd->ctx.rid);
+                  wd->claims.jti, wd->enterprise, &wd->ctx.rid);
     ngx_http_credit_auth_detail(&wd->ctx, "the consent is withdrawn, but "
                                 "the audit entry could not be written: send "
                                 "the withdrawal again%Z");

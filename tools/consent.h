@@ -76,6 +76,13 @@ int cmd_inspect(int argc, char **argv);
 int cmd_revoke(int argc, char **argv);
 int cmd_key(int argc, char **argv);
 int cmd_withdraw(int argc, char **argv);
+/* consent_withdraw.c: a withdrawal signed and sent to a gateway's
+ * endpoint (sub: the enterprise, for the platform's key; else NULL); the
+ * exit status.  jwk_beside: keygen's PREFIX.jwk beside PREFIX.key.pem. */
+int send_withdrawal(const signer *sg, const char *sub, const char *jti,
+                    const char *url, const char *cacert, long timeout,
+                    int as_json);
+const char *jwk_beside(const char *key, char *buf, size_t len);
 int cmd_codes(int argc, char **argv);
 
 #endif

@@ -170,9 +170,10 @@ report(long status, const answer *a, int as_json)
     }
     if (status == 200 && json_is_string(json_object_get(doc, "revoked"))) {
         if (!as_json) {
-            printf("withdrawn: consent %s of %s, at %s\n",
+            printf("withdrawn: consent %s of %s, by the %s, at %s\n",
                    json_string_value(json_object_get(doc, "revoked")),
                    json_string_value(json_object_get(doc, "enterprise")),
+                   json_string_value(json_object_get(doc, "by")),
                    json_string_value(json_object_get(doc, "at")));
         }
         rc = 0;
@@ -198,7 +199,7 @@ report(long status, const answer *a, int as_json)
 }
 
 /* keygen's PREFIX.jwk beside PREFIX.key.pem, if it is there. */
-static const char *
+const char *
 jwk_beside(const char *key, char *buf, size_t len)
 {
     size_t  n = strlen(key);
@@ -213,6 +214,58 @@ jwk_beside(const char *key, char *buf, size_t len)
     }
     fclose(f);
     return buf;
+}
+
+/*
+ * Signs the withdrawal of jti (sub: the enterprise, when the platform's
+ * key signs; NULL for the enterprise's own) and sends it: the exit
+ * status (0 withdrawn, 1 refused, 2 not sent).
+ */
+int
+send_withdrawal(const signer *sg, const char *sub, const char *jti,
+                const char *url, const char *cacert, long timeout,
+                int as_json)
+{
+    char   *hdr, *claims, *jws;
+    long    status = 0;
+    int     rc;
+    json_t *doc;
+    answer  a;
+
+    doc = json_pack("{s:s,s:s,s:s}", "alg", ca_alg_name(sg->alg), "typ",
+                    CA_WITHDRAWAL_TYP, "kid", sg->kid);
+    hdr = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    doc = json_pack("{s:s,s:s,s:I}", "iss", sg->uscc, "jti", jti, "iat",
+                    (json_int_t) time(NULL));
+    if (sub != NULL) {
+        json_object_set_new(doc, "sub", json_string(sub));
+    }
+    claims = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
+    json_decref(doc);
+    jws = hdr && claims ? ca_token_sign(sg->alg, sg->pkey, hdr, claims)
+                        : NULL;
+    free(hdr);
+    free(claims);
+    if (jws == NULL) {
+        fprintf(stderr, "credit-consent: the key cannot sign %s\n",
+                ca_alg_name(sg->alg));
+        return EXIT_USAGE;
+    }
+
+    memset(&a, 0, sizeof(a));
+    a.data = malloc(ANSWER_MAX + 1);
+    if (a.data == NULL || post_jws(url, cacert, timeout, jws, &status, &a)
+                          != 0)
+    {
+        free(a.data);
+        free(jws);
+        return EXIT_USAGE;
+    }
+    rc = report(status, &a, as_json);
+    free(a.data);
+    free(jws);
+    return rc;
 }
 
 int
@@ -238,13 +291,10 @@ cmd_withdraw(int argc, char **argv)
     const char *kid = NULL, *iss = NULL, *jti = NULL, *token = NULL;
     const char *pass = NULL, *cacert = NULL, *s_timeout = NULL;
     char        missing[64], why[256], beside[4096], tiss[19];
-    char        tjti[CA_JTI_MAX + 1], *hdr, *claims, *jws;
+    char        tjti[CA_JTI_MAX + 1];
     long long   timeout = 30, exp;
-    long        status = 0;
     int         as_json = 0, c, rc;
-    json_t     *doc;
     signer      sg;
-    answer      a;
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -314,35 +364,8 @@ cmd_withdraw(int argc, char **argv)
         jti = tjti;
     }
 
-    doc = json_pack("{s:s,s:s,s:s}", "alg", ca_alg_name(sg.alg), "typ",
-                    CA_WITHDRAWAL_TYP, "kid", sg.kid);
-    hdr = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(doc);
-    doc = json_pack("{s:s,s:s,s:I}", "iss", sg.uscc, "jti", jti, "iat",
-                    (json_int_t) time(NULL));
-    claims = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    json_decref(doc);
-    jws = hdr && claims ? ca_token_sign(sg.alg, sg.pkey, hdr, claims) : NULL;
-    free(hdr);
-    free(claims);
+    rc = send_withdrawal(&sg, NULL, jti, url, cacert, (long) timeout,
+                         as_json);
     signer_free(&sg);
-    if (jws == NULL) {
-        fprintf(stderr, "credit-consent: the key in %s cannot sign %s\n",
-                key, ca_alg_name(sg.alg));
-        return EXIT_USAGE;
-    }
-
-    memset(&a, 0, sizeof(a));
-    a.data = malloc(ANSWER_MAX + 1);
-    if (a.data == NULL
-        || post_jws(url, cacert, (long) timeout, jws, &status, &a) != 0)
-    {
-        free(a.data);
-        free(jws);
-        return EXIT_USAGE;
-    }
-    rc = report(status, &a, as_json);
-    free(a.data);
-    free(jws);
     return rc;
 }

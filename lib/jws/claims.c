@@ -328,8 +328,8 @@ withdrawal_claims(json_t *p, const ca_key *key, const ca_token_rules *rules,
     }
     if (strcmp(c->iss, key->uscc) != 0) {
         return ca_refuse(CA_ISSUER_INVALID, detail, dl, "iss is not the "
-                         "enterprise the key is registered to: an "
-                         "enterprise withdraws only its own consents");
+                         "USCC the key is registered to: an enterprise "
+                         "withdraws only its own consents");
     }
     if (!jti_member(p, c->jti)) {
         return ca_refuse(CA_TOKEN_MALFORMED, detail, dl, "jti (the consent "
@@ -350,6 +350,34 @@ ca_withdrawal_verify(const char *token, size_t len, const ca_keyset *ks,
 {
     return ca_jws_verify(token, len, CA_WITHDRAWAL_TYP, ks, rules,
                          withdrawal_claims, claims, detail, detail_len);
+}
+
+/* The platform's: iss the platform's own USCC (its key's), sub the
+ * enterprise whose consent it revokes. */
+static ca_reason
+platform_withdrawal_claims(json_t *p, const ca_key *key,
+                           const ca_token_rules *rules, ca_claims *c,
+                           char *detail, size_t dl)
+{
+    ca_reason  r = withdrawal_claims(p, key, rules, c, detail, dl);
+
+    if (r == CA_OK && !uscc_member(p, "sub", c->sub)) {
+        r = ca_refuse(CA_TOKEN_MALFORMED, detail, dl, "sub (the enterprise "
+                      "whose consent the platform revokes) must be a valid "
+                      "USCC");
+    }
+    return r;
+}
+
+ca_reason
+ca_platform_withdrawal_verify(const char *token, size_t len,
+                              const ca_keyset *ks,
+                              const ca_token_rules *rules, ca_claims *claims,
+                              char *detail, size_t detail_len)
+{
+    return ca_jws_verify(token, len, CA_WITHDRAWAL_TYP, ks, rules,
+                         platform_withdrawal_claims, claims, detail,
+                         detail_len);
 }
 
 ca_reason

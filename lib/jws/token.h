@@ -106,6 +106,18 @@ ca_reason ca_withdrawal_verify(const char *token, size_t len,
                                ca_claims *claims, char *detail,
                                size_t detail_len);
 
+/*
+ * The platform's revocation through the same endpoint, with a key of the
+ * platform's own (credit_auth_revocation_endpoint platform_keys=): iss the
+ * platform's USCC (its key's), sub the enterprise whose consent is
+ * revoked (claims->sub), jti, iat.
+ */
+ca_reason ca_platform_withdrawal_verify(const char *token, size_t len,
+                                        const ca_keyset *ks,
+                                        const ca_token_rules *rules,
+                                        ca_claims *claims, char *detail,
+                                        size_t detail_len);
+
 /* iat within leeway of now, either way: an older withdrawal is
  * token_expired (a captured one cannot be replayed later), a later one
  * token_not_yet_valid. */

@@ -246,7 +246,8 @@ def test_withdraw_takes_the_consent_back(wd, ent):
                            "--jti", jti, "--cacert",
                            wd.env.pki.server_ca_path)
     assert rc == 0, err
-    assert out.startswith(f"withdrawn: consent {jti} of {E1}, at 20"), out
+    assert out.startswith(f"withdrawn: consent {jti} of {E1}, by the "
+                          "enterprise, at 20"), out
     for i in (0, 1):
         problem(wd.query(i, E1, tok), 403, "consent_revoked")
     assert len(wd.revocations(E1, jti)) == 1

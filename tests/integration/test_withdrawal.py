@@ -7,7 +7,8 @@ signatures; the endpoint is a TLS server without client certificates,
 behind limit_req.
 
 E1 withdraws with a key of the Redis key registry, E2 with one of the key
-file: both sources."""
+file: both sources.  The platform revokes through the same endpoint with a
+key of its own (platform_keys=), and is audited as `by` platform."""
 
 import json
 import os
@@ -28,6 +29,7 @@ REGISTRY = "on ttl=30s negative_ttl=1s poll=100ms"
 LEEWAY = S.TEST_POLICY["token"]["leeway"]
 MAX_LIFETIME = S.TEST_POLICY["token"]["max_lifetime"]
 PATH = "/credit-auth/withdraw"
+PLATFORM = S.make_uscc("91350000MA00PLATF")      # the platform operator
 
 
 def tool(binary, *args, timeout=30):
@@ -52,6 +54,13 @@ class Withdrawals:
             S.public_jwk(self.reg_priv, "ES256", self.reg_kid, E1)))
         p = self.consent("key", "add", "--jwk", str(self.reg_jwk))
         assert p.returncode == 0, p.stderr
+        # the platform's own key, as credit-consent keygen writes it
+        self.platform = self.dir / "platform"
+        p = tool(CONSENT, "keygen", "--alg", "EdDSA", "--kid", "platform-1",
+                 "--uscc", PLATFORM, "--out", str(self.platform))
+        assert p.returncode == 0, p.stderr
+        S.write_jwks(self.dir / "platform.jwks",
+                     [json.loads(Path(f"{self.platform}.jwk").read_text())])
         self.gws, self.ports = [], []
         for i in range(2):
             port = S.free_port()
@@ -62,7 +71,9 @@ class Withdrawals:
                 gateway_id=f"gw-wd{i}",
                 http_directives={"credit_auth_key_registry": REGISTRY,
                                  "credit_auth_audit_spool": str(spool)},
-                http_extra=S.withdrawal_server(env.pki, port))
+                http_extra=S.withdrawal_server(
+                    env.pki, port,
+                    platform_keys=self.dir / "platform.jwks"))
             g.ports.append(port)
             self.gws.append(g.start())
             self.ports.append(port)
@@ -152,6 +163,7 @@ def revoked_answer(r, uscc, jti):
     assert r.headers.get("X-Request-Id")
     doc = r.json()
     assert doc["revoked"] == jti and doc["enterprise"] == uscc, doc
+    assert doc["by"] in ("enterprise", "platform"), doc
     # ISO 8601 with an offset, now
     assert doc["at"][:2] == "20" and doc["at"][10] == "T", doc
     return doc
@@ -383,8 +395,56 @@ def test_stalled_redis_is_answered_within_the_command_timeout(wd):
             break
         time.sleep(0.2)
     revoked_answer(r, E2, jti)
-    assert len(wd.revocations(E2, jti)) == 1
     problem(wd.query(1, E2, wd.token(E2, jti)), 403, "consent_revoked")
+    # acknowledged, or fsync'd to the spool (behind what the gateway
+    # spooled while Redis was away) and replayed from it
+    deadline = time.monotonic() + 10
+    while not wd.revocations(E2, jti) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert len(wd.revocations(E2, jti)) == 1
+
+
+def test_the_platform_revokes_through_the_endpoint_audited(wd):
+    """credit-consent revoke --endpoint: the platform's key, sub the
+    enterprise; the entry says by=platform, the answer too."""
+    jti = jti_()
+    tok = wd.token(E2, jti)
+    allowed(wd.query(0, E2, tok))
+    p = tool(CONSENT, "revoke", "--endpoint", wd.url(1), "--key",
+             f"{wd.platform}.key.pem", "--iss", E2, "--jti", jti,
+             "--cacert", wd.env.pki.server_ca_path)
+    assert p.returncode == 0, p.stderr
+    assert f"consent {jti} of {E2}, by the platform" in p.stdout, p.stdout
+    problem(wd.query(0, E2, tok), 403, "consent_revoked")
+    got = wd.revocations(E2, jti)
+    assert [e["by"] for e in got] == ["platform"], got
+    # the platform's key must name the enterprise (sub)
+    priv_pem = Path(f"{wd.platform}.key.pem").read_bytes()
+    from cryptography.hazmat.primitives.serialization import \
+        load_pem_private_key
+    priv = load_pem_private_key(priv_pem, None)
+    jws = S.sign_compact({"alg": "EdDSA", "typ": "revocation+jwt",
+                          "kid": "platform-1"},
+                         {"iss": PLATFORM, "jti": jti_(),
+                          "iat": int(time.time())}, priv, "EdDSA")
+    doc = problem(wd.post(jws), 401, "token_malformed")
+    assert "sub" in doc["detail"]
+
+
+def test_an_enterprise_key_cannot_act_for_another(wd):
+    """sub is the platform's alone: E1's key with sub=E2 withdraws E1's
+    own consent of that jti, never E2's."""
+    jti = jti_()
+    priv, kid = wd.signer(E1)
+    jws = S.sign_compact({"alg": "ES256", "typ": "revocation+jwt",
+                          "kid": kid},
+                         {"iss": E1, "sub": E2, "jti": jti,
+                          "iat": int(time.time())}, priv, "ES256")
+    r = wd.post(jws)
+    revoked_answer(r, E1, jti)
+    assert r.json()["by"] == "enterprise"
+    allowed(wd.query(0, E2, wd.token(E2, jti)))
+    assert not wd.r().exists(f"credit:revoked:{E2}:{jti}")
 
 
 def test_limit_req_guards_the_endpoint(env, make_gateway):
@@ -412,3 +472,7 @@ def test_bad_configurations(env, make_gateway):
     g.tls = g.plain = False
     rc, out = g.test()
     assert rc != 0 and "credit_auth_redis" in out, out
+    g = make_gateway(http_extra=S.withdrawal_server(
+        env.pki, S.free_port(), platform_keys="/nonexistent/platform.jwks"))
+    rc, out = g.test()
+    assert rc != 0 and "invalid platform keys" in out, out
