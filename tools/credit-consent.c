@@ -34,16 +34,20 @@ static const char usage_main[] =
     "usage: credit-consent COMMAND [OPTIONS]\n"
     "\n"
     "commands:\n"
-    "  keygen   create a signing key and its public JWK\n"
-    "  sign     sign a consent token\n"
-    "  inspect  show a token; with --jwks, verify it\n"
-    "  revoke   revoke a consent in Redis (--jti, or --token FILE)\n"
-    "  key      the enterprise key registry in Redis: add, rotate,"
+    "  keygen    create a signing key and its public JWK\n"
+    "  codes     the bank, purpose and category codes, with their names\n"
+    "  sign      sign a consent token\n"
+    "  inspect   show a token; with --jwks, verify it\n"
+    "  withdraw  take a consent back: a signed withdrawal sent to the\n"
+    "            platform's withdrawal endpoint\n"
+    "  revoke    the platform's revocation (Redis, or --endpoint)\n"
+    "  key       the enterprise key registry in Redis: add, rotate,"
     " revoke,\n"
-    "           list, show\n"
+    "            list, show\n"
     "\n"
     "credit-consent COMMAND --help shows a command's options;\n"
-    "credit-consent --version its version.\n";
+    "credit-consent --version its version.  For the enterprise, step by\n"
+    "step: docs/enterprise.md.\n";
 
 static const char usage_keygen[] =
     "usage: credit-consent keygen --alg ALG --kid KID --uscc USCC"
