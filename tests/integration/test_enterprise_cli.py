@@ -11,7 +11,8 @@ import time
 import pytest
 
 from conftest import E1, E2, PURPOSE, S, problem
-from test_withdrawal import Withdrawals, revoked_answer  # noqa: F401
+# the module's own two gateways with withdrawal endpoints (fixture `wd`)
+from test_withdrawal import wd  # noqa: F401
 
 CONSENT = S.ROOT / "build" / "bin" / "credit-consent"
 SHIPPED = S.ROOT / "policies" / "platform-policy.json"
@@ -215,15 +216,7 @@ def test_lower_case_uscc_is_told_upper_case(argv):
 # ------------------------------------------------------------------------
 # withdraw, against real gateways
 
-@pytest.fixture(scope="module")
-def wd(env):
-    w = Withdrawals(env)
-    yield w
-    problems = w.stop()
-    assert not problems, problems
-
-
-def test_withdraw_takes_the_consent_back(wd, ent):
+def test_withdraw_takes_the_consent_back(wd, ent):  # noqa: F811
     """keygen, register, sign, a bank reads; withdraw; the bank is
     refused on both gateways."""
     p = wd.consent("key", "add", "--jwk", str(ent["jwk"]))
@@ -263,7 +256,7 @@ def test_withdraw_takes_the_consent_back(wd, ent):
     assert json.loads(out)["revoked"] == jti
 
 
-def test_withdraw_refusals_exit_1_with_the_reason(wd, ent):
+def test_withdraw_refusals_exit_1_with_the_reason(wd, ent):  # noqa: F811
     # a key nobody registered
     rc, out, err = consent("withdraw", "--endpoint", wd.url(0), "--key",
                            ent["key"], "--passphrase-file", ent["pass"],
@@ -283,7 +276,7 @@ def test_withdraw_refusals_exit_1_with_the_reason(wd, ent):
     assert rc == 2 and "withdraws only its own" in err, err
 
 
-def test_withdraw_connection_errors_exit_2(wd, ent):
+def test_withdraw_connection_errors_exit_2(wd, ent):  # noqa: F811
     base = ["--key", ent["key"], "--passphrase-file", ent["pass"], "--jti",
             "c-1"]
     rc, out, err = consent("withdraw", "--endpoint",
