@@ -24,7 +24,7 @@
  *    4 access filter                the request's phases
  *    5 decide rewrite response      what they decide and answer
  *    6 audit keyreg headers cache   entries, keys, headers, token cache,
- *    6 revoke                       a revocation in Redis
+ *    6 revoke                       a revocation in force, then audited
  *    7 writer keycache pass
  *    8 redis                        Redis I/O: the connection's life
  *    9 redis_check sentinel_watch   connect-time checks, +switch-master
@@ -584,12 +584,16 @@ char *ngx_http_credit_auth_revocation_endpoint(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_credit_auth_withdraw_handler(ngx_http_request_t *r);
 
-/* …_revoke.c: credit:revoked:<iss>:<jti> set by the gateway */
-typedef void (*ngx_http_credit_auth_revoked_pt)(void *data, ngx_uint_t ok);
+/* …_revoke.c: a revocation by the gateway itself, in force and then
+ * audited (SPEC §3): `done` hears CA_OK, CA_REVOCATION_UNAVAILABLE or
+ * CA_AUDIT_UNAVAILABLE from a posted event.  NGX_AGAIN: sent; NGX_ERROR:
+ * nothing written. */
+typedef void (*ngx_http_credit_auth_revoked_pt)(void *data,
+    ca_reason reason);
 
-ngx_int_t ngx_http_credit_auth_revoke(const char *iss, const char *jti,
-    time_t until, ngx_http_credit_auth_revoked_pt done, void *data,
-    ngx_log_t *log, void **handle);
+ngx_int_t ngx_http_credit_auth_revoke(const char *enterprise,
+    const char *jti, const char *by, time_t until,
+    ngx_http_credit_auth_revoked_pt done, void *data, void **handle);
 void ngx_http_credit_auth_revoke_detach(void *handle);
 
 /* …_status.c */

@@ -4,23 +4,14 @@
  *
  * A POST of a compact JWS, typ revocation+jwt, signed by a key registered
  * to the enterprise (key file or registry: the consent token's own
- * verifier, …_decide.c), claims iss, jti and iat.  Then, in this order,
- * each step waiting without blocking the worker and each bounded by the
- * Redis command timeout:
- *
- *   1. the key, when the registry must be asked (…_keyreg.c);
- *   2. credit:revoked:<iss>:<jti> set in Redis, acknowledged on the
- *      configured durability (aof, or WAIT N: …_redis_cmd.c), the key
- *      every gateway's decision script checks;
- *   3. a `revocation` entry (by=enterprise) through the audit writer,
- *      acknowledged by Redis or fsync'd to the spool.
- *
- * 200 only after 3; a refusal is problem+json.  With Redis away nothing is
- * written (503 revocation_unavailable).  Step 3 comes after step 2 so that
- * the trail never names a withdrawal that is not in force; if 3 fails, the
- * consent stays withdrawn and the answer (503 audit_unavailable) asks for
- * the withdrawal again: sending it twice is harmless, each accepted one is
- * audited.
+ * verifier, …_decide.c), claims iss, jti and iat; or, with
+ * platform_keys=, one signed by the platform's key naming the enterprise
+ * in sub.  The key may be asked of the registry (…_keyreg.c); then the
+ * revocation is put in force and audited (…_revoke.c).  Every wait is
+ * bounded by the Redis command timeout and blocks nothing.  200 only once
+ * the revocation is in force and its entry acknowledged or spooled; a
+ * refusal is problem+json; with Redis away nothing is written (503
+ * revocation_unavailable).
  *
  * The request's ctx is the module's own ctx type, so that the key lookup
  * can wait on it; its state is REFUSED from the start, which makes the
@@ -41,9 +32,7 @@
 typedef enum {
     NGX_HTTP_CREDIT_AUTH_WD_VERIFY = 0,
     NGX_HTTP_CREDIT_AUTH_WD_REVOKE,
-    NGX_HTTP_CREDIT_AUTH_WD_AUDIT,
-    NGX_HTTP_CREDIT_AUTH_WD_AUDITED,
-    NGX_HTTP_CREDIT_AUTH_WD_REFUSED             /* ctx.reason says why */
+    NGX_HTTP_CREDIT_AUTH_WD_DONE                /* ctx.reason: the end */
 } ngx_http_credit_auth_wd_step_e;
 
 
@@ -55,12 +44,11 @@ struct ngx_http_credit_auth_wd_s {
     ngx_str_t                       token;
     ca_claims                       claims;
     ngx_http_credit_auth_wd_step_e  step;
-    void                           *revoking;   /* the SET in flight */
+    void                           *revoking;   /* …_revoke.c's job */
     const char                     *enterprise; /* whose consent */
     const char                     *by;         /* who withdrew it */
     ngx_uint_t                      tries;
     ngx_uint_t                      waiting;    /* for its wake event */
-    ngx_int_t                       outcome;    /* the entry's fate */
 };
 
 
@@ -149,7 +137,6 @@ ngx_http_credit_auth_wd_gone(void *data)
         ngx_http_credit_auth_revoke_detach(wd->revoking);
         wd->revoking = NULL;
     }
-    ngx_http_credit_auth_writer_detach(&wd->ctx.wait.waiter);
     if (wd->ctx.wait.wake.posted) {
         ngx_delete_posted_event(&wd->ctx.wait.wake);
     }
@@ -422,32 +409,33 @@ verified:
 
 
 static void
-ngx_http_credit_auth_wd_revoked(void *data, ngx_uint_t ok)
+ngx_http_credit_auth_wd_revoked(void *data, ca_reason reason)
 {
     ngx_http_credit_auth_wd_t  *wd = data;
 
     wd->revoking = NULL;
-    if (ok) {
-        wd->step = NGX_HTTP_CREDIT_AUTH_WD_AUDIT;
-
-    } else {
-        /* no answer in time, or one short of the durability configured:
+    wd->ctx.reason = reason;
+    if (reason == CA_REVOCATION_UNAVAILABLE) {
+        /* not acknowledged in time or not on the durability configured:
          * Redis may still apply it, which a second withdrawal makes sure
          * of, audited */
         ngx_http_credit_auth_detail(&wd->ctx, "Redis did not acknowledge "
                                     "the revocation as durable in time (it "
                                     "may still apply it): nothing was "
                                     "audited; send the withdrawal again%Z");
-        wd->ctx.reason = CA_REVOCATION_UNAVAILABLE;
-        wd->step = NGX_HTTP_CREDIT_AUTH_WD_REFUSED;
+
+    } else if (reason == CA_AUDIT_UNAVAILABLE) {
+        ngx_http_credit_auth_detail(&wd->ctx, "the consent is withdrawn, "
+                                    "but the audit entry could not be "
+                                    "written: send the withdrawal again%Z");
     }
-    /* from the loop, not inside hiredis' callback */
+    wd->step = NGX_HTTP_CREDIT_AUTH_WD_DONE;
     ngx_http_credit_auth_wd_post(wd);
 }
 
 
-/* 2. the revocation itself: until no consent with this jti issued until
- * now can still be valid. */
+/* 2. the revocation, and its entry: until no consent with this jti
+ * issued until now can still be valid. */
 static ca_reason
 ngx_http_credit_auth_wd_revoke(ngx_http_credit_auth_wd_t *wd)
 {
@@ -475,9 +463,9 @@ ngx_http_credit_auth_wd_revoke(ngx_http_credit_auth_wd_t *wd)
     until = ngx_time() + (time_t) mcf->policy->token.max_lifetime
             + (time_t) mcf->policy->token.leeway;
 
-    if (ngx_http_credit_auth_revoke(wd->enterprise, wd->claims.jti, until,
-                                    ngx_http_credit_auth_wd_revoked, wd,
-                                    wd->r->connection->log, &wd->revoking)
+    if (ngx_http_credit_auth_revoke(wd->enterprise, wd->claims.jti, wd->by,
+                                    until, ngx_http_credit_auth_wd_revoked,
+                                    wd, &wd->revoking)
         != NGX_AGAIN)
     {
         ngx_http_credit_auth_detail(&wd->ctx, "Redis did not take the "
@@ -488,63 +476,6 @@ ngx_http_credit_auth_wd_revoke(ngx_http_credit_auth_wd_t *wd)
 
     ngx_http_credit_auth_wd_hold(wd);
     return CA_OK;
-}
-
-
-static void
-ngx_http_credit_auth_wd_settled(ngx_http_credit_auth_waiter_t *w,
-    int outcome, ca_reason reason)
-{
-    ngx_http_credit_auth_wd_t  *wd;
-
-    wd = (ngx_http_credit_auth_wd_t *)
-         ((u_char *) w - offsetof(ngx_http_credit_auth_wd_t, ctx.wait.waiter));
-    wd->outcome = outcome;
-    wd->step = NGX_HTTP_CREDIT_AUTH_WD_AUDITED;
-    ngx_http_credit_auth_wd_post(wd);
-}
-
-
-/* 3. the revocation entry. */
-static ca_reason
-ngx_http_credit_auth_wd_audit(ngx_http_credit_auth_wd_t *wd)
-{
-    ngx_int_t  rc;
-
-    wd->ctx.wait.waiter.handler = ngx_http_credit_auth_wd_settled;
-    rc = ngx_http_credit_auth_writer_revocation(wd->enterprise,
-                                                wd->claims.jti, wd->by,
-                                                &wd->ctx.wait.waiter);
-    if (rc == NGX_AGAIN) {
-        ngx_http_credit_auth_wd_hold(wd);
-        return CA_OK;
-    }
-
-    wd->outcome = (rc == NGX_OK) ? CA_AW_SPOOLED : CA_AW_LOST;
-    wd->step = NGX_HTTP_CREDIT_AUTH_WD_AUDITED;
-    return CA_OK;
-}
-
-
-static ca_reason
-ngx_http_credit_auth_wd_audited(ngx_http_credit_auth_wd_t *wd)
-{
-    /* a spooled entry counts once it is on disk, as a decision does */
-    if (wd->outcome == CA_AW_ACKED
-        || (wd->outcome == CA_AW_SPOOLED
-            && ngx_http_credit_auth_writer_sync() == NGX_OK))
-    {
-        return CA_OK;
-    }
-
-    ngx_log_error(NGX_LOG_ERR, wd->r->connection->log, 0,
-                  "credit_auth: consent \"%s\" of %s withdrawn, but its "
-                  "revocation entry was not written, request %V",
-                  wd->claims.jti, wd->enterprise, &wd->ctx.rid);
-    ngx_http_credit_auth_detail(&wd->ctx, "the consent is withdrawn, but "
-                                "the audit entry could not be written: send "
-                                "the withdrawal again%Z");
-    return CA_AUDIT_UNAVAILABLE;
 }
 
 
@@ -571,17 +502,8 @@ ngx_http_credit_auth_wd_run(ngx_http_credit_auth_wd_t *wd)
             reason = ngx_http_credit_auth_wd_revoke(wd);
             break;
 
-        case NGX_HTTP_CREDIT_AUTH_WD_REFUSED:
-            reason = wd->ctx.reason;
-            break;
-
-        case NGX_HTTP_CREDIT_AUTH_WD_AUDIT:
-            reason = ngx_http_credit_auth_wd_audit(wd);
-            break;
-
-        default: /* NGX_HTTP_CREDIT_AUTH_WD_AUDITED */
-            ngx_http_credit_auth_wd_finish(wd,
-                                           ngx_http_credit_auth_wd_audited(wd));
+        default: /* NGX_HTTP_CREDIT_AUTH_WD_DONE */
+            ngx_http_credit_auth_wd_finish(wd, wd->ctx.reason);
             return;
         }
 

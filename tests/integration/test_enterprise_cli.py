@@ -276,6 +276,26 @@ def test_withdraw_refusals_exit_1_with_the_reason(wd, ent):  # noqa: F811
     assert rc == 2 and "withdraws only its own" in err, err
 
 
+def test_withdraw_without_a_jwk_takes_alg_kid_and_iss(wd, conf_dir):  # noqa: F811
+    """A key file not named PREFIX.key.pem, no JWK beside it: the options
+    say what the JWK would."""
+    kid = f"bare-{int(time.time() * 1000)}"
+    rc, out, err = consent("keygen", "--alg", "EdDSA", "--kid", kid,
+                           "--uscc", E2, "--out", conf_dir / "bare")
+    assert rc == 0, err
+    assert wd.consent("key", "add", "--jwk",
+                      str(conf_dir / "bare.jwk")).returncode == 0
+    key = conf_dir / "bare-private.pem"
+    (conf_dir / "bare.key.pem").rename(key)
+    base = ["withdraw", "--endpoint", wd.url(0), "--key", key, "--jti",
+            "bare-1", "--cacert", wd.env.pki.server_ca_path]
+    rc, out, err = consent(*base)
+    assert rc == 2 and "missing --alg, --kid, --iss" in err, err
+    rc, out, err = consent(*base, "--alg", "EdDSA", "--kid", kid, "--iss",
+                           E2)
+    assert rc == 0 and f"consent bare-1 of {E2}" in out, (out, err)
+
+
 def test_withdraw_connection_errors_exit_2(wd, ent):  # noqa: F811
     base = ["--key", ent["key"], "--passphrase-file", ent["pass"], "--jti",
             "c-1"]

@@ -476,3 +476,16 @@ def test_bad_configurations(env, make_gateway):
         env.pki, S.free_port(), platform_keys="/nonexistent/platform.jwks"))
     rc, out = g.test()
     assert rc != 0 and "invalid platform keys" in out, out
+    g = make_gateway(http_extra=S.withdrawal_server(
+        env.pki, S.free_port()).replace(
+            "credit_auth_revocation_endpoint;",
+            "credit_auth_revocation_endpoint keys=/x;"))
+    rc, out = g.test()
+    assert rc != 0 and "takes only platform_keys=FILE" in out, out
+    g = make_gateway(http_extra=S.withdrawal_server(
+        env.pki, S.free_port()).replace(
+            "credit_auth_revocation_endpoint;",
+            "credit_auth_revocation_endpoint; "
+            "credit_auth_revocation_endpoint;"))
+    rc, out = g.test()
+    assert rc != 0 and "is duplicate" in out, out
