@@ -342,7 +342,7 @@ ngx_http_credit_auth_wd_finish(ngx_http_credit_auth_wd_t *wd,
 static ca_reason
 ngx_http_credit_auth_wd_verify(ngx_http_credit_auth_wd_t *wd)
 {
-    char                               kid[CA_KID_MAX + 1];
+    char                               kid[CA_KID_MAX + 1], why[128];
     size_t                             len;
     ca_reason                          reason;
     ngx_http_credit_auth_loc_conf_t   *lcf;
@@ -394,6 +394,13 @@ ngx_http_credit_auth_wd_verify(ngx_http_credit_auth_wd_t *wd)
 
 verified:
 
+    if (reason == CA_REVOCATION_UNAVAILABLE) {
+        /* the registry did not answer for the key */
+        ngx_cpystrn((u_char *) why, (u_char *) wd->ctx.detail, sizeof(why));
+        ngx_http_credit_auth_detail(&wd->ctx, "%s: nothing was withdrawn or "
+                                    "written; send the withdrawal again "
+                                    "later%Z", why);
+    }
     if (reason != CA_OK) {
         return reason;
     }
