@@ -8,8 +8,9 @@ enterprise of demo/enterprises.json, the shipped policy
 policies/platform-policy.json (or --policy FILE: `make run POLICY=FILE`),
 Redis (own config, AOF on), the demo platform (demo/platform served by a
 separate nginx) and the gateway with mutual TLS, and its withdrawal
-endpoint for enterprises.  Prints ready-to-paste commands and stays in
-the foreground until Ctrl-C.
+endpoint for enterprises.  Prints ready-to-paste curl commands, the
+enterprise's withdrawal, and the regulator's credit-audit commands against
+the demo's audit trail, and stays in the foreground until Ctrl-C.
 
   --policy FILE  try this policy on the demo; checked first with
                  `credit-policy check`, whose message stops the demo if the
@@ -40,6 +41,7 @@ PURPOSE = "loan_application"
 REFUSED_PURPOSE = "post_loan_monitoring"       # not in the token's purposes
 CONSENT = S.ROOT / "build" / "bin" / "credit-consent"
 WITHDRAW = "/credit-auth/withdraw"
+ISSUER = "示例地方金融管理局 (demo)"             # report --issuer
 
 
 def first_enterprise():
@@ -125,6 +127,27 @@ def withdraw_argv(st):
             "--key", str(st.cfg / "enterprise.key.pem"),
             "--token", str(st.dir / "token.jwt"),
             "--cacert", st.pki.server_ca_path]
+def audit_argvs(st, uscc):
+    """The regulator's credit-audit commands against this demo's trail,
+    by name: each argv as the demo prints it (tests/integration/
+    test_demo_audit.py runs every one)."""
+    tool = str(S.ROOT / "build" / "bin" / "credit-audit")
+    common = ["--redis", st.redis.address, "--tz", "Asia/Shanghai"]
+    pub = ["--pubkey", str(st.audit_pub)]
+    names = ["--banks", str(st.banks_path), "--policy", str(st.policy_path)]
+    return [
+        ("verify", [tool, "verify", *common, *pub]),
+        ("report", [tool, "report", *common, *pub, *names,
+                    "--issuer", ISSUER]),
+        ("report-html", [tool, "report", *common, *pub, *names,
+                         "--issuer", ISSUER, "--format", "html",
+                         "--out", str(st.dir / "report.html")]),
+        ("query", [tool, "query", *common, "--enterprise", uscc]),
+        ("export", [tool, "export", *common, "--view", "requests",
+                    "--format", "csv", "--excel", *names,
+                    "--enterprises", str(S.ROOT / "demo" / "enterprises.json"),
+                    "--out", str(st.dir / "requests.csv")]),
+    ]
 
 
 def curl_argv(st, bank, path, token, purpose):
@@ -313,6 +336,12 @@ Audit trail:
 redis-cli -p {st.redis.port} XRANGE credit:audit - +
 
 Audit public key (for credit-audit verify --pubkey): {st.audit_pub}
+
+The regulator (credit-audit, man credit-audit): verify the trail, the work
+report (text, then HTML), the enterprise's requests, the requests as CSV for
+Excel:
+
+{chr(10).join(shlex.join(a) for _, a in audit_argvs(st, uscc))}
 """, flush=True)
 
         explain = [str(S.ROOT / "build" / "bin" / "credit-policy"),

@@ -829,12 +829,14 @@ def test_report_md_and_csv(audit):
     for heading in ("征信平台工作通报", "一、准入银行 Banks admitted",
                     "二、服务银行 Banks served",
                     "四、各类信息查询与核验 Queries and verifications",
-                    "六、拒绝情况", "七、在用策略版本",
-                    "八、审计链完整性"):
+                    "五、各用途查询情况 Requests per purpose",
+                    "七、拒绝情况", "八、在用策略版本",
+                    "九、审计链完整性"):
         assert heading in md, heading
     assert "| 服务企业 Enterprises served | 2 |" in md
     assert "| BANK009 | token_missing" not in md
-    assert "| BANK001 | 4 | 1 | 2 |" in md
+    # with --banks, a bank's name beside its code
+    assert "| First Test Bank of Fujian (BANK001) | 4 | 1 | 2 |" in md
     assert "结论 Result: **完整 intact**" in md
     rows = list(csv.DictReader(io.StringIO(run(
         audit, "report", "--format", "csv", check=0).stdout.decode(),
