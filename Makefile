@@ -36,11 +36,11 @@ DEB_PKGS := nginx nginx-dev libjwt-dev libhiredis-dev libjansson-dev \
             libssl-dev redis-server libcmocka-dev python3-pytest python3-jwt \
             python3-redis python3-cryptography python3-requests wrk \
             openssl curl valgrind tzdata clang-14 libclang-rt-14-dev \
-            chromium fonts-wqy-microhei prometheus
+            chromium fonts-wqy-microhei prometheus libcurl4-openssl-dev
 # `make build` alone needs these (dpkg-dev: dpkg-buildflags); `make deps
 # DEPS=build` installs only them (the container's builder stage).
 BUILD_PKGS := make gcc libc6-dev dpkg-dev nginx-dev libhiredis-dev \
-              libjansson-dev libssl-dev
+              libjansson-dev libssl-dev libcurl4-openssl-dev
 # `make deb` and its checks (hardening-check is in devscripts)
 DEB_PKGS += $(BUILD_PKGS) debhelper devscripts lintian
 DEPS     ?= all
@@ -56,6 +56,8 @@ TOOL_BINS := $(TOOLS:%=$(BUILD)/bin/%)
 TOOL_COMMON := $(wildcard tools/common.c tools/csvout.c)
 # credit-NAME also links tools/NAME_*.c (its commands split by job)
 TOOL_PARTS  = $(wildcard tools/$(1)_*.c)
+# credit-consent withdraw speaks HTTPS (libcurl: proxies, TLS checks)
+TOOL_LIBS_consent := -lcurl
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 MODULE    := $(BUILD)/ngx_http_credit_auth_module.so
@@ -126,7 +128,7 @@ $(BUILD)/bin/credit-%: tools/credit-%.c $$(call TOOL_PARTS,$$*) $(TOOL_COMMON) \
         $(wildcard tools/*.h) $(LIB)
 	@mkdir -p $(dir $@)
 	$(CC) $(CA_CFLAGS) -Itools $< $(call TOOL_PARTS,$*) \
-	    $(TOOL_COMMON) $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+	    $(TOOL_COMMON) $(LIB) $(LDFLAGS) $(LDLIBS) $(TOOL_LIBS_$*) -o $@
 
 # nginx's own build with Debian's flags (ENGINEERING §2), configured once.
 $(BUILD)/nginx-src/objs/Makefile: config $(SRC_LIST)

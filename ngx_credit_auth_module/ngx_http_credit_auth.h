@@ -18,11 +18,13 @@
  * A lower file reaches a higher one only through a callback it was given.
  *
  *    1 module                       the wiring: names any file
- *    2 directives status variables  the other entry points
+ *    2 directives status variables  the other entry points, and the
+ *    2 withdraw                     enterprise's withdrawal endpoint
  *    3 conf
  *    4 access filter                the request's phases
  *    5 decide rewrite response      what they decide and answer
- *    6 audit keyreg headers cache   entries, keys, headers, token cache
+ *    6 audit keyreg headers cache   entries, keys, headers, token cache,
+ *    6 revoke                       a revocation in force, then audited
  *    7 writer keycache pass
  *    8 redis                        Redis I/O: the connection's life
  *    9 redis_check sentinel_watch   connect-time checks, +switch-master
@@ -198,6 +200,8 @@ typedef struct {
     ngx_http_complex_value_t   *client_cert;    /* RFC 9440, off if NULL */
     ngx_array_t                *pass_headers;   /* of ngx_str_t, lowercase */
     ngx_str_t                   realm;          /* of WWW-Authenticate */
+    ngx_flag_t                  revocation_endpoint;
+    ca_keyset                  *platform_keys;  /* …_withdraw.c */
 } ngx_http_credit_auth_loc_conf_t;
 
 
@@ -307,6 +311,9 @@ ca_reason ngx_http_credit_auth_decide(ngx_http_request_t *r,
     ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx);
 ca_reason ngx_http_credit_auth_decide_consent(ngx_http_request_t *r,
     ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx);
+ca_reason ngx_http_credit_auth_verify_jws(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx,
+    ngx_str_t *token, ca_jws_verify_pt verify, ca_claims *claims);
 
 /* Why, for the problem+json body and the log: ctx->detail, printf-like. */
 #define ngx_http_credit_auth_detail(ctx, ...)                                \
@@ -571,6 +578,23 @@ ngx_int_t ngx_http_credit_auth_key_find(ngx_http_request_t *r,
 
 /* …_variables.c */
 ngx_int_t ngx_http_credit_auth_add_variables(ngx_conf_t *cf);
+
+/* …_withdraw.c: credit_auth_revocation_endpoint (SPEC §3) */
+char *ngx_http_credit_auth_revocation_endpoint(ngx_conf_t *cf,
+    ngx_command_t *cmd, void *conf);
+ngx_int_t ngx_http_credit_auth_withdraw_handler(ngx_http_request_t *r);
+
+/* …_revoke.c: a revocation by the gateway itself, in force and then
+ * audited (SPEC §3): `done` hears CA_OK, CA_REVOCATION_UNAVAILABLE or
+ * CA_AUDIT_UNAVAILABLE from a posted event.  NGX_AGAIN: sent; NGX_ERROR:
+ * nothing written. */
+typedef void (*ngx_http_credit_auth_revoked_pt)(void *data,
+    ca_reason reason);
+
+ngx_int_t ngx_http_credit_auth_revoke(const char *enterprise,
+    const char *jti, const char *by, time_t until,
+    ngx_http_credit_auth_revoked_pt done, void *data, void **handle);
+void ngx_http_credit_auth_revoke_detach(void *handle);
 
 /* …_status.c */
 char *ngx_http_credit_auth_status(ngx_conf_t *cf, ngx_command_t *cmd,

@@ -257,6 +257,14 @@ ngx_http_credit_auth_merge_loc_conf(ngx_conf_t *cf, void *parent,
      * file, which the module does not read (no file I/O per request).
      * The core module's settings are merged before ours.
      */
+    if (conf->revocation_endpoint) {
+        /* a withdrawal (a JWS of up to CA_TOKEN_MAX bytes) too */
+        clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
+        if (clcf->client_body_buffer_size < CA_TOKEN_MAX + 1024) {
+            clcf->client_body_buffer_size = CA_TOKEN_MAX + 1024;
+        }
+    }
+
     if (conf->mode != NGX_HTTP_CREDIT_AUTH_OFF) {
         clcf = ngx_http_conf_get_module_loc_conf(cf, ngx_http_core_module);
         if (clcf->client_body_buffer_size < CA_CHECKS_BODY_MAX) {

@@ -200,12 +200,10 @@ ngx_http_credit_auth_verify(ngx_http_request_t *r,
     ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx,
     ngx_str_t *token)
 {
-    char           kid[CA_KID_MAX + 1], why[sizeof(ctx->detail)];
+    char           kid[CA_KID_MAX + 1];
     u_char         sha[32];
-    size_t         kid_len;
     ngx_int_t      cached;
     ca_reason      reason, key_reason;
-    ca_keyset      one;
     const ca_key  *key;
 
     /* A token verified before (by any worker) costs no signature check;
@@ -220,21 +218,54 @@ ngx_http_credit_auth_verify(ngx_http_request_t *r,
     if (cached == NGX_OK) {
         ngx_cpystrn((u_char *) kid, (u_char *) ctx->claims->kid,
                     sizeof(kid));
-        kid_len = ngx_strlen(kid);
+        if (ngx_http_credit_auth_key_find(r, ctx, kid, ngx_strlen(kid), &key,
+                                          &key_reason)
+            == NGX_AGAIN)
+        {
+            return CA_OK;
+        }
+        return key ? CA_OK : key_reason;
+    }
 
-    } else if (!mcf->key_registry
-               || ca_token_kid((char *) token->data, token->len, kid,
-                               &kid_len) != 0)
+    reason = ngx_http_credit_auth_verify_jws(r, mcf, ctx, token,
+                                             ca_token_verify, ctx->claims);
+    if (reason == CA_OK && ctx->state != NGX_HTTP_CREDIT_AUTH_KEY_WAIT) {
+        ngx_http_credit_auth_cache_put(sha, ctx->claims);
+    }
+    return reason;
+}
+
+
+/*
+ * A compact JWS (a consent token, or a withdrawal: `verify` says which)
+ * verified with the key its kid names, from the key file or the registry.
+ * CA_OK with ctx->state KEY_WAIT: the key is being fetched, run this again
+ * once woken.  A kid found nowhere is refused naming the sources that
+ * were asked, so that "not in the key registry" is said only where the
+ * registry was read.
+ */
+ca_reason
+ngx_http_credit_auth_verify_jws(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx,
+    ngx_str_t *token, ca_jws_verify_pt verify, ca_claims *claims)
+{
+    char           kid[CA_KID_MAX + 1], why[sizeof(ctx->detail)];
+    size_t         kid_len;
+    ca_reason      reason, key_reason;
+    ca_keyset      one;
+    const ca_key  *key;
+
+    why[0] = '\0';
+
+    if (!mcf->key_registry
+        || ca_token_kid((char *) token->data, token->len, kid, &kid_len)
+           != 0)
     {
         /* the file alone, or no kid to look up: the verifier says why */
-        reason = ca_token_verify((char *) token->data, token->len,
-                                 mcf->keys, &mcf->policy->token,
-                                 ctx->claims, ctx->detail,
-                                 sizeof(ctx->detail));
-        if (reason == CA_OK) {
-            ngx_http_credit_auth_cache_put(sha, ctx->claims);
-        }
-        return reason;
+        reason = verify((char *) token->data, token->len, mcf->keys,
+                        &mcf->policy->token, claims, ctx->detail,
+                        sizeof(ctx->detail));
+        goto done;
     }
 
     if (ngx_http_credit_auth_key_find(r, ctx, kid, kid_len, &key,
@@ -244,24 +275,29 @@ ngx_http_credit_auth_verify(ngx_http_request_t *r,
         return CA_OK;
     }
 
-    if (cached == NGX_OK) {
-        return key ? CA_OK : key_reason;
-    }
-
     /* with no key the verifier still reports an earlier check first */
     ngx_cpystrn((u_char *) why, (u_char *) ctx->detail, sizeof(why));
     one.keys = (ca_key *) key;
     one.n = key ? 1 : 0;
-    reason = ca_token_verify((char *) token->data, token->len,
-                             key ? &one : NULL, &mcf->policy->token,
-                             ctx->claims, ctx->detail, sizeof(ctx->detail));
+    reason = verify((char *) token->data, token->len, key ? &one : NULL,
+                    &mcf->policy->token, claims, ctx->detail,
+                    sizeof(ctx->detail));
     if (reason == CA_KID_UNKNOWN && why[0] != '\0') {
         reason = key_reason;
         ngx_cpystrn((u_char *) ctx->detail, (u_char *) why,
                     sizeof(ctx->detail));
     }
-    if (reason == CA_OK) {
-        ngx_http_credit_auth_cache_put(sha, ctx->claims);
+
+done:
+
+    if (reason == CA_KID_UNKNOWN && why[0] == '\0') {
+        ngx_http_credit_auth_detail(ctx, "%s%Z",
+            !mcf->key_registry
+            ? "kid is not in the key file (credit_auth_keys); this gateway "
+              "does not read the key registry"
+            : mcf->keys == NULL
+            ? "kid is not in the key registry"
+            : "kid is in neither the key file nor the key registry");
     }
     return reason;
 }

@@ -140,6 +140,13 @@ static ngx_command_t  ngx_http_credit_auth_commands[] = {
       0,
       NULL },
 
+    { ngx_string("credit_auth_revocation_endpoint"),
+      NGX_HTTP_LOC_CONF|NGX_CONF_NOARGS|NGX_CONF_TAKE1,
+      ngx_http_credit_auth_revocation_endpoint,
+      NGX_HTTP_LOC_CONF_OFFSET,
+      0,
+      NULL },
+
       ngx_null_command
 };
 

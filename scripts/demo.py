@@ -2,18 +2,21 @@
 """`make run`: the credit-auth gateway demo.
 
 Everything lives under build/run/ (fresh each time): a demo PKI, one bank
-client certificate, one enterprise signing key (ES256) for the first
+client certificate, one enterprise signing key (ES256, in the key registry
+in Redis, as a national platform keeps keys) for the first
 enterprise of demo/enterprises.json, the shipped policy
 policies/platform-policy.json (or --policy FILE: `make run POLICY=FILE`),
 Redis (own config, AOF on), the demo platform (demo/platform served by a
-separate nginx) and the gateway with mutual TLS.  Prints ready-to-paste
-curl commands, and the regulator's credit-audit commands against the
-demo's audit trail, and stays in the foreground until Ctrl-C.
+separate nginx) and the gateway with mutual TLS, and its withdrawal
+endpoint for enterprises.  Prints ready-to-paste curl commands, the
+enterprise's withdrawal, and the regulator's credit-audit commands against
+the demo's audit trail, and stays in the foreground until Ctrl-C.
 
   --policy FILE  try this policy on the demo; checked first with
                  `credit-policy check`, whose message stops the demo if the
                  file does not load
-  --check        run the two printed requests, check the answers, exit 0/1
+  --check        run the printed requests and the withdrawal, check the
+                 answers, exit 0/1
 """
 
 import argparse
@@ -39,6 +42,8 @@ BANK_CODE = "minjiang_rcb"
 BANK_NAME = "福建闽江农村商业银行股份有限公司（示例）"
 PURPOSE = "loan_application"
 REFUSED_PURPOSE = "post_loan_monitoring"       # not in the token's purposes
+CONSENT = S.ROOT / "build" / "bin" / "credit-consent"
+WITHDRAW = "/credit-auth/withdraw"
 ISSUER = "示例地方金融管理局 (demo)"             # report --issuer
 
 
@@ -108,6 +113,15 @@ def build(run_dir, module=None, policy=SHIPPED_POLICY):
     uscc, ent_name = first_enterprise()
     st = S.Stack(run_dir, policy=policy if policy.is_file() else None,
                  module=module).setup()
+    # keys come from the registry in Redis only (a kid in both sources
+    # would be refused), so that "not in the key registry" is true when
+    # the gateway says it
+    st.withdraw_port = S.free_port()
+    st.gateway_kw = {
+        "http_directives": {"credit_auth_keys": None,
+                            "credit_auth_key_registry": "on"},
+        "http_extra": S.withdrawal_server(st.pki, st.withdraw_port,
+                                          path=WITHDRAW)}
     if (platform / "api" / "v1" / "enterprises" / uscc / "tax").is_file():
         # served from a copy in the working directory: the platform's nginx
         # workers run as nobody when we are root, and a clone in root's
@@ -119,11 +133,13 @@ def build(run_dir, module=None, policy=SHIPPED_POLICY):
     st.platform_root = platform
     bank = st.add_bank(BANK_CODE, BANK_NAME)
     priv, jwk = st.add_enterprise_key(uscc, "ES256", kid=f"{uscc}-es256-1")
-    # Keep the enterprise's private key beside the others for credit-consent
-    (st.cfg / "enterprise-es256.pem").write_bytes(priv.private_bytes(
+    # The enterprise's key as credit-consent keygen writes it: the private
+    # PEM and, beside it, the public JWK it sends the platform
+    (st.cfg / "enterprise.key.pem").write_bytes(priv.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
         serialization.NoEncryption()))
-    os.chmod(st.cfg / "enterprise-es256.pem", 0o600)
+    os.chmod(st.cfg / "enterprise.key.pem", 0o600)
+    S.write_json(st.cfg / "enterprise.jwk", jwk)
     claims = S.claims(uscc, BANK_CODE, purposes=[PURPOSE],
                       categories=["tax", "environment"])
     token = S.mint_token(priv, "ES256", jwk["kid"], claims)
@@ -131,6 +147,31 @@ def build(run_dir, module=None, policy=SHIPPED_POLICY):
     return st, bank, uscc, ent_name, token, claims
 
 
+def start(st):
+    """Redis, platform, gateway (with its withdrawal endpoint); then the
+    enterprise's key registered as the platform registers keys."""
+    st.start(gateway=False)
+    st.gateway = st.make_gateway(st.dir, **st.gateway_kw)
+    st.gateway.ports.append(st.withdraw_port)
+    st.gateway.start()
+    r = subprocess.run([str(CONSENT), "key", "add", "--jwk",
+                        str(st.cfg / "enterprise.jwk"), "--redis",
+                        st.redis.address], capture_output=True, text=True,
+                       timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError(f"key add: {r.stderr.strip()}")
+
+
+def jwk_kid(st):
+    return json.loads((st.cfg / "enterprise.jwk").read_text())["kid"]
+
+
+def withdraw_argv(st):
+    return [str(CONSENT), "withdraw", "--endpoint",
+            f"https://127.0.0.1:{st.withdraw_port}{WITHDRAW}",
+            "--key", str(st.cfg / "enterprise.key.pem"),
+            "--token", str(st.dir / "token.jwt"),
+            "--cacert", st.pki.server_ca_path]
 def audit_argvs(st, uscc):
     """The regulator's credit-audit commands against this demo's trail,
     by name: each argv as the demo prints it (tests/integration/
@@ -229,6 +270,19 @@ def check(st, allowed, refused, upstream_file):
     else:
         print(f"refused request: 403 {doc.get('type')}")
 
+    # the enterprise withdraws the consent; the bank is refused from then
+    r = subprocess.run(withdraw_argv(st), capture_output=True, text=True,
+                       timeout=60)
+    if r.returncode != 0 or not r.stdout.startswith("withdrawn:"):
+        fail(f"withdrawal: rc={r.returncode} {r.stdout}{r.stderr}")
+    else:
+        rc, status, h, body, err = run_curl(allowed)
+        if status != 403 or "consent_revoked" not in body:
+            fail(f"after the withdrawal: status={status} {body[:300]}")
+        else:
+            print(f"withdrawal: {r.stdout.strip()}; then 403 "
+                  "consent_revoked")
+
     try:
         n = st.redis.client().xlen("credit:audit")
     except Exception as e:
@@ -279,7 +333,7 @@ def main():
     try:
         st, bank, uscc, ent_name, token, claims = build(run_dir, str(mod),
                                                         policy)
-        st.start()
+        start(st)
         tax = f"/api/v1/enterprises/{uscc}/tax"
         allowed = curl_argv(st, bank, tax, token, PURPOSE)
         refused = curl_argv(st, bank, tax, token, REFUSED_PURPOSE)
@@ -307,6 +361,16 @@ credit-auth gateway demo                       (working dir {st.dir})
 2. Refused: purpose {REFUSED_PURPOSE} is not in the consent (403 problem+json):
 
 {shlex.join(refused)}
+
+3. The enterprise takes its consent back itself (a signed withdrawal to
+   the withdrawal endpoint, https://127.0.0.1:{st.withdraw_port}{WITHDRAW}, no client
+   certificate); request 1 is then refused 403 consent_revoked:
+
+{shlex.join(withdraw_argv(st))}
+
+   Its key is in the key registry (Redis), as the platform registered it:
+
+{shlex.join([str(CONSENT), "key", "show", jwk_kid(st), "--redis", st.redis.address])}
 
 Status counters (also ?format=prometheus):
 

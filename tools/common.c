@@ -64,33 +64,43 @@ tool_redis_opt(tool_redis *r, int ch, const char *arg)
 }
 
 int
+tool_secret_file(const char *option, const char *file, char *out,
+                 size_t outlen)
+{
+    FILE    *f;
+    size_t   n;
+
+    out[0] = '\0';
+    f = fopen(file, "r");
+    if (f == NULL) {
+        fprintf(stderr, "%s: %s %s: %s\n", tool_name, option, file,
+                strerror(errno));
+        return -1;
+    }
+    if (fgets(out, (int) outlen, f) == NULL) {
+        out[0] = '\0';
+    }
+    fclose(f);
+    n = strcspn(out, "\r\n");
+    out[n] = '\0';
+    if (n == 0) {
+        fprintf(stderr, "%s: %s %s: the first line is empty (the file "
+                "holds the secret on its first line)\n", tool_name, option,
+                file);
+        return -1;
+    }
+    return 0;
+}
+
+int
 tool_redis_password(const tool_redis *r, char *out, size_t outlen)
 {
     const char *env;
-    FILE       *f;
-    size_t      n;
 
     out[0] = '\0';
     if (r->password_file != NULL) {
-        f = fopen(r->password_file, "r");
-        if (f == NULL) {
-            fprintf(stderr, "%s: --password-file %s: %s\n", tool_name,
-                    r->password_file, strerror(errno));
-            return -1;
-        }
-        if (fgets(out, (int) outlen, f) == NULL) {
-            out[0] = '\0';
-        }
-        fclose(f);
-        n = strcspn(out, "\r\n");
-        out[n] = '\0';
-        if (n == 0) {
-            fprintf(stderr, "%s: --password-file %s: the first line is "
-                    "empty (the file holds the password on its first "
-                    "line)\n", tool_name, r->password_file);
-            return -1;
-        }
-        return 0;
+        return tool_secret_file("--password-file", r->password_file, out,
+                                outlen);
     }
     env = getenv("CREDIT_REDIS_PASSWORD");
     if (env != NULL && env[0] != '\0') {

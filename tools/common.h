@@ -97,6 +97,11 @@ const char *tool_tz_name(void);
  * returns 1: every command of every tool answers it the same way. */
 int tool_version(int argc, char **argv);
 
+/* The first line of a secret's file (a password, a passphrase), without
+ * its line end: 0, or -1 after a message naming the option and file. */
+int tool_secret_file(const char *option, const char *file, char *out,
+                     size_t outlen);
+
 /* Reads the password of --password-file or $CREDIT_REDIS_PASSWORD;
  * exposed for the tests' sake of one code path. */
 int tool_redis_password(const tool_redis *r, char *out, size_t outlen);

@@ -356,7 +356,7 @@ cmd_key(int argc, char **argv)
             }
             break;
         case 'h': fputs(usage_key, stdout); return 0;
-        default: fputs(usage_key, stderr); return EXIT_USAGE;
+        default: return usage_option(usage_key, argv);
         }
     }
     if (strcmp(sub, "revoke") == 0 || strcmp(sub, "show") == 0) {

@@ -16,7 +16,20 @@
 
 static const char usage_revoke[] =
     "usage: credit-consent revoke (--jti ID --iss USCC | --token FILE|-)\n"
-    "         [--until T | --ttl SECONDS] [--durability D] [Redis options]\n"
+    "         [--until T | --ttl DURATION] [--durability D] [Redis options]\n"
+    "       credit-consent revoke (--jti ID --iss USCC | --token FILE|-)\n"
+    "         --endpoint URL --key FILE [--jwk FILE] [--passphrase-file FILE]\n"
+    "         [--cacert FILE] [--timeout SECONDS] [--json]\n"
+    "\n"
+    "With --endpoint, the platform revokes through a gateway's withdrawal\n"
+    "endpoint (credit_auth_revocation_endpoint platform_keys=FILE), signed\n"
+    "with the platform's own key (--key, and its JWK: --jwk, by default\n"
+    "the one beside PREFIX.key.pem): the gateway writes the revocation on\n"
+    "its durability terms and audits it (a revocation entry, by\n"
+    "platform).  Exit status 0 revoked, 1 refused, 2 usage or connection\n"
+    "error.  Without --endpoint the revocation is written to Redis\n"
+    "directly, and is not audited: this tool has no chain and no audit\n"
+    "key to write an entry with.\n"
     "\n"
     "Sets credit:revoked:<iss>:<jti> in Redis, expiring at --until or\n"
     "after --ttl when given.  A consent is its issuing enterprise's: only\n"
@@ -39,30 +52,18 @@ static const char usage_revoke[] =
     "Redis options:\n"
     TOOL_REDIS_HELP;
 
-/* iss, jti and exp of the token in file ("-": standard input). */
-static int
-token_claims(const char *file, char *iss, char *jti, size_t jlen,
+/* iss, jti and exp of the token in file ("-": standard input); the
+ * signature is not checked.  0, or -1 after a message. */
+int
+token_ids(const char *file, char *iss, char *jti, size_t jlen,
              long long *exp)
 {
-    FILE       *f = NULL;
-    char        buf[CA_TOKEN_MAX * 2 + 2];
-    size_t      n;
     char       *tok, *d1, *d2;
     json_t     *claims = NULL, *j, *e, *i;
     int         rc = -1;
 
-    if (strcmp(file, "-") != 0) {
-        if ((f = fopen(file, "r")) == NULL) {
-            fprintf(stderr, "credit-consent: --token %s: %s\n", file,
-                    strerror(errno));
-            return -1;
-        }
-        n = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[n] = '\0';
-        tok = read_token(buf);
-    } else {
-        tok = read_token(NULL);
+    if ((tok = read_token_file("--token", file)) == NULL) {
+        return -1;
     }
     d1 = tok ? strchr(tok, '.') : NULL;
     d2 = d1 ? strchr(d1 + 1, '.') : NULL;
@@ -100,6 +101,45 @@ token_claims(const char *file, char *iss, char *jti, size_t jlen,
     return rc;
 }
 
+/* The platform's revocation, signed with its key and audited by the
+ * gateway that takes it (SPEC §7 `by` platform). */
+static int
+revoke_at_endpoint(const char *url, const char *key, const char *jwk,
+                   const char *pass, const char *cacert,
+                   const char *s_timeout, int as_json, const char *iss,
+                   const char *jti)
+{
+    char       beside[4096];
+    long long  timeout = 30;
+    int        rc;
+    signer     sg;
+
+    if (url == NULL || key == NULL) {
+        return usage_error(usage_revoke, "%s", "revoke: --endpoint and --key"
+                           " go together (the platform's key signs)");
+    }
+    if (s_timeout && (parse_duration(s_timeout, &timeout) != 0
+                      || timeout > 600))
+    {
+        return usage_error(usage_revoke, "bad --timeout %s (1..600 "
+                           "seconds)", s_timeout);
+    }
+    if (jwk == NULL && (jwk = jwk_beside(key, beside, sizeof(beside)))
+                       == NULL)
+    {
+        return usage_error(usage_revoke, "%s", "revoke --endpoint: give the "
+                           "platform key's JWK (--jwk FILE)");
+    }
+    rc = signer_load(&sg, key, pass, jwk, NULL, NULL, NULL, 1, usage_revoke);
+    if (rc != 0) {
+        return rc;
+    }
+    rc = send_withdrawal(&sg, iss, jti, url, cacert, (long) timeout,
+                         as_json);
+    signer_free(&sg);
+    return rc;
+}
+
 int
 cmd_revoke(int argc, char **argv)
 {
@@ -111,11 +151,20 @@ cmd_revoke(int argc, char **argv)
         {"until", required_argument, NULL, 'u'},
         {"ttl", required_argument, NULL, 't'},
         {"durability", required_argument, NULL, 'D'},
+        {"endpoint", required_argument, NULL, 'e'},
+        {"key", required_argument, NULL, 'k'},
+        {"jwk", required_argument, NULL, 'w'},
+        {"passphrase-file", required_argument, NULL, 'p'},
+        {"cacert", required_argument, NULL, 'c'},
+        {"timeout", required_argument, NULL, 'O'},
+        {"json", no_argument, NULL, 'J'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char   *jti = NULL, *s_until = NULL, *s_ttl = NULL, *token = NULL;
-    const char   *iss = NULL;
+    const char   *iss = NULL, *url = NULL, *key_file = NULL, *jwk = NULL;
+    const char   *pass = NULL, *cacert = NULL, *s_timeout = NULL;
+    int           as_json = 0;
     long long     until = 0, ttl = 0;
     char          key[CA_CONSENT_KEY_MAX], num[32], tjti[CA_JTI_MAX + 1];
     char          tiss[CA_USCC_LEN + 1], err[400];
@@ -147,8 +196,15 @@ cmd_revoke(int argc, char **argv)
                 return EXIT_USAGE;
             }
             break;
+        case 'e': url = optarg; break;
+        case 'k': key_file = optarg; break;
+        case 'w': jwk = optarg; break;
+        case 'p': pass = optarg; break;
+        case 'c': cacert = optarg; break;
+        case 'O': s_timeout = optarg; break;
+        case 'J': as_json = 1; break;
         case 'h': fputs(usage_revoke, stdout); return 0;
-        default: fputs(usage_revoke, stderr); return EXIT_USAGE;
+        default: return usage_option(usage_revoke, argv);
         }
     }
     if (optind != argc) {
@@ -175,9 +231,8 @@ cmd_revoke(int argc, char **argv)
         return usage_error(usage_revoke, "%s", "revoke: --token gives the "
                            "issuer; --iss goes with --jti");
     }
-    if (iss != NULL && !ca_uscc_valid(iss, strlen(iss))) {
-        return usage_error(usage_revoke, "bad --iss %s (a USCC: 18 "
-                           "characters with a valid check character)", iss);
+    if (iss != NULL && uscc_why(iss, err, sizeof(err)) != NULL) {
+        return usage_error(usage_revoke, "--iss: %s", err);
     }
     if (s_until) {
         int64_t ms;
@@ -187,14 +242,14 @@ cmd_revoke(int argc, char **argv)
         }
         until = (long long) (ms / 1000);
     }
-    if (s_ttl && parse_i64(s_ttl, 1, &ttl) != 0) {
-        return usage_error(usage_revoke, "bad --ttl %s (seconds, at least "
-                           "1)", s_ttl);
+    if (s_ttl && parse_duration(s_ttl, &ttl) != 0) {
+        return usage_error(usage_revoke, "bad --ttl %s (seconds, or a number"
+                           " with s, m, h or d: 3600, 90m, 30d)", s_ttl);
     }
     if (token != NULL) {
         long long  exp;
 
-        if (token_claims(token, tiss, tjti, sizeof(tjti), &exp) != 0) {
+        if (token_ids(token, tiss, tjti, sizeof(tjti), &exp) != 0) {
             return EXIT_USAGE;
         }
         /* an explicit --until or --ttl wins over the token's exp */
@@ -204,6 +259,15 @@ cmd_revoke(int argc, char **argv)
         }
         jti = tjti;
         iss = tiss;
+    }
+
+    if (url != NULL || key_file != NULL) {
+        if (s_until != NULL || s_ttl != NULL) {
+            return usage_error(usage_revoke, "%s", "revoke --endpoint: the "
+                               "gateway sets the expiry (no --until, --ttl)");
+        }
+        return revoke_at_endpoint(url, key_file, jwk, pass, cacert,
+                                  s_timeout, as_json, iss, jti);
     }
 
     (void) ca_consent_key(key, sizeof(key), "revoked", iss, jti);

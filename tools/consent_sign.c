@@ -18,21 +18,27 @@
 #include "jws/token.h"
 
 static const char usage_sign[] =
-    "usage: credit-consent sign --key FILE --alg ALG --kid KID --iss USCC\n"
-    "         [--sub USCC] --aud CODE[,CODE...] [--jti ID]\n"
+    "usage: credit-consent sign --key FILE (--jwk FILE | --alg ALG --kid KID\n"
+    "         --iss USCC) [--passphrase-file FILE] [--sub USCC]\n"
+    "         --aud CODE[,CODE...] [--jti ID]\n"
     "         --purposes P[,P...] --categories C[,C...]\n"
     "         [--modes query,verify] [--detail masked|raw] [--max-uses N]\n"
-    "         [--ttl SECONDS | --iat T --exp T] [--nbf T]"
+    "         [--ttl DURATION | --iat T --exp T] [--nbf T]"
     " [--cnf-cert PEMFILE]\n"
-    "         [--policy FILE]\n"
+    "         [--policy FILE] [--banks FILE]\n"
     "\n"
-    "Prints a compact consent token.  --sub defaults to --iss, --jti to a\n"
-    "random id, --ttl to 3600.  T is Unix seconds or ISO 8601\n"
-    "(2026-11-01T00:00:00+08:00).  --cnf-cert binds the token to a bank's\n"
-    "certificate (cnf x5t#S256 of its DER).  --policy FILE: warns on\n"
-    "stderr about what a gateway with that policy would refuse (the\n"
-    "gateway's own claim checks, then purposes, categories, raw detail,\n"
-    "alg, cnf); the token is still printed.\n";
+    "Prints a compact consent token.  --jwk FILE (the PREFIX.jwk keygen\n"
+    "wrote beside --key) gives alg, kid and iss; --passphrase-file opens\n"
+    "an encrypted key.  --sub defaults to --iss, --jti to a random id,\n"
+    "--ttl to 1h.  DURATION is seconds, or a number with s, m, h or d\n"
+    "(30d).  T is Unix seconds or ISO 8601 (2026-11-01T00:00:00+08:00).\n"
+    "--cnf-cert binds the token to a bank's certificate (cnf x5t#S256 of\n"
+    "its DER).  --policy FILE: a purpose or category the policy does not\n"
+    "know is an error (exit 2, the known ones listed), and what a gateway\n"
+    "with that policy would refuse is warned about on stderr (the\n"
+    "gateway's own claim checks, raw detail, alg, cnf).  --banks FILE: a\n"
+    "bank code of --aud that the banks registry lacks is an error.\n"
+    "credit-consent codes lists the codes with their names.\n";
 
 
 /* ---- sign ------------------------------------------------------------ */
@@ -60,24 +66,6 @@ code_array(const char *list)
         arr = NULL;
     }
     return arr;
-}
-
-static EVP_PKEY *
-read_private(const char *path)
-{
-    FILE     *f = fopen(path, "r");
-    EVP_PKEY *pkey;
-
-    if (f == NULL) {
-        fprintf(stderr, "credit-consent: %s: %s\n", path, strerror(errno));
-        return NULL;
-    }
-    pkey = PEM_read_PrivateKey(f, NULL, NULL, NULL);
-    fclose(f);
-    if (pkey == NULL) {
-        fprintf(stderr, "credit-consent: %s: not a PEM private key\n", path);
-    }
-    return pkey;
 }
 
 /* cnf x5t#S256 (RFC 8705 §3.1) of the certificate in a PEM file. */
@@ -148,20 +136,12 @@ policy_warnings(const ca_policy *p, ca_alg alg, json_t *claims)
                 "certificate-bound token: give --cnf-cert (else "
                 "cnf_mismatch)\n");
     }
-    for (int i = 0; i < c.n_purposes; i++) {
-        if (!ca_policy_knows_purpose(p, c.purposes[i])) {
-            fprintf(stderr, "credit-consent: warning: purpose %s is not in "
-                    "the policy: requests for it are refused "
-                    "(purpose_not_allowed)\n", c.purposes[i]);
-        }
-    }
     for (int i = 0; i < c.n_categories; i++) {
         int any = 0;
 
+        /* every category is the policy's (codes_check) */
         cat = ca_policy_find_category(p, c.categories[i]);
         if (cat == NULL) {
-            fprintf(stderr, "credit-consent: warning: category %s is not in "
-                    "the policy: no route serves it\n", c.categories[i]);
             continue;
         }
         for (int j = 0; j < c.n_purposes; j++) {
@@ -185,7 +165,7 @@ cmd_sign(int argc, char **argv)
 {
     enum { O_KEY = 1, O_ALG, O_KID, O_ISS, O_SUB, O_AUD, O_JTI, O_PURPOSES,
            O_CATEGORIES, O_MODES, O_DETAIL, O_MAX_USES, O_TTL, O_IAT, O_EXP,
-           O_NBF, O_CNF, O_POLICY, O_HELP };
+           O_NBF, O_CNF, O_POLICY, O_HELP, O_JWK, O_PASS, O_BANKS };
     static const struct option opts[] = {
         {"key", required_argument, NULL, O_KEY},
         {"alg", required_argument, NULL, O_ALG},
@@ -205,6 +185,9 @@ cmd_sign(int argc, char **argv)
         {"nbf", required_argument, NULL, O_NBF},
         {"cnf-cert", required_argument, NULL, O_CNF},
         {"policy", required_argument, NULL, O_POLICY},
+        {"jwk", required_argument, NULL, O_JWK},
+        {"passphrase-file", required_argument, NULL, O_PASS},
+        {"banks", required_argument, NULL, O_BANKS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -213,16 +196,18 @@ cmd_sign(int argc, char **argv)
     const char *categories = NULL, *modes = NULL, *detail = NULL;
     const char *cnf = NULL, *s_uses = NULL, *s_ttl = NULL, *s_iat = NULL;
     const char *s_exp = NULL, *s_nbf = NULL, *policy = NULL;
+    const char *jwk = NULL, *passfile = NULL, *banks = NULL;
     long long   uses = 0, ttl = 3600, iat, exp, nbf = 0;
     char        jti_buf[32], x5t[44], *hdr_text, *claims_text, *token;
-    char        missing[128];
+    char        missing[128], why[256];
     ca_policy  *pol = NULL;
+    ca_banks   *reg = NULL;
     ca_error    perr;
     unsigned char rnd[16];
     ca_alg      alg;
-    EVP_PKEY   *pkey;
+    signer      sg;
     json_t     *hdr, *claims, *v;
-    int         c;
+    int         c, rc;
 
     while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
         switch (c) {
@@ -244,8 +229,11 @@ cmd_sign(int argc, char **argv)
         case O_NBF: s_nbf = optarg; break;
         case O_CNF: cnf = optarg; break;
         case O_POLICY: policy = optarg; break;
+        case O_JWK: jwk = optarg; break;
+        case O_PASS: passfile = optarg; break;
+        case O_BANKS: banks = optarg; break;
         case O_HELP: fputs(usage_sign, stdout); return 0;
-        default: fputs(usage_sign, stderr); return EXIT_USAGE;
+        default: return usage_option(usage_sign, argv);
         }
     }
     if (optind != argc) {
@@ -254,27 +242,16 @@ cmd_sign(int argc, char **argv)
     }
     missing[0] = '\0';
     need(missing, sizeof(missing), key, "--key");
-    need(missing, sizeof(missing), alg_name, "--alg");
-    need(missing, sizeof(missing), kid, "--kid");
-    need(missing, sizeof(missing), iss, "--iss");
+    if (jwk == NULL) {
+        need(missing, sizeof(missing), alg_name, "--alg");
+        need(missing, sizeof(missing), kid, "--kid");
+        need(missing, sizeof(missing), iss, "--iss");
+    }
     need(missing, sizeof(missing), aud, "--aud");
     need(missing, sizeof(missing), purposes, "--purposes");
     need(missing, sizeof(missing), categories, "--categories");
     if (missing[0] != '\0') {
         return usage_error(usage_sign, "sign: missing %s", missing);
-    }
-    if ((alg = ca_alg_from_name(alg_name)) == CA_ALG_NONE) {
-        return usage_error(usage_sign, "unknown alg %s "
-                           "(ES256, RS256, PS256, EdDSA or SM2)", alg_name);
-    }
-    if (!ca_is_token_chars(kid, CA_KID_MAX)) {
-        return usage_error(usage_sign, "bad kid %s "
-                           "(1..64 characters of [A-Za-z0-9._-])", kid);
-    }
-    /* The tool signs what it is told, even a sub that differs from iss:
-     * tests need such tokens, and the gateway refuses them. */
-    if (sub == NULL) {
-        sub = iss;
     }
     if (jti != NULL && !ca_is_token_chars(jti, CA_JTI_MAX)) {
         return usage_error(usage_sign, "bad jti %s "
@@ -306,9 +283,10 @@ cmd_sign(int argc, char **argv)
                                "2026-11-01T00:00:00+08:00)");
         }
     } else {
-        if (s_ttl && parse_i64(s_ttl, 1, &ttl) != 0) {
-            return usage_error(usage_sign, "bad --ttl %s "
-                               "(seconds, at least 1)", s_ttl);
+        if (s_ttl && parse_duration(s_ttl, &ttl) != 0) {
+            return usage_error(usage_sign, "bad --ttl %s (seconds, or a "
+                               "number with s, m, h or d: 3600, 90m, 30d)",
+                               s_ttl);
         }
         iat = (long long) time(NULL);
         exp = iat + ttl;
@@ -320,6 +298,24 @@ cmd_sign(int argc, char **argv)
     if (cnf && cert_thumbprint(cnf, x5t) != 0) {
         return EXIT_USAGE;
     }
+    rc = signer_load(&sg, key, passfile, jwk, alg_name, kid, iss, 1,
+                     usage_sign);
+    if (rc != 0) {
+        return rc;
+    }
+    alg = sg.alg;
+    kid = sg.kid;
+    iss = sg.uscc;
+    /* a token whose iss is no USCC is refused by every gateway */
+    if (uscc_why(iss, why, sizeof(why)) != NULL) {
+        signer_free(&sg);
+        return usage_error(usage_sign, "--iss: %s", why);
+    }
+    /* The tool signs what it is told, even a sub that differs from iss:
+     * tests need such tokens, and the gateway refuses them. */
+    if (sub == NULL) {
+        sub = iss;
+    }
 
     claims = json_object();
     json_object_set_new(claims, "iss", json_string(iss));
@@ -327,6 +323,7 @@ cmd_sign(int argc, char **argv)
     v = code_array(aud);
     if (v == NULL) {
         json_decref(claims);
+        signer_free(&sg);
         return usage_error(usage_sign, "bad --aud %s "
                            "(bank codes, comma-separated)", aud);
     }
@@ -341,12 +338,14 @@ cmd_sign(int argc, char **argv)
     }
     if ((v = code_array(purposes)) == NULL) {
         json_decref(claims);
+        signer_free(&sg);
         return usage_error(usage_sign, "bad --purposes %s "
                            "(purpose codes, comma-separated)", purposes);
     }
     json_object_set_new(claims, "purposes", v);
     if ((v = code_array(categories)) == NULL) {
         json_decref(claims);
+        signer_free(&sg);
         return usage_error(usage_sign, "bad --categories %s "
                            "(category names, comma-separated)", categories);
     }
@@ -356,6 +355,7 @@ cmd_sign(int argc, char **argv)
         json_t *m;
         if ((v = code_array(modes)) == NULL) {
             json_decref(claims);
+            signer_free(&sg);
             return usage_error(usage_sign, "bad --modes %s "
                                "(query, verify or query,verify)", modes);
         }
@@ -365,6 +365,7 @@ cmd_sign(int argc, char **argv)
             {
                 json_decref(v);
                 json_decref(claims);
+                signer_free(&sg);
                 return usage_error(usage_sign, "bad --modes %s "
                                    "(query, verify or query,verify)", modes);
             }
@@ -383,33 +384,53 @@ cmd_sign(int argc, char **argv)
     }
     hdr = json_pack("{s:s,s:s,s:s}", "alg", ca_alg_name(alg),
                     "typ", "consent+jwt", "kid", kid);
-    if (policy != NULL) {
-        if ((pol = ca_policy_load(policy, &perr)) == NULL) {
-            fprintf(stderr, "credit-consent: %s\n", perr.text);
-            json_decref(hdr);
-            json_decref(claims);
-            return EXIT_USAGE;
-        }
-        policy_warnings(pol, alg, claims);
-        ca_policy_free(pol);
+    rc = 0;
+    if (policy != NULL && (pol = ca_policy_load(policy, &perr)) == NULL) {
+        fprintf(stderr, "credit-consent: %s\n", perr.text);
+        rc = EXIT_USAGE;
     }
-
-    if ((pkey = read_private(key)) == NULL) {
+    if (banks != NULL && (reg = ca_banks_load(banks, &perr)) == NULL) {
+        fprintf(stderr, "credit-consent: %s\n", perr.text);
+        rc = EXIT_USAGE;
+    }
+    /* a code the files do not know is a mistake, not a warning */
+    if (rc == 0 && pol != NULL
+        && (codes_check(pol, NULL, 'p', policy,
+                        json_object_get(claims, "purposes")) != 0
+            || codes_check(pol, NULL, 'c', policy,
+                           json_object_get(claims, "categories")) != 0))
+    {
+        rc = EXIT_USAGE;
+    }
+    if (rc == 0 && reg != NULL) {
+        v = json_object_get(claims, "aud");
+        v = json_is_string(v) ? json_pack("[O]", v) : json_incref(v);
+        rc = codes_check(NULL, reg, 'b', banks, v) != 0 ? EXIT_USAGE : 0;
+        json_decref(v);
+    }
+    if (rc == 0 && pol != NULL) {
+        policy_warnings(pol, alg, claims);
+    }
+    ca_policy_free(pol);
+    ca_banks_free(reg);
+    if (rc != 0) {
         json_decref(hdr);
         json_decref(claims);
-        return EXIT_USAGE;
+        signer_free(&sg);
+        return rc;
     }
+
     hdr_text = json_dumps(hdr, JSON_COMPACT | JSON_PRESERVE_ORDER);
     claims_text = json_dumps(claims, JSON_COMPACT | JSON_PRESERVE_ORDER);
-    token = ca_token_sign(alg, pkey, hdr_text, claims_text);
+    token = ca_token_sign(alg, sg.pkey, hdr_text, claims_text);
     free(hdr_text);
     free(claims_text);
     json_decref(hdr);
     json_decref(claims);
-    EVP_PKEY_free(pkey);
+    signer_free(&sg);
     if (token == NULL) {
         fprintf(stderr, "credit-consent: the key in %s cannot sign %s\n",
-                key, alg_name);
+                key, ca_alg_name(alg));
         return EXIT_USAGE;
     }
     printf("%s\n", token);

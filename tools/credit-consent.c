@@ -30,56 +30,118 @@
 #include "core/uscc.h"
 
 
-/* inspect verifies with generous rules: it answers "is this token sound",
- * not "would this particular policy take it". */
-#define INSPECT_MAX_LIFETIME (10LL * 365 * 24 * 3600)
-#define INSPECT_LEEWAY       60
-
 static const char usage_main[] =
     "usage: credit-consent COMMAND [OPTIONS]\n"
     "\n"
     "commands:\n"
-    "  keygen   create a signing key and its public JWK\n"
-    "  sign     sign a consent token\n"
-    "  inspect  show a token; with --jwks, verify it\n"
-    "  revoke   revoke a consent in Redis (--jti, or --token FILE)\n"
-    "  key      the enterprise key registry in Redis: add, rotate,"
+    "  keygen    create a signing key and its public JWK\n"
+    "  codes     the bank, purpose and category codes, with their names\n"
+    "  sign      sign a consent token\n"
+    "  inspect   show a token; with --jwks, verify it\n"
+    "  withdraw  take a consent back: a signed withdrawal sent to the\n"
+    "            platform's withdrawal endpoint\n"
+    "  revoke    the platform's revocation (Redis, or --endpoint)\n"
+    "  key       the enterprise key registry in Redis: add, rotate,"
     " revoke,\n"
-    "           list, show\n"
+    "            list, show\n"
     "\n"
     "credit-consent COMMAND --help shows a command's options;\n"
-    "credit-consent --version its version.\n";
+    "credit-consent --version its version.  For the enterprise, step by\n"
+    "step: docs/enterprise.md.\n";
 
 static const char usage_keygen[] =
     "usage: credit-consent keygen --alg ALG --kid KID --uscc USCC"
     " --out PREFIX\n"
-    "         [--force]\n"
+    "         [--passphrase-file FILE] [--force]\n"
     "\n"
-    "Writes PREFIX.key.pem (private key, mode 0600) and PREFIX.jwk (public\n"
-    "JWK with kid, alg, use and uscc, for the platform's key registry) and\n"
-    "prints the JWK.  An existing PREFIX.key.pem or PREFIX.jwk is not\n"
-    "overwritten (tokens signed with that key would stop verifying) unless\n"
-    "--force is given.  ALG: ES256 RS256 PS256 EdDSA SM2"
-    " (RSA keys: 2048 bits).\n";
+    "Writes PREFIX.key.pem (private key, PKCS#8, mode 0600) and PREFIX.jwk\n"
+    "(public JWK with kid, alg, use and uscc: what the enterprise sends\n"
+    "the platform to register) and prints the JWK.  With\n"
+    "--passphrase-file the private key is encrypted (PKCS#8, AES-256)\n"
+    "with the file's first line; sign and withdraw read it with the same\n"
+    "option.  An existing PREFIX.key.pem or PREFIX.jwk is not overwritten\n"
+    "(tokens signed with that key would stop verifying) unless --force is\n"
+    "given.  ALG: ES256 RS256 PS256 EdDSA SM2 (RSA keys: 2048 bits).\n";
 
-static const char usage_inspect[] =
-    "usage: credit-consent inspect [TOKEN|-] [--jwks FILE] [--json]"
-    " [--tz ZONE]\n"
-    "\n"
-    "Prints the token's header and claims (TOKEN or '-' or nothing: read\n"
-    "standard input), and iat, nbf and exp in ISO 8601 in --tz (default\n"
-    "the machine's zone; JSON: `times`).  With --jwks, verifies the\n"
-    "signature and every claim (all algorithms, lifetime up to 10 years,\n"
-    "leeway 60 s) and prints valid, or invalid with the reason code; exit\n"
-    "status 1 when invalid.\n";
+/* "sign": the word after "usage: credit-consent ". */
+static void
+usage_command(const char *usage, char *out, size_t len)
+{
+    const char *p = strstr(usage, "credit-consent ");
+    size_t      n = 0;
 
+    p = p ? p + 15 : "";
+    while (p[n] >= 'a' && p[n] <= 'z') {
+        n++;
+    }
+    snprintf(out, len, "%.*s", (int) n, p);
+}
+
+/* One line: what is wrong, and where the usage is (never the whole usage
+ * after every mistake). */
 int
 usage_error(const char *usage, const char *fmt, const char *arg)
 {
+    char  cmd[32];
+
+    usage_command(usage, cmd, sizeof(cmd));
     fprintf(stderr, "credit-consent: ");
     fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n%s", usage);
+    fprintf(stderr, " (see: credit-consent %s%s--help)\n", cmd,
+            cmd[0] ? " " : "");
     return EXIT_USAGE;
+}
+
+int
+usage_option(const char *usage, char **argv)
+{
+    const char *opt = argv[optind - 1];
+
+    if (optopt != 0 && strncmp(opt, "--", 2) == 0) {
+        return usage_error(usage, "%s needs a value", opt);
+    }
+    return usage_error(usage, "unknown option %s", opt);
+}
+
+const char *
+uscc_why(const char *s, char *buf, size_t len)
+{
+    char why[160];
+
+    if (ca_uscc_problem(s, strlen(s), why, sizeof(why)) == NULL) {
+        return NULL;
+    }
+    snprintf(buf, len, "not a valid USCC: %s %s", s, why);
+    return buf;
+}
+
+int
+parse_duration(const char *s, long long *seconds)
+{
+    static const struct { char unit; long long mul; } units[] = {
+        {'s', 1}, {'m', 60}, {'h', 3600}, {'d', 86400}
+    };
+    char      *end;
+    long long  v;
+
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (errno != 0 || end == s || v < 1 || !(*s >= '0' && *s <= '9')) {
+        return -1;
+    }
+    if (*end == '\0') {
+        *seconds = v;
+        return 0;
+    }
+    for (size_t i = 0; i < sizeof(units) / sizeof(units[0]); i++) {
+        if (end[0] == units[i].unit && end[1] == '\0'
+            && v <= 100LL * 365 * 86400 / units[i].mul)
+        {
+            *seconds = v * units[i].mul;
+            return 0;
+        }
+    }
+    return -1;
 }
 
 int
@@ -111,7 +173,8 @@ need(char *list, size_t len, const char *value, const char *name)
 
 
 static int
-write_private(const char *path, EVP_PKEY *pkey, int force)
+write_private(const char *path, EVP_PKEY *pkey, int force,
+              const char *passphrase)
 {
     int   fd;
     FILE *f;
@@ -127,7 +190,11 @@ write_private(const char *path, EVP_PKEY *pkey, int force)
         }
         return -1;
     }
-    ok = PEM_write_PrivateKey(f, pkey, NULL, NULL, 0, NULL, NULL) == 1;
+    /* PKCS#8 either way; encrypted: PBES2 with AES-256-CBC */
+    ok = PEM_write_PrivateKey(f, pkey, passphrase ? EVP_aes_256_cbc() : NULL,
+                              (const unsigned char *) passphrase,
+                              passphrase ? (int) strlen(passphrase) : 0,
+                              NULL, NULL) == 1;
     if (fclose(f) != 0 || !ok) {
         fprintf(stderr, "credit-consent: %s: cannot write key\n", path);
         return -1;
@@ -143,12 +210,14 @@ cmd_keygen(int argc, char **argv)
         {"kid", required_argument, NULL, 'k'},
         {"uscc", required_argument, NULL, 'u'},
         {"out", required_argument, NULL, 'o'},
+        {"passphrase-file", required_argument, NULL, 'p'},
         {"force", no_argument, NULL, 'f'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *alg_name = NULL, *kid = NULL, *uscc = NULL, *out = NULL;
-    char        path[4096], missing[128];
+    const char *passfile = NULL;
+    char        path[4096], missing[128], why[256], pass[1024];
     int         force = 0;
     ca_alg      alg;
     EVP_PKEY   *pkey;
@@ -162,9 +231,10 @@ cmd_keygen(int argc, char **argv)
         case 'k': kid = optarg; break;
         case 'u': uscc = optarg; break;
         case 'o': out = optarg; break;
+        case 'p': passfile = optarg; break;
         case 'f': force = 1; break;
         case 'h': fputs(usage_keygen, stdout); return 0;
-        default: fputs(usage_keygen, stderr); return EXIT_USAGE;
+        default: return usage_option(usage_keygen, argv);
         }
     }
     if (optind != argc) {
@@ -200,9 +270,14 @@ cmd_keygen(int argc, char **argv)
         return usage_error(usage_keygen, "bad kid %s "
                            "(1..64 characters of [A-Za-z0-9._-])", kid);
     }
-    if (!ca_uscc_valid(uscc, strlen(uscc))) {
-        return usage_error(usage_keygen, "not a valid USCC: %s "
-                           "(18 characters, GB 32100 check character)", uscc);
+    if (uscc_why(uscc, why, sizeof(why)) != NULL) {
+        return usage_error(usage_keygen, "--uscc: %s", why);
+    }
+    if (passfile != NULL
+        && tool_secret_file("--passphrase-file", passfile, pass,
+                            sizeof(pass)) != 0)
+    {
+        return EXIT_USAGE;
     }
 
     pkey = ca_key_generate(alg);
@@ -215,7 +290,7 @@ cmd_keygen(int argc, char **argv)
     }
     text = json_dumps(jwk, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
     snprintf(path, sizeof(path), "%s.key.pem", out);
-    if (write_private(path, pkey, force) == 0) {
+    if (write_private(path, pkey, force, passfile ? pass : NULL) == 0) {
         snprintf(path, sizeof(path), "%s.jwk", out);
         if (json_dump_file(jwk, path, JSON_INDENT(2) | JSON_PRESERVE_ORDER)
             != 0)
@@ -226,6 +301,7 @@ cmd_keygen(int argc, char **argv)
             rc = 0;
         }
     }
+    OPENSSL_cleanse(pass, sizeof(pass));
     free(text);
     json_decref(jwk);
     EVP_PKEY_free(pkey);
@@ -247,6 +323,27 @@ decode_part(const char *s, size_t len)
     }
     free(buf);
     return v;
+}
+
+char *
+read_token_file(const char *option, const char *file)
+{
+    FILE   *f;
+    char    buf[CA_TOKEN_MAX * 2 + 2];
+    size_t  n;
+
+    if (strcmp(file, "-") == 0) {
+        return read_token(NULL);
+    }
+    if ((f = fopen(file, "r")) == NULL) {
+        fprintf(stderr, "credit-consent: %s %s: %s\n", option, file,
+                strerror(errno));
+        return NULL;
+    }
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    return read_token(buf);
 }
 
 char *
@@ -278,149 +375,6 @@ read_token(const char *arg)
     return buf;
 }
 
-/* iat, nbf and exp in ISO 8601 (--tz, default the machine's zone). */
-static json_t *
-claim_times(json_t *claims)
-{
-    static const char *const names[] = {"iat", "nbf", "exp"};
-    json_t                  *o = json_object();
-    char                     iso[48];
-
-    for (size_t i = 0; i < 3; i++) {
-        json_t *v = json_object_get(claims, names[i]);
-
-        if (json_is_integer(v) && json_integer_value(v) >= 0
-            && json_integer_value(v) < 253402300800LL)
-        {
-            ca_time_format((int64_t) json_integer_value(v) * 1000, iso,
-                           sizeof(iso));
-            json_object_set_new(o, names[i], json_string(iso));
-        }
-    }
-    return o;
-}
-
-static void
-print_times(json_t *claims)
-{
-    json_t     *t = claim_times(claims);
-    const char *k;
-    json_t     *v;
-
-    json_object_foreach(t, k, v) {
-        printf("%s: %s\n", k, json_string_value(v));
-    }
-    json_decref(t);
-}
-
-static int
-cmd_inspect(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        {"jwks", required_argument, NULL, 'j'},
-        {"json", no_argument, NULL, 'J'},
-        {"tz", required_argument, NULL, 'z'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
-    };
-    const char    *jwks = NULL;
-    int            as_json = 0, c, rc;
-    char          *token, *d1, *d2, detail[256] = "";
-    json_t        *hdr = NULL, *claims = NULL, *out;
-    ca_keyset     *ks = NULL;
-    ca_error       err;
-    ca_claims      cl;
-    ca_reason      r = CA_OK;
-    ca_token_rules rules = {CA_ALG_ALL, INSPECT_MAX_LIFETIME,
-                            INSPECT_LEEWAY, 0};
-
-    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
-        switch (c) {
-        case 'j': jwks = optarg; break;
-        case 'J': as_json = 1; break;
-        case 'z':
-            if (tool_set_tz(optarg) != 0) {
-                return EXIT_USAGE;
-            }
-            break;
-        case 'h': fputs(usage_inspect, stdout); return 0;
-        default: fputs(usage_inspect, stderr); return EXIT_USAGE;
-        }
-    }
-    if (argc - optind > 1) {
-        return usage_error(usage_inspect, "%s", "inspect: one token only");
-    }
-    if (jwks && (ks = ca_keyset_load(jwks, &err)) == NULL) {
-        fprintf(stderr, "credit-consent: %s\n", err.text);
-        return EXIT_USAGE;
-    }
-    token = read_token(optind < argc ? argv[optind] : NULL);
-    if (token == NULL) {
-        ca_keyset_free(ks);
-        return EXIT_USAGE;
-    }
-
-    d1 = strchr(token, '.');
-    d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-    if (d1 && d2) {
-        hdr = decode_part(token, (size_t) (d1 - token));
-        claims = decode_part(d1 + 1, (size_t) (d2 - d1 - 1));
-    }
-    if (ks != NULL) {
-        r = ca_token_verify(token, strlen(token), ks, &rules, &cl, detail,
-                            sizeof(detail));
-        if (r == CA_OK) {
-            r = ca_claims_check_time(&cl, (int64_t) time(NULL),
-                                     INSPECT_LEEWAY, detail,
-                                     sizeof(detail));
-        }
-    } else if (hdr == NULL || claims == NULL) {
-        r = CA_TOKEN_MALFORMED;
-        snprintf(detail, sizeof(detail), "cannot decode header and claims");
-    }
-
-    if (as_json) {
-        out = json_pack("{s:O?,s:O?}", "header", hdr, "claims", claims);
-        if (claims != NULL) {
-            json_object_set_new(out, "times", claim_times(claims));
-        }
-        if (ks != NULL || r != CA_OK) {
-            json_object_set_new(out, "valid", json_boolean(r == CA_OK));
-        }
-        if (r != CA_OK) {
-            json_object_set_new(out, "reason",
-                                json_string(ca_reason_name(r)));
-            json_object_set_new(out, "detail", json_string(detail));
-        }
-        json_dumpf(out, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-        putchar('\n');
-        json_decref(out);
-    } else {
-        if (hdr != NULL) {
-            printf("header: ");
-            json_dumpf(hdr, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-            putchar('\n');
-        }
-        if (claims != NULL) {
-            printf("claims: ");
-            json_dumpf(claims, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
-            putchar('\n');
-            print_times(claims);
-        }
-        if (r != CA_OK) {
-            printf("invalid: %s (%s)\n", ca_reason_name(r), detail);
-        } else if (ks != NULL) {
-            printf("valid\n");
-        }
-    }
-    rc = r == CA_OK ? 0 : EXIT_FINDING;
-    json_decref(hdr);
-    json_decref(claims);
-    ca_keyset_free(ks);
-    free(token);
-    return rc;
-}
-
 const char *tool_name = "credit-consent";
 
 int
@@ -441,7 +395,9 @@ main(int argc, char **argv)
         fputs(usage_main, stdout);
         return 0;
     }
-    /* Each command parses its own options from its own argv. */
+    /* Each command parses its own options from its own argv, and says
+     * what is wrong in one line of its own (usage_option). */
+    opterr = 0;
     argc--;
     argv++;
     if (strcmp(cmd, "keygen") == 0) {
@@ -459,7 +415,13 @@ main(int argc, char **argv)
     if (strcmp(cmd, "key") == 0) {
         return cmd_key(argc, argv);
     }
-    fprintf(stderr, "credit-consent: unknown command %s\n%s", cmd,
-            usage_main);
+    if (strcmp(cmd, "withdraw") == 0) {
+        return cmd_withdraw(argc, argv);
+    }
+    if (strcmp(cmd, "codes") == 0) {
+        return cmd_codes(argc, argv);
+    }
+    fprintf(stderr, "credit-consent: unknown command %s (see: "
+            "credit-consent --help)\n", cmd);
     return EXIT_USAGE;
 }

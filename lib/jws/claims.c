@@ -68,6 +68,22 @@ int_member(json_t *obj, const char *name, int64_t *out)
     return 1;
 }
 
+/* A consent's id: 1..64 of [A-Za-z0-9._-], no NUL inside. */
+static int
+jti_member(json_t *obj, char out[CA_JTI_MAX + 1])
+{
+    json_t *v = json_object_get(obj, "jti");
+
+    if (!json_is_string(v) || json_string_length(v) > CA_JTI_MAX
+        || json_string_length(v) != strlen(json_string_value(v))
+        || !ca_is_token_chars(json_string_value(v), CA_JTI_MAX))
+    {
+        return 0;
+    }
+    strcpy(out, json_string_value(v));
+    return 1;
+}
+
 static ca_reason
 parse_claims(json_t *p, const ca_key *key, const ca_token_rules *rules,
              ca_claims *c, char *detail, size_t dl)
@@ -94,15 +110,10 @@ parse_claims(json_t *p, const ca_key *key, const ca_token_rules *rules,
                          CA_LIST_MAX);
     }
 
-    v = json_object_get(p, "jti");
-    if (!json_is_string(v) || json_string_length(v) > CA_JTI_MAX
-        || json_string_length(v) != strlen(json_string_value(v))
-        || !ca_is_token_chars(json_string_value(v), CA_JTI_MAX))
-    {
+    if (!jti_member(p, c->jti)) {
         return ca_refuse(CA_TOKEN_MALFORMED, detail, dl,
                          "jti must be 1..64 characters of [A-Za-z0-9._-]");
     }
-    strcpy(c->jti, json_string_value(v));
 
     if (!int_member(p, "iat", &c->iat) || !int_member(p, "exp", &c->exp)) {
         return ca_refuse(CA_TOKEN_MALFORMED, detail, dl,
@@ -298,6 +309,90 @@ ca_claims_check_request(const ca_claims *c, const ca_request_facts *f,
     if (strcmp(x5t, c->cnf_x5t) != 0) {
         return ca_refuse(CA_CNF_MISMATCH, detail, detail_len,
                          "cnf x5t#S256 does not match the client certificate");
+    }
+    return CA_OK;
+}
+
+
+/* --- withdrawals (SPEC §3 v3) ------------------------------------------ */
+
+/* iss the key's enterprise, jti a consent's id, iat an integer: the same
+ * rules, and the same refusals, as a consent token's claims. */
+static ca_reason
+withdrawal_claims(json_t *p, const ca_key *key, const ca_token_rules *rules,
+                  ca_claims *c, char *detail, size_t dl)
+{
+    if (!uscc_member(p, "iss", c->iss)) {
+        return ca_refuse(CA_ISSUER_INVALID, detail, dl,
+                         "iss must be a valid USCC");
+    }
+    if (strcmp(c->iss, key->uscc) != 0) {
+        return ca_refuse(CA_ISSUER_INVALID, detail, dl, "iss is not the "
+                         "USCC the key is registered to: an enterprise "
+                         "withdraws only its own consents");
+    }
+    if (!jti_member(p, c->jti)) {
+        return ca_refuse(CA_TOKEN_MALFORMED, detail, dl, "jti (the consent "
+                         "withdrawn) must be 1..64 characters of "
+                         "[A-Za-z0-9._-]");
+    }
+    if (!int_member(p, "iat", &c->iat)) {
+        return ca_refuse(CA_TOKEN_MALFORMED, detail, dl,
+                         "iat must be a non-negative integer");
+    }
+    return CA_OK;
+}
+
+ca_reason
+ca_withdrawal_verify(const char *token, size_t len, const ca_keyset *ks,
+                     const ca_token_rules *rules, ca_claims *claims,
+                     char *detail, size_t detail_len)
+{
+    return ca_jws_verify(token, len, CA_WITHDRAWAL_TYP, ks, rules,
+                         withdrawal_claims, claims, detail, detail_len);
+}
+
+/* The platform's: iss the platform's own USCC (its key's), sub the
+ * enterprise whose consent it revokes. */
+static ca_reason
+platform_withdrawal_claims(json_t *p, const ca_key *key,
+                           const ca_token_rules *rules, ca_claims *c,
+                           char *detail, size_t dl)
+{
+    ca_reason  r = withdrawal_claims(p, key, rules, c, detail, dl);
+
+    if (r == CA_OK && !uscc_member(p, "sub", c->sub)) {
+        r = ca_refuse(CA_TOKEN_MALFORMED, detail, dl, "sub (the enterprise "
+                      "whose consent the platform revokes) must be a valid "
+                      "USCC");
+    }
+    return r;
+}
+
+ca_reason
+ca_platform_withdrawal_verify(const char *token, size_t len,
+                              const ca_keyset *ks,
+                              const ca_token_rules *rules, ca_claims *claims,
+                              char *detail, size_t detail_len)
+{
+    return ca_jws_verify(token, len, CA_WITHDRAWAL_TYP, ks, rules,
+                         platform_withdrawal_claims, claims, detail,
+                         detail_len);
+}
+
+ca_reason
+ca_withdrawal_check_time(const ca_claims *c, int64_t now, int64_t leeway,
+                         char *detail, size_t detail_len)
+{
+    if (c->iat < now - leeway) {
+        return ca_refuse(CA_TOKEN_EXPIRED, detail, detail_len, "iat is more"
+                         " than the policy's leeway of %lld s ago: sign the"
+                         " withdrawal again", (long long) leeway);
+    }
+    if (c->iat > now + leeway) {
+        return ca_refuse(CA_TOKEN_NOT_YET_VALID, detail, detail_len, "iat is"
+                         " more than the policy's leeway of %lld s ahead "
+                         "(is the signer's clock right?)", (long long) leeway);
     }
     return CA_OK;
 }

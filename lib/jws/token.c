@@ -92,9 +92,10 @@ ca_token_kid(const char *token, size_t len, char *kid, size_t *kid_len)
 }
 
 ca_reason
-ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
-                const ca_token_rules *rules, ca_claims *claims,
-                char *detail, size_t detail_len)
+ca_jws_verify(const char *token, size_t len, const char *typ,
+              const ca_keyset *ks, const ca_token_rules *rules,
+              ca_jws_claims_pt parse, ca_claims *claims, char *detail,
+              size_t detail_len)
 {
     const char    *d1, *d2;
     unsigned char *hbuf = NULL, *pbuf = NULL, *sbuf = NULL;
@@ -158,11 +159,11 @@ ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
     }
 
     v = json_object_get(hdr, "typ");
-    if (!json_is_string(v) || strcmp(json_string_value(v), "consent+jwt")
-        || json_string_length(v) != sizeof("consent+jwt") - 1)
+    if (!json_is_string(v) || strcmp(json_string_value(v), typ)
+        || json_string_length(v) != strlen(typ))
     {
         r = ca_refuse(CA_TYP_INVALID, detail, detail_len,
-                      "typ must be consent+jwt");
+                      "typ must be %s", typ);
         goto done;
     }
     if (json_object_get(hdr, "crit") != NULL) {
@@ -180,7 +181,7 @@ ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
     key = ca_keyset_find(ks, json_string_value(v), json_string_length(v));
     if (key == NULL) {
         r = ca_refuse(CA_KID_UNKNOWN, detail, detail_len,
-                      "kid is not in the key registry");
+                      "kid is not in the key file");
         goto done;
     }
     if (key->alg != alg) {
@@ -201,7 +202,8 @@ ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
         goto done;
     }
     /* the claims as the key's enterprise made them */
-    r = ca_claims_parse(payload, key->uscc, rules, &c, detail, detail_len);
+    memset(&c, 0, sizeof(c));
+    r = parse(payload, key, rules, &c, detail, detail_len);
     if (r == CA_OK) {
         c.alg = alg;
         strcpy(c.kid, key->kid);
@@ -215,4 +217,23 @@ done:
     free(pbuf);
     free(sbuf);
     return r;
+}
+
+
+static ca_reason
+consent_claims(json_t *payload, const ca_key *key,
+               const ca_token_rules *rules, ca_claims *c, char *detail,
+               size_t detail_len)
+{
+    return ca_claims_parse(payload, key->uscc, rules, c, detail, detail_len);
+}
+
+
+ca_reason
+ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
+                const ca_token_rules *rules, ca_claims *claims,
+                char *detail, size_t detail_len)
+{
+    return ca_jws_verify(token, len, "consent+jwt", ks, rules,
+                         consent_claims, claims, detail, detail_len);
 }

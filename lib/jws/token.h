@@ -66,6 +66,66 @@ ca_reason ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
                           char *detail, size_t detail_len);
 
 /*
+ * What ca_token_verify() does for any typ: the header, the key its kid
+ * names, the alg pin and the signature, then `parse` reads the payload
+ * (a JSON object) as the key's enterprise made it.  Consent tokens
+ * (typ consent+jwt) and withdrawals (typ revocation+jwt) share it, so
+ * that a withdrawal is checked exactly as strictly as a consent.
+ */
+#include <jansson.h>
+typedef ca_reason (*ca_jws_claims_pt)(json_t *payload, const ca_key *key,
+                                      const ca_token_rules *rules,
+                                      ca_claims *c, char *detail,
+                                      size_t detail_len);
+
+ca_reason ca_jws_verify(const char *token, size_t len, const char *typ,
+                        const ca_keyset *ks, const ca_token_rules *rules,
+                        ca_jws_claims_pt parse, ca_claims *claims,
+                        char *detail, size_t detail_len);
+
+/* The signature of ca_token_verify() and ca_withdrawal_verify(): what the
+ * gateway calls once it has the key (…_decide.c). */
+typedef ca_reason (*ca_jws_verify_pt)(const char *token, size_t len,
+                                      const ca_keyset *ks,
+                                      const ca_token_rules *rules,
+                                      ca_claims *claims, char *detail,
+                                      size_t detail_len);
+
+/*
+ * A withdrawal (SPEC §3 v3, withdrawal.c): a compact JWS of typ
+ * revocation+jwt by the enterprise's own key, claims iss (its USCC, the
+ * key's), jti (the consent withdrawn, the syntax of a consent's jti) and
+ * iat.  Fills claims->iss, jti, iat, kid and alg; the rest stays zero.
+ * Other claims are ignored.
+ */
+#define CA_WITHDRAWAL_TYP  "revocation+jwt"
+
+ca_reason ca_withdrawal_verify(const char *token, size_t len,
+                               const ca_keyset *ks,
+                               const ca_token_rules *rules,
+                               ca_claims *claims, char *detail,
+                               size_t detail_len);
+
+/*
+ * The platform's revocation through the same endpoint, with a key of the
+ * platform's own (credit_auth_revocation_endpoint platform_keys=): iss the
+ * platform's USCC (its key's), sub the enterprise whose consent is
+ * revoked (claims->sub), jti, iat.
+ */
+ca_reason ca_platform_withdrawal_verify(const char *token, size_t len,
+                                        const ca_keyset *ks,
+                                        const ca_token_rules *rules,
+                                        ca_claims *claims, char *detail,
+                                        size_t detail_len);
+
+/* iat within leeway of now, either way: an older withdrawal is
+ * token_expired (a captured one cannot be replayed later), a later one
+ * token_not_yet_valid. */
+ca_reason ca_withdrawal_check_time(const ca_claims *c, int64_t now,
+                                   int64_t leeway, char *detail,
+                                   size_t detail_len);
+
+/*
  * The header's kid, before any check: where a registry lookup starts
  * (the gateway then verifies with the key found, or none).  kid holds
  * CA_KID_MAX + 1 bytes.  0, or -1 when there is no usable kid string.
@@ -79,7 +139,6 @@ int ca_token_kid(const char *token, size_t len, char *kid, size_t *kid_len);
  * or NULL to check iss only for its form.  Adds nothing to what the
  * gateway checks and leaves nothing out.
  */
-#include <jansson.h>
 ca_reason ca_claims_parse(json_t *claims, const char *enterprise,
                           const ca_token_rules *rules, ca_claims *c,
                           char *detail, size_t detail_len);

@@ -83,7 +83,8 @@ from .nginx import (  # noqa: F401
     Upstream,
     _directives,
     _tls_directives,
-    nginx_t)
+    nginx_t,
+    withdrawal_server)
 from .platform import (  # noqa: F401
     RawPlatform,
     ThreadedServer,

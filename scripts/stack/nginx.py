@@ -398,6 +398,28 @@ http {{
         return bad
 
 
+def withdrawal_server(pki, port, path="/credit-auth/withdraw",
+                      rate="10r/s", burst=20, extra="", platform_keys=None):
+    """The enterprise's withdrawal endpoint (SPEC §3 v3) as an http-block
+    snippet: its own TLS server, no client certificate (the signature
+    authenticates), behind nginx's limit_req (429 when over)."""
+    burst = f" burst={burst} nodelay" if burst else ""
+    args = f" platform_keys={platform_keys}" if platform_keys else ""
+    return f"""    limit_req_zone $binary_remote_addr zone=withdraw_{port}:1m rate={rate};
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        ssl_certificate {pki.server_cert};
+        ssl_certificate_key {pki.server_key};
+        location = {path} {{
+            credit_auth_revocation_endpoint{args};
+            limit_req zone=withdraw_{port}{burst};
+            limit_req_status 429;
+{extra}
+        }}
+    }}
+"""
+
+
 def nginx_t(conf, directory=None):
     """`nginx -t` on a configuration text (or path) -> (returncode, output)."""
     d = workdir(directory) if directory else workdir(prefix="credit-auth-t-")

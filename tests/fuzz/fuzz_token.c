@@ -134,6 +134,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         f.cert_sha256 = data[0] & 4 ? NULL : cert;
         (void) ca_claims_check_request(&c, &f, detail, sizeof(detail));
     }
+    /* the same bytes as a withdrawal (typ revocation+jwt, mode 3) */
+    memset(&c, 0x5a, sizeof(c));
+    r = ca_withdrawal_verify(tok, strlen(tok), ks, &rules, &c, detail,
+                             sizeof(detail));
+    if (r == CA_OK) {
+        FUZZ_CHECK(ca_uscc_valid(c.iss, strlen(c.iss)), "iss %s", c.iss);
+        FUZZ_CHECK(strcmp(c.iss, ca_keyset_find(ks, c.kid,
+                                                strlen(c.kid))->uscc) == 0,
+                   "iss %s is not the key's", c.iss);
+        FUZZ_CHECK(ca_is_token_chars(c.jti, CA_JTI_MAX), "jti");
+        (void) ca_withdrawal_check_time(&c, now, rules.leeway, detail,
+                                        sizeof(detail));
+    }
     if (tok != in) {
         free(tok);
     }

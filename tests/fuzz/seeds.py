@@ -151,6 +151,11 @@ def token_seeds(out):
     write(out, "token", "compact", b"\x00\x00" + (
         hdr + "." + b64url(json.dumps(claims).encode()) + "." +
         b64url(b"\0" * 64)).encode())
+    # mode 3: header, newline, claims: a withdrawal (revocation+jwt)
+    write(out, "token", "withdrawal", b"\x03\x00" + json.dumps(
+        {"alg": "EdDSA", "typ": "revocation+jwt",
+         "kid": "fuzz-eddsa"}).encode() + b"\n" + json.dumps(
+        {"iss": USCC, "jti": "j-1", "iat": 1700000000}).encode())
 
 
 def audit_seeds(out):

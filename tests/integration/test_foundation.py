@@ -342,3 +342,11 @@ def test_demo_check(env):
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "allowed request: 200" in r.stdout
     assert "refused request: 403" in r.stdout
+    # the enterprise's key is read from the key registry alone (issue 21),
+    # and the printed withdrawal takes the consent back
+    conf = (d / "gateway" / "nginx.conf").read_text()
+    assert "credit_auth_key_registry on;" in conf
+    assert "credit_auth_keys " not in conf
+    assert "credit_auth_revocation_endpoint" in conf
+    assert "withdrawal: withdrawn: consent" in r.stdout, r.stdout
+    assert "then 403 consent_revoked" in r.stdout

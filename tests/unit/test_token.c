@@ -965,6 +965,105 @@ test_check_request(void **state)
     (void) state;
 }
 
+/* ---- withdrawals (SPEC §3 v3) ---------------------------------------- */
+
+static char *
+mint_withdrawal(ca_alg alg, const char *typ, json_t *claims)
+{
+    return mint(alg, json_pack("{s:s,s:s,s:s}", "alg", ca_alg_name(alg),
+                               "typ", typ, "kid", alg_kids[idx_of(alg)]),
+                claims);
+}
+
+static ca_reason
+verify_withdrawal(const char *t, ca_claims *c)
+{
+    return ca_withdrawal_verify(t, strlen(t), ks, &rules, c, detail,
+                                sizeof(detail));
+}
+
+static void
+test_withdrawal(void **state)
+{
+    ca_claims  c;
+    char      *t;
+
+    /* every alg, the claims a withdrawal needs and nothing more */
+    for (int i = 0; i < N_ALGS; i++) {
+        t = mint_withdrawal(algs[i], "revocation+jwt",
+                            json_pack("{s:s,s:s,s:I}", "iss", USCC,
+                                      "jti", "consent-1",
+                                      "iat", (json_int_t) NOW));
+        assert_int_equal(verify_withdrawal(t, &c), CA_OK);
+        assert_string_equal(c.iss, USCC);
+        assert_string_equal(c.jti, "consent-1");
+        assert_int_equal(c.iat, NOW);
+        assert_string_equal(c.kid, alg_kids[i]);
+        /* a withdrawal is not a consent, and a consent no withdrawal */
+        assert_int_equal(verify(t, NULL), CA_TYP_INVALID);
+        assert_non_null(strstr(detail, "consent+jwt"));
+        free(t);
+    }
+    t = mint(CA_ALG_ES256, base_header(CA_ALG_ES256), base_claims());
+    assert_int_equal(verify_withdrawal(t, &c), CA_TYP_INVALID);
+    assert_non_null(strstr(detail, "revocation+jwt"));
+    free(t);
+
+    /* another enterprise's iss with this key: never */
+    t = mint_withdrawal(CA_ALG_ES256, "revocation+jwt",
+                        json_pack("{s:s,s:s,s:I}", "iss", other_uscc,
+                                  "jti", "consent-1",
+                                  "iat", (json_int_t) NOW));
+    assert_int_equal(verify_withdrawal(t, &c), CA_ISSUER_INVALID);
+    free(t);
+
+    /* jti of a consent's form; iat an integer */
+    t = mint_withdrawal(CA_ALG_ES256, "revocation+jwt",
+                        json_pack("{s:s,s:s,s:I}", "iss", USCC,
+                                  "jti", "a b", "iat", (json_int_t) NOW));
+    assert_int_equal(verify_withdrawal(t, &c), CA_TOKEN_MALFORMED);
+    free(t);
+    t = mint_withdrawal(CA_ALG_ES256, "revocation+jwt",
+                        json_pack("{s:s,s:s}", "iss", USCC, "jti", "x"));
+    assert_int_equal(verify_withdrawal(t, &c), CA_TOKEN_MALFORMED);
+    free(t);
+    t = mint_withdrawal(CA_ALG_ES256, "revocation+jwt",
+                        json_pack("{s:s,s:s,s:f}", "iss", USCC, "jti", "x",
+                                  "iat", 1.0));
+    assert_int_equal(verify_withdrawal(t, &c), CA_TOKEN_MALFORMED);
+    free(t);
+
+    /* the alg pin holds for withdrawals too */
+    t = mint_raw(CA_ALG_ES256, "{\"alg\":\"EdDSA\",\"typ\":"
+                 "\"revocation+jwt\",\"kid\":\"k-ES256\"}",
+                 "{\"iss\":\"" USCC "\",\"jti\":\"x\",\"iat\":1}");
+    assert_int_equal(verify_withdrawal(t, &c), CA_ALG_NOT_ALLOWED);
+    free(t);
+    (void) state;
+}
+
+static void
+test_withdrawal_time(void **state)
+{
+    ca_claims c = {0};
+
+    c.iat = NOW;
+    assert_int_equal(ca_withdrawal_check_time(&c, NOW + 60, 60, NULL, 0),
+                     CA_OK);
+    assert_int_equal(ca_withdrawal_check_time(&c, NOW - 60, 60, NULL, 0),
+                     CA_OK);
+    assert_int_equal(ca_withdrawal_check_time(&c, NOW + 61, 60, detail,
+                                              sizeof(detail)),
+                     CA_TOKEN_EXPIRED);
+    assert_int_equal(ca_withdrawal_check_time(&c, NOW - 61, 60, detail,
+                                              sizeof(detail)),
+                     CA_TOKEN_NOT_YET_VALID);
+    c.iat = INT64_MAX;
+    assert_int_equal(ca_withdrawal_check_time(&c, NOW, 60, NULL, 0),
+                     CA_TOKEN_NOT_YET_VALID);
+    (void) state;
+}
+
 int
 main(void)
 {
@@ -1000,6 +1099,8 @@ main(void)
         cmocka_unit_test(test_detail_never_echoes),
         cmocka_unit_test(test_check_time),
         cmocka_unit_test(test_check_request),
+        cmocka_unit_test(test_withdrawal),
+        cmocka_unit_test(test_withdrawal_time),
     };
 
     return cmocka_run_group_tests(tests, setup, teardown);
