@@ -203,45 +203,27 @@ has(const av_fields *f, int k)
 
 #define VAL(f, k)   (f)->values[(f)->at[k]], (f)->lens[(f)->at[k]]
 
-/* ca_entry_digest() takes C-string names; a name with a NUL inside could
- * otherwise hash like a different, shorter one.  `hash` is sealed last;
+/* A name with a NUL inside is not one the gateway writes (its names are
+ * C strings): such an entry is not intact.  `hash` is sealed last;
  * anything after it is not covered. */
-static int
+static void
 digest_ok(size_t nfields, const char *const *names, const size_t *name_lens,
           const char *const *values, const size_t *value_lens,
           size_t hash_at, int *ok)
 {
-    size_t          i, total = 0;
     unsigned char   digest[32];
-    char            hex[65], *nbuf, **cnames;
+    char            hex[65];
 
-    for (i = 0; i < nfields; i++) {
+    for (size_t i = 0; i < nfields; i++) {
         if (memchr(names[i], '\0', name_lens[i]) != NULL) {
             *ok = 0;
-            return 0;
+            return;
         }
-        total += name_lens[i] + 1;
     }
-    nbuf = malloc(total);
-    cnames = malloc((nfields ? nfields : 1) * sizeof(char *));
-    if (nbuf == NULL || cnames == NULL) {
-        free(nbuf);
-        free(cnames);
-        return -1;
-    }
-    for (i = 0, total = 0; i < nfields; i++) {
-        cnames[i] = nbuf + total;
-        memcpy(cnames[i], names[i], name_lens[i]);
-        cnames[i][name_lens[i]] = '\0';
-        total += name_lens[i] + 1;
-    }
-    ca_entry_digest((const char *const *) cnames, values, value_lens,
-                    nfields, digest);
-    free(nbuf);
-    free(cnames);
+    ca_entry_digest_bin(names, name_lens, values, value_lens, nfields,
+                        digest);
     ca_hex(digest, 32, hex);
     *ok = hash_at == nfields - 1 && memcmp(hex, values[hash_at], 64) == 0;
-    return 0;
 }
 
 /* A v2 checkpoint's heads, parsed at the end of c->heads; counted in
@@ -369,11 +351,9 @@ ca_av_add(ca_av *v, const char *id, size_t nfields,
         && ca_ckpt_parse_hash(values[hash_at], value_lens[hash_at], r.hash)
            == 0;
 
-    if (r.well_formed
-        && digest_ok(nfields, names, name_lens, values, value_lens, hash_at,
-                     &ok) != 0)
-    {
-        return -1;
+    if (r.well_formed) {
+        digest_ok(nfields, names, name_lens, values, value_lens, hash_at,
+                  &ok);
     }
     r.digest_ok = ok;
 

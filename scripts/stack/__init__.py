@@ -92,3 +92,6 @@ from .platform import (  # noqa: F401
     tls_exchange)
 from .wiring import (  # noqa: F401
     Stack)
+from .postgres import (  # noqa: F401
+    PG_BIN,
+    Postgres)
