@@ -36,11 +36,12 @@ DEB_PKGS := nginx nginx-dev libjwt-dev libhiredis-dev libjansson-dev \
             libssl-dev redis-server libcmocka-dev python3-pytest python3-jwt \
             python3-redis python3-cryptography python3-requests wrk \
             openssl curl valgrind tzdata clang-14 libclang-rt-14-dev \
-            chromium fonts-wqy-microhei prometheus
+            chromium fonts-wqy-microhei prometheus \
+            postgresql-15 python3-psycopg2
 # `make build` alone needs these (dpkg-dev: dpkg-buildflags); `make deps
 # DEPS=build` installs only them (the container's builder stage).
 BUILD_PKGS := make gcc libc6-dev dpkg-dev nginx-dev libhiredis-dev \
-              libjansson-dev libssl-dev
+              libjansson-dev libssl-dev libpq-dev pkg-config
 # `make deb` and its checks (hardening-check is in devscripts)
 DEB_PKGS += $(BUILD_PKGS) debhelper devscripts lintian
 DEPS     ?= all
@@ -122,8 +123,13 @@ tools: $(TOOL_BINS)
 $(BUILD)/bin/credit-%: tools/credit-%.c $$(call TOOL_PARTS,$$*) $(TOOL_COMMON) \
         $(wildcard tools/*.h) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CA_CFLAGS) -Itools $< $(call TOOL_PARTS,$*) \
-	    $(TOOL_COMMON) $(LIB) $(LDFLAGS) $(LDLIBS) -o $@
+	$(CC) $(CA_CFLAGS) -Itools $(TOOL_CFLAGS_$*) $< $(call TOOL_PARTS,$*) \
+	    $(TOOL_COMMON) $(LIB) $(LDFLAGS) $(LDLIBS) $(TOOL_LIBS_$*) -o $@
+
+# credit-audit alone speaks to the PostgreSQL archive (libpq)
+TOOL_CFLAGS_audit := $(shell pkg-config --cflags libpq 2>/dev/null \
+                       || echo -I/usr/include/postgresql)
+TOOL_LIBS_audit   := -lpq
 
 # nginx's own build with Debian's flags (ENGINEERING §2), configured once.
 $(BUILD)/nginx-src/objs/Makefile: config $(SRC_LIST)

@@ -404,7 +404,8 @@ main(int argc, char **argv)
         {"tail", cmd_tail}, {"query", cmd_query}, {"verify", cmd_verify},
         {"anchor", cmd_anchor},
         {"export", cmd_export}, {"report", cmd_report},
-        {"archive", cmd_archive}
+        {"archive", cmd_archive}, {"ship", cmd_ship},
+        {"findings", cmd_findings}
     };
 
     if (argc < 2) {

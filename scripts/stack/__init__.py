@@ -95,3 +95,6 @@ from .wiring import (  # noqa: F401
 from .postgres import (  # noqa: F401
     PG_BIN,
     Postgres)
+from .auditgen import (  # noqa: F401
+    AuditWriter,
+    entry_hash)

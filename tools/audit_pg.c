@@ -1,0 +1,475 @@
+/*
+ * The libpq layer of credit-audit (see audit_pg.h): connecting the libpq
+ * way without ever taking a password on the command line, statements and
+ * COPY, and the archived entries read back in archive order.
+ */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "audit_pg.h"
+
+/* ---- sbuf ---------------------------------------------------------------- */
+
+void
+sb_put(sbuf *b, const void *p, size_t len)
+{
+    if (b->failed) {
+        return;
+    }
+    if (b->len + len + 1 > b->cap) {
+        size_t  ncap = b->cap ? b->cap : 4096;
+        char   *np;
+
+        while (ncap < b->len + len + 1) {
+            ncap *= 2;
+        }
+        if ((np = realloc(b->p, ncap)) == NULL) {
+            b->failed = 1;
+            return;
+        }
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, p, len);
+    b->len += len;
+    b->p[b->len] = '\0';
+}
+
+void
+sb_puts(sbuf *b, const char *s)
+{
+    sb_put(b, s, strlen(s));
+}
+
+void
+sb_printf(sbuf *b, const char *fmt, ...)
+{
+    va_list ap;
+    char    small[512];
+    int     n;
+
+    va_start(ap, fmt);
+    n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        b->failed = 1;
+    } else if ((size_t) n < sizeof(small)) {
+        sb_put(b, small, (size_t) n);
+    } else {
+        char *big = malloc((size_t) n + 1);
+
+        if (big == NULL) {
+            b->failed = 1;
+            return;
+        }
+        va_start(ap, fmt);
+        vsnprintf(big, (size_t) n + 1, fmt, ap);
+        va_end(ap);
+        sb_put(b, big, (size_t) n);
+        free(big);
+    }
+}
+
+void
+sb_free(sbuf *b)
+{
+    free(b->p);
+    memset(b, 0, sizeof(*b));
+}
+
+void
+sb_copy_text(sbuf *b, const char *s, size_t len)
+{
+    size_t from = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        const char *esc = NULL;
+
+        switch (s[i]) {
+        case '\\': esc = "\\\\"; break;
+        case '\t': esc = "\\t"; break;
+        case '\n': esc = "\\n"; break;
+        case '\r': esc = "\\r"; break;
+        default: continue;
+        }
+        sb_put(b, s + from, i - from);
+        sb_put(b, esc, 2);
+        from = i + 1;
+    }
+    sb_put(b, s + from, len - from);
+}
+
+void
+sb_copy_null(sbuf *b)
+{
+    sb_put(b, "\\N", 2);
+}
+
+void
+sb_copy_bytea(sbuf *b, const unsigned char *p, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    char              chunk[512];
+    size_t            n = 0;
+
+    sb_put(b, "\\\\x", 3);          /* COPY's backslash, then bytea's \x */
+    for (size_t i = 0; i < len; i++) {
+        chunk[n++] = hex[p[i] >> 4];
+        chunk[n++] = hex[p[i] & 15];
+        if (n == sizeof(chunk)) {
+            sb_put(b, chunk, n);
+            n = 0;
+        }
+    }
+    sb_put(b, chunk, n);
+}
+
+void
+sb_copy_u64(sbuf *b, uint64_t v)
+{
+    sb_printf(b, "%llu", (unsigned long long) v);
+}
+
+void
+sb_copy_time(sbuf *b, int64_t ms)
+{
+    time_t      t = (time_t) (ms / 1000);
+    struct tm   tm;
+
+    gmtime_r(&t, &tm);
+    sb_printf(b, "%04d-%02d-%02d %02d:%02d:%02d.%03d+00", tm.tm_year + 1900,
+              tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+              (int) (ms % 1000));
+}
+
+/* ---- libpq ---------------------------------------------------------------- */
+
+int
+pg_conninfo_check(const char *conninfo)
+{
+    char             *err = NULL;
+    PQconninfoOption *opts = PQconninfoParse(conninfo, &err), *o;
+    int               rc = 0;
+
+    if (opts == NULL) {
+        fprintf(stderr, "%s: --archive: %s", tool_name,
+                err ? err : "out of memory\n");
+        PQfreemem(err);
+        return -1;
+    }
+    for (o = opts; o->keyword != NULL; o++) {
+        if (strcmp(o->keyword, "password") == 0 && o->val != NULL) {
+            fprintf(stderr, "%s: --archive holds a password: every user of "
+                    "the machine can read a command line.  Put it in a "
+                    "password file (PGPASSFILE, default ~/.pgpass), or "
+                    "PGPASSWORD, or a service file (PGSERVICE)\n",
+                    tool_name);
+            rc = -1;
+        }
+    }
+    PQconninfoFree(opts);
+    return rc;
+}
+
+PGconn *
+pg_open(const char *conninfo, const char *application)
+{
+    const char *keys[] = {"dbname", "fallback_application_name", NULL};
+    const char *vals[] = {conninfo, application, NULL};
+    PGconn     *c;
+
+    if (pg_conninfo_check(conninfo) != 0) {
+        return NULL;
+    }
+    c = PQconnectdbParams(keys, vals, 1);
+    if (c == NULL || PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "%s: archive: %s\n", tool_name,
+                c ? pg_error(c) : "out of memory");
+        PQfinish(c);
+        return NULL;
+    }
+    /* times as UTC, whatever the role's or server's default; notices
+     * ("already exists, skipping") are not the user's business */
+    if (pg_exec(c, "SET TIME ZONE 'UTC'; SET client_min_messages = "
+                "warning") != 0) {
+        PQfinish(c);
+        return NULL;
+    }
+    return c;
+}
+
+const char *
+pg_error(PGconn *c)
+{
+    static char line[512];
+    const char *m = PQerrorMessage(c);
+    size_t      n = strcspn(m, "\n");
+
+    if (n >= sizeof(line)) {
+        n = sizeof(line) - 1;
+    }
+    memcpy(line, m, n);
+    line[n] = '\0';
+    return line[0] ? line : "connection lost";
+}
+
+static int
+result_ok(PGconn *c, PGresult *r, const char *sql)
+{
+    ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
+    const char    *m = r ? PQresultErrorMessage(r) : "";
+
+    if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
+        return 0;
+    }
+    if (m[0] == '\0') {
+        m = pg_error(c);
+    }
+    fprintf(stderr, "%s: archive: %.*s (%.60s%s)\n", tool_name,
+            (int) strcspn(m, "\n"), m, sql, strlen(sql) > 60 ? "..." : "");
+    return -1;
+}
+
+int
+pg_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    int       rc = result_ok(c, r, sql);
+
+    PQclear(r);
+    return rc;
+}
+
+PGresult *
+pg_query(PGconn *c, const char *sql, int n, const char *const *params)
+{
+    PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+
+    if (result_ok(c, r, sql) != 0) {
+        PQclear(r);
+        return NULL;
+    }
+    return r;
+}
+
+int
+pg_copy_in(PGconn *c, const char *copy_sql, const sbuf *buf)
+{
+    PGresult *r = PQexec(c, copy_sql);
+    int       rc = 0;
+
+    if (r == NULL || PQresultStatus(r) != PGRES_COPY_IN) {
+        result_ok(c, r, copy_sql);
+        PQclear(r);
+        return -1;
+    }
+    PQclear(r);
+    if (buf->failed) {
+        PQputCopyEnd(c, "out of memory");
+        rc = -1;
+    } else {
+        for (size_t off = 0; off < buf->len && rc == 0; off += 1 << 20) {
+            size_t n = buf->len - off < (1u << 20) ? buf->len - off
+                                                   : (1u << 20);
+
+            rc = PQputCopyData(c, buf->p + off, (int) n) == 1 ? 0 : -1;
+        }
+        if (PQputCopyEnd(c, NULL) != 1) {
+            rc = -1;
+        }
+    }
+    while ((r = PQgetResult(c)) != NULL) {
+        if (result_ok(c, r, copy_sql) != 0) {
+            rc = -1;
+        }
+        PQclear(r);
+    }
+    return rc;
+}
+
+/* ---- the verbatim copy ----------------------------------------------------- */
+
+static void
+put_u32(sbuf *b, size_t n)
+{
+    unsigned char x[4] = {
+        (unsigned char) (n >> 24), (unsigned char) (n >> 16),
+        (unsigned char) (n >> 8), (unsigned char) n
+    };
+    sb_put(b, x, 4);
+}
+
+void
+raw_encode(sbuf *b, const entry *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        put_u32(b, e->nlen[i]);
+        sb_put(b, e->name[i], e->nlen[i]);
+        put_u32(b, e->vlen[i]);
+        sb_put(b, e->value[i], e->vlen[i]);
+    }
+}
+
+static int
+get_u32(const unsigned char *p, size_t len, size_t *at, size_t *n)
+{
+    if (len - *at < 4) {
+        return -1;
+    }
+    p += *at;
+    *n = (size_t) p[0] << 24 | (size_t) p[1] << 16 | (size_t) p[2] << 8
+         | p[3];
+    *at += 4;
+    return *n <= len - *at ? 0 : -1;
+}
+
+int
+raw_decode(const unsigned char *raw, size_t len, entry *e, size_t *cap)
+{
+    size_t at = 0, n;
+
+    e->n = 0;
+    while (at < len) {
+        if (e->n == *cap) {
+            size_t       ncap = *cap ? *cap * 2 : 64;
+            const char **nn = realloc(e->name, ncap * sizeof(*nn));
+            const char **nv;
+            size_t      *nl, *vl;
+
+            if (nn == NULL) {
+                return -1;
+            }
+            e->name = nn;
+            if ((nv = realloc(e->value, ncap * sizeof(*nv))) == NULL) {
+                return -1;
+            }
+            e->value = nv;
+            if ((nl = realloc(e->nlen, ncap * sizeof(*nl))) == NULL) {
+                return -1;
+            }
+            e->nlen = nl;
+            if ((vl = realloc(e->vlen, ncap * sizeof(*vl))) == NULL) {
+                return -1;
+            }
+            e->vlen = vl;
+            *cap = ncap;
+        }
+        if (get_u32(raw, len, &at, &n) != 0) {
+            return -1;
+        }
+        e->name[e->n] = (const char *) raw + at;
+        e->nlen[e->n] = n;
+        at += n;
+        if (get_u32(raw, len, &at, &n) != 0) {
+            return -1;
+        }
+        e->value[e->n] = (const char *) raw + at;
+        e->vlen[e->n] = n;
+        at += n;
+        e->n++;
+    }
+    return 0;
+}
+
+/* ---- reading the archive ----------------------------------------------------- */
+
+int
+archive_scan(PGconn *c, const archive_filter *f, archive_cb cb, void *data,
+             size_t *count)
+{
+    sbuf        sql = {0};
+    const char *params[8];
+    char        num[6][24];
+    int         np = 0, rv = 0, failed = 0;
+    entry       e;
+    size_t      cap = 0;
+    PGresult   *r;
+
+    memset(&e, 0, sizeof(e));
+    *count = 0;
+    /* binary results: raw arrives as its bytes, no hex to undo */
+    sb_puts(&sql, "SELECT ord, stream, stream_id, raw FROM "
+            ARCHIVE_SCHEMA ".entries WHERE true");
+    if (f->stream != NULL) {
+        params[np++] = f->stream;
+        sb_printf(&sql, " AND stream = $%d", np);
+    }
+    if (f->has_since) {
+        snprintf(num[np], sizeof(num[0]), "%lld", (long long) f->since_ms);
+        params[np] = num[np];
+        np++;
+        sb_printf(&sql, " AND entry_time >= to_timestamp($%d::bigint / "
+                  "1000.0)", np);
+    }
+    if (f->has_until) {
+        snprintf(num[np], sizeof(num[0]), "%lld", (long long) f->until_ms);
+        params[np] = num[np];
+        np++;
+        sb_printf(&sql, " AND entry_time < to_timestamp($%d::bigint / "
+                  "1000.0)", np);
+    }
+    if (f->has_ord) {
+        snprintf(num[np], sizeof(num[0]), "%llu",
+                 (unsigned long long) f->ord_from);
+        params[np] = num[np];
+        np++;
+        sb_printf(&sql, " AND ord >= $%d", np);
+        snprintf(num[np], sizeof(num[0]), "%llu",
+                 (unsigned long long) f->ord_to);
+        params[np] = num[np];
+        np++;
+        sb_printf(&sql, " AND ord < $%d", np);
+    }
+    sb_puts(&sql, " ORDER BY ord");
+    if (sql.failed
+        || !PQsendQueryParams(c, sql.p, np, NULL, params, NULL, NULL, 1)
+        || !PQsetSingleRowMode(c))
+    {
+        fprintf(stderr, "%s: archive: %s\n", tool_name, pg_error(c));
+        sb_free(&sql);
+        return EXIT_USAGE;
+    }
+    while ((r = PQgetResult(c)) != NULL) {
+        if (PQresultStatus(r) == PGRES_SINGLE_TUPLE && rv == 0 && !failed) {
+            const unsigned char *o = (const unsigned char *) PQgetvalue(r, 0,
+                                                                        0);
+            uint64_t             ord = 0;
+            char                 stream[256], id[64];
+
+            for (int i = 0; i < 8; i++) {       /* int8, network order */
+                ord = ord << 8 | o[i];
+            }
+            snprintf(stream, sizeof(stream), "%.*s", PQgetlength(r, 0, 1),
+                     PQgetvalue(r, 0, 1));
+            snprintf(id, sizeof(id), "%.*s", PQgetlength(r, 0, 2),
+                     PQgetvalue(r, 0, 2));
+            e.id = id;
+            if (raw_decode((const unsigned char *) PQgetvalue(r, 0, 3),
+                           (size_t) PQgetlength(r, 0, 3), &e, &cap) != 0)
+            {
+                fprintf(stderr, "%s: archive: entry %llu: its verbatim copy "
+                        "is malformed\n", tool_name,
+                        (unsigned long long) ord);
+                failed = 1;
+            } else {
+                (*count)++;
+                rv = cb(&e, ord, stream, data);
+            }
+        } else if (PQresultStatus(r) != PGRES_TUPLES_OK
+                   && PQresultStatus(r) != PGRES_SINGLE_TUPLE)
+        {
+            result_ok(c, r, sql.p);
+            failed = 1;
+        }
+        PQclear(r);
+    }
+    free(e.name);
+    free(e.value);
+    free(e.nlen);
+    free(e.vlen);
+    sb_free(&sql);
+    return failed ? EXIT_USAGE : rv;
+}
