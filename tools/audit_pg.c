@@ -145,6 +145,92 @@ sb_copy_time(sbuf *b, int64_t ms)
               (int) (ms % 1000));
 }
 
+/* ---- stream ids ------------------------------------------------------------- */
+
+int
+sid_parse(const char *s, uint64_t *ms, uint64_t *seq)
+{
+    char *end;
+
+    *ms = strtoull(s, &end, 10);
+    if (end == s || *end != '-') {
+        return -1;
+    }
+    s = end + 1;
+    *seq = strtoull(s, &end, 10);
+    return end == s || *end != '\0' ? -1 : 0;
+}
+
+int
+sid_cmp(const char *a, const char *b)
+{
+    uint64_t am = 0, as = 0, bm = 0, bs = 0;
+
+    sid_parse(a, &am, &as);
+    sid_parse(b, &bm, &bs);
+    if (am != bm) {
+        return am < bm ? -1 : 1;
+    }
+    return as < bs ? -1 : as > bs;
+}
+
+void
+sid_next(const char *s, char *out, size_t len)
+{
+    uint64_t ms = 0, seq = 0;
+
+    sid_parse(s, &ms, &seq);
+    if (seq == UINT64_MAX) {
+        ms++;
+        seq = 0;
+    } else {
+        seq++;
+    }
+    snprintf(out, len, "%llu-%llu", (unsigned long long) ms,
+             (unsigned long long) seq);
+}
+
+
+/* ---- what the archive makes of an entry ------------------------------------ */
+
+int64_t
+archive_entry_ms(const entry *e)
+{
+    size_t      len;
+    const char *ts = get(e, CA_F_TS, &len);
+    uint64_t    ms, seq;
+
+    if (ts != NULL && ca_audit_column_fits(CA_F_TS, ts, len)) {
+        int64_t v = strtoll(ts, NULL, 10);
+
+        if (v >= 0 && v < 253402300800000LL) {
+            return v;
+        }
+    }
+    return sid_parse(e->id, &ms, &seq) == 0 ? (int64_t) ms : 0;
+}
+
+void
+archive_columns(const entry *e, const char **val, size_t *len)
+{
+    memset(val, 0, CA_F_COUNT * sizeof(*val));
+    for (size_t i = 0; i < e->n; i++) {
+        int f = ca_audit_field_find(e->name[i], e->nlen[i]);
+
+        if (f >= 0 && val[f] == NULL) {
+            val[f] = e->value[i];
+            len[f] = e->vlen[i];
+        }
+    }
+    for (int f = 0; f < CA_F_COUNT; f++) {
+        if (val[f] != NULL
+            && !ca_audit_column_fits((ca_audit_fid) f, val[f], len[f]))
+        {
+            val[f] = NULL;
+        }
+    }
+}
+
 /* ---- libpq ---------------------------------------------------------------- */
 
 int
@@ -376,6 +462,53 @@ raw_decode(const unsigned char *raw, size_t len, entry *e, size_t *cap)
 
 /* ---- reading the archive ----------------------------------------------------- */
 
+static uint64_t
+be64(const char *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | (unsigned char) p[i];
+    }
+    return v;
+}
+
+/* One row of archive_scan's query: ord, stream, stream_id, copy_of,
+ * entry_time in ms, raw, then the typed columns as text. */
+static int
+scan_row(PGresult *r, const archive_filter *f, archive_cb cb, void *data,
+         entry *e, size_t *cap)
+{
+    archive_row row;
+    char        stream[256], id[64];
+
+    memset(&row, 0, sizeof(row));
+    row.ord = be64(PQgetvalue(r, 0, 0));
+    snprintf(stream, sizeof(stream), "%.*s", PQgetlength(r, 0, 1),
+             PQgetvalue(r, 0, 1));
+    snprintf(id, sizeof(id), "%.*s", PQgetlength(r, 0, 2),
+             PQgetvalue(r, 0, 2));
+    row.stream = stream;
+    row.is_copy = !PQgetisnull(r, 0, 3);
+    row.copy_of = row.is_copy ? be64(PQgetvalue(r, 0, 3)) : 0;
+    row.entry_ms = (int64_t) be64(PQgetvalue(r, 0, 4));
+    for (int i = 0; f->columns && i < CA_F_COUNT; i++) {
+        if (!PQgetisnull(r, 0, 6 + i)) {
+            row.col[i] = PQgetvalue(r, 0, 6 + i);
+            row.col_len[i] = (size_t) PQgetlength(r, 0, 6 + i);
+        }
+    }
+    e->id = id;
+    if (raw_decode((const unsigned char *) PQgetvalue(r, 0, 5),
+                   (size_t) PQgetlength(r, 0, 5), e, cap) != 0)
+    {
+        fprintf(stderr, "%s: archive: entry %llu: its verbatim copy is "
+                "malformed\n", tool_name, (unsigned long long) row.ord);
+        return EXIT_USAGE;
+    }
+    return cb(e, &row, data);
+}
+
 int
 archive_scan(PGconn *c, const archive_filter *f, archive_cb cb, void *data,
              size_t *count)
@@ -391,8 +524,12 @@ archive_scan(PGconn *c, const archive_filter *f, archive_cb cb, void *data,
     memset(&e, 0, sizeof(e));
     *count = 0;
     /* binary results: raw arrives as its bytes, no hex to undo */
-    sb_puts(&sql, "SELECT ord, stream, stream_id, raw FROM "
-            ARCHIVE_SCHEMA ".entries WHERE true");
+    sb_puts(&sql, "SELECT ord, stream, stream_id, copy_of, (extract(epoch "
+            "FROM entry_time) * 1000)::bigint, raw");
+    for (int i = 0; f->columns && i < CA_F_COUNT; i++) {
+        sb_printf(&sql, ", %s::text", ca_audit_schema[i].column);
+    }
+    sb_puts(&sql, " FROM " ARCHIVE_SCHEMA ".entries WHERE true");
     if (f->stream != NULL) {
         params[np++] = f->stream;
         sb_printf(&sql, " AND stream = $%d", np);
@@ -433,34 +570,13 @@ archive_scan(PGconn *c, const archive_filter *f, archive_cb cb, void *data,
         return EXIT_USAGE;
     }
     while ((r = PQgetResult(c)) != NULL) {
-        if (PQresultStatus(r) == PGRES_SINGLE_TUPLE && rv == 0 && !failed) {
-            const unsigned char *o = (const unsigned char *) PQgetvalue(r, 0,
-                                                                        0);
-            uint64_t             ord = 0;
-            char                 stream[256], id[64];
-
-            for (int i = 0; i < 8; i++) {       /* int8, network order */
-                ord = ord << 8 | o[i];
-            }
-            snprintf(stream, sizeof(stream), "%.*s", PQgetlength(r, 0, 1),
-                     PQgetvalue(r, 0, 1));
-            snprintf(id, sizeof(id), "%.*s", PQgetlength(r, 0, 2),
-                     PQgetvalue(r, 0, 2));
-            e.id = id;
-            if (raw_decode((const unsigned char *) PQgetvalue(r, 0, 3),
-                           (size_t) PQgetlength(r, 0, 3), &e, &cap) != 0)
-            {
-                fprintf(stderr, "%s: archive: entry %llu: its verbatim copy "
-                        "is malformed\n", tool_name,
-                        (unsigned long long) ord);
-                failed = 1;
-            } else {
+        if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+            if (rv == 0 && !failed) {
                 (*count)++;
-                rv = cb(&e, ord, stream, data);
+                rv = scan_row(r, f, cb, data, &e, &cap);
+                failed = rv == EXIT_USAGE;
             }
-        } else if (PQresultStatus(r) != PGRES_TUPLES_OK
-                   && PQresultStatus(r) != PGRES_SINGLE_TUPLE)
-        {
+        } else if (PQresultStatus(r) != PGRES_TUPLES_OK) {
             result_ok(c, r, sql.p);
             failed = 1;
         }

@@ -59,6 +59,20 @@ void sb_copy_time(sbuf *b, int64_t ms);     /* timestamptz, UTC */
 #define sb_copy_tab(b)  sb_put(b, "\t", 1)
 #define sb_copy_eol(b)  sb_put(b, "\n", 1)
 
+/* ---- stream ids, and what the archive makes of an entry ------------------ */
+
+/* Stream ids: compare as (ms, seq); parse; the id just after. */
+int sid_cmp(const char *a, const char *b);
+int sid_parse(const char *s, uint64_t *ms, uint64_t *seq);
+void sid_next(const char *s, char *out, size_t len);
+
+/* The time that files an entry in its month (entry_time): its `ts` when
+ * that is a time of years 1970 to 9999, else its stream id's. */
+int64_t archive_entry_ms(const entry *e);
+/* The typed columns' values (schema order): the field's first value when
+ * it fits its column (ca_audit_column_fits), else NULL. */
+void archive_columns(const entry *e, const char **val, size_t *len);
+
 /* ---- libpq ------------------------------------------------------------- */
 
 /* Connects; NULL after an error message (a password in conninfo is
@@ -99,13 +113,25 @@ typedef struct {
     int64_t     since_ms, until_ms;     /* entry_time, [since, until) */
     int         has_ord;
     uint64_t    ord_from, ord_to;       /* [from, to) */
+    int         columns;        /* also the typed columns (row->col) */
 } archive_filter;
 
+/* What the archive says of an entry besides its fields. */
+typedef struct {
+    uint64_t     ord;
+    const char  *stream;
+    int          is_copy;
+    uint64_t     copy_of;       /* the entry that holds its seq */
+    int64_t      entry_ms;      /* its month's time (entry_time) */
+    /* with f->columns: the typed columns (schema order), NULL for NULL */
+    const char  *col[CA_F_COUNT];
+    size_t       col_len[CA_F_COUNT];
+} archive_row;
+
 /* Each archived entry as the tools' entry (its stream id as e->id, every
- * field as stored, from the verbatim copy), in archive order, with its
- * archive order and stream.  0, the callback's non-zero result, or
- * EXIT_USAGE after a message. */
-typedef int (*archive_cb)(const entry *e, uint64_t ord, const char *stream,
+ * field as stored, from the verbatim copy), in archive order.  0, the
+ * callback's non-zero result, or EXIT_USAGE after a message. */
+typedef int (*archive_cb)(const entry *e, const archive_row *row,
                           void *data);
 int archive_scan(PGconn *c, const archive_filter *f, archive_cb cb,
                  void *data, size_t *count);

@@ -83,11 +83,6 @@ typedef struct {
     uint64_t        new_findings;       /* this run (--once's status) */
 } ship;
 
-/* Stream ids: compare as (ms, seq); parse; the id just after. */
-int sid_cmp(const char *a, const char *b);
-int sid_parse(const char *s, uint64_t *ms, uint64_t *seq);
-void sid_next(const char *s, char *out, size_t len);
-
 /* audit_shipbatch.c */
 /* The archive's state of the stream, and a fresh verifier over it. */
 int shipdb_load(ship *s);

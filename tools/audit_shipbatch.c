@@ -141,25 +141,6 @@ shipdb_load(ship *s)
 
 /* ---- rows ------------------------------------------------------------------ */
 
-/* The gateway's ts when it is a time this archive can file (years 1970
- * to 9999), else the stream id's: every entry has a month. */
-static int64_t
-entry_ms(const entry *e)
-{
-    size_t      len;
-    const char *ts = get(e, CA_F_TS, &len);
-    uint64_t    ms, seq;
-
-    if (ts != NULL && ca_audit_column_fits(CA_F_TS, ts, len)) {
-        int64_t v = strtoll(ts, NULL, 10);
-
-        if (v >= 0 && v < 253402300800000LL) {
-            return v;
-        }
-    }
-    return sid_parse(e->id, &ms, &seq) == 0 ? (int64_t) ms : 0;
-}
-
 static void
 entry_row(ship *s, sbuf *b, const entry *e, uint64_t ord,
           const ca_as_verdict *v, int64_t ms)
@@ -168,15 +149,7 @@ entry_row(ship *s, sbuf *b, const entry *e, uint64_t ord,
     size_t      len[CA_F_COUNT];
     sbuf        raw = {0};
 
-    memset(val, 0, sizeof(val));
-    for (size_t i = 0; i < e->n; i++) {
-        int f = ca_audit_field_find(e->name[i], e->nlen[i]);
-
-        if (f >= 0 && val[f] == NULL) {
-            val[f] = e->value[i];
-            len[f] = e->vlen[i];
-        }
-    }
+    archive_columns(e, val, len);
     sb_copy_u64(b, ord);
     sb_copy_tab(b);
     sb_copy_time(b, ms);
@@ -192,9 +165,7 @@ entry_row(ship *s, sbuf *b, const entry *e, uint64_t ord,
     }
     for (int f = 0; f < CA_F_COUNT; f++) {
         sb_copy_tab(b);
-        if (val[f] != NULL
-            && ca_audit_column_fits((ca_audit_fid) f, val[f], len[f]))
-        {
+        if (val[f] != NULL) {
             sb_copy_text(b, val[f], len[f]);
         } else {
             sb_copy_null(b);
@@ -434,7 +405,7 @@ shipdb_commit(ship *s, const ship_batch *b)
             rc = -1;
             goto rollback;
         }
-        ms = entry_ms(e);
+        ms = archive_entry_ms(e);
         month_of(ms, m);
         for (j = 0; j < nmonths && memcmp(months[j], m, 8) != 0; j++) {
         }

@@ -23,51 +23,6 @@
 
 #include "audit_ship.h"
 
-/* ---- stream ids ------------------------------------------------------------- */
-
-int
-sid_parse(const char *s, uint64_t *ms, uint64_t *seq)
-{
-    char *end;
-
-    *ms = strtoull(s, &end, 10);
-    if (end == s || *end != '-') {
-        return -1;
-    }
-    s = end + 1;
-    *seq = strtoull(s, &end, 10);
-    return end == s || *end != '\0' ? -1 : 0;
-}
-
-int
-sid_cmp(const char *a, const char *b)
-{
-    uint64_t am = 0, as = 0, bm = 0, bs = 0;
-
-    sid_parse(a, &am, &as);
-    sid_parse(b, &bm, &bs);
-    if (am != bm) {
-        return am < bm ? -1 : 1;
-    }
-    return as < bs ? -1 : as > bs;
-}
-
-void
-sid_next(const char *s, char *out, size_t len)
-{
-    uint64_t ms = 0, seq = 0;
-
-    sid_parse(s, &ms, &seq);
-    if (seq == UINT64_MAX) {
-        ms++;
-        seq = 0;
-    } else {
-        seq++;
-    }
-    snprintf(out, len, "%llu-%llu", (unsigned long long) ms,
-             (unsigned long long) seq);
-}
-
 void
 ship_log(const char *fmt, ...)
 {
