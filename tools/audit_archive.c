@@ -516,6 +516,9 @@ cmd_archive(int argc, char **argv)
         return usage_error(usage_archive, "%s", "archive needs --month "
                            "YYYY-MM, --out FILE and --archive CONNINFO");
     }
+    if (pg_conninfo_check(archive) != 0) {
+        return EXIT_USAGE;
+    }
     if (co.npubkeys == 0 && co.keyring == NULL) {
         return usage_error(usage_archive, "%s", "archive verifies before it "
                            "exports: give --pubkey FILE or --keyring FILE");

@@ -239,6 +239,13 @@ run(ship *s)
             if (rc == -2 || s->once) {
                 return EXIT_USAGE;
             }
+            /* the archive is away: Redis grows, and says so */
+            if (s->pg == NULL && s->rc != NULL && s->last_id[0] != '\0'
+                && shipredis_lag(s) != 0)
+            {
+                drop_redis(s);
+            }
+            ship_metrics_write(s);
             nap(backoff);
             backoff = backoff * 2 > 30000 ? 30000 : backoff * 2;
             continue;
@@ -291,6 +298,9 @@ run(ship *s)
         }
         claim = claiming[0] != '\0';
         rc = round_trip(s, claiming, sizeof(claiming), &got);
+        if (rc != 0 && s->once) {
+            return EXIT_USAGE;      /* one try: say so, the next run redoes */
+        }
         if (rc == -1) {
             drop_pg(s);
             nap(backoff);

@@ -108,6 +108,9 @@ int shipredis_ack(ship *s, const ship_batch *b);
 /* Trims what is archived, older than --keep, and not held; publishes the
  * lag.  0 or -1 (Redis failed). */
 int shipredis_trim(ship *s);
+/* Only the lag, the stream's length and the published state (the
+ * archive is away: nothing is trimmed).  0 or -1. */
+int shipredis_lag(ship *s);
 
 /* audit_shipmetrics.c */
 int ship_metrics_write(const ship *s);

@@ -404,6 +404,18 @@ shipredis_trim(ship *s)
         return -1;
     }
 
+    return shipredis_lag(s);
+}
+
+int
+shipredis_lag(ship *s)
+{
+    int64_t     now;
+    redisReply *r;
+
+    if (redis_now_ms(s, &now) != 0) {
+        return -1;
+    }
     /* the lag: the oldest entry not yet archived */
     r = redisCommand(s->rc, "XRANGE %s (%s + COUNT 1", s->co.stream,
                      s->last_id);
