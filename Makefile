@@ -72,7 +72,8 @@ $(shell mkdir -p $(BUILD); echo "$(CONF_KEY)" \
     || echo "$(CONF_KEY)" > $(SRC_LIST))
 
 .PHONY: all help deps build module lib tools test unit integration run \
-        bench bench-filter asan-test memcheck install clean container-test \
+        bench bench-filter bench-archive asan-test memcheck install clean \
+        container-test \
         deb package-test
 
 all: build
@@ -84,6 +85,7 @@ help:
 	@echo "make run          the demo: Redis, demo platform, gateway (Ctrl-C)"
 	@echo "make bench        wrk: gateway vs plain proxy, ratio"
 	@echo "make bench-filter the response filter alone, MB/s"
+	@echo "make bench-archive  credit-audit ship into PostgreSQL, entries/s"
 	@echo "make asan-test    integration tests with an AddressSanitizer module"
 	@echo "make memcheck     valgrind: no leak or invalid access in the module"
 	@echo "make fuzz         libFuzzer, every harness FUZZ_SECONDS (60) each"
@@ -222,6 +224,12 @@ deb:
 # system's nginx is never started or reloaded), then purged.
 package-test: deb
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/package
+
+# credit-audit ship into a PostgreSQL of its own: entries/s, CPU per entry,
+# the archive's size, a regulator's question (docs/archive.md, "Measured").
+# ARCHIVE_BENCH_ARGS="--entries 200000" for a shorter run.
+bench-archive: build
+	$(PYTHON) bench/archive_bench.py $(ARCHIVE_BENCH_ARGS)
 
 # The response filter alone (ca_filter_text), MB/s on sparse and dense
 # records, masked and raw: about ten seconds.

@@ -13,25 +13,36 @@
 
 /* ---- sbuf ---------------------------------------------------------------- */
 
+/* Room for len more bytes and a NUL; -1 (and failed) when there is none. */
+static int
+sb_reserve(sbuf *b, size_t len)
+{
+    size_t  ncap = b->cap ? b->cap : 4096;
+    char   *np;
+
+    if (b->failed) {
+        return -1;
+    }
+    if (b->len + len + 1 <= b->cap) {
+        return 0;
+    }
+    while (ncap < b->len + len + 1) {
+        ncap *= 2;
+    }
+    if ((np = realloc(b->p, ncap)) == NULL) {
+        b->failed = 1;
+        return -1;
+    }
+    b->p = np;
+    b->cap = ncap;
+    return 0;
+}
+
 void
 sb_put(sbuf *b, const void *p, size_t len)
 {
-    if (b->failed) {
+    if (sb_reserve(b, len) != 0) {
         return;
-    }
-    if (b->len + len + 1 > b->cap) {
-        size_t  ncap = b->cap ? b->cap : 4096;
-        char   *np;
-
-        while (ncap < b->len + len + 1) {
-            ncap *= 2;
-        }
-        if ((np = realloc(b->p, ncap)) == NULL) {
-            b->failed = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = ncap;
     }
     memcpy(b->p + b->len, p, len);
     b->len += len;
@@ -112,19 +123,20 @@ void
 sb_copy_bytea(sbuf *b, const unsigned char *p, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
-    char              chunk[512];
-    size_t            n = 0;
+    char             *o;
 
-    sb_put(b, "\\\\x", 3);          /* COPY's backslash, then bytea's \x */
-    for (size_t i = 0; i < len; i++) {
-        chunk[n++] = hex[p[i] >> 4];
-        chunk[n++] = hex[p[i] & 15];
-        if (n == sizeof(chunk)) {
-            sb_put(b, chunk, n);
-            n = 0;
-        }
+    sb_put(b, "\\\\x", 3);        /* COPY's backslash, then bytea's \x */
+    /* room first, then written in place: the hex is the bulk of a row */
+    if (sb_reserve(b, 2 * len) != 0) {
+        return;
     }
-    sb_put(b, chunk, n);
+    o = b->p + b->len;
+    for (size_t i = 0; i < len; i++) {
+        *o++ = hex[p[i] >> 4];
+        *o++ = hex[p[i] & 15];
+    }
+    b->len += 2 * len;
+    b->p[b->len] = '\0';
 }
 
 void
@@ -213,13 +225,27 @@ archive_entry_ms(const entry *e)
 void
 archive_columns(const entry *e, const char **val, size_t *len)
 {
+    int at = 0;
+
     memset(val, 0, CA_F_COUNT * sizeof(*val));
     for (size_t i = 0; i < e->n; i++) {
-        int f = ca_audit_field_find(e->name[i], e->nlen[i]);
+        int f = -1;
 
+        /* fields come in schema order: look just after the last one */
+        for (int k = 0; k < CA_F_COUNT && f < 0; k++) {
+            int         j = (at + k) % CA_F_COUNT;
+            const char *name = ca_audit_schema[j].name;
+
+            if (strlen(name) == e->nlen[i] && name[0] == e->name[i][0]
+                && memcmp(name, e->name[i], e->nlen[i]) == 0)
+            {
+                f = j;
+            }
+        }
         if (f >= 0 && val[f] == NULL) {
             val[f] = e->value[i];
             len[f] = e->vlen[i];
+            at = f + 1;
         }
     }
     for (int f = 0; f < CA_F_COUNT; f++) {

@@ -61,7 +61,7 @@ static const char entries_head[] =
 
 static const char entries_tail[] =
     ",\n"
-    "    raw         bytea       NOT NULL,\n"
+    "    raw         bytea       COMPRESSION lz4 NOT NULL,\n"
     "    PRIMARY KEY (ord, entry_time)\n"
     ") PARTITION BY RANGE (entry_time);\n"
     "CREATE UNIQUE INDEX entries_stream_id\n"

@@ -45,11 +45,13 @@ def _reachable_by(user, path):
 
 class Postgres:
     def __init__(self, directory, port=None, user="postgres",
-                 database=DATABASE):
+                 database=DATABASE, extra=()):
+        """extra: more postgresql.conf lines (a benchmark's memory)."""
         self.home = subdir(directory, "postgres")
         self.port = port or free_port()
         self.database = database
         self.runas = user if _as_root() else None
+        self.extra = list(extra)
         self.proc = None
         self.passwords = {name: "pw-" + uuid.uuid4().hex[:12]
                           for name in LOGINS}
@@ -103,7 +105,8 @@ class Postgres:
                     "fsync = on\n"
                     "shared_buffers = 64MB\n"
                     "max_connections = 40\n"
-                    "log_min_messages = warning\n")
+                    "log_min_messages = warning\n"
+                    + "".join(line + "\n" for line in self.extra))
         self.passfile.write_text("".join(
             f"*:{self.port}:*:{n}:{p}\n" for n, p in self.passwords.items()))
         os.chmod(self.passfile, 0o600)

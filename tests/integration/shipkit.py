@@ -177,6 +177,17 @@ class Gateway:
         self.gw.stop()
 
 
+_RUNNING = []
+
+
+@pytest.fixture(autouse=True)
+def stop_shippers():
+    """No shipper outlives its test, whatever failed."""
+    yield
+    while _RUNNING:
+        _RUNNING.pop().stop()
+
+
 class Shipper:
     """`credit-audit ship` against one stream and archive."""
 
@@ -206,6 +217,7 @@ class Shipper:
         self.proc = subprocess.Popen([str(TOOL), *self.argv(
             "--interval", "200ms", *extra)], stdout=self.logf,
             stderr=self.logf, env=env, start_new_session=True)
+        _RUNNING.append(self)
         return self
 
     def kill9(self):

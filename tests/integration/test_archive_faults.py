@@ -13,7 +13,7 @@ import pytest
 
 from conftest import S
 from shipkit import (Archive, Gateway, Shipper, assert_exactly_once,
-                     lag_key, pg, tool)  # noqa: F401
+                     lag_key, pg, stop_shippers, tool)  # noqa: F401
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ import time
 import pytest
 
 from conftest import S
-from shipkit import (Archive, Gateway, Shipper, assert_exactly_once,
-                     decode_raw, json_lines, lag_key, pg, tool)  # noqa: F401
+from shipkit import (Archive, Gateway, Shipper,  # noqa: F401
+                     assert_exactly_once, decode_raw, json_lines, lag_key,
+                     pg, stop_shippers, tool)
 
 
 @pytest.fixture
