@@ -135,7 +135,11 @@ def main():
              "enterprise = %s AND entry_time >= now() - interval "
              "'12 months' AND event = 'decision' AND decision = 'allow' "
              "GROUP BY bank")
-        pg.psql("ANALYZE credit_audit.entries")
+        # what autovacuum does after a bulk load: the visibility map lets
+        # the (enterprise, entry_time) INCLUDE (...) index answer alone
+        pg.psql("VACUUM (ANALYZE) credit_audit.entries")
+        plan = "\n".join(r[0] for r in pg.psql("EXPLAIN " + q.replace(
+            "%s", "'91350100M000100Y43'")))
         best = 1e9
         for _ in range(5):
             t0 = time.monotonic()
@@ -143,7 +147,8 @@ def main():
             best = min(best, time.monotonic() - t0)
         print(f"banks that queried one enterprise in 12 months: {len(rows)} "
               f"banks, {best * 1000:.1f} ms (best of 5, "
-              f"{sum(n for _, n in rows)} decisions)")
+              f"{sum(n for _, n in rows)} decisions; "
+              f"{'index only' if 'Index Only Scan' in plan else 'not index-only'})")
     finally:
         pg.remove()
         redis.stop()

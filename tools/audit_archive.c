@@ -114,30 +114,9 @@ static int
 cb_lookup(void *data, const char *chain, size_t len, uint64_t seq,
           ca_as_mark *mk)
 {
-    month_ctx  *m = data;
-    char        ord[24], num[24], *name = strndup(chain, len);
-    const char *p[4] = {m->stream, name, num, ord};
-    PGresult   *r;
-    int         rc = 1;
+    month_ctx *m = data;
 
-    snprintf(ord, sizeof(ord), "%llu", (unsigned long long) m->cur);
-    snprintf(num, sizeof(num), "%llu", (unsigned long long) seq);
-    r = name ? pg_query(m->look, "SELECT ord, hash FROM " ARCHIVE_SCHEMA
-                        ".entries WHERE chain = $2 AND seq = $3 AND copy_of "
-                        "IS NULL AND stream = $1 AND ord < $4 ORDER BY ord "
-                        "LIMIT 1", 4, p)
-             : NULL;
-    free(name);
-    if (r == NULL) {
-        return -1;
-    }
-    if (PQntuples(r) == 1) {
-        mk->seq = seq;
-        mk->ord = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-        rc = ca_unhex(PQgetvalue(r, 0, 1), mk->hash, 32) == 0 ? 0 : -1;
-    }
-    PQclear(r);
-    return rc;
+    return archive_holder(m->look, m->stream, chain, len, seq, m->cur, mk);
 }
 
 /* ---- one entry ------------------------------------------------------------ */

@@ -328,15 +328,26 @@ pg_error(PGconn *c)
     return line[0] ? line : "connection lost";
 }
 
-static int
-result_ok(PGconn *c, PGresult *r, const char *sql)
+static char last_sqlstate[6];
+
+const char *
+pg_sqlstate(void)
+{
+    return last_sqlstate;
+}
+
+int
+pg_check(PGconn *c, PGresult *r, const char *sql)
 {
     ExecStatusType st = r ? PQresultStatus(r) : PGRES_FATAL_ERROR;
     const char    *m = r ? PQresultErrorMessage(r) : "";
+    const char    *state = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
 
     if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK) {
         return 0;
     }
+    snprintf(last_sqlstate, sizeof(last_sqlstate), "%s",
+             state ? state : "");
     if (m[0] == '\0') {
         m = pg_error(c);
     }
@@ -349,7 +360,7 @@ int
 pg_exec(PGconn *c, const char *sql)
 {
     PGresult *r = PQexec(c, sql);
-    int       rc = result_ok(c, r, sql);
+    int       rc = pg_check(c, r, sql);
 
     PQclear(r);
     return rc;
@@ -360,7 +371,7 @@ pg_query(PGconn *c, const char *sql, int n, const char *const *params)
 {
     PGresult *r = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
 
-    if (result_ok(c, r, sql) != 0) {
+    if (pg_check(c, r, sql) != 0) {
         PQclear(r);
         return NULL;
     }
@@ -374,7 +385,7 @@ pg_copy_in(PGconn *c, const char *copy_sql, const sbuf *buf)
     int       rc = 0;
 
     if (r == NULL || PQresultStatus(r) != PGRES_COPY_IN) {
-        result_ok(c, r, copy_sql);
+        pg_check(c, r, copy_sql);
         PQclear(r);
         return -1;
     }
@@ -394,7 +405,7 @@ pg_copy_in(PGconn *c, const char *copy_sql, const sbuf *buf)
         }
     }
     while ((r = PQgetResult(c)) != NULL) {
-        if (result_ok(c, r, copy_sql) != 0) {
+        if (pg_check(c, r, copy_sql) != 0) {
             rc = -1;
         }
         PQclear(r);
@@ -402,216 +413,3 @@ pg_copy_in(PGconn *c, const char *copy_sql, const sbuf *buf)
     return rc;
 }
 
-/* ---- the verbatim copy ----------------------------------------------------- */
-
-static void
-put_u32(sbuf *b, size_t n)
-{
-    unsigned char x[4] = {
-        (unsigned char) (n >> 24), (unsigned char) (n >> 16),
-        (unsigned char) (n >> 8), (unsigned char) n
-    };
-    sb_put(b, x, 4);
-}
-
-void
-raw_encode(sbuf *b, const entry *e)
-{
-    for (size_t i = 0; i < e->n; i++) {
-        put_u32(b, e->nlen[i]);
-        sb_put(b, e->name[i], e->nlen[i]);
-        put_u32(b, e->vlen[i]);
-        sb_put(b, e->value[i], e->vlen[i]);
-    }
-}
-
-static int
-get_u32(const unsigned char *p, size_t len, size_t *at, size_t *n)
-{
-    if (len - *at < 4) {
-        return -1;
-    }
-    p += *at;
-    *n = (size_t) p[0] << 24 | (size_t) p[1] << 16 | (size_t) p[2] << 8
-         | p[3];
-    *at += 4;
-    return *n <= len - *at ? 0 : -1;
-}
-
-int
-raw_decode(const unsigned char *raw, size_t len, entry *e, size_t *cap)
-{
-    size_t at = 0, n;
-
-    e->n = 0;
-    while (at < len) {
-        if (e->n == *cap) {
-            size_t       ncap = *cap ? *cap * 2 : 64;
-            const char **nn = realloc(e->name, ncap * sizeof(*nn));
-            const char **nv;
-            size_t      *nl, *vl;
-
-            if (nn == NULL) {
-                return -1;
-            }
-            e->name = nn;
-            if ((nv = realloc(e->value, ncap * sizeof(*nv))) == NULL) {
-                return -1;
-            }
-            e->value = nv;
-            if ((nl = realloc(e->nlen, ncap * sizeof(*nl))) == NULL) {
-                return -1;
-            }
-            e->nlen = nl;
-            if ((vl = realloc(e->vlen, ncap * sizeof(*vl))) == NULL) {
-                return -1;
-            }
-            e->vlen = vl;
-            *cap = ncap;
-        }
-        if (get_u32(raw, len, &at, &n) != 0) {
-            return -1;
-        }
-        e->name[e->n] = (const char *) raw + at;
-        e->nlen[e->n] = n;
-        at += n;
-        if (get_u32(raw, len, &at, &n) != 0) {
-            return -1;
-        }
-        e->value[e->n] = (const char *) raw + at;
-        e->vlen[e->n] = n;
-        at += n;
-        e->n++;
-    }
-    return 0;
-}
-
-/* ---- reading the archive ----------------------------------------------------- */
-
-static uint64_t
-be64(const char *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | (unsigned char) p[i];
-    }
-    return v;
-}
-
-/* One row of archive_scan's query: ord, stream, stream_id, copy_of,
- * entry_time in ms, raw, then the typed columns as text. */
-static int
-scan_row(PGresult *r, const archive_filter *f, archive_cb cb, void *data,
-         entry *e, size_t *cap)
-{
-    archive_row row;
-    char        stream[256], id[64];
-
-    memset(&row, 0, sizeof(row));
-    row.ord = be64(PQgetvalue(r, 0, 0));
-    snprintf(stream, sizeof(stream), "%.*s", PQgetlength(r, 0, 1),
-             PQgetvalue(r, 0, 1));
-    snprintf(id, sizeof(id), "%.*s", PQgetlength(r, 0, 2),
-             PQgetvalue(r, 0, 2));
-    row.stream = stream;
-    row.is_copy = !PQgetisnull(r, 0, 3);
-    row.copy_of = row.is_copy ? be64(PQgetvalue(r, 0, 3)) : 0;
-    row.entry_ms = (int64_t) be64(PQgetvalue(r, 0, 4));
-    for (int i = 0; f->columns && i < CA_F_COUNT; i++) {
-        if (!PQgetisnull(r, 0, 6 + i)) {
-            row.col[i] = PQgetvalue(r, 0, 6 + i);
-            row.col_len[i] = (size_t) PQgetlength(r, 0, 6 + i);
-        }
-    }
-    e->id = id;
-    if (raw_decode((const unsigned char *) PQgetvalue(r, 0, 5),
-                   (size_t) PQgetlength(r, 0, 5), e, cap) != 0)
-    {
-        fprintf(stderr, "%s: archive: entry %llu: its verbatim copy is "
-                "malformed\n", tool_name, (unsigned long long) row.ord);
-        return EXIT_USAGE;
-    }
-    return cb(e, &row, data);
-}
-
-int
-archive_scan(PGconn *c, const archive_filter *f, archive_cb cb, void *data,
-             size_t *count)
-{
-    sbuf        sql = {0};
-    const char *params[8];
-    char        num[6][24];
-    int         np = 0, rv = 0, failed = 0;
-    entry       e;
-    size_t      cap = 0;
-    PGresult   *r;
-
-    memset(&e, 0, sizeof(e));
-    *count = 0;
-    /* binary results: raw arrives as its bytes, no hex to undo */
-    sb_puts(&sql, "SELECT ord, stream, stream_id, copy_of, (extract(epoch "
-            "FROM entry_time) * 1000)::bigint, raw");
-    for (int i = 0; f->columns && i < CA_F_COUNT; i++) {
-        sb_printf(&sql, ", %s::text", ca_audit_schema[i].column);
-    }
-    sb_puts(&sql, " FROM " ARCHIVE_SCHEMA ".entries WHERE true");
-    if (f->stream != NULL) {
-        params[np++] = f->stream;
-        sb_printf(&sql, " AND stream = $%d", np);
-    }
-    if (f->has_since) {
-        snprintf(num[np], sizeof(num[0]), "%lld", (long long) f->since_ms);
-        params[np] = num[np];
-        np++;
-        sb_printf(&sql, " AND entry_time >= to_timestamp($%d::bigint / "
-                  "1000.0)", np);
-    }
-    if (f->has_until) {
-        snprintf(num[np], sizeof(num[0]), "%lld", (long long) f->until_ms);
-        params[np] = num[np];
-        np++;
-        sb_printf(&sql, " AND entry_time < to_timestamp($%d::bigint / "
-                  "1000.0)", np);
-    }
-    if (f->has_ord) {
-        snprintf(num[np], sizeof(num[0]), "%llu",
-                 (unsigned long long) f->ord_from);
-        params[np] = num[np];
-        np++;
-        sb_printf(&sql, " AND ord >= $%d", np);
-        snprintf(num[np], sizeof(num[0]), "%llu",
-                 (unsigned long long) f->ord_to);
-        params[np] = num[np];
-        np++;
-        sb_printf(&sql, " AND ord < $%d", np);
-    }
-    sb_puts(&sql, " ORDER BY ord");
-    if (sql.failed
-        || !PQsendQueryParams(c, sql.p, np, NULL, params, NULL, NULL, 1)
-        || !PQsetSingleRowMode(c))
-    {
-        fprintf(stderr, "%s: archive: %s\n", tool_name, pg_error(c));
-        sb_free(&sql);
-        return EXIT_USAGE;
-    }
-    while ((r = PQgetResult(c)) != NULL) {
-        if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
-            if (rv == 0 && !failed) {
-                (*count)++;
-                rv = scan_row(r, f, cb, data, &e, &cap);
-                failed = rv == EXIT_USAGE;
-            }
-        } else if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            result_ok(c, r, sql.p);
-            failed = 1;
-        }
-        PQclear(r);
-    }
-    free(e.name);
-    free(e.value);
-    free(e.nlen);
-    free(e.vlen);
-    sb_free(&sql);
-    return failed ? EXIT_USAGE : rv;
-}

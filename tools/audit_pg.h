@@ -20,6 +20,7 @@
 #include <libpq-fe.h>
 
 #include "audit_tool.h"
+#include "verify/auditstep.h"
 
 #define ARCHIVE_SCHEMA      "credit_audit"
 #define ROLE_SHIPPER        "credit_audit_shipper"
@@ -81,6 +82,8 @@ PGconn *pg_open(const char *conninfo, const char *application);
 /* -1 (after a message) when conninfo holds a password. */
 int pg_conninfo_check(const char *conninfo);
 
+/* 0 when r is a success, else -1 after a message naming sql. */
+int pg_check(PGconn *c, PGresult *r, const char *sql);
 /* A statement without a result set: 0, or -1 after a message. */
 int pg_exec(PGconn *c, const char *sql);
 /* With text parameters; the result (caller clears) or NULL after a
@@ -91,6 +94,8 @@ PGresult *pg_query(PGconn *c, const char *sql, int n,
 int pg_copy_in(PGconn *c, const char *copy_sql, const sbuf *buf);
 /* The server's message of the last error, one line. */
 const char *pg_error(PGconn *c);
+/* The SQLSTATE of the last failed statement ("23505": a unique key). */
+const char *pg_sqlstate(void);
 
 /* ---- the schema (audit_pgschema.c) -------------------------------------- */
 
@@ -135,6 +140,13 @@ typedef int (*archive_cb)(const entry *e, const archive_row *row,
                           void *data);
 int archive_scan(PGconn *c, const archive_filter *f, archive_cb cb,
                  void *data, size_t *count);
+
+/* The archived entry that holds (chain, seq) of stream, archived before
+ * archive order `before` (UINT64_MAX: any): 0 with m filled, 1 none, -1
+ * after a message.  The step verifier's lookup (verify/auditstep.h). */
+int archive_holder(PGconn *c, const char *stream, const char *chain,
+                   size_t len, uint64_t seq, uint64_t before,
+                   ca_as_mark *m);
 
 /* The verbatim copy of an entry's fields: u32be(len) name u32be(len) value
  * for every field in stored order (`hash` too: the entry hash is the same

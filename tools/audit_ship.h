@@ -65,7 +65,7 @@ typedef struct {
     av_keys         keys;
     ca_as          *ver;
     int             active;     /* holds the stream's lock */
-    int             staged;     /* the session's staging tables exist */
+    int             staged;     /* the session's staging table exists */
 
     /* what the archive holds (as of the last commit) */
     uint64_t        next_ord;

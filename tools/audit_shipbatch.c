@@ -10,9 +10,10 @@
  *   verify each entry not yet archived (lib/verify/auditstep.h) with the
  *   archive order it gets, and write its row: the typed columns, the
  *   verbatim copy;
- *   COPY the rows into a staging table, INSERT ... SELECT ... ON CONFLICT
- *   DO NOTHING into the entries, and require every row inserted (a row
- *   that was not means the state was stale: roll back);
+ *   COPY the rows into the entries: a row a unique key refuses means the
+ *   state was stale after all, and the batch rolls back whole (never a
+ *   row skipped: that would leave a gap in the archive orders, or drop
+ *   evidence; docs/archive.md says why not ON CONFLICT DO NOTHING);
  *   COPY the findings; upsert the chains' states; move the log and the
  *   stream; COMMIT.
  *
@@ -26,6 +27,8 @@
 #include "audit_ship.h"
 #include "audit/auditschema.h"
 #include "core/util.h"
+
+#define SHIP_CHAINS_MAX 4096
 
 /* ---- the verifier's view of the archive ---------------------------------- */
 
@@ -75,30 +78,10 @@ static int
 cb_lookup(void *data, const char *chain, size_t len, uint64_t seq,
           ca_as_mark *m)
 {
-    ship       *s = data;
-    char       *name = strndup(chain, len), num[24];
-    const char *p[3] = {s->co.stream, name, num};
-    PGresult   *r;
-    int         rc = 1;
+    ship *s = data;
 
-    if (name == NULL) {
-        return -1;
-    }
-    snprintf(num, sizeof(num), "%llu", (unsigned long long) seq);
-    r = pg_query(s->pg, "SELECT ord, hash FROM " ARCHIVE_SCHEMA ".entries "
-                 "WHERE chain = $2 AND seq = $3 AND copy_of IS NULL AND "
-                 "stream = $1 ORDER BY ord LIMIT 1", 3, p);
-    free(name);
-    if (r == NULL) {
-        return -1;
-    }
-    if (PQntuples(r) == 1) {
-        m->seq = seq;
-        m->ord = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-        rc = ca_unhex(PQgetvalue(r, 0, 1), m->hash, 32) == 0 ? 0 : -1;
-    }
-    PQclear(r);
-    return rc;
+    return archive_holder(s->pg, s->co.stream, chain, len, seq, UINT64_MAX,
+                          m);
 }
 
 void
@@ -117,10 +100,8 @@ shipdb_load(ship *s)
     shipdb_reset(s);
     if (!s->staged) {
         /* per session; emptied by every commit */
-        if (pg_exec(s->pg, "CREATE TEMP TABLE ship_stage (LIKE "
-                    ARCHIVE_SCHEMA ".entries) ON COMMIT DELETE ROWS; "
-                    "CREATE TEMP TABLE ship_chains (LIKE " ARCHIVE_SCHEMA
-                    ".chains) ON COMMIT DELETE ROWS") != 0)
+        if (pg_exec(s->pg, "CREATE TEMP TABLE ship_chains (LIKE "
+                    ARCHIVE_SCHEMA ".chains) ON COMMIT DELETE ROWS") != 0)
         {
             return -1;
         }
@@ -438,22 +419,22 @@ shipdb_commit(ship *s, const ship_batch *b)
     p[2] = num[1];
     p[3] = s->consumer;
     rc = -1;
-    if (ensure_months(s, (const char (*)[8]) months, nmonths) != 0
-        || pg_copy_in(s->pg, "COPY ship_stage FROM STDIN", &rows) != 0
-        || (r = pg_query(s->pg, "INSERT INTO " ARCHIVE_SCHEMA ".entries "
-                         "SELECT * FROM ship_stage ON CONFLICT DO NOTHING",
-                         0, NULL)) == NULL)
+    if (ensure_months(s, (const char (*)[8]) months, nmonths) != 0) {
+        goto rollback;
+    }
+    if (pg_copy_in(s->pg, "COPY " ARCHIVE_SCHEMA ".entries FROM STDIN",
+                   &rows) != 0)
     {
+        /* a row the unique keys refuse: the state was stale after all
+         * (the batch is redone from what is archived); anything else is a
+         * failure */
+        if (strcmp(pg_sqlstate(), "23505") == 0) {
+            ship_log("the archive already holds some of this batch: "
+                     "reloading");
+            rc = 1;
+        }
         goto rollback;
     }
-    if (strtoull(PQcmdTuples(r), NULL, 10) != n) {
-        /* an entry already archived: our state was stale after all */
-        PQclear(r);
-        ship_log("the archive already holds some of this batch: reloading");
-        rc = 1;
-        goto rollback;
-    }
-    PQclear(r);
     if ((nfound > 0
          && pg_copy_in(s->pg, "COPY " ARCHIVE_SCHEMA ".findings (stream, "
                        "stream_id, ord, chain, seq, kind, detail, shipper) "
@@ -491,6 +472,12 @@ shipdb_commit(ship *s, const ship_batch *b)
         goto done;
     }
     ca_as_commit(s->ver);
+    if (ca_as_nchains(s->ver) > SHIP_CHAINS_MAX) {
+        /* every reload of a gateway starts new chains: memory stays
+         * bounded by starting afresh now and then (the states are in the
+         * archive, the live chains load again, one query each) */
+        shipdb_reset(s);
+    }
     note_months(s, (const char (*)[8]) months, nmonths);
     if (nfound > 0) {
         log_findings(s, s->next_ord, s->next_ord + n);

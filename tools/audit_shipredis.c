@@ -156,6 +156,54 @@ shipredis_group(ship *s)
     return 0;
 }
 
+/* Once everything pending is this shipper's: the group's other
+ * consumers (shippers gone, each restart a new name) are forgotten, so
+ * that the group does not grow with every restart. */
+static int
+forget_consumers(ship *s)
+{
+    redisReply *r = redisCommand(s->rc, "XINFO CONSUMERS %s %s",
+                                 s->co.stream, s->group);
+
+    if (r == NULL || r->type != REDIS_REPLY_ARRAY) {
+        return failed(s, r, "XINFO CONSUMERS");
+    }
+    for (size_t i = 0; i < r->elements; i++) {
+        redisReply *c = r->element[i], *x;
+        const char *name = NULL;
+        long long   pending = -1;
+
+        for (size_t j = 0; c->type == REDIS_REPLY_ARRAY && j + 1 < c->elements;
+             j += 2)
+        {
+            if (c->element[j]->type != REDIS_REPLY_STRING) {
+                continue;
+            }
+            if (strcmp(c->element[j]->str, "name") == 0
+                && c->element[j + 1]->type == REDIS_REPLY_STRING)
+            {
+                name = c->element[j + 1]->str;
+            } else if (strcmp(c->element[j]->str, "pending") == 0
+                       && c->element[j + 1]->type == REDIS_REPLY_INTEGER)
+            {
+                pending = c->element[j + 1]->integer;
+            }
+        }
+        if (name == NULL || pending != 0 || strcmp(name, s->consumer) == 0) {
+            continue;
+        }
+        x = redisCommand(s->rc, "XGROUP DELCONSUMER %s %s %s", s->co.stream,
+                         s->group, name);
+        if (x == NULL || x->type != REDIS_REPLY_INTEGER) {
+            freeReplyObject(r);
+            return failed(s, x, "XGROUP DELCONSUMER");
+        }
+        freeReplyObject(x);
+    }
+    freeReplyObject(r);
+    return 0;
+}
+
 int
 shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
                int block)
@@ -179,6 +227,9 @@ shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
         snprintf(claiming, len, "%s", strcmp(r->element[0]->str, "0-0")
                                       ? r->element[0]->str : "");
         b->reply[b->nreply++] = r;
+        if (claiming[0] == '\0' && forget_consumers(s) != 0) {
+            return -1;
+        }
         return take_entries(b, r->element[1]);
     }
     if (block) {

@@ -7,7 +7,10 @@
  *   export   JSON Lines or CSV, one line per entry with its stream id
  *   report   a period's figures: the platform's periodic work report
  *            (tools/audit_report.c, audit_render.c)
- *   archive  export, verify and trim whole old chains (audit_archive.c)
+ *   ship     the stream into the PostgreSQL archive (audit_ship*.c)
+ *   findings what ship found, acknowledged (audit_findings.c)
+ *   archive  a month of the archive as a verified export
+ *            (audit_archive.c)
  *
  * Exit status: 0 success (verify: every chain intact), 1 a finding
  * (verify: any break), 2 usage or connection error.
@@ -44,7 +47,10 @@ static const char usage_main[] =
     "           --anchor FILE: nothing before them was dropped\n"
     "  export   JSON Lines or CSV\n"
     "  report   the period's work report (工作通报): md, csv, json, html\n"
-    "  archive  export, verify and trim whole chains older than a date\n"
+    "  ship     the stream into the PostgreSQL archive, verified, then\n"
+    "           trimmed (--archive CONNINFO; --init: the schema)\n"
+    "  findings  the breaks ship found; --acknowledge ID\n"
+    "  archive  a month of the archive as a verified export\n"
 
     "\n"
     COMMON_OPTS

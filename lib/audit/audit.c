@@ -209,19 +209,10 @@ void
 ca_entry_digest(const char *const *names, const char *const *values,
                 const size_t *lens, size_t n, unsigned char out[32])
 {
-    ca_hbuf  h;
-
-    h.md = ca_sha256_begin();
-    if (h.md == NULL) {
-        /* out of memory: fail loudly, not open */
-        memset(out, 0xff, 32);
-        return;
-    }
-    h.n = 0;
-    hfields(&h, names, NULL, values, lens, 0, n);
-    hfinal(&h, out);
+    ca_entry_digest_bin(names, NULL, values, lens, n, out);
 }
 
+/* name_lens NULL: names are C strings. */
 void
 ca_entry_digest_bin(const char *const *names, const size_t *name_lens,
                     const char *const *values, const size_t *value_lens,

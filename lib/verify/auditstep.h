@@ -11,7 +11,8 @@
  * audit-format.md §1), and the heads a checkpoint lists were written
  * before it; so an entry is judged on arrival against what came before:
  *
- *   - its fields hash to its `hash`; it is a sealed chain entry;
+ *   - its fields hash to its `hash`; it is a sealed chain entry (and its
+ *     chain id is text: valid UTF-8 without NUL, as every gateway's is);
  *   - seq is the chain's next, and prev the hash of the entry before it
  *     (a gap is `deleted`; seq 1 has a prev of 64 zeros);
  *   - a seq already archived: an identical copy (the same entry written
@@ -106,6 +107,10 @@ int ca_as_touched(const ca_as *v, size_t *cursor, const char **name,
                   size_t *len, const ca_as_state **st);
 /* What was touched is now archived. */
 void ca_as_commit(ca_as *v);
+
+/* Chains held in memory (a caller bounds memory by starting afresh: the
+ * states are in the archive). */
+size_t ca_as_nchains(const ca_as *v);
 
 /* SHA-256 of a public key's DER (the key_id of a chain's state). */
 int ca_as_key_id(EVP_PKEY *key, unsigned char out[32]);

@@ -32,6 +32,20 @@ def pg(tmp_path_factory):
         p.remove()
 
 
+@pytest.fixture
+def archive(pg):
+    """A fresh archive database for the test."""
+    return Archive(pg)
+
+
+@pytest.fixture
+def gw(env):
+    """Our own gateway on its own stream, stopped after the test."""
+    g = Gateway(env)
+    yield g
+    g.stop()
+
+
 class Archive:
     """One archive database on pg, initialised, roles granted."""
 

@@ -12,20 +12,8 @@ import psycopg2
 import pytest
 
 from conftest import S
-from shipkit import (Archive, Gateway, Shipper, assert_exactly_once,
-                     lag_key, pg, stop_shippers, tool)  # noqa: F401
-
-
-@pytest.fixture
-def archive(pg):  # noqa: F811
-    return Archive(pg)
-
-
-@pytest.fixture
-def gw(env):
-    g = Gateway(env)
-    yield g
-    g.stop()
+from shipkit import (Shipper, archive, assert_exactly_once,  # noqa: F401
+                     gw, lag_key, pg, stop_shippers, tool)
 
 
 def in_transaction(archive, timeout=20.0):
@@ -151,6 +139,9 @@ def test_two_shippers_one_active_the_other_takes_over(gw, archive,
     b.stop()
     assert_exactly_once(archive, gw, gw.entries())
     chains_whole(archive, gw.stream)
+    # a's pending entries were claimed: the group forgot a
+    assert [c["name"] for c in gw.raw.xinfo_consumers(
+        gw.stream, "credit-audit-ship")] == [b"b"]
 
 
 def test_postgres_down_nothing_trimmed_then_resumes(gw, archive, tmp_path):

@@ -10,12 +10,7 @@ import psycopg2
 import pytest
 
 from conftest import ROOT
-from shipkit import Archive, GROUPS, pg, tool  # noqa: F401
-
-
-@pytest.fixture
-def archive(pg):  # noqa: F811
-    return Archive(pg)
+from shipkit import Archive, GROUPS, archive, pg, tool  # noqa: F401
 
 
 def test_init_is_versioned_and_idempotent(pg, archive):  # noqa: F811

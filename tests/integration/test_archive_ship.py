@@ -12,21 +12,9 @@ import time
 import pytest
 
 from conftest import S
-from shipkit import (Archive, Gateway, Shipper,  # noqa: F401
-                     assert_exactly_once, decode_raw, json_lines, lag_key,
-                     pg, stop_shippers, tool)
-
-
-@pytest.fixture
-def archive(pg):  # noqa: F811
-    return Archive(pg)
-
-
-@pytest.fixture
-def gw(env):
-    g = Gateway(env)
-    yield g
-    g.stop()
+from shipkit import (Shipper, archive, assert_exactly_once,  # noqa: F401
+                     decode_raw, gw, json_lines, lag_key, pg, stop_shippers,
+                     tool)
 
 
 def test_ship_needs_its_options(gw, archive, tmp_path):
@@ -298,3 +286,27 @@ def test_month_export_is_verified(gw, archive, tmp_path):
     r = tool(*base, "--out", str(bad), pgenv=archive.pg)
     assert r.returncode == 1 and "did not record" in r.stderr
     assert not bad.exists()
+
+
+def test_a_row_the_archive_refuses_rolls_the_batch_back(gw, archive,
+                                                        tmp_path):
+    """The database's own keys behind the shipper's state: an entry that
+    is (somehow) archived already makes the whole batch roll back, never
+    a row skipped (a gap in archive orders, or lost evidence)."""
+    gw.traffic(3)
+    es = gw.wait_signed()
+    third = es[2]
+    ts = int(dict(third[1])[b"ts"])
+    archive.sql("SELECT credit_audit.ensure_month(to_timestamp(%s / 1000.0))",
+                (ts,))
+    archive.sql("INSERT INTO credit_audit.entries (ord, entry_time, stream, "
+                "stream_id, raw) VALUES (1000000, to_timestamp(%s / 1000.0), "
+                "%s, %s, '\\x00')", (ts, gw.stream, third[0]))
+    s = Shipper(archive, gw, tmp_path)
+    r = s.once("--keep", "0")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "already holds" in r.stderr and "duplicate key" in r.stderr, \
+        r.stderr
+    assert archive.count(gw.stream) == 1            # only the planted row
+    assert archive.sql("SELECT next_ord FROM credit_audit.log") == [(0,)]
+    assert gw.xlen() == len(es)                     # nothing trimmed

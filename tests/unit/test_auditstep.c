@@ -195,32 +195,6 @@ at(stream *s, const char *chain_tail, const char *seq)
 }
 
 static void
-set_field(sentry *e, const char *name, const char *value)
-{
-    for (size_t j = 0; j < e->n; j++) {
-        if (strcmp(e->name[j], name) == 0) {
-            free(e->value[j]);
-            e->value[j] = strdup(value);
-            e->len[j] = strlen(value);
-            return;
-        }
-    }
-    fail_msg("no field %s", name);
-}
-
-static void
-rehash(sentry *e)
-{
-    unsigned char h[32];
-    char          hex[65];
-
-    ca_entry_digest((const char *const *) e->name,
-                    (const char *const *) e->value, e->len, e->n, h);
-    ca_hex(h, 32, hex);
-    set_field(e, "hash", hex);
-}
-
-static void
 remove_at(stream *s, size_t i)
 {
     sentry_clear(&s->e[i]);
@@ -252,6 +226,20 @@ index_of(stream *s, const sentry *e)
 
 /* ---- shipping ------------------------------------------------------------ */
 
+static void
+feed(ca_as *v, const sentry *e, uint64_t ord, ca_as_verdict *vd)
+{
+    size_t nl[CA_ENTRY_FIELDS];
+
+    for (size_t f = 0; f < e->n; f++) {
+        nl[f] = strlen(e->name[f]);
+    }
+    assert_int_equal(ca_as_add(v, e->id, ord, e->n,
+                               (const char *const *) e->name, nl,
+                               (const char *const *) e->value, e->len, vd),
+                     0);
+}
+
 typedef struct {
     char        kinds[512];     /* "kind@seq " per finding, in order */
     size_t      copies, duplicates, findings;
@@ -281,17 +269,10 @@ ship(stream *s, size_t batch, int restart, EVP_PKEY *k, shipped *out)
         }
         for (size_t j = i; j < i + batch && j < s->n; j++) {
             sentry       *e = &s->e[j];
-            size_t        nl[CA_ENTRY_FIELDS];
             ca_as_verdict r;
             const char   *chain = sentry_get(e, "chain");
 
-            for (size_t f = 0; f < e->n; f++) {
-                nl[f] = strlen(e->name[f]);
-            }
-            assert_int_equal(ca_as_add(v, e->id, j, e->n,
-                                       (const char *const *) e->name, nl,
-                                       (const char *const *) e->value, e->len,
-                                       &r), 0);
+            feed(v, e, j, &r);
             out->copies += r.copy;
             out->duplicates += r.duplicate;
             for (size_t f = 0; f < r.nfindings; f++) {
@@ -559,16 +540,9 @@ test_key_stays_the_chains(void **state)
         int         bad = 0;
 
         for (size_t i = 0; i < s.n; i++) {
-            size_t        nl[CA_ENTRY_FIELDS];
             ca_as_verdict vd;
 
-            for (size_t f = 0; f < s.e[i].n; f++) {
-                nl[f] = strlen(s.e[i].name[f]);
-            }
-            assert_int_equal(ca_as_add(v, s.e[i].id, i, s.e[i].n,
-                                       (const char *const *) s.e[i].name, nl,
-                                       (const char *const *) s.e[i].value,
-                                       s.e[i].len, &vd), 0);
+            feed(v, &s.e[i], i, &vd);
             for (size_t f = 0; f < vd.nfindings; f++) {
                 bad += vd.findings[f].kind == CA_AV_BAD_SIGNATURE
                        && vd.findings[f].seq == 4;
@@ -693,16 +667,9 @@ test_lookups_only_when_needed(void **state)
     memset(&a, 0, sizeof(a));
     v = ca_as_new(&key, 1, &io);
     for (size_t i = 0; i < s.n; i++) {
-        size_t        nl[CA_ENTRY_FIELDS];
         ca_as_verdict vd;
 
-        for (size_t f = 0; f < s.e[i].n; f++) {
-            nl[f] = strlen(s.e[i].name[f]);
-        }
-        assert_int_equal(ca_as_add(v, s.e[i].id, i, s.e[i].n,
-                                   (const char *const *) s.e[i].name, nl,
-                                   (const char *const *) s.e[i].value,
-                                   s.e[i].len, &vd), 0);
+        feed(v, &s.e[i], i, &vd);
     }
     assert_int_equal(a.loads, 2);       /* each chain once */
     assert_int_equal(a.lookups, 0);     /* the listing answered in memory */
