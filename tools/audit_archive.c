@@ -295,7 +295,9 @@ compare(month_ctx *m, PGresult *rec)
 {
     size_t n = (size_t) PQntuples(rec), diff = 0;
 
-    qsort(m->replay, m->nreplay, sizeof(found), found_cmp);
+    if (m->nreplay > 1) {
+        qsort(m->replay, m->nreplay, sizeof(found), found_cmp);
+    }
     for (size_t i = 0; i < n || i < m->nreplay; i++) {
         found r = {0};
 
