@@ -438,6 +438,9 @@ cmd_ship(int argc, char **argv)
     }
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
+    /* a round in flight finishes (libpq and hiredis retry interrupted
+     * calls); the loop then sees `stop` */
+    sa.sa_flags = SA_RESTART;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
