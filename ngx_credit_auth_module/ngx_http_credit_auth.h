@@ -23,7 +23,7 @@
  *    4 access filter                the request's phases
  *    5 decide rewrite response      what they decide and answer
  *    6 audit keyreg headers cache   entries, keys, headers, token cache
- *    7 writer keycache
+ *    7 writer keycache pass
  *    8 redis                        Redis I/O: the connection's life
  *    9 redis_check sentinel_watch   connect-time checks, +switch-master
  *   10 redis_cmd sentinel           commands in flight, discovery
@@ -129,6 +129,8 @@ typedef struct {
     ngx_atomic_t                n_labels;
     ngx_http_credit_auth_label_t  labels[NGX_HTTP_CREDIT_AUTH_LABELS];
     ngx_http_credit_auth_wslot_t  writers[NGX_HTTP_CREDIT_AUTH_WRITERS];
+    /* platform headers not passed: their value looked personal */
+    ngx_atomic_t                pass_dropped;
 } ngx_http_credit_auth_shctx_t;
 
 typedef struct {
@@ -344,9 +346,18 @@ ngx_int_t ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, const char *disclosure);
 void ngx_http_credit_auth_drop_header(ngx_http_request_t *r,
     const char *name, size_t len);
+void ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf);
+
+/* …_pass.c: the platform's headers the bank may see (SPEC §2.1) */
 char *ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
-void ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf);
+ngx_uint_t ngx_http_credit_auth_pass_header_ok(ngx_http_request_t *r,
+    ngx_http_credit_auth_loc_conf_t *lcf, ngx_table_elt_t *h,
+    ngx_str_t *rid);
+/* Whether name is on the list (case-insensitively); an entry ending in
+ * '*' takes every name it begins. */
+ngx_uint_t ngx_http_credit_auth_header_in_list(ngx_str_t *list,
+    ngx_str_t *name);
 
 /* …_conf.c: the configuration structures and the engine files (used by
  * …_module.c's module context and command table) */
@@ -376,6 +387,10 @@ char *ngx_http_credit_auth_spool(ngx_conf_t *cf, ngx_command_t *cmd,
 char *ngx_http_credit_auth_audit_key(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_credit_auth_hash_key(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf);
+/* [A-Za-z0-9._-]{1,64} (docs/configuration.md) */
+#define NGX_HTTP_CREDIT_AUTH_GATEWAY_ID_MAX  64
+char *ngx_http_credit_auth_gateway_id(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 char *ngx_http_credit_auth_zone(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
@@ -512,6 +527,7 @@ void ngx_http_credit_auth_cache_insert(ngx_rbtree_node_t *temp,
     ngx_rbtree_node_t *node, ngx_rbtree_node_t *sentinel);
 void ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx);
 void ngx_http_credit_auth_count_reason(ca_reason reason);
+void ngx_http_credit_auth_count_pass_dropped(void);
 void ngx_http_credit_auth_zone_writer(
     const ngx_http_credit_auth_wstate_t *ws);
 uint64_t ngx_http_credit_auth_now_us(void);

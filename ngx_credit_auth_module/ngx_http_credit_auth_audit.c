@@ -172,38 +172,51 @@ ngx_http_credit_auth_expire_at(int64_t exp, int64_t leeway)
  * An allow candidate: the script checks revocation, counts the use and
  * charges a verification's budget per verify field (SPEC §2.1) atomically
  * with the write, in this order, and writes the variant the first refusal
- * chooses.  Only an allow counts and charges.
+ * chooses.  Only an allow counts and charges.  The consent is the issuing
+ * enterprise's (SPEC §3, v3): every key is per (iss, jti), and a
+ * revocation written under the jti alone before v3 still refuses.
  */
 static ngx_int_t
 ngx_http_credit_auth_audit_allow(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, ca_entry *e)
 {
-    char                               revoked[128], uses[128], budget[128];
+    char                               revoked[CA_CONSENT_KEY_MAX],
+                                       legacy[CA_CONSENT_KEY_MAX],
+                                       uses[CA_CONSENT_KEY_MAX],
+                                       budget[CA_CONSENT_KEY_MAX];
     size_t                             n, k, nb;
     int64_t                            expire;
-    ca_aw_check                        checks[2 + CA_CHECKS_MAX];
+    ca_claims                         *c;
+    ca_aw_check                        checks[3 + CA_CHECKS_MAX];
     ca_check_use                       spent[CA_CHECKS_MAX];
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
-    expire = ngx_http_credit_auth_expire_at(ctx->claims->exp,
+    c = ctx->claims;
+    expire = ngx_http_credit_auth_expire_at(c->exp,
                                             mcf->policy->token.leeway);
     ngx_memzero(checks, sizeof(checks));
 
-    ngx_snprintf((u_char *) revoked, sizeof(revoked) - 1,
-                 "credit:revoked:%s%Z", ctx->claims->jti);
+    /* iss is a USCC and jti at most 64 characters: they always fit */
+    (void) ca_consent_key(revoked, sizeof(revoked), "revoked", c->iss,
+                          c->jti);
+    (void) ca_consent_key(legacy, sizeof(legacy), "revoked", NULL, c->jti);
+    (void) ca_consent_key(uses, sizeof(uses), "uses", c->iss, c->jti);
+    (void) ca_consent_key(budget, sizeof(budget), "vbudget", c->iss, c->jti);
+
     checks[0].op = 'E';
     checks[0].key = revoked;
     checks[0].reason = CA_CONSENT_REVOKED;
-    n = 1;
+    checks[1].op = 'E';
+    checks[1].key = legacy;
+    checks[1].reason = CA_CONSENT_REVOKED;
+    n = 2;
 
-    if (ctx->claims->max_uses > 0) {
-        ngx_snprintf((u_char *) uses, sizeof(uses) - 1, "credit:uses:%s%Z",
-                     ctx->claims->jti);
+    if (c->max_uses > 0) {
         checks[n].op = 'C';
         checks[n].key = uses;
         checks[n].by = 1;
-        checks[n].max = ctx->claims->max_uses;
+        checks[n].max = c->max_uses;
         checks[n].expire_at = expire;
         checks[n].reason = CA_CONSENT_EXHAUSTED;
         n++;
@@ -211,8 +224,6 @@ ngx_http_credit_auth_audit_allow(ngx_http_request_t *r,
 
     nb = (ctx->verify && ctx->checks) ? ca_checks_budget(ctx->checks, spent)
                                       : 0;
-    ngx_snprintf((u_char *) budget, sizeof(budget) - 1,
-                 "credit:vbudget:%s%Z", ctx->claims->jti);
     for (k = 0; k < nb; k++) {
         checks[n].op = 'C';
         checks[n].key = budget;

@@ -103,6 +103,16 @@ ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf)
             ngx_cpystrn(host, (u_char *) "gateway", sizeof(host));
         }
         host[sizeof(host) - 1] = '\0';
+        if (!ca_is_token_chars((char *) host,
+                               NGX_HTTP_CREDIT_AUTH_GATEWAY_ID_MAX))
+        {
+            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                               "the host name is not a usable gateway id "
+                               "(1 to %d characters of [A-Za-z0-9._-]): "
+                               "set credit_auth_gateway_id",
+                               NGX_HTTP_CREDIT_AUTH_GATEWAY_ID_MAX);
+            return NGX_CONF_ERROR;
+        }
         /* with its NUL: audit entries take it as a C string */
         mcf->gateway_id.len = ngx_strlen(host);
         mcf->gateway_id.data = ngx_pstrdup(cf->pool, &(ngx_str_t) {

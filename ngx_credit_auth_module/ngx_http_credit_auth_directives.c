@@ -373,6 +373,58 @@ ngx_http_credit_auth_audit_key(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/*
+ * credit_auth_gateway_id ID: written as `gw` into every entry and the
+ * first part of every chain id (<gw>/<pid>/<start ms>/<lane>): a '/' would
+ * make chain ids ambiguous between writers, a newline or a tab would
+ * reach the tools' text and CSV output.  Hence a safe set.
+ */
+char *
+ngx_http_credit_auth_gateway_id(ngx_conf_t *cf, ngx_command_t *cmd,
+    void *conf)
+{
+    ngx_http_credit_auth_main_conf_t  *mcf = conf;
+
+    u_char      shown[4 * 64 + 4], *p;
+    ngx_str_t  *value;
+    ngx_uint_t  i;
+
+    if (mcf->gateway_id.data) {
+        return "is duplicate";
+    }
+
+    value = cf->args->elts;
+    if (value[1].len == ngx_strlen(value[1].data)
+        && ca_is_token_chars((char *) value[1].data,
+                             NGX_HTTP_CREDIT_AUTH_GATEWAY_ID_MAX))
+    {
+        mcf->gateway_id = value[1];
+        return NGX_CONF_OK;
+    }
+
+    /* the value as it can be read in a log line */
+    p = shown;
+    for (i = 0; i < value[1].len && i < 64; i++) {
+        if (value[1].data[i] > 0x20 && value[1].data[i] < 0x7f) {
+            *p++ = value[1].data[i];
+        } else {
+            p = ngx_sprintf(p, "\\x%02xd", value[1].data[i]);
+        }
+    }
+    if (i < value[1].len) {
+        p = ngx_cpymem(p, "...", 3);
+    }
+
+    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
+                       "credit_auth_gateway_id \"%*s\": a gateway id is 1 to "
+                       "%d characters of [A-Za-z0-9._-] (it is written into "
+                       "every audit entry and names the gateway's chains, "
+                       "<id>/<pid>/<start>/<lane>)", p - shown, shown,
+                       NGX_HTTP_CREDIT_AUTH_GATEWAY_ID_MAX);
+    return NGX_CONF_ERROR;
+}
+
+
 /* credit_auth_hash_key FILE: the secret behind the `hash` treatment. */
 char *
 ngx_http_credit_auth_hash_key(ngx_conf_t *cf, ngx_command_t *cmd, void *conf)

@@ -1,14 +1,22 @@
 /*
  * What crosses the gateway besides the filtered body (SPEC §2.1): the
  * request headers the platform never sees, the response headers the bank
- * gets (the gateway's own, and what credit_auth_pass_header names), and
- * the upstream controls (X-Accel-*) that must not act.
+ * gets (the gateway's own, and what credit_auth_pass_header lets through:
+ * …_pass.c), and the upstream controls (X-Accel-*) that must not act.
  */
 #include "ngx_http_credit_auth.h"
 
 
-/* A partial or conditional answer is an oracle on the unfiltered record
- * (SPEC §2.1): the platform never sees these. */
+/*
+ * What the platform never sees (SPEC §2.1; a trailing '*' names every
+ * header beginning so; docs/configuration.md lists them):
+ * - a partial or conditional answer is an oracle on the unfiltered record;
+ * - the bank's credentials stay at the gateway: its consent token (as
+ *   Envoy's jwt_authn drops a verified JWT), and any client certificate
+ *   header, which the gateway never derives itself — a platform that
+ *   trusts one from its load balancer would take it from the bank.  What
+ *   the platform needs is passed from $credit_auth_* variables.
+ */
 static ngx_str_t  ngx_http_credit_auth_stripped[] = {
     ngx_string("Range"),
     ngx_string("If-Range"),
@@ -16,6 +24,17 @@ static ngx_str_t  ngx_http_credit_auth_stripped[] = {
     ngx_string("If-None-Match"),
     ngx_string("If-Modified-Since"),
     ngx_string("If-Unmodified-Since"),
+
+    ngx_string("Authorization"),
+    ngx_string("Client-Cert*"),                 /* RFC 9440, -Chain */
+    ngx_string("SSL-Client-*"),
+    ngx_string("X-SSL-Client-*"),               /* HAProxy, nginx */
+    ngx_string("X-SSL-Cert*"),
+    ngx_string("X-Client-Cert*"),               /* Google Cloud LB */
+    ngx_string("X-Client-Verify"),
+    ngx_string("X-Forwarded-Client-Cert"),      /* Envoy */
+    ngx_string("X-ARR-ClientCert"),             /* Azure, IIS */
+    ngx_string("X-Amzn-Mtls-Clientcert*"),      /* AWS ALB */
     ngx_null_string
 };
 
@@ -76,25 +95,6 @@ ngx_http_credit_auth_header_count(ngx_http_request_t *r, const char *name,
 }
 
 
-static ngx_uint_t
-ngx_http_credit_auth_is_stripped(ngx_table_elt_t *h)
-{
-    ngx_uint_t  i;
-
-    for (i = 0; ngx_http_credit_auth_stripped[i].len; i++) {
-        if (h->key.len == ngx_http_credit_auth_stripped[i].len
-            && ngx_strncasecmp(h->key.data,
-                               ngx_http_credit_auth_stripped[i].data,
-                               h->key.len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
-
-
 /*
  * The proxy sends every header of the list (a zero hash does not hide
  * one), so the list is rebuilt without them.  The elements are copied:
@@ -114,7 +114,9 @@ ngx_http_credit_auth_strip_request(ngx_http_request_t *r)
         h = part->elts;
         for (i = 0; i < part->nelts; i++) {
             n++;
-            drop += ngx_http_credit_auth_is_stripped(&h[i]);
+            drop += ngx_http_credit_auth_header_in_list(
+                                         ngx_http_credit_auth_stripped,
+                                         &h[i].key);
         }
     }
 
@@ -124,6 +126,8 @@ ngx_http_credit_auth_strip_request(ngx_http_request_t *r)
     r->headers_in.if_none_match = NULL;
     r->headers_in.if_modified_since = NULL;
     r->headers_in.if_unmodified_since = NULL;
+    /* nor $http_authorization for a proxy_set_header */
+    r->headers_in.authorization = NULL;
 
     if (drop == 0) {
         return NGX_OK;
@@ -139,7 +143,10 @@ ngx_http_credit_auth_strip_request(ngx_http_request_t *r)
     for (part = &r->headers_in.headers.part; part; part = part->next) {
         h = part->elts;
         for (i = 0; i < part->nelts; i++) {
-            if (ngx_http_credit_auth_is_stripped(&h[i])) {
+            if (ngx_http_credit_auth_header_in_list(
+                                         ngx_http_credit_auth_stripped,
+                                         &h[i].key))
+            {
                 continue;
             }
             nh = ngx_list_push(&kept);
@@ -153,100 +160,6 @@ ngx_http_credit_auth_strip_request(ngx_http_request_t *r)
     r->headers_in.headers = kept;
 
     return NGX_OK;
-}
-
-
-/* Headers the gateway writes itself, or that describe its own body or
- * connection, or that steer nginx: never the platform's (SPEC §2.1). */
-static ngx_str_t  ngx_http_credit_auth_gateway_headers[] = {
-    ngx_string("content-type"),
-    ngx_string("content-length"),
-    ngx_string("content-encoding"),
-    ngx_string("content-range"),
-    ngx_string("accept-ranges"),
-    ngx_string("transfer-encoding"),
-    ngx_string("connection"),
-    ngx_string("keep-alive"),
-    ngx_string("date"),
-    ngx_string("server"),
-    ngx_string("x-request-id"),
-    ngx_string("x-credit-disclosure"),
-    ngx_string("cache-control"),
-    ngx_string("www-authenticate"),
-    ngx_null_string
-};
-
-
-/* credit_auth_pass_header NAME: one platform header the bank may see. */
-char *
-ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
-    void *conf)
-{
-    ngx_http_credit_auth_loc_conf_t  *lcf = conf;
-
-    ngx_str_t   *value, *name;
-    ngx_uint_t   i;
-
-    value = cf->args->elts;
-
-    for (i = 0; i < value[1].len || i == 0; i++) {
-        /* an RFC 9110 token */
-        if (value[1].len == 0) {
-            return "needs a header name";
-        }
-        if (value[1].data[i] <= ' ' || value[1].data[i] >= 0x7f
-            || ngx_strchr("\"(),/:;<=>?@[\\]{}", value[1].data[i]))
-        {
-            ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                               "credit_auth_pass_header: \"%V\" is not a "
-                               "header name", &value[1]);
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    for (i = 0; ngx_http_credit_auth_gateway_headers[i].len; i++) {
-        if (value[1].len == ngx_http_credit_auth_gateway_headers[i].len
-            && ngx_strncasecmp(value[1].data,
-                               ngx_http_credit_auth_gateway_headers[i].data,
-                               value[1].len) == 0)
-        {
-            goto own;
-        }
-    }
-
-    if (value[1].len >= 8
-        && ngx_strncasecmp(value[1].data, (u_char *) "x-accel-", 8) == 0)
-    {
-        goto own;
-    }
-
-    if (lcf->pass_headers == NGX_CONF_UNSET_PTR) {
-        lcf->pass_headers = ngx_array_create(cf->pool, 4, sizeof(ngx_str_t));
-        if (lcf->pass_headers == NULL) {
-            return NGX_CONF_ERROR;
-        }
-    }
-
-    name = ngx_array_push(lcf->pass_headers);
-    if (name == NULL) {
-        return NGX_CONF_ERROR;
-    }
-    name->len = value[1].len;
-    name->data = ngx_pnalloc(cf->pool, name->len);
-    if (name->data == NULL) {
-        return NGX_CONF_ERROR;
-    }
-    ngx_strlow(name->data, value[1].data, name->len);
-
-    return NGX_CONF_OK;
-
-own:
-
-    ngx_conf_log_error(NGX_LOG_EMERG, cf, 0,
-                       "credit_auth_pass_header: \"%V\" is one of the "
-                       "gateway's own headers and never comes from the "
-                       "platform", &value[1]);
-    return NGX_CONF_ERROR;
 }
 
 
@@ -301,30 +214,6 @@ ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf)
 
 
 static ngx_str_t  ngx_http_credit_auth_no_store = ngx_string("no-store");
-
-
-static ngx_uint_t
-ngx_http_credit_auth_passed(ngx_http_credit_auth_loc_conf_t *lcf,
-    ngx_table_elt_t *h)
-{
-    ngx_str_t   *name;
-    ngx_uint_t   i;
-
-    if (lcf == NULL || lcf->pass_headers == NULL) {
-        return 0;
-    }
-
-    name = lcf->pass_headers->elts;
-    for (i = 0; i < lcf->pass_headers->nelts; i++) {
-        if (name[i].len == h->key.len
-            && ngx_strncasecmp(name[i].data, h->key.data, h->key.len) == 0)
-        {
-            return 1;
-        }
-    }
-
-    return 0;
-}
 
 
 ngx_table_elt_t *
@@ -397,7 +286,8 @@ ngx_http_credit_auth_www_authenticate(ngx_http_request_t *r,
  * The bank gets the gateway's headers only (SPEC §2.1): the list is
  * rebuilt rather than trusting the proxy's hide list, which hides almost
  * nothing.  What the configuration names with credit_auth_pass_header
- * stays; nginx adds Date, Server and the length or chunking itself.
+ * stays, unless its value looks personal; nginx adds Date, Server and the
+ * length or chunking itself.
  */
 ngx_int_t
 ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
@@ -424,7 +314,9 @@ ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
         }
         /* a refusal carries nothing of the platform's (SPEC §4) */
         if (h[i].hash
-            && (disclosure == NULL || !ngx_http_credit_auth_passed(lcf, &h[i])))
+            && (disclosure == NULL
+                || !ngx_http_credit_auth_pass_header_ok(r, lcf, &h[i],
+                                                        &ctx->rid)))
         {
             h[i].hash = 0;
         }

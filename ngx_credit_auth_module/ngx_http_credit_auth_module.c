@@ -86,9 +86,9 @@ static ngx_command_t  ngx_http_credit_auth_commands[] = {
 
     { ngx_string("credit_auth_gateway_id"),
       NGX_HTTP_MAIN_CONF|NGX_CONF_TAKE1,
-      ngx_conf_set_str_slot,
+      ngx_http_credit_auth_gateway_id,
       NGX_HTTP_MAIN_CONF_OFFSET,
-      offsetof(ngx_http_credit_auth_main_conf_t, gateway_id),
+      0,
       NULL },
 
     { ngx_string("credit_auth_zone"),

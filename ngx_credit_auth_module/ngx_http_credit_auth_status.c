@@ -117,6 +117,11 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
                         (int) ngx_http_credit_auth_redis_ready(),
                         "durability", ngx_http_credit_auth_durability(),
                         "state", ngx_http_credit_auth_redis_why());
+    if (doc != NULL) {
+        json_object_set_new(doc, "pass_headers",
+                            json_pack("{s:I}", "dropped_personal",
+                                      (json_int_t) sh->pass_dropped));
+    }
     return doc;
 }
 
@@ -294,6 +299,12 @@ ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
             "credit_auth_report_refusals_total{reason=\"%s\"} %lu\n",
             ca_reason_name(i), (unsigned long) sh->report_reasons[i]);
     }
+
+    ngx_http_credit_auth_family(&t, "credit_auth_pass_header_dropped_total",
+        "counter", "Platform headers credit_auth_pass_header names, not "
+        "passed: their value looked personal.");
+    ngx_http_credit_auth_prom(&t, "credit_auth_pass_header_dropped_total "
+        "%lu\n", (unsigned long) sh->pass_dropped);
 
     n = sh->n_labels;
     for (i = 0; i < NGX_HTTP_CREDIT_AUTH_LABEL_KINDS; i++) {

@@ -2,8 +2,10 @@
  * $credit_auth_* variables: what the module decided, for access_log
  * formats and proxy_set_header.  Each is "not found" (an empty string,
  * "-" in a log) where the module did not decide.  Only registry names,
- * the audit's consent id and the gateway's own request id: never a byte of
- * the token or of the record.
+ * the audit's consent id and certificate digest and the gateway's own
+ * request id: never a byte of the token or of the record.  They are how
+ * the platform learns what was decided: the bank's own credentials never
+ * reach it (…_headers.c).
  */
 #include "ngx_http_credit_auth.h"
 
@@ -18,7 +20,8 @@ typedef enum {
     NGX_HTTP_CREDIT_AUTH_VAR_REQUEST_ID,
     NGX_HTTP_CREDIT_AUTH_VAR_ENTERPRISE,
     NGX_HTTP_CREDIT_AUTH_VAR_PURPOSE,
-    NGX_HTTP_CREDIT_AUTH_VAR_MODE
+    NGX_HTTP_CREDIT_AUTH_VAR_MODE,
+    NGX_HTTP_CREDIT_AUTH_VAR_CERT
 } ngx_http_credit_auth_var_e;
 
 
@@ -66,6 +69,9 @@ static ngx_http_variable_t  ngx_http_credit_auth_vars[] = {
     { ngx_string("credit_auth_mode"), NULL, ngx_http_credit_auth_variable,
       NGX_HTTP_CREDIT_AUTH_VAR_MODE, NGX_HTTP_VAR_NOCACHEABLE, 0 },
 
+    { ngx_string("credit_auth_cert"), NULL, ngx_http_credit_auth_variable,
+      NGX_HTTP_CREDIT_AUTH_VAR_CERT, NGX_HTTP_VAR_NOCACHEABLE, 0 },
+
       ngx_http_null_variable
 };
 
@@ -93,6 +99,7 @@ ngx_http_credit_auth_variable(ngx_http_request_t *r,
     ngx_http_variable_value_t *v, uintptr_t data)
 {
     char                        *consent;
+    u_char                      *hex;
     ca_reason                    reason;
     ngx_uint_t                   decided;
     const char                  *s;
@@ -175,6 +182,19 @@ ngx_http_credit_auth_variable(ngx_http_request_t *r,
 
     case NGX_HTTP_CREDIT_AUTH_VAR_MODE:
         s = ctx->category ? (ctx->verify ? "verify" : "query") : NULL;
+        break;
+
+    case NGX_HTTP_CREDIT_AUTH_VAR_CERT:
+        /* the certificate the bank was identified by (the audit's cert):
+         * what the gateway derived, never a header the bank sent */
+        if (ctx->has_cert) {
+            hex = ngx_pnalloc(r->pool, 2 * 32 + 1);
+            if (hex == NULL) {
+                return NGX_ERROR;
+            }
+            *ngx_hex_dump(hex, ctx->cert_sha256, 32) = '\0';
+            s = (char *) hex;
+        }
         break;
     }
 

@@ -267,6 +267,18 @@ ngx_http_credit_auth_count_reason(ca_reason reason)
 }
 
 
+void
+ngx_http_credit_auth_count_pass_dropped(void)
+{
+    ngx_http_credit_auth_shctx_t  *sh;
+
+    sh = ngx_http_credit_auth_shared(NULL);
+    if (sh != NULL) {
+        (void) ngx_atomic_fetch_add(&sh->pass_dropped, 1);
+    }
+}
+
+
 /*
  * A worker's audit writer: its counters are added to the zone's totals
  * (they outlive the worker), its spool is shown in a slot of its own

@@ -4,15 +4,20 @@
 Everything lives under build/run/ (fresh each time): a demo PKI, one bank
 client certificate, one enterprise signing key (ES256) for the first
 enterprise of demo/enterprises.json, the shipped policy
-policies/platform-policy.json, Redis (own config, AOF on), the demo platform
-(demo/platform served by a separate nginx), the gateway with mutual TLS, a
-PostgreSQL 15 (initdb under build/run/postgres, as the postgres user when
-run as root) and `credit-audit ship` moving the audit stream into it.
-Prints ready-to-paste curl commands and a regulator's query of the archive,
-and stays in the foreground until Ctrl-C.
+policies/platform-policy.json (or --policy FILE: `make run POLICY=FILE`),
+Redis (own config, AOF on), the demo platform (demo/platform served by a
+separate nginx), the gateway with mutual TLS, a PostgreSQL 15 (initdb under
+build/run/postgres, as the postgres user when run as root) and `credit-audit
+ship` moving the audit stream into it.  Prints ready-to-paste curl
+commands, the regulator's credit-audit commands against the demo's audit
+trail and a regulator's query of the archive, and stays in the foreground
+until Ctrl-C.
 
-  --check   run the printed requests and the archive query, check the
-            answers, exit 0 or 1
+  --policy FILE  try this policy on the demo; checked first with
+                 `credit-policy check`, whose message stops the demo if the
+                 file does not load
+  --check        run the two printed requests and the archive query, check
+                 the answers, exit 0/1
 """
 
 import argparse
@@ -20,9 +25,12 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import signal
+import stat
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +43,7 @@ BANK_CODE = "minjiang_rcb"
 BANK_NAME = "福建闽江农村商业银行股份有限公司（示例）"
 PURPOSE = "loan_application"
 REFUSED_PURPOSE = "post_loan_monitoring"       # not in the token's purposes
+ISSUER = "示例地方金融管理局 (demo)"             # report --issuer
 
 
 def first_enterprise():
@@ -49,13 +58,66 @@ def first_enterprise():
     return S.DEMO_USCC, "福州闽江智能装备有限公司"
 
 
-def build(run_dir, module=None):
-    policy = S.ROOT / "policies" / "platform-policy.json"
+SHIPPED_POLICY = S.ROOT / "policies" / "platform-policy.json"
+
+
+def check_policy(policy):
+    """The checker's verdict on a policy file: None when it loads, else
+    what `credit-policy check` said (file, JSON path, reason)."""
+    tool = S.ROOT / "build" / "bin" / "credit-policy"
+    r = subprocess.run([str(tool), "check", str(policy)],
+                       capture_output=True, text=True, timeout=60)
+    return None if r.returncode == 0 else (r.stdout + r.stderr).strip()
+
+
+def copy_readable(src, dst):
+    """src copied to dst, readable by everyone (demo records only)."""
+    shutil.copytree(src, dst)
+    for d, _, files in os.walk(dst):
+        os.chmod(d, 0o755)
+        for f in files:
+            os.chmod(os.path.join(d, f), 0o644)
+    return dst
+
+
+def outside_closed_home(run_dir):
+    """Where the demo's files go.  The nginx workers run as nobody when we
+    are root: a working directory under a directory they cannot enter (a
+    clone in /root, 0700 on Debian) would leave them the platform's records
+    and the spool out of reach.  Then the files go to /tmp and run_dir
+    becomes a symbolic link to them."""
+    if os.geteuid() != 0:
+        return run_dir
+    parent = run_dir.absolute().parent
+    closed = [p for p in [parent, *parent.parents]
+              if p.exists() and not p.stat().st_mode & stat.S_IXOTH]
+    if not closed:
+        return run_dir
+    tag = hashlib.sha256(str(run_dir.absolute()).encode()).hexdigest()[:8]
+    real = Path(tempfile.gettempdir()) / f"credit-auth-run-{tag}"
+    if run_dir.is_symlink() or run_dir.is_file():
+        run_dir.unlink()
+    elif run_dir.exists():
+        shutil.rmtree(run_dir)
+    run_dir.parent.mkdir(parents=True, exist_ok=True)
+    run_dir.symlink_to(real)
+    print(f"demo: {closed[0]} is closed to the workers' user (nobody): the"
+          f" working directory is {real} ({run_dir} links to it)",
+          flush=True)
+    return real
+
+
+def build(run_dir, module=None, policy=SHIPPED_POLICY):
     platform = S.ROOT / "demo" / "platform"
     uscc, ent_name = first_enterprise()
     st = S.Stack(run_dir, policy=policy if policy.is_file() else None,
                  module=module).setup()
-    if not (platform / "api" / "v1" / "enterprises" / uscc / "tax").is_file():
+    if (platform / "api" / "v1" / "enterprises" / uscc / "tax").is_file():
+        # served from a copy in the working directory: the platform's nginx
+        # workers run as nobody when we are root, and a clone in root's
+        # home (/root is 0700 on Debian) is not theirs to read
+        platform = copy_readable(platform, st.dir / "platform")
+    else:
         platform = S.write_platform(S.subdir(st.dir, "platform"),
                                     {(uscc, "tax"): S.tax_record(uscc)})
     st.platform_root = platform
@@ -71,6 +133,29 @@ def build(run_dir, module=None):
     token = S.mint_token(priv, "ES256", jwk["kid"], claims)
     (st.dir / "token.jwt").write_text(token + "\n")
     return st, bank, uscc, ent_name, token, claims
+
+
+def audit_argvs(st, uscc):
+    """The regulator's credit-audit commands against this demo's trail,
+    by name: each argv as the demo prints it (tests/integration/
+    test_demo_audit.py runs every one)."""
+    tool = str(S.ROOT / "build" / "bin" / "credit-audit")
+    common = ["--redis", st.redis.address, "--tz", "Asia/Shanghai"]
+    pub = ["--pubkey", str(st.audit_pub)]
+    names = ["--banks", str(st.banks_path), "--policy", str(st.policy_path)]
+    return [
+        ("verify", [tool, "verify", *common, *pub]),
+        ("report", [tool, "report", *common, *pub, *names,
+                    "--issuer", ISSUER]),
+        ("report-html", [tool, "report", *common, *pub, *names,
+                         "--issuer", ISSUER, "--format", "html",
+                         "--out", str(st.dir / "report.html")]),
+        ("query", [tool, "query", *common, "--enterprise", uscc]),
+        ("export", [tool, "export", *common, "--view", "requests",
+                    "--format", "csv", "--excel", *names,
+                    "--enterprises", str(S.ROOT / "demo" / "enterprises.json"),
+                    "--out", str(st.dir / "requests.csv")]),
+    ]
 
 
 def curl_argv(st, bank, path, token, purpose):
@@ -119,7 +204,7 @@ class Archive:
         self.proc = subprocess.Popen(
             [str(AUDIT), "ship", "--archive", self.pg.conninfo("shipper"),
              "--redis", st.redis.address, "--pubkey", str(st.audit_pub),
-             "--keep", "1m", "--metrics", str(self.metrics)],
+             "--keep", "1d", "--metrics", str(self.metrics)],
             stdout=self.log, stderr=self.log, start_new_session=True,
             env=dict(os.environ, **self.pg.env()))
 
@@ -238,6 +323,9 @@ def main():
                     help="run the printed requests, check them, exit 0/1")
     ap.add_argument("--dir", default=str(S.ROOT / "build" / "run"),
                     help="working directory (recreated; default build/run)")
+    ap.add_argument("--policy", default=None,
+                    help="policy file to try (default "
+                         "policies/platform-policy.json)")
     ap.add_argument("--module", default=None,
                     help="module .so (default: CREDIT_AUTH_MODULE or "
                          "build/ngx_http_credit_auth_module.so)")
@@ -247,7 +335,14 @@ def main():
     if not mod.is_file():
         print(f"demo: module not built: {mod} (make build)", file=sys.stderr)
         return 1
-    run_dir = S.workdir(Path(args.dir), fresh=True)
+    policy = Path(args.policy).resolve() if args.policy else SHIPPED_POLICY
+    verdict = check_policy(policy) if args.policy or policy.is_file() \
+        else None
+    if verdict is not None:
+        print(f"demo: the policy does not load, so the gateway would not "
+              f"start:\n{verdict}", file=sys.stderr)
+        return 1
+    run_dir = S.workdir(outside_closed_home(Path(args.dir)), fresh=True)
 
     stopping = []
 
@@ -258,7 +353,8 @@ def main():
 
     st = arc = None
     try:
-        st, bank, uscc, ent_name, token, claims = build(run_dir, str(mod))
+        st, bank, uscc, ent_name, token, claims = build(run_dir, str(mod),
+                                                        policy)
         st.start()
         arc = Archive(st)
         tax = f"/api/v1/enterprises/{uscc}/tax"
@@ -299,11 +395,18 @@ redis-cli -p {st.redis.port} XRANGE credit:audit - +
 
 Audit public key (for credit-audit verify --pubkey): {st.audit_pub}
 
+The regulator (credit-audit, man credit-audit): verify the trail, the work
+report (text, then HTML), the enterprise's requests, the requests as CSV for
+Excel:
+
+{chr(10).join(shlex.join(a) for _, a in audit_argvs(st, uscc))}
+
 The archive (PostgreSQL {arc.pg.port}, {arc.pg.home}): `credit-audit ship`
-moves the stream into it (log {arc.log.name}, metrics {arc.metrics},
-entries stay in Redis 1 minute).  The regulator's question, "which banks
-queried this enterprise in the last 12 months" (the psql form, until
-`credit-audit query --archive` exists):
+moves the stream into it (log {arc.log.name}, metrics {arc.metrics}; the
+entries stay in Redis a day, so that the commands above see the whole
+trail).  The regulator's question, "which banks queried this enterprise in
+the last 12 months" (the psql form, until `credit-audit query --archive`
+exists):
 
 {arc.env_prefix()} psql {shlex.quote(arc.pg.conninfo("reader"))} \\
     -c "{arc.regulator_sql(uscc)}"
@@ -312,6 +415,13 @@ Breaks found while shipping:
 
 {arc.env_prefix()} {AUDIT} findings --archive {shlex.quote(arc.pg.conninfo("operator"))}
 """, flush=True)
+
+        explain = [str(S.ROOT / "build" / "bin" / "credit-policy"),
+                   "explain", "--policy", str(st.policy_path), "--path", tax,
+                   "--response", str(upstream_file), "--token", token,
+                   "--purpose", PURPOSE]
+        print(f"What the policy discloses of this record, and why:\n\n"
+              f"{shlex.join(explain)}\n", flush=True)
 
         if args.check:
             ok = check(st, allowed, refused, upstream_file)

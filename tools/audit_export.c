@@ -10,22 +10,46 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit_names.h"
+#include "audit_requests.h"
 #include "audit_tool.h"
 
 static const char usage_export[] =
-    "usage: credit-audit export [--format jsonl|csv] [--since T]"
-    " [--until T]\n"
-    "         [--month YYYY-MM] [--out FILE] [common options]\n"
+    "usage: credit-audit export [--view entries|requests]"
+    " [--format jsonl|csv]\n"
+    "         [--excel] [--since T] [--until T] [--month YYYY-MM]\n"
+    "         [--out FILE] [--banks FILE] [--policy FILE]\n"
+    "         [--enterprises FILE] [common options]\n"
     "\n"
-    "One line per entry with its stream id (`id`).  jsonl (default): a\n"
-    "JSON object of the fields in stored order.  csv (RFC 4180): a header,\n"
-    "then a column per field of the audit schema (and `time`, ISO 8601 in\n"
-    "--tz, after `ts`) and any other field as a JSON object in the `extra`\n"
-    "column.  A CSV cell a spreadsheet would run as a formula (beginning\n"
-    "with = + - @, tab or CR) starts with ', a line break in a value is\n"
-    "written \\n, invalid UTF-8 is shown as U+FFFD: the stream itself stays\n"
-    "the evidence (verify reads it, not the export).\n"
-    "\n" TIME_NOTE "\n" COMMON_OPTS;
+    "--view entries (default): one line per entry with its stream id\n"
+    "(`id`).  jsonl (default): a JSON object of the fields in stored\n"
+    "order.  csv (RFC 4180): a header, then a column per field of the\n"
+    "audit schema (and `time`, ISO 8601 in --tz, after `ts`) and any other\n"
+    "field as a JSON object in the `extra` column.  A CSV cell a\n"
+    "spreadsheet would run as a formula (beginning with = + - @, tab or\n"
+    "CR) starts with ', a line break in a value is written \\n, invalid\n"
+    "UTF-8 is shown as U+FFFD: the stream itself stays the evidence\n"
+    "(verify reads it, not the export).\n"
+    "\n"
+    "--view requests: one row per request, for a spreadsheet: each\n"
+    "decision in the period with its outcome joined by rid, and the\n"
+    "names of its bank (--banks), enterprise (--enterprises: the trail\n"
+    "holds only the USCC), category and purpose (--policy) and reason\n"
+    "(built in) beside the codes; `time` is ISO 8601 text in --tz (no\n"
+    "Unix milliseconds for a spreadsheet to show as 1.79667E+12);\n"
+    "`status` is the outcome's, or for a refusal the status its reason\n"
+    "answers; empty while an allowed request has no outcome.  An outcome\n"
+    "written more than 10 minutes (stream time) after its decision is not\n"
+    "joined.\n"
+    "\n"
+    "--excel: CSV for Excel: a UTF-8 byte order mark first (Excel then\n"
+    "reads the Chinese names right); rows end in CRLF, as always.\n"
+    "\n" TIME_NOTE "\n" COMMON_OPTS
+    "  --view entries|requests       one line per entry, or per request\n"
+    "  --format jsonl|csv            default jsonl\n"
+    "  --excel                       CSV with a UTF-8 byte order mark\n"
+    "  --out FILE                    write there instead of stdout\n"
+    NAMES_HELP ENTERPRISES_HELP;
 
 typedef struct {
     FILE       *out;
@@ -120,12 +144,17 @@ cmd_export(int argc, char **argv)
         {"until", required_argument, NULL, OPT_UNTIL},
         {"month", required_argument, NULL, OPT_MONTH},
         {"out", required_argument, NULL, OPT_OUT},
+        {"view", required_argument, NULL, OPT_VIEW},
+        {"excel", no_argument, NULL, OPT_EXCEL},
+        NAMES_LONGOPTS,
+        ENTERPRISES_LONGOPT,
         {NULL, 0, NULL, 0}
     };
     common_opts   co;
     export_ctx    x;
+    names         nm = {0};
     const char   *outfile = NULL;
-    int           ch, rv;
+    int           ch, rv, requests = 0, excel = 0;
     size_t        count;
     redisContext *rc;
 
@@ -154,31 +183,72 @@ cmd_export(int argc, char **argv)
         case OPT_OUT:
             outfile = optarg;
             break;
+        case OPT_VIEW:
+            if (strcmp(optarg, "requests") != 0
+                && strcmp(optarg, "entries") != 0)
+            {
+                return usage_error(usage_export, "bad --view %s (entries "
+                                   "or requests)", optarg);
+            }
+            requests = optarg[0] == 'r';
+            break;
+        case OPT_EXCEL:
+            excel = 1;
+            break;
         case 'h':
             fputs(usage_export, stdout);
             return 0;
         default:
+            if (names_opt(&nm, ch, optarg)) {
+                break;
+            }
             return usage_error(usage_export, NULL, NULL);
         }
     }
     if (args_done(usage_export, argc, argv, &x.per) != 0) {
         return EXIT_USAGE;
     }
+    if (excel && !x.is_csv) {
+        return short_usage_error("export", "--excel is for --format csv");
+    }
+    if (!requests && (nm.banks_file || nm.policy_file
+                      || nm.enterprises_file))
+    {
+        return short_usage_error("export", "--banks, --policy and "
+                                 "--enterprises name the columns of --view "
+                                 "requests; the entries view holds the "
+                                 "trail's fields only");
+    }
+    if (names_load(&nm) != 0) {
+        names_free(&nm);
+        return EXIT_USAGE;
+    }
     if ((rc = tool_redis_open(&co.redis)) == NULL) {
+        names_free(&nm);
         return EXIT_USAGE;
     }
     x.out = stdout;
     if (outfile != NULL && (x.out = fopen(outfile, "w")) == NULL) {
         fprintf(stderr, "credit-audit: %s: %s\n", outfile, strerror(errno));
         redisFree(rc);
+        names_free(&nm);
         return EXIT_USAGE;
     }
     csv_begin(&x.csv, x.out);
-    if (x.is_csv) {
-        csv_header(&x);
+    if (excel) {
+        csv_bom(&x.csv);
     }
-    rv = scan_stream(rc, co.stream, cb_export, &x, &count);
+    if (requests) {
+        rv = export_requests(rc, co.stream, &x.per, &nm, &x.csv, x.out,
+                             x.is_csv, &x.written);
+    } else {
+        if (x.is_csv) {
+            csv_header(&x);
+        }
+        rv = scan_stream(rc, co.stream, cb_export, &x, &count);
+    }
     redisFree(rc);
+    names_free(&nm);
     if (fflush(x.out) != 0 || ferror(x.out)
         || (x.out != stdout && fclose(x.out) != 0))
     {
@@ -187,8 +257,8 @@ cmd_export(int argc, char **argv)
         return EXIT_USAGE;
     }
     if (rv == 0 && outfile != NULL) {
-        fprintf(stderr, "credit-audit: %zu entries written to %s\n",
-                x.written, outfile);
+        fprintf(stderr, "credit-audit: %zu %s written to %s\n",
+                x.written, requests ? "requests" : "entries", outfile);
     }
     return rv;
 }

@@ -36,7 +36,8 @@ svg_bars(FILE *out, const char *id, json_t *rows, const char *label,
     size_t  n = json_array_size(rows), i;
     json_t *e;
     double  max = 1;
-    int     w = 640, lw = 180, bh = 22, top = 28;
+    int     w = 860, lw = 380, bh = 22, top = 28;
+    char    lb[512];
     int     hgt = top + (int) n * (bh + 6) + 10;
 
     json_array_foreach(rows, i, e) {
@@ -63,7 +64,7 @@ svg_bars(FILE *out, const char *id, json_t *rows, const char *label,
 
         fprintf(out, "<text x=\"%d\" y=\"%d\" font-size=\"12\" "
                 "text-anchor=\"end\">", lw - 6, y + 15);
-        h(out, m_str(e, label)[0] ? m_str(e, label) : "(none)");
+        h(out, m_label(e, label, "(none)", lb, sizeof(lb)));
         fputs("</text>", out);
         for (size_t k = 0; k < nser; k++) {
             double bw = (double) m_num(e, ser[k]) * (w - lw - 60) / max;
@@ -127,6 +128,51 @@ td(FILE *out, const char *s)
     fputs("</td>", out);
 }
 
+/* A code with its name: "纳税信息 <code>tax</code>"; the code alone when
+ * the model has no name for it. */
+static void
+td_label(FILE *out, json_t *e, const char *k, const char *none)
+{
+    char        nk[64];
+    const char *code = m_str(e, k), *name;
+
+    snprintf(nk, sizeof(nk), "%s_name", k);
+    name = m_str(e, nk);
+    fprintf(out, "<td data-code=\"");
+    h(out, code);
+    fputs("\">", out);
+    if (code[0] == '\0') {
+        h(out, none);
+    } else if (name[0] == '\0') {
+        h(out, code);
+    } else {
+        h(out, name);
+        fputs(" <code class=c>", out);
+        h(out, code);
+        fputs("</code>", out);
+    }
+    fputs("</td>", out);
+}
+
+/* A table's rows, each a labelled code and its figures, and its end. */
+static void
+figure_rows(FILE *out, json_t *rows, const char *code,
+            const char *const *figures, size_t n)
+{
+    size_t  i;
+    json_t *e;
+
+    json_array_foreach(rows, i, e) {
+        fputs("<tr>", out);
+        td_label(out, e, code, "(无 none)");
+        for (size_t j = 0; j < n; j++) {
+            td_num(out, figures[j], m_num(e, figures[j]));
+        }
+        fputs("</tr>\n", out);
+    }
+    html_table_end(out, rows);
+}
+
 void
 render_html(FILE *out, json_t *m)
 {
@@ -143,9 +189,9 @@ render_html(FILE *out, json_t *m)
                                                  "#e45756"};
     static const char *const blue_red[] = {"#2f6db5", "#e45756"};
     static const char *const red[] = {"#e45756"};
-    json_t *a, *e, *in = json_object_get(m, "integrity"), *reasons;
+    json_t *a, *e, *in = json_object_get(m, "integrity");
     size_t  i;
-    const char *k;
+    char    sha[SHA_SHORT + 1];
 
     fputs("<!DOCTYPE html>\n<html lang=zh-CN>\n<head>\n<meta charset=utf-8>\n"
           "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src"
@@ -164,11 +210,23 @@ render_html(FILE *out, json_t *m)
           "solid #bbb;padding:.25em .6em}th{background:#eef2f8}"
           "td.n{text-align:right}td code{word-break:break-all}"
           "td.t{white-space:nowrap}.none{color:#666}\n"
+          "td.v{white-space:nowrap;max-width:14em;overflow:hidden;"
+          "text-overflow:ellipsis}\n"
+          "td.sha code,code.c{white-space:nowrap;word-break:normal}"
+          "ol.fn{font-size:.8em;color:#444}ol.fn code{word-break:break-all}"
+          "table#meta th{text-align:left}\n"
           ".ok{color:#1b7a1b;font-weight:bold}.bad{color:#b00;"
           "font-weight:bold}svg.chart{display:block;margin:.5em 0}\n"
           "</style>\n</head>\n<body>\n", out);
     fprintf(out, "<h1>%s <span class=en>%s</span></h1>\n", TITLE_ZH,
             TITLE_EN);
+    fputs("<table id=meta>\n<tr><th>发布单位 Issuer</th><td data-figure="
+          "issuer>", out);
+    h(out, m_when(m, "issuer", "未署名 not given (--issuer)"));
+    fputs("</td></tr>\n<tr><th>生成时间 Generated</th><td data-figure="
+          "generated class=t>", out);
+    h(out, m_str(m, "generated"));
+    fputs("</td></tr>\n</table>\n", out);
 
     html_head(out, S_PERIOD);
     fputs("<p id=period><span data-figure=since>", out);
@@ -177,7 +235,12 @@ render_html(FILE *out, json_t *m)
     h(out, m_when(m, "until", "今 now"));
     fputs("</span> (", out);
     h(out, m_str(m, "tz"));
-    fputs("; 截止时间不含 until exclusive)<br>审计流 Stream: <code>", out);
+    fputs("; 截止时间不含 until exclusive)<br>本期首末决定 First and last "
+          "decision: <span data-figure=first_decision>", out);
+    h(out, m_when(m, "first_decision", "无 none"));
+    fputs("</span> — <span data-figure=last_decision>", out);
+    h(out, m_when(m, "last_decision", "无 none"));
+    fputs("</span><br>审计流 Stream: <code>", out);
     h(out, m_str(m, "stream"));
     fputs("</code></p>\n", out);
 
@@ -228,7 +291,7 @@ render_html(FILE *out, json_t *m)
                "Enterprises</th></tr>\n");
     json_array_foreach(a, i, e) {
         fputs("<tr>", out);
-        td(out, m_str(e, "bank"));
+        td_label(out, e, "bank", "");
         td_num(out, "allowed", m_num(e, "allowed"));
         td_num(out, "refused", m_num(e, "refused"));
         td_num(out, "enterprises", m_num(e, "enterprises"));
@@ -250,15 +313,14 @@ render_html(FILE *out, json_t *m)
                "Raw</th><th>拒绝 Refused</th><th>仅报告 Report-only</th>"
                "<th>核验项 Checks</th><th>相符 Matched</th><th>不符 Not "
                "matched</th><th>无值 Absent</th></tr>\n");
-    json_array_foreach(a, i, e) {
-        fputs("<tr>", out);
-        td(out, m_str(e, "category"));
-        for (size_t j = 0; j < NCATEGORY_FIGURES; j++) {
-            td_num(out, category_figures[j], m_num(e, category_figures[j]));
-        }
-        fputs("</tr>\n", out);
-    }
-    html_table_end(out, a);
+    figure_rows(out, a, "category", category_figures, NCATEGORY_FIGURES);
+
+    html_head(out, S_PURPOSES);
+    a = json_object_get(m, "purposes");
+    html_table(out, a, "<table id=purposes>\n<tr><th>用途 Purpose</th>"
+               "<th>决定 Decisions</th><th>放行 Allowed</th><th>拒绝 "
+               "Refused</th><th>仅报告 Report-only</th></tr>\n");
+    figure_rows(out, a, "purpose", purpose_figures, PURPOSE_FIGURES);
 
     html_head(out, S_RAW);
     fprintf(out, "<p>合计 Total: <strong data-figure=raw_total>%lld</strong>"
@@ -268,8 +330,8 @@ render_html(FILE *out, json_t *m)
                "Category</th><th>次数 Count</th></tr>\n");
     json_array_foreach(a, i, e) {
         fputs("<tr>", out);
-        td(out, m_str(e, "bank"));
-        td(out, m_str(e, "category"));
+        td_label(out, e, "bank", "");
+        td_label(out, e, "category", "(无 none)");
         td_num(out, "count", m_num(e, "count"));
         fputs("</tr>\n", out);
     }
@@ -277,16 +339,8 @@ render_html(FILE *out, json_t *m)
 
     html_head(out, S_REFUSALS);
     /* the chart sums per reason; the table keeps bank and reason */
-    reasons = json_array();
-    json_object_foreach(json_object_get(m, "reason"), k, e) {
-        if (k[0] != '\0') {
-            json_array_append_new(reasons, json_pack("{s:s,s:O}", "reason",
-                                                     k, "count", e));
-        }
-    }
-    svg_bars(out, "chart-refusals", reasons, "reason", ref_ser, ref_names,
-             red, 1);
-    json_decref(reasons);
+    svg_bars(out, "chart-refusals", json_object_get(m, "reasons"), "reason",
+             ref_ser, ref_names, red, 1);
     fprintf(out, "<p>合计 Total: <strong data-figure=refusals_total>%lld"
             "</strong></p>\n", m_num(m, "refusals_total"));
     a = json_object_get(m, "refusals");
@@ -294,8 +348,8 @@ render_html(FILE *out, json_t *m)
                "<th>原因 Reason</th><th>次数 Count</th></tr>\n");
     json_array_foreach(a, i, e) {
         fputs("<tr>", out);
-        td(out, m_str(e, "bank")[0] ? m_str(e, "bank") : "(未识别 unknown)");
-        td(out, m_str(e, "reason"));
+        td_label(out, e, "bank", "(未识别 unknown)");
+        td_label(out, e, "reason", "");
         td_num(out, "count", m_num(e, "count"));
         fputs("</tr>\n", out);
     }
@@ -307,17 +361,33 @@ render_html(FILE *out, json_t *m)
                "<th>SHA-256</th><th>决定 Decisions</th><th>首次 First</th>"
                "<th>末次 Last</th></tr>\n");
     json_array_foreach(a, i, e) {
-        fputs("<tr>", out);
-        td(out, m_str(e, "version"));
-        fputs("<td><code>", out);
+        /* one line a row: a long version ends in an ellipsis, the digest
+         * is cut to 12 hex digits; each whole in its title and, for
+         * print, the digest in a footnote */
+        fputs("<tr><td class=v title=\"", out);
+        h(out, m_str(e, "version"));
+        fputs("\">", out);
+        h(out, m_str(e, "version"));
+        fputs("</td><td class=sha><code title=\"", out);
         h(out, m_str(e, "sha256"));
-        fputs("</code></td>", out);
+        fputs("\">", out);
+        h(out, sha_short(m_str(e, "sha256"), sha));
+        fprintf(out, "…</code><sup>[%zu]</sup></td>", i + 1);
         td_num(out, "decisions", m_num(e, "decisions"));
         td_time(out, m_str(e, "first"));
         td_time(out, m_str(e, "last"));
         fputs("</tr>\n", out);
     }
     html_table_end(out, a);
+    if (json_array_size(a)) {
+        fputs("<ol id=digests class=fn>\n", out);
+        json_array_foreach(a, i, e) {
+            fputs("<li>SHA-256 <code>", out);
+            h(out, m_str(e, "sha256"));
+            fputs("</code></li>\n", out);
+        }
+        fputs("</ol>\n", out);
+    }
 
     html_head(out, S_INTEGRITY);
     fprintf(out, "<p>结论 Result: <strong id=integrity class=%s>%s</strong>"
@@ -337,6 +407,8 @@ render_html(FILE *out, json_t *m)
         json_array_foreach(json_object_get(in, "first_breaks"), i, e) {
             fputs("<li>", out);
             h(out, m_str(e, "kind"));
+            fputs(" ", out);
+            h(out, m_str(e, "time"));
             fputs(" <code>", out);
             h(out, m_str(e, "id"));
             fputs("</code> ", out);

@@ -57,6 +57,58 @@ jstr(const char *s, size_t len)
     return v ? v : json_string("?");
 }
 
+/* "<member>_name" beside a code, when a name is known */
+static void
+set_name(json_t *o, const char *member, const char *name)
+{
+    char k[64];
+
+    if (name != NULL) {
+        snprintf(k, sizeof(k), "%s_name", member);
+        json_object_set_new(o, k, json_string(name));
+    }
+}
+
+/* The names of the codes o holds: bank, category, purpose, reason. */
+static void
+add_names(json_t *o, const names *nm)
+{
+    static const struct {
+        const char *member;
+        int         kind;
+    } codes[] = {{"bank", 0}, {"category", 1}, {"purpose", 2},
+                 {"reason", 3}};
+    const char *v, *name;
+    size_t      len;
+
+    for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); i++) {
+        if ((v = json_string_value(json_object_get(o, codes[i].member)))
+            == NULL)
+        {
+            continue;
+        }
+        len = strlen(v);
+        name = codes[i].kind == 0 ? bank_name(nm, v, len)
+               : codes[i].kind == 1 ? category_name(nm, v, len)
+               : codes[i].kind == 2 ? purpose_name(nm, v, len)
+               : reason_name(v, len);
+        set_name(o, codes[i].member, name);
+    }
+}
+
+/* Every object of the array with its names. */
+static json_t *
+named(json_t *a, const names *nm)
+{
+    size_t  i;
+    json_t *o;
+
+    json_array_foreach(a, i, o) {
+        add_names(o, nm);
+    }
+    return a;
+}
+
 /* "a SEP b" -> the two halves */
 static void
 split2(const map_slot *s, json_t *o, const char *ka, const char *kb)
@@ -206,6 +258,48 @@ categories(const report_ctx *rp)
 }
 
 static json_t *
+purposes(const report_ctx *rp)
+{
+    json_t    *a = json_array();
+    const strmap *m = &rp->by[2];       /* report_dims[2]: purpose */
+    map_slot **s = named_slots(m);
+
+    for (size_t i = 0; i < m->n; i++) {
+        char k[256];
+
+        snprintf(k, sizeof(k), "%.*s", (int) s[i]->len, s[i]->key);
+        json_array_append_new(a, json_pack(
+            "{s:o,s:I,s:I,s:I,s:I}", "purpose", jstr(s[i]->key, s[i]->len),
+            "decisions", (json_int_t) s[i]->count,
+            "allowed", (json_int_t) count_of(&rp->purpose_allow, k),
+            "refused", (json_int_t) count_of(&rp->purpose_deny, k),
+            "reported", (json_int_t) count_of(&rp->purpose_report, k)));
+    }
+    free(s);
+    return a;
+}
+
+/* Decisions per reason (refusals, and what report-only mode would have
+ * refused), most frequent first. */
+static json_t *
+reasons(const report_ctx *rp)
+{
+    json_t    *a = json_array();
+    const strmap *m = &rp->by[4];       /* report_dims[4]: reason */
+    map_slot **s = sorted_slots(m);
+
+    for (size_t i = 0; i < m->n; i++) {
+        if (s[i]->len > 0) {
+            json_array_append_new(a, json_pack(
+                "{s:o,s:I}", "reason", jstr(s[i]->key, s[i]->len),
+                "count", (json_int_t) s[i]->count));
+        }
+    }
+    free(s);
+    return a;
+}
+
+static json_t *
 pairs(const strmap *m, const char *ka, const char *kb, size_t *total)
 {
     json_t    *a = json_array();
@@ -299,9 +393,10 @@ integrity(const av_run *v, const av_keys *ks, const period *per)
                 in_period_breaks++;
             }
             if (json_array_size(breaks) < 100) {
+                /* the stream id's time: when Redis took the entry */
                 json_array_append_new(breaks, json_pack(
-                    "{s:s,s:s,s:I,s:s}", "kind", ca_av_kind_name(f->kind),
-                    "id", f->id, "seq", (json_int_t) f->seq,
+                    "{s:s,s:s,s:o,s:I,s:s}", "kind", ca_av_kind_name(f->kind),
+                    "id", f->id, "time", iso(t), "seq", (json_int_t) f->seq,
                     "detail", f->detail));
             }
         }
@@ -318,19 +413,23 @@ integrity(const av_run *v, const av_keys *ks, const period *per)
 }
 
 json_t *
-report_model(const common_opts *co, const report_ctx *rp,
-             const ca_banks *banks, const av_run *v, const av_keys *ks,
-             const char *tz)
+report_model(const common_opts *co, const report_ctx *rp, const names *nm,
+             const av_run *v, const av_keys *ks, const report_meta *meta)
 {
     json_t *m = json_object();
     size_t  nref, nraw;
 
+    json_object_set_new(m, "issuer", meta->issuer ? json_string(meta->issuer)
+                                                  : json_null());
+    json_object_set_new(m, "generated", iso(meta->generated));
     json_object_set_new(m, "stream", jstr(co->stream, strlen(co->stream)));
     json_object_set_new(m, "since", iso(rp->per.set ? rp->per.since
                                                     : INT64_MIN));
     json_object_set_new(m, "until", iso(rp->per.set ? rp->per.until
                                                     : INT64_MAX));
-    json_object_set_new(m, "tz", json_string(tz));
+    json_object_set_new(m, "tz", json_string(meta->tz));
+    json_object_set_new(m, "first_decision", iso(rp->first_ts));
+    json_object_set_new(m, "last_decision", iso(rp->last_ts));
     json_object_set_new(m, "decisions",
                         json_integer((json_int_t) rp->decisions));
     json_object_set_new(m, "outcomes",
@@ -341,15 +440,19 @@ report_model(const common_opts *co, const report_ctx *rp,
         json_object_set_new(m, ca_audit_schema[report_dims[d]].name,
                             dim_object(&rp->by[d]));
     }
-    json_object_set_new(m, "banks_admitted", banks_admitted(banks));
-    json_object_set_new(m, "banks_served", banks_served(rp));
-    json_object_set_new(m, "categories", categories(rp));
-    json_object_set_new(m, "raw_disclosures", pairs(&rp->raw, "bank",
-                                                    "category", &nraw));
+    json_object_set_new(m, "banks_admitted", banks_admitted(nm->banks));
+    json_object_set_new(m, "banks_served", named(banks_served(rp), nm));
+    json_object_set_new(m, "categories", named(categories(rp), nm));
+    json_object_set_new(m, "purposes", named(purposes(rp), nm));
+    json_object_set_new(m, "reasons", named(reasons(rp), nm));
+    json_object_set_new(m, "raw_disclosures",
+                        named(pairs(&rp->raw, "bank", "category", &nraw),
+                              nm));
     json_object_set_new(m, "raw_disclosures_total",
                         json_integer((json_int_t) nraw));
-    json_object_set_new(m, "refusals", pairs(&rp->refusals, "bank", "reason",
-                                             &nref));
+    json_object_set_new(m, "refusals",
+                        named(pairs(&rp->refusals, "bank", "reason", &nref),
+                              nm));
     json_object_set_new(m, "refusals_total", json_integer((json_int_t) nref));
     json_object_set_new(m, "checks", json_pack(
         "{s:I,s:I,s:I,s:I,s:I}", "asked", (json_int_t) rp->checks,

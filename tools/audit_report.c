@@ -10,19 +10,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <jansson.h>
 
 #include "audit_report.h"
 #include "audit_tool.h"
 #include "audit_verify.h"
-#include "policy/banks.h"
+#include "json/jsonscan.h"
 
 static const char usage_report[] =
     "usage: credit-audit report [--month YYYY-MM | --since T --until T]\n"
-    "         [--format text|md|csv|json|html] [--out FILE]\n"
-    "         [--banks FILE] [--pubkey FILE ... | --keyring FILE]\n"
-    "         [common options]\n"
+    "         [--format text|md|csv|json|html] [--out FILE] [--excel]\n"
+    "         [--issuer NAME] [--banks FILE] [--policy FILE]\n"
+    "         [--pubkey FILE ... | --keyring FILE] [common options]\n"
     "\n"
     "The period's work report (工作通报): banks admitted (from --banks, the\n"
     "gateway's banks file) and banks served, enterprises served, queries\n"
@@ -42,9 +43,19 @@ static const char usage_report[] =
     "md (Markdown, headings in Chinese and English), csv (section, item,\n"
     "detail, count), html (one self-contained file with inline SVG charts,\n"
     "no network).  Times are shown in --tz.\n"
+    "\n"
+    "Every format names the issuer (--issuer, the organisation handing the\n"
+    "report in) and when the report was made, and labels banks (--banks),\n"
+    "categories and purposes (--policy: their name_zh) and reasons (built\n"
+    "in) in Chinese with the codes beside them.\n"
     "\n" TIME_NOTE "\n" COMMON_OPTS
-    "  --banks FILE                  the gateway's banks file (admitted)\n"
-    "  --out FILE                    write there instead of stdout\n";
+    "  --issuer NAME                 the issuing organisation (one line)\n"
+    "  --banks FILE                  the gateway's banks file: the banks\n"
+    "                                admitted, and bank names\n"
+    "  --policy FILE                 the policy: names of categories and\n"
+    "                                purposes (name_zh, name)\n"
+    "  --out FILE                    write there instead of stdout\n"
+    "  --excel                       CSV with a UTF-8 byte order mark\n";
 
 /* ---- counting -------------------------------------------------------- */
 
@@ -224,6 +235,14 @@ cb_report(const entry *e, void *data)
         return 0;
     }
     rp->decisions++;
+    if (entry_ts(e) >= 0) {
+        if (rp->first_ts < 0 || entry_ts(e) < rp->first_ts) {
+            rp->first_ts = entry_ts(e);
+        }
+        if (entry_ts(e) > rp->last_ts) {
+            rp->last_ts = entry_ts(e);
+        }
+    }
     for (size_t d = 0; d < NDIMS; d++) {
         v = get(e, report_dims[d], &len);
         count(&rp->by[d], v, len);
@@ -231,6 +250,14 @@ cb_report(const entry *e, void *data)
     bank = get(e, CA_F_BANK, &blen);
     cat = get(e, CA_F_CATEGORY, &clen);
     ent = get(e, CA_F_ENTERPRISE, &elen);
+    v = get(e, CA_F_PURPOSE, &len);
+    if (has_value(e, CA_F_DECISION, "allow")) {
+        count(&rp->purpose_allow, v, len);
+    } else if (has_value(e, CA_F_DECISION, "deny")) {
+        count(&rp->purpose_deny, v, len);
+    } else if (has_value(e, CA_F_DECISION, "report")) {
+        count(&rp->purpose_report, v, len);
+    }
     if ((v = get(e, CA_F_POLICY, &len)) != NULL) {
         see_policy(rp, v, len, entry_ts(e));
     }
@@ -264,7 +291,8 @@ report_free(report_ctx *rp)
                       &rp->cat_deny, &rp->cat_report, &rp->raw,
                       &rp->refusals, &rp->cat_checks, &rp->cat_matched,
                       &rp->cat_unmatched, &rp->cat_absent, &rp->verify_rid,
-                      &rp->revoked_by};
+                      &rp->revoked_by, &rp->purpose_allow, &rp->purpose_deny,
+                      &rp->purpose_report};
 
     for (size_t i = 0; i < rp->nvcat; i++) {
         free(rp->vcat[i]);
@@ -281,48 +309,35 @@ report_free(report_ctx *rp)
     }
 }
 
-/* ---- the original text form ------------------------------------------ */
-
-static void
-report_text(FILE *out, const common_opts *co, report_ctx *rp)
+/* --issuer: one line a document can print (a table cell, a heading). */
+static int
+bad_issuer(const char *s)
 {
-    char since[48] = "beginning", until[48] = "end";
+    size_t len = strlen(s);
 
-    if (rp->per.set && rp->per.since != INT64_MIN) {
-        ca_time_format(rp->per.since, since, sizeof(since));
+    if (len == 0 || len > 256) {
+        return 1;
     }
-    if (rp->per.set && rp->per.until != INT64_MAX) {
-        ca_time_format(rp->per.until, until, sizeof(until));
-    }
-    fprintf(out, "audit report for %s, %s to %s (until exclusive)\n",
-            co->stream, since, until);
-    fprintf(out, "  decisions                    %zu\n", rp->decisions);
-    fprintf(out, "  outcomes                     %zu\n", rp->outcomes);
-    fprintf(out, "  distinct enterprises served  %zu\n", rp->served.n);
-    fprintf(out, "  checks verified              %zu (matched %zu, not "
-            "matched %zu, absent %zu)\n", rp->checks, rp->matched,
-            rp->unmatched, rp->absent);
-    fprintf(out, "  consents withdrawn           %zu\n", rp->revocations);
-    for (size_t d = 0; d < NDIMS; d++) {
-        map_slot **s = sorted_slots(&rp->by[d]);
+    for (size_t i = 0; i < len;) {
+        size_t n = ca_utf8_seq((const unsigned char *) s + i, len - i);
 
-        fprintf(out, "\n  %-28s %10s\n",
-                ca_audit_schema[report_dims[d]].name, "decisions");
-        for (size_t i = 0; i < rp->by[d].n; i++) {
-            int w;
-
-            fputs("  ", out);
-            if (s[i]->len == 0) {
-                fputs("(none)", out);
-                w = 6;
-            } else {
-                text_value(out, s[i]->key, s[i]->len);
-                w = (int) s[i]->len;
-            }
-            fprintf(out, "%*s %10zu\n", w < 28 ? 28 - w : 0, "", s[i]->count);
+        if (n == 0 || (n == 1 && ((unsigned char) s[i] < 0x20
+                                  || s[i] == 0x7f)))
+        {
+            return 1;
         }
-        free(s);
+        i += n;
     }
+    return 0;
+}
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- the command ----------------------------------------------------- */
@@ -336,8 +351,10 @@ cmd_report(int argc, char **argv)
         {"until", required_argument, NULL, OPT_UNTIL},
         {"month", required_argument, NULL, OPT_MONTH},
         {"format", required_argument, NULL, OPT_FORMAT},
-        {"banks", required_argument, NULL, OPT_BANKS},
         {"out", required_argument, NULL, OPT_OUT},
+        {"issuer", required_argument, NULL, OPT_ISSUER},
+        {"excel", no_argument, NULL, OPT_EXCEL},
+        NAMES_LONGOPTS,
         {NULL, 0, NULL, 0}
     };
     static const char *const formats[] = {
@@ -345,11 +362,11 @@ cmd_report(int argc, char **argv)
     };
     common_opts   co;
     report_ctx    rp;
-    int           ch, rv, fmt = -1;
+    int           ch, rv, fmt = -1, excel = 0;
     size_t        count;
-    const char   *banks_file = NULL, *outfile = NULL, *tz;
-    ca_banks     *banks = NULL;
-    ca_error      err;
+    const char   *outfile = NULL;
+    names         nm = {0};
+    report_meta   meta = {0};
     av_keys       ks = {0};
     av_run       *v = NULL;
     redisContext *rc;
@@ -358,6 +375,7 @@ cmd_report(int argc, char **argv)
 
     common_init(&co);
     memset(&rp, 0, sizeof(rp));
+    rp.first_ts = rp.last_ts = -1;
     while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
         if (ch == 0) {
             return EXIT_USAGE;
@@ -378,16 +396,28 @@ cmd_report(int argc, char **argv)
                                    "csv, json or html)", optarg);
             }
             break;
-        case OPT_BANKS:
-            banks_file = optarg;
-            break;
         case OPT_OUT:
             outfile = optarg;
+            break;
+        case OPT_ISSUER:
+            if (bad_issuer(optarg)) {
+                return short_usage_error("report", "bad --issuer: one line "
+                                         "of 1 to 256 bytes of UTF-8 text, "
+                                         "the organisation issuing the "
+                                         "report");
+            }
+            meta.issuer = optarg;
+            break;
+        case OPT_EXCEL:
+            excel = 1;
             break;
         case 'h':
             fputs(usage_report, stdout);
             return 0;
         default:
+            if (names_opt(&nm, ch, optarg)) {
+                break;
+            }
             return usage_error(usage_report, NULL, NULL);
         }
     }
@@ -397,16 +427,17 @@ cmd_report(int argc, char **argv)
     if (fmt < 0) {
         fmt = co.json ? 1 : 0;
     }
-    if (banks_file != NULL && (banks = ca_banks_load(banks_file, &err))
-                              == NULL)
-    {
-        fprintf(stderr, "credit-audit: --banks: %s\n", err.text);
+    if (excel && fmt != 3) {
+        return short_usage_error("report", "--excel is for --format csv");
+    }
+    if (names_load(&nm) != 0) {
+        names_free(&nm);
         return EXIT_USAGE;
     }
     if ((co.npubkeys > 0 || co.keyring != NULL)
         && (av_keys_load(&co, &ks) != 0 || (v = av_run_new(&ks)) == NULL))
     {
-        ca_banks_free(banks);
+        names_free(&nm);
         av_keys_free(&ks);
         return EXIT_USAGE;
     }
@@ -431,11 +462,12 @@ cmd_report(int argc, char **argv)
         rv = EXIT_USAGE;
         goto done;
     }
-    tz = tool_tz_name();
+    meta.tz = tool_tz_name();
+    meta.generated = now_ms();
     if (fmt == 0) {
-        report_text(out, &co, &rp);
+        report_text(out, &co, &rp, &nm, &meta);
     } else {
-        m = report_model(&co, &rp, banks, v, &ks, tz);
+        m = report_model(&co, &rp, &nm, v, &ks, &meta);
         switch (fmt) {
         case 1:
             json_dumpf(m, out, JSON_COMPACT | JSON_PRESERVE_ORDER);
@@ -445,7 +477,7 @@ cmd_report(int argc, char **argv)
             render_md(out, m);
             break;
         case 3:
-            render_csv(out, m);
+            render_csv(out, m, excel);
             break;
         default:
             render_html(out, m);
@@ -464,6 +496,6 @@ done:
     report_free(&rp);
     av_run_free(v);
     av_keys_free(&ks);
-    ca_banks_free(banks);
+    names_free(&nm);
     return rv;
 }

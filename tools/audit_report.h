@@ -9,9 +9,9 @@
 
 #include <stdint.h>
 
+#include "audit_names.h"
 #include "audit_tool.h"
 #include "audit_verify.h"
-#include "policy/banks.h"
 
 /* the fields decisions are counted by: bank, category, purpose,
  * decision, reason */
@@ -48,6 +48,8 @@ typedef struct {
     size_t       checks, matched, unmatched, absent;
     size_t       unlisted;      /* allowed verifications without `checks`
                                    (schema v1) */
+    strmap       purpose_allow, purpose_deny, purpose_report;
+    int64_t      first_ts, last_ts;     /* of the period's decisions; -1 */
     strmap       revoked_by;    /* revocation entries per `by` */
     size_t       revocations;
     policy_seen  policy[POLICIES_MAX];
@@ -56,19 +58,29 @@ typedef struct {
 
 void count(strmap *m, const char *k, size_t len);
 
+/* Who issues the report and when (SPEC §9: a document to hand in). */
+typedef struct {
+    const char *issuer;         /* --issuer, or NULL */
+    int64_t     generated;      /* Unix ms */
+    const char *tz;
+} report_meta;
+
 /* Every figure of the report as one JSON object (audit_model.c): what
  * --format json prints and the other formats render.  v and ks: the
- * verification of the stream, or NULL when no key was given. */
+ * verification of the stream, or NULL when no key was given.  Beside
+ * each code the model gives its name for people when nm knows it
+ * ("bank_name", "category_name", "purpose_name", "reason_name"). */
 json_t *report_model(const common_opts *co, const report_ctx *rp,
-                     const ca_banks *banks, const av_run *v,
-                     const av_keys *ks, const char *tz);
+                     const names *nm, const av_run *v, const av_keys *ks,
+                     const report_meta *meta);
 
 #define TITLE_ZH "征信平台工作通报"
 #define TITLE_EN "Work report of the credit-information platform"
 
 /* the report's sections, and their headings: Chinese, English */
 enum { S_PERIOD, S_SUMMARY, S_ADMITTED, S_SERVED, S_ENTERPRISES,
-       S_CATEGORIES, S_RAW, S_REFUSALS, S_POLICIES, S_INTEGRITY };
+       S_CATEGORIES, S_PURPOSES, S_RAW, S_REFUSALS, S_POLICIES,
+       S_INTEGRITY };
 extern const char *const report_heading[][2];
 
 #define NCATEGORY_FIGURES 9
@@ -79,9 +91,24 @@ const char *m_str(json_t *o, const char *k);
 long long m_num(json_t *o, const char *k);
 const char *m_when(json_t *m, const char *k, const char *none);
 const char *integrity_zh(json_t *in);
+/* A code with its name for people, "纳税信息 (tax)"; the code alone when
+ * the model has no "<k>_name"; none when the code is empty. */
+const char *m_label(json_t *o, const char *k, const char *none, char *buf,
+                    size_t size);
+/* The first 12 hex digits of a SHA-256: a table cell; the whole digest
+ * goes in a title or a footnote. */
+#define SHA_SHORT 12
+/* sha's first SHA_SHORT hex digits in buf (SHA_SHORT + 1 bytes), or sha
+ * itself when it does not start with them. */
+const char *sha_short(const char *sha, char *buf);
+#define PURPOSE_FIGURES 4
+extern const char *const purpose_figures[PURPOSE_FIGURES];
 
+void report_text(FILE *out, const common_opts *co, report_ctx *rp,
+                 const names *nm, const report_meta *meta);
 void render_md(FILE *out, json_t *m);
-void render_csv(FILE *out, json_t *m);
+/* excel: a UTF-8 byte order mark first (--excel) */
+void render_csv(FILE *out, json_t *m, int excel);
 void render_html(FILE *out, json_t *m);
 
 #endif

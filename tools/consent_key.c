@@ -94,16 +94,42 @@ bump_version(redisContext *ctx)
     return 0;
 }
 
+/* The record of m and jwk, read back as a gateway reads it: the tool never
+ * writes one that gateways would refuse (a time past CA_KEYREG_TIME_MAX).
+ * NULL after saying why. */
+static char *
+encode_checked(const ca_keyreg_meta *m, json_t *jwk)
+{
+    char          *rec = ca_keyreg_encode(m, jwk);
+    ca_keyreg_meta back;
+    ca_error       err;
+
+    if (rec == NULL) {
+        fprintf(stderr, "credit-consent: out of memory\n");
+        return NULL;
+    }
+    if (ca_keyreg_parse(rec, strlen(rec), m->kid, &back, NULL, &err) != 0) {
+        fprintf(stderr, "credit-consent: not written, gateways would refuse"
+                " the record: %s\n", err.text);
+        free(rec);
+        return NULL;
+    }
+    return rec;
+}
+
 /* SET NX: a kid is registered once; its material never changes. */
 static int
 write_new(redisContext *ctx, const ca_keyreg_meta *m, json_t *jwk)
 {
     char        name[CA_KEYREG_NAME_MAX];
-    char       *rec = ca_keyreg_encode(m, jwk);
+    char       *rec = encode_checked(m, jwk);
     redisReply *reply;
 
     ca_keyreg_name(m->kid, strlen(m->kid), name);
-    reply = rec ? redisCommand(ctx, "SET %s %s NX", name, rec) : NULL;
+    if (rec == NULL) {
+        return EXIT_USAGE;
+    }
+    reply = redisCommand(ctx, "SET %s %s NX", name, rec);
     free(rec);
     if (reply != NULL && reply->type == REDIS_REPLY_NIL) {
         fprintf(stderr, "credit-consent: kid %s is already registered"
@@ -180,11 +206,10 @@ update(redisContext *ctx, const char *kid,
         free(raw);
         fn(&m, arg);
         m.version++;
-        rec = ca_keyreg_encode(&m, jwk);
+        rec = encode_checked(&m, jwk);
         json_decref(jwk);
         if (rec == NULL) {
             freeReplyObject(redisCommand(ctx, "UNWATCH"));
-            fprintf(stderr, "credit-consent: out of memory\n");
             return EXIT_USAGE;
         }
         freeReplyObject(redisCommand(ctx, "MULTI"));
@@ -313,7 +338,9 @@ cmd_key(int argc, char **argv)
         case 'o': old = optarg; break;
         case 'u': uscc = optarg; break;
         case 'g':
-            if (parse_i64(optarg, 0, &grace) != 0) {
+            if (parse_i64(optarg, 0, &grace) != 0
+                || grace > CA_KEYREG_TIME_MAX)
+            {
                 return usage_error(usage_key, "bad --grace %s (seconds)",
                                    optarg);
             }

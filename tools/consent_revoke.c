@@ -7,20 +7,25 @@
 
 #include <hiredis/hiredis.h>
 
+#include "audit/audit.h"
 #include "consent.h"
 #include "core/isotime.h"
+#include "core/uscc.h"
 #include "jws/token.h"
 #include "core/util.h"
 
 static const char usage_revoke[] =
-    "usage: credit-consent revoke (--jti ID | --token FILE|-)\n"
+    "usage: credit-consent revoke (--jti ID --iss USCC | --token FILE|-)\n"
     "         [--until T | --ttl SECONDS] [--durability D] [Redis options]\n"
     "\n"
-    "Sets credit:revoked:<jti> in Redis, expiring at --until or after\n"
-    "--ttl when given.  --token reads the token (a file holding it, or -\n"
-    "for standard input) and takes its jti, and, unless --until or --ttl\n"
-    "is given, its exp as --until: the revocation lasts exactly as long as\n"
-    "the token could be used.  The\n"
+    "Sets credit:revoked:<iss>:<jti> in Redis, expiring at --until or\n"
+    "after --ttl when given.  A consent is its issuing enterprise's: only\n"
+    "the consent of --iss (the enterprise's USCC) with that jti is revoked,\n"
+    "never another enterprise's that chose the same jti.  --token reads\n"
+    "the token (a file holding it, or - for standard input) and takes its\n"
+    "iss and jti, and, unless --until or --ttl is given, its exp as\n"
+    "--until: the revocation lasts exactly as long as the token could be\n"
+    "used.  The\n"
     "token's signature is not checked: revoking needs the Redis password,\n"
     "not the token.  T is Unix seconds or ISO 8601\n"
     "(2026-11-30T23:59:59+08:00).\n"
@@ -34,15 +39,16 @@ static const char usage_revoke[] =
     "Redis options:\n"
     TOOL_REDIS_HELP;
 
-/* jti and exp of the token in file ("-": standard input). */
+/* iss, jti and exp of the token in file ("-": standard input). */
 static int
-token_claims(const char *file, char *jti, size_t jlen, long long *exp)
+token_claims(const char *file, char *iss, char *jti, size_t jlen,
+             long long *exp)
 {
     FILE       *f = NULL;
     char        buf[CA_TOKEN_MAX * 2 + 2];
     size_t      n;
     char       *tok, *d1, *d2;
-    json_t     *claims = NULL, *j, *e;
+    json_t     *claims = NULL, *j, *e, *i;
     int         rc = -1;
 
     if (strcmp(file, "-") != 0) {
@@ -65,9 +71,16 @@ token_claims(const char *file, char *jti, size_t jlen, long long *exp)
     }
     j = json_object_get(claims, "jti");
     e = json_object_get(claims, "exp");
+    i = json_object_get(claims, "iss");
     if (claims == NULL) {
         fprintf(stderr, "credit-consent: --token %s: not a compact consent "
                 "token (header.claims.signature, base64url JSON)\n", file);
+    } else if (!json_is_string(i)
+               || !ca_uscc_valid(json_string_value(i),
+                                 json_string_length(i)))
+    {
+        fprintf(stderr, "credit-consent: --token %s: the token has no "
+                "valid iss (the issuing enterprise's USCC)\n", file);
     } else if (!json_is_string(j)
                || !ca_is_token_chars(json_string_value(j), CA_JTI_MAX))
     {
@@ -77,6 +90,7 @@ token_claims(const char *file, char *jti, size_t jlen, long long *exp)
         fprintf(stderr, "credit-consent: --token %s: the token has no "
                 "valid exp (Unix seconds)\n", file);
     } else {
+        memcpy(iss, json_string_value(i), CA_USCC_LEN + 1);
         snprintf(jti, jlen, "%s", json_string_value(j));
         *exp = (long long) json_integer_value(e);
         rc = 0;
@@ -92,6 +106,7 @@ cmd_revoke(int argc, char **argv)
     static const struct option opts[] = {
         TOOL_REDIS_LONGOPTS,
         {"jti", required_argument, NULL, 'j'},
+        {"iss", required_argument, NULL, 'i'},
         {"token", required_argument, NULL, 'T'},
         {"until", required_argument, NULL, 'u'},
         {"ttl", required_argument, NULL, 't'},
@@ -100,8 +115,10 @@ cmd_revoke(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char   *jti = NULL, *s_until = NULL, *s_ttl = NULL, *token = NULL;
+    const char   *iss = NULL;
     long long     until = 0, ttl = 0;
-    char          key[128], num[32], tjti[CA_JTI_MAX + 1], err[400];
+    char          key[CA_CONSENT_KEY_MAX], num[32], tjti[CA_JTI_MAX + 1];
+    char          tiss[CA_USCC_LEN + 1], err[400];
     const char   *args[5];
     size_t        nargs = 3;
     tool_redis    ro;
@@ -121,6 +138,7 @@ cmd_revoke(int argc, char **argv)
         }
         switch (c) {
         case 'j': jti = optarg; break;
+        case 'i': iss = optarg; break;
         case 'T': token = optarg; break;
         case 'u': s_until = optarg; break;
         case 't': s_ttl = optarg; break;
@@ -148,6 +166,19 @@ cmd_revoke(int argc, char **argv)
         return usage_error(usage_revoke, "bad jti %s (1..64 characters of "
                            "[A-Za-z0-9._-])", jti);
     }
+    if (jti != NULL && iss == NULL) {
+        return usage_error(usage_revoke, "%s", "revoke: --jti needs --iss "
+                           "USCC, the enterprise that issued the consent "
+                           "(two enterprises may choose the same jti)");
+    }
+    if (token != NULL && iss != NULL) {
+        return usage_error(usage_revoke, "%s", "revoke: --token gives the "
+                           "issuer; --iss goes with --jti");
+    }
+    if (iss != NULL && !ca_uscc_valid(iss, strlen(iss))) {
+        return usage_error(usage_revoke, "bad --iss %s (a USCC: 18 "
+                           "characters with a valid check character)", iss);
+    }
     if (s_until) {
         int64_t ms;
 
@@ -163,7 +194,7 @@ cmd_revoke(int argc, char **argv)
     if (token != NULL) {
         long long  exp;
 
-        if (token_claims(token, tjti, sizeof(tjti), &exp) != 0) {
+        if (token_claims(token, tiss, tjti, sizeof(tjti), &exp) != 0) {
             return EXIT_USAGE;
         }
         /* an explicit --until or --ttl wins over the token's exp */
@@ -172,9 +203,10 @@ cmd_revoke(int argc, char **argv)
             until = exp;
         }
         jti = tjti;
+        iss = tiss;
     }
 
-    snprintf(key, sizeof(key), "credit:revoked:%s", jti);
+    (void) ca_consent_key(key, sizeof(key), "revoked", iss, jti);
     args[0] = "SET";
     args[1] = key;
     args[2] = "1";
@@ -193,7 +225,7 @@ cmd_revoke(int argc, char **argv)
     } else if (reply->type == REDIS_REPLY_STATUS
                && strcmp(reply->str, "OK") == 0)
     {
-        printf("revoked %s", jti);
+        printf("revoked %s of %s", jti, iss);
         if (s_until) {
             char iso[48];
 
@@ -203,9 +235,9 @@ cmd_revoke(int argc, char **argv)
         putchar('\n');
         rc = 0;
         if (tool_durable(ctx, &dur, err, sizeof(err)) != 0) {
-            fprintf(stderr, "credit-consent: %s is revoked in Redis but NOT "
-                    "acknowledged as durable (%s --durability): %s; a crash "
-                    "or failover may lose it\n", jti,
+            fprintf(stderr, "credit-consent: %s of %s is revoked in Redis "
+                    "but NOT acknowledged as durable (%s --durability): %s; "
+                    "a crash or failover may lose it\n", jti, iss,
                     ca_durability_name(dur.mode), err);
             rc = EXIT_FINDING;
         }

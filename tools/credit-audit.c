@@ -30,8 +30,10 @@
 
 #include <hiredis/hiredis.h>
 
+#include "audit_requests.h"
 #include "audit_tool.h"
 #include "core/reason.h"
+#include "core/uscc.h"
 
 /* ---- usage ----------------------------------------------------------- */
 
@@ -40,12 +42,13 @@ static const char usage_main[] =
     "\n"
     "commands:\n"
     "  tail     the last entries (--follow: keep reading)\n"
-    "  query    entries by enterprise, bank, consent, decision, event, time\n"
+    "  query    requests (one line each; --full: the entries) by\n"
+    "           enterprise, bank, consent, decision, reason, event, time\n"
     "  verify   hash chains and signed checkpoints (--pubkey, --keyring;\n"
     "           --resume: only what is new)\n"
     "  anchor   signed heads to a file outside Redis (--out); verify\n"
     "           --anchor FILE: nothing before them was dropped\n"
-    "  export   JSON Lines or CSV\n"
+    "  export   JSON Lines or CSV: every entry, or one row per request\n"
     "  report   the period's work report (工作通报): md, csv, json, html\n"
     "  ship     the stream into the PostgreSQL archive, verified, then\n"
     "           trimmed (--archive CONNINFO; --init: the schema)\n"
@@ -71,17 +74,29 @@ static const char usage_query[] =
     "usage: credit-audit query [--enterprise USCC] [--bank CODE]\n"
     "         [--consent JTI] [--decision allow|deny|report] [--reason R]\n"
     "         [--event E] [--since T] [--until T] [--month YYYY-MM]\n"
-    "         [common options]\n"
+    "         [--full] [common options]\n"
     "\n"
-    "Prints the matching entries in stream order.  E is decision,\n"
-    "outcome, revocation, checkpoint or discontinuity.  Enterprise, bank,\n"
-    "consent, decision and reason are attributes of decision entries; an\n"
-    "outcome entry matches when the decision with its rid matched (for\n"
-    "--reason, also when the outcome's own reason is R, e.g. a filter\n"
-    "failure after an allow); a revocation when its enterprise and consent\n"
-    "match and no bank, decision or reason is asked for.  Checkpoints\n"
-    "match only when none of those five filters is given.\n"
-    "\n" TIME_NOTE "\n" COMMON_OPTS;
+    "Shows one line per request: time, bank, enterprise, category,\n"
+    "purpose, mode, decision/reason and the HTTP status the bank got (its\n"
+    "outcome joined by rid; for a refusal, the status of its reason; - while\n"
+    "an allowed request has no outcome), and one line per consent withdrawn\n"
+    "and per discontinuity.  --full (and --json, --event outcome, --event\n"
+    "checkpoint) prints the matching entries themselves instead, every\n"
+    "field, in stream order.  --enterprise must be a valid USCC (upper\n"
+    "case, check character right): anything else is an error, not an\n"
+    "empty answer.\n"
+    "\n"
+    "Filters (all given must match): E is decision, outcome, revocation,\n"
+    "checkpoint or discontinuity.  Enterprise, bank, consent, decision and\n"
+    "reason are attributes of decision entries; an outcome entry matches\n"
+    "when the decision with its rid matched (for --reason, also when the\n"
+    "outcome's own reason is R, e.g. a filter failure after an allow: the\n"
+    "short view then shows that request); a revocation when its\n"
+    "enterprise and consent match and no bank, decision or reason is asked\n"
+    "for.  Checkpoints match only when none of those five filters is\n"
+    "given.  When nothing matches, standard error says so (exit 0).\n"
+    "\n" TIME_NOTE "\n" COMMON_OPTS
+    "  --full                        every field of every matching entry\n";
 
 /* ---- tail ------------------------------------------------------------ */
 
@@ -233,6 +248,9 @@ typedef struct {
     strmap             full;        /* rids of decisions matching all */
     strmap             but_reason;  /* ... all but --reason */
     size_t             shown;
+    int                entries;     /* --full: the entries, not requests */
+    int                header;
+    request_join       join;        /* the short view's requests */
 } query_ctx;
 
 static int
@@ -242,13 +260,53 @@ decision_attrs(const query_ctx *q)
            || q->reason;
 }
 
+static void
+emit_line(const entry *e, const entry *out, void *data)
+{
+    query_ctx *q = data;
+
+    short_line(stdout, e, out, &q->header);
+    q->shown++;
+}
+
+/*
+ * The short view: a request's line comes out when its outcome is in (or
+ * late: audit_join.h).  With --reason, a decision that matches all but
+ * the reason waits too: its outcome may carry the reason (a filter
+ * failure after an allow), and only then is it shown.
+ */
+static void
+short_view(query_ctx *q, const entry *e, int match, int tentative)
+{
+    if (is_event(e, CA_EV_OUTCOME)) {
+        join_outcome(&q->join, e, q->reason != NULL
+                                  && has_value(e, CA_F_REASON, q->reason));
+        return;
+    }
+    if (is_event(e, CA_EV_CHECKPOINT)
+        || (q->event && !has_value(e, CA_F_EVENT, q->event))
+        || !in_period(&q->per, e))
+    {
+        return;
+    }
+    if (!is_event(e, CA_EV_DECISION)) {
+        if (match) {
+            join_add(&q->join, e, 0, 0);
+        }
+        return;
+    }
+    if (match || tentative) {
+        join_add(&q->join, e, expects_outcome(e), !match);
+    }
+}
+
 static int
 cb_query(const entry *e, void *data)
 {
     query_ctx  *q = data;
     size_t      rlen;
     const char *rid = get(e, CA_F_RID, &rlen);
-    int         match;
+    int         match, tentative = 0;
 
     if (is_event(e, CA_EV_DECISION)) {
         int others = (!q->enterprise
@@ -259,9 +317,10 @@ cb_query(const entry *e, void *data)
                          || has_value(e, CA_F_DECISION, q->decision));
 
         match = others && (!q->reason || has_value(e, CA_F_REASON, q->reason));
+        tentative = others && q->reason != NULL;
         /* remembered whatever the period: an outcome inside the period
          * joins a decision just before it */
-        if (rid != NULL && decision_attrs(q)) {
+        if (rid != NULL && decision_attrs(q) && q->entries) {
             if (match) {
                 map_find(&q->full, rid, rlen, 1);
             }
@@ -287,6 +346,10 @@ cb_query(const entry *e, void *data)
         match = !decision_attrs(q);
     }
 
+    if (!q->entries) {
+        short_view(q, e, match, tentative);
+        return 0;
+    }
     if (match && (!q->event || has_value(e, CA_F_EVENT, q->event))
         && in_period(&q->per, e))
     {
@@ -325,6 +388,7 @@ cmd_query(int argc, char **argv)
         {"since", required_argument, NULL, OPT_SINCE},
         {"until", required_argument, NULL, OPT_UNTIL},
         {"month", required_argument, NULL, OPT_MONTH},
+        {"full", no_argument, NULL, OPT_FULL},
         {NULL, 0, NULL, 0}
     };
     common_opts   co;
@@ -332,6 +396,7 @@ cmd_query(int argc, char **argv)
     int           ch, rv;
     size_t        count;
     redisContext *rc;
+    char          why[160];
 
     common_init(&co);
     memset(&q, 0, sizeof(q));
@@ -341,7 +406,16 @@ cmd_query(int argc, char **argv)
             return EXIT_USAGE;
         }
         switch (ch) {
-        case OPT_ENTERPRISE: q.enterprise = optarg; break;
+        case OPT_ENTERPRISE:
+            /* a USCC the trail cannot hold would match nothing and look
+             * like an enterprise nobody asked about */
+            if (ca_uscc_problem(optarg, strlen(optarg), why, sizeof(why))) {
+                return short_usage_error("query", "bad --enterprise %s: %s",
+                                         optarg, why);
+            }
+            q.enterprise = optarg;
+            break;
+        case OPT_FULL:       q.entries = 1; break;
         case OPT_BANK:       q.bank = optarg; break;
         case OPT_CONSENT:
             /* the trail holds a personal-looking jti as its digest */
@@ -386,13 +460,23 @@ cmd_query(int argc, char **argv)
     if (args_done(usage_query, argc, argv, &q.per) != 0) {
         return EXIT_USAGE;
     }
+    /* outcomes and checkpoints have no line of their own */
+    q.entries |= co.json || (q.event != NULL
+                             && (strcmp(q.event, "outcome") == 0
+                                 || strcmp(q.event, "checkpoint") == 0));
     if ((rc = tool_redis_open(&co.redis)) == NULL) {
         return EXIT_USAGE;
     }
+    join_init(&q.join, emit_line, &q);
     rv = scan_stream(rc, co.stream, cb_query, &q, &count);
     redisFree(rc);
+    join_finish(&q.join);
     map_free(&q.full);
     map_free(&q.but_reason);
+    if (rv == 0 && q.shown == 0) {
+        fprintf(stderr, "credit-audit: no entry matched (%zu read)\n",
+                count);
+    }
     return rv;
 }
 

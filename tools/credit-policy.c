@@ -1,13 +1,15 @@
 /*
  * credit-policy: the security officer's tool (SPEC §9).
  *
- *   check FILE...      the same validation as nginx -t
+ *   check FILE...      the same validation as nginx -t, and with --strict
+ *                      the policy guide's rules (policy_check.c)
  *   explain ...        what a request would be shown, and why
- *                      (policy_explain.c)
- *   diff OLD NEW       what a policy change discloses (policy_diff.c)
+ *                      (policy_explain.c, policy_verify.c)
+ *   diff OLD NEW       what a policy change widens or narrows
+ *                      (policy_diff*.c)
  *
- * Exit status: 0 success, 1 a finding (invalid policy, refused request),
- * 2 usage or unreadable input.
+ * Exit status: 0 success, 1 a finding (invalid policy, --strict warning,
+ * refused request, a widening), 2 usage or unreadable input.
  */
 #include <getopt.h>
 #include <stdio.h>
@@ -19,74 +21,41 @@
 #include "policy_tool.h"
 
 static const char usage_main[] =
-    "usage: credit-policy check FILE...\n"
+    "usage: credit-policy check [--strict] [--previous FILE]\n"
+    "                           [--accept RULE:CATEGORY:PATH]... FILE...\n"
     "       credit-policy explain --policy FILE --path PATH --response FILE\n"
     "                     [--claims FILE.json | --token JWT] [--purpose P]\n"
-    "                     [--raw] [--hash-key FILE] [--json]\n"
+    "                     [--raw] [--check 'FIELD OP VALUE']...\n"
+    "                     [--hash-key FILE] [--json]\n"
     "       credit-policy diff OLD NEW [--json]\n"
     "\n"
-    "  check     validate policy files (the same rules as nginx -t)\n"
-    "  explain   show what a bank would receive for a sample response\n"
-    "  diff      what changes between two policies: newly disclosed,\n"
-    "            newly masked, newly withheld, per category\n"
+    "  check     validate policy files (the same rules as nginx -t; with\n"
+    "            --strict also the policy guide's)\n"
+    "  explain   show what a bank would receive for a sample response, or\n"
+    "            what its verification checks would answer\n"
+    "  diff      what changes between two policies, each change marked\n"
+    "            wider or narrower: disclosure, verification, token rules\n"
     "\n"
-    "Exit status: 0 success, 1 invalid policy or refused request (diff:\n"
-    "a difference), 2 usage error or unreadable input.  'credit-policy CMD\n"
-    "--help' for more; --version the version.\n";
+    "Exit status: 0 success, 1 a finding (an invalid policy or a --strict\n"
+    "warning, a refused request, a diff that widens), 2 usage error or\n"
+    "unreadable input.  'credit-policy CMD --help' for more; --version the\n"
+    "version.\n";
 
 static const char usage_diff[] =
     "usage: credit-policy diff OLD NEW [--json]\n"
     "\n"
-    "Compares two policy files (both validated as by check).  Per category\n"
-    "and level (masked, raw) each field is withheld (drop, not listed, or\n"
-    "no such category or raw level), masked (mask, hash, bucket, year) or\n"
-    "disclosed (keep).  Lists, per category, the fields newly disclosed\n"
-    "(their level rose), newly masked (keep became a treatment), newly\n"
-    "withheld (nothing is sent any more) and treatments changed, with the\n"
-    "old and the new treatment; and purposes, routes and raw detail added\n"
-    "or removed.  Exit status 0 when nothing changes, 1 when something\n"
-    "does, 2 when a file cannot be loaded.\n";
-
-static const char usage_check[] =
-    "usage: credit-policy check FILE...\n"
+    "Compares two policy files (both validated as by check) and lists every\n"
+    "change, marked wider (a bank can receive or learn more) or narrower:\n"
+    "per category the fields newly disclosed, newly sent masked, newly\n"
+    "masked, newly withheld and whose treatment changed (old and new\n"
+    "treatment, as written); routes, purposes and raw detail; verify\n"
+    "fields, their operators and the budget; and the token rules (algs,\n"
+    "max_lifetime, leeway, require_cnf).  An added category shows its\n"
+    "routes, purposes, raw setting and verify rules.\n"
     "\n"
-    "Validates each policy file and prints one line per file:\n"
-    "  FILE: ok (version V, sha256 H, N categories)\n"
-    "or the error, naming the file, the JSON path and the reason.\n"
-    "Exits 1 if any file is invalid.\n";
-
-/* ---- check ------------------------------------------------------------ */
-
-static int
-cmd_check(int argc, char **argv)
-{
-    int status = 0;
-
-    if (argc < 2) {
-        fputs(usage_check, stderr);
-        return EXIT_USAGE;
-    }
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            fputs(usage_check, stdout);
-            return 0;
-        }
-    }
-    for (int i = 1; i < argc; i++) {
-        ca_error   err = {{0}};
-        ca_policy *p = ca_policy_load(argv[i], &err);
-        if (p == NULL) {
-            printf("%s\n", err.text);
-            status = EXIT_FINDING;
-            continue;
-        }
-        printf("%s: ok (version %s, sha256 %s, %zu categor%s)\n", argv[i],
-               p->version, p->sha256, p->n_categories,
-               p->n_categories == 1 ? "y" : "ies");
-        ca_policy_free(p);
-    }
-    return status;
-}
+    "Exit status: 0 when nothing widens (no change, or only narrowing\n"
+    "changes and notes), 1 when anything widens, 2 when a file cannot be\n"
+    "loaded.\n";
 
 static int
 cmd_diff(int argc, char **argv)

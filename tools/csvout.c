@@ -108,6 +108,12 @@ csv_int(csv_out *c, long long n)
 }
 
 void
+csv_bom(csv_out *c)
+{
+    fputs("\xef\xbb\xbf", c->out);
+}
+
+void
 csv_row(csv_out *c)
 {
     fputs("\r\n", c->out);

@@ -32,5 +32,9 @@ void csv_text(csv_out *c, const char *s);
 void csv_int(csv_out *c, long long n);
 /* Ends the row. */
 void csv_row(csv_out *c);
+/* Before the first row, for Excel (--excel): the UTF-8 byte order mark,
+ * without which Excel reads a CSV in the machine's legacy code page
+ * (GBK on a Chinese Windows) and garbles every Chinese name. */
+void csv_bom(csv_out *c);
 
 #endif

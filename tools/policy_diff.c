@@ -1,10 +1,12 @@
 /*
- * credit-policy diff OLD NEW: what a policy change discloses.  Per
- * category and level (masked, raw), each field of either file is at one
- * of three levels: withheld (drop, not listed, or the category or its raw
- * level gone), masked (mask, hash, bucket, year) or disclosed (keep).  A
- * field whose level rises is newly disclosed, one that falls from keep to
- * a treatment newly masked, one that falls to nothing newly withheld.
+ * credit-policy diff OLD NEW: what a policy change widens or narrows.
+ * Every change is marked: wider (a bank can receive or learn more: a field
+ * disclosed or sent masked where it was withheld, masking lifted or made
+ * finer, raw detail allowed, a route or purpose added, a field made
+ * verifiable, an operator added, a larger verification budget, token rules
+ * loosened), narrower (the reverse) or a note (a description, a class, a
+ * purpose no category uses).  Exit 1 when anything widens.  The per
+ * category comparison is policy_diffcat.c.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,92 +15,50 @@
 #include <jansson.h>
 
 #include "common.h"
+#include "jws/keys.h"
 #include "policy/policy.h"
+#include "policy/policylint.h"
+#include "policy_diff.h"
 #include "policy_tool.h"
 
-enum { WITHHELD = 0, MASKED = 1, DISCLOSED = 2 };
-
-static const ca_field *
-find_field(const ca_category *c, const char *path)
+const char *
+diff_effect_name(diff_effect e)
 {
-    for (size_t i = 0; c != NULL && i < c->n_fields; i++) {
-        if (strcmp(c->fields[i].path, path) == 0) {
-            return &c->fields[i];
-        }
-    }
-    return NULL;
+    return e == DIFF_WIDER ? "wider" : e == DIFF_NARROWER ? "narrower"
+                                                          : "note";
 }
 
-/* The field's treatment at a level, or NULL when it is withheld. */
-static const ca_treatment *
-treatment(const ca_category *c, const char *path, int raw, int *level)
+void
+diff_count(diff_tally *t, diff_effect e)
 {
-    const ca_field     *f = find_field(c, path);
-    const ca_treatment *t;
-
-    *level = WITHHELD;
-    if (f == NULL || (raw && !c->raw_allowed)) {
-        return NULL;
+    if (e == DIFF_WIDER) {
+        t->wider++;
+    } else if (e == DIFF_NARROWER) {
+        t->narrower++;
+    } else {
+        t->notes++;
     }
-    t = raw ? &f->raw : &f->masked;
-    if (t->kind == CA_TREAT_DROP) {
-        return NULL;
-    }
-    *level = t->kind == CA_TREAT_KEEP ? DISCLOSED : MASKED;
-    return t;
 }
 
-static void
-add(json_t *cat, const char *kind, const char *path, int raw,
-    const ca_treatment *from, const ca_treatment *to)
+void
+diff_add(json_t *obj, const char *kind, json_t *entry, diff_effect e,
+         diff_tally *t)
 {
-    char    a[64] = "-", b[64] = "-";
-    json_t *list = json_object_get(cat, kind);
+    json_t *list = json_object_get(obj, kind);
 
-    if (from != NULL) {
-        ca_treatment_format(from, a, sizeof(a));
-    }
-    if (to != NULL) {
-        ca_treatment_format(to, b, sizeof(b));
-    }
     if (list == NULL) {
         list = json_array();
-        json_object_set_new(cat, kind, list);
+        json_object_set_new(obj, kind, list);
     }
-    json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:s}", "field", path,
-                                          "level", raw ? "raw" : "masked",
-                                          "old", a, "new", b));
-}
-
-static void
-compare_field(json_t *cat, const ca_category *o, const ca_category *n,
-              const char *path)
-{
-    for (int raw = 0; raw <= 1; raw++) {
-        int                 lo, ln;
-        const ca_treatment *to = treatment(o, path, raw, &lo);
-        const ca_treatment *tn = treatment(n, path, raw, &ln);
-        char                a[64], b[64];
-
-        if (ln > lo) {
-            add(cat, "newly_disclosed", path, raw, to, tn);
-        } else if (ln == MASKED && lo == DISCLOSED) {
-            add(cat, "newly_masked", path, raw, to, tn);
-        } else if (ln == WITHHELD && lo > WITHHELD) {
-            add(cat, "newly_withheld", path, raw, to, tn);
-        } else if (ln == MASKED && lo == MASKED) {
-            ca_treatment_format(to, a, sizeof(a));
-            ca_treatment_format(tn, b, sizeof(b));
-            if (strcmp(a, b) != 0) {
-                add(cat, "treatment_changed", path, raw, to, tn);
-            }
-        }
-    }
+    json_object_set_new(entry, "effect", json_string(diff_effect_name(e)));
+    json_array_append_new(list, entry);
+    diff_count(t, e);
 }
 
 /* The codes of b that a does not hold, into out. */
 static void
-missing_from(char **a, size_t na, char **b, size_t nb, json_t *out)
+missing_from(char **a, size_t na, char **b, size_t nb, json_t *out,
+             diff_effect e, diff_tally *t)
 {
     for (size_t i = 0; i < nb; i++) {
         size_t j = 0;
@@ -108,17 +68,19 @@ missing_from(char **a, size_t na, char **b, size_t nb, json_t *out)
         }
         if (j == na) {
             json_array_append_new(out, json_string(b[i]));
+            diff_count(t, e);
         }
     }
 }
 
-static json_t *
-code_diff(char **a, size_t na, char **b, size_t nb)
+json_t *
+diff_codes(char **a, size_t na, char **b, size_t nb, diff_effect on_add,
+           diff_effect on_remove, diff_tally *t)
 {
     json_t *added = json_array(), *removed = json_array();
 
-    missing_from(a, na, b, nb, added);
-    missing_from(b, nb, a, na, removed);
+    missing_from(a, na, b, nb, added, on_add, t);
+    missing_from(b, nb, a, na, removed, on_remove, t);
     if (json_array_size(added) == 0 && json_array_size(removed) == 0) {
         json_decref(added);
         json_decref(removed);
@@ -127,104 +89,328 @@ code_diff(char **a, size_t na, char **b, size_t nb)
     return json_pack("{s:o,s:o}", "added", added, "removed", removed);
 }
 
+json_t *
+diff_text(const char *a, const char *b, diff_tally *t)
+{
+    if ((a == NULL && b == NULL) || (a && b && strcmp(a, b) == 0)) {
+        return NULL;
+    }
+    t->notes++;
+    return json_pack("{s:s?,s:s?}", "old", a, "new", b);
+}
+
+/* ---- token rules ------------------------------------------------------ */
+
+static void
+algs_text(unsigned algs, char *out, size_t len)
+{
+    size_t n = 0;
+
+    out[0] = '\0';
+    for (unsigned a = CA_ALG_ES256; a <= CA_ALG_SM2; a <<= 1) {
+        if ((algs & a) && n < len) {
+            n += (size_t) snprintf(out + n, len - n, "%s%s", n ? " " : "",
+                                   ca_alg_name((ca_alg) a));
+        }
+    }
+}
+
+static void
+token_change(json_t *list, const char *rule, const char *a, const char *b,
+             diff_effect e, diff_tally *t)
+{
+    json_array_append_new(list, json_pack("{s:s,s:s,s:s,s:s}", "rule", rule,
+                                          "old", a, "new", b, "effect",
+                                          diff_effect_name(e)));
+    diff_count(t, e);
+}
+
+/* A longer lifetime or leeway, a new algorithm, cnf no longer required:
+ * a consent the old rules refused is now accepted. */
 static json_t *
-compare_category(const ca_category *o, const ca_category *n)
+diff_token(const ca_token_rules *o, const ca_token_rules *n, diff_tally *t)
 {
-    json_t            *cat = json_object(), *d;
-    const ca_category *any = n ? n : o;
+    json_t *list = json_array();
+    char    a[64], b[64];
 
-    if (o == NULL || n == NULL) {
-        json_object_set_new(cat, "category", json_string(o ? "removed"
-                                                            : "added"));
+    if (o->algs != n->algs) {
+        algs_text(o->algs, a, sizeof(a));
+        algs_text(n->algs, b, sizeof(b));
+        token_change(list, "algs", a, b, (n->algs & ~o->algs)
+                     ? DIFF_WIDER : DIFF_NARROWER, t);
     }
-    if (o != NULL && n != NULL) {
-        if (o->raw_allowed != n->raw_allowed) {
-            json_object_set_new(cat, "raw_allowed",
-                                json_boolean(n->raw_allowed));
+    if (o->max_lifetime != n->max_lifetime) {
+        snprintf(a, sizeof(a), "%lld", (long long) o->max_lifetime);
+        snprintf(b, sizeof(b), "%lld", (long long) n->max_lifetime);
+        token_change(list, "max_lifetime", a, b,
+                     n->max_lifetime > o->max_lifetime ? DIFF_WIDER
+                                                       : DIFF_NARROWER, t);
+    }
+    if (o->leeway != n->leeway) {
+        snprintf(a, sizeof(a), "%lld", (long long) o->leeway);
+        snprintf(b, sizeof(b), "%lld", (long long) n->leeway);
+        token_change(list, "leeway", a, b, n->leeway > o->leeway
+                     ? DIFF_WIDER : DIFF_NARROWER, t);
+    }
+    if (o->require_cnf != n->require_cnf) {
+        token_change(list, "require_cnf", o->require_cnf ? "true" : "false",
+                     n->require_cnf ? "true" : "false",
+                     n->require_cnf ? DIFF_NARROWER : DIFF_WIDER, t);
+    }
+    return list;
+}
+
+/* ---- what check --strict says of NEW and not of OLD -------------------- */
+
+static void
+collect(void *ctx, const ca_lint *w)
+{
+    char key[1024];
+
+    snprintf(key, sizeof(key), "%s:%s:%s", w->rule,
+             w->category ? w->category : "", w->path ? w->path : "");
+    json_array_append_new(ctx, json_pack("{s:s,s:s,s:s,s:s}", "rule",
+                                         w->rule, "where", w->jpath, "why",
+                                         w->text, "key", key));
+}
+
+static json_t *
+new_warnings(const ca_policy *o, const ca_policy *n)
+{
+    json_t *old = json_array(), *new = json_array(), *out = json_array();
+    json_t *e, *f;
+    size_t  i, j;
+
+    ca_policy_lint(o, NULL, collect, old);
+    ca_policy_lint(n, NULL, collect, new);
+    json_array_foreach(new, i, e) {
+        int seen = 0;
+        json_array_foreach(old, j, f) {
+            seen |= json_equal(json_object_get(e, "key"),
+                               json_object_get(f, "key"));
         }
-        if ((d = code_diff(o->purposes, o->n_purposes, n->purposes,
-                           n->n_purposes)) != NULL)
-        {
-            json_object_set_new(cat, "purposes", d);
-        }
-        if ((d = code_diff(o->routes, o->n_routes, n->routes, n->n_routes))
-            != NULL)
-        {
-            json_object_set_new(cat, "routes", d);
+        if (!seen) {
+            json_object_del(e, "key");
+            json_array_append(out, e);
         }
     }
-    for (size_t i = 0; o != NULL && i < o->n_fields; i++) {
-        compare_field(cat, o, n, o->fields[i].path);
+    json_decref(old);
+    json_decref(new);
+    return out;
+}
+
+/* ---- the text form ---------------------------------------------------- */
+
+static void
+line(const char *effect, const char *title, const char *text)
+{
+    printf("  %-9s %-18s %s\n", effect, title, text);
+}
+
+/* A description, its continuation lines under its first. */
+static void
+print_description(const char *effect, const char *title, const char *s)
+{
+    char buf[128];
+
+    if (s == NULL) {
+        line(effect, title, "(none)");
+        return;
     }
-    for (size_t i = 0; n != NULL && i < n->n_fields; i++) {
-        if (find_field(o, n->fields[i].path) == NULL) {
-            compare_field(cat, o, n, n->fields[i].path);
-        }
+    for (int first = 1; *s; first = 0) {
+        size_t n = strcspn(s, "\n");
+        snprintf(buf, sizeof(buf), "%s%.*s", first ? "" : "  ", (int) n, s);
+        line(first ? effect : "", first ? title : "", buf);
+        s += n + (s[n] == '\n');
     }
-    (void) any;
-    return cat;
+}
+
+/* The new description; a removed one is shown as it was. */
+static void
+print_text_change(json_t *obj)
+{
+    json_t     *d = json_object_get(obj, "description");
+    const char *s = json_string_value(json_object_get(d, "new"));
+
+    if (d == NULL) {
+        return;
+    }
+    if (s != NULL) {
+        print_description("note", "description", s);
+    } else {
+        print_description("note", "description was",
+                          json_string_value(json_object_get(d, "old")));
+    }
 }
 
 static void
-print_list(json_t *cat, const char *kind, const char *title)
-{
-    json_t *list = json_object_get(cat, kind), *e;
-    size_t  i;
-
-    json_array_foreach(list, i, e) {
-        printf("  %-18s %-40s %-6s %s -> %s\n", i ? "" : title,
-               json_string_value(json_object_get(e, "field")),
-               json_string_value(json_object_get(e, "level")),
-               json_string_value(json_object_get(e, "old")),
-               json_string_value(json_object_get(e, "new")));
-    }
-}
-
-static void
-print_codes(json_t *cat, const char *kind)
+print_codes(json_t *cat, const char *kind, const char *on_add,
+            const char *on_remove)
 {
     json_t *d = json_object_get(cat, kind), *e;
     size_t  i;
+    char    title[32];
 
+    snprintf(title, sizeof(title), "%s added", kind);
     json_array_foreach(json_object_get(d, "added"), i, e) {
-        printf("  %s added: %s\n", kind, json_string_value(e));
+        line(on_add, title, json_string_value(e));
     }
+    snprintf(title, sizeof(title), "%s removed", kind);
     json_array_foreach(json_object_get(d, "removed"), i, e) {
-        printf("  %s removed: %s\n", kind, json_string_value(e));
+        line(on_remove, title, json_string_value(e));
     }
 }
 
-int
-policy_diff(const char *old_file, const char *new_file, int as_json)
+static const char *
+str(json_t *e, const char *key)
 {
-    ca_error   err = {{0}};
-    ca_policy *o, *n;
-    json_t    *cats, *out, *c;
-    const char *name;
-    int        changed = 0;
+    return json_string_value(json_object_get(e, key));
+}
 
-    if ((o = ca_policy_load(old_file, &err)) == NULL) {
-        fprintf(stderr, "%s\n", err.text);
-        return EXIT_USAGE;
+/* Field lists: field, level, old -> new; verify lists: field: ops. */
+static void
+print_list(json_t *cat, const char *kind, const char *title)
+{
+    json_t *e;
+    size_t  i;
+    char    buf[1024];
+
+    json_array_foreach(json_object_get(cat, kind), i, e) {
+        const char *cls = str(e, "class");
+        if (cls != NULL && strcmp(cls, "public") == 0) {
+            cls = NULL;
+        }
+        if (strcmp(kind, "verify_changed") == 0) {
+            snprintf(buf, sizeof(buf), "%s: %s -> %s%s%s%s", str(e, "field"),
+                     str(e, "old"), str(e, "new"), cls ? " (" : "",
+                     cls ? cls : "", cls ? ")" : "");
+        } else if (strncmp(kind, "verify", 6) == 0) {
+            snprintf(buf, sizeof(buf), "%s: %s%s%s%s", str(e, "field"),
+                     str(e, strcmp(kind, "verify_added") ? "old" : "new"),
+                     cls ? " (" : "", cls ? cls : "", cls ? ")" : "");
+        } else if (strcmp(kind, "class_changed") == 0) {
+            snprintf(buf, sizeof(buf), "%-40s %s -> %s", str(e, "field"),
+                     str(e, "old"), str(e, "new"));
+        } else {
+            snprintf(buf, sizeof(buf), "%-40s %-6s %s -> %s",
+                     str(e, "field"), str(e, "level"), str(e, "old"),
+                     str(e, "new"));
+        }
+        line(str(e, "effect"), i ? "" : title, buf);
     }
-    if ((n = ca_policy_load(new_file, &err)) == NULL) {
-        fprintf(stderr, "%s\n", err.text);
-        ca_policy_free(o);
-        return EXIT_USAGE;
+}
+
+static void
+print_category(const char *name, json_t *c)
+{
+    json_t *st = json_object_get(c, "category"), *v;
+    char    buf[64];
+
+    printf("\ncategory %s%s%s\n", name, st ? ": " : "",
+           st ? json_string_value(st) : "");
+    print_text_change(c);
+    print_codes(c, "routes", "wider", "narrower");
+    print_codes(c, "purposes", "wider", "narrower");
+    if ((v = json_object_get(c, "raw_allowed")) != NULL) {
+        if (st != NULL) {
+            line("", "raw detail", json_is_true(v) ? "allowed"
+                                                   : "not allowed");
+        } else {
+            line(json_is_true(v) ? "wider" : "narrower", "raw detail",
+                 json_is_true(v) ? "now allowed" : "no longer allowed");
+        }
     }
-    cats = json_object();
+    if ((v = json_object_get(c, "verify_budget")) != NULL) {
+        json_t *o = json_object_get(v, "old"), *n = json_object_get(v, "new");
+        if (json_is_integer(o) && json_is_integer(n)) {
+            snprintf(buf, sizeof(buf), "%lld -> %lld checks per field per"
+                     " consent", (long long) json_integer_value(o),
+                     (long long) json_integer_value(n));
+        } else {
+            snprintf(buf, sizeof(buf), "%lld checks per field per consent",
+                     (long long) json_integer_value(json_is_integer(o) ? o
+                                                                       : n));
+        }
+        line(strcmp(str(v, "effect"), "note") ? str(v, "effect") : "",
+             "verify budget", buf);
+    }
+    print_list(c, "verify_added", "verify added");
+    print_list(c, "verify_changed", "verify ops");
+    print_list(c, "verify_removed", "verify removed");
+    print_list(c, "newly_disclosed", "newly disclosed");
+    print_list(c, "newly_sent_masked", "newly sent masked");
+    print_list(c, "treatment_changed", "treatment changed");
+    print_list(c, "newly_masked", "newly masked");
+    print_list(c, "newly_withheld", "newly withheld");
+    print_list(c, "class_changed", "class changed");
+}
+
+static void
+print_text(json_t *out, const diff_tally *t)
+{
+    json_t     *c, *e;
+    const char *name;
+    size_t      i;
+
+    printf("policy %s (%s) -> %s (%s)\n", str(out, "old"),
+           str(out, "old_version"), str(out, "new"), str(out, "new_version"));
+    if (json_object_get(out, "description") || json_object_get(out, "purposes")
+        || json_is_true(json_object_get(out, "version_unchanged"))) {
+        printf("\npolicy\n");
+        if (json_is_true(json_object_get(out, "version_unchanged"))) {
+            line("note", "version", "unchanged, though the files differ"
+                 " (the audit could not tell them apart)");
+        }
+        print_text_change(out);
+        print_codes(out, "purposes", "note", "note");
+    }
+    if (json_array_size(json_object_get(out, "token")) > 0) {
+        printf("\ntoken\n");
+        json_array_foreach(json_object_get(out, "token"), i, e) {
+            char buf[256];
+            snprintf(buf, sizeof(buf), "%s -> %s", str(e, "old"),
+                     str(e, "new"));
+            line(str(e, "effect"), str(e, "rule"), buf);
+        }
+    }
+    json_object_foreach(json_object_get(out, "categories"), name, c) {
+        print_category(name, c);
+    }
+    if (json_array_size(json_object_get(out, "strict_warnings")) > 0) {
+        printf("\nnew warnings of check --strict\n");
+        json_array_foreach(json_object_get(out, "strict_warnings"), i, e) {
+            printf("  %s: %s [%s]\n", str(e, "where"), str(e, "why"),
+                   str(e, "rule"));
+        }
+    }
+    if (t->wider + t->narrower + t->notes == 0) {
+        printf("no change in what is disclosed or verifiable\n");
+    } else {
+        printf("\n%zu wider, %zu narrower, %zu note%s%s\n", t->wider,
+               t->narrower, t->notes, t->notes == 1 ? "" : "s",
+               t->wider ? ": this change widens what banks can receive"
+                          " or learn" : "");
+    }
+}
+
+/* ---- both files ------------------------------------------------------- */
+
+static json_t *
+diff_categories(const ca_policy *o, const ca_policy *n, diff_tally *t)
+{
+    json_t *cats = json_object(), *c;
+
     for (size_t i = 0; i < o->n_categories; i++) {
         const ca_category *oc = &o->categories[i];
 
-        json_object_set_new(cats, oc->name, compare_category(
-                                oc, ca_policy_find_category(n, oc->name)));
+        c = diff_category(oc, ca_policy_find_category(n, oc->name), t);
+        json_object_set_new(cats, oc->name, c);
     }
     for (size_t i = 0; i < n->n_categories; i++) {
         const ca_category *nc = &n->categories[i];
 
         if (ca_policy_find_category(o, nc->name) == NULL) {
-            json_object_set_new(cats, nc->name,
-                                compare_category(NULL, nc));
+            json_object_set_new(cats, nc->name, diff_category(NULL, nc, t));
         }
     }
     /* unchanged categories say nothing */
@@ -239,42 +425,58 @@ policy_diff(const char *old_file, const char *new_file, int as_json)
             it = next;
         }
     }
-    changed = json_object_size(cats) > 0;
-    out = json_pack("{s:s,s:s,s:s,s:s,s:o}", "old", o->file ? o->file : "",
-                    "old_version", o->version ? o->version : "",
-                    "new", n->file ? n->file : "",
-                    "new_version", n->version ? n->version : "",
-                    "categories", cats);
+    return cats;
+}
+
+int
+policy_diff(const char *old_file, const char *new_file, int as_json)
+{
+    ca_error    err = {{0}};
+    ca_policy  *o, *n;
+    json_t     *out, *d;
+    diff_tally  t = {0, 0, 0};
+
+    if ((o = ca_policy_load(old_file, &err)) == NULL) {
+        fprintf(stderr, "%s\n", err.text);
+        return EXIT_USAGE;
+    }
+    if ((n = ca_policy_load(new_file, &err)) == NULL) {
+        fprintf(stderr, "%s\n", err.text);
+        ca_policy_free(o);
+        return EXIT_USAGE;
+    }
+    out = json_pack("{s:s,s:s,s:s,s:s}", "old", old_file,
+                    "old_version", o->version, "new", new_file,
+                    "new_version", n->version);
+    if (strcmp(o->version, n->version) == 0
+        && strcmp(o->sha256, n->sha256) != 0) {
+        json_object_set_new(out, "version_unchanged", json_true());
+        t.notes++;
+    }
+    if ((d = diff_text(o->description, n->description, &t)) != NULL) {
+        json_object_set_new(out, "description", d);
+    }
+    /* a purpose no category names changes nothing a bank can do; one a
+     * category names shows under that category */
+    if ((d = diff_codes(o->purposes, o->n_purposes, n->purposes,
+                        n->n_purposes, DIFF_NOTE, DIFF_NOTE, &t)) != NULL) {
+        json_object_set_new(out, "purposes", d);
+    }
+    json_object_set_new(out, "token", diff_token(&o->token, &n->token, &t));
+    json_object_set_new(out, "categories", diff_categories(o, n, &t));
+    json_object_set_new(out, "strict_warnings", new_warnings(o, n));
+    json_object_set_new(out, "wider", json_integer((json_int_t) t.wider));
+    json_object_set_new(out, "narrower",
+                        json_integer((json_int_t) t.narrower));
+    json_object_set_new(out, "notes", json_integer((json_int_t) t.notes));
     if (as_json) {
         json_dumpf(out, stdout, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
         putchar('\n');
     } else {
-        printf("policy %s (%s) -> %s (%s)\n", old_file,
-               o->version ? o->version : "?", new_file,
-               n->version ? n->version : "?");
-        json_object_foreach(cats, name, c) {
-            json_t *st = json_object_get(c, "category");
-
-            printf("\ncategory %s%s%s\n", name, st ? ": " : "",
-                   st ? json_string_value(st) : "");
-            if (json_object_get(c, "raw_allowed") != NULL) {
-                printf("  raw detail         %s\n",
-                       json_is_true(json_object_get(c, "raw_allowed"))
-                       ? "now allowed" : "no longer allowed");
-            }
-            print_codes(c, "purposes");
-            print_codes(c, "routes");
-            print_list(c, "newly_disclosed", "newly disclosed");
-            print_list(c, "newly_masked", "newly masked");
-            print_list(c, "newly_withheld", "newly withheld");
-            print_list(c, "treatment_changed", "treatment changed");
-        }
-        if (!changed) {
-            printf("no change in what is disclosed\n");
-        }
+        print_text(out, &t);
     }
     json_decref(out);
     ca_policy_free(o);
     ca_policy_free(n);
-    return changed ? EXIT_FINDING : 0;
+    return t.wider > 0 ? EXIT_FINDING : 0;
 }

@@ -12,6 +12,7 @@
 #include "common.h"
 #include "policy/filter.h"
 #include "policy/policy.h"
+#include "policy_explain.h"
 #include "policy_tool.h"
 #include "core/reason.h"
 #include "jws/token.h"
@@ -22,7 +23,8 @@
 static const char usage_explain[] =
     "usage: credit-policy explain --policy FILE --path PATH --response FILE\n"
     "                     [--claims FILE.json | --token JWT] [--purpose P]\n"
-    "                     [--raw] [--hash-key FILE] [--json]\n"
+    "                     [--raw] [--check 'FIELD OP VALUE']...\n"
+    "                     [--hash-key FILE] [--json]\n"
     "\n"
     "  --policy FILE     the policy file\n"
     "  --path PATH       request path, e.g. /api/v1/enterprises/<uscc>/tax\n"
@@ -32,6 +34,12 @@ static const char usage_explain[] =
     "                    WITHOUT verifying the signature\n"
     "  --purpose P       the X-Credit-Purpose the bank would send\n"
     "  --raw             the bank asks X-Credit-Detail: raw\n"
+    "  --check 'FIELD OP VALUE'\n"
+    "                    a verification check (repeatable, at most 32):\n"
+    "                    'annual[year=2023].tax_paid ge 100000'; VALUE is\n"
+    "                    JSON when it reads as JSON (100, true, \"A\"),\n"
+    "                    else the text as written.  explain then answers\n"
+    "                    the verification (POST) instead of the query\n"
     "  --hash-key FILE   HMAC key for the hash treatment (the file's bytes)\n"
     "  --json            machine-readable output\n"
     "\n"
@@ -41,13 +49,11 @@ static const char usage_explain[] =
     "Prints the refusal reason if the request would be refused on policy\n"
     "grounds; otherwise the disclosed document, the rule applied to every\n"
     "path met in the response, and the number of values withheld.\n"
+    "With --check: the checks' results against the sample (match, no\n"
+    "match, absent) or the gateway's refusal (a field not verifiable, an op\n"
+    "not allowed, a selector on a member not disclosed as it is, the mode\n"
+    "or the budget).\n"
     "Exits 0 when the request would be answered, 1 when refused.\n";
-
-typedef struct {
-    const char *policy, *path, *response, *claims, *token, *purpose;
-    const char *hash_key;
-    int         raw, json;
-} explain_args;
 
 typedef struct {
     json_t *trace;          /* [{path, rule, ...}] */
@@ -133,11 +139,13 @@ json_list_has(json_t *arr, const char *s)
 
 /* The refusals that follow from policy and consent alone (the access
  * phase's purpose, category, mode and detail steps). */
-static ca_reason
-policy_refusal(const ca_policy *p, const ca_category *c, json_t *claims,
-               const char *uscc, const explain_args *a, char *detail,
-               size_t dlen)
+ca_reason
+explain_policy_refusal(const ca_policy *p, const ca_category *c,
+                       json_t *claims, const char *uscc,
+                       const explain_args *a, int verify, char *detail,
+                       size_t dlen)
 {
+    const char *mode = verify ? "verify" : "query";
     json_t *v;
 
     if (claims && json_is_string(v = json_object_get(claims, "sub"))
@@ -171,8 +179,8 @@ policy_refusal(const ca_policy *p, const ca_category *c, json_t *claims,
         return CA_CATEGORY_NOT_CONSENTED;
     }
     if (claims && (v = json_object_get(claims, "modes")) != NULL
-        && !json_list_has(v, "query")) {
-        snprintf(detail, dlen, "the consent does not allow query mode");
+        && !json_list_has(v, mode)) {
+        snprintf(detail, dlen, "the consent does not allow %s mode", mode);
         return CA_MODE_NOT_CONSENTED;
     }
     if (a->raw) {
@@ -192,9 +200,9 @@ policy_refusal(const ca_policy *p, const ca_category *c, json_t *claims,
     return CA_OK;
 }
 
-static int
-report_refusal(const explain_args *a, ca_reason r, const char *detail,
-               json_t *notes)
+int
+explain_report_refusal(const explain_args *a, ca_reason r,
+                       const char *detail, json_t *notes)
 {
     size_t  i;
     json_t *n;
@@ -216,13 +224,41 @@ report_refusal(const explain_args *a, ca_reason r, const char *detail,
     return EXIT_FINDING;
 }
 
+/* A description's lines, each after the prefix. */
 static void
-print_text(const explain_args *a, const ca_category *c, json_t *out,
-           json_t *trace, const ca_filter_report *rep, json_t *notes)
+print_lines(const char *prefix, const char *s)
+{
+    while (*s) {
+        size_t n = strcspn(s, "\n");
+        printf("%s%.*s\n", prefix, (int) n, s);
+        s += n + (s[n] == '\n');
+    }
+}
+
+void
+explain_print_descriptions(const ca_policy *p, const ca_category *c)
+{
+    char prefix[128];
+
+    if (p->description != NULL) {
+        snprintf(prefix, sizeof(prefix), "policy %s: ", p->version);
+        print_lines(prefix, p->description);
+    }
+    if (c->description != NULL) {
+        snprintf(prefix, sizeof(prefix), "category %s: ", c->name);
+        print_lines(prefix, c->description);
+    }
+}
+
+static void
+print_text(const explain_args *a, const ca_policy *p, const ca_category *c,
+           json_t *out, json_t *trace, const ca_filter_report *rep,
+           json_t *notes)
 {
     size_t  i, width = 0;
     json_t *e, *n;
 
+    explain_print_descriptions(p, c);
     json_array_foreach(notes, i, n) {
         printf("note: %s\n", json_string_value(n));
     }
@@ -367,7 +403,7 @@ explain(const explain_args *a)
                                      sizeof(detail));
         }
         if (r != CA_OK) {
-            status = report_refusal(a, r, detail, notes);
+            status = explain_report_refusal(a, r, detail, notes);
             goto done;
         }
     }
@@ -395,18 +431,24 @@ explain(const explain_args *a)
     plen = strcspn(a->path, "?");
     rr = ca_policy_match_route(p, a->path, plen, &c, uscc);
     if (rr == CA_ROUTE_NONE) {
-        status = report_refusal(a, CA_ROUTE_NOT_IN_POLICY,
-                                "no route template matches the path", notes);
+        status = explain_report_refusal(a, CA_ROUTE_NOT_IN_POLICY, "no route"
+                                        " template matches the path", notes);
         goto done;
     }
     if (rr == CA_ROUTE_BAD_USCC) {
-        status = report_refusal(a, CA_REQUEST_INVALID, "the path's {uscc}"
-                                " segment is not a valid USCC", notes);
+        status = explain_report_refusal(a, CA_REQUEST_INVALID, "the path's"
+                                        " {uscc} segment is not a valid USCC",
+                                        notes);
         goto done;
     }
-    r = policy_refusal(p, c, claims, uscc, a, detail, sizeof(detail));
+    if (a->n_checks > 0) {
+        status = explain_verify(a, p, c, uscc, claims, resp, notes);
+        goto done;
+    }
+    r = explain_policy_refusal(p, c, claims, uscc, a, 0, detail,
+                               sizeof(detail));
     if (r != CA_OK) {
-        status = report_refusal(a, r, detail, notes);
+        status = explain_report_refusal(a, r, detail, notes);
         goto done;
     }
 
@@ -421,11 +463,13 @@ explain(const explain_args *a)
     }
     out = ca_filter_apply(c, resp, &opts, &rep);
     if (out == NULL) {
-        status = report_refusal(a, CA_UPSTREAM_INVALID, "the response is"
-                                " not a JSON object, or nests deeper than"
-                                " the filter's limit", notes);
+        status = explain_report_refusal(a, CA_UPSTREAM_INVALID, "the response"
+                                        " is not a JSON object, or nests"
+                                        " deeper than the filter's limit",
+                                        notes);
         goto done;
     }
+    explain_note_whole_values(c, a->raw, resp, notes);
     if (a->json) {
         char  *dp = ca_filter_report_paths(&rep, c, 0);
         char  *mp = ca_filter_report_paths(&rep, c, 1);
@@ -439,6 +483,12 @@ explain(const explain_args *a)
                               "withheld", (json_int_t) rep.withheld,
                               "notes", notes,
                               "verify", verify_summary(c));
+        json_object_set_new(o, "policy_description",
+                            p->description ? json_string(p->description)
+                                           : json_null());
+        json_object_set_new(o, "category_description",
+                            c->description ? json_string(c->description)
+                                           : json_null());
         json_dumpf(o, stdout, JSON_INDENT(2));
         putchar('\n');
         json_decref(o);
@@ -446,7 +496,7 @@ explain(const explain_args *a)
         free(mp);
     } else {
         json_t *v = verify_summary(c);
-        print_text(a, c, out, tc.trace, &rep, notes);
+        print_text(a, p, c, out, tc.trace, &rep, notes);
         print_verify(v);
         json_decref(v);
     }
@@ -476,6 +526,7 @@ cmd_explain(int argc, char **argv)
         {"purpose", required_argument, NULL, 'P'},
         {"hash-key", required_argument, NULL, 'k'},
         {"raw", no_argument, NULL, 'R'},
+        {"check", required_argument, NULL, 'C'},
         {"json", no_argument, NULL, 'j'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -494,6 +545,14 @@ cmd_explain(int argc, char **argv)
         case 'P': a.purpose = optarg; break;
         case 'k': a.hash_key = optarg; break;
         case 'R': a.raw = 1; break;
+        case 'C':
+            if (a.n_checks == CA_CHECKS_MAX) {
+                fprintf(stderr, "credit-policy: at most %d --check (the"
+                        " gateway's limit per request)\n", CA_CHECKS_MAX);
+                return EXIT_USAGE;
+            }
+            a.checks[a.n_checks++] = optarg;
+            break;
         case 'j': a.json = 1; break;
         case 'h':
             fputs(usage_explain, stdout);

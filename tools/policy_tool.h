@@ -2,9 +2,12 @@
 #ifndef CA_TOOLS_POLICY_H
 #define CA_TOOLS_POLICY_H
 
-/* 0 when nothing disclosed changes, 1 when something does (like diff(1)),
- * 2 when a file cannot be loaded. */
+/* 0 when nothing widens, 1 when something does, 2 when a file cannot be
+ * loaded (policy_diff.c). */
 int policy_diff(const char *old_file, const char *new_file, int as_json);
+
+/* credit-policy check ARGS (policy_check.c) */
+int cmd_check(int argc, char **argv);
 
 /* credit-policy explain ARGS (policy_explain.c) */
 int cmd_explain(int argc, char **argv);

@@ -43,6 +43,20 @@ ca_audit_consent_id(const char *jti, size_t len, char *out)
     return 7 + 64;
 }
 
+size_t
+ca_consent_key(char *out, size_t size, const char *what, const char *iss,
+               const char *jti)
+{
+    int n;
+
+    if (iss != NULL) {
+        n = snprintf(out, size, "credit:%s:%s:%s", what, iss, jti);
+    } else {
+        n = snprintf(out, size, "credit:%s:%s", what, jti);
+    }
+    return (n < 0 || (size_t) n >= size) ? 0 : (size_t) n;
+}
+
 void
 ca_entry_init(ca_entry *e, const char *event, int64_t ts_ms, const char *gw)
 {

@@ -47,6 +47,19 @@ typedef struct {
 #define CA_CONSENT_ID_MAX 135
 size_t ca_audit_consent_id(const char *jti, size_t len, char *out);
 
+/*
+ * The Redis key of a consent's state (SPEC §3, v3): a consent is its
+ * issuing enterprise's, so revocation, use count and verification budget
+ * are kept per (iss, jti): credit:<what>:<iss>:<jti>, what being
+ * "revoked", "uses" or "vbudget".  With iss NULL, the key of before v3,
+ * credit:<what>:<jti>, which old revocations still hold until they
+ * expire.  A USCC holds no ':' and a jti is [A-Za-z0-9._-]: the two forms
+ * never meet.  Returns the length, or 0 when it does not fit in size.
+ */
+#define CA_CONSENT_KEY_MAX 128
+size_t ca_consent_key(char *out, size_t size, const char *what,
+                      const char *iss, const char *jti);
+
 /* Starts an entry with v, event, ts and gw. */
 void ca_entry_init(ca_entry *e, const char *event, int64_t ts_ms,
                    const char *gw);

@@ -50,17 +50,36 @@ fail(char *err, size_t errlen, const char *s, const char *why)
 }
 
 /*
- * ca_time_format() writes four-digit years in the zone: an instant outside
- * 0000..9999 there (Unix seconds 277777777721, or 9999-12-31T23:59Z at
- * +08:00) would be shown as text that does not read back.
+ * The broken-down time ca_time_format() writes secs as: in the zone, or in
+ * UTC when the zone's offset then is not whole minutes (local mean time:
+ * Asia/Shanghai was +08:05:43 before 1901), which ISO 8601 cannot write.
+ */
+static int
+shown_tm(int64_t secs, struct tm *tm)
+{
+    time_t t = (time_t) secs;
+
+    if (localtime_r(&t, tm) == NULL) {
+        return -1;
+    }
+    if (tm->tm_gmtoff % 60 != 0 && gmtime_r(&t, tm) == NULL) {
+        return -1;
+    }
+    return 0;
+}
+
+/*
+ * ca_time_format() writes four-digit years: an instant it would write
+ * outside 0000..9999 (Unix seconds 277777777721, 9999-12-31T23:59Z at
+ * +08:00, 0000-01-01 in Asia/Shanghai's local mean time, which is in the
+ * year -1 in UTC) would be shown as text that does not read back.
  */
 static int
 writable(int64_t secs)
 {
-    time_t    t = (time_t) secs;
     struct tm tm;
 
-    return localtime_r(&t, &tm) != NULL && tm.tm_year >= -1900
+    return shown_tm(secs, &tm) == 0 && tm.tm_year >= -1900
            && tm.tm_year <= 9999 - 1900;
 }
 
@@ -129,8 +148,8 @@ ca_time_parse(const char *s, int64_t *ms, ca_time_unit *unit, char *err,
     {
         return fail(err, errlen, s, "expected YYYY-MM at the start");
     }
-    if (y < 1970 || mo < 1 || mo > 12) {
-        return fail(err, errlen, s, "year from 1970, month 01 to 12");
+    if (mo < 1 || mo > 12) {
+        return fail(err, errlen, s, "month 01 to 12");
     }
     p = s + 7;
     if (*p == '\0') {
@@ -186,10 +205,13 @@ ca_time_parse(const char *s, int64_t *ms, ca_time_unit *unit, char *err,
             return fail(err, errlen, s, "offset must be ±HH:MM");
         }
         p += 3;
-        if (*p == ':') {
-            p++;
+        /* ±HH, ±HHMM or ±HH:MM; "+08:" is a cut "+08:30", not "+08" */
+        if (*p == ':' && digits(p + 1, 2, &om) != 0) {
+            return fail(err, errlen, s, "offset must be ±HH:MM");
         }
-        if (*p != '\0' && digits(p, 2, &om) == 0) {
+        if (*p == ':') {
+            p += 3;
+        } else if (*p != '\0' && digits(p, 2, &om) == 0) {
             p += 2;
         }
         if (oh > 23 || om > 59) {
@@ -245,20 +267,35 @@ ca_time_next(int64_t ms, ca_time_unit unit)
     return (int64_t) mktime(&tm) * 1000;
 }
 
+/*
+ * Every instant the parser accepts is written as text it reads back to the
+ * same millisecond (writable(): years 0000 to 9999 as written), before
+ * 1970 too (0 in America/New_York is 1969-12-31T19:00:00-05:00), in UTC
+ * where the zone's offset has seconds (shown_tm()).  The seconds are the
+ * floor of ms / 1000, computed without overflow down to INT64_MIN; the
+ * year has at least four digits.
+ */
 void
 ca_time_format(int64_t ms, char *out, size_t outlen)
 {
-    time_t    t = (time_t) (ms >= 0 ? ms / 1000 : (ms - 999) / 1000);
-    int       msr = (int) (ms - (int64_t) t * 1000);
+    int64_t   secs = ms / 1000;
+    int       msr = (int) (ms % 1000);
     struct tm tm;
-    char      base[32], frac[8] = "", zone[24];
+    char      base[80], frac[8] = "", zone[24];
     long      off;
 
-    if (localtime_r(&t, &tm) == NULL) {
+    if (msr < 0) {
+        msr += 1000;
+        secs--;
+    }
+    if (shown_tm(secs, &tm) != 0) {
         snprintf(out, outlen, "%lld", (long long) ms);
         return;
     }
-    strftime(base, sizeof(base), "%Y-%m-%dT%H:%M:%S", &tm);
+    /* strftime's %Y writes the year 5 as "5" */
+    snprintf(base, sizeof(base), "%04lld-%02d-%02dT%02d:%02d:%02d",
+             (long long) tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+             tm.tm_hour, tm.tm_min, tm.tm_sec);
     if (msr != 0) {
         snprintf(frac, sizeof(frac), ".%03d", msr);
     }

@@ -54,6 +54,9 @@ const char *ca_reason_name(ca_reason r);
 int ca_reason_status(ca_reason r);
 /* A short English title for problem+json. */
 const char *ca_reason_title(ca_reason r);
+/* The reason in Chinese, for a regulator's report or an enterprise's
+ * statement: "用途未获授权"; shown beside the code, never instead of it. */
+const char *ca_reason_zh(ca_reason r);
 /* Inverse of ca_reason_name; -1 when unknown. */
 int ca_reason_from_name(const char *name);
 

@@ -1,3 +1,4 @@
+#include <stdio.h>
 #include <string.h>
 
 #include "uscc.h"
@@ -44,4 +45,52 @@ ca_uscc_valid(const char *s, size_t len)
     }
     check = ca_uscc_check_char(s);
     return check != 0 && s[17] == check;
+}
+
+const char *
+ca_uscc_problem(const char *s, size_t len, char *buf, size_t buflen)
+{
+    char   up[CA_USCC_LEN + 1];
+    int    lower = 0;
+    char   check;
+
+    if (ca_uscc_valid(s, len)) {
+        return NULL;
+    }
+    if (len != CA_USCC_LEN) {
+        snprintf(buf, buflen, "has %zu characters, a USCC has %d", len,
+                 CA_USCC_LEN);
+        return buf;
+    }
+    for (size_t i = 0; i < len; i++) {
+        lower |= s[i] >= 'a' && s[i] <= 'z';
+        up[i] = s[i] >= 'a' && s[i] <= 'z' ? (char) (s[i] - 'a' + 'A') : s[i];
+    }
+    up[len] = '\0';
+    if (lower && ca_uscc_valid(up, len)) {
+        snprintf(buf, buflen, "is in lower case: a USCC is written in upper "
+                 "case (%s)", up);
+        return buf;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (uscc_value(up[i]) < 0) {
+            unsigned char c = (unsigned char) s[i];
+
+            if (c > 0x20 && c < 0x7f) {
+                snprintf(buf, buflen, "character %zu '%c' is not used in a "
+                         "USCC (0-9 and A-Z without I, O, S, V, Z)", i + 1,
+                         (char) c);
+            } else {
+                snprintf(buf, buflen, "character %zu (byte 0x%02x) is not "
+                         "used in a USCC (0-9 and A-Z without I, O, S, V, Z)",
+                         i + 1, c);
+            }
+            return buf;
+        }
+    }
+    check = ca_uscc_check_char(up);
+    snprintf(buf, buflen, "check character (the 18th) is %c, the first 17 "
+             "give %c%s", up[17], check,
+             lower ? "; and a USCC is written in upper case" : "");
+    return buf;
 }

@@ -100,14 +100,17 @@ ca_numrun_skip(const char *p, const char *end, int *closed)
     /*
      * Inside a number, what precedes a point is a digit: a sign is only
      * first and followed by a digit, a number does not start with a
-     * point, and two points are refused below.
+     * point, and two points are refused below.  `first` is the first
+     * digit of each number that starts in [0, j): for a sign that is the
+     * byte after it, which may be byte j itself (a lone "-" before the
+     * closing ']'), so it is not masked by `in` again.
      */
-    first = (start & ~b.minus) | ((start & b.minus) << 1);
+    first = (start & in & ~b.minus) | ((start & in & b.minus) << 1);
     if ((after_tok & in & ~b.com)           /* a number, then a comma */
         || (after_com & in & ~start)        /* a comma, then a number */
         || (b.minus & in & ~start)          /* a sign only first */
-        || (first & in & ~b.dig)            /* then a digit */
-        || (first & in & b.zero & (b.dig >> 1))   /* no leading zero */
+        || (first & ~b.dig)                 /* then a digit */
+        || (first & b.zero & (b.dig >> 1))  /* no leading zero */
         || (b.dot & in & ~(b.dig >> 1))     /* a digit after a point */
         || ((((b.dot << 1) + b.dig) & ~b.dig) & b.dot & in))  /* one */
     {

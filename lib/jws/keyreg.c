@@ -57,17 +57,74 @@ ca_keyreg_encode(const ca_keyreg_meta *m, json_t *jwk)
     return s;
 }
 
-static json_t *
-record_load(const char *buf, size_t len)
+/* jansson's type names, for a refusal that says what was found. */
+static const char *
+type_name(json_t *v)
 {
-    json_t *rec;
+    switch (json_typeof(v)) {
+    case JSON_OBJECT:  return "an object";
+    case JSON_ARRAY:   return "an array";
+    case JSON_STRING:  return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL:    return "a real";
+    case JSON_TRUE:
+    case JSON_FALSE:   return "a boolean";
+    default:           return "null";
+    }
+}
 
-    if (buf == NULL || len == 0 || len > CA_KEYREG_RECORD_MAX) {
+/* Copies s into out as printable ASCII ('?' for anything else): a record
+ * is anyone's with the Redis password, and its bytes go to logs. */
+static void
+printable(char *out, size_t size, const char *s, size_t len)
+{
+    size_t i;
+
+    for (i = 0; i < len && i + 1 < size; i++) {
+        unsigned char c = (unsigned char) s[i];
+        out[i] = c >= 0x20 && c < 0x7f ? (char) c : '?';
+    }
+    out[i] = '\0';
+}
+
+/*
+ * The record as a JSON object, or NULL with err saying what is wrong:
+ * jansson's own words (a number too big, a \u0000, a duplicate member)
+ * and where: the byte, and the text from the start of the member (the
+ * last ',' or '{' before the fault) that names it.
+ */
+static json_t *
+record_load(const char *buf, size_t len, const char *kid, ca_error *err)
+{
+    json_t      *rec;
+    json_error_t je;
+    char         text[sizeof(je.text)], member[48];
+    size_t       at, from, n;
+
+    if (buf == NULL || len == 0) {
+        ca_error_set(err, kid, NULL, "record is empty");
         return NULL;
     }
-    rec = json_loadb(buf, len, JSON_REJECT_DUPLICATES,
-                     NULL);
-    if (rec != NULL && !json_is_object(rec)) {
+    rec = json_loadb(buf, len, JSON_REJECT_DUPLICATES, &je);
+    if (rec == NULL) {
+        at = je.position > 0 && (size_t) je.position <= len
+             ? (size_t) je.position : 0;
+        for (from = at; from > 0 && at - from < 256; from--) {
+            if (buf[from - 1] == ',' || buf[from - 1] == '{') {
+                break;
+            }
+        }
+        n = at - from < sizeof(member) - 4 ? at - from : sizeof(member) - 4;
+        printable(text, sizeof(text), je.text, strlen(je.text));
+        printable(member, sizeof(member), buf + from, n);
+        ca_error_set(err, kid, NULL, "record is not valid JSON: %s (at byte"
+                     " %zu: %s%s)", text, at, member,
+                     n < at - from ? "..." : "");
+        return NULL;
+    }
+    if (!json_is_object(rec)) {
+        ca_error_set(err, kid, NULL, "record is %s, not a JSON object",
+                     type_name(rec));
         json_decref(rec);
         return NULL;
     }
@@ -77,24 +134,48 @@ record_load(const char *buf, size_t len)
 json_t *
 ca_keyreg_jwk(const char *buf, size_t len)
 {
-    json_t *rec = record_load(buf, len), *jwk;
+    json_t *rec, *jwk;
 
+    if (len > CA_KEYREG_RECORD_MAX) {
+        return NULL;
+    }
+    rec = record_load(buf, len, NULL, NULL);
     jwk = json_incref(json_object_get(rec, "jwk"));
     json_decref(rec);
     return jwk;
 }
 
+/*
+ * A time of the record: Unix seconds, 0 for no bound, at most
+ * CA_KEYREG_TIME_MAX, so that the tools can show it in milliseconds
+ * (credit-consent key list multiplied an INT64_MAX by 1000: fuzz finding
+ * 8).  The version likewise, up to CA_KEYREG_VERSION_MAX, so that a
+ * change can add one to it.
+ */
 static int
-get_time(json_t *rec, const char *member, int64_t *out, const char *kid,
-         ca_error *err)
+get_int(json_t *rec, const char *member, int64_t min, int64_t max,
+        const char *what, int64_t *out, const char *kid, ca_error *err)
 {
     json_t *v = json_object_get(rec, member);
     char    path[32];
 
     snprintf(path, sizeof(path), "$.%s", member);
-    if (!json_is_integer(v) || json_integer_value(v) < 0) {
-        ca_error_set(err, kid, path, v ? "must be an integer >= 0"
-                     : "missing");
+    if (v == NULL) {
+        ca_error_set(err, kid, path, "missing");
+        return -1;
+    }
+    if (!json_is_integer(v) || json_integer_value(v) < min
+        || json_integer_value(v) > max)
+    {
+        if (json_is_integer(v)) {
+            ca_error_set(err, kid, path, "must be %s from %lld to %lld, not"
+                         " %lld", what, (long long) min, (long long) max,
+                         (long long) json_integer_value(v));
+        } else {
+            ca_error_set(err, kid, path, "must be %s from %lld to %lld, not"
+                         " %s", what, (long long) min, (long long) max,
+                         type_name(v));
+        }
         return -1;
     }
     *out = json_integer_value(v);
@@ -116,9 +197,8 @@ ca_keyreg_parse(const char *buf, size_t len, const char *kid,
                      CA_KEYREG_RECORD_MAX);
         return -1;
     }
-    rec = record_load(buf, len);
+    rec = record_load(buf, len, kid, err);
     if (rec == NULL) {
-        ca_error_set(err, kid, NULL, "record is not a JSON object");
         return -1;
     }
 
@@ -150,18 +230,17 @@ ca_keyreg_parse(const char *buf, size_t len, const char *kid,
         goto done;
     }
 
-    if (get_time(rec, "not_before", &m->not_before, kid, err)
-        || get_time(rec, "not_after", &m->not_after, kid, err)
-        || get_time(rec, "version", &m->version, kid, err))
+    if (get_int(rec, "not_before", 0, CA_KEYREG_TIME_MAX, "Unix seconds",
+                &m->not_before, kid, err)
+        || get_int(rec, "not_after", 0, CA_KEYREG_TIME_MAX, "Unix seconds",
+                   &m->not_after, kid, err)
+        || get_int(rec, "version", 1, CA_KEYREG_VERSION_MAX, "an integer",
+                   &m->version, kid, err))
     {
         goto done;
     }
     if (m->not_after != 0 && m->not_after <= m->not_before) {
         ca_error_set(err, kid, "$.not_after", "must be after not_before");
-        goto done;
-    }
-    if (m->version < 1) {
-        ca_error_set(err, kid, "$.version", "must be at least 1");
         goto done;
     }
 

@@ -10,7 +10,7 @@
  *
  * Record: {"kid":"…","uscc":"…","state":"active"|"revoked",
  *          "not_before":T,"not_after":T,"version":N,"jwk":{…}}
- * T: Unix seconds, 0 for no bound.  The JWK is validated with the JWKS
+ * T: Unix seconds, 0 for no bound, at most CA_KEYREG_TIME_MAX.  The JWK is validated with the JWKS
  * loader's own rules (ca_key_from_jwk) and must agree with kid and uscc.
  */
 #ifndef CA_KEYREG_H
@@ -27,6 +27,11 @@
 #define CA_KEYREG_VERSION_KEY  "credit:keyreg:version"
 #define CA_KEYREG_NAME_MAX     (sizeof(CA_KEYREG_PREFIX) + CA_KID_MAX + 2)
 #define CA_KEYREG_RECORD_MAX   8192     /* bytes; an RSA-8192 JWK fits */
+/* 9999-12-31T23:59:59Z: the last second written with four digits of
+ * year (lib/core/isotime.h); times are 0 (no bound) up to it */
+#define CA_KEYREG_TIME_MAX     INT64_C(253402300799)
+/* 2^53 - 1: exact in every JSON reader, and one more still fits */
+#define CA_KEYREG_VERSION_MAX  INT64_C(9007199254740991)
 
 typedef enum {
     CA_KEYREG_ACTIVE = 0,

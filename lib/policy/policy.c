@@ -16,13 +16,78 @@
 
 /* ---- small validators ------------------------------------------------- */
 
+#define NAME_GUESS_MAX 64
+
+/*
+ * Edit distance between a and b, counting a swap of two neighbours as one
+ * edit ("pruposes"); only for short names.
+ */
+static size_t
+edit_distance(const char *a, size_t la, const char *b, size_t lb)
+{
+    unsigned char d[NAME_GUESS_MAX + 1][NAME_GUESS_MAX + 1];
+
+    for (size_t i = 0; i <= la; i++) {
+        d[i][0] = (unsigned char) i;
+    }
+    for (size_t j = 0; j <= lb; j++) {
+        d[0][j] = (unsigned char) j;
+    }
+    for (size_t i = 1; i <= la; i++) {
+        for (size_t j = 1; j <= lb; j++) {
+            size_t v = (size_t) d[i - 1][j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = (size_t) d[i - 1][j] + 1;
+            size_t ins = (size_t) d[i][j - 1] + 1;
+            if (del < v) {
+                v = del;
+            }
+            if (ins < v) {
+                v = ins;
+            }
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2]
+                && a[i - 2] == b[j - 1] && (size_t) d[i - 2][j - 2] + 1 < v) {
+                v = (size_t) d[i - 2][j - 2] + 1;
+            }
+            d[i][j] = (unsigned char) v;
+        }
+    }
+    return d[la][lb];
+}
+
+/* The known name a misspelt key most likely meant, or NULL: one edit, two
+ * for names of six characters or more. */
+static const char *
+name_guess(const char *k, size_t klen, const char *const *names)
+{
+    const char *best = NULL;
+    size_t      best_d = (size_t) -1;
+
+    if (klen > NAME_GUESS_MAX) {
+        return NULL;
+    }
+    for (const char *const *n = names; *n; n++) {
+        size_t nl = strlen(*n), d, max;
+        if (nl > NAME_GUESS_MAX) {
+            continue;
+        }
+        d = edit_distance(k, klen, *n, nl);
+        max = nl >= 6 ? 2 : 1;
+        if (d <= max && d < best_d) {
+            best = *n;
+            best_d = d;
+        }
+    }
+    return best;
+}
+
 /* Refuses members outside the allowed set: a misspelt "raw_alowed" must
- * not quietly fall back to a default. */
+ * not quietly fall back to a default.  The error names the member that
+ * was probably meant. */
 int
 ca_pol_only_members(ctx_t *cx, const char *jp, json_t *obj,
                     const char *const *names)
 {
-    const char *k;
+    const char *k, *guess;
     size_t      klen;
     json_t     *v;
     char        sub[JPATH_MAX];
@@ -37,8 +102,55 @@ ca_pol_only_members(ctx_t *cx, const char *jp, json_t *obj,
         }
         if (!known) {
             jp_key(sub, jp, k, klen);
+            if ((guess = name_guess(k, klen, names)) != NULL) {
+                return fail(cx, sub, "unknown member (did you mean \"%s\"?)",
+                            guess);
+            }
             return fail(cx, sub, "unknown member");
         }
+    }
+    return 0;
+}
+
+/*
+ * A text the tools print: no control character but newline and tab (a
+ * terminal would act on an escape sequence), no NUL inside.
+ */
+static int
+printable_text(json_t *v, int newlines)
+{
+    const char *s = json_string_value(v);
+
+    if (strlen(s) != json_string_length(v)) {
+        return 0;
+    }
+    for (; *s; s++) {
+        unsigned char c = (unsigned char) *s;
+        if ((c < 0x20 && !(newlines && (c == '\n' || c == '\t')))
+            || c == 0x7f) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/* "description": optional; the officer's note, which the gateway ignores. */
+int
+ca_pol_parse_description(ctx_t *cx, const char *jp, json_t *v, char **out)
+{
+    if (v == NULL) {
+        return 0;
+    }
+    if (!json_is_string(v) || json_string_length(v) > CA_DESCRIPTION_MAX) {
+        return fail(cx, jp, "must be a string of at most %d bytes",
+                    CA_DESCRIPTION_MAX);
+    }
+    if (!printable_text(v, 1)) {
+        return fail(cx, jp, "control characters other than newline and tab"
+                    " are not allowed");
+    }
+    if ((*out = strdup(json_string_value(v))) == NULL) {
+        return fail(cx, jp, "out of memory");
     }
     return 0;
 }
@@ -192,7 +304,7 @@ static int
 parse_root(ctx_t *cx, json_t *root)
 {
     static const char *const members[] = {
-        "version", "purposes", "token", "categories", NULL
+        "version", "purposes", "token", "categories", "description", NULL
     };
     ca_policy  *p = cx->p;
     json_t     *v;
@@ -213,19 +325,23 @@ parse_root(ctx_t *cx, json_t *root)
         return fail(cx, "$.version", "required non-empty string of at most"
                     " %d characters", VERSION_MAX);
     }
-    for (const char *s = json_string_value(v); *s; s++) {
-        if ((unsigned char) *s < 0x20 || *s == 0x7f) {
-            return fail(cx, "$.version", "control characters are not"
-                        " allowed");
-        }
-    }
-    if (strlen(json_string_value(v)) != json_string_length(v)
-        || (p->version = strdup(json_string_value(v))) == NULL) {
+    if (strlen(json_string_value(v)) != json_string_length(v)) {
         return fail(cx, "$.version", "invalid string");
     }
+    if (!printable_text(v, 0)) {
+        return fail(cx, "$.version", "control characters are not"
+                    " allowed");
+    }
+    if ((p->version = strdup(json_string_value(v))) == NULL) {
+        return fail(cx, "$.version", "out of memory");
+    }
+    if (ca_pol_parse_description(cx, "$.description",
+                                 json_object_get(root, "description"),
+                                 &p->description) != 0) {
+        return -1;
+    }
 
-    if (ca_pol_parse_codes(cx, "$.purposes", json_object_get(root, "purposes"),
-                    &p->purposes, &p->n_purposes, NULL, 0) != 0) {
+    if (ca_pol_parse_purposes(cx, json_object_get(root, "purposes")) != 0) {
         return -1;
     }
     if (parse_token(cx, json_object_get(root, "token")) != 0) {
@@ -318,13 +434,20 @@ ca_policy_free(ca_policy *p)
     if (p == NULL) {
         return;
     }
+    ca_pol_free_names(p);
     for (size_t i = 0; i < p->n_categories; i++) {
         ca_category *c = &p->categories[i];
         free(c->name);
         free_strs(c->routes, c->n_routes);
         free_strs(c->purposes, c->n_purposes);
+        free(c->description);
         for (size_t j = 0; j < c->n_fields; j++) {
-            free(c->fields[j].path);
+            ca_field *f = &c->fields[j];
+            free(f->path);
+            if (f->raw.text != f->masked.text) {
+                free(f->raw.text);       /* raw defaults to masked's copy */
+            }
+            free(f->masked.text);
         }
         free(c->fields);
         ca_pol_node_free(&c->tree);
@@ -337,6 +460,7 @@ ca_policy_free(ca_policy *p)
     free(p->route_tpls);
     free_strs(p->purposes, p->n_purposes);
     free(p->version);
+    free(p->description);
     free(p->file);
     free(p);
 }

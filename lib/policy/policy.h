@@ -24,6 +24,10 @@ typedef struct {
     ca_treat_kind kind;
     unsigned      a, b;
     double        width;
+    /* As the policy wrote it ("bucket:0.05"), for display: a double
+     * prints 0.05 as 0.050000000000000003.  Owned by the policy; NULL in
+     * a treatment built in code. */
+    char         *text;
 } ca_treatment;
 
 typedef enum {
@@ -66,6 +70,9 @@ typedef struct ca_node {
 
 unsigned ca_op_from_name(const char *name);   /* 0 if unknown */
 const char *ca_op_name(unsigned op);
+/* The names of a set of ops, space-separated in a fixed order ("eq ge
+ * le"), "" for none. */
+void ca_ops_format(unsigned ops, char *buf, size_t len);
 
 typedef struct {
     char    *path;              /* "annual[].tax_paid" */
@@ -74,6 +81,7 @@ typedef struct {
 
 typedef struct {
     char           *name;
+    char           *description;    /* the officer's note, or NULL */
     char          **routes;
     size_t          n_routes;
     char          **purposes;
@@ -85,18 +93,28 @@ typedef struct {
     ca_verify_rule *verify;
     size_t          n_verify;
     unsigned        verify_budget;  /* checks per verify field per consent */
+    char           *label, *label_zh;   /* "name", "name_zh": for people;
+                                           NULL when not given */
 } ca_category;
 
 /* Default and bound of a category's "verify_budget" (SPEC §2.1). */
 #define CA_VERIFY_BUDGET_DEFAULT 3
 #define CA_VERIFY_BUDGET_MAX     1000
 
+/* The officer's notes ("description", top level and per category): shown
+ * by the tools, never used by the gateway. */
+#define CA_DESCRIPTION_MAX 4096
+
 typedef struct {
     char          *file;
     char          *version;
+    char          *description;     /* or NULL */
     char           sha256[65];  /* hex SHA-256 of the file's bytes */
     char         **purposes;
     size_t         n_purposes;
+    /* a purpose's "name" and "name_zh", parallel to purposes; an element
+     * is NULL when not given */
+    char         **purpose_name, **purpose_name_zh;
     ca_token_rules token;
     ca_category   *categories;
     size_t         n_categories;
@@ -145,11 +163,19 @@ const ca_field *ca_category_field_at(const ca_category *c,
 const ca_category *ca_policy_find_category(const ca_policy *p,
                                            const char *name);
 
+/* A purpose's or category's name for people (policy.md, "Names"): its
+ * name_zh (zh) or name; NULL when the policy gives none or does not know
+ * the code.  p may be NULL. */
+const char *ca_policy_purpose_name(const ca_policy *p, const char *code,
+                                   int zh);
+const char *ca_policy_category_name(const ca_policy *p, const char *code,
+                                    int zh);
+
 /* "public", "personal", "trade_secret". */
 const char *ca_class_name(ca_class cls);
 
-/* Writes a treatment as the policy spells it ("mask:6,4"); returns what
- * snprintf returns. */
+/* Writes a treatment as the policy spells it ("mask:6,4", a bucket's width
+ * as written); returns what snprintf returns. */
 int ca_treatment_format(const ca_treatment *t, char *buf, size_t len);
 
 #endif

@@ -114,6 +114,8 @@ dupn(const char *s, size_t n)
 /* policy.c */
 CA_INTERNAL int ca_pol_only_members(ctx_t *cx, const char *jp, json_t *obj,
                                     const char *const *names);
+CA_INTERNAL int ca_pol_parse_description(ctx_t *cx, const char *jp,
+                                         json_t *v, char **out);
 CA_INTERNAL int ca_pol_parse_codes(ctx_t *cx, const char *jp, json_t *arr,
                                    char ***out, size_t *n, char **within,
                                    size_t n_within);
@@ -122,6 +124,12 @@ CA_INTERNAL int ca_pol_parse_codes(ctx_t *cx, const char *jp, json_t *arr,
 CA_INTERNAL int ca_pol_parse_category(ctx_t *cx, const char *jp,
                                       const char *name, json_t *obj,
                                       ca_category *c);
+
+/* policynames.c */
+CA_INTERNAL int ca_pol_parse_name(ctx_t *cx, const char *jp, json_t *obj,
+                                  const char *member, char **out);
+CA_INTERNAL int ca_pol_parse_purposes(ctx_t *cx, json_t *arr);
+CA_INTERNAL void ca_pol_free_names(ca_policy *p);
 
 /* policytree.c */
 CA_INTERNAL int ca_pol_check_path(const char *s, size_t len,

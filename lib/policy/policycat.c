@@ -18,7 +18,7 @@
 static const struct {
     const char *name;
     unsigned    op;
-} ops[] = {
+} ops_table[] = {
     {"eq", CA_OP_EQ}, {"ne", CA_OP_NE}, {"gt", CA_OP_GT},
     {"ge", CA_OP_GE}, {"lt", CA_OP_LT}, {"le", CA_OP_LE},
 };
@@ -26,9 +26,9 @@ static const struct {
 unsigned
 ca_op_from_name(const char *name)
 {
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-        if (strcmp(name, ops[i].name) == 0) {
-            return ops[i].op;
+    for (size_t i = 0; i < sizeof(ops_table) / sizeof(ops_table[0]); i++) {
+        if (strcmp(name, ops_table[i].name) == 0) {
+            return ops_table[i].op;
         }
     }
     return 0;
@@ -37,12 +37,28 @@ ca_op_from_name(const char *name)
 const char *
 ca_op_name(unsigned op)
 {
-    for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
-        if (op == ops[i].op) {
-            return ops[i].name;
+    for (size_t i = 0; i < sizeof(ops_table) / sizeof(ops_table[0]); i++) {
+        if (op == ops_table[i].op) {
+            return ops_table[i].name;
         }
     }
     return "?";
+}
+
+void
+ca_ops_format(unsigned ops, char *buf, size_t len)
+{
+    size_t n = 0;
+
+    if (len > 0) {
+        buf[0] = '\0';
+    }
+    for (size_t i = 0; i < sizeof(ops_table) / sizeof(ops_table[0]); i++) {
+        if ((ops & ops_table[i].op) && n < len) {
+            n += (size_t) snprintf(buf + n, len - n, "%s%s", n ? " " : "",
+                                   ops_table[i].name);
+        }
+    }
 }
 
 const char *
@@ -55,16 +71,41 @@ ca_class_name(ca_class cls)
     }
 }
 
+/* The shortest %g text that reads back as w: 0.05, not
+ * 0.050000000000000003. */
+static int
+format_width(double w, char *buf, size_t len)
+{
+    char s[32];
+
+    if (w == floor(w) && w < 1e15) {
+        return snprintf(buf, len, "bucket:%.0f", w);
+    }
+    for (int prec = 1; prec < 17; prec++) {
+        snprintf(s, sizeof(s), "%.*g", prec, w);
+        if (strtod(s, NULL) == w) {
+            break;
+        }
+    }
+    if (strtod(s, NULL) != w) {
+        snprintf(s, sizeof(s), "%.17g", w);
+    }
+    return snprintf(buf, len, "bucket:%s", s);
+}
+
 int
 ca_treatment_format(const ca_treatment *t, char *buf, size_t len)
 {
+    if (t->text != NULL) {
+        return snprintf(buf, len, "%s", t->text);
+    }
     switch (t->kind) {
     case CA_TREAT_KEEP:   return snprintf(buf, len, "keep");
     case CA_TREAT_DROP:   return snprintf(buf, len, "drop");
     case CA_TREAT_HASH:   return snprintf(buf, len, "hash");
     case CA_TREAT_YEAR:   return snprintf(buf, len, "year");
     case CA_TREAT_MASK:   return snprintf(buf, len, "mask:%u,%u", t->a, t->b);
-    case CA_TREAT_BUCKET: return snprintf(buf, len, "bucket:%.17g", t->width);
+    case CA_TREAT_BUCKET: return format_width(t->width, buf, len);
     }
     return snprintf(buf, len, "?");
 }
@@ -134,6 +175,9 @@ parse_treatment(ctx_t *cx, const char *jp, json_t *v, ca_treatment *t)
     } else {
         return fail(cx, jp, "unknown treatment \"%s\" (keep, drop,"
                     " mask:L,R, hash, bucket:N, year)", s);
+    }
+    if ((t->text = dupn(s, len)) == NULL) {
+        return fail(cx, jp, "out of memory");
     }
     return 0;
 }
@@ -284,7 +328,7 @@ ca_pol_parse_category(ctx_t *cx, const char *jp, const char *name,
 {
     static const char *const members[] = {
         "routes", "purposes", "raw_allowed", "fields", "verify",
-        "verify_budget", NULL
+        "verify_budget", "description", "name", "name_zh", NULL
     };
     char    sub[JPATH_MAX], rjp[JPATH_MAX];
     json_t *v, *r;
@@ -296,7 +340,15 @@ ca_pol_parse_category(ctx_t *cx, const char *jp, const char *name,
     if (!json_is_object(obj)) {
         return fail(cx, jp, "a category must be an object");
     }
-    if (ca_pol_only_members(cx, jp, obj, members) != 0) {
+    if (ca_pol_only_members(cx, jp, obj, members) != 0
+        || ca_pol_parse_name(cx, jp, obj, "name", &c->label) != 0
+        || ca_pol_parse_name(cx, jp, obj, "name_zh", &c->label_zh) != 0) {
+        return -1;
+    }
+
+    jp_key(sub, jp, "description", 11);
+    if (ca_pol_parse_description(cx, sub, json_object_get(obj, "description"),
+                                 &c->description) != 0) {
         return -1;
     }
 

@@ -2,6 +2,10 @@
  * Properties of the filter's output, whatever the upstream sends (same
  * input layout as fuzz_filter.c: category/level byte, then the body):
  *
+ *  0. the filter's verdict is jansson's (jsontext.h): it passes only a
+ *     body jansson reads as one object, and passes every such body that
+ *     nests no deeper than CA_FILTER_DEPTH_MAX (deeper, only what it
+ *     withholds may go to jansson's 2048 levels);
  *  1. it is one JSON object (RFC 8259, UTF-8, reals finite: jsontext.h)
  *     without duplicate members (jansson);
  *  2. it holds only members the policy lists at that path (objects under
@@ -261,6 +265,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t             out_len = 0;
     json_t            *in, *o;
     json_error_t       je;
+    int                valid, deepest;
 
     if (size < 1) {
         return 0;
@@ -269,6 +274,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     out = ca_filter_text(c, (const char *) data + 1, size - 1, &opts, NULL,
                          &out_len);
+    valid = jansson_reads_object((const char *) data + 1, size - 1,
+                                 &deepest);
+    FUZZ_CHECK(out == NULL || valid, "the filter passed a body jansson"
+               " refuses: %.*s", (int) size - 1, (const char *) data + 1);
+    FUZZ_CHECK(out != NULL || !valid || deepest > CA_FILTER_DEPTH_MAX,
+               "the filter refused a body jansson reads (%d deep): %.*s",
+               deepest, (int) size - 1, (const char *) data + 1);
     if (out == NULL) {
         return 0;
     }

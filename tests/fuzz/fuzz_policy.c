@@ -4,6 +4,7 @@
  * with a valid USCC matches its own category), verify rules, treatments.
  */
 #include "fuzz.h"
+#include "policy/policylint.h"
 
 #define USCC "91350100M000100Y43"
 
@@ -18,6 +19,13 @@ route_example(const char *tpl, char *out, size_t len)
     } else {
         snprintf(out, len, "%.*s%s%s", (int) (u - tpl), tpl, USCC, u + 6);
     }
+}
+
+static void
+on_lint(void *ctx, const ca_lint *w)
+{
+    (void) ctx;
+    FUZZ_CHECK(w->rule != NULL && w->jpath[0] == '$', "lint %s", w->text);
 }
 
 int
@@ -64,6 +72,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     for (size_t j = 0; j < p->n_purposes; j++) {
         FUZZ_CHECK(ca_policy_knows_purpose(p, p->purposes[j]), "purpose");
     }
+    /* the strict rules walk every path the loader accepted */
+    (void) ca_policy_lint(p, p, on_lint, NULL);
     ca_policy_free(p);
     return 0;
 }

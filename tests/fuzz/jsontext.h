@@ -4,7 +4,8 @@
  * characters.  jansson cannot be the judge of "valid JSON" here: it
  * refuses integers beyond 64 bits, which are JSON and which the filter
  * passes on as written.  The check also copies the text with every number
- * replaced by 0, so that jansson can then read the document's structure.
+ * replaced by 0, so that jansson can then read the document's structure
+ * (and judge the rest: duplicates, escapes, depth).
  *
  * One rule beyond the grammar is the project's: a real (with a fraction or
  * an exponent) must be finite as a double; the filter refuses a document
@@ -17,11 +18,12 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 
 typedef struct {
     const unsigned char *p, *end;
     char                *o;
-    int                  depth;
+    int                  depth, depth_max, deepest;
 } jv_t;
 
 static int jv_value(jv_t *v);
@@ -197,8 +199,11 @@ jv_container(jv_t *v)
 {
     unsigned char close = *v->p == '{' ? '}' : ']';
 
-    if (++v->depth > 1000) {
+    if (++v->depth > v->depth_max) {
         return 0;
+    }
+    if (v->depth > v->deepest) {
+        v->deepest = v->depth;
     }
     jv_put(v);
     jv_ws(v);
@@ -253,13 +258,15 @@ jv_value(jv_t *v)
     }
 }
 
-/* 1 if text is one JSON object; *zeroed (malloc'd) gets the copy with its
- * numbers replaced by 0. */
+/* 1 if text is one JSON object nested at most depth_max deep (the root
+ * is 1); *zeroed (malloc'd) gets the copy with its numbers replaced by 0,
+ * *deepest (if not NULL) how deep it goes. */
 static int
-json_object_text(const char *text, size_t len, char **zeroed)
+jv_object(const char *text, size_t len, int depth_max, char **zeroed,
+          int *deepest)
 {
     jv_t v = {(const unsigned char *) text,
-              (const unsigned char *) text + len, NULL, 0};
+              (const unsigned char *) text + len, NULL, 0, depth_max, 0};
     int  ok;
 
     *zeroed = malloc(len + 1);
@@ -271,7 +278,40 @@ json_object_text(const char *text, size_t len, char **zeroed)
     ok = v.p < v.end && *v.p == '{' && jv_value(&v);
     jv_ws(&v);
     *v.o = '\0';
+    if (deepest) {
+        *deepest = v.deepest;
+    }
     return ok && v.p == v.end;
+}
+
+/* 1 if text is one JSON object; *zeroed as above. */
+static int
+json_object_text(const char *text, size_t len, char **zeroed)
+{
+    return jv_object(text, len, 1000, zeroed, NULL);
+}
+
+/*
+ * jansson's verdict on an upstream body, the one the filter must give:
+ * 1 if jansson reads it as one object without duplicate members (nor
+ * \u0000, nor bad escapes, nor nesting beyond its 2048 levels), integers
+ * beyond 64 bits aside -- those are JSON, jansson alone cannot hold
+ * them.  The grammar is checked here with every number, then jansson
+ * reads the copy whose numbers are 0.  *deepest: how deep it goes.
+ */
+static int
+jansson_reads_object(const char *text, size_t len, int *deepest)
+{
+    char   *zeroed;
+    json_t *j = NULL;
+
+    /* deeper than jansson's own limit, so that jansson decides on it */
+    if (jv_object(text, len, 4096, &zeroed, deepest)) {
+        j = json_loads(zeroed, JSON_REJECT_DUPLICATES, NULL);
+    }
+    free(zeroed);
+    json_decref(j);
+    return j != NULL;
 }
 
 #endif

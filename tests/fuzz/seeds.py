@@ -81,6 +81,11 @@ def jwks_seeds(out):
     write(out, "keyreg", "revoked.json", json.dumps(
         dict(rec, state="revoked", not_before=1700000000,
              not_after=1800000000, version=7)))
+    write(out, "keyreg", "bounds.json", json.dumps(
+        dict(rec, not_before=253402300798, not_after=253402300799,
+             version=9007199254740991)))
+    write(out, "keyreg", "rsa.json", json.dumps(
+        dict(rec, jwk=dict(ps, kid="e1-es256"))))
 
 
 def filter_seeds(out):
@@ -99,7 +104,11 @@ def filter_seeds(out):
              '{"legal_representative":{"name":"陈建华","mobile":"13800138000"}}',
              '{"properties":[{"location":"福州市鼓楼区","assessed_value":1e6,'
              '"certificate_no":"闽(2020)123","registration_date":"2020-01-02"}]}',
-             '{"violations":[{"date":"2021/05/06","penalty_amount":-5}]}']
+             '{"violations":[{"date":"2021/05/06","penalty_amount":-5}]}',
+             # a withheld run of amounts read 64 bytes at a time
+             # (lib/json/numrun.c), the block seeing the array close
+             '{"monthly":[\n    10017.05,\n    -0.5,\n    0, -7, 99.99,'
+             ' 123456789012.25, -0.001]' + ' ' * 64 + '}']
     for j, doc in enumerate(small):
         for i in range(len(cats)):
             for h in ("filter", "filter_property"):
@@ -194,11 +203,18 @@ def main():
         write(out, "base64url", f"b64-{len(s)}", s)
     for s in (USCC, "91110108MA01R7K28P", "913301007042186575",
               "/api/v1/enterprises/" + USCC + "/tax",
-              "/api/v1/enterprises/91350100M000100Y4Z/environment"):
+              "/api/v1/enterprises/91350100M000100Y4Z/environment",
+              # the personal-identifier forms of lib/core/pii.h
+              "owner=11010519491231002X", "+86 139 1234 5678",
+              "0086-139-1234-5678", "(0591) 8765-4321",
+              "6222 0212 3456 7890 128", "E12345678", "A123456(3)",
+              "F131069277", "li_si+bank@mail.example.com.cn."):
         write(out, "uscc", hashlib.sha256(s.encode()).hexdigest()[:12], s)
     for s in ("1793462400", "2026-11", "2026-11-01", "2026-11-01T08:30Z",
               "2026-11-01 08:30:15.250+08:00", "2026-02-28T23:59:59-0530",
-              "2026-11-01T00:00:00+08"):
+              "2026-11-01T00:00:00+08", "1969-12-31T19:00:00-05:00",
+              "0001-01-01", "1900-01-01T00:00", "1971-06-01T12:00:00.5",
+              "2026-11-01T08:30+08:30"):
         write(out, "isotime", hashlib.sha256(s.encode()).hexdigest()[:12], s)
 
 

@@ -823,12 +823,14 @@ def test_report_md_and_csv(audit):
     for heading in ("征信平台工作通报", "一、准入银行 Banks admitted",
                     "二、服务银行 Banks served",
                     "四、各类信息查询与核验 Queries and verifications",
-                    "六、拒绝情况", "七、在用策略版本",
-                    "八、审计链完整性"):
+                    "五、各用途查询情况 Requests per purpose",
+                    "七、拒绝情况", "八、在用策略版本",
+                    "九、审计链完整性"):
         assert heading in md, heading
     assert "| 服务企业 Enterprises served | 2 |" in md
     assert "| BANK009 | token_missing" not in md
-    assert "| BANK001 | 4 | 1 | 2 |" in md
+    # with --banks, a bank's name beside its code
+    assert "| First Test Bank of Fujian (BANK001) | 4 | 1 | 2 |" in md
     assert "结论 Result: **完整 intact**" in md
     rows = list(csv.DictReader(io.StringIO(run(
         audit, "report", "--format", "csv", check=0).stdout.decode(),
@@ -1001,19 +1003,19 @@ def test_revoke_on_a_password_protected_redis(audit, locked, tmp_path):
     p = subprocess.run(argv, capture_output=True, env={
         **os.environ, "CREDIT_REDIS_PASSWORD": PASSWORD})
     assert p.returncode == 0, p.stderr
-    assert p.stdout.decode().startswith(f"revoked {c['jti']} until ")
+    assert p.stdout.decode().startswith(f"revoked {c['jti']} of {E1} "
+                                        "until ")
     r = locked.client(db=2)
-    assert r.get(f"credit:revoked:{c['jti']}") == "1"
+    key = f"credit:revoked:{E1}:{c['jti']}"
+    assert r.get(key) == "1"
     # the revocation lasts as long as the token could be used
-    assert abs(int(r.execute_command(
-        "EXPIRETIME", f"credit:revoked:{c['jti']}")) - c["exp"]) <= 1
+    assert abs(int(r.execute_command("EXPIRETIME", key)) - c["exp"]) <= 1
     # an explicit --until wins over the token's exp
     until = c["exp"] + 86400
     p = subprocess.run(argv + ["--until", str(until)], capture_output=True,
                        env={**os.environ, "CREDIT_REDIS_PASSWORD": PASSWORD})
     assert p.returncode == 0, p.stderr
-    assert int(r.execute_command(
-        "EXPIRETIME", f"credit:revoked:{c['jti']}")) == until
+    assert int(r.execute_command("EXPIRETIME", key)) == until
     # --jti and --token together, or neither: which one is said
     p = subprocess.run([str(consent), "revoke", "--redis", locked.address],
                        capture_output=True)

@@ -134,11 +134,11 @@ def test_revocation_applies_to_the_next_request(faults):
     assert env.decision(r)["decision"] == "allow"
 
     out = subprocess.run([str(S.ROOT / "build" / "bin" / "credit-consent"),
-                          "revoke", "--jti", jti, "--redis",
+                          "revoke", "--jti", jti, "--iss", E1, "--redis",
                           fs.redis.address],
                          capture_output=True, text=True, timeout=30)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert fs.redis.client().exists(f"credit:revoked:{jti}") == 1
+    assert fs.redis.client().exists(f"credit:revoked:{E1}:{jti}") == 1
 
     # the very next request, and then a few more on fresh connections so
     # both workers answer at least once (no worker may cache "allowed")
@@ -186,7 +186,7 @@ def test_max_uses_exact_under_concurrency(faults):
     assert len(no) == 40
     for r in no:
         problem(r, 403, "consent_exhausted")
-    assert fs.redis.client().get(f"credit:uses:{jti}") == "10"
+    assert fs.redis.client().get(f"credit:uses:{E1}:{jti}") == "10"
 
     dec, _, _ = decisions_by_rid(fs)
     for r, rid_ in zip(resps, rids):

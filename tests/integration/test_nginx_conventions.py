@@ -2,8 +2,11 @@
 access_log format and in proxy_set_header, one info line per refusal, and
 RFC 6750's WWW-Authenticate with a realm."""
 
+import json
 import os
 import re
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -259,6 +262,60 @@ def _comm(pid):
         return ""
 
 
+# Prints {pid: [descriptor links]} for the pids on stdin (a JSON list).
+_FD_SCAN = """
+import json, os, sys
+out = {}
+for pid in json.load(sys.stdin):
+    links = []
+    try:
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                links.append(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:
+                pass
+    except OSError as e:
+        links = None
+    out[pid] = links
+json.dump(out, sys.stdout)
+"""
+
+
+def _ids(pid):
+    """The (uid, gid) a process runs as."""
+    ids = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(("Uid:", "Gid:")):
+            ids[line[0]] = int(line.split()[1])
+    return ids["U"], ids["G"]
+
+
+def _fd_links(pids):
+    """{pid: [link, ...]} of the pids' descriptors.
+
+    Another user's /proc/PID/fd takes CAP_SYS_PTRACE to read, which root
+    lacks in a container (podman drops it; `make fresh-test`): the links
+    are read by a child running as the pids' own user and group -- the
+    workers and helpers run as nobody:nogroup -- whom the kernel lets read
+    them (nginx makes its processes dumpable again after setuid).  Fails
+    when they cannot be read: the test would hold no premise."""
+    by_ids = {}
+    for pid in pids:
+        by_ids.setdefault(_ids(pid), []).append(pid)
+    links = {}
+    for (uid, gid), group in by_ids.items():
+        as_them = {} if (uid, gid) == (os.geteuid(), os.getegid()) \
+            else {"user": uid, "group": gid, "extra_groups": []}
+        p = subprocess.run(
+            [sys.executable, "-c", _FD_SCAN], input=json.dumps(group),
+            capture_output=True, text=True, timeout=30, check=True,
+            **as_them)
+        for pid, got in json.loads(p.stdout).items():
+            assert got, f"cannot read /proc/{pid}/fd as {uid}:{gid}"
+            links[int(pid)] = got
+    return links
+
+
 def _pids_connected_to(port, pids):
     """Those of pids with an established TCP connection to 127.0.0.1:port
     (/proc/net/tcp's socket inodes against each process's descriptors)."""
@@ -268,20 +325,9 @@ def _pids_connected_to(port, pids):
         f = line.split()
         if f[2] == want and f[3] == "01":
             inodes.add(f[9])
-    found = set()
-    for pid in pids:
-        try:
-            fds = list(Path(f"/proc/{pid}/fd").iterdir())
-        except OSError:
-            continue
-        for fd in fds:
-            try:
-                link = os.readlink(fd)
-            except OSError:
-                continue
-            if link.startswith("socket:[") and link[8:-1] in inodes:
-                found.add(pid)
-    return found
+    return {pid for pid, links in _fd_links(pids).items()
+            if any(l.startswith("socket:[") and l[8:-1] in inodes
+                   for l in links)}
 
 
 def test_cache_helpers_start_no_audit_writer(env, make_gateway, conf_dir):

@@ -355,8 +355,10 @@ def test_diff_lists_what_a_change_discloses(conf_dir):
                 for e in t.get(kind, [])}
     assert fields("newly_disclosed") == {
         ("legal_representative.id_number", "raw", "mask:6,4", "keep"),
-        ("legal_representative.mobile", "masked", "-", "mask:3,4"),
         ("legal_representative.mobile", "raw", "-", "keep")}
+    # withheld -> masked has its own heading
+    assert fields("newly_sent_masked") == {
+        ("legal_representative.mobile", "masked", "-", "mask:3,4")}
     assert fields("newly_masked") == {("name", "masked", "keep", "mask:2,0"),
                                       ("name", "raw", "keep", "mask:2,0")}
     assert fields("newly_withheld") == {
@@ -368,16 +370,19 @@ def test_diff_lists_what_a_change_discloses(conf_dir):
     assert env["raw_allowed"] is True
     assert env["purposes"] == {"added": ["post_loan_monitoring"],
                                "removed": []}
-    # raw now allowed: every field of the category is newly disclosed raw
+    # raw now allowed: every field of the category is newly sent raw, as
+    # it is (keep) or masked
+    assert {e["field"] for e in env["newly_disclosed"]} == {"uscc",
+                                                            "env_rating"}
     assert {e["field"] for e in env["newly_disclosed"]
-            if e["level"] == "raw"} == set(
+            + env["newly_sent_masked"] if e["level"] == "raw"} == set(
                 S.TEST_POLICY["categories"]["environment"]["fields"])
     # the text form names the sections
     rc, out, err = run("diff", old, new)
     assert rc == 1
     for words in ("category tax", "newly disclosed", "newly masked",
                   "newly withheld", "legal_representative.mobile",
-                  "raw detail         now allowed"):
+                  "newly sent masked", "raw detail         now allowed"):
         assert words in out, (words, out)
     # no change: exit 0
     rc, out, err = run("diff", old, old)

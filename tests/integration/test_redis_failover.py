@@ -17,7 +17,7 @@ import uuid
 import pytest
 import requests
 
-from conftest import Env, PURPOSE, TAX, S, _build_stack, problem
+from conftest import E1, Env, PURPOSE, TAX, S, _build_stack, problem
 
 UNAVAILABLE = ("revocation_unavailable", "audit_unavailable")
 # a replica in sync at once, not after the default 5 s diskless delay
@@ -359,7 +359,8 @@ def test_wait_replicas(rig):
 def revoke(redis, jti, *extra):
     import subprocess
     return subprocess.run([str(S.ROOT / "build" / "bin" / "credit-consent"),
-                           "revoke", "--jti", jti, "--redis", redis.address,
+                           "revoke", "--jti", jti, "--iss", E1, "--redis",
+                           redis.address,
                            *extra], capture_output=True, text=True,
                           timeout=30)
 
@@ -373,7 +374,7 @@ def test_revoke_durability(rig):
     assert "NOT acknowledged as durable" in out.stderr
     assert "appendfsync is everysec" in out.stderr
     # written all the same: a revocation that may be lost beats none
-    assert lax.client().exists(f"credit:revoked:{jti}") == 1
+    assert lax.client().exists(f"credit:revoked:{E1}:{jti}") == 1
 
     out = revoke(lax, jti, "--durability", "none")
     assert out.returncode == 0, out.stderr
@@ -387,7 +388,7 @@ def test_revoke_durability(rig):
     out = revoke(primary, jti2, "--durability", "replicas:1,timeout=2000")
     assert out.returncode == 0, out.stderr
     # acknowledged means already on the replica
-    assert replica.client().exists(f"credit:revoked:{jti2}") == 1
+    assert replica.client().exists(f"credit:revoked:{E1}:{jti2}") == 1
 
     strict = rg.redis("strict")         # appendfsync always
     out = revoke(strict, jti)
@@ -567,8 +568,8 @@ def test_failover_after_a_link_cut_loses_nothing(rig):
               if e.get("event") == "decision"}
     lost = [x for x in ok if x not in on_new]
     assert not lost, f"{len(lost)} acknowledged decisions lost: {lost[:5]}"
-    assert replica.client().exists(f"credit:revoked:{revoked}") == 1
-    used = int(replica.client().get(f"credit:uses:{uses}") or 0)
+    assert replica.client().exists(f"credit:revoked:{E1}:{revoked}") == 1
+    used = int(replica.client().get(f"credit:uses:{E1}:{uses}") or 0)
     assert used <= 5
 
     # a gateway on the new primary: revoked stays revoked, uses stay used
@@ -653,7 +654,7 @@ def test_sentinel_failover_after_kill(rig):
     out = revoke(survivor, jti, "--sentinel", addrs, "--master", "credit",
                  "--durability", "replicas:1,timeout=2000")
     assert out.returncode == 0, out.stderr
-    assert survivor.client().exists(f"credit:revoked:{jti}") == 1
+    assert survivor.client().exists(f"credit:revoked:{E1}:{jti}") == 1
     r, _ = get(env, env.token(jti=jti))
     problem(r, 403, "consent_revoked")
     out = revoke(survivor, jti, "--sentinel", f"127.0.0.1:{S.free_port()}",

@@ -176,8 +176,8 @@ def test_many_checks_in_one_request_count_each(env, ogw):
     assert matches(r) == [True, True, True]
     rc = env.redis()
     jti = jti_of(tok)
-    assert rc.hget(f"credit:vbudget:{jti}", "annual[].tax_paid") == "3"
-    assert rc.ttl(f"credit:vbudget:{jti}") > 0
+    assert rc.hget(f"credit:vbudget:{E1}:{jti}", "annual[].tax_paid") == "3"
+    assert rc.ttl(f"credit:vbudget:{E1}:{jti}") > 0
 
 
 def test_budget_refusal_spends_no_use(env, ogw):
@@ -186,9 +186,9 @@ def test_budget_refusal_spends_no_use(env, ogw):
     checks = [("credit_rating", "eq", "A")] * 4
     problem(check(env, ogw, checks, token=tok), 403,
             "verification_budget_exhausted")
-    assert env.redis().get(f"credit:uses:{jti}") is None
+    assert env.redis().get(f"credit:uses:{E1}:{jti}") is None
     assert matches(check(env, ogw, checks[:3], token=tok)) == [True] * 3
-    assert env.redis().get(f"credit:uses:{jti}") == "1"
+    assert env.redis().get(f"credit:uses:{E1}:{jti}") == "1"
 
 
 def test_revocation_and_uses_come_before_the_budget(env, ogw):
@@ -198,7 +198,7 @@ def test_revocation_and_uses_come_before_the_budget(env, ogw):
                          token=tok)) == [True]
     many = [("credit_rating", "eq", "A")] * 5
     problem(check(env, ogw, many, token=tok), 403, "consent_exhausted")
-    env.redis().set(f"credit:revoked:{jti}", "1")
+    env.redis().set(f"credit:revoked:{E1}:{jti}", "1")
     problem(check(env, ogw, many, token=tok), 403, "consent_revoked")
 
 

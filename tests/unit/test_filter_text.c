@@ -318,12 +318,56 @@ test_number_arrays_agree_with_jansson(void **state)
             }
         }
         PUT(sep[RND() % nsep]);
-        PUT("], \"a\": 1}");
+        /* half the arrays with 64 bytes after them, so that a block may
+         * start on any element and see the array close */
+        PUT(RND() % 2 ? "], \"a\": 1}"
+                      : "]                                "
+                        "                                , \"a\": 1}");
 #undef PUT
 #undef RND
         out = run_as_jansson(doc, &j);
         json_decref(j);
         free(out);
+    }
+}
+
+/*
+ * An array whose last element is a lone sign (or a sign and a point, or a
+ * point), the ']' at each offset of the 64-byte block that starts on the
+ * array's first element: refused as jansson refuses it, withheld or kept.
+ * The block path once read the sign's digit from the ']' (fuzz finding 6:
+ * `{"x":[-]}` and 61 spaces passed).
+ */
+static void
+test_lone_sign_before_close(void **state)
+{
+    static const char *last[] = {"-", "-.", ".", "-0", "1", "-1.5"};
+    char               doc[512];
+
+    (void) state;
+    for (size_t t = 0; t < sizeof(last) / sizeof(last[0]); t++) {
+        for (int before = 0; before < 40; before++) {
+            for (int kept = 0; kept < 2; kept++) {
+                int     len;
+                json_t *j;
+                char   *out;
+
+                len = snprintf(doc, sizeof(doc), "{\"%s\":[",
+                               kept ? "sub" : "x");
+                /* elements of two bytes ("7,"): the ']' lands on every
+                 * offset, odd ones through a space before the sign */
+                for (int i = 0; i < before / 2; i++) {
+                    len += snprintf(doc + len, sizeof(doc) - (size_t) len,
+                                    "7,");
+                }
+                len += snprintf(doc + len, sizeof(doc) - (size_t) len,
+                                "%s%s]%64s}", before % 2 ? " " : "",
+                                last[t], "");
+                out = run_as_jansson(doc, &j);
+                json_decref(j);
+                free(out);
+            }
+        }
     }
 }
 
@@ -416,6 +460,7 @@ main(void)
         cmocka_unit_test(test_long_real_overflow_refused),
         cmocka_unit_test(test_bucket_on_digits),
         cmocka_unit_test(test_number_arrays_agree_with_jansson),
+        cmocka_unit_test(test_lone_sign_before_close),
         cmocka_unit_test(test_repeated_rows_agree_with_jansson),
     };
     return cmocka_run_group_tests_name("filter_text", tests, setup,

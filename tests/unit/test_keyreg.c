@@ -148,6 +148,15 @@ test_malformed(void **state)
         {"not_after", "1.5", "$.not_after"},
         {"version", "0", "$.version"},
         {"version", "\"3\"", "$.version"},
+        /* bounded, so that the tools can show and bump them (finding 8) */
+        {"not_before", "9223372036854775807", "$.not_before: must be Unix"
+                                              " seconds from 0 to"
+                                              " 253402300799"},
+        {"not_after", "253402300800", "$.not_after"},
+        {"not_after", "1e30", "$.not_after: must be Unix seconds from 0 to"
+                              " 253402300799, not a real"},
+        {"version", "9223372036854775807", "$.version"},
+        {"version", "9007199254740992", "$.version"},
         {"jwk", "\"x\"", "$.jwk"},
         {"jwk", "{\"kty\":\"EC\"}", "$.jwk"},
     };
@@ -179,11 +188,11 @@ test_malformed(void **state)
         free(t);
     }
 
-    assert_int_equal(parse("not json", "k1"), -1);
-    assert_non_null(strstr(err.text, "k1: record is not a JSON object"));
     assert_int_equal(parse("[1]", "k1"), -1);
-    assert_int_equal(parse("{\"kid\":\"k1\",\"kid\":\"k1\"}", "k1"), -1);
+    assert_string_equal(err.text, "k1: record is an array, not a JSON"
+                        " object");
     assert_int_equal(parse("", "k1"), -1);
+    assert_string_equal(err.text, "k1: record is empty");
 
     /* the JWK of another kid under this name */
     s = record("k1", NULL, NULL);
@@ -217,6 +226,90 @@ test_malformed(void **state)
         assert_non_null(strstr(err.text, "larger than"));
         free(big);
     }
+    (void) state;
+}
+
+/*
+ * A record jansson cannot read is refused with jansson's words and where:
+ * the byte, and the bytes before it, which name the member at fault (it
+ * was "record is not a JSON object" for all of them).
+ */
+static void
+test_unreadable_says_why(void **state)
+{
+    static const struct {
+        const char *text, *says;
+    } cases[] = {
+        {"not json", "record is not valid JSON: '[' or '{' expected near"
+                     " 'not' (at byte 3: not)"},
+        {"{\"kid\":\"k1\",\"not_after\":1000000000000000000000000000000}",
+         "too big integer (at byte 55: \"not_after\":1000000000000000000000"
+         "000000000)"},
+        {"{\"kid\":\"k1\",\"version\":10000000000000000000000000000000000"
+         "00000000000}",
+         "too big integer (at byte 68: \"version\":10000000000000000000000000"
+         "00000000...)"},
+        {"{\"kid\":\"k1\",\"version\":-99999999999999999999}",
+         "too big negative integer (at byte 43: \"version\":"
+         "-99999999999999999999)"},
+        {"{\"kid\":\"k1\",\"not_before\":1e400}",
+         "real number overflow near '1e400' (at byte 30: \"not_before\":"
+         "1e400)"},
+        {"{\"kid\":\"k\\u0000\"}",
+         "\\u0000 is not allowed without JSON_ALLOW_NUL near '\"k\\u0000\"'"
+         " (at byte 16: \"kid\":\"k\\u0000\")"},
+        {"{\"kid\":\"k1\",\"version\":1,\"kid\":\"k1\"}",
+         "duplicate object key near '\"kid\"' (at byte 29: \"kid\")"},
+        {"{\"jwk\":{\"x\":\"a\",\"x\":\"b\"}}",
+         "duplicate object key near '\"x\"'"},
+        {"{\"kid\":\"k1\",", "end of file"},
+    };
+
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        assert_int_equal(parse(cases[i].text, "k1"), -1);
+        if (strncmp(err.text, "k1: ", 4) != 0
+            || strstr(err.text, cases[i].says) == NULL)
+        {
+            fail_msg("%s: \"%s\" lacks \"%s\"", cases[i].text, err.text,
+                     cases[i].says);
+        }
+    }
+
+    /* what a record holds goes to logs as printable ASCII only */
+    assert_int_equal(parse("{\"kid\":\"k1\",\n\x1b[31m\xff\"a\":}", "k1"),
+                     -1);
+    for (const char *c = err.text; *c; c++) {
+        if ((unsigned char) *c < 0x20 || (unsigned char) *c >= 0x7f) {
+            fail_msg("a raw byte 0x%02x in \"%s\"", (unsigned char) *c,
+                     err.text);
+        }
+    }
+    (void) state;
+}
+
+/* Times up to 9999-12-31T23:59:59Z and versions up to 2^53 - 1 parse; the
+ * tools multiply the one by 1000 and add 1 to the other. */
+static void
+test_bounds(void **state)
+{
+    char          *s, *t;
+    json_t        *rec;
+    ca_keyreg_meta m;
+
+    s = record("k1", NULL, NULL);
+    rec = json_loads(s, 0, NULL);
+    free(s);
+    json_object_set_new(rec, "not_before", json_integer(253402300798));
+    json_object_set_new(rec, "not_after", json_integer(CA_KEYREG_TIME_MAX));
+    json_object_set_new(rec, "version", json_integer(CA_KEYREG_VERSION_MAX));
+    t = json_dumps(rec, JSON_COMPACT);
+    assert_int_equal(ca_keyreg_parse(t, strlen(t), "k1", &m, NULL, &err), 0);
+    assert_int_equal(m.not_after, 253402300799);
+    assert_int_equal(m.version, 9007199254740991);
+    /* what credit-consent key list shows */
+    assert_true(m.not_after <= INT64_MAX / 1000);
+    json_decref(rec);
+    free(t);
     (void) state;
 }
 
@@ -268,6 +361,8 @@ main(void)
         cmocka_unit_test(test_names),
         cmocka_unit_test(test_round_trip),
         cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_unreadable_says_why),
+        cmocka_unit_test(test_bounds),
         cmocka_unit_test(test_window),
         cmocka_unit_test(test_header_kid),
     };

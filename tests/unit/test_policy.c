@@ -232,6 +232,33 @@ static const struct {
      "$.categories.tax.verify.a[1]: \"eq\" is listed twice"},
     {CAT(ROUTE ",\"fields\":{},\"verify\":{\"a[k=v].b\":[\"eq\"]}"),
      "$.categories.tax.verify[\"a[k=v].b\"]: selectors [k=v] belong"},
+    /* a misspelt member names the one meant, among those of its place */
+    {CAT(ROUTE ",\"fields\":{},\"purpose\":[\"loan\"]"),
+     "$.categories.tax.purpose: unknown member (did you mean"
+     " \"purposes\"?)"},
+    {CAT(ROUTE ",\"fields\":{},\"raw_alowed\":true"),
+     "$.categories.tax.raw_alowed: unknown member (did you mean"
+     " \"raw_allowed\"?)"},
+    {CAT(ROUTE ",\"fields\":{},\"verfiy\":{}"),
+     "$.categories.tax.verfiy: unknown member (did you mean \"verify\"?)"},
+    {TOKEN("{\"algs\":[\"ES256\"],\"max_lifetime\":1,\"leway\":1}"),
+     "$.token.leway: unknown member (did you mean \"leeway\"?)"},
+    {FIELDS("\"a\":{\"masked\":\"drop\",\"rwa\":\"keep\"}"),
+     "$.categories.tax.fields.a.rwa: unknown member (did you mean"
+     " \"raw\"?)"},
+    {FIELDS("\"a\":{\"masked\":\"drop\",\"description\":\"x\"}"),
+     "$.categories.tax.fields.a.description: unknown member"},
+    {"{\"version\":\"1\",\"descripton\":\"x\"}",
+     "$.descripton: unknown member (did you mean \"description\"?)"},
+    /* "description": an optional string the tools print */
+    {"{" HEAD ",\"description\":1,\"categories\":{}}",
+     "$.description: must be a string of at most 4096 bytes"},
+    {"{" HEAD ",\"description\":\"a\\u001b[2Jb\",\"categories\":{}}",
+     "$.description: control characters other than newline and tab"},
+    {CAT(ROUTE ",\"fields\":{},\"description\":[\"x\"]"),
+     "$.categories.tax.description: must be a string of at most 4096"},
+    {CAT(ROUTE ",\"fields\":{},\"description\":\"a\\u0007b\""),
+     "$.categories.tax.description: control characters"},
 };
 
 static void
@@ -355,19 +382,68 @@ static void
 test_names(void **state)
 {
     char buf[64];
-    ca_treatment t = {CA_TREAT_MASK, 6, 4, 0};
+    ca_treatment t = {CA_TREAT_MASK, 6, 4, 0, NULL};
 
     (void) state;
     assert_int_equal(ca_op_from_name("ge"), CA_OP_GE);
     assert_int_equal(ca_op_from_name("gte"), 0);
     assert_string_equal(ca_op_name(CA_OP_NE), "ne");
     assert_string_equal(ca_class_name(CA_CLASS_TRADE_SECRET), "trade_secret");
+    ca_ops_format(CA_OP_LE | CA_OP_EQ | CA_OP_GT, buf, sizeof(buf));
+    assert_string_equal(buf, "eq gt le");
+    ca_ops_format(0, buf, sizeof(buf));
+    assert_string_equal(buf, "");
     ca_treatment_format(&t, buf, sizeof(buf));
     assert_string_equal(buf, "mask:6,4");
     t.kind = CA_TREAT_BUCKET;
     t.width = 100000;
     ca_treatment_format(&t, buf, sizeof(buf));
     assert_string_equal(buf, "bucket:100000");
+}
+
+/* Descriptions are kept for the tools; the gateway reads nothing else from
+ * them.  A treatment keeps the text it was written as. */
+static void
+test_description_and_written_treatments(void **state)
+{
+    const char *json =
+        "{" HEAD ",\"description\":\"平台策略\\nline 2\\tend\","
+        "\"categories\":{\"tax\":{" ROUTE ",\"description\":\"纳税\","
+        "\"fields\":{\"r\":\"bucket:0.05\",\"e\":\"bucket:1e5\","
+        "\"m\":{\"masked\":\"mask:1,0\",\"raw\":\"mask:2,0\"}}},"
+        "\"env\":{\"routes\":[\"/e/{uscc}/env\"],\"purposes\":[\"loan\"],"
+        "\"fields\":{}}}}";
+    ca_error     err;
+    ca_policy   *p = ca_policy_parse(json, strlen(json), "d", &err);
+    char         buf[64];
+    ca_treatment t = {CA_TREAT_BUCKET, 0, 0, 0.05, NULL};
+
+    (void) state;
+    if (p == NULL) {
+        print_error("%s\n", err.text);
+    }
+    assert_non_null(p);
+    assert_string_equal(p->description, "平台策略\nline 2\tend");
+    assert_string_equal(p->categories[0].description, "纳税");
+    assert_null(p->categories[1].description);
+    ca_treatment_format(&p->categories[0].fields[0].masked, buf, sizeof(buf));
+    assert_string_equal(buf, "bucket:0.05");
+    ca_treatment_format(&p->categories[0].fields[1].raw, buf, sizeof(buf));
+    assert_string_equal(buf, "bucket:1e5");
+    assert_true(p->categories[0].fields[1].masked.width == 100000);
+    ca_treatment_format(&p->categories[0].fields[2].raw, buf, sizeof(buf));
+    assert_string_equal(buf, "mask:2,0");
+    ca_policy_free(p);
+    /* built in code: the shortest text that reads back */
+    ca_treatment_format(&t, buf, sizeof(buf));
+    assert_string_equal(buf, "bucket:0.05");
+    t.width = 0.1 + 0.2;
+    ca_treatment_format(&t, buf, sizeof(buf));
+    assert_string_equal(buf, "bucket:0.30000000000000004");
+
+    /* no guess when nothing is close */
+    assert_string_equal(load_err(CAT(ROUTE ",\"fields\":{},\"colour\":1")),
+                        "p.json: $.categories.tax.colour: unknown member");
 }
 
 /* ---- routes ----------------------------------------------------------- */
@@ -508,6 +584,7 @@ main(int argc, char **argv)
         cmocka_unit_test(test_spec_example),
         cmocka_unit_test(test_load_missing_file),
         cmocka_unit_test(test_names),
+        cmocka_unit_test(test_description_and_written_treatments),
         cmocka_unit_test(test_routes),
         cmocka_unit_test(test_route_literal_beats_bad_uscc),
     };

@@ -81,6 +81,41 @@ test_other_characters(void **state)
     (void) state;
 }
 
+/* What a person is told about a code that is not a USCC. */
+static const char *
+problem(const char *s)
+{
+    static char buf[200];
+
+    return ca_uscc_problem(s, strlen(s), buf, sizeof(buf));
+}
+
+static void
+test_problem_says_why(void **state)
+{
+    assert_null(problem("91350100M000100Y43"));
+    assert_string_equal(problem("91350100m000100y43"),
+                        "is in lower case: a USCC is written in upper case "
+                        "(91350100M000100Y43)");
+    assert_string_equal(problem("91350100M000100Y4"),
+                        "has 17 characters, a USCC has 18");
+    assert_string_equal(problem(""), "has 0 characters, a USCC has 18");
+    assert_string_equal(problem("91350100M000100Y44"),
+                        "check character (the 18th) is 4, the first 17 "
+                        "give 3");
+    assert_string_equal(problem("91350100I000100Y43"),
+                        "character 9 'I' is not used in a USCC (0-9 and "
+                        "A-Z without I, O, S, V, Z)");
+    assert_string_equal(problem("91350100M000100Y\x01" "3"),
+                        "character 17 (byte 0x01) is not used in a USCC "
+                        "(0-9 and A-Z without I, O, S, V, Z)");
+    /* lower case and a wrong check character: both said */
+    assert_string_equal(problem("91350100m000100y44"),
+                        "check character (the 18th) is 4, the first 17 "
+                        "give 3; and a USCC is written in upper case");
+    (void) state;
+}
+
 int
 main(void)
 {
@@ -91,6 +126,7 @@ main(void)
         cmocka_unit_test(test_length),
         cmocka_unit_test(test_excluded_letters),
         cmocka_unit_test(test_other_characters),
+        cmocka_unit_test(test_problem_says_why),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
