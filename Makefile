@@ -36,11 +36,13 @@ DEB_PKGS := nginx nginx-dev libjwt-dev libhiredis-dev libjansson-dev \
             libssl-dev redis-server libcmocka-dev python3-pytest python3-jwt \
             python3-redis python3-cryptography python3-requests wrk \
             openssl curl valgrind tzdata clang-14 libclang-rt-14-dev \
-            chromium fonts-wqy-microhei prometheus libcurl4-openssl-dev
+            chromium fonts-wqy-microhei prometheus libcurl4-openssl-dev \
+            postgresql-15 python3-psycopg2
 # `make build` alone needs these (dpkg-dev: dpkg-buildflags); `make deps
 # DEPS=build` installs only them (the container's builder stage).
 BUILD_PKGS := make gcc libc6-dev dpkg-dev nginx-dev libhiredis-dev \
-              libjansson-dev libssl-dev libcurl4-openssl-dev
+              libjansson-dev libssl-dev libcurl4-openssl-dev libpq-dev \
+              pkg-config
 # `make deb` and its checks (hardening-check is in devscripts)
 DEB_PKGS += $(BUILD_PKGS) debhelper devscripts lintian
 DEPS     ?= all
@@ -73,8 +75,8 @@ $(shell mkdir -p $(BUILD); echo "$(CONF_KEY)" \
     || echo "$(CONF_KEY)" > $(SRC_LIST))
 
 .PHONY: all help deps build module lib tools test unit integration run \
-        bench bench-filter asan-test memcheck install clean container-test \
-        deb package-test fresh-test
+        bench bench-filter bench-archive asan-test memcheck install clean \
+        container-test deb package-test fresh-test
 
 all: build
 
@@ -86,6 +88,7 @@ help:
 	@echo "                  POLICY=FILE tries another policy"
 	@echo "make bench        wrk: gateway vs plain proxy, ratio"
 	@echo "make bench-filter the response filter alone, MB/s"
+	@echo "make bench-archive  credit-audit ship into PostgreSQL, entries/s"
 	@echo "make asan-test    integration tests with an AddressSanitizer module"
 	@echo "make memcheck     valgrind: no leak or invalid access in the module"
 	@echo "make fuzz         libFuzzer, every harness FUZZ_SECONDS (60) each"
@@ -127,8 +130,13 @@ tools: $(TOOL_BINS)
 $(BUILD)/bin/credit-%: tools/credit-%.c $$(call TOOL_PARTS,$$*) $(TOOL_COMMON) \
         $(wildcard tools/*.h) $(LIB)
 	@mkdir -p $(dir $@)
-	$(CC) $(CA_CFLAGS) -Itools $< $(call TOOL_PARTS,$*) \
+	$(CC) $(CA_CFLAGS) -Itools $(TOOL_CFLAGS_$*) $< $(call TOOL_PARTS,$*) \
 	    $(TOOL_COMMON) $(LIB) $(LDFLAGS) $(LDLIBS) $(TOOL_LIBS_$*) -o $@
+
+# credit-audit alone speaks to the PostgreSQL archive (libpq)
+TOOL_CFLAGS_audit := $(shell pkg-config --cflags libpq 2>/dev/null \
+                       || echo -I/usr/include/postgresql)
+TOOL_LIBS_audit   := -lpq
 
 # nginx's own build with Debian's flags (ENGINEERING §2), configured once.
 $(BUILD)/nginx-src/objs/Makefile: config $(SRC_LIST)
@@ -230,6 +238,12 @@ deb:
 # system's nginx is never started or reloaded), then purged.
 package-test: deb
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/package
+
+# credit-audit ship into a PostgreSQL of its own: entries/s, CPU per entry,
+# the archive's size, a regulator's question (docs/archive.md, "Measured").
+# ARCHIVE_BENCH_ARGS="--entries 200000" for a shorter run.
+bench-archive: build
+	$(PYTHON) bench/archive_bench.py $(ARCHIVE_BENCH_ARGS)
 
 # The response filter alone (ca_filter_text), MB/s on sparse and dense
 # records, masked and raw: about ten seconds.

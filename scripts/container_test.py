@@ -1,14 +1,16 @@
 #!/usr/bin/python3
 """`make container-test`: the compose stack, for real.
 
-Builds the images (docker/Dockerfile, docker/redis.Dockerfile, FROM the
-local debian:12 that ../shared/tools/containers setup makes), brings up
-Redis + platform + gateway with podman-compose under a project name of its
-own, sends one allowed and one refused query with curl over mutual TLS,
-checks both audit entries with credit-audit inside the gateway container,
-reads the status listener from inside the compose network, and tears it all
-down (containers and volumes).  Prints the runtime image size and the time
-taken.  Exit status 0 when every check passed.
+Builds the images (docker/Dockerfile, docker/redis.Dockerfile,
+docker/postgres.Dockerfile, FROM the local debian:12 that
+../shared/tools/containers setup makes), brings up Redis + platform +
+gateway + PostgreSQL + shipper with podman-compose under a project name of
+its own, sends one allowed and one refused query with curl over mutual
+TLS, checks both audit entries with credit-audit inside the gateway
+container, checks the shipper archived them in PostgreSQL and a
+regulator's login can ask the archive, reads the status listener from
+inside the compose network, and tears it all down (containers and
+volumes).  Prints the runtime image size and the time taken.  Exit status 0 when every check passed.
 """
 
 import json
@@ -178,6 +180,32 @@ def checks(c, tmp):
                check=False)
     expect(v.returncode == 0, f"audit: credit-audit verify intact "
                               f"({v.stdout.strip()[-300:]})")
+
+    # The archive: the shipper moved the stream into PostgreSQL, verified
+    # (no finding), and a regulator's login can ask it.
+    archived = ""
+    for _ in range(60):
+        archived = c.exec("postgres", "psql", "-At", "-d", "credit_audit",
+                          "-c", "SELECT count(*) FROM credit_audit.entries "
+                          f"WHERE rid = '{rid}'", check=False).stdout.strip()
+        if archived not in ("", "0"):
+            break
+        time.sleep(1)
+    expect(archived == "2", f"archive: the allowed query's decision and "
+                            f"outcome shipped ({archived!r})")
+    q = c.exec("postgres", "bash", "-c",
+               "PGPASSWORD=demo-regulator psql -At -h 127.0.0.1 -U regulator "
+               "-d credit_audit -c \"SELECT bank FROM credit_audit.entries "
+               f"WHERE enterprise = '{USCC}' AND event = 'decision' AND "
+               "decision = 'allow' AND entry_time > now() - interval "
+               "'12 months'\"", check=False)
+    expect(q.returncode == 0 and BANK in q.stdout,
+           f"archive: the regulator's query names the bank ({q.stdout!r}"
+           f"{q.stderr[-200:]!r})")
+    n = c.exec("postgres", "psql", "-At", "-d", "credit_audit", "-c",
+               "SELECT count(*) FROM credit_audit.findings",
+               check=False).stdout.strip()
+    expect(n == "0", f"archive: no finding ({n!r})")
 
     # The status listener, from another container on the compose network,
     # plain HTTP (bash's /dev/tcp: the images carry no HTTP client).

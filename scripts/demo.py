@@ -7,16 +7,19 @@ in Redis, as a national platform keeps keys) for the first
 enterprise of demo/enterprises.json, the shipped policy
 policies/platform-policy.json (or --policy FILE: `make run POLICY=FILE`),
 Redis (own config, AOF on), the demo platform (demo/platform served by a
-separate nginx) and the gateway with mutual TLS, and its withdrawal
-endpoint for enterprises.  Prints ready-to-paste curl commands, the
-enterprise's withdrawal, and the regulator's credit-audit commands against
-the demo's audit trail, and stays in the foreground until Ctrl-C.
+separate nginx), the gateway with mutual TLS and its withdrawal endpoint
+for enterprises, a PostgreSQL 15 (initdb under build/run/postgres, as the
+postgres user when run as root) and `credit-audit ship` moving the audit
+stream into it.  Prints ready-to-paste curl commands, the enterprise's
+withdrawal, the regulator's credit-audit commands against the demo's audit
+trail and a regulator's query of the archive, and stays in the foreground
+until Ctrl-C.
 
   --policy FILE  try this policy on the demo; checked first with
                  `credit-policy check`, whose message stops the demo if the
                  file does not load
-  --check        run the printed requests and the withdrawal, check the
-                 answers, exit 0/1
+  --check        run the printed requests, the withdrawal and the archive
+                 query, check the answers, exit 0/1
 """
 
 import argparse
@@ -221,6 +224,78 @@ def run_curl(argv):
     return out.returncode, status, headers, body, out.stderr.decode()
 
 
+AUDIT = S.ROOT / "build" / "bin" / "credit-audit"
+
+
+class Archive:
+    """PostgreSQL beside Redis, the schema, and a shipper running."""
+
+    def __init__(self, st):
+        self.st = st
+        self.pg = S.Postgres(st.dir).start()
+        admin = self.pg.conninfo()
+        subprocess.run([str(AUDIT), "ship", "--init", "--archive", admin],
+                       check=True, capture_output=True, timeout=60)
+        self.pg.grant("credit_audit_shipper", "shipper")
+        self.pg.grant("credit_audit_reader", "reader")
+        self.pg.grant("credit_audit_acknowledger", "operator")
+        self.log = open(st.dir / "ship.log", "ab")
+        self.metrics = st.dir / "credit-audit-ship.prom"
+        self.proc = subprocess.Popen(
+            [str(AUDIT), "ship", "--archive", self.pg.conninfo("shipper"),
+             "--redis", st.redis.address, "--pubkey", str(st.audit_pub),
+             "--keep", "1d", "--metrics", str(self.metrics)],
+            stdout=self.log, stderr=self.log, start_new_session=True,
+            env=dict(os.environ, **self.pg.env()))
+
+    def regulator_sql(self, uscc):
+        return ("SELECT bank, count(*) AS decisions, max(entry_time) AS last "
+               "FROM credit_audit.entries WHERE enterprise = '%s' AND "
+               "entry_time >= now() - interval '12 months' AND event = "
+               "'decision' AND decision = 'allow' GROUP BY bank "
+               "ORDER BY 2 DESC" % uscc)
+
+    def regulator_query(self, uscc):
+        return ["psql", self.pg.conninfo("reader"), "-c",
+                self.regulator_sql(uscc)]
+
+    def env_prefix(self):
+        return f"PGPASSFILE={shlex.quote(str(self.pg.passfile))}"
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self.pg.stop()
+
+
+def check_archive(arc, uscc, n):
+    """The shipper archived what the stream held; the regulator's query
+    answers with the bank."""
+    deadline = time.monotonic() + 30
+    got = 0
+    while time.monotonic() < deadline:
+        got = arc.pg.psql("SELECT count(*) FROM credit_audit.entries",
+                          user="reader")[0][0]
+        if got >= n:
+            break
+        time.sleep(0.2)
+    if got < n:
+        print(f"CHECK FAILED: archive holds {got} entries, expected {n}")
+        return False
+    out = subprocess.run(arc.regulator_query(uscc), capture_output=True,
+                         text=True, env=dict(os.environ, **arc.pg.env()))
+    if out.returncode != 0 or BANK_CODE not in out.stdout:
+        print(f"CHECK FAILED: regulator's query: {out.stdout}{out.stderr}")
+        return False
+    print(f"archive: {got} entries; the regulator's query names "
+          f"{BANK_CODE}")
+    return True
+
+
 def check(st, allowed, refused, upstream_file):
     ok = True
 
@@ -329,11 +404,12 @@ def main():
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
 
-    st = None
+    st = arc = None
     try:
         st, bank, uscc, ent_name, token, claims = build(run_dir, str(mod),
                                                         policy)
         start(st)
+        arc = Archive(st)
         tax = f"/api/v1/enterprises/{uscc}/tax"
         allowed = curl_argv(st, bank, tax, token, PURPOSE)
         refused = curl_argv(st, bank, tax, token, REFUSED_PURPOSE)
@@ -387,6 +463,20 @@ report (text, then HTML), the enterprise's requests, the requests as CSV for
 Excel:
 
 {chr(10).join(shlex.join(a) for _, a in audit_argvs(st, uscc))}
+
+The archive (PostgreSQL {arc.pg.port}, {arc.pg.home}): `credit-audit ship`
+moves the stream into it (log {arc.log.name}, metrics {arc.metrics}; the
+entries stay in Redis a day, so that the commands above see the whole
+trail).  The regulator's question, "which banks queried this enterprise in
+the last 12 months" (the psql form, until `credit-audit query --archive`
+exists):
+
+{arc.env_prefix()} psql {shlex.quote(arc.pg.conninfo("reader"))} \\
+    -c "{arc.regulator_sql(uscc)}"
+
+Breaks found while shipping:
+
+{arc.env_prefix()} {AUDIT} findings --archive {shlex.quote(arc.pg.conninfo("operator"))}
 """, flush=True)
 
         explain = [str(S.ROOT / "build" / "bin" / "credit-policy"),
@@ -397,7 +487,9 @@ Excel:
               f"{shlex.join(explain)}\n", flush=True)
 
         if args.check:
-            return 0 if check(st, allowed, refused, upstream_file) else 1
+            ok = check(st, allowed, refused, upstream_file)
+            n = st.redis.client().xlen("credit:audit")
+            return 0 if ok and check_archive(arc, uscc, n) else 1
 
         print("Ctrl-C stops everything.", flush=True)
         while not stopping:
@@ -410,6 +502,10 @@ Excel:
             if not st.redis.ping():
                 print("demo: redis stopped", file=sys.stderr)
                 return 1
+            if arc.proc.poll() is not None:
+                print(f"demo: the shipper stopped (see {arc.log.name})",
+                      file=sys.stderr)
+                return 1
             time.sleep(0.5)
         print("\nstopping...", flush=True)
         return 0
@@ -417,6 +513,8 @@ Excel:
         print(f"demo: {e}", file=sys.stderr)
         return 1
     finally:
+        if arc is not None:
+            arc.stop()
         if st is not None:
             st.stop()
 

@@ -1,339 +1,447 @@
 /*
- * credit-audit archive: moves whole, verified chains older than a date
- * out of Redis (the gateway never trims; each entry costs Redis memory).
+ * credit-audit archive --month M --out FILE --archive CONNINFO: a month
+ * of the PostgreSQL archive as a verified export (SPEC §7.2: "a month
+ * leaves the database only as a verified export"; docs/archive.md,
+ * "Exporting a month").
  *
- *   1. verify the whole stream with the keys; pick the chains that are
- *      intact, end in a verified checkpoint (no unsigned tail) and whose
- *      last entry is older than --before;
- *   2. export their entries to a new file (JSON Lines, as `export`), up
- *      to the last stream id read in step 1, and fsync it;
- *   3. read the file back and verify it on its own: every picked chain
- *      must come back intact, signed and whole;
- *   4. only then XDEL exactly those entries, a page at a time.
+ * The month's entries (entry_time in the month, cut in --tz) are read in
+ * archive order and, as they are written to FILE.tmp:
+ *   - verified again from their verbatim copies exactly as `ship` did
+ *     (lib/verify/auditstep.h), each chain continuing from its archived
+ *     state just before the entry (so a chain begun the month before is
+ *     not a gap), and every break found must be one the archive recorded
+ *     as a finding on that entry, and every recorded one found again;
+ *   - checked against their typed columns and month: what a query reads
+ *     must be what the verbatim copy says.
+ * Only then FILE appears (link(2): never over an existing file) with
+ * FILE.manifest.json beside it: period, counts, archive orders, the
+ * file's SHA-256, the month's findings.  A mismatch writes nothing and
+ * exits 1: the archive was changed after shipping.
  *
- * Nothing is trimmed that was not exported and verified from the file.
- * A picked chain that grew after step 1 (a worker still alive, idle since
- * --before) stops the trim: trimming its head would break it.
+ * (Before the archive, `archive --before` exported whole chains from
+ * Redis to a file and deleted them from the stream; `ship` does that
+ * job now, into PostgreSQL, and the old mode is refused with a pointer.)
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <jansson.h>
+#include <openssl/evp.h>
 
-#include "audit_tool.h"
+#include "audit_pg.h"
 #include "audit_verify.h"
+#include "core/util.h"
+#include "verify/auditstep.h"
 
 static const char usage_archive[] =
-    "usage: credit-audit archive --before T --out FILE\n"
-    "         (--pubkey FILE ... | --keyring FILE) [--dry-run]"
-    " [common options]\n"
+    "usage: credit-audit archive --month YYYY-MM --out FILE --archive "
+    "CONNINFO\n"
+    "         (--pubkey FILE ... | --keyring FILE) [common options]\n"
     "\n"
-    "Exports, verifies and trims whole chains whose last entry is older\n"
-    "than --before: only chains that verify intact and end in a verified\n"
-    "checkpoint are taken.  Their entries are written to FILE (JSON Lines\n"
-    "as `export` writes them; FILE must not exist), FILE is read back and\n"
-    "verified on its own, and only then are exactly those entries deleted\n"
-    "from the stream (XDEL).  --dry-run stops before deleting.  Verify an\n"
-    "archive later with `credit-audit verify` after loading it into a\n"
-    "scratch Redis, or keep it with the period's report.  Exit status 0\n"
-    "done (or nothing to archive), 1 the archive did not verify or a chain\n"
-    "grew meanwhile (nothing deleted), 2 usage or connection error.\n"
-    "\n" TIME_NOTE "\n" COMMON_OPTS
-    "  --before T                    archive chains that ended before T\n"
-    "  --out FILE                    the archive (created, never replaced)\n"
-    "  --dry-run                     export and verify, delete nothing\n";
+    "Exports a month of the PostgreSQL archive (entries whose time falls in\n"
+    "the month, cut in --tz) as JSON Lines, in archive order, after\n"
+    "verifying it: every entry is verified again from its verbatim copy as\n"
+    "`ship` verified it, every break must be a finding the archive\n"
+    "recorded (and every recorded one found again), and the typed columns\n"
+    "must say what the verbatim copy says.  FILE (never replaced) and\n"
+    "FILE.manifest.json (period, counts, SHA-256 of FILE, the findings)\n"
+    "appear only when all of that holds.  Exit status 0 exported, 1 the\n"
+    "archive does not verify (nothing written), 2 usage or connection\n"
+    "error.\n"
+    "\n" TIME_NOTE "\n" COMMON_OPTS TOOL_ARCHIVE_HELP
+    "  --month YYYY-MM               the month to export\n"
+    "  --out FILE                    the export (never replaced)\n"
+    "  --pubkey FILE, --keyring FILE the gateways' audit public keys\n";
+
+enum { OPT_ARCHIVE = 300 };
 
 typedef struct {
-    int64_t  last_ts;
-    size_t   entries;       /* stream entries read (duplicates included) */
-    int      picked;
-} chain_info;
+    uint64_t    ord;
+    char        kind[24];
+} found;
 
 typedef struct {
-    strmap      names;      /* chain -> index (count) */
-    chain_info *info;
-    size_t      n, cap;
-    char        end_id[64]; /* the last stream id of pass 1 */
-    /* pass 2 and 3 */
-    FILE       *out;
-    size_t      written;
-    redisContext *rc;
-    const char *stream;
-    char      **del;
-    size_t      ndel, deleted;
-    int         grew;
-} archive_ctx;
+    PGconn         *scan, *look;    /* the scan's, and the callbacks' */
+    const char     *stream;
+    ca_as          *ver;
+    uint64_t        cur;            /* the entry being verified */
+    FILE           *out;
+    EVP_MD_CTX     *sha;
+    size_t          entries, bytes, bad_columns;
+    uint64_t        ord_first, ord_last;
+    strmap          chains;
+    found          *replay;
+    size_t          nreplay, rcap;
+    int             oom;
+} month_ctx;
 
-static chain_info *
-chain_of(archive_ctx *a, const entry *e, int create)
+/* ---- the verifier over the archive, as it stood before each entry ------- */
+
+static int
+cb_load(void *data, const char *chain, size_t len, ca_as_state *st)
 {
-    size_t      len;
-    const char *c = get(e, CA_F_CHAIN, &len);
-    map_slot   *s;
+    month_ctx  *m = data;
+    char        ord[24], *name = strndup(chain, len);
+    const char *p[3] = {m->stream, name, ord};
+    PGresult   *r;
+    int         rc = 1;
 
-    if (c == NULL || len == 0) {
-        return NULL;
+    snprintf(ord, sizeof(ord), "%llu", (unsigned long long) m->cur);
+    r = name ? pg_query(m->look, "SELECT seq, hash, ord FROM " ARCHIVE_SCHEMA
+                        ".entries WHERE chain = $2 AND copy_of IS NULL AND "
+                        "stream = $1 AND ord < $3 ORDER BY seq DESC LIMIT 1",
+                        3, p)
+             : NULL;
+    free(name);
+    if (r == NULL) {
+        return -1;
     }
-    s = map_find(&a->names, c, len, 0);
-    if (s == NULL && create) {
-        if (a->n == a->cap) {
-            size_t      ncap = a->cap ? a->cap * 2 : 64;
-            chain_info *ni = realloc(a->info, ncap * sizeof(*ni));
+    if (PQntuples(r) == 1) {
+        memset(st, 0, sizeof(*st));
+        st->last_seq = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        st->last_ord = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+        rc = ca_unhex(PQgetvalue(r, 0, 1), st->last_hash, 32) == 0 ? 0 : -1;
+    }
+    PQclear(r);
+    return rc;
+}
 
-            if (ni == NULL) {
-                return NULL;
-            }
-            a->info = ni;
-            a->cap = ncap;
+static int
+cb_lookup(void *data, const char *chain, size_t len, uint64_t seq,
+          ca_as_mark *mk)
+{
+    month_ctx *m = data;
+
+    return archive_holder(m->look, m->stream, chain, len, seq, m->cur, mk);
+}
+
+/* ---- one entry ------------------------------------------------------------ */
+
+static void
+emit(month_ctx *m, const char *s, size_t len)
+{
+    fwrite(s, 1, len, m->out);
+    EVP_DigestUpdate(m->sha, s, len);
+    m->bytes += len;
+}
+
+/* The line, into a memory stream first so that it is hashed as written. */
+static int
+write_line(month_ctx *m, const entry *e, const archive_row *row)
+{
+    char   *buf = NULL;
+    size_t  blen = 0;
+    FILE   *f = open_memstream(&buf, &blen);
+    int     exact = 1;
+
+    if (f == NULL) {
+        return -1;
+    }
+    fprintf(f, "{\"ord\":%llu,\"stream\":", (unsigned long long) row->ord);
+    json_str(f, row->stream, strlen(row->stream));
+    fputs(",\"id\":", f);
+    json_str(f, e->id, strlen(e->id));
+    if (row->is_copy) {
+        fprintf(f, ",\"copy_of\":%llu", (unsigned long long) row->copy_of);
+    }
+    fputs(",\"fields\":{", f);
+    for (size_t i = 0; i < e->n; i++) {
+        exact &= ca_audit_column_fits(CA_F_RID, e->name[i], e->nlen[i])
+                 && ca_audit_column_fits(CA_F_RID, e->value[i], e->vlen[i]);
+        for (size_t j = 0; j < i && exact; j++) {
+            exact = !(e->nlen[j] == e->nlen[i]
+                      && memcmp(e->name[j], e->name[i], e->nlen[i]) == 0);
         }
-        s = map_find(&a->names, c, len, 1);
-        s->count = a->n;
-        memset(&a->info[a->n], 0, sizeof(a->info[0]));
-        a->n++;
+        fputs(i ? "," : "", f);
+        json_str(f, e->name[i], e->nlen[i]);
+        fputc(':', f);
+        json_str(f, e->value[i], e->vlen[i]);
     }
-    return s ? &a->info[s->count] : NULL;
-}
+    fputc('}', f);
+    if (!exact) {
+        /* what JSON strings cannot carry (invalid UTF-8, a NUL in a name,
+         * a name twice): the verbatim copy itself */
+        sbuf    raw = {0};
+        char   *b64;
 
-/* Stream ids compare as (ms, seq). */
-static int
-id_cmp(const char *x, const char *y)
-{
-    unsigned long long xm = 0, xs = 0, ym = 0, ys = 0;
-
-    sscanf(x, "%llu-%llu", &xm, &xs);
-    sscanf(y, "%llu-%llu", &ym, &ys);
-    if (xm != ym) {
-        return xm < ym ? -1 : 1;
-    }
-    return xs < ys ? -1 : xs > ys;
-}
-
-static int
-cb_survey(const entry *e, void *data)
-{
-    archive_ctx *a = data;
-    chain_info  *c = chain_of(a, e, 1);
-    int64_t      ts = entry_ts(e);
-
-    snprintf(a->end_id, sizeof(a->end_id), "%s", e->id);
-    if (c != NULL) {
-        c->entries++;
-        if (ts > c->last_ts) {
-            c->last_ts = ts;
-        }
-    }
-    return 0;
-}
-
-static int
-cb_export(const entry *e, void *data)
-{
-    archive_ctx *a = data;
-    chain_info  *c;
-
-    if (id_cmp(e->id, a->end_id) > 0) {
-        c = chain_of(a, e, 0);
-        if (c != NULL && c->picked) {
-            a->grew = 1;
-        }
-        return 0;
-    }
-    c = chain_of(a, e, 0);
-    if (c != NULL && c->picked) {
-        print_json_entry(a->out, e, 0);
-        a->written++;
-    }
-    return 0;
-}
-
-static int
-flush_del(archive_ctx *a)
-{
-    const char **argv;
-    redisReply  *r;
-    int          rv = 0;
-
-    if (a->ndel == 0) {
-        return 0;
-    }
-    argv = malloc((a->ndel + 2) * sizeof(*argv));
-    if (argv == NULL) {
-        return EXIT_USAGE;
-    }
-    argv[0] = "XDEL";
-    argv[1] = a->stream;
-    for (size_t i = 0; i < a->ndel; i++) {
-        argv[i + 2] = a->del[i];
-    }
-    r = redisCommandArgv(a->rc, (int) a->ndel + 2, argv, NULL);
-    if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
-        rv = reply_error(a->rc, r, "XDEL");
-    } else {
-        a->deleted += (size_t) r->integer;
-        freeReplyObject(r);
-    }
-    free(argv);
-    for (size_t i = 0; i < a->ndel; i++) {
-        free(a->del[i]);
-    }
-    a->ndel = 0;
-    return rv;
-}
-
-static int
-cb_trim(const entry *e, void *data)
-{
-    archive_ctx *a = data;
-    chain_info  *c;
-
-    if (id_cmp(e->id, a->end_id) > 0) {
-        return 0;
-    }
-    c = chain_of(a, e, 0);
-    if (c == NULL || !c->picked) {
-        return 0;
-    }
-    if ((a->del[a->ndel] = strdup(e->id)) == NULL) {
-        return EXIT_USAGE;
-    }
-    if (++a->ndel == PAGE) {
-        return flush_del(a);
-    }
-    return 0;
-}
-
-/* Pass 3: the archive file, read back and verified on its own. */
-static int
-verify_file(const char *file, const av_keys *ks, archive_ctx *a)
-{
-    FILE       *f = fopen(file, "r");
-    char       *line = NULL;
-    size_t      cap = 0, bad = 0, lines = 0;
-    av_run     *v = av_run_new(ks);
-    int         rv = 0;
-
-    if (f == NULL || v == NULL) {
-        fprintf(stderr, "credit-audit: %s: %s\n", file,
-                f ? "out of memory" : strerror(errno));
-        if (f) {
+        raw_encode(&raw, e);
+        b64 = malloc(4 * (raw.len + 2) / 3 + 2);
+        if (b64 == NULL || raw.failed) {
+            free(b64);
+            sb_free(&raw);
             fclose(f);
+            free(buf);
+            return -1;
         }
-        av_run_free(v);
-        return EXIT_USAGE;
+        ca_b64url_encode((const unsigned char *) raw.p, raw.len, b64);
+        fprintf(f, ",\"raw\":\"%s\"", b64);
+        free(b64);
+        sb_free(&raw);
     }
-    while (rv == 0 && getline(&line, &cap, f) > 0) {
-        json_error_t  jerr;
-        json_t       *o = json_loads(line, JSON_ALLOW_NUL, &jerr), *val;
-        const char   *names[2 * CA_ENTRY_FIELDS + 16];
-        const char   *values[2 * CA_ENTRY_FIELDS + 16];
-        size_t        nlen[2 * CA_ENTRY_FIELDS + 16];
-        size_t        vlen[2 * CA_ENTRY_FIELDS + 16];
-        const char   *key;
-        entry         e = {0};
-
-        lines++;
-        if (!json_is_object(o)
-            || !json_is_string(json_object_get(o, "id")))
-        {
-            bad++;
-            json_decref(o);
-            continue;
-        }
-        e.id = json_string_value(json_object_get(o, "id"));
-        /* jansson keeps members in the order read: the stored order */
-        json_object_foreach(o, key, val) {
-            if (strcmp(key, "id") == 0 || !json_is_string(val)
-                || e.n == sizeof(names) / sizeof(names[0]))
-            {
-                continue;
-            }
-            names[e.n] = key;
-            nlen[e.n] = strlen(key);
-            values[e.n] = json_string_value(val);
-            vlen[e.n] = json_string_length(val);
-            e.n++;
-        }
-        e.name = names;
-        e.nlen = nlen;
-        e.value = values;
-        e.vlen = vlen;
-        rv = av_run_add(v, &e);
-        json_decref(o);
+    fputs("}\n", f);
+    if (fclose(f) != 0) {
+        free(buf);
+        return -1;
     }
-    free(line);
-    fclose(f);
-    if (rv == 0) {
-        rv = av_run_finish(v);
-    }
-    if (rv == 0) {
-        size_t picked = 0, good = 0;
-
-        for (size_t i = 0; i < a->n; i++) {
-            picked += a->info[i].picked;
-        }
-        for (size_t i = 0; i < av_run_nchains(v); i++) {
-            const ca_av_chain *c = av_run_chain(v, i, NULL);
-
-            if (c->nfindings == 0 && c->has_signed && c->unsigned_tail == 0)
-            {
-                good++;
-            } else {
-                fprintf(stderr, "credit-audit: archive %s: chain %s does "
-                        "not verify from the file (%zu breaks, unsigned "
-                        "tail %zu)\n", file, c->chain, c->nfindings,
-                        c->unsigned_tail);
-            }
-        }
-        if (bad > 0 || lines != a->written || good != picked
-            || av_run_nchains(v) != picked)
-        {
-            fprintf(stderr, "credit-audit: archive %s did not verify: %zu "
-                    "of %zu chains intact, %zu unreadable lines; nothing "
-                    "deleted\n", file, good, picked, bad);
-            rv = EXIT_FINDING;
-        }
-    }
-    av_run_free(v);
-    return rv;
+    emit(m, buf, blen);
+    free(buf);
+    return 0;
 }
 
-/* A writer's checkpoints list the heads of its other chains (v2): its
- * chains go together or stay together, so that neither the archive nor
- * what is left in Redis holds a listing of a chain the other has.  The
- * number of chains put back. */
-static size_t
-whole_writers(archive_ctx *a, const av_run *v)
+static int
+cb_entry(const entry *e, const archive_row *row, void *data)
 {
-    strmap  kept;               /* writers with a chain that stays */
-    size_t  back = 0;
+    month_ctx     *m = data;
+    ca_as_verdict  v;
+    const char    *val[CA_F_COUNT];
+    size_t         len[CA_F_COUNT], clen;
+    const char    *chain = get(e, CA_F_CHAIN, &clen);
 
-    memset(&kept, 0, sizeof(kept));
-    for (int pass = 0; pass < 2; pass++) {
-        for (size_t i = 0; i < av_run_nchains(v); i++) {
-            const char *name = av_run_chain(v, i, NULL)->chain;
-            const char *slash = strrchr(name, '/');
-            size_t      wlen = slash ? (size_t) (slash - name) : strlen(name);
-            map_slot   *s = map_find(&a->names, name, strlen(name), 0);
-            chain_info *ci = s ? &a->info[s->count] : NULL;
+    m->cur = row->ord;
+    if (ca_as_add(m->ver, e->id, row->ord, e->n, e->name, e->nlen, e->value,
+                  e->vlen, &v) != 0)
+    {
+        fputs("credit-audit: archive: verification failed (connection or "
+              "memory)\n", stderr);
+        return EXIT_USAGE;
+    }
+    ca_as_commit(m->ver);
+    for (size_t i = 0; i < v.nfindings; i++) {
+        if (m->nreplay == m->rcap) {
+            size_t  ncap = m->rcap ? m->rcap * 2 : 16;
+            found  *nf = realloc(m->replay, ncap * sizeof(*nf));
 
-            if (pass == 0 && (ci == NULL || !ci->picked)) {
-                map_find(&kept, name, wlen, 1);
-            } else if (pass == 1 && ci != NULL && ci->picked
-                       && map_find(&kept, name, wlen, 0) != NULL)
-            {
-                ci->picked = 0;
-                back++;
+            if (nf == NULL) {
+                return EXIT_USAGE;
+            }
+            m->replay = nf;
+            m->rcap = ncap;
+        }
+        m->replay[m->nreplay].ord = row->ord;
+        snprintf(m->replay[m->nreplay++].kind, sizeof(m->replay[0].kind),
+                 "%s", ca_av_kind_name(v.findings[i].kind));
+    }
+    /* what a query reads is what the entry says */
+    archive_columns(e, val, len);
+    for (int f = 0; f < CA_F_COUNT; f++) {
+        if ((val[f] == NULL) != (row->col[f] == NULL)
+            || (val[f] != NULL
+                && (len[f] != row->col_len[f]
+                    || memcmp(val[f], row->col[f], len[f]) != 0)))
+        {
+            if (m->bad_columns++ < 5) {
+                fprintf(stderr, "credit-audit: archive entry %llu: column "
+                        "%s is not what its verbatim copy says\n",
+                        (unsigned long long) row->ord,
+                        ca_audit_schema[f].column);
+            }
+            break;
+        }
+    }
+    if (archive_entry_ms(e) != row->entry_ms && m->bad_columns++ < 5) {
+        fprintf(stderr, "credit-audit: archive entry %llu: filed under "
+                "another time than its own\n", (unsigned long long) row->ord);
+    }
+    if (chain != NULL) {
+        map_find(&m->chains, chain, clen, 1);
+    }
+    if (m->entries++ == 0) {
+        m->ord_first = row->ord;
+    }
+    m->ord_last = row->ord;
+    return write_line(m, e, row) == 0 ? 0 : EXIT_USAGE;
+}
+
+/* ---- the month ------------------------------------------------------------ */
+
+static int
+found_cmp(const void *a, const void *b)
+{
+    const found *x = a, *y = b;
+
+    if (x->ord != y->ord) {
+        return x->ord < y->ord ? -1 : 1;
+    }
+    return strcmp(x->kind, y->kind);
+}
+
+/* The recorded findings of the month's entries (ords below bound), as
+ * (ord, kind) sorted, and the manifest's JSON array of them. */
+static PGresult *
+recorded(month_ctx *m, const period *per, const char *bound)
+{
+    char        a[24], b[24];
+    const char *p[4] = {m->stream, a, b, bound};
+
+    snprintf(a, sizeof(a), "%lld", (long long) per->since);
+    snprintf(b, sizeof(b), "%lld", (long long) per->until);
+    return pg_query(m->look, "SELECT f.ord, f.kind, f.id, f.stream_id, "
+                    "f.chain, coalesce(f.seq::text, ''), f.detail, "
+                    "f.acknowledged_at IS NOT NULL FROM " ARCHIVE_SCHEMA
+                    ".findings f JOIN " ARCHIVE_SCHEMA ".entries e ON e.ord = "
+                    "f.ord AND e.stream = f.stream WHERE f.stream = $1 AND "
+                    "e.entry_time >= to_timestamp($2::bigint / 1000.0) AND "
+                    "e.entry_time < to_timestamp($3::bigint / 1000.0) AND "
+                    "f.ord < $4 ORDER BY f.ord, f.kind", 4, p);
+}
+
+/* 0 when the replay found exactly the recorded findings. */
+static int
+compare(month_ctx *m, PGresult *rec)
+{
+    size_t n = (size_t) PQntuples(rec), diff = 0;
+
+    if (m->nreplay > 1) {
+        qsort(m->replay, m->nreplay, sizeof(found), found_cmp);
+    }
+    for (size_t i = 0; i < n || i < m->nreplay; i++) {
+        found r = {0};
+
+        if (i < n) {
+            r.ord = strtoull(PQgetvalue(rec, (int) i, 0), NULL, 10);
+            snprintf(r.kind, sizeof(r.kind), "%s",
+                     PQgetvalue(rec, (int) i, 1));
+        }
+        if (i >= n || i >= m->nreplay || found_cmp(&r, &m->replay[i]) != 0) {
+            if (diff++ < 5) {
+                fprintf(stderr, "credit-audit: archive entry %llu: %s\n",
+                        (unsigned long long) (i < m->nreplay
+                                              ? m->replay[i].ord : r.ord),
+                        i < m->nreplay
+                        ? "a break the archive did not record (or recorded "
+                          "otherwise)"
+                        : "a recorded finding not found again");
             }
         }
     }
-    map_free(&kept);
-    return back;
+    return diff == 0 ? 0 : -1;
+}
+
+static int
+write_manifest(const char *file, const month_ctx *m, const char *month,
+               const period *per, const unsigned char sha[32], PGresult *rec)
+{
+    char    path[4096], hex[65], t0[48], t1[48];
+    int     fd;
+    FILE   *f;
+
+    snprintf(path, sizeof(path), "%s.manifest.json", file);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL, 0640);
+    if (fd < 0 || (f = fdopen(fd, "w")) == NULL) {
+        fprintf(stderr, "credit-audit: %s: %s\n", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+        }
+        return -1;
+    }
+    ca_hex(sha, 32, hex);
+    ca_time_format(per->since, t0, sizeof(t0));
+    ca_time_format(per->until, t1, sizeof(t1));
+    fputs("{\"format\":\"credit-audit archive export 1\",\"stream\":", f);
+    json_str(f, m->stream, strlen(m->stream));
+    fprintf(f, ",\"month\":\"%s\",\"tz\":", month);
+    json_str(f, tool_tz_name(), strlen(tool_tz_name()));
+    fprintf(f, ",\"since\":\"%s\",\"until\":\"%s\",\"file\":", t0, t1);
+    json_str(f, file, strlen(file));
+    fprintf(f, ",\"sha256\":\"%s\",\"bytes\":%zu,\"entries\":%zu,"
+            "\"chains\":%zu,\"ord_first\":", hex, m->bytes, m->entries,
+            m->chains.n);
+    if (m->entries) {
+        fprintf(f, "%llu,\"ord_last\":%llu",
+                (unsigned long long) m->ord_first,
+                (unsigned long long) m->ord_last);
+    } else {
+        fputs("null,\"ord_last\":null", f);
+    }
+    fputs(",\"verified\":true,\"findings\":[", f);
+    for (int i = 0; i < PQntuples(rec); i++) {
+        fprintf(f, "%s{\"id\":%s,\"ord\":%s,\"kind\":\"%s\",\"stream_id\":",
+                i ? "," : "", PQgetvalue(rec, i, 2), PQgetvalue(rec, i, 0),
+                PQgetvalue(rec, i, 1));
+        json_str(f, PQgetvalue(rec, i, 3), strlen(PQgetvalue(rec, i, 3)));
+        fputs(",\"chain\":", f);
+        json_str(f, PQgetvalue(rec, i, 4), strlen(PQgetvalue(rec, i, 4)));
+        fprintf(f, ",\"seq\":%s,\"detail\":",
+                PQgetvalue(rec, i, 5)[0] ? PQgetvalue(rec, i, 5) : "null");
+        json_str(f, PQgetvalue(rec, i, 6), strlen(PQgetvalue(rec, i, 6)));
+        fprintf(f, ",\"acknowledged\":%s}",
+                PQgetvalue(rec, i, 7)[0] == 't' ? "true" : "false");
+    }
+    fputs("]}\n", f);
+    if (fflush(f) != 0 || fsync(fd) != 0 || ferror(f)) {
+        fclose(f);
+        return -1;
+    }
+    return fclose(f) == 0 ? 0 : -1;
+}
+
+static int
+export_month(month_ctx *m, const char *file, const char *month,
+             const period *per)
+{
+    char            tmp[4096], bound[24];
+    int             fd, rv;
+    size_t          count;
+    unsigned char   sha[32];
+    archive_filter  f = {0};
+    PGresult       *r, *rec = NULL;
+
+    if ((r = pg_query(m->look, "SELECT next_ord FROM " ARCHIVE_SCHEMA ".log",
+                      0, NULL)) == NULL)
+    {
+        return EXIT_USAGE;
+    }
+    snprintf(bound, sizeof(bound), "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    if ((rec = recorded(m, per, bound)) == NULL) {
+        return EXIT_USAGE;
+    }
+    snprintf(tmp, sizeof(tmp), "%s.tmp", file);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL, 0640);
+    if (fd < 0 || (m->out = fdopen(fd, "w")) == NULL) {
+        fprintf(stderr, "credit-audit: %s: %s\n", tmp, strerror(errno));
+        PQclear(rec);
+        return EXIT_USAGE;
+    }
+    f.stream = m->stream;
+    f.has_since = f.has_until = f.has_ord = f.columns = 1;
+    f.since_ms = per->since;
+    f.until_ms = per->until;
+    f.ord_to = strtoull(bound, NULL, 10);
+    rv = archive_scan(m->scan, &f, cb_entry, m, &count);
+    EVP_DigestFinal_ex(m->sha, sha, NULL);
+    if (fflush(m->out) != 0 || fsync(fd) != 0 || ferror(m->out)) {
+        fprintf(stderr, "credit-audit: %s: write error\n", tmp);
+        rv = EXIT_USAGE;
+    }
+    fclose(m->out);
+    if (rv == 0 && (compare(m, rec) != 0 || m->bad_columns > 0)) {
+        fprintf(stderr, "credit-audit: the archive's %s does not verify: "
+                "nothing exported\n", month);
+        rv = EXIT_FINDING;
+    }
+    if (rv == 0 && link(tmp, file) != 0) {
+        fprintf(stderr, "credit-audit: --out %s: %s (an export is never "
+                "written over: choose a new file)\n", file, strerror(errno));
+        rv = EXIT_USAGE;
+    }
+    unlink(tmp);
+    if (rv == 0 && write_manifest(file, m, month, per, sha, rec) != 0) {
+        rv = EXIT_USAGE;
+    }
+    if (rv == 0) {
+        printf("%s: %zu entries of %s (archive entries %llu..%llu), %zu "
+               "chains, %d findings: verified, exported to %s\n", m->stream,
+               m->entries, month, (unsigned long long) m->ord_first,
+               (unsigned long long) m->ord_last, m->chains.n,
+               PQntuples(rec), file);
+    }
+    PQclear(rec);
+    return rv;
 }
 
 int
@@ -341,36 +449,40 @@ cmd_archive(int argc, char **argv)
 {
     static const struct option opts[] = {
         COMMON_LONGOPTS,
-        {"before", required_argument, NULL, OPT_BEFORE},
+        {"archive", required_argument, NULL, OPT_ARCHIVE},
+        {"month", required_argument, NULL, OPT_MONTH},
         {"out", required_argument, NULL, OPT_OUT},
-        {"dry-run", no_argument, NULL, OPT_DRY_RUN},
+        {"before", required_argument, NULL, OPT_BEFORE},
         {NULL, 0, NULL, 0}
     };
     common_opts   co;
-    archive_ctx   a;
+    month_ctx     m;
     av_keys       ks = {0};
-    av_run       *v = NULL;
+    ca_as_io      io = {cb_load, cb_lookup, &m};
     period        per = {0};
-    const char   *outfile = NULL;
-    int           ch, rv, dry = 0, fd;
-    size_t        count, picked = 0;
+    const char   *archive = NULL, *out = NULL, *month = NULL;
+    int           ch, rv = EXIT_USAGE;
 
     common_init(&co);
-    memset(&a, 0, sizeof(a));
+    memset(&m, 0, sizeof(m));
     while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
-        if (ch == 0) {
-            return EXIT_USAGE;
-        }
         switch (ch) {
+        case 0:
+            return EXIT_USAGE;
+        case OPT_ARCHIVE: archive = optarg; break;
+        case OPT_OUT:     out = optarg; break;
+        case OPT_MONTH:
+            month = optarg;
+            period_opt(&per, ch, optarg);
+            break;
         case OPT_BEFORE:
-            period_opt(&per, OPT_UNTIL, optarg);
-            break;
-        case OPT_OUT:
-            outfile = optarg;
-            break;
-        case OPT_DRY_RUN:
-            dry = 1;
-            break;
+            fputs("credit-audit: archive --before (whole chains from Redis "
+                  "to a file) is gone: `credit-audit ship --archive "
+                  "CONNINFO` moves the stream into the PostgreSQL archive "
+                  "and trims it; `credit-audit archive --month YYYY-MM --out "
+                  "FILE --archive CONNINFO` exports a verified month from "
+                  "there (docs/archive.md)\n", stderr);
+            return EXIT_USAGE;
         case 'h':
             fputs(usage_archive, stdout);
             return 0;
@@ -381,131 +493,36 @@ cmd_archive(int argc, char **argv)
     if (args_done(usage_archive, argc, argv, &per) != 0) {
         return EXIT_USAGE;
     }
-    if (!per.set || outfile == NULL) {
-        return usage_error(usage_archive, "%s", "archive needs --before T "
-                           "and --out FILE");
+    if (month == NULL || out == NULL || archive == NULL) {
+        return usage_error(usage_archive, "%s", "archive needs --month "
+                           "YYYY-MM, --out FILE and --archive CONNINFO");
+    }
+    if (pg_conninfo_check(archive) != 0) {
+        return EXIT_USAGE;
     }
     if (co.npubkeys == 0 && co.keyring == NULL) {
         return usage_error(usage_archive, "%s", "archive verifies before it "
-                           "trims: give --pubkey FILE or --keyring FILE");
+                           "exports: give --pubkey FILE or --keyring FILE");
     }
-    if (av_keys_load(&co, &ks) != 0 || (v = av_run_new(&ks)) == NULL) {
-        av_keys_free(&ks);
+    if (av_keys_load(&co, &ks) != 0) {
         return EXIT_USAGE;
     }
-    a.stream = co.stream;
-    if ((a.rc = tool_redis_open(&co.redis)) == NULL) {
-        rv = EXIT_USAGE;
-        goto done;
-    }
-
-    /* 1. verify and pick */
-    av_run_hook(v, cb_survey, &a);
-    if ((rv = av_run_stream(v, a.rc, co.stream, "-", &count)) != 0) {
-        goto done;
-    }
-    for (size_t i = 0; i < av_run_nchains(v); i++) {
-        const ca_av_chain *c = av_run_chain(v, i, NULL);
-        map_slot          *s = map_find(&a.names, c->chain,
-                                        strlen(c->chain), 0);
-        chain_info        *ci = s ? &a.info[s->count] : NULL;
-
-        if (ci != NULL && c->nfindings == 0 && c->has_signed
-            && c->unsigned_tail == 0 && ci->last_ts >= 0
-            && ci->last_ts < per.until)
-        {
-            ci->picked = 1;
-            picked++;
-        }
-    }
-    picked -= whole_writers(&a, v);
-    if (picked == 0) {
-        printf("nothing to archive: no intact, signed chain ended before "
-               "the date\n");
-        goto done;
-    }
-
-    /* 2. export */
-    fd = open(outfile, O_WRONLY | O_CREAT | O_EXCL, 0600);
-    if (fd < 0 || (a.out = fdopen(fd, "w")) == NULL) {
-        fprintf(stderr, "credit-audit: --out %s: %s (the archive is never "
-                "written over: choose a new file)\n", outfile,
-                strerror(errno));
-        if (fd >= 0) {
-            close(fd);
-        }
-        rv = EXIT_USAGE;
-        goto done;
-    }
-    rv = scan_stream(a.rc, co.stream, cb_export, &a, &count);
-    if (fflush(a.out) != 0 || fsync(fileno(a.out)) != 0 || ferror(a.out)) {
-        fprintf(stderr, "credit-audit: %s: write error\n", outfile);
-        rv = EXIT_USAGE;
-    }
-    fclose(a.out);
-    a.out = NULL;
-    if (rv != 0) {
-        goto done;
-    }
-
-    /* 3. verify the file */
-    if ((rv = verify_file(outfile, &ks, &a)) != 0) {
-        goto done;
-    }
-    printf("%zu chains, %zu entries exported to %s and verified\n", picked,
-           a.written, outfile);
-    if (a.grew) {
-        fprintf(stderr, "credit-audit: a chain picked for the archive grew "
-                "while it was read (its worker is alive): nothing deleted; "
-                "choose an earlier --before\n");
-        rv = EXIT_FINDING;
-        goto done;
-    }
-    if (dry) {
-        printf("--dry-run: nothing deleted\n");
-        goto done;
-    }
-
-    /* 4. trim exactly what was exported and verified, unless a picked
-     * chain grew since (the entries after end_id) */
+    m.stream = co.stream;
+    if ((m.scan = pg_open(archive, "credit-audit archive")) != NULL
+        && pgschema_check(m.scan) == 0
+        && (m.look = pg_open(archive, "credit-audit archive")) != NULL
+        && (m.ver = ca_as_new(ks.key, ks.n, &io)) != NULL
+        && (m.sha = EVP_MD_CTX_new()) != NULL
+        && EVP_DigestInit_ex(m.sha, EVP_sha256(), NULL) == 1)
     {
-        char from[72];
-
-        snprintf(from, sizeof(from), "(%s", a.end_id);
-        rv = scan_stream_from(a.rc, co.stream, from, cb_export, &a, &count);
-        if (rv != 0) {
-            goto done;
-        }
-        if (a.grew) {
-            fprintf(stderr, "credit-audit: a chain picked for the archive "
-                    "grew meanwhile: nothing deleted; choose an earlier "
-                    "--before\n");
-            rv = EXIT_FINDING;
-            goto done;
-        }
+        rv = export_month(&m, out, month, &per);
     }
-    a.del = calloc(PAGE, sizeof(*a.del));
-    if (a.del == NULL) {
-        rv = EXIT_USAGE;
-        goto done;
-    }
-    rv = scan_stream(a.rc, co.stream, cb_trim, &a, &count);
-    if (rv == 0) {
-        rv = flush_del(&a);
-    }
-    printf("%zu entries deleted from %s\n", a.deleted, co.stream);
-
-done:
-    if (a.rc != NULL) {
-        redisFree(a.rc);
-    }
-    for (size_t i = 0; i < a.ndel; i++) {
-        free(a.del[i]);
-    }
-    free(a.del);
-    free(a.info);
-    map_free(&a.names);
-    av_run_free(v);
+    EVP_MD_CTX_free(m.sha);
+    ca_as_free(m.ver);
+    PQfinish(m.scan);
+    PQfinish(m.look);
+    map_free(&m.chains);
+    free(m.replay);
     av_keys_free(&ks);
     return rv;
 }

@@ -151,5 +151,7 @@ int cmd_anchor(int argc, char **argv);
 int cmd_archive(int argc, char **argv);
 int cmd_report(int argc, char **argv);
 int cmd_export(int argc, char **argv);
+int cmd_ship(int argc, char **argv);
+int cmd_findings(int argc, char **argv);
 
 #endif

@@ -7,7 +7,10 @@
  *   export   JSON Lines or CSV, one line per entry with its stream id
  *   report   a period's figures: the platform's periodic work report
  *            (tools/audit_report.c, audit_render.c)
- *   archive  export, verify and trim whole old chains (audit_archive.c)
+ *   ship     the stream into the PostgreSQL archive (audit_ship*.c)
+ *   findings what ship found, acknowledged (audit_findings.c)
+ *   archive  a month of the archive as a verified export
+ *            (audit_archive.c)
  *
  * Exit status: 0 success (verify: every chain intact), 1 a finding
  * (verify: any break), 2 usage or connection error.
@@ -47,7 +50,10 @@ static const char usage_main[] =
     "           --anchor FILE: nothing before them was dropped\n"
     "  export   JSON Lines or CSV: every entry, or one row per request\n"
     "  report   the period's work report (工作通报): md, csv, json, html\n"
-    "  archive  export, verify and trim whole chains older than a date\n"
+    "  ship     the stream into the PostgreSQL archive, verified, then\n"
+    "           trimmed (--archive CONNINFO; --init: the schema)\n"
+    "  findings  the breaks ship found; --acknowledge ID\n"
+    "  archive  a month of the archive as a verified export\n"
 
     "\n"
     COMMON_OPTS
@@ -488,7 +494,8 @@ main(int argc, char **argv)
         {"tail", cmd_tail}, {"query", cmd_query}, {"verify", cmd_verify},
         {"anchor", cmd_anchor},
         {"export", cmd_export}, {"report", cmd_report},
-        {"archive", cmd_archive}
+        {"archive", cmd_archive}, {"ship", cmd_ship},
+        {"findings", cmd_findings}
     };
 
     if (argc < 2) {

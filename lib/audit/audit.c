@@ -186,13 +186,18 @@ hput_u32(ca_hbuf *h, size_t n)
     hput(h, b, 4);
 }
 
+/* nlens NULL: names are C strings. */
 static void
-hfields(ca_hbuf *h, const char *const *names, const char *const *values,
-        const size_t *lens, size_t from, size_t n)
+hfields(ca_hbuf *h, const char *const *names, const size_t *nlens,
+        const char *const *values, const size_t *lens, size_t from,
+        size_t n)
 {
+    static const size_t hl = sizeof("hash") - 1;
+
     for (size_t i = from; i < n; i++) {
-        size_t nl = strlen(names[i]);
-        if (strcmp(names[i], CA_AUDIT_NAME(HASH)) == 0) {
+        size_t nl = nlens ? nlens[i] : strlen(names[i]);
+
+        if (nl == hl && memcmp(names[i], CA_AUDIT_NAME(HASH), hl) == 0) {
             continue;               /* the one field not hashed */
         }
         /* Length prefixes make the encoding unambiguous whatever bytes the
@@ -218,16 +223,24 @@ void
 ca_entry_digest(const char *const *names, const char *const *values,
                 const size_t *lens, size_t n, unsigned char out[32])
 {
+    ca_entry_digest_bin(names, NULL, values, lens, n, out);
+}
+
+/* name_lens NULL: names are C strings. */
+void
+ca_entry_digest_bin(const char *const *names, const size_t *name_lens,
+                    const char *const *values, const size_t *value_lens,
+                    size_t n, unsigned char out[32])
+{
     ca_hbuf  h;
 
     h.md = ca_sha256_begin();
     if (h.md == NULL) {
-        /* out of memory: fail loudly, not open */
         memset(out, 0xff, 32);
         return;
     }
     h.n = 0;
-    hfields(&h, names, values, lens, 0, n);
+    hfields(&h, names, name_lens, values, value_lens, 0, n);
     hfinal(&h, out);
 }
 
@@ -241,7 +254,7 @@ ca_entry_digest_prefix(const ca_entry *e, size_t upto)
         return NULL;
     }
     h.n = 0;
-    hfields(&h, e->name, e->value, e->len, 0, upto);
+    hfields(&h, e->name, NULL, e->value, e->len, 0, upto);
     if (EVP_DigestUpdate(h.md, h.b, h.n) != 1) {
         return NULL;
     }
@@ -280,7 +293,7 @@ ca_chain_seal_prefixed(ca_chain *ch, ca_entry *e, const EVP_MD_CTX *prefix,
             return -1;
         }
         hb.n = 0;
-        hfields(&hb, e->name, e->value, e->len, upto, e->n);
+        hfields(&hb, e->name, NULL, e->value, e->len, upto, e->n);
         hfinal(&hb, h);
     }
     ca_hex(h, 32, hex);

@@ -92,6 +92,11 @@ EVP_MD_CTX *ca_entry_digest_prefix(const ca_entry *e, size_t upto);
 /* SHA-256 over the canonical encoding of all fields but `hash`. */
 void ca_entry_digest(const char *const *names, const char *const *values,
                      const size_t *lens, size_t n, unsigned char out[32]);
+/* The same over names with lengths (any bytes, a NUL included): what a
+ * reader of the stream or of the archive hashes. */
+void ca_entry_digest_bin(const char *const *names, const size_t *name_lens,
+                         const char *const *values, const size_t *value_lens,
+                         size_t n, unsigned char out[32]);
 
 EVP_PKEY *ca_audit_key_load(const char *file, int private_key, char *err,
                             size_t errlen);

@@ -467,3 +467,14 @@ ca_json_is_code(json_t *v, size_t max)
            && json_string_length(v) == strlen(json_string_value(v))
            && ca_is_token_chars(json_string_value(v), max);
 }
+
+uint64_t
+ca_fnv1a(const char *s, size_t len)
+{
+    uint64_t h = 1469598103934665603ULL;
+
+    for (size_t i = 0; i < len; i++) {
+        h = (h ^ (unsigned char) s[i]) * 1099511628211ULL;
+    }
+    return h;
+}

@@ -37,6 +37,8 @@ void ca_hex(const unsigned char *in, size_t len, char *out /* 2*len+1 */);
 int ca_unhex(const char *in, unsigned char *out, size_t outlen);
 
 void ca_sha256(const void *data, size_t len, unsigned char out[32]);
+/* FNV-1a, 64 bits: for in-memory hash tables of names. */
+uint64_t ca_fnv1a(const char *s, size_t len);
 /* SHA-256 fetched once per process (see util.c). */
 #include <openssl/evp.h>
 const EVP_MD *ca_md_sha256(void);

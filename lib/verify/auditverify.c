@@ -27,6 +27,7 @@
 
 #include "audit/audit.h"
 #include "audit/auditschema.h"
+#include "auditfields.h"
 #include "auditverify_int.h"
 #include "core/util.h"
 
@@ -59,17 +60,6 @@ ca_av_new(EVP_PKEY *pub)
     return v;
 }
 
-static uint64_t
-fnv1a(const char *s, size_t len)
-{
-    uint64_t h = 1469598103934665603ULL;
-
-    for (size_t i = 0; i < len; i++) {
-        h = (h ^ (unsigned char) s[i]) * 1099511628211ULL;
-    }
-    return h;
-}
-
 static int
 rehash(ca_av *v)
 {
@@ -81,7 +71,7 @@ rehash(ca_av *v)
     }
     for (size_t i = 0; i < v->nchains; i++) {
         const char *name = v->chains[i]->pub.chain;
-        size_t      j = fnv1a(name, strlen(name)) & (n - 1);
+        size_t      j = ca_fnv1a(name, strlen(name)) & (n - 1);
 
         while (s[j]) {
             j = (j + 1) & (n - 1);
@@ -107,7 +97,7 @@ ca_av_chain_get(ca_av *v, const char *name, size_t len, int create)
     if (len != strnlen(name, len)) {
         len = strnlen(name, len);
     }
-    j = fnv1a(name, len) & (v->nslots - 1);
+    j = ca_fnv1a(name, len) & (v->nslots - 1);
     while (v->slots[j]) {
         c = v->chains[v->slots[j] - 1];
         if (strlen(c->pub.chain) == len
@@ -173,75 +163,27 @@ ca_av_report(av_chain *c, ca_av_kind kind, const char *id, uint64_t seq,
     return 0;
 }
 
-static int
-field_is(const char *name, size_t len, const char *want)
-{
-    return strlen(want) == len && memcmp(name, want, len) == 0;
-}
-
-/* The fields the verifier reads, by their first occurrence; a gateway
- * never writes a field twice, and the digest covers every occurrence. */
-enum { F_EVENT, F_CHAIN, F_SEQ, F_PREV, F_COVERS, F_HEAD, F_HEADS, F_SIG,
-       F_N };
-
-static const ca_audit_fid wanted[F_N] = {
-    CA_F_EVENT, CA_F_CHAIN, CA_F_SEQ, CA_F_PREV, CA_F_COVERS, CA_F_HEAD,
-    CA_F_HEADS, CA_F_SIG
-};
-
-typedef struct {
-    const char *const  *values;
-    const size_t       *lens;
-    ssize_t             at[F_N];
-} av_fields;
-
-static int
-has(const av_fields *f, int k)
-{
-    return f->at[k] >= 0;
-}
-
-#define VAL(f, k)   (f)->values[(f)->at[k]], (f)->lens[(f)->at[k]]
-
-/* ca_entry_digest() takes C-string names; a name with a NUL inside could
- * otherwise hash like a different, shorter one.  `hash` is sealed last;
+/* A name with a NUL inside is not one the gateway writes (its names are
+ * C strings): such an entry is not intact.  `hash` is sealed last;
  * anything after it is not covered. */
-static int
+static void
 digest_ok(size_t nfields, const char *const *names, const size_t *name_lens,
           const char *const *values, const size_t *value_lens,
           size_t hash_at, int *ok)
 {
-    size_t          i, total = 0;
     unsigned char   digest[32];
-    char            hex[65], *nbuf, **cnames;
+    char            hex[65];
 
-    for (i = 0; i < nfields; i++) {
+    for (size_t i = 0; i < nfields; i++) {
         if (memchr(names[i], '\0', name_lens[i]) != NULL) {
             *ok = 0;
-            return 0;
+            return;
         }
-        total += name_lens[i] + 1;
     }
-    nbuf = malloc(total);
-    cnames = malloc((nfields ? nfields : 1) * sizeof(char *));
-    if (nbuf == NULL || cnames == NULL) {
-        free(nbuf);
-        free(cnames);
-        return -1;
-    }
-    for (i = 0, total = 0; i < nfields; i++) {
-        cnames[i] = nbuf + total;
-        memcpy(cnames[i], names[i], name_lens[i]);
-        cnames[i][name_lens[i]] = '\0';
-        total += name_lens[i] + 1;
-    }
-    ca_entry_digest((const char *const *) cnames, values, value_lens,
-                    nfields, digest);
-    free(nbuf);
-    free(cnames);
+    ca_entry_digest_bin(names, name_lens, values, value_lens, nfields,
+                        digest);
     ca_hex(digest, 32, hex);
     *ok = hash_at == nfields - 1 && memcmp(hex, values[hash_at], 64) == 0;
-    return 0;
 }
 
 /* A v2 checkpoint's heads, parsed at the end of c->heads; counted in
@@ -282,19 +224,19 @@ parse_heads(av_chain *c, av_rec *r, const char *s, size_t len, int *ok)
 }
 
 static int
-read_checkpoint(const ca_av *v, av_chain *c, av_rec *r, const av_fields *f)
+read_checkpoint(const ca_av *v, av_chain *c, av_rec *r, const ca_vfields *f)
 {
     char    hex[65];
     int     heads_ok = 1;
 
-    if (!(r->well_formed && has(f, F_COVERS) && has(f, F_HEAD)
-          && has(f, F_SIG)
+    if (!(r->well_formed && HAS(f, F_COVERS) && HAS(f, F_HEAD)
+          && HAS(f, F_SIG)
           && ca_ckpt_parse_u64(VAL(f, F_COVERS), &r->covers) == 0
           && ca_ckpt_parse_hash(VAL(f, F_HEAD), r->head) == 0))
     {
         return 0;
     }
-    if (has(f, F_HEADS) && parse_heads(c, r, VAL(f, F_HEADS), &heads_ok)
+    if (HAS(f, F_HEADS) && parse_heads(c, r, VAL(f, F_HEADS), &heads_ok)
                            != 0)
     {
         return -1;
@@ -305,9 +247,9 @@ read_checkpoint(const ca_av *v, av_chain *c, av_rec *r, const av_fields *f)
     r->cp_fields = 1;
     ca_hex(r->head, 32, hex);
     r->sig_ok = ca_checkpoint_verify(v->key, c->pub.chain, r->covers, hex,
-                                     has(f, F_HEADS)
+                                     HAS(f, F_HEADS)
                                      ? f->values[f->at[F_HEADS]] : NULL,
-                                     has(f, F_HEADS)
+                                     HAS(f, F_HEADS)
                                      ? f->lens[f->at[F_HEADS]] : 0,
                                      VAL(f, F_SIG));
     if (r->sig_ok) {
@@ -325,63 +267,45 @@ ca_av_add(ca_av *v, const char *id, size_t nfields,
 {
     av_rec      r;
     av_chain   *c;
-    av_fields   f;
-    size_t      i, nhash = 0, hash_at = 0;
+    ca_vfields  f;
+    size_t      nhash, hash_at;
     int         ok = 0;
 
     memset(&r, 0, sizeof(r));
     r.pos = v->pos++;
     snprintf(r.id, sizeof(r.id), "%s", id);
 
-    f.values = values;
-    f.lens = value_lens;
-    for (i = 0; i < F_N; i++) {
-        f.at[i] = -1;
-    }
-    for (i = 0; i < nfields; i++) {
-        if (field_is(names[i], name_lens[i], CA_AUDIT_NAME(HASH))) {
-            nhash++;
-            hash_at = i;
-            continue;
-        }
-        for (int k = 0; k < F_N; k++) {
-            if (f.at[k] < 0 && field_is(names[i], name_lens[i],
-                                        ca_audit_schema[wanted[k]].name)) {
-                f.at[k] = (ssize_t) i;
-                break;
-            }
-        }
-    }
+    ca_vf_scan(&f, nfields, names, name_lens, values, value_lens);
+    nhash = f.nhash;
+    hash_at = f.hash_at;
 
-    c = has(&f, F_CHAIN) ? ca_av_chain_get(v, VAL(&f, F_CHAIN), 1)
+    c = HAS(&f, F_CHAIN) ? ca_av_chain_get(v, VAL(&f, F_CHAIN), 1)
                          : ca_av_chain_get(v, "", 0, 1);
     if (c == NULL) {
         return -1;
     }
 
-    r.well_formed = has(&f, F_CHAIN) && f.lens[f.at[F_CHAIN]] > 0
-        && has(&f, F_SEQ)
+    r.well_formed = HAS(&f, F_CHAIN) && f.lens[f.at[F_CHAIN]] > 0
+        && HAS(&f, F_SEQ)
         && ca_ckpt_parse_u64(VAL(&f, F_SEQ), &r.seq) == 0
         && r.seq > 0
-        && has(&f, F_PREV)
+        && HAS(&f, F_PREV)
         && ca_ckpt_parse_hash(VAL(&f, F_PREV), r.prev) == 0
         && nhash == 1
         && ca_ckpt_parse_hash(values[hash_at], value_lens[hash_at], r.hash)
            == 0;
 
-    if (r.well_formed
-        && digest_ok(nfields, names, name_lens, values, value_lens, hash_at,
-                     &ok) != 0)
-    {
-        return -1;
+    if (r.well_formed) {
+        digest_ok(nfields, names, name_lens, values, value_lens, hash_at,
+                  &ok);
     }
     r.digest_ok = ok;
 
-    r.discontinuity = has(&f, F_EVENT)
-                      && field_is(VAL(&f, F_EVENT), ca_audit_event_name(
+    r.discontinuity = HAS(&f, F_EVENT)
+                      && ca_vf_is(VAL(&f, F_EVENT), ca_audit_event_name(
                                                     CA_EV_DISCONTINUITY));
-    if (has(&f, F_EVENT)
-        && field_is(VAL(&f, F_EVENT),
+    if (HAS(&f, F_EVENT)
+        && ca_vf_is(VAL(&f, F_EVENT),
                     ca_audit_event_name(CA_EV_CHECKPOINT)))
     {
         r.checkpoint = 1;

@@ -93,3 +93,9 @@ from .platform import (  # noqa: F401
     tls_exchange)
 from .wiring import (  # noqa: F401
     Stack)
+from .postgres import (  # noqa: F401
+    PG_BIN,
+    Postgres)
+from .auditgen import (  # noqa: F401
+    AuditWriter,
+    entry_hash)

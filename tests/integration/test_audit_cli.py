@@ -8,7 +8,6 @@ tests' traffic cannot change what these tests count."""
 
 import csv
 import datetime
-import hashlib
 import io
 import json
 import os
@@ -37,13 +36,7 @@ TOOL = Path(os.environ.get("CREDIT_AUDIT_BIN")
 def digest(fields):
     """The entry hash of docs/audit-format.md: SHA-256 over u32be(len)
     name u32be(len) value for every field but `hash`, in stored order."""
-    h = hashlib.sha256()
-    for name, value in fields:
-        if name == b"hash":
-            continue
-        h.update(struct.pack(">I", len(name)) + name)
-        h.update(struct.pack(">I", len(value)) + value)
-    return h.hexdigest().encode()
+    return S.entry_hash(fields).encode()
 
 
 def run(audit, *args, stream=STREAM, redis_addr=None, pubkey=None,
@@ -665,7 +658,8 @@ def test_version_everywhere():
     want = re.search(r'CA_VERSION "([^"]+)"',
                      (Path(ROOT) / "lib" / "core" / "version.h").read_text()).group(1)
     for tool, cmds in (("credit-audit", ["tail", "query", "verify", "export",
-                                         "report", "archive"]),
+                                         "report", "archive", "ship",
+                                         "findings"]),
                        ("credit-consent", ["keygen", "sign", "inspect",
                                            "revoke"]),
                        ("credit-policy", ["check", "explain", "diff"])):
@@ -913,70 +907,6 @@ def test_verify_with_a_keyring(audit, tmp_path):
     bad.write_text("not a key\n")
     p = run(audit, "verify", "--keyring", str(bad), check=2)
     assert b"BEGIN PUBLIC KEY" in p.stderr
-
-
-# ------------------------------------------------------------------------
-# archive
-
-def test_archive_exports_verifies_then_trims(audit, copy, tmp_path):
-    raw = audit.raw_entries()
-    k = copy(raw)
-    pub = audit.env.st.audit_pub
-    run(audit, "archive", "--before", "2099-01", "--out",
-        str(tmp_path / "x"), stream=k, check=2)          # no key
-    run(audit, "archive", "--out", str(tmp_path / "x"), stream=k,
-        pubkey=pub, check=2)                              # no date
-    # nothing ended before 2020
-    p = run(audit, "archive", "--before", "2020-01-01", "--out",
-            str(tmp_path / "none.jsonl"), stream=k, pubkey=pub, check=0)
-    assert b"nothing to archive" in p.stdout
-    assert not (tmp_path / "none.jsonl").exists()
-    # dry run: exported and verified, nothing deleted
-    dry = tmp_path / "dry.jsonl"
-    run(audit, "archive", "--before", "2099-01", "--out", str(dry),
-        "--dry-run", stream=k, pubkey=pub, check=0)
-    assert len(dry.read_text().splitlines()) == len(raw)
-    assert audit.raw.xlen(k) == len(raw)
-    # never written over
-    p = run(audit, "archive", "--before", "2099-01", "--out", str(dry),
-            stream=k, pubkey=pub, check=2)
-    assert b"never written over" in p.stderr
-    assert audit.raw.xlen(k) == len(raw)
-    # the real thing: every chain is whole and signed, all go
-    ids = [i.decode() for i, _ in audit.raw.xrange(k)]
-    out = tmp_path / "archive.jsonl"
-    p = run(audit, "archive", "--before", "2099-01", "--out", str(out),
-            stream=k, pubkey=pub, check=0)
-    lines = [json.loads(l) for l in out.read_text().splitlines()]
-    assert [l["id"] for l in lines] == ids
-    assert audit.raw.xlen(k) == 0
-    assert f"{len(raw)} entries deleted".encode() in p.stdout
-    # the archive verifies when loaded back
-    back = copy([(l.pop("id"), [(n.encode(), v.encode())
-                                for n, v in l.items()]) for l in lines])
-    verify(audit, stream=back, check=0)
-
-
-def test_archive_leaves_a_broken_chain(audit, copy, tmp_path):
-    raw = audit.raw_entries()
-    c, mids = main_chain(raw)
-    t = [(i, f) for i, f in raw
-         if not (chain_of(f) == c and seq_of(f) == mids[0])]
-    k = copy(t)
-    out = tmp_path / "a.jsonl"
-    run(audit, "archive", "--before", "2099-01", "--out", str(out),
-        stream=k, pubkey=audit.env.st.audit_pub, check=0)
-    left = [f for _, f in audit.raw.xrange(k)]
-    # the broken chain stays in Redis with every chain of its writer (their
-    # checkpoints list each other's heads), the other writers' went
-    writer = c.rsplit(b"/", 1)[0] + b"/"
-    assert left and all(chain_of(list(f.items())).startswith(writer)
-                        for f in left)
-    assert len(left) == sum(1 for _, f in t
-                            if chain_of(f).startswith(writer))
-    archived = out.read_text().splitlines() if out.exists() else []
-    assert all(not l["chain"].startswith(writer.decode())
-               for l in map(json.loads, archived))
 
 
 # ------------------------------------------------------------------------

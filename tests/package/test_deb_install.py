@@ -109,6 +109,36 @@ def test_files_in_place(debs):
     assert ": ok (" in out
 
 
+UNIT = Path("/lib/systemd/system/credit-audit-ship.service")
+
+
+def test_shipper_unit_installed_not_enabled(debs):
+    """credit-audit-ship.service: in credit-auth-tools, hardened, its
+    secrets from a file systemd reads, not enabled or started at install
+    (it needs /etc/credit-auth/ship.env first)."""
+    text = UNIT.read_text()
+    for line in ("NoNewPrivileges=yes", "ProtectSystem=strict",
+                 "PrivateTmp=yes", "DynamicUser=yes",
+                 "EnvironmentFile=/etc/credit-auth/ship.env",
+                 "ExecStart=/usr/bin/credit-audit ship --archive "
+                 "${CREDIT_AUDIT_ARCHIVE}"):
+        assert line in text, line
+    assert "password" not in text.split("ExecStart=", 1)[1].split("\n\n")[0]
+    assert not Path("/etc/systemd/system/multi-user.target.wants/"
+                    "credit-audit-ship.service").exists()
+    assert Path("/usr/share/doc/credit-auth-tools/examples/ship.env").is_file()
+    assert Path("/usr/share/doc/credit-auth-tools/archive.md.gz").is_file()
+    r = subprocess.run(["systemd-analyze", "verify", str(UNIT)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "credit-audit-ship" not in r.stderr, \
+        r.stderr
+    # the tool runs against libpq as installed (libpq5 from shlibs)
+    r = run(["credit-audit", "ship", "--print-schema"])
+    assert "CREATE TABLE credit_audit.entries" in r.stdout
+    deps = run(["dpkg-query", "-W", "-f=${Depends}", "credit-auth-tools"])
+    assert "libpq5" in deps.stdout
+
+
 @pytest.fixture
 def conf_dir(tmp_path):
     """/etc/credit-auth's files for the README example, in a temp dir."""

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "audit/audit.h"
+#include "core/util.h"
 #include "verify/auditverify.h"
 
 /* RFC 8032's test key 1 (secret): docs/audit-format.md §5 signs its
@@ -62,6 +63,36 @@ sentry_get(const sentry *e, const char *name)
         }
     }
     return NULL;
+}
+
+/* Sets a field's value (it must exist). */
+static inline void
+set_field(sentry *e, const char *name, const char *value)
+{
+    for (size_t j = 0; j < e->n; j++) {
+        if (strcmp(e->name[j], name) == 0) {
+            free(e->value[j]);
+            e->value[j] = strdup(value);
+            e->len[j] = strlen(value);
+            return;
+        }
+    }
+    fprintf(stderr, "no field %s\n", name);
+    abort();
+}
+
+/* What a forger without the private key can do: recompute the entry's own
+ * hash after changing it. */
+static inline void
+rehash(sentry *e)
+{
+    unsigned char h[32];
+    char          hex[65];
+
+    ca_entry_digest((const char *const *) e->name,
+                    (const char *const *) e->value, e->len, e->n, h);
+    ca_hex(h, 32, hex);
+    set_field(e, "hash", hex);
 }
 
 /* ca_av_add() of the entry, under its id. */

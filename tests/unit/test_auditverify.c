@@ -119,34 +119,6 @@ index_of(stream *s, sentry *e)
 }
 
 static void
-set_field(sentry *e, const char *name, const char *value)
-{
-    for (size_t j = 0; j < e->n; j++) {
-        if (strcmp(e->name[j], name) == 0) {
-            free(e->value[j]);
-            e->value[j] = strdup(value);
-            e->len[j] = strlen(value);
-            return;
-        }
-    }
-    fail_msg("no field %s", name);
-}
-
-/* What a forger without the private key can do: recompute the entry's own
- * hash after changing it. */
-static void
-rehash(sentry *e)
-{
-    unsigned char h[32];
-    char          hex[65];
-
-    ca_entry_digest((const char *const *) e->name,
-                    (const char *const *) e->value, e->len, e->n, h);
-    ca_hex(h, 32, hex);
-    set_field(e, "hash", hex);
-}
-
-static void
 remove_at(stream *s, size_t i)
 {
     sentry_clear(&s->e[i]);

@@ -1,0 +1,257 @@
+/*
+ * The archive read back (audit_pg.h): the verbatim copy of an entry
+ * (raw), and archive_scan(), every archived entry in archive order as the
+ * tools' entry, one row at a time (libpq's single-row mode: memory stays
+ * that of one entry whatever the archive's size).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit_pg.h"
+#include "core/util.h"
+
+/* ---- the verbatim copy ----------------------------------------------------- */
+
+static void
+put_u32(sbuf *b, size_t n)
+{
+    unsigned char x[4] = {
+        (unsigned char) (n >> 24), (unsigned char) (n >> 16),
+        (unsigned char) (n >> 8), (unsigned char) n
+    };
+    sb_put(b, x, 4);
+}
+
+void
+raw_encode(sbuf *b, const entry *e)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        put_u32(b, e->nlen[i]);
+        sb_put(b, e->name[i], e->nlen[i]);
+        put_u32(b, e->vlen[i]);
+        sb_put(b, e->value[i], e->vlen[i]);
+    }
+}
+
+static int
+get_u32(const unsigned char *p, size_t len, size_t *at, size_t *n)
+{
+    if (len - *at < 4) {
+        return -1;
+    }
+    p += *at;
+    *n = (size_t) p[0] << 24 | (size_t) p[1] << 16 | (size_t) p[2] << 8
+         | p[3];
+    *at += 4;
+    return *n <= len - *at ? 0 : -1;
+}
+
+int
+raw_decode(const unsigned char *raw, size_t len, entry *e, size_t *cap)
+{
+    size_t at = 0, n;
+
+    e->n = 0;
+    while (at < len) {
+        if (e->n == *cap) {
+            size_t       ncap = *cap ? *cap * 2 : 64;
+            const char **nn = realloc(e->name, ncap * sizeof(*nn));
+            const char **nv;
+            size_t      *nl, *vl;
+
+            if (nn == NULL) {
+                return -1;
+            }
+            e->name = nn;
+            if ((nv = realloc(e->value, ncap * sizeof(*nv))) == NULL) {
+                return -1;
+            }
+            e->value = nv;
+            if ((nl = realloc(e->nlen, ncap * sizeof(*nl))) == NULL) {
+                return -1;
+            }
+            e->nlen = nl;
+            if ((vl = realloc(e->vlen, ncap * sizeof(*vl))) == NULL) {
+                return -1;
+            }
+            e->vlen = vl;
+            *cap = ncap;
+        }
+        if (get_u32(raw, len, &at, &n) != 0) {
+            return -1;
+        }
+        e->name[e->n] = (const char *) raw + at;
+        e->nlen[e->n] = n;
+        at += n;
+        if (get_u32(raw, len, &at, &n) != 0) {
+            return -1;
+        }
+        e->value[e->n] = (const char *) raw + at;
+        e->vlen[e->n] = n;
+        at += n;
+        e->n++;
+    }
+    return 0;
+}
+
+/* ---- reading the archive ----------------------------------------------------- */
+
+static uint64_t
+be64(const char *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++) {
+        v = v << 8 | (unsigned char) p[i];
+    }
+    return v;
+}
+
+/* One row of archive_scan's query: ord, stream, stream_id, copy_of,
+ * entry_time in ms, raw, then the typed columns as text. */
+static int
+scan_row(PGresult *r, const archive_filter *f, archive_cb cb, void *data,
+         entry *e, size_t *cap)
+{
+    archive_row row;
+    char        stream[256], id[64];
+
+    memset(&row, 0, sizeof(row));
+    row.ord = be64(PQgetvalue(r, 0, 0));
+    snprintf(stream, sizeof(stream), "%.*s", PQgetlength(r, 0, 1),
+             PQgetvalue(r, 0, 1));
+    snprintf(id, sizeof(id), "%.*s", PQgetlength(r, 0, 2),
+             PQgetvalue(r, 0, 2));
+    row.stream = stream;
+    row.is_copy = !PQgetisnull(r, 0, 3);
+    row.copy_of = row.is_copy ? be64(PQgetvalue(r, 0, 3)) : 0;
+    row.entry_ms = (int64_t) be64(PQgetvalue(r, 0, 4));
+    for (int i = 0; f->columns && i < CA_F_COUNT; i++) {
+        if (!PQgetisnull(r, 0, 6 + i)) {
+            row.col[i] = PQgetvalue(r, 0, 6 + i);
+            row.col_len[i] = (size_t) PQgetlength(r, 0, 6 + i);
+        }
+    }
+    e->id = id;
+    if (raw_decode((const unsigned char *) PQgetvalue(r, 0, 5),
+                   (size_t) PQgetlength(r, 0, 5), e, cap) != 0)
+    {
+        fprintf(stderr, "%s: archive: entry %llu: its verbatim copy is "
+                "malformed\n", tool_name, (unsigned long long) row.ord);
+        return EXIT_USAGE;
+    }
+    return cb(e, &row, data);
+}
+
+int
+archive_scan(PGconn *c, const archive_filter *f, archive_cb cb, void *data,
+             size_t *count)
+{
+    sbuf        sql = {0};
+    const char *params[8];
+    char        num[6][24];
+    int         np = 0, rv = 0, failed = 0;
+    entry       e;
+    size_t      cap = 0;
+    PGresult   *r;
+
+    memset(&e, 0, sizeof(e));
+    *count = 0;
+    /* binary results: raw arrives as its bytes, no hex to undo */
+    sb_puts(&sql, "SELECT ord, stream, stream_id, copy_of, (extract(epoch "
+            "FROM entry_time) * 1000)::bigint, raw");
+    for (int i = 0; f->columns && i < CA_F_COUNT; i++) {
+        sb_printf(&sql, ", %s::text", ca_audit_schema[i].column);
+    }
+    sb_puts(&sql, " FROM " ARCHIVE_SCHEMA ".entries WHERE true");
+    if (f->stream != NULL) {
+        params[np++] = f->stream;
+        sb_printf(&sql, " AND stream = $%d", np);
+    }
+    if (f->has_since) {
+        snprintf(num[np], sizeof(num[0]), "%lld", (long long) f->since_ms);
+        params[np] = num[np];
+        np++;
+        sb_printf(&sql, " AND entry_time >= to_timestamp($%d::bigint / "
+                  "1000.0)", np);
+    }
+    if (f->has_until) {
+        snprintf(num[np], sizeof(num[0]), "%lld", (long long) f->until_ms);
+        params[np] = num[np];
+        np++;
+        sb_printf(&sql, " AND entry_time < to_timestamp($%d::bigint / "
+                  "1000.0)", np);
+    }
+    if (f->has_ord) {
+        snprintf(num[np], sizeof(num[0]), "%llu",
+                 (unsigned long long) f->ord_from);
+        params[np] = num[np];
+        np++;
+        sb_printf(&sql, " AND ord >= $%d", np);
+        snprintf(num[np], sizeof(num[0]), "%llu",
+                 (unsigned long long) f->ord_to);
+        params[np] = num[np];
+        np++;
+        sb_printf(&sql, " AND ord < $%d", np);
+    }
+    sb_puts(&sql, " ORDER BY ord");
+    if (sql.failed
+        || !PQsendQueryParams(c, sql.p, np, NULL, params, NULL, NULL, 1)
+        || !PQsetSingleRowMode(c))
+    {
+        fprintf(stderr, "%s: archive: %s\n", tool_name, pg_error(c));
+        sb_free(&sql);
+        return EXIT_USAGE;
+    }
+    while ((r = PQgetResult(c)) != NULL) {
+        if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
+            if (rv == 0 && !failed) {
+                (*count)++;
+                rv = scan_row(r, f, cb, data, &e, &cap);
+                failed = rv == EXIT_USAGE;
+            }
+        } else if (PQresultStatus(r) != PGRES_TUPLES_OK) {
+            pg_check(c, r, sql.p);
+            failed = 1;
+        }
+        PQclear(r);
+    }
+    free(e.name);
+    free(e.value);
+    free(e.nlen);
+    free(e.vlen);
+    sb_free(&sql);
+    return failed ? EXIT_USAGE : rv;
+}
+
+int
+archive_holder(PGconn *c, const char *stream, const char *chain, size_t len,
+               uint64_t seq, uint64_t before, ca_as_mark *m)
+{
+    char       *name = strndup(chain, len), num[24], ord[24];
+    const char *p[4] = {stream, name, num, ord};
+    PGresult   *r;
+    int         rc = 1;
+
+    if (name == NULL) {
+        return -1;
+    }
+    snprintf(num, sizeof(num), "%llu", (unsigned long long) seq);
+    snprintf(ord, sizeof(ord), "%llu", (unsigned long long)
+             (before > INT64_MAX ? INT64_MAX : before));
+    r = pg_query(c, "SELECT ord, hash FROM " ARCHIVE_SCHEMA ".entries WHERE "
+                 "chain = $2 AND seq = $3 AND copy_of IS NULL AND stream = $1 "
+                 "AND ord < $4 ORDER BY ord LIMIT 1", 4, p);
+    free(name);
+    if (r == NULL) {
+        return -1;
+    }
+    if (PQntuples(r) == 1) {
+        m->seq = seq;
+        m->ord = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        rc = ca_unhex(PQgetvalue(r, 0, 1), m->hash, 32) == 0 ? 0 : -1;
+    }
+    PQclear(r);
+    return rc;
+}

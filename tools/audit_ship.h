@@ -1,0 +1,120 @@
+/*
+ * credit-audit ship (SPEC §7.2, docs/archive.md): the stream into the
+ * PostgreSQL archive, verified, one transaction per batch, then
+ * acknowledged and trimmed from Redis.
+ *
+ *   audit_ship.c         the command: options, active or standby, retries
+ *   audit_shipbatch.c    a batch: verify, stage, commit (one transaction)
+ *   audit_shipredis.c    the consumer group, trimming, the published lag
+ *   audit_shipmetrics.c  Prometheus text file
+ */
+#ifndef CA_TOOLS_AUDIT_SHIP_H
+#define CA_TOOLS_AUDIT_SHIP_H
+
+#include <stdint.h>
+
+#include "audit_pg.h"
+#include "audit_verify.h"
+#include "verify/auditstep.h"
+
+/* A delivered entry: its fields point into the Redis reply it came in. */
+typedef struct {
+    entry       e;
+    int         gone;           /* claimed, but deleted from the stream */
+} ship_entry;
+
+typedef struct {
+    redisReply *reply[4];       /* the replies the entries point into */
+    size_t      nreply;
+    ship_entry *items;
+    size_t      n, cap;
+} ship_batch;
+
+/* A chain an unacknowledged finding holds in Redis from one entry on. */
+typedef struct {
+    char       *chain;
+    char        from[48];
+} ship_hold;
+
+typedef struct {
+    uint64_t    entries, batches, copies, duplicates, redelivered, trimmed;
+    uint64_t    findings[CA_AV_KINDS];
+    uint64_t    pg_errors, redis_errors, stale;
+    double      last_commit;    /* Unix seconds */
+    int64_t     lag_ms;         /* -1: unknown */
+    long long   stream_len;
+    long long   open_findings;
+    uint64_t    archived_total; /* the archive's next ord */
+} ship_stats;
+
+typedef struct {
+    /* options */
+    common_opts     co;
+    const char     *archive;
+    const char     *group;
+    char            consumer[128];
+    int64_t         keep_ms;
+    long            batch;
+    long            block_ms;
+    const char     *metrics;
+    int             once;
+
+    /* connections and verification */
+    redisContext   *rc;
+    PGconn         *pg;
+    av_keys         keys;
+    ca_as          *ver;
+    int             active;     /* holds the stream's lock */
+    int             staged;     /* the session's staging table exists */
+
+    /* what the archive holds (as of the last commit) */
+    uint64_t        next_ord;
+    char            last_id[48];
+    uint64_t        stream_entries;
+    char            months[64][8];      /* partitions known to exist */
+    size_t          nmonths;
+
+    /* trimming */
+    ship_hold      *holds;
+    size_t          nholds;
+    char            xdel_from[48];      /* XDEL beyond a hold: next id */
+
+    ship_stats      st;
+    uint64_t        new_findings;       /* this run (--once's status) */
+} ship;
+
+/* audit_shipbatch.c */
+/* The archive's state of the stream, and a fresh verifier over it. */
+int shipdb_load(ship *s);
+void shipdb_reset(ship *s);
+/* Verifies and archives the batch in one transaction.  0 done, 1 the
+ * archive moved under us (another shipper: state reloaded, redo), -1
+ * PostgreSQL failed. */
+int shipdb_commit(ship *s, const ship_batch *b);
+/* The unacknowledged findings' holds on this stream into s->holds. */
+int shipdb_holds(ship *s);
+
+/* audit_shipredis.c */
+void batch_free(ship_batch *b);
+/* 0 group there (created if missing), -1 Redis failed, 1 no stream. */
+int shipredis_group(ship *s);
+/* The next entries: first every pending one (a shipper that stopped,
+ * this one's before a failure), then new ones.  *claiming carries the
+ * claim cursor ("0-0" to start, "" when done).  0 (b->n may be 0: none
+ * now), -1 Redis failed. */
+int shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
+                   int block);
+int shipredis_ack(ship *s, const ship_batch *b);
+/* Trims what is archived, older than --keep, and not held; publishes the
+ * lag.  0 or -1 (Redis failed). */
+int shipredis_trim(ship *s);
+/* Only the lag, the stream's length and the published state (the
+ * archive is away: nothing is trimmed).  0 or -1. */
+int shipredis_lag(ship *s);
+
+/* audit_shipmetrics.c */
+int ship_metrics_write(const ship *s);
+
+void ship_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+#endif

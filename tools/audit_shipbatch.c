@@ -1,0 +1,561 @@
+/*
+ * credit-audit ship: one batch into the archive, in one transaction
+ * (docs/archive.md, "The shipping protocol").
+ *
+ *   BEGIN; lock the archive's log row (FOR UPDATE: shippers commit one
+ *   at a time, archive orders stay contiguous) and the stream's row;
+ *   if the stream moved since this shipper's last commit, someone else
+ *   shipped: roll back, reload, redo (the redone batch skips what is now
+ *   archived);
+ *   verify each entry not yet archived (lib/verify/auditstep.h) with the
+ *   archive order it gets, and write its row: the typed columns, the
+ *   verbatim copy;
+ *   COPY the rows into the entries: a row a unique key refuses means the
+ *   state was stale after all, and the batch rolls back whole (never a
+ *   row skipped: that would leave a gap in the archive orders, or drop
+ *   evidence; docs/archive.md says why not ON CONFLICT DO NOTHING);
+ *   COPY the findings; upsert the chains' states; move the log and the
+ *   stream; COMMIT.
+ *
+ * Only after COMMIT does the caller acknowledge and trim in Redis.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "audit_ship.h"
+#include "audit/auditschema.h"
+#include "core/util.h"
+
+#define SHIP_CHAINS_MAX 4096
+
+/* ---- the verifier's view of the archive ---------------------------------- */
+
+static int
+unhex_bytea(const char *s, unsigned char *out, size_t len)
+{
+    return strncmp(s, "\\x", 2) == 0 && strlen(s) == 2 + 2 * len
+           ? ca_unhex(s + 2, out, len) : -1;
+}
+
+static int
+cb_load(void *data, const char *chain, size_t len, ca_as_state *st)
+{
+    ship       *s = data;
+    char       *name = strndup(chain, len);
+    const char *p[2] = {s->co.stream, name};
+    PGresult   *r;
+    int         rc = 1;
+
+    if (name == NULL) {
+        return -1;
+    }
+    r = pg_query(s->pg, "SELECT last_seq, last_hash, last_ord, signed_seq, "
+                 "key_id, entries FROM " ARCHIVE_SCHEMA ".chains WHERE "
+                 "stream = $1 AND chain = $2", 2, p);
+    free(name);
+    if (r == NULL) {
+        return -1;
+    }
+    if (PQntuples(r) == 1) {
+        memset(st, 0, sizeof(*st));
+        st->last_seq = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+        st->last_ord = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
+        st->signed_seq = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
+        st->entries = strtoull(PQgetvalue(r, 0, 5), NULL, 10);
+        st->has_key = !PQgetisnull(r, 0, 4);
+        rc = unhex_bytea(PQgetvalue(r, 0, 1), st->last_hash, 32) != 0
+             || (st->has_key
+                 && unhex_bytea(PQgetvalue(r, 0, 4), st->key_id, 32) != 0)
+             ? -1 : 0;
+    }
+    PQclear(r);
+    return rc;
+}
+
+static int
+cb_lookup(void *data, const char *chain, size_t len, uint64_t seq,
+          ca_as_mark *m)
+{
+    ship *s = data;
+
+    return archive_holder(s->pg, s->co.stream, chain, len, seq, UINT64_MAX,
+                          m);
+}
+
+void
+shipdb_reset(ship *s)
+{
+    ca_as_free(s->ver);
+    s->ver = NULL;
+}
+
+int
+shipdb_load(ship *s)
+{
+    const char *p[1] = {s->co.stream};
+    PGresult   *r;
+
+    shipdb_reset(s);
+    if (!s->staged) {
+        /* per session; emptied by every commit */
+        if (pg_exec(s->pg, "CREATE TEMP TABLE ship_chains (LIKE "
+                    ARCHIVE_SCHEMA ".chains) ON COMMIT DELETE ROWS") != 0)
+        {
+            return -1;
+        }
+        s->staged = 1;
+    }
+    r = pg_query(s->pg, "SELECT last_id, entries FROM " ARCHIVE_SCHEMA
+                 ".streams WHERE stream = $1", 1, p);
+    if (r == NULL) {
+        return -1;
+    }
+    snprintf(s->last_id, sizeof(s->last_id), "%s",
+             PQntuples(r) ? PQgetvalue(r, 0, 0) : "0-0");
+    s->stream_entries = PQntuples(r) ? strtoull(PQgetvalue(r, 0, 1), NULL,
+                                                10) : 0;
+    PQclear(r);
+    return 0;
+}
+
+/* ---- rows ------------------------------------------------------------------ */
+
+static void
+entry_row(ship *s, sbuf *b, const entry *e, uint64_t ord,
+          const ca_as_verdict *v, int64_t ms)
+{
+    const char *val[CA_F_COUNT];
+    size_t      len[CA_F_COUNT];
+    sbuf        raw = {0};
+
+    archive_columns(e, val, len);
+    sb_copy_u64(b, ord);
+    sb_copy_tab(b);
+    sb_copy_time(b, ms);
+    sb_copy_tab(b);
+    sb_copy_text(b, s->co.stream, strlen(s->co.stream));
+    sb_copy_tab(b);
+    sb_copy_text(b, e->id, strlen(e->id));
+    sb_copy_tab(b);
+    if (v->copy) {
+        sb_copy_u64(b, v->copy_of);
+    } else {
+        sb_copy_null(b);
+    }
+    for (int f = 0; f < CA_F_COUNT; f++) {
+        sb_copy_tab(b);
+        if (val[f] != NULL) {
+            sb_copy_text(b, val[f], len[f]);
+        } else {
+            sb_copy_null(b);
+        }
+    }
+    sb_copy_tab(b);
+    raw_encode(&raw, e);
+    sb_copy_bytea(b, (const unsigned char *) raw.p, raw.len);
+    b->failed |= raw.failed;
+    sb_free(&raw);
+    sb_copy_eol(b);
+}
+
+static void
+finding_rows(ship *s, sbuf *b, const entry *e, uint64_t ord,
+             const ca_as_verdict *v)
+{
+    size_t      clen = 0;
+    const char *chain = get(e, CA_F_CHAIN, &clen);
+
+    if (chain == NULL || !ca_audit_column_fits(CA_F_CHAIN, chain, clen)) {
+        chain = "";
+        clen = 0;
+    }
+    for (size_t i = 0; i < v->nfindings; i++) {
+        const ca_as_finding *f = &v->findings[i];
+
+        sb_copy_text(b, s->co.stream, strlen(s->co.stream));
+        sb_copy_tab(b);
+        sb_copy_text(b, e->id, strlen(e->id));
+        sb_copy_tab(b);
+        sb_copy_u64(b, ord);
+        sb_copy_tab(b);
+        sb_copy_text(b, chain, clen);
+        sb_copy_tab(b);
+        if (f->seq > 0) {
+            sb_copy_u64(b, f->seq);
+        } else {
+            sb_copy_null(b);
+        }
+        sb_copy_tab(b);
+        sb_puts(b, ca_av_kind_name(f->kind));
+        sb_copy_tab(b);
+        sb_copy_text(b, f->detail, strlen(f->detail));
+        sb_copy_tab(b);
+        sb_copy_text(b, s->consumer, strlen(s->consumer));
+        sb_copy_eol(b);
+        s->st.findings[f->kind]++;
+    }
+}
+
+static void
+chain_rows(ship *s, sbuf *b)
+{
+    size_t             cur = 0, len;
+    const char        *name;
+    const ca_as_state *st;
+
+    while (ca_as_touched(s->ver, &cur, &name, &len, &st)) {
+        sb_copy_text(b, s->co.stream, strlen(s->co.stream));
+        sb_copy_tab(b);
+        sb_copy_text(b, name, len);
+        sb_copy_tab(b);
+        sb_copy_u64(b, st->last_seq);
+        sb_copy_tab(b);
+        sb_copy_bytea(b, st->last_hash, 32);
+        sb_copy_tab(b);
+        sb_copy_u64(b, st->last_ord);
+        sb_copy_tab(b);
+        sb_copy_u64(b, st->signed_seq);
+        sb_copy_tab(b);
+        if (st->has_key) {
+            sb_copy_bytea(b, st->key_id, 32);
+        } else {
+            sb_copy_null(b);
+        }
+        sb_copy_tab(b);
+        sb_copy_u64(b, st->entries);
+        sb_puts(b, "\tnow\n");
+    }
+}
+
+/* ---- the transaction -------------------------------------------------------- */
+
+/* Locks the log and the stream; 0 when the stream is where this shipper
+ * left it (s->next_ord then the locked value), 1 when not, -1 failed. */
+static int
+lock_state(ship *s)
+{
+    const char *p[1] = {s->co.stream};
+    PGresult   *r;
+    int         rc;
+
+    r = pg_query(s->pg, "SELECT next_ord FROM " ARCHIVE_SCHEMA ".log FOR "
+                 "UPDATE", 0, NULL);
+    if (r == NULL) {
+        return -1;
+    }
+    s->next_ord = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    r = pg_query(s->pg, "SELECT last_id FROM " ARCHIVE_SCHEMA ".streams "
+                 "WHERE stream = $1 FOR UPDATE", 1, p);
+    if (r == NULL) {
+        return -1;
+    }
+    rc = strcmp(PQntuples(r) ? PQgetvalue(r, 0, 0) : "0-0", s->last_id) != 0;
+    PQclear(r);
+    return rc;
+}
+
+static int
+ensure_months(ship *s, const char (*months)[8], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t known = 0;
+        char   t[32];
+        const char *p[1] = {t};
+        PGresult   *r;
+
+        for (size_t j = 0; j < s->nmonths && !known; j++) {
+            known = memcmp(s->months[j], months[i], 8) == 0;
+        }
+        if (known) {
+            continue;
+        }
+        snprintf(t, sizeof(t), "%.4s-%.2s-01 00:00:00+00", months[i],
+                 months[i] + 4);
+        r = pg_query(s->pg, "SELECT " ARCHIVE_SCHEMA ".ensure_month($1)", 1,
+                     p);
+        if (r == NULL) {
+            return -1;
+        }
+        PQclear(r);
+    }
+    return 0;
+}
+
+/* After COMMIT: the months are there for good. */
+static void
+note_months(ship *s, const char (*months)[8], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+
+        for (j = 0; j < s->nmonths; j++) {
+            if (memcmp(s->months[j], months[i], 8) == 0) {
+                break;
+            }
+        }
+        if (j == s->nmonths) {
+            if (s->nmonths == sizeof(s->months) / sizeof(s->months[0])) {
+                s->nmonths = 0;     /* forget them all: asked again */
+            }
+            memcpy(s->months[s->nmonths++], months[i], 8);
+        }
+    }
+}
+
+static void
+month_of(int64_t ms, char out[8])
+{
+    char t[40];
+    sbuf b = {0};
+
+    sb_copy_time(&b, ms);
+    snprintf(t, sizeof(t), "%s", b.p ? b.p : "1970-01");
+    sb_free(&b);
+    memcpy(out, t, 4);
+    memcpy(out + 4, t + 5, 2);
+    out[6] = out[7] = '\0';
+}
+
+static void
+log_findings(ship *s, uint64_t from, uint64_t to)
+{
+    char        a[24], b[24];
+    const char *p[3] = {s->co.stream, a, b};
+    PGresult   *r;
+
+    snprintf(a, sizeof(a), "%llu", (unsigned long long) from);
+    snprintf(b, sizeof(b), "%llu", (unsigned long long) to);
+    r = pg_query(s->pg, "SELECT id, kind, chain, coalesce(seq::text, ''), "
+                 "stream_id, detail FROM " ARCHIVE_SCHEMA ".findings WHERE "
+                 "stream = $1 AND ord >= $2 AND ord < $3 ORDER BY id", 3, p);
+    for (int i = 0; r != NULL && i < PQntuples(r); i++) {
+        ship_log("FINDING %s: %s, chain %s seq %s, stream id %s: %s "
+                 "(the chain stays in Redis until `credit-audit findings "
+                 "--acknowledge %s`)", PQgetvalue(r, i, 0),
+                 PQgetvalue(r, i, 1), PQgetvalue(r, i, 2),
+                 PQgetvalue(r, i, 3), PQgetvalue(r, i, 4),
+                 PQgetvalue(r, i, 5), PQgetvalue(r, i, 0));
+    }
+    PQclear(r);
+}
+
+int
+shipdb_commit(ship *s, const ship_batch *b)
+{
+    sbuf          rows = {0}, found = {0}, chains = {0};
+    char          (*months)[8] = NULL, num[3][24], last[48];
+    size_t        nmonths = 0, n = 0, nfound = 0;
+    const char   *p[4];
+    PGresult     *r;
+    ca_as_io      io = {cb_load, cb_lookup, s};
+    const char   *q[1] = {num[0]};
+    int           rc;
+
+    if (pg_exec(s->pg, "BEGIN") != 0) {
+        return -1;
+    }
+    if ((rc = lock_state(s)) != 0) {
+        goto rollback;
+    }
+    if (s->ver == NULL
+        && (s->ver = ca_as_new(s->keys.key, s->keys.n, &io)) == NULL)
+    {
+        rc = -1;
+        goto rollback;
+    }
+    months = calloc(b->n ? b->n : 1, sizeof(*months));
+    snprintf(last, sizeof(last), "%s", s->last_id);
+    for (size_t i = 0; i < b->n && months != NULL; i++) {
+        const entry  *e = &b->items[i].e;
+        ca_as_verdict v;
+        uint64_t      ord = s->next_ord + n;
+        int64_t       ms;
+        char          m[8];
+        size_t        j;
+
+        if (b->items[i].gone || sid_cmp(e->id, s->last_id) <= 0) {
+            s->st.redelivered += !b->items[i].gone;
+            continue;
+        }
+        if (ca_as_add(s->ver, e->id, ord, e->n, e->name, e->nlen, e->value,
+                      e->vlen, &v) != 0)
+        {
+            rc = -1;
+            goto rollback;
+        }
+        ms = archive_entry_ms(e);
+        month_of(ms, m);
+        for (j = 0; j < nmonths && memcmp(months[j], m, 8) != 0; j++) {
+        }
+        if (j == nmonths) {
+            memcpy(months[nmonths++], m, 8);
+        }
+        entry_row(s, &rows, e, ord, &v, ms);
+        finding_rows(s, &found, e, ord, &v);
+        nfound += v.nfindings;
+        s->st.copies += v.copy;
+        s->st.duplicates += v.duplicate;
+        snprintf(last, sizeof(last), "%s", e->id);
+        n++;
+    }
+    if (months == NULL || rows.failed || found.failed) {
+        fputs("credit-audit: out of memory\n", stderr);
+        rc = -1;
+        goto rollback;
+    }
+    if (n == 0) {
+        rc = 0;
+        goto rollback;          /* nothing new: nothing to write */
+    }
+    chain_rows(s, &chains);
+    snprintf(num[0], sizeof(num[0]), "%llu",
+             (unsigned long long) (s->next_ord + n));
+    snprintf(num[1], sizeof(num[1]), "%zu", n);
+    p[0] = s->co.stream;
+    p[1] = last;
+    p[2] = num[1];
+    p[3] = s->consumer;
+    rc = -1;
+    if (ensure_months(s, (const char (*)[8]) months, nmonths) != 0) {
+        goto rollback;
+    }
+    if (pg_copy_in(s->pg, "COPY " ARCHIVE_SCHEMA ".entries FROM STDIN",
+                   &rows) != 0)
+    {
+        /* a row the unique keys refuse: the state was stale after all
+         * (the batch is redone from what is archived); anything else is a
+         * failure */
+        if (strcmp(pg_sqlstate(), "23505") == 0) {
+            ship_log("the archive already holds some of this batch: "
+                     "reloading");
+            rc = 1;
+        }
+        goto rollback;
+    }
+    if ((nfound > 0
+         && pg_copy_in(s->pg, "COPY " ARCHIVE_SCHEMA ".findings (stream, "
+                       "stream_id, ord, chain, seq, kind, detail, shipper) "
+                       "FROM STDIN", &found) != 0)
+        || pg_copy_in(s->pg, "COPY ship_chains FROM STDIN", &chains) != 0
+        || pg_exec(s->pg, "INSERT INTO " ARCHIVE_SCHEMA ".chains SELECT * "
+                   "FROM ship_chains ON CONFLICT (stream, chain) DO UPDATE "
+                   "SET last_seq = EXCLUDED.last_seq, last_hash = "
+                   "EXCLUDED.last_hash, last_ord = EXCLUDED.last_ord, "
+                   "signed_seq = EXCLUDED.signed_seq, key_id = "
+                   "EXCLUDED.key_id, entries = EXCLUDED.entries, "
+                   "updated_at = EXCLUDED.updated_at") != 0
+        || (r = pg_query(s->pg, "UPDATE " ARCHIVE_SCHEMA ".log SET next_ord "
+                         "= $1", 1, q)) == NULL)
+    {
+        goto rollback;
+    }
+    PQclear(r);
+    if ((r = pg_query(s->pg, "INSERT INTO " ARCHIVE_SCHEMA ".streams "
+                      "(stream, last_id, entries, updated_at, shipper) "
+                      "VALUES ($1, $2, $3, now(), $4) ON CONFLICT (stream) "
+                      "DO UPDATE SET last_id = EXCLUDED.last_id, entries = "
+                      ARCHIVE_SCHEMA ".streams.entries + EXCLUDED.entries, "
+                      "updated_at = EXCLUDED.updated_at, shipper = "
+                      "EXCLUDED.shipper", 4, p)) == NULL)
+    {
+        goto rollback;
+    }
+    PQclear(r);
+    if (pg_exec(s->pg, "COMMIT") != 0) {
+        /* COMMIT's answer lost: the next batch's lock_state says whether
+         * it happened (the stream moved or not) */
+        shipdb_reset(s);
+        rc = -1;
+        goto done;
+    }
+    ca_as_commit(s->ver);
+    if (ca_as_nchains(s->ver) > SHIP_CHAINS_MAX) {
+        /* every reload of a gateway starts new chains: memory stays
+         * bounded by starting afresh now and then (the states are in the
+         * archive, the live chains load again, one query each) */
+        shipdb_reset(s);
+    }
+    note_months(s, (const char (*)[8]) months, nmonths);
+    if (nfound > 0) {
+        log_findings(s, s->next_ord, s->next_ord + n);
+        s->new_findings += nfound;
+    }
+    s->next_ord += n;
+    s->stream_entries += n;
+    snprintf(s->last_id, sizeof(s->last_id), "%s", last);
+    s->st.entries += n;
+    s->st.batches++;
+    s->st.archived_total = s->next_ord;
+    {
+        struct timeval tv;
+
+        gettimeofday(&tv, NULL);
+        s->st.last_commit = (double) tv.tv_sec + tv.tv_usec / 1e6;
+    }
+    rc = 0;
+    goto done;
+
+rollback:
+    PQclear(PQexec(s->pg, "ROLLBACK"));
+    if (rc > 0) {
+        /* another shipper moved the stream: start from what it left */
+        s->st.stale++;
+        if (shipdb_load(s) != 0) {
+            rc = -1;
+        }
+    }
+    if (rc < 0) {
+        shipdb_reset(s);
+    }
+done:
+    free(months);
+    sb_free(&rows);
+    sb_free(&found);
+    sb_free(&chains);
+    return rc;
+}
+
+/* ---- what stays in Redis ------------------------------------------------------ */
+
+int
+shipdb_holds(ship *s)
+{
+    const char *p[1] = {s->co.stream};
+    PGresult   *r = pg_query(s->pg, "SELECT chain, stream_id FROM "
+                             ARCHIVE_SCHEMA ".findings WHERE stream = $1 AND "
+                             "acknowledged_at IS NULL", 1, p);
+    ship_hold  *h;
+    size_t      n = 0;
+
+    if (r == NULL) {
+        return -1;
+    }
+    h = calloc((size_t) PQntuples(r) + 1, sizeof(*h));
+    for (int i = 0; h != NULL && i < PQntuples(r); i++) {
+        const char *chain = PQgetvalue(r, i, 0), *id = PQgetvalue(r, i, 1);
+        size_t      j;
+
+        for (j = 0; j < n && strcmp(h[j].chain, chain) != 0; j++) {
+        }
+        if (j == n) {
+            if ((h[n].chain = strdup(chain)) == NULL) {
+                break;
+            }
+            snprintf(h[n++].from, sizeof(h[0].from), "%s", id);
+        } else if (sid_cmp(id, h[j].from) < 0) {
+            snprintf(h[j].from, sizeof(h[0].from), "%s", id);
+        }
+    }
+    s->st.open_findings = PQntuples(r);
+    PQclear(r);
+    for (size_t i = 0; i < s->nholds; i++) {
+        free(s->holds[i].chain);
+    }
+    free(s->holds);
+    s->holds = h;
+    s->nholds = n;
+    return h == NULL ? -1 : 0;
+}
