@@ -124,21 +124,28 @@ build(const trail *t, query *q, const char *stream)
     sb_puts(&q->sql, "SELECT " ARCHIVE_SCAN_COLUMNS " FROM " ENTRIES
             " WHERE stream = $1 AND ord >= $2 AND ord < $3");
     sb_printf(&q->sql, "%s%s", tw, attr);
+    /* B and C: a nested loop over the few rids, each a probe of the rid
+     * index in the partitions of its hour (OFFSET 0 keeps the planner
+     * from turning it into a scan of every outcome of the period) */
     if (t->requests && attr[0] != '\0') {
-        sb_printf(&q->sql, " UNION ALL SELECT " ARCHIVE_SCAN_COLUMNS
-                  " FROM " ENTRIES " WHERE stream = $1 AND ord >= $2 AND "
-                  "ord < $3%s AND event = 'outcome' AND rid IN (SELECT rid "
-                  "FROM " ENTRIES " WHERE stream = $1%s%s AND event = "
-                  "'decision') AND (true%s) IS NOT TRUE", tw, tw, attr,
-                  attr);
+        sb_printf(&q->sql, " UNION ALL SELECT o.* FROM (SELECT rid, "
+                  "min(entry_time) AS t FROM " ENTRIES " WHERE stream = $1%s%s"
+                  " AND event = 'decision' AND rid IS NOT NULL GROUP BY rid) "
+                  "d, LATERAL (SELECT " ARCHIVE_SCAN_COLUMNS " FROM " ENTRIES
+                  " WHERE rid = d.rid AND entry_time >= d.t AND entry_time < "
+                  "d.t + " TRAIL_SLACK_SQL " AND stream = $1 AND ord >= $2 "
+                  "AND ord < $3%s AND event = 'outcome' AND (true%s) IS NOT "
+                  "TRUE OFFSET 0) o", tw, attr, tw, attr);
     }
     if (t->requests && reason_alone) {
-        sb_printf(&q->sql, " UNION ALL SELECT " ARCHIVE_SCAN_COLUMNS
-                  " FROM " ENTRIES " WHERE stream = $1 AND ord >= $2 AND "
-                  "ord < $3%s AND event = 'decision' AND rid IN (SELECT rid "
-                  "FROM " ENTRIES " WHERE stream = $1%s AND reason = $%d "
-                  "AND event = 'outcome') AND (true%s) IS NOT TRUE", tw, tw,
-                  pr, attr);
+        sb_printf(&q->sql, " UNION ALL SELECT o.* FROM (SELECT rid, "
+                  "max(entry_time) AS t FROM " ENTRIES " WHERE stream = $1%s"
+                  " AND reason = $%d AND event = 'outcome' AND rid IS NOT "
+                  "NULL GROUP BY rid) d, LATERAL (SELECT " ARCHIVE_SCAN_COLUMNS
+                  " FROM " ENTRIES " WHERE rid = d.rid AND entry_time <= d.t "
+                  "AND entry_time > d.t - " TRAIL_SLACK_SQL " AND stream = $1 "
+                  "AND ord >= $2 AND ord < $3%s AND event = 'decision' AND "
+                  "(true%s) IS NOT TRUE OFFSET 0) o", tw, pr, tw, attr);
     }
     sb_puts(&q->sql, " ORDER BY ord");
 }

@@ -33,10 +33,11 @@ enum { OPT_ARCHIVE_READ = 350 };
     "                                (libpq's CONNINFO; never a password:\n" \
     "                                PGPASSFILE, PGPASSWORD or PGSERVICE)\n"
 
-/* An outcome is looked for up to this long (entry time) after its
- * decision, and a decision this long before the period: the requests
- * joined by rid at the edges of a period read from the archive. */
-#define TRAIL_SLACK_MS (60 * 60 * 1000)
+/* An outcome is looked for in the archive up to this long (entry time)
+ * after its decision, and the period widened by as much: the requests
+ * joined by rid (the views join within 10 minutes, audit_join.h). */
+#define TRAIL_SLACK_MS  (60 * 60 * 1000)
+#define TRAIL_SLACK_SQL "interval '1 hour'"
 
 typedef struct {
     const char   *conninfo;     /* --archive; NULL: Redis alone */
