@@ -484,7 +484,9 @@ cmd_query(int argc, char **argv)
     t.bank = q.bank;
     t.consent = q.consent;
     t.reason = q.reason;
-    t.requests = 1;
+    /* the entries of one event other than outcome need no outcome */
+    t.requests = !q.entries || q.event == NULL
+                 || strcmp(q.event, "outcome") == 0;
     join_init(&q.join, emit_line, &q);
     rv = trail_scan(&t, rc, co.stream, cb_query, &q, &count);
     redisFree(rc);

@@ -428,3 +428,27 @@ def test_filters_are_answered_by_the_archive_s_indexes(redis, archive,
                 break
             time.sleep(0.2)
         assert 0 < n < 40, f"{opt}: {n} rows read of {total}"
+
+
+def test_a_shipper_trimming_while_export_reads(redis, archive, tmp_path):
+    """The shipper ships and trims (--keep 0) while export reads: each
+    read is the stream's entries from the start, once each, in order,
+    with nothing skipped where the trim passed the reader."""
+    t = Trail(redis, tmp_path)
+    for _ in range(6):
+        t.phase(1000, int(time.time() * 1000), "now")
+    s = Shipper(archive, t, tmp_path).start("--keep", "0", "--batch", "300")
+    try:
+        seen_both = 0
+        for _ in range(6):
+            r = read("export", archive=archive, trail=t)
+            assert r.returncode == 0, r.stderr
+            ids = [e["id"] for e in json_lines(r.stdout)]
+            assert ids == t.ids[:len(ids)] and len(ids) == len(t.ids)
+            n = archive.count(t.stream)
+            seen_both += 0 < n < len(t.ids)
+            if n == len(t.ids):
+                break
+    finally:
+        s.stop()
+    assert seen_both, "the shipper finished before a read overlapped it"
