@@ -26,7 +26,8 @@
  *    7 writer keycache
  *    8 redis                        Redis I/O: the connection's life
  *    9 redis_check sentinel_watch   connect-time checks, +switch-master
- *   10 redis_cmd sentinel           commands in flight, discovery
+ *   10 redis_cmd redis_wait sentinel  commands in flight, waiters,
+ *                                  discovery
  *   11 hiredis
  *   12 ctx zone                     the request's ctx, shared memory
  */
@@ -220,15 +221,24 @@ struct ngx_http_credit_auth_waiter_s {
 
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY  0     /* else CA_AW_ACKED etc. */
 
+/* Someone waiting for the worker's Redis connection to be ready, or for
+ * the attempt under way to fail (…_redis.c). */
+typedef struct ngx_http_credit_auth_redis_waiter_s
+    ngx_http_credit_auth_redis_waiter_t;
+
+struct ngx_http_credit_auth_redis_waiter_s {
+    ngx_queue_t                 queue;
+    void                      (*handler)(
+                                    ngx_http_credit_auth_redis_waiter_t *w);
+    unsigned                    queued:1;
+};
+
 /* A request waiting for its decision entry (…_audit.c). */
 typedef struct {
     ngx_http_credit_auth_waiter_t  waiter;
-    ngx_event_t                 wake;           /* runs the phases again */
-    ngx_queue_t                 parked;         /* waiting for Redis */
     ca_reason                   reason;         /* a check's refusal */
     unsigned                    outcome:3;
     unsigned                    done:1;
-    unsigned                    is_parked:1;
     unsigned                    waited:1;       /* parked once already */
     unsigned                    cleanup:1;
 } ngx_http_credit_auth_wait_t;
@@ -263,15 +273,26 @@ typedef struct {
     ca_claims                  *claims;
     ca_checks                  *checks;
 
+    /*
+     * Waiting on Redis (…_access.c): the access handler returns NGX_DONE
+     * with the request held once (`held`); whoever ends the wait posts
+     * `wake`, and the access handler, run again by it (or by any event of
+     * the client's connection first), releases the hold when it takes the
+     * answer.  `conn`: parked until the connection is ready or its
+     * attempt failed.
+     */
+    ngx_event_t                 wake;
+    ngx_http_credit_auth_redis_waiter_t  conn;
+    unsigned                    held:1;
+
     ngx_http_credit_auth_wait_t  wait;
 
     /* a registry key being fetched (…_keyreg.c) */
-    ngx_event_t                 key_wake;
     ngx_queue_t                 key_queue;
-    unsigned                    key_waiting:1;
+    unsigned                    key_waiting:1;  /* fetch or connection */
     unsigned                    key_fetched:1;
+    unsigned                    key_parked:1;   /* for the connection */
     unsigned                    key_cleanup:1;
-    unsigned                    key_tries:4;
 
     /* response filter */
     unsigned                    filtering:1;    /* headers held */
@@ -317,7 +338,9 @@ ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_find_ctx(
     ngx_http_request_t *r);
-void ngx_http_credit_auth_wake_handler(ngx_event_t *ev);
+/* The wait of a request held by the access handler is over: it runs
+ * again (from a posted event, never inside a Redis callback). */
+void ngx_http_credit_auth_wake(ngx_http_credit_auth_ctx_t *ctx);
 
 /* …_response.c: what the gateway answers of its own */
 ngx_int_t ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
@@ -458,7 +481,23 @@ ngx_int_t ngx_http_credit_auth_redis_command(int argc, const char **argv,
     const size_t *argvlen, ngx_http_credit_auth_reply_pt handler,
     void *data);
 ngx_uint_t ngx_http_credit_auth_redis_ready(void);
-ngx_uint_t ngx_http_credit_auth_redis_connecting(void);
+/*
+ * Waits for the connection: NGX_OK, ready now; NGX_AGAIN, an attempt is
+ * under way (started now if only the backoff stood in the way) and
+ * w->handler runs when it ends, ready or not, within connect_timeout
+ * (and the Sentinel lookup); NGX_DECLINED, no attempt to wait for.
+ */
+ngx_int_t ngx_http_credit_auth_redis_wait(
+    ngx_http_credit_auth_redis_waiter_t *w);
+
+/* …_redis_wait.c: those waiting for the connection */
+void ngx_http_credit_auth_redis_waiters_init(void);
+void ngx_http_credit_auth_redis_waiters_add(
+    ngx_http_credit_auth_redis_waiter_t *w);
+void ngx_http_credit_auth_redis_unwait(
+    ngx_http_credit_auth_redis_waiter_t *w);
+ngx_uint_t ngx_http_credit_auth_redis_waiting(void);
+void ngx_http_credit_auth_redis_waiters_wake(void);
 ngx_uint_t ngx_http_credit_auth_redis_inflight(void);
 /* Why this worker's connection is not ready, or a warning ("": none). */
 const char *ngx_http_credit_auth_redis_why(void);
@@ -471,7 +510,6 @@ ngx_connection_t *ngx_http_credit_auth_redis_attach(void *ac,
 ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
-void ngx_http_credit_auth_audit_redis_changed(void);
 
 /* …_writer.c: the worker's audit writer.  NGX_AGAIN: the waiter is told;
  * NGX_OK: spooled now; NGX_ERROR: neither. */

@@ -2,6 +2,13 @@
  * Access phase: the request's way through it.  It decides (…_decide.c),
  * reads a verification's body first, and waits for the decision entry to
  * be acknowledged before the request may go upstream: no audit, no data.
+ *
+ * A wait (for a registry key, for the decision entry, for the Redis
+ * connection) holds the request once: r->main->count++ when the handler
+ * first returns NGX_DONE for it, released only where the answer is taken.
+ * nginx runs this handler again on any write event of the client's
+ * connection, before the answer too: such a run finds the request still
+ * waiting and changes nothing.
  */
 #include "ngx_http_credit_auth.h"
 
@@ -16,6 +23,42 @@ static void ngx_http_credit_auth_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_credit_auth_start(ngx_http_request_t *r,
     ngx_http_credit_auth_main_conf_t *mcf,
     ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx);
+
+
+/* The request waits: held once, whatever runs this handler meanwhile. */
+static ngx_int_t
+ngx_http_credit_auth_suspend(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    if (!ctx->held) {
+        ctx->held = 1;
+        r->main->count++;
+    }
+    return NGX_DONE;
+}
+
+
+/*
+ * Its answer is taken, by whichever run of the phases comes first.  A
+ * worker that began to exit meanwhile (a reload) still answers it, and
+ * says that the connection ends there: nginx closes it after this answer,
+ * and the bank must not send the next request on it.
+ */
+static void
+ngx_http_credit_auth_resume(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    if (ctx->wake.posted) {
+        ngx_delete_posted_event(&ctx->wake);
+    }
+    if (ctx->held) {
+        ctx->held = 0;
+        r->main->count--;
+    }
+    if (ngx_exiting || ngx_terminate) {
+        r->keepalive = 0;
+    }
+}
 
 
 ngx_int_t
@@ -74,6 +117,7 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
             if (!ctx->wait.done) {
                 return NGX_DONE;
             }
+            ngx_http_credit_auth_resume(r, ctx);
             if (ctx->wait.outcome == NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY) {
                 /* parked until Redis connected (or failed to) */
                 return ngx_http_credit_auth_commit(r, ctx);
@@ -84,6 +128,7 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
             if (ctx->key_waiting) {
                 return NGX_DONE;
             }
+            ngx_http_credit_auth_resume(r, ctx);
             mcf = ngx_http_get_module_main_conf(r,
                                                 ngx_http_credit_auth_module);
             return ngx_http_credit_auth_start(r, mcf, lcf, ctx);
@@ -138,8 +183,7 @@ ngx_http_credit_auth_start(ngx_http_request_t *r,
 
     if (ctx->state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT) {
         /* the token's key is being fetched from the registry */
-        r->main->count++;
-        return NGX_DONE;
+        return ngx_http_credit_auth_suspend(r, ctx);
     }
 
     /*
@@ -193,8 +237,7 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
     if (rc == NGX_AGAIN) {
         /* counted when Redis has said allow, revoked or exhausted */
         ctx->state = NGX_HTTP_CREDIT_AUTH_WAITING;
-        r->main->count++;
-        return NGX_DONE;
+        return ngx_http_credit_auth_suspend(r, ctx);
     }
 
     if (rc == NGX_ERROR) {

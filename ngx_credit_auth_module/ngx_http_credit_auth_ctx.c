@@ -6,10 +6,18 @@
 #include "ngx_http_credit_auth.h"
 
 
+static void ngx_http_credit_auth_wake_handler(ngx_event_t *ev);
+
+
+/* Also a marker: ngx_http_credit_auth_get_ctx() finds the ctx by it. */
 static void
 ngx_http_credit_auth_ctx_cleanup(void *data)
 {
-    /* a marker: ngx_http_credit_auth_get_ctx() finds the ctx by it */
+    ngx_http_credit_auth_ctx_t  *ctx = data;
+
+    if (ctx->wake.posted) {
+        ngx_delete_posted_event(&ctx->wake);
+    }
 }
 
 
@@ -27,6 +35,10 @@ ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     }
     cln->handler = ngx_http_credit_auth_ctx_cleanup;
     cln->data = ctx;
+
+    ctx->wake.handler = ngx_http_credit_auth_wake_handler;
+    ctx->wake.data = r;
+    ctx->wake.log = r->connection->log;
 
     ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
 
@@ -78,16 +90,27 @@ ngx_http_credit_auth_find_ctx(ngx_http_request_t *r)
 }
 
 
-/* Releases the hold of a request that waited (for Redis: …_audit.c; for
- * a registry key's fetch: …_keyreg.c), and goes on. */
 void
+ngx_http_credit_auth_wake(ngx_http_credit_auth_ctx_t *ctx)
+{
+    if (!ctx->wake.posted) {
+        ngx_post_event(&ctx->wake, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * A request that waited (for its audit: …_audit.c; for a registry key:
+ * …_keyreg.c) goes on: the access handler takes the answer and releases
+ * the hold.  Not r->write_event_handler: once a body was read it is
+ * nginx's empty handler.
+ */
+static void
 ngx_http_credit_auth_wake_handler(ngx_event_t *ev)
 {
     ngx_http_request_t  *r = ev->data;
     ngx_connection_t    *c = r->connection;
 
-    /* release the hold taken while waiting, and go on */
-    r->main->count--;
     ngx_http_core_run_phases(r);
     ngx_http_run_posted_requests(c);
 }

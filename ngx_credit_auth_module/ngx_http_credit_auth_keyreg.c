@@ -5,9 +5,10 @@
  * Nothing is read at configuration time or at startup.  A kid is looked up
  * in the JWKS file, then in the shared cache (…_keycache.c), then with one
  * GET of credit:key:{kid}: the request waits for the reply like it waits
- * for its decision entry (NGX_DONE, r->main->count held, a posted event
- * runs the phases again), and requests of one worker asking for the same
- * kid share one GET.  Every worker polls credit:keyreg:version every
+ * for its decision entry (…_access.c), and requests of one worker asking
+ * for the same kid share one GET.  While the worker connects to Redis a
+ * lookup waits once for the attempt to end (…_redis.c), then asks or is
+ * refused (revocation_unavailable).  Every worker polls credit:keyreg:version every
  * poll= milliseconds; a new version makes every cached key stale, so that
  * add, rotate and revoke reach every gateway within a poll and a round
  * trip, without a reload.
@@ -233,12 +234,17 @@ ngx_http_credit_auth_keyreg_exit_process(void)
 
 /* --- fetching one kid ------------------------------------------------- */
 
+/* The connection is up, or the attempt failed: the lookup goes again
+ * (once: …_key_fetch()). */
 static void
-ngx_http_credit_auth_key_wake(ngx_http_credit_auth_ctx_t *ctx)
+ngx_http_credit_auth_key_reconnected(ngx_http_credit_auth_redis_waiter_t *w)
 {
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    ctx = (ngx_http_credit_auth_ctx_t *)
+          ((u_char *) w - offsetof(ngx_http_credit_auth_ctx_t, conn));
     ctx->key_waiting = 0;
-    ctx->key_fetched = 1;
-    ngx_post_event(&ctx->key_wake, &ngx_posted_events);
+    ngx_http_credit_auth_wake(ctx);
 }
 
 
@@ -247,16 +253,13 @@ ngx_http_credit_auth_key_gone(void *data)
 {
     ngx_http_credit_auth_ctx_t  *ctx = data;
 
-    if (ctx->key_waiting) {
+    if (ctx->conn.queued) {
+        ngx_http_credit_auth_redis_unwait(&ctx->conn);
+
+    } else if (ctx->key_waiting) {
         ngx_queue_remove(&ctx->key_queue);
-        ctx->key_waiting = 0;
     }
-    if (ctx->key_wake.posted) {
-        ngx_delete_posted_event(&ctx->key_wake);
-    }
-    if (ctx->key_wake.timer_set) {
-        ngx_del_timer(&ctx->key_wake);
-    }
+    ctx->key_waiting = 0;
 }
 
 
@@ -305,7 +308,9 @@ ngx_http_credit_auth_fetch_reply(void *data, void *reply)
         q = ngx_queue_head(&f->waiters);
         ngx_queue_remove(q);
         ctx = ngx_queue_data(q, ngx_http_credit_auth_ctx_t, key_queue);
-        ngx_http_credit_auth_key_wake(ctx);
+        ctx->key_waiting = 0;
+        ctx->key_fetched = 1;
+        ngx_http_credit_auth_wake(ctx);
     }
 
     ngx_queue_remove(&f->queue);
@@ -321,6 +326,7 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
     char                           name[CA_KEYREG_NAME_MAX];
     const char                    *argv[2];
     size_t                         argvlen[2];
+    ngx_int_t                      rc;
     ngx_queue_t                   *q;
     ngx_pool_cleanup_t            *cln;
     ngx_http_credit_auth_fetch_t  *f;
@@ -333,9 +339,6 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
         cln->handler = ngx_http_credit_auth_key_gone;
         cln->data = ctx;
         ctx->key_cleanup = 1;
-        ctx->key_wake.handler = ngx_http_credit_auth_wake_handler;
-        ctx->key_wake.data = r;
-        ctx->key_wake.log = r->connection->log;
     }
 
     for (q = ngx_queue_head(&ngx_http_credit_auth_fetches);
@@ -351,14 +354,21 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
     }
 
     if (!ngx_http_credit_auth_redis_ready()) {
-        if (ctx->key_tries < 10 && ngx_http_credit_auth_redis_connecting()) {
-            /* a worker just started or Redis just came back: look again
-             * shortly rather than refuse (bounded: 10 x 20 ms) */
-            ctx->key_tries++;
-            ngx_add_timer(&ctx->key_wake, 20);
-            return NGX_AGAIN;
+        rc = NGX_DECLINED;
+        if (!ctx->key_parked) {
+            /* a worker just started or Redis just came back: wait for
+             * that attempt rather than refuse */
+            ctx->key_parked = 1;
+            ctx->conn.handler = ngx_http_credit_auth_key_reconnected;
+            rc = ngx_http_credit_auth_redis_wait(&ctx->conn);
+            if (rc == NGX_AGAIN) {
+                ctx->key_waiting = 1;
+                return NGX_AGAIN;
+            }
         }
-        return NGX_DECLINED;
+        if (rc != NGX_OK) {
+            return NGX_DECLINED;
+        }
     }
 
     if (ca_keyreg_name(kid, len, name) != 0) {

@@ -279,7 +279,7 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
     scripts[0] = ca_aw_script();
     scripts[1] = NULL;
     hooks.scripts = scripts;
-    hooks.changed = ngx_http_credit_auth_audit_redis_changed;
+    hooks.changed = ngx_http_credit_auth_writer_kick;
     hooks.discontinuity = ngx_http_credit_auth_writer_discontinuity;
     hooks.heads_key = ngx_http_credit_auth_writer_heads_key;
     hooks.heads = ngx_http_credit_auth_writer_heads;

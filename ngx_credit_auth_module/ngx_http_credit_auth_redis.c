@@ -17,8 +17,17 @@
  *  - unbounded output buffers: max_inflight caps pending commands, callers
  *    see NGX_DECLINED beyond it;
  *  - timers are cancelable so that a reload never waits for them, except
- *    the watchdog while replies are due: requests parked on Redis must not
- *    be cut off by a worker that exits under them.
+ *    the watchdog while replies are due or requests wait for the
+ *    connection: a worker that exits after a reload must not exit under
+ *    the requests it took.
+ *
+ * Waiting.  A request waits on Redis in one of two ways, each bounded: for
+ * the reply of a command in flight (command_timeout, the watchdog drops
+ * the connection, and hiredis then calls every pending callback with a
+ * NULL reply), or, while an attempt to connect is under way, for its end
+ * (connect_timeout, and the Sentinel lookup).  Every end of an attempt,
+ * ready or not, goes through ngx_http_credit_auth_redis_changed(), which
+ * tells every waiter at once.
  *
  * Durability (SPEC §7.1): a connection is ready only once …_redis_check.c
  * has found a primary that keeps what it acknowledges under the
@@ -62,6 +71,16 @@ static void ngx_http_credit_auth_redis_drop(const char *why);
 
 /* --- connection life cycle ---------------------------------------------- */
 
+/* An attempt has ended (ready, failed, or dropped): whoever waited for
+ * it hears so now (…_redis_wait.c), and then the connection's owner. */
+static void
+ngx_http_credit_auth_redis_changed(void)
+{
+    ngx_http_credit_auth_redis_waiters_wake();
+    ngx_http_credit_auth_redis_state.hooks.changed();
+}
+
+
 static void
 ngx_http_credit_auth_redis_schedule(void)
 {
@@ -73,7 +92,7 @@ ngx_http_credit_auth_redis_schedule(void)
     rs->port = 0;
 
     /* whoever waited for this connection will not get it now */
-    rs->hooks.changed();
+    ngx_http_credit_auth_redis_changed();
 
     if (rs->exiting || rs->reconnect.timer_set) {
         return;
@@ -155,7 +174,7 @@ ngx_http_credit_auth_redis_checked(void *ac, ngx_int_t rc)
     ngx_log_error(NGX_LOG_INFO, rs->log, 0,
                   "credit_auth: redis connected (durability=%s)",
                   ca_durability_name((int) rs->mcf->durability));
-    rs->hooks.changed();
+    ngx_http_credit_auth_redis_changed();
 }
 
 
@@ -390,7 +409,8 @@ ngx_http_credit_auth_redis_watchdog_handler(ngx_event_t *ev)
     }
 
     /* see ngx_http_credit_auth_redis_command() */
-    ev->cancelable = (ngx_http_credit_auth_redis_cmd_inflight() == 0);
+    ev->cancelable = (ngx_http_credit_auth_redis_cmd_inflight() == 0
+                      && !ngx_http_credit_auth_redis_waiting());
     ngx_add_timer(ev, 100);
 }
 
@@ -439,7 +459,7 @@ ngx_http_credit_auth_redis_ready(void)
  * started now: the backoff protects Redis from idle reconnect loops, not
  * from demand, and at most one attempt per 200 ms is made that way.
  */
-ngx_uint_t
+static ngx_uint_t
 ngx_http_credit_auth_redis_connecting(void)
 {
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
@@ -456,6 +476,29 @@ ngx_http_credit_auth_redis_connecting(void)
     }
 
     return rs->ac != NULL || rs->asking;
+}
+
+
+ngx_int_t
+ngx_http_credit_auth_redis_wait(ngx_http_credit_auth_redis_waiter_t *w)
+{
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    if (ngx_http_credit_auth_redis_ready()) {
+        return NGX_OK;
+    }
+
+    /* an attempt that fails at once (refused) has ended before this */
+    if (!ngx_http_credit_auth_redis_connecting()) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_credit_auth_redis_waiters_add(w);
+
+    /* a graceful exit waits for the attempt, as for a reply */
+    rs->watchdog.cancelable = 0;
+
+    return NGX_AGAIN;
 }
 
 
@@ -484,6 +527,7 @@ ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     rs->mcf = mcf;
     rs->hooks = *hooks;
     rs->log = cycle->log;
+    ngx_http_credit_auth_redis_waiters_init();
     ngx_http_credit_auth_redis_cmd_init(mcf, cycle->log,
                                         ngx_http_credit_auth_redis_refused);
 

@@ -1,0 +1,330 @@
+"""Every request that waits on Redis ends (issue 19, "Availability"): a
+key-registry lookup while the worker reconnects, a decision entry while
+Redis restarts, requests taken by a worker that exits after a reload
+while Redis is frozen; and a registry record is never read whole.
+
+Each test runs its own Redis (appendfsync always) and gateway
+(faults.py); the session stack of conftest.py is not used."""
+
+import json
+import secrets
+import shutil
+import threading
+import time
+import uuid
+
+import pytest
+import requests
+
+import faults as F
+from conftest import E1, PURPOSE, TAX, S, _build_stack, problem
+
+UNAVAILABLE = ("revocation_unavailable", "audit_unavailable")
+REGISTRY = "on ttl=30s negative_ttl=2s poll=100ms"
+
+
+@pytest.fixture(scope="module")
+def base():
+    st, certs = _build_stack()
+    st.upstream = S.Upstream(st.dir, root=st.platform_root).start()
+    st.certs = certs
+    yield st
+    st.upstream.stop()
+    shutil.rmtree(st.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def faults(base):
+    made = []
+
+    def factory(**kw):
+        fs = F.FaultStack(base, base.certs, **kw)
+        made.append(fs)
+        return fs
+    yield factory
+    problems = []
+    for fs in made:
+        fs.stop()
+        problems += fs.cleanup()
+    assert not problems, "gateway error log:\n" + "\n".join(problems)
+
+
+def rid(tag="r"):
+    return f"{tag}-" + "".join(chr(ord("a") + b % 26)
+                               for b in uuid.uuid4().bytes)
+
+
+def reason_of(resp):
+    try:
+        return resp.json().get("type", "").rsplit(":", 1)[-1]
+    except ValueError:
+        return None
+
+
+def session(env, bank="BANK001"):
+    s = requests.Session()
+    c = env.certs[bank]
+    s.cert = (c.cert, c.key)
+    s.verify = env.pki.server_ca_path
+    return s
+
+
+def send(s, env, token, rid_, timeout):
+    return s.get(env.gw.url(TAX), timeout=timeout, allow_redirects=False,
+                 verify=env.pki.server_ca_path,
+                 headers={"Authorization": f"Bearer {token}",
+                          "X-Credit-Purpose": PURPOSE,
+                          "X-Request-Id": rid_})
+
+
+def register(redis, priv, kids, uscc=E1):
+    """Registry records for kids, all of one key (SPEC §5 format)."""
+    r = redis.client()
+    p = r.pipeline(transaction=False)
+    for kid in kids:
+        jwk = S.public_jwk(priv, "ES256", kid, uscc)
+        rec = {"kid": kid, "uscc": uscc, "state": "active", "not_before": 0,
+               "not_after": 0, "version": 1, "jwk": jwk}
+        p.set(f"credit:key:{{{kid}}}", json.dumps(rec))
+    p.incr("credit:keyreg:version")
+    p.execute()
+
+
+class Load:
+    """Threads sending requests, each with a token of a kid not used
+    before (so not cached), until stopped; every answer (or failure to
+    get one within `timeout`) is kept with its duration."""
+
+    def __init__(self, env, priv, kids, threads=6, timeout=30):
+        self.env, self.priv, self.timeout = env, priv, timeout
+        self.kids = iter(kids)
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.results = []           # (rid, kid, start, seconds, resp|exc)
+        self.pool = [threading.Thread(target=self.run)
+                     for _ in range(threads)]
+
+    def next_kid(self):
+        with self.lock:
+            return next(self.kids, None)
+
+    def run(self):
+        s = session(self.env)
+        while not self.stop.is_set():
+            kid = self.next_kid()
+            if kid is None:
+                return
+            tok = S.mint_token(self.priv, "ES256", kid,
+                               S.claims(E1, "BANK001"))
+            rid_ = rid("w")
+            t0 = time.monotonic()
+            try:
+                res = send(s, self.env, tok, rid_, self.timeout)
+            except requests.RequestException as ex:
+                res = ex
+                s.close()
+                s = session(self.env)
+            with self.lock:
+                self.results.append((rid_, kid, t0, time.monotonic() - t0,
+                                     res))
+        s.close()
+
+    def __enter__(self):
+        for t in self.pool:
+            t.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        for t in self.pool:
+            t.join(self.timeout + 10)
+
+
+def judge(results, bound, allowed=UNAVAILABLE):
+    """(slow, bad, counts): requests over `bound` seconds or without an
+    answer; answers other than 200 / 503 `allowed` / 401."""
+    slow, bad, counts = [], [], {}
+    for rid_, kid, t0, dt, res in results:
+        if isinstance(res, Exception):
+            slow.append((rid_, kid, round(dt, 2), repr(res)[:120]))
+            continue
+        if dt > bound:
+            slow.append((rid_, kid, round(dt, 2), res.status_code))
+        key = str(res.status_code) if res.status_code == 200 else \
+            f"{res.status_code} {reason_of(res)}"
+        counts[key] = counts.get(key, 0) + 1
+        if res.status_code == 200:
+            continue
+        if res.status_code == 503 and reason_of(res) in allowed:
+            problem(res, 503, reason_of(res))
+            continue
+        bad.append((rid_, res.status_code, res.text[:160]))
+    return slow, bad, counts
+
+
+def every_request_audited(fs, results):
+    """Once Redis is back and the spools drained, each answered request
+    has exactly one decision entry, matching its answer."""
+    assert fs.wait_drained(timeout=40), \
+        f"spool not drained: {fs.spool_files()}\n{fs.log_tail()}"
+    uniq, _ = F.dedupe(fs.entries())
+    dec = F.by_rid(uniq, "decision")
+    missing, wrong = [], []
+    for rid_, kid, t0, dt, res in results:
+        if isinstance(res, Exception):
+            continue
+        got = dec.get(rid_, [])
+        if len(got) != 1:
+            missing.append((rid_, res.status_code, len(got)))
+            continue
+        d = (got[0]["decision"], got[0]["reason"])
+        if res.status_code == 200:
+            ok = d[0] == "allow"
+        else:
+            # docs/audit-format.md §1: a decision whose reply was lost
+            # with the connection is answered 503 audit_unavailable; if
+            # Redis had run it, the original stays
+            ok = d == ("deny", reason_of(res)) or \
+                (reason_of(res) == "audit_unavailable" and d[0] == "allow")
+        if not ok:
+            wrong.append((rid_, res.status_code, got[0]["decision"],
+                          got[0]["reason"]))
+    assert not missing, f"{len(missing)} without one decision: {missing[:8]}"
+    assert not wrong, f"{len(wrong)} decisions unlike the answer: {wrong[:8]}"
+    problems, _ = F.verify_chains(fs.entries(), fs.pub)
+    assert not problems, "\n".join(problems[:20])
+
+
+# ------------------------------------------------------------------------
+# 1. A registry lookup while the worker reconnects to Redis
+
+def test_registry_lookups_end_while_redis_restarts(faults):
+    """Redis stopped (SIGTERM), down ~1 s, started again, three times,
+    under load with kids never seen before: every request ends within
+    3 x (command_timeout + connect_timeout) with 200, 503 or 401, and has
+    its decision entry (spooled while Redis was away)."""
+    fs = faults(workers=2,
+                redis_opts="command_timeout=1s connect_timeout=1s",
+                http_directives={"credit_auth_key_registry": REGISTRY})
+    env = fs.env
+    priv = S.generate_key("ES256")
+    kids = [f"hang-{i}-{secrets.token_hex(3)}" for i in range(20000)]
+    register(fs.redis, priv, kids)
+    time.sleep(0.3)
+    bound = 3 * (1.0 + 1.0)
+
+    with Load(env, priv, kids) as load:
+        time.sleep(1.0)
+        for _ in range(3):
+            fs.redis.stop()
+            time.sleep(1.0)
+            fs.restart_redis()
+            time.sleep(1.5)
+        last = time.monotonic()
+    results = load.results
+
+    slow, bad, counts = judge(results, bound)
+    assert not slow, (f"{len(slow)} of {len(results)} requests over "
+                      f"{bound}s or unanswered: {slow[:10]}; answers "
+                      f"{counts}\n{fs.log_tail()}")
+    # the load lasted past the last restart (kids left over)
+    assert max(t0 for _, _, t0, _, _ in results) > last - 0.5
+    assert not bad, f"{bad[:10]}; answers {counts}"
+    assert counts.get("200", 0) > 0, counts
+    assert sum(v for k, v in counts.items() if k.startswith("503")), counts
+    print(f"answers {counts}, longest "
+          f"{max(dt for _, _, _, dt, _ in results):.2f}s")
+    every_request_audited(fs, results)
+
+
+# ------------------------------------------------------------------------
+# 2. A reload while requests wait on Redis
+
+def test_reload_while_requests_wait_on_a_frozen_redis(faults):
+    """Redis frozen (SIGSTOP).  Keep-alive requests wait for their
+    decision (in flight) and for registry keys when a reload comes; then
+    requests park on the new worker while it tries to connect, and a
+    second reload comes.  Each exiting worker answers every request it
+    took (503, Connection: close) before it exits: no "open socket left"
+    alert; once Redis resumes each request has its decision entry."""
+    fs = faults(workers=1,
+                redis_opts="command_timeout=1s connect_timeout=1s",
+                http_directives={"credit_auth_key_registry": REGISTRY})
+    env, gw = fs.env, fs.gateway
+    priv = S.generate_key("ES256")
+    kids = iter([f"rl-{i}-{secrets.token_hex(3)}" for i in range(40)])
+    register(fs.redis, priv, [f"warm-{i}" for i in range(6)])
+    register(fs.redis, priv, list(kids))
+    kids = iter([k for k in fs.redis.client().keys("credit:key:{rl-*")])
+    time.sleep(0.3)
+
+    def token(i):
+        # odd: a kid cached since the warm-up, so only the decision waits;
+        # even: a kid never seen, looked up in the registry first
+        kid = f"warm-{i}" if i % 2 else next(kids)[len("credit:key:{"):-1]
+        return S.mint_token(priv, "ES256", kid, S.claims(E1, "BANK001"))
+
+    sessions = [session(env) for _ in range(6)]
+    for i, s in enumerate(sessions):           # keep-alive connections
+        r = send(s, env, S.mint_token(priv, "ES256", f"warm-{i}",
+                                      S.claims(E1, "BANK001")), rid(), 10)
+        assert r.status_code == 200, r.text
+    results, lock = [], threading.Lock()
+
+    def one(s, i, wave):
+        rid_, t0 = rid(wave), time.monotonic()
+        try:
+            res = send(s, env, token(i), rid_, 30)
+        except requests.RequestException as ex:
+            res = ex
+        with lock:
+            results.append((rid_, wave, t0, time.monotonic() - t0, res,
+                            time.monotonic()))
+
+    def wave(name, sess):
+        ts = [threading.Thread(target=one, args=(s, i, name))
+              for i, s in enumerate(sess)]
+        for t in ts:
+            t.start()
+        return ts
+
+    first = set(gw.workers())
+    mark = gw.log_size()
+    fs.redis.pause()
+    try:
+        a = wave("a", sessions)                 # in flight, keep-alive
+        time.sleep(0.3)
+        rc, out = F.nginx_signal(gw, "reload")
+        assert rc == 0, out
+        reload1 = time.monotonic()
+        assert S.wait_for(lambda: set(gw.workers()) - first, 10)
+        second = set(gw.workers()) - first
+        b = wave("b", [session(env) for _ in range(6)])   # parked
+        time.sleep(0.3)
+        rc, out = F.nginx_signal(gw, "reload")
+        assert rc == 0, out
+        reload2 = time.monotonic()
+        for t in a + b:
+            t.join(40)
+        # the exiting workers leave once they have answered
+        assert S.wait_for(lambda: not (set(gw.workers()) & (first | second)),
+                          15), F.worker_titles(gw)
+    finally:
+        fs.redis.resume()
+
+    bound = 3 * (1.0 + 1.0)
+    slow, bad, counts = judge([(x[0], x[1], x[2], x[3], x[4])
+                               for x in results], bound)
+    assert len(results) == 12, results
+    assert not slow and not bad, (slow, bad, counts)
+    assert counts.get("200", 0) == 0, counts
+    # answered by an exiting worker: the connection ends with the answer
+    for rid_, w, t0, dt, res, end in results:
+        if end > (reload1 if w == "a" else reload2):
+            assert res.headers.get("Connection") == "close", (w, res.headers)
+    log = gw.read_error_log(mark)
+    assert "open socket" not in log and "[alert]" not in log, log[-3000:]
+    print(f"answers {counts}")
+    every_request_audited(fs, [(x[0], x[1], x[2], x[3], x[4])
+                               for x in results])
+
