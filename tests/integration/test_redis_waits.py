@@ -328,3 +328,48 @@ def test_reload_while_requests_wait_on_a_frozen_redis(faults):
     every_request_audited(fs, [(x[0], x[1], x[2], x[3], x[4])
                                for x in results])
 
+
+def test_token_cache_survives_a_reload_that_changes_no_key(faults, base):
+    """The zone is kept across a reload when its size is the same, and so
+    are the verified tokens in it, unless the keys or the policy changed
+    (then each is verified again once)."""
+    fs = faults(workers=1)
+    env, gw = fs.env, fs.gateway
+    tokens = [env.token() for _ in range(5)]
+
+    def cache():
+        return fs.status()["token_cache"]
+
+    def reload():
+        first = set(gw.workers())
+        rc, out = F.nginx_signal(gw, "reload")
+        assert rc == 0, out
+        assert S.wait_for(lambda: set(gw.workers()) - first
+                          and not set(gw.workers()) & first, 15)
+
+    for t in tokens:
+        assert env.get(TAX, token=t).status_code == 200
+    before = cache()
+    assert before["entries"] >= 5, before
+
+    reload()                                    # nothing changed
+    for t in tokens:
+        assert env.get(TAX, token=t).status_code == 200
+    after = cache()
+    assert after["hits"] - before["hits"] == 5, (before, after)
+    assert after["misses"] == before["misses"], (before, after)
+
+    # another key in the file: every token is verified again, once
+    jwks = json.loads(base.keys_path.read_text())
+    extra = S.public_jwk(S.generate_key("ES256"), "ES256", "extra-key", E1)
+    jwks["keys"].append(extra)
+    gw.keys = S.write_json(fs.dir / "keys-more.jwks", jwks)
+    gw.write()
+    reload()
+    for t in tokens:
+        assert env.get(TAX, token=t).status_code == 200
+    changed = cache()
+    assert changed["misses"] - after["misses"] == 5, (after, changed)
+    for t in tokens:
+        assert env.get(TAX, token=t).status_code == 200
+    assert cache()["hits"] - changed["hits"] == 5
