@@ -17,5 +17,6 @@
 #include "audit/auditwriter.h"
 #include "core/pii.h"
 #include "redis/redisinfo.h"
+#include "redis/redisget.h"
 
 #endif

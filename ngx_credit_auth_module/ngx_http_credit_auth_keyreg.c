@@ -4,7 +4,9 @@
  *
  * Nothing is read at configuration time or at startup.  A kid is looked up
  * in the JWKS file, then in the shared cache (…_keycache.c), then with one
- * GET of credit:key:{kid}: the request waits for the reply like it waits
+ * bounded GET of credit:key:{kid} (lib/redis/redisget.h: a record longer
+ * than CA_KEYREG_RECORD_MAX is refused by its size, never read whole,
+ * and so is a version longer than a number): the request waits for the reply like it waits
  * for its decision entry (…_access.c), and requests of one worker asking
  * for the same kid share one GET.  While the worker connects to Redis a
  * lookup waits once for the attempt to end (…_redis.c), then asks or is
@@ -30,6 +32,31 @@ typedef struct {
 static ngx_queue_t   ngx_http_credit_auth_fetches;
 static ngx_event_t   ngx_http_credit_auth_poll_ev;
 static ngx_uint_t    ngx_http_credit_auth_polling;
+
+
+/* GET key, of at most max bytes (an integer reply: its length). */
+static ngx_int_t
+ngx_http_credit_auth_get_bounded(const char *key, size_t max,
+    ngx_http_credit_auth_reply_pt handler, void *data)
+{
+    u_char       num[NGX_INT_T_LEN];
+    const char  *argv[5];
+    size_t       argvlen[5];
+
+    argv[0] = "EVALSHA";
+    argv[1] = ca_redis_get_script_sha();
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = (char *) num;
+    argvlen[0] = 7;
+    argvlen[1] = 40;
+    argvlen[2] = 1;
+    argvlen[3] = ngx_strlen(key);
+    argvlen[4] = ngx_sprintf(num, "%uz", max) - num;
+
+    return ngx_http_credit_auth_redis_command(5, argv, argvlen, handler,
+                                              data);
+}
 
 
 /* NAME=T in seconds, 1..max; NGX_ERROR otherwise. */
@@ -150,8 +177,11 @@ ngx_http_credit_auth_poll_reply(void *data, void *reply)
     if (rep->type == REDIS_REPLY_NIL) {
         v = 0;
 
-    } else if (rep->type == REDIS_REPLY_STRING) {
-        v = ngx_atoi((u_char *) rep->str, rep->len);
+    } else if (rep->type == REDIS_REPLY_STRING
+               || rep->type == REDIS_REPLY_INTEGER)
+    {
+        v = rep->type == REDIS_REPLY_STRING
+            ? ngx_atoi((u_char *) rep->str, rep->len) : NGX_ERROR;
         if (v == NGX_ERROR) {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "credit_auth: %s is not a number",
@@ -170,21 +200,16 @@ ngx_http_credit_auth_poll_reply(void *data, void *reply)
 static void
 ngx_http_credit_auth_poll_handler(ngx_event_t *ev)
 {
-    const char                        *argv[2];
-    size_t                             argvlen[2];
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                               ngx_http_credit_auth_module);
 
     if (!ngx_http_credit_auth_polling && ngx_http_credit_auth_redis_ready()) {
-        argv[0] = "GET";
-        argvlen[0] = 3;
-        argv[1] = CA_KEYREG_VERSION_KEY;
-        argvlen[1] = sizeof(CA_KEYREG_VERSION_KEY) - 1;
-        if (ngx_http_credit_auth_redis_command(2, argv, argvlen,
-                                               ngx_http_credit_auth_poll_reply,
-                                               NULL)
+        if (ngx_http_credit_auth_get_bounded(CA_KEYREG_VERSION_KEY,
+                                             NGX_INT64_LEN,
+                                             ngx_http_credit_auth_poll_reply,
+                                             NULL)
             == NGX_OK)
         {
             ngx_http_credit_auth_polling = 1;
@@ -289,13 +314,26 @@ ngx_http_credit_auth_fetch_reply(void *data, void *reply)
         ngx_http_credit_auth_keycache_put(f->kid, f->epoch, &meta, 0,
                                           rep->str, rep->len, &key);
 
+    } else if (rep->type == REDIS_REPLY_ERROR
+               && ngx_strncmp(rep->str, "WRONGTYPE", 9) != 0)
+    {
+        /* no word on the record (NOSCRIPT: the script was flushed since
+         * the connect): nothing cached, the waiters fail closed */
+        ngx_log_error(NGX_LOG_ERR, f->log, 0, "credit_auth: key registry "
+                      "lookup of kid \"%s\": %s", f->kid, rep->str);
+
     } else {
         /* cached as unusable for the negative TTL: no hammering, and
          * never a key */
-        if (rep->type != REDIS_REPLY_STRING) {
+        if (rep->type == REDIS_REPLY_INTEGER) {
             ngx_snprintf((u_char *) err.text, sizeof(err.text),
-                         "%s: not a string value (type %d)%Z", f->kid,
-                         rep->type);
+                         "%s: record of %L bytes, more than %d: not read"
+                         "%Z", f->kid, (int64_t) rep->integer,
+                         CA_KEYREG_RECORD_MAX);
+
+        } else if (rep->type != REDIS_REPLY_STRING) {
+            ngx_snprintf((u_char *) err.text, sizeof(err.text),
+                         "%s: not a string value%Z", f->kid);
         }
         ngx_log_error(NGX_LOG_ERR, f->log, 0,
                       "credit_auth: key registry record of kid \"%s\" "
@@ -324,8 +362,6 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, const char *kid, size_t len)
 {
     char                           name[CA_KEYREG_NAME_MAX];
-    const char                    *argv[2];
-    size_t                         argvlen[2];
     ngx_int_t                      rc;
     ngx_queue_t                   *q;
     ngx_pool_cleanup_t            *cln;
@@ -384,13 +420,8 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
     ngx_memcpy(f->kid, kid, len + 1);
     ngx_queue_init(&f->waiters);
 
-    argv[0] = "GET";
-    argvlen[0] = 3;
-    argv[1] = name;
-    argvlen[1] = ngx_strlen(name);
-
-    if (ngx_http_credit_auth_redis_command(2, argv, argvlen,
-                                           ngx_http_credit_auth_fetch_reply, f)
+    if (ngx_http_credit_auth_get_bounded(name, CA_KEYREG_RECORD_MAX,
+                                         ngx_http_credit_auth_fetch_reply, f)
         != NGX_OK)
     {
         ngx_free(f);

@@ -259,7 +259,7 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
     ngx_http_credit_auth_redis_hooks_t  hooks;
     ngx_http_credit_auth_main_conf_t   *mcf;
 
-    static const char  *scripts[2];
+    static const char  *scripts[3];
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle,
                                               ngx_http_credit_auth_module);
@@ -277,7 +277,8 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
 
     /* the connection learns here whom to tell: it never calls up itself */
     scripts[0] = ca_aw_script();
-    scripts[1] = NULL;
+    scripts[1] = mcf->key_registry ? ca_redis_get_script() : NULL;
+    scripts[2] = NULL;
     hooks.scripts = scripts;
     hooks.changed = ngx_http_credit_auth_writer_kick;
     hooks.discontinuity = ngx_http_credit_auth_writer_discontinuity;

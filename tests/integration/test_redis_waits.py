@@ -373,3 +373,53 @@ def test_token_cache_survives_a_reload_that_changes_no_key(faults, base):
     for t in tokens:
         assert env.get(TAX, token=t).status_code == 200
     assert cache()["hits"] - changed["hits"] == 5
+
+
+# ------------------------------------------------------------------------
+# 3. A registry record is bounded before it is read
+
+def vmrss_kb(pid):
+    for line in open(f"/proc/{pid}/status"):
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+def test_huge_registry_record_is_refused_by_its_size(faults):
+    """A 100 MB value at credit:key:{kid} (and at the version key) is
+    refused by its size in Redis, never sent: the right 401 with a log
+    line that says why, and the worker's memory stays where it was."""
+    fs = faults(workers=1, redis_opts="command_timeout=5s",
+                http_directives={"credit_auth_key_registry": REGISTRY})
+    env, gw = fs.env, fs.gateway
+    priv = S.generate_key("ES256")
+    register(fs.redis, priv, ["fine"])
+    time.sleep(0.3)
+
+    def get(kid):
+        return env.get(TAX, token=S.mint_token(priv, "ES256", kid,
+                                               S.claims(E1, "BANK001")))
+    assert get("fine").status_code == 200
+    pid = gw.workers()[0]
+    before = vmrss_kb(pid)
+
+    r = fs.redis.client(socket_timeout=120)
+    huge = 100 * 1024 * 1024
+    r.set("credit:key:{huge}", b"x" * huge)
+    mark = gw.log_size()
+    doc = problem(get("huge"), 401, "kid_unknown")
+    assert "malformed" in doc["detail"], doc
+    log = gw.read_error_log(mark)
+    assert (f'key registry record of kid "huge" refused: huge: record of '
+            f'{huge} bytes, more than 8192: not read') in log, log[-2000:]
+
+    # the change poller reads the version key the same way
+    r.set("credit:keyreg:version", b"7" * huge)
+    assert S.wait_for(lambda: "credit:keyreg:version is not a number"
+                      in gw.read_error_log(mark), 5)
+    r.set("credit:keyreg:version", 8)
+
+    after = vmrss_kb(pid)
+    assert after - before < 16 * 1024, (before, after)
+    assert get("fine").status_code == 200
+    print(f"worker RSS {before} kB -> {after} kB")
