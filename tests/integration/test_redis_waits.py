@@ -8,65 +8,17 @@ Each test runs its own Redis (appendfsync always) and gateway
 
 import json
 import secrets
-import shutil
 import threading
 import time
-import uuid
 
-import pytest
 import requests
 
 import faults as F
-from conftest import E1, PURPOSE, TAX, S, _build_stack, problem
+from conftest import E1, PURPOSE, TAX, S, problem
+from faults import base, faults, reason_of, rid, session  # noqa: F401
 
 UNAVAILABLE = ("revocation_unavailable", "audit_unavailable")
 REGISTRY = "on ttl=30s negative_ttl=2s poll=100ms"
-
-
-@pytest.fixture(scope="module")
-def base():
-    st, certs = _build_stack()
-    st.upstream = S.Upstream(st.dir, root=st.platform_root).start()
-    st.certs = certs
-    yield st
-    st.upstream.stop()
-    shutil.rmtree(st.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def faults(base):
-    made = []
-
-    def factory(**kw):
-        fs = F.FaultStack(base, base.certs, **kw)
-        made.append(fs)
-        return fs
-    yield factory
-    problems = []
-    for fs in made:
-        fs.stop()
-        problems += fs.cleanup()
-    assert not problems, "gateway error log:\n" + "\n".join(problems)
-
-
-def rid(tag="r"):
-    return f"{tag}-" + "".join(chr(ord("a") + b % 26)
-                               for b in uuid.uuid4().bytes)
-
-
-def reason_of(resp):
-    try:
-        return resp.json().get("type", "").rsplit(":", 1)[-1]
-    except ValueError:
-        return None
-
-
-def session(env, bank="BANK001"):
-    s = requests.Session()
-    c = env.certs[bank]
-    s.cert = (c.cert, c.key)
-    s.verify = env.pki.server_ca_path
-    return s
 
 
 def send(s, env, token, rid_, timeout):
