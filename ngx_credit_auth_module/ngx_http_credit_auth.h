@@ -26,8 +26,8 @@
  *    7 writer keycache
  *    8 redis                        Redis I/O: the connection's life
  *    9 redis_check sentinel_watch   connect-time checks, +switch-master
- *   10 redis_cmd redis_wait sentinel  commands in flight, waiters,
- *                                  discovery
+ *   10 redis_cmd redis_wait redis_mem sentinel  commands in flight,
+ *                                  waiters, memory, discovery
  *   11 hiredis
  *   12 ctx zone                     the request's ctx, shared memory
  */
@@ -53,8 +53,36 @@
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_REPLAY_FAILED  4
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_UNEXPECTED  5
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_DISCONTINUITIES  6
-#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  7
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_REFUSED   7   /* -OOM, -NOREPLICAS */
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  8
 #define NGX_HTTP_CREDIT_AUTH_WRITERS         64
+
+/* Conditions said once in the error log, then counted (…_zone.c): the
+ * status page's `events`. */
+typedef enum {
+    NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN = 0,     /* an attempt failed */
+    NGX_HTTP_CREDIT_AUTH_EV_REDIS_LOADING,      /* refused: loading */
+    NGX_HTTP_CREDIT_AUTH_EV_REDIS_NOT_WRITABLE, /* READONLY, NOREPLICAS */
+    NGX_HTTP_CREDIT_AUTH_EV_WAIT_SHORT,         /* WAIT: too few replicas */
+    NGX_HTTP_CREDIT_AUTH_EV_KID_TWICE,          /* in the file and registry */
+    NGX_HTTP_CREDIT_AUTH_EVENTS
+} ngx_http_credit_auth_event_e;
+
+/* Redis's memory (…_redis_mem.c) */
+#define NGX_HTTP_CREDIT_AUTH_MEM_UNKNOWN   0
+#define NGX_HTTP_CREDIT_AUTH_MEM_OK        1
+#define NGX_HTTP_CREDIT_AUTH_MEM_HIGH      2    /* from 80 % of maxmemory */
+#define NGX_HTTP_CREDIT_AUTH_MEM_FULL      3    /* writes refused (-OOM) */
+#define NGX_HTTP_CREDIT_AUTH_MEM_EVICTING  4    /* a policy that evicts */
+
+typedef struct {
+    ngx_atomic_t                state;
+    ngx_atomic_t                used;           /* used_memory */
+    ngx_atomic_t                max;            /* maxmemory, 0: none */
+    ngx_atomic_t                seen;           /* when, Unix seconds */
+    char                        policy[32];     /* maxmemory-policy */
+} ngx_http_credit_auth_redismem_t;
+
 
 /* Latency histograms: upper bounds in microseconds, then +Inf. */
 #define NGX_HTTP_CREDIT_AUTH_BUCKET_BOUNDS                                   \
@@ -77,6 +105,7 @@ typedef struct {
     uint64_t                    replay_failed;
     uint64_t                    unexpected;
     uint64_t                    discontinuities;
+    uint64_t                    refused;
 } ngx_http_credit_auth_wstate_t;
 
 typedef struct {
@@ -130,6 +159,8 @@ typedef struct {
     ngx_atomic_t                n_labels;
     ngx_http_credit_auth_label_t  labels[NGX_HTTP_CREDIT_AUTH_LABELS];
     ngx_http_credit_auth_wslot_t  writers[NGX_HTTP_CREDIT_AUTH_WRITERS];
+    ngx_atomic_t                events[NGX_HTTP_CREDIT_AUTH_EVENTS];
+    ngx_http_credit_auth_redismem_t  redis_mem;
 } ngx_http_credit_auth_shctx_t;
 
 typedef struct {
@@ -449,22 +480,26 @@ typedef struct {
                                        char *found, size_t len);
 } ngx_http_credit_auth_redis_hooks_t;
 
-/* …_redis_cmd.c: the commands in flight on the connection.  `refused`
- * hears of a -READONLY or -NOREPLICAS answer on `ac`. */
-typedef void (*ngx_http_credit_auth_refused_pt)(void *ac);
+/* …_redis_cmd.c: the commands in flight on the connection.  `answered`
+ * hears of every reply on `ac`: `refusal` "READONLY" or "NOREPLICAS", or
+ * NULL for any other. */
+typedef void (*ngx_http_credit_auth_answered_pt)(void *ac,
+    const char *refusal);
 
 void ngx_http_credit_auth_redis_cmd_init(
     ngx_http_credit_auth_main_conf_t *mcf, ngx_log_t *log,
-    ngx_http_credit_auth_refused_pt refused);
+    ngx_http_credit_auth_answered_pt answered);
 ngx_int_t ngx_http_credit_auth_redis_cmd_send(void *ac, int argc,
     const char **argv, const size_t *argvlen,
     ngx_http_credit_auth_reply_pt handler, void *data);
 ngx_uint_t ngx_http_credit_auth_redis_cmd_inflight(void);
 ngx_uint_t ngx_http_credit_auth_redis_cmd_overdue(void);
 
-/* …_redis_check.c: what a new connection must show before it is used.
- * rc NGX_OK: ready; NGX_DECLINED: not now; NGX_ABORT: never as
- * configured.  Called from inside a hiredis callback. */
+/* …_redis_check.c: what a new connection must show before it is used,
+ * its handshake (AUTH, SELECT, SCRIPT LOAD) first.  rc NGX_OK: ready
+ * (`why`: a warning, or ""); NGX_DECLINED: not now; NGX_ABORT: never as
+ * configured; `why` then says what failed, as a sentence's end ("AUTH
+ * refused: …", "not used: …").  Called from inside a hiredis callback. */
 typedef void (*ngx_http_credit_auth_checked_pt)(void *ac, ngx_int_t rc);
 
 ngx_int_t ngx_http_credit_auth_redis_check_init(ngx_cycle_t *cycle,
@@ -489,6 +524,14 @@ ngx_uint_t ngx_http_credit_auth_redis_ready(void);
  */
 ngx_int_t ngx_http_credit_auth_redis_wait(
     ngx_http_credit_auth_redis_waiter_t *w);
+
+/* …_redis_mem.c: Redis's memory and maxmemory-policy, in the zone.
+ * `refused` hears of a connection whose policy came to evict. */
+void ngx_http_credit_auth_redis_mem_init(ngx_log_t *log,
+    ngx_http_credit_auth_answered_pt refused);
+void ngx_http_credit_auth_redis_mem_tick(void *ac);
+void ngx_http_credit_auth_redis_mem_seen(const ca_redisinfo *ri,
+    ngx_log_t *log);
 
 /* …_redis_wait.c: those waiting for the connection */
 void ngx_http_credit_auth_redis_waiters_init(void);
@@ -551,6 +594,21 @@ void ngx_http_credit_auth_zone_writer(
     const ngx_http_credit_auth_wstate_t *ws);
 uint64_t ngx_http_credit_auth_now_us(void);
 void ngx_http_credit_auth_observe(ngx_uint_t hist, uint64_t us);
+
+/* A condition of this worker, said once: logged at `level` when it is not
+ * the one it said last, counted in the zone's `events` every time. */
+typedef struct {
+    u_char                      said[256];      /* "": nothing said */
+    ngx_uint_t                  times;          /* since it was said */
+} ngx_http_credit_auth_note_t;
+
+void ngx_http_credit_auth_note(ngx_http_credit_auth_note_t *n,
+    ngx_log_t *log, ngx_uint_t level, ngx_uint_t event,
+    const char *fmt, ...);
+/* It is over: said once (notice), if anything was said. */
+void ngx_http_credit_auth_note_over(ngx_http_credit_auth_note_t *n,
+    ngx_log_t *log, const char *what);
+void ngx_http_credit_auth_count_event(ngx_uint_t event);
 
 /* …_cache.c: verified-token cache */
 ngx_int_t ngx_http_credit_auth_cache_get(const u_char sha[32],

@@ -270,9 +270,12 @@ static ngx_int_t
 ngx_http_credit_auth_audited(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    if (ctx->wait.outcome == CA_AW_LOST) {
+    if (ctx->wait.outcome == CA_AW_LOST
+        || ctx->wait.outcome == CA_AW_REFUSED)
+    {
         /* not written and not spooled, or (a decision) revocation not
-         * confirmed: 503 whatever was decided */
+         * confirmed, or Redis refused to write it (full): 503 whatever
+         * was decided */
         ctx->reason = CA_AUDIT_UNAVAILABLE;
         ctx->report = 0;
 

@@ -127,7 +127,9 @@ ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(mcf->checkpoint_interval, 1000);
     ngx_conf_init_value(mcf->redis_db, 0);
     if (mcf->spool_max == NGX_CONF_UNSET) {
-        mcf->spool_max = 64 * 1024 * 1024;
+        /* about 45 min of refusals at 300 requests/s on one worker, at
+         * the 1.3 KB a refused request spools (docs/configuration.md) */
+        mcf->spool_max = 1024 * 1024 * 1024;
     }
 
     /* tokens verified under other keys or rules are verified again */

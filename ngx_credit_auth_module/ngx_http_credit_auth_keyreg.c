@@ -29,9 +29,17 @@ typedef struct {
 } ngx_http_credit_auth_fetch_t;
 
 
+#define NGX_HTTP_CREDIT_AUTH_TWICE_SAID  64
+
+
 static ngx_queue_t   ngx_http_credit_auth_fetches;
 static ngx_event_t   ngx_http_credit_auth_poll_ev;
 static ngx_uint_t    ngx_http_credit_auth_polling;
+
+/* kids this worker said were both in the file and the registry */
+static uint32_t      ngx_http_credit_auth_twice[
+                         NGX_HTTP_CREDIT_AUTH_TWICE_SAID];
+static ngx_uint_t    ngx_http_credit_auth_ntwice;
 
 
 /* GET key, of at most max bytes (an integer reply: its length). */
@@ -436,6 +444,39 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
 }
 
 
+/*
+ * Said once per kid (a client could fill the log otherwise: every token
+ * of such a kid is refused), counted every time; a worker remembers the
+ * first NGX_HTTP_CREDIT_AUTH_TWICE_SAID kids it said.
+ */
+static void
+ngx_http_credit_auth_kid_twice(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf, const char *kid, size_t len)
+{
+    uint32_t    crc;
+    ngx_uint_t  i;
+
+    ngx_http_credit_auth_count_event(NGX_HTTP_CREDIT_AUTH_EV_KID_TWICE);
+
+    crc = ngx_crc32_short((u_char *) kid, len);
+    for (i = 0; i < ngx_http_credit_auth_ntwice; i++) {
+        if (ngx_http_credit_auth_twice[i] == crc) {
+            return;
+        }
+    }
+    if (ngx_http_credit_auth_ntwice == NGX_HTTP_CREDIT_AUTH_TWICE_SAID) {
+        return;
+    }
+    ngx_http_credit_auth_twice[ngx_http_credit_auth_ntwice++] = crc;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "credit_auth: kid \"%s\" is both in %V and in the key "
+                  "registry: refused until one is removed (said once: "
+                  "its refusals are counted, events on the status page)",
+                  kid, &mcf->keys_file);
+}
+
+
 #define ngx_http_credit_auth_key_detail(ctx, ...)                            \
     ngx_snprintf((u_char *) (ctx)->detail, sizeof((ctx)->detail) - 1,        \
                  __VA_ARGS__)[0] = '\0'
@@ -508,10 +549,7 @@ ngx_http_credit_auth_key_find(ngx_http_request_t *r,
     }
 
     if (file_key != NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "credit_auth: kid \"%s\" is both in %V and in the key "
-                      "registry: refused until one is removed",
-                      kid, &mcf->keys_file);
+        ngx_http_credit_auth_kid_twice(r, mcf, kid, len);
         ngx_http_credit_auth_key_detail(ctx, "the kid is registered twice "
                                         "(key file and registry)%Z");
         return NGX_OK;

@@ -1,8 +1,4 @@
 /* GET, bounded in Redis (see redisget.h). */
-#include <string.h>
-
-#include <openssl/sha.h>
-
 #include "redisget.h"
 #include "core/util.h"
 
@@ -24,12 +20,6 @@ ca_redis_get_script(void)
 const char *
 ca_redis_get_script_sha(void)
 {
-    unsigned char  md[SHA_DIGEST_LENGTH];
-
-    if (ca_redis_get_sha[0] == '\0') {
-        SHA1((const unsigned char *) ca_redis_get_lua,
-             sizeof(ca_redis_get_lua) - 1, md);
-        ca_hex(md, SHA_DIGEST_LENGTH, ca_redis_get_sha);
-    }
-    return ca_redis_get_sha;
+    return ca_script_sha(ca_redis_get_lua, sizeof(ca_redis_get_lua) - 1,
+                         ca_redis_get_sha);
 }
