@@ -10,7 +10,8 @@
  * while it runs).  A refused decision keeps its lane as it was (the lane
  * chain never held it) and the deny the bank gets (audit_unavailable)
  * goes to chain 0 like any refusal decided while Redis is away, through
- * the spool; an unknown fate ends its lane instead (auditwriter.c).
+ * the spool; a refused lane checkpoint is undone, to be signed again; an
+ * unknown fate ends its lane instead (auditwriter.c).
  *
  * A Redis that refuses is said once in the log, when it starts and when
  * it stops; the refusals between are counted (stats.refused).
@@ -92,13 +93,28 @@ ca_aw_refused_decision(ca_aw *aw, ca_aw_job *job)
 static void
 ca_aw_refused(ca_aw *aw, ca_aw_job *job)
 {
+    unsigned char  prev[32];
+    ca_aw_lane    *l = &aw->lanes[job->slot];
+
     aw->stats.refused++;
     if (job->kind == CA_AW_KIND_DECISION) {
         ca_aw_refused_decision(aw, job);
         return;
     }
-    /* chain 0 goes to the spool in order; a lane's checkpoint was sealed
-     * into the lane, which cannot take its next entry before it: ended */
+    /* a lane's checkpoint (the lane holds nothing after it): the lane is
+     * as it was before it, and signs again at a later tick */
+    if (job->slot != 0 && job->chain != (size_t) -1
+        && job->chain + 2 < job->n
+        && strcmp(job->name[job->chain + 2], "prev") == 0
+        && ca_unhex(job->value[job->chain + 2], prev, 32) == 0)
+    {
+        l->chain.seq = job->seq - 1;
+        memcpy(l->chain.head, prev, 32);
+        ca_aw_lane_release(aw, job->slot);
+        ca_aw_settle(aw, job, CA_AW_REFUSED, CA_OK);
+        return;
+    }
+    /* chain 0: to the spool, in order */
     ca_aw_failed(aw, job);
 }
 

