@@ -314,6 +314,7 @@ typedef struct {
      */
     ngx_event_t                 wake;
     ngx_http_credit_auth_redis_waiter_t  conn;
+    ngx_queue_t                 held_q;         /* …_ctx.c's list */
     unsigned                    held:1;
 
     ngx_http_credit_auth_wait_t  wait;
@@ -348,6 +349,7 @@ extern ngx_module_t  ngx_http_credit_auth_module;
 
 /* …_access.c: the access phase */
 ngx_int_t ngx_http_credit_auth_access_handler(ngx_http_request_t *r);
+void ngx_http_credit_auth_access_exit(void);
 
 /* …_decide.c: the decision, from the request alone */
 void ngx_http_credit_auth_decide_exit_process(void);
@@ -372,6 +374,11 @@ ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_find_ctx(
 /* The wait of a request held by the access handler is over: it runs
  * again (from a posted event, never inside a Redis callback). */
 void ngx_http_credit_auth_wake(ngx_http_credit_auth_ctx_t *ctx);
+ngx_int_t ngx_http_credit_auth_hold(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+void ngx_http_credit_auth_release(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_first_held(void);
 
 /* …_response.c: what the gateway answers of its own */
 ngx_int_t ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
@@ -642,6 +649,7 @@ char *ngx_http_credit_auth_key_registry(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_credit_auth_keyreg_init_process(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf);
 void ngx_http_credit_auth_keyreg_exit_process(void);
+void ngx_http_credit_auth_key_abandon(ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_key_find(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, const char *kid, size_t len,
     const ca_key **key, ca_reason *reason);

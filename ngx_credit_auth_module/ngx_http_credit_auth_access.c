@@ -25,19 +25,6 @@ static ngx_int_t ngx_http_credit_auth_start(ngx_http_request_t *r,
     ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx);
 
 
-/* The request waits: held once, whatever runs this handler meanwhile. */
-static ngx_int_t
-ngx_http_credit_auth_suspend(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx)
-{
-    if (!ctx->held) {
-        ctx->held = 1;
-        r->main->count++;
-    }
-    return NGX_DONE;
-}
-
-
 /*
  * Its answer is taken, by whichever run of the phases comes first.  A
  * worker that began to exit meanwhile (a reload) still answers it, and
@@ -48,15 +35,53 @@ static void
 ngx_http_credit_auth_resume(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    if (ctx->wake.posted) {
-        ngx_delete_posted_event(&ctx->wake);
-    }
-    if (ctx->held) {
-        ctx->held = 0;
-        r->main->count--;
-    }
+    ngx_http_credit_auth_release(r, ctx);
     if (ngx_exiting || ngx_terminate) {
         r->keepalive = 0;
+    }
+}
+
+
+/*
+ * The worker stops at once (nginx -s stop: ngx_terminate), its Redis
+ * connection gone: every request still held is answered now rather than
+ * dropped, with what Redis could not confirm refused (503) and its
+ * refusal spooled by the writer, which exits after this.
+ */
+void
+ngx_http_credit_auth_access_exit(void)
+{
+    ngx_uint_t                   n;
+    ngx_connection_t            *c;
+    ngx_http_request_t          *r;
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    /* each is answered or held again (then left): bounded either way */
+    for (n = 0; n < 100000; n++) {
+        ctx = ngx_http_credit_auth_first_held();
+        if (ctx == NULL) {
+            return;
+        }
+        r = ctx->wake.data;
+        c = r->connection;
+
+        ngx_http_credit_auth_key_abandon(ctx);
+        if (ctx->state == NGX_HTTP_CREDIT_AUTH_WAITING && !ctx->wait.done) {
+            ngx_http_credit_auth_redis_unwait(&ctx->conn);
+            ctx->wait.outcome = ctx->wait.waiter.job
+                                ? CA_AW_LOST : NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY;
+            ngx_http_credit_auth_writer_detach(&ctx->wait.waiter);
+            ctx->wait.waited = 1;
+            ctx->wait.done = 1;
+        }
+
+        ngx_http_core_run_phases(r);
+        ngx_http_run_posted_requests(c);
+
+        if (ngx_http_credit_auth_first_held() == ctx) {
+            /* held again: it cannot be answered now */
+            ngx_http_credit_auth_release(r, ctx);
+        }
     }
 }
 
@@ -183,7 +208,7 @@ ngx_http_credit_auth_start(ngx_http_request_t *r,
 
     if (ctx->state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT) {
         /* the token's key is being fetched from the registry */
-        return ngx_http_credit_auth_suspend(r, ctx);
+        return ngx_http_credit_auth_hold(r, ctx);
     }
 
     /*
@@ -237,7 +262,7 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
     if (rc == NGX_AGAIN) {
         /* counted when Redis has said allow, revoked or exhausted */
         ctx->state = NGX_HTTP_CREDIT_AUTH_WAITING;
-        return ngx_http_credit_auth_suspend(r, ctx);
+        return ngx_http_credit_auth_hold(r, ctx);
     }
 
     if (rc == NGX_ERROR) {

@@ -296,6 +296,18 @@ ngx_http_credit_auth_key_gone(void *data)
 }
 
 
+/* No answer will come (the worker stops at once): asked, and not
+ * answered, it fails closed (revocation_unavailable). */
+void
+ngx_http_credit_auth_key_abandon(ngx_http_credit_auth_ctx_t *ctx)
+{
+    if (ctx->state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT && ctx->key_waiting) {
+        ngx_http_credit_auth_key_gone(ctx);
+        ctx->key_fetched = 1;
+    }
+}
+
+
 static void
 ngx_http_credit_auth_fetch_reply(void *data, void *reply)
 {

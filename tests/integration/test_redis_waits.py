@@ -375,3 +375,49 @@ def test_huge_registry_record_is_refused_by_its_size(faults):
     assert after - before < 16 * 1024, (before, after)
     assert get("fine").status_code == 200
     print(f"worker RSS {before} kB -> {after} kB")
+
+
+def test_stop_at_once_answers_the_requests_waiting_on_redis(faults):
+    """nginx -s stop (workers told to exit at once) while requests wait
+    on a frozen Redis, some for their decision, some for the connection:
+    each still gets its 503, and once Redis is back its refusal is in the
+    audit (the spool the next start adopts)."""
+    fs = faults(workers=1,
+                redis_opts="command_timeout=1s connect_timeout=1s")
+    env, gw = fs.env, fs.gateway
+    assert env.get(TAX).status_code == 200
+    results, lock = [], threading.Lock()
+
+    def one(tag):
+        rid_ = rid(tag)
+        try:
+            res = send(session(env), env, env.token(), rid_, 20)
+        except requests.RequestException as ex:
+            res = ex
+        with lock:
+            results.append((rid_, tag, 0, 0, res))
+
+    fs.redis.pause()
+    try:
+        ts = [threading.Thread(target=one, args=("a",)) for _ in range(3)]
+        for t in ts:
+            t.start()
+        time.sleep(1.3)     # timed out, dropped: the next attempt hangs
+        tb = [threading.Thread(target=one, args=("b",)) for _ in range(3)]
+        for t in tb:
+            t.start()
+        time.sleep(0.3)
+        rc, out = F.nginx_signal(gw, "stop")
+        assert rc == 0, out
+        for t in ts + tb:
+            t.join(30)
+    finally:
+        fs.redis.resume()
+    assert len(results) == 6
+    slow, bad, counts = judge(results, 60)
+    assert not slow and not bad, (slow, bad, counts)
+    assert counts.get("200", 0) == 0, counts
+    assert S.wait_for(lambda: not gw.running, 10)
+
+    gw.start()              # adopts the stopped worker's spool
+    every_request_audited(fs, results)
