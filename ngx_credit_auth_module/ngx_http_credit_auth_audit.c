@@ -257,11 +257,16 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
 
     candidate = (ctx->reason == CA_OK && ctx->has_claims);
 
-    if (candidate && !ngx_http_credit_auth_redis_ready()) {
+    /*
+     * A worker just started, or Redis just came back: wait for one
+     * handshake (at most connect_timeout) rather than refuse an allow, or
+     * answer 503 for a refusal that has no spool to go to.
+     */
+    if ((candidate || mcf->spool_path.len == 0)
+        && !ngx_http_credit_auth_redis_ready())
+    {
         rc = NGX_DECLINED;
         if (!ctx->wait.waited) {
-            /* a worker just started, or Redis just came back: wait for
-             * one handshake (at most connect_timeout) rather than refuse */
             ctx->wait.waited = 1;
             ctx->conn.handler = ngx_http_credit_auth_reconnected;
             rc = ngx_http_credit_auth_redis_wait(&ctx->conn);
@@ -269,7 +274,7 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
                 return NGX_AGAIN;
             }
         }
-        if (rc != NGX_OK) {
+        if (rc != NGX_OK && candidate) {
             ctx->reason = CA_REVOCATION_UNAVAILABLE;
             candidate = 0;
         }

@@ -270,9 +270,10 @@ def test_reload_while_requests_wait_on_a_frozen_redis(faults):
     assert len(results) == 12, results
     assert not slow and not bad, (slow, bad, counts)
     assert counts.get("200", 0) == 0, counts
-    # answered by an exiting worker: the connection ends with the answer
+    # answered by an exiting worker (well after its reload: the signal
+    # reaches it asynchronously): the connection ends with the answer
     for rid_, w, t0, dt, res, end in results:
-        if end > (reload1 if w == "a" else reload2):
+        if end > (reload1 if w == "a" else reload2) + 0.3:
             assert res.headers.get("Connection") == "close", (w, res.headers)
     log = gw.read_error_log(mark)
     assert "open socket" not in log and "[alert]" not in log, log[-3000:]
@@ -421,3 +422,32 @@ def test_stop_at_once_answers_the_requests_waiting_on_redis(faults):
 
     gw.start()              # adopts the stopped worker's spool
     every_request_audited(fs, results)
+
+
+def test_a_refusal_without_spool_waits_for_the_connect(faults):
+    """A worker whose connection to Redis is still being made, and no
+    spool: a refusal waits for that attempt (at most connect_timeout) and
+    is audited, rather than 503 at once because it could go nowhere."""
+    fs = faults(workers=1, redis_opts="connect_timeout=2s",
+                http_directives={"credit_auth_audit_spool": None})
+    env, gw = fs.env, fs.gateway
+    gw.stop()
+    fs.redis.pause()            # the new worker's attempt hangs in INFO
+    try:
+        gw.start()
+        box = {}
+
+        def refusal():
+            box["r"] = env.get(TAX, token=None,
+                               headers={"X-Request-Id": rid("nospool")})
+        t = threading.Thread(target=refusal)
+        t.start()
+        time.sleep(0.4)
+    finally:
+        fs.redis.resume()
+    t.join(10)
+    problem(box["r"], 401, "token_missing")
+    dec = S.wait_for(lambda: F.by_rid(F.dedupe(fs.entries())[0],
+                                      "decision").get(
+        box["r"].headers["X-Request-Id"]), 5)
+    assert dec and dec[0]["reason"] == "token_missing", dec
