@@ -37,6 +37,9 @@ void ca_hex(const unsigned char *in, size_t len, char *out /* 2*len+1 */);
 int ca_unhex(const char *in, unsigned char *out, size_t outlen);
 
 void ca_sha256(const void *data, size_t len, unsigned char out[32]);
+/* The SHA-1 of a Lua script in hex, as EVALSHA names it, into sha (41
+ * bytes) once: left as it is when already there. */
+const char *ca_script_sha(const char *script, size_t len, char sha[41]);
 /* SHA-256 fetched once per process (see util.c). */
 #include <openssl/evp.h>
 const EVP_MD *ca_md_sha256(void);

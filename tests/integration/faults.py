@@ -10,16 +10,79 @@ import copy
 import hashlib
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
-from conftest import Env, S
+import pytest
+import requests
+
+from conftest import Env, S, _build_stack
 
 STREAM = "credit:audit"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+# ------------------------------------------------------------------------
+# Fixtures of the modules that run their own Redis and gateway (imported
+# there: `from faults import base, faults`)
+
+@pytest.fixture(scope="module")
+def base():
+    """Files shared by a module's stacks (PKI, keys, banks, policy,
+    platform) and one upstream; each test starts its own Redis and
+    gateway."""
+    st, certs = _build_stack()
+    st.upstream = S.Upstream(st.dir, root=st.platform_root).start()
+    st.certs = certs
+    yield st
+    st.upstream.stop()
+    shutil.rmtree(st.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def faults(base):
+    """faults(workers=2, redis_opts="", **gateway_kw) -> FaultStack."""
+    made = []
+
+    def factory(**kw):
+        fs = FaultStack(base, base.certs, **kw)
+        made.append(fs)
+        return fs
+    yield factory
+    problems = []
+    for fs in made:
+        fs.stop()
+        problems += fs.cleanup()
+    assert not problems, "gateway error log:\n" + "\n".join(problems)
+
+
+def rid(tag="r"):
+    """A request id the gateway keeps: letters only (it replaces an id
+    with a long run of digits, which could be a personal identifier)."""
+    return f"{tag}-" + "".join(chr(ord("a") + b % 26)
+                               for b in uuid.uuid4().bytes)
+
+
+def reason_of(resp):
+    """The reason code of a problem+json answer, or None."""
+    try:
+        return resp.json().get("type", "").rsplit(":", 1)[-1]
+    except ValueError:
+        return None
+
+
+def session(env, bank="BANK001"):
+    """A keep-alive session with the bank's client certificate."""
+    s = requests.Session()
+    c = env.certs[bank]
+    s.cert = (c.cert, c.key)
+    s.verify = env.pki.server_ca_path
+    return s
 
 
 # ------------------------------------------------------------------------
@@ -41,13 +104,14 @@ class FaultStack:
 
     gateway: 2 workers by default, credit_auth_audit_spool into its own
     world-writable directory (workers run as nobody), the stack's audit key.
-    redis_opts: extra `credit_auth_redis` options (command_timeout=500ms)."""
+    redis_opts: extra `credit_auth_redis` options (command_timeout=500ms);
+    redis_extra: more redis.conf lines (maxmemory ...)."""
 
     def __init__(self, base, certs, workers=2, redis_opts="",
-                 spool_opts="", **gateway_kw):
+                 spool_opts="", redis_extra=(), **gateway_kw):
         self.base = base
         self.dir = S.workdir(prefix="credit-auth-faults-")
-        self.redis = FsyncRedis(self.dir).start()
+        self.redis = FsyncRedis(self.dir, extra=redis_extra).start()
         self.spool = S.subdir(self.dir, "spool", 0o777)
         os.chmod(self.spool, 0o777)
         addr = self.redis.directive_value()
