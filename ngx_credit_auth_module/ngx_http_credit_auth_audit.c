@@ -224,11 +224,14 @@ ngx_int_t
 ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    ngx_int_t            rc;
-    ca_entry            *e;
-    ngx_uint_t           candidate;
-    ca_audit_facts       f;
-    ngx_pool_cleanup_t  *cln;
+    ngx_int_t                          rc;
+    ca_entry                          *e;
+    ngx_uint_t                         candidate;
+    ca_audit_facts                     f;
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
 
     if (!ctx->wait.cleanup) {
         /* once: a decision parked for the connection comes here again */
