@@ -388,6 +388,9 @@ ngx_int_t ngx_http_credit_auth_hold(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 void ngx_http_credit_auth_release(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
+/* Released where its answer is taken (Connection: close if exiting). */
+void ngx_http_credit_auth_resume(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
 ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_first_held(void);
 
 /* …_response.c: what the gateway answers of its own */
@@ -699,6 +702,9 @@ ngx_int_t ngx_http_credit_auth_revoke(const char *enterprise,
     const char *jti, const char *by, time_t until,
     ngx_http_credit_auth_revoked_pt done, void *data, void **handle);
 void ngx_http_credit_auth_revoke_detach(void *handle);
+/* The worker stops at once, its Redis connection gone: each caller still
+ * waiting hears its end now (from here, not a posted event). */
+void ngx_http_credit_auth_revoke_exit(void);
 
 /* …_status.c */
 char *ngx_http_credit_auth_status(ngx_conf_t *cf, ngx_command_t *cmd,

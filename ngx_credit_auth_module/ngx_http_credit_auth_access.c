@@ -26,33 +26,17 @@ static ngx_int_t ngx_http_credit_auth_start(ngx_http_request_t *r,
 
 
 /*
- * Its answer is taken, by whichever run of the phases comes first.  A
- * worker that began to exit meanwhile (a reload) still answers it, and
- * says that the connection ends there: nginx closes it after this answer,
- * and the bank must not send the next request on it.
- */
-static void
-ngx_http_credit_auth_resume(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx)
-{
-    ngx_http_credit_auth_release(r, ctx);
-    if (ngx_exiting || ngx_terminate) {
-        r->keepalive = 0;
-    }
-}
-
-
-/*
  * The worker stops at once (nginx -s stop: ngx_terminate), its Redis
  * connection gone: every request still held is answered now rather than
  * dropped, with what Redis could not confirm refused (503) and its
- * refusal spooled by the writer, which exits after this.
+ * refusal spooled by the writer, which exits after this.  A held
+ * withdrawal (…_withdraw.c) is run by its own wake handler, as a bank's
+ * request is by the phases.
  */
 void
 ngx_http_credit_auth_access_exit(void)
 {
     ngx_uint_t                   n;
-    ngx_connection_t            *c;
     ngx_http_request_t          *r;
     ngx_http_credit_auth_ctx_t  *ctx;
 
@@ -63,11 +47,10 @@ ngx_http_credit_auth_access_exit(void)
             return;
         }
         r = ctx->wake.data;
-        c = r->connection;
 
         ngx_http_credit_auth_key_abandon(ctx);
+        ngx_http_credit_auth_redis_unwait(&ctx->conn);
         if (ctx->state == NGX_HTTP_CREDIT_AUTH_WAITING && !ctx->wait.done) {
-            ngx_http_credit_auth_redis_unwait(&ctx->conn);
             ctx->wait.outcome = ctx->wait.waiter.job
                                 ? CA_AW_LOST : NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY;
             ngx_http_credit_auth_writer_detach(&ctx->wait.waiter);
@@ -75,8 +58,8 @@ ngx_http_credit_auth_access_exit(void)
             ctx->wait.done = 1;
         }
 
-        ngx_http_core_run_phases(r);
-        ngx_http_run_posted_requests(c);
+        /* the phases (…_ctx.c), or a withdrawal's steps */
+        ctx->wake.handler(&ctx->wake);
 
         if (ngx_http_credit_auth_first_held() == ctx) {
             /* held again: it cannot be answered now */

@@ -2,8 +2,9 @@
  * The request's ctx, kept where an internal redirect does not clear it:
  * every phase and filter finds the same one (…_access.c sets it); the
  * hold of a request that waits on Redis, and its wake-up (for its audit,
- * for a registry key).  The requests held are listed, so that a worker
- * told to stop at once still answers them (…_access.c).
+ * for a registry key, for a withdrawal's revocation).  The requests held
+ * are listed, so that a worker told to stop at once still answers them
+ * (…_access.c).
  */
 #include "ngx_http_credit_auth.h"
 
@@ -58,6 +59,24 @@ ngx_http_credit_auth_release(ngx_http_request_t *r,
         ngx_queue_remove(&ctx->held_q);
         ctx->held = 0;
         r->main->count--;
+    }
+}
+
+
+/*
+ * Its answer is taken, by whichever run comes first (the access phase, or
+ * a withdrawal's steps).  A worker that began to exit meanwhile (a reload)
+ * still answers it, and says that the connection ends there: nginx closes
+ * it after this answer, and the client must not send the next request on
+ * it.
+ */
+void
+ngx_http_credit_auth_resume(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    ngx_http_credit_auth_release(r, ctx);
+    if (ngx_exiting || ngx_terminate) {
+        r->keepalive = 0;
     }
 }
 

@@ -312,9 +312,10 @@ ngx_http_credit_auth_exit_process(ngx_cycle_t *cycle)
 
     /* replies still due come back empty and go to the spool; requests
      * still waiting (only when told to stop at once) are answered before
-     * the writer goes */
+     * the writer goes, a withdrawal once its revocation job has ended */
     ngx_http_credit_auth_keyreg_exit_process();
     ngx_http_credit_auth_redis_exit_process();
+    ngx_http_credit_auth_revoke_exit();
     ngx_http_credit_auth_access_exit();
     ngx_http_credit_auth_writer_exit_process(cycle);
     ngx_http_credit_auth_decide_exit_process();
