@@ -15,9 +15,9 @@ import requests
 
 import faults as F
 from conftest import E1, PURPOSE, TAX, S, problem
-from faults import base, faults, reason_of, rid, session  # noqa: F401
+from faults import (base, faults, judge, reason_of,  # noqa: F401
+                    register, rid, session)
 
-UNAVAILABLE = ("revocation_unavailable", "audit_unavailable")
 REGISTRY = "on ttl=30s negative_ttl=2s poll=100ms"
 
 
@@ -29,89 +29,15 @@ def send(s, env, token, rid_, timeout):
                           "X-Request-Id": rid_})
 
 
-def register(redis, priv, kids, uscc=E1):
-    """Registry records for kids, all of one key (SPEC §5 format)."""
-    r = redis.client()
-    p = r.pipeline(transaction=False)
-    for kid in kids:
-        jwk = S.public_jwk(priv, "ES256", kid, uscc)
-        rec = {"kid": kid, "uscc": uscc, "state": "active", "not_before": 0,
-               "not_after": 0, "version": 1, "jwk": jwk}
-        p.set(f"credit:key:{{{kid}}}", json.dumps(rec))
-    p.incr("credit:keyreg:version")
-    p.execute()
-
-
-class Load:
-    """Threads sending requests, each with a token of a kid not used
-    before (so not cached), until stopped; every answer (or failure to
-    get one within `timeout`) is kept with its duration."""
-
-    def __init__(self, env, priv, kids, threads=6, timeout=30):
-        self.env, self.priv, self.timeout = env, priv, timeout
-        self.kids = iter(kids)
-        self.lock = threading.Lock()
-        self.stop = threading.Event()
-        self.results = []           # (rid, kid, start, seconds, resp|exc)
-        self.pool = [threading.Thread(target=self.run)
-                     for _ in range(threads)]
-
-    def next_kid(self):
-        with self.lock:
-            return next(self.kids, None)
-
-    def run(self):
-        s = session(self.env)
-        while not self.stop.is_set():
-            kid = self.next_kid()
-            if kid is None:
-                return
-            tok = S.mint_token(self.priv, "ES256", kid,
-                               S.claims(E1, "BANK001"))
-            rid_ = rid("w")
-            t0 = time.monotonic()
-            try:
-                res = send(s, self.env, tok, rid_, self.timeout)
-            except requests.RequestException as ex:
-                res = ex
-                s.close()
-                s = session(self.env)
-            with self.lock:
-                self.results.append((rid_, kid, t0, time.monotonic() - t0,
-                                     res))
-        s.close()
-
-    def __enter__(self):
-        for t in self.pool:
-            t.start()
-        return self
-
-    def __exit__(self, *a):
-        self.stop.set()
-        for t in self.pool:
-            t.join(self.timeout + 10)
-
-
-def judge(results, bound, allowed=UNAVAILABLE):
-    """(slow, bad, counts): requests over `bound` seconds or without an
-    answer; answers other than 200 / 503 `allowed` / 401."""
-    slow, bad, counts = [], [], {}
-    for rid_, kid, t0, dt, res in results:
-        if isinstance(res, Exception):
-            slow.append((rid_, kid, round(dt, 2), repr(res)[:120]))
-            continue
-        if dt > bound:
-            slow.append((rid_, kid, round(dt, 2), res.status_code))
-        key = str(res.status_code) if res.status_code == 200 else \
-            f"{res.status_code} {reason_of(res)}"
-        counts[key] = counts.get(key, 0) + 1
-        if res.status_code == 200:
-            continue
-        if res.status_code == 503 and reason_of(res) in allowed:
-            problem(res, 503, reason_of(res))
-            continue
-        bad.append((rid_, res.status_code, res.text[:160]))
-    return slow, bad, counts
+def registry_load(env, priv, kids):
+    """F.Load of bank requests, each with a token of a kid not used
+    before (so not cached)."""
+    def one(s, item, timeout):
+        rid_, kid = item
+        tok = S.mint_token(priv, "ES256", kid, S.claims(E1, "BANK001"))
+        return send(s, env, tok, rid_, timeout)
+    return F.Load(((rid("w"), kid) for kid in kids), one,
+                  lambda: session(env))
 
 
 def every_request_audited(fs, results):
@@ -165,27 +91,7 @@ def test_registry_lookups_end_while_redis_restarts(faults):
     time.sleep(0.3)
     bound = 3 * (1.0 + 1.0)
 
-    with Load(env, priv, kids) as load:
-        time.sleep(1.0)
-        for _ in range(3):
-            fs.redis.stop()
-            time.sleep(1.0)
-            fs.restart_redis()
-            time.sleep(1.5)
-        last = time.monotonic()
-    results = load.results
-
-    slow, bad, counts = judge(results, bound)
-    assert not slow, (f"{len(slow)} of {len(results)} requests over "
-                      f"{bound}s or unanswered: {slow[:10]}; answers "
-                      f"{counts}\n{fs.log_tail()}")
-    # the load lasted past the last restart (kids left over)
-    assert max(t0 for _, _, t0, _, _ in results) > last - 0.5
-    assert not bad, f"{bad[:10]}; answers {counts}"
-    assert counts.get("200", 0) > 0, counts
-    assert sum(v for k, v in counts.items() if k.startswith("503")), counts
-    print(f"answers {counts}, longest "
-          f"{max(dt for _, _, _, dt, _ in results):.2f}s")
+    results = F.restarts_under(fs, registry_load(env, priv, kids), bound)
     every_request_audited(fs, results)
 
 
@@ -202,7 +108,7 @@ def test_reload_while_requests_wait_on_a_frozen_redis(faults):
     fs = faults(workers=1,
                 redis_opts="command_timeout=1s connect_timeout=1s",
                 http_directives={"credit_auth_key_registry": REGISTRY})
-    env, gw = fs.env, fs.gateway
+    env = fs.env
     priv = S.generate_key("ES256")
     kids = iter([f"rl-{i}-{secrets.token_hex(3)}" for i in range(40)])
     register(fs.redis, priv, [f"warm-{i}" for i in range(6)])
@@ -221,65 +127,27 @@ def test_reload_while_requests_wait_on_a_frozen_redis(faults):
         r = send(s, env, S.mint_token(priv, "ES256", f"warm-{i}",
                                       S.claims(E1, "BANK001")), rid(), 10)
         assert r.status_code == 200, r.text
-    results, lock = [], threading.Lock()
 
-    def one(s, i, wave):
-        rid_, t0 = rid(wave), time.monotonic()
-        try:
-            res = send(s, env, token(i), rid_, 30)
-        except requests.RequestException as ex:
-            res = ex
-        with lock:
-            results.append((rid_, wave, t0, time.monotonic() - t0, res,
-                            time.monotonic()))
+    def requests_of(tag):
+        def prepare(i):
+            rid_, tok = rid(tag), token(i)
+            return rid_, lambda s: send(s, env, tok, rid_, 30)
+        return prepare
 
-    def wave(name, sess):
-        ts = [threading.Thread(target=one, args=(s, i, name))
-              for i, s in enumerate(sess)]
-        for t in ts:
-            t.start()
-        return ts
-
-    first = set(gw.workers())
-    mark = gw.log_size()
-    fs.redis.pause()
-    try:
-        a = wave("a", sessions)                 # in flight, keep-alive
-        time.sleep(0.3)
-        rc, out = F.nginx_signal(gw, "reload")
-        assert rc == 0, out
-        reload1 = time.monotonic()
-        assert S.wait_for(lambda: set(gw.workers()) - first, 10)
-        second = set(gw.workers()) - first
-        b = wave("b", [session(env) for _ in range(6)])   # parked
-        time.sleep(0.3)
-        rc, out = F.nginx_signal(gw, "reload")
-        assert rc == 0, out
-        reload2 = time.monotonic()
-        for t in a + b:
-            t.join(40)
-        # the exiting workers leave once they have answered
-        assert S.wait_for(lambda: not (set(gw.workers()) & (first | second)),
-                          15), F.worker_titles(gw)
-    finally:
-        fs.redis.resume()
+    waves = F.Waves()
+    F.reload_twice_while_frozen(
+        fs, waves,
+        lambda tag: waves.send(tag, sessions, requests_of(tag)),
+        lambda tag: waves.send(tag, [session(env) for _ in range(6)],
+                               requests_of(tag)))
 
     bound = 3 * (1.0 + 1.0)
-    slow, bad, counts = judge([(x[0], x[1], x[2], x[3], x[4])
-                               for x in results], bound)
-    assert len(results) == 12, results
+    slow, bad, counts = judge(waves.judged(), bound)
+    assert len(waves.results) == 12, waves.results
     assert not slow and not bad, (slow, bad, counts)
     assert counts.get("200", 0) == 0, counts
-    # answered by an exiting worker (well after its reload: the signal
-    # reaches it asynchronously): the connection ends with the answer
-    for rid_, w, t0, dt, res, end in results:
-        if end > (reload1 if w == "a" else reload2) + 0.3:
-            assert res.headers.get("Connection") == "close", (w, res.headers)
-    log = gw.read_error_log(mark)
-    assert "open socket" not in log and "[alert]" not in log, log[-3000:]
     print(f"answers {counts}")
-    every_request_audited(fs, [(x[0], x[1], x[2], x[3], x[4])
-                               for x in results])
+    every_request_audited(fs, waves.judged())
 
 
 def test_token_cache_survives_a_reload_that_changes_no_key(faults, base):
