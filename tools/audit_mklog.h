@@ -73,6 +73,27 @@ void mk_json_hashes(FILE *out, const ca_mk_hash *h, size_t n);
  * 0, or -1 after a message. */
 int mk_ckpt_file(const char *file, char **note, size_t *len);
 
+/* The archive, connected and at this build's schema; NULL after a
+ * message. */
+PGconn *mk_open_archive(const char *archive, const char *app);
+/* JSON: base64 of bytes; an archived entry with its inclusion proof
+ * (np < 0: none yet), {"ord","leaf","raw","fields","proof"}; a
+ * checkpoint {"origin","tree_size","root","made_at","checkpoint"}. */
+void mk_json_b64(FILE *out, const unsigned char *p, size_t len);
+void mk_entry_json(FILE *out, uint64_t ord, const unsigned char *raw,
+                   size_t len, const ca_mk_hash *path, int np);
+void mk_ckpt_json(FILE *out, const mk_ckpt *c);
+
+/* Inclusion proofs of n archived entries (their ords and leaf hashes)
+ * against the checkpoint (size, root), fetched in one query and each
+ * checked against root: np[i] < 0 for an entry after the checkpoint.  0,
+ * 1 a proof does not hold (after a message: the archive changed), -1
+ * failed.  (audit_proof.c) */
+int mk_prove_all(PGconn *pg, const uint64_t *ords,
+                 const unsigned char *leaves, size_t n, uint64_t size,
+                 const unsigned char root[32],
+                 ca_mk_hash (*paths)[CA_MK_PATH_MAX], int *np);
+
 /* ---- the shipper's side (audit_mklog.c) ---------------------------- */
 
 typedef struct mklog mklog;

@@ -265,3 +265,80 @@ mk_ckpt_file(const char *file, char **note, size_t *len)
     }
     return 0;
 }
+
+/* ---- shared by proof and statement ------------------------------------------ */
+
+PGconn *
+mk_open_archive(const char *archive, const char *app)
+{
+    PGconn *c = pg_open(archive, app);
+
+    if (c != NULL && pgschema_check(c) != 0) {
+        PQfinish(c);
+        c = NULL;
+    }
+    return c;
+}
+
+void
+mk_json_b64(FILE *out, const unsigned char *p, size_t len)
+{
+    char *b = malloc(4 * ((len + 2) / 3) + 1);
+
+    if (b == NULL) {
+        fputs("null", out);
+        return;
+    }
+    ca_b64std_encode(p, len, b);
+    fprintf(out, "\"%s\"", b);
+    free(b);
+}
+
+void
+mk_entry_json(FILE *out, uint64_t ord, const unsigned char *raw, size_t len,
+              const ca_mk_hash *path, int np)
+{
+    unsigned char leaf[32];
+    entry         e = {0};
+    size_t        cap = 0;
+
+    ca_mk_leaf(raw, len, leaf);
+    fprintf(out, "{\"ord\":%llu,\"leaf\":", (unsigned long long) ord);
+    mk_json_b64(out, leaf, 32);
+    fputs(",\"raw\":", out);
+    mk_json_b64(out, raw, len);
+    /* the fields, to read; the raw bytes are what is proven */
+    fputs(",\"fields\":{", out);
+    if (raw_decode(raw, len, &e, &cap) == 0) {
+        for (size_t i = 0; i < e.n; i++) {
+            fputs(i ? "," : "", out);
+            json_str(out, e.name[i], e.nlen[i]);
+            fputc(':', out);
+            json_str(out, e.value[i], e.vlen[i]);
+        }
+    }
+    free(e.name);
+    free(e.nlen);
+    free(e.value);
+    free(e.vlen);
+    fputs("},\"proof\":", out);
+    if (np < 0) {
+        fputs("null", out);
+    } else {
+        mk_json_hashes(out, path, (size_t) np);
+    }
+    fputc('}', out);
+}
+
+void
+mk_ckpt_json(FILE *out, const mk_ckpt *c)
+{
+    fprintf(out, "{\"origin\":");
+    json_str(out, c->origin, strlen(c->origin));
+    fprintf(out, ",\"tree_size\":%llu,\"root\":",
+            (unsigned long long) c->size);
+    mk_json_b64(out, c->root, 32);
+    fprintf(out, ",\"made_at\":\"%s\",\"checkpoint\":", c->made_at);
+    json_str(out, c->note, strlen(c->note));
+    fputc('}', out);
+}
