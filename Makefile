@@ -37,7 +37,7 @@ DEB_PKGS := nginx nginx-dev libjwt-dev libhiredis-dev libjansson-dev \
             python3-redis python3-cryptography python3-requests wrk \
             openssl curl valgrind tzdata clang-14 libclang-rt-14-dev \
             chromium fonts-wqy-microhei prometheus libcurl4-openssl-dev \
-            postgresql-15 python3-psycopg2
+            postgresql-15 python3-psycopg2 golang-go golang-golang-x-mod-dev
 # `make build` alone needs these (dpkg-dev: dpkg-buildflags); `make deps
 # DEPS=build` installs only them (the container's builder stage).
 BUILD_PKGS := make gcc libc6-dev dpkg-dev nginx-dev libhiredis-dev \

@@ -9,75 +9,15 @@ checkpoint of a forked log, another key."""
 import base64
 import copy
 import json
-import subprocess
-import time
 
 import pytest
 
 from conftest import E1, E2, RECORDS, S
 from shipkit import (Shipper, archive, gw, pg, stop_shippers,  # noqa: F401
                      tool)
-from tlogkit import (LOG_NAME, LogKey, leaf_hash, logkey,  # noqa: F401
-                     mixed_traffic, open_checkpoint, verify_consistency,
-                     verify_inclusion)
-
-CONSENT = S.ROOT / "build" / "bin" / "credit-consent"
-MONTH = time.strftime("%Y-%m", time.gmtime())
-
-
-def consent(*args):
-    return subprocess.run([str(CONSENT), *map(str, args)],
-                          capture_output=True, text=True, timeout=60)
-
-
-def b64(s):
-    return base64.b64decode(s, validate=True)
-
-
-class Shipped:
-    """Mixed traffic shipped and signed; helpers over the archive."""
-
-    def __init__(self, env, gw, archive, tmp, key):
-        self.env, self.gw, self.archive, self.tmp, self.key = (
-            env, gw, archive, tmp, key)
-        self.plan = mixed_traffic(env, gw)
-        gw.wait_signed()
-        self.ship()
-
-    def ship(self):
-        r = Shipper(self.archive, self.gw, self.tmp).once(
-            "--keep", "0", *self.key.args(), "--publish",
-            str(self.tmp / "latest.ckpt"))
-        assert r.returncode == 0, r.stderr
-        return (self.tmp / "latest.ckpt").read_text()
-
-    def statement(self, *extra, uscc=E1, fmt="json"):
-        r = tool("statement", "--archive", self.archive.conninfo("reader"),
-                 "--enterprise", uscc, "--month", MONTH, "--tz", "UTC",
-                 "--format", fmt, "--log-key", self.key.pem,
-                 "--banks", str(self.env.st.banks_path), *extra,
-                 pgenv=self.archive.pg)
-        assert r.returncode == 0, r.stderr
-        return r.stdout
-
-    def write(self, doc, name="statement.json"):
-        p = self.tmp / name
-        p.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
-        return p
-
-    def verify(self, path, *extra, key=None):
-        return consent("statement", "verify", path, "--log-key",
-                       key or self.key.vkey, *extra)
-
-
-@pytest.fixture
-def shipped(env, gw, archive, tmp_path, logkey):
-    return Shipped(env, gw, archive, tmp_path, logkey)
-
-
-def checkpoint_of(doc):
-    return doc["log"]["tree_size"], b64(doc["log"]["root"])
-
+from tlogkit import (LOG_NAME, MONTH, LogKey, b64, checkpoint_of, consent,  # noqa
+                     leaf_hash, logkey, mixed_traffic, open_checkpoint,
+                     shipped, verify_consistency, verify_inclusion)
 
 # ---- proof ----------------------------------------------------------------
 

@@ -5,7 +5,10 @@ banks through a shipkit Gateway."""
 
 import base64
 import hashlib
+import json
 import os
+import subprocess
+import time
 
 import pytest
 import requests
@@ -13,7 +16,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PrivateKey, Ed25519PublicKey)
 
-from conftest import E1, E2, PURPOSE
+from conftest import E1, E2, PURPOSE, S
+from shipkit import Shipper, tool
 
 LOG_NAME = "audit.credit-auth.test/log"
 DASH = "\u2014 "
@@ -185,3 +189,63 @@ def mixed_traffic(env, gw):
         r = ask(env, gw, uscc, bank, detail=detail)
         out[uscc].append((r.status_code, bank))
     return out
+
+
+CONSENT = S.ROOT / "build" / "bin" / "credit-consent"
+MONTH = time.strftime("%Y-%m", time.gmtime())
+
+
+def consent(*args):
+    return subprocess.run([str(CONSENT), *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def b64(s):
+    return base64.b64decode(s, validate=True)
+
+
+class Shipped:
+    """Mixed traffic shipped and signed; helpers over the archive."""
+
+    def __init__(self, env, gw, archive, tmp, key):
+        self.env, self.gw, self.archive, self.tmp, self.key = (
+            env, gw, archive, tmp, key)
+        self.plan = mixed_traffic(env, gw)
+        gw.wait_signed()
+        self.ship()
+
+    def ship(self):
+        r = Shipper(self.archive, self.gw, self.tmp).once(
+            "--keep", "0", *self.key.args(), "--publish",
+            str(self.tmp / "latest.ckpt"))
+        assert r.returncode == 0, r.stderr
+        return (self.tmp / "latest.ckpt").read_text()
+
+    def statement(self, *extra, uscc=E1, fmt="json"):
+        r = tool("statement", "--archive", self.archive.conninfo("reader"),
+                 "--enterprise", uscc, "--month", MONTH, "--tz", "UTC",
+                 "--format", fmt, "--log-key", self.key.pem,
+                 "--banks", str(self.env.st.banks_path), *extra,
+                 pgenv=self.archive.pg)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def write(self, doc, name="statement.json"):
+        p = self.tmp / name
+        p.write_text(json.dumps(doc) if not isinstance(doc, str) else doc)
+        return p
+
+    def verify(self, path, *extra, key=None):
+        return consent("statement", "verify", path, "--log-key",
+                       key or self.key.vkey, *extra)
+
+
+@pytest.fixture
+def shipped(env, gw, archive, tmp_path, logkey):  # noqa: F811
+    return Shipped(env, gw, archive, tmp_path, logkey)
+
+
+def checkpoint_of(doc):
+    return doc["log"]["tree_size"], b64(doc["log"]["root"])
+
+
