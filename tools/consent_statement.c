@@ -513,7 +513,12 @@ static int
 verify(verifier *v, const char *file, const char *previous)
 {
     json_error_t   je;
-    json_t        *st = json_load_file(file, JSON_REJECT_DUPLICATES, &je);
+    ca_error       err;
+    size_t         flen;
+    /* read whole, then parsed: json_load_file reads a byte at a time */
+    char          *text = ca_read_file(file, (size_t) 1 << 30, &flen, &err);
+    json_t        *st = text ? json_loadb(text, flen, JSON_REJECT_DUPLICATES,
+                                          &je) : NULL;
     json_t        *log = json_object_get(st, "log");
     const char    *note = str(log, "checkpoint"), *uscc;
     char           origin[CA_NOTE_NAME_MAX + 1];
@@ -522,7 +527,14 @@ verify(verifier *v, const char *file, const char *previous)
     size_t         tl, n = 0;
     v_entry       *e = NULL;
 
+    int            unread = text == NULL;
+
+    free(text);
     if (st == NULL) {
+        if (unread) {
+            fprintf(stderr, "credit-consent: %s\n", err.text);
+            return EXIT_USAGE;
+        }
         fail(v, "%s: not JSON: %s (line %d)", file, je.text, je.line);
         return 1;
     }
