@@ -208,17 +208,6 @@ load_frontier(PGconn *pg, uint64_t n, ca_mk_frontier *f)
     return rc;
 }
 
-static uint64_t
-be64(const char *p)
-{
-    uint64_t v = 0;
-
-    for (int i = 0; i < 8; i++) {
-        v = v << 8 | (unsigned char) p[i];
-    }
-    return v;
-}
-
 /* Leaves [from, to) from the entries' verbatim copies. */
 static int
 backfill(mklog *l, PGconn *pg, uint64_t from, uint64_t to)
@@ -235,18 +224,18 @@ backfill(mklog *l, PGconn *pg, uint64_t from, uint64_t to)
 
         snprintf(a, sizeof(a), "%llu", (unsigned long long) from);
         snprintf(b, sizeof(b), "%llu", (unsigned long long) to);
-        r = PQexecParams(pg, "SELECT ord, raw FROM " S ".entries WHERE ord "
-                         ">= $1 AND ord < $2 ORDER BY ord LIMIT "
-                         "10000", 2, NULL, p, NULL, NULL, 1);
+        /* binary: raw as it is; whether each ord is the next one */
+        r = PQexecParams(pg, "SELECT ord = $1::bigint + row_number() OVER "
+                         "(ORDER BY ord) - 1, raw FROM " S ".entries WHERE "
+                         "ord >= $1 AND ord < $2 ORDER BY ord LIMIT 10000",
+                         2, NULL, p, NULL, NULL, 1);
         if (pg_check(pg, r, "SELECT raw") != 0) {
             PQclear(r);
             return -1;
         }
         n = PQntuples(r);
         for (int i = 0; i < n; i++) {
-            if (PQgetlength(r, i, 0) != 8
-                || be64(PQgetvalue(r, i, 0)) != from)
-            {
+            if (PQgetlength(r, i, 0) != 1 || PQgetvalue(r, i, 0)[0] != 1) {
                 fprintf(stderr, "%s: archive: entry %llu is missing: the "
                         "archive orders have a gap\n", tool_name,
                         (unsigned long long) from);

@@ -69,9 +69,9 @@ void mk_ckpt_free(mk_ckpt *c);
 
 /* JSON: a list of base64 hashes. */
 void mk_json_hashes(FILE *out, const ca_mk_hash *h, size_t n);
-/* The checkpoint read from a file (a note as ship --publish writes it):
- * 0, or -1 after a message. */
-int mk_ckpt_file(const char *file, char **note, size_t *len);
+/* A checkpoint read from a file (a note as ship --publish writes it; its
+ * signature is not checked here): 0, or -1 after a message. */
+int mk_ckpt_file(const char *file, mk_ckpt *c);
 
 /* The archive, connected and at this build's schema; NULL after a
  * message. */

@@ -254,15 +254,29 @@ mk_json_hashes(FILE *out, const ca_mk_hash *h, size_t n)
 }
 
 int
-mk_ckpt_file(const char *file, char **note, size_t *len)
+mk_ckpt_file(const char *file, mk_ckpt *c)
 {
     ca_error e;
+    size_t   len, tl;
+    char    *note = ca_read_file(file, CA_NOTE_MAX, &len, &e);
 
-    *note = ca_read_file(file, CA_NOTE_MAX, len, &e);
-    if (*note == NULL) {
+    memset(c, 0, sizeof(*c));
+    if (note == NULL) {
         fprintf(stderr, "%s: %s\n", tool_name, e.text);
         return -1;
     }
+    /* the text is the note's up to its blank line */
+    for (tl = 1; tl < len && !(note[tl - 1] == '\n' && note[tl] == '\n');
+         tl++) {
+    }
+    if (ca_ckpt_parse(note, tl < len ? tl : len, c->origin,
+                      sizeof(c->origin), &c->size, c->root) != 0)
+    {
+        fprintf(stderr, "%s: %s: not a checkpoint\n", tool_name, file);
+        free(note);
+        return -1;
+    }
+    c->note = note;
     return 0;
 }
 

@@ -107,9 +107,10 @@ prove_rid(PGconn *pg, const char *rid, uint64_t at)
         }
         return EXIT_USAGE;
     }
-    r = PQexecParams(pg, "SELECT ord, raw FROM " ARCHIVE_SCHEMA ".entries "
-                     "WHERE rid = $1 ORDER BY ord", 1, NULL, p, NULL, NULL,
-                     0);
+    /* binary results: raw as it is (ord as text: its binary form is text) */
+    r = PQexecParams(pg, "SELECT ord::text, raw FROM " ARCHIVE_SCHEMA
+                     ".entries WHERE rid = $1 ORDER BY ord", 1, NULL, p,
+                     NULL, NULL, 1);
     if (pg_check(pg, r, "SELECT entries") != 0) {
         PQclear(r);
         mk_ckpt_free(&ck);
@@ -132,16 +133,9 @@ prove_rid(PGconn *pg, const char *rid, uint64_t at)
         goto done;
     }
     for (int i = 0; i < n; i++) {
-        size_t         len;
-        unsigned char *b = PQunescapeBytea(
-            (const unsigned char *) PQgetvalue(r, i, 1), &len);
-
-        if (b == NULL) {
-            goto done;
-        }
         ords[i] = strtoull(PQgetvalue(r, i, 0), NULL, 10);
-        ca_mk_leaf(b, len, leaves + 32 * i);
-        PQfreemem(b);
+        ca_mk_leaf(PQgetvalue(r, i, 1), (size_t) PQgetlength(r, i, 1),
+                   leaves + 32 * i);
     }
     switch (mk_prove_all(pg, ords, leaves, (size_t) n, ck.size, ck.root,
                          paths, np)) {
@@ -159,16 +153,10 @@ prove_rid(PGconn *pg, const char *rid, uint64_t at)
     mk_ckpt_json(stdout, &ck);
     printf(",\"entries\":[");
     for (int i = 0; i < n; i++) {
-        size_t         len;
-        unsigned char *b = PQunescapeBytea(
-            (const unsigned char *) PQgetvalue(r, i, 1), &len);
-
-        if (b == NULL) {
-            goto done;
-        }
         fputs(i ? ",\n" : "\n", stdout);
-        mk_entry_json(stdout, ords[i], b, len, paths[i], np[i]);
-        PQfreemem(b);
+        mk_entry_json(stdout, ords[i],
+                      (const unsigned char *) PQgetvalue(r, i, 1),
+                      (size_t) PQgetlength(r, i, 1), paths[i], np[i]);
         proven += np[i] >= 0;
     }
     printf("],\"unproven\":%d}\n", n - proven);
@@ -194,8 +182,6 @@ static int
 named_ckpt(PGconn *pg, const char *arg, mk_ckpt *c)
 {
     uint64_t size;
-    size_t   len, tl;
-    char    *note;
     int      rc;
 
     if (parse_size(arg, &size) == 0) {
@@ -206,23 +192,7 @@ named_ckpt(PGconn *pg, const char *arg, mk_ckpt *c)
         }
         return rc;
     }
-    if (mk_ckpt_file(arg, &note, &len) != 0) {
-        return -1;
-    }
-    memset(c, 0, sizeof(*c));
-    /* the text is the note's up to its blank line */
-    for (tl = 1; tl < len && !(note[tl - 1] == '\n' && note[tl] == '\n');
-         tl++) {
-    }
-    if (ca_ckpt_parse(note, tl < len ? tl : len, c->origin,
-                      sizeof(c->origin), &c->size, c->root) != 0)
-    {
-        fprintf(stderr, "%s: %s: not a checkpoint\n", tool_name, arg);
-        free(note);
-        return -1;
-    }
-    c->note = note;
-    return 0;
+    return mk_ckpt_file(arg, c);
 }
 
 static int

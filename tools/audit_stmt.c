@@ -322,26 +322,22 @@ prove(statement *st, PGconn *pg)
 static int
 previous(statement *st, PGconn *pg, const char *file)
 {
-    char          *note, origin[CA_NOTE_NAME_MAX + 1];
-    size_t         len, tl;
+    mk_ckpt        pc;
     mk_cache       c = {pg, NULL, 0, 0, 0, 1};
     unsigned char  have[32];
     int            rc = -1;
 
-    if (mk_ckpt_file(file, &note, &len) != 0) {
+    if (mk_ckpt_file(file, &pc) != 0) {
         return -1;
     }
-    for (tl = 1; tl < len && !(note[tl - 1] == '\n' && note[tl] == '\n');
-         tl++) {
-    }
-    if (ca_ckpt_parse(note, tl < len ? tl : len, origin, sizeof(origin),
-                      &st->prev_size, st->prev_root) != 0
-        || st->prev_size == 0 || st->prev_size > st->ck.size)
-    {
+    st->prev_size = pc.size;
+    memcpy(st->prev_root, pc.root, 32);
+    mk_ckpt_free(&pc);
+    if (st->prev_size == 0 || st->prev_size > st->ck.size) {
         fprintf(stderr, "%s: --previous %s: not a checkpoint of a tree no "
                 "larger than the statement's (%llu)\n", tool_name, file,
                 (unsigned long long) st->ck.size);
-        goto done;
+        return -1;
     }
     for (int pass = 0; pass < 2; pass++) {
         if (ca_mk_root(st->prev_size, mk_get, &c, have) != 0
@@ -364,7 +360,6 @@ previous(statement *st, PGconn *pg, const char *file)
     rc = 0;
 done:
     mk_cache_free(&c);
-    free(note);
     return rc;
 }
 
