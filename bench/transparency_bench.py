@@ -66,6 +66,8 @@ def main():
     ap.add_argument("--decisions", type=int, default=1000)
     ap.add_argument("--writers", type=int, default=4)
     ap.add_argument("--dir", default=None)
+    ap.add_argument("--keep", action="store_true",
+                    help="leave Redis and PostgreSQL running (to look)")
     a = ap.parse_args()
 
     d = Path(a.dir or tempfile.mkdtemp(prefix="transparency-bench-"))
@@ -175,8 +177,11 @@ def main():
         print(f"statement verify: {best * 1000:.0f} ms (best of 5): "
               f"{r.stdout.strip()}")
     finally:
-        pg.remove()
-        redis.stop()
+        if a.keep:
+            print(f"kept: {d} (PostgreSQL: {pg.conninfo(dbname=pg.database)})")
+        else:
+            pg.remove()
+            redis.stop()
     return 0
 
 

@@ -101,16 +101,19 @@ add_entry(statement *st, PGresult *r, int i)
     size_t         len;
     unsigned char *b = PQunescapeBytea(
         (const unsigned char *) PQgetvalue(r, i, 1), &len);
-    st_entry      *ne = realloc(st->e, (st->ne + 1) * sizeof(*ne));
+    size_t         cap = st->ecap ? st->ecap : 64;
+    st_entry      *ne = st->e;
 
+    if (st->ne == st->ecap) {
+        cap = st->ecap ? st->ecap * 2 : 64;
+        ne = realloc(st->e, cap * sizeof(*ne));
+    }
     if (b == NULL || ne == NULL) {
         PQfreemem(b);
-        if (ne != NULL) {
-            st->e = ne;
-        }
         return -1;
     }
     st->e = ne;
+    st->ecap = cap;
     e = &st->e[st->ne++];
     memset(e, 0, sizeof(*e));
     e->ord = strtoull(PQgetvalue(r, i, 0), NULL, 10);
@@ -176,6 +179,7 @@ load(statement *st, PGconn *pg)
         ca_span s;
 
         ca_raw_field(st->e[i].raw, st->e[i].len, "rid", &s);
+        st->rq[i].row[CA_SR_RID] = s;      /* to pair outcomes by */
         sb_puts(&rids, i ? "," : "");
         sb_puts(&rids, "\"");
         for (size_t k = 0; s.p != NULL && k < s.len; k++) {
@@ -211,14 +215,21 @@ load(statement *st, PGconn *pg)
         return -1;
     }
     for (int i = 0; r != NULL && i < PQntuples(r); i++) {
+        ca_span orid;
+
         if (add_entry(st, r, i) != 0) {
             PQclear(r);
             return -1;
         }
-        for (size_t d = 0; d < ndec; d++) {
+        ca_raw_field(st->e[st->ne - 1].raw, st->e[st->ne - 1].len, "rid",
+                     &orid);
+        for (size_t d = 0; d < ndec && orid.p != NULL; d++) {
             const st_entry *o = &st->e[st->ne - 1], *e = &st->e[d];
 
             if (st->rq[d].out == SIZE_MAX && e->ord < o->ord
+                && st->rq[d].row[CA_SR_RID].p != NULL
+                && st->rq[d].row[CA_SR_RID].len == orid.len
+                && memcmp(st->rq[d].row[CA_SR_RID].p, orid.p, orid.len) == 0
                 && ca_sr_pairs(e->raw, e->len, o->raw, o->len))
             {
                 st->rq[d].out = st->ne - 1;

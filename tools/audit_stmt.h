@@ -38,7 +38,7 @@ typedef struct {
     int64_t         since_ms, until_ms;
     mk_ckpt         ck;
     st_entry       *e;
-    size_t          ne;
+    size_t          ne, ecap;
     st_request     *rq;
     size_t          nr;
     size_t          pending;        /* decisions after the checkpoint */

@@ -25,12 +25,14 @@ u32(const unsigned char *raw, size_t len, size_t *at, size_t *n)
     return *n <= len - *at ? 0 : -1;
 }
 
-/* Walks the fields; with name, stops at its first value. */
+/* Walks every field (a malformed entry is -1 whatever it holds first);
+ * with name, its first value into out and -2 at the end. */
 static long
 walk(const unsigned char *raw, size_t len, const char *name, ca_span *out)
 {
     size_t at = 0, n, v;
     long   count = 0;
+    int    found = 0;
 
     while (at < len) {
         const unsigned char *k;
@@ -43,22 +45,28 @@ walk(const unsigned char *raw, size_t len, const char *name, ca_span *out)
         if (u32(raw, len, &at, &v) != 0) {
             return -1;
         }
-        if (name != NULL && n == strlen(name) && memcmp(k, name, n) == 0) {
+        if (name != NULL && !found && n == strlen(name)
+            && memcmp(k, name, n) == 0)
+        {
             out->p = (const char *) raw + at;
             out->len = v;
-            return -2;
+            found = 1;
         }
         at += v;
         count++;
     }
-    return count;
+    return found ? -2 : count;
 }
 
 int
 ca_raw_field(const unsigned char *raw, size_t len, const char *name,
              ca_span *out)
 {
-    long rc = walk(raw, len, name, out);
+    long rc;
+
+    out->p = NULL;
+    out->len = 0;
+    rc = walk(raw, len, name, out);
 
     if (rc == -2) {
         return 0;

@@ -19,7 +19,7 @@ typedef struct {
 } ca_span;
 
 /* The first value of field `name` in raw: 0 found, 1 absent, -1 raw is
- * malformed. */
+ * malformed (anywhere: nothing is read from a malformed entry). */
 int ca_raw_field(const unsigned char *raw, size_t len, const char *name,
                  ca_span *out);
 /* -1 malformed, else the number of fields. */

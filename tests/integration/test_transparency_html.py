@@ -4,24 +4,12 @@ DOM carries the statement's figures; a screenshot to look at."""
 
 import json
 import re
-import shutil
 import struct
-import subprocess
 
 from conftest import E1, RECORDS, S
 from shipkit import archive, gw, pg, stop_shippers  # noqa: F401
+from test_audit_cli import CHROMIUM, chromium      # the same browser run
 from tlogkit import logkey, shipped  # noqa: F401
-
-CHROMIUM = shutil.which("chromium")
-
-
-def chromium(*args, tmp):
-    return subprocess.run(
-        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu",
-         "--disable-quic", "--no-first-run", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp / 'profile'}", "--window-size=1200,1400",
-         *args], capture_output=True, timeout=120)
 
 
 def test_statement_page_in_chromium(shipped, tmp_path):
@@ -68,7 +56,7 @@ def test_statement_page_in_chromium(shipped, tmp_path):
     assert p.returncode == 0, p.stderr[-2000:]
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 20000
-    assert struct.unpack(">II", data[16:24]) == (1200, 1400)
+    assert struct.unpack(">II", data[16:24]) == (1000, 2400)
     # printable: the print stylesheet is there, and Chromium prints it
     pdf = tmp_path / "statement.pdf"
     p = chromium(f"--print-to-pdf={pdf}", "--no-pdf-header-footer",
