@@ -2,7 +2,8 @@
  * credit-audit statement (SPEC §7.3, docs/transparency.md): an
  * enterprise's monthly access statement.
  *
- *   audit_stmt.c      options, what the archive holds, proofs, JSON
+ *   audit_stmt.c      options, what the archive holds, proofs, signing
+ *   audit_stmtjson.c  the JSON the enterprise checks
  *   audit_stmthtml.c  the page a person reads (Chinese, then English)
  */
 #ifndef CA_TOOLS_AUDIT_STMT_H
@@ -53,6 +54,8 @@ typedef struct {
     char            made_at[40];
 } statement;
 
+/* audit_stmtjson.c */
+void stmt_json(FILE *out, const statement *st);
 /* Counts of a column's values over the requests (caller frees .code and
  * the array). */
 st_count *st_counts(const statement *st, int col, size_t *n);

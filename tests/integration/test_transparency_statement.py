@@ -272,6 +272,13 @@ def test_verify_catches_a_forked_log(shipped):
                                 "--previous", str(honest)))
     assert any("inclusion proof does not hold" in x for x in f), f
     assert any("the log forked" in x for x in f), f
+    # a checkpoint of another log signed with the same key
+    d = copy.deepcopy(doc)
+    d["log"]["checkpoint"] = shipped.key.sign(
+        f"other.example.cn/log\n{size}\n{d['log']['root']}\n")
+    f = failures(shipped.verify(shipped.write(d, "other-origin.json")))
+    assert f[0] == (f"FAIL: the checkpoint is of log other.example.cn/log, "
+                    f"not {LOG_NAME}"), f
 
 
 def test_statement_extends_last_months_checkpoint(shipped):
@@ -322,6 +329,10 @@ def test_statement_and_verify_usage(shipped):
              "--enterprise", E1, "--month", MONTH, "--format", "pdf",
              "--log-key", shipped.key.pem, pgenv=shipped.archive.pg)
     assert r.returncode == 2 and "bad --format" in r.stderr
+    r = tool("statement", "--archive", shipped.archive.conninfo("reader"),
+             "--enterprise", E1, "--month", "2026-11-01", "--log-key",
+             shipped.key.pem, pgenv=shipped.archive.pg)
+    assert r.returncode == 2 and "bad --month" in r.stderr
     r = consent("statement", "verify", "x.json")
     assert r.returncode == 2 and "--log-key" in r.stderr
     r = consent("statement", "verify", "x.json", "--log-key", "nonsense")
