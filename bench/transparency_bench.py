@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import stack as S  # noqa: E402
-from archive_bench import cpu_of, pg_pids  # noqa: E402
+from archive_bench import cpu_of, pg_pids, write_stream  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
     Ed25519PrivateKey)
@@ -47,6 +47,19 @@ def pem(priv, d, name):
         serialization.Encoding.PEM,
         serialization.PublicFormat.SubjectPublicKeyInfo))
     return d / name, pub
+
+
+def ship(argv):
+    """One `ship --once`: wall seconds and its CPU (from the children's
+    rusage), or the run's stderr as the exit."""
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.monotonic()
+    r = subprocess.run(argv, capture_output=True, text=True)
+    wall = time.monotonic() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if r.returncode != 0:
+        raise SystemExit(r.stderr[-2000:])
+    return wall, ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime, r
 
 
 def timed(argv, runs=5):
@@ -84,42 +97,19 @@ def main():
                                                   None)
         writers = [S.AuditWriter(priv, gw=f"gw-bench-{w}", pid=1000 + w,
                                  lanes=4) for w in range(a.writers)]
-        requests = a.entries // 2
-        every = max(1, requests // a.decisions)
-        written = i = 0
-        while written < a.entries:
-            w = writers[i % a.writers]
-            w.request(enterprise=E if i % every == 0 else
-                      S.make_uscc(f"9135010{i % 997:03d}M000100"),
-                      bank=f"BANK{i % 37:03d}")
-            i += 1
-            if i % (100 * a.writers) == 0:
-                for x in writers:
-                    x.checkpoint()
-            if i % 5000 == 0:
-                for x in writers:
-                    written += len(x.xadd(c, stream))
-        for x in writers:
-            x.checkpoint()
-            written += len(x.xadd(c, stream))
+        every = max(1, a.entries // 2 // a.decisions)
+        written = write_stream(c, stream, writers, a.entries, every)
         print(f"stream: {written} entries")
 
         ci = pg.conninfo(dbname=pg.database)
         subprocess.run([str(TOOL), "ship", "--init", "--archive", ci],
                        check=True, capture_output=True)
         logargs = ["--log-key", str(log_key), "--log-name", "bench/log"]
+        argv = [str(TOOL), "ship", "--once", "--keep", "0", "--archive", ci,
+                "--redis", redis.address, "--stream", stream, "--pubkey",
+                str(audit_pub), *logargs]
         pg0 = cpu_of(pg_pids(pg))
-        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.monotonic()
-        r = subprocess.run([str(TOOL), "ship", "--once", "--keep", "0",
-                            "--archive", ci, "--redis", redis.address,
-                            "--stream", stream, "--pubkey", str(audit_pub),
-                            *logargs], capture_output=True, text=True)
-        wall = time.monotonic() - t0
-        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if r.returncode != 0:
-            raise SystemExit(r.stderr[-2000:])
-        ship_cpu = ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime
+        wall, ship_cpu, r = ship(argv)
         pg_cpu = cpu_of(pg_pids(pg)) - pg0
         print(f"ship with the log: {written / wall:,.0f} entries/s wall, "
               f"shipper {ship_cpu / written * 1e6:.1f} us/entry, "
@@ -137,17 +127,9 @@ def main():
         writers[0].request(enterprise=E, bank="BANK001")   # a batch to
         writers[0].checkpoint()                              # sign after
         written += len(writers[0].xadd(c, stream))
-        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.monotonic()
-        r = subprocess.run([str(TOOL), "ship", "--once", "--keep", "0",
-                            "--archive", ci, "--redis", redis.address,
-                            "--stream", stream, "--pubkey", str(audit_pub),
-                            *logargs], capture_output=True, text=True)
-        wall = time.monotonic() - t0
-        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        if r.returncode != 0 or "adding the rest" not in r.stderr:
+        wall, ship_cpu, r = ship(argv)
+        if "adding the rest" not in r.stderr:
             raise SystemExit(r.stderr[-2000:])
-        ship_cpu = ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime
         print(f"the log alone, from raw: {written / wall:,.0f} leaves/s "
               f"wall, tool {ship_cpu / written * 1e6:.1f} us/leaf "
               f"(reading raw back included)")
