@@ -225,4 +225,7 @@ def test_a_running_shipper_signs_at_least_every_interval(gw, archive,
         time.sleep(0.3)
     else:
         pytest.fail(f"tail not signed: {n} entries, last checkpoint {last}")
+    time.sleep(1)       # a round after the last one: the metrics file
+    assert s.metric("credit_audit_ship_checkpoints_total") == archive.sql(
+        "SELECT count(*) FROM credit_audit.checkpoints")[0][0]
     s.stop()
