@@ -37,7 +37,7 @@ DEB_PKGS := nginx nginx-dev libjwt-dev libhiredis-dev libjansson-dev \
             python3-redis python3-cryptography python3-requests wrk \
             openssl curl valgrind tzdata clang-14 libclang-rt-14-dev \
             chromium fonts-wqy-microhei prometheus libcurl4-openssl-dev \
-            postgresql-15 python3-psycopg2
+            postgresql-15 python3-psycopg2 golang-go golang-golang-x-mod-dev
 # `make build` alone needs these (dpkg-dev: dpkg-buildflags); `make deps
 # DEPS=build` installs only them (the container's builder stage).
 BUILD_PKGS := make gcc libc6-dev dpkg-dev nginx-dev libhiredis-dev \
@@ -75,7 +75,7 @@ $(shell mkdir -p $(BUILD); echo "$(CONF_KEY)" \
     || echo "$(CONF_KEY)" > $(SRC_LIST))
 
 .PHONY: all help deps build module lib tools test unit integration run \
-        bench bench-filter bench-archive asan-test memcheck install clean \
+        bench bench-filter bench-archive bench-transparency asan-test memcheck install clean \
         container-test deb package-test fresh-test
 
 all: build
@@ -89,6 +89,7 @@ help:
 	@echo "make bench        wrk: gateway vs plain proxy, ratio"
 	@echo "make bench-filter the response filter alone, MB/s"
 	@echo "make bench-archive  credit-audit ship into PostgreSQL, entries/s"
+	@echo "make bench-transparency  the Merkle log, proofs, statements"
 	@echo "make asan-test    integration tests with an AddressSanitizer module"
 	@echo "make memcheck     valgrind: no leak or invalid access in the module"
 	@echo "make fuzz         libFuzzer, every harness FUZZ_SECONDS (60) each"
@@ -244,6 +245,13 @@ package-test: deb
 # ARCHIVE_BENCH_ARGS="--entries 200000" for a shorter run.
 bench-archive: build
 	$(PYTHON) bench/archive_bench.py $(ARCHIVE_BENCH_ARGS)
+
+# The Merkle log's cost in shipping, the log alone, an inclusion proof, a
+# month's statement of 1,000 decisions and its verification
+# (docs/transparency.md, "Measured").  TRANSPARENCY_BENCH_ARGS="--entries
+# 100000" for a shorter run.
+bench-transparency: build
+	$(PYTHON) bench/transparency_bench.py $(TRANSPARENCY_BENCH_ARGS)
 
 # The response filter alone (ca_filter_text), MB/s on sparse and dense
 # records, masked and raw: about ten seconds.

@@ -51,6 +51,29 @@ def pg_pids(pg):
     return [pid] + S._children(pid) if pid else []
 
 
+def write_stream(c, stream, writers, entries, every=50):
+    """Requests through the writers until `entries` are in the stream: one
+    in `every` for the demo enterprise, the rest for 997 others; a
+    checkpoint per writer every 100 requests each.  Returns the count."""
+    written = i = 0
+    while written < entries:
+        w = writers[i % len(writers)]
+        w.request(enterprise=S.make_uscc(f"9135010{i % 997:03d}M000100")
+                  if i % every else "91350100M000100Y43",
+                  bank=f"BANK{i % 37:03d}")
+        i += 1
+        if i % (100 * len(writers)) == 0:
+            for x in writers:
+                x.checkpoint()
+        if i % 5000 == 0:
+            for x in writers:
+                written += len(x.xadd(c, stream))
+    for x in writers:
+        x.checkpoint()
+        written += len(x.xadd(c, stream))
+    return written
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=1000000)
@@ -79,23 +102,7 @@ def main():
         t0 = time.monotonic()
         writers = [S.AuditWriter(priv, gw=f"gw-bench-{w}", pid=1000 + w,
                                  lanes=4) for w in range(a.writers)]
-        written = 0
-        i = 0
-        while written < a.entries:
-            w = writers[i % a.writers]
-            w.request(enterprise=S.make_uscc(f"9135010{i % 997:03d}M000100")
-                      if i % 50 else "91350100M000100Y43",
-                      bank=f"BANK{i % 37:03d}")
-            i += 1
-            if i % (100 * a.writers) == 0:
-                for x in writers:
-                    x.checkpoint()
-            if i % 5000 == 0:
-                for x in writers:
-                    written += len(x.xadd(c, stream))
-        for x in writers:
-            x.checkpoint()
-            written += len(x.xadd(c, stream))
+        written = write_stream(c, stream, writers, a.entries)
         gen = time.monotonic() - t0
         mem = int(c.info("memory")["used_memory"])
         print(f"stream: {written} entries written in {gen:.0f} s "

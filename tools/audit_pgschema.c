@@ -210,6 +210,47 @@ static const char entries_tail[] =
     "GRANT UPDATE (acknowledged_by, note) ON " S ".findings TO "
     ROLE_ACKNOWLEDGER ";\n";
 
+/* Migration 2: the Merkle tree log over the entries in archive order and
+ * its signed checkpoints (SPEC §7.3, docs/transparency.md "Storage"). */
+static const char merkle_log[] =
+    "-- Every complete subtree of the Merkle tree log (RFC 9162 §2.1) over\n"
+    "-- the entries in archive order: the node (level, i) covers the\n"
+    "-- leaves [i * 2^level, (i + 1) * 2^level); a row holds the hashes of\n"
+    "-- nodes first, first + 1, ... of one level (32 bytes each, at most\n"
+    "-- 64, never across a multiple of 64).  Written by the shipper in the\n"
+    "-- transaction of the batch whose entries they cover.\n"
+    "CREATE TABLE " S ".merkle (\n"
+    "    level   smallint NOT NULL CHECK (level BETWEEN 0 AND 63),\n"
+    "    first   bigint   NOT NULL CHECK (first >= 0),\n"
+    "    hashes  bytea    NOT NULL CHECK (length(hashes) BETWEEN 32 AND "
+    "2048\n"
+    "                                      AND length(hashes) % 32 = 0),\n"
+    "    PRIMARY KEY (level, first)\n"
+    ");\n"
+    "-- hashes do not compress: kept in the row, not tried and toasted\n"
+    "ALTER TABLE " S ".merkle ALTER COLUMN hashes SET STORAGE PLAIN;\n"
+    "-- The signed tree heads: C2SP tlog-checkpoint notes, every one kept.\n"
+    "CREATE TABLE " S ".checkpoints (\n"
+    "    size     bigint      PRIMARY KEY,  -- one head per tree size\n"
+    "    root     bytea       NOT NULL,\n"
+    "    origin   text        NOT NULL,\n"
+    "    note     text        NOT NULL,     -- the signed note, verbatim\n"
+    "    made_at  timestamptz NOT NULL DEFAULT now()\n"
+    ");\n"
+    "CREATE INDEX checkpoints_made_at ON " S ".checkpoints (made_at);\n"
+    "CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON " S ".merkle\n"
+    "    FOR EACH ROW EXECUTE FUNCTION " S ".refuse_change();\n"
+    "CREATE TRIGGER no_truncate BEFORE TRUNCATE ON " S ".merkle\n"
+    "    FOR EACH STATEMENT EXECUTE FUNCTION " S ".refuse_change();\n"
+    "CREATE TRIGGER append_only BEFORE UPDATE OR DELETE ON " S
+    ".checkpoints\n"
+    "    FOR EACH ROW EXECUTE FUNCTION " S ".refuse_change();\n"
+    "CREATE TRIGGER no_truncate BEFORE TRUNCATE ON " S ".checkpoints\n"
+    "    FOR EACH STATEMENT EXECUTE FUNCTION " S ".refuse_change();\n"
+    "GRANT SELECT, INSERT ON " S ".merkle, " S ".checkpoints TO "
+    ROLE_SHIPPER ";\n"
+    "GRANT SELECT ON " S ".merkle, " S ".checkpoints TO " ROLE_READER ";\n";
+
 typedef struct {
     int         version;
     const char *description;
@@ -217,6 +258,7 @@ typedef struct {
 
 static const migration migrations[] = {
     {1, "entries by month, findings, shipper state, roles, append-only"},
+    {2, "the Merkle tree log and its signed checkpoints"},
 };
 
 #define NMIGRATIONS (sizeof(migrations) / sizeof(migrations[0]))
@@ -248,6 +290,9 @@ migration_sql(int version, sbuf *b)
         sb_puts(b, cols);
         free(cols);
         sb_puts(b, entries_tail);
+        break;
+    case 2:
+        sb_puts(b, merkle_log);
         break;
     }
 }

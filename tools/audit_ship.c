@@ -30,7 +30,9 @@ static const char usage_ship[] =
     "usage: credit-audit ship --archive CONNINFO (--pubkey FILE ... |\n"
     "         --keyring FILE) [--once] [--keep DURATION] [--batch N]\n"
     "         [--interval DURATION] [--group NAME] [--consumer NAME]\n"
-    "         [--metrics FILE] [common options]\n"
+    "         [--metrics FILE] [--log-key FILE --log-name NAME]\n"
+    "         [--checkpoint-every DURATION] [--publish FILE]\n"
+    "         [common options]\n"
     "       credit-audit ship --init --archive CONNINFO\n"
     "       credit-audit ship --print-schema\n"
     "\n"
@@ -64,11 +66,21 @@ static const char usage_ship[] =
     "                                (default HOST-PID)\n"
     "  --metrics FILE                Prometheus text file, rewritten after\n"
     "                                every round (node_exporter's textfile\n"
-    "                                collector: a .prom name)\n";
+    "                                collector: a .prom name)\n"
+    "  --log-key FILE                the Merkle log's Ed25519 signing key\n"
+    "                                (PEM): sign checkpoints (SPEC 7.3)\n"
+    "  --log-name NAME               the log's name: its checkpoints'\n"
+    "                                origin and key name\n"
+    "  --checkpoint-every DURATION   sign the tree head this often while\n"
+    "                                it grows (default 10s, at most 1m)\n"
+    "  --publish FILE                write the latest checkpoint there\n"
+    "                                (atomically) for witnesses and\n"
+    "                                enterprises\n";
 
 enum {
     OPT_ARCHIVE = 300, OPT_INIT, OPT_PRINT_SCHEMA, OPT_ONCE, OPT_KEEP,
-    OPT_BATCH, OPT_INTERVAL, OPT_GROUP, OPT_CONSUMER, OPT_METRICS
+    OPT_BATCH, OPT_INTERVAL, OPT_GROUP, OPT_CONSUMER, OPT_METRICS,
+    OPT_LOG_KEY, OPT_LOG_NAME, OPT_PUBLISH, OPT_CKPT_EVERY
 };
 
 static volatile sig_atomic_t stop;
@@ -185,7 +197,8 @@ connect_all(ship *s)
 }
 
 /* One round: the next batch archived, acknowledged, trimmed.  0 (with
- * *got the number of entries read), -1 PostgreSQL failed, -2 Redis. */
+ * *got the number of entries read), -1 PostgreSQL failed, -2 Redis, -3
+ * the archive's log has another name (stop). */
 static int
 round_trip(ship *s, char *claiming, size_t clen, size_t *got)
 {
@@ -214,6 +227,9 @@ round_trip(ship *s, char *claiming, size_t clen, size_t *got)
         }
     }
     batch_free(&b);
+    if ((rc = mklog_checkpoint(s->log, s->pg, 0)) != 0) {
+        return rc == -2 ? -3 : -1;     /* -2: another log's name */
+    }
     if (shipdb_holds(s) != 0) {
         return -1;
     }
@@ -298,7 +314,7 @@ run(ship *s)
         }
         claim = claiming[0] != '\0';
         rc = round_trip(s, claiming, sizeof(claiming), &got);
-        if (rc != 0 && s->once) {
+        if (rc == -3 || (rc != 0 && s->once)) {
             return EXIT_USAGE;      /* one try: say so, the next run redoes */
         }
         if (rc == -1) {
@@ -316,6 +332,10 @@ run(ship *s)
         }
         backoff = 1000;
         if (s->once && !claim && got == 0) {
+            /* what --once shipped is signed before it exits */
+            if (mklog_checkpoint(s->log, s->pg, 1) != 0) {
+                return EXIT_USAGE;
+            }
             break;
         }
     }
@@ -351,6 +371,10 @@ cmd_ship(int argc, char **argv)
         {"group", required_argument, NULL, OPT_GROUP},
         {"consumer", required_argument, NULL, OPT_CONSUMER},
         {"metrics", required_argument, NULL, OPT_METRICS},
+        {"log-key", required_argument, NULL, OPT_LOG_KEY},
+        {"log-name", required_argument, NULL, OPT_LOG_NAME},
+        {"publish", required_argument, NULL, OPT_PUBLISH},
+        {"checkpoint-every", required_argument, NULL, OPT_CKPT_EVERY},
         {NULL, 0, NULL, 0}
     };
     ship              s;
@@ -365,6 +389,7 @@ cmd_ship(int argc, char **argv)
     s.batch = 5000;
     s.block_ms = 1000;
     s.st.lag_ms = -1;
+    s.logo.every_ms = 10000;
     while ((ch = next_opt(&s.co, argc, argv, "h", opts)) != -1) {
         switch (ch) {
         case 0:
@@ -375,6 +400,17 @@ cmd_ship(int argc, char **argv)
         case OPT_ONCE:     s.once = 1; break;
         case OPT_GROUP:    s.group = optarg; break;
         case OPT_METRICS:  s.metrics = optarg; break;
+        case OPT_LOG_KEY:  s.logo.key_file = optarg; break;
+        case OPT_LOG_NAME: s.logo.name = optarg; break;
+        case OPT_PUBLISH:  s.logo.publish = optarg; break;
+        case OPT_CKPT_EVERY:
+            s.logo.every_ms = duration_ms(optarg);
+            if (s.logo.every_ms < 0 || s.logo.every_ms > 60000) {
+                return usage_error(usage_ship, "bad --checkpoint-every %s "
+                                   "(0 to 1m: at least every minute)",
+                                   optarg);
+            }
+            break;
         case OPT_CONSUMER:
             snprintf(s.consumer, sizeof(s.consumer), "%s", optarg);
             break;
@@ -423,10 +459,19 @@ cmd_ship(int argc, char **argv)
         return usage_error(usage_ship, "%s", "ship verifies what it "
                            "archives: give --pubkey FILE or --keyring FILE");
     }
+    if (s.logo.publish != NULL && s.logo.key_file == NULL) {
+        return usage_error(usage_ship, "%s", "--publish needs --log-key: "
+                           "only a signed checkpoint is published");
+    }
     if (pg_conninfo_check(s.archive) != 0 || av_keys_load(&s.co, &s.keys)
-        != 0)
+        != 0 || (s.log = mklog_new(&s.logo)) == NULL)
     {
+        av_keys_free(&s.keys);
         return EXIT_USAGE;
+    }
+    if (s.logo.key_file == NULL) {
+        ship_log("no --log-key: the Merkle log is kept but not signed (no "
+                 "checkpoints, so no statements can be proven)");
     }
     if (s.consumer[0] == '\0') {
         if (gethostname(host, sizeof(host)) != 0) {
@@ -470,5 +515,6 @@ cmd_ship(int argc, char **argv)
     }
     free(s.holds);
     av_keys_free(&s.keys);
+    mklog_free(s.log);
     return rc;
 }

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "audit_mklog.h"
 #include "audit_pg.h"
 #include "audit_verify.h"
 #include "verify/auditstep.h"
@@ -58,12 +59,14 @@ typedef struct {
     long            block_ms;
     const char     *metrics;
     int             once;
+    mklog_opts      logo;       /* --log-key, --log-name, --publish */
 
     /* connections and verification */
     redisContext   *rc;
     PGconn         *pg;
     av_keys         keys;
     ca_as          *ver;
+    mklog          *log;        /* the Merkle tree log (audit_mklog.c) */
     int             active;     /* holds the stream's lock */
     int             staged;     /* the session's staging table exists */
 

@@ -366,6 +366,10 @@ shipdb_commit(ship *s, const ship_batch *b)
         rc = -1;
         goto rollback;
     }
+    if (mklog_begin(s->log, s->pg, s->next_ord) != 0) {
+        rc = -1;
+        goto rollback;
+    }
     months = calloc(b->n ? b->n : 1, sizeof(*months));
     snprintf(last, sizeof(last), "%s", s->last_id);
     for (size_t i = 0; i < b->n && months != NULL; i++) {
@@ -394,6 +398,7 @@ shipdb_commit(ship *s, const ship_batch *b)
             memcpy(months[nmonths++], m, 8);
         }
         entry_row(s, &rows, e, ord, &v, ms);
+        rows.failed |= mklog_entry(s->log, e) != 0;
         finding_rows(s, &found, e, ord, &v);
         nfound += v.nfindings;
         s->st.copies += v.copy;
@@ -464,13 +469,18 @@ shipdb_commit(ship *s, const ship_batch *b)
         goto rollback;
     }
     PQclear(r);
+    if (mklog_write(s->log, s->pg) != 0) {
+        goto rollback;
+    }
     if (pg_exec(s->pg, "COMMIT") != 0) {
         /* COMMIT's answer lost: the next batch's lock_state says whether
          * it happened (the stream moved or not) */
         shipdb_reset(s);
+        mklog_rollback(s->log);
         rc = -1;
         goto done;
     }
+    mklog_commit(s->log);
     ca_as_commit(s->ver);
     if (ca_as_nchains(s->ver) > SHIP_CHAINS_MAX) {
         /* every reload of a gateway starts new chains: memory stays
@@ -500,6 +510,7 @@ shipdb_commit(ship *s, const ship_batch *b)
 
 rollback:
     PQclear(PQexec(s->pg, "ROLLBACK"));
+    mklog_rollback(s->log);
     if (rc > 0) {
         /* another shipper moved the stream: start from what it left */
         s->st.stale++;

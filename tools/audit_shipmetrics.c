@@ -95,6 +95,9 @@ ship_metrics_write(const ship *s)
     metric(f, "credit_audit_ship_last_commit_timestamp_seconds", "gauge",
            "When this process last committed a batch (0: never)", labels,
            s->st.last_commit);
+    metric(f, "credit_audit_ship_checkpoints_total", "counter", "Checkpoints "
+           "of the Merkle log this process signed", labels,
+           (double) mklog_checkpoints(s->log));
     if (fclose(f) != 0 || rename(tmp, s->metrics) != 0) {
         ship_log("--metrics %s: %s", s->metrics, strerror(errno));
         unlink(tmp);

@@ -153,5 +153,7 @@ int cmd_report(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_ship(int argc, char **argv);
 int cmd_findings(int argc, char **argv);
+int cmd_proof(int argc, char **argv);         /* audit_proof.c */
+int cmd_statement(int argc, char **argv);     /* audit_stmt.c */
 
 #endif

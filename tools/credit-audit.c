@@ -11,6 +11,9 @@
  *   findings what ship found, acknowledged (audit_findings.c)
  *   archive  a month of the archive as a verified export
  *            (audit_archive.c)
+ *   proof    inclusion and consistency proofs of the Merkle log
+ *            (audit_proof.c; the log: audit_mklog.c, audit_mkstore.c)
+ *   statement an enterprise's access statement (audit_stmt*.c)
  *
  * Exit status: 0 success (verify: every chain intact), 1 a finding
  * (verify: any break), 2 usage or connection error.
@@ -55,6 +58,9 @@ static const char usage_main[] =
     "           trimmed (--archive CONNINFO; --init: the schema)\n"
     "  findings  the breaks ship found; --acknowledge ID\n"
     "  archive  a month of the archive as a verified export\n"
+    "  proof    a request's entries with inclusion proofs against a signed\n"
+    "           checkpoint; --consistency OLD NEW\n"
+    "  statement  an enterprise's monthly access statement, with proofs\n"
 
     "\n"
     COMMON_OPTS
@@ -516,7 +522,8 @@ main(int argc, char **argv)
         {"anchor", cmd_anchor},
         {"export", cmd_export}, {"report", cmd_report},
         {"archive", cmd_archive}, {"ship", cmd_ship},
-        {"findings", cmd_findings}
+        {"findings", cmd_findings}, {"proof", cmd_proof},
+        {"statement", cmd_statement}
     };
 
     if (argc < 2) {

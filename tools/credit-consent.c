@@ -44,6 +44,9 @@ static const char usage_main[] =
     "  key       the enterprise key registry in Redis: add, rotate,"
     " revoke,\n"
     "            list, show\n"
+    "  statement  `statement verify FILE`: check an access statement\n"
+    "            (signatures, every proof, consistency with a checkpoint\n"
+    "            kept before)\n"
     "\n"
     "credit-consent COMMAND --help shows a command's options;\n"
     "credit-consent --version its version.  For the enterprise, step by\n"
@@ -420,6 +423,9 @@ main(int argc, char **argv)
     }
     if (strcmp(cmd, "codes") == 0) {
         return cmd_codes(argc, argv);
+    }
+    if (strcmp(cmd, "statement") == 0) {
+        return cmd_statement(argc, argv);
     }
     fprintf(stderr, "credit-consent: unknown command %s (see: "
             "credit-consent --help)\n", cmd);

@@ -221,6 +221,29 @@ def main():
               "0001-01-01", "1900-01-01T00:00", "1971-06-01T12:00:00.5",
               "2026-11-01T08:30+08:30"):
         write(out, "isotime", hashlib.sha256(s.encode()).hexdigest()[:12], s)
+    # fuzz_note: a first byte choosing what the rest is (0 a signed note or
+    # checkpoint, 1 a verifier key, 2 an entry's canonical bytes, 3 a proof)
+    go = ("If you think cryptography is the answer to your problem,\n"
+          "then you don't know what your problem is.\n\n\u2014 PeterNeumann "
+          "x08go/ZJkuBS9UG/SffcvIAQxVBtiFupLLr8pAcElZInNIuGUgYN1FFYC2pZSNX"
+          "gKvqfqdngotpRZb6KE6RyyBwJnAM=\n")
+    ckpt = ("audit.example.cn/log\n1234\n"
+            "AAcOFRwjKjE4P0ZNVFtiaXB3foWMk5qhqK+2vcTL0tk=\n\n\u2014 "
+            "audit.example.cn/log AAAAAA==\n")
+    write(out, "note", "go-note", b"\x00" + go.encode())
+    write(out, "note", "checkpoint", b"\x00" + ckpt.encode())
+    write(out, "note", "vkey", b"\x01PeterNeumann+c74f20a3+ARpc2QcUPDhMQegwx"
+          b"bzhKqiBfsVkmqq/LDE4izWy10TW")
+
+    def field(k, v):
+        return (struct.pack(">I", len(k)) + k + struct.pack(">I", len(v))
+                + v)
+    entry = b"".join(field(k, v) for k, v in (
+        (b"v", b"3"), (b"event", b"decision"), (b"ts", b"1796083200000"),
+        (b"rid", b"r1"), (b"gw", b"gw-1"), (b"bank", b"BANK001")))
+    write(out, "note", "raw", b"\x02" + entry)
+    write(out, "note", "proof", b"\x03" + struct.pack("<QQ", 5, 8)
+          + bytes(range(64)) + bytes(96))
 
 
 if __name__ == "__main__":

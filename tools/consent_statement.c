@@ -1,0 +1,302 @@
+/*
+ * credit-consent statement verify (SPEC §7.3, docs/enterprise.md): the
+ * enterprise's own check of its access statement, on its own machine,
+ * trusting only the log's public key:
+ *
+ *   the checkpoint is signed by the log key; every entry's bytes hash to
+ *   its leaf and its inclusion proof holds against the checkpoint's root;
+ *   every decision is this enterprise's, in the period; every request row
+ *   and total says what its proven entries say (lib/merkle/stmtrow.h);
+ *   the statement's signed summary covers exactly these entries; and with
+ *   --previous, the checkpoint extends the one kept from last time (same
+ *   size: the same root; else a consistency proof).
+ *
+ * Every failure is named on its own line; exit 0 when none, 1 otherwise.
+ */
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+#include <openssl/pem.h>
+
+#include "consent.h"
+#include "consent_stmt.h"
+#include "core/util.h"
+#include "merkle/merkle.h"
+#include "merkle/note.h"
+#include "merkle/stmtrow.h"
+
+static const char usage_statement[] =
+    "usage: credit-consent statement verify FILE --log-key KEY\n"
+    "         [--previous CHECKPOINT]\n"
+    "\n"
+    "Checks an access statement (the JSON of `credit-audit statement`)\n"
+    "without trusting the platform: the checkpoint's signature by the log\n"
+    "key, every entry's hash and inclusion proof, that every decision is\n"
+    "the enterprise's and in the period, that the rows and totals say what\n"
+    "the entries say, the statement's signature over its entries, and\n"
+    "with --previous that the log only grew since the checkpoint kept from\n"
+    "the last statement.  Prints each failure; exit 0 when all hold, 1\n"
+    "when any fails, 2 on a usage error or an unreadable key.\n"
+    "\n"
+    "  --log-key KEY           the log's public key: its verifier key\n"
+    "                          (NAME+HASH+KEY, as the platform publishes\n"
+    "                          it), a file holding one, or a PEM public key\n"
+    "  --previous CHECKPOINT   a checkpoint kept from before (a file)\n";
+
+
+
+void
+fail(verifier *v, const char *fmt, ...)
+{
+    va_list ap;
+
+    printf("FAIL: ");
+    va_start(ap, fmt);
+    vprintf(fmt, ap);
+    va_end(ap);
+    printf("\n");
+    v->failed++;
+}
+
+/* --log-key: a verifier key, a file with one, or a PEM public key. */
+static int
+read_key(verifier *v, const char *arg)
+{
+    char     *text, line[CA_NOTE_VKEY_MAX + 2];
+    size_t    len;
+    ca_error  err;
+    FILE     *f;
+    EVP_PKEY *k;
+
+    if (ca_note_vkey_parse(arg, v->name, sizeof(v->name), v->pub) == 0) {
+        return 0;
+    }
+    if ((text = ca_read_file(arg, 65536, &len, &err)) == NULL) {
+        fprintf(stderr, "credit-consent: --log-key: not a verifier key, "
+                "and %s\n", err.text);
+        return -1;
+    }
+    snprintf(line, sizeof(line), "%.*s", (int) strcspn(text, "\r\n"), text);
+    free(text);
+    if (ca_note_vkey_parse(line, v->name, sizeof(v->name), v->pub) == 0) {
+        return 0;
+    }
+    v->name[0] = '\0';
+    if ((f = fopen(arg, "r")) != NULL) {
+        k = PEM_read_PUBKEY(f, NULL, NULL, NULL);
+        fclose(f);
+        if (k != NULL && ca_note_pubkey(k, v->pub) == 0) {
+            EVP_PKEY_free(k);
+            return 0;
+        }
+        EVP_PKEY_free(k);
+    }
+    fprintf(stderr, "credit-consent: --log-key %s: neither a verifier key "
+            "(NAME+HASH+KEY) nor an Ed25519 public key in PEM\n", arg);
+    return -1;
+}
+
+/* The note's text if signed by the key (the name from the note when the
+ * key came as PEM: its key hash binds it); NULL after a failure. */
+int
+open_note(verifier *v, const char *what, const char *note, size_t *tlen)
+{
+    char name[CA_NOTE_NAME_MAX + 1];
+    int  rc;
+
+    if (v->name[0] == '\0') {
+        if (ca_note_signer(note, strlen(note), name, sizeof(name)) != 0) {
+            fail(v, "%s: not a signed note", what);
+            return -1;
+        }
+    } else {
+        snprintf(name, sizeof(name), "%s", v->name);
+    }
+    snprintf(v->signer, sizeof(v->signer), "%s", name);
+    rc = ca_note_open(note, strlen(note), name, v->pub, tlen);
+    if (rc != 0) {
+        fail(v, "%s: %s", what, rc == CA_NOTE_UNSIGNED
+             ? "not signed by the log key" : rc == CA_NOTE_BAD_SIG
+             ? "its signature by the log key is wrong (changed after "
+               "signing, or forged)" : "not a signed note");
+        return -1;
+    }
+    return 0;
+}
+
+const char *
+str(json_t *o, const char *k)
+{
+    return json_string_value(json_object_get(o, k));
+}
+
+int
+hash_of(json_t *v, unsigned char out[32])
+{
+    const char   *s = json_string_value(v);
+    unsigned char b[33];
+
+    return s != NULL && strlen(s) == 44 && ca_b64std_decode(s, 44, b) == 32
+           ? (memcpy(out, b, 32), 0) : -1;
+}
+
+int
+hashes_of(json_t *a, ca_mk_hash *out, size_t max, size_t *n)
+{
+    size_t i;
+    json_t *h;
+
+    if (!json_is_array(a) || json_array_size(a) > max) {
+        return -1;
+    }
+    json_array_foreach(a, i, h) {
+        if (hash_of(h, out[i]) != 0) {
+            return -1;
+        }
+    }
+    *n = json_array_size(a);
+    return 0;
+}
+
+static int
+verify(verifier *v, const char *file, const char *previous)
+{
+    json_error_t   je;
+    ca_error       err;
+    size_t         flen;
+    /* read whole, then parsed: json_load_file reads a byte at a time */
+    char          *text = ca_read_file(file, (size_t) 1 << 30, &flen, &err);
+    json_t        *st = text ? json_loadb(text, flen, JSON_REJECT_DUPLICATES,
+                                          &je) : NULL;
+    json_t        *log = json_object_get(st, "log");
+    const char    *note = str(log, "checkpoint"), *uscc;
+    char           origin[CA_NOTE_NAME_MAX + 1];
+    unsigned char  root[32], jroot[32];
+    uint64_t       size = 0;
+    size_t         tl, n = 0;
+    v_entry       *e = NULL;
+
+    int            unread = text == NULL;
+
+    free(text);
+    if (st == NULL) {
+        if (unread) {
+            fprintf(stderr, "credit-consent: %s\n", err.text);
+            return EXIT_USAGE;
+        }
+        fail(v, "%s: not JSON: %s (line %d)", file, je.text, je.line);
+        return 1;
+    }
+    uscc = str(st, "enterprise");
+    if (!json_is_object(st) || uscc == NULL || str(st, "statement") == NULL
+        || strcmp(str(st, "statement"), CA_STMT_TITLE) != 0)
+    {
+        fail(v, "%s: not an access statement (%s)", file, CA_STMT_TITLE);
+        json_decref(st);
+        return 1;
+    }
+    if (note == NULL) {
+        fail(v, "the statement has no checkpoint");
+        json_decref(st);
+        return 1;
+    }
+    if (open_note(v, "the checkpoint", note, &tl) != 0) {
+        json_decref(st);
+        return 1;
+    }
+    if (ca_ckpt_parse(note, tl, origin, sizeof(origin), &size, root) != 0) {
+        fail(v, "the checkpoint is not a tlog checkpoint");
+        json_decref(st);
+        return 1;
+    }
+    if (strcmp(origin, v->signer) != 0) {
+        /* the key signs one log: a checkpoint of another origin is not
+         * a head of this one (C2SP tlog-checkpoint) */
+        fail(v, "the checkpoint is of log %s, not %s", origin, v->signer);
+    }
+    if (hash_of(json_object_get(log, "root"), jroot) != 0
+        || memcmp(jroot, root, 32) != 0
+        || (uint64_t) json_integer_value(json_object_get(log, "tree_size"))
+           != size)
+    {
+        fail(v, "the statement's tree size or root is not its checkpoint's");
+    }
+    e = check_entries(v, st, size, root, uscc, &n);
+    if (e != NULL) {
+        check_requests(v, st, e, n);
+        check_signed(v, st, origin, size, root, e, n);
+    }
+    if (previous != NULL) {
+        check_previous(v, st, previous, size, root);
+    }
+    if (v->failed == 0) {
+        printf("OK: %zu requests of %s in %s, %zu entries proven against "
+               "checkpoint %s at tree size %llu%s\n",
+               json_array_size(json_object_get(st, "requests")), uscc,
+               str(st, "month") ? str(st, "month") : "?", n, origin,
+               (unsigned long long) size, previous
+               ? ", consistent with the previous checkpoint" : "");
+    }
+    for (size_t i = 0; i < n; i++) {
+        free(e[i].raw);
+    }
+    free(e);
+    json_decref(st);
+    return v->failed ? 1 : 0;
+}
+
+int
+cmd_statement(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"log-key", required_argument, NULL, 'k'},
+        {"previous", required_argument, NULL, 'p'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0}
+    };
+    const char *key = NULL, *previous = NULL, *file = NULL;
+    verifier    v;
+    int         ch;
+
+    if (argc < 2 || strcmp(argv[1], "verify") != 0) {
+        if (argc >= 2 && (strcmp(argv[1], "--help") == 0
+                          || strcmp(argv[1], "-h") == 0))
+        {
+            fputs(usage_statement, stdout);
+            return 0;
+        }
+        fputs(usage_statement, stderr);
+        return EXIT_USAGE;
+    }
+    argc--;
+    argv++;
+    optind = 1;
+    while ((ch = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (ch) {
+        case 'k': key = optarg; break;
+        case 'p': previous = optarg; break;
+        case 'h':
+            fputs(usage_statement, stdout);
+            return 0;
+        default:
+            fprintf(stderr, "credit-consent: statement verify: bad option "
+                    "(see --help)\n");
+            return EXIT_USAGE;
+        }
+    }
+    if (argc - optind != 1 || key == NULL) {
+        fprintf(stderr, "credit-consent: statement verify needs FILE and "
+                "--log-key KEY (see --help)\n");
+        return EXIT_USAGE;
+    }
+    file = argv[optind];
+    memset(&v, 0, sizeof(v));
+    if (read_key(&v, key) != 0) {
+        return EXIT_USAGE;
+    }
+    return verify(&v, file, previous);
+}

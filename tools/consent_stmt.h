@@ -1,0 +1,57 @@
+/*
+ * credit-consent statement verify (SPEC §7.3, docs/enterprise.md §6):
+ *
+ *   consent_statement.c   the command, the key, the order of the checks
+ *   consent_stmtcheck.c   the checks of the entries, rows, totals, the
+ *                         signed summary and the previous checkpoint
+ */
+#ifndef CA_TOOLS_CONSENT_STMT_H
+#define CA_TOOLS_CONSENT_STMT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <jansson.h>
+
+#include "merkle/merkle.h"
+#include "merkle/note.h"
+#include "merkle/stmtrow.h"
+
+typedef struct {
+    char            name[CA_NOTE_NAME_MAX + 1];    /* "" from the note */
+    char            signer[CA_NOTE_NAME_MAX + 1];  /* the name it used */
+    unsigned char   pub[32];
+    int             failed;
+} verifier;
+
+typedef struct {
+    uint64_t        ord;
+    unsigned char  *raw;
+    size_t          len;
+    unsigned char   leaf[32];
+    int             used;           /* by a request */
+} v_entry;
+
+/* A failure, on its own line ("FAIL: ..."), counted. */
+void fail(verifier *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* 0 when the note is signed by the log key (*tlen: its text), else -1
+ * after a failure naming `what`. */
+int open_note(verifier *v, const char *what, const char *note,
+              size_t *tlen);
+const char *str(json_t *o, const char *k);
+int hash_of(json_t *v, unsigned char out[32]);
+int hashes_of(json_t *a, ca_mk_hash *out, size_t max, size_t *n);
+
+/* consent_stmtcheck.c */
+v_entry *check_entries(verifier *v, json_t *st, uint64_t size,
+                       const unsigned char root[32], const char *uscc,
+                       size_t *n);
+void check_requests(verifier *v, json_t *st, v_entry *e, size_t n);
+void check_signed(verifier *v, json_t *st, const char *origin,
+                  uint64_t size, const unsigned char root[32], v_entry *e,
+                  size_t n);
+void check_previous(verifier *v, json_t *st, const char *file,
+                    uint64_t size, const unsigned char root[32]);
+
+#endif
