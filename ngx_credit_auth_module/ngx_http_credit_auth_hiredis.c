@@ -1,6 +1,6 @@
 /*
  * hiredis on nginx's event loop: the adapter that lets a hiredis async
- * context (the primary's, …_redis.c, or a Sentinel's, …_sentinel.c) read
+ * context (any of the Redis session's, …_redis.c) read
  * and write through nginx's events.  See …_redis.c for the traps this
  * avoids (level-triggered reads, the fd closed once, by hiredis).
  */

@@ -297,7 +297,7 @@ ca_rs_reply_cmd(ca_rs *s, ca_rs_pending *p, const ca_rs_reply *r,
     if (p->held == 2) {
         ca_rs_deliver(s, owner, NULL, now);
     } else if (p->reply.type == CA_RS_ERROR
-        || (p->reply.type != CA_RS_NIL && r->type == CA_RS_INTEGER
+        || (r->type == CA_RS_INTEGER
             && r->integer >= s->conf.wait_replicas))
     {
         if (p->reply.type != CA_RS_ERROR && s->wait_short) {

@@ -677,13 +677,20 @@ test_noreplicas_and_wait(void **state)
     assert_int_equal(t.rtype[1], CA_RS_INTEGER);
     assert_true(has(CA_RS_LOG, "WAIT counts the replicas"));
 
+    /* a nil reply counted by WAIT is a reply like any other */
+    assert_int_equal(command(&c), 0);
+    feed(CA_RS_PRIMARY, R(CA_RS_NIL, NULL));
+    feed(CA_RS_PRIMARY, INT(1));
+    assert_int_equal(t.nreplies, 3);
+    assert_int_equal(t.rtype[2], CA_RS_NIL);
+
     assert_int_equal(command(&c), 0);
     feed(CA_RS_PRIMARY, R(CA_RS_ERROR, "NOREPLICAS Not enough good replicas"
                                        " to write."));
     feed(CA_RS_PRIMARY, INT(0));
-    assert_int_equal(t.nreplies, 3);
-    assert_int_equal(t.rtype[2], CA_RS_ERROR);
-    assert_string_equal(t.rstr[2], "NOREPLICAS Not enough good replicas to "
+    assert_int_equal(t.nreplies, 4);
+    assert_int_equal(t.rtype[3], CA_RS_ERROR);
+    assert_string_equal(t.rstr[3], "NOREPLICAS Not enough good replicas to "
                                    "write.");
     assert_true(has(CA_RS_LOG, "(NOREPLICAS): reconnecting"));
     assert_true(has(CA_RS_CLOSE, NULL));
