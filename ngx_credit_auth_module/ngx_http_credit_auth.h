@@ -539,6 +539,26 @@ const char *ngx_http_credit_auth_redis_why(void);
 ngx_connection_t *ngx_http_credit_auth_redis_attach(void *ac,
     ngx_log_t *log);
 
+/* …_hiredis.c: the Redis session's connections (conn: CA_RS_*, id: the
+ * session's), and what hiredis says of them (reply: the session's view,
+ * and the redisReply) */
+typedef struct {
+    void                      (*connected)(int conn, uint64_t id);
+    void                      (*closed)(int conn, uint64_t id,
+                                        const char *why);
+    void                      (*reply)(int conn, uint64_t id,
+                                       const ca_rs_reply *r, void *raw);
+} ngx_http_credit_auth_hiredis_events_t;
+
+void ngx_http_credit_auth_hiredis_init(
+    const ngx_http_credit_auth_hiredis_events_t *ev, ngx_log_t *log);
+void ngx_http_credit_auth_hiredis_open(int conn, uint64_t id,
+    const char *host, int port, const char *unix_path);
+void ngx_http_credit_auth_hiredis_send(int conn, uint64_t id,
+    const char *data, size_t len);
+void ngx_http_credit_auth_hiredis_close(int conn, uint64_t id,
+    ngx_uint_t graceful);
+
 /* …_audit.c: the entries of a request */
 ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);

@@ -33,13 +33,6 @@
 
 
 typedef struct {
-    redisAsyncContext                 *ac;
-    int                                conn;        /* CA_RS_* */
-    uint64_t                           id;
-} ngx_http_credit_auth_redis_conn_t;
-
-
-typedef struct {
     ngx_http_credit_auth_reply_pt      handler;
     void                              *data;
 } ngx_http_credit_auth_redis_owner_t;
@@ -50,12 +43,11 @@ typedef struct {
     ngx_http_credit_auth_redis_hooks_t  hooks;
     ngx_log_t                         *log;
     ca_rs                             *rs;
-    ngx_http_credit_auth_redis_conn_t  conns[CA_RS_CONNS];
     ngx_event_t                        timer;
     ngx_uint_t                         running;
     /* the reply being fed, as hiredis gave it */
     const ca_rs_reply                 *fed;
-    redisReply                        *fed_reply;
+    void                              *fed_reply;  /* a redisReply */
     ngx_http_credit_auth_note_t        notes[4];    /* CA_RS_NOTE_* */
 } ngx_http_credit_auth_redis_t;
 
@@ -73,121 +65,37 @@ ngx_http_credit_auth_redis_now(void)
 }
 
 
-/* --- hiredis's callbacks: what happened, told to the session ------------ */
+/* --- what happened, told to the session (…_hiredis.c says) ------------- */
 
 static void
-ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
-    int status)
+ngx_http_credit_auth_redis_connected(int conn, uint64_t id)
 {
-    redisAsyncContext                  *ac = (redisAsyncContext *) cac;
-    ngx_http_credit_auth_redis_conn_t  *rc = ac->data;
-    ngx_http_credit_auth_redis_t       *st = &ngx_http_credit_auth_redis_state;
-
-    if (rc == NULL || rc->ac != ac) {
-        return;
-    }
-    if (status == REDIS_OK) {
-        ca_rs_connected(st->rs, rc->conn, rc->id,
-                        ngx_http_credit_auth_redis_now());
-    } else {
-        rc->ac = NULL;          /* hiredis frees it after this callback */
-        ca_rs_closed(st->rs, rc->conn, rc->id, ac->errstr,
-                     ngx_http_credit_auth_redis_now());
-    }
+    ca_rs_connected(ngx_http_credit_auth_redis_state.rs, conn, id,
+                    ngx_http_credit_auth_redis_now());
     ngx_http_credit_auth_redis_run();
 }
 
 
 static void
-ngx_http_credit_auth_redis_on_disconnect(const redisAsyncContext *ac,
-    int status)
+ngx_http_credit_auth_redis_closed(int conn, uint64_t id, const char *why)
 {
-    ngx_http_credit_auth_redis_conn_t  *rc = ac->data;
-    ngx_http_credit_auth_redis_t       *st = &ngx_http_credit_auth_redis_state;
-
-    if (rc == NULL || rc->ac != ac) {
-        return;
-    }
-    rc->ac = NULL;
-    ca_rs_closed(st->rs, rc->conn, rc->id,
-                 status != REDIS_OK && ac->errstr[0] ? ac->errstr : NULL,
+    ca_rs_closed(ngx_http_credit_auth_redis_state.rs, conn, id, why,
                  ngx_http_credit_auth_redis_now());
     ngx_http_credit_auth_redis_run();
 }
 
 
-static int
-ngx_http_credit_auth_redis_type(int type)
-{
-    switch (type) {
-    case REDIS_REPLY_STATUS:
-        return CA_RS_STATUS;
-    case REDIS_REPLY_ERROR:
-        return CA_RS_ERROR;
-    case REDIS_REPLY_INTEGER:
-        return CA_RS_INTEGER;
-    case REDIS_REPLY_ARRAY:
-        return CA_RS_ARRAY;
-    case REDIS_REPLY_NIL:
-        return CA_RS_NIL;
-    default:
-        return CA_RS_STRING;
-    }
-}
-
-
 static void
-ngx_http_credit_auth_redis_convert(ca_rs_reply *to, redisReply *r)
+ngx_http_credit_auth_redis_reply(int conn, uint64_t id, const ca_rs_reply *r,
+    void *raw)
 {
-    ngx_memzero(to, sizeof(ca_rs_reply));
-    to->type = ngx_http_credit_auth_redis_type(r->type);
-    to->str = r->str;
-    to->len = r->str ? r->len : 0;
-    to->integer = r->integer;
-}
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
 
-
-/* A reply (one level of an array is what the session reads). */
-static void
-ngx_http_credit_auth_redis_on_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    size_t                              i;
-    ca_rs_reply                         top, few[8], *el;
-    redisReply                         *reply = r;
-    ngx_http_credit_auth_redis_conn_t  *rc = privdata;
-    ngx_http_credit_auth_redis_t       *st = &ngx_http_credit_auth_redis_state;
-
-    if (reply == NULL || rc->ac != ac) {
-        return;                 /* forgotten: the session knows */
-    }
-    ngx_http_credit_auth_redis_convert(&top, reply);
-    el = few;
-    if (reply->type == REDIS_REPLY_ARRAY) {
-        if (reply->elements > 8) {
-            el = ngx_alloc(reply->elements * sizeof(ca_rs_reply), st->log);
-        }
-        if (el == NULL) {
-            el = few;           /* then read as an empty array */
-        } else {
-            for (i = 0; i < reply->elements; i++) {
-                ngx_http_credit_auth_redis_convert(&el[i],
-                                                   reply->element[i]);
-            }
-            top.elements = reply->elements;
-            top.element = el;
-        }
-    }
-
-    st->fed = &top;
-    st->fed_reply = reply;
-    ca_rs_feed(st->rs, rc->conn, rc->id, &top,
-               ngx_http_credit_auth_redis_now());
+    st->fed = r;
+    st->fed_reply = raw;
+    ca_rs_feed(st->rs, conn, id, r, ngx_http_credit_auth_redis_now());
     st->fed = NULL;
     st->fed_reply = NULL;
-    if (el != few) {
-        ngx_free(el);
-    }
     ngx_http_credit_auth_redis_run();
 }
 
@@ -238,61 +146,6 @@ ngx_http_credit_auth_redis_heads(void *ctx, const ca_rs_reply *r,
         return 0;
     }
     return (long) st->hooks.heads(st->fed_reply, exp, found, len);
-}
-
-
-static void
-ngx_http_credit_auth_redis_connect(ca_rs_action *a)
-{
-    redisAsyncContext                  *ac;
-    ngx_http_credit_auth_redis_conn_t  *rc;
-    ngx_http_credit_auth_redis_t       *st = &ngx_http_credit_auth_redis_state;
-
-    rc = &st->conns[a->conn];
-    rc->id = a->id;
-    rc->ac = NULL;
-
-    ac = a->unix_path ? redisAsyncConnectUnix(a->unix_path)
-                      : redisAsyncConnect(a->host, a->port);
-    if (ac == NULL || ac->err) {
-        ca_rs_closed(st->rs, a->conn, a->id, ac ? ac->errstr : "no memory",
-                     ngx_http_credit_auth_redis_now());
-        if (ac) {
-            redisAsyncFree(ac);
-        }
-        return;
-    }
-    if (ngx_http_credit_auth_redis_attach(ac, st->log) == NULL) {
-        ca_rs_closed(st->rs, a->conn, a->id, "no free connection",
-                     ngx_http_credit_auth_redis_now());
-        return;
-    }
-    ac->data = rc;
-    rc->ac = ac;
-    redisAsyncSetConnectCallback(ac, ngx_http_credit_auth_redis_on_connect);
-    redisAsyncSetDisconnectCallback(ac,
-                                    ngx_http_credit_auth_redis_on_disconnect);
-}
-
-
-static void
-ngx_http_credit_auth_redis_close(ca_rs_action *a)
-{
-    redisAsyncContext                  *ac;
-    ngx_http_credit_auth_redis_conn_t  *rc;
-
-    rc = &ngx_http_credit_auth_redis_state.conns[a->conn];
-    ac = rc->ac;
-    if (ac == NULL || rc->id != a->id) {
-        return;
-    }
-    if (a->graceful) {
-        /* the replies on the wire still come; then the disconnect */
-        redisAsyncDisconnect(ac);
-        return;
-    }
-    rc->ac = NULL;
-    redisAsyncFree(ac);
 }
 
 
@@ -351,7 +204,6 @@ static void
 ngx_http_credit_auth_redis_run(void)
 {
     ca_rs_action                   a;
-    redisAsyncContext             *ac;
     ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
 
     if (st->running) {
@@ -363,20 +215,16 @@ ngx_http_credit_auth_redis_run(void)
         switch (a.type) {
 
         case CA_RS_CONNECT:
-            ngx_http_credit_auth_redis_connect(&a);
+            ngx_http_credit_auth_hiredis_open(a.conn, a.id, a.host, a.port,
+                                              a.unix_path);
             break;
 
         case CA_RS_SEND:
-            ac = st->conns[a.conn].ac;
-            if (ac && st->conns[a.conn].id == a.id) {
-                (void) redisAsyncFormattedCommand(ac,
-                                        ngx_http_credit_auth_redis_on_reply,
-                                        &st->conns[a.conn], a.data, a.len);
-            }
+            ngx_http_credit_auth_hiredis_send(a.conn, a.id, a.data, a.len);
             break;
 
         case CA_RS_CLOSE:
-            ngx_http_credit_auth_redis_close(&a);
+            ngx_http_credit_auth_hiredis_close(a.conn, a.id, a.graceful);
             break;
 
         case CA_RS_TIMER:
@@ -541,12 +389,19 @@ ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_credit_auth_sentinel_addr_t  *sa;
     ngx_http_credit_auth_redis_t          *st;
 
+    static const ngx_http_credit_auth_hiredis_events_t  events = {
+        ngx_http_credit_auth_redis_connected,
+        ngx_http_credit_auth_redis_closed,
+        ngx_http_credit_auth_redis_reply
+    };
+
     st = &ngx_http_credit_auth_redis_state;
     ngx_memzero(st, sizeof(ngx_http_credit_auth_redis_t));
     st->mcf = mcf;
     st->hooks = *hooks;
     st->log = cycle->log;
     ngx_http_credit_auth_redis_waiters_init();
+    ngx_http_credit_auth_hiredis_init(&events, cycle->log);
 
     ngx_memzero(&c, sizeof(ca_rs_conf));
     c.host = ngx_http_credit_auth_redis_cstr(cycle->pool, &mcf->redis_host);
@@ -593,9 +448,6 @@ ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     st->rs = ca_rs_new(&c);
     if (st->rs == NULL) {
         return NGX_ERROR;
-    }
-    for (i = 0; i < CA_RS_CONNS; i++) {
-        st->conns[i].conn = (int) i;
     }
 
     st->timer.handler = ngx_http_credit_auth_redis_timer_handler;
