@@ -188,6 +188,15 @@ setup(ca_rs_conf *c)
     assert_non_null(t.s);
 }
 
+/* A session, started. */
+static void
+begin(ca_rs_conf *c)
+{
+    setup(c);
+    ca_rs_start(t.s, t.now);
+    take();
+}
+
 static ca_rs_conf
 conf(void)
 {
@@ -338,9 +347,7 @@ test_connect_auth_select(void **state)
     c.password = "s3cret";
     c.db = 2;
     c.scripts = scripts;
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     a = next(CA_RS_CONNECT);
     assert_int_equal(a->conn, CA_RS_PRIMARY);
     assert_string_equal(a->text, "127.0.0.1");
@@ -383,9 +390,7 @@ test_auth_refused(void **state)
     ca_rs_conf  c = conf();
 
     c.password = "wrong";
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     connected(CA_RS_PRIMARY);
     sent(CA_RS_PRIMARY, "AUTH wrong");
     feed(CA_RS_PRIMARY, R(CA_RS_ERROR, "WRONGPASS invalid password"));
@@ -460,9 +465,7 @@ test_eviction_while_connected(void **state)
 {
     ca_rs_conf  c = conf();
 
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     up();
     advance(1000);
     sent(CA_RS_PRIMARY, "INFO memory");
@@ -508,9 +511,7 @@ test_sentinel_names_non_durable(void **state)
     ca_rs_conf  c = sentinel_conf();
     act        *a;
 
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     a = next(CA_RS_CONNECT);                    /* the watch, first */
     assert_int_equal(a->conn, CA_RS_WATCH);
     assert_int_equal(a->port, 26380);
@@ -546,9 +547,7 @@ test_sentinel_none_knows(void **state)
 {
     ca_rs_conf  c = sentinel_conf();
 
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     connected(CA_RS_SENTINEL);
     feed(CA_RS_SENTINEL, R(CA_RS_NIL, NULL));
     assert_true(has(CA_RS_LOG, "Sentinel 127.0.0.1:26379: master unknown"));
@@ -580,9 +579,7 @@ test_switch_master(void **state)
                                               "10.0.0.9 7009") };
     act         *a;
 
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     connected(CA_RS_WATCH);
     sent(CA_RS_WATCH, "SUBSCRIBE +switch-master +promoted-slave");
     feed(CA_RS_WATCH, ARR(3, sub));
@@ -618,9 +615,7 @@ test_readonly_after_failover(void **state)
     ca_rs_conf  c = sentinel_conf();
     act        *a;
 
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     sentinel_names("10.0.0.1", "7000");
     up();
     assert_int_equal(command(&c), 0);
@@ -655,9 +650,7 @@ test_noreplicas_and_wait(void **state)
     c.durability = CA_DURABLE_REPLICAS;
     c.wait_replicas = 1;
     c.wait_timeout = 100;
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     up();
     assert_int_equal(command(&c), 0);
     sent(CA_RS_PRIMARY, "INCR k");
@@ -707,9 +700,7 @@ test_oom(void **state)
     ca_rs_reply  oom = R(CA_RS_ERROR, "OOM command not allowed when used "
                                       "memory > 'maxmemory'.");
 
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     up();
     assert_int_equal(command(&c), 0);
     t.seen = t.n;
@@ -728,9 +719,7 @@ test_connect_timeout(void **state)
 {
     ca_rs_conf  c = conf();
 
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     assert_true(has(CA_RS_CONNECT, NULL));
     advance(499);
     assert_false(has(CA_RS_CLOSE, NULL));
@@ -766,9 +755,7 @@ test_command_timeout(void **state)
 {
     ca_rs_conf  c = conf();
 
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     up();
     assert_int_equal(command(&c), 0);
     advance(999);
@@ -791,9 +778,7 @@ test_loading(void **state)
     ca_rs_conf  c = conf();
     act        *a;
 
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     connected(CA_RS_PRIMARY);
     sent(CA_RS_PRIMARY, "INFO");
     sent(CA_RS_PRIMARY, "CONFIG GET appendfsync");
@@ -831,9 +816,7 @@ test_epoch_lost(void **state)
 
     c.epoch = "old-epoch";
     c.save_epoch = 1;
-    setup(&c);
-    ca_rs_start(t.s, t.now);
-    take();
+    begin(&c);
     connected(CA_RS_PRIMARY);
     checks(aof_primary, "always");
     loss("new-epoch");
