@@ -19,5 +19,6 @@
 #include "core/pii.h"
 #include "redis/redisinfo.h"
 #include "redis/redisget.h"
+#include "redis/session.h"
 
 #endif

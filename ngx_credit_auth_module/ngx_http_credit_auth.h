@@ -26,10 +26,9 @@
  *    6 audit keyreg headers cache   entries, keys, headers, token cache,
  *    6 revoke                       a revocation in force, then audited
  *    7 writer keycache pass
- *    8 redis                        Redis I/O: the connection's life
- *    9 redis_check sentinel_watch   connect-time checks, +switch-master
- *   10 redis_cmd redis_wait redis_mem sentinel  commands in flight,
- *                                  waiters, memory, discovery
+ *    8 redis                        Redis I/O: the session's actions
+ *                                  (lib/redis/session.h decides)
+ *    9 redis_wait redis_mem redis_epoch  waiters, memory, epoch file
  *   11 hiredis
  *   12 ctx zone                     the request's ctx, shared memory
  */
@@ -479,22 +478,6 @@ typedef struct {
     ngx_int_t                   port;
 } ngx_http_credit_auth_sentinel_addr_t;
 
-/* …_sentinel.c: the current primary, asked of the Sentinels in turn.
- * host NULL: none of them knew. */
-typedef void (*ngx_http_credit_auth_found_pt)(const char *host, int port);
-
-void ngx_http_credit_auth_sentinel_ask(ngx_http_credit_auth_main_conf_t *mcf,
-    ngx_log_t *log, ngx_http_credit_auth_found_pt found);
-void ngx_http_credit_auth_sentinel_stop(void);
-
-/* …_sentinel_watch.c: subscribes to +switch-master on one Sentinel of the
- * set (the next one when lost); `switched` hears our master's new
- * primary. */
-void ngx_http_credit_auth_sentinel_watch(
-    ngx_http_credit_auth_main_conf_t *mcf, ngx_log_t *log,
-    ngx_http_credit_auth_found_pt switched);
-void ngx_http_credit_auth_sentinel_unwatch(void);
-
 /* …_redis.c: one async connection per worker */
 typedef void (*ngx_http_credit_auth_reply_pt)(void *data, void *reply);
 
@@ -513,33 +496,11 @@ typedef struct {
                                        char *found, size_t len);
 } ngx_http_credit_auth_redis_hooks_t;
 
-/* …_redis_cmd.c: the commands in flight on the connection.  `answered`
- * hears of every reply on `ac`: `refusal` "READONLY" or "NOREPLICAS", or
- * NULL for any other. */
-typedef void (*ngx_http_credit_auth_answered_pt)(void *ac,
-    const char *refusal);
-
-void ngx_http_credit_auth_redis_cmd_init(
-    ngx_http_credit_auth_main_conf_t *mcf, ngx_log_t *log,
-    ngx_http_credit_auth_answered_pt answered);
-ngx_int_t ngx_http_credit_auth_redis_cmd_send(void *ac, int argc,
-    const char **argv, const size_t *argvlen,
-    ngx_http_credit_auth_reply_pt handler, void *data);
-ngx_uint_t ngx_http_credit_auth_redis_cmd_inflight(void);
-ngx_uint_t ngx_http_credit_auth_redis_cmd_overdue(void);
-
-/* …_redis_check.c: what a new connection must show before it is used,
- * its handshake (AUTH, SELECT, SCRIPT LOAD) first.  rc NGX_OK: ready
- * (`why`: a warning, or ""); NGX_DECLINED: not now; NGX_ABORT: never as
- * configured; `why` then says what failed, as a sentence's end ("AUTH
- * refused: …", "not used: …").  Called from inside a hiredis callback. */
-typedef void (*ngx_http_credit_auth_checked_pt)(void *ac, ngx_int_t rc);
-
-ngx_int_t ngx_http_credit_auth_redis_check_init(ngx_cycle_t *cycle,
-    ngx_http_credit_auth_main_conf_t *mcf,
-    const ngx_http_credit_auth_redis_hooks_t *hooks);
-void ngx_http_credit_auth_redis_check(void *ac, char *why, size_t why_len,
-    ngx_http_credit_auth_checked_pt done);
+/* …_redis_epoch.c: the epoch seen before, kept by worker 0 in the
+ * spool ("" none yet; NULL: no file here), and written when it moves */
+const char *ngx_http_credit_auth_redis_epoch_init(ngx_cycle_t *cycle,
+    ngx_http_credit_auth_main_conf_t *mcf);
+void ngx_http_credit_auth_redis_epoch_save(const char *epoch);
 
 ngx_int_t ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf,
@@ -558,11 +519,7 @@ ngx_uint_t ngx_http_credit_auth_redis_ready(void);
 ngx_int_t ngx_http_credit_auth_redis_wait(
     ngx_http_credit_auth_redis_waiter_t *w);
 
-/* …_redis_mem.c: Redis's memory and maxmemory-policy, in the zone.
- * `refused` hears of a connection whose policy came to evict. */
-void ngx_http_credit_auth_redis_mem_init(ngx_log_t *log,
-    ngx_http_credit_auth_answered_pt refused);
-void ngx_http_credit_auth_redis_mem_tick(void *ac);
+/* …_redis_mem.c: Redis's memory and maxmemory-policy, in the zone. */
 void ngx_http_credit_auth_redis_mem_seen(const ca_redisinfo *ri,
     ngx_log_t *log);
 
@@ -581,6 +538,26 @@ const char *ngx_http_credit_auth_redis_why(void);
  * NULL (the context is freed then). */
 ngx_connection_t *ngx_http_credit_auth_redis_attach(void *ac,
     ngx_log_t *log);
+
+/* …_hiredis.c: the Redis session's connections (conn: CA_RS_*, id: the
+ * session's), and what hiredis says of them (reply: the session's view,
+ * and the redisReply) */
+typedef struct {
+    void                      (*connected)(int conn, uint64_t id);
+    void                      (*closed)(int conn, uint64_t id,
+                                        const char *why);
+    void                      (*reply)(int conn, uint64_t id,
+                                       const ca_rs_reply *r, void *raw);
+} ngx_http_credit_auth_hiredis_events_t;
+
+void ngx_http_credit_auth_hiredis_init(
+    const ngx_http_credit_auth_hiredis_events_t *ev, ngx_log_t *log);
+void ngx_http_credit_auth_hiredis_open(int conn, uint64_t id,
+    const char *host, int port, const char *unix_path);
+void ngx_http_credit_auth_hiredis_send(int conn, uint64_t id,
+    const char *data, size_t len);
+void ngx_http_credit_auth_hiredis_close(int conn, uint64_t id,
+    ngx_uint_t graceful);
 
 /* …_audit.c: the entries of a request */
 ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,

@@ -292,9 +292,6 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
     hooks.heads_key = ngx_http_credit_auth_writer_heads_key;
     hooks.heads = ngx_http_credit_auth_writer_heads;
 
-    if (ngx_http_credit_auth_redis_check_init(cycle, mcf, &hooks) != NGX_OK) {
-        return NGX_ERROR;
-    }
     return ngx_http_credit_auth_redis_init_process(cycle, mcf, &hooks);
 }
 

@@ -1,46 +1,30 @@
 /*
- * One asynchronous Redis connection per worker, driven by nginx's event
- * loop (ENGINEERING §4).  The traps, and how each is avoided here:
+ * The worker's Redis session on nginx's event loop: lib/redis/session.c
+ * decides (which Sentinel, which primary, the handshake, the checks,
+ * WAIT, timeouts, failover, backoff), this file only does what it says,
+ * with hiredis (…_hiredis.c attaches a context to nginx's events), and
+ * tells it what happened.  The traps of hiredis here, and how each is
+ * avoided (ENGINEERING §4):
  *
  *  - blocking getaddrinfo(): the address is resolved at configuration time
- *    (credit_auth_redis), hiredis only ever sees an IP literal or a socket;
- *  - no async timeouts in hiredis 0.14: our own connect timer and a command
- *    timer (the oldest pending command) that drop the connection; hiredis
- *    then calls every pending callback with a NULL reply;
- *  - edge-triggered reads stall after 16 KB: read events are level
- *    triggered (NGX_LEVEL_EVENT), so a partially read buffer fires again;
+ *    (credit_auth_redis), and Sentinel's answers are IPv4 literals;
+ *  - no async timeouts in hiredis 0.14: the session asks for one timer,
+ *    and drops the connection when a connect or a command is late;
  *  - redisAsyncHandleRead() may free the context: nothing touches `ac`
- *    after it; disconnects are learnt from the disconnect callback;
- *  - the adapter is attached before the connect callback is set;
- *  - the fd is closed once, by hiredis: our ngx_connection_t is released
- *    with ngx_free_connection(), never ngx_close_connection();
- *  - unbounded output buffers: max_inflight caps pending commands, callers
- *    see NGX_DECLINED beyond it;
- *  - timers are cancelable so that a reload never waits for them, except
- *    the watchdog while replies are due or requests wait for the
- *    connection: a worker that exits after a reload must not exit under
- *    the requests it took.
+ *    after it; a context is forgotten before it is freed, so that the
+ *    callbacks hiredis then runs (NULL replies, disconnect) are ignored;
+ *  - a context is freed only from a timer, a request, or inside one of
+ *    its reply callbacks (hiredis defers the free then);
+ *  - unbounded output buffers: max_inflight caps the commands in flight,
+ *    callers see NGX_DECLINED beyond it;
+ *  - the timer is cancelable so that a reload never waits for it, except
+ *    while replies are due or requests wait for the connection: a worker
+ *    that exits after a reload must not exit under the requests it took.
  *
- * Waiting.  A request waits on Redis in one of two ways, each bounded: for
- * the reply of a command in flight (command_timeout, the watchdog drops
- * the connection, and hiredis then calls every pending callback with a
- * NULL reply), or, while an attempt to connect is under way, for its end
- * (connect_timeout, and the Sentinel lookup).  Every end of an attempt,
- * ready or not, goes through ngx_http_credit_auth_redis_changed(), which
- * tells every waiter at once.
- *
- * Trouble is said once (…_zone.c's note): an attempt that fails, Redis
- * loading, refusing writes, is one log line when it begins and one when
- * the connection answers again; the attempts between are counted on the
- * status page (`events`).
- *
- * Durability (SPEC §7.1): a connection is ready only once …_redis_check.c
- * has found a primary that keeps what it acknowledges under the
- * configured durability, and has looked for what it lost; with
- * replicas:N, every command is followed on the same connection by WAIT N
- * T, and its reply reaches the caller only if WAIT counted N replicas.
- * -READONLY or -NOREPLICAS drops the connection, so that the next one
- * checks again, and so does a +switch-master from Sentinel.
+ * Trouble is said once (…_zone.c's note): the session marks which of its
+ * log lines belong to the connection's trouble, its warning, or a WAIT
+ * short of replicas.  Every end of an attempt, ready or not, tells every
+ * waiter at once (…_redis_wait.c) and then the connection's owner.
  */
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -49,415 +33,274 @@
 
 
 typedef struct {
+    ngx_http_credit_auth_reply_pt      handler;
+    void                              *data;
+} ngx_http_credit_auth_redis_owner_t;
+
+
+typedef struct {
     ngx_http_credit_auth_main_conf_t  *mcf;
     ngx_http_credit_auth_redis_hooks_t  hooks;
     ngx_log_t                         *log;
-    redisAsyncContext                 *ac;
-    ngx_uint_t                         ready;      /* connected, AUTH sent */
-    ngx_uint_t                         failures;   /* for backoff */
-    ngx_uint_t                         exiting;
-    ngx_event_t                        reconnect;
-    ngx_event_t                        watchdog;
-    ngx_msec_t                         connect_deadline;
-    ngx_msec_t                         last_attempt;
-    char                               why[256];   /* not ready, or a warning */
-    ngx_http_credit_auth_note_t        trouble;    /* said, not yet over */
-    ngx_http_credit_auth_note_t        warned;     /* a connect's warning */
-    char                               host[NGX_INET_ADDRSTRLEN + 1];
-    int                                port;       /* from Sentinel */
-    ngx_uint_t                         asking;     /* Sentinel, now */
+    ca_rs                             *rs;
+    ngx_event_t                        timer;
+    ngx_uint_t                         running;
+    /* the reply being fed, as hiredis gave it */
+    const ca_rs_reply                 *fed;
+    void                              *fed_reply;  /* a redisReply */
+    ngx_http_credit_auth_note_t        notes[4];    /* CA_RS_NOTE_* */
 } ngx_http_credit_auth_redis_t;
 
 
 static ngx_http_credit_auth_redis_t  ngx_http_credit_auth_redis_state;
 
 
-static void ngx_http_credit_auth_redis_connect(void);
-static void ngx_http_credit_auth_redis_drop(const char *why);
+static void ngx_http_credit_auth_redis_run(void);
 
 
-/* --- connection life cycle ---------------------------------------------- */
-
-/* An attempt has ended (ready, failed, or dropped): whoever waited for
- * it hears so now (…_redis_wait.c), and then the connection's owner. */
-static void
-ngx_http_credit_auth_redis_changed(void)
+static uint64_t
+ngx_http_credit_auth_redis_now(void)
 {
-    ngx_http_credit_auth_redis_waiters_wake();
-    ngx_http_credit_auth_redis_state.hooks.changed();
+    return (uint64_t) ngx_current_msec;
+}
+
+
+/* --- what happened, told to the session (…_hiredis.c says) ------------- */
+
+static void
+ngx_http_credit_auth_redis_connected(int conn, uint64_t id)
+{
+    ca_rs_connected(ngx_http_credit_auth_redis_state.rs, conn, id,
+                    ngx_http_credit_auth_redis_now());
+    ngx_http_credit_auth_redis_run();
 }
 
 
 static void
-ngx_http_credit_auth_redis_schedule(void)
+ngx_http_credit_auth_redis_closed(int conn, uint64_t id, const char *why)
 {
-    ngx_msec_t                     delay;
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
-
-    /* whatever went wrong, the next attempt asks Sentinel again: the
-     * primary may have moved (SPEC §7.1) */
-    rs->port = 0;
-
-    /* whoever waited for this connection will not get it now */
-    ngx_http_credit_auth_redis_changed();
-
-    if (rs->exiting || rs->reconnect.timer_set) {
-        return;
-    }
-
-    /* exponential backoff from 50 ms to 5 s, with jitter so that the
-     * workers of a fleet do not reconnect in step */
-    delay = 50 << ngx_min(rs->failures, 7);
-    delay = ngx_min(delay, 5000);
-    delay = delay / 2 + (ngx_msec_t) ngx_random() % (delay / 2 + 1);
-    rs->failures++;
-
-    ngx_add_timer(&rs->reconnect, delay);
+    ca_rs_closed(ngx_http_credit_auth_redis_state.rs, conn, id, why,
+                 ngx_http_credit_auth_redis_now());
+    ngx_http_credit_auth_redis_run();
 }
 
 
 static void
-ngx_http_credit_auth_redis_on_disconnect(const redisAsyncContext *ac,
-    int status)
+ngx_http_credit_auth_redis_reply(int conn, uint64_t id, const ca_rs_reply *r,
+    void *raw)
 {
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
 
-    if (rs->ac == ac) {
-        if (status != REDIS_OK) {
-            ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_WARN,
-                                      NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
-                                      "redis disconnected: %s",
-                                      ac->errstr[0] ? ac->errstr : "closed");
-        }
-        rs->ac = NULL;
-        rs->ready = 0;
-        ngx_http_credit_auth_redis_schedule();
-    }
+    st->fed = r;
+    st->fed_reply = raw;
+    ca_rs_feed(st->rs, conn, id, r, ngx_http_credit_auth_redis_now());
+    st->fed = NULL;
+    st->fed_reply = NULL;
+    ngx_http_credit_auth_redis_run();
 }
 
 
-/*
- * The one verdict on a new connection, and the one place that says it:
- * ready only when all of the connect sequence went through (a command
- * sent behind a refused SELECT would run in the wrong database, and a
- * refused AUTH or a Redis still loading must keep backing off); `why`
- * says what failed.  Requests that arrive meanwhile wait for this
- * (…_redis_wait.c).
- */
+/* --- what the session asks for ------------------------------------------ */
+
+/* The reply of a caller's command, as the caller reads it (a redisReply):
+ * the one hiredis gave, or one held by the session behind WAIT. */
 static void
-ngx_http_credit_auth_redis_checked(void *ac, ngx_int_t rc)
+ngx_http_credit_auth_redis_deliver(void *ctx, void *owner,
+    const ca_rs_reply *r)
 {
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+    redisReply                          held;
+    ngx_http_credit_auth_redis_owner_t  o;
+    ngx_http_credit_auth_redis_t       *st = &ngx_http_credit_auth_redis_state;
 
-    if (rs->ac != ac) {
+    o = *(ngx_http_credit_auth_redis_owner_t *) owner;
+    ngx_free(owner);
+
+    if (r == NULL) {
+        o.handler(o.data, NULL);
         return;
     }
-    if (rc != NGX_OK) {
-        if (rc == NGX_ABORT) {
-            /* never usable as configured: loud, and retried slowly */
-            rs->failures = 7;
-            ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_ALERT,
-                                      NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
-                                      "redis %s", rs->why);
-
-        } else if (ngx_strstr(rs->why, "LOADING") != NULL
-                   || ngx_strstr(rs->why, "still loading") != NULL)
-        {
-            /* every restart of a Redis that persists: not an error */
-            ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_NOTICE,
-                                      NGX_HTTP_CREDIT_AUTH_EV_REDIS_LOADING,
-                                      "redis is loading its data: waiting "
-                                      "(%s)", rs->why);
-        } else {
-            ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_ERR,
-                                      NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
-                                      "redis %s", rs->why);
-        }
-        redisAsyncDisconnect(ac);
+    if (r == st->fed) {
+        o.handler(o.data, st->fed_reply);
         return;
     }
+    ngx_memzero(&held, sizeof(redisReply));
+    held.type = r->type == CA_RS_STATUS ? REDIS_REPLY_STATUS
+                : r->type == CA_RS_ERROR ? REDIS_REPLY_ERROR
+                : r->type == CA_RS_INTEGER ? REDIS_REPLY_INTEGER
+                : r->type == CA_RS_NIL ? REDIS_REPLY_NIL
+                : REDIS_REPLY_STRING;
+    held.integer = r->integer;
+    held.str = (char *) r->str;
+    held.len = r->len;
+    o.handler(o.data, &held);
+}
 
-    rs->ready = 1;
-    rs->failures = 0;
-    if (rs->why[0]) {
-        ngx_http_credit_auth_note(&rs->warned, rs->log, NGX_LOG_WARN,
-                                  NGX_HTTP_CREDIT_AUTH_EVENTS, /* none */
-                                  "redis: %s", rs->why);
+
+static long
+ngx_http_credit_auth_redis_heads(void *ctx, const ca_rs_reply *r,
+    char *exp, char *found, size_t len)
+{
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
+
+    if (r != st->fed || st->hooks.heads == NULL) {
+        return 0;
+    }
+    return (long) st->hooks.heads(st->fed_reply, exp, found, len);
+}
+
+
+static void
+ngx_http_credit_auth_redis_say(ca_rs_action *a)
+{
+    ngx_uint_t                     level, event;
+    ngx_http_credit_auth_note_t   *n;
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
+
+    level = a->level == CA_RS_ALERT ? NGX_LOG_ALERT
+            : a->level == CA_RS_ERR ? NGX_LOG_ERR
+            : a->level == CA_RS_WARN ? NGX_LOG_WARN
+            : a->level == CA_RS_NOTICE ? NGX_LOG_NOTICE : NGX_LOG_INFO;
+    event = a->event == CA_RS_EV_DOWN ? NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN
+            : a->event == CA_RS_EV_LOADING
+              ? NGX_HTTP_CREDIT_AUTH_EV_REDIS_LOADING
+            : a->event == CA_RS_EV_NOT_WRITABLE
+              ? NGX_HTTP_CREDIT_AUTH_EV_REDIS_NOT_WRITABLE
+            : a->event == CA_RS_EV_WAIT_SHORT
+              ? NGX_HTTP_CREDIT_AUTH_EV_WAIT_SHORT
+            : NGX_HTTP_CREDIT_AUTH_EVENTS;
+
+    if (a->note == CA_RS_NOTE_NONE) {
+        ngx_log_error(level, st->log, 0, "credit_auth: %s", a->text);
+        return;
+    }
+    n = &st->notes[a->note];
+    if (!a->over) {
+        ngx_http_credit_auth_note(n, st->log, level, event, "%s", a->text);
+    } else if (a->text && a->text[0]) {
+        ngx_http_credit_auth_note_over(n, st->log, a->text);
     } else {
-        rs->warned.said[0] = '\0';
+        n->said[0] = '\0';      /* forgotten, silently */
     }
-    /* after trouble, said when the connection answers (…_answered()) */
-    if (rs->trouble.said[0] == '\0') {
-        ngx_log_error(NGX_LOG_INFO, rs->log, 0,
-                      "credit_auth: redis connected (durability=%s)",
-                      ca_durability_name((int) rs->mcf->durability));
-    }
-    ngx_http_credit_auth_redis_changed();
 }
 
 
 static void
-ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
-    int status)
+ngx_http_credit_auth_redis_arm(long ms)
 {
-    redisAsyncContext             *ac = (redisAsyncContext *) cac;
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
 
-    if (rs->ac != ac) {
-        return;
+    if (st->timer.timer_set) {
+        ngx_del_timer(&st->timer);
+    }
+    if (ms >= 0) {
+        ngx_add_timer(&st->timer, (ngx_msec_t) ms);
+    }
+}
+
+
+/* The session's actions, in order; an action may feed it again (a
+ * connect that fails at once), which queues more. */
+static void
+ngx_http_credit_auth_redis_run(void)
+{
+    ca_rs_action                   a;
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
+
+    if (st->running) {
+        return;                 /* the outer loop takes them */
+    }
+    st->running = 1;
+
+    while (ca_rs_next(st->rs, &a)) {
+        switch (a.type) {
+
+        case CA_RS_CONNECT:
+            ngx_http_credit_auth_hiredis_open(a.conn, a.id, a.host, a.port,
+                                              a.unix_path);
+            break;
+
+        case CA_RS_SEND:
+            ngx_http_credit_auth_hiredis_send(a.conn, a.id, a.data, a.len);
+            break;
+
+        case CA_RS_CLOSE:
+            ngx_http_credit_auth_hiredis_close(a.conn, a.id, a.graceful);
+            break;
+
+        case CA_RS_TIMER:
+            ngx_http_credit_auth_redis_arm(a.ms);
+            break;
+
+        case CA_RS_LOG:
+            ngx_http_credit_auth_redis_say(&a);
+            break;
+
+        case CA_RS_READY:
+        case CA_RS_NOT_READY:
+            /* whoever waited for this attempt hears so now, then the
+             * connection's owner */
+            ngx_http_credit_auth_redis_waiters_wake();
+            st->hooks.changed();
+            break;
+
+        case CA_RS_MEMORY:
+            ngx_http_credit_auth_redis_mem_seen(a.info, st->log);
+            break;
+
+        case CA_RS_SAVE_EPOCH:
+            ngx_http_credit_auth_redis_epoch_save(a.text);
+            break;
+
+        case CA_RS_LOST:
+            st->hooks.discontinuity(a.missing, a.expected, a.found);
+            break;
+        }
     }
 
-    if (status != REDIS_OK) {
-        ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_WARN,
-                                  NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
-                                  "redis connect failed: %s", ac->errstr);
-        /* hiredis frees the context after this callback */
-        rs->ac = NULL;
-        rs->ready = 0;
-        ngx_http_credit_auth_redis_schedule();
-        return;
-    }
+    st->running = 0;
 
-    /* AUTH, SELECT, the scripts, then what it keeps (…_redis_check.c) */
-    ngx_http_credit_auth_redis_check(ac, rs->why, sizeof(rs->why),
-                                     ngx_http_credit_auth_redis_checked);
+    /* a graceful exit waits for replies due and for waiters */
+    st->timer.cancelable = ca_rs_inflight(st->rs) == 0
+                           && !ngx_http_credit_auth_redis_waiting();
 }
 
 
 static void
-ngx_http_credit_auth_redis_found(const char *host, int port)
+ngx_http_credit_auth_redis_timer_handler(ngx_event_t *ev)
 {
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
 
-    rs->asking = 0;
-    /* exiting, or already moved by +switch-master while this was asked */
-    if (rs->exiting || rs->ac) {
-        return;
-    }
-    if (host == NULL) {
-        ngx_snprintf((u_char *) rs->why, sizeof(rs->why) - 1,
-                     "no Sentinel knows the primary of \"%V\"%Z",
-                     &rs->mcf->sentinel_master);
-        ngx_http_credit_auth_redis_schedule();
-        return;
-    }
-    if (rs->port != port || ngx_strcmp(rs->host, host) != 0) {
-        ngx_log_error(NGX_LOG_NOTICE, rs->log, 0,
-                      "credit_auth: redis: Sentinel says the primary of "
-                      "\"%V\" is %s:%d", &rs->mcf->sentinel_master, host,
-                      port);
-    }
-    ngx_cpystrn((u_char *) rs->host, (u_char *) host, sizeof(rs->host));
-    rs->port = port;
-    ngx_http_credit_auth_redis_connect();
+    ca_rs_timer(st->rs, ngx_http_credit_auth_redis_now());
+    ngx_http_credit_auth_redis_run();
 }
 
 
-static void
-ngx_http_credit_auth_redis_connect(void)
-{
-    redisAsyncContext                 *ac;
-    ngx_connection_t                  *c;
-    ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
-    ngx_http_credit_auth_main_conf_t  *mcf = rs->mcf;
-
-    if (rs->exiting || rs->ac || rs->asking) {
-        return;
-    }
-
-    if (mcf->sentinels && rs->port == 0) {
-        rs->asking = 1;
-        rs->last_attempt = ngx_current_msec;
-        ngx_http_credit_auth_sentinel_ask(mcf, rs->log,
-                                          ngx_http_credit_auth_redis_found);
-        return;
-    }
-
-    if (mcf->redis_unix.len) {
-        ac = redisAsyncConnectUnix((char *) mcf->redis_unix.data);
-    } else if (mcf->sentinels) {
-        ac = redisAsyncConnect(rs->host, rs->port);
-    } else {
-        ac = redisAsyncConnect((char *) mcf->redis_host.data,
-                               (int) mcf->redis_port);
-    }
-
-    if (ac == NULL) {
-        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
-                      "credit_auth: redis: out of memory");
-        ngx_http_credit_auth_redis_schedule();
-        return;
-    }
-
-    if (ac->err) {
-        ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_WARN,
-                                  NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
-                                  "redis connect failed: %s", ac->errstr);
-        redisAsyncFree(ac);
-        ngx_http_credit_auth_redis_schedule();
-        return;
-    }
-
-    c = ngx_http_credit_auth_redis_attach(ac, rs->log);
-    if (c == NULL) {
-        ngx_http_credit_auth_redis_schedule();
-        return;
-    }
-
-    rs->ac = ac;
-    rs->ready = 0;
-    rs->last_attempt = ngx_current_msec;
-    rs->connect_deadline = ngx_current_msec + mcf->connect_timeout;
-
-    redisAsyncSetConnectCallback(ac, ngx_http_credit_auth_redis_on_connect);
-    redisAsyncSetDisconnectCallback(ac,
-                                    ngx_http_credit_auth_redis_on_disconnect);
-}
-
-
-/* Drops the connection: every pending callback runs with a NULL reply. */
-static void
-ngx_http_credit_auth_redis_drop(const char *why)
-{
-    redisAsyncContext             *ac;
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
-
-    ac = rs->ac;
-    if (ac == NULL) {
-        return;
-    }
-
-    ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_WARN,
-                              NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
-                              "redis: %s", why);
-
-    rs->ac = NULL;
-    rs->ready = 0;
-    redisAsyncFree(ac);
-    ngx_http_credit_auth_redis_schedule();
-}
-
-
-/*
- * Sentinel has just made `host` the primary: whatever the current
- * connection is doing there is no longer acknowledged durably, and the
- * new primary is connected to now, not after a backoff.
- */
-static void
-ngx_http_credit_auth_redis_switched(const char *host, int port)
-{
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
-
-    if (rs->exiting
-        || (rs->ac && rs->port == port && ngx_strcmp(rs->host, host) == 0))
-    {
-        return;
-    }
-    ngx_http_credit_auth_redis_drop("the primary moved (+switch-master)");
-    if (rs->reconnect.timer_set) {
-        ngx_del_timer(&rs->reconnect);
-    }
-    rs->failures = 0;
-    ngx_http_credit_auth_redis_found(host, port);
-}
-
-
-/*
- * A command's reply came.  `refusal` ("READONLY", "NOREPLICAS", or a
- * maxmemory-policy set to evict meanwhile: …_redis_mem.c): a replica, a
- * primary short of replicas, or one that may lose what it keeps, so the
- * connection goes and the next one is checked again; NULL: the connection
- * works, and trouble said before is over.
- */
-static void
-ngx_http_credit_auth_redis_answered(void *ac, const char *refusal)
-{
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
-
-    if (rs->ac != ac || !rs->ready) {
-        return;
-    }
-    if (refusal == NULL) {
-        ngx_http_credit_auth_note_over(&rs->trouble, rs->log,
-                                       "redis answers");
-        return;
-    }
-    ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_WARN,
-                              NGX_HTTP_CREDIT_AUTH_EV_REDIS_NOT_WRITABLE,
-                              "redis: no longer a primary to write to (%s):"
-                              " reconnecting", refusal);
-    ngx_snprintf((u_char *) rs->why, sizeof(rs->why) - 1,
-                 "not used: %s%Z", refusal);
-    /* from inside a hiredis callback: disconnect, never free */
-    rs->ready = 0;
-    redisAsyncDisconnect(ac);
-}
-
-
-static void
-ngx_http_credit_auth_redis_reconnect_handler(ngx_event_t *ev)
-{
-    ngx_http_credit_auth_redis_connect();
-}
-
-
-/*
- * Ticks every 100 ms: enforces the connect timeout and the command timeout
- * (measured on the oldest pending command, since replies come in order).
- */
-static void
-ngx_http_credit_auth_redis_watchdog_handler(ngx_event_t *ev)
-{
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
-
-    if (rs->exiting) {
-        return;
-    }
-
-    if (rs->ac && !rs->ready
-        && (ngx_msec_int_t) (ngx_current_msec - rs->connect_deadline) > 0)
-    {
-        ngx_http_credit_auth_redis_drop("connect timed out");
-
-    } else if (rs->ac && ngx_http_credit_auth_redis_cmd_overdue()) {
-        ngx_http_credit_auth_redis_drop("command timed out");
-    }
-
-    ngx_http_credit_auth_redis_mem_tick(rs->ready ? rs->ac : NULL);
-
-    /* see ngx_http_credit_auth_redis_command() */
-    ev->cancelable = (ngx_http_credit_auth_redis_cmd_inflight() == 0
-                      && !ngx_http_credit_auth_redis_waiting());
-    ngx_add_timer(ev, 100);
-}
-
+/* --- for the rest of the module ------------------------------------------ */
 
 ngx_int_t
 ngx_http_credit_auth_redis_command(int argc, const char **argv,
     const size_t *argvlen, ngx_http_credit_auth_reply_pt handler, void *data)
 {
-    ngx_int_t                      rc;
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+    ngx_http_credit_auth_redis_owner_t  *o;
+    ngx_http_credit_auth_redis_t        *st = &ngx_http_credit_auth_redis_state;
 
-    if (rs->ac == NULL || !rs->ready || rs->exiting
-        || ngx_http_credit_auth_redis_cmd_inflight() >= rs->mcf->max_inflight)
-    {
+    if (st->rs == NULL || !ca_rs_ready(st->rs)) {
         return NGX_DECLINED;
     }
-
-    rc = ngx_http_credit_auth_redis_cmd_send(rs->ac, argc, argv, argvlen,
-                                             handler, data);
-    if (rc != NGX_OK) {
-        return rc;
+    o = ngx_alloc(sizeof(ngx_http_credit_auth_redis_owner_t), st->log);
+    if (o == NULL) {
+        return NGX_ERROR;
     }
-
-    /*
-     * A graceful shutdown waits only for non-cancelable timers, and a
-     * request parked on Redis has none: while replies are due, the
-     * watchdog keeps the worker alive (bounded by command_timeout).
-     */
-    rs->watchdog.cancelable = 0;
-
+    o->handler = handler;
+    o->data = data;
+    if (ca_rs_command(st->rs, argc, argv, argvlen, o,
+                      ngx_http_credit_auth_redis_now())
+        != 0)
+    {
+        ngx_free(o);
+        return NGX_DECLINED;
+    }
+    ngx_http_credit_auth_redis_run();
     return NGX_OK;
 }
 
@@ -465,56 +308,36 @@ ngx_http_credit_auth_redis_command(int argc, const char **argv,
 ngx_uint_t
 ngx_http_credit_auth_redis_ready(void)
 {
-    return ngx_http_credit_auth_redis_state.ready
-           && !ngx_http_credit_auth_redis_state.exiting;
-}
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
 
-
-/*
- * A connection is being set up (TCP, AUTH, SELECT, scripts), or, when a
- * request needs Redis and the worker is only waiting out its backoff, is
- * started now: the backoff protects Redis from idle reconnect loops, not
- * from demand, and at most one attempt per 200 ms is made that way.
- */
-static ngx_uint_t
-ngx_http_credit_auth_redis_connecting(void)
-{
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
-
-    if (rs->exiting || rs->ready) {
-        return 0;
-    }
-
-    if (rs->ac == NULL && rs->reconnect.timer_set
-        && ngx_current_msec - rs->last_attempt >= 200)
-    {
-        ngx_del_timer(&rs->reconnect);
-        ngx_http_credit_auth_redis_connect();
-    }
-
-    return rs->ac != NULL || rs->asking;
+    return st->rs != NULL && ca_rs_ready(st->rs);
 }
 
 
 ngx_int_t
 ngx_http_credit_auth_redis_wait(ngx_http_credit_auth_redis_waiter_t *w)
 {
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+    int                            rc;
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
 
-    if (ngx_http_credit_auth_redis_ready()) {
-        return NGX_OK;
-    }
-
-    /* an attempt that fails at once (refused) has ended before this */
-    if (!ngx_http_credit_auth_redis_connecting()) {
+    if (st->rs == NULL) {
         return NGX_DECLINED;
     }
-
+    rc = ca_rs_want(st->rs, ngx_http_credit_auth_redis_now());
+    ngx_http_credit_auth_redis_run();
+    /* an attempt that failed at once (refused) has ended before this */
+    if (rc == 0) {
+        rc = ca_rs_want(st->rs, ngx_http_credit_auth_redis_now());
+        ngx_http_credit_auth_redis_run();
+    }
+    if (rc == 1) {
+        return NGX_OK;
+    }
+    if (rc < 0) {
+        return NGX_DECLINED;
+    }
     ngx_http_credit_auth_redis_waiters_add(w);
-
-    /* a graceful exit waits for the attempt, as for a reply */
-    rs->watchdog.cancelable = 0;
-
+    st->timer.cancelable = 0;
     return NGX_AGAIN;
 }
 
@@ -522,14 +345,36 @@ ngx_http_credit_auth_redis_wait(ngx_http_credit_auth_redis_waiter_t *w)
 const char *
 ngx_http_credit_auth_redis_why(void)
 {
-    return ngx_http_credit_auth_redis_state.why;
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
+
+    return st->rs ? ca_rs_why(st->rs) : "";
 }
 
 
 ngx_uint_t
 ngx_http_credit_auth_redis_inflight(void)
 {
-    return ngx_http_credit_auth_redis_cmd_inflight();
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
+
+    return st->rs ? ca_rs_inflight(st->rs) : 0;
+}
+
+
+/* A NUL-ended copy: the session keeps C strings. */
+static const char *
+ngx_http_credit_auth_redis_cstr(ngx_pool_t *pool, ngx_str_t *s)
+{
+    u_char  *p;
+
+    if (s->len == 0) {
+        return NULL;
+    }
+    p = ngx_pnalloc(pool, s->len + 1);
+    if (p != NULL) {
+        ngx_memcpy(p, s->data, s->len);
+        p[s->len] = '\0';
+    }
+    return (const char *) p;
 }
 
 
@@ -538,34 +383,80 @@ ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf,
     const ngx_http_credit_auth_redis_hooks_t *hooks)
 {
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+    ngx_uint_t                             i;
+    ca_rs_conf                             c;
+    ca_rs_addr                            *addrs;
+    ngx_http_credit_auth_sentinel_addr_t  *sa;
+    ngx_http_credit_auth_redis_t          *st;
 
-    ngx_memzero(rs, sizeof(ngx_http_credit_auth_redis_t));
-    rs->mcf = mcf;
-    rs->hooks = *hooks;
-    rs->log = cycle->log;
+    static const ngx_http_credit_auth_hiredis_events_t  events = {
+        ngx_http_credit_auth_redis_connected,
+        ngx_http_credit_auth_redis_closed,
+        ngx_http_credit_auth_redis_reply
+    };
+
+    st = &ngx_http_credit_auth_redis_state;
+    ngx_memzero(st, sizeof(ngx_http_credit_auth_redis_t));
+    st->mcf = mcf;
+    st->hooks = *hooks;
+    st->log = cycle->log;
     ngx_http_credit_auth_redis_waiters_init();
-    ngx_http_credit_auth_redis_cmd_init(mcf, cycle->log,
-                                        ngx_http_credit_auth_redis_answered);
-    ngx_http_credit_auth_redis_mem_init(cycle->log,
-                                        ngx_http_credit_auth_redis_answered);
+    ngx_http_credit_auth_hiredis_init(&events, cycle->log);
 
-    rs->reconnect.handler = ngx_http_credit_auth_redis_reconnect_handler;
-    rs->reconnect.log = cycle->log;
-    rs->reconnect.data = rs;
-    rs->reconnect.cancelable = 1;
-
-    rs->watchdog.handler = ngx_http_credit_auth_redis_watchdog_handler;
-    rs->watchdog.log = cycle->log;
-    rs->watchdog.data = rs;
-    rs->watchdog.cancelable = 1;
-    ngx_add_timer(&rs->watchdog, 100);
-
+    ngx_memzero(&c, sizeof(ca_rs_conf));
+    c.host = ngx_http_credit_auth_redis_cstr(cycle->pool, &mcf->redis_host);
+    c.port = (int) mcf->redis_port;
+    c.unix_path = ngx_http_credit_auth_redis_cstr(cycle->pool,
+                                                  &mcf->redis_unix);
     if (mcf->sentinels) {
-        ngx_http_credit_auth_sentinel_watch(mcf, rs->log,
-                                        ngx_http_credit_auth_redis_switched);
+        addrs = ngx_pcalloc(cycle->pool,
+                            mcf->sentinels->nelts * sizeof(ca_rs_addr));
+        if (addrs == NULL) {
+            return NGX_ERROR;
+        }
+        sa = mcf->sentinels->elts;
+        for (i = 0; i < mcf->sentinels->nelts; i++) {
+            addrs[i].host = (const char *) sa[i].host;
+            addrs[i].port = (int) sa[i].port;
+        }
+        c.sentinels = addrs;
+        c.nsentinels = mcf->sentinels->nelts;
+        c.master = ngx_http_credit_auth_redis_cstr(cycle->pool,
+                                                   &mcf->sentinel_master);
+        c.watch_first = ngx_worker;     /* workers spread over the set */
+        c.unix_path = NULL;
     }
-    ngx_http_credit_auth_redis_connect();
+    c.password = ngx_http_credit_auth_redis_cstr(cycle->pool,
+                                                 &mcf->redis_password);
+    c.db = (long) mcf->redis_db;
+    c.scripts = hooks->scripts;
+    c.stream = ngx_http_credit_auth_redis_cstr(cycle->pool, &mcf->stream);
+    c.heads_key = hooks->heads_key ? hooks->heads_key() : NULL;
+    c.durability = (int) mcf->durability;
+    c.wait_replicas = (long) mcf->wait_replicas;
+    c.wait_timeout = mcf->wait_timeout;
+    c.connect_timeout = mcf->connect_timeout;
+    c.command_timeout = mcf->command_timeout;
+    c.max_inflight = mcf->max_inflight;
+    c.epoch = ngx_http_credit_auth_redis_epoch_init(cycle, mcf);
+    c.save_epoch = c.epoch != NULL;
+    c.seed = ((uint64_t) ngx_random() << 32) ^ (uint64_t) ngx_random()
+             ^ ((uint64_t) ngx_pid << 40) ^ ngx_current_msec;
+    c.reply = ngx_http_credit_auth_redis_deliver;
+    c.heads = ngx_http_credit_auth_redis_heads;
+
+    st->rs = ca_rs_new(&c);
+    if (st->rs == NULL) {
+        return NGX_ERROR;
+    }
+
+    st->timer.handler = ngx_http_credit_auth_redis_timer_handler;
+    st->timer.log = cycle->log;
+    st->timer.data = st;
+    st->timer.cancelable = 1;
+
+    ca_rs_start(st->rs, ngx_http_credit_auth_redis_now());
+    ngx_http_credit_auth_redis_run();
 
     return NGX_OK;
 }
@@ -574,24 +465,17 @@ ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
 void
 ngx_http_credit_auth_redis_exit_process(void)
 {
-    redisAsyncContext             *ac;
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+    ngx_http_credit_auth_redis_t  *st = &ngx_http_credit_auth_redis_state;
 
-    rs->exiting = 1;
-    ngx_http_credit_auth_sentinel_unwatch();
-    ngx_http_credit_auth_sentinel_stop();
-
-    if (rs->reconnect.timer_set) {
-        ngx_del_timer(&rs->reconnect);
+    if (st->rs == NULL) {
+        return;
     }
-    if (rs->watchdog.timer_set) {
-        ngx_del_timer(&rs->watchdog);
+    /* replies still due come back empty, to their callers, now */
+    ca_rs_stop(st->rs, ngx_http_credit_auth_redis_now());
+    ngx_http_credit_auth_redis_run();
+    if (st->timer.timer_set) {
+        ngx_del_timer(&st->timer);
     }
-
-    ac = rs->ac;
-    rs->ac = NULL;
-    rs->ready = 0;
-    if (ac) {
-        redisAsyncFree(ac);
-    }
+    ca_rs_free(st->rs);
+    st->rs = NULL;
 }

@@ -1,33 +1,15 @@
 /*
  * Redis's memory, watched (SPEC §7.2, issue 19).  A maxmemory-policy that
- * can evict is refused on every connect (lib/redis/redisinfo.c, through
- * …_redis_check.c), and found within a second when set while connected
- * (CONFIG SET): the connection is then dropped and the next one refused.
- * used_memory, maxmemory and the policy are read from INFO memory every
- * second on the worker's connection and kept in the shared zone for the
- * status page.  Crossing 80 % of maxmemory, reaching it (a noeviction
- * Redis then answers -OOM to every write) and coming back are each said
- * once for the whole gateway: the worker that changes the zone's state
- * says it.
+ * can evict is refused on every connect, and found within a second when
+ * set while connected (CONFIG SET): the connection is then dropped and
+ * the next one refused (lib/redis/session.c decides both).  What INFO
+ * says of memory, on connect and then every second, is kept here in the
+ * shared zone for the status page.  Crossing 80 % of maxmemory,
+ * reaching it (a noeviction Redis then answers -OOM to every write) and
+ * coming back are each said once for the whole gateway: the worker that
+ * changes the zone's state says it.
  */
-#include <hiredis/hiredis.h>
-#include <hiredis/async.h>
-
 #include "ngx_http_credit_auth.h"
-
-
-#define NGX_HTTP_CREDIT_AUTH_MEM_POLL  1000     /* ms */
-
-
-typedef struct {
-    void                               *asked;     /* INFO out on it */
-    ngx_msec_t                          last;
-    ngx_log_t                          *log;
-    ngx_http_credit_auth_answered_pt    refused;
-} ngx_http_credit_auth_mem_t;
-
-
-static ngx_http_credit_auth_mem_t  ngx_http_credit_auth_mem;
 
 
 /* With some hysteresis: a Redis that hovers at 80 % is not said again
@@ -117,67 +99,4 @@ ngx_http_credit_auth_redis_mem_seen(const ca_redisinfo *ri, ngx_log_t *log)
                           ri->used_memory, ri->maxmemory, ri->policy);
         }
     }
-}
-
-
-static void
-ngx_http_credit_auth_mem_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply                  *reply = r;
-    ca_redisinfo                 ri;
-    u_char                       why[64];
-    ngx_http_credit_auth_mem_t  *mw = &ngx_http_credit_auth_mem;
-
-    if (mw->asked == ac) {
-        mw->asked = NULL;
-    }
-    if (reply == NULL || reply->type != REDIS_REPLY_STRING) {
-        return;
-    }
-
-    ngx_memzero(&ri, sizeof(ca_redisinfo));
-    ca_redisinfo_parse(&ri, reply->str, reply->len);
-    ngx_http_credit_auth_redis_mem_seen(&ri, mw->log);
-
-    if (ca_redisinfo_evicts(ri.policy)) {
-        /* CONFIG SET while connected: not one more write on it */
-        ngx_snprintf(why, sizeof(why) - 1, "maxmemory-policy %s can evict%Z",
-                     ri.policy);
-        mw->refused(ac, (char *) why);
-    }
-}
-
-
-/* Every tick of the connection's watchdog, with the connection if it is
- * ready: INFO memory once a second, one at a time. */
-void
-ngx_http_credit_auth_redis_mem_tick(void *ac)
-{
-    ngx_http_credit_auth_mem_t  *mw = &ngx_http_credit_auth_mem;
-
-    if (ac == NULL || mw->asked == ac
-        || ngx_current_msec - mw->last < NGX_HTTP_CREDIT_AUTH_MEM_POLL)
-    {
-        return;
-    }
-    if (redisAsyncCommand(ac, ngx_http_credit_auth_mem_reply, NULL,
-                          "INFO memory")
-        == REDIS_OK)
-    {
-        mw->asked = ac;
-        mw->last = ngx_current_msec;
-    }
-}
-
-
-void
-ngx_http_credit_auth_redis_mem_init(ngx_log_t *log,
-    ngx_http_credit_auth_answered_pt refused)
-{
-    ngx_http_credit_auth_mem_t  *mw = &ngx_http_credit_auth_mem;
-
-    ngx_memzero(mw, sizeof(ngx_http_credit_auth_mem_t));
-    mw->log = log;
-    mw->refused = refused;
 }

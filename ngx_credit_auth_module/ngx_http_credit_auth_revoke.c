@@ -4,7 +4,7 @@
  *
  *   1. credit:revoked:<iss>:<jti>, the key every gateway's decision script
  *      checks, acknowledged on the configured durability like any command
- *      of …_redis_cmd.c (aof verified on connect, or WAIT N behind it);
+ *      of the Redis session (aof verified on connect, or WAIT N behind it);
  *   2. then its `revocation` entry through the audit writer, acknowledged
  *      by Redis or fsync'd to the spool.
  *
