@@ -19,7 +19,7 @@
  *   column      its column in the archive
  *   sql         that column's SQL type
  *   value       where the gateway's value comes from (lib/audit/
- *               auditschema.c): a member of ca_audit_facts, a function
+ *               auditbuild.c): a member of ca_audit_facts, a function
  *               of them, or the entry's head (ca_entry_init) and seal
  *               (ca_chain_seal)
  *

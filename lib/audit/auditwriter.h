@@ -201,10 +201,6 @@ int ca_aw_sync(ca_aw *aw);
  * (not own_pid).  A file holding records of another module version is
  * kept aside as <name>.foreign and logged, never dropped. */
 void ca_aw_adopt_dir(ca_aw *aw, const char *dir, long own_pid);
-/* Appends the records of one spool file to ours.  Number of entries, or
- * -1 (unreadable, ours full: the file is left as it was), or -2 (records
- * this version cannot replay: nothing taken). */
-long ca_aw_adopt(ca_aw *aw, const char *path);
 
 /* Nothing queued, in flight, spooled, or unsigned (with a key). */
 int ca_aw_idle(const ca_aw *aw, int online);

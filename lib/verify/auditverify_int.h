@@ -70,6 +70,7 @@ struct ca_av_s {
     size_t          heads_checked, heads_missing;
 };
 
+/* auditchains.c: a finding against c; the chain of a name */
 int ca_av_report(av_chain *c, ca_av_kind kind, const char *id,
                   uint64_t seq, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));
