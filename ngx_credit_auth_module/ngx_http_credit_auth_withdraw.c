@@ -20,7 +20,7 @@
  * machinery (decision, outcome, nginx's own refusals) away from it.
  */
 #include "ngx_http_credit_auth.h"
-#include <core/isotime.h>
+#include <core/core.h>
 
 
 /* a compact JWS, and room for the line break a client may add */

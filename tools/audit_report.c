@@ -17,7 +17,7 @@
 #include "audit_report.h"
 #include "audit_tool.h"
 #include "audit_verify.h"
-#include "json/jsonscan.h"
+#include "json/json.h"
 
 static const char usage_report[] =
     "usage: credit-audit report [--month YYYY-MM | --since T --until T]\n"

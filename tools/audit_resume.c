@@ -28,7 +28,7 @@
 #include <jansson.h>
 
 #include "audit_verify.h"
-#include "core/util.h"
+#include "core/core.h"
 
 typedef struct {
     /* loaded */

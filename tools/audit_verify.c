@@ -20,7 +20,7 @@
 #include <jansson.h>
 
 #include "audit_tool.h"
-#include "verify/auditverify.h"
+#include "verify/verify.h"
 #include "audit_verify.h"
 
 static const char usage_verify[] =

@@ -6,7 +6,7 @@
 #include <openssl/evp.h>
 
 #include "audit_tool.h"
-#include "verify/auditverify.h"
+#include "verify/verify.h"
 
 #define AV_KEYS_MAX 16
 

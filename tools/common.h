@@ -9,7 +9,7 @@
 #include <hiredis/hiredis.h>
 
 #include "redis/redisinfo.h"
-#include "core/version.h"
+#include "core/core.h"
 
 #define EXIT_FINDING 1
 #define EXIT_USAGE   2

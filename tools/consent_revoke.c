@@ -9,10 +9,8 @@
 
 #include "audit/audit.h"
 #include "consent.h"
-#include "core/isotime.h"
-#include "core/uscc.h"
-#include "jws/token.h"
-#include "core/util.h"
+#include "core/core.h"
+#include "jws/jws.h"
 
 static const char usage_revoke[] =
     "usage: credit-consent revoke (--jti ID --iss USCC | --token FILE|-)\n"

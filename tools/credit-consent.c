@@ -24,10 +24,8 @@
 #include <openssl/pem.h>
 
 #include "consent.h"
-#include "core/isotime.h"
-#include "jws/keys.h"
-#include "jws/token.h"
-#include "core/uscc.h"
+#include "core/core.h"
+#include "jws/jws.h"
 
 
 static const char usage_main[] =

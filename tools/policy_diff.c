@@ -15,9 +15,8 @@
 #include <jansson.h>
 
 #include "common.h"
-#include "jws/keys.h"
+#include "jws/jws.h"
 #include "policy/policy.h"
-#include "policy/policylint.h"
 #include "policy_diff.h"
 #include "policy_tool.h"
 

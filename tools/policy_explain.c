@@ -10,13 +10,11 @@
 #include <time.h>
 
 #include "common.h"
-#include "policy/filter.h"
 #include "policy/policy.h"
 #include "policy_explain.h"
 #include "policy_tool.h"
-#include "core/reason.h"
-#include "jws/token.h"
-#include "core/uscc.h"
+#include "core/core.h"
+#include "jws/jws.h"
 
 #define HASH_KEY_MAX 4096
 

@@ -4,8 +4,7 @@
 
 #include <jansson.h>
 
-#include "core/reason.h"
-#include "policy/checks.h"
+#include "core/core.h"
 #include "policy/policy.h"
 
 typedef struct {

@@ -33,8 +33,9 @@
 #include <openssl/sha.h>
 
 #include "auditbatch.h"
+#include "audit_testing.h"
 #include "auditschema.h"
-#include "core/util.h"
+#include "core/core.h"
 
 static const char  ca_aw_lua[] =
     "local a, i, T = ARGV, 2, {}\n"

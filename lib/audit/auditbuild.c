@@ -11,9 +11,9 @@
 
 #include "audit.h"
 #include "auditschema.h"
-#include "core/util.h"
-#include "json/jsonscan.h"
-#include "jws/token.h"
+#include "core/core.h"
+#include "json/json.h"
+#include "jws/jws.h"
 
 typedef int (*fill_pt)(ca_entry *e, const char *name, unsigned event,
                        const ca_audit_facts *f);

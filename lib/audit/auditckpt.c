@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include "auditckpt.h"
+#include "audit_testing.h"
 #include "auditschema.h"
-#include "core/util.h"
+#include "core/core.h"
 
 #define CKPT_FIXED  512         /* the message without its heads */
 

@@ -32,11 +32,6 @@ typedef struct {
     unsigned char   hash[32];
 } ca_ckpt_head;
 
-/* The signed bytes; heads NULL: v1, else v2 with the stored `heads` value
- * (possibly empty).  Returns the length, 0 when out is too small. */
-size_t ca_checkpoint_message(const char *chain, uint64_t seq,
-                             const char *head_hex, const char *heads,
-                             size_t heads_len, char *out, size_t outlen);
 
 /* The `heads` value of h[0..n), which must be in ascending lane order;
  * the length, 0 when out is too small (n == 0: "", length 0). */

@@ -9,8 +9,9 @@
 #include <string.h>
 
 #include "auditschema.h"
-#include "core/util.h"
-#include "json/jsonscan.h"
+#include "audit_testing.h"
+#include "core/core.h"
+#include "json/json.h"
 
 static const struct {
     unsigned    bit;

@@ -35,8 +35,8 @@
 #include <stdint.h>
 
 #include "audit.h"
-#include "core/reason.h"
-#include "policy/checks.h"
+#include "core/core.h"
+#include "policy/policy.h"
 
 #define CA_EV_DECISION       0x01u
 #define CA_EV_OUTCOME        0x02u
@@ -178,8 +178,6 @@ int ca_audit_field_find(const char *s, size_t len);
 const char *ca_audit_event_name(unsigned event);
 /* The CA_EV_* bit of an event name, 0 if unknown. */
 unsigned ca_audit_event_find(const char *s, size_t len);
-/* "text", "word", "integer", ... as docs/audit-format.md names them. */
-const char *ca_audit_type_name(ca_audit_type t);
 
 /*
  * What the gateway knows when it writes an entry; ca_audit_build() picks

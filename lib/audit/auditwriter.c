@@ -29,7 +29,7 @@
 
 #include "auditbatch.h"
 #include "spool.h"
-#include "core/util.h"
+#include "core/core.h"
 
 
 /* Its head is unknown: the chain ends here, the slot starts another. */

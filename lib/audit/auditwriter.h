@@ -26,7 +26,7 @@
 #include <openssl/evp.h>
 
 #include "audit.h"
-#include "core/reason.h"
+#include "core/core.h"
 
 #define CA_AW_CHECKS_MAX    64      /* checks of one decision */
 #define CA_AW_VARIANTS_MAX  8       /* allow + distinct refusals */
@@ -123,9 +123,8 @@ ca_aw *ca_aw_new(const ca_aw_conf *conf, char *err, size_t errlen);
  * spool was empty and has been removed. */
 int ca_aw_free(ca_aw *aw);
 
-/* The script's text and its SHA-1 (hex), for SCRIPT LOAD and EVALSHA. */
+/* The script's text, for SCRIPT LOAD and EVALSHA. */
 const char *ca_aw_script(void);
-const char *ca_aw_script_sha(void);
 
 /*
  * A final entry (no chain fields yet): sealed into chain 0.  CA_AW_QUEUED:

@@ -6,6 +6,10 @@
 #include <stdint.h>
 #include <jansson.h>
 
+/* Engine-internal functions: called directly within the module, not
+ * through its symbol table. */
+#define CA_INTERNAL __attribute__((visibility("hidden")))
+
 /*
  * A configuration or input error, formatted "file: json.path: reason" so that
  * nginx -t and the command-line tools print the same line.

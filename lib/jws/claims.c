@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "token.h"
-#include "core/uscc.h"
+#include "core/core.h"
 
 /* A non-empty array of codes (or, if one_ok, a single code string). */
 static int

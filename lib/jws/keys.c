@@ -15,7 +15,7 @@
 #include <openssl/pem.h>
 
 #include "keys.h"
-#include "core/uscc.h"
+#include "core/core.h"
 
 static char *
 pkey_to_pem(EVP_PKEY *pkey, size_t *len)

@@ -11,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json/decnum.h"          /* CA_INTERNAL */
+#include "json/json.h"
 #include "policy.h"
 
 #define JPATH_MAX          512

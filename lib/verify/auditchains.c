@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "auditverify_int.h"
-#include "core/util.h"
+#include "core/core.h"
 
 static int
 rehash(ca_av *v)

@@ -15,11 +15,9 @@
 #include <sys/types.h>
 
 #include "audit/audit.h"
-#include "audit/auditckpt.h"
-#include "audit/auditschema.h"
 #include "auditfields.h"
 #include "auditstep_int.h"
-#include "core/util.h"
+#include "core/core.h"
 
 static const unsigned char zero32[32];
 

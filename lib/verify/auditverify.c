@@ -25,10 +25,9 @@
 #include <sys/types.h>
 
 #include "audit/audit.h"
-#include "audit/auditschema.h"
 #include "auditfields.h"
 #include "auditverify_int.h"
-#include "core/util.h"
+#include "core/core.h"
 
 const char *
 ca_av_kind_name(ca_av_kind k)

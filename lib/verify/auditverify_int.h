@@ -6,7 +6,7 @@
 #ifndef CA_AUDITVERIFY_INT_H
 #define CA_AUDITVERIFY_INT_H
 
-#include "audit/auditckpt.h"
+#include "audit/audit.h"
 #include "auditverify.h"
 
 typedef struct {
