@@ -59,12 +59,6 @@ static const char usage_report[] =
 
 /* ---- counting -------------------------------------------------------- */
 
-void
-count(strmap *m, const char *k, size_t len)
-{
-    map_find(m, k ? k : "", k ? len : 0, 1)->count++;
-}
-
 static void
 count2(strmap *m, const char *a, size_t alen, const char *b, size_t blen)
 {

@@ -1,4 +1,5 @@
-/* credit-policy explain's pieces (policy_explain.c, policy_verify.c). */
+/* credit-policy explain's pieces (policy_explain.c, policy_verify.c,
+ * and what both say: policy_refusal.c). */
 #ifndef CA_TOOLS_POLICY_EXPLAIN_H
 #define CA_TOOLS_POLICY_EXPLAIN_H
 
