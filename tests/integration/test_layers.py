@@ -214,8 +214,18 @@ def cycles(graph, nodes=None):
 
 
 def describe(graph, scc):
-    return [f"{a} -> {b}: {', '.join(sorted(graph[a][b]))}"
+    def syms(a, b):
+        names = sorted(graph[a][b])
+        more = f" (+{len(names) - 3})" if len(names) > 3 else ""
+        return ", ".join(names[:3]) + more
+    return [f"{a} -> {b}: {syms(a, b)}"
             for a in scc for b in sorted(graph.get(a, {})) if b in scc]
+
+
+def _show(found, graph):
+    return "\n" + "\n".join(
+        "cycle " + " <-> ".join(c) + "\n    " + "\n    ".join(
+            describe(graph, c)) for c in found)
 
 
 def component_graph(graph):
@@ -283,14 +293,15 @@ def test_nothing_in_lib_calls_up(graph):
     assert "core/util" in graph["policy/policy"]
     assert "audit/audit" in graph["verify/auditverify"]
     assert any(b.startswith("policy/") for b in graph["glue/decide"])
-    assert upward(graph) == []
+    bad = upward(graph)
+    assert bad == [], "\n" + "\n".join(bad)
 
 
 def test_no_file_cycle_in_lib(graph):
     lib = [n for n in graph if component(n)] + \
         [b for c in graph.values() for b in c if component(b)]
     found = cycles(graph, set(lib))
-    assert [describe(graph, c) for c in found] == []
+    assert found == [], _show(found, graph)
 
 
 def test_no_file_cycle_in_a_tool(graph):
@@ -300,11 +311,12 @@ def test_no_file_cycle_in_a_tool(graph):
     tools = {n for n in graph if n.startswith("tools/")} | \
         {b for c in graph.values() for b in c if b.startswith("tools/")}
     found = cycles(graph, tools)
-    assert [describe(graph, c) for c in found] == []
+    assert found == [], _show(found, graph)
 
 
 def test_only_public_headers_cross_a_component():
-    assert include_faults(_sources()) == []
+    bad = include_faults(_sources())
+    assert bad == [], "\n" + "\n".join(bad)
 
 
 def test_the_checks_catch_an_upward_call_and_a_cycle():
