@@ -22,7 +22,7 @@
 static ca_alg
 alg_from_name(const char *s)
 {
-    /* keys.c has ca_alg_from_name; the policy keeps its own table so that
+    /* jwk.c has ca_alg_from_name; the policy keeps its own table so that
      * it does not depend on the key loader. */
     static const struct {
         const char *name;

@@ -352,6 +352,48 @@ def test_the_include_check_catches_a_private_header(tmp_path, monkeypatch):
         "lib/jws/x.c includes policy/treat.h, not policy/policy.h"]
 
 
+# --- docs/hacking.md's map -------------------------------------------------
+
+def _map_section(text, title):
+    m = re.search(rf"^### {re.escape(title)}\b.*$", text, re.M)
+    assert m, f"docs/hacking.md has no '### {title}' in its map"
+    end = re.compile(r"^##", re.M).search(text, m.end())
+    return text[m.end():end.start() if end else len(text)]
+
+
+def map_faults(text):
+    """Each component's section lists its .c files (and may list a
+    header-only part), the glue's and the tools' sections theirs; nothing
+    listed is gone."""
+    bad = []
+    sections = [(c, LIB / c, "") for c in COMPONENTS] + \
+        [("glue", GLUE, "ngx_http_credit_auth_"), ("tools", TOOLS, "")]
+    for title, folder, prefix in sections:
+        named = set(re.findall(r"`([\w.-]+\.[ch])`",
+                               _map_section(text, title)))
+        on_disk = {p.name[len(prefix):] for p in folder.glob("*.c")}
+        for name in sorted(on_disk - named):
+            bad.append(f"{title}: {name} is not on the map")
+        for name in sorted(named):
+            if not (folder / (prefix + name)).exists():
+                bad.append(f"{title}: {name} is on the map, not on disk")
+    return bad
+
+
+def test_the_map_names_every_file():
+    text = (ROOT / "docs" / "hacking.md").read_text()
+    bad = map_faults(text)
+    assert bad == [], "\n" + "\n".join(bad)
+    assert "docs/hacking.md" in (ROOT / "README.md").read_text()
+
+
+def test_the_map_check_catches_a_missing_and_a_stale_file():
+    text = (ROOT / "docs" / "hacking.md").read_text()
+    text = text.replace("| `auditqueue.c` |", "| `auditq.c` |")
+    assert map_faults(text) == ["audit: auditqueue.c is not on the map",
+                                "audit: auditq.c is on the map, not on disk"]
+
+
 # --- the closing note's numbers ---------------------------------------------
 
 def _functions(path):
