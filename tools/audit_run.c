@@ -286,3 +286,43 @@ av_run_free(av_run *r)
     free(r);
 }
 
+
+/*
+ * What verify and anchor both do: the keys of co (into ks: the caller
+ * frees it with av_keys_free() after the run), Redis, and a run over
+ * co->stream from `from` with the resume state and anchors given (either
+ * NULL).  *out: the run (NULL when none was made), for the caller to
+ * read and free.  0, or an exit status after an error message.
+ */
+int
+av_run_verify(common_opts *co, av_keys *ks, av_resume *rs, av_anchor *an,
+              const char *from, size_t *count, av_run **out)
+{
+    redisContext *rc;
+    av_run       *v;
+    int           rv;
+
+    *out = NULL;
+    if (av_keys_load(co, ks) != 0) {
+        return EXIT_USAGE;
+    }
+    if ((rc = tool_redis_open(&co->redis)) == NULL) {
+        return EXIT_USAGE;
+    }
+    v = av_run_new(ks);
+    if (v == NULL) {
+        fputs("credit-audit: out of memory\n", stderr);
+        rv = EXIT_USAGE;
+    } else {
+        if (an != NULL) {
+            av_run_anchor(v, an);
+        }
+        rv = av_run_resume(v, rs);
+        if (rv == 0) {
+            rv = av_run_stream(v, rc, co->stream, from, count);
+        }
+    }
+    redisFree(rc);
+    *out = v;
+    return rv;
+}

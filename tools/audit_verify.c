@@ -222,7 +222,6 @@ cmd_verify(int argc, char **argv)
     av_keys       ks;
     av_run       *v;
     av_resume    *rs = NULL;
-    redisContext *rc;
     const char   *resume = NULL;
     char          from[64] = "-";
 
@@ -266,31 +265,7 @@ cmd_verify(int argc, char **argv)
     if (anchor != NULL && (an = av_anchor_load(anchor, co.stream)) == NULL) {
         return EXIT_USAGE;
     }
-    if (av_keys_load(&co, &ks) != 0) {
-        av_resume_free(rs);
-        av_anchor_free(an);
-        return EXIT_USAGE;
-    }
-    if ((rc = tool_redis_open(&co.redis)) == NULL) {
-        av_keys_free(&ks);
-        av_resume_free(rs);
-        av_anchor_free(an);
-        return EXIT_USAGE;
-    }
-    v = av_run_new(&ks);
-    if (v == NULL) {
-        fputs("credit-audit: out of memory\n", stderr);
-        rv = EXIT_USAGE;
-    } else {
-        if (an != NULL) {
-            av_run_anchor(v, an);
-        }
-        rv = av_run_resume(v, rs);
-        if (rv == 0) {
-            rv = av_run_stream(v, rc, co.stream, from, &count);
-        }
-    }
-    redisFree(rc);
+    rv = av_run_verify(&co, &ks, rs, an, from, &count, &v);
     if (rv == 0) {
         if (count == 0 && rs == NULL) {
             fprintf(stderr, "credit-audit: stream %s is empty\n",
@@ -351,7 +326,6 @@ cmd_anchor(int argc, char **argv)
     av_keys       ks;
     av_run       *v;
     av_resume    *rs;
-    redisContext *rc;
     const char   *out = NULL;
     char          from[64];
 
@@ -381,26 +355,7 @@ cmd_anchor(int argc, char **argv)
     if ((rs = av_resume_load("", co.stream, from, sizeof(from))) == NULL) {
         return EXIT_USAGE;
     }
-    if (av_keys_load(&co, &ks) != 0) {
-        av_resume_free(rs);
-        return EXIT_USAGE;
-    }
-    if ((rc = tool_redis_open(&co.redis)) == NULL) {
-        av_keys_free(&ks);
-        av_resume_free(rs);
-        return EXIT_USAGE;
-    }
-    v = av_run_new(&ks);
-    if (v == NULL) {
-        fputs("credit-audit: out of memory\n", stderr);
-        rv = EXIT_USAGE;
-    } else {
-        rv = av_run_resume(v, rs);
-        if (rv == 0) {
-            rv = av_run_stream(v, rc, co.stream, "-", &count);
-        }
-    }
-    redisFree(rc);
+    rv = av_run_verify(&co, &ks, rs, NULL, "-", &count, &v);
     if (rv == 0 && av_run_breaks(v) != 0) {
         fprintf(stderr, "credit-audit: stream %s has %zu break(s): no "
                 "anchor written (see credit-audit verify)\n", co.stream,

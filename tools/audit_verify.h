@@ -101,4 +101,11 @@ size_t av_anchor_missing(const av_anchor *an, int json);
 void *av_anchor_missing_json(const av_anchor *an);
 void av_anchor_free(av_anchor *an);
 
+/* What verify and anchor both run: the keys (ks, freed by the caller
+ * after the run), Redis, the stream from `from` with rs and an (either
+ * NULL); *out the run or NULL (audit_run.c).  0 or an exit status. */
+int av_run_verify(common_opts *co, av_keys *ks, av_resume *rs,
+                  av_anchor *an, const char *from, size_t *count,
+                  av_run **out);
+
 #endif
