@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import stack as S  # noqa: E402
+sys.path.insert(0, str(ROOT / "bench"))
+import archive_read  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
     Ed25519PrivateKey)
@@ -149,6 +151,9 @@ def main():
               f"banks, {best * 1000:.1f} ms (best of 5, "
               f"{sum(n for _, n in rows)} decisions; "
               f"{'index only' if 'Index Only Scan' in plan else 'not index-only'})")
+        # the reading commands on that archive (bench/archive_read.py)
+        archive_read.measure(TOOL, redis, pg, stream, pub,
+                             "91350100M000100Y43", written)
     finally:
         pg.remove()
         redis.stop()

@@ -192,7 +192,7 @@ av_run_last_id(const av_run *r)
 }
 
 int
-av_run_stream(av_run *r, redisContext *rc, const char *stream,
+av_run_stream(av_run *r, trail *t, redisContext *rc, const char *stream,
               const char *from, size_t *count)
 {
     redisReply *x;
@@ -205,7 +205,7 @@ av_run_stream(av_run *r, redisContext *rc, const char *stream,
                    ? (size_t) x->integer : 0;
         freeReplyObject(x);
     }
-    rv = scan_stream_from(rc, stream, from, cb_verify, r, count);
+    rv = trail_scan_from(t, rc, stream, from, cb_verify, r, count);
     if (r->progress) {
         fprintf(stderr, "\rcredit-audit: %zu of %zu entries read\n", r->read,
                 r->total);
@@ -289,14 +289,15 @@ av_run_free(av_run *r)
 
 /*
  * What verify and anchor both do: the keys of co (into ks: the caller
- * frees it with av_keys_free() after the run), Redis, and a run over
- * co->stream from `from` with the resume state and anchors given (either
- * NULL).  *out: the run (NULL when none was made), for the caller to
- * read and free.  0, or an exit status after an error message.
+ * frees it with av_keys_free() after the run), Redis (and with t, the
+ * archive: verify --archive), and a run over co->stream from `from` with
+ * the resume state and anchors given (either NULL).  *out: the run (NULL
+ * when none was made), for the caller to read and free.  0, or an exit
+ * status after an error message.
  */
 int
-av_run_verify(common_opts *co, av_keys *ks, av_resume *rs, av_anchor *an,
-              const char *from, size_t *count, av_run **out)
+av_run_verify(common_opts *co, trail *t, av_keys *ks, av_resume *rs,
+              av_anchor *an, const char *from, size_t *count, av_run **out)
 {
     redisContext *rc;
     av_run       *v;
@@ -306,7 +307,8 @@ av_run_verify(common_opts *co, av_keys *ks, av_resume *rs, av_anchor *an,
     if (av_keys_load(co, ks) != 0) {
         return EXIT_USAGE;
     }
-    if ((rc = tool_redis_open(&co->redis)) == NULL) {
+    rc = t != NULL ? trail_open(t, &co->redis) : tool_redis_open(&co->redis);
+    if (rc == NULL) {
         return EXIT_USAGE;
     }
     v = av_run_new(ks);
@@ -319,10 +321,13 @@ av_run_verify(common_opts *co, av_keys *ks, av_resume *rs, av_anchor *an,
         }
         rv = av_run_resume(v, rs);
         if (rv == 0) {
-            rv = av_run_stream(v, rc, co->stream, from, count);
+            rv = av_run_stream(v, t, rc, co->stream, from, count);
         }
     }
     redisFree(rc);
+    if (t != NULL) {
+        trail_close(t);
+    }
     *out = v;
     return rv;
 }

@@ -48,6 +48,9 @@ static const char usage_verify[] =
     "                                (credit-audit anchor --out) must still\n"
     "                                be in the stream: a chain deleted or cut\n"
     "                                below it is a break (not with --resume)\n"
+    ARCHIVE_READ_HELP
+    "                                (chains continue from the archive into\n"
+    "                                Redis; not with --resume)\n"
     "  --resume FILE                 start from what the last run verified\n"
     "                                (FILE: its anchors, created if absent,\n"
     "                                replaced after a run without a break):\n"
@@ -212,8 +215,10 @@ cmd_verify(int argc, char **argv)
         COMMON_LONGOPTS,
         {"resume", required_argument, NULL, OPT_RESUME},
         {"anchor", required_argument, NULL, OPT_ANCHOR},
+        ARCHIVE_READ_LONGOPT,
         {NULL, 0, NULL, 0}
     };
+    trail         t = {0};
     av_anchor    *an = NULL;
     const char   *anchor = NULL;
     common_opts   co;
@@ -238,6 +243,10 @@ cmd_verify(int argc, char **argv)
             anchor = optarg;
             continue;
         }
+        if (ch == OPT_ARCHIVE_READ) {
+            t.conninfo = optarg;
+            continue;
+        }
         if (ch == 'h') {
             fputs(usage_verify, stdout);
             return 0;
@@ -257,6 +266,10 @@ cmd_verify(int argc, char **argv)
         return usage_error(usage_verify, "%s", "--anchor reads the whole "
                            "stream: not with --resume");
     }
+    if (t.conninfo != NULL && resume != NULL) {
+        return usage_error(usage_verify, "%s", "--resume continues from "
+                           "Redis: not with --archive");
+    }
     if (resume != NULL && (rs = av_resume_load(resume, co.stream, from,
                                                sizeof(from))) == NULL)
     {
@@ -265,7 +278,7 @@ cmd_verify(int argc, char **argv)
     if (anchor != NULL && (an = av_anchor_load(anchor, co.stream)) == NULL) {
         return EXIT_USAGE;
     }
-    rv = av_run_verify(&co, &ks, rs, an, from, &count, &v);
+    rv = av_run_verify(&co, &t, &ks, rs, an, from, &count, &v);
     if (rv == 0) {
         if (count == 0 && rs == NULL) {
             fprintf(stderr, "credit-audit: stream %s is empty\n",
@@ -275,6 +288,10 @@ cmd_verify(int argc, char **argv)
             verify_json(&co, v, rs, from);
         } else {
             verify_text(&co, v, rs, from);
+            if (t.conninfo != NULL) {
+                printf("read %zu entries from the archive, %zu from "
+                       "Redis\n", t.from_archive, t.from_redis);
+            }
         }
         /* the next run starts from here only if this one found nothing */
         if (rs != NULL && av_run_breaks(v) == 0
@@ -355,7 +372,7 @@ cmd_anchor(int argc, char **argv)
     if ((rs = av_resume_load("", co.stream, from, sizeof(from))) == NULL) {
         return EXIT_USAGE;
     }
-    rv = av_run_verify(&co, &ks, rs, NULL, "-", &count, &v);
+    rv = av_run_verify(&co, NULL, &ks, rs, NULL, "-", &count, &v);
     if (rv == 0 && av_run_breaks(v) != 0) {
         fprintf(stderr, "credit-audit: stream %s has %zu break(s): no "
                 "anchor written (see credit-audit verify)\n", co.stream,
