@@ -3,7 +3,7 @@
 #define CREDITAUTH_H
 
 #include "core/core.h"
-#include "redis/redisinfo.h"
+#include "redis/redis.h"
 #include "jws/jws.h"
 #include "policy/policy.h"
 #include "audit/audit.h"

@@ -8,7 +8,7 @@
 
 #include <hiredis/hiredis.h>
 
-#include "redis/redisinfo.h"
+#include "redis/redis.h"
 #include "core/core.h"
 
 #define EXIT_FINDING 1

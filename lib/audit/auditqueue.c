@@ -1,9 +1,10 @@
 /*
  * Where a sealed entry goes (see auditwriter.c, "Order"): the lanes and
  * their chains, this turn's queue, the chain-0 entries waiting `behind`
- * older ones, and the spool when chain 0 cannot be written in order.
- * Below the checkpoints (auditsign.c submits here) and the fates of what
- * was sent (auditwriter.c); it only writes to the spool (auditreplay.c).
+ * older ones, and the spool when chain 0 cannot be written in order; a
+ * final entry sealed into chain 0 (ca_aw_final).  Below the checkpoints
+ * (auditsign.c submits here) and the fates of what was sent
+ * (auditfate.c); it only writes to the spool (auditreplay.c).
  */
 #include <stdio.h>
 #include <string.h>
@@ -168,4 +169,31 @@ ca_aw_submit(ca_aw *aw, size_t slot, ca_entry *e, const ca_chain *saved,
         *out = job;
     }
     return CA_AW_QUEUED;
+}
+
+
+int
+ca_aw_final(ca_aw *aw, ca_entry *e, int online, void *owner,
+            ca_aw_job **out)
+{
+    ca_chain  saved = aw->lanes[0].chain;
+
+    if (!online && aw->spool == NULL) {
+        aw->stats.lost++;
+        return CA_AW_LOST;
+    }
+    if (ca_chain_seal(&aw->lanes[0].chain, e) != 0) {
+        aw->lanes[0].chain = saved;
+        ca_aw_log(aw, CA_AW_LOG_ALERT, "audit entry too large");
+        return CA_AW_LOST;
+    }
+    return ca_aw_submit(aw, 0, e, &saved, online, owner, out);
+}
+
+
+int
+ca_aw_discontinuity(ca_aw *aw, ca_entry *e, int online)
+{
+    aw->gap0 = 1;
+    return ca_aw_final(aw, e, online, NULL, NULL);
 }

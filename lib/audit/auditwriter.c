@@ -1,11 +1,12 @@
 /*
- * The audit writer: the fate of each entry sent, the commands out, and
- * the writer's life.  See auditwriter.h.  Its parts, lowest first: jobs,
- * the wire format and the log (auditbatch.c); loss detection
- * (auditloss.c); the spool and its replay (auditreplay.c, auditadopt.c);
- * lanes and the queue (auditqueue.c); checkpoints (auditsign.c); allow
- * decisions and revocations (auditdecide.c, auditrevoke.c) on top.  A
- * part calls only those below it (tests/integration/test_layers.py).
+ * The audit writer: the commands out and the writer's life.  See
+ * auditwriter.h.  Its parts, lowest first: jobs, the wire format and the
+ * log (auditbatch.c); loss detection (auditloss.c); the spool and its
+ * replay (auditreplay.c, auditadopt.c); lanes, the queue and entries in
+ * (auditqueue.c); checkpoints (auditsign.c); the fate of each entry sent
+ * (auditfate.c); allow decisions and revocations (auditdecide.c,
+ * auditrevoke.c) on top.  A part calls only those below it
+ * (tests/integration/test_layers.py).
  *
  * Order.  Chain 0 is written in seal order: its entries are queued, and
  * while the spool holds anything they go behind it, into the spool.  Its
@@ -18,7 +19,8 @@
  * cannot be learnt (no reply, an error), the lane is retired: its chain
  * ends there and the slot starts a new chain.  A decision that failed is
  * spooled as the deny the bank got (audit_unavailable) at its position;
- * if Redis did write the original, the replay is a duplicate.
+ * if Redis did write the original, the replay is a duplicate.  Fates are
+ * read in auditfate.c (a definite refusal does not retire the lane).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,170 +34,11 @@
 #include "core/core.h"
 
 
-/* Its head is unknown: the chain ends here, the slot starts another. */
-static void
-ca_aw_lane_retire(ca_aw *aw, size_t slot)
-{
-    ca_aw_lane  *l = &aw->lanes[slot];
-
-    ca_aw_log(aw, CA_AW_LOG_WARN, "audit chain %s ends at an entry whose "
-              "fate is unknown", l->chain.id);
-    ca_aw_head_retired(aw, l);
-    ca_aw_chain_id(aw, l, aw->next_chain++);
-    l->checkpointed = 0;
-    ca_aw_lane_release(aw, slot);
-}
-
-
-/* --- entries in -------------------------------------------------------- */
-
-int
-ca_aw_final(ca_aw *aw, ca_entry *e, int online, void *owner,
-            ca_aw_job **out)
-{
-    ca_chain  saved = aw->lanes[0].chain;
-
-    if (!online && aw->spool == NULL) {
-        aw->stats.lost++;
-        return CA_AW_LOST;
-    }
-    if (ca_chain_seal(&aw->lanes[0].chain, e) != 0) {
-        aw->lanes[0].chain = saved;
-        ca_aw_log(aw, CA_AW_LOG_ALERT, "audit entry too large");
-        return CA_AW_LOST;
-    }
-    return ca_aw_submit(aw, 0, e, &saved, online, owner, out);
-}
-
-
-int
-ca_aw_discontinuity(ca_aw *aw, ca_entry *e, int online)
-{
-    aw->gap0 = 1;
-    return ca_aw_final(aw, e, online, NULL, NULL);
-}
-
 
 void
 ca_aw_detach(ca_aw_job *job)
 {
     job->owner = NULL;
-}
-
-
-/* --- fates ------------------------------------------------------------- */
-
-
-/* No reply, an error, or a gap: what is unknown goes to the spool. */
-static void
-ca_aw_failed(ca_aw *aw, ca_aw_job *job)
-{
-    int  outcome;
-
-    aw->stats.failed++;
-    if (job->kind == CA_AW_KIND_DECISION) {
-        (void) ca_aw_spool_failed_decision(aw, job);
-        ca_aw_lane_retire(aw, job->slot);
-        aw->stats.lost++;
-        ca_aw_settle(aw, job, CA_AW_LOST, CA_AUDIT_UNAVAILABLE);
-        return;
-    }
-    if (job->slot != 0) {
-        /* spooled, it could land after the lane's next entry */
-        ca_aw_lane_retire(aw, job->slot);
-    } else {
-        /* settled once no older chain-0 entry can still go before it */
-        ca_aw_behind(aw, job);
-        return;
-    }
-    outcome = ca_aw_spool_job(aw, job) == 0 ? CA_AW_SPOOLED : CA_AW_LOST;
-    if (outcome == CA_AW_LOST) {
-        aw->stats.lost++;
-    }
-    ca_aw_settle(aw, job, outcome, CA_OK);
-}
-
-
-static void
-ca_aw_acked(ca_aw *aw, ca_aw_job *job, char res)
-{
-    size_t          v;
-    unsigned char   head[32];
-    ca_aw_lane     *l = &aw->lanes[job->slot];
-
-    aw->stats.acked++;
-    /* the lane's number is the job's chain: no need to read it back */
-    ca_aw_heads_acked(aw, l->no, job->seq);
-    if (job->kind != CA_AW_KIND_DECISION) {
-        /* not hex (cannot be, sealed here): the head stays as it was */
-        ca_aw_head_acked(aw, job,
-                         ca_unhex(job->value[job->n - 1], head, 32) == 0
-                         ? head : l->acked_head);
-        if (job->slot != 0) {
-            ca_aw_lane_release(aw, job->slot);
-        }
-        ca_aw_settle(aw, job, CA_AW_ACKED, CA_OK);
-        return;
-    }
-    v = (size_t) (res - '1');
-    l->chain.seq = job->seq;
-    (void) ca_unhex(job->var[v].hash, l->chain.head, 32);
-    ca_aw_head_acked(aw, job, l->chain.head);
-    ca_aw_lane_release(aw, job->slot);
-    ca_aw_settle(aw, job, CA_AW_ACKED, job->var[v].reason);
-}
-
-
-static const char *
-ca_aw_check_reply(ca_aw *aw, ca_aw_batch *b, const ca_aw_rep *rep)
-{
-    if (rep == NULL) {
-        return NULL;
-    }
-    if (rep->type == CA_AW_REPLY_STRING && rep->len == b->njobs) {
-        return rep->str;
-    }
-    if (rep->type == CA_AW_REPLY_ERROR) {
-        ca_aw_log(aw, CA_AW_LOG_ERR, "redis refused audit entries: %.*s",
-                  (int) (rep->len > 200 ? 200 : rep->len), rep->str);
-    } else {
-        aw->stats.unexpected++;
-        ca_aw_log(aw, CA_AW_LOG_ERR, "unexpected reply to audit entries "
-                  "(type %d, %zu bytes, %zu entries)", rep->type,
-                  rep->type == CA_AW_REPLY_STRING ? rep->len : 0,
-                  b->njobs);
-    }
-    return NULL;
-}
-
-
-void
-ca_aw_reply(ca_aw *aw, ca_aw_cmd *cmd, const ca_aw_rep *rep)
-{
-    size_t        i;
-    const char   *res;
-    ca_aw_batch  *b = (ca_aw_batch *) cmd;
-
-    res = ca_aw_check_reply(aw, b, rep);
-
-    if (b->replay) {
-        ca_aw_replayed(aw, b, res);
-        ca_aw_batch_free(b);
-        return;
-    }
-
-    aw->calls--;
-    aw->inflight -= b->njobs;
-    aw->outstanding0 -= b->n0;
-    for (i = 0; i < b->njobs; i++) {
-        if (res && ca_aw_result_ok(b->jobs[i], res[i])) {
-            ca_aw_acked(aw, b->jobs[i], res[i]);
-        } else {
-            ca_aw_failed(aw, b->jobs[i]);
-        }
-    }
-    ca_aw_batch_free(b);
-    ca_aw_release_behind(aw);
 }
 
 

@@ -38,7 +38,7 @@ COMPONENTS = ["core", "json", "redis", "jws", "policy", "audit", "verify"]
 PUBLIC = {
     "core": "core/core.h",
     "json": "json/json.h",
-    "redis": "redis/redisinfo.h",
+    "redis": "redis/redis.h",
     "jws": "jws/jws.h",
     "policy": "policy/policy.h",
     "audit": "audit/audit.h",
@@ -389,9 +389,11 @@ def test_the_map_names_every_file():
 
 def test_the_map_check_catches_a_missing_and_a_stale_file():
     text = (ROOT / "docs" / "hacking.md").read_text()
+    before = set(map_faults(text))
     text = text.replace("| `auditqueue.c` |", "| `auditq.c` |")
-    assert map_faults(text) == ["audit: auditqueue.c is not on the map",
-                                "audit: auditq.c is on the map, not on disk"]
+    assert sorted(set(map_faults(text)) - before) == [
+        "audit: auditq.c is on the map, not on disk",
+        "audit: auditqueue.c is not on the map"]
 
 
 # --- the closing note's numbers ---------------------------------------------
