@@ -4,7 +4,7 @@
  * ?format=prometheus; any other format is a 400.
  */
 #include "ngx_http_credit_auth.h"
-#include <core/version.h>
+#include <core/core.h>
 
 
 static const char  *ngx_http_credit_auth_audit_names[] = {

@@ -28,7 +28,7 @@
  * it.
  */
 #include "ngx_http_credit_auth.h"
-#include <core/isotime.h>
+#include <core/core.h>
 
 
 /* a compact JWS, and room for the line break a client may add */

@@ -10,6 +10,9 @@
  * with the same hash: the chain's links then vouch for everything before
  * it.  A chain deleted whole, or cut below its anchor, is a break, which
  * a run without the anchor cannot see (the shorter chain verifies).
+ *
+ * This file holds the anchors a run checks (audit_run.c); the anchor
+ * command itself is beside verify's, in audit_verify.c.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -179,104 +182,4 @@ av_anchor_free(av_anchor *an)
     }
     free(an->a);
     free(an);
-}
-
-
-static const char usage_anchor[] =
-    "usage: credit-audit anchor --out FILE --pubkey FILE [--pubkey FILE ...]\n"
-    "         [--keyring FILE] [common options]\n"
-    "\n"
-    "Verifies the whole stream and, when no chain has a break, writes to\n"
-    "FILE (write, fsync, rename) per chain the seq and hash of its last\n"
-    "verified checkpoint.  Keep FILE outside Redis, where only the\n"
-    "regulator writes: `credit-audit verify --anchor FILE` later proves\n"
-    "that nothing signed before it was deleted or cut (SPEC 7.1).  Exit\n"
-    "status 1, and no FILE, if the stream has a break.\n"
-    "\n" COMMON_OPTS
-    "  --out FILE                    the anchor file\n"
-    "  --pubkey FILE, --keyring FILE the gateways' public keys (as verify)\n";
-
-int
-cmd_anchor(int argc, char **argv)
-{
-    static const struct option opts[] = {
-        COMMON_LONGOPTS,
-        {"out", required_argument, NULL, OPT_OUT},
-        {NULL, 0, NULL, 0}
-    };
-    common_opts   co;
-    int           ch, rv;
-    size_t        count = 0;
-    av_keys       ks;
-    av_run       *v;
-    av_resume    *rs;
-    redisContext *rc;
-    const char   *out = NULL;
-    char          from[64];
-
-    common_init(&co);
-    while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
-        if (ch == 0) {
-            return EXIT_USAGE;
-        }
-        if (ch == OPT_OUT) {
-            out = optarg;
-            continue;
-        }
-        if (ch == 'h') {
-            fputs(usage_anchor, stdout);
-            return 0;
-        }
-        return usage_error(usage_anchor, NULL, NULL);
-    }
-    if (args_done(usage_anchor, argc, argv, NULL) != 0) {
-        return EXIT_USAGE;
-    }
-    if (out == NULL || (co.npubkeys == 0 && co.keyring == NULL)) {
-        return usage_error(usage_anchor, "%s", "anchor needs --out FILE and "
-                           "the gateways' public keys");
-    }
-    /* a fresh state ("" names no file): the whole stream is read */
-    if ((rs = av_resume_load("", co.stream, from, sizeof(from))) == NULL) {
-        return EXIT_USAGE;
-    }
-    if (av_keys_load(&co, &ks) != 0) {
-        av_resume_free(rs);
-        return EXIT_USAGE;
-    }
-    if ((rc = tool_redis_open(&co.redis)) == NULL) {
-        av_keys_free(&ks);
-        av_resume_free(rs);
-        return EXIT_USAGE;
-    }
-    v = av_run_new(&ks);
-    if (v == NULL) {
-        fputs("credit-audit: out of memory\n", stderr);
-        rv = EXIT_USAGE;
-    } else {
-        rv = av_run_resume(v, rs);
-        if (rv == 0) {
-            rv = av_run_stream(v, NULL, rc, co.stream, "-", &count);
-        }
-    }
-    redisFree(rc);
-    if (rv == 0 && av_run_breaks(v) != 0) {
-        fprintf(stderr, "credit-audit: stream %s has %zu break(s): no "
-                "anchor written (see credit-audit verify)\n", co.stream,
-                av_run_breaks(v));
-        rv = EXIT_FINDING;
-    } else if (rv == 0) {
-        if (av_resume_save(rs, v, co.stream, out, "-", av_run_last_id(v))
-            != 0)
-        {
-            rv = EXIT_USAGE;
-        } else {
-            printf("anchored %zu chain(s), %zu entries, to %s\n",
-                   av_run_nchains(v), count, out);
-        }
-    }
-    av_run_free(v);
-    av_keys_free(&ks);
-    av_resume_free(rs);
-    return rv;
 }

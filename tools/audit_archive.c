@@ -34,8 +34,8 @@
 
 #include "audit_pg.h"
 #include "audit_verify.h"
-#include "core/util.h"
-#include "verify/auditstep.h"
+#include "core/core.h"
+#include "verify/verify.h"
 
 static const char usage_archive[] =
     "usage: credit-audit archive --month YYYY-MM --out FILE --archive "

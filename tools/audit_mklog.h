@@ -21,7 +21,6 @@
 
 #include "audit_pg.h"
 #include "merkle/merkle.h"
-#include "merkle/note.h"
 
 /* ---- reading the stored tree (audit_mkstore.c) ------------------------ */
 

@@ -14,6 +14,13 @@ const ca_audit_fid report_dims[NDIMS] = {
 
 /* ---- the model ------------------------------------------------------- */
 
+/* One more of k (the report's tallies; their reading is below). */
+void
+count(strmap *m, const char *k, size_t len)
+{
+    map_find(m, k ? k : "", k ? len : 0, 1)->count++;
+}
+
 static size_t
 count_of(const strmap *m, const char *k)
 {

@@ -6,9 +6,8 @@
 
 #include "audit_names.h"
 #include "audit_tool.h"
-#include "core/reason.h"
-#include "core/uscc.h"
-#include "json/jsonscan.h"
+#include "core/core.h"
+#include "json/json.h"
 
 /* An enterprises file is a directory of every enterprise the platform
  * serves: millions of lines at most. */

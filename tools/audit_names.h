@@ -13,7 +13,6 @@
 
 #include <jansson.h>
 
-#include "policy/banks.h"
 #include "policy/policy.h"
 
 /* options of report, export and query, above audit_tool.h's OPT_* */

@@ -5,7 +5,7 @@
 #include <string.h>
 
 #include "audit_tool.h"
-#include "json/jsonscan.h"
+#include "json/json.h"
 
 /* ---- output ---------------------------------------------------------- */
 

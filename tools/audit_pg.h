@@ -20,7 +20,7 @@
 #include <libpq-fe.h>
 
 #include "audit_tool.h"
-#include "verify/auditstep.h"
+#include "verify/verify.h"
 
 #define ARCHIVE_SCHEMA      "credit_audit"
 #define ROLE_SHIPPER        "credit_audit_shipper"

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "audit_pg.h"
-#include "core/util.h"
+#include "core/core.h"
 
 /* ---- the verbatim copy ----------------------------------------------------- */
 

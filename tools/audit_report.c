@@ -18,7 +18,7 @@
 #include "audit_report.h"
 #include "audit_tool.h"
 #include "audit_verify.h"
-#include "json/jsonscan.h"
+#include "json/json.h"
 
 static const char usage_report[] =
     "usage: credit-audit report [--month YYYY-MM | --since T --until T]\n"
@@ -62,12 +62,6 @@ static const char usage_report[] =
     "                                verified; without, only the period)\n";
 
 /* ---- counting -------------------------------------------------------- */
-
-void
-count(strmap *m, const char *k, size_t len)
-{
-    map_find(m, k ? k : "", k ? len : 0, 1)->count++;
-}
 
 static void
 count2(strmap *m, const char *a, size_t alen, const char *b, size_t blen)

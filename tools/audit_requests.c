@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "audit_requests.h"
-#include "core/reason.h"
+#include "core/core.h"
 
 int
 expects_outcome(const entry *e)

@@ -28,7 +28,7 @@
 #include <jansson.h>
 
 #include "audit_verify.h"
-#include "core/util.h"
+#include "core/core.h"
 
 typedef struct {
     /* loaded */
@@ -302,16 +302,17 @@ id_before(const char *x, const char *y)
 }
 
 int
-av_resume_save(const av_resume *rs, const av_run *v, const char *stream,
-               const char *file, const char *prev_from, const char *last_id)
+av_resume_save(const av_resume *rs, const ca_av_chain *const *chain,
+               size_t nchains, const char *stream, const char *file,
+               const char *prev_from, const char *last_id)
 {
     json_t *chains = json_object(), *doc;
     char    from[48] = "", tmp[4096];
     FILE   *f;
     int     ok;
 
-    for (size_t i = 0; i < av_run_nchains(v); i++) {
-        const ca_av_chain *c = av_run_chain(v, i, NULL);
+    for (size_t i = 0; i < nchains; i++) {
+        const ca_av_chain *c = chain[i];
         map_slot          *s = map_find((strmap *) &rs->names, c->chain,
                                         strlen(c->chain), 0);
         const chain_state *st = s ? &rs->c[s->count] : NULL;

@@ -16,7 +16,7 @@
 #include "audit_mklog.h"
 #include "audit_pg.h"
 #include "audit_verify.h"
-#include "verify/auditstep.h"
+#include "verify/verify.h"
 
 /* A delivered entry: its fields point into the Redis reply it came in. */
 typedef struct {

@@ -25,8 +25,8 @@
 #include <sys/time.h>
 
 #include "audit_ship.h"
-#include "audit/auditschema.h"
-#include "core/util.h"
+#include "audit/audit.h"
+#include "core/core.h"
 
 #define SHIP_CHAINS_MAX 4096
 

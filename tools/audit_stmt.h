@@ -11,7 +11,7 @@
 
 #include "audit_mklog.h"
 #include "audit_names.h"
-#include "merkle/stmtrow.h"
+#include "merkle/merkle.h"
 
 typedef struct {
     uint64_t        ord;

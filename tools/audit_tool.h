@@ -13,11 +13,10 @@
 
 #include <hiredis/hiredis.h>
 
-#include "audit/audit.h"           /* lib: CA_ENTRY_FIELDS */
-#include "audit/auditschema.h"
+#include "audit/audit.h"
 #include "csvout.h"
 #include "common.h"
-#include "core/isotime.h"
+#include "core/core.h"
 
 #define PAGE 1000
 

@@ -1,6 +1,8 @@
 /*
- * credit-audit verify and archive: the chains and checkpoints of the
- * stream against one or several gateways' public keys (lib/auditverify).
+ * credit-audit verify and anchor: the chains and checkpoints of the
+ * stream against one or several gateways' public keys (lib/verify/), run
+ * by audit_run.c; anchor writes what such a run verified
+ * (audit_anchor.c, audit_resume.c).
  *
  * Several keys: one verifier per key, each fed every entry; a chain is
  * reported from the key that verifies most of its checkpoints.  Chain
@@ -20,7 +22,7 @@
 #include <jansson.h>
 
 #include "audit_tool.h"
-#include "verify/auditverify.h"
+#include "verify/verify.h"
 #include "audit_verify.h"
 
 static const char usage_verify[] =
@@ -53,268 +55,6 @@ static const char usage_verify[] =
     "                                (FILE: its anchors, created if absent,\n"
     "                                replaced after a run without a break):\n"
     "                                only new entries are read and kept\n";
-
-/* ---- verifying a stream ---------------------------------------------- */
-
-struct av_run_s {
-    const av_keys *keys;
-    ca_av         *av[AV_KEYS_MAX];
-    size_t         read, total;
-    int            progress;
-    av_entry_hook  hook;
-    void          *hook_data;
-    av_resume     *resume;
-    av_anchor     *anchor;
-    char           last_id[48];
-    /* the result */
-    size_t         nchains;
-    const ca_av_chain **chain;
-    size_t        *key;         /* which key verified chain[i] */
-    size_t         breaks;
-};
-
-av_run *
-av_run_new(const av_keys *ks)
-{
-    av_run *r = calloc(1, sizeof(*r));
-
-    if (r == NULL) {
-        return NULL;
-    }
-    r->keys = ks;
-    for (size_t i = 0; i < ks->n; i++) {
-        if ((r->av[i] = ca_av_new(ks->key[i])) == NULL) {
-            av_run_free(r);
-            return NULL;
-        }
-    }
-    return r;
-}
-
-void
-av_run_hook(av_run *r, av_entry_hook hook, void *data)
-{
-    r->hook = hook;
-    r->hook_data = data;
-}
-
-int
-av_run_add(av_run *r, const entry *e)
-{
-    for (size_t i = 0; i < r->keys->n; i++) {
-        if (ca_av_add(r->av[i], e->id, e->n, e->name, e->nlen, e->value,
-                      e->vlen) != 0)
-        {
-            fputs("credit-audit: out of memory\n", stderr);
-            return EXIT_USAGE;
-        }
-    }
-    return 0;
-}
-
-int
-av_run_resume(av_run *r, av_resume *rs)
-{
-    r->resume = rs;
-    for (size_t i = 0; rs != NULL && i < r->keys->n; i++) {
-        if (av_resume_floors(rs, r->av[i]) != 0) {
-            fputs("credit-audit: out of memory\n", stderr);
-            return EXIT_USAGE;
-        }
-    }
-    return 0;
-}
-
-static int
-cb_verify(const entry *e, void *data)
-{
-    av_run *r = data;
-    int     rc;
-
-    snprintf(r->last_id, sizeof(r->last_id), "%s", e->id);
-    if (r->resume != NULL) {
-        rc = av_resume_filter(r->resume, e);
-        if (rc != 0) {
-            return rc < 0 ? EXIT_USAGE : 0;
-        }
-    }
-    rc = av_run_add(r, e);
-    if (rc == 0 && r->hook != NULL) {
-        rc = r->hook(e, r->hook_data);
-    }
-    if (r->progress && ++r->read % PAGE == 0) {
-        fprintf(stderr, "\rcredit-audit: %zu of %zu entries read", r->read,
-                r->total);
-    }
-    return rc;
-}
-
-/* Per chain, the key's report that verified most checkpoints, then the
- * most findings: with as many signatures verified, a finding only one
- * key's verifier makes comes from a head that key's checkpoint listed
- * (the chain's own key may vouch for nothing of a chain cut before its
- * first checkpoint).  Lookups by chain name through a map. */
-int
-av_run_finish(av_run *r)
-{
-    strmap names;
-    size_t n0 = 0;
-
-    for (size_t i = 0; i < r->keys->n; i++) {
-        if (ca_av_finish(r->av[i]) != 0) {
-            fputs("credit-audit: out of memory\n", stderr);
-            return EXIT_USAGE;
-        }
-    }
-    /* a chain only a listed head names exists in the verifiers whose key
-     * verified the listing: every key's chains, once each */
-    for (size_t k = 0; k < r->keys->n; k++) {
-        n0 += ca_av_nchains(r->av[k]);
-    }
-    r->chain = calloc(n0 ? n0 : 1, sizeof(*r->chain));
-    r->key = calloc(n0 ? n0 : 1, sizeof(*r->key));
-    if (r->chain == NULL || r->key == NULL) {
-        fputs("credit-audit: out of memory\n", stderr);
-        return EXIT_USAGE;
-    }
-    memset(&names, 0, sizeof(names));
-    n0 = 0;
-    for (size_t k = 0; k < r->keys->n; k++) {
-        for (size_t i = 0; i < ca_av_nchains(r->av[k]); i++) {
-            const ca_av_chain *c = ca_av_chain_at(r->av[k], i), *b;
-            map_slot          *s = map_find(&names, c->chain,
-                                            strlen(c->chain), 1);
-
-            if (s->count == 0) {
-                s->count = ++n0;        /* index + 1 */
-                r->chain[n0 - 1] = c;
-                r->key[n0 - 1] = k;
-                continue;
-            }
-            b = r->chain[s->count - 1];
-            if (c->checkpoints_verified > b->checkpoints_verified
-                || (c->checkpoints_verified == b->checkpoints_verified
-                    && c->nfindings > b->nfindings))
-            {
-                r->chain[s->count - 1] = c;
-                r->key[s->count - 1] = k;
-            }
-        }
-    }
-    map_free(&names);
-    r->nchains = n0;
-    r->breaks = av_resume_breaks(r->resume);
-    for (size_t i = 0; i < n0; i++) {
-        r->breaks += av_run_chain_breaks(r, r->chain[i]);
-    }
-    return 0;
-}
-
-int
-av_run_excused(const av_run *r, const ca_av_chain *c, const ca_av_finding *f)
-{
-    return av_resume_excused(r->resume, c->chain, f);
-}
-
-size_t
-av_run_chain_breaks(const av_run *r, const ca_av_chain *c)
-{
-    size_t n = 0;
-
-    for (size_t j = 0; j < c->nfindings; j++) {
-        n += !av_run_excused(r, c, &c->findings[j]);
-    }
-    return n;
-}
-
-const char *
-av_run_last_id(const av_run *r)
-{
-    return r->last_id;
-}
-
-int
-av_run_stream(av_run *r, trail *t, redisContext *rc, const char *stream,
-              const char *from, size_t *count)
-{
-    redisReply *x;
-    int         rv;
-
-    r->progress = isatty(STDERR_FILENO);
-    if (r->progress) {
-        x = redisCommand(rc, "XLEN %s", stream);
-        r->total = x != NULL && x->type == REDIS_REPLY_INTEGER
-                   ? (size_t) x->integer : 0;
-        freeReplyObject(x);
-    }
-    rv = trail_scan_from(t, rc, stream, from, cb_verify, r, count);
-    if (r->progress) {
-        fprintf(stderr, "\rcredit-audit: %zu of %zu entries read\n", r->read,
-                r->total);
-    }
-    return rv != 0 ? rv : av_run_finish(r);
-}
-
-size_t
-av_run_nchains(const av_run *r)
-{
-    return r->nchains;
-}
-
-const ca_av_chain *
-av_run_chain(const av_run *r, size_t i, const char **keyname)
-{
-    if (keyname != NULL) {
-        *keyname = r->keys->name[r->key[i]];
-    }
-    return r->chain[i];
-}
-
-size_t
-av_run_breaks(const av_run *r)
-{
-    return r->breaks + av_anchor_missing(r->anchor, 1);
-}
-
-void
-av_run_anchor(av_run *r, av_anchor *an)
-{
-    r->anchor = an;
-    av_run_hook(r, av_anchor_see, an);
-}
-
-/* Listed heads checked and missing, from the key that checked most. */
-static void
-av_run_heads(const av_run *r, size_t *checked, size_t *missing)
-{
-    *checked = *missing = 0;
-    for (size_t i = 0; i < r->keys->n; i++) {
-        if (ca_av_heads_checked(r->av[i]) > *checked) {
-            *checked = ca_av_heads_checked(r->av[i]);
-            *missing = ca_av_heads_missing(r->av[i]);
-        }
-    }
-}
-
-size_t
-av_run_entries(const av_run *r)
-{
-    return ca_av_entries(r->av[0]);
-}
-
-void
-av_run_free(av_run *r)
-{
-    if (r == NULL) {
-        return;
-    }
-    for (size_t i = 0; i < AV_KEYS_MAX; i++) {
-        ca_av_free(r->av[i]);
-    }
-    free(r->chain);
-    free(r->key);
-    free(r);
-}
 
 /* ---- verify ---------------------------------------------------------- */
 
@@ -362,8 +102,8 @@ verify_json(const common_opts *co, const av_run *v, const av_resume *rs,
         av_resume_each_break(rs, anchor_json, &first);
         fputs("],", stdout);
     }
-    if (v->anchor != NULL) {
-        json_t *m = av_anchor_missing_json(v->anchor);
+    if (av_run_anchors(v) != NULL) {
+        json_t *m = av_anchor_missing_json(av_run_anchors(v));
         char   *t = json_dumps(m, JSON_COMPACT);
 
         printf("\"anchors_missing\":%s,", t ? t : "[]");
@@ -457,7 +197,7 @@ verify_text(const common_opts *co, const av_run *v, const av_resume *rs,
                    f->id, (unsigned long long) f->seq, f->detail);
         }
     }
-    (void) av_anchor_missing(v->anchor, 0);
+    (void) av_anchor_missing(av_run_anchors(v), 0);
     av_run_heads(v, &hc, &hm);
     if (hc > 0) {
         printf("heads listed by checkpoints: %zu checked, %zu missing\n", hc,
@@ -487,7 +227,6 @@ cmd_verify(int argc, char **argv)
     av_keys       ks;
     av_run       *v;
     av_resume    *rs = NULL;
-    redisContext *rc;
     const char   *resume = NULL;
     char          from[64] = "-";
 
@@ -539,32 +278,7 @@ cmd_verify(int argc, char **argv)
     if (anchor != NULL && (an = av_anchor_load(anchor, co.stream)) == NULL) {
         return EXIT_USAGE;
     }
-    if (av_keys_load(&co, &ks) != 0) {
-        av_resume_free(rs);
-        av_anchor_free(an);
-        return EXIT_USAGE;
-    }
-    if ((rc = trail_open(&t, &co.redis)) == NULL) {
-        av_keys_free(&ks);
-        av_resume_free(rs);
-        av_anchor_free(an);
-        return EXIT_USAGE;
-    }
-    v = av_run_new(&ks);
-    if (v == NULL) {
-        fputs("credit-audit: out of memory\n", stderr);
-        rv = EXIT_USAGE;
-    } else {
-        if (an != NULL) {
-            av_run_anchor(v, an);
-        }
-        rv = av_run_resume(v, rs);
-        if (rv == 0) {
-            rv = av_run_stream(v, &t, rc, co.stream, from, &count);
-        }
-    }
-    redisFree(rc);
-    trail_close(&t);
+    rv = av_run_verify(&co, &t, &ks, rs, an, from, &count, &v);
     if (rv == 0) {
         if (count == 0 && rs == NULL) {
             fprintf(stderr, "credit-audit: stream %s is empty\n",
@@ -581,7 +295,8 @@ cmd_verify(int argc, char **argv)
         }
         /* the next run starts from here only if this one found nothing */
         if (rs != NULL && av_run_breaks(v) == 0
-            && av_resume_save(rs, v, co.stream, resume, from,
+            && av_resume_save(rs, av_run_chains(v), av_run_nchains(v),
+                              co.stream, resume, from,
                               av_run_last_id(v)) != 0)
         {
             rv = EXIT_USAGE;
@@ -594,5 +309,88 @@ cmd_verify(int argc, char **argv)
     av_keys_free(&ks);
     av_resume_free(rs);
     av_anchor_free(an);
+    return rv;
+}
+
+
+/* ---- anchor ---------------------------------------------------------- */
+
+static const char usage_anchor[] =
+    "usage: credit-audit anchor --out FILE --pubkey FILE [--pubkey FILE ...]\n"
+    "         [--keyring FILE] [common options]\n"
+    "\n"
+    "Verifies the whole stream and, when no chain has a break, writes to\n"
+    "FILE (write, fsync, rename) per chain the seq and hash of its last\n"
+    "verified checkpoint.  Keep FILE outside Redis, where only the\n"
+    "regulator writes: `credit-audit verify --anchor FILE` later proves\n"
+    "that nothing signed before it was deleted or cut (SPEC 7.1).  Exit\n"
+    "status 1, and no FILE, if the stream has a break.\n"
+    "\n" COMMON_OPTS
+    "  --out FILE                    the anchor file\n"
+    "  --pubkey FILE, --keyring FILE the gateways' public keys (as verify)\n";
+
+int
+cmd_anchor(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        COMMON_LONGOPTS,
+        {"out", required_argument, NULL, OPT_OUT},
+        {NULL, 0, NULL, 0}
+    };
+    common_opts   co;
+    int           ch, rv;
+    size_t        count = 0;
+    av_keys       ks;
+    av_run       *v;
+    av_resume    *rs;
+    const char   *out = NULL;
+    char          from[64];
+
+    common_init(&co);
+    while ((ch = next_opt(&co, argc, argv, "h", opts)) != -1) {
+        if (ch == 0) {
+            return EXIT_USAGE;
+        }
+        if (ch == OPT_OUT) {
+            out = optarg;
+            continue;
+        }
+        if (ch == 'h') {
+            fputs(usage_anchor, stdout);
+            return 0;
+        }
+        return usage_error(usage_anchor, NULL, NULL);
+    }
+    if (args_done(usage_anchor, argc, argv, NULL) != 0) {
+        return EXIT_USAGE;
+    }
+    if (out == NULL || (co.npubkeys == 0 && co.keyring == NULL)) {
+        return usage_error(usage_anchor, "%s", "anchor needs --out FILE and "
+                           "the gateways' public keys");
+    }
+    /* a fresh state ("" names no file): the whole stream is read */
+    if ((rs = av_resume_load("", co.stream, from, sizeof(from))) == NULL) {
+        return EXIT_USAGE;
+    }
+    rv = av_run_verify(&co, NULL, &ks, rs, NULL, "-", &count, &v);
+    if (rv == 0 && av_run_breaks(v) != 0) {
+        fprintf(stderr, "credit-audit: stream %s has %zu break(s): no "
+                "anchor written (see credit-audit verify)\n", co.stream,
+                av_run_breaks(v));
+        rv = EXIT_FINDING;
+    } else if (rv == 0) {
+        if (av_resume_save(rs, av_run_chains(v), av_run_nchains(v), co.stream,
+                           out, "-", av_run_last_id(v))
+            != 0)
+        {
+            rv = EXIT_USAGE;
+        } else {
+            printf("anchored %zu chain(s), %zu entries, to %s\n",
+                   av_run_nchains(v), count, out);
+        }
+    }
+    av_run_free(v);
+    av_keys_free(&ks);
+    av_resume_free(rs);
     return rv;
 }

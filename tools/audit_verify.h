@@ -1,5 +1,5 @@
-/* Verifying the stream with several keys (tools/audit_verify.c): shared by
- * verify, report (the period's integrity) and archive. */
+/* Verifying the stream with several keys (tools/audit_run.c): shared by
+ * verify, anchor, report (the period's integrity) and archive. */
 #ifndef CA_TOOLS_AUDIT_VERIFY_H
 #define CA_TOOLS_AUDIT_VERIFY_H
 
@@ -7,7 +7,7 @@
 
 #include "audit_archread.h"
 #include "audit_tool.h"
-#include "verify/auditverify.h"
+#include "verify/verify.h"
 
 #define AV_KEYS_MAX 16
 
@@ -39,6 +39,8 @@ int av_run_stream(av_run *r, trail *t, redisContext *rc, const char *stream,
                   const char *from, size_t *count);
 
 size_t av_run_nchains(const av_run *r);
+/* The chains verified (av_run_nchains() of them), after av_run_finish. */
+const ca_av_chain *const *av_run_chains(const av_run *r);
 const ca_av_chain *av_run_chain(const av_run *r, size_t i,
                                 const char **keyname);
 size_t av_run_breaks(const av_run *r);
@@ -49,6 +51,8 @@ size_t av_run_chain_breaks(const av_run *r, const ca_av_chain *c);
 /* The last stream id read. */
 const char *av_run_last_id(const av_run *r);
 size_t av_run_entries(const av_run *r);
+/* Listed heads checked and missing, from the key that checked most. */
+void av_run_heads(const av_run *r, size_t *checked, size_t *missing);
 void av_run_free(av_run *r);
 
 /* verify --resume (tools/audit_resume.c) */
@@ -75,10 +79,11 @@ void av_resume_each_break(const av_resume *rs,
                                      const char *why, void *data),
                           void *data);
 size_t av_resume_skipped(const av_resume *rs);
-/* After a run without a break: the anchors for the next run. */
-int av_resume_save(const av_resume *rs, const av_run *v, const char *stream,
-                   const char *file, const char *prev_from,
-                   const char *last_id);
+/* After a run without a break, from the chains it verified
+ * (av_run_chains()): the anchors for the next run. */
+int av_resume_save(const av_resume *rs, const ca_av_chain *const *chain,
+                   size_t nchains, const char *stream, const char *file,
+                   const char *prev_from, const char *last_id);
 void av_resume_free(av_resume *rs);
 
 /* verify --anchor, anchor --out (tools/audit_anchor.c) */
@@ -86,6 +91,8 @@ typedef struct av_anchor_s av_anchor;
 
 /* Anchored entries missing count as breaks of the run. */
 void av_run_anchor(av_run *r, av_anchor *an);
+/* The anchors given, or NULL. */
+const av_anchor *av_run_anchors(const av_run *r);
 
 /* NULL after an error message. */
 av_anchor *av_anchor_load(const char *file, const char *stream);
@@ -95,5 +102,13 @@ int av_anchor_see(const entry *e, void *data);
 size_t av_anchor_missing(const av_anchor *an, int json);
 void *av_anchor_missing_json(const av_anchor *an);
 void av_anchor_free(av_anchor *an);
+
+/* What verify and anchor both run: the keys (ks, freed by the caller
+ * after the run), Redis (with t: the archive first), the stream from
+ * `from` with rs and an (either NULL); *out the run or NULL
+ * (audit_run.c).  0 or an exit status. */
+int av_run_verify(common_opts *co, trail *t, av_keys *ks, av_resume *rs,
+                  av_anchor *an, const char *from, size_t *count,
+                  av_run **out);
 
 #endif

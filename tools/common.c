@@ -8,7 +8,7 @@
 #include <unistd.h>
 
 #include "common.h"
-#include "core/isotime.h"
+#include "core/core.h"
 
 void
 tool_redis_init(tool_redis *r)

@@ -8,8 +8,8 @@
 
 #include <hiredis/hiredis.h>
 
-#include "redis/redisinfo.h"
-#include "core/version.h"
+#include "redis/redis.h"
+#include "core/core.h"
 
 #define EXIT_FINDING 1
 #define EXIT_USAGE   2

@@ -8,7 +8,7 @@
 #include <openssl/evp.h>
 
 #include "common.h"
-#include "jws/keys.h"
+#include "jws/jws.h"
 
 /* "credit-consent: <fmt> (see: credit-consent CMD --help)", one line:
  * EXIT_USAGE.  CMD is read from the usage's first line. */
@@ -64,7 +64,6 @@ void need(char *list, size_t len, const char *value, const char *name);
 /* consent_codes.c: the known codes of a kind ('b' banks, 'p' purposes,
  * 'c' categories), printed one a line; codes_check: every code given is
  * known, else an error listing them (-1). */
-#include "policy/banks.h"
 #include "policy/policy.h"
 json_t *codes_list(const ca_policy *p, const ca_banks *b, char kind);
 void codes_print(FILE *f, json_t *list);

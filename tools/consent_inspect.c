@@ -7,9 +7,9 @@
 #include <time.h>
 
 #include "consent.h"
-#include "core/isotime.h"
-#include "jws/token.h"
-#include "policy/banks.h"
+#include "core/core.h"
+#include "jws/jws.h"
+#include "policy/policy.h"
 
 /* inspect verifies with generous rules: it answers "is this token sound",
  * not "would this particular policy take it". */

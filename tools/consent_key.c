@@ -14,9 +14,8 @@
 #include <hiredis/hiredis.h>
 
 #include "consent.h"
-#include "core/isotime.h"
-#include "jws/keyreg.h"
-#include "core/util.h"
+#include "core/core.h"
+#include "jws/jws.h"
 
 static const char usage_key[] =
     "usage: credit-consent key add --jwk FILE [--not-before T]"

@@ -9,10 +9,8 @@
 
 #include "audit/audit.h"
 #include "consent.h"
-#include "core/isotime.h"
-#include "core/uscc.h"
-#include "jws/token.h"
-#include "core/util.h"
+#include "core/core.h"
+#include "jws/jws.h"
 
 static const char usage_revoke[] =
     "usage: credit-consent revoke (--jti ID --iss USCC | --token FILE|-)\n"
@@ -51,55 +49,6 @@ static const char usage_revoke[] =
     "\n"
     "Redis options:\n"
     TOOL_REDIS_HELP;
-
-/* iss, jti and exp of the token in file ("-": standard input); the
- * signature is not checked.  0, or -1 after a message. */
-int
-token_ids(const char *file, char *iss, char *jti, size_t jlen,
-             long long *exp)
-{
-    char       *tok, *d1, *d2;
-    json_t     *claims = NULL, *j, *e, *i;
-    int         rc = -1;
-
-    if ((tok = read_token_file("--token", file)) == NULL) {
-        return -1;
-    }
-    d1 = tok ? strchr(tok, '.') : NULL;
-    d2 = d1 ? strchr(d1 + 1, '.') : NULL;
-    if (d2 != NULL) {
-        claims = decode_part(d1 + 1, (size_t) (d2 - d1 - 1));
-    }
-    j = json_object_get(claims, "jti");
-    e = json_object_get(claims, "exp");
-    i = json_object_get(claims, "iss");
-    if (claims == NULL) {
-        fprintf(stderr, "credit-consent: --token %s: not a compact consent "
-                "token (header.claims.signature, base64url JSON)\n", file);
-    } else if (!json_is_string(i)
-               || !ca_uscc_valid(json_string_value(i),
-                                 json_string_length(i)))
-    {
-        fprintf(stderr, "credit-consent: --token %s: the token has no "
-                "valid iss (the issuing enterprise's USCC)\n", file);
-    } else if (!json_is_string(j)
-               || !ca_is_token_chars(json_string_value(j), CA_JTI_MAX))
-    {
-        fprintf(stderr, "credit-consent: --token %s: the token has no "
-                "valid jti (1..64 characters of [A-Za-z0-9._-])\n", file);
-    } else if (!json_is_integer(e) || json_integer_value(e) <= 0) {
-        fprintf(stderr, "credit-consent: --token %s: the token has no "
-                "valid exp (Unix seconds)\n", file);
-    } else {
-        memcpy(iss, json_string_value(i), CA_USCC_LEN + 1);
-        snprintf(jti, jlen, "%s", json_string_value(j));
-        *exp = (long long) json_integer_value(e);
-        rc = 0;
-    }
-    json_decref(claims);
-    free(tok);
-    return rc;
-}
 
 /* The platform's revocation, signed with its key and audited by the
  * gateway that takes it (SPEC §7 `by` platform). */

@@ -12,10 +12,9 @@
 #include <openssl/x509.h>
 
 #include "consent.h"
-#include "core/isotime.h"
-#include "jws/keys.h"
+#include "core/core.h"
+#include "jws/jws.h"
 #include "policy/policy.h"
-#include "jws/token.h"
 
 static const char usage_sign[] =
     "usage: credit-consent sign --key FILE (--jwk FILE | --alg ALG --kid KID\n"

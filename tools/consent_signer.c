@@ -15,7 +15,7 @@
 #include <openssl/pem.h>
 
 #include "consent.h"
-#include "core/uscc.h"
+#include "core/core.h"
 
 typedef struct {
     const char *passphrase;     /* NULL: none given */

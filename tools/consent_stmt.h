@@ -1,7 +1,8 @@
 /*
  * credit-consent statement verify (SPEC §7.3, docs/enterprise.md §6):
  *
- *   consent_statement.c   the command, the key, the order of the checks
+ *   consent_statement.c   the command and the order of the checks
+ *   consent_stmtnote.c    failures, the log key, signed notes, hashes
  *   consent_stmtcheck.c   the checks of the entries, rows, totals, the
  *                         signed summary and the previous checkpoint
  */
@@ -14,8 +15,6 @@
 #include <jansson.h>
 
 #include "merkle/merkle.h"
-#include "merkle/note.h"
-#include "merkle/stmtrow.h"
 
 typedef struct {
     char            name[CA_NOTE_NAME_MAX + 1];    /* "" from the note */
@@ -32,6 +31,10 @@ typedef struct {
     int             used;           /* by a request */
 } v_entry;
 
+/* consent_stmtnote.c */
+/* --log-key: a verifier key, a file with one, or a PEM public key; 0, or
+ * -1 after saying why on stderr. */
+int read_key(verifier *v, const char *arg);
 /* A failure, on its own line ("FAIL: ..."), counted. */
 void fail(verifier *v, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));

@@ -17,7 +17,7 @@
 #include <curl/curl.h>
 
 #include "consent.h"
-#include "jws/token.h"
+#include "jws/jws.h"
 
 #define ANSWER_MAX  65536
 

@@ -36,8 +36,7 @@
 #include "audit_archread.h"
 #include "audit_requests.h"
 #include "audit_tool.h"
-#include "core/reason.h"
-#include "core/uscc.h"
+#include "core/core.h"
 
 /* ---- usage ----------------------------------------------------------- */
 

@@ -3,7 +3,7 @@
 #include <string.h>
 
 #include "csvout.h"
-#include "json/jsonscan.h"
+#include "json/json.h"
 
 void
 csv_begin(csv_out *c, FILE *out)

@@ -12,7 +12,6 @@
 
 #include "common.h"
 #include "policy/policy.h"
-#include "policy/policylint.h"
 #include "policy_tool.h"
 
 #define ACCEPT_MAX 256

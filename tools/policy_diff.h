@@ -1,4 +1,5 @@
-/* credit-policy diff's pieces (policy_diff.c, policy_diffcat.c). */
+/* credit-policy diff's pieces (policy_diff.c, policy_diffcat.c, and the
+ * change records both add to: policy_diffchange.c). */
 #ifndef CA_TOOLS_POLICY_DIFF_H
 #define CA_TOOLS_POLICY_DIFF_H
 

@@ -1,11 +1,11 @@
-/* credit-policy explain's pieces (policy_explain.c, policy_verify.c). */
+/* credit-policy explain's pieces (policy_explain.c, policy_verify.c,
+ * and what both say: policy_refusal.c). */
 #ifndef CA_TOOLS_POLICY_EXPLAIN_H
 #define CA_TOOLS_POLICY_EXPLAIN_H
 
 #include <jansson.h>
 
-#include "core/reason.h"
-#include "policy/checks.h"
+#include "core/core.h"
 #include "policy/policy.h"
 
 typedef struct {

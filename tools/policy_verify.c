@@ -13,7 +13,6 @@
 #include <string.h>
 
 #include "common.h"
-#include "policy/checks.h"
 #include "policy/policy.h"
 #include "policy_explain.h"
 

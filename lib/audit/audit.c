@@ -6,9 +6,9 @@
 #include <openssl/pem.h>
 
 #include "audit.h"
+#include "audit_testing.h"
 #include "auditschema.h"
-#include "core/pii.h"
-#include "core/util.h"
+#include "core/core.h"
 
 static int
 plain_consent_id(const char *s, size_t len)

@@ -67,8 +67,6 @@ void ca_entry_init(ca_entry *e, const char *event, int64_t ts_ms,
  * entry is then marked truncated: sealing refuses it). */
 int ca_entry_add(ca_entry *e, const char *name, const char *value,
                  size_t len);
-int ca_entry_addf(ca_entry *e, const char *name, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* Decimal integers, without printf. */
 int ca_entry_add_int(ca_entry *e, const char *name, int64_t v);
 int ca_entry_add_uint(ca_entry *e, const char *name, uint64_t v);
@@ -100,5 +98,15 @@ void ca_entry_digest_bin(const char *const *names, const size_t *name_lens,
 
 EVP_PKEY *ca_audit_key_load(const char *file, int private_key, char *err,
                             size_t errlen);
+
+/*
+ * audit/audit.h is the component's public header: the rest of audit/'s
+ * public API comes with it.  Internal: auditbatch.h (the writer's parts),
+ * audit_testing.h.
+ */
+#include "auditschema.h"
+#include "auditckpt.h"
+#include "auditwriter.h"
+#include "spool.h"
 
 #endif

@@ -14,7 +14,10 @@
 
 #include "auditbatch.h"
 
-long
+/* Appends the records of one spool file to ours.  Number of entries, or
+ * -1 (unreadable, ours full: the file is left as it was), or -2 (records
+ * this version cannot replay: nothing taken). */
+static long
 ca_aw_adopt(ca_aw *aw, const char *path)
 {
     int               rc;

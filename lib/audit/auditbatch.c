@@ -1,5 +1,7 @@
 /*
- * One script call for a batch of audit entries, whatever their chains.
+ * One script call for a batch of audit entries, whatever their chains;
+ * the jobs it carries, its reply, and the writer's log: the lowest part
+ * of the writer, which every other part calls.
  *
  * KEYS[1]: the stream.  ARGV:
  *   ntemplates, then per template: nf, mask, then nf times: name, and its
@@ -23,13 +25,15 @@
  * Reply: one character per item: w written, d duplicate, g gap (not
  * written), or the variant written (1 = allow).
  */
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auditbatch.h"
+#include "audit_testing.h"
 #include "auditschema.h"
-#include "core/util.h"
+#include "core/core.h"
 
 static const char  ca_aw_lua[] =
     "local a, i, T = ARGV, 2, {}\n"
@@ -526,4 +530,49 @@ done:
     free(tp);
     free(tof);
     return rc;
+}
+
+
+/* --- the writer's log, batches and their replies ------------------------- */
+
+void
+ca_aw_log(ca_aw *aw, int level, const char *fmt, ...)
+{
+    char     msg[512];
+    va_list  ap;
+
+    if (aw->conf.log == NULL) {
+        return;
+    }
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    aw->conf.log(aw->conf.log_ctx, level, msg);
+}
+
+
+int
+ca_aw_result_ok(const ca_aw_job *job, char res)
+{
+    if (job->kind == CA_AW_KIND_DECISION) {
+        return res >= '1' && (size_t) (res - '1') < job->nvar;
+    }
+    return res == 'w' || res == 'd';
+}
+
+
+ca_aw_batch *
+ca_aw_batch_new(size_t n)
+{
+    ca_aw_batch  *b = calloc(1, sizeof(ca_aw_batch));
+
+    if (b == NULL) {
+        return NULL;
+    }
+    b->jobs = calloc(n, sizeof(ca_aw_job *));
+    if (b->jobs == NULL) {
+        free(b);
+        return NULL;
+    }
+    return b;
 }

@@ -143,19 +143,22 @@ struct ca_aw {
 };
 
 
+/* auditbatch.c */
 void ca_aw_log(ca_aw *aw, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+int ca_aw_result_ok(const ca_aw_job *job, char res);
+ca_aw_batch *ca_aw_batch_new(size_t n);
+
+/* auditqueue.c */
+void ca_aw_chain_id(ca_aw *aw, ca_aw_lane *l, uint64_t no);
 void ca_aw_settle(ca_aw *aw, ca_aw_job *job, int outcome, ca_reason reason);
 size_t ca_aw_lane_get(ca_aw *aw);
 void ca_aw_lane_release(ca_aw *aw, size_t slot);
 void ca_aw_enqueue(ca_aw *aw, ca_aw_job *job);
-int ca_aw_submit(ca_aw *aw, size_t slot, ca_entry *e, const ca_chain *saved,
-                 int online, void *owner, ca_aw_job **out);
-int ca_aw_result_ok(const ca_aw_job *job, char res);
-ca_aw_batch *ca_aw_batch_new(size_t n);
-void ca_aw_lane_retire(ca_aw *aw, size_t slot);
 void ca_aw_behind(ca_aw *aw, ca_aw_job *job);
 void ca_aw_release_behind(ca_aw *aw);
+int ca_aw_submit(ca_aw *aw, size_t slot, ca_entry *e, const ca_chain *saved,
+                 int online, void *owner, ca_aw_job **out);
 
 /* auditfate.c */
 void ca_aw_failed(ca_aw *aw, ca_aw_job *job);

@@ -7,8 +7,9 @@
 #include <string.h>
 
 #include "auditckpt.h"
+#include "audit_testing.h"
 #include "auditschema.h"
-#include "core/util.h"
+#include "core/core.h"
 
 #define CKPT_FIXED  512         /* the message without its heads */
 
@@ -28,27 +29,6 @@ ca_checkpoint_message(const char *chain, uint64_t seq, const char *head_hex,
         memcpy(out + n, heads, heads_len);
     }
     return (size_t) n + heads_len;
-}
-
-int
-ca_ckpt_parse_u64(const char *s, size_t len, uint64_t *out)
-{
-    uint64_t n = 0;
-
-    if (len == 0 || len > 20 || (len > 1 && s[0] == '0')) {
-        return -1;
-    }
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9') {
-            return -1;
-        }
-        if (n > (UINT64_MAX - (uint64_t) (s[i] - '0')) / 10) {
-            return -1;
-        }
-        n = n * 10 + (uint64_t) (s[i] - '0');
-    }
-    *out = n;
-    return 0;
 }
 
 int
@@ -106,8 +86,8 @@ ca_ckpt_heads_parse(const char *s, size_t len, ca_ckpt_head *out,
         sp1 = nl ? memchr(s, ' ', (size_t) (nl - s)) : NULL;
         sp2 = sp1 ? memchr(sp1 + 1, ' ', (size_t) (nl - sp1 - 1)) : NULL;
         if (sp2 == NULL || n == max
-            || ca_ckpt_parse_u64(s, (size_t) (sp1 - s), &out[n].lane) != 0
-            || ca_ckpt_parse_u64(sp1 + 1, (size_t) (sp2 - sp1 - 1),
+            || ca_u64_parse(s, (size_t) (sp1 - s), &out[n].lane) != 0
+            || ca_u64_parse(sp1 + 1, (size_t) (sp2 - sp1 - 1),
                                  &out[n].seq) != 0
             || out[n].seq == 0
             || ca_ckpt_parse_hash(sp2 + 1, (size_t) (nl - sp2 - 1),

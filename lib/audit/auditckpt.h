@@ -32,11 +32,6 @@ typedef struct {
     unsigned char   hash[32];
 } ca_ckpt_head;
 
-/* The signed bytes; heads NULL: v1, else v2 with the stored `heads` value
- * (possibly empty).  Returns the length, 0 when out is too small. */
-size_t ca_checkpoint_message(const char *chain, uint64_t seq,
-                             const char *head_hex, const char *heads,
-                             size_t heads_len, char *out, size_t outlen);
 
 /* The `heads` value of h[0..n), which must be in ascending lane order;
  * the length, 0 when out is too small (n == 0: "", length 0). */
@@ -61,10 +56,9 @@ int ca_checkpoint_verify(EVP_PKEY *key, const char *chain, uint64_t covers,
                          const char *head_hex, const char *heads,
                          size_t heads_len, const char *sig, size_t siglen);
 
-/* Canonical decimal as the gateway prints it (no sign, no leading zero),
- * and 64 lower-case hex digits: other spellings would let two different
- * stored values verify as one.  0 or -1. */
-int ca_ckpt_parse_u64(const char *s, size_t len, uint64_t *out);
+/* 64 lower-case hex digits: other spellings would let two different
+ * stored values verify as one (decimals: ca_u64_parse(), core/util.h).
+ * 0 or -1. */
 int ca_ckpt_parse_hash(const char *s, size_t len, unsigned char out[32]);
 
 #endif

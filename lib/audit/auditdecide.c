@@ -9,7 +9,7 @@
 
 #include "auditbatch.h"
 #include "auditschema.h"
-#include "core/util.h"
+#include "core/core.h"
 
 
 static size_t

@@ -11,7 +11,7 @@
  * chain never held it) and the deny the bank gets (audit_unavailable)
  * goes to chain 0 like any refusal decided while Redis is away, through
  * the spool; a refused lane checkpoint is undone, to be signed again; an
- * unknown fate ends its lane instead (auditwriter.c).
+ * unknown fate ends its lane instead (ca_aw_lane_retire() below).
  *
  * A Redis that refuses is said once in the log, when it starts and when
  * it stops; the refusals between are counted (stats.refused).
@@ -20,7 +20,22 @@
 #include <string.h>
 
 #include "auditbatch.h"
-#include "core/util.h"
+#include "core/core.h"
+
+
+/* Its head is unknown: the chain ends here, the slot starts another. */
+static void
+ca_aw_lane_retire(ca_aw *aw, size_t slot)
+{
+    ca_aw_lane  *l = &aw->lanes[slot];
+
+    ca_aw_log(aw, CA_AW_LOG_WARN, "audit chain %s ends at an entry whose "
+              "fate is unknown", l->chain.id);
+    ca_aw_head_retired(aw, l);
+    ca_aw_chain_id(aw, l, aw->next_chain++);
+    l->checkpointed = 0;
+    ca_aw_lane_release(aw, slot);
+}
 
 
 /* No reply, an error, or a gap: what is unknown goes to the spool. */
@@ -146,16 +161,6 @@ ca_aw_acked(ca_aw *aw, ca_aw_job *job, char res)
     ca_aw_head_acked(aw, job, l->chain.head);
     ca_aw_lane_release(aw, job->slot);
     ca_aw_settle(aw, job, CA_AW_ACKED, job->var[v].reason);
-}
-
-
-int
-ca_aw_result_ok(const ca_aw_job *job, char res)
-{
-    if (job->kind == CA_AW_KIND_DECISION) {
-        return res >= '1' && (size_t) (res - '1') < job->nvar;
-    }
-    return res == 'w' || res == 'd';
 }
 
 

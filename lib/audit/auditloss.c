@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "auditbatch.h"
-#include "core/util.h"
+#include "core/core.h"
 
 #define CA_AW_HEADS_MAX     65536   /* chains tracked: 1 MB at most */
 #define CA_AW_HEADS_LISTED  16      /* chains named in an entry */

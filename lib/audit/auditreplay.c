@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "auditbatch.h"
-#include "core/util.h"
+#include "core/core.h"
 
 
 int

@@ -8,7 +8,7 @@
 
 #include "auditbatch.h"
 #include "auditschema.h"
-#include "core/uscc.h"
+#include "core/core.h"
 
 int
 ca_aw_revocation(ca_aw *aw, const ca_aw_revoked *rv, int online,

@@ -19,7 +19,7 @@
  *   column      its column in the archive
  *   sql         that column's SQL type
  *   value       where the gateway's value comes from (lib/audit/
- *               auditschema.c): a member of ca_audit_facts, a function
+ *               auditbuild.c): a member of ca_audit_facts, a function
  *               of them, or the entry's head (ca_entry_init) and seal
  *               (ca_chain_seal)
  *
@@ -35,8 +35,8 @@
 #include <stdint.h>
 
 #include "audit.h"
-#include "core/reason.h"
-#include "policy/checks.h"
+#include "core/core.h"
+#include "policy/policy.h"
 
 #define CA_EV_DECISION       0x01u
 #define CA_EV_OUTCOME        0x02u
@@ -178,8 +178,6 @@ int ca_audit_field_find(const char *s, size_t len);
 const char *ca_audit_event_name(unsigned event);
 /* The CA_EV_* bit of an event name, 0 if unknown. */
 unsigned ca_audit_event_find(const char *s, size_t len);
-/* "text", "word", "integer", ... as docs/audit-format.md names them. */
-const char *ca_audit_type_name(ca_audit_type t);
 
 /*
  * What the gateway knows when it writes an entry; ca_audit_build() picks

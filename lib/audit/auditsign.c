@@ -15,7 +15,7 @@
 
 #include "auditbatch.h"
 #include "auditschema.h"
-#include "core/util.h"
+#include "core/core.h"
 
 
 static int

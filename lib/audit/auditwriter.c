@@ -1,8 +1,12 @@
 /*
- * The audit writer: chains and lanes, this turn's queue, and the fate of
- * each entry sent.  See auditwriter.h; the wire format is in auditbatch.c,
- * allow decisions in auditdecide.c, the spool in auditreplay.c and
- * auditadopt.c.
+ * The audit writer: the commands out and the writer's life.  See
+ * auditwriter.h.  Its parts, lowest first: jobs, the wire format and the
+ * log (auditbatch.c); loss detection (auditloss.c); the spool and its
+ * replay (auditreplay.c, auditadopt.c); lanes, the queue and entries in
+ * (auditqueue.c); checkpoints (auditsign.c); the fate of each entry sent
+ * (auditfate.c); allow decisions and revocations (auditdecide.c,
+ * auditrevoke.c) on top.  A part calls only those below it
+ * (tests/integration/test_layers.py).
  *
  * Order.  Chain 0 is written in seal order: its entries are queued, and
  * while the spool holds anything they go behind it, into the spool.  Its
@@ -18,7 +22,6 @@
  * if Redis did write the original, the replay is a duplicate.  Fates are
  * read in auditfate.c (a definite refusal does not retire the lane).
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,230 +31,8 @@
 
 #include "auditbatch.h"
 #include "spool.h"
-#include "core/util.h"
+#include "core/core.h"
 
-
-void
-ca_aw_log(ca_aw *aw, int level, const char *fmt, ...)
-{
-    char     msg[512];
-    va_list  ap;
-
-    if (aw->conf.log == NULL) {
-        return;
-    }
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    va_end(ap);
-    aw->conf.log(aw->conf.log_ctx, level, msg);
-}
-
-
-static void
-ca_aw_chain_id(ca_aw *aw, ca_aw_lane *l, uint64_t no)
-{
-    char  id[sizeof(aw->prefix) + 24];
-
-    snprintf(id, sizeof(id), "%s/%llu", aw->prefix, (unsigned long long) no);
-    ca_chain_init(&l->chain, id);
-    l->no = no;
-    l->acked_seq = 0;
-    l->listed_seq = 0;
-}
-
-
-void
-ca_aw_settle(ca_aw *aw, ca_aw_job *job, int outcome, ca_reason reason)
-{
-    if (job->owner && aw->conf.settled) {
-        aw->conf.settled(job->owner, outcome, reason);
-    }
-    ca_aw_job_free(job);
-}
-
-
-/* --- lanes ------------------------------------------------------------- */
-
-size_t
-ca_aw_lane_get(ca_aw *aw)
-{
-    size_t  i;
-
-    /* a listed lane may have become busy since (its checkpoint) */
-    while (aw->n_free) {
-        i = aw->free[--aw->n_free];
-        aw->lanes[i].listed = 0;
-        if (!aw->lanes[i].busy) {
-            aw->lanes[i].busy = 1;
-            return i;
-        }
-    }
-    if (aw->n_lanes <= aw->conf.max_lanes) {
-        i = aw->n_lanes++;
-        memset(&aw->lanes[i], 0, sizeof(ca_aw_lane));
-        ca_aw_chain_id(aw, &aw->lanes[i], i);
-    } else {
-        return 0;
-    }
-    aw->lanes[i].busy = 1;
-    return i;
-}
-
-
-void
-ca_aw_lane_release(ca_aw *aw, size_t slot)
-{
-    aw->lanes[slot].busy = 0;
-    if (!aw->lanes[slot].listed) {
-        aw->lanes[slot].listed = 1;
-        aw->free[aw->n_free++] = slot;
-    }
-}
-
-
-/* Its head is unknown: the chain ends here, the slot starts another. */
-void
-ca_aw_lane_retire(ca_aw *aw, size_t slot)
-{
-    ca_aw_lane  *l = &aw->lanes[slot];
-
-    ca_aw_log(aw, CA_AW_LOG_WARN, "audit chain %s ends at an entry whose "
-              "fate is unknown", l->chain.id);
-    ca_aw_head_retired(aw, l);
-    ca_aw_chain_id(aw, l, aw->next_chain++);
-    l->checkpointed = 0;
-    ca_aw_lane_release(aw, slot);
-}
-
-
-/* --- entries in -------------------------------------------------------- */
-
-void
-ca_aw_enqueue(ca_aw *aw, ca_aw_job *job)
-{
-    job->next = NULL;
-    *aw->tail = job;
-    aw->tail = &job->next;
-}
-
-
-/* In seq order: a younger batch can fail before an older one's fate is
- * known (a command declined while another is out). */
-void
-ca_aw_behind(ca_aw *aw, ca_aw_job *job)
-{
-    ca_aw_job  **p;
-
-    for (p = &aw->behind; *p && (*p)->seq < job->seq; p = &(*p)->next) {
-        /* void */
-    }
-    job->next = *p;
-    *p = job;
-}
-
-
-/* No chain-0 entry queued or in flight any more: the ones waiting go to
- * the spool, oldest first. */
-void
-ca_aw_release_behind(ca_aw *aw)
-{
-    int         outcome;
-    ca_aw_job  *job;
-
-    if (aw->outstanding0 > 0) {
-        return;
-    }
-    while ((job = aw->behind) != NULL) {
-        aw->behind = job->next;
-        outcome = ca_aw_spool_job(aw, job) == 0 ? CA_AW_SPOOLED : CA_AW_LOST;
-        if (outcome == CA_AW_LOST) {
-            aw->stats.lost++;
-        }
-        ca_aw_settle(aw, job, outcome, CA_OK);
-    }
-}
-
-
-/*
- * A sealed final entry of `slot`: queued, or spooled now.  `saved` is the
- * chain before sealing, restored when the entry goes nowhere (a sealed
- * entry that never reaches the stream would read as a deletion).
- */
-int
-ca_aw_submit(ca_aw *aw, size_t slot, ca_entry *e, const ca_chain *saved,
-             int online, void *owner, ca_aw_job **out)
-{
-    ca_aw_job  *job;
-
-    job = ca_aw_job_new(e->n, e->name, e->value, e->len, 0, 0);
-    if (job == NULL) {
-        aw->lanes[slot].chain = *saved;
-        return CA_AW_LOST;
-    }
-    job->kind = CA_AW_KIND_ENTRY;
-    job->slot = slot;
-    job->owner = owner;
-    if (slot == 0 && aw->gap0) {
-        job->after_gap = 1;
-        aw->gap0 = 0;
-    }
-
-    if (slot == 0 && (!online || ca_aw_spool_pending(aw) || aw->behind)) {
-        if (aw->outstanding0 > 0 || aw->behind) {
-            ca_aw_behind(aw, job);
-            if (out) {
-                *out = job;
-            }
-            return CA_AW_QUEUED;
-        }
-        if (ca_aw_spool_job(aw, job) != 0) {
-            aw->lanes[0].chain = *saved;
-            ca_aw_job_free(job);
-            aw->stats.lost++;
-            return CA_AW_LOST;
-        }
-        ca_aw_job_free(job);
-        return CA_AW_SPOOLED;
-    }
-
-    if (slot != 0) {
-        aw->lanes[slot].busy = 1;
-    } else {
-        aw->outstanding0++;
-    }
-    ca_aw_enqueue(aw, job);
-    if (out) {
-        *out = job;
-    }
-    return CA_AW_QUEUED;
-}
-
-
-int
-ca_aw_final(ca_aw *aw, ca_entry *e, int online, void *owner,
-            ca_aw_job **out)
-{
-    ca_chain  saved = aw->lanes[0].chain;
-
-    if (!online && aw->spool == NULL) {
-        aw->stats.lost++;
-        return CA_AW_LOST;
-    }
-    if (ca_chain_seal(&aw->lanes[0].chain, e) != 0) {
-        aw->lanes[0].chain = saved;
-        ca_aw_log(aw, CA_AW_LOG_ALERT, "audit entry too large");
-        return CA_AW_LOST;
-    }
-    return ca_aw_submit(aw, 0, e, &saved, online, owner, out);
-}
-
-
-int
-ca_aw_discontinuity(ca_aw *aw, ca_entry *e, int online)
-{
-    aw->gap0 = 1;
-    return ca_aw_final(aw, e, online, NULL, NULL);
-}
 
 
 void
@@ -262,23 +43,6 @@ ca_aw_detach(ca_aw_job *job)
 
 
 /* --- entries out ------------------------------------------------------- */
-
-ca_aw_batch *
-ca_aw_batch_new(size_t n)
-{
-    ca_aw_batch  *b = calloc(1, sizeof(ca_aw_batch));
-
-    if (b == NULL) {
-        return NULL;
-    }
-    b->jobs = calloc(n, sizeof(ca_aw_job *));
-    if (b->jobs == NULL) {
-        free(b);
-        return NULL;
-    }
-    return b;
-}
-
 
 ca_aw_cmd *
 ca_aw_flush(ca_aw *aw, int online)

@@ -26,7 +26,7 @@
 #include <openssl/evp.h>
 
 #include "audit.h"
-#include "core/reason.h"
+#include "core/core.h"
 
 #define CA_AW_CHECKS_MAX    64      /* checks of one decision */
 #define CA_AW_VARIANTS_MAX  8       /* allow + distinct refusals */
@@ -128,9 +128,8 @@ ca_aw *ca_aw_new(const ca_aw_conf *conf, char *err, size_t errlen);
  * spool was empty and has been removed. */
 int ca_aw_free(ca_aw *aw);
 
-/* The script's text and its SHA-1 (hex), for SCRIPT LOAD and EVALSHA. */
+/* The script's text, for SCRIPT LOAD and EVALSHA. */
 const char *ca_aw_script(void);
-const char *ca_aw_script_sha(void);
 
 /*
  * A final entry (no chain fields yet): sealed into chain 0.  CA_AW_QUEUED:
@@ -206,10 +205,6 @@ int ca_aw_sync(ca_aw *aw);
  * (not own_pid).  A file holding records of another module version is
  * kept aside as <name>.foreign and logged, never dropped. */
 void ca_aw_adopt_dir(ca_aw *aw, const char *dir, long own_pid);
-/* Appends the records of one spool file to ours.  Number of entries, or
- * -1 (unreadable, ours full: the file is left as it was), or -2 (records
- * this version cannot replay: nothing taken). */
-long ca_aw_adopt(ca_aw *aw, const char *path);
 
 /* Nothing queued, in flight, spooled, or unsigned (with a key). */
 int ca_aw_idle(const ca_aw *aw, int online);

@@ -7,7 +7,7 @@
 #include <unistd.h>
 
 #include "spool.h"
-#include "core/util.h"
+#include "core/core.h"
 
 struct ca_spool {
     int       fd;

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "uscc.h"
+#include "core_testing.h"
 
 /* 31 characters: digits and upper-case letters without I, O, S, V, Z. */
 static const char alphabet[] = "0123456789ABCDEFGHJKLMNPQRTUWXY";

@@ -10,9 +10,6 @@
  * character; upper case only, as the standard writes it. */
 int ca_uscc_valid(const char *s, size_t len);
 
-/* Computes the check character for the first 17 characters; 0 if any of
- * them is outside the alphabet. */
-char ca_uscc_check_char(const char *s17);
 
 /*
  * Why s (len bytes) is not a USCC, in words for a person, into buf: "has

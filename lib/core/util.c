@@ -337,6 +337,27 @@ ca_resp_format(char *out, int argc, const char **argv, const size_t *lens)
     return (size_t) (p - out);
 }
 
+int
+ca_u64_parse(const char *s, size_t len, uint64_t *out)
+{
+    uint64_t n = 0;
+
+    if (len == 0 || len > 20 || (len > 1 && s[0] == '0')) {
+        return -1;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (s[i] < '0' || s[i] > '9') {
+            return -1;
+        }
+        if (n > (UINT64_MAX - (uint64_t) (s[i] - '0')) / 10) {
+            return -1;
+        }
+        n = n * 10 + (uint64_t) (s[i] - '0');
+    }
+    *out = n;
+    return 0;
+}
+
 /* A script call carries a length for each of its hundreds of arguments,
  * a bucket two bounds: eight digits per 64-bit division, then halves of
  * halves, so that the divisions of one number do not each wait for the

@@ -6,6 +6,10 @@
 #include <stdint.h>
 #include <jansson.h>
 
+/* Engine-internal functions: called directly within the module, not
+ * through its symbol table. */
+#define CA_INTERNAL __attribute__((visibility("hidden")))
+
 /*
  * A configuration or input error, formatted "file: json.path: reason" so that
  * nginx -t and the command-line tools print the same line.
@@ -68,6 +72,10 @@ size_t ca_resp_format(char *out, int argc, const char **argv,
 
 /* Decimal digits of v and a NUL; out needs 21 bytes.  Returns the length. */
 size_t ca_u64_str(uint64_t v, char *out);
+/* Its inverse, strict: canonical decimal as the gateway prints it (no
+ * sign, no leading zero, no overflow), so that two different stored
+ * spellings never read as one value.  0 or -1. */
+int ca_u64_parse(const char *s, size_t len, uint64_t *out);
 
 /* Reads a whole file (bounded at max bytes); caller frees. */
 char *ca_read_file(const char *file, size_t max, size_t *len, ca_error *err);

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "decnum.h"
-#include "core/util.h"
+#include "core/core.h"
 
 
 int

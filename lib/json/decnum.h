@@ -11,12 +11,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "core/core.h"
+
 /* Exponents are read saturating here: far beyond any double either way. */
 #define CA_DEC_EXP_SAT 1000000000LL
 
-/* Engine-internal functions: called directly within the module, not
- * through its symbol table. */
-#define CA_INTERNAL __attribute__((visibility("hidden")))
 
 typedef struct {
     const char *tok;            /* the token as written */

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <string.h>
 
-#include "core/bytescan.h"
+#include "core/core.h"
 #include "decnum.h"
 
 /* Length of the well-formed UTF-8 sequence at u, or 0 (overlong forms,

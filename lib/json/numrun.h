@@ -5,7 +5,7 @@
 #ifndef CA_NUMRUN_H
 #define CA_NUMRUN_H
 
-#include "core/bytescan.h"
+#include "core/core.h"
 #include "decnum.h"
 
 /*

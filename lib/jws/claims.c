@@ -2,14 +2,16 @@
  * The claims of a consent token (SPEC §3): their form, read once into a
  * flat ca_claims, then checked against the clock and against the request.
  * The gateway and the tools (credit-policy explain, credit-consent sign)
- * run these same checks.  Details name the rule that failed, never a byte
- * of the token: they end up in problem+json bodies and logs.
+ * run these same checks; ca_token_verify() and the withdrawals' verifiers
+ * (token.c's JWS, then these claims) are here too.  Details name the rule
+ * that failed, never a byte of the token: they end up in problem+json
+ * bodies and logs.
  */
 #include <stdio.h>
 #include <string.h>
 
 #include "token.h"
-#include "core/uscc.h"
+#include "core/core.h"
 
 /* A non-empty array of codes (or, if one_ok, a single code string). */
 static int
@@ -311,6 +313,27 @@ ca_claims_check_request(const ca_claims *c, const ca_request_facts *f,
                          "cnf x5t#S256 does not match the client certificate");
     }
     return CA_OK;
+}
+
+
+/* --- consent tokens --------------------------------------------------- */
+
+static ca_reason
+consent_claims(json_t *payload, const ca_key *key,
+               const ca_token_rules *rules, ca_claims *c, char *detail,
+               size_t detail_len)
+{
+    return ca_claims_parse(payload, key->uscc, rules, c, detail, detail_len);
+}
+
+
+ca_reason
+ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
+                const ca_token_rules *rules, ca_claims *claims,
+                char *detail, size_t detail_len)
+{
+    return ca_jws_verify(token, len, "consent+jwt", ks, rules,
+                         consent_claims, claims, detail, detail_len);
 }
 
 

@@ -2,7 +2,8 @@
  * JWK (RFC 7517, 7518, 8037) to and from OpenSSL keys: the RSA, P-256,
  * SM2 and Ed25519 public keys a registry may hold.  Every coordinate is
  * decoded at its exact size and every key checked before use; which JWK
- * is acceptable at all (kid, uscc, pinned alg) is keys.c's to say.
+ * is acceptable at all (kid, uscc, pinned alg) is keys.c's to say.  The
+ * algorithms' names are here too: the lowest file of jws/.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,43 @@
 #include <openssl/param_build.h>
 
 #include "keys.h"
+
+/* The JOSE names of the algorithms a key may be pinned to (RFC 7518). */
+static const struct {
+    const char *name;
+    ca_alg      alg;
+} alg_names[] = {
+    {"ES256", CA_ALG_ES256},
+    {"RS256", CA_ALG_RS256},
+    {"PS256", CA_ALG_PS256},
+    {"EdDSA", CA_ALG_EDDSA},
+    {"SM2",   CA_ALG_SM2},
+};
+
+ca_alg
+ca_alg_from_name(const char *name)
+{
+    if (name == NULL) {
+        return CA_ALG_NONE;
+    }
+    for (size_t i = 0; i < sizeof(alg_names) / sizeof(alg_names[0]); i++) {
+        if (strcmp(name, alg_names[i].name) == 0) {
+            return alg_names[i].alg;
+        }
+    }
+    return CA_ALG_NONE;
+}
+
+const char *
+ca_alg_name(ca_alg alg)
+{
+    for (size_t i = 0; i < sizeof(alg_names) / sizeof(alg_names[0]); i++) {
+        if (alg_names[i].alg == alg) {
+            return alg_names[i].name;
+        }
+    }
+    return "none";
+}
 
 /* Largest coordinate or modulus we decode: 8192-bit RSA. */
 #define KEY_BYTES_MAX 1024

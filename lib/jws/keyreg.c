@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "keyreg.h"
-#include "core/uscc.h"
+#include "core/core.h"
 
 int
 ca_keyreg_name(const char *kid, size_t len, char *out)

@@ -15,43 +15,7 @@
 #include <openssl/pem.h>
 
 #include "keys.h"
-#include "core/uscc.h"
-
-static const struct {
-    const char *name;
-    ca_alg      alg;
-} alg_names[] = {
-    {"ES256", CA_ALG_ES256},
-    {"RS256", CA_ALG_RS256},
-    {"PS256", CA_ALG_PS256},
-    {"EdDSA", CA_ALG_EDDSA},
-    {"SM2",   CA_ALG_SM2},
-};
-
-ca_alg
-ca_alg_from_name(const char *name)
-{
-    if (name == NULL) {
-        return CA_ALG_NONE;
-    }
-    for (size_t i = 0; i < sizeof(alg_names) / sizeof(alg_names[0]); i++) {
-        if (strcmp(name, alg_names[i].name) == 0) {
-            return alg_names[i].alg;
-        }
-    }
-    return CA_ALG_NONE;
-}
-
-const char *
-ca_alg_name(ca_alg alg)
-{
-    for (size_t i = 0; i < sizeof(alg_names) / sizeof(alg_names[0]); i++) {
-        if (alg_names[i].alg == alg) {
-            return alg_names[i].name;
-        }
-    }
-    return "none";
-}
+#include "core/core.h"
 
 static char *
 pkey_to_pem(EVP_PKEY *pkey, size_t *len)

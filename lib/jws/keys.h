@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <openssl/evp.h>
 
-#include "core/util.h"
+#include "core/core.h"
 
 typedef enum {
     CA_ALG_NONE  = 0,

@@ -1,10 +1,12 @@
 /*
- * Consent tokens: compact JWS verified per RFC 8725.
+ * Compact JWS verified per RFC 8725, for any typ: consent tokens and
+ * withdrawals alike (their claims, and the typ each expects: claims.c,
+ * which calls this file, never the other way round).
  *
  * The header is trusted for nothing but naming the key: the key's pinned
  * alg decides how the signature is checked (signature.c), and a header
- * that disagrees is refused before any cryptography runs.  Every claim is
- * then checked (claims.c).
+ * that disagrees is refused before any cryptography runs.  The claims are
+ * then checked by the callback the caller gave.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -217,23 +219,4 @@ done:
     free(pbuf);
     free(sbuf);
     return r;
-}
-
-
-static ca_reason
-consent_claims(json_t *payload, const ca_key *key,
-               const ca_token_rules *rules, ca_claims *c, char *detail,
-               size_t detail_len)
-{
-    return ca_claims_parse(payload, key->uscc, rules, c, detail, detail_len);
-}
-
-
-ca_reason
-ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
-                const ca_token_rules *rules, ca_claims *claims,
-                char *detail, size_t detail_len)
-{
-    return ca_jws_verify(token, len, "consent+jwt", ks, rules,
-                         consent_claims, claims, detail, detail_len);
 }

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #include "keys.h"
-#include "core/reason.h"
+#include "core/core.h"
 
 #define CA_TOKEN_MAX      16384     /* bytes of compact JWS we accept */
 #define CA_LIST_MAX       16        /* entries of aud, purposes, categories */

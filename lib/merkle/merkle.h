@@ -81,4 +81,9 @@ int ca_mk_verify_consistency(uint64_t m, uint64_t n,
                              const unsigned char root_n[32],
                              const ca_mk_hash *proof, size_t np);
 
+/* the rest of the component's public interface: signed notes and
+ * checkpoints, and the statement's rows */
+#include "note.h"
+#include "stmtrow.h"
+
 #endif

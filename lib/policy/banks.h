@@ -4,8 +4,8 @@
 
 #include <stddef.h>
 
-#include "jws/token.h"
-#include "core/util.h"
+#include "jws/jws.h"
+#include "core/core.h"
 
 typedef struct {
     char            code[CA_CODE_MAX + 1];

@@ -21,7 +21,7 @@
 #include <string.h>
 
 #include "filter.h"
-#include "json/jsonscan.h"
+#include "json/json.h"
 #include "treat.h"
 
 #define TRACE_PATH_MAX 1024

@@ -68,12 +68,4 @@ char *ca_filter_text(const ca_category *c, const char *in, size_t len,
 json_t *ca_filter_apply(const ca_category *c, json_t *doc,
                         const ca_filter_opts *opts, ca_filter_report *rep);
 
-/* Applies one treatment.  Returns a new reference, or NULL when the value
- * cannot take the treatment (it is then withheld: fail closed). */
-json_t *ca_treat_apply(const ca_treatment *t, json_t *value,
-                       const ca_filter_opts *opts);
-
-/* mask:L,R on a UTF-8 string, by code points. NULL if not valid UTF-8. */
-char *ca_mask_utf8(const char *s, size_t len, unsigned lead, unsigned trail);
-
 #endif

@@ -8,8 +8,8 @@
 
 #include <stddef.h>
 
-#include "jws/token.h"
-#include "core/util.h"
+#include "jws/jws.h"
+#include "core/core.h"
 
 typedef enum {
     CA_TREAT_KEEP = 0,
@@ -177,5 +177,15 @@ const char *ca_class_name(ca_class cls);
 /* Writes a treatment as the policy spells it ("mask:6,4", a bucket's width
  * as written); returns what snprintf returns. */
 int ca_treatment_format(const ca_treatment *t, char *buf, size_t len);
+
+/*
+ * policy/policy.h is the component's public header: the rest of policy/'s
+ * public API comes with it.  Internal: policy_int.h, treat.h,
+ * policy_testing.h.
+ */
+#include "banks.h"
+#include "checks.h"
+#include "filter.h"
+#include "policylint.h"
 
 #endif

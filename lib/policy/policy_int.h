@@ -1,6 +1,7 @@
 /*
- * What the policy loader's files share (lib/policy/policy.c, policycat.c,
- * policytree.c, policyroute.c); engine-internal, not part of policy.h.
+ * What the policy loader's files share (lib/policy/policy.c, policyparse.c,
+ * policycat.c, policynames.c, policytree.c, policyroute.c); engine-internal,
+ * not part of policy.h.
  */
 #ifndef CA_POLICY_INT_H
 #define CA_POLICY_INT_H
@@ -10,7 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "json/decnum.h"          /* CA_INTERNAL */
+#include "json/json.h"
 #include "policy.h"
 
 #define JPATH_MAX          512
@@ -111,7 +112,10 @@ dupn(const char *s, size_t n)
     return d;
 }
 
-/* policy.c */
+/* policyparse.c */
+CA_INTERNAL int ca_pol_printable_text(json_t *v, int newlines);
+CA_INTERNAL int ca_pol_is_code(const char *s, size_t len);
+CA_INTERNAL int ca_pol_find_str(char **list, size_t n, const char *s);
 CA_INTERNAL int ca_pol_only_members(ctx_t *cx, const char *jp, json_t *obj,
                                     const char *const *names);
 CA_INTERNAL int ca_pol_parse_description(ctx_t *cx, const char *jp,

@@ -124,29 +124,3 @@ ca_pol_free_names(ca_policy *p)
         free(p->categories[i].label_zh);
     }
 }
-
-const char *
-ca_policy_purpose_name(const ca_policy *p, const char *code, int zh)
-{
-    for (size_t i = 0; p != NULL && code != NULL && i < p->n_purposes; i++) {
-        if (strcmp(p->purposes[i], code) == 0) {
-            char **names = zh ? p->purpose_name_zh : p->purpose_name;
-
-            return names != NULL ? names[i] : NULL;
-        }
-    }
-    return NULL;
-}
-
-const char *
-ca_policy_category_name(const ca_policy *p, const char *code, int zh)
-{
-    const ca_category *c;
-
-    if (p == NULL || code == NULL
-        || (c = ca_policy_find_category(p, code)) == NULL)
-    {
-        return NULL;
-    }
-    return zh ? c->label_zh : c->label;
-}

@@ -7,7 +7,7 @@
 
 #include "policy.h"
 #include "policy_int.h"
-#include "core/uscc.h"
+#include "core/core.h"
 
 #define ROUTE_MAX          1024
 #define ROUTE_SEGS_MAX     32

@@ -12,6 +12,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
+#include "policy_testing.h"
 #include "treat.h"
 
 /* ---- numbers as text ----------------------------------------------------- */

@@ -1,14 +1,14 @@
 /*
  * Field treatments on scalars (engine-internal): the walk in filter.c
  * hands over a decoded string or a number token, never a parsed document.
- * The public entry points (ca_treat_apply, ca_mask_utf8) are in filter.h.
+ * The tests' entry points on parsed values (ca_treat_apply, ca_mask_utf8)
+ * are in policy_testing.h.
  */
 #ifndef CA_TREAT_H
 #define CA_TREAT_H
 
-#include "json/decnum.h"
+#include "json/json.h"
 #include "filter.h"
-#include "json/jsonscan.h"
 
 typedef enum {
     CA_SCALAR_OTHER = 0,            /* true, false, null */

@@ -1,6 +1,6 @@
 /* GET, bounded in Redis (see redisget.h). */
 #include "redisget.h"
-#include "core/util.h"
+#include "core/core.h"
 
 static const char  ca_redis_get_lua[] =
     "local n = redis.call('STRLEN', KEYS[1])\n"

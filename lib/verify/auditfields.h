@@ -11,7 +11,7 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include "audit/auditschema.h"
+#include "audit/audit.h"
 
 enum { F_EVENT, F_CHAIN, F_SEQ, F_PREV, F_COVERS, F_HEAD, F_HEADS, F_SIG,
        F_N };

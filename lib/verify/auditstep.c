@@ -15,11 +15,9 @@
 #include <sys/types.h>
 
 #include "audit/audit.h"
-#include "audit/auditckpt.h"
-#include "audit/auditschema.h"
 #include "auditfields.h"
 #include "auditstep_int.h"
-#include "core/util.h"
+#include "core/core.h"
 
 static const unsigned char zero32[32];
 
@@ -121,7 +119,7 @@ check_checkpoint(ca_as *v, as_chain *c, const ca_vfields *f, uint64_t seq,
     int             ok = 0, k;
 
     if (!(HAS(f, F_COVERS) && HAS(f, F_HEAD) && HAS(f, F_SIG)
-          && ca_ckpt_parse_u64(VAL(f, F_COVERS), &covers) == 0
+          && ca_u64_parse(VAL(f, F_COVERS), &covers) == 0
           && ca_ckpt_parse_hash(VAL(f, F_HEAD), head) == 0
           && (hv == NULL || (nheads = ca_ckpt_heads_parse(
                                  hv, hl, heads, CA_CKPT_HEADS_MAX)) >= 0)))
@@ -250,7 +248,7 @@ ca_as_add(ca_as *v, const char *id, uint64_t ord, size_t nfields,
 
     if (!(HAS(&f, F_CHAIN) && f.lens[f.at[F_CHAIN]] > 0
           && ca_audit_column_fits(CA_F_CHAIN, VAL(&f, F_CHAIN))
-          && HAS(&f, F_SEQ) && ca_ckpt_parse_u64(VAL(&f, F_SEQ), &seq) == 0
+          && HAS(&f, F_SEQ) && ca_u64_parse(VAL(&f, F_SEQ), &seq) == 0
           && seq > 0 && HAS(&f, F_PREV)
           && ca_ckpt_parse_hash(VAL(&f, F_PREV), prev) == 0
           && f.nhash == 1

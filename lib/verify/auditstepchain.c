@@ -11,7 +11,7 @@
 #include <openssl/x509.h>
 
 #include "auditstep_int.h"
-#include "core/util.h"
+#include "core/core.h"
 
 int
 ca_as_key_id(EVP_PKEY *key, unsigned char out[32])

@@ -13,23 +13,21 @@
  * checkpoints add a fourth across chains: the heads a checkpoint lists
  * must be in the stream (auditheads.c).
  *
- * This file reads entries into small records; auditclassify.c classifies
- * each chain.  It reads only the fields of chaining and signing (by their
+ * This file reads entries into small records (into the chains of
+ * auditchains.c); auditclassify.c classifies each chain.  It reads only the fields of chaining and signing (by their
  * names in lib/audit/auditschema.h) and hashes every field as stored, so
  * entries of every schema version (`v` 1 before verifications listed their
  * checks, 2 since) verify alike, side by side in one stream.
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/types.h>
 
 #include "audit/audit.h"
-#include "audit/auditschema.h"
 #include "auditfields.h"
 #include "auditverify_int.h"
-#include "core/util.h"
+#include "core/core.h"
 
 const char *
 ca_av_kind_name(ca_av_kind k)
@@ -58,109 +56,6 @@ ca_av_new(EVP_PKEY *pub)
         return NULL;
     }
     return v;
-}
-
-static int
-rehash(ca_av *v)
-{
-    size_t  n = v->nslots * 2;
-    size_t *s = calloc(n, sizeof(size_t));
-
-    if (s == NULL) {
-        return -1;
-    }
-    for (size_t i = 0; i < v->nchains; i++) {
-        const char *name = v->chains[i]->pub.chain;
-        size_t      j = ca_fnv1a(name, strlen(name)) & (n - 1);
-
-        while (s[j]) {
-            j = (j + 1) & (n - 1);
-        }
-        s[j] = i + 1;
-    }
-    free(v->slots);
-    v->slots = s;
-    v->nslots = n;
-    return 0;
-}
-
-/* Chain names come from the stream and may hold any byte; a NUL would end
- * the name early, so such a name is a chain of its own that no gateway
- * writes ("" plus the NUL-free prefix is never ambiguous with a real id,
- * whose entries then fail their checks). */
-av_chain *
-ca_av_chain_get(ca_av *v, const char *name, size_t len, int create)
-{
-    size_t    j;
-    av_chain *c;
-
-    if (len != strnlen(name, len)) {
-        len = strnlen(name, len);
-    }
-    j = ca_fnv1a(name, len) & (v->nslots - 1);
-    while (v->slots[j]) {
-        c = v->chains[v->slots[j] - 1];
-        if (strlen(c->pub.chain) == len
-            && memcmp(c->pub.chain, name, len) == 0)
-        {
-            return c;
-        }
-        j = (j + 1) & (v->nslots - 1);
-    }
-    if (!create) {
-        return NULL;
-    }
-
-    if (v->nchains == v->ccap) {
-        size_t     ncap = v->ccap ? v->ccap * 2 : 8;
-        av_chain **nc = realloc(v->chains, ncap * sizeof(*nc));
-
-        if (nc == NULL) {
-            return NULL;
-        }
-        v->chains = nc;
-        v->ccap = ncap;
-    }
-    c = calloc(1, sizeof(*c));
-    if (c == NULL || (c->pub.chain = malloc(len + 1)) == NULL) {
-        free(c);
-        return NULL;
-    }
-    memcpy(c->pub.chain, name, len);
-    c->pub.chain[len] = '\0';
-    v->slots[j] = v->nchains + 1;
-    v->chains[v->nchains++] = c;
-    if (v->nchains * 2 > v->nslots && rehash(v) != 0) {
-        return NULL;
-    }
-    return c;
-}
-
-int
-ca_av_report(av_chain *c, ca_av_kind kind, const char *id, uint64_t seq,
-              const char *fmt, ...)
-{
-    va_list        ap;
-    ca_av_finding *f;
-
-    if (c->pub.nfindings == c->fcap) {
-        size_t         ncap = c->fcap ? c->fcap * 2 : 8;
-        ca_av_finding *nf = realloc(c->pub.findings, ncap * sizeof(*nf));
-
-        if (nf == NULL) {
-            return -1;
-        }
-        c->pub.findings = nf;
-        c->fcap = ncap;
-    }
-    f = &c->pub.findings[c->pub.nfindings++];
-    f->kind = kind;
-    snprintf(f->id, sizeof(f->id), "%s", id);
-    f->seq = seq;
-    va_start(ap, fmt);
-    vsnprintf(f->detail, sizeof(f->detail), fmt, ap);
-    va_end(ap);
-    return 0;
 }
 
 /* A name with a NUL inside is not one the gateway writes (its names are
@@ -231,7 +126,7 @@ read_checkpoint(const ca_av *v, av_chain *c, av_rec *r, const ca_vfields *f)
 
     if (!(r->well_formed && HAS(f, F_COVERS) && HAS(f, F_HEAD)
           && HAS(f, F_SIG)
-          && ca_ckpt_parse_u64(VAL(f, F_COVERS), &r->covers) == 0
+          && ca_u64_parse(VAL(f, F_COVERS), &r->covers) == 0
           && ca_ckpt_parse_hash(VAL(f, F_HEAD), r->head) == 0))
     {
         return 0;
@@ -287,7 +182,7 @@ ca_av_add(ca_av *v, const char *id, size_t nfields,
 
     r.well_formed = HAS(&f, F_CHAIN) && f.lens[f.at[F_CHAIN]] > 0
         && HAS(&f, F_SEQ)
-        && ca_ckpt_parse_u64(VAL(&f, F_SEQ), &r.seq) == 0
+        && ca_u64_parse(VAL(&f, F_SEQ), &r.seq) == 0
         && r.seq > 0
         && HAS(&f, F_PREV)
         && ca_ckpt_parse_hash(VAL(&f, F_PREV), r.prev) == 0

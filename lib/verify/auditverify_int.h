@@ -6,7 +6,7 @@
 #ifndef CA_AUDITVERIFY_INT_H
 #define CA_AUDITVERIFY_INT_H
 
-#include "audit/auditckpt.h"
+#include "audit/audit.h"
 #include "auditverify.h"
 
 typedef struct {
@@ -70,6 +70,7 @@ struct ca_av_s {
     size_t          heads_checked, heads_missing;
 };
 
+/* auditchains.c: a finding against c; the chain of a name */
 int ca_av_report(av_chain *c, ca_av_kind kind, const char *id,
                   uint64_t seq, const char *fmt, ...)
     __attribute__((format(printf, 5, 6)));

@@ -7,6 +7,7 @@
 #include "fuzz.h"
 #include "core/pii.h"
 #include "core/uscc.h"
+#include "core/core_testing.h"
 
 static ca_policy *shipped;
 

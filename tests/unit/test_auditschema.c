@@ -17,6 +17,7 @@
 #include <openssl/evp.h>
 
 #include "audit/audit.h"
+#include "audit/audit_testing.h"
 #include "audit/auditckpt.h"
 #include "audit/auditschema.h"
 #include "core/util.h"

@@ -22,6 +22,7 @@
 #include <openssl/evp.h>
 
 #include "audit/audit.h"
+#include "audit/audit_testing.h"
 #include "verify/auditverify.h"
 #include "audit/auditwriter.h"
 #include "audit/spool.h"

@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "policy/filter.h"
+#include "policy/policy_testing.h"
 
 static const char policy_text[] =
     "{\"version\":\"t\",\"purposes\":[\"loan\"],"

@@ -20,6 +20,7 @@
 #include "jws/keys.h"
 #include "jws/token.h"
 #include "core/uscc.h"
+#include "core/core_testing.h"
 
 #define USCC  "91350100M000100Y43"
 #define NOW   1800000000LL

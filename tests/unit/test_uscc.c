@@ -8,6 +8,7 @@
 #include <cmocka.h>
 
 #include "core/uscc.h"
+#include "core/core_testing.h"
 
 static int
 valid(const char *s)
