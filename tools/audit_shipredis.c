@@ -209,6 +209,7 @@ shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
                int block)
 {
     redisReply *r;
+    int         rc;
 
     if (claiming[0] != '\0') {
         /* whatever any consumer read and did not acknowledge: this
@@ -230,7 +231,10 @@ shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
         if (claiming[0] == '\0' && forget_consumers(s) != 0) {
             return -1;
         }
-        return take_entries(b, r->element[1]);
+        ship_clock(s, SP_READ);
+        rc = take_entries(b, r->element[1]);
+        ship_clock(s, SP_PARSE);
+        return rc;
     }
     if (block) {
         r = redisCommand(s->rc, "XREADGROUP GROUP %s %s COUNT %ld BLOCK %ld "
@@ -256,7 +260,10 @@ shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
     {
         return failed(s, NULL, "XREADGROUP: malformed reply");
     }
-    return take_entries(b, r->element[0]->element[1]);
+    ship_clock(s, SP_READ);
+    rc = take_entries(b, r->element[0]->element[1]);
+    ship_clock(s, SP_PARSE);
+    return rc;
 }
 
 int
