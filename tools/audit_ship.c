@@ -178,8 +178,13 @@ connect_all(ship *s)
             return -2;
         }
     }
-    if (s->rc == NULL && (s->rc = tool_redis_open(&s->co.redis)) == NULL) {
-        return -1;
+    if (s->rc == NULL) {
+        if ((s->rc = tool_redis_open(&s->co.redis)) == NULL) {
+            return -1;
+        }
+        /* a batch's reply is megabytes: keep the read buffer between
+         * replies rather than free and grow it again each time */
+        s->rc->reader->maxbuf = 0;
     }
     return 0;
 }

@@ -30,9 +30,11 @@ typedef struct {
     int64_t     ms;             /* entry_time */
 } ship_entry;
 
+typedef struct ship_arena ship_arena;
+
 typedef struct {
-    redisReply *reply[4];       /* the replies the entries point into */
-    size_t      nreply;
+    ship_arena *arena;          /* the replies the entries point into,
+                                   built in it (audit_shipredis.c) */
     ship_entry *items;
     size_t      n, cap;
 } ship_batch;
