@@ -6,6 +6,7 @@
  *   audit_ship.c         the command: options, active or standby, retries
  *   audit_shipbatch.c    a batch: verify, stage, commit (one transaction)
  *   audit_shipcopy.c     the entries' rows in COPY's binary format
+ *   audit_shiparena.c    a batch's Redis reply in one allocation arena
  *   audit_shipredis.c    the consumer group, trimming, the published lag
  *   audit_shipmetrics.c  Prometheus text file
  */
@@ -144,6 +145,12 @@ int shipredis_trim(ship *s);
 /* Only the lag, the stream's length and the published state (the
  * archive is away: nothing is trimmed).  0 or -1. */
 int shipredis_lag(ship *s);
+
+/* audit_shiparena.c */
+/* A command whose reply is built in b's arena (never freeReplyObject it:
+ * batch_free frees the arena); NULL as redisCommand. */
+redisReply *shiparena_command(ship *s, ship_batch *b, const char *fmt, ...);
+void shiparena_free(ship_arena *a);
 
 /* audit_shipcopy.c: the entries' rows, COPY's binary format */
 void shipcopy_header(sbuf *b);

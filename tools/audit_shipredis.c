@@ -35,156 +35,6 @@ ship_log(const char *fmt, ...)
     fputc('\n', stderr);
 }
 
-/* ---- a batch's reply, in one arena ---------------------------------------------- */
-
-/* hiredis makes two allocations per field name and value, and frees them
- * one by one: a quarter of the shipper's time went to malloc and free.
- * A batch's reply is built in large blocks instead, freed with the batch
- * (its entries point into it until then). */
-struct ship_arena {
-    ship_arena *next;
-    size_t      used, cap;
-    char        data[];
-};
-
-#define ARENA_BLOCK (4u << 20)
-
-static void *
-arena_alloc(ship_arena **a, size_t n)
-{
-    void *p;
-
-    n = (n + 15) & ~(size_t) 15;
-    if (*a == NULL || (*a)->cap - (*a)->used < n) {
-        size_t      cap = n > ARENA_BLOCK ? n : ARENA_BLOCK;
-        ship_arena *b = malloc(sizeof(*b) + cap);
-
-        if (b == NULL) {
-            return NULL;
-        }
-        b->next = *a;
-        b->used = 0;
-        b->cap = cap;
-        *a = b;
-    }
-    p = (*a)->data + (*a)->used;
-    (*a)->used += n;
-    return p;
-}
-
-static void
-arena_free(ship_arena *a)
-{
-    while (a != NULL) {
-        ship_arena *next = a->next;
-
-        free(a);
-        a = next;
-    }
-}
-
-static redisReply *
-arena_reply(const redisReadTask *t, int type)
-{
-    redisReply *r = arena_alloc(t->privdata, sizeof(*r));
-
-    if (r == NULL) {
-        return NULL;
-    }
-    memset(r, 0, sizeof(*r));
-    r->type = type;
-    if (t->parent != NULL) {
-        redisReply *p = t->parent->obj;
-
-        p->element[t->idx] = r;
-    }
-    return r;
-}
-
-static void *
-arena_string(const redisReadTask *t, char *str, size_t len)
-{
-    redisReply *r = arena_reply(t, t->type);
-    char       *p = r ? arena_alloc(t->privdata, len + 1) : NULL;
-
-    if (p == NULL) {
-        return NULL;
-    }
-    memcpy(p, str, len);
-    p[len] = '\0';
-    r->str = p;
-    r->len = len;
-    return r;
-}
-
-static void *
-arena_array(const redisReadTask *t, int n)
-{
-    redisReply *r = arena_reply(t, REDIS_REPLY_ARRAY);
-
-    if (r != NULL && n > 0) {
-        r->element = arena_alloc(t->privdata, (size_t) n * sizeof(*r->element));
-        if (r->element == NULL) {
-            return NULL;
-        }
-        memset(r->element, 0, (size_t) n * sizeof(*r->element));
-        r->elements = (size_t) n;
-    }
-    return r;
-}
-
-static void *
-arena_integer(const redisReadTask *t, long long v)
-{
-    redisReply *r = arena_reply(t, REDIS_REPLY_INTEGER);
-
-    if (r != NULL) {
-        r->integer = v;
-    }
-    return r;
-}
-
-static void *
-arena_nil(const redisReadTask *t)
-{
-    return arena_reply(t, REDIS_REPLY_NIL);
-}
-
-static void
-arena_object_free(void *o)
-{
-    (void) o;                   /* freed with the batch */
-}
-
-static redisReplyObjectFunctions arena_fns = {
-    arena_string, arena_array, arena_integer, arena_nil, arena_object_free
-};
-
-/* A command whose reply is built in b's arena (never freeReplyObject:
- * batch_free frees it); NULL as redisCommand. */
-static redisReply *
-batch_command(ship *s, ship_batch *b, const char *fmt, ...)
-{
-    redisReader               *rd = s->rc->reader;
-    redisReplyObjectFunctions *fn = rd->fn;
-    void                      *pd = rd->privdata;
-    redisReply                *r;
-    va_list                    ap;
-
-    rd->fn = &arena_fns;
-    rd->privdata = &b->arena;
-    va_start(ap, fmt);
-    r = redisvCommand(s->rc, fmt, ap);
-    va_end(ap);
-    if (r == NULL) {
-        /* a reply cut short is in the arena: not for hiredis to free */
-        rd->reply = NULL;
-    }
-    rd->fn = fn;
-    rd->privdata = pd;
-    return r;
-}
-
 /* ---- batches ----------------------------------------------------------------- */
 
 void
@@ -193,7 +43,7 @@ batch_free(ship_batch *b)
     for (size_t i = 0; i < b->n; i++) {
         free((void *) b->items[i].e.name);
     }
-    arena_free(b->arena);
+    shiparena_free(b->arena);
     free(b->items);
     memset(b, 0, sizeof(*b));
 }
@@ -372,7 +222,7 @@ shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
          * shipper holds the stream's lock, so its reader is gone (or is
          * this very process, before a failure); in id order, before
          * anything new */
-        r = batch_command(s, b, "XAUTOCLAIM %s %s %s 0 %s COUNT %ld",
+        r = shiparena_command(s, b, "XAUTOCLAIM %s %s %s 0 %s COUNT %ld",
                           s->co.stream, s->group, s->consumer, claiming,
                           s->batch);
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 2
@@ -392,11 +242,11 @@ shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
         return rc;
     }
     if (block) {
-        r = batch_command(s, b, "XREADGROUP GROUP %s %s COUNT %ld BLOCK %ld "
+        r = shiparena_command(s, b, "XREADGROUP GROUP %s %s COUNT %ld BLOCK %ld "
                           "STREAMS %s >", s->group, s->consumer, s->batch,
                           s->block_ms, s->co.stream);
     } else {
-        r = batch_command(s, b, "XREADGROUP GROUP %s %s COUNT %ld STREAMS "
+        r = shiparena_command(s, b, "XREADGROUP GROUP %s %s COUNT %ld STREAMS "
                           "%s >", s->group, s->consumer, s->batch,
                           s->co.stream);
     }
