@@ -397,7 +397,7 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
     PGresult     *r;
     ca_as_io      io = {cb_load, cb_lookup, s};
     const char   *q[1] = {num[0]};
-    int           rc;
+    int           rc, sent;
 
     ship_clock(s, -1);
     if (pg_exec(s->pg, "BEGIN") != 0) {
@@ -434,20 +434,18 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         goto rollback;
     }
     ship_clock(s, SP_STATE);
-    if (send_rows(s, b) != 0) {
-        pg_copy_result(s->pg, COPY_ENTRIES);
-        goto rollback;
-    }
+    sent = send_rows(s, b) == 0;
     ship_clock(s, SP_ENCODE);
     /* while the server inserts the tail of the rows: the next batch from
      * Redis (it is only delivered: acknowledged after its own commit) */
-    if (meanwhile != NULL) {
+    if (sent && meanwhile != NULL) {
         meanwhile(s, data);
         ship_clock(s, SP_READ);
     }
-    if (pg_copy_result(s->pg, COPY_ENTRIES) != 0) {
-        /* a row the unique keys refuse: the state was stale after all
-         * (the batch is redone from what is archived); anything else is a
+    if (pg_copy_result(s->pg, COPY_ENTRIES) != 0 || !sent) {
+        /* a row the unique keys refuse (the server may say so while the
+         * rows are still being sent): the state was stale after all (the
+         * batch is redone from what is archived); anything else is a
          * failure */
         if (strcmp(pg_sqlstate(), "23505") == 0) {
             ship_log("the archive already holds some of this batch: "
