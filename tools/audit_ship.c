@@ -9,7 +9,8 @@
  * every entry the group delivered and nobody acknowledged (XAUTOCLAIM), in
  * stream order, then reads new ones.  Each batch is verified and archived
  * in one transaction (audit_shipbatch.c), then acknowledged and trimmed
- * (audit_shipredis.c).  Whatever fails, the shipper drops the connection
+ * (audit_shipredis.c); while the server inserts a batch, the next one is
+ * read (delivered only: acknowledged after its own commit).  Whatever fails, the shipper drops the connection
  * that failed, waits (1 s, doubling to 30 s) and starts over from what the
  * archive says it holds: nothing is trimmed that is not committed, and an
  * entry committed twice is refused by the archive itself.

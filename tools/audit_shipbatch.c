@@ -8,11 +8,14 @@
  *   shipped: roll back, reload, redo (the redone batch skips what is now
  *   archived);
  *   verify each entry not yet archived (lib/verify/auditstep.h) with the
- *   archive order it gets, and write its row: the typed columns, the
- *   verbatim copy;
- *   COPY the rows into the entries: a row a unique key refuses means the
- *   state was stale after all, and the batch rolls back whole (never a
- *   row skipped: that would leave a gap in the archive orders, or drop
+ *   archive order it gets (the verifier may query the archive: before
+ *   the COPY starts);
+ *   COPY the rows into the entries, in the binary format, streamed as
+ *   they are encoded (audit_shipcopy.c: the typed columns, the verbatim
+ *   copy), and while the server inserts the last ones read the next
+ *   batch (the caller's `meanwhile`); a row a unique key refuses means
+ *   the state was stale after all, and the batch rolls back whole (never
+ *   a row skipped: that would leave a gap in the archive orders, or drop
  *   evidence; docs/archive.md says why not ON CONFLICT DO NOTHING);
  *   COPY the findings; upsert the chains' states; move the log and the
  *   stream; COMMIT.
