@@ -43,6 +43,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
 import stack as S  # noqa: E402
+sys.path.insert(0, str(ROOT / "bench"))
+import archive_read  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
     Ed25519PrivateKey)
@@ -384,6 +386,9 @@ def main():
             print(f"\nship: {min(rates):,.0f}-{max(rates):,.0f} entries/s "
                   f"over {a.runs} runs")
         regulator_query(pg, f"bench_{a.runs - 1}", written)
+        # the reading commands on that archive (bench/archive_read.py)
+        archive_read.measure(TOOL, redis, pg, STREAM, pub, ENTERPRISE,
+                             written, db=f"bench_{a.runs - 1}")
         if a.steady > 0:
             steady(a, d, redis, pg, priv, pub)
     finally:

@@ -18,5 +18,6 @@
 #include "audit/auditwriter.h"
 #include "core/pii.h"
 #include "redis/redisinfo.h"
+#include "redis/redisget.h"
 
 #endif

@@ -28,7 +28,8 @@
  *    7 writer keycache pass
  *    8 redis                        Redis I/O: the connection's life
  *    9 redis_check sentinel_watch   connect-time checks, +switch-master
- *   10 redis_cmd sentinel           commands in flight, discovery
+ *   10 redis_cmd redis_wait redis_mem sentinel  commands in flight,
+ *                                  waiters, memory, discovery
  *   11 hiredis
  *   12 ctx zone                     the request's ctx, shared memory
  */
@@ -54,8 +55,36 @@
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_REPLAY_FAILED  4
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_UNEXPECTED  5
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_DISCONTINUITIES  6
-#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  7
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_REFUSED   7   /* -OOM, -NOREPLICAS */
+#define NGX_HTTP_CREDIT_AUTH_AUDIT_COUNTERS  8
 #define NGX_HTTP_CREDIT_AUTH_WRITERS         64
+
+/* Conditions said once in the error log, then counted (…_zone.c): the
+ * status page's `events`. */
+typedef enum {
+    NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN = 0,     /* an attempt failed */
+    NGX_HTTP_CREDIT_AUTH_EV_REDIS_LOADING,      /* refused: loading */
+    NGX_HTTP_CREDIT_AUTH_EV_REDIS_NOT_WRITABLE, /* READONLY, NOREPLICAS */
+    NGX_HTTP_CREDIT_AUTH_EV_WAIT_SHORT,         /* WAIT: too few replicas */
+    NGX_HTTP_CREDIT_AUTH_EV_KID_TWICE,          /* in the file and registry */
+    NGX_HTTP_CREDIT_AUTH_EVENTS
+} ngx_http_credit_auth_event_e;
+
+/* Redis's memory (…_redis_mem.c) */
+#define NGX_HTTP_CREDIT_AUTH_MEM_UNKNOWN   0
+#define NGX_HTTP_CREDIT_AUTH_MEM_OK        1
+#define NGX_HTTP_CREDIT_AUTH_MEM_HIGH      2    /* from 80 % of maxmemory */
+#define NGX_HTTP_CREDIT_AUTH_MEM_FULL      3    /* writes refused (-OOM) */
+#define NGX_HTTP_CREDIT_AUTH_MEM_EVICTING  4    /* a policy that evicts */
+
+typedef struct {
+    ngx_atomic_t                state;
+    ngx_atomic_t                used;           /* used_memory */
+    ngx_atomic_t                max;            /* maxmemory, 0: none */
+    ngx_atomic_t                seen;           /* when, Unix seconds */
+    char                        policy[32];     /* maxmemory-policy */
+} ngx_http_credit_auth_redismem_t;
+
 
 /* Latency histograms: upper bounds in microseconds, then +Inf. */
 #define NGX_HTTP_CREDIT_AUTH_BUCKET_BOUNDS                                   \
@@ -78,6 +107,7 @@ typedef struct {
     uint64_t                    replay_failed;
     uint64_t                    unexpected;
     uint64_t                    discontinuities;
+    uint64_t                    refused;
 } ngx_http_credit_auth_wstate_t;
 
 typedef struct {
@@ -133,6 +163,8 @@ typedef struct {
     ngx_http_credit_auth_wslot_t  writers[NGX_HTTP_CREDIT_AUTH_WRITERS];
     /* platform headers not passed: their value looked personal */
     ngx_atomic_t                pass_dropped;
+    ngx_atomic_t                events[NGX_HTTP_CREDIT_AUTH_EVENTS];
+    ngx_http_credit_auth_redismem_t  redis_mem;
 } ngx_http_credit_auth_shctx_t;
 
 typedef struct {
@@ -226,15 +258,24 @@ struct ngx_http_credit_auth_waiter_s {
 
 #define NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY  0     /* else CA_AW_ACKED etc. */
 
+/* Someone waiting for the worker's Redis connection to be ready, or for
+ * the attempt under way to fail (…_redis.c). */
+typedef struct ngx_http_credit_auth_redis_waiter_s
+    ngx_http_credit_auth_redis_waiter_t;
+
+struct ngx_http_credit_auth_redis_waiter_s {
+    ngx_queue_t                 queue;
+    void                      (*handler)(
+                                    ngx_http_credit_auth_redis_waiter_t *w);
+    unsigned                    queued:1;
+};
+
 /* A request waiting for its decision entry (…_audit.c). */
 typedef struct {
     ngx_http_credit_auth_waiter_t  waiter;
-    ngx_event_t                 wake;           /* runs the phases again */
-    ngx_queue_t                 parked;         /* waiting for Redis */
     ca_reason                   reason;         /* a check's refusal */
     unsigned                    outcome:3;
     unsigned                    done:1;
-    unsigned                    is_parked:1;
     unsigned                    waited:1;       /* parked once already */
     unsigned                    cleanup:1;
 } ngx_http_credit_auth_wait_t;
@@ -270,15 +311,27 @@ typedef struct {
     ca_checks                  *checks;
     ca_checks_tally             tally;          /* their answers */
 
+    /*
+     * Waiting on Redis (…_access.c): the access handler returns NGX_DONE
+     * with the request held once (`held`); whoever ends the wait posts
+     * `wake`, and the access handler, run again by it (or by any event of
+     * the client's connection first), releases the hold when it takes the
+     * answer.  `conn`: parked until the connection is ready or its
+     * attempt failed.
+     */
+    ngx_event_t                 wake;
+    ngx_http_credit_auth_redis_waiter_t  conn;
+    ngx_queue_t                 held_q;         /* …_ctx.c's list */
+    unsigned                    held:1;
+
     ngx_http_credit_auth_wait_t  wait;
 
     /* a registry key being fetched (…_keyreg.c) */
-    ngx_event_t                 key_wake;
     ngx_queue_t                 key_queue;
-    unsigned                    key_waiting:1;
+    unsigned                    key_waiting:1;  /* fetch or connection */
     unsigned                    key_fetched:1;
+    unsigned                    key_parked:1;   /* for the connection */
     unsigned                    key_cleanup:1;
-    unsigned                    key_tries:4;
 
     /* response filter */
     unsigned                    filtering:1;    /* headers held */
@@ -303,6 +356,7 @@ extern ngx_module_t  ngx_http_credit_auth_module;
 
 /* …_access.c: the access phase */
 ngx_int_t ngx_http_credit_auth_access_handler(ngx_http_request_t *r);
+void ngx_http_credit_auth_access_exit(void);
 
 /* …_decide.c: the decision, from the request alone */
 void ngx_http_credit_auth_decide_exit_process(void);
@@ -327,7 +381,17 @@ ngx_int_t ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_find_ctx(
     ngx_http_request_t *r);
-void ngx_http_credit_auth_wake_handler(ngx_event_t *ev);
+/* The wait of a request held by the access handler is over: it runs
+ * again (from a posted event, never inside a Redis callback). */
+void ngx_http_credit_auth_wake(ngx_http_credit_auth_ctx_t *ctx);
+ngx_int_t ngx_http_credit_auth_hold(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+void ngx_http_credit_auth_release(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+/* Released where its answer is taken (Connection: close if exiting). */
+void ngx_http_credit_auth_resume(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx);
+ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_first_held(void);
 
 /* …_response.c: what the gateway answers of its own */
 ngx_int_t ngx_http_credit_auth_send_problem(ngx_http_request_t *r,
@@ -449,22 +513,26 @@ typedef struct {
                                        char *found, size_t len);
 } ngx_http_credit_auth_redis_hooks_t;
 
-/* …_redis_cmd.c: the commands in flight on the connection.  `refused`
- * hears of a -READONLY or -NOREPLICAS answer on `ac`. */
-typedef void (*ngx_http_credit_auth_refused_pt)(void *ac);
+/* …_redis_cmd.c: the commands in flight on the connection.  `answered`
+ * hears of every reply on `ac`: `refusal` "READONLY" or "NOREPLICAS", or
+ * NULL for any other. */
+typedef void (*ngx_http_credit_auth_answered_pt)(void *ac,
+    const char *refusal);
 
 void ngx_http_credit_auth_redis_cmd_init(
     ngx_http_credit_auth_main_conf_t *mcf, ngx_log_t *log,
-    ngx_http_credit_auth_refused_pt refused);
+    ngx_http_credit_auth_answered_pt answered);
 ngx_int_t ngx_http_credit_auth_redis_cmd_send(void *ac, int argc,
     const char **argv, const size_t *argvlen,
     ngx_http_credit_auth_reply_pt handler, void *data);
 ngx_uint_t ngx_http_credit_auth_redis_cmd_inflight(void);
 ngx_uint_t ngx_http_credit_auth_redis_cmd_overdue(void);
 
-/* …_redis_check.c: what a new connection must show before it is used.
- * rc NGX_OK: ready; NGX_DECLINED: not now; NGX_ABORT: never as
- * configured.  Called from inside a hiredis callback. */
+/* …_redis_check.c: what a new connection must show before it is used,
+ * its handshake (AUTH, SELECT, SCRIPT LOAD) first.  rc NGX_OK: ready
+ * (`why`: a warning, or ""); NGX_DECLINED: not now; NGX_ABORT: never as
+ * configured; `why` then says what failed, as a sentence's end ("AUTH
+ * refused: …", "not used: …").  Called from inside a hiredis callback. */
 typedef void (*ngx_http_credit_auth_checked_pt)(void *ac, ngx_int_t rc);
 
 ngx_int_t ngx_http_credit_auth_redis_check_init(ngx_cycle_t *cycle,
@@ -481,7 +549,31 @@ ngx_int_t ngx_http_credit_auth_redis_command(int argc, const char **argv,
     const size_t *argvlen, ngx_http_credit_auth_reply_pt handler,
     void *data);
 ngx_uint_t ngx_http_credit_auth_redis_ready(void);
-ngx_uint_t ngx_http_credit_auth_redis_connecting(void);
+/*
+ * Waits for the connection: NGX_OK, ready now; NGX_AGAIN, an attempt is
+ * under way (started now if only the backoff stood in the way) and
+ * w->handler runs when it ends, ready or not, within connect_timeout
+ * (and the Sentinel lookup); NGX_DECLINED, no attempt to wait for.
+ */
+ngx_int_t ngx_http_credit_auth_redis_wait(
+    ngx_http_credit_auth_redis_waiter_t *w);
+
+/* …_redis_mem.c: Redis's memory and maxmemory-policy, in the zone.
+ * `refused` hears of a connection whose policy came to evict. */
+void ngx_http_credit_auth_redis_mem_init(ngx_log_t *log,
+    ngx_http_credit_auth_answered_pt refused);
+void ngx_http_credit_auth_redis_mem_tick(void *ac);
+void ngx_http_credit_auth_redis_mem_seen(const ca_redisinfo *ri,
+    ngx_log_t *log);
+
+/* …_redis_wait.c: those waiting for the connection */
+void ngx_http_credit_auth_redis_waiters_init(void);
+void ngx_http_credit_auth_redis_waiters_add(
+    ngx_http_credit_auth_redis_waiter_t *w);
+void ngx_http_credit_auth_redis_unwait(
+    ngx_http_credit_auth_redis_waiter_t *w);
+ngx_uint_t ngx_http_credit_auth_redis_waiting(void);
+void ngx_http_credit_auth_redis_waiters_wake(void);
 ngx_uint_t ngx_http_credit_auth_redis_inflight(void);
 /* Why this worker's connection is not ready, or a warning ("": none). */
 const char *ngx_http_credit_auth_redis_why(void);
@@ -494,7 +586,6 @@ ngx_connection_t *ngx_http_credit_auth_redis_attach(void *ac,
 ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
-void ngx_http_credit_auth_audit_redis_changed(void);
 
 /* …_writer.c: the worker's audit writer.  NGX_AGAIN: the waiter is told;
  * NGX_OK: spooled now; NGX_ERROR: neither. */
@@ -540,6 +631,21 @@ void ngx_http_credit_auth_zone_writer(
 uint64_t ngx_http_credit_auth_now_us(void);
 void ngx_http_credit_auth_observe(ngx_uint_t hist, uint64_t us);
 
+/* A condition of this worker, said once: logged at `level` when it is not
+ * the one it said last, counted in the zone's `events` every time. */
+typedef struct {
+    u_char                      said[256];      /* "": nothing said */
+    ngx_uint_t                  times;          /* since it was said */
+} ngx_http_credit_auth_note_t;
+
+void ngx_http_credit_auth_note(ngx_http_credit_auth_note_t *n,
+    ngx_log_t *log, ngx_uint_t level, ngx_uint_t event,
+    const char *fmt, ...);
+/* It is over: said once (notice), if anything was said. */
+void ngx_http_credit_auth_note_over(ngx_http_credit_auth_note_t *n,
+    ngx_log_t *log, const char *what);
+void ngx_http_credit_auth_count_event(ngx_uint_t event);
+
 /* …_cache.c: verified-token cache */
 ngx_int_t ngx_http_credit_auth_cache_get(const u_char sha[32],
     ca_claims *claims);
@@ -572,6 +678,7 @@ char *ngx_http_credit_auth_key_registry(ngx_conf_t *cf, ngx_command_t *cmd,
 ngx_int_t ngx_http_credit_auth_keyreg_init_process(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf);
 void ngx_http_credit_auth_keyreg_exit_process(void);
+void ngx_http_credit_auth_key_abandon(ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_key_find(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, const char *kid, size_t len,
     const ca_key **key, ca_reason *reason);
@@ -595,6 +702,9 @@ ngx_int_t ngx_http_credit_auth_revoke(const char *enterprise,
     const char *jti, const char *by, time_t until,
     ngx_http_credit_auth_revoked_pt done, void *data, void **handle);
 void ngx_http_credit_auth_revoke_detach(void *handle);
+/* The worker stops at once, its Redis connection gone: each caller still
+ * waiting hears its end now (from here, not a posted event). */
+void ngx_http_credit_auth_revoke_exit(void);
 
 /* …_status.c */
 char *ngx_http_credit_auth_status(ngx_conf_t *cf, ngx_command_t *cmd,

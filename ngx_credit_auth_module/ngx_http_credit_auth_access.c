@@ -2,6 +2,13 @@
  * Access phase: the request's way through it.  It decides (…_decide.c),
  * reads a verification's body first, and waits for the decision entry to
  * be acknowledged before the request may go upstream: no audit, no data.
+ *
+ * A wait (for a registry key, for the decision entry, for the Redis
+ * connection) holds the request once: r->main->count++ when the handler
+ * first returns NGX_DONE for it, released only where the answer is taken.
+ * nginx runs this handler again on any write event of the client's
+ * connection, before the answer too: such a run finds the request still
+ * waiting and changes nothing.
  */
 #include "ngx_http_credit_auth.h"
 
@@ -16,6 +23,50 @@ static void ngx_http_credit_auth_body_handler(ngx_http_request_t *r);
 static ngx_int_t ngx_http_credit_auth_start(ngx_http_request_t *r,
     ngx_http_credit_auth_main_conf_t *mcf,
     ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx);
+
+
+/*
+ * The worker stops at once (nginx -s stop: ngx_terminate), its Redis
+ * connection gone: every request still held is answered now rather than
+ * dropped, with what Redis could not confirm refused (503) and its
+ * refusal spooled by the writer, which exits after this.  A held
+ * withdrawal (…_withdraw.c) is run by its own wake handler, as a bank's
+ * request is by the phases.
+ */
+void
+ngx_http_credit_auth_access_exit(void)
+{
+    ngx_uint_t                   n;
+    ngx_http_request_t          *r;
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    /* each is answered or held again (then left): bounded either way */
+    for (n = 0; n < 100000; n++) {
+        ctx = ngx_http_credit_auth_first_held();
+        if (ctx == NULL) {
+            return;
+        }
+        r = ctx->wake.data;
+
+        ngx_http_credit_auth_key_abandon(ctx);
+        ngx_http_credit_auth_redis_unwait(&ctx->conn);
+        if (ctx->state == NGX_HTTP_CREDIT_AUTH_WAITING && !ctx->wait.done) {
+            ctx->wait.outcome = ctx->wait.waiter.job
+                                ? CA_AW_LOST : NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY;
+            ngx_http_credit_auth_writer_detach(&ctx->wait.waiter);
+            ctx->wait.waited = 1;
+            ctx->wait.done = 1;
+        }
+
+        /* the phases (…_ctx.c), or a withdrawal's steps */
+        ctx->wake.handler(&ctx->wake);
+
+        if (ngx_http_credit_auth_first_held() == ctx) {
+            /* held again: it cannot be answered now */
+            ngx_http_credit_auth_release(r, ctx);
+        }
+    }
+}
 
 
 ngx_int_t
@@ -74,6 +125,7 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
             if (!ctx->wait.done) {
                 return NGX_DONE;
             }
+            ngx_http_credit_auth_resume(r, ctx);
             if (ctx->wait.outcome == NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY) {
                 /* parked until Redis connected (or failed to) */
                 return ngx_http_credit_auth_commit(r, ctx);
@@ -84,6 +136,7 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
             if (ctx->key_waiting) {
                 return NGX_DONE;
             }
+            ngx_http_credit_auth_resume(r, ctx);
             mcf = ngx_http_get_module_main_conf(r,
                                                 ngx_http_credit_auth_module);
             return ngx_http_credit_auth_start(r, mcf, lcf, ctx);
@@ -138,8 +191,7 @@ ngx_http_credit_auth_start(ngx_http_request_t *r,
 
     if (ctx->state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT) {
         /* the token's key is being fetched from the registry */
-        r->main->count++;
-        return NGX_DONE;
+        return ngx_http_credit_auth_hold(r, ctx);
     }
 
     /*
@@ -193,8 +245,7 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
     if (rc == NGX_AGAIN) {
         /* counted when Redis has said allow, revoked or exhausted */
         ctx->state = NGX_HTTP_CREDIT_AUTH_WAITING;
-        r->main->count++;
-        return NGX_DONE;
+        return ngx_http_credit_auth_hold(r, ctx);
     }
 
     if (rc == NGX_ERROR) {
@@ -227,9 +278,12 @@ static ngx_int_t
 ngx_http_credit_auth_audited(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    if (ctx->wait.outcome == CA_AW_LOST) {
+    if (ctx->wait.outcome == CA_AW_LOST
+        || ctx->wait.outcome == CA_AW_REFUSED)
+    {
         /* not written and not spooled, or (a decision) revocation not
-         * confirmed: 503 whatever was decided */
+         * confirmed, or Redis refused to write it (full): 503 whatever
+         * was decided */
         ctx->reason = CA_AUDIT_UNAVAILABLE;
         ctx->report = 0;
 

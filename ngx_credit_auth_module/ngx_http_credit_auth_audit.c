@@ -6,9 +6,8 @@
  *
  * A request whose decision entry is on its way waits like one waiting for
  * an auth_request subrequest: the access handler returns NGX_DONE with the
- * request held (r->main->count), the writer's answer sets ctx->wait.done
- * and posts ctx->wait.wake, which runs the phases again; the access
- * handler then reads the answer.
+ * request held (…_access.c), the writer's answer sets ctx->wait.done and
+ * wakes the request (…_ctx.c); the access handler then reads the answer.
  */
 #include "ngx_http_credit_auth.h"
 
@@ -17,8 +16,6 @@
  * later): year 9999. */
 #define NGX_HTTP_CREDIT_AUTH_EXPIRE_MAX  253402300799LL
 
-
-static ngx_queue_t  ngx_http_credit_auth_parked;   /* waiting for Redis */
 
 /*
  * The entry being built: the writer copies what it keeps before returning,
@@ -38,17 +35,13 @@ ngx_http_credit_auth_now_ms(void)
 
 
 static void
-ngx_http_credit_auth_wake(ngx_http_credit_auth_ctx_t *ctx, ngx_uint_t outcome,
-    ca_reason reason)
+ngx_http_credit_auth_answer(ngx_http_credit_auth_ctx_t *ctx,
+    ngx_uint_t outcome, ca_reason reason)
 {
-    ngx_http_request_t  *r = ctx->wait.wake.data;
-
     ctx->wait.done = 1;
     ctx->wait.outcome = outcome;
     ctx->wait.reason = reason;
-    ctx->wait.wake.handler = ngx_http_credit_auth_wake_handler;
-    ctx->wait.wake.log = r->connection->log;
-    ngx_post_event(&ctx->wait.wake, &ngx_posted_events);
+    ngx_http_credit_auth_wake(ctx);
 }
 
 
@@ -65,32 +58,20 @@ ngx_http_credit_auth_settled(ngx_http_credit_auth_waiter_t *w, int outcome,
 
     ctx = (ngx_http_credit_auth_ctx_t *)
           ((u_char *) w - offsetof(ngx_http_credit_auth_ctx_t, wait.waiter));
-    ngx_http_credit_auth_wake(ctx, (ngx_uint_t) outcome, reason);
+    ngx_http_credit_auth_answer(ctx, (ngx_uint_t) outcome, reason);
 }
 
 
-/* The connection is up, or the attempt failed: parked decisions go
+/* The connection is up, or the attempt failed: the parked decision goes
  * again. */
-void
-ngx_http_credit_auth_audit_redis_changed(void)
+static void
+ngx_http_credit_auth_reconnected(ngx_http_credit_auth_redis_waiter_t *w)
 {
-    ngx_queue_t                 *q;
     ngx_http_credit_auth_ctx_t  *ctx;
 
-    if (ngx_http_credit_auth_parked.next == NULL) {
-        return;
-    }
-
-    while (!ngx_queue_empty(&ngx_http_credit_auth_parked)) {
-        q = ngx_queue_head(&ngx_http_credit_auth_parked);
-        ngx_queue_remove(q);
-        ctx = ngx_queue_data(q, ngx_http_credit_auth_ctx_t, wait.parked);
-        ctx->wait.is_parked = 0;
-        ngx_http_credit_auth_wake(ctx, NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY,
-                                  CA_OK);
-    }
-
-    ngx_http_credit_auth_writer_kick();
+    ctx = (ngx_http_credit_auth_ctx_t *)
+          ((u_char *) w - offsetof(ngx_http_credit_auth_ctx_t, conn));
+    ngx_http_credit_auth_answer(ctx, NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY, CA_OK);
 }
 
 
@@ -100,13 +81,7 @@ ngx_http_credit_auth_request_gone(void *data)
     ngx_http_credit_auth_ctx_t  *ctx = data;
 
     ngx_http_credit_auth_writer_detach(&ctx->wait.waiter);
-    if (ctx->wait.wake.posted) {
-        ngx_delete_posted_event(&ctx->wait.wake);
-    }
-    if (ctx->wait.is_parked) {
-        ngx_queue_remove(&ctx->wait.parked);
-        ctx->wait.is_parked = 0;
-    }
+    ngx_http_credit_auth_redis_unwait(&ctx->conn);
 }
 
 
@@ -249,11 +224,14 @@ ngx_int_t
 ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    ngx_int_t            rc;
-    ca_entry            *e;
-    ngx_uint_t           candidate;
-    ca_audit_facts       f;
-    ngx_pool_cleanup_t  *cln;
+    ngx_int_t                          rc;
+    ca_entry                          *e;
+    ngx_uint_t                         candidate;
+    ca_audit_facts                     f;
+    ngx_pool_cleanup_t                *cln;
+    ngx_http_credit_auth_main_conf_t  *mcf;
+
+    mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
 
     if (!ctx->wait.cleanup) {
         /* once: a decision parked for the connection comes here again */
@@ -265,27 +243,32 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
         cln->data = ctx;
         ctx->wait.cleanup = 1;
         ctx->wait.waiter.handler = ngx_http_credit_auth_settled;
-        ctx->wait.wake.data = r;
     }
     ctx->wait.done = 0;
 
     candidate = (ctx->reason == CA_OK && ctx->has_claims);
 
-    if (candidate && !ngx_http_credit_auth_redis_ready()) {
-        if (!ctx->wait.waited && ngx_http_credit_auth_redis_connecting()) {
-            /* a worker just started, or Redis just came back: wait for
-             * one handshake (at most connect_timeout) rather than refuse */
+    /*
+     * A worker just started, or Redis just came back: wait for one
+     * handshake (at most connect_timeout) rather than refuse an allow, or
+     * answer 503 for a refusal that has no spool to go to.
+     */
+    if ((candidate || mcf->spool_path.len == 0)
+        && !ngx_http_credit_auth_redis_ready())
+    {
+        rc = NGX_DECLINED;
+        if (!ctx->wait.waited) {
             ctx->wait.waited = 1;
-            if (ngx_http_credit_auth_parked.next == NULL) {
-                ngx_queue_init(&ngx_http_credit_auth_parked);
+            ctx->conn.handler = ngx_http_credit_auth_reconnected;
+            rc = ngx_http_credit_auth_redis_wait(&ctx->conn);
+            if (rc == NGX_AGAIN) {
+                return NGX_AGAIN;
             }
-            ngx_queue_insert_tail(&ngx_http_credit_auth_parked,
-                                  &ctx->wait.parked);
-            ctx->wait.is_parked = 1;
-            return NGX_AGAIN;
         }
-        ctx->reason = CA_REVOCATION_UNAVAILABLE;
-        candidate = 0;
+        if (rc != NGX_OK && candidate) {
+            ctx->reason = CA_REVOCATION_UNAVAILABLE;
+            candidate = 0;
+        }
     }
 
     e = &ngx_http_credit_auth_entry;

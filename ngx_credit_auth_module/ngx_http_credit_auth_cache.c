@@ -5,8 +5,9 @@
  * check in any worker.  The checks that depend on the request (time,
  * audience, purpose, path subject, revocation) still run every time.
  *
- * Entries carry the configuration generation that verified them: after a
- * reload (new policy, new keys) every token is verified again once.
+ * Entries carry the configuration generation that verified them (a digest
+ * of the policy and the keys, …_conf.c): a reload that changes either
+ * verifies every token again once; one that changes neither keeps them.
  * Bounded by the zone: when the slab allocator is full, the least recently
  * used entries go.
  */

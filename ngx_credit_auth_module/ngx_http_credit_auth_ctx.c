@@ -1,15 +1,97 @@
 /*
  * The request's ctx, kept where an internal redirect does not clear it:
- * every phase and filter finds the same one (…_access.c sets it); and the
- * wake-up of a request that waited (for its audit, for a registry key).
+ * every phase and filter finds the same one (…_access.c sets it); the
+ * hold of a request that waits on Redis, and its wake-up (for its audit,
+ * for a registry key, for a withdrawal's revocation).  The requests held
+ * are listed, so that a worker told to stop at once still answers them
+ * (…_access.c).
  */
 #include "ngx_http_credit_auth.h"
 
 
+static void ngx_http_credit_auth_wake_handler(ngx_event_t *ev);
+
+static ngx_queue_t  ngx_http_credit_auth_held;
+
+
+/* Also a marker: ngx_http_credit_auth_get_ctx() finds the ctx by it. */
 static void
 ngx_http_credit_auth_ctx_cleanup(void *data)
 {
-    /* a marker: ngx_http_credit_auth_get_ctx() finds the ctx by it */
+    ngx_http_credit_auth_ctx_t  *ctx = data;
+
+    if (ctx->wake.posted) {
+        ngx_delete_posted_event(&ctx->wake);
+    }
+    if (ctx->held) {
+        ngx_queue_remove(&ctx->held_q);
+        ctx->held = 0;
+    }
+}
+
+
+/* The request waits: held once, whatever runs the access phase
+ * meanwhile (r->main->count, released by ngx_http_credit_auth_release). */
+ngx_int_t
+ngx_http_credit_auth_hold(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    if (!ctx->held) {
+        if (ngx_http_credit_auth_held.next == NULL) {
+            ngx_queue_init(&ngx_http_credit_auth_held);
+        }
+        ngx_queue_insert_tail(&ngx_http_credit_auth_held, &ctx->held_q);
+        ctx->held = 1;
+        r->main->count++;
+    }
+    return NGX_DONE;
+}
+
+
+void
+ngx_http_credit_auth_release(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    if (ctx->wake.posted) {
+        ngx_delete_posted_event(&ctx->wake);
+    }
+    if (ctx->held) {
+        ngx_queue_remove(&ctx->held_q);
+        ctx->held = 0;
+        r->main->count--;
+    }
+}
+
+
+/*
+ * Its answer is taken, by whichever run comes first (the access phase, or
+ * a withdrawal's steps).  A worker that began to exit meanwhile (a reload)
+ * still answers it, and says that the connection ends there: nginx closes
+ * it after this answer, and the client must not send the next request on
+ * it.
+ */
+void
+ngx_http_credit_auth_resume(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx)
+{
+    ngx_http_credit_auth_release(r, ctx);
+    if (ngx_exiting || ngx_terminate) {
+        r->keepalive = 0;
+    }
+}
+
+
+/* The first request still held, or NULL. */
+ngx_http_credit_auth_ctx_t *
+ngx_http_credit_auth_first_held(void)
+{
+    if (ngx_http_credit_auth_held.next == NULL
+        || ngx_queue_empty(&ngx_http_credit_auth_held))
+    {
+        return NULL;
+    }
+    return ngx_queue_data(ngx_queue_head(&ngx_http_credit_auth_held),
+                          ngx_http_credit_auth_ctx_t, held_q);
 }
 
 
@@ -27,6 +109,10 @@ ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     }
     cln->handler = ngx_http_credit_auth_ctx_cleanup;
     cln->data = ctx;
+
+    ctx->wake.handler = ngx_http_credit_auth_wake_handler;
+    ctx->wake.data = r;
+    ctx->wake.log = r->connection->log;
 
     ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
 
@@ -78,16 +164,27 @@ ngx_http_credit_auth_find_ctx(ngx_http_request_t *r)
 }
 
 
-/* Releases the hold of a request that waited (for Redis: …_audit.c; for
- * a registry key's fetch: …_keyreg.c), and goes on. */
 void
+ngx_http_credit_auth_wake(ngx_http_credit_auth_ctx_t *ctx)
+{
+    if (!ctx->wake.posted) {
+        ngx_post_event(&ctx->wake, &ngx_posted_events);
+    }
+}
+
+
+/*
+ * A request that waited (for its audit: …_audit.c; for a registry key:
+ * …_keyreg.c) goes on: the access handler takes the answer and releases
+ * the hold.  Not r->write_event_handler: once a body was read it is
+ * nginx's empty handler.
+ */
+static void
 ngx_http_credit_auth_wake_handler(ngx_event_t *ev)
 {
     ngx_http_request_t  *r = ev->data;
     ngx_connection_t    *c = r->connection;
 
-    /* release the hold taken while waiting, and go on */
-    r->main->count--;
     ngx_http_core_run_phases(r);
     ngx_http_run_posted_requests(c);
 }

@@ -4,10 +4,13 @@
  *
  * Nothing is read at configuration time or at startup.  A kid is looked up
  * in the JWKS file, then in the shared cache (…_keycache.c), then with one
- * GET of credit:key:{kid}: the request waits for the reply like it waits
- * for its decision entry (NGX_DONE, r->main->count held, a posted event
- * runs the phases again), and requests of one worker asking for the same
- * kid share one GET.  Every worker polls credit:keyreg:version every
+ * bounded GET of credit:key:{kid} (lib/redis/redisget.h: a record longer
+ * than CA_KEYREG_RECORD_MAX is refused by its size, never read whole,
+ * and so is a version longer than a number): the request waits for the reply like it waits
+ * for its decision entry (…_access.c), and requests of one worker asking
+ * for the same kid share one GET.  While the worker connects to Redis a
+ * lookup waits once for the attempt to end (…_redis.c), then asks or is
+ * refused (revocation_unavailable).  Every worker polls credit:keyreg:version every
  * poll= milliseconds; a new version makes every cached key stale, so that
  * add, rotate and revoke reach every gateway within a poll and a round
  * trip, without a reload.
@@ -26,9 +29,42 @@ typedef struct {
 } ngx_http_credit_auth_fetch_t;
 
 
+#define NGX_HTTP_CREDIT_AUTH_TWICE_SAID  64
+
+
 static ngx_queue_t   ngx_http_credit_auth_fetches;
 static ngx_event_t   ngx_http_credit_auth_poll_ev;
 static ngx_uint_t    ngx_http_credit_auth_polling;
+
+/* kids this worker said were both in the file and the registry */
+static uint32_t      ngx_http_credit_auth_twice[
+                         NGX_HTTP_CREDIT_AUTH_TWICE_SAID];
+static ngx_uint_t    ngx_http_credit_auth_ntwice;
+
+
+/* GET key, of at most max bytes (an integer reply: its length). */
+static ngx_int_t
+ngx_http_credit_auth_get_bounded(const char *key, size_t max,
+    ngx_http_credit_auth_reply_pt handler, void *data)
+{
+    u_char       num[NGX_INT_T_LEN];
+    const char  *argv[5];
+    size_t       argvlen[5];
+
+    argv[0] = "EVALSHA";
+    argv[1] = ca_redis_get_script_sha();
+    argv[2] = "1";
+    argv[3] = key;
+    argv[4] = (char *) num;
+    argvlen[0] = 7;
+    argvlen[1] = 40;
+    argvlen[2] = 1;
+    argvlen[3] = ngx_strlen(key);
+    argvlen[4] = ngx_sprintf(num, "%uz", max) - num;
+
+    return ngx_http_credit_auth_redis_command(5, argv, argvlen, handler,
+                                              data);
+}
 
 
 /* NAME=T in seconds, 1..max; NGX_ERROR otherwise. */
@@ -149,8 +185,11 @@ ngx_http_credit_auth_poll_reply(void *data, void *reply)
     if (rep->type == REDIS_REPLY_NIL) {
         v = 0;
 
-    } else if (rep->type == REDIS_REPLY_STRING) {
-        v = ngx_atoi((u_char *) rep->str, rep->len);
+    } else if (rep->type == REDIS_REPLY_STRING
+               || rep->type == REDIS_REPLY_INTEGER)
+    {
+        v = rep->type == REDIS_REPLY_STRING
+            ? ngx_atoi((u_char *) rep->str, rep->len) : NGX_ERROR;
         if (v == NGX_ERROR) {
             ngx_log_error(NGX_LOG_ERR, ngx_cycle->log, 0,
                           "credit_auth: %s is not a number",
@@ -169,21 +208,16 @@ ngx_http_credit_auth_poll_reply(void *data, void *reply)
 static void
 ngx_http_credit_auth_poll_handler(ngx_event_t *ev)
 {
-    const char                        *argv[2];
-    size_t                             argvlen[2];
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     mcf = ngx_http_cycle_get_module_main_conf(ngx_cycle,
                                               ngx_http_credit_auth_module);
 
     if (!ngx_http_credit_auth_polling && ngx_http_credit_auth_redis_ready()) {
-        argv[0] = "GET";
-        argvlen[0] = 3;
-        argv[1] = CA_KEYREG_VERSION_KEY;
-        argvlen[1] = sizeof(CA_KEYREG_VERSION_KEY) - 1;
-        if (ngx_http_credit_auth_redis_command(2, argv, argvlen,
-                                               ngx_http_credit_auth_poll_reply,
-                                               NULL)
+        if (ngx_http_credit_auth_get_bounded(CA_KEYREG_VERSION_KEY,
+                                             NGX_INT64_LEN,
+                                             ngx_http_credit_auth_poll_reply,
+                                             NULL)
             == NGX_OK)
         {
             ngx_http_credit_auth_polling = 1;
@@ -233,12 +267,17 @@ ngx_http_credit_auth_keyreg_exit_process(void)
 
 /* --- fetching one kid ------------------------------------------------- */
 
+/* The connection is up, or the attempt failed: the lookup goes again
+ * (once: …_key_fetch()). */
 static void
-ngx_http_credit_auth_key_wake(ngx_http_credit_auth_ctx_t *ctx)
+ngx_http_credit_auth_key_reconnected(ngx_http_credit_auth_redis_waiter_t *w)
 {
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    ctx = (ngx_http_credit_auth_ctx_t *)
+          ((u_char *) w - offsetof(ngx_http_credit_auth_ctx_t, conn));
     ctx->key_waiting = 0;
-    ctx->key_fetched = 1;
-    ngx_post_event(&ctx->key_wake, &ngx_posted_events);
+    ngx_http_credit_auth_wake(ctx);
 }
 
 
@@ -247,15 +286,24 @@ ngx_http_credit_auth_key_gone(void *data)
 {
     ngx_http_credit_auth_ctx_t  *ctx = data;
 
-    if (ctx->key_waiting) {
+    if (ctx->conn.queued) {
+        ngx_http_credit_auth_redis_unwait(&ctx->conn);
+
+    } else if (ctx->key_waiting) {
         ngx_queue_remove(&ctx->key_queue);
-        ctx->key_waiting = 0;
     }
-    if (ctx->key_wake.posted) {
-        ngx_delete_posted_event(&ctx->key_wake);
-    }
-    if (ctx->key_wake.timer_set) {
-        ngx_del_timer(&ctx->key_wake);
+    ctx->key_waiting = 0;
+}
+
+
+/* No answer will come (the worker stops at once): asked, and not
+ * answered, it fails closed (revocation_unavailable). */
+void
+ngx_http_credit_auth_key_abandon(ngx_http_credit_auth_ctx_t *ctx)
+{
+    if (ctx->state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT && ctx->key_waiting) {
+        ngx_http_credit_auth_key_gone(ctx);
+        ctx->key_fetched = 1;
     }
 }
 
@@ -286,13 +334,26 @@ ngx_http_credit_auth_fetch_reply(void *data, void *reply)
         ngx_http_credit_auth_keycache_put(f->kid, f->epoch, &meta, 0,
                                           rep->str, rep->len, &key);
 
+    } else if (rep->type == REDIS_REPLY_ERROR
+               && ngx_strncmp(rep->str, "WRONGTYPE", 9) != 0)
+    {
+        /* no word on the record (NOSCRIPT: the script was flushed since
+         * the connect): nothing cached, the waiters fail closed */
+        ngx_log_error(NGX_LOG_ERR, f->log, 0, "credit_auth: key registry "
+                      "lookup of kid \"%s\": %s", f->kid, rep->str);
+
     } else {
         /* cached as unusable for the negative TTL: no hammering, and
          * never a key */
-        if (rep->type != REDIS_REPLY_STRING) {
+        if (rep->type == REDIS_REPLY_INTEGER) {
             ngx_snprintf((u_char *) err.text, sizeof(err.text),
-                         "%s: not a string value (type %d)%Z", f->kid,
-                         rep->type);
+                         "%s: record of %L bytes, more than %d: not read"
+                         "%Z", f->kid, (int64_t) rep->integer,
+                         CA_KEYREG_RECORD_MAX);
+
+        } else if (rep->type != REDIS_REPLY_STRING) {
+            ngx_snprintf((u_char *) err.text, sizeof(err.text),
+                         "%s: not a string value%Z", f->kid);
         }
         ngx_log_error(NGX_LOG_ERR, f->log, 0,
                       "credit_auth: key registry record of kid \"%s\" "
@@ -305,7 +366,9 @@ ngx_http_credit_auth_fetch_reply(void *data, void *reply)
         q = ngx_queue_head(&f->waiters);
         ngx_queue_remove(q);
         ctx = ngx_queue_data(q, ngx_http_credit_auth_ctx_t, key_queue);
-        ngx_http_credit_auth_key_wake(ctx);
+        ctx->key_waiting = 0;
+        ctx->key_fetched = 1;
+        ngx_http_credit_auth_wake(ctx);
     }
 
     ngx_queue_remove(&f->queue);
@@ -319,8 +382,7 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, const char *kid, size_t len)
 {
     char                           name[CA_KEYREG_NAME_MAX];
-    const char                    *argv[2];
-    size_t                         argvlen[2];
+    ngx_int_t                      rc;
     ngx_queue_t                   *q;
     ngx_pool_cleanup_t            *cln;
     ngx_http_credit_auth_fetch_t  *f;
@@ -333,9 +395,6 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
         cln->handler = ngx_http_credit_auth_key_gone;
         cln->data = ctx;
         ctx->key_cleanup = 1;
-        ctx->key_wake.handler = ngx_http_credit_auth_wake_handler;
-        ctx->key_wake.data = r;
-        ctx->key_wake.log = r->connection->log;
     }
 
     for (q = ngx_queue_head(&ngx_http_credit_auth_fetches);
@@ -351,14 +410,21 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
     }
 
     if (!ngx_http_credit_auth_redis_ready()) {
-        if (ctx->key_tries < 10 && ngx_http_credit_auth_redis_connecting()) {
-            /* a worker just started or Redis just came back: look again
-             * shortly rather than refuse (bounded: 10 x 20 ms) */
-            ctx->key_tries++;
-            ngx_add_timer(&ctx->key_wake, 20);
-            return NGX_AGAIN;
+        rc = NGX_DECLINED;
+        if (!ctx->key_parked) {
+            /* a worker just started or Redis just came back: wait for
+             * that attempt rather than refuse */
+            ctx->key_parked = 1;
+            ctx->conn.handler = ngx_http_credit_auth_key_reconnected;
+            rc = ngx_http_credit_auth_redis_wait(&ctx->conn);
+            if (rc == NGX_AGAIN) {
+                ctx->key_waiting = 1;
+                return NGX_AGAIN;
+            }
         }
-        return NGX_DECLINED;
+        if (rc != NGX_OK) {
+            return NGX_DECLINED;
+        }
     }
 
     if (ca_keyreg_name(kid, len, name) != 0) {
@@ -374,13 +440,8 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
     ngx_memcpy(f->kid, kid, len + 1);
     ngx_queue_init(&f->waiters);
 
-    argv[0] = "GET";
-    argvlen[0] = 3;
-    argv[1] = name;
-    argvlen[1] = ngx_strlen(name);
-
-    if (ngx_http_credit_auth_redis_command(2, argv, argvlen,
-                                           ngx_http_credit_auth_fetch_reply, f)
+    if (ngx_http_credit_auth_get_bounded(name, CA_KEYREG_RECORD_MAX,
+                                         ngx_http_credit_auth_fetch_reply, f)
         != NGX_OK)
     {
         ngx_free(f);
@@ -392,6 +453,39 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
     ctx->key_waiting = 1;
 
     return NGX_AGAIN;
+}
+
+
+/*
+ * Said once per kid (a client could fill the log otherwise: every token
+ * of such a kid is refused), counted every time; a worker remembers the
+ * first NGX_HTTP_CREDIT_AUTH_TWICE_SAID kids it said.
+ */
+static void
+ngx_http_credit_auth_kid_twice(ngx_http_request_t *r,
+    ngx_http_credit_auth_main_conf_t *mcf, const char *kid, size_t len)
+{
+    uint32_t    crc;
+    ngx_uint_t  i;
+
+    ngx_http_credit_auth_count_event(NGX_HTTP_CREDIT_AUTH_EV_KID_TWICE);
+
+    crc = ngx_crc32_short((u_char *) kid, len);
+    for (i = 0; i < ngx_http_credit_auth_ntwice; i++) {
+        if (ngx_http_credit_auth_twice[i] == crc) {
+            return;
+        }
+    }
+    if (ngx_http_credit_auth_ntwice == NGX_HTTP_CREDIT_AUTH_TWICE_SAID) {
+        return;
+    }
+    ngx_http_credit_auth_twice[ngx_http_credit_auth_ntwice++] = crc;
+
+    ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
+                  "credit_auth: kid \"%s\" is both in %V and in the key "
+                  "registry: refused until one is removed (said once: "
+                  "its refusals are counted, events on the status page)",
+                  kid, &mcf->keys_file);
 }
 
 
@@ -467,10 +561,7 @@ ngx_http_credit_auth_key_find(ngx_http_request_t *r,
     }
 
     if (file_key != NULL) {
-        ngx_log_error(NGX_LOG_ERR, r->connection->log, 0,
-                      "credit_auth: kid \"%s\" is both in %V and in the key "
-                      "registry: refused until one is removed",
-                      kid, &mcf->keys_file);
+        ngx_http_credit_auth_kid_twice(r, mcf, kid, len);
         ngx_http_credit_auth_key_detail(ctx, "the kid is registered twice "
                                         "(key file and registry)%Z");
         return NGX_OK;

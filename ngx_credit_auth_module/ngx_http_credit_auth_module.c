@@ -266,7 +266,7 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
     ngx_http_credit_auth_redis_hooks_t  hooks;
     ngx_http_credit_auth_main_conf_t   *mcf;
 
-    static const char  *scripts[2];
+    static const char  *scripts[3];
 
     mcf = ngx_http_cycle_get_module_main_conf(cycle,
                                               ngx_http_credit_auth_module);
@@ -284,9 +284,10 @@ ngx_http_credit_auth_init_process(ngx_cycle_t *cycle)
 
     /* the connection learns here whom to tell: it never calls up itself */
     scripts[0] = ca_aw_script();
-    scripts[1] = NULL;
+    scripts[1] = mcf->key_registry ? ca_redis_get_script() : NULL;
+    scripts[2] = NULL;
     hooks.scripts = scripts;
-    hooks.changed = ngx_http_credit_auth_audit_redis_changed;
+    hooks.changed = ngx_http_credit_auth_writer_kick;
     hooks.discontinuity = ngx_http_credit_auth_writer_discontinuity;
     hooks.heads_key = ngx_http_credit_auth_writer_heads_key;
     hooks.heads = ngx_http_credit_auth_writer_heads;
@@ -309,9 +310,13 @@ ngx_http_credit_auth_exit_process(ngx_cycle_t *cycle)
         return;
     }
 
-    /* replies still due come back empty and go to the spool */
+    /* replies still due come back empty and go to the spool; requests
+     * still waiting (only when told to stop at once) are answered before
+     * the writer goes, a withdrawal once its revocation job has ended */
     ngx_http_credit_auth_keyreg_exit_process();
     ngx_http_credit_auth_redis_exit_process();
+    ngx_http_credit_auth_revoke_exit();
+    ngx_http_credit_auth_access_exit();
     ngx_http_credit_auth_writer_exit_process(cycle);
     ngx_http_credit_auth_decide_exit_process();
     ca_md_release();

@@ -17,8 +17,22 @@
  *  - unbounded output buffers: max_inflight caps pending commands, callers
  *    see NGX_DECLINED beyond it;
  *  - timers are cancelable so that a reload never waits for them, except
- *    the watchdog while replies are due: requests parked on Redis must not
- *    be cut off by a worker that exits under them.
+ *    the watchdog while replies are due or requests wait for the
+ *    connection: a worker that exits after a reload must not exit under
+ *    the requests it took.
+ *
+ * Waiting.  A request waits on Redis in one of two ways, each bounded: for
+ * the reply of a command in flight (command_timeout, the watchdog drops
+ * the connection, and hiredis then calls every pending callback with a
+ * NULL reply), or, while an attempt to connect is under way, for its end
+ * (connect_timeout, and the Sentinel lookup).  Every end of an attempt,
+ * ready or not, goes through ngx_http_credit_auth_redis_changed(), which
+ * tells every waiter at once.
+ *
+ * Trouble is said once (…_zone.c's note): an attempt that fails, Redis
+ * loading, refusing writes, is one log line when it begins and one when
+ * the connection answers again; the attempts between are counted on the
+ * status page (`events`).
  *
  * Durability (SPEC §7.1): a connection is ready only once …_redis_check.c
  * has found a primary that keeps what it acknowledges under the
@@ -47,6 +61,8 @@ typedef struct {
     ngx_msec_t                         connect_deadline;
     ngx_msec_t                         last_attempt;
     char                               why[256];   /* not ready, or a warning */
+    ngx_http_credit_auth_note_t        trouble;    /* said, not yet over */
+    ngx_http_credit_auth_note_t        warned;     /* a connect's warning */
     char                               host[NGX_INET_ADDRSTRLEN + 1];
     int                                port;       /* from Sentinel */
     ngx_uint_t                         asking;     /* Sentinel, now */
@@ -62,6 +78,16 @@ static void ngx_http_credit_auth_redis_drop(const char *why);
 
 /* --- connection life cycle ---------------------------------------------- */
 
+/* An attempt has ended (ready, failed, or dropped): whoever waited for
+ * it hears so now (…_redis_wait.c), and then the connection's owner. */
+static void
+ngx_http_credit_auth_redis_changed(void)
+{
+    ngx_http_credit_auth_redis_waiters_wake();
+    ngx_http_credit_auth_redis_state.hooks.changed();
+}
+
+
 static void
 ngx_http_credit_auth_redis_schedule(void)
 {
@@ -73,7 +99,7 @@ ngx_http_credit_auth_redis_schedule(void)
     rs->port = 0;
 
     /* whoever waited for this connection will not get it now */
-    rs->hooks.changed();
+    ngx_http_credit_auth_redis_changed();
 
     if (rs->exiting || rs->reconnect.timer_set) {
         return;
@@ -98,9 +124,10 @@ ngx_http_credit_auth_redis_on_disconnect(const redisAsyncContext *ac,
 
     if (rs->ac == ac) {
         if (status != REDIS_OK) {
-            ngx_log_error(NGX_LOG_WARN, rs->log, 0,
-                          "credit_auth: redis disconnected: %s",
-                          ac->errstr[0] ? ac->errstr : "closed");
+            ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_WARN,
+                                      NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
+                                      "redis disconnected: %s",
+                                      ac->errstr[0] ? ac->errstr : "closed");
         }
         rs->ac = NULL;
         rs->ready = 0;
@@ -109,30 +136,13 @@ ngx_http_credit_auth_redis_on_disconnect(const redisAsyncContext *ac,
 }
 
 
-static void
-ngx_http_credit_auth_redis_auth_reply(redisAsyncContext *ac, void *r,
-    void *privdata)
-{
-    redisReply                    *reply = r;
-    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
-
-    if (reply && reply->type == REDIS_REPLY_ERROR) {
-        ngx_log_error(NGX_LOG_ERR, rs->log, 0,
-                      "credit_auth: redis %s refused: %s",
-                      (char *) privdata, reply->str);
-        if (rs->ac == ac) {
-            redisAsyncDisconnect(ac);
-        }
-    }
-}
-
-
 /*
- * Ready only when all of the connect sequence went through: a command
+ * The one verdict on a new connection, and the one place that says it:
+ * ready only when all of the connect sequence went through (a command
  * sent behind a refused SELECT would run in the wrong database, and a
- * refused AUTH or a Redis still loading must keep backing off.  Decisions
- * that arrive meanwhile wait for this (ngx_http_credit_auth_audit_redis_
- * changed()).
+ * refused AUTH or a Redis still loading must keep backing off); `why`
+ * says what failed.  Requests that arrive meanwhile wait for this
+ * (…_redis_wait.c).
  */
 static void
 ngx_http_credit_auth_redis_checked(void *ac, ngx_int_t rc)
@@ -144,7 +154,24 @@ ngx_http_credit_auth_redis_checked(void *ac, ngx_int_t rc)
     }
     if (rc != NGX_OK) {
         if (rc == NGX_ABORT) {
-            rs->failures = 7;           /* never usable as configured */
+            /* never usable as configured: loud, and retried slowly */
+            rs->failures = 7;
+            ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_ALERT,
+                                      NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
+                                      "redis %s", rs->why);
+
+        } else if (ngx_strstr(rs->why, "LOADING") != NULL
+                   || ngx_strstr(rs->why, "still loading") != NULL)
+        {
+            /* every restart of a Redis that persists: not an error */
+            ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_NOTICE,
+                                      NGX_HTTP_CREDIT_AUTH_EV_REDIS_LOADING,
+                                      "redis is loading its data: waiting "
+                                      "(%s)", rs->why);
+        } else {
+            ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_ERR,
+                                      NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
+                                      "redis %s", rs->why);
         }
         redisAsyncDisconnect(ac);
         return;
@@ -152,10 +179,20 @@ ngx_http_credit_auth_redis_checked(void *ac, ngx_int_t rc)
 
     rs->ready = 1;
     rs->failures = 0;
-    ngx_log_error(NGX_LOG_INFO, rs->log, 0,
-                  "credit_auth: redis connected (durability=%s)",
-                  ca_durability_name((int) rs->mcf->durability));
-    rs->hooks.changed();
+    if (rs->why[0]) {
+        ngx_http_credit_auth_note(&rs->warned, rs->log, NGX_LOG_WARN,
+                                  NGX_HTTP_CREDIT_AUTH_EVENTS, /* none */
+                                  "redis: %s", rs->why);
+    } else {
+        rs->warned.said[0] = '\0';
+    }
+    /* after trouble, said when the connection answers (…_answered()) */
+    if (rs->trouble.said[0] == '\0') {
+        ngx_log_error(NGX_LOG_INFO, rs->log, 0,
+                      "credit_auth: redis connected (durability=%s)",
+                      ca_durability_name((int) rs->mcf->durability));
+    }
+    ngx_http_credit_auth_redis_changed();
 }
 
 
@@ -163,19 +200,17 @@ static void
 ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
     int status)
 {
-    char                               db[32];
-    ngx_uint_t                         i;
-    redisAsyncContext                 *ac = (redisAsyncContext *) cac;
-    ngx_http_credit_auth_redis_t      *rs = &ngx_http_credit_auth_redis_state;
-    ngx_http_credit_auth_main_conf_t  *mcf = rs->mcf;
+    redisAsyncContext             *ac = (redisAsyncContext *) cac;
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
     if (rs->ac != ac) {
         return;
     }
 
     if (status != REDIS_OK) {
-        ngx_log_error(NGX_LOG_WARN, rs->log, 0,
-                      "credit_auth: redis connect failed: %s", ac->errstr);
+        ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_WARN,
+                                  NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
+                                  "redis connect failed: %s", ac->errstr);
         /* hiredis frees the context after this callback */
         rs->ac = NULL;
         rs->ready = 0;
@@ -183,26 +218,7 @@ ngx_http_credit_auth_redis_on_connect(const redisAsyncContext *cac,
         return;
     }
 
-    /* AUTH and SELECT are pipelined ahead of any command: Redis answers
-     * in order, so nothing runs unauthenticated or in the wrong db. */
-    if (mcf->redis_password.len) {
-        redisAsyncCommand(ac, ngx_http_credit_auth_redis_auth_reply, "AUTH",
-                          "AUTH %b", mcf->redis_password.data,
-                          (size_t) mcf->redis_password.len);
-    }
-    if (mcf->redis_db) {
-        ngx_snprintf((u_char *) db, sizeof(db) - 1, "%i%Z", mcf->redis_db);
-        redisAsyncCommand(ac, ngx_http_credit_auth_redis_auth_reply, "SELECT",
-                          "SELECT %s", db);
-    }
-
-    /* the scripts, for EVALSHA (Redis may have restarted) */
-    for (i = 0; rs->hooks.scripts[i]; i++) {
-        redisAsyncCommand(ac, ngx_http_credit_auth_redis_auth_reply,
-                          "SCRIPT LOAD", "SCRIPT LOAD %s",
-                          rs->hooks.scripts[i]);
-    }
-
+    /* AUTH, SELECT, the scripts, then what it keeps (…_redis_check.c) */
     ngx_http_credit_auth_redis_check(ac, rs->why, sizeof(rs->why),
                                      ngx_http_credit_auth_redis_checked);
 }
@@ -274,8 +290,9 @@ ngx_http_credit_auth_redis_connect(void)
     }
 
     if (ac->err) {
-        ngx_log_error(NGX_LOG_WARN, rs->log, 0,
-                      "credit_auth: redis connect failed: %s", ac->errstr);
+        ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_WARN,
+                                  NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
+                                  "redis connect failed: %s", ac->errstr);
         redisAsyncFree(ac);
         ngx_http_credit_auth_redis_schedule();
         return;
@@ -310,7 +327,9 @@ ngx_http_credit_auth_redis_drop(const char *why)
         return;
     }
 
-    ngx_log_error(NGX_LOG_WARN, rs->log, 0, "credit_auth: redis: %s", why);
+    ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_WARN,
+                              NGX_HTTP_CREDIT_AUTH_EV_REDIS_DOWN,
+                              "redis: %s", why);
 
     rs->ac = NULL;
     rs->ready = 0;
@@ -343,20 +362,35 @@ ngx_http_credit_auth_redis_switched(const char *host, int port)
 }
 
 
-/* A replica, or a primary short of replicas: find the primary again. */
+/*
+ * A command's reply came.  `refusal` ("READONLY", "NOREPLICAS", or a
+ * maxmemory-policy set to evict meanwhile: …_redis_mem.c): a replica, a
+ * primary short of replicas, or one that may lose what it keeps, so the
+ * connection goes and the next one is checked again; NULL: the connection
+ * works, and trouble said before is over.
+ */
 static void
-ngx_http_credit_auth_redis_refused(void *ac)
+ngx_http_credit_auth_redis_answered(void *ac, const char *refusal)
 {
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
 
-    if (rs->ac == ac && rs->ready) {
-        ngx_log_error(NGX_LOG_WARN, rs->log, 0,
-                      "credit_auth: redis: no longer a writable primary "
-                      "(READONLY or NOREPLICAS): reconnecting");
-        /* from inside a hiredis callback: disconnect, never free */
-        rs->ready = 0;
-        redisAsyncDisconnect(ac);
+    if (rs->ac != ac || !rs->ready) {
+        return;
     }
+    if (refusal == NULL) {
+        ngx_http_credit_auth_note_over(&rs->trouble, rs->log,
+                                       "redis answers");
+        return;
+    }
+    ngx_http_credit_auth_note(&rs->trouble, rs->log, NGX_LOG_WARN,
+                              NGX_HTTP_CREDIT_AUTH_EV_REDIS_NOT_WRITABLE,
+                              "redis: no longer a primary to write to (%s):"
+                              " reconnecting", refusal);
+    ngx_snprintf((u_char *) rs->why, sizeof(rs->why) - 1,
+                 "not used: %s%Z", refusal);
+    /* from inside a hiredis callback: disconnect, never free */
+    rs->ready = 0;
+    redisAsyncDisconnect(ac);
 }
 
 
@@ -389,8 +423,11 @@ ngx_http_credit_auth_redis_watchdog_handler(ngx_event_t *ev)
         ngx_http_credit_auth_redis_drop("command timed out");
     }
 
+    ngx_http_credit_auth_redis_mem_tick(rs->ready ? rs->ac : NULL);
+
     /* see ngx_http_credit_auth_redis_command() */
-    ev->cancelable = (ngx_http_credit_auth_redis_cmd_inflight() == 0);
+    ev->cancelable = (ngx_http_credit_auth_redis_cmd_inflight() == 0
+                      && !ngx_http_credit_auth_redis_waiting());
     ngx_add_timer(ev, 100);
 }
 
@@ -439,7 +476,7 @@ ngx_http_credit_auth_redis_ready(void)
  * started now: the backoff protects Redis from idle reconnect loops, not
  * from demand, and at most one attempt per 200 ms is made that way.
  */
-ngx_uint_t
+static ngx_uint_t
 ngx_http_credit_auth_redis_connecting(void)
 {
     ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
@@ -456,6 +493,29 @@ ngx_http_credit_auth_redis_connecting(void)
     }
 
     return rs->ac != NULL || rs->asking;
+}
+
+
+ngx_int_t
+ngx_http_credit_auth_redis_wait(ngx_http_credit_auth_redis_waiter_t *w)
+{
+    ngx_http_credit_auth_redis_t  *rs = &ngx_http_credit_auth_redis_state;
+
+    if (ngx_http_credit_auth_redis_ready()) {
+        return NGX_OK;
+    }
+
+    /* an attempt that fails at once (refused) has ended before this */
+    if (!ngx_http_credit_auth_redis_connecting()) {
+        return NGX_DECLINED;
+    }
+
+    ngx_http_credit_auth_redis_waiters_add(w);
+
+    /* a graceful exit waits for the attempt, as for a reply */
+    rs->watchdog.cancelable = 0;
+
+    return NGX_AGAIN;
 }
 
 
@@ -484,8 +544,11 @@ ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     rs->mcf = mcf;
     rs->hooks = *hooks;
     rs->log = cycle->log;
+    ngx_http_credit_auth_redis_waiters_init();
     ngx_http_credit_auth_redis_cmd_init(mcf, cycle->log,
-                                        ngx_http_credit_auth_redis_refused);
+                                        ngx_http_credit_auth_redis_answered);
+    ngx_http_credit_auth_redis_mem_init(cycle->log,
+                                        ngx_http_credit_auth_redis_answered);
 
     rs->reconnect.handler = ngx_http_credit_auth_redis_reconnect_handler;
     rs->reconnect.log = cycle->log;

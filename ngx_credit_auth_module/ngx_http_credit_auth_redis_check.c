@@ -1,8 +1,13 @@
 /*
  * What a new Redis connection must show before it is used (SPEC §7.1),
  * pipelined on it without blocking; the caller (…_redis.c) hears the
- * verdict through its callback and never learns how it was reached.
+ * verdict through its callback, with why in its buffer, and says it (once
+ * while it lasts); it never learns how the verdict was reached.
  *
+ *  0. The handshake: AUTH and SELECT, pipelined ahead of anything else
+ *     (Redis answers in order: nothing runs unauthenticated or in the
+ *     wrong database), and SCRIPT LOAD of the scripts (EVALSHA needs them,
+ *     and Redis may have restarted).  A refusal ends the check.
  *  1. Durability: INFO and CONFIG GET appendfsync show a primary that
  *     keeps what it acknowledges under the configured durability
  *     (lib/redis/redisinfo.c).
@@ -57,11 +62,14 @@ ngx_http_credit_auth_check_current(redisAsyncContext *ac, redisReply *reply)
 }
 
 
+/* `what` and `why` make the verdict's text (…_redis.c says it). */
 static void
-ngx_http_credit_auth_check_fail(redisAsyncContext *ac, ngx_int_t rc)
+ngx_http_credit_auth_check_fail(redisAsyncContext *ac, ngx_int_t rc,
+    const char *what, const char *why)
 {
     ngx_http_credit_auth_check_t  *ck = &ngx_http_credit_auth_check;
 
+    ngx_snprintf((u_char *) ck->why, ck->why_len - 1, "%s%s%Z", what, why);
     ck->ac = NULL;
     ck->done(ac, rc);
 }
@@ -204,9 +212,8 @@ ngx_http_credit_auth_check_heads_reply(redisAsyncContext *ac, void *r,
         return;
     }
     if (reply->type != REDIS_REPLY_ARRAY) {
-        ngx_log_error(NGX_LOG_ERR, ck->log, 0,
-                      "credit_auth: redis: cannot read the chain heads");
-        ngx_http_credit_auth_check_fail(ac, NGX_DECLINED);
+        ngx_http_credit_auth_check_fail(ac, NGX_DECLINED, "not used: ",
+                                        "cannot read the chain heads");
         return;
     }
 
@@ -267,9 +274,8 @@ ngx_http_credit_auth_check_epoch_reply(redisAsyncContext *ac, void *r,
     }
     if (reply->type != REDIS_REPLY_STRING || reply->len >= sizeof(ck->found))
     {
-        ngx_log_error(NGX_LOG_ERR, ck->log, 0,
-                      "credit_auth: redis: cannot read the epoch key");
-        ngx_http_credit_auth_check_fail(ac, NGX_DECLINED);
+        ngx_http_credit_auth_check_fail(ac, NGX_DECLINED, "not used: ",
+                                        "cannot read the epoch key");
         return;
     }
     ngx_memcpy(ck->found, reply->str, reply->len);
@@ -289,6 +295,7 @@ ngx_http_credit_auth_check_ready_reply(redisAsyncContext *ac, void *r,
     void *privdata)
 {
     char                           mine[NGX_HTTP_CREDIT_AUTH_EPOCH_LEN];
+    char                           why[256];
     const char                    *key;
     ngx_int_t                      rc;
     redisReply                    *reply = r;
@@ -300,34 +307,28 @@ ngx_http_credit_auth_check_ready_reply(redisAsyncContext *ac, void *r,
     }
 
     if (reply->type == REDIS_REPLY_ERROR) {
-        ngx_snprintf((u_char *) ck->why, ck->why_len - 1, "%s%Z",
-                     reply->str);
-        ngx_log_error(NGX_LOG_ERR, ck->log, 0,
-                      "credit_auth: redis not ready: %s", reply->str);
-        ngx_http_credit_auth_check_fail(ac, NGX_DECLINED);
+        ngx_http_credit_auth_check_fail(ac, NGX_DECLINED, "not ready: ",
+                                        reply->str);
         return;
     }
 
+    /* the status page shows the memory of a Redis refused for it too */
+    if (ck->info.seen) {
+        ngx_http_credit_auth_redis_mem_seen(&ck->info, ck->log);
+    }
+
     rc = ca_redisinfo_check(&ck->info, (int) ck->mcf->durability,
-                            (long) ck->mcf->wait_replicas, ck->why,
-                            ck->why_len);
-    if (rc == -2) {
-        /* never usable as configured: loud, and retried slowly */
-        ngx_log_error(NGX_LOG_ALERT, ck->log, 0,
-                      "credit_auth: redis refused: %s", ck->why);
-        ngx_http_credit_auth_check_fail(ac, NGX_ABORT);
-        return;
-    }
+                            (long) ck->mcf->wait_replicas, why, sizeof(why));
     if (rc != 0) {
-        ngx_log_error(NGX_LOG_ERR, ck->log, 0,
-                      "credit_auth: redis not used: %s", ck->why);
-        ngx_http_credit_auth_check_fail(ac, NGX_DECLINED);
+        /* -2: never usable as configured (a cluster node) */
+        ngx_http_credit_auth_check_fail(ac, rc == -2 ? NGX_ABORT
+                                                     : NGX_DECLINED,
+                                        rc == -2 ? "refused: " : "not used: ",
+                                        why);
         return;
     }
-    if (ck->why[0]) {
-        ngx_log_error(NGX_LOG_WARN, ck->log, 0, "credit_auth: redis: %s",
-                      ck->why);
-    }
+    /* a warning, or "" */
+    ngx_cpystrn((u_char *) ck->why, (u_char *) why, ck->why_len);
 
     /*
      * A fresh epoch offered each time: if ours from before were offered
@@ -349,11 +350,36 @@ ngx_http_credit_auth_check_ready_reply(redisAsyncContext *ac, void *r,
 }
 
 
+/* A step of the handshake (privdata: its name): the first refusal ends
+ * the check; those behind it (NOAUTH after a refused AUTH) follow from it
+ * and are not its verdict. */
+static void
+ngx_http_credit_auth_check_step_reply(redisAsyncContext *ac, void *r,
+    void *privdata)
+{
+    u_char                         what[32];
+    redisReply                    *reply = r;
+
+    if (ngx_http_credit_auth_check_current(ac, reply)
+        && reply->type == REDIS_REPLY_ERROR)
+    {
+        ngx_snprintf(what, sizeof(what) - 1, "%s refused: %Z",
+                     (char *) privdata);
+        ngx_http_credit_auth_check_fail(ac, NGX_DECLINED, (char *) what,
+                                        reply->str);
+    }
+}
+
+
 void
-ngx_http_credit_auth_redis_check(void *ac, char *why, size_t why_len,
+ngx_http_credit_auth_redis_check(void *actx, char *why, size_t why_len,
     ngx_http_credit_auth_checked_pt done)
 {
-    ngx_http_credit_auth_check_t  *ck = &ngx_http_credit_auth_check;
+    char                               db[32];
+    ngx_uint_t                         i;
+    redisAsyncContext                 *ac = actx;
+    ngx_http_credit_auth_check_t      *ck = &ngx_http_credit_auth_check;
+    ngx_http_credit_auth_main_conf_t  *mcf = ck->mcf;
 
     ck->ac = ac;
     ck->why = why;
@@ -361,6 +387,22 @@ ngx_http_credit_auth_redis_check(void *ac, char *why, size_t why_len,
     ck->done = done;
     ck->found[0] = '\0';
     ngx_memzero(&ck->info, sizeof(ca_redisinfo));
+
+    if (mcf->redis_password.len) {
+        redisAsyncCommand(ac, ngx_http_credit_auth_check_step_reply, "AUTH",
+                          "AUTH %b", mcf->redis_password.data,
+                          (size_t) mcf->redis_password.len);
+    }
+    if (mcf->redis_db) {
+        ngx_snprintf((u_char *) db, sizeof(db) - 1, "%i%Z", mcf->redis_db);
+        redisAsyncCommand(ac, ngx_http_credit_auth_check_step_reply, "SELECT",
+                          "SELECT %s", db);
+    }
+    for (i = 0; ck->hooks.scripts[i]; i++) {
+        redisAsyncCommand(ac, ngx_http_credit_auth_check_step_reply,
+                          "SCRIPT LOAD", "SCRIPT LOAD %s",
+                          ck->hooks.scripts[i]);
+    }
 
     /* what the server is and keeps: judged when the PING comes back */
     redisAsyncCommand(ac, ngx_http_credit_auth_check_info_reply, NULL,

@@ -3,9 +3,10 @@
  * order (Redis answers in order): each one's caller, its deadline (the
  * watchdog of …_redis.c reads the oldest), and under durability=replicas:N
  * the WAIT N T pipelined behind it, whose count decides whether the
- * caller sees the reply at all.  A -READONLY or -NOREPLICAS answer is
- * passed on, and then told to the connection's owner through the callback
- * it gave: the connection must go.
+ * caller sees the reply at all.  Every reply is told to the connection's
+ * owner through the callback it gave, after the caller: a -READONLY or
+ * -NOREPLICAS answer means the connection must go, any other that it
+ * works.  A WAIT short of replicas is said once while it lasts.
  */
 #include <hiredis/hiredis.h>
 #include <hiredis/async.h>
@@ -26,9 +27,10 @@ typedef struct {
 typedef struct {
     ngx_http_credit_auth_main_conf_t  *mcf;
     ngx_log_t                         *log;
-    ngx_http_credit_auth_refused_pt    refused;
+    ngx_http_credit_auth_answered_pt   answered;
     ngx_queue_t                        pending;
     ngx_uint_t                         inflight;
+    ngx_http_credit_auth_note_t        short_wait;
 } ngx_http_credit_auth_redis_cmds_t;
 
 
@@ -39,22 +41,25 @@ static void
 ngx_http_credit_auth_redis_done(redisAsyncContext *ac,
     ngx_http_credit_auth_redis_cmd_t *cmd, redisReply *reply)
 {
-    ngx_uint_t                          lost;
+    const char                         *refusal;
     ngx_http_credit_auth_redis_cmds_t  *q = &ngx_http_credit_auth_redis_cmds;
 
     q->inflight--;
     ngx_queue_remove(&cmd->queue);
 
     /* a replica, or a primary short of replicas */
-    lost = reply && reply->type == REDIS_REPLY_ERROR
-           && (ngx_strncmp(reply->str, "READONLY", 8) == 0
-               || ngx_strncmp(reply->str, "NOREPLICAS", 10) == 0);
+    refusal = NULL;
+    if (reply && reply->type == REDIS_REPLY_ERROR) {
+        refusal = ngx_strncmp(reply->str, "READONLY", 8) == 0 ? "READONLY"
+                  : ngx_strncmp(reply->str, "NOREPLICAS", 10) == 0
+                    ? "NOREPLICAS" : NULL;
+    }
 
     cmd->handler(cmd->data, reply);
     ngx_free(cmd);
 
-    if (lost) {
-        q->refused(ac);
+    if (reply) {
+        q->answered(ac, refusal);
     }
 }
 
@@ -116,17 +121,19 @@ ngx_http_credit_auth_redis_wait_reply(redisAsyncContext *ac, void *r,
                      && reply->integer
                         >= (long long) q->mcf->wait_replicas)))
     {
+        if (held->type != REDIS_REPLY_ERROR) {
+            ngx_http_credit_auth_note_over(&q->short_wait, q->log,
+                                           "redis: WAIT counts the replicas");
+        }
         ngx_http_credit_auth_redis_done(ac, cmd, held);
 
     } else {
         if (reply) {
-            ngx_log_error(NGX_LOG_ERR, q->log, 0,
-                          "credit_auth: redis: WAIT %ui: %s%L replicas "
-                          "acknowledged: not durable",
-                          q->mcf->wait_replicas,
-                          reply->type == REDIS_REPLY_INTEGER ? "" : "no ",
-                          reply->type == REDIS_REPLY_INTEGER
-                          ? (int64_t) reply->integer : (int64_t) 0);
+            ngx_http_credit_auth_note(&q->short_wait, q->log, NGX_LOG_ERR,
+                                      NGX_HTTP_CREDIT_AUTH_EV_WAIT_SHORT,
+                                      "redis: WAIT %ui: fewer replicas "
+                                      "acknowledged: not durable, refused",
+                                      q->mcf->wait_replicas);
         }
         ngx_http_credit_auth_redis_done(ac, cmd, NULL);
     }
@@ -224,13 +231,13 @@ ngx_http_credit_auth_redis_cmd_inflight(void)
 
 void
 ngx_http_credit_auth_redis_cmd_init(ngx_http_credit_auth_main_conf_t *mcf,
-    ngx_log_t *log, ngx_http_credit_auth_refused_pt refused)
+    ngx_log_t *log, ngx_http_credit_auth_answered_pt answered)
 {
     ngx_http_credit_auth_redis_cmds_t  *q = &ngx_http_credit_auth_redis_cmds;
 
     ngx_memzero(q, sizeof(ngx_http_credit_auth_redis_cmds_t));
     q->mcf = mcf;
     q->log = log;
-    q->refused = refused;
+    q->answered = answered;
     ngx_queue_init(&q->pending);
 }

@@ -15,7 +15,11 @@
  * CA_REVOCATION_UNAVAILABLE (not acknowledged: nothing audited; Redis may
  * still apply a command it did not answer in time), or
  * CA_AUDIT_UNAVAILABLE (in force, its entry neither acknowledged nor
- * spooled).
+ * spooled).  Each wait is one of Redis's (a reply, bounded by
+ * command_timeout) or the writer's (its entry's fate, bounded the same
+ * way).  A worker told to stop at once runs no posted event after its
+ * Redis connection is gone: the jobs alive are listed, and
+ * ngx_http_credit_auth_revoke_exit() ends each of them there.
  */
 #include <hiredis/hiredis.h>
 
@@ -24,6 +28,7 @@
 
 typedef struct {
     ngx_http_credit_auth_waiter_t     waiter;   /* the entry's fate */
+    ngx_queue_t                       queue;    /* the jobs alive */
     ngx_event_t                       ev;       /* the next step */
     ngx_http_credit_auth_revoked_pt   done;     /* NULL: nobody waits */
     void                             *data;
@@ -46,6 +51,9 @@ static const char  ngx_http_credit_auth_revoke_script[] =
     "end\n"
     "redis.call('EXPIREAT', KEYS[1], ARGV[1], 'GT')\n"
     "return 0\n";
+
+
+static ngx_queue_t  ngx_http_credit_auth_revokes;
 
 
 static void
@@ -90,17 +98,29 @@ ngx_http_credit_auth_revoke_settled(ngx_http_credit_auth_waiter_t *w,
 
 
 static void
-ngx_http_credit_auth_revoke_step(ngx_event_t *ev)
+ngx_http_credit_auth_revoke_end(ngx_http_credit_auth_revoke_t *rv,
+    ca_reason reason)
 {
-    ca_reason                       reason;
-    ngx_int_t                       rc;
-    ngx_http_credit_auth_revoke_t  *rv = ev->data;
+    ngx_queue_remove(&rv->queue);
+    if (rv->done) {
+        rv->done(rv->data, reason);
+    }
+    ngx_free(rv);
+}
+
+
+/* The next step: 1 when the job ended, 0 when its entry's fate is due. */
+static ngx_uint_t
+ngx_http_credit_auth_revoke_go(ngx_http_credit_auth_revoke_t *rv)
+{
+    ca_reason  reason;
+    ngx_int_t  rc;
 
     if (rv->in_force && rv->outcome == 0) {
         rc = ngx_http_credit_auth_writer_revocation(rv->enterprise, rv->jti,
                                                     rv->by, &rv->waiter);
         if (rc == NGX_AGAIN) {
-            return;
+            return 0;
         }
         rv->outcome = (rc == NGX_OK) ? CA_AW_SPOOLED : CA_AW_LOST;
     }
@@ -123,10 +143,15 @@ ngx_http_credit_auth_revoke_step(ngx_event_t *ev)
         reason = CA_AUDIT_UNAVAILABLE;
     }
 
-    if (rv->done) {
-        rv->done(rv->data, reason);
-    }
-    ngx_free(rv);
+    ngx_http_credit_auth_revoke_end(rv, reason);
+    return 1;
+}
+
+
+static void
+ngx_http_credit_auth_revoke_step(ngx_event_t *ev)
+{
+    (void) ngx_http_credit_auth_revoke_go(ev->data);
 }
 
 
@@ -183,6 +208,11 @@ ngx_http_credit_auth_revoke(const char *enterprise, const char *jti,
         return NGX_ERROR;
     }
 
+    if (ngx_http_credit_auth_revokes.next == NULL) {
+        ngx_queue_init(&ngx_http_credit_auth_revokes);
+    }
+    ngx_queue_insert_tail(&ngx_http_credit_auth_revokes, &rv->queue);
+
     *handle = rv;
     return NGX_AGAIN;
 }
@@ -195,4 +225,49 @@ ngx_http_credit_auth_revoke_detach(void *handle)
     ngx_http_credit_auth_revoke_t  *rv = handle;
 
     rv->done = NULL;
+}
+
+
+/*
+ * The worker stops at once (after …_redis_exit_process(): every reply due
+ * came back empty).  A job whose next step was posted takes it here; one
+ * whose entry the writer still holds ends unconfirmed: the writer, which
+ * exits after this, spools that entry (with a spool), and the caller is
+ * told CA_AUDIT_UNAVAILABLE.
+ */
+void
+ngx_http_credit_auth_revoke_exit(void)
+{
+    ngx_queue_t                    *q;
+    ngx_http_credit_auth_revoke_t  *rv;
+
+    if (ngx_http_credit_auth_revokes.next == NULL) {
+        return;
+    }
+
+    while (!ngx_queue_empty(&ngx_http_credit_auth_revokes)) {
+        q = ngx_queue_head(&ngx_http_credit_auth_revokes);
+        rv = ngx_queue_data(q, ngx_http_credit_auth_revoke_t, queue);
+
+        if (rv->ev.posted) {
+            ngx_delete_posted_event(&rv->ev);
+            if (ngx_http_credit_auth_revoke_go(rv)) {
+                continue;
+            }
+        }
+
+        if (!rv->in_force) {
+            /* no reply came, not even an empty one */
+            ngx_http_credit_auth_revoke_end(rv, CA_REVOCATION_UNAVAILABLE);
+            continue;
+        }
+
+        ngx_http_credit_auth_writer_detach(&rv->waiter);
+        ngx_log_error(NGX_LOG_WARN, ngx_cycle->log, 0, "credit_auth: "
+                      "consent \"%s\" of %s revoked (by %s); the worker "
+                      "stops before its revocation entry was confirmed: "
+                      "it goes to the spool, if there is one", rv->jti,
+                      rv->enterprise, rv->by);
+        ngx_http_credit_auth_revoke_end(rv, CA_AUDIT_UNAVAILABLE);
+    }
 }

@@ -9,8 +9,39 @@
 
 static const char  *ngx_http_credit_auth_audit_names[] = {
     "sent", "acked", "failed", "replays_ok", "replays_failed",
-    "unexpected_replies", "discontinuities"
+    "unexpected_replies", "discontinuities", "refused"
 };
+
+/* NGX_HTTP_CREDIT_AUTH_EV_*: conditions said once, then counted */
+static const char  *ngx_http_credit_auth_event_names[] = {
+    "redis_unavailable", "redis_loading", "redis_not_writable",
+    "wait_short", "kid_in_file_and_registry"
+};
+
+static const char  *ngx_http_credit_auth_mem_names[] = {
+    "unknown", "ok", "high", "full", "evicting"
+};
+
+
+static const char *
+ngx_http_credit_auth_mem_state(ngx_http_credit_auth_redismem_t *m)
+{
+    ngx_uint_t  s = m->state;
+
+    return ngx_http_credit_auth_mem_names[s < 5 ? s : 0];
+}
+
+
+/* used_memory as a percentage of maxmemory (0: no maxmemory) */
+static ngx_uint_t
+ngx_http_credit_auth_mem_percent(ngx_http_credit_auth_redismem_t *m)
+{
+    ca_redisinfo  ri;
+
+    ri.used_memory = m->used;
+    ri.maxmemory = m->max;
+    return ca_redisinfo_percent(&ri);
+}
 
 
 /* Over the live workers' writers: bytes waiting in their spools, and the
@@ -62,6 +93,7 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
     int          i;
     json_int_t   bytes, age;
     json_t      *doc, *reasons, *report, *audit, *cache, *labels[3];
+    json_t      *redis, *events;
     ngx_uint_t   k, n;
 
     reasons = json_object();
@@ -99,8 +131,28 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
                             json_integer((json_int_t) sh->labels[k].count));
     }
 
+    events = json_object();
+    for (k = 0; k < NGX_HTTP_CREDIT_AUTH_EVENTS; k++) {
+        json_object_set_new(events, ngx_http_credit_auth_event_names[k],
+                            json_integer((json_int_t) sh->events[k]));
+    }
+
+    redis = json_pack("{s:b, s:s, s:s, s:{s:I, s:I, s:s, s:I, s:s}}",
+                      "connected", (int) ngx_http_credit_auth_redis_ready(),
+                      "durability", ngx_http_credit_auth_durability(),
+                      "state", ngx_http_credit_auth_redis_why(),
+                      "memory",
+                          "used", (json_int_t) sh->redis_mem.used,
+                          "max", (json_int_t) sh->redis_mem.max,
+                          "policy", sh->redis_mem.policy,
+                          "percent", (json_int_t)
+                              ngx_http_credit_auth_mem_percent(
+                                  &sh->redis_mem),
+                          "state",
+                              ngx_http_credit_auth_mem_state(&sh->redis_mem));
+
     doc = json_pack("{s:{s:I, s:I, s:I}, s:o, s:o, s:o, s:o, s:o, s:o,"
-                    " s:o, s:{s:b, s:s, s:s}}",
+                    " s:o, s:o, s:o}",
                     "decisions",
                         "allow", (json_int_t) sh->allow,
                         "deny", (json_int_t) sh->deny,
@@ -112,11 +164,8 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
                     "purposes", labels[2],
                     "audit", audit,
                     "token_cache", cache,
-                    "redis",
-                        "connected",
-                        (int) ngx_http_credit_auth_redis_ready(),
-                        "durability", ngx_http_credit_auth_durability(),
-                        "state", ngx_http_credit_auth_redis_why());
+                    "events", events,
+                    "redis", redis);
     if (doc != NULL) {
         json_object_set_new(doc, "pass_headers",
                             json_pack("{s:I}", "dropped_personal",
@@ -370,6 +419,36 @@ ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
         "1 if the worker that answered (pid) is connected to Redis.");
     ngx_http_credit_auth_prom(&t, "credit_auth_redis_connected{pid=\"%d\"} "
         "%d\n", (int) ngx_pid, (int) ngx_http_credit_auth_redis_ready());
+
+    ngx_http_credit_auth_family(&t, "credit_auth_redis_memory_used_bytes",
+        "gauge", "Redis used_memory, as last read (INFO memory, 1 s).");
+    ngx_http_credit_auth_prom(&t, "credit_auth_redis_memory_used_bytes %llu"
+        "\n", (unsigned long long) sh->redis_mem.used);
+    ngx_http_credit_auth_family(&t, "credit_auth_redis_memory_max_bytes",
+        "gauge", "Redis maxmemory (0: no limit).");
+    ngx_http_credit_auth_prom(&t, "credit_auth_redis_memory_max_bytes %llu\n",
+        (unsigned long long) sh->redis_mem.max);
+    ngx_http_credit_auth_family(&t, "credit_auth_redis_memory_high", "gauge",
+        "1 from 80 % of maxmemory (at 100 % Redis refuses every write).");
+    ngx_http_credit_auth_prom(&t, "credit_auth_redis_memory_high %d\n",
+        sh->redis_mem.state == NGX_HTTP_CREDIT_AUTH_MEM_HIGH
+        || sh->redis_mem.state == NGX_HTTP_CREDIT_AUTH_MEM_FULL);
+    ngx_http_credit_auth_family(&t, "credit_auth_redis_maxmemory_policy",
+        "gauge", "Redis maxmemory-policy (1); any but noeviction is "
+        "refused.");
+    ngx_http_credit_auth_prom(&t, "credit_auth_redis_maxmemory_policy{"
+        "policy=\"%s\",state=\"%s\"} 1\n",
+        ngx_http_credit_auth_label_value(sh->redis_mem.policy, v1,
+                                         sizeof(v1)),
+        ngx_http_credit_auth_mem_state(&sh->redis_mem));
+
+    ngx_http_credit_auth_family(&t, "credit_auth_events_total", "counter",
+        "Conditions said once in the error log, counted while they last.");
+    for (k = 0; k < NGX_HTTP_CREDIT_AUTH_EVENTS; k++) {
+        ngx_http_credit_auth_prom(&t, "credit_auth_events_total{event=\"%s\"}"
+            " %lu\n", ngx_http_credit_auth_event_names[k],
+            (unsigned long) sh->events[k]);
+    }
 
     ngx_http_credit_auth_histogram(&t, "credit_auth_decision_seconds",
         "From the access phase to the decision acknowledged (or spooled).",

@@ -7,17 +7,25 @@
  * verifier, …_decide.c), claims iss, jti and iat; or, with
  * platform_keys=, one signed by the platform's key naming the enterprise
  * in sub.  The key may be asked of the registry (…_keyreg.c); then the
- * revocation is put in force and audited (…_revoke.c).  Every wait is
- * bounded by the Redis command timeout and blocks nothing.  200 only once
- * the revocation is in force and its entry acknowledged or spooled; a
- * refusal is problem+json; with Redis away nothing is written (503
+ * revocation is put in force and audited (…_revoke.c).  200 only once the
+ * revocation is in force and its entry acknowledged or spooled; a refusal
+ * is problem+json; with Redis away nothing is written (503
  * revocation_unavailable).
  *
- * The request's ctx is the module's own ctx type, so that the key lookup
- * can wait on it; its state is REFUSED from the start, which makes the
- * response filters treat whatever is answered here as the module's own
- * (X-Request-Id, Cache-Control: no-store) and keeps the bank-side
- * machinery (decision, outcome, nginx's own refusals) away from it.
+ * The request's ctx is the module's own ctx type, kept as the access
+ * phase keeps it (…_ctx.c), so that it waits as a bank's request does:
+ * held once (ngx_http_credit_auth_hold), woken by one posted event (never
+ * inside a Redis callback) whose handler here runs the steps again, not
+ * the phases.  It waits for a registry key (command_timeout), for a
+ * connection being made (the connection's waiter, once: connect_timeout),
+ * for the revocation and its entry (command_timeout each), never longer;
+ * an exiting worker stays for it (…_redis.c), and one told to stop at
+ * once answers it before it goes (…_access.c).  Its state is REFUSED
+ * except while it waits for a key (KEY_WAIT, as the lookup expects),
+ * which makes the response filters treat whatever is answered here as the
+ * module's own (X-Request-Id, Cache-Control: no-store) and keeps the
+ * bank-side machinery (decision, outcome, nginx's own refusals) away from
+ * it.
  */
 #include "ngx_http_credit_auth.h"
 #include <core/isotime.h>
@@ -25,8 +33,6 @@
 
 /* a compact JWS, and room for the line break a client may add */
 #define NGX_HTTP_CREDIT_AUTH_WITHDRAW_MAX    (CA_TOKEN_MAX + 256)
-/* waiting for a connection that is being made: 10 x 20 ms at most */
-#define NGX_HTTP_CREDIT_AUTH_WITHDRAW_TRIES  10
 
 
 typedef enum {
@@ -47,8 +53,7 @@ struct ngx_http_credit_auth_wd_s {
     void                           *revoking;   /* …_revoke.c's job */
     const char                     *enterprise; /* whose consent */
     const char                     *by;         /* who withdrew it */
-    ngx_uint_t                      tries;
-    ngx_uint_t                      waiting;    /* for its wake event */
+    unsigned                        parked:1;   /* for the connection */
 };
 
 
@@ -128,6 +133,9 @@ ngx_http_credit_auth_revocation_endpoint(ngx_conf_t *cf, ngx_command_t *cmd,
 }
 
 
+/* The client is gone: nothing of it is left waiting.  The ctx's own
+ * cleanup drops the hold and a posted wake (…_ctx.c), the key lookup's its
+ * place in a fetch (…_keyreg.c); the revocation goes on alone. */
 static void
 ngx_http_credit_auth_wd_gone(void *data)
 {
@@ -137,16 +145,23 @@ ngx_http_credit_auth_wd_gone(void *data)
         ngx_http_credit_auth_revoke_detach(wd->revoking);
         wd->revoking = NULL;
     }
-    if (wd->ctx.wait.wake.posted) {
-        ngx_delete_posted_event(&wd->ctx.wait.wake);
-    }
-    if (wd->ctx.wait.wake.timer_set) {
-        ngx_del_timer(&wd->ctx.wait.wake);
-    }
+    ngx_http_credit_auth_redis_unwait(&wd->ctx.conn);
 }
 
 
-/* A wait is over (a key, a reply, an entry's fate, a retry): go on. */
+/* A wait under way: a run that finds one changes nothing. */
+static ngx_uint_t
+ngx_http_credit_auth_wd_waiting(ngx_http_credit_auth_wd_t *wd)
+{
+    return (wd->ctx.state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT
+            && wd->ctx.key_waiting)
+           || wd->ctx.conn.queued
+           || wd->revoking != NULL;
+}
+
+
+/* A wait is over (a key, the connection, the revocation): the steps go
+ * on, the hold released here. */
 static void
 ngx_http_credit_auth_wd_wake(ngx_event_t *ev)
 {
@@ -155,30 +170,26 @@ ngx_http_credit_auth_wd_wake(ngx_event_t *ev)
     ngx_http_credit_auth_wd_t  *wd;
 
     c = r->connection;
-    wd = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
+    wd = (ngx_http_credit_auth_wd_t *) ngx_http_credit_auth_find_ctx(r);
 
-    r->main->count--;
-    wd->waiting = 0;
+    if (ngx_http_credit_auth_wd_waiting(wd)) {
+        return;
+    }
+    ngx_http_credit_auth_resume(r, &wd->ctx);
     ngx_http_credit_auth_wd_run(wd);
     ngx_http_run_posted_requests(c);
 }
 
 
+/* The connection is up, or its attempt failed (…_redis_wait.c). */
 static void
-ngx_http_credit_auth_wd_post(ngx_http_credit_auth_wd_t *wd)
+ngx_http_credit_auth_wd_reconnected(ngx_http_credit_auth_redis_waiter_t *w)
 {
-    if (!wd->ctx.wait.wake.posted) {
-        ngx_post_event(&wd->ctx.wait.wake, &ngx_posted_events);
-    }
-}
+    ngx_http_credit_auth_ctx_t  *ctx;
 
-
-/* The request waits for its wake event, held meanwhile. */
-static void
-ngx_http_credit_auth_wd_hold(ngx_http_credit_auth_wd_t *wd)
-{
-    wd->r->main->count++;
-    wd->waiting = 1;
+    ctx = (ngx_http_credit_auth_ctx_t *)
+          ((u_char *) w - offsetof(ngx_http_credit_auth_ctx_t, conn));
+    ngx_http_credit_auth_wake(ctx);
 }
 
 
@@ -202,12 +213,13 @@ ngx_http_credit_auth_withdraw_handler(ngx_http_request_t *r)
     cln->data = wd;
 
     wd->r = r;
+    if (ngx_http_credit_auth_keep_ctx(r, &wd->ctx) != NGX_OK) {
+        return NGX_HTTP_INTERNAL_SERVER_ERROR;
+    }
+    /* woken, it runs its steps, not the phases */
+    wd->ctx.wake.handler = ngx_http_credit_auth_wd_wake;
     wd->ctx.state = NGX_HTTP_CREDIT_AUTH_REFUSED;
     wd->ctx.method = r->method_name;
-    wd->ctx.wait.wake.handler = ngx_http_credit_auth_wd_wake;
-    wd->ctx.wait.wake.data = r;
-    wd->ctx.wait.wake.log = r->connection->log;
-    ngx_http_set_ctx(r, &wd->ctx, ngx_http_credit_auth_module);
 
     if (ngx_http_credit_auth_set_request_id(r, &wd->ctx) != NGX_OK) {
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
@@ -383,11 +395,9 @@ ngx_http_credit_auth_wd_verify(ngx_http_credit_auth_wd_t *wd)
                                              &wd->token, ca_withdrawal_verify,
                                              &wd->claims);
     if (wd->ctx.state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT) {
-        /* the lookup wakes the request through this file, not the
-         * phases: nothing else of the module runs here */
-        wd->ctx.state = NGX_HTTP_CREDIT_AUTH_REFUSED;
-        wd->ctx.key_wake.handler = ngx_http_credit_auth_wd_wake;
-        ngx_http_credit_auth_wd_hold(wd);
+        /* the lookup wakes the request (ctx.wake: this file's handler);
+         * KEY_WAIT meanwhile, as a stopping worker looks for it */
+        (void) ngx_http_credit_auth_hold(wd->r, &wd->ctx);
         return CA_OK;
     }
     wd->ctx.state = NGX_HTTP_CREDIT_AUTH_REFUSED;
@@ -433,11 +443,11 @@ ngx_http_credit_auth_wd_revoked(void *data, ca_reason reason)
 
     } else if (reason == CA_AUDIT_UNAVAILABLE) {
         ngx_http_credit_auth_detail(&wd->ctx, "the consent is withdrawn, "
-                                    "but the audit entry could not be "
+                                    "but its audit entry was not confirmed "
                                     "written: send the withdrawal again%Z");
     }
     wd->step = NGX_HTTP_CREDIT_AUTH_WD_DONE;
-    ngx_http_credit_auth_wd_post(wd);
+    ngx_http_credit_auth_wake(&wd->ctx);
 }
 
 
@@ -447,24 +457,30 @@ static ca_reason
 ngx_http_credit_auth_wd_revoke(ngx_http_credit_auth_wd_t *wd)
 {
     time_t                             until;
+    ngx_int_t                          rc;
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(wd->r, ngx_http_credit_auth_module);
 
     if (!ngx_http_credit_auth_redis_ready()) {
-        if (wd->tries < NGX_HTTP_CREDIT_AUTH_WITHDRAW_TRIES
-            && ngx_http_credit_auth_redis_connecting())
-        {
-            /* a worker just started or Redis just came back */
-            wd->tries++;
-            ngx_add_timer(&wd->ctx.wait.wake, 20);
-            ngx_http_credit_auth_wd_hold(wd);
-            return CA_OK;
+        rc = NGX_DECLINED;
+        if (!wd->parked) {
+            /* a worker just started or Redis just came back: wait for
+             * that one attempt (connect_timeout) rather than refuse */
+            wd->parked = 1;
+            wd->ctx.conn.handler = ngx_http_credit_auth_wd_reconnected;
+            rc = ngx_http_credit_auth_redis_wait(&wd->ctx.conn);
+            if (rc == NGX_AGAIN) {
+                (void) ngx_http_credit_auth_hold(wd->r, &wd->ctx);
+                return CA_OK;
+            }
         }
-        ngx_http_credit_auth_detail(&wd->ctx, "Redis is not connected: "
-                                    "nothing was withdrawn or written; send "
-                                    "the withdrawal again later%Z");
-        return CA_REVOCATION_UNAVAILABLE;
+        if (rc != NGX_OK) {
+            ngx_http_credit_auth_detail(&wd->ctx, "Redis is not connected: "
+                                        "nothing was withdrawn or written; "
+                                        "send the withdrawal again later%Z");
+            return CA_REVOCATION_UNAVAILABLE;
+        }
     }
 
     until = ngx_time() + (time_t) mcf->policy->token.max_lifetime
@@ -481,7 +497,7 @@ ngx_http_credit_auth_wd_revoke(ngx_http_credit_auth_wd_t *wd)
         return CA_REVOCATION_UNAVAILABLE;
     }
 
-    ngx_http_credit_auth_wd_hold(wd);
+    (void) ngx_http_credit_auth_hold(wd->r, &wd->ctx);
     return CA_OK;
 }
 
@@ -519,8 +535,8 @@ ngx_http_credit_auth_wd_run(ngx_http_credit_auth_wd_t *wd)
             return;
         }
 
-        if (wd->waiting) {
-            /* the wake event runs this again */
+        if (wd->ctx.held) {
+            /* ctx.wake runs this again */
             return;
         }
 

@@ -339,6 +339,7 @@ ngx_http_credit_auth_writer_publish(void)
     ws.replay_failed = st->replay_failed;
     ws.unexpected = st->unexpected;
     ws.discontinuities = wr->discontinuities;
+    ws.refused = st->refused;
     ngx_http_credit_auth_zone_writer(&ws);
 }
 

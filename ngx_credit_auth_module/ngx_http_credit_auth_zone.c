@@ -253,6 +253,62 @@ ngx_http_credit_auth_observe(ngx_uint_t hist, uint64_t us)
 }
 
 
+void
+ngx_http_credit_auth_count_event(ngx_uint_t event)
+{
+    ngx_http_credit_auth_shctx_t  *sh;
+
+    sh = ngx_http_credit_auth_shared(NULL);
+    if (sh != NULL && event < NGX_HTTP_CREDIT_AUTH_EVENTS) {
+        (void) ngx_atomic_fetch_add(&sh->events[event], 1);
+    }
+}
+
+
+/*
+ * Conditions that last (Redis away, loading, refusing writes) were one
+ * error line per attempt or per batch: a client could fill the log.  Now
+ * one line when the condition changes, a counter while it stays.
+ */
+void
+ngx_http_credit_auth_note(ngx_http_credit_auth_note_t *n, ngx_log_t *log,
+    ngx_uint_t level, ngx_uint_t event, const char *fmt, ...)
+{
+    u_char   text[sizeof(n->said)], *p;
+    va_list  args;
+
+    ngx_http_credit_auth_count_event(event);
+
+    va_start(args, fmt);
+    p = ngx_vslprintf(text, text + sizeof(text) - 1, fmt, args);
+    va_end(args);
+    *p = '\0';
+
+    if (ngx_strcmp(text, n->said) == 0) {
+        n->times++;
+        return;
+    }
+    ngx_memcpy(n->said, text, p - text + 1);
+    n->times = 1;
+    ngx_log_error(level, log, 0, "credit_auth: %s (said once while it "
+                  "lasts: see events on the status page)", text);
+}
+
+
+void
+ngx_http_credit_auth_note_over(ngx_http_credit_auth_note_t *n,
+    ngx_log_t *log, const char *what)
+{
+    if (n->said[0] == '\0') {
+        return;
+    }
+    ngx_log_error(NGX_LOG_NOTICE, log, 0, "credit_auth: %s again, after: %s"
+                  " (%ui times)", what, n->said, n->times);
+    n->said[0] = '\0';
+    n->times = 0;
+}
+
+
 /* A refusal of the answer (404, 502): the decision allowed it, the reason
  * counts the refusal the bank got. */
 void
@@ -320,6 +376,7 @@ ngx_http_credit_auth_zone_writer(const ngx_http_credit_auth_wstate_t *ws)
     ADD(NGX_HTTP_CREDIT_AUTH_AUDIT_REPLAY_FAILED, replay_failed);
     ADD(NGX_HTTP_CREDIT_AUTH_AUDIT_UNEXPECTED, unexpected);
     ADD(NGX_HTTP_CREDIT_AUTH_AUDIT_DISCONTINUITIES, discontinuities);
+    ADD(NGX_HTTP_CREDIT_AUTH_AUDIT_REFUSED, refused);
 #undef ADD
     last = *ws;
 

@@ -256,7 +256,7 @@ cmd_anchor(int argc, char **argv)
     } else {
         rv = av_run_resume(v, rs);
         if (rv == 0) {
-            rv = av_run_stream(v, rc, co.stream, "-", &count);
+            rv = av_run_stream(v, NULL, rc, co.stream, "-", &count);
         }
     }
     redisFree(rc);

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "audit_archread.h"
 #include "audit_names.h"
 #include "audit_requests.h"
 #include "audit_tool.h"
@@ -49,7 +50,7 @@ static const char usage_export[] =
     "  --format jsonl|csv            default jsonl\n"
     "  --excel                       CSV with a UTF-8 byte order mark\n"
     "  --out FILE                    write there instead of stdout\n"
-    NAMES_HELP ENTERPRISES_HELP;
+    NAMES_HELP ENTERPRISES_HELP ARCHIVE_READ_HELP;
 
 typedef struct {
     FILE       *out;
@@ -148,6 +149,7 @@ cmd_export(int argc, char **argv)
         {"excel", no_argument, NULL, OPT_EXCEL},
         NAMES_LONGOPTS,
         ENTERPRISES_LONGOPT,
+        ARCHIVE_READ_LONGOPT,
         {NULL, 0, NULL, 0}
     };
     common_opts   co;
@@ -156,6 +158,7 @@ cmd_export(int argc, char **argv)
     const char   *outfile = NULL;
     int           ch, rv, requests = 0, excel = 0;
     size_t        count;
+    trail         t = {0};
     redisContext *rc;
 
     common_init(&co);
@@ -195,6 +198,9 @@ cmd_export(int argc, char **argv)
         case OPT_EXCEL:
             excel = 1;
             break;
+        case OPT_ARCHIVE_READ:
+            t.conninfo = optarg;
+            break;
         case 'h':
             fputs(usage_export, stdout);
             return 0;
@@ -223,14 +229,17 @@ cmd_export(int argc, char **argv)
         names_free(&nm);
         return EXIT_USAGE;
     }
-    if ((rc = tool_redis_open(&co.redis)) == NULL) {
+    if ((rc = trail_open(&t, &co.redis)) == NULL) {
         names_free(&nm);
         return EXIT_USAGE;
     }
+    t.per = &x.per;
+    t.requests = requests;
     x.out = stdout;
     if (outfile != NULL && (x.out = fopen(outfile, "w")) == NULL) {
         fprintf(stderr, "credit-audit: %s: %s\n", outfile, strerror(errno));
         redisFree(rc);
+        trail_close(&t);
         names_free(&nm);
         return EXIT_USAGE;
     }
@@ -239,15 +248,16 @@ cmd_export(int argc, char **argv)
         csv_bom(&x.csv);
     }
     if (requests) {
-        rv = export_requests(rc, co.stream, &x.per, &nm, &x.csv, x.out,
+        rv = export_requests(&t, rc, co.stream, &x.per, &nm, &x.csv, x.out,
                              x.is_csv, &x.written);
     } else {
         if (x.is_csv) {
             csv_header(&x);
         }
-        rv = scan_stream(rc, co.stream, cb_export, &x, &count);
+        rv = trail_scan(&t, rc, co.stream, cb_export, &x, &count);
     }
     redisFree(rc);
+    trail_close(&t);
     names_free(&nm);
     if (fflush(x.out) != 0 || ferror(x.out)
         || (x.out != stdout && fclose(x.out) != 0))

@@ -149,6 +149,14 @@ typedef int (*archive_cb)(const entry *e, const archive_row *row,
                           void *data);
 int archive_scan(PGconn *c, const archive_filter *f, archive_cb cb,
                  void *data, size_t *count);
+/* The same with the query given: it selects ARCHIVE_SCAN_COLUMNS (then,
+ * with columns, the typed columns as text, schema order). */
+#define ARCHIVE_SCAN_COLUMNS \
+    "ord, stream, stream_id, copy_of, (extract(epoch FROM entry_time) " \
+    "* 1000)::bigint, raw"
+int archive_scan_sql(PGconn *c, const sbuf *sql, int np,
+                     const char *const *params, int columns, archive_cb cb,
+                     void *data, size_t *count);
 
 /* The archived entry that holds (chain, seq) of stream, archived before
  * archive order `before` (UINT64_MAX: any): 0 with m filled, 1 none, -1

@@ -151,16 +151,9 @@ archive_scan(PGconn *c, const archive_filter *f, archive_cb cb, void *data,
     sbuf        sql = {0};
     const char *params[8];
     char        num[6][24];
-    int         np = 0, rv = 0, failed = 0;
-    entry       e;
-    size_t      cap = 0;
-    PGresult   *r;
+    int         np = 0, rv;
 
-    memset(&e, 0, sizeof(e));
-    *count = 0;
-    /* binary results: raw arrives as its bytes, no hex to undo */
-    sb_puts(&sql, "SELECT ord, stream, stream_id, copy_of, (extract(epoch "
-            "FROM entry_time) * 1000)::bigint, raw");
+    sb_puts(&sql, "SELECT " ARCHIVE_SCAN_COLUMNS);
     for (int i = 0; f->columns && i < CA_F_COUNT; i++) {
         sb_printf(&sql, ", %s::text", ca_audit_schema[i].column);
     }
@@ -196,23 +189,41 @@ archive_scan(PGconn *c, const archive_filter *f, archive_cb cb, void *data,
         sb_printf(&sql, " AND ord < $%d", np);
     }
     sb_puts(&sql, " ORDER BY ord");
-    if (sql.failed
-        || !PQsendQueryParams(c, sql.p, np, NULL, params, NULL, NULL, 1)
+    rv = archive_scan_sql(c, &sql, np, params, f->columns, cb, data, count);
+    sb_free(&sql);
+    return rv;
+}
+
+int
+archive_scan_sql(PGconn *c, const sbuf *sql, int np,
+                 const char *const *params, int columns, archive_cb cb,
+                 void *data, size_t *count)
+{
+    archive_filter f = {.columns = columns};
+    int            rv = 0, failed = 0;
+    entry          e;
+    size_t         cap = 0;
+    PGresult      *r;
+
+    memset(&e, 0, sizeof(e));
+    *count = 0;
+    /* binary results: raw arrives as its bytes, no hex to undo */
+    if (sql->failed
+        || !PQsendQueryParams(c, sql->p, np, NULL, params, NULL, NULL, 1)
         || !PQsetSingleRowMode(c))
     {
         fprintf(stderr, "%s: archive: %s\n", tool_name, pg_error(c));
-        sb_free(&sql);
         return EXIT_USAGE;
     }
     while ((r = PQgetResult(c)) != NULL) {
         if (PQresultStatus(r) == PGRES_SINGLE_TUPLE) {
             if (rv == 0 && !failed) {
                 (*count)++;
-                rv = scan_row(r, f, cb, data, &e, &cap);
+                rv = scan_row(r, &f, cb, data, &e, &cap);
                 failed = rv == EXIT_USAGE;
             }
         } else if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            pg_check(c, r, sql.p);
+            pg_check(c, r, sql->p);
             failed = 1;
         }
         PQclear(r);
@@ -221,7 +232,6 @@ archive_scan(PGconn *c, const archive_filter *f, archive_cb cb, void *data,
     free(e.value);
     free(e.nlen);
     free(e.vlen);
-    sb_free(&sql);
     return failed ? EXIT_USAGE : rv;
 }
 

@@ -14,6 +14,7 @@
 
 #include <jansson.h>
 
+#include "audit_archread.h"
 #include "audit_report.h"
 #include "audit_tool.h"
 #include "audit_verify.h"
@@ -55,7 +56,10 @@ static const char usage_report[] =
     "  --policy FILE                 the policy: names of categories and\n"
     "                                purposes (name_zh, name)\n"
     "  --out FILE                    write there instead of stdout\n"
-    "  --excel                       CSV with a UTF-8 byte order mark\n";
+    "  --excel                       CSV with a UTF-8 byte order mark\n"
+    ARCHIVE_READ_HELP
+    "                                (with keys the whole trail is read and\n"
+    "                                verified; without, only the period)\n";
 
 /* ---- counting -------------------------------------------------------- */
 
@@ -355,6 +359,7 @@ cmd_report(int argc, char **argv)
         {"issuer", required_argument, NULL, OPT_ISSUER},
         {"excel", no_argument, NULL, OPT_EXCEL},
         NAMES_LONGOPTS,
+        ARCHIVE_READ_LONGOPT,
         {NULL, 0, NULL, 0}
     };
     static const char *const formats[] = {
@@ -369,6 +374,7 @@ cmd_report(int argc, char **argv)
     report_meta   meta = {0};
     av_keys       ks = {0};
     av_run       *v = NULL;
+    trail         t = {0};
     redisContext *rc;
     json_t       *m;
     FILE         *out = stdout;
@@ -411,6 +417,9 @@ cmd_report(int argc, char **argv)
         case OPT_EXCEL:
             excel = 1;
             break;
+        case OPT_ARCHIVE_READ:
+            t.conninfo = optarg;
+            break;
         case 'h':
             fputs(usage_report, stdout);
             return 0;
@@ -441,7 +450,7 @@ cmd_report(int argc, char **argv)
         av_keys_free(&ks);
         return EXIT_USAGE;
     }
-    if ((rc = tool_redis_open(&co.redis)) == NULL) {
+    if ((rc = trail_open(&t, &co.redis)) == NULL) {
         rv = EXIT_USAGE;
         goto done;
     }
@@ -449,11 +458,14 @@ cmd_report(int argc, char **argv)
         /* verification needs whole chains: the whole stream is read, the
          * period's entries counted on the way */
         av_run_hook(v, cb_report, &rp);
-        rv = av_run_stream(v, rc, co.stream, "-", &count);
+        rv = av_run_stream(v, &t, rc, co.stream, "-", &count);
     } else {
-        rv = scan_stream(rc, co.stream, cb_report, &rp, &count);
+        /* the archive's partitions of the period only */
+        t.per = &rp.per;
+        rv = trail_scan(&t, rc, co.stream, cb_report, &rp, &count);
     }
     redisFree(rc);
+    trail_close(&t);
     if (rv != 0) {
         goto done;
     }

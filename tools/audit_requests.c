@@ -226,7 +226,8 @@ cb_requests(const entry *e, void *data)
 }
 
 int
-export_requests(redisContext *rc, const char *stream, const period *per,
+export_requests(trail *t, redisContext *rc, const char *stream,
+                const period *per,
                 const names *nm, csv_out *csv, FILE *out, int is_csv,
                 size_t *written)
 {
@@ -241,7 +242,7 @@ export_requests(redisContext *rc, const char *stream, const period *per,
         }
         csv_row(csv);
     }
-    rv = scan_stream(rc, stream, cb_requests, &x, &count);
+    rv = trail_scan(t, rc, stream, cb_requests, &x, &count);
     join_finish(&x.join);
     *written = x.written;
     return rv;

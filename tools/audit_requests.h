@@ -8,6 +8,7 @@
 
 #include <stdio.h>
 
+#include "audit_archread.h"
 #include "audit_join.h"
 #include "audit_names.h"
 #include "audit_tool.h"
@@ -17,7 +18,8 @@ int expects_outcome(const entry *e);
 
 /* export --view requests: the rows of the decisions in per, to out.
  * 0, or the scan's error. */
-int export_requests(redisContext *rc, const char *stream, const period *per,
+int export_requests(trail *t, redisContext *rc, const char *stream,
+                    const period *per,
                     const names *nm, csv_out *csv, FILE *out, int is_csv,
                     size_t *written);
 

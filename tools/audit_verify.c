@@ -46,6 +46,9 @@ static const char usage_verify[] =
     "                                (credit-audit anchor --out) must still\n"
     "                                be in the stream: a chain deleted or cut\n"
     "                                below it is a break (not with --resume)\n"
+    ARCHIVE_READ_HELP
+    "                                (chains continue from the archive into\n"
+    "                                Redis; not with --resume)\n"
     "  --resume FILE                 start from what the last run verified\n"
     "                                (FILE: its anchors, created if absent,\n"
     "                                replaced after a run without a break):\n"
@@ -231,7 +234,7 @@ av_run_last_id(const av_run *r)
 }
 
 int
-av_run_stream(av_run *r, redisContext *rc, const char *stream,
+av_run_stream(av_run *r, trail *t, redisContext *rc, const char *stream,
               const char *from, size_t *count)
 {
     redisReply *x;
@@ -244,7 +247,7 @@ av_run_stream(av_run *r, redisContext *rc, const char *stream,
                    ? (size_t) x->integer : 0;
         freeReplyObject(x);
     }
-    rv = scan_stream_from(rc, stream, from, cb_verify, r, count);
+    rv = trail_scan_from(t, rc, stream, from, cb_verify, r, count);
     if (r->progress) {
         fprintf(stderr, "\rcredit-audit: %zu of %zu entries read\n", r->read,
                 r->total);
@@ -472,8 +475,10 @@ cmd_verify(int argc, char **argv)
         COMMON_LONGOPTS,
         {"resume", required_argument, NULL, OPT_RESUME},
         {"anchor", required_argument, NULL, OPT_ANCHOR},
+        ARCHIVE_READ_LONGOPT,
         {NULL, 0, NULL, 0}
     };
+    trail         t = {0};
     av_anchor    *an = NULL;
     const char   *anchor = NULL;
     common_opts   co;
@@ -499,6 +504,10 @@ cmd_verify(int argc, char **argv)
             anchor = optarg;
             continue;
         }
+        if (ch == OPT_ARCHIVE_READ) {
+            t.conninfo = optarg;
+            continue;
+        }
         if (ch == 'h') {
             fputs(usage_verify, stdout);
             return 0;
@@ -518,6 +527,10 @@ cmd_verify(int argc, char **argv)
         return usage_error(usage_verify, "%s", "--anchor reads the whole "
                            "stream: not with --resume");
     }
+    if (t.conninfo != NULL && resume != NULL) {
+        return usage_error(usage_verify, "%s", "--resume continues from "
+                           "Redis: not with --archive");
+    }
     if (resume != NULL && (rs = av_resume_load(resume, co.stream, from,
                                                sizeof(from))) == NULL)
     {
@@ -531,7 +544,7 @@ cmd_verify(int argc, char **argv)
         av_anchor_free(an);
         return EXIT_USAGE;
     }
-    if ((rc = tool_redis_open(&co.redis)) == NULL) {
+    if ((rc = trail_open(&t, &co.redis)) == NULL) {
         av_keys_free(&ks);
         av_resume_free(rs);
         av_anchor_free(an);
@@ -547,10 +560,11 @@ cmd_verify(int argc, char **argv)
         }
         rv = av_run_resume(v, rs);
         if (rv == 0) {
-            rv = av_run_stream(v, rc, co.stream, from, &count);
+            rv = av_run_stream(v, &t, rc, co.stream, from, &count);
         }
     }
     redisFree(rc);
+    trail_close(&t);
     if (rv == 0) {
         if (count == 0 && rs == NULL) {
             fprintf(stderr, "credit-audit: stream %s is empty\n",
@@ -560,6 +574,10 @@ cmd_verify(int argc, char **argv)
             verify_json(&co, v, rs, from);
         } else {
             verify_text(&co, v, rs, from);
+            if (t.conninfo != NULL) {
+                printf("read %zu entries from the archive, %zu from "
+                       "Redis\n", t.from_archive, t.from_redis);
+            }
         }
         /* the next run starts from here only if this one found nothing */
         if (rs != NULL && av_run_breaks(v) == 0

@@ -5,6 +5,7 @@
 
 #include <openssl/evp.h>
 
+#include "audit_archread.h"
 #include "audit_tool.h"
 #include "verify/auditverify.h"
 
@@ -31,9 +32,10 @@ void av_run_hook(av_run *r, av_entry_hook hook, void *data);
 int av_run_add(av_run *r, const entry *e);
 int av_run_finish(av_run *r);
 /* Reads the stream from id `from` ("-": the start), page by page, and
- * finishes; progress on a terminal.  0 or an exit status after an error
+ * finishes; progress on a terminal.  With t (--archive): the archive,
+ * then Redis (audit_archread.h).  0 or an exit status after an error
  * message. */
-int av_run_stream(av_run *r, redisContext *rc, const char *stream,
+int av_run_stream(av_run *r, trail *t, redisContext *rc, const char *stream,
                   const char *from, size_t *count);
 
 size_t av_run_nchains(const av_run *r);

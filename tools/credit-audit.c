@@ -30,6 +30,7 @@
 
 #include <hiredis/hiredis.h>
 
+#include "audit_archread.h"
 #include "audit_requests.h"
 #include "audit_tool.h"
 #include "core/reason.h"
@@ -95,8 +96,13 @@ static const char usage_query[] =
     "enterprise and consent match and no bank, decision or reason is asked\n"
     "for.  Checkpoints match only when none of those five filters is\n"
     "given.  When nothing matches, standard error says so (exit 0).\n"
+    "\n"
+    "With --archive, the archive is read for what the shipper moved out of\n"
+    "Redis (its indexes answer --enterprise, --bank, --consent, --reason\n"
+    "and the period) and Redis for the rest, each entry once.\n"
     "\n" TIME_NOTE "\n" COMMON_OPTS
-    "  --full                        every field of every matching entry\n";
+    "  --full                        every field of every matching entry\n"
+    ARCHIVE_READ_HELP;
 
 /* ---- tail ------------------------------------------------------------ */
 
@@ -389,9 +395,11 @@ cmd_query(int argc, char **argv)
         {"until", required_argument, NULL, OPT_UNTIL},
         {"month", required_argument, NULL, OPT_MONTH},
         {"full", no_argument, NULL, OPT_FULL},
+        ARCHIVE_READ_LONGOPT,
         {NULL, 0, NULL, 0}
     };
     common_opts   co;
+    trail         t = {0};
     query_ctx     q;
     int           ch, rv;
     size_t        count;
@@ -450,6 +458,9 @@ cmd_query(int argc, char **argv)
         case OPT_MONTH:
             period_opt(&q.per, ch, optarg);
             break;
+        case OPT_ARCHIVE_READ:
+            t.conninfo = optarg;
+            break;
         case 'h':
             fputs(usage_query, stdout);
             return 0;
@@ -464,12 +475,22 @@ cmd_query(int argc, char **argv)
     q.entries |= co.json || (q.event != NULL
                              && (strcmp(q.event, "outcome") == 0
                                  || strcmp(q.event, "checkpoint") == 0));
-    if ((rc = tool_redis_open(&co.redis)) == NULL) {
+    if ((rc = trail_open(&t, &co.redis)) == NULL) {
         return EXIT_USAGE;
     }
+    /* the archive's indexes select; cb_query decides, as over Redis */
+    t.per = &q.per;
+    t.enterprise = q.enterprise;
+    t.bank = q.bank;
+    t.consent = q.consent;
+    t.reason = q.reason;
+    /* the entries of one event other than outcome need no outcome */
+    t.requests = !q.entries || q.event == NULL
+                 || strcmp(q.event, "outcome") == 0;
     join_init(&q.join, emit_line, &q);
-    rv = scan_stream(rc, co.stream, cb_query, &q, &count);
+    rv = trail_scan(&t, rc, co.stream, cb_query, &q, &count);
     redisFree(rc);
+    trail_close(&t);
     join_finish(&q.join);
     map_free(&q.full);
     map_free(&q.but_reason);

@@ -74,7 +74,7 @@ ca_entry_add(ca_entry *e, const char *name, const char *value, size_t len)
 {
     char *dst;
 
-    if (e->n == CA_ENTRY_FIELDS || e->used + len + 1 > CA_ENTRY_BYTES) {
+    if (e->n >= CA_ENTRY_FIELDS || e->used + len + 1 > CA_ENTRY_BYTES) {
         e->n = CA_ENTRY_FIELDS + 1;     /* poisoned: sealing refuses it */
         return -1;
     }

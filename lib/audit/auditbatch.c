@@ -27,8 +27,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <openssl/sha.h>
-
 #include "auditbatch.h"
 #include "auditschema.h"
 #include "core/util.h"
@@ -147,13 +145,7 @@ ca_aw_script(void)
 const char *
 ca_aw_script_sha(void)
 {
-    unsigned char  md[SHA_DIGEST_LENGTH];
-
-    if (ca_aw_sha[0] == '\0') {
-        SHA1((const unsigned char *) ca_aw_lua, sizeof(ca_aw_lua) - 1, md);
-        ca_hex(md, SHA_DIGEST_LENGTH, ca_aw_sha);
-    }
-    return ca_aw_sha;
+    return ca_script_sha(ca_aw_lua, sizeof(ca_aw_lua) - 1, ca_aw_sha);
 }
 
 

@@ -136,6 +136,9 @@ struct ca_aw {
     unsigned char       cp0_head[32];
     int64_t             oldest_ts;
     ca_aw_stats         stats;
+    char                refusing[16];   /* the error Redis answers now */
+    uint64_t            refused_since;  /* stats.refused when it began */
+    uint64_t            stuck_seq;      /* the replay's, said last */
     ca_aw_heads        *heads;      /* acknowledged heads (auditloss.c) */
 };
 
@@ -150,6 +153,12 @@ int ca_aw_submit(ca_aw *aw, size_t slot, ca_entry *e, const ca_chain *saved,
                  int online, void *owner, ca_aw_job **out);
 int ca_aw_result_ok(const ca_aw_job *job, char res);
 ca_aw_batch *ca_aw_batch_new(size_t n);
+void ca_aw_lane_retire(ca_aw *aw, size_t slot);
+void ca_aw_behind(ca_aw *aw, ca_aw_job *job);
+void ca_aw_release_behind(ca_aw *aw);
+
+/* auditfate.c */
+void ca_aw_failed(ca_aw *aw, ca_aw_job *job);
 
 /* auditreplay.c */
 int ca_aw_spool_pending(const ca_aw *aw);

@@ -157,9 +157,14 @@ ca_aw_replayed(ca_aw *aw, ca_aw_batch *b, const char *res)
             /* an error or no reply: let Redis recover first */
             aw->hold = CA_AW_HOLD_TICKS;
         }
-        ca_aw_log(aw, CA_AW_LOG_WARN, "audit replay stopped at entry seq "
-                  "%llu: %s", (unsigned long long) b->jobs[i]->seq,
-                  res ? "a predecessor is missing" : "no answer");
+        /* said once per entry it is stuck at: a Redis that refuses for
+         * minutes is retried every second */
+        if (b->jobs[i]->seq != aw->stuck_seq) {
+            aw->stuck_seq = b->jobs[i]->seq;
+            ca_aw_log(aw, CA_AW_LOG_WARN, "audit replay stopped at entry "
+                      "seq %llu: %s", (unsigned long long) b->jobs[i]->seq,
+                      res ? "a predecessor is missing" : "no answer");
+        }
     }
     ca_aw_refresh_oldest(aw);
     for (i = 0; i < b->njobs; i++) {

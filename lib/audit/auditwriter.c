@@ -15,7 +15,8 @@
  * cannot be learnt (no reply, an error), the lane is retired: its chain
  * ends there and the slot starts a new chain.  A decision that failed is
  * spooled as the deny the bank got (audit_unavailable) at its position;
- * if Redis did write the original, the replay is a duplicate.
+ * if Redis did write the original, the replay is a duplicate.  Fates are
+ * read in auditfate.c (a definite refusal does not retire the lane).
  */
 #include <stdarg.h>
 #include <stdio.h>
@@ -109,7 +110,7 @@ ca_aw_lane_release(ca_aw *aw, size_t slot)
 
 
 /* Its head is unknown: the chain ends here, the slot starts another. */
-static void
+void
 ca_aw_lane_retire(ca_aw *aw, size_t slot)
 {
     ca_aw_lane  *l = &aw->lanes[slot];
@@ -136,7 +137,7 @@ ca_aw_enqueue(ca_aw *aw, ca_aw_job *job)
 
 /* In seq order: a younger batch can fail before an older one's fate is
  * known (a command declined while another is out). */
-static void
+void
 ca_aw_behind(ca_aw *aw, ca_aw_job *job)
 {
     ca_aw_job  **p;
@@ -151,7 +152,7 @@ ca_aw_behind(ca_aw *aw, ca_aw_job *job)
 
 /* No chain-0 entry queued or in flight any more: the ones waiting go to
  * the spool, oldest first. */
-static void
+void
 ca_aw_release_behind(ca_aw *aw)
 {
     int         outcome;
@@ -257,132 +258,6 @@ void
 ca_aw_detach(ca_aw_job *job)
 {
     job->owner = NULL;
-}
-
-
-/* --- fates ------------------------------------------------------------- */
-
-
-/* No reply, an error, or a gap: what is unknown goes to the spool. */
-static void
-ca_aw_failed(ca_aw *aw, ca_aw_job *job)
-{
-    int  outcome;
-
-    aw->stats.failed++;
-    if (job->kind == CA_AW_KIND_DECISION) {
-        (void) ca_aw_spool_failed_decision(aw, job);
-        ca_aw_lane_retire(aw, job->slot);
-        aw->stats.lost++;
-        ca_aw_settle(aw, job, CA_AW_LOST, CA_AUDIT_UNAVAILABLE);
-        return;
-    }
-    if (job->slot != 0) {
-        /* spooled, it could land after the lane's next entry */
-        ca_aw_lane_retire(aw, job->slot);
-    } else {
-        /* settled once no older chain-0 entry can still go before it */
-        ca_aw_behind(aw, job);
-        return;
-    }
-    outcome = ca_aw_spool_job(aw, job) == 0 ? CA_AW_SPOOLED : CA_AW_LOST;
-    if (outcome == CA_AW_LOST) {
-        aw->stats.lost++;
-    }
-    ca_aw_settle(aw, job, outcome, CA_OK);
-}
-
-
-static void
-ca_aw_acked(ca_aw *aw, ca_aw_job *job, char res)
-{
-    size_t          v;
-    unsigned char   head[32];
-    ca_aw_lane     *l = &aw->lanes[job->slot];
-
-    aw->stats.acked++;
-    /* the lane's number is the job's chain: no need to read it back */
-    ca_aw_heads_acked(aw, l->no, job->seq);
-    if (job->kind != CA_AW_KIND_DECISION) {
-        /* not hex (cannot be, sealed here): the head stays as it was */
-        ca_aw_head_acked(aw, job,
-                         ca_unhex(job->value[job->n - 1], head, 32) == 0
-                         ? head : l->acked_head);
-        if (job->slot != 0) {
-            ca_aw_lane_release(aw, job->slot);
-        }
-        ca_aw_settle(aw, job, CA_AW_ACKED, CA_OK);
-        return;
-    }
-    v = (size_t) (res - '1');
-    l->chain.seq = job->seq;
-    (void) ca_unhex(job->var[v].hash, l->chain.head, 32);
-    ca_aw_head_acked(aw, job, l->chain.head);
-    ca_aw_lane_release(aw, job->slot);
-    ca_aw_settle(aw, job, CA_AW_ACKED, job->var[v].reason);
-}
-
-
-int
-ca_aw_result_ok(const ca_aw_job *job, char res)
-{
-    if (job->kind == CA_AW_KIND_DECISION) {
-        return res >= '1' && (size_t) (res - '1') < job->nvar;
-    }
-    return res == 'w' || res == 'd';
-}
-
-
-static const char *
-ca_aw_check_reply(ca_aw *aw, ca_aw_batch *b, const ca_aw_rep *rep)
-{
-    if (rep == NULL) {
-        return NULL;
-    }
-    if (rep->type == CA_AW_REPLY_STRING && rep->len == b->njobs) {
-        return rep->str;
-    }
-    if (rep->type == CA_AW_REPLY_ERROR) {
-        ca_aw_log(aw, CA_AW_LOG_ERR, "redis refused audit entries: %.*s",
-                  (int) (rep->len > 200 ? 200 : rep->len), rep->str);
-    } else {
-        aw->stats.unexpected++;
-        ca_aw_log(aw, CA_AW_LOG_ERR, "unexpected reply to audit entries "
-                  "(type %d, %zu bytes, %zu entries)", rep->type,
-                  rep->type == CA_AW_REPLY_STRING ? rep->len : 0,
-                  b->njobs);
-    }
-    return NULL;
-}
-
-
-void
-ca_aw_reply(ca_aw *aw, ca_aw_cmd *cmd, const ca_aw_rep *rep)
-{
-    size_t        i;
-    const char   *res;
-    ca_aw_batch  *b = (ca_aw_batch *) cmd;
-
-    res = ca_aw_check_reply(aw, b, rep);
-
-    if (b->replay) {
-        ca_aw_replayed(aw, b, res);
-        ca_aw_batch_free(b);
-        return;
-    }
-
-    aw->calls--;
-    aw->inflight -= b->njobs;
-    aw->outstanding0 -= b->n0;
-    for (i = 0; i < b->njobs; i++) {
-        if (res && ca_aw_result_ok(b->jobs[i], res[i])) {
-            ca_aw_acked(aw, b->jobs[i], res[i]);
-        } else {
-            ca_aw_failed(aw, b->jobs[i]);
-        }
-    }
-    ca_aw_batch_free(b);
-    ca_aw_release_behind(aw);
 }
 
 

@@ -41,6 +41,9 @@
 #define CA_AW_SPOOLED   2           /* in the spool: durable, replayed */
 #define CA_AW_LOST      3           /* neither, or a decision unconfirmed */
 #define CA_AW_QUEUED    4           /* (return value) the owner is told */
+#define CA_AW_REFUSED   5           /* a decision Redis refused outright
+                                       (-OOM...): nothing written, the
+                                       deny went to chain 0 (auditfate.c) */
 
 #define CA_AW_LOG_ALERT 1
 #define CA_AW_LOG_ERR   2
@@ -114,6 +117,8 @@ typedef struct {
     uint64_t            replayed;       /* spooled entries acknowledged */
     uint64_t            replay_failed;  /* replay commands that failed */
     uint64_t            unexpected;     /* replies of an unexpected type */
+    uint64_t            refused;        /* refused outright: -OOM,
+                                           -NOREPLICAS, -READONLY */
     uint64_t            lost;
 } ca_aw_stats;
 

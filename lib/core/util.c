@@ -408,6 +408,18 @@ ca_sha256(const void *data, size_t len, unsigned char out[32])
     }
 }
 
+const char *
+ca_script_sha(const char *script, size_t len, char sha[41])
+{
+    unsigned char  md[SHA_DIGEST_LENGTH];
+
+    if (sha[0] == '\0') {
+        SHA1((const unsigned char *) script, len, md);
+        ca_hex(md, SHA_DIGEST_LENGTH, sha);
+    }
+    return sha;
+}
+
 char *
 ca_read_file(const char *file, size_t max, size_t *len, ca_error *err)
 {

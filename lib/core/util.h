@@ -39,6 +39,9 @@ int ca_unhex(const char *in, unsigned char *out, size_t outlen);
 void ca_sha256(const void *data, size_t len, unsigned char out[32]);
 /* FNV-1a, 64 bits: for in-memory hash tables of names. */
 uint64_t ca_fnv1a(const char *s, size_t len);
+/* The SHA-1 of a Lua script in hex, as EVALSHA names it, into sha (41
+ * bytes) once: left as it is when already there. */
+const char *ca_script_sha(const char *script, size_t len, char sha[41]);
 /* SHA-256 fetched once per process (see util.c). */
 #include <openssl/evp.h>
 const EVP_MD *ca_md_sha256(void);

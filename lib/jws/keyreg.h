@@ -5,8 +5,9 @@
  *   credit:key:{<kid>}      the record (a JSON string, below)
  *   credit:keyreg:version   INCR'd after every change; gateways poll it
  *
- * The braces are a Redis Cluster hash tag: every record can live on any
- * shard, and a command about one kid touches one slot.
+ * The braces are a Redis Cluster hash tag, kept so that the names would
+ * not change if the registry moved to a Cluster; today it lives in the
+ * gateway's one Redis, and the gateway refuses a Cluster node.
  *
  * Record: {"kid":"…","uscc":"…","state":"active"|"revoked",
  *          "not_before":T,"not_after":T,"version":N,"jwk":{…}}

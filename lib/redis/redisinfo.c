@@ -1,4 +1,4 @@
-/* Redis's INFO, read for durability and role (see redisinfo.h). */
+/* Redis's INFO, read for durability, role and memory (see redisinfo.h). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +21,21 @@ ca_redisinfo_field(const char *line, size_t len, const char *name,
 }
 
 
+/* A decimal field: 0 when it is not one (longer than any integer). */
+static uint64_t
+ca_redisinfo_num(const char *v, size_t vlen)
+{
+    char  num[24];
+
+    if (vlen >= sizeof(num)) {
+        return 0;
+    }
+    memcpy(num, v, vlen);
+    num[vlen] = '\0';
+    return strtoull(num, NULL, 10);
+}
+
+
 static int
 ca_redisinfo_is(const char *v, size_t vlen, const char *word)
 {
@@ -31,7 +46,6 @@ ca_redisinfo_is(const char *v, size_t vlen, const char *word)
 void
 ca_redisinfo_parse(ca_redisinfo *ri, const char *text, size_t len)
 {
-    char        num[24];
     size_t      n, vlen;
     const char *p, *end, *eol, *v;
 
@@ -55,12 +69,17 @@ ca_redisinfo_parse(ca_redisinfo *ri, const char *text, size_t len)
             ri->aof_enabled = ca_redisinfo_is(v, vlen, "1");
         } else if (ca_redisinfo_field(p, n, "cluster_enabled", &v, &vlen)) {
             ri->cluster = ca_redisinfo_is(v, vlen, "1");
-        } else if (ca_redisinfo_field(p, n, "connected_slaves", &v, &vlen)
-                   && vlen < sizeof(num))
+        } else if (ca_redisinfo_field(p, n, "connected_slaves", &v, &vlen)) {
+            ri->replicas = (long) ca_redisinfo_num(v, vlen);
+        } else if (ca_redisinfo_field(p, n, "used_memory", &v, &vlen)) {
+            ri->used_memory = ca_redisinfo_num(v, vlen);
+        } else if (ca_redisinfo_field(p, n, "maxmemory", &v, &vlen)) {
+            ri->maxmemory = ca_redisinfo_num(v, vlen);
+        } else if (ca_redisinfo_field(p, n, "maxmemory_policy", &v, &vlen)
+                   && vlen < sizeof(ri->policy))
         {
-            memcpy(num, v, vlen);
-            num[vlen] = '\0';
-            ri->replicas = strtol(num, NULL, 10);
+            memcpy(ri->policy, v, vlen);
+            ri->policy[vlen] = '\0';
         }
         p = eol + 1;
     }
@@ -86,6 +105,14 @@ ca_redisinfo_check(const ca_redisinfo *ri, int mode, long replicas,
     }
     if (!ri->master) {
         snprintf(why, whylen, "not a primary (role is not master)");
+        return -1;
+    }
+    /* whatever the durability: eviction deletes what was acknowledged
+     * without a crash, revocations first (they have a TTL) */
+    if (ca_redisinfo_evicts(ri->policy)) {
+        snprintf(why, whylen, "maxmemory-policy is %s: Redis may evict "
+                 "revocations, use counters and the audit stream (needs "
+                 "noeviction)", ri->policy[0] ? ri->policy : "not said");
         return -1;
     }
 
@@ -128,6 +155,26 @@ ca_redisinfo_check(const ca_redisinfo *ri, int mode, long replicas,
 
     why[0] = '\0';
     return 0;
+}
+
+
+int
+ca_redisinfo_evicts(const char *policy)
+{
+    return strcmp(policy, "noeviction") != 0;
+}
+
+
+unsigned
+ca_redisinfo_percent(const ca_redisinfo *ri)
+{
+    if (ri->maxmemory == 0) {
+        return 0;
+    }
+    if (ri->used_memory / 100 >= ri->maxmemory) {
+        return 10000;
+    }
+    return (unsigned) (ri->used_memory * 100 / ri->maxmemory);
 }
 
 

@@ -1,8 +1,11 @@
 /*
  * What a Redis server says of itself (INFO, CONFIG GET appendfsync), and
  * whether what it acknowledges is durable enough for the gateway (SPEC
- * §7.1): checked on every connect, before the connection counts as ready.
+ * §7.1), and kept (§7.2: a maxmemory-policy that can evict deletes
+ * revocations, use counters and the audit stream without a word):
+ * checked on every connect, before the connection counts as ready.
  */
+#include <stdint.h>
 #ifndef CA_REDISINFO_H
 #define CA_REDISINFO_H
 
@@ -21,6 +24,9 @@ typedef struct {
     int         cluster;            /* cluster_enabled:1 */
     long        replicas;           /* connected_slaves */
     char        appendfsync[16];    /* "" when CONFIG GET was refused */
+    uint64_t    used_memory;        /* bytes */
+    uint64_t    maxmemory;          /* bytes, 0: no limit */
+    char        policy[32];         /* maxmemory_policy, "" if not said */
 } ca_redisinfo;
 
 /* Reads the fields above from an INFO reply (any sections, CRLF or LF). */
@@ -36,5 +42,12 @@ int ca_redisinfo_check(const ca_redisinfo *ri, int mode, long replicas,
 
 /* "aof", "replicas", "none" */
 const char *ca_durability_name(int mode);
+
+/* Whether a maxmemory-policy may delete keys: any but "noeviction" (an
+ * unknown or empty one included: not assumed safe). */
+int ca_redisinfo_evicts(const char *policy);
+
+/* used_memory as a percentage of maxmemory (0 when there is none). */
+unsigned ca_redisinfo_percent(const ca_redisinfo *ri);
 
 #endif

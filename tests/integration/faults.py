@@ -8,18 +8,273 @@ Nothing here touches the session stack of conftest.py."""
 import base64
 import copy
 import hashlib
+import json
 import os
 import re
+import shutil
 import socket
 import ssl
 import subprocess
+import threading
 import time
+import uuid
 from pathlib import Path
 
-from conftest import Env, S
+import pytest
+import requests
+
+from conftest import E1, Env, S, _build_stack, problem
 
 STREAM = "credit:audit"
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
+
+
+# ------------------------------------------------------------------------
+# Fixtures of the modules that run their own Redis and gateway (imported
+# there: `from faults import base, faults`)
+
+@pytest.fixture(scope="module")
+def base():
+    """Files shared by a module's stacks (PKI, keys, banks, policy,
+    platform) and one upstream; each test starts its own Redis and
+    gateway."""
+    st, certs = _build_stack()
+    st.upstream = S.Upstream(st.dir, root=st.platform_root).start()
+    st.certs = certs
+    yield st
+    st.upstream.stop()
+    shutil.rmtree(st.dir, ignore_errors=True)
+
+
+@pytest.fixture
+def faults(base):
+    """faults(workers=2, redis_opts="", **gateway_kw) -> FaultStack."""
+    made = []
+
+    def factory(**kw):
+        fs = FaultStack(base, base.certs, **kw)
+        made.append(fs)
+        return fs
+    yield factory
+    problems = []
+    for fs in made:
+        fs.stop()
+        problems += fs.cleanup()
+    assert not problems, "gateway error log:\n" + "\n".join(problems)
+
+
+def rid(tag="r"):
+    """A request id the gateway keeps: letters only (it replaces an id
+    with a long run of digits, which could be a personal identifier)."""
+    return f"{tag}-" + "".join(chr(ord("a") + b % 26)
+                               for b in uuid.uuid4().bytes)
+
+
+def register(redis, priv, kids, uscc=E1):
+    """Registry records for kids, all of one key (SPEC §5 format)."""
+    r = redis.client()
+    p = r.pipeline(transaction=False)
+    for kid in kids:
+        jwk = S.public_jwk(priv, "ES256", kid, uscc)
+        rec = {"kid": kid, "uscc": uscc, "state": "active", "not_before": 0,
+               "not_after": 0, "version": 1, "jwk": jwk}
+        p.set(f"credit:key:{{{kid}}}", json.dumps(rec))
+    p.incr("credit:keyreg:version")
+    p.execute()
+
+
+def reason_of(resp):
+    """The reason code of a problem+json answer, or None."""
+    try:
+        return resp.json().get("type", "").rsplit(":", 1)[-1]
+    except ValueError:
+        return None
+
+
+class Load:
+    """Threads sending requests until stopped or out of work: each takes
+    the next (name, tag, ...) of `items` and answers it with
+    send(session, item, timeout), on a keep-alive session of its own
+    (new_session(), a fresh one after a failure); every answer, or the
+    failure to get one within `timeout`, is kept as (name, tag, start,
+    seconds, resp|exception)."""
+
+    def __init__(self, items, send, new_session, threads=6, timeout=30):
+        self.items, self.send, self.new_session = iter(items), send, \
+            new_session
+        self.timeout = timeout
+        self.lock = threading.Lock()
+        self.stop = threading.Event()
+        self.results = []
+        self.pool = [threading.Thread(target=self.run)
+                     for _ in range(threads)]
+
+    def next_item(self):
+        with self.lock:
+            return next(self.items, None)
+
+    def run(self):
+        s = self.new_session()
+        while not self.stop.is_set():
+            item = self.next_item()
+            if item is None:
+                break
+            t0 = time.monotonic()
+            try:
+                res = self.send(s, item, self.timeout)
+            except requests.RequestException as ex:
+                res = ex
+                s.close()
+                s = self.new_session()
+            with self.lock:
+                self.results.append((item[0], item[1], t0,
+                                     time.monotonic() - t0, res))
+        s.close()
+
+    def __enter__(self):
+        for t in self.pool:
+            t.start()
+        return self
+
+    def __exit__(self, *a):
+        self.stop.set()
+        for t in self.pool:
+            t.join(self.timeout + 10)
+
+
+def judge(results, bound,
+          allowed=("revocation_unavailable", "audit_unavailable")):
+    """(slow, bad, counts) of Load's results: requests over `bound`
+    seconds or without an answer; answers other than 200 and 503 with an
+    `allowed` reason."""
+    slow, bad, counts = [], [], {}
+    for name, tag, t0, dt, res in results:
+        if isinstance(res, Exception):
+            slow.append((name, tag, round(dt, 2), repr(res)[:120]))
+            continue
+        if dt > bound:
+            slow.append((name, tag, round(dt, 2), res.status_code))
+        key = str(res.status_code) if res.status_code == 200 else \
+            f"{res.status_code} {reason_of(res)}"
+        counts[key] = counts.get(key, 0) + 1
+        if res.status_code == 200:
+            continue
+        if res.status_code == 503 and reason_of(res) in allowed:
+            problem(res, 503, reason_of(res))
+            continue
+        bad.append((name, res.status_code, res.text[:160]))
+    return slow, bad, counts
+
+
+def restarts_under(fs, load, bound,
+                   allowed=("revocation_unavailable", "audit_unavailable")):
+    """Redis stopped (SIGTERM), down 1 s, started again, three times while
+    `load` (a Load) runs: every request was answered within `bound`
+    seconds, 200 or 503 with an `allowed` reason, both seen, and the load
+    lasted past the last restart.  Returns its results."""
+    with load:
+        time.sleep(1.0)
+        for _ in range(3):
+            fs.redis.stop()
+            time.sleep(1.0)
+            fs.restart_redis()
+            time.sleep(1.5)
+        last = time.monotonic()
+    results = load.results
+
+    slow, bad, counts = judge(results, bound, allowed)
+    assert not slow, (f"{len(slow)} of {len(results)} requests over "
+                      f"{bound}s or unanswered: {slow[:10]}; answers "
+                      f"{counts}\n{fs.log_tail()}")
+    assert max(t0 for _, _, t0, _, _ in results) > last - 0.5
+    assert not bad, f"{bad[:10]}; answers {counts}"
+    assert counts.get("200", 0) > 0, counts
+    assert sum(v for k, v in counts.items() if k.startswith("503")), counts
+    print(f"answers {counts}, longest "
+          f"{max(dt for _, _, _, dt, _ in results):.2f}s")
+    return results
+
+
+class Waves:
+    """Requests sent together, each from a thread of its own; every
+    answer, or the failure to get one, is kept in `results` as (name, tag,
+    start, seconds, resp|exception, end)."""
+
+    def __init__(self):
+        self.results, self.lock = [], threading.Lock()
+
+    def send(self, tag, sessions, prepare):
+        """One request per session: prepare(i) -> (name, call), call(s)
+        sends it on session s.  Returns the threads, started."""
+        def one(s, name, call):
+            t0 = time.monotonic()
+            try:
+                res = call(s)
+            except requests.RequestException as ex:
+                res = ex
+            with self.lock:
+                self.results.append((name, tag, t0, time.monotonic() - t0,
+                                     res, time.monotonic()))
+        ts = [threading.Thread(target=one, args=(s, *prepare(i)))
+              for i, s in enumerate(sessions)]
+        for t in ts:
+            t.start()
+        return ts
+
+    def judged(self):
+        """The results as Load's, for judge()."""
+        return [x[:5] for x in self.results]
+
+
+def reload_twice_while_frozen(fs, waves, in_flight, parked):
+    """Redis frozen (SIGSTOP): in_flight("a") sends requests that wait for
+    a reply, then a reload; once the new worker is up, parked("b") sends
+    requests that wait for its connection attempt, then a second reload.
+    Each returns its threads (waves.send).  Once all have ended, and both
+    exiting workers are gone, Redis resumes; every answer that came after
+    its wave's reload (the signal reaches a worker a little after nginx -s
+    returns) ended its connection (Connection: close), and the error log
+    has no "open socket left" or other alert."""
+    gw = fs.gateway
+    first = set(gw.workers())
+    mark = gw.log_size()
+    reloads = {}
+    fs.redis.pause()
+    try:
+        a = in_flight("a")
+        time.sleep(0.3)
+        rc, out = nginx_signal(gw, "reload")
+        assert rc == 0, out
+        reloads["a"] = time.monotonic()
+        assert S.wait_for(lambda: set(gw.workers()) - first, 10)
+        second = set(gw.workers()) - first
+        b = parked("b")
+        time.sleep(0.3)
+        rc, out = nginx_signal(gw, "reload")
+        assert rc == 0, out
+        reloads["b"] = time.monotonic()
+        for t in a + b:
+            t.join(40)
+        # the exiting workers leave once they have answered
+        assert S.wait_for(lambda: not (set(gw.workers()) & (first | second)),
+                          15), worker_titles(gw)
+    finally:
+        fs.redis.resume()
+    for name, tag, t0, dt, res, end in waves.results:
+        if not isinstance(res, Exception) and end > reloads[tag] + 0.3:
+            assert res.headers.get("Connection") == "close", \
+                (tag, res.headers)
+    log = gw.read_error_log(mark)
+    assert "open socket" not in log and "[alert]" not in log, log[-3000:]
+
+
+def session(env, bank="BANK001"):
+    """A keep-alive session with the bank's client certificate."""
+    s = requests.Session()
+    c = env.certs[bank]
+    s.cert = (c.cert, c.key)
+    s.verify = env.pki.server_ca_path
+    return s
 
 
 # ------------------------------------------------------------------------
@@ -41,13 +296,14 @@ class FaultStack:
 
     gateway: 2 workers by default, credit_auth_audit_spool into its own
     world-writable directory (workers run as nobody), the stack's audit key.
-    redis_opts: extra `credit_auth_redis` options (command_timeout=500ms)."""
+    redis_opts: extra `credit_auth_redis` options (command_timeout=500ms);
+    redis_extra: more redis.conf lines (maxmemory ...)."""
 
     def __init__(self, base, certs, workers=2, redis_opts="",
-                 spool_opts="", **gateway_kw):
+                 spool_opts="", redis_extra=(), **gateway_kw):
         self.base = base
         self.dir = S.workdir(prefix="credit-auth-faults-")
-        self.redis = FsyncRedis(self.dir).start()
+        self.redis = FsyncRedis(self.dir, extra=redis_extra).start()
         self.spool = S.subdir(self.dir, "spool", 0o777)
         os.chmod(self.spool, 0o777)
         addr = self.redis.directive_value()

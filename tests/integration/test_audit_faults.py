@@ -10,62 +10,23 @@ disturbs no other test."""
 
 import json
 import re
-import shutil
 import subprocess
 import threading
 import time
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
 
 import faults as F
-from conftest import E1, E2, ENV, PURPOSE, RECORDS, TAX, S, _build_stack, \
-    problem
+from faults import base, faults, rid, session  # noqa: F401 (fixtures)
+from conftest import E1, E2, ENV, PURPOSE, RECORDS, TAX, S, problem
 
 UNAVAILABLE = ("revocation_unavailable", "audit_unavailable")
 
 
 # ------------------------------------------------------------------------
-# Fixtures
-
-@pytest.fixture(scope="module")
-def base():
-    """Files shared by this module's stacks (PKI, keys, banks, policy,
-    platform) and one upstream; each test starts its own Redis and
-    gateway."""
-    st, certs = _build_stack()
-    st.upstream = S.Upstream(st.dir, root=st.platform_root).start()
-    st.certs = certs
-    yield st
-    st.upstream.stop()
-    shutil.rmtree(st.dir, ignore_errors=True)
-
-
-@pytest.fixture
-def faults(base):
-    """faults(workers=2, redis_opts="", **gateway_kw) -> FaultStack."""
-    made = []
-
-    def factory(**kw):
-        fs = F.FaultStack(base, base.certs, **kw)
-        made.append(fs)
-        return fs
-    yield factory
-    problems = []
-    for fs in made:
-        fs.stop()
-        problems += fs.cleanup()
-    assert not problems, "gateway error log:\n" + "\n".join(problems)
-
-
-def rid(tag="r"):
-    """A request id the gateway keeps: letters only (it replaces an id
-    with a long run of digits, which could be a personal identifier)."""
-    return f"{tag}-" + "".join(chr(ord("a") + b % 26)
-                               for b in uuid.uuid4().bytes)
-
+# Fixtures: faults.py (base, faults), and helpers
 
 def refused(resp, status, reasons):
     """problem+json with one of `reasons`; returns the reason."""
@@ -82,14 +43,6 @@ def refused(resp, status, reasons):
 def healthy(fs):
     bad = fs.gateway.log_problems()
     assert not bad, "gateway error log:\n" + "\n".join(bad)
-
-
-def session(env, bank="BANK001"):
-    s = requests.Session()
-    c = env.certs[bank]
-    s.cert = (c.cert, c.key)
-    s.verify = env.pki.server_ca_path
-    return s
 
 
 def get(s, env, token, rid_, path=TAX, timeout=15):

@@ -17,21 +17,12 @@ import uuid
 import pytest
 import requests
 
-from conftest import E1, Env, PURPOSE, TAX, S, _build_stack, problem
+from conftest import E1, Env, PURPOSE, TAX, S, problem
+from faults import base, reason_of, rid  # noqa: F401 (fixtures)
 
 UNAVAILABLE = ("revocation_unavailable", "audit_unavailable")
 # a replica in sync at once, not after the default 5 s diskless delay
 FAST_SYNC = ["repl-diskless-sync-delay 0"]
-
-
-@pytest.fixture(scope="module")
-def base():
-    st, certs = _build_stack()
-    st.upstream = S.Upstream(st.dir, root=st.platform_root).start()
-    st.certs = certs
-    yield st
-    st.upstream.stop()
-    shutil.rmtree(st.dir, ignore_errors=True)
 
 
 class Rig:
@@ -49,12 +40,13 @@ class Rig:
         return r.start()
 
     def replica(self, primary, name="replica", **kw):
-        """A replica of `primary`, returned once its link is up."""
+        """A replica of `primary`, returned once the primary counts it in
+        sync (in_sync): a link up on the replica's side is not yet what
+        WAIT, and so durability=replicas:N, needs."""
         r = self.redis(name, extra=FAST_SYNC + [
             f"replicaof 127.0.0.1 {primary.port}"], **kw)
-        assert wait_for(lambda: r.client().info("replication")
-                        .get("master_link_status") == "up", 10), \
-            S.tail(r.log)
+        assert wait_for(lambda: in_sync(primary, r), 15), \
+            (primary.client().info("replication"), S.tail(r.log))
         return r
 
     def sentinels(self, primary, n=3):
@@ -118,6 +110,18 @@ class Rig:
             shutil.rmtree(self.dir, ignore_errors=True)
 
 
+def in_sync(primary, replica):
+    """The primary lists `replica` online with every byte of its
+    replication stream acknowledged (offset caught up): WAIT counts it."""
+    info = primary.client().info("replication")
+    for k, v in info.items():
+        if k.startswith("slave") and isinstance(v, dict) \
+                and int(v.get("port", 0)) == replica.port:
+            return v.get("state") == "online" \
+                and int(v.get("offset", -1)) >= info["master_repl_offset"]
+    return False
+
+
 @pytest.fixture
 def rig(base):
     made = []
@@ -132,18 +136,6 @@ def rig(base):
         r.stop()
         problems += r.problems
     assert not problems, "gateway error log:\n" + "\n".join(problems)
-
-
-def rid(tag="r"):
-    return f"{tag}-" + "".join(chr(ord("a") + b % 26)
-                               for b in uuid.uuid4().bytes)
-
-
-def reason_of(resp):
-    try:
-        return resp.json().get("type", "").rsplit(":", 1)[-1]
-    except ValueError:
-        return None
 
 
 def refused_unavailable(resp):
@@ -993,3 +985,32 @@ def test_switch_watch_moves_to_the_next_sentinel(rig):
     assert wait_for(lambda: line in rg.log(), 10), rg.log()[-3000:]
     got = ok_soon(env)
     assert got and decision_on(replica, got[1])
+
+
+def test_a_frozen_sentinel_bounds_the_wait(rig):
+    """Requests that arrive while the worker asks a Sentinel that does not
+    answer (SIGSTOP) wait for that lookup, at most connect_timeout per
+    Sentinel, and are then refused (issue 19: every place a request
+    waits on Redis is bounded)."""
+    rg = rig()
+    red = rg.redis()
+    s = S.Sentinel(S.subdir(rg.dir, "s0"), red).start()
+    rg.redises.append(s)
+    assert wait_for(lambda: s.primary() == ("127.0.0.1", red.port), 10)
+    env = rg.start_gateway(red, addr=f"sentinel=127.0.0.1:{s.port} "
+                           "master=credit connect_timeout=500ms "
+                           "command_timeout=500ms")
+    assert ok_soon(env), rg.log()[-2000:]
+    s.pause()
+    try:
+        red.stop()      # the connection goes: the next asks the Sentinel
+        for _ in range(4):
+            t = time.monotonic()
+            r, _ = get(env)
+            refused_unavailable(r)
+            assert time.monotonic() - t < 3 * (0.5 + 0.5), \
+                time.monotonic() - t
+    finally:
+        s.resume()
+        red.start()
+    assert ok_soon(env, timeout=15), rg.log()[-2000:]

@@ -591,6 +591,79 @@ test_lost_reply(void **state)
     ca_aw_free(aw);
 }
 
+/* A definite refusal (-OOM of a full noeviction Redis): nothing was
+ * written, so the lane keeps its chain (no "fate unknown"), the bank's
+ * deny goes to chain 0 through the spool, and a run of refusals is said
+ * once, then counted; the end of it is said once too. */
+static void
+test_oom_refusal_keeps_the_lane(void **state)
+{
+    ca_aw        *aw = writer("gw-1/131/1", 1 << 20, 1);
+    ca_entry      e;
+    owner         o[6] = { { 0 } };
+    ca_aw_cmd    *c;
+    ca_aw_rep     rep;
+    char          lane_chain[96], rid[8];
+    const char   *oom = "OOM command not allowed when used memory > "
+                        "'maxmemory'. script: 0123, on @user_script:42.";
+    const ca_aw_stats *st;
+
+    allow(&e, "d0");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[0], NULL);
+    snprintf(lane_chain, sizeof(lane_chain), "%s",
+             ca_entry_get(&e, "chain", NULL));
+    turn(aw);
+    assert_int_equal(o[0].outcome, CA_AW_ACKED);
+
+    rep.type = CA_AW_REPLY_ERROR;
+    rep.str = oom;
+    rep.len = strlen(oom);
+    for (int i = 1; i <= 3; i++) {
+        snprintf(rid, sizeof(rid), "d%d", i);
+        allow(&e, rid);
+        ca_aw_decide(aw, &e, "deny", checks, 2, &o[i], NULL);
+        /* the same lane, the same chain: its next entry */
+        assert_string_equal(ca_entry_get(&e, "chain", NULL), lane_chain);
+        assert_string_equal(ca_entry_get(&e, "seq", NULL), "2");
+        c = ca_aw_flush(aw, 1);
+        ca_aw_reply(aw, c, &rep);
+        assert_int_equal(o[i].outcome, CA_AW_REFUSED);
+        assert_int_equal(o[i].reason, CA_AUDIT_UNAVAILABLE);
+    }
+    /* the lane's checkpoint (and chain 0's) refused too: signed later */
+    ca_aw_tick(aw, 1795800009000, 1000, 1, 1);
+    while ((c = ca_aw_flush(aw, 1)) != NULL) {
+        ca_aw_reply(aw, c, &rep);
+    }
+    assert_null(strstr(logged, "fate is unknown"));
+    assert_non_null(strstr(logged, "redis refused audit entries: OOM"));
+    assert_null(strstr(strstr(logged, "refused audit entries") + 1,
+                       "refused audit entries"));
+    st = ca_aw_get_stats(aw);
+    assert_true(st->refused >= 4);
+    assert_int_equal(st->lost, 0);
+    assert_true(ca_aw_spool_bytes(aw, &(int64_t) { 0 }) > 0);
+
+    /* memory again: the denies replay, the lane goes on where it was */
+    assert_true(replay_all(aw) > 0);
+    for (int i = 1; i <= 3; i++) {
+        snprintf(rid, sizeof(rid), "d%d", i);
+        assert_int_equal(count_rid(rid, "deny", "audit_unavailable"), 1);
+    }
+    assert_non_null(strstr(logged, "takes audit entries again ("));
+    allow(&e, "d4");
+    ca_aw_decide(aw, &e, "deny", checks, 2, &o[4], NULL);
+    assert_string_equal(ca_entry_get(&e, "chain", NULL), lane_chain);
+    turn(aw);
+    assert_int_equal(o[4].outcome, CA_AW_ACKED);
+    ca_aw_tick(aw, 1795800019000, 1000, 1, 1);
+    turn(aw);
+    replay_all(aw);
+    assert_null(strstr(logged, "fate is unknown"));
+    assert_intact();
+    ca_aw_free(aw);
+}
+
 /* The original decision was written after all: the spooled deny is a
  * duplicate and the stream keeps the original only. */
 static void
@@ -1407,6 +1480,29 @@ test_revocation_entry(void **state)
     ca_aw_free(aw);
 }
 
+
+/* An entry poisoned by a value too large stays poisoned: a small value
+ * after it is refused, not written past the field arrays (auditfate.c
+ * rebuilds entries field by field). */
+static void
+test_entry_poisoned_stays_poisoned(void **state)
+{
+    static ca_entry  e;
+    static char      big[CA_ENTRY_BYTES + 1];
+
+    (void) state;
+    e.n = 0;
+    e.used = 0;
+    memset(big, 'x', sizeof(big));
+    assert_int_equal(ca_entry_add(&e, "a", "1", 1), 0);
+    assert_int_equal(ca_entry_add(&e, "big", big, sizeof(big)), -1);
+    assert_true(e.n > CA_ENTRY_FIELDS);
+    assert_int_equal(ca_entry_add(&e, "b", "2", 1), -1);
+    assert_int_equal(e.n, CA_ENTRY_FIELDS + 1);
+    assert_int_equal(e.used, 2);
+    assert_string_equal(e.value[0], "1");
+}
+
 int
 main(void)
 {
@@ -1415,9 +1511,11 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_resp_format_matches_hiredis),
         cmocka_unit_test(test_entry_integers),
+        cmocka_unit_test(test_entry_poisoned_stays_poisoned),
         cmocka_unit_test_setup(test_group_commit_and_variants, setup),
         cmocka_unit_test_setup(test_budget_checks, setup),
         cmocka_unit_test_setup(test_lost_reply, setup),
+        cmocka_unit_test_setup(test_oom_refusal_keeps_the_lane, setup),
         cmocka_unit_test_setup(test_ended_lane_is_listed, setup),
         cmocka_unit_test_setup(test_many_lanes_listed, setup),
         cmocka_unit_test_setup(test_duplicate_replay, setup),
