@@ -241,8 +241,9 @@ package-test: deb
 	$(PYTHON) -m pytest -q -p no:cacheprovider tests/package
 
 # credit-audit ship into a PostgreSQL of its own: entries/s, CPU per entry,
-# the archive's size, a regulator's question (docs/archive.md, "Measured").
-# ARCHIVE_BENCH_ARGS="--entries 200000" for a shorter run.
+# the archive's size, a regulator's question, then Redis's memory under a
+# steady load with the shipper running (docs/archive.md, "Measured").
+# ARCHIVE_BENCH_ARGS="--entries 200000 --steady 60" for a shorter run.
 bench-archive: build
 	$(PYTHON) bench/archive_bench.py $(ARCHIVE_BENCH_ARGS)
 

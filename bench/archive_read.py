@@ -23,9 +23,10 @@ def _run(argv, env):
     return r, wall, cpu, rss
 
 
-def measure(tool, redis, pg, stream, pub, enterprise, written):
-    """Prints the figures of the reading commands with --archive."""
-    ci = pg.conninfo(dbname=pg.database)
+def measure(tool, redis, pg, stream, pub, enterprise, written, db=None):
+    """Prints the figures of the reading commands with --archive (db: the
+    archive's database, default pg's)."""
+    ci = pg.conninfo(dbname=db or pg.database)
     env = dict(os.environ)
     env.update(pg.env())
     base = ["--archive", ci, "--redis", redis.address, "--stream", stream,

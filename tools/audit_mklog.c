@@ -26,7 +26,7 @@
 
 #include "audit_mklog.h"
 #include "audit_ship.h"
-#include "core/util.h"
+#include "core/core.h"
 
 #define S ARCHIVE_SCHEMA
 #define ROW_NODES 64

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "audit_mklog.h"
-#include "core/util.h"
+#include "core/core.h"
 
 #define S ARCHIVE_SCHEMA
 

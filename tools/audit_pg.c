@@ -379,10 +379,9 @@ pg_query(PGconn *c, const char *sql, int n, const char *const *params)
 }
 
 int
-pg_copy_in(PGconn *c, const char *copy_sql, const sbuf *buf)
+pg_copy_begin(PGconn *c, const char *copy_sql)
 {
     PGresult *r = PQexec(c, copy_sql);
-    int       rc = 0;
 
     if (r == NULL || PQresultStatus(r) != PGRES_COPY_IN) {
         pg_check(c, r, copy_sql);
@@ -390,20 +389,39 @@ pg_copy_in(PGconn *c, const char *copy_sql, const sbuf *buf)
         return -1;
     }
     PQclear(r);
-    if (buf->failed) {
-        PQputCopyEnd(c, "out of memory");
-        rc = -1;
-    } else {
-        for (size_t off = 0; off < buf->len && rc == 0; off += 1 << 20) {
-            size_t n = buf->len - off < (1u << 20) ? buf->len - off
-                                                   : (1u << 20);
+    return 0;
+}
 
-            rc = PQputCopyData(c, buf->p + off, (int) n) == 1 ? 0 : -1;
-        }
-        if (PQputCopyEnd(c, NULL) != 1) {
-            rc = -1;
-        }
+int
+pg_copy_put(PGconn *c, sbuf *buf)
+{
+    int rc = buf->failed ? -1 : 0;
+
+    for (size_t off = 0; off < buf->len && rc == 0; off += 1 << 20) {
+        size_t n = buf->len - off < (1u << 20) ? buf->len - off
+                                               : (1u << 20);
+
+        rc = PQputCopyData(c, buf->p + off, (int) n) == 1 ? 0 : -1;
     }
+    buf->len = 0;
+    return rc;
+}
+
+int
+pg_copy_send_end(PGconn *c, int ok)
+{
+    /* an error message makes the server fail the COPY (and the
+     * transaction): nothing half-sent is ever taken */
+    return PQputCopyEnd(c, ok ? NULL : "the shipper failed") == 1 && ok
+           ? 0 : -1;
+}
+
+int
+pg_copy_result(PGconn *c, const char *copy_sql)
+{
+    PGresult *r;
+    int       rc = 0;
+
     while ((r = PQgetResult(c)) != NULL) {
         if (pg_check(c, r, copy_sql) != 0) {
             rc = -1;
@@ -413,3 +431,17 @@ pg_copy_in(PGconn *c, const char *copy_sql, const sbuf *buf)
     return rc;
 }
 
+int
+pg_copy_in(PGconn *c, const char *copy_sql, const sbuf *buf)
+{
+    sbuf all = *buf;            /* put empties its length, not the rows */
+    int  rc;
+
+    if (pg_copy_begin(c, copy_sql) != 0) {
+        return -1;
+    }
+    rc = pg_copy_put(c, &all);
+    rc |= pg_copy_send_end(c, rc == 0);
+    rc |= pg_copy_result(c, copy_sql);
+    return rc ? -1 : 0;
+}

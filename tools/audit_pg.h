@@ -92,6 +92,15 @@ PGresult *pg_query(PGconn *c, const char *sql, int n,
                    const char *const *params);
 /* COPY <copy_sql> FROM STDIN with buf's rows: 0 or -1 after a message. */
 int pg_copy_in(PGconn *c, const char *copy_sql, const sbuf *buf);
+/* The same in steps, for rows streamed while the server inserts the
+ * first ones: begin; put (sends buf, empties it) as often as needed; send
+ * the end (ok 0: the COPY fails, nothing is taken); then, possibly after
+ * other work, the result.  Each 0 or -1 (begin and result after a
+ * message). */
+int pg_copy_begin(PGconn *c, const char *copy_sql);
+int pg_copy_put(PGconn *c, sbuf *buf);
+int pg_copy_send_end(PGconn *c, int ok);
+int pg_copy_result(PGconn *c, const char *copy_sql);
 /* The server's message of the last error, one line. */
 const char *pg_error(PGconn *c);
 /* The SQLSTATE of the last failed statement ("23505": a unique key). */

@@ -9,7 +9,8 @@
  * every entry the group delivered and nobody acknowledged (XAUTOCLAIM), in
  * stream order, then reads new ones.  Each batch is verified and archived
  * in one transaction (audit_shipbatch.c), then acknowledged and trimmed
- * (audit_shipredis.c).  Whatever fails, the shipper drops the connection
+ * (audit_shipredis.c); while the server inserts a batch, the next one is
+ * read (delivered only: acknowledged after its own commit).  Whatever fails, the shipper drops the connection
  * that failed, waits (1 s, doubling to 30 s) and starts over from what the
  * archive says it holds: nothing is trimmed that is not committed, and an
  * entry committed twice is refused by the archive itself.
@@ -190,41 +191,85 @@ connect_all(ship *s)
             return -2;
         }
     }
-    if (s->rc == NULL && (s->rc = tool_redis_open(&s->co.redis)) == NULL) {
-        return -1;
+    if (s->rc == NULL) {
+        if ((s->rc = tool_redis_open(&s->co.redis)) == NULL) {
+            return -1;
+        }
+        /* a batch's reply is megabytes: keep the read buffer between
+         * replies rather than free and grow it again each time */
+        s->rc->reader->maxbuf = 0;
     }
     return 0;
 }
 
-/* One round: the next batch archived, acknowledged, trimmed.  0 (with
+/* The next batch, read while the server inserts this one's rows: it is
+ * only delivered (pending in the group, as any batch read and not yet
+ * archived), acknowledged after its own commit. */
+typedef struct {
+    char       *claiming;
+    size_t      clen;
+    ship_batch *next;
+    int         done, failed;
+} read_ahead;
+
+static void
+cb_read_ahead(ship *s, void *data)
+{
+    read_ahead *ra = data;
+
+    if (ra->done) {
+        return;             /* a batch redone: read once */
+    }
+    ra->done = 1;
+    /* never blocking: with nothing new the next round waits */
+    ra->failed = shipredis_next(s, ra->next, ra->claiming, ra->clen, 0)
+                 != 0;
+}
+
+/* One round: the next batch archived, acknowledged, trimmed.  *ahead
+ * holds the batch read ahead (the next round's), or nothing.  0 (with
  * *got the number of entries read), -1 PostgreSQL failed, -2 Redis, -3
  * the archive's log has another name (stop). */
 static int
-round_trip(ship *s, char *claiming, size_t clen, size_t *got)
+round_trip(ship *s, char *claiming, size_t clen, size_t *got,
+           ship_batch *ahead)
 {
     ship_batch b;
+    read_ahead ra = {claiming, clen, ahead, 0, 0};
     int        rc;
 
-    memset(&b, 0, sizeof(b));
     *got = 0;
-    if (shipredis_next(s, &b, claiming, clen, !s->once) != 0) {
-        batch_free(&b);
-        return -2;
+    ship_clock(s, -1);
+    if (ahead->n > 0) {
+        b = *ahead;
+        memset(ahead, 0, sizeof(*ahead));
+    } else {
+        batch_free(ahead);
+        memset(&b, 0, sizeof(b));
+        if (shipredis_next(s, &b, claiming, clen, !s->once) != 0) {
+            batch_free(&b);
+            return -2;
+        }
     }
     *got = b.n;
     if (b.n > 0) {
         /* another shipper moved the stream: reloaded, the batch again */
-        for (int tries = 0; (rc = shipdb_commit(s, &b)) == 1 && tries < 5;
-             tries++) {
+        for (int tries = 0;
+             (rc = shipdb_commit(s, &b, cb_read_ahead, &ra)) == 1
+             && tries < 5; tries++) {
         }
         if (rc != 0) {
             batch_free(&b);
             return -1;
         }
-        if (shipredis_ack(s, &b) != 0) {
+        ship_clock(s, -1);
+        if (ra.failed || shipredis_ack(s, &b) != 0) {
+            /* committed, not acknowledged: delivered again, found
+             * archived, only acknowledged */
             batch_free(&b);
             return -2;
         }
+        ship_clock(s, SP_ACK);
     }
     batch_free(&b);
     if ((rc = mklog_checkpoint(s->log, s->pg, 0)) != 0) {
@@ -237,16 +282,19 @@ round_trip(ship *s, char *claiming, size_t clen, size_t *got)
         return -2;
     }
     ship_metrics_write(s);
+    ship_clock(s, SP_TRIM);
     return 0;
 }
 
 static int
 run(ship *s)
 {
-    char     claiming[64] = "0-0";
-    int64_t  backoff = 1000;
-    int      said_standby = 0, said_nostream = 0, rc;
+    char        claiming[64] = "0-0";
+    int64_t     backoff = 1000;
+    int         said_standby = 0, said_nostream = 0, rc;
+    ship_batch  ahead;
 
+    memset(&ahead, 0, sizeof(ahead));
     while (!stop) {
         size_t got;
         int    claim;
@@ -313,7 +361,11 @@ run(ship *s)
                      s->co.stream, s->consumer, s->last_id);
         }
         claim = claiming[0] != '\0';
-        rc = round_trip(s, claiming, sizeof(claiming), &got);
+        rc = round_trip(s, claiming, sizeof(claiming), &got, &ahead);
+        if (rc != 0) {
+            /* what was read ahead is claimed again, in order */
+            batch_free(&ahead);
+        }
         if (rc == -3 || (rc != 0 && s->once)) {
             return EXIT_USAGE;      /* one try: say so, the next run redoes */
         }
@@ -339,6 +391,7 @@ run(ship *s)
             break;
         }
     }
+    batch_free(&ahead);
     return 0;
 }
 
@@ -390,6 +443,7 @@ cmd_ship(int argc, char **argv)
     s.block_ms = 1000;
     s.st.lag_ms = -1;
     s.logo.every_ms = 10000;
+    s.stats = getenv("CREDIT_AUDIT_SHIP_STATS") != NULL;
     while ((ch = next_opt(&s.co, argc, argv, "h", opts)) != -1) {
         switch (ch) {
         case 0:
@@ -503,6 +557,7 @@ cmd_ship(int argc, char **argv)
                s.new_findings == 1 ? "" : "s",
                (unsigned long long) s.st.trimmed, s.st.stream_len);
     }
+    ship_stats_print(&s);
     s.active = 0;
     ship_metrics_write(&s);
     shipdb_reset(&s);

@@ -5,6 +5,8 @@
  *
  *   audit_ship.c         the command: options, active or standby, retries
  *   audit_shipbatch.c    a batch: verify, stage, commit (one transaction)
+ *   audit_shipcopy.c     the entries' rows in COPY's binary format
+ *   audit_shiparena.c    a batch's Redis reply in one allocation arena
  *   audit_shipredis.c    the consumer group, trimming, the published lag
  *   audit_shipmetrics.c  Prometheus text file
  */
@@ -22,11 +24,19 @@
 typedef struct {
     entry       e;
     int         gone;           /* claimed, but deleted from the stream */
+    /* set by the batch's verification, for its row */
+    int         fresh;          /* not archived yet: it gets a row */
+    int         copy;           /* another entry holds its seq ... */
+    uint64_t    copy_of;        /* ... that one's archive order */
+    uint64_t    ord;
+    int64_t     ms;             /* entry_time */
 } ship_entry;
 
+typedef struct ship_arena ship_arena;
+
 typedef struct {
-    redisReply *reply[4];       /* the replies the entries point into */
-    size_t      nreply;
+    ship_arena *arena;          /* the replies the entries point into,
+                                   built in it (audit_shipredis.c) */
     ship_entry *items;
     size_t      n, cap;
 } ship_batch;
@@ -37,6 +47,22 @@ typedef struct {
     char        from[48];
 } ship_hold;
 
+/* Where a shipper's time goes, by phase (CREDIT_AUDIT_SHIP_STATS=1 in
+ * the environment: printed at exit; docs/archive.md "Measured"). */
+enum {
+    SP_READ,        /* XREADGROUP / XAUTOCLAIM: the wait and hiredis */
+    SP_PARSE,       /* the reply into entries */
+    SP_LOCK,        /* BEGIN, the log's and the stream's rows */
+    SP_VERIFY,      /* ca_as_add: hash, chain, signatures */
+    SP_ENCODE,      /* the rows in COPY format */
+    SP_COPY,        /* COPY entries: sending and the server's insert */
+    SP_STATE,       /* findings, chains, log, stream rows */
+    SP_COMMIT,
+    SP_ACK,         /* XACK */
+    SP_TRIM,        /* holds, XTRIM, the lag, metrics */
+    SP_COUNT
+};
+
 typedef struct {
     uint64_t    entries, batches, copies, duplicates, redelivered, trimmed;
     uint64_t    findings[CA_AV_KINDS];
@@ -46,6 +72,7 @@ typedef struct {
     long long   stream_len;
     long long   open_findings;
     uint64_t    archived_total; /* the archive's next ord */
+    double      phase[SP_COUNT];        /* seconds, when s->stats */
 } ship_stats;
 
 typedef struct {
@@ -60,6 +87,8 @@ typedef struct {
     const char     *metrics;
     int             once;
     mklog_opts      logo;       /* --log-key, --log-name, --publish */
+    int             stats;      /* CREDIT_AUDIT_SHIP_STATS: time phases */
+    double          tick;       /* ... the last ship_clock() */
 
     /* connections and verification */
     redisContext   *rc;
@@ -90,10 +119,15 @@ typedef struct {
 /* The archive's state of the stream, and a fresh verifier over it. */
 int shipdb_load(ship *s);
 void shipdb_reset(ship *s);
-/* Verifies and archives the batch in one transaction.  0 done, 1 the
- * archive moved under us (another shipper: state reloaded, redo), -1
- * PostgreSQL failed. */
-int shipdb_commit(ship *s, const ship_batch *b);
+/* Work done while the server inserts a batch's rows (the next batch
+ * read from Redis). */
+typedef void (*ship_meanwhile)(ship *s, void *data);
+/* Verifies and archives the batch in one transaction, calling meanwhile
+ * (if not NULL) once the rows are sent.  0 done, 1 the archive moved
+ * under us (another shipper: state reloaded, redo), -1 PostgreSQL
+ * failed. */
+int shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile,
+                  void *data);
 /* The unacknowledged findings' holds on this stream into s->holds. */
 int shipdb_holds(ship *s);
 
@@ -115,8 +149,22 @@ int shipredis_trim(ship *s);
  * archive is away: nothing is trimmed).  0 or -1. */
 int shipredis_lag(ship *s);
 
+/* audit_shiparena.c */
+/* A command whose reply is built in b's arena (never freeReplyObject it:
+ * batch_free frees the arena); NULL as redisCommand. */
+redisReply *shiparena_command(ship *s, ship_batch *b, const char *fmt, ...);
+void shiparena_free(ship_arena *a);
+
+/* audit_shipcopy.c: the entries' rows, COPY's binary format */
+void shipcopy_header(sbuf *b);
+void shipcopy_entry(sbuf *b, const char *stream, const ship_entry *x);
+void shipcopy_trailer(sbuf *b);
+
 /* audit_shipmetrics.c */
 int ship_metrics_write(const ship *s);
+/* With s->stats: the time since the last call to phase p (none: -1). */
+void ship_clock(ship *s, int p);
+void ship_stats_print(const ship *s);
 
 void ship_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 

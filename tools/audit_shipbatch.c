@@ -8,11 +8,14 @@
  *   shipped: roll back, reload, redo (the redone batch skips what is now
  *   archived);
  *   verify each entry not yet archived (lib/verify/auditstep.h) with the
- *   archive order it gets, and write its row: the typed columns, the
- *   verbatim copy;
- *   COPY the rows into the entries: a row a unique key refuses means the
- *   state was stale after all, and the batch rolls back whole (never a
- *   row skipped: that would leave a gap in the archive orders, or drop
+ *   archive order it gets (the verifier may query the archive: before
+ *   the COPY starts);
+ *   COPY the rows into the entries, in the binary format, streamed as
+ *   they are encoded (audit_shipcopy.c: the typed columns, the verbatim
+ *   copy), and while the server inserts the last ones read the next
+ *   batch (the caller's `meanwhile`); a row a unique key refuses means
+ *   the state was stale after all, and the batch rolls back whole (never
+ *   a row skipped: that would leave a gap in the archive orders, or drop
  *   evidence; docs/archive.md says why not ON CONFLICT DO NOTHING);
  *   COPY the findings; upsert the chains' states; move the log and the
  *   stream; COMMIT.
@@ -23,6 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include "audit_ship.h"
 #include "audit/audit.h"
@@ -121,44 +125,6 @@ shipdb_load(ship *s)
 }
 
 /* ---- rows ------------------------------------------------------------------ */
-
-static void
-entry_row(ship *s, sbuf *b, const entry *e, uint64_t ord,
-          const ca_as_verdict *v, int64_t ms)
-{
-    const char *val[CA_F_COUNT];
-    size_t      len[CA_F_COUNT];
-    sbuf        raw = {0};
-
-    archive_columns(e, val, len);
-    sb_copy_u64(b, ord);
-    sb_copy_tab(b);
-    sb_copy_time(b, ms);
-    sb_copy_tab(b);
-    sb_copy_text(b, s->co.stream, strlen(s->co.stream));
-    sb_copy_tab(b);
-    sb_copy_text(b, e->id, strlen(e->id));
-    sb_copy_tab(b);
-    if (v->copy) {
-        sb_copy_u64(b, v->copy_of);
-    } else {
-        sb_copy_null(b);
-    }
-    for (int f = 0; f < CA_F_COUNT; f++) {
-        sb_copy_tab(b);
-        if (val[f] != NULL) {
-            sb_copy_text(b, val[f], len[f]);
-        } else {
-            sb_copy_null(b);
-        }
-    }
-    sb_copy_tab(b);
-    raw_encode(&raw, e);
-    sb_copy_bytea(b, (const unsigned char *) raw.p, raw.len);
-    b->failed |= raw.failed;
-    sb_free(&raw);
-    sb_copy_eol(b);
-}
 
 static void
 finding_rows(ship *s, sbuf *b, const entry *e, uint64_t ord,
@@ -308,14 +274,14 @@ note_months(ship *s, const char (*months)[8], size_t n)
 static void
 month_of(int64_t ms, char out[8])
 {
-    char t[40];
-    sbuf b = {0};
+    time_t    t = (time_t) (ms / 1000);
+    struct tm tm;
+    char      ym[32];
 
-    sb_copy_time(&b, ms);
-    snprintf(t, sizeof(t), "%s", b.p ? b.p : "1970-01");
-    sb_free(&b);
-    memcpy(out, t, 4);
-    memcpy(out + 4, t + 5, 2);
+    memset(&tm, 0, sizeof(tm));
+    gmtime_r(&t, &tm);
+    snprintf(ym, sizeof(ym), "%04d%02d", tm.tm_year + 1900, tm.tm_mon + 1);
+    memcpy(out, ym, 6);
     out[6] = out[7] = '\0';
 }
 
@@ -342,78 +308,167 @@ log_findings(ship *s, uint64_t from, uint64_t to)
     PQclear(r);
 }
 
-int
-shipdb_commit(ship *s, const ship_batch *b)
+/* Verifies the batch's new entries (ords from s->next_ord) and writes
+ * their findings; 0 with *n the rows to write and months[] theirs, -1
+ * failed. */
+static int
+verify_batch(ship *s, ship_batch *b, sbuf *found, size_t *nfound,
+             char (*months)[8], size_t *nmonths, size_t *n, char *last,
+             size_t lastlen)
 {
-    sbuf          rows = {0}, found = {0}, chains = {0};
+    *n = *nfound = *nmonths = 0;
+    snprintf(last, lastlen, "%s", s->last_id);
+    for (size_t i = 0; i < b->n; i++) {
+        ship_entry   *x = &b->items[i];
+        const entry  *e = &x->e;
+        ca_as_verdict v;
+        char          m[8];
+        size_t        j;
+
+        x->fresh = 0;
+        if (x->gone || sid_cmp(e->id, s->last_id) <= 0) {
+            s->st.redelivered += !x->gone;
+            continue;
+        }
+        x->ord = s->next_ord + *n;
+        if (ca_as_add(s->ver, e->id, x->ord, e->n, e->name, e->nlen,
+                      e->value, e->vlen, &v) != 0)
+        {
+            return -1;
+        }
+        x->fresh = 1;
+        x->copy = v.copy;
+        x->copy_of = v.copy_of;
+        x->ms = archive_entry_ms(e);
+        month_of(x->ms, m);
+        for (j = 0; j < *nmonths && memcmp(months[j], m, 8) != 0; j++) {
+        }
+        if (j == *nmonths) {
+            memcpy(months[(*nmonths)++], m, 8);
+        }
+        finding_rows(s, found, e, x->ord, &v);
+        *nfound += v.nfindings;
+        s->st.copies += v.copy;
+        s->st.duplicates += v.duplicate;
+        snprintf(last, lastlen, "%s", e->id);
+        (*n)++;
+    }
+    return 0;
+}
+
+#define COPY_ENTRIES "COPY " ARCHIVE_SCHEMA ".entries FROM STDIN (FORMAT " \
+                     "binary)"
+
+/* The batch's rows, streamed: the server inserts the first ones while
+ * the next are encoded.  0, or -1 with the COPY ended as failed. */
+static int
+send_rows(ship *s, const ship_batch *b)
+{
+    sbuf rows = {0};
+    int  rc = 0;
+
+    if (pg_copy_begin(s->pg, COPY_ENTRIES) != 0) {
+        return -1;
+    }
+    shipcopy_header(&rows);
+    for (size_t i = 0; i < b->n && rc == 0; i++) {
+        if (b->items[i].fresh) {
+            shipcopy_entry(&rows, s->co.stream, &b->items[i]);
+        }
+        if (rows.len >= (256u << 10) || rows.failed) {
+            rc = pg_copy_put(s->pg, &rows);
+        }
+    }
+    shipcopy_trailer(&rows);
+    if (rc == 0) {
+        rc = pg_copy_put(s->pg, &rows);
+    }
+    if (rows.failed) {
+        fputs("credit-audit: out of memory\n", stderr);
+    }
+    sb_free(&rows);
+    return pg_copy_send_end(s->pg, rc == 0) == 0 ? 0 : -1;
+}
+
+int
+shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
+{
+    sbuf          found = {0}, chains = {0};
     char          (*months)[8] = NULL, num[3][24], last[48];
     size_t        nmonths = 0, n = 0, nfound = 0;
     const char   *p[4];
     PGresult     *r;
     ca_as_io      io = {cb_load, cb_lookup, s};
     const char   *q[1] = {num[0]};
-    int           rc;
+    int           rc, sent;
 
+    ship_clock(s, -1);
     if (pg_exec(s->pg, "BEGIN") != 0) {
         return -1;
     }
     if ((rc = lock_state(s)) != 0) {
         goto rollback;
     }
+    ship_clock(s, SP_LOCK);
     if (s->ver == NULL
         && (s->ver = ca_as_new(s->keys.key, s->keys.n, &io)) == NULL)
     {
         rc = -1;
         goto rollback;
     }
+    rc = -1;
     if (mklog_begin(s->log, s->pg, s->next_ord) != 0) {
-        rc = -1;
         goto rollback;
     }
     months = calloc(b->n ? b->n : 1, sizeof(*months));
-    snprintf(last, sizeof(last), "%s", s->last_id);
-    for (size_t i = 0; i < b->n && months != NULL; i++) {
-        const entry  *e = &b->items[i].e;
-        ca_as_verdict v;
-        uint64_t      ord = s->next_ord + n;
-        int64_t       ms;
-        char          m[8];
-        size_t        j;
-
-        if (b->items[i].gone || sid_cmp(e->id, s->last_id) <= 0) {
-            s->st.redelivered += !b->items[i].gone;
-            continue;
-        }
-        if (ca_as_add(s->ver, e->id, ord, e->n, e->name, e->nlen, e->value,
-                      e->vlen, &v) != 0)
-        {
-            rc = -1;
-            goto rollback;
-        }
-        ms = archive_entry_ms(e);
-        month_of(ms, m);
-        for (j = 0; j < nmonths && memcmp(months[j], m, 8) != 0; j++) {
-        }
-        if (j == nmonths) {
-            memcpy(months[nmonths++], m, 8);
-        }
-        entry_row(s, &rows, e, ord, &v, ms);
-        rows.failed |= mklog_entry(s->log, e) != 0;
-        finding_rows(s, &found, e, ord, &v);
-        nfound += v.nfindings;
-        s->st.copies += v.copy;
-        s->st.duplicates += v.duplicate;
-        snprintf(last, sizeof(last), "%s", e->id);
-        n++;
+    if (months == NULL
+        || verify_batch(s, b, &found, &nfound, months, &nmonths, &n, last,
+                        sizeof(last)) != 0)
+    {
+        goto rollback;
     }
-    if (months == NULL || rows.failed || found.failed) {
+    ship_clock(s, SP_VERIFY);
+    if (found.failed) {
         fputs("credit-audit: out of memory\n", stderr);
-        rc = -1;
         goto rollback;
     }
     if (n == 0) {
         rc = 0;
         goto rollback;          /* nothing new: nothing to write */
+    }
+    if (ensure_months(s, (const char (*)[8]) months, nmonths) != 0) {
+        goto rollback;
+    }
+    ship_clock(s, SP_STATE);
+    sent = send_rows(s, b) == 0;
+    ship_clock(s, SP_ENCODE);
+    /* while the server inserts the tail of the rows: the next batch from
+     * Redis (it is only delivered: acknowledged after its own commit) */
+    if (sent && meanwhile != NULL) {
+        meanwhile(s, data);
+        ship_clock(s, SP_READ);
+    }
+    if (pg_copy_result(s->pg, COPY_ENTRIES) != 0 || !sent) {
+        /* a row the unique keys refuse (the server may say so while the
+         * rows are still being sent): the state was stale after all (the
+         * batch is redone from what is archived); anything else is a
+         * failure */
+        if (strcmp(pg_sqlstate(), "23505") == 0) {
+            ship_log("the archive already holds some of this batch: "
+                     "reloading");
+            rc = 1;
+        }
+        goto rollback;
+    }
+    ship_clock(s, SP_COPY);
+    /* The batch's rows are in, ords [s->next_ord, s->next_ord + n): what
+     * else the batch's transaction must hold goes here, before the
+     * shipper's state moves: the Merkle log's leaves, in ord order. */
+    for (size_t i = 0; i < b->n; i++) {
+        if (b->items[i].fresh && mklog_entry(s->log, &b->items[i].e) != 0) {
+            rc = -1;
+            goto rollback;
+        }
     }
     chain_rows(s, &chains);
     snprintf(num[0], sizeof(num[0]), "%llu",
@@ -423,23 +478,6 @@ shipdb_commit(ship *s, const ship_batch *b)
     p[1] = last;
     p[2] = num[1];
     p[3] = s->consumer;
-    rc = -1;
-    if (ensure_months(s, (const char (*)[8]) months, nmonths) != 0) {
-        goto rollback;
-    }
-    if (pg_copy_in(s->pg, "COPY " ARCHIVE_SCHEMA ".entries FROM STDIN",
-                   &rows) != 0)
-    {
-        /* a row the unique keys refuse: the state was stale after all
-         * (the batch is redone from what is archived); anything else is a
-         * failure */
-        if (strcmp(pg_sqlstate(), "23505") == 0) {
-            ship_log("the archive already holds some of this batch: "
-                     "reloading");
-            rc = 1;
-        }
-        goto rollback;
-    }
     if ((nfound > 0
          && pg_copy_in(s->pg, "COPY " ARCHIVE_SCHEMA ".findings (stream, "
                        "stream_id, ord, chain, seq, kind, detail, shipper) "
@@ -472,6 +510,7 @@ shipdb_commit(ship *s, const ship_batch *b)
     if (mklog_write(s->log, s->pg) != 0) {
         goto rollback;
     }
+    ship_clock(s, SP_STATE);
     if (pg_exec(s->pg, "COMMIT") != 0) {
         /* COMMIT's answer lost: the next batch's lock_state says whether
          * it happened (the stream moved or not) */
@@ -481,6 +520,7 @@ shipdb_commit(ship *s, const ship_batch *b)
         goto done;
     }
     mklog_commit(s->log);
+    ship_clock(s, SP_COMMIT);
     ca_as_commit(s->ver);
     if (ca_as_nchains(s->ver) > SHIP_CHAINS_MAX) {
         /* every reload of a gateway starts new chains: memory stays
@@ -523,7 +563,6 @@ rollback:
     }
 done:
     free(months);
-    sb_free(&rows);
     sb_free(&found);
     sb_free(&chains);
     return rc;

@@ -43,9 +43,7 @@ batch_free(ship_batch *b)
     for (size_t i = 0; i < b->n; i++) {
         free((void *) b->items[i].e.name);
     }
-    for (size_t i = 0; i < b->nreply; i++) {
-        freeReplyObject(b->reply[i]);
-    }
+    shiparena_free(b->arena);
     free(b->items);
     memset(b, 0, sizeof(*b));
 }
@@ -118,15 +116,23 @@ take_entries(ship_batch *b, redisReply *arr)
     return 0;
 }
 
+/* -1 after saying why (r, if any, is a batch's: batch_free frees it) */
 static int
-failed(ship *s, redisReply *r, const char *what)
+failed_in_batch(ship *s, const redisReply *r, const char *what)
 {
     ship_log("redis: %s: %s", what,
              r == NULL ? (s->rc->errstr[0] ? s->rc->errstr
                                             : "connection lost")
              : r->type == REDIS_REPLY_ERROR ? r->str : "unexpected reply");
-    freeReplyObject(r);
     s->st.redis_errors++;
+    return -1;
+}
+
+static int
+failed(ship *s, redisReply *r, const char *what)
+{
+    failed_in_batch(s, r, what);
+    freeReplyObject(r);
     return -1;
 }
 
@@ -209,44 +215,46 @@ shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
                int block)
 {
     redisReply *r;
+    int         rc;
 
     if (claiming[0] != '\0') {
         /* whatever any consumer read and did not acknowledge: this
          * shipper holds the stream's lock, so its reader is gone (or is
          * this very process, before a failure); in id order, before
          * anything new */
-        r = redisCommand(s->rc, "XAUTOCLAIM %s %s %s 0 %s COUNT %ld",
-                         s->co.stream, s->group, s->consumer, claiming,
-                         s->batch);
+        r = shiparena_command(s, b, "XAUTOCLAIM %s %s %s 0 %s COUNT %ld",
+                          s->co.stream, s->group, s->consumer, claiming,
+                          s->batch);
         if (r == NULL || r->type != REDIS_REPLY_ARRAY || r->elements < 2
             || r->element[0]->type != REDIS_REPLY_STRING
             || r->element[1]->type != REDIS_REPLY_ARRAY)
         {
-            return failed(s, r, "XAUTOCLAIM");
+            return failed_in_batch(s, r, "XAUTOCLAIM");
         }
         snprintf(claiming, len, "%s", strcmp(r->element[0]->str, "0-0")
                                       ? r->element[0]->str : "");
-        b->reply[b->nreply++] = r;
         if (claiming[0] == '\0' && forget_consumers(s) != 0) {
             return -1;
         }
-        return take_entries(b, r->element[1]);
+        ship_clock(s, SP_READ);
+        rc = take_entries(b, r->element[1]);
+        ship_clock(s, SP_PARSE);
+        return rc;
     }
     if (block) {
-        r = redisCommand(s->rc, "XREADGROUP GROUP %s %s COUNT %ld BLOCK %ld "
-                         "STREAMS %s >", s->group, s->consumer, s->batch,
-                         s->block_ms, s->co.stream);
+        r = shiparena_command(s, b, "XREADGROUP GROUP %s %s COUNT %ld BLOCK %ld "
+                          "STREAMS %s >", s->group, s->consumer, s->batch,
+                          s->block_ms, s->co.stream);
     } else {
-        r = redisCommand(s->rc, "XREADGROUP GROUP %s %s COUNT %ld STREAMS "
-                         "%s >", s->group, s->consumer, s->batch,
-                         s->co.stream);
+        r = shiparena_command(s, b, "XREADGROUP GROUP %s %s COUNT %ld STREAMS "
+                          "%s >", s->group, s->consumer, s->batch,
+                          s->co.stream);
     }
     if (r == NULL || (r->type != REDIS_REPLY_ARRAY
                       && r->type != REDIS_REPLY_NIL))
     {
-        return failed(s, r, "XREADGROUP");
+        return failed_in_batch(s, r, "XREADGROUP");
     }
-    b->reply[b->nreply++] = r;
     if (r->type == REDIS_REPLY_NIL || r->elements == 0) {
         return 0;
     }
@@ -254,9 +262,12 @@ shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
         || r->element[0]->elements != 2
         || r->element[0]->element[1]->type != REDIS_REPLY_ARRAY)
     {
-        return failed(s, NULL, "XREADGROUP: malformed reply");
+        return failed_in_batch(s, NULL, "XREADGROUP: malformed reply");
     }
-    return take_entries(b, r->element[0]->element[1]);
+    ship_clock(s, SP_READ);
+    rc = take_entries(b, r->element[0]->element[1]);
+    ship_clock(s, SP_PARSE);
+    return rc;
 }
 
 int

@@ -20,7 +20,7 @@
 #include <openssl/pem.h>
 
 #include "audit_stmt.h"
-#include "core/uscc.h"
+#include "core/core.h"
 
 static const char usage_statement[] =
     "usage: credit-audit statement --archive CONNINFO --enterprise USCC\n"

@@ -8,7 +8,7 @@
 
 #include "consent.h"
 #include "consent_stmt.h"
-#include "core/util.h"
+#include "core/core.h"
 
 
 static v_entry *

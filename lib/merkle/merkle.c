@@ -7,7 +7,7 @@
 #include <string.h>
 
 #include "merkle.h"
-#include "core/util.h"
+#include "core/core.h"
 
 static void
 digest2(unsigned char tag, const void *a, size_t alen, const void *b,

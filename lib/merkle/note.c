@@ -9,7 +9,7 @@
 #include <openssl/evp.h>
 
 #include "note.h"
-#include "core/util.h"
+#include "core/core.h"
 
 /* U+2014 EM DASH, then a space: the start of every signature line */
 static const char dash[] = "\xe2\x80\x94 ";

@@ -6,7 +6,7 @@
 
 #include "stmtrow.h"
 #include "note.h"
-#include "core/util.h"
+#include "core/core.h"
 
 const char *const ca_sr_names[CA_SR_COUNT] = {
     "ts", "rid", "gw", "bank", "purpose", "category", "mode", "detail",

@@ -11,7 +11,7 @@
 #include <string.h>
 
 #include "session_int.h"
-#include "core/util.h"
+#include "core/core.h"
 
 
 /* --- actions ------------------------------------------------------------ */
