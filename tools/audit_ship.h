@@ -9,6 +9,7 @@
  *   audit_shiparena.c    a batch's Redis reply in one allocation arena
  *   audit_shipredis.c    the consumer group, trimming, the published lag
  *   audit_shipmetrics.c  Prometheus text file
+ *   audit_shipsay.c      its log lines, and where its time went
  */
 #ifndef CA_TOOLS_AUDIT_SHIP_H
 #define CA_TOOLS_AUDIT_SHIP_H
@@ -162,6 +163,8 @@ void shipcopy_trailer(sbuf *b);
 
 /* audit_shipmetrics.c */
 int ship_metrics_write(const ship *s);
+
+/* audit_shipsay.c */
 /* With s->stats: the time since the last call to phase p (none: -1). */
 void ship_clock(ship *s, int p);
 void ship_stats_print(const ship *s);

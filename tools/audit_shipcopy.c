@@ -14,7 +14,7 @@
 #include <string.h>
 
 #include "audit_ship.h"
-#include "audit/auditschema.h"
+#include "audit/audit.h"
 
 /* 2000-01-01T00:00:00Z in Unix milliseconds (PostgreSQL's epoch) */
 #define PG_EPOCH_MS 946684800000LL

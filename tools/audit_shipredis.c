@@ -15,25 +15,12 @@
  * chain must not make Redis fill up (SPEC §7.2: a full Redis refuses
  * every bank).
  */
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
 #include "audit_ship.h"
-
-void
-ship_log(const char *fmt, ...)
-{
-    va_list ap;
-
-    fputs("credit-audit ship: ", stderr);
-    va_start(ap, fmt);
-    vfprintf(stderr, fmt, ap);
-    va_end(ap);
-    fputc('\n', stderr);
-}
 
 /* ---- batches ----------------------------------------------------------------- */
 
