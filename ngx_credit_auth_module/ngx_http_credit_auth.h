@@ -402,7 +402,7 @@ ngx_int_t ngx_http_credit_auth_set_request_id(ngx_http_request_t *r,
 char *ngx_http_credit_auth_realm(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 
-/* …_headers.c: what crosses besides the body (SPEC §2.1) */
+/* …_headers.c: what crosses besides the body (contract §2.1) */
 ngx_table_elt_t *ngx_http_credit_auth_header(ngx_http_request_t *r,
     const char *name, size_t len);
 ngx_uint_t ngx_http_credit_auth_header_count(ngx_http_request_t *r,
@@ -418,7 +418,7 @@ void ngx_http_credit_auth_drop_header(ngx_http_request_t *r,
     const char *name, size_t len);
 void ngx_http_credit_auth_ignore_xaccel(ngx_conf_t *cf);
 
-/* …_pass.c: the platform's headers the bank may see (SPEC §2.1) */
+/* …_pass.c: the platform's headers the bank may see (contract §2.1) */
 char *ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
     void *conf);
 ngx_uint_t ngx_http_credit_auth_pass_header_ok(ngx_http_request_t *r,
@@ -484,7 +484,7 @@ typedef void (*ngx_http_credit_auth_reply_pt)(void *data, void *reply);
 typedef struct {
     const char                 *const *scripts; /* SCRIPT LOAD on connect */
     void                      (*changed)(void); /* up, or an attempt failed */
-    /* Redis came back without what it had acknowledged (SPEC §7.1) */
+    /* Redis came back without what it had acknowledged (contract §7.1) */
     void                      (*discontinuity)(const char *missing,
                                                const char *expected,
                                                const char *found);
@@ -663,13 +663,13 @@ ngx_int_t ngx_http_credit_auth_key_find(ngx_http_request_t *r,
 /* …_variables.c */
 ngx_int_t ngx_http_credit_auth_add_variables(ngx_conf_t *cf);
 
-/* …_withdraw.c: credit_auth_revocation_endpoint (SPEC §3) */
+/* …_withdraw.c: credit_auth_revocation_endpoint (contract §3) */
 char *ngx_http_credit_auth_revocation_endpoint(ngx_conf_t *cf,
     ngx_command_t *cmd, void *conf);
 ngx_int_t ngx_http_credit_auth_withdraw_handler(ngx_http_request_t *r);
 
 /* …_revoke.c: a revocation by the gateway itself, in force and then
- * audited (SPEC §3): `done` hears CA_OK, CA_REVOCATION_UNAVAILABLE or
+ * audited (contract §3): `done` hears CA_OK, CA_REVOCATION_UNAVAILABLE or
  * CA_AUDIT_UNAVAILABLE from a posted event.  NGX_AGAIN: sent; NGX_ERROR:
  * nothing written. */
 typedef void (*ngx_http_credit_auth_revoked_pt)(void *data,

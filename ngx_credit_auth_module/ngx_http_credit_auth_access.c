@@ -249,7 +249,7 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
     }
 
     if (rc == NGX_ERROR) {
-        /* Neither acknowledged nor spooled (SPEC §7): 503, whatever was
+        /* Neither acknowledged nor spooled (contract §7): 503, whatever was
          * decided; the bank learns nothing else. */
         ctx->reason = CA_AUDIT_UNAVAILABLE;
         ctx->report = 0;

@@ -1,5 +1,5 @@
 /*
- * The audit entries of a request (SPEC §7): its decision, written before
+ * The audit entries of a request (contract §7): its decision, written before
  * anything goes upstream, and its outcome, in the log phase.  This file
  * builds the entries' fields; the worker's writer (…_writer.c, on
  * lib/audit/auditwriter.h) seals, sends and spools them.
@@ -145,10 +145,10 @@ ngx_http_credit_auth_expire_at(int64_t exp, int64_t leeway)
 
 /*
  * An allow candidate: the script checks revocation, counts the use and
- * charges a verification's budget per verify field (SPEC §2.1) atomically
+ * charges a verification's budget per verify field (contract §2.1) atomically
  * with the write, in this order, and writes the variant the first refusal
  * chooses.  Only an allow counts and charges.  The consent is the issuing
- * enterprise's (SPEC §3, v3): every key is per (iss, jti), and a
+ * enterprise's (contract §3, v3): every key is per (iss, jti), and a
  * revocation written under the jti alone before v3 still refuses.
  */
 static ngx_int_t

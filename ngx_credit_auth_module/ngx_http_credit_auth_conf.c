@@ -121,7 +121,7 @@ ngx_http_credit_auth_init_main_conf(ngx_conf_t *cf, void *conf)
     ngx_conf_init_msec_value(mcf->connect_timeout, 1000);
     ngx_conf_init_msec_value(mcf->command_timeout, 1000);
     ngx_conf_init_uint_value(mcf->max_inflight, 1024);
-    /* fail closed: an unverified Redis takes no decision (SPEC §7.1) */
+    /* fail closed: an unverified Redis takes no decision (contract §7.1) */
     ngx_conf_init_uint_value(mcf->durability, CA_DURABLE_AOF);
     ngx_conf_init_msec_value(mcf->wait_timeout, 500);
     ngx_conf_init_msec_value(mcf->checkpoint_interval, 1000);

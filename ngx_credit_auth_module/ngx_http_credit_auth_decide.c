@@ -73,7 +73,7 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
         return CA_REQUEST_INVALID;
     }
 
-    /* Each at most once (SPEC §2): the platform would see the copy that
+    /* Each at most once (contract §2): the platform would see the copy that
      * was neither checked nor audited. */
     for (i = 0; ngx_http_credit_auth_single[i].len; i++) {
         if (ngx_http_credit_auth_header_count(r,
@@ -117,7 +117,7 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
         return CA_REQUEST_INVALID;
     }
 
-    /* The token comes only from the Authorization header (SPEC §2). */
+    /* The token comes only from the Authorization header (contract §2). */
     h = r->headers_in.authorization;
     if (h == NULL) {
         return CA_TOKEN_MISSING;
@@ -417,7 +417,7 @@ ngx_http_credit_auth_cert_remember(ngx_http_credit_auth_cert_slot_t *slot,
 
 
 /*
- * The bank is the verified client certificate's SHA-256 (SPEC §2, §5):
+ * The bank is the verified client certificate's SHA-256 (contract §2, §5):
  * from the TLS session, or, behind a TLS-terminating load balancer, from an
  * RFC 9440 Client-Cert value when credit_auth_client_cert is configured.
  */

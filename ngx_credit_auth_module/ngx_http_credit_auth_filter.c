@@ -71,7 +71,7 @@ ngx_http_credit_auth_is_json(ngx_http_request_t *r)
 }
 
 
-/* nginx's own refusals of a request it could not read (SPEC §2.1) */
+/* nginx's own refusals of a request it could not read (contract §2.1) */
 static ngx_uint_t
 ngx_http_credit_auth_core_status(ngx_uint_t status)
 {
@@ -181,7 +181,7 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
         return ngx_http_next_header_filter(r);
     }
 
-    /* Only a complete 200 JSON body is filtered (SPEC §2.1). */
+    /* Only a complete 200 JSON body is filtered (contract §2.1). */
 
     if (ctx->redirected) {
         ctx->cause = "internal_redirect";

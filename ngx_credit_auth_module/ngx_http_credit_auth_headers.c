@@ -1,5 +1,5 @@
 /*
- * What crosses the gateway besides the filtered body (SPEC §2.1): the
+ * What crosses the gateway besides the filtered body (contract §2.1): the
  * request headers the platform never sees, the response headers the bank
  * gets (the gateway's own, and what credit_auth_pass_header lets through:
  * …_pass.c), and the upstream controls (X-Accel-*) that must not act.
@@ -8,7 +8,7 @@
 
 
 /*
- * What the platform never sees (SPEC §2.1; a trailing '*' names every
+ * What the platform never sees (contract §2.1; a trailing '*' names every
  * header beginning so; docs/configuration.md lists them):
  * - a partial or conditional answer is an oracle on the unfiltered record;
  * - the bank's credentials stay at the gateway: its consent token (as
@@ -283,7 +283,7 @@ ngx_http_credit_auth_www_authenticate(ngx_http_request_t *r,
 
 
 /*
- * The bank gets the gateway's headers only (SPEC §2.1): the list is
+ * The bank gets the gateway's headers only (contract §2.1): the list is
  * rebuilt rather than trusting the proxy's hide list, which hides almost
  * nothing.  What the configuration names with credit_auth_pass_header
  * stays, unless its value looks personal; nginx adds Date, Server and the
@@ -312,7 +312,7 @@ ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
             h = part->elts;
             i = 0;
         }
-        /* a refusal carries nothing of the platform's (SPEC §4) */
+        /* a refusal carries nothing of the platform's (contract §4) */
         if (h[i].hash
             && (disclosure == NULL
                 || !ngx_http_credit_auth_pass_header_ok(r, lcf, &h[i],

@@ -1,5 +1,5 @@
 /*
- * Registry keys cached (SPEC §5, docs/keys.md): the record text of every
+ * Registry keys cached (contract §5, docs/keys.md): the record text of every
  * kid looked up lately, in the shared zone so that one Redis round trip
  * serves every worker, and each key parsed into an EVP_PKEY once per
  * worker (a pointer cannot live in shared memory).

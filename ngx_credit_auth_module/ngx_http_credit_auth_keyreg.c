@@ -1,5 +1,5 @@
 /*
- * The key registry in Redis (SPEC §5, docs/keys.md): where the access
+ * The key registry in Redis (contract §5, docs/keys.md): where the access
  * phase finds a token's key when credit_auth_key_registry is on.
  *
  * Nothing is read at configuration time or at startup.  A kid is looked up
@@ -145,7 +145,7 @@ ngx_http_credit_auth_key_registry(ngx_conf_t *cf, ngx_command_t *cmd,
             v.data = value[i].data + 5;
             v.len = value[i].len - 5;
             n = ngx_parse_time(&v, 0);
-            /* the 1 s promise of SPEC §5 needs a poll well under it */
+            /* the 1 s promise of contract §5 needs a poll well under it */
             if (n == NGX_ERROR || n < 10 || n > 500) {
                 goto invalid;
             }
@@ -178,7 +178,7 @@ ngx_http_credit_auth_poll_reply(void *data, void *reply)
     ngx_http_credit_auth_polling = 0;
 
     if (rep == NULL) {
-        /* Redis away: cached keys serve until their TTL (SPEC §5) */
+        /* Redis away: cached keys serve until their TTL (contract §5) */
         return;
     }
 

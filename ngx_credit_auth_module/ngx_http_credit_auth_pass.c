@@ -1,5 +1,5 @@
 /*
- * The platform's headers the bank may see (SPEC §2.1): only those
+ * The platform's headers the bank may see (contract §2.1): only those
  * credit_auth_pass_header names, never one of the gateway's own nor one
  * that describes the unfiltered record, and only with a value that does
  * not look personal.
@@ -8,7 +8,7 @@
 
 
 /* Headers the gateway writes itself, or that describe its own body or
- * connection, or that steer nginx: never the platform's (SPEC §2.1). */
+ * connection, or that steer nginx: never the platform's (contract §2.1). */
 static ngx_str_t  ngx_http_credit_auth_gateway_headers[] = {
     ngx_string("content-type"),
     ngx_string("content-length"),
@@ -29,7 +29,7 @@ static ngx_str_t  ngx_http_credit_auth_gateway_headers[] = {
 
 /* What describes the platform's answer, i.e. the unfiltered record: its
  * validators, ranges and digests would be an oracle on what the filter
- * withholds (SPEC §2.1), as conditional requests would be. */
+ * withholds (contract §2.1), as conditional requests would be. */
 static ngx_str_t  ngx_http_credit_auth_oracle_headers[] = {
     ngx_string("etag"),
     ngx_string("last-modified"),
@@ -150,7 +150,7 @@ ngx_http_credit_auth_pass_header(ngx_conf_t *cf, ngx_command_t *cmd,
 /*
  * Whether the platform's header h reaches the bank: credit_auth_pass_header
  * names it, and its value meets the audit's check for personal
- * identifiers (SPEC §2.1: the same one list, lib/core/pii.h).  One that
+ * identifiers (contract §2.1: the same one list, lib/core/pii.h).  One that
  * holds any is not passed, and is counted and logged by name and form,
  * never with its value.
  */

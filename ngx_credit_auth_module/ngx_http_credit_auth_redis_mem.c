@@ -1,5 +1,5 @@
 /*
- * Redis's memory, watched (SPEC §7.2, issue 19).  A maxmemory-policy that
+ * Redis's memory, watched (contract §7.2, issue 19).  A maxmemory-policy that
  * can evict is refused on every connect, and found within a second when
  * set while connected (CONFIG SET): the connection is then dropped and
  * the next one refused (lib/redis/session.c decides both).  What INFO

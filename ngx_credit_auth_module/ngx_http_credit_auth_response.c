@@ -41,7 +41,7 @@ ngx_http_credit_auth_random(u_char *out, size_t len)
 /*
  * The bank's X-Request-Id is used when it is 1-64 of [A-Za-z0-9._-] and
  * does not look like a personal identifier (lib/core/pii.h): the id goes into
- * every audit entry, and a mobile or resident ID number must not (SPEC
+ * every audit entry, and a mobile or resident ID number must not (contract
  * §7).  Otherwise a random id is generated; either way the response
  * carries the id used.
  */

@@ -1,5 +1,5 @@
 /*
- * A consent revoked by the gateway itself (SPEC §3 v3; the withdrawal
+ * A consent revoked by the gateway itself (contract §3 v3; the withdrawal
  * endpoint, …_withdraw.c), in this order:
  *
  *   1. credit:revoked:<iss>:<jti>, the key every gateway's decision script

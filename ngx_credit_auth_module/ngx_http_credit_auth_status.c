@@ -69,7 +69,7 @@ ngx_http_credit_auth_spool_state(ngx_http_credit_auth_shctx_t *sh,
 }
 
 
-/* "aof", "replicas:N", or "none" (SPEC §7.1: visible on this page) */
+/* "aof", "replicas:N", or "none" (contract §7.1: visible on this page) */
 static const char *
 ngx_http_credit_auth_durability(void)
 {
@@ -335,7 +335,7 @@ ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
         (unsigned long) sh->report);
 
     ngx_http_credit_auth_family(&t, "credit_auth_refusals_total", "counter",
-        "Refusals sent, per reason code (SPEC section 4).");
+        "Refusals sent, per reason code (contract §4).");
     for (i = 1; i < CA_REASON_COUNT; i++) {
         ngx_http_credit_auth_prom(&t,
             "credit_auth_refusals_total{reason=\"%s\"} %lu\n",
@@ -411,7 +411,7 @@ ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
                               (unsigned long) sh->cache_entries);
 
     ngx_http_credit_auth_family(&t, "credit_auth_redis_not_durable", "gauge",
-        "1 under credit_auth_redis durability=none (SPEC 7.1).");
+        "1 under credit_auth_redis durability=none (contract 7.1).");
     ngx_http_credit_auth_prom(&t, "credit_auth_redis_not_durable %d\n",
         ngx_strcmp(ngx_http_credit_auth_durability(), "none") == 0);
 

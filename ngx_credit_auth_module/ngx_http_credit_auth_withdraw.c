@@ -1,5 +1,5 @@
 /*
- * credit_auth_revocation_endpoint (SPEC §3 v3, docs/contract.md §3): the
+ * credit_auth_revocation_endpoint (contract §3 v3, docs/contract.md §3): the
  * enterprise withdraws its own consent, without asking the platform.
  *
  * A POST of a compact JWS, typ revocation+jwt, signed by a key registered

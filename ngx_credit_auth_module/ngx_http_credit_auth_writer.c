@@ -187,7 +187,7 @@ ngx_http_credit_auth_writer_decide(ca_entry *e, const char *refusal,
 
 
 /*
- * A consent withdrawn (SPEC §3): its `revocation` entry, sealed and sent
+ * A consent withdrawn (contract §3): its `revocation` entry, sealed and sent
  * like a refusal; w (may be NULL) learns its fate as a decision's owner
  * does.  by: "enterprise" or "platform".
  */

@@ -1,5 +1,5 @@
 /*
- * credit-audit anchor --out FILE, and verify --anchor FILE (SPEC §7.1):
+ * credit-audit anchor --out FILE, and verify --anchor FILE (contract §7.1):
  * what was verified once, kept outside Redis, so that a later run proves
  * nothing before it was dropped.
  *

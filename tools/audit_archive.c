@@ -1,6 +1,6 @@
 /*
  * credit-audit archive --month M --out FILE --archive CONNINFO: a month
- * of the PostgreSQL archive as a verified export (SPEC §7.2: "a month
+ * of the PostgreSQL archive as a verified export (contract §7.2: "a month
  * leaves the database only as a verified export"; docs/archive.md,
  * "Exporting a month").
  *

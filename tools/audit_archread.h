@@ -1,5 +1,5 @@
 /*
- * --archive for the reading commands (SPEC §7.2, docs/archive.md "Reading
+ * --archive for the reading commands (contract §7.2, docs/archive.md "Reading
  * the archive"): query, report, verify and export read the PostgreSQL
  * archive for what `ship` moved out of Redis and Redis for the rest, each
  * entry once, in stream order (tools/audit_archread.c).

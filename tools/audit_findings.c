@@ -1,6 +1,6 @@
 /*
  * credit-audit findings: the breaks `ship` found and recorded in the
- * archive (SPEC §7.2), and their acknowledgement.  A finding holds its
+ * archive (contract §7.2), and their acknowledgement.  A finding holds its
  * chain in Redis, from the entry concerned on, until someone acknowledges
  * it; the database records when and as which role (the trigger of
  * docs/archive.md), the command who (--by) and why (--note).

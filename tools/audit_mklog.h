@@ -1,6 +1,6 @@
 /*
  * The archive's Merkle tree log and signed checkpoints from the tools
- * (SPEC §7.3, docs/transparency.md); the hashing and the proofs are the
+ * (contract §7.3, docs/transparency.md); the hashing and the proofs are the
  * engine's (lib/merkle/).
  *
  *   audit_mklog.c    the shipper's side: every batch's nodes in its own

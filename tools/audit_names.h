@@ -1,5 +1,5 @@
 /*
- * Names for people beside the trail's codes (SPEC §9): a bank's from the
+ * Names for people beside the trail's codes (contract §9): a bank's from the
  * gateway's banks file (--banks), a category's and a purpose's from the
  * policy (--policy, its optional name_zh and name), a reason's from the
  * engine's table (core/reason.h), an enterprise's from a file the

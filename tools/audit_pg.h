@@ -1,5 +1,5 @@
 /*
- * The PostgreSQL archive from the tools (SPEC §7.2, docs/archive.md): the
+ * The PostgreSQL archive from the tools (contract §7.2, docs/archive.md): the
  * libpq layer (tools/audit_pg.c), the schema and its migrations
  * (tools/audit_pgschema.c), and the archived entries read back in archive
  * order as the tools' `entry` (audit_pg.c: the seam for every command that

@@ -1,5 +1,5 @@
 /*
- * The archive's schema (SPEC §7.2, docs/archive.md "Schema"): versioned
+ * The archive's schema (contract §7.2, docs/archive.md "Schema"): versioned
  * migrations applied in order by `credit-audit ship --init`, printed by
  * `ship --print-schema` (the DDL docs/archive.md shows, held against this
  * output by a test).
@@ -219,7 +219,7 @@ static const char entries_tail[] =
     ROLE_ACKNOWLEDGER ";\n";
 
 /* Migration 2: the Merkle tree log over the entries in archive order and
- * its signed checkpoints (SPEC §7.3, docs/transparency.md "Storage"). */
+ * its signed checkpoints (contract §7.3, docs/transparency.md "Storage"). */
 static const char merkle_log[] =
     "-- Every complete subtree of the Merkle tree log (RFC 9162 §2.1) over\n"
     "-- the entries in archive order: the node (level, i) covers the\n"

@@ -1,5 +1,5 @@
 /*
- * credit-audit proof (SPEC §7.3, docs/transparency.md): a request's
+ * credit-audit proof (contract §7.3, docs/transparency.md): a request's
  * archived entries with their inclusion proofs against a signed
  * checkpoint, or the consistency proof of two checkpoints (RFC 9162
  * §2.1.3, §2.1.4).  Every proof is checked against the checkpoint's root

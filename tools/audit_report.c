@@ -1,5 +1,5 @@
 /*
- * credit-audit report: the period's work report (工作通报, SPEC §9) from
+ * credit-audit report: the period's work report (工作通报, contract §9) from
  * the audit stream.  One pass over the stream counts the figures (and,
  * with keys, verifies the chains); the figures become one JSON model
  * (audit_model.c), which each format renders: text (the original table),

@@ -38,7 +38,7 @@ typedef struct {
     strmap       cat_query, cat_verify, cat_deny, cat_report;
     strmap       raw;           /* bank SEP category */
     strmap       refusals;      /* bank SEP reason */
-    /* a verification's checks (SPEC §7): asked, per category, from the
+    /* a verification's checks (contract §7): asked, per category, from the
      * allow decisions; answered, from their outcomes (joined by rid:
      * verify_rid counts 1 + the category's place in vcat) */
     strmap       cat_checks, cat_matched, cat_unmatched, cat_absent;
@@ -58,7 +58,7 @@ typedef struct {
 
 void count(strmap *m, const char *k, size_t len);
 
-/* Who issues the report and when (SPEC §9: a document to hand in). */
+/* Who issues the report and when (contract §9: a document to hand in). */
 typedef struct {
     const char *issuer;         /* --issuer, or NULL */
     int64_t     generated;      /* Unix ms */

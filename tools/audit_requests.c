@@ -44,7 +44,7 @@ req_reason(const request *r, size_t *len)
 }
 
 /* The HTTP status the bank got: the outcome's; for a refusal (no outcome
- * is written), the status its reason answers (SPEC §4); "" while an
+ * is written), the status its reason answers (contract §4); "" while an
  * allowed request has no outcome. */
 static const char *
 req_status(const request *r, size_t *len, char *buf, size_t size)

@@ -1,5 +1,5 @@
 /*
- * credit-audit ship: the audit stream into the PostgreSQL archive (SPEC
+ * credit-audit ship: the audit stream into the PostgreSQL archive (contract
  * §7.2; docs/archive.md says why each step is as it is).
  *
  * One shipper per stream is active: the one holding the stream's
@@ -69,7 +69,7 @@ static const char usage_ship[] =
     "                                every round (node_exporter's textfile\n"
     "                                collector: a .prom name)\n"
     "  --log-key FILE                the Merkle log's Ed25519 signing key\n"
-    "                                (PEM): sign checkpoints (SPEC 7.3)\n"
+    "                                (PEM): sign checkpoints (contract 7.3)\n"
     "  --log-name NAME               the log's name: its checkpoints'\n"
     "                                origin and key name\n"
     "  --checkpoint-every DURATION   sign the tree head this often while\n"

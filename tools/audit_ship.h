@@ -1,5 +1,5 @@
 /*
- * credit-audit ship (SPEC §7.2, docs/archive.md): the stream into the
+ * credit-audit ship (contract §7.2, docs/archive.md): the stream into the
  * PostgreSQL archive, verified, one transaction per batch, then
  * acknowledged and trimmed from Redis.
  *

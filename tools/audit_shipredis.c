@@ -12,7 +12,7 @@
  *   - the first entry of any chain an unacknowledged finding holds.
  * Past a held chain's break, the other chains' entries are still
  * removed, one by one (XDEL), up to the first two bounds: one broken
- * chain must not make Redis fill up (SPEC §7.2: a full Redis refuses
+ * chain must not make Redis fill up (contract §7.2: a full Redis refuses
  * every bank).
  */
 #include <stdio.h>

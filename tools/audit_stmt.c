@@ -1,5 +1,5 @@
 /*
- * credit-audit statement (SPEC §7.3, docs/transparency.md): every decision
+ * credit-audit statement (contract §7.3, docs/transparency.md): every decision
  * of an enterprise's in a month, with its outcome, each entry with its
  * inclusion proof against one signed checkpoint; totals per bank, purpose
  * and decision; the whole summed up in a note signed with the log key.

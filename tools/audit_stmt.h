@@ -1,5 +1,5 @@
 /*
- * credit-audit statement (SPEC §7.3, docs/transparency.md): an
+ * credit-audit statement (contract §7.3, docs/transparency.md): an
  * enterprise's monthly access statement.
  *
  *   audit_stmt.c      options, what the archive holds, proofs, signing

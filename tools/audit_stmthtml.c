@@ -1,6 +1,6 @@
 /*
  * The access statement as a page a finance officer reads and prints
- * (SPEC §7.3): one file, no script, no network; Chinese first with
+ * (contract §7.3): one file, no script, no network; Chinese first with
  * English beside it; every value from the trail escaped.  The page says
  * how to check it: the JSON form, with `credit-consent statement verify`.
  */

@@ -323,7 +323,7 @@ static const char usage_anchor[] =
     "FILE (write, fsync, rename) per chain the seq and hash of its last\n"
     "verified checkpoint.  Keep FILE outside Redis, where only the\n"
     "regulator writes: `credit-audit verify --anchor FILE` later proves\n"
-    "that nothing signed before it was deleted or cut (SPEC 7.1).  Exit\n"
+    "that nothing signed before it was deleted or cut (contract 7.1).  Exit\n"
     "status 1, and no FILE, if the stream has a break.\n"
     "\n" COMMON_OPTS
     "  --out FILE                    the anchor file\n"

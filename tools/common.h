@@ -71,7 +71,7 @@ redisContext *tool_redis_open(const tool_redis *r);
 
 /*
  * --durability aof | replicas:N[,timeout=MS] | none (the gateway's words,
- * SPEC §7.1): 0, or -1 after an error message.
+ * contract §7.1): 0, or -1 after an error message.
  */
 typedef struct {
     int         mode;               /* CA_DURABLE_* */

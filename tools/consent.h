@@ -83,7 +83,7 @@ int send_withdrawal(const signer *sg, const char *sub, const char *jti,
                     int as_json);
 const char *jwk_beside(const char *key, char *buf, size_t len);
 int cmd_codes(int argc, char **argv);
-/* consent_statement.c: statement verify (SPEC 7.3) */
+/* consent_statement.c: statement verify (contract 7.3) */
 int cmd_statement(int argc, char **argv);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * credit-consent key: the enterprise key registry in Redis (SPEC §5,
+ * credit-consent key: the enterprise key registry in Redis (contract §5,
  * docs/keys.md).  Records are written here only, in the one format the
  * gateways read (lib/jws/keyreg.c); a JWK is validated by the JWKS loader's own
  * function before it is written.  Every change bumps

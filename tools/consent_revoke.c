@@ -41,7 +41,7 @@ static const char usage_revoke[] =
     "not the token.  T is Unix seconds or ISO 8601\n"
     "(2026-11-30T23:59:59+08:00).\n"
     "\n"
-    "The revocation counts only once Redis keeps it (SPEC 7.1), as for the\n"
+    "The revocation counts only once Redis keeps it (contract 7.1), as for the\n"
     "gateway's decisions: --durability aof (default: the primary runs\n"
     "appendonly yes + appendfsync always), replicas:N[,timeout=MS] (WAIT N\n"
     "on the same connection), or none.  Otherwise it is written but the\n"
@@ -51,7 +51,7 @@ static const char usage_revoke[] =
     TOOL_REDIS_HELP;
 
 /* The platform's revocation, signed with its key and audited by the
- * gateway that takes it (SPEC §7 `by` platform). */
+ * gateway that takes it (contract §7 `by` platform). */
 static int
 revoke_at_endpoint(const char *url, const char *key, const char *jwk,
                    const char *pass, const char *cacert,

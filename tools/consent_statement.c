@@ -1,5 +1,5 @@
 /*
- * credit-consent statement verify (SPEC §7.3, docs/enterprise.md): the
+ * credit-consent statement verify (contract §7.3, docs/enterprise.md): the
  * enterprise's own check of its access statement, on its own machine,
  * trusting only the log's public key:
  *

@@ -1,5 +1,5 @@
 /*
- * credit-consent statement verify (SPEC §7.3, docs/enterprise.md §6):
+ * credit-consent statement verify (contract §7.3, docs/enterprise.md §6):
  *
  *   consent_statement.c   the command and the order of the checks
  *   consent_stmtnote.c    failures, the log key, signed notes, hashes

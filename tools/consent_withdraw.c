@@ -1,6 +1,6 @@
 /*
  * credit-consent withdraw: the enterprise takes its consent back itself
- * (SPEC §3 v3).  It signs a revocation+jwt (iss, jti, iat) with its own
+ * (contract §3 v3).  It signs a revocation+jwt (iss, jti, iat) with its own
  * key and POSTs it to a gateway's credit_auth_revocation_endpoint, which
  * answers once the withdrawal is in force on every gateway and audited.
  *

@@ -1,5 +1,5 @@
 /*
- * credit-audit: the regulator's side of the audit trail (SPEC §7, §9).
+ * credit-audit: the regulator's side of the audit trail (contract §7, §9).
  *
  *   tail     the last entries, optionally following the stream
  *   query    entries by enterprise, bank, consent, decision, reason, time
@@ -375,7 +375,7 @@ static int
 bad_reason(const char *name)
 {
     fprintf(stderr, "credit-audit: unknown --reason %s; the reasons "
-            "(SPEC §4) are:", name);
+            "(contract §4) are:", name);
     for (int r = CA_OK + 1; r < CA_REASON_COUNT; r++) {
         fprintf(stderr, "%s %s", r == CA_OK + 1 ? "" : ",",
                 ca_reason_name((ca_reason) r));

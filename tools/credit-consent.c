@@ -1,5 +1,5 @@
 /*
- * credit-consent: the enterprise's side of a consent (SPEC §9).
+ * credit-consent: the enterprise's side of a consent (contract §9).
  *
  *   keygen   a signing key pair: private PEM and the public JWK to register
  *   sign     a consent token (consent_sign.c)

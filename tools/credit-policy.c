@@ -1,5 +1,5 @@
 /*
- * credit-policy: the security officer's tool (SPEC §9).
+ * credit-policy: the security officer's tool (contract §9).
  *
  *   check FILE...      the same validation as nginx -t, and with --strict
  *                      the policy guide's rules (policy_check.c)

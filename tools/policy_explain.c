@@ -166,7 +166,7 @@ print_text(const explain_args *a, const ca_policy *p, const ca_category *c,
 }
 
 /*
- * What a verification on this category may do (SPEC §2.1): the fields and
+ * What a verification on this category may do (contract §2.1): the fields and
  * ops, the budget per field per consent, and which members may select an
  * element (those disclosed as they are at the masked level).
  */

@@ -201,7 +201,7 @@ hfields(ca_hbuf *h, const char *const *names, const size_t *nlens,
             continue;               /* the one field not hashed */
         }
         /* Length prefixes make the encoding unambiguous whatever bytes the
-         * values hold (SPEC §7). */
+         * values hold (contract §7). */
         hput_u32(h, nl);
         hput(h, names[i], nl);
         hput_u32(h, lens[i]);

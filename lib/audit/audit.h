@@ -1,5 +1,6 @@
 /*
- * Audit entries and per-writer hash chains (SPEC §7, docs/audit-format.md).
+ * Audit entries and per-writer hash chains (contract §7,
+ * docs/audit-format.md).
  *
  * An entry is an ordered list of field/value pairs.  ca_chain_seal() adds
  * chain, seq, prev and finally hash = SHA-256 over the canonical encoding of
@@ -38,7 +39,7 @@ typedef struct {
 } ca_chain;
 
 /*
- * The `consent` value of a decision entry (SPEC §2.1): the jti itself when
+ * The `consent` value of a decision entry (contract §2.1): the jti itself when
  * it is 1-128 of [A-Za-z0-9._:-] and does not look like a personal
  * identifier (lib/core/pii.h), else "sha256:" and the hex SHA-256 of the jti,
  * so the audit never holds an ID number a jti was made of.  out needs
@@ -48,7 +49,7 @@ typedef struct {
 size_t ca_audit_consent_id(const char *jti, size_t len, char *out);
 
 /*
- * The Redis key of a consent's state (SPEC §3, v3): a consent is its
+ * The Redis key of a consent's state (contract §3, v3): a consent is its
  * issuing enterprise's, so revocation, use count and verification budget
  * are kept per (iss, jti): credit:<what>:<iss>:<jti>, what being
  * "revoked", "uses" or "vbudget".  With iss NULL, the key of before v3,

@@ -1,7 +1,7 @@
 /*
  * The entries built from the audit schema (auditschema.h): what each
  * field holds, taken from what the gateway knows (the facts).
- * The rules that keep personal data out of the trail (SPEC §7: a path only
+ * The rules that keep personal data out of the trail (contract §7: a path only
  * once it matched a route, a purpose only once the policy knows it, a jti
  * that looks personal only as its digest) live here, with the fields.
  */
@@ -50,7 +50,7 @@ fill_cert(ca_entry *e, const char *name, unsigned ev, const ca_audit_facts *f)
     return ca_entry_add(e, name, hex, 64);
 }
 
-/* Never a personal identifier in the audit (SPEC §7): a path is recorded
+/* Never a personal identifier in the audit (contract §7): a path is recorded
  * only once it matched a route (literal segments and a valid USCC). */
 static int
 fill_path(ca_entry *e, const char *name, unsigned ev, const ca_audit_facts *f)
@@ -127,7 +127,7 @@ fill_reason(ca_entry *e, const char *name, unsigned ev,
 }
 
 /*
- * A verification's checks (SPEC §7): "<path> <op>" per check, in the
+ * A verification's checks (contract §7): "<path> <op>" per check, in the
  * order asked, joined by ",".  The path is the policy's verify path (a
  * selector [k=v] written [], as the policy writes it): policy paths hold
  * neither space nor comma, ops are eq ne gt ge lt le, so the list reads

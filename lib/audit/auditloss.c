@@ -1,5 +1,5 @@
 /*
- * Loss detection (SPEC §7.1): the head of each of this writer's chains
+ * Loss detection (contract §7.1): the head of each of this writer's chains
  * that Redis acknowledged, held against what Redis shows on a reconnect
  * (the batch script's hash credit:chains:<prefix>, auditbatch.c).
  *

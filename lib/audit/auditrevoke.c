@@ -1,5 +1,5 @@
 /*
- * A `revocation` entry (SPEC §3, §7): a consent withdrawn, by the
+ * A `revocation` entry (contract §3, §7): a consent withdrawn, by the
  * enterprise that gave it (a signed withdrawal at the gateway's endpoint)
  * or by the platform.  Its content is final when written, so it is sealed
  * into chain 0 like a refusal, and its owner learns its fate the same way.
@@ -18,7 +18,7 @@ ca_aw_revocation(ca_aw *aw, const ca_aw_revoked *rv, int online,
     ca_audit_facts  f;
 
     /* what the trail may hold: the enterprise's USCC, nothing else that
-     * names anyone, and one of the two words SPEC §7 gives `by` */
+     * names anyone, and one of the two words contract §7 gives `by` */
     if (rv->enterprise == NULL
         || !ca_uscc_valid(rv->enterprise, strlen(rv->enterprise))
         || rv->jti == NULL || rv->jti[0] == '\0' || rv->by == NULL

@@ -1,5 +1,5 @@
 /*
- * The audit schema (SPEC §7, docs/audit-format.md): every field an entry
+ * The audit schema (contract §7, docs/audit-format.md): every field an entry
  * can hold, owned here once.  The gateway's entries are built from it
  * (ca_audit_build), the verifier and the tools read fields through it,
  * the export's CSV columns and the archive's column list

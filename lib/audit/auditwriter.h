@@ -1,5 +1,5 @@
 /*
- * The audit writer (SPEC §7, docs/audit-format.md): chains, lanes, the job
+ * The audit writer (contract §7, docs/audit-format.md): chains, lanes, the job
  * queue and the spool cursor of one writer (a gateway worker).  It does no
  * I/O on the network: it turns audit entries into one command for Redis
  * (ca_aw_flush, ca_aw_replay) and learns their fate from the reply
@@ -141,7 +141,7 @@ int ca_aw_final(ca_aw *aw, ca_entry *e, int online, void *owner,
                 ca_aw_job **job);
 
 /*
- * A `discontinuity` entry (SPEC §7.1): Redis came back without entries it
+ * A `discontinuity` entry (contract §7.1): Redis came back without entries it
  * had acknowledged.  Sealed into chain 0 like a final entry, and written
  * even though its predecessor is gone from Redis (chain 0 continues from
  * it; verify reports the missing seqs and the discontinuity itself).
@@ -149,7 +149,7 @@ int ca_aw_final(ca_aw *aw, ca_entry *e, int online, void *owner,
 int ca_aw_discontinuity(ca_aw *aw, ca_entry *e, int online);
 
 /*
- * A consent withdrawn (SPEC §3): a `revocation` entry naming the
+ * A consent withdrawn (contract §3): a `revocation` entry naming the
  * enterprise, the consent (its jti, written as a decision's `consent`,
  * ca_audit_consent_id) and who withdrew it, `by` "enterprise" (a signed
  * withdrawal) or "platform" (credit-consent revoke).  Sealed into chain 0
@@ -213,7 +213,7 @@ const ca_aw_stats *ca_aw_get_stats(const ca_aw *aw);
 uint64_t ca_aw_spool_bytes(const ca_aw *aw, int64_t *oldest_ts);
 
 /*
- * Loss detection on a reconnect (SPEC §7.1).  The key of the hash where
+ * Loss detection on a reconnect (contract §7.1).  The key of the hash where
  * the script keeps this writer's chain heads, and HGETALL's answer held
  * against the heads Redis acknowledged: the number of chains it holds
  * behind (missing or shorter), -1 when out of memory.  `expected` and

@@ -1,5 +1,5 @@
 /*
- * Durable audit spool (SPEC §7): when Redis cannot take an entry, the
+ * Durable audit spool (contract §7): when Redis cannot take an entry, the
  * command that would have written it is appended to a per-worker file and
  * replayed, in order, when Redis returns.
  *

@@ -1,5 +1,5 @@
 /*
- * ISO 8601 times for the command-line tools (SPEC §9): what a regulator
+ * ISO 8601 times for the command-line tools (contract §9): what a regulator
  * types and reads.  The audit trail stores Unix milliseconds (`ts`); the
  * tools read and show them in a zone, by default the machine's.
  *

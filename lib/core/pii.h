@@ -1,6 +1,6 @@
 /*
  * Spotting personal identifiers in short free text that would otherwise
- * reach the audit trail or the bank (SPEC §2.1, §7: never a personal
+ * reach the audit trail or the bank (contract §2.1, §7: never a personal
  * identifier other than the USCC).  One table of forms (lib/core/pii.c,
  * docs/configuration.md "Personal identifiers") serves every caller: the
  * bank's X-Request-Id, the consent's jti, and the values of headers

@@ -1,6 +1,6 @@
 /*
- * Reason codes of SPEC §4: the one vocabulary shared by refusals, the audit
- * trail, the status counters and the command-line tools.
+ * Reason codes of contract §4: the one vocabulary shared by refusals, the
+ * audit trail, the status counters and the command-line tools.
  */
 #ifndef CA_REASON_H
 #define CA_REASON_H

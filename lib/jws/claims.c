@@ -1,5 +1,5 @@
 /*
- * The claims of a consent token (SPEC §3): their form, read once into a
+ * The claims of a consent token (contract §3): their form, read once into a
  * flat ca_claims, then checked against the clock and against the request.
  * The gateway and the tools (credit-policy explain, credit-consent sign)
  * run these same checks; ca_token_verify() and the withdrawals' verifiers
@@ -337,7 +337,7 @@ ca_token_verify(const char *token, size_t len, const ca_keyset *ks,
 }
 
 
-/* --- withdrawals (SPEC §3 v3) ------------------------------------------ */
+/* --- withdrawals (contract §3 v3) -------------------------------------- */
 
 /* iss the key's enterprise, jti a consent's id, iat an integer: the same
  * rules, and the same refusals, as a consent token's claims. */

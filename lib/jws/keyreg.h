@@ -1,5 +1,5 @@
 /*
- * The enterprise key registry in Redis (SPEC §5, docs/keys.md): one record
+ * The enterprise key registry in Redis (contract §5, docs/keys.md): one record
  * per kid, written by `credit-consent key`, read lazily by the gateways.
  *
  *   credit:key:{<kid>}      the record (a JSON string, below)

@@ -1,5 +1,5 @@
 /*
- * Enterprise key registry (SPEC §5): a JWKS file whose keys each carry the
+ * Enterprise key registry (contract §5): a JWKS file whose keys each carry the
  * `uscc` of the enterprise they belong to and are pinned to one `alg`.
  */
 #ifndef CA_KEYS_H

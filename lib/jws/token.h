@@ -1,5 +1,5 @@
 /*
- * Consent tokens (SPEC §3): compact JWS, verified per RFC 8725.
+ * Consent tokens (contract §3): compact JWS, verified per RFC 8725.
  *
  * Verification is split in two so that a verified-token cache can hold the
  * result of the expensive part:
@@ -92,7 +92,7 @@ typedef ca_reason (*ca_jws_verify_pt)(const char *token, size_t len,
                                       size_t detail_len);
 
 /*
- * A withdrawal (SPEC §3 v3, withdrawal.c): a compact JWS of typ
+ * A withdrawal (contract §3 v3, withdrawal.c): a compact JWS of typ
  * revocation+jwt by the enterprise's own key, claims iss (its USCC, the
  * key's), jti (the consent withdrawn, the syntax of a consent's jti) and
  * iat.  Fills claims->iss, jti, iat, kid and alg; the rest stays zero.

@@ -1,5 +1,5 @@
 /*
- * The audit archive's Merkle tree log (SPEC §7.3, docs/transparency.md):
+ * The audit archive's Merkle tree log (contract §7.3, docs/transparency.md):
  * RFC 9162 §2.1 hashing, proofs and their verification, with no I/O.
  *
  *   leaf  = SHA-256(0x00 ‖ the entry's canonical bytes)

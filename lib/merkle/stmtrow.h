@@ -1,5 +1,5 @@
 /*
- * An access statement's rows (SPEC §7.3, docs/transparency.md): what the
+ * An access statement's rows (contract §7.3, docs/transparency.md): what the
  * statement shows of one request, taken from its archived entries'
  * canonical bytes (the `raw` encoding: u32be(length) name u32be(length)
  * value, each field in stored order).  The maker (credit-audit statement)

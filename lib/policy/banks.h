@@ -1,4 +1,4 @@
-/* Banks registry (SPEC §5): identity by client-certificate SHA-256. */
+/* Banks registry (contract §5): identity by client-certificate SHA-256. */
 #ifndef CA_BANKS_H
 #define CA_BANKS_H
 

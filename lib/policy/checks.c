@@ -1,5 +1,5 @@
 /*
- * Verification (核验比对, SPEC §2).  The bank learns true, false or null
+ * Verification (核验比对, contract §2).  The bank learns true, false or null
  * per check and nothing else: details name the bank's own field path,
  * never a value from the upstream document.
  */

@@ -1,5 +1,5 @@
 /*
- * Verification (核验比对, SPEC §2): a bank asks whether fields satisfy
+ * Verification (核验比对, contract §2): a bank asks whether fields satisfy
  * conditions and learns match / no match, never the value.
  */
 #ifndef CA_CHECKS_H
@@ -21,7 +21,7 @@ typedef struct {
 } ca_check;
 
 /* How many checks of a request test one verify field: what the consent's
- * verification budget is charged (SPEC §2.1). */
+ * verification budget is charged (contract §2.1). */
 typedef struct {
     const char *field;              /* the verify rule's path */
     unsigned    count;
@@ -48,7 +48,7 @@ size_t ca_checks_budget(const ca_checks *cs, ca_check_use *uses);
 ca_reason ca_checks_eval(const ca_checks *cs, json_t *doc, json_t **results,
                          char *detail, size_t detail_len);
 
-/* What a verification answered, for its audit outcome (SPEC §7): how many
+/* What a verification answered, for its audit outcome (contract §7): how many
  * checks matched, did not, and found no value to compare (null). */
 typedef struct {
     unsigned    matched;

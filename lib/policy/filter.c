@@ -1,5 +1,5 @@
 /*
- * Least-necessary filtering (SPEC §6).  The output is written fresh as the
+ * Least-necessary filtering (contract §6).  The output is written fresh as the
  * allowlist tree is walked alongside the document: nothing from the
  * upstream reaches the bank unless a listed path leads to it, so an
  * unexpected member, a changed shape or a value a treatment cannot handle

@@ -1,5 +1,5 @@
 /*
- * Least-necessary filtering (SPEC §6): the allowlist tree applied to an
+ * Least-necessary filtering (contract §6): the allowlist tree applied to an
  * upstream JSON document; every member not listed is withheld.
  */
 #ifndef CA_FILTER_H

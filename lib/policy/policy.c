@@ -1,5 +1,5 @@
 /*
- * Policy files (SPEC §6).  Validation is strict on purpose: the policy is
+ * Policy files (contract §6).  Validation is strict on purpose: the policy is
  * an allowlist, so anything the loader does not understand (a misspelt
  * member, a path it cannot parse) could silently widen what is disclosed.
  * Every error names the file, the JSON path and the reason.

@@ -1,5 +1,5 @@
 /*
- * Policy files (SPEC §6): purposes, token rules, categories with routes,
+ * Policy files (contract §6): purposes, token rules, categories with routes,
  * field allowlists with per-level treatments and classes, verify rules.
  * Loaded once at configuration time; read-only afterwards.
  */
@@ -97,7 +97,7 @@ typedef struct {
                                            NULL when not given */
 } ca_category;
 
-/* Default and bound of a category's "verify_budget" (SPEC §2.1). */
+/* Default and bound of a category's "verify_budget" (contract §2.1). */
 #define CA_VERIFY_BUDGET_DEFAULT 3
 #define CA_VERIFY_BUDGET_MAX     1000
 

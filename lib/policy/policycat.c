@@ -1,5 +1,5 @@
 /*
- * A policy's categories (SPEC §6): routes, purposes, fields and their
+ * A policy's categories (contract §6): routes, purposes, fields and their
  * treatments, verification rules.  The operator, class and treatment
  * names are here too, with the parser that reads them.
  */

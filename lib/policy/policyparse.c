@@ -1,5 +1,5 @@
 /*
- * The policy loader's vocabulary (SPEC §6), shared by the files that read
+ * The policy loader's vocabulary (contract §6), shared by the files that read
  * a policy (policy.c, policycat.c, policynames.c): only the members a
  * place allows (naming the one a typo probably meant), descriptions and
  * texts the tools print, lists of codes.  Lowest of the loader's files: it

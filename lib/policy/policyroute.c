@@ -1,5 +1,5 @@
 /*
- * Route templates (SPEC §6): checked when the policy loads, compiled to
+ * Route templates (contract §6): checked when the policy loads, compiled to
  * segments, refused when two could match the same request path, then
  * matched against every request path.
  */

@@ -1,5 +1,5 @@
 /*
- * Field treatments (SPEC §6): mask, hash, bucket, year.  Each turns one
+ * Field treatments (contract §6): mask, hash, bucket, year.  Each turns one
  * scalar into the string that is sent instead of it, or refuses it (the
  * value is then withheld).  Numbers arrive as the digits the upstream
  * wrote: a bucket is computed on them exactly (decnum.c).

@@ -1,6 +1,6 @@
 /*
  * What a Redis server says of itself (INFO, CONFIG GET appendfsync), and
- * whether what it acknowledges is durable enough for the gateway (SPEC
+ * whether what it acknowledges is durable enough for the gateway (contract
  * §7.1), and kept (§7.2: a maxmemory-policy that can evict deletes
  * revocations, use counters and the audit stream without a word):
  * checked on every connect, before the connection counts as ready.

@@ -161,7 +161,7 @@ ca_rs_schedule(ca_rs *s, uint64_t now)
     uint64_t  delay;
 
     /* whatever went wrong, Sentinel is asked again: the primary may have
-     * moved (SPEC §7.1) */
+     * moved (contract §7.1) */
     if (s->conf.sentinels) {
         s->port = 0;
     }

@@ -16,7 +16,7 @@
  *  - the handshake, pipelined in this order: AUTH, SELECT, SCRIPT LOAD of
  *    each script, INFO, CONFIG GET appendfsync, PING; the first refusal
  *    ends it (the refusals behind it follow from it);
- *  - the verdict on a new connection (SPEC §7.1, redisinfo.c): role,
+ *  - the verdict on a new connection (contract §7.1, redisinfo.c): role,
  *    durability (AOF + appendfsync always, or connected replicas), a
  *    maxmemory-policy that can evict; a cluster node is refused louder
  *    and retried slowly; LOADING is a wait, not an error;

@@ -1,6 +1,6 @@
 /*
  * What a new connection to the primary must show before it is used
- * (SPEC §7.1), pipelined on it: the session hears the replies in order
+ * (contract §7.1), pipelined on it: the session hears the replies in order
  * and gives one verdict, READY or NOT_READY with why.
  *
  *  0. The handshake: AUTH and SELECT ahead of anything else (nothing runs

@@ -1,5 +1,5 @@
 /*
- * Verification one entry at a time (credit-audit ship, SPEC §7.2): the
+ * Verification one entry at a time (credit-audit ship, contract §7.2): the
  * checks `credit-audit verify` makes (auditverify.h, docs/audit-format.md
  * §4) applied to each entry as it arrives, against a small state per chain
  * that the caller keeps (in the archive) between runs, so that a shipper

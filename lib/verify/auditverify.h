@@ -1,6 +1,6 @@
 /*
  * Verification of the audit trail's hash chains and signed checkpoints
- * (SPEC §7, docs/audit-format.md): what a regulator runs with only the
+ * (contract §7, docs/audit-format.md): what a regulator runs with only the
  * gateway's public key.
  *
  * Feed every entry of the stream in stream order with ca_av_add(), then

@@ -400,7 +400,7 @@ http {{
 
 def withdrawal_server(pki, port, path="/credit-auth/withdraw",
                       rate="10r/s", burst=20, extra="", platform_keys=None):
-    """The enterprise's withdrawal endpoint (SPEC §3 v3) as an http-block
+    """The enterprise's withdrawal endpoint (contract §3 v3) as an http-block
     snippet: its own TLS server, no client certificate (the signature
     authenticates), behind nginx's limit_req (429 when over)."""
     burst = f" burst={burst} nodelay" if burst else ""

@@ -1,6 +1,6 @@
 """A PostgreSQL 15 server of our own (Debian's postgresql-15 binaries), on a
 free loopback port with its unix socket in its own directory: the audit
-archive (SPEC §7.2) in tests and in `make run`.
+archive (contract §7.2) in tests and in `make run`.
 
 The server refuses to run as root, so when we are root initdb and the
 server run as the unprivileged `postgres` user (`runuser -u postgres`,

@@ -12,7 +12,7 @@ class Redis:
                  appendfsync="always", extra=(), appendonly="yes"):
         """users: (name, password) pairs of ACL users with every right
         (the tools' --user).  appendonly "yes" with appendfsync "always" is
-        what the gateway's default durability=aof requires (SPEC §7.1);
+        what the gateway's default durability=aof requires (contract §7.1);
         extra: more redis.conf lines."""
         self.dir = subdir(directory, "redis")
         self.port = port or free_port()

@@ -184,7 +184,7 @@ def xadd_entries(raw, dst, entries):
 # Assertions
 
 def problem(resp, status, reason, record_markers=None):
-    """Asserts an RFC 9457 refusal of SPEC §4 and returns its JSON."""
+    """Asserts an RFC 9457 refusal of contract §4 and returns its JSON."""
     body = resp.text
     assert resp.status_code == status, \
         f"expected {status} {reason}, got {resp.status_code}: {body[:500]}"

@@ -71,7 +71,7 @@ def rid(tag="r"):
 
 
 def register(redis, priv, kids, uscc=E1):
-    """Registry records for kids, all of one key (SPEC §5 format)."""
+    """Registry records for kids, all of one key (contract §5 format)."""
     r = redis.client()
     p = r.pipeline(transaction=False)
     for kid in kids:
@@ -483,7 +483,7 @@ def _b64url_decode(s):
 
 
 def verify_chains(entries, pubkey_path=None):
-    """Independent verifier (docs/audit-format.md, SPEC §7).  entries:
+    """Independent verifier (docs/audit-format.md, contract §7).  entries:
     decoded, in stream order.  Returns (problems, chains) where chains maps
     a chain id to its de-duplicated entries in stream order.
 
@@ -624,7 +624,7 @@ def send_and_abandon(port, ctx, data, reset=False):
 
 
 # ------------------------------------------------------------------------
-# What must never be in the audit (SPEC §7)
+# What must never be in the audit (contract §7)
 
 JWS = re.compile(r"[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}")
 RESIDENT_ID = re.compile(r"(?<![0-9A-Za-z])\d{17}[0-9Xx](?![0-9A-Za-z])")

@@ -1,4 +1,4 @@
-"""credit-audit ship when things fail (SPEC §7.2, docs/archive.md
+"""credit-audit ship when things fail (contract §7.2, docs/archive.md
 "Failure modes"), with a real gateway under traffic, a real Redis and a
 real PostgreSQL 15: the shipper killed -9 inside a batch's transaction,
 two shippers at once with the active one killed, a crash between the

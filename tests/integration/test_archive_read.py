@@ -1,4 +1,4 @@
-"""The reading commands over the archive and Redis together (SPEC §7.2,
+"""The reading commands over the archive and Redis together (contract §7.2,
 docs/archive.md "Reading the archive"): `query`, `report`, `verify` and
 `export` with `--archive CONNINFO` read a real PostgreSQL 15 for what
 `ship` moved out of a real Redis and Redis for the rest, each entry once:

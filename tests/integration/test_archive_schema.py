@@ -1,4 +1,4 @@
-"""The PostgreSQL archive's schema (SPEC §7.2, docs/archive.md) on a real
+"""The PostgreSQL archive's schema (contract §7.2, docs/archive.md) on a real
 PostgreSQL 15: created and migrated by `ship --init`, idempotent, printed
 by `ship --print-schema` exactly as docs/archive.md shows it, append-only
 whoever asks (the owner too), roles that may do what they need and no

@@ -1,4 +1,4 @@
-"""credit-audit ship (SPEC §7.2) with a real gateway writing the stream,
+"""credit-audit ship (contract §7.2) with a real gateway writing the stream,
 a real Redis and a real PostgreSQL 15: every entry archived once, byte
 for byte; trimmed only once archived and older than --keep; a break found
 while shipping archived, recorded, its chain kept in Redis until

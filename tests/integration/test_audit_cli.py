@@ -1,4 +1,4 @@
-"""credit-audit (SPEC §9) against a real gateway's audit stream: tail,
+"""credit-audit (contract §9) against a real gateway's audit stream: tail,
 query, export, report, and verify on the intact stream and on tampered
 copies of it.
 

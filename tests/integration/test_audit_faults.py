@@ -1,4 +1,4 @@
-"""Audit trail and Redis under faults (SPEC §3 revocation, §4, §7;
+"""Audit trail and Redis under faults (contract §3 revocation, §4, §7;
 ENGINEERING §4): revocation on the next request, max_uses exact under
 concurrency, Redis killed / frozen / stopped, clients that vanish while
 their request waits for Redis, reload and graceful exit, spool replay
@@ -568,7 +568,7 @@ def test_reload_while_redis_read_only_then_drains(faults):
                            headers={"X-Request-Id": rid_})
             if i % 2:
                 # the first -READONLY fails its batch; the connection is
-                # then dropped and a replica is not used (SPEC §7.1)
+                # then dropped and a replica is not used (contract §7.1)
                 said[rid_] = refused(resp, 503, UNAVAILABLE)
             else:
                 problem(resp, 401, "token_missing")
@@ -587,7 +587,7 @@ def test_reload_while_redis_read_only_then_drains(faults):
         time.sleep(5.5)                 # the new workers adopt the spools
     finally:
         r.execute_command("REPLICAOF", "NO", "ONE")
-    # a replica was left (SPEC §7.1): the workers find the primary again
+    # a replica was left (contract §7.1): the workers find the primary again
     # on their next attempt, within their backoff
     assert fs.wait_redis_seen(True, timeout=15), fs.log_tail()
 
@@ -653,7 +653,7 @@ def leaf_values():
 
 
 def scan_entries(entries, tokens, policy_field):
-    """Findings of SPEC §7's 'never in the audit' over every field."""
+    """Findings of contract §7's 'never in the audit' over every field."""
     strings, numbers = leaf_values()
     findings = []
     for e in entries:
@@ -780,7 +780,7 @@ def test_no_token_value_or_personal_identifier_in_audit(faults):
 def test_request_id_cannot_carry_a_personal_identifier(faults):
     """X-Request-Id is the bank's, and is echoed into every entry of the
     request: a bank that uses a resident ID or a mobile number as its
-    request id must not get it into the audit (SPEC §7: never a personal
+    request id must not get it into the audit (contract §7: never a personal
     identifier other than the USCC)."""
     fs = faults(workers=1)
     env = fs.env

@@ -1,4 +1,4 @@
-"""Nothing silently dropped (SPEC §7.1, issue 10, docs/audit-format.md §3,
+"""Nothing silently dropped (contract §7.1, issue 10, docs/audit-format.md §3,
 §4): a gateway's v2 checkpoints list the heads of its other chains, so
 `credit-audit verify` on its own (no anchor) finds a lane chain XDEL'ed
 whole, a lane's end cut with its last checkpoint, and chain 0's end cut

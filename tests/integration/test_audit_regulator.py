@@ -1,4 +1,4 @@
-"""The regulator's daily work with credit-audit (issue 21, SPEC §9): a work
+"""The regulator's daily work with credit-audit (issue 21, contract §9): a work
 report fit to hand in (issuer, generation time, Chinese names beside the
 codes, readable times, the per-purpose table, a policy table that keeps
 one line a row, checked in headless Chromium), the requests as CSV for a

@@ -1,4 +1,4 @@
-"""The audit schema through the real gateway and tools (SPEC §7,
+"""The audit schema through the real gateway and tools (contract §7,
 docs/audit-format.md): a verification's decision lists what it checked and
 its outcome counts the answers; `report` counts checks per category;
 entries of schema 1 and 2 verify together; `revocation` entries are read

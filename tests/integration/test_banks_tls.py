@@ -1,4 +1,4 @@
-"""Banks and TLS (SPEC §2, §5): the bank is the verified client
+"""Banks and TLS (contract §2, §5): the bank is the verified client
 certificate; an RFC 9440 Client-Cert header counts only where
 credit_auth_client_cert is configured (the plain listener here), and a
 malformed one identifies nobody; suspended banks, purpose narrowing, and a

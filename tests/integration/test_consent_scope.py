@@ -1,4 +1,4 @@
-"""A consent is its issuing enterprise's (SPEC §3 v3, issue 19): revocation,
+"""A consent is its issuing enterprise's (contract §3 v3, issue 19): revocation,
 use counting and verification budgets are kept per (iss, jti), so an
 enterprise that picks the same jti as another (freely, or from a weak
 generator) can neither spend nor revoke the other's consent.  Revocations

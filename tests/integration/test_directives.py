@@ -576,7 +576,7 @@ def test_redis_connect_timeout(env, make_gateway):
             r = e.get(TAX)
             assert time.monotonic() - t < 0.5, time.monotonic() - t
             # no spool: revocation unknown, and the refusal cannot be
-            # audited either (SPEC §7: then audit_unavailable)
+            # audited either (contract §7: then audit_unavailable)
             refused(r, 503, UNAVAILABLE)
         # still trying, still timing out (counted, said once), serving
         n = status_of(gw)["events"]["redis_unavailable"]
@@ -607,7 +607,7 @@ def test_redis_nothing_listening(env, make_gateway):
 
 def test_no_redis_no_spool_refusal_is_audit_unavailable(env, make_gateway):
     """No Redis and no spool: a request that would be refused cannot have
-    its decision audited either.  SPEC §7: "if neither is possible the
+    its decision audited either.  contract §7: "if neither is possible the
     answer is 503 audit_unavailable"; docs/configuration.md: "A full
     spool, or no spool, makes every request 503 audit_unavailable"."""
     port = S.free_port()
@@ -739,7 +739,7 @@ def _spool_gateway(make_gateway, scratch, port, max_size):
 
 def test_spool_fills_then_refuses(env, make_gateway, scratch):
     """Redis away, a 1k spool: refusals are spooled (and answered) until
-    the spool is full; from then on nothing can be audited, which SPEC §7
+    the spool is full; from then on nothing can be audited, which contract §7
     says means 503 ("the spool is bounded, and full means 503") and
     docs/configuration.md says is 503 audit_unavailable for every
     request."""

@@ -1,4 +1,4 @@
-"""The response filter through the real gateway (SPEC §6, docs/policy.md
+"""The response filter through the real gateway (contract §6, docs/policy.md
 §5-§6): a property test over ~200 generated documents, and fixed masking
 cases (Chinese names, mixed widths, resident IDs, mobiles, arrays of
 objects, the raw level under a raw consent).

@@ -281,7 +281,7 @@ def test_outcome_entry(env):
 
 
 def test_audit_entries_are_clean(env):
-    """Valid UTF-8 and no field value in any entry (SPEC §7)."""
+    """Valid UTF-8 and no field value in any entry (contract §7)."""
     env.get(TAX)
     env.get(TAX, purpose="credit_assessment")
     time.sleep(0.3)

@@ -1,4 +1,4 @@
-"""A hostile or broken platform (SPEC §4, ENGINEERING §5): every answer the
+"""A hostile or broken platform (contract §4, ENGINEERING §5): every answer the
 gateway cannot filter becomes a 502 problem+json with not one upstream
 byte, the worker survives, and the next good request works.
 
@@ -413,7 +413,7 @@ def test_slow_trickle(hgw):
 def test_upstream_dies_mid_body(hgw, case):
     """Half the body, then the platform closes (or stalls past
     proxy_read_timeout).  Nothing of it may reach the bank; the answer
-    must be a refusal (SPEC §4: every refusal is problem+json), not a
+    must be a refusal (contract §4: every refusal is problem+json), not a
     silently closed connection."""
     mark = hgw.gw.log_size()
     r = hgw.raw_get(case)
@@ -431,7 +431,7 @@ def test_upstream_dies_mid_body(hgw, case):
     ("e500", 502, "upstream_invalid"),
     ("e403html", 502, "upstream_invalid")])
 def test_upstream_error_status_becomes_a_refusal(hgw, case, status, reason):
-    """SPEC §2.1: a 404 is 404 record_not_found, any other status 502
+    """contract §2.1: a 404 is 404 record_not_found, any other status 502
     upstream_invalid; the platform's error body never reaches the bank."""
     mark = hgw.gw.log_size()
     r = hgw.raw_get(case)

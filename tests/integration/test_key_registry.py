@@ -1,4 +1,4 @@
-"""The enterprise key registry in Redis (SPEC §5, issue 12, docs/keys.md):
+"""The enterprise key registry in Redis (contract §5, issue 12, docs/keys.md):
 keys looked up lazily, live add / rotate / revoke within 1 s on every
 gateway without a reload, key_revoked through the verified-token cache,
 bounded Redis traffic for unknown kids, Redis down, malformed records,

@@ -1,4 +1,4 @@
-"""Personal data where it must never be (SPEC §2.1, §7; issue 19).
+"""Personal data where it must never be (contract §2.1, §7; issue 19).
 
 One list of personal-identifier forms (lib/core/pii.h; its unit tests are
 tests/unit/test_pii.c) guards every path around the filter:

@@ -1,4 +1,4 @@
-"""The bank's credentials stay at the gateway (SPEC §2.1 v3, issue 19).
+"""The bank's credentials stay at the gateway (contract §2.1 v3, issue 19).
 
 The platform never receives the consent token (`Authorization: Bearer`,
 as Envoy's jwt_authn drops a verified JWT: anyone on the platform side

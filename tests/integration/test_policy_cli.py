@@ -1,4 +1,4 @@
-"""`credit-policy` (SPEC §9, docs/policy.md §8): `check` validates exactly
+"""`credit-policy` (contract §9, docs/policy.md §8): `check` validates exactly
 like `nginx -t` and prints the same error line (file, JSON path, reason);
 `explain` shows what a bank would receive and why."""
 
@@ -229,7 +229,7 @@ def test_explain_json_matches_the_gateway(explain_files, env):
 
 
 def test_explain_shows_what_verification_may_do(explain_files, conf_dir):
-    """SPEC §2.1: the verify fields and ops, the budget per field per
+    """contract §2.1: the verify fields and ops, the budget per field per
     consent, and the members a selector may use."""
     pol, resp, claims = explain_files
     rc, out, err = run("explain", "--policy", pol, "--path", TAX,

@@ -1,6 +1,6 @@
 """Every policy validation error of the engine's unit tests is also a
 configuration nginx refuses to start with: `nginx -t` fails and names the
-file, the JSON path and the reason (SPEC §6, issue 4).
+file, the JSON path and the reason (contract §6, issue 4).
 
 The invalid policies are the table in tests/unit/test_policy.c, written
 out by that test binary's --dump mode, so the two lists cannot drift."""

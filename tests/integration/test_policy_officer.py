@@ -1,4 +1,4 @@
-"""The security officer's work with `credit-policy` (SPEC §9, docs/policy.md
+"""The security officer's work with `credit-policy` (contract §9, docs/policy.md
 §8, docs/policy-guide.md §6), beyond test_policy_cli.py:
 
 - `diff` reports every widening (disclosure, verification, budget, token

@@ -1,4 +1,4 @@
-"""Audit and consent state across Redis failures (SPEC §7.1, issue 10):
+"""Audit and consent state across Redis failures (contract §7.1, issue 10):
 a decision is acknowledged only when Redis keeps it (durability=aof: a
 primary verified to run appendonly yes + appendfsync always; replicas:N:
 WAIT N after every batch; none: an explicit, visible choice), a replica or

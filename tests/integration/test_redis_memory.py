@@ -1,4 +1,4 @@
-"""Redis memory, never evicted, never silent (SPEC §7.2, issue 19): a
+"""Redis memory, never evicted, never silent (contract §7.2, issue 19): a
 maxmemory-policy that can evict is refused on connect and when set while
 connected; a full noeviction Redis (-OOM) is a definite refusal (503,
 the deny spooled, its lane not ended as "fate unknown", one log line),

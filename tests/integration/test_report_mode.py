@@ -1,4 +1,4 @@
-"""Report mode (`credit_auth report;`, SPEC §6): decide and audit
+"""Report mode (`credit_auth report;`, contract §6): decide and audit
 everything, block nothing.  A request that would be refused gets the
 upstream's unfiltered answer; its decision entry says decision=report with
 the would-be reason, and the status endpoint counts it under

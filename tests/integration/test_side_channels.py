@@ -1,4 +1,4 @@
-"""Nothing leaves around the filter (SPEC §2.1, issue 8).
+"""Nothing leaves around the filter (contract §2.1, issue 8).
 
 The platform here is scripts/stack.RawPlatform: it answers each path with
 exactly the bytes a test gives it (206 fragments, 304, redirects,

@@ -1,4 +1,4 @@
-"""credit_auth_status (SPEC §8): the counters move with what was decided,
+"""credit_auth_status (contract §8): the counters move with what was decided,
 including what only Redis could decide (revoked, exhausted)."""
 
 import re

@@ -1,4 +1,4 @@
-"""Consent tokens end to end (SPEC §3, docs/keys.md §3): every 401/403 token
+"""Consent tokens end to end (contract §3, docs/keys.md §3): every 401/403 token
 reason not covered by test_foundation.py, malformed tokens, clock-skew and
 lifetime edges, interoperability with PyJWT and credit-consent (SM2
 included), and the verified-token cache across a reload."""
@@ -41,7 +41,7 @@ def via(env, gw, method="GET", **kw):
 
 
 def refused(env, r, status, reason):
-    """problem+json of SPEC §4 and exactly one deny decision with reason."""
+    """problem+json of contract §4 and exactly one deny decision with reason."""
     doc = problem(r, status, reason)
     e = env.decision(r)
     assert e["decision"] == "deny" and e["reason"] == reason, e

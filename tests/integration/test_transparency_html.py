@@ -1,4 +1,4 @@
-"""The access statement as a page (SPEC §7.3): one file, no script, no
+"""The access statement as a page (contract §7.3): one file, no script, no
 network, Chinese first with English; rendered by headless Chromium, whose
 DOM carries the statement's figures; a screenshot to look at."""
 

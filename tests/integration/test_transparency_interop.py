@@ -1,4 +1,4 @@
-"""Compatibility is the point (SPEC §7.3): a checkpoint, inclusion proofs
+"""Compatibility is the point (contract §7.3): a checkpoint, inclusion proofs
 and a consistency proof made here verify with an independent
 implementation — Go's own golang.org/x/mod/sumdb/note and sumdb/tlog as
 Debian ships them (golang-golang-x-mod-dev), built offline into a small

@@ -1,4 +1,4 @@
-"""The archive's Merkle tree log and signed checkpoints (SPEC §7.3) with a
+"""The archive's Merkle tree log and signed checkpoints (contract §7.3) with a
 real gateway, Redis and PostgreSQL 15: every node the shipper stores is
 what an independent RFC 9162 implementation computes from the archived
 `raw` bytes, in the batch's own transaction; checkpoints are C2SP notes

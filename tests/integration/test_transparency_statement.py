@@ -1,4 +1,4 @@
-"""What the enterprise can check (SPEC §7.3), end to end with a real
+"""What the enterprise can check (contract §7.3), end to end with a real
 gateway, Redis and PostgreSQL 15: `credit-audit proof` (inclusion and
 consistency, checked here by an independent implementation),
 `credit-audit statement` and `credit-consent statement verify`, which

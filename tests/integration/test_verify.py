@@ -1,4 +1,4 @@
-"""Verification (核验比对, SPEC §2, docs/policy.md §7): POST checks on a
+"""Verification (核验比对, contract §2, docs/policy.md §7): POST checks on a
 policy route, answered match / no match / null, never a value; the
 upstream is asked with GET.
 
@@ -48,7 +48,7 @@ VALUES = ["1234567.89", "987654", "5000000", "张三丰", "110101199003071234",
 
 POLICY = copy.deepcopy(S.TEST_POLICY)
 POLICY["version"] = "test-verify-1"
-# members that select elements must be disclosed as they are (SPEC §2.1)
+# members that select elements must be disclosed as they are (contract §2.1)
 POLICY["categories"]["tax"]["fields"].update({"branches[].city": "keep",
                                               "rates[].r": "keep"})
 # these tests put many checks of one field in one request; the budget

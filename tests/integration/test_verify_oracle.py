@@ -1,4 +1,4 @@
-"""Verification is not an oracle (SPEC §2.1, issue 8): a selector may only
+"""Verification is not an oracle (contract §2.1, issue 8): a selector may only
 test a member the category discloses unmasked, and each consent has a
 budget of checks per verify field, counted in Redis in the same atomic
 step as the use count; a jti that looks personal reaches the audit only as

@@ -1,4 +1,4 @@
-"""The enterprise withdraws its own consent (SPEC §3 v3, issue 21):
+"""The enterprise withdraws its own consent (contract §3 v3, issue 21):
 credit_auth_revocation_endpoint takes a signed revocation+jwt, writes
 credit:revoked:<iss>:<jti> on the gateway's durable terms and a
 `revocation` entry (by=enterprise), and every gateway refuses the consent

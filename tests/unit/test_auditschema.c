@@ -339,7 +339,7 @@ test_decision_entry(void **state)
     (void) state;
 }
 
-/* Never a personal identifier (SPEC §7): no path without a route, no
+/* Never a personal identifier (contract §7): no path without a route, no
  * purpose the policy does not know, a personal-looking jti as its digest;
  * what is not known is empty, not absent. */
 static void

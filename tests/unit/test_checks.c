@@ -182,7 +182,7 @@ test_type_mismatch(void **state)
 
 /*
  * A selector probes the member it names on every element: only members the
- * category discloses unmasked may select (SPEC §2.1), or a bank could
+ * category discloses unmasked may select (contract §2.1), or a bank could
  * confirm a guessed ID number of a withheld or masked member.
  */
 static void
@@ -343,7 +343,7 @@ test_results_in_order_without_values(void **state)
     ca_checks_free(&cs);
 }
 
-/* What the audit outcome counts (SPEC §7): the answers, true, false and
+/* What the audit outcome counts (contract §7): the answers, true, false and
  * null, of one verification. */
 static void
 test_count_answers(void **state)

@@ -264,7 +264,7 @@ test_not_personal(void **state)
     RUN(cases);
 }
 
-/* SPEC §2.1: a jti the audit cannot hold as it is becomes its digest. */
+/* contract §2.1: a jti the audit cannot hold as it is becomes its digest. */
 static void
 test_consent_id(void **state)
 {

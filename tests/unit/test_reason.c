@@ -1,4 +1,4 @@
-/* The reason codes of SPEC §4: every code has a name, a status, an English
+/* The reason codes of contract §4: every code has a name, a status, an English
  * title and a Chinese label, and the names read back. */
 #include <setjmp.h>
 #include <stdarg.h>

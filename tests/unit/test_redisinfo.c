@@ -1,5 +1,5 @@
 /* Redis INFO read for role, durability and memory (lib/redis/redisinfo.c,
- * SPEC §7.1, §7.2). */
+ * contract §7.1, §7.2). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -108,7 +108,7 @@ test_replicas_none(void **state)
     (void) state;
 }
 
-/* SPEC §7.2: a policy that can evict is refused in every durability mode,
+/* contract §7.2: a policy that can evict is refused in every durability mode,
  * and so is one INFO does not state. */
 static void
 test_memory_policy(void **state)

@@ -966,7 +966,7 @@ test_check_request(void **state)
     (void) state;
 }
 
-/* ---- withdrawals (SPEC §3 v3) ---------------------------------------- */
+/* ---- withdrawals (contract §3 v3) ------------------------------------ */
 
 static char *
 mint_withdrawal(ca_alg alg, const char *typ, json_t *claims)
