@@ -81,15 +81,16 @@ def pg_cpu(pg):
     return cpu_of(pg_pids(pg), reaped=(pg._postmaster_pid(),))
 
 
-def requests(writers, c, stream, n, i=0):
-    """n requests (a decision and an outcome each) over the writers, a
-    checkpoint per writer every 100 of its requests; returns the new i and
-    the entries written."""
+def requests(writers, c, stream, n, i=0, every=50):
+    """n requests (a decision and an outcome each) over the writers, one in
+    `every` for the demo enterprise, the rest for 997 others; a checkpoint
+    per writer every 100 of its requests; returns the new i and the
+    entries written."""
     written = 0
     for _ in range(n):
         w = writers[i % len(writers)]
         w.request(enterprise=S.make_uscc(f"9135010{i % 997:03d}M000100")
-                  if i % 50 else ENTERPRISE, bank=f"BANK{i % 37:03d}")
+                  if i % every else ENTERPRISE, bank=f"BANK{i % 37:03d}")
         i += 1
         if i % (100 * len(writers)) == 0:
             for x in writers:
@@ -103,22 +104,13 @@ def requests(writers, c, stream, n, i=0):
 
 
 def write_stream(c, stream, writers, entries, every=50):
-    """Requests through the writers until `entries` are in the stream: one
-    in `every` for the demo enterprise, the rest for 997 others; a
-    checkpoint per writer every 100 requests each.  Returns the count."""
+    """Requests through the writers until at least `entries` are in the
+    stream (in steps of 1,000 requests), each writer's chain then closed by
+    a checkpoint.  Returns the count."""
     written = i = 0
     while written < entries:
-        w = writers[i % len(writers)]
-        w.request(enterprise=S.make_uscc(f"9135010{i % 997:03d}M000100")
-                  if i % every else "91350100M000100Y43",
-                  bank=f"BANK{i % 37:03d}")
-        i += 1
-        if i % (100 * len(writers)) == 0:
-            for x in writers:
-                x.checkpoint()
-        if i % 5000 == 0:
-            for x in writers:
-                written += len(x.xadd(c, stream))
+        i, n = requests(writers, c, stream, 1000, i, every)
+        written += n
     for x in writers:
         x.checkpoint()
         written += len(x.xadd(c, stream))
