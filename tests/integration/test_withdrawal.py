@@ -71,8 +71,12 @@ class Withdrawals:
                 gateway_id=f"gw-wd{i}",
                 http_directives={"credit_auth_key_registry": REGISTRY,
                                  "credit_auth_audit_spool": str(spool)},
+                # the rate limit is tested on a gateway of its own
+                # (test_limit_req_guards_the_endpoint); here every test of
+                # the module sends from one address, fast, and must not
+                # meet the documented 10r/s burst 20
                 http_extra=S.withdrawal_server(
-                    env.pki, port,
+                    env.pki, port, rate="1000r/s", burst=1000,
                     platform_keys=self.dir / "platform.jwks"))
             g.ports.append(port)
             self.gws.append(g.start())
