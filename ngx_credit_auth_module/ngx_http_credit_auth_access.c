@@ -267,7 +267,7 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
 }
 
 
-/* The audit writer has settled the decision entry (ctx->wait). */
+/* The audit writer has settled the decision entry (ctx->audit). */
 static ngx_int_t
 ngx_http_credit_auth_audited(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)

@@ -1,7 +1,8 @@
 /*
  * The decision, from the request alone: who is asking (the bank, by its
  * certificate), for what (route, mode, purpose), under which consent (the
- * token, verified or cached).  The access phase (…_access.c) commits it.
+ * token, verified or cached), and a verification's checks.  The access
+ * phase (…_access.c) commits it.  ctx->decision is written here only.
  */
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -223,7 +224,6 @@ ngx_http_credit_auth_verify(ngx_http_request_t *r,
                                           &key_reason)
             == NGX_AGAIN)
         {
-            ctx->state = NGX_HTTP_CREDIT_AUTH_KEY_WAIT;
             return CA_OK;
         }
         return key ? CA_OK : key_reason;
@@ -275,7 +275,6 @@ ngx_http_credit_auth_verify_jws(ngx_http_request_t *r,
                                       &key_reason)
         == NGX_AGAIN)
     {
-        ctx->state = NGX_HTTP_CREDIT_AUTH_KEY_WAIT;
         return CA_OK;
     }
 

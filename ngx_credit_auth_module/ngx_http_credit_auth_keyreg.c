@@ -494,8 +494,8 @@ ngx_http_credit_auth_kid_twice(ngx_http_request_t *r,
 /*
  * The key a token names.  NGX_OK: *key is it, or NULL and *reason says
  * why not (kid_unknown, key_revoked, revocation_unavailable); NGX_AGAIN:
- * the request waits (the caller puts it in state KEY_WAIT: …_decide.c) and
- * is run again.  ctx->key is written here only.
+ * the request waits in state KEY_WAIT and is run again.  ctx->key is
+ * written here only.
  */
 ngx_int_t
 ngx_http_credit_auth_key_find(ngx_http_request_t *r,
@@ -540,6 +540,7 @@ ngx_http_credit_auth_key_find(ngx_http_request_t *r,
 
         rc = ngx_http_credit_auth_key_fetch(r, ctx, kid, len);
         if (rc == NGX_AGAIN) {
+            ctx->state = NGX_HTTP_CREDIT_AUTH_KEY_WAIT;
             return NGX_AGAIN;
         }
         *reason = CA_REVOCATION_UNAVAILABLE;
