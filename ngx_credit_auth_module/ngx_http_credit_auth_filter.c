@@ -336,8 +336,9 @@ ngx_http_credit_auth_body_append(ngx_http_request_t *r,
     need = ctx->response.body_len + size;
 
     if (need > ctx->response.body_cap) {
-        cap = ctx->response.body_cap ? 2 * ctx->response.body_cap
-                            : ngx_max(ctx->response.body_hint, 16384);
+        cap = ctx->response.body_cap
+              ? 2 * ctx->response.body_cap
+              : ngx_max(ctx->response.body_hint, 16384);
         while (cap < need) {
             cap *= 2;
         }
@@ -448,8 +449,8 @@ static ngx_int_t
 ngx_http_credit_auth_finish(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    ngx_int_t                          rc;
-    ngx_http_credit_auth_rewritten_t   rw;
+    ngx_int_t                         rc;
+    ngx_http_credit_auth_rewritten_t  rw;
 
     ngx_memzero(&rw, sizeof(ngx_http_credit_auth_rewritten_t));
     rc = ngx_http_credit_auth_rewrite(r, ctx, &rw);
