@@ -255,8 +255,6 @@ struct ngx_http_credit_auth_waiter_s {
     ca_aw_job                  *job;
 };
 
-#define NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY  0     /* else CA_AW_ACKED etc. */
-
 /* Someone waiting for the worker's Redis connection to be ready, or for
  * the attempt under way to fail (…_redis.c). */
 typedef struct ngx_http_credit_auth_redis_waiter_s
@@ -269,74 +267,78 @@ struct ngx_http_credit_auth_redis_waiter_s {
     unsigned                    queued:1;
 };
 
-/* A request waiting for its decision entry (…_audit.c). */
-typedef struct {
-    ngx_http_credit_auth_waiter_t  waiter;
-    ca_reason                   reason;         /* a check's refusal */
-    unsigned                    outcome:3;
-    unsigned                    done:1;
-    unsigned                    waited:1;       /* parked once already */
-    unsigned                    cleanup:1;
-} ngx_http_credit_auth_wait_t;
+/*
+ * The request's ctx: what the request is (its id, its state, its refusal),
+ * and one part per lifecycle, each written only by the file that drives
+ * it (the others read it, or call that file's functions;
+ * tests/integration/test_layers.py checks the assignments):
+ *
+ *   decision   …_decide.c    who asks, for what, under which consent
+ *   hold       …_ctx.c       held while waiting, woken by a posted event
+ *   key        …_keyreg.c    a registry key being fetched
+ *   audit      …_audit.c     the decision entry on its way, and its fate
+ *   response   …_filter.c    the platform's answer, buffered and sent
+ */
 
+/* What the request alone decides (…_decide.c). */
 typedef struct {
-    ngx_http_credit_auth_state_e  state;
-    ca_reason                   reason;
-    char                        detail[256];
-
-    ngx_str_t                   rid;
-    ngx_str_t                   method;         /* as the bank sent it */
     const ca_bank              *bank;
     u_char                      cert_sha256[32];
-    unsigned                    has_cert:1;
-    unsigned                    report:1;       /* credit_auth report */
-    unsigned                    raw:1;          /* raw level granted */
-    unsigned                    want_raw:1;
-    unsigned                    verify:1;       /* verification mode */
-    unsigned                    has_claims:1;
-    unsigned                    in_access:1;
-    unsigned                    decided:1;      /* decision entry written */
-    unsigned                    core:1;         /* refused by nginx itself */
-    unsigned                    redirected:1;   /* internally, after us */
-    unsigned                    logged:1;       /* its refusal */
-    uint64_t                    start_us;       /* access phase, monotonic */
-
     const ca_category          *category;
     char                        uscc[19];
     ngx_str_t                   purpose;
     /* the purpose as a C string, once, if the policy knows it; else "" */
     char                        purpose_code[CA_CODE_MAX + 1];
     ca_claims                  *claims;
-    ca_checks                  *checks;
-    ca_checks_tally             tally;          /* their answers */
+    ca_checks                  *checks;         /* a verification's */
+    unsigned                    has_cert:1;
+    unsigned                    verify:1;       /* verification mode */
+    unsigned                    want_raw:1;
+    unsigned                    raw:1;          /* raw level granted */
+    unsigned                    has_claims:1;
+} ngx_http_credit_auth_decision_t;
 
-    /*
-     * Waiting on Redis (…_access.c): the access handler returns NGX_DONE
-     * with the request held once (`held`); whoever ends the wait posts
-     * `wake`, and the access handler, run again by it (or by any event of
-     * the client's connection first), releases the hold when it takes the
-     * answer.  `conn`: parked until the connection is ready or its
-     * attempt failed.
-     */
+/*
+ * Waiting on Redis (…_ctx.c): the access handler returns NGX_DONE with
+ * the request held once (`held`); whoever ends the wait posts `wake`, and
+ * the access handler, run again by it (or by any event of the client's
+ * connection first), releases the hold when it takes the answer.  `conn`:
+ * parked until the worker's connection is ready or its attempt failed;
+ * the wait it was parked for sees it no longer queued.
+ */
+typedef struct {
     ngx_event_t                 wake;
     ngx_http_credit_auth_redis_waiter_t  conn;
-    ngx_queue_t                 held_q;         /* …_ctx.c's list */
+    ngx_queue_t                 queue;          /* …_ctx.c's list */
     unsigned                    held:1;
+} ngx_http_credit_auth_hold_t;
 
-    ngx_http_credit_auth_wait_t  wait;
+/* A registry key being fetched (…_keyreg.c). */
+typedef struct {
+    ngx_queue_t                 queue;          /* in its fetch's waiters */
+    unsigned                    fetching:1;     /* in that queue */
+    unsigned                    parked:1;       /* for the connection, once */
+    unsigned                    fetched:1;      /* asked: no second GET */
+    unsigned                    cleanup:1;
+} ngx_http_credit_auth_key_wait_t;
 
-    /* a registry key being fetched (…_keyreg.c) */
-    ngx_queue_t                 key_queue;
-    unsigned                    key_waiting:1;  /* fetch or connection */
-    unsigned                    key_fetched:1;
-    unsigned                    key_parked:1;   /* for the connection */
-    unsigned                    key_cleanup:1;
+/* The decision entry on its way, and its fate (…_audit.c). */
+typedef struct {
+    ngx_http_credit_auth_waiter_t  waiter;
+    ca_reason                   reason;         /* the script's refusal */
+    unsigned                    outcome:3;      /* CA_AW_*, once settled */
+    unsigned                    settled:1;      /* the writer answered */
+    unsigned                    parked:1;       /* for the connection */
+    unsigned                    waited:1;       /* parked once already */
+    unsigned                    cleanup:1;
+    unsigned                    decided:1;      /* an outcome entry follows */
+} ngx_http_credit_auth_audit_wait_t;
 
-    /* response filter */
+/* The platform's answer, held and sent (…_filter.c); what it disclosed
+ * (…_rewrite.c makes it, the filter keeps it). */
+typedef struct {
     unsigned                    filtering:1;    /* headers held */
-    unsigned                    done:1;         /* our last buffer sent */
-    ca_reason                   filter_reason;
-    const char                 *cause;          /* why upstream_invalid */
+    unsigned                    last_sent:1;    /* our last buffer is out */
     void                      (*upstream_finalize)(ngx_http_request_t *r,
                                                    ngx_int_t rc);
     u_char                     *body;           /* the platform's body, */
@@ -347,7 +349,35 @@ typedef struct {
     char                       *disclosed;
     char                       *masked;
     size_t                      withheld;
+    ca_checks_tally             tally;          /* the checks' answers */
     const char                 *disclosure;     /* X-Credit-Disclosure */
+} ngx_http_credit_auth_response_t;
+
+typedef struct {
+    ngx_http_credit_auth_state_e  state;
+    ngx_str_t                   rid;
+    ngx_str_t                   method;         /* as the bank sent it */
+    uint64_t                    start_us;       /* access phase, monotonic */
+
+    /* the refusal, written by whichever step refuses: of the request
+     * (reason, detail), or of the platform's answer after an allow
+     * (filter_reason, cause: why upstream_invalid) */
+    ca_reason                   reason;
+    char                        detail[256];
+    ca_reason                   filter_reason;
+    const char                 *cause;
+
+    unsigned                    report:1;       /* credit_auth report */
+    unsigned                    in_access:1;
+    unsigned                    core:1;         /* refused by nginx itself */
+    unsigned                    redirected:1;   /* internally, after us */
+    unsigned                    logged:1;       /* its refusal */
+
+    ngx_http_credit_auth_decision_t    decision;
+    ngx_http_credit_auth_hold_t        hold;
+    ngx_http_credit_auth_key_wait_t    key;
+    ngx_http_credit_auth_audit_wait_t  audit;
+    ngx_http_credit_auth_response_t    response;
 } ngx_http_credit_auth_ctx_t;
 
 
@@ -364,6 +394,8 @@ ca_reason ngx_http_credit_auth_decide(ngx_http_request_t *r,
     ngx_http_credit_auth_loc_conf_t *lcf, ngx_http_credit_auth_ctx_t *ctx);
 ca_reason ngx_http_credit_auth_decide_consent(ngx_http_request_t *r,
     ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx);
+ca_reason ngx_http_credit_auth_decide_checks(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, u_char *p, size_t len);
 ca_reason ngx_http_credit_auth_verify_jws(ngx_http_request_t *r,
     ngx_http_credit_auth_main_conf_t *mcf, ngx_http_credit_auth_ctx_t *ctx,
     ngx_str_t *token, ca_jws_verify_pt verify, ca_claims *claims);
@@ -383,6 +415,9 @@ ngx_http_credit_auth_ctx_t *ngx_http_credit_auth_find_ctx(
 /* The wait of a request held by the access handler is over: it runs
  * again (from a posted event, never inside a Redis callback). */
 void ngx_http_credit_auth_wake(ngx_http_credit_auth_ctx_t *ctx);
+/* Woken, it runs handler instead of the phases. */
+void ngx_http_credit_auth_on_wake(ngx_http_credit_auth_ctx_t *ctx,
+    ngx_event_handler_pt handler);
 ngx_int_t ngx_http_credit_auth_hold(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
 void ngx_http_credit_auth_release(ngx_http_request_t *r,
@@ -470,8 +505,17 @@ ngx_int_t ngx_http_credit_auth_filter_init(ngx_conf_t *cf);
 ngx_int_t ngx_http_credit_auth_core_log_handler(ngx_http_request_t *r);
 
 /* …_rewrite.c: the buffered answer, filtered or verified */
+typedef struct {
+    ngx_buf_t                  *answer;         /* what the bank receives */
+    ca_reason                   refusal;        /* else, why not */
+    char                       *disclosed;
+    char                       *masked;
+    size_t                      withheld;
+    ca_checks_tally             tally;
+} ngx_http_credit_auth_rewritten_t;
+
 ngx_int_t ngx_http_credit_auth_rewrite(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, ngx_buf_t **answer, ca_reason *refusal);
+    ngx_http_credit_auth_ctx_t *ctx, ngx_http_credit_auth_rewritten_t *rw);
 
 typedef struct {
     u_char                      host[NGX_INET_ADDRSTRLEN + 1];
@@ -562,6 +606,8 @@ void ngx_http_credit_auth_hiredis_close(int conn, uint64_t id,
 /* …_audit.c: the entries of a request */
 ngx_int_t ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx);
+ngx_uint_t ngx_http_credit_auth_audit_waiting(ngx_http_credit_auth_ctx_t *ctx);
+void ngx_http_credit_auth_audit_abandon(ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_log_handler(ngx_http_request_t *r);
 
 /* …_writer.c: the worker's audit writer.  NGX_AGAIN: the waiter is told;
@@ -656,6 +702,7 @@ ngx_int_t ngx_http_credit_auth_keyreg_init_process(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf);
 void ngx_http_credit_auth_keyreg_exit_process(void);
 void ngx_http_credit_auth_key_abandon(ngx_http_credit_auth_ctx_t *ctx);
+ngx_uint_t ngx_http_credit_auth_key_waiting(ngx_http_credit_auth_ctx_t *ctx);
 ngx_int_t ngx_http_credit_auth_key_find(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx, const char *kid, size_t len,
     const ca_key **key, ca_reason *reason);

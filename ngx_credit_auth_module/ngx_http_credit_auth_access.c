@@ -46,20 +46,14 @@ ngx_http_credit_auth_access_exit(void)
         if (ctx == NULL) {
             return;
         }
-        r = ctx->wake.data;
+        r = ctx->hold.wake.data;
 
         ngx_http_credit_auth_key_abandon(ctx);
-        ngx_http_credit_auth_redis_unwait(&ctx->conn);
-        if (ctx->state == NGX_HTTP_CREDIT_AUTH_WAITING && !ctx->wait.done) {
-            ctx->wait.outcome = ctx->wait.waiter.job
-                                ? CA_AW_LOST : NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY;
-            ngx_http_credit_auth_writer_detach(&ctx->wait.waiter);
-            ctx->wait.waited = 1;
-            ctx->wait.done = 1;
-        }
+        ngx_http_credit_auth_audit_abandon(ctx);
+        ngx_http_credit_auth_redis_unwait(&ctx->hold.conn);
 
         /* the phases (…_ctx.c), or a withdrawal's steps */
-        ctx->wake.handler(&ctx->wake);
+        ctx->hold.wake.handler(&ctx->hold.wake);
 
         if (ngx_http_credit_auth_first_held() == ctx) {
             /* held again: it cannot be answered now */
@@ -122,18 +116,18 @@ ngx_http_credit_auth_access_handler(ngx_http_request_t *r)
 
         case NGX_HTTP_CREDIT_AUTH_WAITING:
             /* the audit writer's answer (…_audit.c), or not yet */
-            if (!ctx->wait.done) {
+            if (ngx_http_credit_auth_audit_waiting(ctx)) {
                 return NGX_DONE;
             }
             ngx_http_credit_auth_resume(r, ctx);
-            if (ctx->wait.outcome == NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY) {
+            if (ctx->audit.parked) {
                 /* parked until Redis connected (or failed to) */
                 return ngx_http_credit_auth_commit(r, ctx);
             }
             return ngx_http_credit_auth_audited(r, ctx);
 
         case NGX_HTTP_CREDIT_AUTH_KEY_WAIT:
-            if (ctx->key_waiting) {
+            if (ngx_http_credit_auth_key_waiting(ctx)) {
                 return NGX_DONE;
             }
             ngx_http_credit_auth_resume(r, ctx);
@@ -203,7 +197,7 @@ ngx_http_credit_auth_start(ngx_http_request_t *r,
         ngx_str_set(&h->value, "identity");
     }
 
-    if (ctx->reason == CA_OK && ctx->verify) {
+    if (ctx->reason == CA_OK && ctx->decision.verify) {
         /*
          * A verification carries its checks in the body; the decision needs
          * them (an unverifiable field is a refusal), so read it first.
@@ -273,13 +267,13 @@ ngx_http_credit_auth_commit(ngx_http_request_t *r,
 }
 
 
-/* The audit writer has settled the decision entry (ctx->wait). */
+/* The audit writer has settled the decision entry (ctx->audit). */
 static ngx_int_t
 ngx_http_credit_auth_audited(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    if (ctx->wait.outcome == CA_AW_LOST
-        || ctx->wait.outcome == CA_AW_REFUSED)
+    if (ctx->audit.outcome == CA_AW_LOST
+        || ctx->audit.outcome == CA_AW_REFUSED)
     {
         /* not written and not spooled, or (a decision) revocation not
          * confirmed, or Redis refused to write it (full): 503 whatever
@@ -287,9 +281,9 @@ ngx_http_credit_auth_audited(ngx_http_request_t *r,
         ctx->reason = CA_AUDIT_UNAVAILABLE;
         ctx->report = 0;
 
-    } else if (ctx->wait.reason != CA_OK) {
+    } else if (ctx->audit.reason != CA_OK) {
         /* the script chose a refusal: revoked, used up */
-        ctx->reason = ctx->wait.reason;
+        ctx->reason = ctx->audit.reason;
     }
 
     ngx_http_credit_auth_count_decision(ctx);
@@ -331,12 +325,6 @@ ngx_http_credit_auth_refuse(ngx_http_request_t *r,
     return NGX_DONE;
 }
 
-static void
-ngx_http_credit_auth_free_checks(void *data)
-{
-    ca_checks_free(data);
-}
-
 
 static void
 ngx_http_credit_auth_body_handler(ngx_http_request_t *r)
@@ -345,7 +333,6 @@ ngx_http_credit_auth_body_handler(ngx_http_request_t *r)
     size_t                       len;
     ngx_buf_t                   *b;
     ngx_chain_t                 *cl;
-    ngx_pool_cleanup_t          *cln;
     ngx_http_credit_auth_ctx_t  *ctx;
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
@@ -388,18 +375,7 @@ ngx_http_credit_auth_body_handler(ngx_http_request_t *r)
         }
     }
 
-    ctx->checks = ngx_pcalloc(r->pool, sizeof(ca_checks));
-    cln = ngx_pool_cleanup_add(r->pool, 0);
-    if (ctx->checks == NULL || cln == NULL) {
-        ctx->reason = CA_REQUEST_INVALID;
-        goto done;
-    }
-    /* the checks hold malloc'd copies of the bank's fields and values */
-    cln->handler = ngx_http_credit_auth_free_checks;
-    cln->data = ctx->checks;
-
-    ctx->reason = ca_checks_parse((char *) p, len, ctx->category, ctx->checks,
-                                  ctx->detail, sizeof(ctx->detail));
+    ctx->reason = ngx_http_credit_auth_decide_checks(r, ctx, p, len);
 
 done:
 

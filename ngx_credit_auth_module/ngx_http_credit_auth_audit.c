@@ -6,8 +6,9 @@
  *
  * A request whose decision entry is on its way waits like one waiting for
  * an auth_request subrequest: the access handler returns NGX_DONE with the
- * request held (…_access.c), the writer's answer sets ctx->wait.done and
+ * request held (…_access.c), the writer's answer settles ctx->audit and
  * wakes the request (…_ctx.c); the access handler then reads the answer.
+ * ctx->audit is written here only.
  */
 #include "ngx_http_credit_auth.h"
 
@@ -34,17 +35,6 @@ ngx_http_credit_auth_now_ms(void)
 }
 
 
-static void
-ngx_http_credit_auth_answer(ngx_http_credit_auth_ctx_t *ctx,
-    ngx_uint_t outcome, ca_reason reason)
-{
-    ctx->wait.done = 1;
-    ctx->wait.outcome = outcome;
-    ctx->wait.reason = reason;
-    ngx_http_credit_auth_wake(ctx);
-}
-
-
 /*
  * The writer has settled the decision entry.  Runs inside a Redis reply:
  * the request resumes from a posted event, so that nothing it seals next
@@ -57,21 +47,52 @@ ngx_http_credit_auth_settled(ngx_http_credit_auth_waiter_t *w, int outcome,
     ngx_http_credit_auth_ctx_t  *ctx;
 
     ctx = (ngx_http_credit_auth_ctx_t *)
-          ((u_char *) w - offsetof(ngx_http_credit_auth_ctx_t, wait.waiter));
-    ngx_http_credit_auth_answer(ctx, (ngx_uint_t) outcome, reason);
+          ((u_char *) w - offsetof(ngx_http_credit_auth_ctx_t, audit.waiter));
+    ctx->audit.settled = 1;
+    ctx->audit.outcome = (ngx_uint_t) outcome;
+    ctx->audit.reason = reason;
+    ngx_http_credit_auth_wake(ctx);
 }
 
 
-/* The connection is up, or the attempt failed: the parked decision goes
- * again. */
-static void
-ngx_http_credit_auth_reconnected(ngx_http_credit_auth_redis_waiter_t *w)
+/*
+ * Whether the decision entry still waits: for the writer's answer, or,
+ * parked, for the worker's connection (woken by …_ctx.c when the attempt
+ * ends; then ctx->audit.parked says: ask again).
+ */
+ngx_uint_t
+ngx_http_credit_auth_audit_waiting(ngx_http_credit_auth_ctx_t *ctx)
 {
-    ngx_http_credit_auth_ctx_t  *ctx;
+    if (ctx->audit.parked) {
+        return ctx->hold.conn.queued;
+    }
+    return !ctx->audit.settled;
+}
 
-    ctx = (ngx_http_credit_auth_ctx_t *)
-          ((u_char *) w - offsetof(ngx_http_credit_auth_ctx_t, conn));
-    ngx_http_credit_auth_answer(ctx, NGX_HTTP_CREDIT_AUTH_AUDIT_RETRY, CA_OK);
+
+/* No answer will come (the worker stops at once): an entry sent is lost
+ * (503); one parked for the connection is asked again, not parked again,
+ * and refused or spooled then. */
+void
+ngx_http_credit_auth_audit_abandon(ngx_http_credit_auth_ctx_t *ctx)
+{
+    if (ctx->state != NGX_HTTP_CREDIT_AUTH_WAITING
+        || !ngx_http_credit_auth_audit_waiting(ctx))
+    {
+        return;
+    }
+
+    ngx_http_credit_auth_redis_unwait(&ctx->hold.conn);
+    ctx->audit.waited = 1;
+
+    if (ctx->audit.waiter.job == NULL) {
+        ctx->audit.parked = 1;
+        return;
+    }
+
+    ngx_http_credit_auth_writer_detach(&ctx->audit.waiter);
+    ctx->audit.outcome = CA_AW_LOST;
+    ctx->audit.settled = 1;
 }
 
 
@@ -80,8 +101,8 @@ ngx_http_credit_auth_request_gone(void *data)
 {
     ngx_http_credit_auth_ctx_t  *ctx = data;
 
-    ngx_http_credit_auth_writer_detach(&ctx->wait.waiter);
-    ngx_http_credit_auth_redis_unwait(&ctx->conn);
+    ngx_http_credit_auth_writer_detach(&ctx->audit.waiter);
+    ngx_http_credit_auth_redis_unwait(&ctx->hold.conn);
 }
 
 
@@ -104,30 +125,30 @@ ngx_http_credit_auth_audit_facts(ngx_http_request_t *r,
 
     f->rid.s = (char *) ctx->rid.data;
     f->rid.len = ctx->rid.len;
-    f->bank = ctx->bank ? ctx->bank->code : NULL;
-    f->cert_sha256 = ctx->has_cert ? ctx->cert_sha256 : NULL;
+    f->bank = ctx->decision.bank ? ctx->decision.bank->code : NULL;
+    f->cert_sha256 = ctx->decision.has_cert ? ctx->decision.cert_sha256 : NULL;
     f->ip.s = (char *) r->connection->addr_text.data;
     f->ip.len = r->connection->addr_text.len;
     f->method.s = (char *) ctx->method.data;
     f->method.len = ctx->method.len;
     f->path.s = (char *) r->uri.data;
     f->path.len = r->uri.len;
-    f->category = ctx->category ? ctx->category->name : NULL;
-    f->enterprise = ctx->uscc;
-    f->purpose.s = (char *) ctx->purpose.data;
-    f->purpose.len = ctx->purpose.len;
-    f->purpose_code = ctx->purpose_code;
-    if (ctx->has_claims) {
-        f->jti.s = ctx->claims->jti;
-        f->jti.len = ngx_strlen(ctx->claims->jti);
+    f->category = ctx->decision.category ? ctx->decision.category->name : NULL;
+    f->enterprise = ctx->decision.uscc;
+    f->purpose.s = (char *) ctx->decision.purpose.data;
+    f->purpose.len = ctx->decision.purpose.len;
+    f->purpose_code = ctx->decision.purpose_code;
+    if (ctx->decision.has_claims) {
+        f->jti.s = ctx->decision.claims->jti;
+        f->jti.len = ngx_strlen(ctx->decision.claims->jti);
     }
-    f->verify = ctx->verify;
-    f->raw = ctx->want_raw;
+    f->verify = ctx->decision.verify;
+    f->raw = ctx->decision.want_raw;
     f->report = ctx->report;
     f->reason = ctx->reason;
     f->policy.s = (char *) mcf->policy_field.data;
     f->policy.len = mcf->policy_field.len;
-    f->checks = ctx->checks;
+    f->checks = ctx->decision.checks;
 }
 
 
@@ -167,7 +188,7 @@ ngx_http_credit_auth_audit_allow(ngx_http_request_t *r,
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
-    c = ctx->claims;
+    c = ctx->decision.claims;
     expire = ngx_http_credit_auth_expire_at(c->exp,
                                             mcf->policy->token.leeway);
     ngx_memzero(checks, sizeof(checks));
@@ -197,14 +218,14 @@ ngx_http_credit_auth_audit_allow(ngx_http_request_t *r,
         n++;
     }
 
-    nb = (ctx->verify && ctx->checks) ? ca_checks_budget(ctx->checks, spent)
-                                      : 0;
+    nb = (ctx->decision.verify && ctx->decision.checks)
+         ? ca_checks_budget(ctx->decision.checks, spent) : 0;
     for (k = 0; k < nb; k++) {
         checks[n].op = 'C';
         checks[n].key = budget;
         checks[n].field = spent[k].field;
         checks[n].by = spent[k].count;
-        checks[n].max = ctx->category->verify_budget;
+        checks[n].max = ctx->decision.category->verify_budget;
         checks[n].expire_at = expire;
         checks[n].reason = CA_VERIFICATION_BUDGET_EXHAUSTED;
         n++;
@@ -212,13 +233,13 @@ ngx_http_credit_auth_audit_allow(ngx_http_request_t *r,
 
     return ngx_http_credit_auth_writer_decide(e,
                                               ctx->report ? "report" : "deny",
-                                              checks, n, &ctx->wait.waiter);
+                                              checks, n, &ctx->audit.waiter);
 }
 
 
 /*
- * The decision entry.  NGX_AGAIN: wait (ctx->wait.done says when);
- * NGX_OK: durably spooled, decided now; NGX_ERROR: no audit.
+ * The decision entry.  NGX_AGAIN: wait (…_audit_waiting() says until
+ * when); NGX_OK: durably spooled, decided now; NGX_ERROR: no audit.
  */
 ngx_int_t
 ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
@@ -233,7 +254,7 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
 
-    if (!ctx->wait.cleanup) {
+    if (!ctx->audit.cleanup) {
         /* once: a decision parked for the connection comes here again */
         cln = ngx_pool_cleanup_add(r->pool, 0);
         if (cln == NULL) {
@@ -241,12 +262,13 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
         }
         cln->handler = ngx_http_credit_auth_request_gone;
         cln->data = ctx;
-        ctx->wait.cleanup = 1;
-        ctx->wait.waiter.handler = ngx_http_credit_auth_settled;
+        ctx->audit.cleanup = 1;
+        ctx->audit.waiter.handler = ngx_http_credit_auth_settled;
     }
-    ctx->wait.done = 0;
+    ctx->audit.settled = 0;
+    ctx->audit.parked = 0;
 
-    candidate = (ctx->reason == CA_OK && ctx->has_claims);
+    candidate = (ctx->reason == CA_OK && ctx->decision.has_claims);
 
     /*
      * A worker just started, or Redis just came back: wait for one
@@ -257,11 +279,11 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
         && !ngx_http_credit_auth_redis_ready())
     {
         rc = NGX_DECLINED;
-        if (!ctx->wait.waited) {
-            ctx->wait.waited = 1;
-            ctx->conn.handler = ngx_http_credit_auth_reconnected;
-            rc = ngx_http_credit_auth_redis_wait(&ctx->conn);
+        if (!ctx->audit.waited) {
+            ctx->audit.waited = 1;
+            rc = ngx_http_credit_auth_redis_wait(&ctx->hold.conn);
             if (rc == NGX_AGAIN) {
+                ctx->audit.parked = 1;
                 return NGX_AGAIN;
             }
         }
@@ -283,14 +305,14 @@ ngx_http_credit_auth_audit_decision(ngx_http_request_t *r,
     if (candidate) {
         rc = ngx_http_credit_auth_audit_allow(r, ctx, e);
         if (rc == NGX_AGAIN) {
-            ctx->decided = 1;
+            ctx->audit.decided = 1;
         }
         return rc;
     }
 
-    rc = ngx_http_credit_auth_writer_final(e, &ctx->wait.waiter);
+    rc = ngx_http_credit_auth_writer_final(e, &ctx->audit.waiter);
     if (rc != NGX_ERROR && (ctx->reason == CA_OK || ctx->report)) {
-        ctx->decided = 1;
+        ctx->audit.decided = 1;
     }
 
     if (rc == NGX_OK && ctx->report) {
@@ -321,7 +343,7 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
     }
 
     ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
-    if (ctx == NULL || !ctx->decided) {
+    if (ctx == NULL || !ctx->audit.decided) {
         return NGX_OK;
     }
 
@@ -344,12 +366,12 @@ ngx_http_credit_auth_log_handler(ngx_http_request_t *r)
 
     ngx_http_credit_auth_audit_facts(r, ctx, &f);
     f.status = r->headers_out.status;
-    f.bytes = ctx->bytes_out;
-    f.disclosed = ctx->disclosed;
-    f.masked = ctx->masked;
-    f.withheld = ctx->withheld;
+    f.bytes = ctx->response.bytes_out;
+    f.disclosed = ctx->response.disclosed;
+    f.masked = ctx->response.masked;
+    f.withheld = ctx->response.withheld;
     f.upstream_ms = ms;
-    f.tally = ctx->tally;
+    f.tally = ctx->response.tally;
     if (ctx->filter_reason != CA_OK
         || ctx->state != NGX_HTTP_CREDIT_AUTH_ALLOWED)
     {

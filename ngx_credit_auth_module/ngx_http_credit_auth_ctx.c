@@ -1,15 +1,19 @@
 /*
  * The request's ctx, kept where an internal redirect does not clear it:
- * every phase and filter finds the same one (…_access.c sets it); the
- * hold of a request that waits on Redis, and its wake-up (for its audit,
- * for a registry key, for a withdrawal's revocation).  The requests held
- * are listed, so that a worker told to stop at once still answers them
- * (…_access.c).
+ * every phase and filter finds the same one (…_access.c sets it); its
+ * hold (ctx->hold, written here only): a request that waits on Redis is
+ * held once and woken by one posted event (for its audit, for a registry
+ * key, for a withdrawal's revocation), and, parked while the worker
+ * connects, woken when the attempt ends, whichever wait parked it.  The
+ * requests held are listed, so that a worker told to stop at once still
+ * answers them (…_access.c).
  */
 #include "ngx_http_credit_auth.h"
 
 
 static void ngx_http_credit_auth_wake_handler(ngx_event_t *ev);
+static void ngx_http_credit_auth_reconnected(
+    ngx_http_credit_auth_redis_waiter_t *w);
 
 static ngx_queue_t  ngx_http_credit_auth_held;
 
@@ -20,12 +24,12 @@ ngx_http_credit_auth_ctx_cleanup(void *data)
 {
     ngx_http_credit_auth_ctx_t  *ctx = data;
 
-    if (ctx->wake.posted) {
-        ngx_delete_posted_event(&ctx->wake);
+    if (ctx->hold.wake.posted) {
+        ngx_delete_posted_event(&ctx->hold.wake);
     }
-    if (ctx->held) {
-        ngx_queue_remove(&ctx->held_q);
-        ctx->held = 0;
+    if (ctx->hold.held) {
+        ngx_queue_remove(&ctx->hold.queue);
+        ctx->hold.held = 0;
     }
 }
 
@@ -36,12 +40,12 @@ ngx_int_t
 ngx_http_credit_auth_hold(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    if (!ctx->held) {
+    if (!ctx->hold.held) {
         if (ngx_http_credit_auth_held.next == NULL) {
             ngx_queue_init(&ngx_http_credit_auth_held);
         }
-        ngx_queue_insert_tail(&ngx_http_credit_auth_held, &ctx->held_q);
-        ctx->held = 1;
+        ngx_queue_insert_tail(&ngx_http_credit_auth_held, &ctx->hold.queue);
+        ctx->hold.held = 1;
         r->main->count++;
     }
     return NGX_DONE;
@@ -52,12 +56,12 @@ void
 ngx_http_credit_auth_release(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    if (ctx->wake.posted) {
-        ngx_delete_posted_event(&ctx->wake);
+    if (ctx->hold.wake.posted) {
+        ngx_delete_posted_event(&ctx->hold.wake);
     }
-    if (ctx->held) {
-        ngx_queue_remove(&ctx->held_q);
-        ctx->held = 0;
+    if (ctx->hold.held) {
+        ngx_queue_remove(&ctx->hold.queue);
+        ctx->hold.held = 0;
         r->main->count--;
     }
 }
@@ -91,7 +95,7 @@ ngx_http_credit_auth_first_held(void)
         return NULL;
     }
     return ngx_queue_data(ngx_queue_head(&ngx_http_credit_auth_held),
-                          ngx_http_credit_auth_ctx_t, held_q);
+                          ngx_http_credit_auth_ctx_t, hold.queue);
 }
 
 
@@ -110,9 +114,10 @@ ngx_http_credit_auth_keep_ctx(ngx_http_request_t *r,
     cln->handler = ngx_http_credit_auth_ctx_cleanup;
     cln->data = ctx;
 
-    ctx->wake.handler = ngx_http_credit_auth_wake_handler;
-    ctx->wake.data = r;
-    ctx->wake.log = r->connection->log;
+    ctx->hold.wake.handler = ngx_http_credit_auth_wake_handler;
+    ctx->hold.wake.data = r;
+    ctx->hold.wake.log = r->connection->log;
+    ctx->hold.conn.handler = ngx_http_credit_auth_reconnected;
 
     ngx_http_set_ctx(r, ctx, ngx_http_credit_auth_module);
 
@@ -164,11 +169,21 @@ ngx_http_credit_auth_find_ctx(ngx_http_request_t *r)
 }
 
 
+/* Woken, the request runs handler rather than the phases (a withdrawal
+ * runs its own steps, …_withdraw.c). */
+void
+ngx_http_credit_auth_on_wake(ngx_http_credit_auth_ctx_t *ctx,
+    ngx_event_handler_pt handler)
+{
+    ctx->hold.wake.handler = handler;
+}
+
+
 void
 ngx_http_credit_auth_wake(ngx_http_credit_auth_ctx_t *ctx)
 {
-    if (!ctx->wake.posted) {
-        ngx_post_event(&ctx->wake, &ngx_posted_events);
+    if (!ctx->hold.wake.posted) {
+        ngx_post_event(&ctx->hold.wake, &ngx_posted_events);
     }
 }
 
@@ -187,4 +202,21 @@ ngx_http_credit_auth_wake_handler(ngx_event_t *ev)
 
     ngx_http_core_run_phases(r);
     ngx_http_run_posted_requests(c);
+}
+
+
+/*
+ * The worker's Redis connection is up, or its attempt failed
+ * (…_redis_wait.c): the request parked for it runs again, whichever wait
+ * parked it (its audit, a registry key, a withdrawal).  That wait sees
+ * hold.conn no longer queued, and goes on or refuses.
+ */
+static void
+ngx_http_credit_auth_reconnected(ngx_http_credit_auth_redis_waiter_t *w)
+{
+    ngx_http_credit_auth_ctx_t  *ctx;
+
+    ctx = (ngx_http_credit_auth_ctx_t *)
+          ((u_char *) w - offsetof(ngx_http_credit_auth_ctx_t, hold.conn));
+    ngx_http_credit_auth_wake(ctx);
 }

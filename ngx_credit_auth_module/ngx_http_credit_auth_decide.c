@@ -1,7 +1,8 @@
 /*
  * The decision, from the request alone: who is asking (the bank, by its
  * certificate), for what (route, mode, purpose), under which consent (the
- * token, verified or cached).  The access phase (…_access.c) commits it.
+ * token, verified or cached), and a verification's checks.  The access
+ * phase (…_access.c) commits it.  ctx->decision is written here only.
  */
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
@@ -61,10 +62,10 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
     }
 
     if (r->method == NGX_HTTP_GET) {
-        ctx->verify = 0;
+        ctx->decision.verify = 0;
 
     } else if (r->method == NGX_HTTP_POST) {
-        ctx->verify = 1;
+        ctx->decision.verify = 1;
 
     } else {
         ngx_http_credit_auth_detail(ctx, "method %V is not GET (query) or "
@@ -105,15 +106,16 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
     }
 
     route = ca_policy_match_route(mcf->policy, (char *) r->uri.data,
-                                  r->uri.len, &ctx->category, ctx->uscc);
+                                  r->uri.len, &ctx->decision.category,
+                                  ctx->decision.uscc);
     if (route == CA_ROUTE_NONE) {
-        ctx->category = NULL;
+        ctx->decision.category = NULL;
         return CA_ROUTE_NOT_IN_POLICY;
     }
     if (route == CA_ROUTE_BAD_USCC) {
         ngx_http_credit_auth_detail(ctx, "the enterprise code in the path "
                                     "is not a valid USCC%Z");
-        ctx->uscc[0] = '\0';
+        ctx->decision.uscc[0] = '\0';
         return CA_REQUEST_INVALID;
     }
 
@@ -130,8 +132,8 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
         return CA_TOKEN_MISSING;
     }
 
-    ctx->claims = ngx_palloc(r->pool, sizeof(ca_claims));
-    if (ctx->claims == NULL) {
+    ctx->decision.claims = ngx_palloc(r->pool, sizeof(ca_claims));
+    if (ctx->decision.claims == NULL) {
         return CA_AUDIT_UNAVAILABLE;
     }
 
@@ -141,9 +143,9 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
     if (reason != CA_OK || ctx->state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT) {
         return reason;
     }
-    ctx->has_claims = 1;
+    ctx->decision.has_claims = 1;
 
-    reason = ca_claims_check_time(ctx->claims, (int64_t) ngx_time(),
+    reason = ca_claims_check_time(ctx->decision.claims, (int64_t) ngx_time(),
                                   mcf->policy->token.leeway, ctx->detail,
                                   sizeof(ctx->detail));
     if (reason != CA_OK) {
@@ -154,23 +156,23 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
     if (h == NULL || h->value.len == 0) {
         return CA_PURPOSE_MISSING;
     }
-    ctx->purpose = h->value;
+    ctx->decision.purpose = h->value;
 
     /* looked up once: the audit, the counters and $credit_auth_purpose
      * record only a purpose the policy knows */
-    ctx->purpose_code[0] = '\0';
+    ctx->decision.purpose_code[0] = '\0';
     if (h->value.len <= CA_CODE_MAX) {
-        ngx_memcpy(ctx->purpose_code, h->value.data, h->value.len);
-        ctx->purpose_code[h->value.len] = '\0';
-        if (!ca_policy_knows_purpose(mcf->policy, ctx->purpose_code)) {
-            ctx->purpose_code[0] = '\0';
+        ngx_memcpy(ctx->decision.purpose_code, h->value.data, h->value.len);
+        ctx->decision.purpose_code[h->value.len] = '\0';
+        if (!ca_policy_knows_purpose(mcf->policy, ctx->decision.purpose_code)) {
+            ctx->decision.purpose_code[0] = '\0';
         }
     }
 
     h = ngx_http_credit_auth_header(r, "X-Credit-Detail", 15);
     if (h != NULL) {
         if (h->value.len == 3 && ngx_strncmp(h->value.data, "raw", 3) == 0) {
-            ctx->want_raw = 1;
+            ctx->decision.want_raw = 1;
 
         } else if (!(h->value.len == 6
                      && ngx_strncmp(h->value.data, "masked", 6) == 0))
@@ -181,7 +183,7 @@ ngx_http_credit_auth_decide(ngx_http_request_t *r,
         }
     }
 
-    if (ctx->verify) {
+    if (ctx->decision.verify) {
         /* the consent checks run once the checks are read */
         return CA_OK;
     }
@@ -209,14 +211,14 @@ ngx_http_credit_auth_verify(ngx_http_request_t *r,
     /* A token verified before (by any worker) costs no signature check;
      * only successes are cached. */
     ca_sha256(token->data, token->len, sha);
-    cached = ngx_http_credit_auth_cache_get(sha, ctx->claims);
+    cached = ngx_http_credit_auth_cache_get(sha, ctx->decision.claims);
 
     if (cached == NGX_OK && !mcf->key_registry) {
         return CA_OK;
     }
 
     if (cached == NGX_OK) {
-        ngx_cpystrn((u_char *) kid, (u_char *) ctx->claims->kid,
+        ngx_cpystrn((u_char *) kid, (u_char *) ctx->decision.claims->kid,
                     sizeof(kid));
         if (ngx_http_credit_auth_key_find(r, ctx, kid, ngx_strlen(kid), &key,
                                           &key_reason)
@@ -228,9 +230,10 @@ ngx_http_credit_auth_verify(ngx_http_request_t *r,
     }
 
     reason = ngx_http_credit_auth_verify_jws(r, mcf, ctx, token,
-                                             ca_token_verify, ctx->claims);
+                                             ca_token_verify,
+                                             ctx->decision.claims);
     if (reason == CA_OK && ctx->state != NGX_HTTP_CREDIT_AUTH_KEY_WAIT) {
-        ngx_http_credit_auth_cache_put(sha, ctx->claims);
+        ngx_http_credit_auth_cache_put(sha, ctx->decision.claims);
     }
     return reason;
 }
@@ -312,45 +315,75 @@ ngx_http_credit_auth_decide_consent(ngx_http_request_t *r,
     ca_reason         reason;
     ca_request_facts  facts;
 
-    if (ctx->purpose.len > CA_CODE_MAX) {
+    if (ctx->decision.purpose.len > CA_CODE_MAX) {
         return CA_PURPOSE_NOT_ALLOWED;
     }
-    purpose = ctx->purpose_code;
+    purpose = ctx->decision.purpose_code;
 
     /* Codes outside the policy are refused whatever the token says. */
     if (purpose[0] == '\0'
-        || !ca_category_allows_purpose(ctx->category, purpose))
+        || !ca_category_allows_purpose(ctx->decision.category, purpose))
     {
         ngx_http_credit_auth_detail(ctx, "the policy does not allow this "
                                     "purpose for category %s%Z",
-                                    ctx->category->name);
+                                    ctx->decision.category->name);
         return CA_PURPOSE_NOT_ALLOWED;
     }
 
-    if (!ca_bank_allows_purpose(ctx->bank, purpose)) {
+    if (!ca_bank_allows_purpose(ctx->decision.bank, purpose)) {
         ngx_http_credit_auth_detail(ctx, "the bank is not registered for "
                                     "this purpose%Z");
         return CA_PURPOSE_NOT_ALLOWED;
     }
 
     ngx_memzero(&facts, sizeof(ca_request_facts));
-    facts.bank_code = ctx->bank->code;
-    facts.path_uscc = ctx->uscc;
+    facts.bank_code = ctx->decision.bank->code;
+    facts.path_uscc = ctx->decision.uscc;
     facts.purpose = purpose;
-    facts.category = ctx->category->name;
-    facts.mode = ctx->verify ? CA_MODE_VERIFY : CA_MODE_QUERY;
-    facts.want_raw = ctx->want_raw;
-    facts.raw_allowed = ctx->category->raw_allowed;
+    facts.category = ctx->decision.category->name;
+    facts.mode = ctx->decision.verify ? CA_MODE_VERIFY : CA_MODE_QUERY;
+    facts.want_raw = ctx->decision.want_raw;
+    facts.raw_allowed = ctx->decision.category->raw_allowed;
     facts.require_cnf = mcf->policy->token.require_cnf;
-    facts.cert_sha256 = ctx->has_cert ? ctx->cert_sha256 : NULL;
+    facts.cert_sha256 = ctx->decision.has_cert ? ctx->decision.cert_sha256
+                                               : NULL;
 
-    reason = ca_claims_check_request(ctx->claims, &facts, ctx->detail,
+    reason = ca_claims_check_request(ctx->decision.claims, &facts, ctx->detail,
                                      sizeof(ctx->detail));
     if (reason == CA_OK) {
-        ctx->raw = ctx->want_raw && !ctx->verify;
+        ctx->decision.raw = ctx->decision.want_raw && !ctx->decision.verify;
     }
 
     return reason;
+}
+
+
+static void
+ngx_http_credit_auth_free_checks(void *data)
+{
+    ca_checks_free(data);
+}
+
+
+/* A verification's checks, from its body (len bytes at p). */
+ca_reason
+ngx_http_credit_auth_decide_checks(ngx_http_request_t *r,
+    ngx_http_credit_auth_ctx_t *ctx, u_char *p, size_t len)
+{
+    ngx_pool_cleanup_t  *cln;
+
+    ctx->decision.checks = ngx_pcalloc(r->pool, sizeof(ca_checks));
+    cln = ngx_pool_cleanup_add(r->pool, 0);
+    if (ctx->decision.checks == NULL || cln == NULL) {
+        return CA_REQUEST_INVALID;
+    }
+    /* the checks hold malloc'd copies of the bank's fields and values */
+    cln->handler = ngx_http_credit_auth_free_checks;
+    cln->data = ctx->decision.checks;
+
+    return ca_checks_parse((char *) p, len, ctx->decision.category,
+                           ctx->decision.checks, ctx->detail,
+                           sizeof(ctx->detail));
 }
 
 
@@ -448,8 +481,8 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
         slot = ngx_http_credit_auth_cert_slot(&v);
         if (slot->len == v.len && ngx_memcmp(slot->value, v.data, v.len) == 0)
         {
-            ngx_memcpy(ctx->cert_sha256, slot->sha256, 32);
-            ctx->has_cert = 1;
+            ngx_memcpy(ctx->decision.cert_sha256, slot->sha256, 32);
+            ctx->decision.has_cert = 1;
             goto found;
         }
 
@@ -468,9 +501,9 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
 
         /* No need to parse the DER: bytes that are not the registered
          * certificate cannot have its SHA-256. */
-        ca_sha256(bin.data, bin.len, ctx->cert_sha256);
-        ctx->has_cert = 1;
-        ngx_http_credit_auth_cert_remember(slot, &v, ctx->cert_sha256);
+        ca_sha256(bin.data, bin.len, ctx->decision.cert_sha256);
+        ctx->decision.has_cert = 1;
+        ngx_http_credit_auth_cert_remember(slot, &v, ctx->decision.cert_sha256);
 
     } else {
 #if (NGX_HTTP_SSL)
@@ -491,12 +524,15 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
         }
 
         len = 32;
-        if (X509_digest(cert, ca_md_sha256(), ctx->cert_sha256, &len) != 1) {
+        if (X509_digest(cert, ca_md_sha256(), ctx->decision.cert_sha256,
+                        &len)
+            != 1)
+        {
             X509_free(cert);
             return CA_BANK_UNKNOWN;
         }
         X509_free(cert);
-        ctx->has_cert = 1;
+        ctx->decision.has_cert = 1;
 #else
         return CA_BANK_UNKNOWN;
 #endif
@@ -504,12 +540,13 @@ ngx_http_credit_auth_identify_bank(ngx_http_request_t *r,
 
 found:
 
-    ctx->bank = ca_banks_find_cert(mcf->banks, ctx->cert_sha256);
-    if (ctx->bank == NULL) {
+    ctx->decision.bank = ca_banks_find_cert(mcf->banks,
+                                            ctx->decision.cert_sha256);
+    if (ctx->decision.bank == NULL) {
         return CA_BANK_UNKNOWN;
     }
 
-    if (ctx->bank->suspended) {
+    if (ctx->decision.bank->suspended) {
         return CA_BANK_SUSPENDED;
     }
 

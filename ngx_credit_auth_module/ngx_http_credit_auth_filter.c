@@ -4,7 +4,7 @@
  * the verification results (both made by …_rewrite.c), or a problem+json
  * 502.  Headers are held so that a body we cannot filter still becomes a
  * clean refusal: not one upstream byte reaches the bank unless it passed
- * the filter.
+ * the filter.  ctx->response is written here only.
  */
 #include "ngx_http_credit_auth.h"
 
@@ -156,7 +156,7 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
         }
     }
 
-    if (ctx->done) {
+    if (ctx->response.last_sent) {
         return ngx_http_next_header_filter(r);
     }
 
@@ -254,7 +254,7 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
 
     lcf = ngx_http_get_module_loc_conf(r, ngx_http_credit_auth_module);
 
-    ctx->filtering = 1;
+    ctx->response.filtering = 1;
     r->allow_ranges = 0;
     r->filter_need_in_memory = 1;
 
@@ -282,7 +282,7 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
         return ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_TOO_LARGE);
     }
     if (r->headers_out.content_length_n > 0) {
-        ctx->body_hint = (size_t) r->headers_out.content_length_n;
+        ctx->response.body_hint = (size_t) r->headers_out.content_length_n;
     }
 
     /*
@@ -291,7 +291,7 @@ ngx_http_credit_auth_header_filter(ngx_http_request_t *r)
      * never leave: hear about it first and answer 502 ourselves.
      */
     if (u->finalize_request) {
-        ctx->upstream_finalize = u->finalize_request;
+        ctx->response.upstream_finalize = u->finalize_request;
         u->finalize_request = ngx_http_credit_auth_upstream_done;
     }
 
@@ -308,7 +308,7 @@ ngx_http_credit_auth_upstream_done(ngx_http_request_t *r, ngx_int_t rc)
     ctx = ngx_http_get_module_ctx(r, ngx_http_credit_auth_module);
 
     if (rc != NGX_OK && rc != NGX_HTTP_CLIENT_CLOSED_REQUEST
-        && ctx->filtering && !ctx->done)
+        && ctx->response.filtering && !ctx->response.last_sent)
     {
         ctx->cause = "cut_short";
         ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
@@ -316,7 +316,7 @@ ngx_http_credit_auth_upstream_done(ngx_http_request_t *r, ngx_int_t rc)
         (void) ngx_http_credit_auth_fail(r, ctx, CA_UPSTREAM_INVALID);
     }
 
-    ctx->upstream_finalize(r, rc);
+    ctx->response.upstream_finalize(r, rc);
 }
 
 
@@ -333,11 +333,12 @@ ngx_http_credit_auth_body_append(ngx_http_request_t *r,
     size_t   cap, need;
     u_char  *p;
 
-    need = ctx->body_len + size;
+    need = ctx->response.body_len + size;
 
-    if (need > ctx->body_cap) {
-        cap = ctx->body_cap ? 2 * ctx->body_cap
-                            : ngx_max(ctx->body_hint, 16384);
+    if (need > ctx->response.body_cap) {
+        cap = ctx->response.body_cap
+              ? 2 * ctx->response.body_cap
+              : ngx_max(ctx->response.body_hint, 16384);
         while (cap < need) {
             cap *= 2;
         }
@@ -350,17 +351,17 @@ ngx_http_credit_auth_body_append(ngx_http_request_t *r,
             return NGX_ERROR;
         }
 
-        if (ctx->body) {
-            ngx_memcpy(p, ctx->body, ctx->body_len);
-            ngx_pfree(r->pool, ctx->body);
+        if (ctx->response.body) {
+            ngx_memcpy(p, ctx->response.body, ctx->response.body_len);
+            ngx_pfree(r->pool, ctx->response.body);
         }
 
-        ctx->body = p;
-        ctx->body_cap = cap;
+        ctx->response.body = p;
+        ctx->response.body_cap = cap;
     }
 
-    ngx_memcpy(ctx->body + ctx->body_len, data, size);
-    ctx->body_len = need;
+    ngx_memcpy(ctx->response.body + ctx->response.body_len, data, size);
+    ctx->response.body_len = need;
 
     return NGX_OK;
 }
@@ -385,7 +386,7 @@ ngx_http_credit_auth_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return ngx_http_next_body_filter(r, in);
     }
 
-    if (ctx->done) {
+    if (ctx->response.last_sent) {
         /* our answer went out on its own (below this filter): swallow
          * whatever the platform, or nginx's error page, still sends */
         for (cl = in; cl; cl = cl->next) {
@@ -395,10 +396,10 @@ ngx_http_credit_auth_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         return NGX_OK;
     }
 
-    if (!ctx->filtering) {
+    if (!ctx->response.filtering) {
         if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
             for (cl = in; cl; cl = cl->next) {
-                ctx->bytes_out += ngx_buf_size(cl->buf);
+                ctx->response.bytes_out += ngx_buf_size(cl->buf);
             }
         }
         return ngx_http_next_body_filter(r, in);
@@ -418,7 +419,7 @@ ngx_http_credit_auth_body_filter(ngx_http_request_t *r, ngx_chain_t *in)
         b = cl->buf;
         size = b->last - b->pos;
 
-        if (ctx->body_len + size > lcf->max_body) {
+        if (ctx->response.body_len + size > lcf->max_body) {
             for (; cl; cl = cl->next) {
                 cl->buf->pos = cl->buf->last;
             }
@@ -448,21 +449,28 @@ static ngx_int_t
 ngx_http_credit_auth_finish(ngx_http_request_t *r,
     ngx_http_credit_auth_ctx_t *ctx)
 {
-    ngx_int_t   rc;
-    ngx_buf_t  *b;
-    ca_reason   reason;
+    ngx_int_t                         rc;
+    ngx_http_credit_auth_rewritten_t  rw;
 
-    rc = ngx_http_credit_auth_rewrite(r, ctx, &b, &reason);
+    ngx_memzero(&rw, sizeof(ngx_http_credit_auth_rewritten_t));
+    rc = ngx_http_credit_auth_rewrite(r, ctx, &rw);
+
+    /* what the outcome entry says was disclosed */
+    ctx->response.disclosed = rw.disclosed;
+    ctx->response.masked = rw.masked;
+    ctx->response.withheld = rw.withheld;
+    ctx->response.tally = rw.tally;
+
     if (rc == NGX_DECLINED) {
-        return ngx_http_credit_auth_fail(r, ctx, reason);
+        return ngx_http_credit_auth_fail(r, ctx, rw.refusal);
     }
     if (rc != NGX_OK) {
         return NGX_ERROR;
     }
 
-    return ngx_http_credit_auth_send(r, ctx, b,
-                                     ctx->verify ? "verify"
-                                     : ctx->raw ? "raw" : "masked");
+    return ngx_http_credit_auth_send(r, ctx, rw.answer,
+                                     ctx->decision.verify ? "verify"
+                                     : ctx->decision.raw ? "raw" : "masked");
 }
 
 
@@ -472,7 +480,8 @@ ngx_http_credit_auth_send(ngx_http_request_t *r,
 {
     ngx_int_t  rc;
 
-    ctx->done = 1;
+    ctx->response.last_sent = 1;
+    ctx->response.disclosure = disclosure;
 
     ngx_str_set(&r->headers_out.content_type, "application/json");
     r->headers_out.content_type_len = r->headers_out.content_type.len;
@@ -487,7 +496,7 @@ ngx_http_credit_auth_send(ngx_http_request_t *r,
         return rc;
     }
 
-    ctx->bytes_out = b->last - b->pos;
+    ctx->response.bytes_out = b->last - b->pos;
     return ngx_http_next_body_filter(r, &(ngx_chain_t) { b, NULL });
 }
 
@@ -509,9 +518,9 @@ ngx_http_credit_auth_fail(ngx_http_request_t *r,
                   ca_reason_name(reason), ctx->cause ? " " : "",
                   ctx->cause ? ctx->cause : "", &ctx->rid, ctx->detail);
 
-    ctx->done = 1;
-    ctx->disclosed = NULL;
-    ctx->masked = NULL;
+    ctx->response.last_sent = 1;
+    ctx->response.disclosed = NULL;
+    ctx->response.masked = NULL;
     if (ctx->state == NGX_HTTP_CREDIT_AUTH_ALLOWED) {
         /* allowed, then refused on the answer: counted here, the
          * decision was counted when it was made */

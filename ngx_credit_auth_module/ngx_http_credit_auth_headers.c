@@ -348,7 +348,6 @@ ngx_http_credit_auth_own_headers(ngx_http_request_t *r,
     }
 
     if (disclosure) {
-        ctx->disclosure = disclosure;
         v.data = (u_char *) disclosure;
         v.len = ngx_strlen(disclosure);
         if (ngx_http_credit_auth_add_header(r, "X-Credit-Disclosure", &v)

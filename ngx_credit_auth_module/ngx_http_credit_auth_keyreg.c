@@ -22,7 +22,7 @@
 
 typedef struct {
     ngx_queue_t                 queue;          /* this worker's fetches */
-    ngx_queue_t                 waiters;        /* ctx->key_queue */
+    ngx_queue_t                 waiters;        /* ctx->key.queue */
     uint64_t                    epoch;          /* when it was asked */
     ngx_log_t                  *log;
     char                        kid[CA_KID_MAX + 1];
@@ -267,17 +267,15 @@ ngx_http_credit_auth_keyreg_exit_process(void)
 
 /* --- fetching one kid ------------------------------------------------- */
 
-/* The connection is up, or the attempt failed: the lookup goes again
- * (once: …_key_fetch()). */
-static void
-ngx_http_credit_auth_key_reconnected(ngx_http_credit_auth_redis_waiter_t *w)
+/*
+ * Whether the request still waits for a key: for its fetch's reply, or,
+ * parked while the worker connects, for that attempt to end (…_ctx.c
+ * wakes it; the lookup then goes again, once: …_key_fetch()).
+ */
+ngx_uint_t
+ngx_http_credit_auth_key_waiting(ngx_http_credit_auth_ctx_t *ctx)
 {
-    ngx_http_credit_auth_ctx_t  *ctx;
-
-    ctx = (ngx_http_credit_auth_ctx_t *)
-          ((u_char *) w - offsetof(ngx_http_credit_auth_ctx_t, conn));
-    ctx->key_waiting = 0;
-    ngx_http_credit_auth_wake(ctx);
+    return ctx->key.fetching || (ctx->key.parked && ctx->hold.conn.queued);
 }
 
 
@@ -286,13 +284,12 @@ ngx_http_credit_auth_key_gone(void *data)
 {
     ngx_http_credit_auth_ctx_t  *ctx = data;
 
-    if (ctx->conn.queued) {
-        ngx_http_credit_auth_redis_unwait(&ctx->conn);
+    ngx_http_credit_auth_redis_unwait(&ctx->hold.conn);
 
-    } else if (ctx->key_waiting) {
-        ngx_queue_remove(&ctx->key_queue);
+    if (ctx->key.fetching) {
+        ngx_queue_remove(&ctx->key.queue);
+        ctx->key.fetching = 0;
     }
-    ctx->key_waiting = 0;
 }
 
 
@@ -301,9 +298,11 @@ ngx_http_credit_auth_key_gone(void *data)
 void
 ngx_http_credit_auth_key_abandon(ngx_http_credit_auth_ctx_t *ctx)
 {
-    if (ctx->state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT && ctx->key_waiting) {
+    if (ctx->state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT
+        && ngx_http_credit_auth_key_waiting(ctx))
+    {
         ngx_http_credit_auth_key_gone(ctx);
-        ctx->key_fetched = 1;
+        ctx->key.fetched = 1;
     }
 }
 
@@ -365,9 +364,9 @@ ngx_http_credit_auth_fetch_reply(void *data, void *reply)
     while (!ngx_queue_empty(&f->waiters)) {
         q = ngx_queue_head(&f->waiters);
         ngx_queue_remove(q);
-        ctx = ngx_queue_data(q, ngx_http_credit_auth_ctx_t, key_queue);
-        ctx->key_waiting = 0;
-        ctx->key_fetched = 1;
+        ctx = ngx_queue_data(q, ngx_http_credit_auth_ctx_t, key.queue);
+        ctx->key.fetching = 0;
+        ctx->key.fetched = 1;
         ngx_http_credit_auth_wake(ctx);
     }
 
@@ -387,14 +386,14 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
     ngx_pool_cleanup_t            *cln;
     ngx_http_credit_auth_fetch_t  *f;
 
-    if (!ctx->key_cleanup) {
+    if (!ctx->key.cleanup) {
         cln = ngx_pool_cleanup_add(r->pool, 0);
         if (cln == NULL) {
             return NGX_ERROR;
         }
         cln->handler = ngx_http_credit_auth_key_gone;
         cln->data = ctx;
-        ctx->key_cleanup = 1;
+        ctx->key.cleanup = 1;
     }
 
     for (q = ngx_queue_head(&ngx_http_credit_auth_fetches);
@@ -403,22 +402,20 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
     {
         f = ngx_queue_data(q, ngx_http_credit_auth_fetch_t, queue);
         if (ngx_strcmp(f->kid, kid) == 0) {
-            ngx_queue_insert_tail(&f->waiters, &ctx->key_queue);
-            ctx->key_waiting = 1;
+            ngx_queue_insert_tail(&f->waiters, &ctx->key.queue);
+            ctx->key.fetching = 1;
             return NGX_AGAIN;
         }
     }
 
     if (!ngx_http_credit_auth_redis_ready()) {
         rc = NGX_DECLINED;
-        if (!ctx->key_parked) {
+        if (!ctx->key.parked) {
             /* a worker just started or Redis just came back: wait for
              * that attempt rather than refuse */
-            ctx->key_parked = 1;
-            ctx->conn.handler = ngx_http_credit_auth_key_reconnected;
-            rc = ngx_http_credit_auth_redis_wait(&ctx->conn);
+            ctx->key.parked = 1;
+            rc = ngx_http_credit_auth_redis_wait(&ctx->hold.conn);
             if (rc == NGX_AGAIN) {
-                ctx->key_waiting = 1;
                 return NGX_AGAIN;
             }
         }
@@ -449,8 +446,8 @@ ngx_http_credit_auth_key_fetch(ngx_http_request_t *r,
     }
 
     ngx_queue_insert_tail(&ngx_http_credit_auth_fetches, &f->queue);
-    ngx_queue_insert_tail(&f->waiters, &ctx->key_queue);
-    ctx->key_waiting = 1;
+    ngx_queue_insert_tail(&f->waiters, &ctx->key.queue);
+    ctx->key.fetching = 1;
 
     return NGX_AGAIN;
 }
@@ -497,7 +494,8 @@ ngx_http_credit_auth_kid_twice(ngx_http_request_t *r,
 /*
  * The key a token names.  NGX_OK: *key is it, or NULL and *reason says
  * why not (kid_unknown, key_revoked, revocation_unavailable); NGX_AGAIN:
- * the request waits in state KEY_WAIT and is run again.
+ * the request waits in state KEY_WAIT and is run again.  ctx->key is
+ * written here only.
  */
 ngx_int_t
 ngx_http_credit_auth_key_find(ngx_http_request_t *r,
@@ -529,10 +527,10 @@ ngx_http_credit_auth_key_find(ngx_http_request_t *r,
         return NGX_OK;
     }
 
-    rc = ngx_http_credit_auth_keycache_get(kid, ctx->key_fetched, &info);
+    rc = ngx_http_credit_auth_keycache_get(kid, ctx->key.fetched, &info);
 
     if (rc != NGX_OK) {
-        if (ctx->key_fetched) {
+        if (ctx->key.fetched) {
             /* asked already, and no answer kept: fail closed */
             *reason = CA_REVOCATION_UNAVAILABLE;
             ngx_http_credit_auth_key_detail(ctx, "the key registry did not "

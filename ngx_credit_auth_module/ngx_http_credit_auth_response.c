@@ -177,7 +177,7 @@ ngx_http_credit_auth_log_refusal(ngx_http_request_t *r,
     ngx_log_error(NGX_LOG_INFO, r->connection->log, 0,
                   "credit_auth: refused %s, request %V, bank \"%s\": %s",
                   ca_reason_name(reason), &ctx->rid,
-                  ctx->bank ? ctx->bank->code : "",
+                  ctx->decision.bank ? ctx->decision.bank->code : "",
                   ctx->detail[0] && reason == ctx->reason
                   ? ctx->detail : ca_reason_title(reason));
 }

@@ -28,13 +28,14 @@ ngx_http_credit_auth_pool_str(ngx_pool_t *pool, char *s)
 
 
 /*
- * The buffered body (ctx->body), rewritten.  NGX_OK: *answer is what the
- * bank receives; NGX_DECLINED: refused for *refusal (ctx->cause and
- * ctx->detail say why); NGX_ERROR: out of memory.
+ * The buffered body (ctx->response.body), rewritten into *rw, which the
+ * filter keeps.  NGX_OK: rw->answer is what the bank receives;
+ * NGX_DECLINED: refused for rw->refusal (ctx->cause and ctx->detail say
+ * why); NGX_ERROR: out of memory.
  */
 ngx_int_t
 ngx_http_credit_auth_rewrite(ngx_http_request_t *r,
-    ngx_http_credit_auth_ctx_t *ctx, ngx_buf_t **answer, ca_reason *refusal)
+    ngx_http_credit_auth_ctx_t *ctx, ngx_http_credit_auth_rewritten_t *rw)
 {
     u_char                            *p;
     char                              *text;
@@ -45,63 +46,62 @@ ngx_http_credit_auth_rewrite(ngx_http_request_t *r,
     json_error_t                       je;
     ca_filter_opts                     opts;
     ca_filter_report                   rep;
+    const ca_category                 *cat;
     ngx_pool_cleanup_t                *cln;
     ngx_http_credit_auth_main_conf_t  *mcf;
 
     mcf = ngx_http_get_module_main_conf(r, ngx_http_credit_auth_module);
 
     /* held in one piece as it arrived (ngx_http_credit_auth_filter.c) */
-    p = ctx->body ? ctx->body : (u_char *) "";
-    len = ctx->body_len;
+    p = ctx->response.body ? ctx->response.body : (u_char *) "";
+    len = ctx->response.body_len;
 
-    if (ctx->verify) {
+    if (ctx->decision.verify) {
         doc = json_loadb((char *) p, len, JSON_REJECT_DUPLICATES, &je);
         if (doc == NULL || !json_is_object(doc)) {
             json_decref(doc);
             ctx->cause = "unparsable";
             ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
                          "the platform's answer is not a JSON object%Z");
-            *refusal = CA_UPSTREAM_INVALID;
+            rw->refusal = CA_UPSTREAM_INVALID;
             return NGX_DECLINED;
         }
 
-        reason = ca_checks_eval(ctx->checks, doc, &out, ctx->detail,
-                                sizeof(ctx->detail));
+        reason = ca_checks_eval(ctx->decision.checks, doc, &out,
+                                ctx->detail, sizeof(ctx->detail));
         json_decref(doc);
         if (reason != CA_OK) {
-            *refusal = reason;
+            rw->refusal = reason;
             return NGX_DECLINED;
         }
 
-        ca_checks_count(out, &ctx->tally);
+        ca_checks_count(out, &rw->tally);
         text = json_dumps(out, JSON_COMPACT);
         json_decref(out);
         if (text == NULL) {
-            *refusal = CA_UPSTREAM_INVALID;
+            rw->refusal = CA_UPSTREAM_INVALID;
             return NGX_DECLINED;
         }
         out_len = ngx_strlen(text);
 
     } else {
         /* the allowlist, in one pass over the bytes (lib/policy/filter.c) */
-        if (ca_filter_report_init(&rep, ctx->category) != 0) {
+        cat = ctx->decision.category;
+        if (ca_filter_report_init(&rep, cat) != 0) {
             return NGX_ERROR;
         }
         ngx_memzero(&opts, sizeof(ca_filter_opts));
         opts.hash_key = mcf->hash_key;
         opts.hash_key_len = mcf->hash_key_len;
-        opts.raw = ctx->raw;
+        opts.raw = ctx->decision.raw;
 
-        text = ca_filter_text(ctx->category, (char *) p, len, &opts, &rep,
-                              &out_len);
+        text = ca_filter_text(cat, (char *) p, len, &opts, &rep, &out_len);
         if (text != NULL) {
-            ctx->withheld = rep.withheld;
-            ctx->disclosed = ngx_http_credit_auth_pool_str(r->pool,
-                                 ca_filter_report_paths(&rep, ctx->category,
-                                                        0));
-            ctx->masked = ngx_http_credit_auth_pool_str(r->pool,
-                                 ca_filter_report_paths(&rep, ctx->category,
-                                                        1));
+            rw->withheld = rep.withheld;
+            rw->disclosed = ngx_http_credit_auth_pool_str(r->pool,
+                                ca_filter_report_paths(&rep, cat, 0));
+            rw->masked = ngx_http_credit_auth_pool_str(r->pool,
+                                ca_filter_report_paths(&rep, cat, 1));
         }
         ca_filter_report_free(&rep);
 
@@ -110,7 +110,7 @@ ngx_http_credit_auth_rewrite(ngx_http_request_t *r,
             ngx_snprintf((u_char *) ctx->detail, sizeof(ctx->detail) - 1,
                          "the platform's answer is not a JSON object that "
                          "can be filtered%Z");
-            *refusal = CA_UPSTREAM_INVALID;
+            rw->refusal = CA_UPSTREAM_INVALID;
             return NGX_DECLINED;
         }
     }
@@ -134,6 +134,6 @@ ngx_http_credit_auth_rewrite(ngx_http_request_t *r,
     b->last_buf = 1;
     b->last_in_chain = 1;
 
-    *answer = b;
+    rw->answer = b;
     return NGX_OK;
 }

@@ -130,7 +130,7 @@ ngx_http_credit_auth_variable(ngx_http_request_t *r,
         return NGX_OK;
 
     case NGX_HTTP_CREDIT_AUTH_VAR_BANK:
-        s = ctx->bank ? ctx->bank->code : NULL;
+        s = ctx->decision.bank ? ctx->decision.bank->code : NULL;
         break;
 
     case NGX_HTTP_CREDIT_AUTH_VAR_DECISION:
@@ -151,48 +151,50 @@ ngx_http_credit_auth_variable(ngx_http_request_t *r,
         break;
 
     case NGX_HTTP_CREDIT_AUTH_VAR_CONSENT:
-        if (ctx->has_claims) {
+        if (ctx->decision.has_claims) {
             consent = ngx_pnalloc(r->pool, CA_CONSENT_ID_MAX + 1);
             if (consent == NULL) {
                 return NGX_ERROR;
             }
-            ca_audit_consent_id(ctx->claims->jti,
-                                ngx_strlen(ctx->claims->jti), consent);
+            ca_audit_consent_id(ctx->decision.claims->jti,
+                                ngx_strlen(ctx->decision.claims->jti), consent);
             s = consent;
         }
         break;
 
     case NGX_HTTP_CREDIT_AUTH_VAR_CATEGORY:
-        s = ctx->category ? ctx->category->name : NULL;
+        s = ctx->decision.category ? ctx->decision.category->name : NULL;
         break;
 
     case NGX_HTTP_CREDIT_AUTH_VAR_DISCLOSURE:
-        s = ctx->disclosure;
+        s = ctx->response.disclosure;
         break;
 
     case NGX_HTTP_CREDIT_AUTH_VAR_ENTERPRISE:
         /* as the audit: only once the path matched a route */
-        s = (ctx->category && ctx->uscc[0]) ? ctx->uscc : NULL;
+        s = (ctx->decision.category && ctx->decision.uscc[0])
+            ? ctx->decision.uscc : NULL;
         break;
 
     case NGX_HTTP_CREDIT_AUTH_VAR_PURPOSE:
         /* as the audit records it: only one the policy knows */
-        s = ctx->has_claims ? ctx->purpose_code : NULL;
+        s = ctx->decision.has_claims ? ctx->decision.purpose_code : NULL;
         break;
 
     case NGX_HTTP_CREDIT_AUTH_VAR_MODE:
-        s = ctx->category ? (ctx->verify ? "verify" : "query") : NULL;
+        s = ctx->decision.category
+            ? (ctx->decision.verify ? "verify" : "query") : NULL;
         break;
 
     case NGX_HTTP_CREDIT_AUTH_VAR_CERT:
         /* the certificate the bank was identified by (the audit's cert):
          * what the gateway derived, never a header the bank sent */
-        if (ctx->has_cert) {
+        if (ctx->decision.has_cert) {
             hex = ngx_pnalloc(r->pool, 2 * 32 + 1);
             if (hex == NULL) {
                 return NGX_ERROR;
             }
-            *ngx_hex_dump(hex, ctx->cert_sha256, 32) = '\0';
+            *ngx_hex_dump(hex, ctx->decision.cert_sha256, 32) = '\0';
             s = (char *) hex;
         }
         break;

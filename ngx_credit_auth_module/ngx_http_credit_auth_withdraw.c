@@ -145,7 +145,7 @@ ngx_http_credit_auth_wd_gone(void *data)
         ngx_http_credit_auth_revoke_detach(wd->revoking);
         wd->revoking = NULL;
     }
-    ngx_http_credit_auth_redis_unwait(&wd->ctx.conn);
+    ngx_http_credit_auth_redis_unwait(&wd->ctx.hold.conn);
 }
 
 
@@ -154,8 +154,8 @@ static ngx_uint_t
 ngx_http_credit_auth_wd_waiting(ngx_http_credit_auth_wd_t *wd)
 {
     return (wd->ctx.state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT
-            && wd->ctx.key_waiting)
-           || wd->ctx.conn.queued
+            && ngx_http_credit_auth_key_waiting(&wd->ctx))
+           || wd->ctx.hold.conn.queued
            || wd->revoking != NULL;
 }
 
@@ -178,18 +178,6 @@ ngx_http_credit_auth_wd_wake(ngx_event_t *ev)
     ngx_http_credit_auth_resume(r, &wd->ctx);
     ngx_http_credit_auth_wd_run(wd);
     ngx_http_run_posted_requests(c);
-}
-
-
-/* The connection is up, or its attempt failed (…_redis_wait.c). */
-static void
-ngx_http_credit_auth_wd_reconnected(ngx_http_credit_auth_redis_waiter_t *w)
-{
-    ngx_http_credit_auth_ctx_t  *ctx;
-
-    ctx = (ngx_http_credit_auth_ctx_t *)
-          ((u_char *) w - offsetof(ngx_http_credit_auth_ctx_t, conn));
-    ngx_http_credit_auth_wake(ctx);
 }
 
 
@@ -217,7 +205,7 @@ ngx_http_credit_auth_withdraw_handler(ngx_http_request_t *r)
         return NGX_HTTP_INTERNAL_SERVER_ERROR;
     }
     /* woken, it runs its steps, not the phases */
-    wd->ctx.wake.handler = ngx_http_credit_auth_wd_wake;
+    ngx_http_credit_auth_on_wake(&wd->ctx, ngx_http_credit_auth_wd_wake);
     wd->ctx.state = NGX_HTTP_CREDIT_AUTH_REFUSED;
     wd->ctx.method = r->method_name;
 
@@ -395,7 +383,7 @@ ngx_http_credit_auth_wd_verify(ngx_http_credit_auth_wd_t *wd)
                                              &wd->token, ca_withdrawal_verify,
                                              &wd->claims);
     if (wd->ctx.state == NGX_HTTP_CREDIT_AUTH_KEY_WAIT) {
-        /* the lookup wakes the request (ctx.wake: this file's handler);
+        /* the lookup wakes the request (this file's wake handler);
          * KEY_WAIT meanwhile, as a stopping worker looks for it */
         (void) ngx_http_credit_auth_hold(wd->r, &wd->ctx);
         return CA_OK;
@@ -468,8 +456,7 @@ ngx_http_credit_auth_wd_revoke(ngx_http_credit_auth_wd_t *wd)
             /* a worker just started or Redis just came back: wait for
              * that one attempt (connect_timeout) rather than refuse */
             wd->parked = 1;
-            wd->ctx.conn.handler = ngx_http_credit_auth_wd_reconnected;
-            rc = ngx_http_credit_auth_redis_wait(&wd->ctx.conn);
+            rc = ngx_http_credit_auth_redis_wait(&wd->ctx.hold.conn);
             if (rc == NGX_AGAIN) {
                 (void) ngx_http_credit_auth_hold(wd->r, &wd->ctx);
                 return CA_OK;
@@ -535,8 +522,8 @@ ngx_http_credit_auth_wd_run(ngx_http_credit_auth_wd_t *wd)
             return;
         }
 
-        if (wd->ctx.held) {
-            /* ctx.wake runs this again */
+        if (wd->ctx.hold.held) {
+            /* woken, this runs again */
             return;
         }
 

@@ -197,19 +197,19 @@ ngx_http_credit_auth_count_decision(ngx_http_credit_auth_ctx_t *ctx)
     }
 
     /* only registry names: never free text from the request */
-    if (ctx->bank) {
+    if (ctx->decision.bank) {
         ngx_http_credit_auth_count_label(sh, NGX_HTTP_CREDIT_AUTH_LABEL_BANK,
-                                         ctx->bank->code);
+                                         ctx->decision.bank->code);
     }
-    if (ctx->category) {
+    if (ctx->decision.category) {
         ngx_http_credit_auth_count_label(sh,
                                          NGX_HTTP_CREDIT_AUTH_LABEL_CATEGORY,
-                                         ctx->category->name);
+                                         ctx->decision.category->name);
     }
-    if (ctx->has_claims && ctx->purpose_code[0]) {
+    if (ctx->decision.has_claims && ctx->decision.purpose_code[0]) {
         ngx_http_credit_auth_count_label(sh,
                                          NGX_HTTP_CREDIT_AUTH_LABEL_PURPOSE,
-                                         ctx->purpose_code);
+                                         ctx->decision.purpose_code);
     }
 }
 
