@@ -100,38 +100,42 @@ by_ord(const void *a, const void *b)
 }
 
 static int
-load(statement *st, PGconn *pg)
+load_requests(statement *st, PGconn *pg, PGresult **first)
 {
     char        a[24], b[24], c[24], n[24];
     const char *p[5] = {st->enterprise, a, b, n, NULL};
-    PGresult   *r;
+    PGresult   *r, *rv;
     sbuf        rids = {0};
     size_t      ndec;
 
     snprintf(a, sizeof(a), "%lld", (long long) st->since_ms);
     snprintf(b, sizeof(b), "%lld", (long long) st->until_ms);
     snprintf(n, sizeof(n), "%llu", (unsigned long long) st->ck.size);
-    r = pg_query(pg, "SELECT ord, raw, ord >= $4::bigint FROM "
-                 ARCHIVE_SCHEMA ".entries WHERE enterprise = $1 AND event = "
-                 "'decision' AND copy_of IS NULL AND entry_time >= "
-                 "to_timestamp($2::bigint / 1000.0) AND entry_time < "
-                 "to_timestamp($3::bigint / 1000.0) ORDER BY ord", 4, p);
-    if (r == NULL) {
+    /* the decisions, and the withdrawals of its consents (kept aside in
+     * rv until the outcomes are paired) */
+    rv = pg_query(pg, "SELECT ord, raw, ord >= $4::bigint, event = "
+                  "'revocation' FROM " ARCHIVE_SCHEMA ".entries WHERE "
+                  "enterprise = $1 AND event IN ('decision', 'revocation') "
+                  "AND copy_of IS NULL AND entry_time >= "
+                  "to_timestamp($2::bigint / 1000.0) AND entry_time < "
+                  "to_timestamp($3::bigint / 1000.0) ORDER BY ord", 4, p);
+    if ((*first = rv) == NULL) {
         return -1;
     }
     sb_puts(&rids, "{");
-    for (int i = 0; i < PQntuples(r); i++) {
-        if (PQgetvalue(r, i, 2)[0] == 't') {
+    for (int i = 0; i < PQntuples(rv); i++) {
+        if (PQgetvalue(rv, i, 3)[0] == 't') {
+            continue;
+        }
+        if (PQgetvalue(rv, i, 2)[0] == 't') {
             st->pending++;
             continue;
         }
-        if (add_entry(st, r, i) != 0) {
-            PQclear(r);
+        if (add_entry(st, rv, i) != 0) {
             sb_free(&rids);
             return -1;
         }
     }
-    PQclear(r);
     ndec = st->ne;
     if ((st->rq = calloc(ndec + 1, sizeof(*st->rq))) == NULL) {
         sb_free(&rids);
@@ -261,6 +265,90 @@ load(statement *st, PGconn *pg)
         }
     }
     return 0;
+}
+
+static size_t
+index_of(const statement *st, uint64_t ord)
+{
+    size_t lo = 0, hi = st->ne;
+
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+
+        if (st->e[mid].ord < ord) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    return lo;
+}
+
+/* The requests, then the withdrawals of the enterprise's consents in the
+ * month (shown, and proven, like its decisions), every entry in archive
+ * order. */
+static int
+load(statement *st, PGconn *pg)
+{
+    PGresult *r = NULL;
+    uint64_t *ords = NULL;
+    size_t    n = 0, k = 0;
+    int       rc = -1;
+
+    if (load_requests(st, pg, &r) != 0) {
+        goto done;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetvalue(r, i, 3)[0] == 't') {
+            n += PQgetvalue(r, i, 2)[0] != 't';
+            st->pending += PQgetvalue(r, i, 2)[0] == 't';
+        }
+    }
+    if ((st->rv = calloc(n + 1, sizeof(*st->rv))) == NULL
+        || (ords = calloc(2 * st->nr + n + 1, sizeof(*ords))) == NULL)
+    {
+        goto done;
+    }
+    for (size_t d = 0; d < st->nr; d++) {
+        ords[2 * d] = st->e[st->rq[d].dec].ord;
+        ords[2 * d + 1] = st->rq[d].out == SIZE_MAX ? UINT64_MAX
+                          : st->e[st->rq[d].out].ord;
+    }
+    for (int i = 0; i < PQntuples(r); i++) {
+        if (PQgetvalue(r, i, 3)[0] != 't' || PQgetvalue(r, i, 2)[0] == 't') {
+            continue;
+        }
+        if (add_entry(st, r, i) != 0) {
+            goto done;
+        }
+        ords[2 * st->nr + k++] = st->e[st->ne - 1].ord;
+    }
+    qsort(st->e, st->ne, sizeof(*st->e), by_ord);
+    for (size_t d = 0; d < st->nr; d++) {
+        st->rq[d].dec = index_of(st, ords[2 * d]);
+        st->rq[d].out = ords[2 * d + 1] == UINT64_MAX ? SIZE_MAX
+                        : index_of(st, ords[2 * d + 1]);
+    }
+    for (size_t i = 0; i < k; i++) {
+        st_revocation *v = &st->rv[st->nrv];
+        const st_entry *e;
+
+        v->ent = index_of(st, ords[2 * st->nr + i]);
+        e = &st->e[v->ent];
+        if (ca_sr_revocation(e->raw, e->len, v->row) != 0) {
+            fprintf(stderr, "%s: archive: entry %llu is not a well-formed "
+                    "revocation\n", tool_name, (unsigned long long) e->ord);
+            goto done;
+        }
+        st->nrv++;
+    }
+    /* the rows point into the entries' bytes, which moved only as
+     * pointers: the spans stay valid */
+    rc = 0;
+done:
+    PQclear(r);
+    free(ords);
+    return rc;
 }
 
 static int
@@ -401,6 +489,7 @@ stmt_free(statement *st)
     }
     free(st->e);
     free(st->rq);
+    free(st->rv);
     free(st->signed_note);
     mk_ckpt_free(&st->ck);
     names_free(&st->nm);
@@ -527,8 +616,9 @@ cmd_statement(int argc, char **argv)
     }
     if (strcmp(format, "html") == 0) {
         stmt_html(stdout, &st);
-    } else {
-        stmt_json(stdout, &st);
+    } else if (stmt_json(stdout, &st) != 0) {
+        fprintf(stderr, "%s: out of memory\n", tool_name);
+        goto done;
     }
     if (st.pending > 0) {
         fprintf(stderr, "%s: %zu decisions of the month are after the "

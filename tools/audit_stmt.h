@@ -29,6 +29,12 @@ typedef struct {
     ca_span     row[CA_SR_COUNT];
 } st_request;
 
+/* A withdrawal of one of the enterprise's consents: its entry's index. */
+typedef struct {
+    size_t      ent;
+    ca_span     row[CA_SRV_COUNT];
+} st_revocation;
+
 typedef struct {
     char       *code;
     size_t      n;
@@ -42,6 +48,8 @@ typedef struct {
     size_t          ne, ecap;
     st_request     *rq;
     size_t          nr;
+    st_revocation  *rv;
+    size_t          nrv;
     size_t          pending;        /* decisions after the checkpoint */
     char           *signed_note;
     /* --previous: the proof from an older checkpoint */
@@ -55,7 +63,8 @@ typedef struct {
 } statement;
 
 /* audit_stmtjson.c */
-void stmt_json(FILE *out, const statement *st);
+/* 0, or -1 out of memory (the output is cut short). */
+int stmt_json(FILE *out, const statement *st);
 /* Counts of a column's values over the requests (caller frees .code and
  * the array). */
 st_count *st_counts(const statement *st, int col, size_t *n);

@@ -62,6 +62,10 @@ verify(verifier *v, const char *file, const char *previous)
     uint64_t       size = 0;
     size_t         tl, n = 0;
     v_entry       *e = NULL;
+    ca_mk_hash    *nodes = NULL;
+    json_t        *ver;
+    char           vs[32];
+    size_t         nn = 0;
 
     int            unread = text == NULL;
 
@@ -75,6 +79,26 @@ verify(verifier *v, const char *file, const char *previous)
         return 1;
     }
     uscc = str(st, "enterprise");
+    ver = json_object_get(st, "version");
+    if (json_is_object(st) && str(st, "statement") != NULL
+        && (!json_is_integer(ver)
+            || json_integer_value(ver) != CA_STMT_VERSION))
+    {
+        /* another format's members mean other things: nothing of it is
+         * checked, rather than checked wrongly */
+        if (json_is_integer(ver)) {
+            snprintf(vs, sizeof(vs), "%lld",
+                     (long long) json_integer_value(ver));
+        } else {
+            snprintf(vs, sizeof(vs), "%s", ver == NULL ? "1 (none given)"
+                     : "not a number");
+        }
+        fail(v, "%s: statement format version %s: this credit-consent "
+             "reads version %d (use the credit-consent of the release "
+             "that made it)", file, vs, CA_STMT_VERSION);
+        json_decref(st);
+        return 1;
+    }
     if (!json_is_object(st) || uscc == NULL || str(st, "statement") == NULL
         || strcmp(str(st, "statement"), CA_STMT_TITLE) != 0)
     {
@@ -108,9 +132,13 @@ verify(verifier *v, const char *file, const char *previous)
     {
         fail(v, "the statement's tree size or root is not its checkpoint's");
     }
-    e = check_entries(v, st, size, root, uscc, &n);
+    if ((nodes = read_nodes(v, st, &nn)) != NULL) {
+        e = check_entries(v, st, nodes, nn, size, root, uscc, &n);
+    }
     if (e != NULL) {
         check_requests(v, st, e, n);
+        check_revocations(v, st, e, n);
+        check_unused(v, e, n);
         check_signed(v, st, origin, size, root, e, n);
     }
     if (previous != NULL) {
@@ -128,6 +156,7 @@ verify(verifier *v, const char *file, const char *previous)
         free(e[i].raw);
     }
     free(e);
+    free(nodes);
     json_decref(st);
     return v->failed ? 1 : 0;
 }
