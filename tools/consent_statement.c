@@ -14,6 +14,7 @@
  * Every failure is named on its own line; exit 0 when none, 1 otherwise.
  */
 #include <getopt.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,6 +45,57 @@ static const char usage_statement[] =
     "  --previous CHECKPOINT   a checkpoint kept from before (a file)\n";
 
 
+
+/* jansson's values of one statement come from an arena freed whole when
+ * the check is done: tens of thousands of small values, each a malloc and
+ * a free otherwise (a fifth of the check's time).  Only this command
+ * sets it, before its only parse. */
+typedef struct arena_block {
+    struct arena_block *next;
+    size_t              used, cap;
+    max_align_t         data[];
+} arena_block;
+
+static arena_block *arena;
+
+static void *
+arena_alloc(size_t n)
+{
+    size_t       a = sizeof(max_align_t);
+    arena_block *b = arena;
+
+    n = (n + a - 1) / a * a;
+    if (b == NULL || b->cap - b->used < n) {
+        size_t cap = n > ((size_t) 1 << 20) ? n : (size_t) 1 << 20;
+
+        if ((b = malloc(sizeof(*b) + cap)) == NULL) {
+            return NULL;
+        }
+        b->next = arena;
+        b->used = 0;
+        b->cap = cap;
+        arena = b;
+    }
+    b->used += n;
+    return (char *) b->data + b->used - n;
+}
+
+static void
+arena_free(void *p)
+{
+    (void) p;
+}
+
+static void
+arena_release(void)
+{
+    while (arena != NULL) {
+        arena_block *b = arena;
+
+        arena = b->next;
+        free(b);
+    }
+}
 
 static int
 verify(verifier *v, const char *file, const char *previous)
@@ -210,5 +262,8 @@ cmd_statement(int argc, char **argv)
     if (read_key(&v, key) != 0) {
         return EXIT_USAGE;
     }
-    return verify(&v, file, previous);
+    json_set_alloc_funcs(arena_alloc, arena_free);
+    ch = verify(&v, file, previous);
+    arena_release();
+    return ch;
 }
