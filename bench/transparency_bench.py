@@ -116,10 +116,10 @@ def main():
                 str(audit_pub), *logargs]
         pg0 = pg_cpu(pg)
         wall, ship_cpu, r = ship(argv)
-        pg_cpu = pg_cpu(pg) - pg0
+        pgc = pg_cpu(pg) - pg0
         print(f"ship with the log: {written / wall:,.0f} entries/s wall, "
               f"shipper {ship_cpu / written * 1e6:.1f} us/entry, "
-              f"PostgreSQL {pg_cpu / written * 1e6:.1f} us/entry")
+              f"PostgreSQL {pgc / written * 1e6:.1f} us/entry")
         size = pg.psql("SELECT pg_total_relation_size('credit_audit.merkle')"
                        ", (SELECT count(*) FROM credit_audit.merkle)")[0]
         print(f"log: {int(size[0]) / written:.0f} B/entry on disk "
@@ -135,12 +135,12 @@ def main():
         written += len(writers[0].xadd(c, stream))
         pg0 = pg_cpu(pg)
         wall, ship_cpu, r = ship(argv)
-        pg_cpu = pg_cpu(pg) - pg0
+        pgc = pg_cpu(pg) - pg0
         if "adding the rest" not in r.stderr:
             raise SystemExit(r.stderr[-2000:])
         print(f"the log alone, from raw: {written / wall:,.0f} leaves/s "
               f"wall, tool {ship_cpu / written * 1e6:.1f} us/leaf, "
-              f"PostgreSQL {pg_cpu / written * 1e6:.1f} us/leaf "
+              f"PostgreSQL {pgc / written * 1e6:.1f} us/leaf "
               f"(reading raw back included)")
 
         rid = pg.psql("SELECT rid FROM credit_audit.entries WHERE "

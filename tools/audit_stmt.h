@@ -2,7 +2,8 @@
  * credit-audit statement (contract §7.3, docs/transparency.md): an
  * enterprise's monthly access statement.
  *
- *   audit_stmt.c      options, what the archive holds, proofs, signing
+ *   audit_stmt.c      options, proofs, signing
+ *   audit_stmtload.c  what the archive holds of the month
  *   audit_stmtjson.c  the JSON the enterprise checks
  *   audit_stmthtml.c  the page a person reads (Chinese, then English)
  */
@@ -61,6 +62,11 @@ typedef struct {
     names           nm;
     char            made_at[40];
 } statement;
+
+/* audit_stmtload.c: the decisions, outcomes and withdrawals of
+ * st->enterprise in [since_ms, until_ms) up to the checkpoint st->ck
+ * (later ones counted in pending): 0, or -1 after a message. */
+int stmt_load(statement *st, PGconn *pg);
 
 /* audit_stmtjson.c */
 /* 0, or -1 out of memory (the output is cut short). */
