@@ -28,7 +28,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import stack as S  # noqa: E402
-from archive_bench import cpu_of, pg_pids, write_stream  # noqa: E402
+from archive_bench import pg_cpu, write_stream  # noqa: E402
 from cryptography.hazmat.primitives import serialization  # noqa: E402
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (  # noqa: E402
     Ed25519PrivateKey)
@@ -63,13 +63,19 @@ def ship(argv):
 
 
 def timed(argv, runs=5):
+    """The best wall time of runs, the mean CPU (user + system) of a run,
+    and the last run."""
     best, out = 1e9, None
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     for _ in range(runs):
         t0 = time.monotonic()
         out = subprocess.run(argv, capture_output=True, text=True)
         best = min(best, time.monotonic() - t0)
         if out.returncode != 0:
             raise SystemExit(out.stderr[-2000:])
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    timed.cpu = (ru1.ru_utime - ru0.ru_utime + ru1.ru_stime
+                 - ru0.ru_stime) / runs
     return best, out
 
 
@@ -108,12 +114,12 @@ def main():
         argv = [str(TOOL), "ship", "--once", "--keep", "0", "--archive", ci,
                 "--redis", redis.address, "--stream", stream, "--pubkey",
                 str(audit_pub), *logargs]
-        pg0 = cpu_of(pg_pids(pg))
+        pg0 = pg_cpu(pg)
         wall, ship_cpu, r = ship(argv)
-        pg_cpu = cpu_of(pg_pids(pg)) - pg0
+        pgc = pg_cpu(pg) - pg0
         print(f"ship with the log: {written / wall:,.0f} entries/s wall, "
               f"shipper {ship_cpu / written * 1e6:.1f} us/entry, "
-              f"PostgreSQL {pg_cpu / written * 1e6:.1f} us/entry")
+              f"PostgreSQL {pgc / written * 1e6:.1f} us/entry")
         size = pg.psql("SELECT pg_total_relation_size('credit_audit.merkle')"
                        ", (SELECT count(*) FROM credit_audit.merkle)")[0]
         print(f"log: {int(size[0]) / written:.0f} B/entry on disk "
@@ -127,11 +133,14 @@ def main():
         writers[0].request(enterprise=E, bank="BANK001")   # a batch to
         writers[0].checkpoint()                              # sign after
         written += len(writers[0].xadd(c, stream))
+        pg0 = pg_cpu(pg)
         wall, ship_cpu, r = ship(argv)
+        pgc = pg_cpu(pg) - pg0
         if "adding the rest" not in r.stderr:
             raise SystemExit(r.stderr[-2000:])
         print(f"the log alone, from raw: {written / wall:,.0f} leaves/s "
-              f"wall, tool {ship_cpu / written * 1e6:.1f} us/leaf "
+              f"wall, tool {ship_cpu / written * 1e6:.1f} us/leaf, "
+              f"PostgreSQL {pgc / written * 1e6:.1f} us/leaf "
               f"(reading raw back included)")
 
         rid = pg.psql("SELECT rid FROM credit_audit.entries WHERE "
@@ -140,8 +149,10 @@ def main():
         base, _ = timed([str(TOOL), "findings", "--archive", ci])
         best, r = timed([str(TOOL), "proof", "--archive", ci, "--rid", rid])
         n = len(json.loads(r.stdout)["entries"])
+        proof_cpu = timed.cpu
         print(f"proof --rid: {best * 1000:.1f} ms (best of 5, a whole "
-              f"process; {n} entries with proofs); a process that only "
+              f"process; {n} entries with proofs; tool CPU "
+              f"{proof_cpu * 1000:.1f} ms); a process that only "
               f"connects and checks the schema (findings): "
               f"{base * 1000:.1f} ms")
         month = time.strftime("%Y-%m", time.gmtime())
@@ -150,14 +161,16 @@ def main():
                          "--log-key", str(log_key)], runs=3)
         doc = json.loads(r.stdout)
         (d / "statement.json").write_text(r.stdout)
-        print(f"statement: {best * 1000:.0f} ms (best of 3) for "
+        print(f"statement: {best * 1000:.0f} ms (best of 3; tool CPU "
+              f"{timed.cpu * 1000:.0f} ms) for "
               f"{len(doc['requests'])} decisions, {len(doc['entries'])} "
-              f"entries, {len(r.stdout) / 2**20:.1f} MiB")
+              f"entries, {len(doc['nodes'])} distinct proof nodes, "
+              f"{len(r.stdout) / 2**20:.1f} MiB")
         best, r = timed([str(CONSENT), "statement", "verify",
                          str(d / "statement.json"), "--log-key",
                          str(log_pub)])
-        print(f"statement verify: {best * 1000:.0f} ms (best of 5): "
-              f"{r.stdout.strip()}")
+        print(f"statement verify: {best * 1000:.0f} ms (best of 5; CPU "
+              f"{timed.cpu * 1000:.0f} ms): {r.stdout.strip()}")
     finally:
         if a.keep:
             print(f"kept: {d} (PostgreSQL: {pg.conninfo(dbname=pg.database)})")

@@ -108,9 +108,11 @@ prove_rid(PGconn *pg, const char *rid, uint64_t at)
         return EXIT_USAGE;
     }
     /* binary results: raw as it is (ord as text: its binary form is text) */
-    r = PQexecParams(pg, "SELECT ord::text, raw FROM " ARCHIVE_SCHEMA
-                     ".entries WHERE rid = $1 ORDER BY ord", 1, NULL, p,
-                     NULL, NULL, 1);
+    /* ordered by the column, not by the text of the output column of
+     * the same name (which puts 10 before 9) */
+    r = PQexecParams(pg, "SELECT e.ord::text, e.raw FROM " ARCHIVE_SCHEMA
+                     ".entries e WHERE e.rid = $1 ORDER BY e.ord", 1, NULL,
+                     p, NULL, NULL, 1);
     if (pg_check(pg, r, "SELECT entries") != 0) {
         PQclear(r);
         mk_ckpt_free(&ck);

@@ -2,7 +2,8 @@
  * credit-audit statement (contract §7.3, docs/transparency.md): an
  * enterprise's monthly access statement.
  *
- *   audit_stmt.c      options, what the archive holds, proofs, signing
+ *   audit_stmt.c      options, proofs, signing
+ *   audit_stmtload.c  what the archive holds of the month
  *   audit_stmtjson.c  the JSON the enterprise checks
  *   audit_stmthtml.c  the page a person reads (Chinese, then English)
  */
@@ -29,6 +30,12 @@ typedef struct {
     ca_span     row[CA_SR_COUNT];
 } st_request;
 
+/* A withdrawal of one of the enterprise's consents: its entry's index. */
+typedef struct {
+    size_t      ent;
+    ca_span     row[CA_SRV_COUNT];
+} st_revocation;
+
 typedef struct {
     char       *code;
     size_t      n;
@@ -42,6 +49,8 @@ typedef struct {
     size_t          ne, ecap;
     st_request     *rq;
     size_t          nr;
+    st_revocation  *rv;
+    size_t          nrv;
     size_t          pending;        /* decisions after the checkpoint */
     char           *signed_note;
     /* --previous: the proof from an older checkpoint */
@@ -54,8 +63,14 @@ typedef struct {
     char            made_at[40];
 } statement;
 
+/* audit_stmtload.c: the decisions, outcomes and withdrawals of
+ * st->enterprise in [since_ms, until_ms) up to the checkpoint st->ck
+ * (later ones counted in pending): 0, or -1 after a message. */
+int stmt_load(statement *st, PGconn *pg);
+
 /* audit_stmtjson.c */
-void stmt_json(FILE *out, const statement *st);
+/* 0, or -1 out of memory (the output is cut short). */
+int stmt_json(FILE *out, const statement *st);
 /* Counts of a column's values over the requests (caller frees .code and
  * the array). */
 st_count *st_counts(const statement *st, int col, size_t *n);

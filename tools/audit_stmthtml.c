@@ -144,6 +144,46 @@ request_row(FILE *out, const statement *st, const st_request *q)
     fputs("</td></tr>\n", out);
 }
 
+/* The withdrawals of the enterprise's consents recorded this month: from
+ * then on, every gateway refuses the consent. */
+static void
+revocations(FILE *out, const statement *st)
+{
+    fputs("<h2>撤回授权 <span class=\"en\">Consents withdrawn</span></h2>"
+          "\n", out);
+    if (st->nrv == 0) {
+        fputs("<p id=\"no-revocations\">本月没有撤回授权。<span class=\"en\">"
+              "No consent was withdrawn this month.</span></p>\n", out);
+        return;
+    }
+    fputs("<table id=\"revocations\"><tr><th>", out);
+    label(out, "时间", "Time");
+    fputs("</th><th>", out);
+    label(out, "授权编号", "Consent");
+    fputs("</th><th>", out);
+    label(out, "撤回方", "Withdrawn by");
+    fputs("</th></tr>\n", out);
+    for (size_t i = 0; i < st->nrv; i++) {
+        const st_revocation *v = &st->rv[i];
+        const ca_span       *by = &v->row[CA_SRV_BY];
+        char                 t[48];
+        int64_t              ts = ca_sr_ts(st->e[v->ent].raw,
+                                           st->e[v->ent].len);
+        int                  ent = by->p != NULL && by->len == 10
+                                   && memcmp(by->p, "enterprise", 10) == 0;
+
+        ca_time_format(ts, t, sizeof(t));
+        fprintf(out, "<tr class=\"revocation\" data-ord=\"%llu\"><td>%s"
+                "</td><td class=\"mono\">",
+                (unsigned long long) st->e[v->ent].ord, ts >= 0 ? t : "");
+        esc_span(out, &v->row[CA_SRV_CONSENT]);
+        fputs("</td><td>", out);
+        named(out, by, ent ? "贵司" : "平台");
+        fputs("</td></tr>\n", out);
+    }
+    fputs("</table>\n", out);
+}
+
 void
 stmt_html(FILE *out, const statement *st)
 {
@@ -189,7 +229,10 @@ stmt_html(FILE *out, const statement *st)
             "\n<tr><th>", count_decision(st, "allow"));
     label(out, "拒绝", "Refused");
     fprintf(out, "</th><td class=\"n\" id=\"total-refused\">%zu</td></tr>"
-            "\n</table>\n", count_decision(st, "deny"));
+            "\n<tr><th>", count_decision(st, "deny"));
+    label(out, "撤回授权", "Consents withdrawn");
+    fprintf(out, "</th><td class=\"n\" id=\"total-revocations\">%zu</td>"
+            "</tr>\n</table>\n", st->nrv);
     counts_table(out, st, CA_SR_BANK, "银行", "Bank", "by-bank");
     counts_table(out, st, CA_SR_PURPOSE, "用途", "Purpose", "by-purpose");
     if (st->pending > 0) {
@@ -210,7 +253,9 @@ stmt_html(FILE *out, const statement *st)
     for (size_t i = 0; i < st->nr; i++) {
         request_row(out, st, &st->rq[i]);
     }
-    fputs("</table>\n<h2>如何核验 <span class=\"en\">How to check it</span>"
+    fputs("</table>\n", out);
+    revocations(out, st);
+    fputs("<h2>如何核验 <span class=\"en\">How to check it</span>"
           "</h2>\n<p>每条记录都附有默克尔树包含证明，对应上述已签名的日志检查点。"
           "请用 JSON 格式的对账单在贵司自己的计算机上核验：<br><span "
           "class=\"en\">Every entry comes with a Merkle inclusion proof "

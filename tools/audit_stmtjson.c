@@ -86,11 +86,95 @@ json_counts(FILE *out, const statement *st, const char *key, int col)
     free(c);
 }
 
-void
+/* ---- the proofs: each distinct node once --------------------------------- */
+
+/* The statement's proofs share their upper nodes (every proof of a leaf
+ * under one subtree ends the same way): "nodes" lists each distinct hash
+ * once, an entry's "proof" lists indexes into it. */
+typedef struct {
+    const unsigned char *h;     /* NULL: free */
+    size_t               index;
+} node_slot;
+
+static size_t
+node_hash_of(const unsigned char *h, size_t cap)
+{
+    uint64_t v;
+
+    memcpy(&v, h, sizeof(v));       /* a SHA-256: already uniform */
+    return (size_t) v & (cap - 1);
+}
+
+static int
+json_proofs(FILE *out, const statement *st)
+{
+    size_t     total = 0, cap = 16, nn = 0;
+    node_slot *t;
+    size_t    *ref;
+    char       b64[48];
+
+    for (size_t i = 0; i < st->ne; i++) {
+        total += st->e[i].np > 0 ? (size_t) st->e[i].np : 0;
+    }
+    while (cap < 2 * total) {
+        cap *= 2;
+    }
+    t = calloc(cap, sizeof(*t));
+    ref = calloc(total + 1, sizeof(*ref));
+    if (t == NULL || ref == NULL) {
+        free(t);
+        free(ref);
+        return -1;
+    }
+    fputs("\"nodes\":[", out);
+    for (size_t i = 0, k = 0; i < st->ne; i++) {
+        for (int j = 0; j < st->e[i].np; j++, k++) {
+            const unsigned char *h = st->e[i].path[j];
+            size_t               s = node_hash_of(h, cap);
+
+            while (t[s].h != NULL && memcmp(t[s].h, h, 32) != 0) {
+                s = (s + 1) & (cap - 1);
+            }
+            if (t[s].h == NULL) {
+                t[s].h = h;
+                t[s].index = nn++;
+                ca_b64std_encode(h, 32, b64);
+                fprintf(out, "%s\"%s\"", t[s].index ? "," : "", b64);
+            }
+            ref[k] = t[s].index;
+        }
+    }
+    fputs("],\n\"entries\":[", out);
+    for (size_t i = 0, k = 0; i < st->ne; i++) {
+        const st_entry *e = &st->e[i];
+
+        fprintf(out, "%s{\"ord\":%llu,\"leaf\":", i ? ",\n" : "\n",
+                (unsigned long long) e->ord);
+        mk_json_b64(out, e->leaf, 32);
+        fputs(",\"raw\":", out);
+        mk_json_b64(out, e->raw, e->len);
+        if (e->np < 0) {
+            fputs(",\"proof\":null}", out);
+            continue;
+        }
+        fputs(",\"proof\":[", out);
+        for (int j = 0; j < e->np; j++, k++) {
+            fprintf(out, "%s%zu", j ? "," : "", ref[k]);
+        }
+        fputs("]}", out);
+    }
+    fputs("]", out);
+    free(t);
+    free(ref);
+    return 0;
+}
+
+int
 stmt_json(FILE *out, const statement *st)
 {
-    fprintf(out, "{\"statement\":\"%s\",\"enterprise\":\"%s\",\"month\":"
-            "\"%s\",\"tz\":", CA_STMT_TITLE, st->enterprise, st->month);
+    fprintf(out, "{\"statement\":\"%s\",\"version\":%d,\"enterprise\":"
+            "\"%s\",\"month\":\"%s\",\"tz\":", CA_STMT_TITLE,
+            CA_STMT_VERSION, st->enterprise, st->month);
     json_str(out, st->tz, strlen(st->tz));
     fprintf(out, ",\"since_ms\":%lld,\"until_ms\":%lld,\"made_at\":\"%s\","
             "\"pending\":%zu,\n\"log\":", (long long) st->since_ms,
@@ -144,12 +228,26 @@ stmt_json(FILE *out, const statement *st)
     json_counts(out, st, "by_purpose", CA_SR_PURPOSE);
     fputc(',', out);
     json_counts(out, st, "by_decision", CA_SR_DECISION);
-    fputs("},\n\"entries\":[", out);
-    for (size_t i = 0; i < st->ne; i++) {
-        fputs(i ? ",\n" : "\n", out);
-        mk_entry_json(out, st->e[i].ord, st->e[i].raw, st->e[i].len,
-                      st->e[i].path, st->e[i].np);
-    }
-    fputs("]}\n", out);
-}
+    fprintf(out, ",\"revocations\":%zu},\n\"revocations\":[", st->nrv);
+    for (size_t i = 0; i < st->nrv; i++) {
+        const st_revocation *v = &st->rv[i];
+        char                 t[48];
+        int64_t              ts = ca_sr_ts(st->e[v->ent].raw,
+                                           st->e[v->ent].len);
 
+        fprintf(out, "%s{\"ord\":%llu", i ? ",\n" : "\n",
+                (unsigned long long) st->e[v->ent].ord);
+        for (int c = 0; c < CA_SRV_COUNT; c++) {
+            fprintf(out, ",\"%s\":", ca_srv_names[c]);
+            json_span(out, &v->row[c]);
+        }
+        ca_time_format(ts, t, sizeof(t));
+        fprintf(out, ",\"time\":\"%s\"}", ts >= 0 ? t : "");
+    }
+    fputs("],\n", out);
+    if (json_proofs(out, st) != 0) {
+        return -1;
+    }
+    fputs("}\n", out);
+    return 0;
+}

@@ -47,10 +47,17 @@ int hash_of(json_t *v, unsigned char out[32]);
 int hashes_of(json_t *a, ca_mk_hash *out, size_t max, size_t *n);
 
 /* consent_stmtcheck.c */
-v_entry *check_entries(verifier *v, json_t *st, uint64_t size,
+/* The statement's table of proof nodes (each distinct hash once; an
+ * entry's proof lists indexes into it): NULL after a failure. */
+ca_mk_hash *read_nodes(verifier *v, json_t *st, size_t *n);
+v_entry *check_entries(verifier *v, json_t *st, const ca_mk_hash *nodes,
+                       size_t nn, uint64_t size,
                        const unsigned char root[32], const char *uscc,
                        size_t *n);
 void check_requests(verifier *v, json_t *st, v_entry *e, size_t n);
+void check_revocations(verifier *v, json_t *st, v_entry *e, size_t n);
+/* After the requests and revocations: every entry in exactly one row. */
+void check_unused(verifier *v, const v_entry *e, size_t n);
 void check_signed(verifier *v, json_t *st, const char *origin,
                   uint64_t size, const unsigned char root[32], v_entry *e,
                   size_t n);

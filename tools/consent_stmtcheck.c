@@ -34,10 +34,79 @@ same_value(const ca_span *s, json_t *j)
            && memcmp(v, s->p, s->len) == 0;
 }
 
+ca_mk_hash *
+read_nodes(verifier *v, json_t *st, size_t *n)
+{
+    json_t     *a = json_object_get(st, "nodes"), *x;
+    ca_mk_hash *h = calloc(json_array_size(a) + 1, sizeof(*h));
+    size_t      i;
+
+    *n = 0;
+    if (!json_is_array(a) || h == NULL) {
+        fail(v, "the statement has no table of proof nodes");
+        free(h);
+        return NULL;
+    }
+    json_array_foreach(a, i, x) {
+        if (hash_of(x, h[i]) != 0) {
+            fail(v, "proof node %zu: not a base64 SHA-256 hash", i);
+            free(h);
+            return NULL;
+        }
+    }
+    *n = json_array_size(a);
+    return h;
+}
+
+/* An entry's proof: indexes into the node table. */
+static int
+proof_of(json_t *a, const ca_mk_hash *nodes, size_t nn, ca_mk_hash *path,
+         size_t *np)
+{
+    size_t  i;
+    json_t *x;
+
+    if (!json_is_array(a) || json_array_size(a) > CA_MK_PATH_MAX) {
+        return -1;
+    }
+    json_array_foreach(a, i, x) {
+        json_int_t k = json_integer_value(x);
+
+        if (!json_is_integer(x) || k < 0 || (size_t) k >= nn) {
+            return -1;
+        }
+        memcpy(path[i], nodes[k], 32);
+    }
+    *np = json_array_size(a);
+    return 0;
+}
+
+/* A decision's or a revocation's: the enterprise's, in the period. */
+static void
+check_own(verifier *v, const v_entry *y, const char *what, const char *uscc,
+          int64_t since, int64_t until)
+{
+    ca_span ent;
+    int64_t ts = ca_sr_ts(y->raw, y->len);
+
+    if (ca_raw_field(y->raw, y->len, "enterprise", &ent) != 0
+        || ent.len != strlen(uscc) || memcmp(ent.p, uscc, ent.len) != 0)
+    {
+        fail(v, "entry %llu: a %s of another enterprise (%.*s), not %s's",
+             (unsigned long long) y->ord, what, ent.p ? (int) ent.len : 0,
+             ent.p ? ent.p : "", uscc);
+    }
+    if (ts < since || ts >= until) {
+        fail(v, "entry %llu: its time is outside the statement's period",
+             (unsigned long long) y->ord);
+    }
+}
+
 /* Entries: bytes, leaves, proofs; the enterprise's, in the period. */
 v_entry *
-check_entries(verifier *v, json_t *st, uint64_t size,
-              const unsigned char root[32], const char *uscc, size_t *n)
+check_entries(verifier *v, json_t *st, const ca_mk_hash *nodes, size_t nn,
+              uint64_t size, const unsigned char root[32], const char *uscc,
+              size_t *n)
 {
     json_t  *a = json_object_get(st, "entries"), *x;
     v_entry *e = calloc(json_array_size(a) + 1, sizeof(*e));
@@ -57,8 +126,6 @@ check_entries(verifier *v, json_t *st, uint64_t size,
         size_t         np, rl = raw ? strlen(raw) : 0;
         unsigned char  leaf[32];
         v_entry       *y = &e[(*n)++];
-        ca_span        ent;
-        int64_t        ts;
 
         y->ord = (uint64_t) json_integer_value(json_object_get(x, "ord"));
         if (raw == NULL || (y->raw = malloc(rl / 4 * 3 + 3)) == NULL
@@ -80,8 +147,8 @@ check_entries(verifier *v, json_t *st, uint64_t size,
             fail(v, "entry %llu: its bytes do not hash to its leaf (the "
                  "entry was changed)", (unsigned long long) y->ord);
         }
-        if (hashes_of(json_object_get(x, "proof"), path, CA_MK_PATH_MAX,
-                      &np) != 0)
+        if (proof_of(json_object_get(x, "proof"), nodes, nn, path, &np)
+            != 0)
         {
             fail(v, "entry %llu: no inclusion proof",
                  (unsigned long long) y->ord);
@@ -93,22 +160,12 @@ check_entries(verifier *v, json_t *st, uint64_t size,
                  "shown)", (unsigned long long) y->ord);
         }
         if (ca_sr_is_event(y->raw, y->len, "decision")) {
-            ts = ca_sr_ts(y->raw, y->len);
-            if (ca_raw_field(y->raw, y->len, "enterprise", &ent) != 0
-                || ent.len != strlen(uscc)
-                || memcmp(ent.p, uscc, ent.len) != 0)
-            {
-                fail(v, "entry %llu: a decision of another enterprise "
-                     "(%.*s), not %s's", (unsigned long long) y->ord,
-                     ent.p ? (int) ent.len : 0, ent.p ? ent.p : "", uscc);
-            }
-            if (ts < since || ts >= until) {
-                fail(v, "entry %llu: its time is outside the statement's "
-                     "period", (unsigned long long) y->ord);
-            }
+            check_own(v, y, "decision", uscc, since, until);
+        } else if (ca_sr_is_event(y->raw, y->len, "revocation")) {
+            check_own(v, y, "revocation", uscc, since, until);
         } else if (!ca_sr_is_event(y->raw, y->len, "outcome")) {
-            fail(v, "entry %llu: neither a decision nor an outcome",
-                 (unsigned long long) y->ord);
+            fail(v, "entry %llu: neither a decision, an outcome nor a "
+                 "revocation", (unsigned long long) y->ord);
         }
     }
     return e;
@@ -184,13 +241,6 @@ check_requests(verifier *v, json_t *st, v_entry *e, size_t n)
             }
         }
     }
-    for (size_t k = 0; k < n; k++) {
-        if (!e[k].used && e[k].raw != NULL) {
-            fail(v, "entry %llu: in no request (a decision left out of the "
-                 "rows, or an outcome without its decision)",
-                 (unsigned long long) e[k].ord);
-        }
-    }
     if (json_integer_value(json_object_get(tot, "requests")) != (json_int_t)
         nr)
     {
@@ -234,6 +284,68 @@ check_requests(verifier *v, json_t *st, v_entry *e, size_t n)
         }
     }
     free(rows);
+}
+
+/* Withdrawals: each row is its proven revocation entry. */
+void
+check_revocations(verifier *v, json_t *st, v_entry *e, size_t n)
+{
+    json_t *rv = json_object_get(st, "revocations"), *q;
+    size_t  i;
+
+    if (!json_is_array(rv)) {
+        fail(v, "the statement has no list of revocations");
+        return;
+    }
+    json_array_foreach(rv, i, q) {
+        v_entry *y = find(e, n, json_object_get(q, "ord"));
+        ca_span  row[CA_SRV_COUNT];
+
+        if (y == NULL || y->used) {
+            fail(v, "revocation %zu: names an entry the statement does not "
+                 "hold, or holds for another row", i + 1);
+            continue;
+        }
+        y->used = 1;
+        if (ca_sr_revocation(y->raw, y->len, row) != 0) {
+            fail(v, "revocation %zu (entry %llu): not a revocation", i + 1,
+                 (unsigned long long) y->ord);
+            continue;
+        }
+        for (int c = 0; c < CA_SRV_COUNT; c++) {
+            if (!same_value(&row[c], json_object_get(q, ca_srv_names[c]))) {
+                fail(v, "revocation %zu (entry %llu): its %s is not what its "
+                     "entry says (%.*s)", i + 1, (unsigned long long) y->ord,
+                     ca_srv_names[c], row[c].p ? (int) row[c].len : 4,
+                     row[c].p ? row[c].p : "none");
+            }
+        }
+    }
+    if (json_integer_value(json_object_get(json_object_get(st, "totals"),
+                                           "revocations"))
+        != (json_int_t) json_array_size(rv))
+    {
+        fail(v, "totals: the revocations are not the %zu listed",
+             json_array_size(rv));
+    }
+}
+
+void
+check_unused(verifier *v, const v_entry *e, size_t n)
+{
+    for (size_t k = 0; k < n; k++) {
+        if (e[k].used || e[k].raw == NULL) {
+            continue;
+        }
+        if (ca_sr_is_event(e[k].raw, e[k].len, "revocation")) {
+            fail(v, "entry %llu: a revocation in no row of the statement",
+                 (unsigned long long) e[k].ord);
+        } else {
+            fail(v, "entry %llu: in no request (a decision left out of the "
+                 "rows, or an outcome without its decision)",
+                 (unsigned long long) e[k].ord);
+        }
+    }
 }
 
 /* The signed summary covers exactly these entries, this checkpoint. */

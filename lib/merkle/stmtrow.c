@@ -13,6 +13,10 @@ const char *const ca_sr_names[CA_SR_COUNT] = {
     "decision", "reason", "status", "disclosed", "masked"
 };
 
+const char *const ca_srv_names[CA_SRV_COUNT] = {
+    "ts", "gw", "consent", "by"
+};
+
 static int
 u32(const unsigned char *raw, size_t len, size_t *at, size_t *n)
 {
@@ -147,6 +151,21 @@ ca_sr_row(const unsigned char *dec, size_t dlen, const unsigned char *out,
         if (src != NULL && ca_raw_field(src, len, ca_sr_names[i], &row[i])
             < 0)
         {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+int
+ca_sr_revocation(const unsigned char *raw, size_t len,
+                 ca_span row[CA_SRV_COUNT])
+{
+    if (!ca_sr_is_event(raw, len, "revocation")) {
+        return -1;
+    }
+    for (int i = 0; i < CA_SRV_COUNT; i++) {
+        if (ca_raw_field(raw, len, ca_srv_names[i], &row[i]) < 0) {
             return -1;
         }
     }

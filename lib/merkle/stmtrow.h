@@ -44,6 +44,14 @@ int ca_sr_row(const unsigned char *dec, size_t dlen,
 /* Whether an outcome belongs to a decision: the same rid and gateway. */
 int ca_sr_pairs(const unsigned char *dec, size_t dlen,
                 const unsigned char *out, size_t olen);
+/* A withdrawal of one of the enterprise's consents (a `revocation` entry,
+ * docs/audit-format.md): the row a statement shows of it. */
+enum { CA_SRV_TS, CA_SRV_GW, CA_SRV_CONSENT, CA_SRV_BY, CA_SRV_COUNT };
+extern const char *const ca_srv_names[CA_SRV_COUNT];
+/* 0, or -1 when raw is malformed or not a revocation. */
+int ca_sr_revocation(const unsigned char *raw, size_t len,
+                     ca_span row[CA_SRV_COUNT]);
+
 /* An entry's event and ts (ms; -1 when absent or not a number). */
 int ca_sr_is_event(const unsigned char *raw, size_t len, const char *event);
 int64_t ca_sr_ts(const unsigned char *raw, size_t len);
@@ -59,7 +67,12 @@ typedef struct {
     unsigned char   root[32], digest[32];
 } ca_stmt_head;
 
-#define CA_STMT_TITLE "credit-auth access statement v1"
+/* The statement's format: its JSON's "version", and the first line of
+ * what is signed (so a signature binds the format it was made in).  v2:
+ * a table of proof nodes, no decoded fields beside the bytes, the
+ * enterprise's revocations. */
+#define CA_STMT_VERSION 2
+#define CA_STMT_TITLE "credit-auth access statement v2"
 
 /* Its length, 0 when out is too small or a value holds a newline. */
 size_t ca_stmt_text(const ca_stmt_head *h, char *out, size_t outlen);

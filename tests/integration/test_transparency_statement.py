@@ -16,8 +16,9 @@ from conftest import E1, E2, RECORDS, S
 from shipkit import (Shipper, archive, gw, pg, stop_shippers,  # noqa: F401
                      tool)
 from tlogkit import (LOG_NAME, MONTH, LogKey, b64, checkpoint_of, consent,  # noqa
-                     leaf_hash, logkey, mixed_traffic, open_checkpoint,
-                     shipped, verify_consistency, verify_inclusion)
+                     fields_of, leaf_hash, logkey, mixed_traffic,
+                     move_entries, open_checkpoint, proof_of, shipped,
+                     verify_consistency, verify_inclusion)
 
 # ---- proof ----------------------------------------------------------------
 
@@ -138,9 +139,9 @@ def test_statement_holds_the_enterprise_decisions_and_verifies(shipped):
     for e in doc["entries"]:
         raw = b64(e["raw"])
         assert verify_inclusion(leaf_hash(raw), e["ord"], size,
-                                [b64(h) for h in e["proof"]], root)
-        if e["fields"]["event"] == "decision":
-            assert e["fields"]["enterprise"] == E1
+                                proof_of(doc, e), root)
+        if fields_of(e)["event"] == "decision":
+            assert fields_of(e)["enterprise"] == E1
     assert len(doc["entries"]) == len(rows) + sum(
         1 for q in rows if q["outcome_ord"] is not None)
     p = shipped.write(text)
@@ -206,7 +207,7 @@ def test_verify_names_each_tampering(shipped):
 
     # one entry altered: a byte of its bank changed
     d = copy.deepcopy(doc)
-    e = next(e for e in d["entries"] if e["fields"]["event"] == "decision")
+    e = next(e for e in d["entries"] if fields_of(e)["event"] == "decision")
     raw = b64(e["raw"]).replace(b"BANK00", b"BANK07", 1)
     e["raw"] = base64.b64encode(raw).decode()
     f = failures(shipped.verify(shipped.write(d, "altered.json")))
@@ -229,7 +230,7 @@ def test_verify_names_each_tampering(shipped):
     q2 = e2["requests"][0]
     extra = [e for e in e2["entries"]
              if e["ord"] in (q2["decision_ord"], q2["outcome_ord"])]
-    d["entries"] = sorted(d["entries"] + extra, key=lambda e: e["ord"])
+    move_entries(e2, extra, d)
     d["requests"].append(q2)
     d["totals"]["requests"] += 1
     for k, col in (("by_bank", "bank"), ("by_purpose", "purpose"),

@@ -245,6 +245,77 @@ def shipped(env, gw, archive, tmp_path, logkey):  # noqa: F811
     return Shipped(env, gw, archive, tmp_path, logkey)
 
 
+def proof_of(doc, e):
+    """An entry's inclusion proof as hashes: proof --rid gives the hashes,
+    a statement indexes into its table of nodes (each distinct once)."""
+    return [b64(doc["nodes"][h] if isinstance(h, int) else h)
+            for h in e["proof"]]
+
+
+def fields_of(e):
+    """An entry's fields from its canonical bytes (u32be(len) name
+    u32be(len) value ...), the first value of each name."""
+    raw, at, out = b64(e["raw"]), 0, {}
+    while at < len(raw):
+        parts = []
+        for _ in range(2):
+            n = int.from_bytes(raw[at:at + 4], "big")
+            parts.append(raw[at + 4:at + 4 + n].decode())
+            at += 4 + n
+        out.setdefault(parts[0], parts[1])
+    return out
+
+
+def move_entries(src, entries, dst):
+    """Entries of statement src put into statement dst as a forger would:
+    their proofs still valid (the nodes they need added to dst's table)."""
+    out = []
+    for e in entries:
+        e = dict(e)
+        proof = []
+        for h in e["proof"]:
+            dst["nodes"].append(src["nodes"][h])
+            proof.append(len(dst["nodes"]) - 1)
+        e["proof"] = proof
+        out.append(e)
+    dst["entries"] = sorted(dst["entries"] + out, key=lambda e: e["ord"])
+
+
+class Withdrawals:
+    """A second gateway writing to the shipkit Gateway gw's stream (same
+    audit key), with the enterprises' withdrawal endpoint: its
+    `revocation` entries are archived and logged with gw's."""
+
+    def __init__(self, env, gw):
+        self.env, self.port = env, S.free_port()
+        self.gw = env.st.make_gateway(
+            stream=gw.stream, gateway_id="gw-withdraw",
+            http_directives={"credit_auth_audit_key":
+                             f"{env.st.audit_key} interval=200ms"},
+            http_extra=S.withdrawal_server(env.pki, self.port,
+                                           rate="1000r/s", burst=1000))
+        self.gw.ports.append(self.port)
+        self.gw.start()
+
+    def withdraw(self, jti, uscc=E1):
+        """uscc withdraws its consent jti, signed with its key-file key."""
+        kid = "e1-es256" if uscc == E1 else "e2-es256"
+        body = S.sign_compact({"alg": "ES256", "typ": "revocation+jwt",
+                               "kid": kid},
+                              {"iss": uscc, "jti": jti,
+                               "iat": int(time.time())},
+                              self.env.key(kid)[0], "ES256")
+        r = requests.post(f"https://127.0.0.1:{self.port}"
+                          "/credit-auth/withdraw", data=body,
+                          headers={"Content-Type": "application/jwt"},
+                          verify=self.env.pki.server_ca_path, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    def stop(self):
+        self.gw.stop()
+
+
 def checkpoint_of(doc):
     return doc["log"]["tree_size"], b64(doc["log"]["root"])
 

@@ -100,6 +100,31 @@ test_rows(void **state)
     (void) state;
 }
 
+/* A withdrawal's row: its own columns; a decision or a malformed entry is
+ * not one. */
+static void
+test_revocation(void **state)
+{
+    static const char *const rv[] = {
+        "v", "3", "event", "revocation", "ts", "1796083200200", "gw",
+        "gw-2", "enterprise", "91350100M000100Y43", "consent", "jti-7",
+        "by", "enterprise", "chain", "gw-2/1/0", NULL
+    };
+    unsigned char b[1024], d[1024];
+    size_t        n = entry(b, rv), dn = entry(d, decision);
+    ca_span       row[CA_SRV_COUNT];
+
+    (void) state;
+    assert_int_equal(ca_sr_revocation(b, n, row), 0);
+    assert_int_equal(row[CA_SRV_TS].len, 13);
+    assert_memory_equal(row[CA_SRV_GW].p, "gw-2", 4);
+    assert_memory_equal(row[CA_SRV_CONSENT].p, "jti-7", 5);
+    assert_int_equal(row[CA_SRV_BY].len, 10);
+    assert_string_equal(ca_srv_names[CA_SRV_BY], "by");
+    assert_int_equal(ca_sr_revocation(d, dn, row), -1);
+    assert_int_equal(ca_sr_revocation(b, n - 1, row), -1);
+}
+
 static void
 test_summary(void **state)
 {
@@ -148,6 +173,7 @@ main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_rows),
+        cmocka_unit_test(test_revocation),
         cmocka_unit_test(test_summary),
     };
 

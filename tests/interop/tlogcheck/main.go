@@ -27,18 +27,21 @@ import (
 	"golang.org/x/mod/sumdb/tlog"
 )
 
+// An entry's proof: base64 hashes (proof --rid), or indexes into the
+// document's "nodes" (a statement: each distinct node once).
 type entry struct {
-	Ord   int64    `json:"ord"`
-	Raw   string   `json:"raw"`
-	Proof []string `json:"proof"`
+	Ord   int64         `json:"ord"`
+	Raw   string        `json:"raw"`
+	Proof []interface{} `json:"proof"`
 }
 
 type doc struct {
 	Log struct {
 		Checkpoint string `json:"checkpoint"`
 	} `json:"log"`
-	Signed  string  `json:"signed"`
-	Entries []entry `json:"entries"`
+	Signed  string   `json:"signed"`
+	Nodes   []string `json:"nodes"`
+	Entries []entry  `json:"entries"`
 	Old     struct {
 		TreeSize int64  `json:"tree_size"`
 		Root     string `json:"root"`
@@ -70,6 +73,27 @@ func hashes(list []string) []tlog.Hash {
 	out := make([]tlog.Hash, len(list))
 	for i, s := range list {
 		out[i] = hash(s)
+	}
+	return out
+}
+
+// path resolves an entry's proof: each element a hash, or the index of
+// one in the node table.
+func path(d *doc, e entry) []tlog.Hash {
+	out := make([]tlog.Hash, len(e.Proof))
+	for i, p := range e.Proof {
+		switch v := p.(type) {
+		case string:
+			out[i] = hash(v)
+		case float64:
+			k := int(v)
+			if float64(k) != v || k < 0 || k >= len(d.Nodes) {
+				die("entry %d: proof node %v is not in the node table", e.Ord, v)
+			}
+			out[i] = hash(d.Nodes[k])
+		default:
+			die("entry %d: a proof element is neither a hash nor an index", e.Ord)
+		}
 	}
 	return out
 }
@@ -119,7 +143,7 @@ func main() {
 			if err != nil {
 				die("entry %d: %v", e.Ord, err)
 			}
-			err = tlog.CheckRecord(hashes(e.Proof), size, root, e.Ord,
+			err = tlog.CheckRecord(path(&d, e), size, root, e.Ord,
 				tlog.RecordHash(raw))
 			if err != nil {
 				die("entry %d: %v", e.Ord, err)
