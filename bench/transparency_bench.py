@@ -62,14 +62,15 @@ def ship(argv):
     return wall, ru1.ru_utime - ru0.ru_utime + ru1.ru_stime - ru0.ru_stime, r
 
 
-def timed(argv, runs=5):
+def timed(argv, runs=5, input=None):
     """The best wall time of runs, the mean CPU (user + system) of a run,
     and the last run."""
     best, out = 1e9, None
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     for _ in range(runs):
         t0 = time.monotonic()
-        out = subprocess.run(argv, capture_output=True, text=True)
+        out = subprocess.run(argv, capture_output=True, text=True,
+                             input=input)
         best = min(best, time.monotonic() - t0)
         if out.returncode != 0:
             raise SystemExit(out.stderr[-2000:])
@@ -155,6 +156,17 @@ def main():
               f"{proof_cpu * 1000:.1f} ms); a process that only "
               f"connects and checks the schema (findings): "
               f"{base * 1000:.1f} ms")
+        # a portal's prover: one process, one connection, many requests
+        # (`--rid -`), each proof against the same checkpoint
+        rids = [x for (x,) in pg.psql(
+            "SELECT rid FROM credit_audit.entries WHERE rid IS NOT NULL "
+            "AND event = 'decision' ORDER BY random() LIMIT 1000")]
+        best, r = timed([str(TOOL), "proof", "--archive", ci, "--rid", "-"],
+                        runs=3, input="\n".join(rids) + "\n")
+        print(f"proof --rid - of {len(rids)} random requests in one "
+              f"process: {best / len(rids) * 1000:.2f} ms a request "
+              f"(best of 3, {best * 1000:.0f} ms in all; tool CPU "
+              f"{timed.cpu / len(rids) * 1000:.2f} ms a request)")
         month = time.strftime("%Y-%m", time.gmtime())
         best, r = timed([str(TOOL), "statement", "--archive", ci,
                          "--enterprise", E, "--month", month, "--tz", "UTC",

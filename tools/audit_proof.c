@@ -15,12 +15,15 @@
 #include "audit_mklog.h"
 
 static const char usage_proof[] =
-    "usage: credit-audit proof --archive CONNINFO --rid RID\n"
+    "usage: credit-audit proof --archive CONNINFO --rid RID|-\n"
     "         [--checkpoint SIZE]\n"
     "       credit-audit proof --archive CONNINFO --consistency OLD NEW\n"
     "\n"
     "--rid: the request's archived entries, each with its inclusion proof\n"
     "against the latest signed checkpoint (or the one of tree size SIZE).\n"
+    "--rid -: request ids from standard input, one a line, each answered\n"
+    "on one line (JSON Lines) against the same checkpoint, over one\n"
+    "connection: what a portal answering many enterprises runs.\n"
     "--consistency: the proof that checkpoint NEW extends checkpoint OLD;\n"
     "each is a tree size the archive has a checkpoint of, or a file\n"
     "holding a checkpoint (its root must be this archive's at its size).\n"
@@ -28,9 +31,13 @@ static const char usage_proof[] =
     "(an entry after the checkpoint, a checkpoint of another tree, a log\n"
     "that no longer matches its checkpoints), 2 usage or connection error.\n"
     "\n" COMMON_OPTS TOOL_ARCHIVE_HELP
-    "  --rid RID                     the request\n"
+    "  --rid RID                     the request (- : ids on stdin)\n"
     "  --checkpoint SIZE             prove against this checkpoint\n"
     "  --consistency                 OLD NEW: the consistency proof\n";
+
+/* the gateway keeps a bank's X-Request-Id of 1-64 characters, else makes
+ * one of 32 (contract §2) */
+#define RID_MAX  64
 
 enum { OPT_ARCHIVE = 300, OPT_RID, OPT_CKPT, OPT_CONSIST };
 
@@ -87,26 +94,20 @@ mk_prove_all(PGconn *pg, const uint64_t *ords, const unsigned char *leaves,
     return rc;
 }
 
+/* One request's entries proven against ck; `sep` between entries ("\n"
+ * for a document of its own, "" for a line of JSON Lines). */
 static int
-prove_rid(PGconn *pg, const char *rid, uint64_t at)
+prove_rid(PGconn *pg, const char *rid, const mk_ckpt *ckp, const char *sep)
 {
     const char  *p[1] = {rid};
     PGresult    *r;
-    mk_ckpt      ck;
+    mk_ckpt      ck = *ckp;
     int          rc, n, proven = 0;
     uint64_t    *ords = NULL;
     unsigned char *leaves = NULL;
     ca_mk_hash  (*paths)[CA_MK_PATH_MAX] = NULL;
     int         *np = NULL;
 
-    if ((rc = mk_ckpt_get(pg, at, &ck)) != 0) {
-        if (rc > 0) {
-            fprintf(stderr, "%s: the archive has no checkpoint%s yet: run "
-                    "ship with --log-key\n", tool_name,
-                    at ? " of that size" : "");
-        }
-        return EXIT_USAGE;
-    }
     /* binary results: raw as it is (ord as text: its binary form is text) */
     /* ordered by the column, not by the text of the output column of
      * the same name (which puts 10 before 9) */
@@ -115,15 +116,20 @@ prove_rid(PGconn *pg, const char *rid, uint64_t at)
                      p, NULL, NULL, 1);
     if (pg_check(pg, r, "SELECT entries") != 0) {
         PQclear(r);
-        mk_ckpt_free(&ck);
         return EXIT_USAGE;
     }
     n = PQntuples(r);
     if (n == 0) {
         fprintf(stderr, "%s: no archived entry of request %s\n", tool_name,
                 rid);
+        if (*sep == '\0') {
+            /* a line for every line asked: the answers stay in step */
+            printf("{\"rid\":");
+            json_str(stdout, rid, strlen(rid));
+            printf(",\"entries\":[],\"unproven\":0,\"error\":"
+                   "\"no archived entry\"}\n");
+        }
         PQclear(r);
-        mk_ckpt_free(&ck);
         return EXIT_FINDING;
     }
     ords = calloc((size_t) n, sizeof(*ords));
@@ -155,7 +161,10 @@ prove_rid(PGconn *pg, const char *rid, uint64_t at)
     mk_ckpt_json(stdout, &ck);
     printf(",\"entries\":[");
     for (int i = 0; i < n; i++) {
-        fputs(i ? ",\n" : "\n", stdout);
+        if (i) {
+            fputc(',', stdout);
+        }
+        fputs(sep, stdout);
         mk_entry_json(stdout, ords[i],
                       (const unsigned char *) PQgetvalue(r, i, 1),
                       (size_t) PQgetlength(r, i, 1), paths[i], np[i]);
@@ -175,6 +184,62 @@ done:
     free(paths);
     free(np);
     PQclear(r);
+    return rc;
+}
+
+/* Request ids from standard input, one a line: every one answered, the
+ * worst exit status kept. */
+static int
+prove_rids(PGconn *pg, const mk_ckpt *ck)
+{
+    char    line[RID_MAX + 2];
+    size_t  len;
+    int     rc = 0, one, c;
+
+    while (fgets(line, sizeof(line), stdin) != NULL) {
+        len = strlen(line);
+        if (len > 0 && line[len - 1] == '\n') {
+            line[--len] = '\0';
+        } else if (!feof(stdin)) {
+            while ((c = getchar()) != EOF && c != '\n') {
+                /* the rest of an over-long line */
+            }
+            fprintf(stderr, "%s: a request id on standard input is longer "
+                    "than %d bytes\n", tool_name, RID_MAX);
+            return EXIT_USAGE;
+        }
+        if (len > 0 && line[len - 1] == '\r') {
+            line[--len] = '\0';
+        }
+        if (len == 0) {
+            continue;
+        }
+        one = prove_rid(pg, line, ck, "");
+        if (one == EXIT_USAGE) {
+            return one;
+        }
+        rc = one > rc ? one : rc;
+        fflush(stdout);
+    }
+    return rc;
+}
+
+static int
+prove_request(PGconn *pg, const char *rid, uint64_t at)
+{
+    mk_ckpt  ck;
+    int      rc;
+
+    if ((rc = mk_ckpt_get(pg, at, &ck)) != 0) {
+        if (rc > 0) {
+            fprintf(stderr, "%s: the archive has no checkpoint%s yet: run "
+                    "ship with --log-key\n", tool_name,
+                    at ? " of that size" : "");
+        }
+        return EXIT_USAGE;
+    }
+    rc = strcmp(rid, "-") == 0 ? prove_rids(pg, &ck)
+                               : prove_rid(pg, rid, &ck, "\n");
     mk_ckpt_free(&ck);
     return rc;
 }
@@ -333,7 +398,7 @@ cmd_proof(int argc, char **argv)
         return EXIT_USAGE;
     }
     rc = consistency ? prove_consistency(pg, argv[optind], argv[optind + 1])
-                     : prove_rid(pg, rid, at);
+                     : prove_request(pg, rid, at);
     PQfinish(pg);
     return rc;
 }

@@ -96,13 +96,13 @@ def decode_raw(raw):
     return out
 
 
-def tool(*args, env=None, timeout=120, pgenv=None):
+def tool(*args, env=None, timeout=120, pgenv=None, input=None):
     e = dict(os.environ)
     e.update(env or {})
     if pgenv is not None:
         e.update(pgenv.env())
     return subprocess.run([str(TOOL), *args], capture_output=True, text=True,
-                          env=e, timeout=timeout)
+                          env=e, timeout=timeout, input=input)
 
 
 class Gateway:

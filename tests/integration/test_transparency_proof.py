@@ -38,3 +38,41 @@ def test_proof_orders_a_reused_rid_by_archive_order(shipped):
              pgenv=a.pg)
     assert p.returncode == 0, p.stderr
     assert [e["ord"] for e in json.loads(p.stdout)["entries"]] == ords
+
+
+def test_proof_of_many_rids_answers_each_line_against_one_checkpoint(shipped):
+    """`--rid -`: ids on standard input, one JSON line each, in the order
+    asked, all against the same checkpoint, the same proofs as one by one;
+    an id not archived gets its line and exit 1; an over-long line is a
+    usage error (2), not a truncated id proven."""
+    a = shipped.archive
+    rids = [rid for (rid,) in a.sql(
+        "SELECT rid FROM credit_audit.entries WHERE event = 'decision' "
+        "AND rid IS NOT NULL ORDER BY ord LIMIT 3")]
+    assert len(rids) == 3
+    ci = a.conninfo("reader")
+    one = {rid: json.loads(tool("proof", "--archive", ci, "--rid", rid,
+                                pgenv=a.pg).stdout) for rid in rids}
+    r = tool("proof", "--archive", ci, "--rid", "-", pgenv=a.pg,
+             input="\n".join(rids) + "\n")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3
+    docs = [json.loads(x) for x in lines]
+    assert [d["rid"] for d in docs] == rids
+    assert len({json.dumps(d["log"], sort_keys=True) for d in docs}) == 1
+    for d in docs:
+        assert d == one[d["rid"]] and d["unproven"] == 0
+
+    r = tool("proof", "--archive", ci, "--rid", "-", pgenv=a.pg,
+             input=f"{rids[0]}\r\n\nno-such-request\n{rids[1]}")
+    assert r.returncode == 1
+    docs = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [d["rid"] for d in docs] == [rids[0], "no-such-request", rids[1]]
+    assert docs[1]["entries"] == [] and docs[1]["error"]
+    assert "no archived entry of request no-such-request" in r.stderr
+
+    r = tool("proof", "--archive", ci, "--rid", "-", pgenv=a.pg,
+             input=rids[0] + "\n" + "x" * 65 + "\n")
+    assert r.returncode == 2 and "longer than 64 bytes" in r.stderr
+    assert len(r.stdout.splitlines()) == 1
