@@ -500,7 +500,7 @@ typedef struct {
  * spool ("" none yet; NULL: no file here), and written when it moves */
 const char *ngx_http_credit_auth_redis_epoch_init(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf);
-void ngx_http_credit_auth_redis_epoch_save(const char *epoch);
+ngx_int_t ngx_http_credit_auth_redis_epoch_save(const char *epoch);
 
 ngx_int_t ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf,

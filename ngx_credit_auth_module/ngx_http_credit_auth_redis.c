@@ -248,7 +248,9 @@ ngx_http_credit_auth_redis_run(void)
             break;
 
         case CA_RS_SAVE_EPOCH:
-            ngx_http_credit_auth_redis_epoch_save(a.text);
+            /* failed: asked again at the next connection's check */
+            ca_rs_epoch_saved(st->rs,
+                ngx_http_credit_auth_redis_epoch_save(a.text) == NGX_OK);
             break;
 
         case CA_RS_LOST:

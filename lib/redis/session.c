@@ -512,6 +512,15 @@ ca_rs_want(ca_rs *s, uint64_t now)
 }
 
 
+void
+ca_rs_epoch_saved(ca_rs *s, int ok)
+{
+    if (!ok) {
+        s->saved[0] = '\0';
+    }
+}
+
+
 int
 ca_rs_command(ca_rs *s, int argc, const char **argv, const size_t *lens,
               void *owner, uint64_t now)

@@ -218,6 +218,15 @@ void ca_rs_stop(ca_rs *s, uint64_t now);
 int ca_rs_command(ca_rs *s, int argc, const char **argv, const size_t *lens,
                   void *owner, uint64_t now);
 
+/*
+ * The caller's answer to CA_RS_SAVE_EPOCH: 0 when the epoch could not be
+ * kept (a full or read-only disk): it is asked for again at the next
+ * connection's check, so that a write that failed once is not left
+ * failed for the life of the worker.  Takes no action: may be called
+ * while the actions are taken.
+ */
+void ca_rs_epoch_saved(ca_rs *s, int ok);
+
 /* Whether commands are taken now. */
 int ca_rs_ready(const ca_rs *s);
 /*
