@@ -247,6 +247,10 @@ ngx_http_credit_auth_redis_run(void)
             ngx_http_credit_auth_redis_mem_seen(a.info, st->log);
             break;
 
+        case CA_RS_SHIPPER:
+            ngx_http_credit_auth_redis_ship_seen(a.shipper, st->log);
+            break;
+
         case CA_RS_SAVE_EPOCH:
             /* failed: asked again at the next connection's check */
             ca_rs_epoch_saved(st->rs,
@@ -434,6 +438,8 @@ ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     c.scripts = hooks->scripts;
     c.stream = ngx_http_credit_auth_redis_cstr(cycle->pool, &mcf->stream);
     c.heads_key = hooks->heads_key ? hooks->heads_key() : NULL;
+    c.shipper_key = ngx_http_credit_auth_redis_ship_key(cycle->pool,
+                                                        &mcf->stream);
     c.durability = (int) mcf->durability;
     c.wait_replicas = (long) mcf->wait_replicas;
     c.wait_timeout = mcf->wait_timeout;

@@ -33,7 +33,7 @@ ca_rs_new(const ca_rs_conf *conf)
 {
     ca_rs        *s;
     char         *p;
-    const char   *str[6];
+    const char   *str[7];
     size_t        i, len;
 
     s = calloc(1, sizeof(ca_rs));
@@ -49,8 +49,9 @@ ca_rs_new(const ca_rs_conf *conf)
     str[3] = conf->password;
     str[4] = conf->stream ? conf->stream : "";
     str[5] = conf->heads_key ? conf->heads_key : "credit:chains:";
+    str[6] = conf->shipper_key;
     len = 1;
-    for (i = 0; i < 6; i++) {
+    for (i = 0; i < 7; i++) {
         len += str[i] ? strlen(str[i]) + 1 : 0;
     }
     s->strings = malloc(len);
@@ -65,6 +66,7 @@ ca_rs_new(const ca_rs_conf *conf)
     s->conf.password = ca_rs_keep(&p, str[3]);
     s->conf.stream = ca_rs_keep(&p, str[4]);
     s->conf.heads_key = ca_rs_keep(&p, str[5]);
+    s->conf.shipper_key = ca_rs_keep(&p, str[6]);
     s->conf.epoch = NULL;
     if (conf->epoch && strlen(conf->epoch) < CA_RS_EPOCH_LEN) {
         strcpy(s->epoch, conf->epoch);
@@ -405,6 +407,8 @@ ca_rs_feed(ca_rs *s, int conn, uint64_t id, const ca_rs_reply *r,
             if (ca_rs_mem_reply(s, r, why, sizeof(why))) {
                 ca_rs_answered(s, why, now);
             }
+        } else if (p.kind == CA_RS_K_TIME || p.kind == CA_RS_K_SHIP) {
+            ca_rs_ship_reply(s, p.kind, r);
         } else if (s->checking && ca_rs_check_reply(s, p.kind, r, now) < 0) {
             ca_rs_gone(s, now);
         }

@@ -6,7 +6,7 @@
  *     sentinel.c      the lookup and the +switch-master watch
  *     sessioncheck.c  what a new connection must show
  *     sessioncmd.c    the callers' commands in flight, WAIT
- *     sessionpoll.c   what is read every second (memory)
+ *     sessionpoll.c   what is read every second (memory, shipper)
  *       sessionio.c   actions, connections, commands out, replies expected
  *
  * A part drives its own job and returns what it decided (a primary found,
@@ -30,7 +30,7 @@
 enum {
     CA_RS_K_AUTH = 1, CA_RS_K_SELECT, CA_RS_K_SCRIPT, CA_RS_K_INFO,
     CA_RS_K_FSYNC, CA_RS_K_PING, CA_RS_K_SETNX, CA_RS_K_GET, CA_RS_K_HEADS,
-    CA_RS_K_MEM, CA_RS_K_USER, CA_RS_K_WAIT
+    CA_RS_K_MEM, CA_RS_K_USER, CA_RS_K_WAIT, CA_RS_K_TIME, CA_RS_K_SHIP
 };
 
 typedef struct {
@@ -51,7 +51,8 @@ typedef struct {
 #define CA_RS_F_EXPECTED  5
 #define CA_RS_F_FOUND     6
 #define CA_RS_F_INFO      7
-#define CA_RS_FIELDS      8
+#define CA_RS_F_SHIPPER   8
+#define CA_RS_FIELDS      9
 
 typedef struct {
     ca_rs_action        a;
@@ -80,7 +81,8 @@ struct ca_rs {
     uint64_t            connect_by, close_by, last_attempt;
     uint64_t            reconnect_at;           /* 0: none */
     uint64_t            poll_next;
-    int                 polls;
+    int                 polls;                  /* replies due */
+    long long           redis_ms;               /* TIME's; -1 unknown */
     char                host[CA_RS_HOST_LEN];
     int                 port;                   /* 0: ask Sentinel */
     char                why[256];
@@ -153,6 +155,7 @@ void ca_rs_fail_pending(ca_rs *s);
 /* sessionpoll.c */
 void ca_rs_poll(ca_rs *s, uint64_t now);
 int ca_rs_mem_reply(ca_rs *s, const ca_rs_reply *r, char *why, size_t len);
+void ca_rs_ship_reply(ca_rs *s, int kind, const ca_rs_reply *r);
 
 /* sessioncheck.c */
 void ca_rs_check_start(ca_rs *s);

@@ -52,6 +52,8 @@ ca_rs_set(ca_rs *s, ca_rs_act *a, int field, const char *str, size_t len)
     if (a == NULL || str == NULL) {
         return;
     }
+    /* aligned: INFO's and the shipper's structs are read in place */
+    s->arena_len = (s->arena_len + 7) & ~(size_t) 7;
     if (s->arena_len + len + 1 > s->arena_cap) {
         cap = s->arena_cap ? s->arena_cap : 1024;
         while (cap < s->arena_len + len + 1) {
@@ -95,6 +97,7 @@ ca_rs_next(ca_rs *s, ca_rs_action *out)
     out->expected = f[CA_RS_F_EXPECTED];
     out->found = f[CA_RS_F_FOUND];
     out->info = (const ca_redisinfo *) f[CA_RS_F_INFO];
+    out->shipper = (const ca_rs_shipper *) f[CA_RS_F_SHIPPER];
     return 1;
 }
 

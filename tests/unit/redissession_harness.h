@@ -1,6 +1,6 @@
 /*
  * The harness of the Redis session's unit tests (test_redissession.c,
- * test_redissession_poll.c): the test plays the caller, takes the
+ * test_redisshipper.c): the test plays the caller, takes the
  * session's actions and answers with scripted replies, on a clock of its
  * own (milliseconds, no sleeping).
  */
@@ -107,6 +107,11 @@ take(void)
             snprintf(a->text, sizeof(a->text), "%s", x.host ? x.host
                                                           : x.unix_path);
             t.id[x.conn] = x.id;
+        } else if (x.type == CA_RS_SHIPPER) {
+            snprintf(a->text, sizeof(a->text), "state=%d lag=%lld age=%lld "
+                     "id=%s why=%s", x.shipper->state, x.shipper->lag_ms,
+                     x.shipper->age_ms, x.shipper->archived_id,
+                     x.shipper->why);
         } else if (x.type == CA_RS_LOST) {
             snprintf(a->text, sizeof(a->text), "%s|%s|%s", x.missing,
                      x.expected, x.found);
