@@ -1,6 +1,7 @@
 /*
  * The Redis session's primitives, which every part of it uses (see
- * session.h): actions with their strings in one arena, the connections
+ * session.h): the session made and freed, actions with their strings in
+ * one arena, the connections
  * opened and closed, commands formatted and the replies expected on the
  * primary in sending order (Redis answers in order), the jitter.  The
  * parts (sentinel.c, sessioncheck.c, sessioncmd.c, sessionpoll.c) and
@@ -13,6 +14,97 @@
 
 #include "session_int.h"
 #include "core/core.h"
+
+
+/* --- the session's memory ---------------------------------------------- */
+
+static char *
+ca_rs_keep(char **p, const char *str)
+{
+    char  *d;
+
+    if (str == NULL) {
+        return NULL;
+    }
+    d = *p;
+    strcpy(d, str);
+    *p += strlen(str) + 1;
+    return d;
+}
+
+
+ca_rs *
+ca_rs_new(const ca_rs_conf *conf)
+{
+    ca_rs        *s;
+    char         *p;
+    const char   *str[7];
+    size_t        i, len;
+
+    s = calloc(1, sizeof(ca_rs));
+    if (s == NULL || conf->reply == NULL) {
+        free(s);
+        return NULL;
+    }
+    s->conf = *conf;
+    /* the strings are the session's: the caller's may not live on */
+    str[0] = conf->host;
+    str[1] = conf->unix_path;
+    str[2] = conf->master ? conf->master : "";
+    str[3] = conf->password;
+    str[4] = conf->stream ? conf->stream : "";
+    str[5] = conf->heads_key ? conf->heads_key : "credit:chains:";
+    str[6] = conf->shipper_key;
+    len = 1;
+    for (i = 0; i < 7; i++) {
+        len += str[i] ? strlen(str[i]) + 1 : 0;
+    }
+    s->strings = malloc(len);
+    if (s->strings == NULL) {
+        free(s);
+        return NULL;
+    }
+    p = s->strings;
+    s->conf.host = ca_rs_keep(&p, str[0]);
+    s->conf.unix_path = ca_rs_keep(&p, str[1]);
+    s->conf.master = ca_rs_keep(&p, str[2]);
+    s->conf.password = ca_rs_keep(&p, str[3]);
+    s->conf.stream = ca_rs_keep(&p, str[4]);
+    s->conf.heads_key = ca_rs_keep(&p, str[5]);
+    s->conf.shipper_key = ca_rs_keep(&p, str[6]);
+    s->conf.epoch = NULL;
+    if (conf->epoch && strlen(conf->epoch) < CA_RS_EPOCH_LEN) {
+        strcpy(s->epoch, conf->epoch);
+        strcpy(s->saved, conf->epoch);
+    }
+    if (s->conf.max_inflight == 0) {
+        s->conf.max_inflight = 1;
+    }
+    if (s->conf.nsentinels == 0) {
+        s->conf.sentinels = NULL;
+    }
+    s->rng = conf->seed ? conf->seed : 0x9E3779B97F4A7C15ULL;
+    return s;
+}
+
+
+void
+ca_rs_free(ca_rs *s)
+{
+    size_t  i;
+
+    if (s == NULL) {
+        return;
+    }
+    for (i = 0; i < s->qlen; i++) {
+        free((char *) s->q[(s->qhead + i) % s->qcap].reply.str);
+    }
+    free(s->q);
+    free(s->acts);
+    free(s->arena);
+    free(s->strings);
+    free(s);
+}
 
 
 /* --- actions ------------------------------------------------------------ */
