@@ -28,7 +28,8 @@
  *    7 writer keycache pass
  *    8 redis                        Redis I/O: the session's actions
  *                                  (lib/redis/session.h decides)
- *    9 redis_wait redis_mem redis_epoch  waiters, memory, epoch file
+ *    9 redis_wait redis_mem redis_epoch  waiters, memory, epoch file,
+ *    9 redis_ship                   the archive's shipper's lag
  *   11 hiredis
  *   12 ctx zone                     the request's ctx, shared memory
  */
@@ -83,6 +84,18 @@ typedef struct {
     ngx_atomic_t                seen;           /* when, Unix seconds */
     char                        policy[32];     /* maxmemory-policy */
 } ngx_http_credit_auth_redismem_t;
+
+/* The archive's shipper as the session last read its hash
+ * (…_redis_ship.c): lag_ms and age_ms as ngx_atomic_int_t, -1 unknown. */
+typedef struct {
+    ngx_atomic_t                state;          /* CA_RS_SHIP_* + 1; 0:
+                                                   not read yet */
+    ngx_atomic_t                lag_ms;
+    ngx_atomic_t                age_ms;         /* when read */
+    ngx_atomic_t                seen_ms;        /* read, Unix ms */
+    char                        archived_id[48];
+    char                        why[96];
+} ngx_http_credit_auth_redisship_t;
 
 
 /* Latency histograms: upper bounds in microseconds, then +Inf. */
@@ -164,6 +177,7 @@ typedef struct {
     ngx_atomic_t                pass_dropped;
     ngx_atomic_t                events[NGX_HTTP_CREDIT_AUTH_EVENTS];
     ngx_http_credit_auth_redismem_t  redis_mem;
+    ngx_http_credit_auth_redisship_t  redis_ship;
 } ngx_http_credit_auth_shctx_t;
 
 typedef struct {
@@ -544,7 +558,7 @@ typedef struct {
  * spool ("" none yet; NULL: no file here), and written when it moves */
 const char *ngx_http_credit_auth_redis_epoch_init(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf);
-void ngx_http_credit_auth_redis_epoch_save(const char *epoch);
+ngx_int_t ngx_http_credit_auth_redis_epoch_save(const char *epoch);
 
 ngx_int_t ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     ngx_http_credit_auth_main_conf_t *mcf,
@@ -562,6 +576,16 @@ ngx_uint_t ngx_http_credit_auth_redis_ready(void);
  */
 ngx_int_t ngx_http_credit_auth_redis_wait(
     ngx_http_credit_auth_redis_waiter_t *w);
+
+/* …_redis_ship.c: the archive's shipper's hash, in the zone, shown. */
+char *ngx_http_credit_auth_redis_ship_key(ngx_pool_t *pool,
+    ngx_str_t *stream);
+void ngx_http_credit_auth_redis_ship_seen(const ca_rs_shipper *sh,
+    ngx_log_t *log);
+json_t *ngx_http_credit_auth_redis_ship_json(
+    ngx_http_credit_auth_shctx_t *sh);
+size_t ngx_http_credit_auth_redis_ship_prom(
+    ngx_http_credit_auth_shctx_t *sh, char *buf, size_t size);
 
 /* …_redis_mem.c: Redis's memory and maxmemory-policy, in the zone. */
 void ngx_http_credit_auth_redis_mem_seen(const ca_redisinfo *ri,

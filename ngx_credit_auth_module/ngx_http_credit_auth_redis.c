@@ -247,8 +247,14 @@ ngx_http_credit_auth_redis_run(void)
             ngx_http_credit_auth_redis_mem_seen(a.info, st->log);
             break;
 
+        case CA_RS_SHIPPER:
+            ngx_http_credit_auth_redis_ship_seen(a.shipper, st->log);
+            break;
+
         case CA_RS_SAVE_EPOCH:
-            ngx_http_credit_auth_redis_epoch_save(a.text);
+            /* failed: asked again at the next connection's check */
+            ca_rs_epoch_saved(st->rs,
+                ngx_http_credit_auth_redis_epoch_save(a.text) == NGX_OK);
             break;
 
         case CA_RS_LOST:
@@ -432,6 +438,8 @@ ngx_http_credit_auth_redis_init_process(ngx_cycle_t *cycle,
     c.scripts = hooks->scripts;
     c.stream = ngx_http_credit_auth_redis_cstr(cycle->pool, &mcf->stream);
     c.heads_key = hooks->heads_key ? hooks->heads_key() : NULL;
+    c.shipper_key = ngx_http_credit_auth_redis_ship_key(cycle->pool,
+                                                        &mcf->stream);
     c.durability = (int) mcf->durability;
     c.wait_replicas = (long) mcf->wait_replicas;
     c.wait_timeout = mcf->wait_timeout;

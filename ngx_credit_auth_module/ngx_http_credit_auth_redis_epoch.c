@@ -5,7 +5,9 @@
  * everything; this file lets "before" survive a restart of the gateway:
  * worker 0 reads it when it starts and writes it when the epoch it sees
  * is another (rare), so that a Redis that lost everything while the
- * gateway was down too is noticed.  Only worker 0 keeps it: a sibling
+ * gateway was down too is noticed.  A write that fails (a full or
+ * read-only disk) is tried again at the next connection's check (the
+ * session asks again, ca_rs_epoch_saved()).  Only worker 0 keeps it: a sibling
  * that reads what worker 0 has just written must not take the epoch
  * worker 0 set for a lost one.
  */
@@ -64,9 +66,9 @@ ngx_http_credit_auth_epoch_read(void)
 /*
  * Written once per epoch, so rarely that a few blocking syscalls on the
  * event loop cost nothing; renamed into place so that a crash leaves the
- * old file or the new one, never half of one.
+ * old file or the new one, never half of one.  NGX_ERROR: not kept.
  */
-void
+ngx_int_t
 ngx_http_credit_auth_redis_epoch_save(const char *epoch)
 {
     u_char                         tmp[NGX_MAX_PATH], line[512], *p;
@@ -75,7 +77,7 @@ ngx_http_credit_auth_redis_epoch_save(const char *epoch)
     ngx_http_credit_auth_epoch_t  *ep = &ngx_http_credit_auth_epoch;
 
     if (ep->state == NULL) {
-        return;
+        return NGX_OK;
     }
     p = ngx_snprintf(line, sizeof(line), "%s\n%V\n", epoch,
                      &ep->mcf->stream);
@@ -92,15 +94,19 @@ ngx_http_credit_auth_redis_epoch_save(const char *epoch)
         (void) ngx_delete_file(tmp);
         ngx_log_error(NGX_LOG_ERR, ep->log, err, "credit_auth: cannot write "
                       "\"%s\": a loss of Redis while the gateway is down "
-                      "will not be noticed", tmp);
-        return;
+                      "will not be noticed (tried again on the next "
+                      "connection)", tmp);
+        return NGX_ERROR;
     }
     ngx_close_file(fd);
     if (ngx_rename_file(tmp, ep->state) == NGX_FILE_ERROR) {
         ngx_log_error(NGX_LOG_ERR, ep->log, ngx_errno, "credit_auth: "
-                      "cannot rename \"%s\"", tmp);
+                      "cannot rename \"%s\" to \"%s\" (tried again on the "
+                      "next connection)", tmp, ep->state);
         (void) ngx_delete_file(tmp);
+        return NGX_ERROR;
     }
+    return NGX_OK;
 }
 
 

@@ -150,6 +150,10 @@ ngx_http_credit_auth_status_json(ngx_http_credit_auth_shctx_t *sh)
                                   &sh->redis_mem),
                           "state",
                               ngx_http_credit_auth_mem_state(&sh->redis_mem));
+    if (redis != NULL) {
+        json_object_set_new(redis, "shipper",
+                            ngx_http_credit_auth_redis_ship_json(sh));
+    }
 
     doc = json_pack("{s:{s:I, s:I, s:I}, s:o, s:o, s:o, s:o, s:o, s:o,"
                     " s:o, s:o, s:o}",
@@ -290,7 +294,7 @@ static char *
 ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
 {
     int                                i;
-    char                               v1[256], v2[512];
+    char                               v1[256], v2[512], ship[1536];
     json_int_t                         bytes, age;
     ngx_uint_t                         k, n;
     ngx_http_credit_auth_text_t        t;
@@ -441,6 +445,9 @@ ngx_http_credit_auth_status_prometheus(ngx_http_credit_auth_shctx_t *sh)
         ngx_http_credit_auth_label_value(sh->redis_mem.policy, v1,
                                          sizeof(v1)),
         ngx_http_credit_auth_mem_state(&sh->redis_mem));
+
+    ngx_http_credit_auth_redis_ship_prom(sh, ship, sizeof(ship));
+    ngx_http_credit_auth_prom(&t, "%s", ship);
 
     ngx_http_credit_auth_family(&t, "credit_auth_events_total", "counter",
         "Conditions said once in the error log, counted while they last.");

@@ -16,6 +16,9 @@
  * within connect_timeout, it is tried again on the next Sentinel a second
  * later.  It only speeds things up: the old primary's refusals lead to
  * the new one without it.
+ *
+ * What either learns is returned (a primary's address, or that nobody
+ * knows it): session.c acts on it.
  */
 #include <stdio.h>
 #include <string.h>
@@ -24,7 +27,7 @@
 
 
 /* A dotted IPv4 literal, as connected to without resolving. */
-int
+static int
 ca_rs_ipv4(const char *p, size_t len)
 {
     size_t    i, parts = 0, digits = 0;
@@ -104,31 +107,32 @@ ca_rs_sentinel_connected(ca_rs *s)
 }
 
 
-/* This Sentinel gave no answer (its connection is closed): the next one,
- * or nobody knows. */
-void
+/* This Sentinel gave no answer (its connection is closed): the next one
+ * is asked (CA_RS_ASKING), or nobody knows (CA_RS_NOBODY). */
+int
 ca_rs_sentinel_lost(ca_rs *s, const char *why, uint64_t now)
 {
     const ca_rs_addr  *sa = &s->conf.sentinels[s->s_at];
 
     s->s_by = 0;
     if (!s->asking) {
-        return;
+        return CA_RS_ASKING;
     }
     ca_rs_log(s, CA_RS_WARN, CA_RS_NOTE_NONE, CA_RS_EV_NONE,
               "redis: Sentinel %s:%d: %s", sa->host, sa->port, why);
     if (s->s_tried >= s->conf.nsentinels) {
-        ca_rs_found(s, NULL, 0, now);
-        return;
+        return CA_RS_NOBODY;
     }
     ca_rs_sentinel_try(s, now);
+    return CA_RS_ASKING;
 }
 
 
-void
-ca_rs_sentinel_reply(ca_rs *s, const ca_rs_reply *r, uint64_t now)
+/* CA_RS_FOUND with the primary in *at, or as ca_rs_sentinel_lost(). */
+int
+ca_rs_sentinel_reply(ca_rs *s, const ca_rs_reply *r, ca_rs_where *at,
+                     uint64_t now)
 {
-    char                host[CA_RS_HOST_LEN];
     char                why[128];
     const ca_rs_reply  *e = r->element;
     int                 port = 0;
@@ -142,20 +146,20 @@ ca_rs_sentinel_reply(ca_rs *s, const ca_rs_reply *r, uint64_t now)
         if (r->type == CA_RS_ERROR) {
             snprintf(why, sizeof(why), "%.*s", (int) r->len, r->str);
         }
-        ca_rs_sentinel_lost(s, r->type == CA_RS_ERROR ? why
-                               : r->type == CA_RS_NIL ? "master unknown"
-                               : "no answer", now);
-        return;
+        return ca_rs_sentinel_lost(s, r->type == CA_RS_ERROR ? why
+                                      : r->type == CA_RS_NIL
+                                        ? "master unknown" : "no answer",
+                                   now);
     }
     /* an address, never a name: it is connected to without resolving */
     port = ca_rs_port(e[1].str, e[1].len);
     if (!ca_rs_ipv4(e[0].str, e[0].len) || port == 0) {
-        ca_rs_sentinel_lost(s, "answered no IPv4 address", now);
-        return;
+        return ca_rs_sentinel_lost(s, "answered no IPv4 address", now);
     }
-    memcpy(host, e[0].str, e[0].len);
-    host[e[0].len] = '\0';
-    ca_rs_found(s, host, port, now);
+    memcpy(at->host, e[0].str, e[0].len);
+    at->host[e[0].len] = '\0';
+    at->port = port;
+    return CA_RS_FOUND;
 }
 
 
@@ -228,12 +232,12 @@ ca_rs_watch_timer(ca_rs *s, uint64_t now)
  * replica is a primary, before it has moved the other replicas (its own
  * +switch-master comes a second or more later).  Only our master's.
  */
-static void
-ca_rs_watch_switch(ca_rs *s, int promoted, const char *msg, size_t len)
+static int
+ca_rs_watch_switch(ca_rs *s, int promoted, const char *msg, size_t len,
+                   ca_rs_where *at)
 {
     const char  *p = msg, *last = msg + len, *tok[8];
     size_t       tlen[8], n, want, m, a;
-    char         host[CA_RS_HOST_LEN];
     int          port;
 
     for (n = 0; n < 8 && p < last; n++) {
@@ -253,22 +257,23 @@ ca_rs_watch_switch(ca_rs *s, int promoted, const char *msg, size_t len)
         || memcmp(tok[m], s->conf.master, tlen[m]) != 0
         || (promoted && (tlen[0] != 5 || memcmp(tok[0], "slave", 5) != 0)))
     {
-        return;                 /* another master's, or not understood */
+        return 0;               /* another master's, or not understood */
     }
     port = ca_rs_port(tok[a + 1], tlen[a + 1]);
     if (port == 0 || !ca_rs_ipv4(tok[a], tlen[a])) {
         ca_rs_log(s, CA_RS_WARN, CA_RS_NOTE_NONE, CA_RS_EV_NONE,
                   "redis: Sentinel names no IPv4 address: %.*s",
                   (int) (len < 200 ? len : 200), msg);
-        return;
+        return 0;
     }
-    memcpy(host, tok[a], tlen[a]);
-    host[tlen[a]] = '\0';
+    memcpy(at->host, tok[a], tlen[a]);
+    at->host[tlen[a]] = '\0';
+    at->port = port;
     ca_rs_log(s, CA_RS_NOTICE, CA_RS_NOTE_NONE, CA_RS_EV_NONE,
               "redis: %s: the primary of \"%s\" is now %s:%d",
               promoted ? "+promoted-slave" : "+switch-master",
-              s->conf.master, host, port);
-    ca_rs_switched(s, host, port, s->now);
+              s->conf.master, at->host, port);
+    return 1;
 }
 
 
@@ -280,15 +285,16 @@ ca_rs_word(const ca_rs_reply *r, const char *word)
 }
 
 
-/* The SUBSCRIBE's confirmations, and every message. */
-void
-ca_rs_watch_reply(ca_rs *s, const ca_rs_reply *r, uint64_t now)
+/* The SUBSCRIBE's confirmations, and every message: 1 when Sentinel has
+ * just made *at the primary. */
+int
+ca_rs_watch_reply(ca_rs *s, const ca_rs_reply *r, ca_rs_where *at)
 {
     const ca_rs_reply  *e = r->element;
     const ca_rs_addr   *sa;
 
     if (r->type != CA_RS_ARRAY || r->elements != 3) {
-        return;
+        return 0;
     }
     if (ca_rs_word(&e[0], "subscribe") && !s->w_subscribed
         && e[2].type == CA_RS_INTEGER && e[2].integer == 2)
@@ -299,13 +305,13 @@ ca_rs_watch_reply(ca_rs *s, const ca_rs_reply *r, uint64_t now)
         ca_rs_log(s, CA_RS_INFO, CA_RS_NOTE_NONE, CA_RS_EV_NONE,
                   "redis: watching +switch-master on Sentinel %s:%d",
                   sa->host, sa->port);
-        return;
+        return 0;
     }
     if (ca_rs_word(&e[0], "message") && e[1].type == CA_RS_STRING
         && e[2].type == CA_RS_STRING)
     {
-        s->now = now;
-        ca_rs_watch_switch(s, ca_rs_word(&e[1], "+promoted-slave"),
-                           e[2].str, e[2].len);
+        return ca_rs_watch_switch(s, ca_rs_word(&e[1], "+promoted-slave"),
+                                  e[2].str, e[2].len, at);
     }
+    return 0;
 }

@@ -11,133 +11,7 @@
 #include "session_int.h"
 
 
-static char *
-ca_rs_keep(char **p, const char *str)
-{
-    char  *d;
-
-    if (str == NULL) {
-        return NULL;
-    }
-    d = *p;
-    strcpy(d, str);
-    *p += strlen(str) + 1;
-    return d;
-}
-
-
-ca_rs *
-ca_rs_new(const ca_rs_conf *conf)
-{
-    ca_rs        *s;
-    char         *p;
-    const char   *str[6];
-    size_t        i, len;
-
-    s = calloc(1, sizeof(ca_rs));
-    if (s == NULL || conf->reply == NULL) {
-        free(s);
-        return NULL;
-    }
-    s->conf = *conf;
-    /* the strings are the session's: the caller's may not live on */
-    str[0] = conf->host;
-    str[1] = conf->unix_path;
-    str[2] = conf->master ? conf->master : "";
-    str[3] = conf->password;
-    str[4] = conf->stream ? conf->stream : "";
-    str[5] = conf->heads_key ? conf->heads_key : "credit:chains:";
-    len = 1;
-    for (i = 0; i < 6; i++) {
-        len += str[i] ? strlen(str[i]) + 1 : 0;
-    }
-    s->strings = malloc(len);
-    if (s->strings == NULL) {
-        free(s);
-        return NULL;
-    }
-    p = s->strings;
-    s->conf.host = ca_rs_keep(&p, str[0]);
-    s->conf.unix_path = ca_rs_keep(&p, str[1]);
-    s->conf.master = ca_rs_keep(&p, str[2]);
-    s->conf.password = ca_rs_keep(&p, str[3]);
-    s->conf.stream = ca_rs_keep(&p, str[4]);
-    s->conf.heads_key = ca_rs_keep(&p, str[5]);
-    s->conf.epoch = NULL;
-    if (conf->epoch && strlen(conf->epoch) < CA_RS_EPOCH_LEN) {
-        strcpy(s->epoch, conf->epoch);
-        strcpy(s->saved, conf->epoch);
-    }
-    if (s->conf.max_inflight == 0) {
-        s->conf.max_inflight = 1;
-    }
-    if (s->conf.nsentinels == 0) {
-        s->conf.sentinels = NULL;
-    }
-    s->rng = conf->seed ? conf->seed : 0x9E3779B97F4A7C15ULL;
-    return s;
-}
-
-
-void
-ca_rs_free(ca_rs *s)
-{
-    size_t  i;
-
-    if (s == NULL) {
-        return;
-    }
-    for (i = 0; i < s->qlen; i++) {
-        free((char *) s->q[(s->qhead + i) % s->qcap].reply.str);
-    }
-    free(s->q);
-    free(s->acts);
-    free(s->arena);
-    free(s->strings);
-    free(s);
-}
-
-
-/* --- connections --------------------------------------------------------- */
-
-uint64_t
-ca_rs_open(ca_rs *s, int conn, const char *host, int port,
-           const char *unix_path)
-{
-    ca_rs_act  *a;
-
-    s->id[conn] = ++s->last_id;
-    s->up[conn] = 0;
-    a = ca_rs_push(s, CA_RS_CONNECT);
-    if (a) {
-        a->a.conn = conn;
-        a->a.id = s->id[conn];
-        a->a.port = port;
-        ca_rs_set(s, a, CA_RS_F_HOST, host, host ? strlen(host) : 0);
-        ca_rs_set(s, a, CA_RS_F_UNIX, unix_path,
-                  unix_path ? strlen(unix_path) : 0);
-    }
-    return s->id[conn];
-}
-
-
-/* graceful: the replies on the wire still come (ca_rs_closed() then). */
-void
-ca_rs_shut(ca_rs *s, int conn, int graceful)
-{
-    ca_rs_act  *a;
-
-    a = ca_rs_push(s, CA_RS_CLOSE);
-    if (a) {
-        a->a.conn = conn;
-        a->a.id = s->id[conn];
-        a->a.graceful = graceful;
-    }
-    if (!graceful) {
-        s->id[conn] = 0;
-        s->up[conn] = 0;
-    }
-}
+static void ca_rs_end(ca_rs *s, uint64_t now);
 
 
 /* --- the primary's life -------------------------------------------------- */
@@ -179,7 +53,7 @@ ca_rs_schedule(ca_rs *s, uint64_t now)
 
 /* The primary's connection is gone (closed already): its commands get
  * NULL, then the next attempt is scheduled. */
-void
+static void
 ca_rs_gone(ca_rs *s, uint64_t now)
 {
     s->id[CA_RS_PRIMARY] = 0;
@@ -192,7 +66,7 @@ ca_rs_gone(ca_rs *s, uint64_t now)
 }
 
 
-void
+static void
 ca_rs_connect(ca_rs *s, uint64_t now)
 {
     const ca_rs_conf  *c = &s->conf;
@@ -221,7 +95,7 @@ ca_rs_connect(ca_rs *s, uint64_t now)
 
 
 /* Dropped now: every pending command gets NULL. */
-void
+static void
 ca_rs_drop(ca_rs *s, const char *why, uint64_t now)
 {
     if (s->id[CA_RS_PRIMARY] == 0) {
@@ -235,7 +109,7 @@ ca_rs_drop(ca_rs *s, const char *why, uint64_t now)
 
 
 /* Sentinel's answer: NULL when none knew. */
-void
+static void
 ca_rs_found(ca_rs *s, const char *host, int port, uint64_t now)
 {
     s->asking = 0;
@@ -265,7 +139,7 @@ ca_rs_found(ca_rs *s, const char *host, int port, uint64_t now)
  * does there is no longer acknowledged durably, and the new primary is
  * connected to now, not after a backoff.
  */
-void
+static void
 ca_rs_switched(ca_rs *s, const char *host, int port, uint64_t now)
 {
     if (s->exiting
@@ -292,7 +166,7 @@ ca_rs_switched(ca_rs *s, const char *host, int port, uint64_t now)
  * and the next one is checked again.  NULL: it works, and trouble said
  * before is over.
  */
-void
+static void
 ca_rs_answered(ca_rs *s, const char *refusal, uint64_t now)
 {
     if (!s->ready) {
@@ -315,6 +189,32 @@ ca_rs_answered(ca_rs *s, const char *refusal, uint64_t now)
     s->closing = 1;
     s->close_by = now + CA_RS_CLOSE_GRACE;
     ca_rs_shut(s, CA_RS_PRIMARY, 1);
+}
+
+
+/* What a Sentinel lookup came to (sentinel.c): a primary to connect to,
+ * or nobody knows it (a backoff). */
+static void
+ca_rs_looked_up(ca_rs *s, int rc, const ca_rs_where *at, uint64_t now)
+{
+    if (rc == CA_RS_FOUND) {
+        ca_rs_found(s, at->host, at->port, now);
+    } else if (rc == CA_RS_NOBODY) {
+        ca_rs_found(s, NULL, 0, now);
+    }
+}
+
+
+/* A caller's command's reply was delivered (sessioncmd.c): what it says
+ * of the connection. */
+static void
+ca_rs_heard(ca_rs *s, int heard, uint64_t now)
+{
+    if (heard != CA_RS_HEARD_NOTHING) {
+        ca_rs_answered(s, heard == CA_RS_HEARD_READONLY ? "READONLY"
+                          : heard == CA_RS_HEARD_NOREPLICAS ? "NOREPLICAS"
+                          : NULL, now);
+    }
 }
 
 
@@ -368,8 +268,9 @@ ca_rs_closed(ca_rs *s, int conn, uint64_t id, const char *why,
     s->up[conn] = 0;
     why = why && why[0] ? why : "closed";
     if (conn == CA_RS_SENTINEL) {
-        ca_rs_sentinel_lost(s, up ? "connection lost" : "cannot connect",
-                            now);
+        ca_rs_looked_up(s, ca_rs_sentinel_lost(s, up ? "connection lost"
+                                                     : "cannot connect", now),
+                        NULL, now);
     } else if (conn == CA_RS_WATCH) {
         ca_rs_watch_lost(s, up ? "connection lost" : "cannot connect", now);
     } else {
@@ -390,6 +291,9 @@ ca_rs_feed(ca_rs *s, int conn, uint64_t id, const ca_rs_reply *r,
            uint64_t now)
 {
     ca_rs_pending  p;
+    ca_rs_where    at;
+    char           why[64];
+    int            rc;
 
     ca_rs_begin(s);
     if (conn < 0 || conn >= CA_RS_CONNS || id == 0 || s->id[conn] != id
@@ -398,20 +302,27 @@ ca_rs_feed(ca_rs *s, int conn, uint64_t id, const ca_rs_reply *r,
         return;
     }
     if (conn == CA_RS_SENTINEL) {
-        ca_rs_sentinel_reply(s, r, now);
+        rc = ca_rs_sentinel_reply(s, r, &at, now);
+        ca_rs_looked_up(s, rc, &at, now);
     } else if (conn == CA_RS_WATCH) {
-        ca_rs_watch_reply(s, r, now);
+        if (ca_rs_watch_reply(s, r, &at)) {
+            ca_rs_switched(s, at.host, at.port, now);
+        }
     } else if (s->qlen == 0) {
         ca_rs_drop(s, "a reply to no command", now);
     } else {
         p = *ca_rs_head(s);
         ca_rs_pop(s);
         if (p.kind == CA_RS_K_USER || p.kind == CA_RS_K_WAIT) {
-            ca_rs_reply_cmd(s, &p, r, now);
+            ca_rs_heard(s, ca_rs_reply_cmd(s, &p, r), now);
         } else if (p.kind == CA_RS_K_MEM) {
-            ca_rs_mem_reply(s, r, now);
-        } else if (s->checking) {
-            ca_rs_check_reply(s, p.kind, r, now);
+            if (ca_rs_mem_reply(s, r, why, sizeof(why))) {
+                ca_rs_answered(s, why, now);
+            }
+        } else if (p.kind == CA_RS_K_TIME || p.kind == CA_RS_K_SHIP) {
+            ca_rs_ship_reply(s, p.kind, r);
+        } else if (s->checking && ca_rs_check_reply(s, p.kind, r, now) < 0) {
+            ca_rs_gone(s, now);
         }
     }
     ca_rs_end(s, now);
@@ -432,7 +343,8 @@ ca_rs_timer(ca_rs *s, uint64_t now)
     if (s->s_by && now >= s->s_by && s->id[CA_RS_SENTINEL]) {
         ca_rs_shut(s, CA_RS_SENTINEL, 0);
         s->s_by = 0;
-        ca_rs_sentinel_lost(s, "timed out", now);
+        ca_rs_looked_up(s, ca_rs_sentinel_lost(s, "timed out", now), NULL,
+                        now);
     }
     if (s->w_at_ms && now >= s->w_at_ms) {
         ca_rs_watch_timer(s, now);
@@ -453,12 +365,8 @@ ca_rs_timer(ca_rs *s, uint64_t now)
             ca_rs_drop(s, "connect timed out", now);
         } else if (p && now >= p->deadline) {
             ca_rs_drop(s, "command timed out", now);
-        } else if (s->ready && !s->mem_asked && now >= s->mem_next) {
-            s->mem_asked = 1;
-            s->mem_next = now + CA_RS_MEM_POLL;
-            ca_rs_expect(s, CA_RS_K_MEM, NULL,
-                         now + s->conf.command_timeout);
-            ca_rs_sendv(s, CA_RS_PRIMARY, "INFO", "memory", NULL, NULL);
+        } else if (s->ready && !s->polls && now >= s->poll_next) {
+            ca_rs_poll(s, now);
         }
     } else if (s->reconnect_at && now >= s->reconnect_at) {
         s->reconnect_at = 0;
@@ -520,6 +428,37 @@ ca_rs_want(ca_rs *s, uint64_t now)
 }
 
 
+void
+ca_rs_epoch_saved(ca_rs *s, int ok)
+{
+    if (!ok) {
+        s->saved[0] = '\0';
+    }
+}
+
+
+int
+ca_rs_command(ca_rs *s, int argc, const char **argv, const size_t *lens,
+              void *owner, uint64_t now)
+{
+    ca_rs_begin(s);
+    if (!ca_rs_ready(s) || s->inflight >= s->conf.max_inflight
+        || ca_rs_command_send(s, argc, argv, lens, owner, now) != 0)
+    {
+        return -1;
+    }
+    ca_rs_end(s, now);
+    return 0;
+}
+
+
+size_t
+ca_rs_inflight(const ca_rs *s)
+{
+    return s->inflight;
+}
+
+
 const char *
 ca_rs_why(const ca_rs *s)
 {
@@ -528,16 +467,6 @@ ca_rs_why(const ca_rs *s)
 
 
 /* --- the one timer --------------------------------------------------------- */
-
-/* Actions all taken: their strings may go. */
-void
-ca_rs_begin(ca_rs *s)
-{
-    if (s->acts_next == s->nacts) {
-        s->nacts = s->acts_next = s->arena_len = 0;
-    }
-}
-
 
 static void
 ca_rs_soonest(uint64_t *at, uint64_t t)
@@ -551,7 +480,7 @@ ca_rs_soonest(uint64_t *at, uint64_t t)
 /* After every event: an action lost for want of memory drops what the
  * session was doing (fail closed); the timer is asked for the soonest
  * deadline when that moved. */
-void
+static void
 ca_rs_end(ca_rs *s, uint64_t now)
 {
     uint64_t    at = 0;
@@ -566,7 +495,7 @@ ca_rs_end(ca_rs *s, uint64_t now)
         if (s->id[CA_RS_PRIMARY]) {
             ca_rs_soonest(&at, s->closing ? s->close_by
                                : !s->ready ? s->connect_by
-                               : s->mem_asked ? 0 : s->mem_next);
+                               : s->polls ? 0 : s->poll_next);
             for (i = 0; i < s->qlen; i++) {
                 if (s->q[(s->qhead + i) % s->qcap].deadline) {
                     ca_rs_soonest(&at,

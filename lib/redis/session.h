@@ -33,6 +33,9 @@
  *    command only (ca_rs_classify);
  *  - Redis's memory: INFO memory once a second; a maxmemory-policy set to
  *    evict while connected drops the connection;
+ *  - the archive's shipper: its hash <stream>:shipper (docs/archive.md)
+ *    read in the same round (TIME, HMGET), judged ok, lagging, stale or
+ *    absent (ca_rs_shipper_read);
  *  - the +switch-master / +promoted-slave watch on a Sentinel pub/sub
  *    connection of its own, retried on the next Sentinel a second after
  *    it is lost; a switch drops the connection and goes to the new
@@ -122,6 +125,43 @@ int ca_rs_classify(const ca_rs_reply *r);
 #define CA_RS_SAVE_EPOCH    9       /* text: the epoch to keep on disk */
 #define CA_RS_LOST          10      /* missing, expected, found: Redis
                                        lost acknowledged data */
+#define CA_RS_SHIPPER       11      /* shipper: what the shipper said */
+
+/*
+ * What the archive's shipper (credit-audit ship) last said of itself in
+ * its hash <stream>:shipper: lag_ms (the age of the oldest entry not yet
+ * archived), updated_ms (Redis's TIME when it wrote it), archived_id.
+ * The report's age is Redis's TIME now less updated_ms: one clock, the
+ * shipper's and the gateway's hosts' clocks do not matter.
+ */
+#define CA_RS_SHIP_ABSENT   0       /* no hash: no shipper has reported */
+#define CA_RS_SHIP_OK       1
+#define CA_RS_SHIP_LAGGING  2       /* lag over CA_RS_SHIP_LAG_MS */
+#define CA_RS_SHIP_STALE    3       /* report older than
+                                       CA_RS_SHIP_STALE_MS: it is down */
+#define CA_RS_SHIP_UNKNOWN  4       /* unreadable: why says */
+
+/* A third of ship's default --keep (15 min): lagging that long, entries
+ * still in Redis are about to be kept past their time. */
+#define CA_RS_SHIP_LAG_MS    300000
+/* The shipper writes the hash after every round, and every few seconds
+ * while the archive is down: a minute without one, it is not running. */
+#define CA_RS_SHIP_STALE_MS  60000
+
+typedef struct {
+    int                 state;          /* CA_RS_SHIP_* */
+    long long           lag_ms;         /* -1: not known */
+    long long           age_ms;         /* of the report; -1: not known */
+    char                archived_id[48];
+    char                why[96];        /* UNKNOWN */
+} ca_rs_shipper;
+
+/*
+ * The hash's reply judged (HMGET <key> lag_ms updated_ms archived_id, or
+ * an error) at Redis's time now_ms (TIME; -1 when not known).
+ */
+void ca_rs_shipper_read(ca_rs_shipper *sh, long long now_ms,
+                        const ca_rs_reply *hash);
 
 typedef struct {
     int                 type;
@@ -143,6 +183,7 @@ typedef struct {
     const char         *expected;
     const char         *found;
     const ca_redisinfo *info;           /* MEMORY */
+    const ca_rs_shipper *shipper;       /* SHIPPER */
 } ca_rs_action;
 
 typedef struct {
@@ -173,6 +214,8 @@ typedef struct {
     const char *const  *scripts;        /* SCRIPT LOAD, NULL-ended */
     const char         *stream;         /* <stream>:epoch */
     const char         *heads_key;      /* HGETALL; NULL: credit:chains: */
+    const char         *shipper_key;    /* HMGET each second; NULL: not
+                                           read */
     int                 durability;     /* CA_DURABLE_* */
     long                wait_replicas;
     uint64_t            wait_timeout;   /* ms */
@@ -217,6 +260,15 @@ void ca_rs_stop(ca_rs *s, uint64_t now);
  */
 int ca_rs_command(ca_rs *s, int argc, const char **argv, const size_t *lens,
                   void *owner, uint64_t now);
+
+/*
+ * The caller's answer to CA_RS_SAVE_EPOCH: 0 when the epoch could not be
+ * kept (a full or read-only disk): it is asked for again at the next
+ * connection's check, so that a write that failed once is not left
+ * failed for the life of the worker.  Takes no action: may be called
+ * while the actions are taken.
+ */
+void ca_rs_epoch_saved(ca_rs *s, int ok);
 
 /* Whether commands are taken now. */
 int ca_rs_ready(const ca_rs *s);

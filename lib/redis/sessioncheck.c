@@ -16,6 +16,9 @@
  *     hold every head Redis acknowledged (the caller's heads hook).
  *     Either gone or behind: a LOST action, after READY (the entry that
  *     says so is written to this Redis).
+ *
+ * A verdict against closes the connection and returns -1: session.c then
+ * schedules the next attempt.
  */
 #include <stdio.h>
 #include <string.h>
@@ -24,10 +27,10 @@
 
 
 /* The verdict against: `rc` -1, or -2 never usable as configured (a
- * cluster node: loud, and retried slowly). */
-static void
+ * cluster node: loud, and retried slowly).  Returns -1. */
+static int
 ca_rs_check_fail(ca_rs *s, int rc, const char *what, const char *why,
-                 size_t len, uint64_t now)
+                 size_t len)
 {
     snprintf(s->why, sizeof(s->why), "%s%.*s", what, (int) len, why);
     s->checking = 0;
@@ -45,7 +48,7 @@ ca_rs_check_fail(ca_rs *s, int rc, const char *what, const char *why,
                   "redis %s", s->why);
     }
     ca_rs_shut(s, CA_RS_PRIMARY, 0);
-    ca_rs_gone(s, now);
+    return -1;
 }
 
 
@@ -83,7 +86,7 @@ ca_rs_check_start(ca_rs *s)
 }
 
 
-static void
+static int
 ca_rs_check_verdict(ca_rs *s, const ca_rs_reply *r, uint64_t now)
 {
     char        why[256], mine[CA_RS_EPOCH_LEN], key[512];
@@ -91,8 +94,7 @@ ca_rs_check_verdict(ca_rs *s, const ca_rs_reply *r, uint64_t now)
     int         rc;
 
     if (r->type == CA_RS_ERROR) {
-        ca_rs_check_fail(s, -1, "not ready: ", r->str, r->len, now);
-        return;
+        return ca_rs_check_fail(s, -1, "not ready: ", r->str, r->len);
     }
     /* the caller shows the memory of a Redis refused for it too */
     if (s->info.seen) {
@@ -103,9 +105,8 @@ ca_rs_check_verdict(ca_rs *s, const ca_rs_reply *r, uint64_t now)
     rc = ca_redisinfo_check(&s->info, s->conf.durability,
                             s->conf.wait_replicas, why, sizeof(why));
     if (rc != 0) {
-        ca_rs_check_fail(s, rc, rc == -2 ? "refused: " : "not used: ", why,
-                         strlen(why), now);
-        return;
+        return ca_rs_check_fail(s, rc, rc == -2 ? "refused: " : "not used: ",
+                                why, strlen(why));
     }
     /* a warning, or "" */
     snprintf(s->why, sizeof(s->why), "%s", why);
@@ -125,6 +126,7 @@ ca_rs_check_verdict(ca_rs *s, const ca_rs_reply *r, uint64_t now)
     ca_rs_sendv(s, CA_RS_PRIMARY, "GET", key, NULL, NULL);
     ca_rs_expect(s, CA_RS_K_HEADS, NULL, 0);
     ca_rs_sendv(s, CA_RS_PRIMARY, "HGETALL", s->conf.heads_key, NULL, NULL);
+    return 0;
 }
 
 
@@ -136,7 +138,7 @@ ca_rs_check_ready(ca_rs *s, uint64_t now)
     s->checking = 0;
     s->ready = 1;
     s->failures = 0;
-    s->mem_next = now + CA_RS_MEM_POLL;
+    s->poll_next = now + CA_RS_MEM_POLL;
     if (s->why[0]) {
         ca_rs_log(s, CA_RS_WARN, CA_RS_NOTE_WARNED, CA_RS_EV_NONE,
                   "redis: %s", s->why);
@@ -159,7 +161,7 @@ ca_rs_check_ready(ca_rs *s, uint64_t now)
 }
 
 
-static void
+static int
 ca_rs_check_heads(ca_rs *s, const ca_rs_reply *r, uint64_t now)
 {
     char        exp[CA_RS_LIST_LEN], found[CA_RS_LIST_LEN];
@@ -170,9 +172,8 @@ ca_rs_check_heads(ca_rs *s, const ca_rs_reply *r, uint64_t now)
     ca_rs_act  *a;
 
     if (r->type != CA_RS_ARRAY) {
-        ca_rs_check_fail(s, -1, "not used: ", "cannot read the chain heads",
-                         27, now);
-        return;
+        return ca_rs_check_fail(s, -1, "not used: ",
+                                "cannot read the chain heads", 27);
     }
     epoch = s->epoch[0] && strcmp(s->epoch, s->found) != 0;
     memcpy(lost, s->epoch, sizeof(lost));
@@ -190,7 +191,7 @@ ca_rs_check_heads(ca_rs *s, const ca_rs_reply *r, uint64_t now)
     /* ready first: the entry that says what is missing goes to Redis */
     ca_rs_check_ready(s, now);
     if (!epoch && behind <= 0) {
-        return;
+        return 0;
     }
     snprintf(m, sizeof(m), "%s%s%s", epoch ? "epoch" : "",
              epoch && behind > 0 ? " " : "", behind > 0 ? "chains" : "");
@@ -208,10 +209,12 @@ ca_rs_check_heads(ca_rs *s, const ca_rs_reply *r, uint64_t now)
     ca_rs_set(s, a, CA_RS_F_MISSING, m, strlen(m));
     ca_rs_set(s, a, CA_RS_F_EXPECTED, e, strlen(e));
     ca_rs_set(s, a, CA_RS_F_FOUND, f, strlen(f));
+    return 0;
 }
 
 
-void
+/* 0: the check goes on (or is passed); -1: failed, the connection shut. */
+int
 ca_rs_check_reply(ca_rs *s, int kind, const ca_rs_reply *r, uint64_t now)
 {
     const ca_rs_reply  *v;
@@ -222,11 +225,12 @@ ca_rs_check_reply(ca_rs *s, int kind, const ca_rs_reply *r, uint64_t now)
     case CA_RS_K_SELECT:
     case CA_RS_K_SCRIPT:
         if (r->type == CA_RS_ERROR) {
-            ca_rs_check_fail(s, -1, kind == CA_RS_K_AUTH ? "AUTH refused: "
-                                    : kind == CA_RS_K_SELECT
-                                      ? "SELECT refused: "
-                                      : "SCRIPT LOAD refused: ",
-                             r->str, r->len, now);
+            return ca_rs_check_fail(s, -1, kind == CA_RS_K_AUTH
+                                           ? "AUTH refused: "
+                                           : kind == CA_RS_K_SELECT
+                                             ? "SELECT refused: "
+                                             : "SCRIPT LOAD refused: ",
+                                    r->str, r->len);
         }
         break;
 
@@ -248,24 +252,22 @@ ca_rs_check_reply(ca_rs *s, int kind, const ca_rs_reply *r, uint64_t now)
         break;
 
     case CA_RS_K_PING:
-        ca_rs_check_verdict(s, r, now);
-        break;
+        return ca_rs_check_verdict(s, r, now);
 
     case CA_RS_K_GET:
         if (r->type != CA_RS_STRING || r->len >= sizeof(s->found)) {
-            ca_rs_check_fail(s, -1, "not used: ",
-                             "cannot read the epoch key", 25, now);
-            break;
+            return ca_rs_check_fail(s, -1, "not used: ",
+                                    "cannot read the epoch key", 25);
         }
         memcpy(s->found, r->str, r->len);
         s->found[r->len] = '\0';
         break;
 
     case CA_RS_K_HEADS:
-        ca_rs_check_heads(s, r, now);
-        break;
+        return ca_rs_check_heads(s, r, now);
 
     default:                    /* SET NX: the GET behind it says */
         break;
     }
+    return 0;
 }

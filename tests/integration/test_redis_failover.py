@@ -850,6 +850,34 @@ def test_restart_of_redis_and_gateway_is_a_discontinuity(rig):
     assert rc == 1 and "discontinuity" in out, out
 
 
+def test_redis_epoch_write_failed_is_retried(rig):
+    """<spool>/redis-epoch could not be written (here a directory stands
+    in its place, which no rename replaces, root or not): the gateway says
+    so, and writes it at the next connection once it can (before: asked
+    once per epoch, never again while the worker lived)."""
+    rg = rig()
+    red = rg.redis()
+    spool = S.subdir(rg.dir, "spool", 0o777)
+    os.chmod(spool, 0o777)
+    state = spool / "redis-epoch"
+    state.mkdir()
+    env = rg.start_gateway(red, http_directives={"credit_auth_audit_spool":
+                                                 str(spool)})
+    assert ok_soon(env)
+    assert wait_for(lambda: "redis-epoch\" (tried again on the next "
+                    "connection)" in rg.log(), 5), rg.log()[-2000:]
+    time.sleep(0.5)
+    assert state.is_dir()
+    state.rmdir()
+    # the next connection: Redis closes the gateway's
+    c = red.client()
+    assert c.client_kill_filter(_type="normal", skipme=True) >= 1
+    epoch = c.get("credit:audit:epoch")
+    assert wait_for(lambda: state.is_file() and state.read_text() ==
+                    f"{epoch}\ncredit:audit\n", 5), rg.log()[-2000:]
+    assert ok_soon(env)
+
+
 # ------------------------------------------------------------------------
 # Sentinel's +switch-master: followed at once, not on the next error
 

@@ -102,7 +102,10 @@ def test_every_family_has_help_type_and_one_label_name(env):
                    "credit_auth_token_cache_lookups_total",
                    "credit_auth_token_cache_evictions_total",
                    "credit_auth_audit_spool_bytes",
-                   "credit_auth_audit_spool_oldest_age_seconds"):
+                   "credit_auth_audit_spool_oldest_age_seconds",
+                   "credit_auth_shipper_lag_seconds",
+                   "credit_auth_shipper_report_age_seconds",
+                   "credit_auth_shipper_up", "credit_auth_shipper_state"):
         assert family in types, family
     assert "credit_auth_requests_total" not in types
     assert "credit_auth_token_cache_total" not in types
