@@ -4,7 +4,8 @@
  * acknowledged and trimmed from Redis.
  *
  *   audit_ship.c         the command: options, active or standby, retries
- *   audit_shipbatch.c    a batch: verify, stage, commit (one transaction)
+ *   audit_shipbatch.c    a batch: its transaction (lock, COPY, commit)
+ *   audit_shipverify.c   a batch's verification, findings, chain states
  *   audit_shipcopy.c     the entries' rows in COPY's binary format
  *   audit_shiparena.c    a batch's Redis reply in one allocation arena
  *   audit_shipredis.c    the consumer group, trimming, the published lag
@@ -116,10 +117,23 @@ typedef struct {
     uint64_t        new_findings;       /* this run (--once's status) */
 } ship;
 
-/* audit_shipbatch.c */
+/* audit_shipverify.c */
 /* The archive's state of the stream, and a fresh verifier over it. */
 int shipdb_load(ship *s);
 void shipdb_reset(ship *s);
+/* s->ver, over the archive's chain states (made if missing): 0 or -1. */
+int shipverify_open(ship *s);
+/* Verifies the batch's new entries (ords from s->next_ord) and writes
+ * their findings' COPY rows to found; 0 with *n the rows to write,
+ * months[] theirs (yyyymm) and last the last new entry's id, -1
+ * failed. */
+int shipverify_batch(ship *s, ship_batch *b, sbuf *found, size_t *nfound,
+                     char (*months)[8], size_t *nmonths, size_t *n,
+                     char *last, size_t lastlen);
+/* The chains the batch moved, as COPY rows of the staging table. */
+void shipverify_chain_rows(ship *s, sbuf *b);
+
+/* audit_shipbatch.c */
 /* Work done while the server inserts a batch's rows (the next batch
  * read from Redis). */
 typedef void (*ship_meanwhile)(ship *s, void *data);
