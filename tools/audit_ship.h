@@ -95,6 +95,7 @@ typedef struct {
     /* connections and verification */
     redisContext   *rc;
     PGconn         *pg;
+    PGconn         *look;       /* the verifier's look-ups */
     av_keys         keys;
     ca_as          *ver;
     mklog          *log;        /* the Merkle tree log (audit_mklog.c) */
@@ -123,13 +124,17 @@ int shipdb_load(ship *s);
 void shipdb_reset(ship *s);
 /* s->ver, over the archive's chain states (made if missing): 0 or -1. */
 int shipverify_open(ship *s);
-/* Verifies the batch's new entries (ords from s->next_ord) and writes
- * their findings' COPY rows to found; 0 with *n the rows to write,
- * months[] theirs (yyyymm) and last the last new entry's id, -1
- * failed. */
-int shipverify_batch(ship *s, ship_batch *b, sbuf *found, size_t *nfound,
-                     char (*months)[8], size_t *nmonths, size_t *n,
-                     char *last, size_t lastlen);
+/* Which entries of the batch are new (they get rows, ords from
+ * s->next_ord): their months (yyyymm) and the last one's id. */
+void shipverify_plan(ship *s, ship_batch *b, char (*months)[8],
+                     size_t *nmonths, size_t *n, char *last, size_t lastlen);
+/* Verifies one new entry (in stream order): its copy_of, its findings'
+ * COPY rows into found.  0, or -1 (s->ver is then no longer the
+ * archive's: shipdb_reset). */
+int shipverify_entry(ship *s, ship_entry *x, sbuf *found, size_t *nfound);
+/* The verifier's own connection (it looks up while the batch's COPY
+ * runs): closed. */
+void shipverify_close(ship *s);
 /* The chains the batch moved, as COPY rows of the staging table. */
 void shipverify_chain_rows(ship *s, sbuf *b);
 
@@ -172,7 +177,9 @@ void shiparena_free(ship_arena *a);
 
 /* audit_shipcopy.c: the entries' rows, COPY's binary format */
 void shipcopy_header(sbuf *b);
-void shipcopy_entry(sbuf *b, const char *stream, const ship_entry *x);
+/* The entry's row; its verbatim copy (raw_encode) is the row's last
+ * bytes, their number returned. */
+size_t shipcopy_entry(sbuf *b, const char *stream, const ship_entry *x);
 void shipcopy_trailer(sbuf *b);
 
 /* audit_shipmetrics.c */

@@ -135,25 +135,47 @@ log_findings(ship *s, uint64_t from, uint64_t to)
 #define COPY_ENTRIES "COPY " ARCHIVE_SCHEMA ".entries FROM STDIN (FORMAT " \
                      "binary)"
 
-/* The batch's rows, streamed: the server inserts the first ones while
- * the next are encoded.  0, or -1 with the COPY ended as failed. */
+/* The batch's new entries verified and their rows streamed: the server
+ * inserts the first ones while the next are verified and encoded (the
+ * verifier's look-ups go over its own connection).  0, or -1 with the
+ * COPY ended as failed (*verified 0 when the verifier failed). */
 static int
-send_rows(ship *s, const ship_batch *b)
+send_rows(ship *s, ship_batch *b, sbuf *found, size_t *nfound,
+          int *verified)
 {
-    sbuf rows = {0};
-    int  rc = 0;
+    sbuf   rows = {0};
+    size_t raw;
+    int    rc = 0;
 
+    *verified = 1;
     if (pg_copy_begin(s->pg, COPY_ENTRIES) != 0) {
         return -1;
     }
     shipcopy_header(&rows);
     for (size_t i = 0; i < b->n && rc == 0; i++) {
-        if (b->items[i].fresh) {
-            shipcopy_entry(&rows, s->co.stream, &b->items[i]);
+        if (!b->items[i].fresh) {
+            continue;
         }
-        if (rows.len >= (256u << 10) || rows.failed) {
+        if (shipverify_entry(s, &b->items[i], found, nfound) != 0) {
+            *verified = 0;
+            rc = -1;
+            break;
+        }
+        ship_clock(s, SP_VERIFY);
+        raw = shipcopy_entry(&rows, s->co.stream, &b->items[i]);
+        /* the Merkle log's leaf, in ord order, from the verbatim copy
+         * just encoded (dropped with the batch if it rolls back) */
+        if (!rows.failed
+            && mklog_leaf(s->log, (const unsigned char *) rows.p + rows.len
+                          - raw, raw) != 0)
+        {
+            rc = -1;
+            break;
+        }
+        if (rows.len >= (64u << 10) || rows.failed) {
             rc = pg_copy_put(s->pg, &rows);
         }
+        ship_clock(s, SP_ENCODE);
     }
     shipcopy_trailer(&rows);
     if (rc == 0) {
@@ -175,7 +197,7 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
     const char   *p[4];
     PGresult     *r;
     const char   *q[1] = {num[0]};
-    int           rc, sent;
+    int           rc, sent, verified;
 
     ship_clock(s, -1);
     if (pg_exec(s->pg, "BEGIN") != 0) {
@@ -194,17 +216,10 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         goto rollback;
     }
     months = calloc(b->n ? b->n : 1, sizeof(*months));
-    if (months == NULL
-        || shipverify_batch(s, b, &found, &nfound, months, &nmonths, &n, last,
-                        sizeof(last)) != 0)
-    {
+    if (months == NULL) {
         goto rollback;
     }
-    ship_clock(s, SP_VERIFY);
-    if (found.failed) {
-        fputs("credit-audit: out of memory\n", stderr);
-        goto rollback;
-    }
+    shipverify_plan(s, b, months, &nmonths, &n, last, sizeof(last));
     if (n == 0) {
         rc = 0;
         goto rollback;          /* nothing new: nothing to write */
@@ -213,7 +228,7 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         goto rollback;
     }
     ship_clock(s, SP_STATE);
-    sent = send_rows(s, b) == 0;
+    sent = send_rows(s, b, &found, &nfound, &verified) == 0;
     ship_clock(s, SP_ENCODE);
     /* while the server inserts the tail of the rows: the next batch from
      * Redis (it is only delivered: acknowledged after its own commit) */
@@ -221,12 +236,14 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         meanwhile(s, data);
         ship_clock(s, SP_READ);
     }
-    if (pg_copy_result(s->pg, COPY_ENTRIES) != 0 || !sent) {
+    if (pg_copy_result(s->pg, COPY_ENTRIES) != 0 || !sent || found.failed) {
         /* a row the unique keys refuse (the server may say so while the
          * rows are still being sent): the state was stale after all (the
          * batch is redone from what is archived); anything else is a
          * failure */
-        if (strcmp(pg_sqlstate(), "23505") == 0) {
+        if (found.failed) {
+            fputs("credit-audit: out of memory\n", stderr);
+        } else if (verified && strcmp(pg_sqlstate(), "23505") == 0) {
             ship_log("the archive already holds some of this batch: "
                      "reloading");
             rc = 1;
@@ -234,15 +251,10 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         goto rollback;
     }
     ship_clock(s, SP_COPY);
-    /* The batch's rows are in, ords [s->next_ord, s->next_ord + n): what
-     * else the batch's transaction must hold goes here, before the
-     * shipper's state moves: the Merkle log's leaves, in ord order. */
-    for (size_t i = 0; i < b->n; i++) {
-        if (b->items[i].fresh && mklog_entry(s->log, &b->items[i].e) != 0) {
-            rc = -1;
-            goto rollback;
-        }
-    }
+    /* The batch's rows are in, ords [s->next_ord, s->next_ord + n), and
+     * the Merkle log's leaves computed as they went: what else the
+     * batch's transaction must hold goes here, before the shipper's
+     * state moves. */
     shipverify_chain_rows(s, &chains);
     snprintf(num[0], sizeof(num[0]), "%llu",
              (unsigned long long) (s->next_ord + n));

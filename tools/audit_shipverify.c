@@ -17,6 +17,38 @@
 
 /* ---- the verifier's view of the archive ---------------------------------- */
 
+/* The verifier's look-ups go over a connection of their own: they run
+ * while the batch's COPY holds the shipper's (verification overlaps the
+ * server's insertion, audit_shipbatch.c).  It sees what the batch's
+ * transaction would: the archive as committed, which nobody else moves
+ * while this shipper holds the log's row; the batch's own entries the
+ * verifier knows without asking. */
+static PGconn *
+look(ship *s)
+{
+    if (s->look == NULL) {
+        s->look = pg_open(s->archive, "credit-audit ship (verifier)");
+    }
+    return s->look;
+}
+
+void
+shipverify_close(ship *s)
+{
+    if (s->look != NULL) {
+        PQfinish(s->look);
+        s->look = NULL;
+    }
+}
+
+/* A look-up that failed: the next one connects again. */
+static int
+look_failed(ship *s)
+{
+    shipverify_close(s);
+    return -1;
+}
+
 static int
 unhex_bytea(const char *s, unsigned char *out, size_t len)
 {
@@ -33,15 +65,16 @@ cb_load(void *data, const char *chain, size_t len, ca_as_state *st)
     PGresult   *r;
     int         rc = 1;
 
-    if (name == NULL) {
+    if (name == NULL || look(s) == NULL) {
+        free(name);
         return -1;
     }
-    r = pg_query(s->pg, "SELECT last_seq, last_hash, last_ord, signed_seq, "
+    r = pg_query(s->look, "SELECT last_seq, last_hash, last_ord, signed_seq, "
                  "key_id, entries FROM " ARCHIVE_SCHEMA ".chains WHERE "
                  "stream = $1 AND chain = $2", 2, p);
     free(name);
     if (r == NULL) {
-        return -1;
+        return look_failed(s);
     }
     if (PQntuples(r) == 1) {
         memset(st, 0, sizeof(*st));
@@ -64,9 +97,14 @@ cb_lookup(void *data, const char *chain, size_t len, uint64_t seq,
           ca_as_mark *m)
 {
     ship *s = data;
+    int   rc;
 
-    return archive_holder(s->pg, s->co.stream, chain, len, seq, UINT64_MAX,
-                          m);
+    if (look(s) == NULL) {
+        return -1;
+    }
+    rc = archive_holder(s->look, s->co.stream, chain, len, seq, UINT64_MAX,
+                        m);
+    return rc < 0 ? look_failed(s) : rc;
 }
 
 int
@@ -201,37 +239,29 @@ month_of(int64_t ms, char out[8])
     out[6] = out[7] = '\0';
 }
 
-/* Verifies the batch's new entries (ords from s->next_ord) and writes
- * their findings; 0 with *n the rows to write and months[] theirs, -1
- * failed. */
-int
-shipverify_batch(ship *s, ship_batch *b, sbuf *found, size_t *nfound,
-             char (*months)[8], size_t *nmonths, size_t *n, char *last,
-             size_t lastlen)
+/* Which entries of the batch are new (after the archive's last_id: they
+ * get rows, with ords from s->next_ord), before any is verified: 0 with
+ * *n the rows to write, months[] theirs and last the last new entry's
+ * id. */
+void
+shipverify_plan(ship *s, ship_batch *b, char (*months)[8], size_t *nmonths,
+                size_t *n, char *last, size_t lastlen)
 {
-    *n = *nfound = *nmonths = 0;
+    *n = *nmonths = 0;
     snprintf(last, lastlen, "%s", s->last_id);
     for (size_t i = 0; i < b->n; i++) {
-        ship_entry   *x = &b->items[i];
-        const entry  *e = &x->e;
-        ca_as_verdict v;
-        char          m[8];
-        size_t        j;
+        ship_entry  *x = &b->items[i];
+        const entry *e = &x->e;
+        char         m[8];
+        size_t       j;
 
         x->fresh = 0;
         if (x->gone || sid_cmp(e->id, s->last_id) <= 0) {
             s->st.redelivered += !x->gone;
             continue;
         }
-        x->ord = s->next_ord + *n;
-        if (ca_as_add(s->ver, e->id, x->ord, e->n, e->name, e->nlen,
-                      e->value, e->vlen, &v) != 0)
-        {
-            return -1;
-        }
         x->fresh = 1;
-        x->copy = v.copy;
-        x->copy_of = v.copy_of;
+        x->ord = s->next_ord + (*n)++;
         x->ms = archive_entry_ms(e);
         month_of(x->ms, m);
         for (j = 0; j < *nmonths && memcmp(months[j], m, 8) != 0; j++) {
@@ -239,12 +269,26 @@ shipverify_batch(ship *s, ship_batch *b, sbuf *found, size_t *nfound,
         if (j == *nmonths) {
             memcpy(months[(*nmonths)++], m, 8);
         }
-        finding_rows(s, found, e, x->ord, &v);
-        *nfound += v.nfindings;
-        s->st.copies += v.copy;
-        s->st.duplicates += v.duplicate;
         snprintf(last, lastlen, "%s", e->id);
-        (*n)++;
     }
+}
+
+int
+shipverify_entry(ship *s, ship_entry *x, sbuf *found, size_t *nfound)
+{
+    const entry  *e = &x->e;
+    ca_as_verdict v;
+
+    if (ca_as_add(s->ver, e->id, x->ord, e->n, e->name, e->nlen, e->value,
+                  e->vlen, &v) != 0)
+    {
+        return -1;
+    }
+    x->copy = v.copy;
+    x->copy_of = v.copy_of;
+    finding_rows(s, found, e, x->ord, &v);
+    *nfound += v.nfindings;
+    s->st.copies += v.copy;
+    s->st.duplicates += v.duplicate;
     return 0;
 }
