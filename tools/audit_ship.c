@@ -203,16 +203,14 @@ connect_all(ship *s)
     return 0;
 }
 
-/* The next batch, read while this one is verified and inserted: it is
+/* The next batch, read while the server inserts this one's rows: it is
  * only delivered (pending in the group, as any batch read and not yet
- * archived), acknowledged after its own commit.  New entries are asked
- * for before this batch's transaction (Redis builds the reply
- * meanwhile), and the reply read once the rows are sent. */
+ * archived), acknowledged after its own commit. */
 typedef struct {
     char       *claiming;
     size_t      clen;
     ship_batch *next;
-    int         sent, done, failed;
+    int         done, failed;
 } read_ahead;
 
 static void
@@ -225,8 +223,7 @@ cb_read_ahead(ship *s, void *data)
     }
     ra->done = 1;
     /* never blocking: with nothing new the next round waits */
-    ra->failed = (ra->sent ? shipredis_next_reply(s, ra->next)
-                  : shipredis_next(s, ra->next, ra->claiming, ra->clen, 0))
+    ra->failed = shipredis_next(s, ra->next, ra->claiming, ra->clen, 0)
                  != 0;
 }
 
@@ -239,7 +236,7 @@ round_trip(ship *s, char *claiming, size_t clen, size_t *got,
            ship_batch *ahead)
 {
     ship_batch b;
-    read_ahead ra = {claiming, clen, ahead, 0, 0, 0};
+    read_ahead ra = {claiming, clen, ahead, 0, 0};
     int        rc;
 
     *got = 0;
@@ -257,14 +254,10 @@ round_trip(ship *s, char *claiming, size_t clen, size_t *got,
     }
     *got = b.n;
     if (b.n > 0) {
-        ra.sent = claiming[0] == '\0' && shipredis_send_next(s) == 0;
         /* another shipper moved the stream: reloaded, the batch again */
         for (int tries = 0;
              (rc = shipdb_commit(s, &b, cb_read_ahead, &ra)) == 1
              && tries < 5; tries++) {
-        }
-        if (ra.sent && !ra.done) {
-            cb_read_ahead(s, &ra);      /* the reply is due, whatever */
         }
         if (rc != 0) {
             batch_free(&b);

@@ -161,11 +161,6 @@ int shipredis_group(ship *s);
  * now), -1 Redis failed. */
 int shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
                    int block);
-/* The next new entries in two steps: XREADGROUP (not blocking) sent,
- * then its reply read into b (nothing else on the connection between):
- * Redis answers while the shipper does other work.  0 or -1 each. */
-int shipredis_send_next(ship *s);
-int shipredis_next_reply(ship *s, ship_batch *b);
 int shipredis_ack(ship *s, const ship_batch *b);
 /* Trims what is archived, older than --keep, and not held; publishes the
  * lag.  0 or -1 (Redis failed). */
@@ -178,9 +173,6 @@ int shipredis_lag(ship *s);
 /* A command whose reply is built in b's arena (never freeReplyObject it:
  * batch_free frees the arena); NULL as redisCommand. */
 redisReply *shiparena_command(ship *s, ship_batch *b, const char *fmt, ...);
-/* The same in two steps: the command sent (0, -1), then its reply. */
-int shiparena_send(ship *s, const char *fmt, ...);
-redisReply *shiparena_reply(ship *s, ship_batch *b);
 void shiparena_free(ship_arena *a);
 
 /* audit_shipcopy.c: the entries' rows, COPY's binary format */

@@ -134,46 +134,25 @@ static redisReplyObjectFunctions arena_fns = {
     arena_string, arena_array, arena_integer, arena_nil, arena_object_free
 };
 
-int
-shiparena_send(ship *s, const char *fmt, ...)
-{
-    va_list ap;
-    int     rc;
-
-    va_start(ap, fmt);
-    rc = redisvAppendCommand(s->rc, fmt, ap) == REDIS_OK ? 0 : -1;
-    va_end(ap);
-    return rc;
-}
-
 redisReply *
-shiparena_reply(ship *s, ship_batch *b)
+shiparena_command(ship *s, ship_batch *b, const char *fmt, ...)
 {
     redisReader               *rd = s->rc->reader;
     redisReplyObjectFunctions *fn = rd->fn;
     void                      *pd = rd->privdata;
-    void                      *r = NULL;
+    redisReply                *r;
+    va_list                    ap;
 
     rd->fn = &arena_fns;
     rd->privdata = &b->arena;
-    if (redisGetReply(s->rc, &r) != REDIS_OK) {
+    va_start(ap, fmt);
+    r = redisvCommand(s->rc, fmt, ap);
+    va_end(ap);
+    if (r == NULL) {
         /* a reply cut short is in the arena: not for hiredis to free */
         rd->reply = NULL;
-        r = NULL;
     }
     rd->fn = fn;
     rd->privdata = pd;
     return r;
-}
-
-redisReply *
-shiparena_command(ship *s, ship_batch *b, const char *fmt, ...)
-{
-    va_list ap;
-    int     rc;
-
-    va_start(ap, fmt);
-    rc = redisvAppendCommand(s->rc, fmt, ap);
-    va_end(ap);
-    return rc == REDIS_OK ? shiparena_reply(s, b) : NULL;
 }

@@ -197,11 +197,6 @@ forget_consumers(ship *s)
     return 0;
 }
 
-/* New entries, without blocking */
-#define READ_NOW "XREADGROUP GROUP %s %s COUNT %ld STREAMS %s >"
-
-static int new_entries(ship *s, ship_batch *b, redisReply *r);
-
 int
 shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
                int block)
@@ -238,31 +233,10 @@ shipredis_next(ship *s, ship_batch *b, char *claiming, size_t len,
                           "STREAMS %s >", s->group, s->consumer, s->batch,
                           s->block_ms, s->co.stream);
     } else {
-        r = shiparena_command(s, b, READ_NOW, s->group, s->consumer, s->batch,
-                              s->co.stream);
-    }
-    return new_entries(s, b, r);
-}
-
-int
-shipredis_send_next(ship *s)
-{
-    return shiparena_send(s, READ_NOW, s->group, s->consumer, s->batch,
+        r = shiparena_command(s, b, "XREADGROUP GROUP %s %s COUNT %ld STREAMS "
+                          "%s >", s->group, s->consumer, s->batch,
                           s->co.stream);
-}
-
-int
-shipredis_next_reply(ship *s, ship_batch *b)
-{
-    return new_entries(s, b, shiparena_reply(s, b));
-}
-
-/* XREADGROUP's reply (in b's arena) into b. */
-static int
-new_entries(ship *s, ship_batch *b, redisReply *r)
-{
-    int rc;
-
+    }
     if (r == NULL || (r->type != REDIS_REPLY_ARRAY
                       && r->type != REDIS_REPLY_NIL))
     {
