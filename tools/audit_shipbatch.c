@@ -61,6 +61,23 @@ lock_state(ship *s)
     return rc;
 }
 
+/* 1 when every month is one this shipper saw committed. */
+static int
+months_known(const ship *s, const char (*months)[8], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+
+        for (j = 0; j < s->nmonths
+                    && memcmp(s->months[j], months[i], 8) != 0; j++) {
+        }
+        if (j == s->nmonths) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
 static int
 ensure_months(ship *s, const char (*months)[8], size_t n)
 {
@@ -140,7 +157,7 @@ log_findings(ship *s, uint64_t from, uint64_t to)
  * verifier's look-ups go over its own connection).  0, or -1 with the
  * COPY ended as failed (*verified 0 when the verifier failed). */
 static int
-send_rows(ship *s, ship_batch *b, sbuf *found, size_t *nfound,
+send_rows(ship *s, ship_batch *b, int verify, sbuf *found, size_t *nfound,
           int *verified)
 {
     sbuf   rows = {0};
@@ -156,7 +173,8 @@ send_rows(ship *s, ship_batch *b, sbuf *found, size_t *nfound,
         if (!b->items[i].fresh) {
             continue;
         }
-        if (shipverify_entry(s, &b->items[i], found, nfound) != 0) {
+        if (verify && shipverify_entry(s, &b->items[i], found, nfound) != 0)
+        {
             *verified = 0;
             rc = -1;
             break;
@@ -197,7 +215,7 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
     const char   *p[4];
     PGresult     *r;
     const char   *q[1] = {num[0]};
-    int           rc, sent, verified;
+    int           rc, sent, verified, later;
 
     ship_clock(s, -1);
     if (pg_exec(s->pg, "BEGIN") != 0) {
@@ -220,6 +238,20 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         goto rollback;
     }
     shipverify_plan(s, b, months, &nmonths, &n, last, sizeof(last));
+    /* A month this batch creates is locked (ACCESS EXCLUSIVE on the
+     * entries) by this transaction until it commits: the verifier's
+     * look-ups on their own connection would wait for it.  Such a batch
+     * (one a month, and the first after a start) is verified before
+     * anything is created. */
+    later = months_known(s, (const char (*)[8]) months, nmonths);
+    for (size_t i = 0; !later && i < b->n; i++) {
+        if (b->items[i].fresh
+            && shipverify_entry(s, &b->items[i], &found, &nfound) != 0)
+        {
+            goto rollback;
+        }
+    }
+    ship_clock(s, SP_VERIFY);
     if (n == 0) {
         rc = 0;
         goto rollback;          /* nothing new: nothing to write */
@@ -228,7 +260,7 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         goto rollback;
     }
     ship_clock(s, SP_STATE);
-    sent = send_rows(s, b, &found, &nfound, &verified) == 0;
+    sent = send_rows(s, b, later, &found, &nfound, &verified) == 0;
     ship_clock(s, SP_ENCODE);
     /* while the server inserts the tail of the rows: the next batch from
      * Redis (it is only delivered: acknowledged after its own commit) */
