@@ -22,7 +22,8 @@ Not a test: figures on a shared 2-core box vary; run it alone.
 
     bench/archive_bench.py [--entries N] [--writers W] [--batch B]
         [--runs R] [--cache DIR] [--steady S] [--rate R] [--keep D]
-        [--csv FILE] [--dir DIR]
+        [--csv FILE] [--dir DIR] [--variant LABEL,TOOL[,SQLFILE]]...
+        [--skip-read]
 
 --cache DIR keeps the generated stream (a Redis RDB file and the key) and
 reuses it: generating 10^7 entries takes longer than shipping them.
@@ -176,16 +177,20 @@ def make_stream(a, d):
     return redis, priv, written
 
 
-def ship_once(a, redis, pg, pub, db, written):
-    """One `ship --once --keep 0` of the whole stream into database db."""
+def ship_once(a, redis, pg, pub, db, written, tool=TOOL, sql=None):
+    """One `ship --once --keep 0` of the whole stream into database db,
+    with that tool, sql (a file) run after its --init."""
     pg.psql(f'CREATE DATABASE "{db}"', dbname="postgres")
     ci = pg.conninfo(dbname=db)
-    subprocess.run([str(TOOL), "ship", "--init", "--archive", ci],
+    subprocess.run([str(tool), "ship", "--init", "--archive", ci],
                    check=True, capture_output=True)
+    if sql:
+        pg.psql(Path(sql).read_text(), dbname=db)
     pg_cpu0 = pg_cpu(pg)
+    redis_cpu0 = cpu_of([redis.proc.pid])
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
-    r = subprocess.run([str(TOOL), "ship", "--once", "--keep", "0",
+    r = subprocess.run([str(tool), "ship", "--once", "--keep", "0",
                         "--batch", str(a.batch), "--archive", ci,
                         "--redis", redis.address, "--stream", STREAM,
                         "--pubkey", str(pub)], capture_output=True,
@@ -194,6 +199,7 @@ def ship_once(a, redis, pg, pub, db, written):
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     pg_used = pg_cpu(pg) - pg_cpu0
+    redis_used = cpu_of([redis.proc.pid]) - redis_cpu0
     user = ru1.ru_utime - ru0.ru_utime
     sys_ = ru1.ru_stime - ru0.ru_stime
     print(r.stdout.strip())
@@ -206,9 +212,10 @@ def ship_once(a, redis, pg, pub, db, written):
           f"shipper CPU {user + sys_:.1f} s "
           f"({(user + sys_) / written * 1e6:.1f} us/entry, "
           f"{sys_ / written * 1e6:.1f} of it system), PostgreSQL CPU "
-          f"{pg_used:.1f} s ({pg_used / written * 1e6:.1f} us/entry); "
+          f"{pg_used:.1f} s ({pg_used / written * 1e6:.1f} us/entry), "
+          f"Redis CPU {redis_used / written * 1e6:.1f} us/entry; "
           f"load average {os.getloadavg()[0]:.1f}")
-    return ci, written / wall
+    return ci, written / wall, (user + sys_, pg_used, redis_used)
 
 
 def regulator_query(pg, db, written):
@@ -365,7 +372,14 @@ def main():
     ap.add_argument("--csv", default=str(ROOT / "build" / "bench" /
                                          "archive-steady.csv"))
     ap.add_argument("--dir", default=None)
+    # interleaved comparisons: LABEL,TOOL[,SQLFILE] (SQLFILE run after
+    # --init, e.g. an index dropped); each run ships once per variant
+    ap.add_argument("--variant", action="append", default=[])
+    ap.add_argument("--skip-read", action="store_true",
+                    help="not the reading commands (bench/archive_read.py)")
     a = ap.parse_args()
+    variants = [(v.split(",") + [None, None])[:3] for v in a.variant] \
+        or [["this", str(TOOL), None]]
 
     d = Path(a.dir or tempfile.mkdtemp(prefix="archive-bench-"))
     redis = None
@@ -388,22 +402,34 @@ def main():
             serialization.PublicFormat.SubjectPublicKeyInfo))
         if a.runs > 1:
             c.copy(STREAM, STREAM + ":source")
-        rates = []
+        if a.runs * len(variants) > 1:
+            c.copy(STREAM, STREAM + ":source")
+        got = {label: [] for label, _, _ in variants}
+        db = None
         for k in range(a.runs):
-            if k > 0:
-                c.delete(STREAM)
-                c.copy(STREAM + ":source", STREAM)
-            print(f"\nrun {k + 1}:")
-            ci, rate = ship_once(a, redis, pg, pub, f"bench_{k}", written)
-            rates.append(rate)
-        if a.runs > 1:
+            for j, (label, tool, sql) in enumerate(variants):
+                if db is not None:
+                    c.delete(STREAM)
+                    c.copy(STREAM + ":source", STREAM)
+                    pg.psql(f'DROP DATABASE "{db}"', dbname="postgres")
+                db = f"bench_{k}_{j}"
+                print(f"\nrun {k + 1}, {label}:")
+                _, rate, cpu = ship_once(a, redis, pg, pub, db, written,
+                                         tool, sql)
+                got[label].append((rate,) + cpu)
+        if a.runs * len(variants) > 1:
             c.delete(STREAM + ":source")
-            print(f"\nship: {min(rates):,.0f}-{max(rates):,.0f} entries/s "
-                  f"over {a.runs} runs")
-        regulator_query(pg, f"bench_{a.runs - 1}", written)
-        # the reading commands on that archive (bench/archive_read.py)
-        archive_read.measure(TOOL, redis, pg, STREAM, pub, ENTERPRISE,
-                             written, db=f"bench_{a.runs - 1}")
+            print()
+            for label, runs in got.items():
+                print(f"{label}: " + "; ".join(
+                    f"{r:,.0f}/s, us/entry shipper {s / written * 1e6:.1f} "
+                    f"PostgreSQL {p / written * 1e6:.1f} Redis "
+                    f"{x / written * 1e6:.1f}" for r, s, p, x in runs))
+        regulator_query(pg, db, written)
+        if not a.skip_read:
+            # the reading commands on that archive (bench/archive_read.py)
+            archive_read.measure(TOOL, redis, pg, STREAM, pub, ENTERPRISE,
+                                 written, db=db)
         if a.steady > 0:
             steady(a, d, redis, pg, priv, pub)
     finally:

@@ -136,6 +136,7 @@ nap(int64_t ms)
 static void
 drop_pg(ship *s)
 {
+    shipverify_close(s);
     if (s->pg != NULL) {
         PQfinish(s->pg);
         s->pg = NULL;
@@ -564,6 +565,7 @@ cmd_ship(int argc, char **argv)
     if (s.pg != NULL) {
         PQfinish(s.pg);
     }
+    shipverify_close(&s);
     drop_redis(&s);
     for (size_t i = 0; i < s.nholds; i++) {
         free(s.holds[i].chain);

@@ -4,7 +4,8 @@
  * acknowledged and trimmed from Redis.
  *
  *   audit_ship.c         the command: options, active or standby, retries
- *   audit_shipbatch.c    a batch: verify, stage, commit (one transaction)
+ *   audit_shipbatch.c    a batch: its transaction (lock, COPY, commit)
+ *   audit_shipverify.c   a batch's verification, findings, chain states
  *   audit_shipcopy.c     the entries' rows in COPY's binary format
  *   audit_shiparena.c    a batch's Redis reply in one allocation arena
  *   audit_shipredis.c    the consumer group, trimming, the published lag
@@ -94,6 +95,7 @@ typedef struct {
     /* connections and verification */
     redisContext   *rc;
     PGconn         *pg;
+    PGconn         *look;       /* the verifier's look-ups */
     av_keys         keys;
     ca_as          *ver;
     mklog          *log;        /* the Merkle tree log (audit_mklog.c) */
@@ -116,10 +118,27 @@ typedef struct {
     uint64_t        new_findings;       /* this run (--once's status) */
 } ship;
 
-/* audit_shipbatch.c */
+/* audit_shipverify.c */
 /* The archive's state of the stream, and a fresh verifier over it. */
 int shipdb_load(ship *s);
 void shipdb_reset(ship *s);
+/* s->ver, over the archive's chain states (made if missing): 0 or -1. */
+int shipverify_open(ship *s);
+/* Which entries of the batch are new (they get rows, ords from
+ * s->next_ord): their months (yyyymm) and the last one's id. */
+void shipverify_plan(ship *s, ship_batch *b, char (*months)[8],
+                     size_t *nmonths, size_t *n, char *last, size_t lastlen);
+/* Verifies one new entry (in stream order): its copy_of, its findings'
+ * COPY rows into found.  0, or -1 (s->ver is then no longer the
+ * archive's: shipdb_reset). */
+int shipverify_entry(ship *s, ship_entry *x, sbuf *found, size_t *nfound);
+/* The verifier's own connection (it looks up while the batch's COPY
+ * runs): closed. */
+void shipverify_close(ship *s);
+/* The chains the batch moved, as COPY rows of the staging table. */
+void shipverify_chain_rows(ship *s, sbuf *b);
+
+/* audit_shipbatch.c */
 /* Work done while the server inserts a batch's rows (the next batch
  * read from Redis). */
 typedef void (*ship_meanwhile)(ship *s, void *data);
@@ -158,7 +177,9 @@ void shiparena_free(ship_arena *a);
 
 /* audit_shipcopy.c: the entries' rows, COPY's binary format */
 void shipcopy_header(sbuf *b);
-void shipcopy_entry(sbuf *b, const char *stream, const ship_entry *x);
+/* The entry's row; its verbatim copy (raw_encode) is the row's last
+ * bytes, their number returned. */
+size_t shipcopy_entry(sbuf *b, const char *stream, const ship_entry *x);
 void shipcopy_trailer(sbuf *b);
 
 /* audit_shipmetrics.c */

@@ -7,9 +7,9 @@
  *   if the stream moved since this shipper's last commit, someone else
  *   shipped: roll back, reload, redo (the redone batch skips what is now
  *   archived);
- *   verify each entry not yet archived (lib/verify/auditstep.h) with the
- *   archive order it gets (the verifier may query the archive: before
- *   the COPY starts);
+ *   verify each entry not yet archived with the archive order it gets
+ *   (audit_shipverify.c; the verifier may query the archive: before the
+ *   COPY starts);
  *   COPY the rows into the entries, in the binary format, streamed as
  *   they are encoded (audit_shipcopy.c: the typed columns, the verbatim
  *   copy), and while the server inserts the last ones read the next
@@ -26,174 +26,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
-#include <time.h>
 
 #include "audit_ship.h"
 #include "audit/audit.h"
 #include "core/core.h"
 
 #define SHIP_CHAINS_MAX 4096
-
-/* ---- the verifier's view of the archive ---------------------------------- */
-
-static int
-unhex_bytea(const char *s, unsigned char *out, size_t len)
-{
-    return strncmp(s, "\\x", 2) == 0 && strlen(s) == 2 + 2 * len
-           ? ca_unhex(s + 2, out, len) : -1;
-}
-
-static int
-cb_load(void *data, const char *chain, size_t len, ca_as_state *st)
-{
-    ship       *s = data;
-    char       *name = strndup(chain, len);
-    const char *p[2] = {s->co.stream, name};
-    PGresult   *r;
-    int         rc = 1;
-
-    if (name == NULL) {
-        return -1;
-    }
-    r = pg_query(s->pg, "SELECT last_seq, last_hash, last_ord, signed_seq, "
-                 "key_id, entries FROM " ARCHIVE_SCHEMA ".chains WHERE "
-                 "stream = $1 AND chain = $2", 2, p);
-    free(name);
-    if (r == NULL) {
-        return -1;
-    }
-    if (PQntuples(r) == 1) {
-        memset(st, 0, sizeof(*st));
-        st->last_seq = strtoull(PQgetvalue(r, 0, 0), NULL, 10);
-        st->last_ord = strtoull(PQgetvalue(r, 0, 2), NULL, 10);
-        st->signed_seq = strtoull(PQgetvalue(r, 0, 3), NULL, 10);
-        st->entries = strtoull(PQgetvalue(r, 0, 5), NULL, 10);
-        st->has_key = !PQgetisnull(r, 0, 4);
-        rc = unhex_bytea(PQgetvalue(r, 0, 1), st->last_hash, 32) != 0
-             || (st->has_key
-                 && unhex_bytea(PQgetvalue(r, 0, 4), st->key_id, 32) != 0)
-             ? -1 : 0;
-    }
-    PQclear(r);
-    return rc;
-}
-
-static int
-cb_lookup(void *data, const char *chain, size_t len, uint64_t seq,
-          ca_as_mark *m)
-{
-    ship *s = data;
-
-    return archive_holder(s->pg, s->co.stream, chain, len, seq, UINT64_MAX,
-                          m);
-}
-
-void
-shipdb_reset(ship *s)
-{
-    ca_as_free(s->ver);
-    s->ver = NULL;
-}
-
-int
-shipdb_load(ship *s)
-{
-    const char *p[1] = {s->co.stream};
-    PGresult   *r;
-
-    shipdb_reset(s);
-    if (!s->staged) {
-        /* per session; emptied by every commit */
-        if (pg_exec(s->pg, "CREATE TEMP TABLE ship_chains (LIKE "
-                    ARCHIVE_SCHEMA ".chains) ON COMMIT DELETE ROWS") != 0)
-        {
-            return -1;
-        }
-        s->staged = 1;
-    }
-    r = pg_query(s->pg, "SELECT last_id, entries FROM " ARCHIVE_SCHEMA
-                 ".streams WHERE stream = $1", 1, p);
-    if (r == NULL) {
-        return -1;
-    }
-    snprintf(s->last_id, sizeof(s->last_id), "%s",
-             PQntuples(r) ? PQgetvalue(r, 0, 0) : "0-0");
-    s->stream_entries = PQntuples(r) ? strtoull(PQgetvalue(r, 0, 1), NULL,
-                                                10) : 0;
-    PQclear(r);
-    return 0;
-}
-
-/* ---- rows ------------------------------------------------------------------ */
-
-static void
-finding_rows(ship *s, sbuf *b, const entry *e, uint64_t ord,
-             const ca_as_verdict *v)
-{
-    size_t      clen = 0;
-    const char *chain = get(e, CA_F_CHAIN, &clen);
-
-    if (chain == NULL || !ca_audit_column_fits(CA_F_CHAIN, chain, clen)) {
-        chain = "";
-        clen = 0;
-    }
-    for (size_t i = 0; i < v->nfindings; i++) {
-        const ca_as_finding *f = &v->findings[i];
-
-        sb_copy_text(b, s->co.stream, strlen(s->co.stream));
-        sb_copy_tab(b);
-        sb_copy_text(b, e->id, strlen(e->id));
-        sb_copy_tab(b);
-        sb_copy_u64(b, ord);
-        sb_copy_tab(b);
-        sb_copy_text(b, chain, clen);
-        sb_copy_tab(b);
-        if (f->seq > 0) {
-            sb_copy_u64(b, f->seq);
-        } else {
-            sb_copy_null(b);
-        }
-        sb_copy_tab(b);
-        sb_puts(b, ca_av_kind_name(f->kind));
-        sb_copy_tab(b);
-        sb_copy_text(b, f->detail, strlen(f->detail));
-        sb_copy_tab(b);
-        sb_copy_text(b, s->consumer, strlen(s->consumer));
-        sb_copy_eol(b);
-        s->st.findings[f->kind]++;
-    }
-}
-
-static void
-chain_rows(ship *s, sbuf *b)
-{
-    size_t             cur = 0, len;
-    const char        *name;
-    const ca_as_state *st;
-
-    while (ca_as_touched(s->ver, &cur, &name, &len, &st)) {
-        sb_copy_text(b, s->co.stream, strlen(s->co.stream));
-        sb_copy_tab(b);
-        sb_copy_text(b, name, len);
-        sb_copy_tab(b);
-        sb_copy_u64(b, st->last_seq);
-        sb_copy_tab(b);
-        sb_copy_bytea(b, st->last_hash, 32);
-        sb_copy_tab(b);
-        sb_copy_u64(b, st->last_ord);
-        sb_copy_tab(b);
-        sb_copy_u64(b, st->signed_seq);
-        sb_copy_tab(b);
-        if (st->has_key) {
-            sb_copy_bytea(b, st->key_id, 32);
-        } else {
-            sb_copy_null(b);
-        }
-        sb_copy_tab(b);
-        sb_copy_u64(b, st->entries);
-        sb_puts(b, "\tnow\n");
-    }
-}
 
 /* ---- the transaction -------------------------------------------------------- */
 
@@ -221,6 +59,23 @@ lock_state(ship *s)
     rc = strcmp(PQntuples(r) ? PQgetvalue(r, 0, 0) : "0-0", s->last_id) != 0;
     PQclear(r);
     return rc;
+}
+
+/* 1 when every month is one this shipper saw committed. */
+static int
+months_known(const ship *s, const char (*months)[8], size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        size_t j;
+
+        for (j = 0; j < s->nmonths
+                    && memcmp(s->months[j], months[i], 8) != 0; j++) {
+        }
+        if (j == s->nmonths) {
+            return 0;
+        }
+    }
+    return 1;
 }
 
 static int
@@ -272,20 +127,6 @@ note_months(ship *s, const char (*months)[8], size_t n)
 }
 
 static void
-month_of(int64_t ms, char out[8])
-{
-    time_t    t = (time_t) (ms / 1000);
-    struct tm tm;
-    char      ym[32];
-
-    memset(&tm, 0, sizeof(tm));
-    gmtime_r(&t, &tm);
-    snprintf(ym, sizeof(ym), "%04d%02d", tm.tm_year + 1900, tm.tm_mon + 1);
-    memcpy(out, ym, 6);
-    out[6] = out[7] = '\0';
-}
-
-static void
 log_findings(ship *s, uint64_t from, uint64_t to)
 {
     char        a[24], b[24];
@@ -308,76 +149,51 @@ log_findings(ship *s, uint64_t from, uint64_t to)
     PQclear(r);
 }
 
-/* Verifies the batch's new entries (ords from s->next_ord) and writes
- * their findings; 0 with *n the rows to write and months[] theirs, -1
- * failed. */
-static int
-verify_batch(ship *s, ship_batch *b, sbuf *found, size_t *nfound,
-             char (*months)[8], size_t *nmonths, size_t *n, char *last,
-             size_t lastlen)
-{
-    *n = *nfound = *nmonths = 0;
-    snprintf(last, lastlen, "%s", s->last_id);
-    for (size_t i = 0; i < b->n; i++) {
-        ship_entry   *x = &b->items[i];
-        const entry  *e = &x->e;
-        ca_as_verdict v;
-        char          m[8];
-        size_t        j;
-
-        x->fresh = 0;
-        if (x->gone || sid_cmp(e->id, s->last_id) <= 0) {
-            s->st.redelivered += !x->gone;
-            continue;
-        }
-        x->ord = s->next_ord + *n;
-        if (ca_as_add(s->ver, e->id, x->ord, e->n, e->name, e->nlen,
-                      e->value, e->vlen, &v) != 0)
-        {
-            return -1;
-        }
-        x->fresh = 1;
-        x->copy = v.copy;
-        x->copy_of = v.copy_of;
-        x->ms = archive_entry_ms(e);
-        month_of(x->ms, m);
-        for (j = 0; j < *nmonths && memcmp(months[j], m, 8) != 0; j++) {
-        }
-        if (j == *nmonths) {
-            memcpy(months[(*nmonths)++], m, 8);
-        }
-        finding_rows(s, found, e, x->ord, &v);
-        *nfound += v.nfindings;
-        s->st.copies += v.copy;
-        s->st.duplicates += v.duplicate;
-        snprintf(last, lastlen, "%s", e->id);
-        (*n)++;
-    }
-    return 0;
-}
-
 #define COPY_ENTRIES "COPY " ARCHIVE_SCHEMA ".entries FROM STDIN (FORMAT " \
                      "binary)"
 
-/* The batch's rows, streamed: the server inserts the first ones while
- * the next are encoded.  0, or -1 with the COPY ended as failed. */
+/* The batch's new entries verified and their rows streamed: the server
+ * inserts the first ones while the next are verified and encoded (the
+ * verifier's look-ups go over its own connection).  0, or -1 with the
+ * COPY ended as failed (*verified 0 when the verifier failed). */
 static int
-send_rows(ship *s, const ship_batch *b)
+send_rows(ship *s, ship_batch *b, int verify, sbuf *found, size_t *nfound,
+          int *verified)
 {
-    sbuf rows = {0};
-    int  rc = 0;
+    sbuf   rows = {0};
+    size_t raw;
+    int    rc = 0;
 
+    *verified = 1;
     if (pg_copy_begin(s->pg, COPY_ENTRIES) != 0) {
         return -1;
     }
     shipcopy_header(&rows);
     for (size_t i = 0; i < b->n && rc == 0; i++) {
-        if (b->items[i].fresh) {
-            shipcopy_entry(&rows, s->co.stream, &b->items[i]);
+        if (!b->items[i].fresh) {
+            continue;
         }
-        if (rows.len >= (256u << 10) || rows.failed) {
+        if (verify && shipverify_entry(s, &b->items[i], found, nfound) != 0)
+        {
+            *verified = 0;
+            rc = -1;
+            break;
+        }
+        ship_clock(s, SP_VERIFY);
+        raw = shipcopy_entry(&rows, s->co.stream, &b->items[i]);
+        /* the Merkle log's leaf, in ord order, from the verbatim copy
+         * just encoded (dropped with the batch if it rolls back) */
+        if (!rows.failed
+            && mklog_leaf(s->log, (const unsigned char *) rows.p + rows.len
+                          - raw, raw) != 0)
+        {
+            rc = -1;
+            break;
+        }
+        if (rows.len >= (64u << 10) || rows.failed) {
             rc = pg_copy_put(s->pg, &rows);
         }
+        ship_clock(s, SP_ENCODE);
     }
     shipcopy_trailer(&rows);
     if (rc == 0) {
@@ -398,9 +214,8 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
     size_t        nmonths = 0, n = 0, nfound = 0;
     const char   *p[4];
     PGresult     *r;
-    ca_as_io      io = {cb_load, cb_lookup, s};
     const char   *q[1] = {num[0]};
-    int           rc, sent;
+    int           rc, sent, verified, later;
 
     ship_clock(s, -1);
     if (pg_exec(s->pg, "BEGIN") != 0) {
@@ -410,9 +225,7 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         goto rollback;
     }
     ship_clock(s, SP_LOCK);
-    if (s->ver == NULL
-        && (s->ver = ca_as_new(s->keys.key, s->keys.n, &io)) == NULL)
-    {
+    if (shipverify_open(s) != 0) {
         rc = -1;
         goto rollback;
     }
@@ -421,17 +234,24 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         goto rollback;
     }
     months = calloc(b->n ? b->n : 1, sizeof(*months));
-    if (months == NULL
-        || verify_batch(s, b, &found, &nfound, months, &nmonths, &n, last,
-                        sizeof(last)) != 0)
-    {
+    if (months == NULL) {
         goto rollback;
+    }
+    shipverify_plan(s, b, months, &nmonths, &n, last, sizeof(last));
+    /* A month this batch creates is locked (ACCESS EXCLUSIVE on the
+     * entries) by this transaction until it commits: the verifier's
+     * look-ups on their own connection would wait for it.  Such a batch
+     * (one a month, and the first after a start) is verified before
+     * anything is created. */
+    later = months_known(s, (const char (*)[8]) months, nmonths);
+    for (size_t i = 0; !later && i < b->n; i++) {
+        if (b->items[i].fresh
+            && shipverify_entry(s, &b->items[i], &found, &nfound) != 0)
+        {
+            goto rollback;
+        }
     }
     ship_clock(s, SP_VERIFY);
-    if (found.failed) {
-        fputs("credit-audit: out of memory\n", stderr);
-        goto rollback;
-    }
     if (n == 0) {
         rc = 0;
         goto rollback;          /* nothing new: nothing to write */
@@ -440,7 +260,7 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         goto rollback;
     }
     ship_clock(s, SP_STATE);
-    sent = send_rows(s, b) == 0;
+    sent = send_rows(s, b, later, &found, &nfound, &verified) == 0;
     ship_clock(s, SP_ENCODE);
     /* while the server inserts the tail of the rows: the next batch from
      * Redis (it is only delivered: acknowledged after its own commit) */
@@ -448,12 +268,14 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         meanwhile(s, data);
         ship_clock(s, SP_READ);
     }
-    if (pg_copy_result(s->pg, COPY_ENTRIES) != 0 || !sent) {
+    if (pg_copy_result(s->pg, COPY_ENTRIES) != 0 || !sent || found.failed) {
         /* a row the unique keys refuse (the server may say so while the
          * rows are still being sent): the state was stale after all (the
          * batch is redone from what is archived); anything else is a
          * failure */
-        if (strcmp(pg_sqlstate(), "23505") == 0) {
+        if (found.failed) {
+            fputs("credit-audit: out of memory\n", stderr);
+        } else if (verified && strcmp(pg_sqlstate(), "23505") == 0) {
             ship_log("the archive already holds some of this batch: "
                      "reloading");
             rc = 1;
@@ -461,16 +283,11 @@ shipdb_commit(ship *s, ship_batch *b, ship_meanwhile meanwhile, void *data)
         goto rollback;
     }
     ship_clock(s, SP_COPY);
-    /* The batch's rows are in, ords [s->next_ord, s->next_ord + n): what
-     * else the batch's transaction must hold goes here, before the
-     * shipper's state moves: the Merkle log's leaves, in ord order. */
-    for (size_t i = 0; i < b->n; i++) {
-        if (b->items[i].fresh && mklog_entry(s->log, &b->items[i].e) != 0) {
-            rc = -1;
-            goto rollback;
-        }
-    }
-    chain_rows(s, &chains);
+    /* The batch's rows are in, ords [s->next_ord, s->next_ord + n), and
+     * the Merkle log's leaves computed as they went: what else the
+     * batch's transaction must hold goes here, before the shipper's
+     * state moves. */
+    shipverify_chain_rows(s, &chains);
     snprintf(num[0], sizeof(num[0]), "%llu",
              (unsigned long long) (s->next_ord + n));
     snprintf(num[1], sizeof(num[1]), "%zu", n);

@@ -89,7 +89,7 @@ shipcopy_trailer(sbuf *b)
     be(b, 0xffff, 2);
 }
 
-void
+size_t
 shipcopy_entry(sbuf *b, const char *stream, const ship_entry *x)
 {
     const entry *e = &x->e;
@@ -123,4 +123,5 @@ shipcopy_entry(sbuf *b, const char *stream, const ship_entry *x)
     }
     be(b, raw, 4);
     raw_encode(b, e);
+    return raw;
 }
