@@ -131,6 +131,8 @@ def fill(pg, db, stream, archived, log=print):
                     for j, e in enumerate(ents)])
                 cur.execute("SELECT ensure_month(%s::timestamptz - "
                             "%s::interval)", (first, f"{k} months"))
+                # a partition made holds the parent's lock: not the copy
+                conn.commit()
                 base = real + (k - 1) * per
                 cur.execute(
                     f"INSERT INTO entries ({', '.join(cols)}) SELECT "

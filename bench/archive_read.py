@@ -10,22 +10,33 @@ import subprocess
 import time
 
 
+PG = None     # the server whose CPU is counted beside the tool's
+
+
 def _run(argv, env):
+    """The command's result, wall time, CPU of the tool and of
+    PostgreSQL (its backend and helpers, from /proc), max RSS."""
+    import archive_bench
+    pg0 = archive_bench.pg_cpu(PG) if PG is not None else 0
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     r = subprocess.run(argv, capture_output=True, text=True, env=env)
     wall = time.monotonic() - t0
     ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    _run.pg = (archive_bench.pg_cpu(PG) - pg0) if PG is not None else 0
     rss = ru1.ru_maxrss
     if r.returncode not in (0, 1):
         raise RuntimeError(f"{argv[1]}: {r.stderr[-1000:]}")
     return r, wall, cpu, rss
 
 
-def measure(tool, redis, pg, stream, pub, enterprise, written, db=None):
+def measure(tool, redis, pg, stream, pub, enterprise, written, db=None,
+            verify=True):
     """Prints the figures of the reading commands with --archive (db: the
-    archive's database, default pg's)."""
+    archive's database, default pg's; verify: also verify --archive)."""
+    global PG
+    PG = pg
     ci = pg.conninfo(dbname=db or pg.database)
     env = dict(os.environ)
     env.update(pg.env())

@@ -47,6 +47,40 @@ get_u32(const unsigned char *p, size_t len, size_t *at, size_t *n)
     return *n <= len - *at ? 0 : -1;
 }
 
+/* Room for `need` fields in e's arrays (owned by the caller). */
+static int
+entry_room(entry *e, size_t need, size_t *cap)
+{
+    size_t       ncap = *cap ? *cap : 64;
+    const char **nn, **nv;
+    size_t      *nl, *vl;
+
+    if (need <= *cap) {
+        return 0;
+    }
+    while (ncap < need) {
+        ncap *= 2;
+    }
+    if ((nn = realloc(e->name, ncap * sizeof(*nn))) == NULL) {
+        return -1;
+    }
+    e->name = nn;
+    if ((nv = realloc(e->value, ncap * sizeof(*nv))) == NULL) {
+        return -1;
+    }
+    e->value = nv;
+    if ((nl = realloc(e->nlen, ncap * sizeof(*nl))) == NULL) {
+        return -1;
+    }
+    e->nlen = nl;
+    if ((vl = realloc(e->vlen, ncap * sizeof(*vl))) == NULL) {
+        return -1;
+    }
+    e->vlen = vl;
+    *cap = ncap;
+    return 0;
+}
+
 int
 raw_decode(const unsigned char *raw, size_t len, entry *e, size_t *cap)
 {
@@ -54,29 +88,8 @@ raw_decode(const unsigned char *raw, size_t len, entry *e, size_t *cap)
 
     e->n = 0;
     while (at < len) {
-        if (e->n == *cap) {
-            size_t       ncap = *cap ? *cap * 2 : 64;
-            const char **nn = realloc(e->name, ncap * sizeof(*nn));
-            const char **nv;
-            size_t      *nl, *vl;
-
-            if (nn == NULL) {
-                return -1;
-            }
-            e->name = nn;
-            if ((nv = realloc(e->value, ncap * sizeof(*nv))) == NULL) {
-                return -1;
-            }
-            e->value = nv;
-            if ((nl = realloc(e->nlen, ncap * sizeof(*nl))) == NULL) {
-                return -1;
-            }
-            e->nlen = nl;
-            if ((vl = realloc(e->vlen, ncap * sizeof(*vl))) == NULL) {
-                return -1;
-            }
-            e->vlen = vl;
-            *cap = ncap;
+        if (entry_room(e, e->n + 1, cap) != 0) {
+            return -1;
         }
         if (get_u32(raw, len, &at, &n) != 0) {
             return -1;
@@ -91,6 +104,27 @@ raw_decode(const unsigned char *raw, size_t len, entry *e, size_t *cap)
         e->vlen[e->n] = n;
         at += n;
         e->n++;
+    }
+    return 0;
+}
+
+/* An entry of the typed columns that are not NULL, in schema order: what
+ * a grouped row of the archive stands for (ARCHIVE_SCAN_WEIGHT). */
+static int
+entry_of_columns(const archive_row *row, entry *e, size_t *cap)
+{
+    if (entry_room(e, CA_F_COUNT, cap) != 0) {
+        return -1;
+    }
+    e->n = 0;
+    for (int i = 0; i < CA_F_COUNT; i++) {
+        if (row->col[i] != NULL) {
+            e->name[e->n] = ca_audit_schema[i].name;
+            e->nlen[e->n] = strlen(ca_audit_schema[i].name);
+            e->value[e->n] = row->col[i];
+            e->vlen[e->n] = row->col_len[i];
+            e->n++;
+        }
     }
     return 0;
 }
@@ -135,8 +169,19 @@ scan_row(const field *v, const archive_filter *f, archive_cb cb, void *data,
         row.col[i] = v[6 + i].p;
         row.col_len[i] = v[6 + i].len;
     }
+    if (f->columns == ARCHIVE_SCAN_WEIGHT && v[6 + CA_F_COUNT].p != NULL) {
+        row.weight = be64(v[6 + CA_F_COUNT].p);
+    }
     e->id = id;
-    if (raw_decode((const unsigned char *) v[5].p, v[5].len, e, cap) != 0) {
+    if (v[5].p == NULL && row.weight > 0) {
+        if (entry_of_columns(&row, e, cap) != 0) {
+            fprintf(stderr, "%s: out of memory\n", tool_name);
+            return EXIT_USAGE;
+        }
+    } else if (v[5].p == NULL
+               || raw_decode((const unsigned char *) v[5].p, v[5].len, e,
+                             cap) != 0)
+    {
         fprintf(stderr, "%s: archive: entry %llu: its verbatim copy is "
                 "malformed\n", tool_name, (unsigned long long) row.ord);
         return EXIT_USAGE;
@@ -288,10 +333,11 @@ copy_fields(const char *p, size_t len, int want, field *v)
         v[i].len = l;
         at += l;
     }
-    /* the fixed-width columns read as such */
+    /* the fixed-width columns read as such (raw: see scan_row) */
     if (v[0].len != 8 || v[4].len != 8 || (v[3].p && v[3].len != 8)
         || v[0].p == NULL || v[1].p == NULL || v[2].p == NULL
-        || v[4].p == NULL || v[5].p == NULL)
+        || v[4].p == NULL || (n > 6 + CA_F_COUNT && v[n - 1].p != NULL
+                              && v[n - 1].len != 8))
     {
         return -1;
     }
@@ -311,8 +357,9 @@ archive_scan_sql(PGconn *c, const sbuf *sql, int np,
 {
     archive_filter f = {.columns = columns};
     int            rv = 0, failed = 0, header = 1, n, len;
-    int            want = 6 + (columns ? CA_F_COUNT : 0);
-    field          v[6 + CA_F_COUNT];
+    int            want = 6 + (columns ? CA_F_COUNT : 0)
+                          + (columns == ARCHIVE_SCAN_WEIGHT);
+    field          v[6 + CA_F_COUNT + 1];
     entry          e;
     size_t         cap = 0;
     char          *copy, *buf;
@@ -325,6 +372,7 @@ archive_scan_sql(PGconn *c, const sbuf *sql, int np,
         fprintf(stderr, "%s: archive: out of memory\n", tool_name);
         return EXIT_USAGE;
     }
+    if (getenv("CA_DEBUG_SQL")) fprintf(stderr, "%s\n", copy);
     r = PQexec(c, copy);
     if (PQresultStatus(r) != PGRES_COPY_OUT) {
         pg_check(c, r, sql->p);
