@@ -203,6 +203,7 @@ cb_fill(const entry *e, const archive_row *row, void *data)
     if (f->hi != NULL && sid_cmp(e->id, f->hi) >= 0) {
         return 0;           /* still in Redis: read there */
     }
+    f->t->archive_rows++;
     if (row->weight > 0) {
         /* a group of the first read (trail_groups), never of a later */
         f->t->from_archive += row->weight;
@@ -476,6 +477,11 @@ trail_scan_from(trail *t, redisContext *rc, const char *stream,
         }
     }
     *count = t->from_archive + t->from_redis;
+    if (getenv("CREDIT_AUDIT_READ_STATS") != NULL) {
+        fprintf(stderr, "%s: read %zu entries from the archive in %zu "
+                "rows, %zu from Redis\n", tool_name, t->from_archive,
+                t->archive_rows, t->from_redis);
+    }
     sb_free(&q.sql);
     sb_free(&q.grouped);
     free(boundary);

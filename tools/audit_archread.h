@@ -71,8 +71,9 @@ typedef struct {
                                    decisions too (joined by rid), and for
                                    --reason the decisions of matching
                                    outcomes */
-    /* what was read */
-    size_t        from_archive, from_redis;
+    /* what was read (entries; rows of the archive: fewer when grouped);
+     * CREDIT_AUDIT_READ_STATS=1 prints them */
+    size_t        from_archive, from_redis, archive_rows;
 } trail;
 
 /* The archive (with --archive: an archive that cannot be reached, or of

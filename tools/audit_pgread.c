@@ -372,7 +372,6 @@ archive_scan_sql(PGconn *c, const sbuf *sql, int np,
         fprintf(stderr, "%s: archive: out of memory\n", tool_name);
         return EXIT_USAGE;
     }
-    if (getenv("CA_DEBUG_SQL")) fprintf(stderr, "%s\n", copy);
     r = PQexec(c, copy);
     if (PQresultStatus(r) != PGRES_COPY_OUT) {
         pg_check(c, r, sql->p);
