@@ -35,7 +35,6 @@ interrupted: for measuring by hand.  Not a test.
 import argparse
 import datetime
 import os
-import shutil
 import signal
 import sys
 import tempfile
@@ -49,7 +48,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 import stack as S  # noqa: E402
 import archive_bench as B  # noqa: E402
 import archive_read  # noqa: E402
-from cryptography.hazmat.primitives import serialization  # noqa: E402
 
 MONTHS = 11
 
@@ -173,16 +171,10 @@ def main():
 
     d = Path(a.dir or tempfile.mkdtemp(prefix="archive-fill-"))
     redis = None
-    pg = S.Postgres(d, extra=["shared_buffers = 512MB",
-                              "max_wal_size = 8GB",
-                              "wal_compression = lz4",
-                              "checkpoint_timeout = 30min"]).start()
+    pg = B.bench_postgres(d)
     try:
         redis, priv, written = B.make_stream(a, d)
-        pub = d / "audit.pub.pem"
-        pub.write_bytes(priv.public_key().public_bytes(
-            serialization.Encoding.PEM,
-            serialization.PublicFormat.SubjectPublicKeyInfo))
+        pub = B.public_key(priv, d)
         db = "fill"
         B.ship_once(a, redis, pg, pub, db, written)
         pg.psql("VACUUM (ANALYZE) credit_audit.entries", dbname=db)
@@ -206,11 +198,7 @@ def main():
                                    {signal.SIGINT, signal.SIGTERM})
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
     finally:
-        pg.remove()
-        if redis is not None:
-            redis.stop()
-        if a.dir is None:
-            shutil.rmtree(d, ignore_errors=True)
+        B.teardown(a, d, pg, redis)
     return 0
 
 

@@ -10,43 +10,24 @@ the Redis/archive boundary and the month's end), revocations, and entries
 a column cannot hold (a field twice, invalid UTF-8, a non-canonical
 number, an unknown field, a ts of 19 digits)."""
 
-import calendar
-import datetime
 import json
 import time
 import uuid
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import (
-    Ed25519PrivateKey)
-
 from conftest import E1, E2, S
 from shipkit import Shipper, archive, pg, tool  # noqa: F401
+from test_archive_read import Trail as ReadTrail, month_start
 
 E3 = S.make_uscc("91350100M00010099")
 DAY = 86400 * 1000
 
 
-def month_start(months_ago):
-    d = datetime.date.today().replace(day=1)
-    for _ in range(months_ago):
-        d = (d - datetime.timedelta(days=1)).replace(day=1)
-    return calendar.timegm(d.timetuple()) * 1000, d.strftime("%Y-%m")
-
-
-class Trail:
-    """A stream and its mirror (every entry, never trimmed) in one Redis,
-    written with auditgen's chains; odd entries sealed by hand."""
+class Trail(ReadTrail):
+    """test_archive_read's stream and mirror; odd entries sealed by
+    hand."""
 
     def __init__(self, redis, tmp):
-        self.priv = Ed25519PrivateKey.generate()
-        self.pub = str(tmp / "audit.pub.pem")
-        with open(self.pub, "wb") as f:
-            f.write(self.priv.public_key().public_bytes(
-                serialization.Encoding.PEM,
-                serialization.PublicFormat.SubjectPublicKeyInfo))
-        self.raw = redis.client(decode_responses=False)
-        self.redis_addr = redis.address
+        super().__init__(redis, tmp)
         self.stream = "credit:audit:group-" + uuid.uuid4().hex[:8]
         self.mirror = self.stream + ":mirror"
         self.w = S.AuditWriter(self.priv, gw="gw-group", lanes=2)
@@ -114,17 +95,6 @@ class Trail:
                       ("ts", "9" * 19), ("gw", "gw-group"),
                       ("rid", "odd-4"), ("bank", "BANK001"),
                       ("decision", "allow")])
-
-    def flush(self):
-        out = self.w.take()
-        for stream in (self.stream, self.mirror):
-            p = self.raw.pipeline(transaction=False)
-            for fields in out:
-                args = []
-                for k, v in fields:
-                    args += [k, v]
-                p.execute_command("XADD", stream, "*", *args)
-            p.execute()
 
 
 def report(t, month, archive=None, stream=None, rows=False, keys=False):
