@@ -359,6 +359,31 @@ def steady(a, d, redis, pg, priv, pub):
           f"{max(lags) if lags else -1} ms")
 
 
+def bench_postgres(d):
+    """A server sized for the load, as a platform's would be: WAL enough
+    not to checkpoint in the middle of the run."""
+    return S.Postgres(d, extra=["shared_buffers = 512MB",
+                                "max_wal_size = 8GB",
+                                "wal_compression = lz4",
+                                "checkpoint_timeout = 30min"]).start()
+
+
+def public_key(priv, d):
+    pub = d / "audit.pub.pem"
+    pub.write_bytes(priv.public_key().public_bytes(
+        serialization.Encoding.PEM,
+        serialization.PublicFormat.SubjectPublicKeyInfo))
+    return pub
+
+
+def teardown(a, d, pg, redis):
+    pg.remove()
+    if redis is not None:
+        redis.stop()
+    if a.dir is None:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--entries", type=int, default=1000000)
@@ -383,12 +408,7 @@ def main():
 
     d = Path(a.dir or tempfile.mkdtemp(prefix="archive-bench-"))
     redis = None
-    # a server sized for the load, as a platform's would be: WAL enough
-    # not to checkpoint in the middle of the run
-    pg = S.Postgres(d, extra=["shared_buffers = 512MB",
-                              "max_wal_size = 8GB",
-                              "wal_compression = lz4",
-                              "checkpoint_timeout = 30min"]).start()
+    pg = bench_postgres(d)
     try:
         redis, priv, written = make_stream(a, d)
         # COPY of a large stream takes longer than the client's 5 s
@@ -396,10 +416,7 @@ def main():
         mem = int(c.info("memory")["used_memory"])
         print(f"Redis used_memory {mem / 2**20:.0f} MiB "
               f"({mem / written:.0f} B/entry)")
-        pub = d / "audit.pub.pem"
-        pub.write_bytes(priv.public_key().public_bytes(
-            serialization.Encoding.PEM,
-            serialization.PublicFormat.SubjectPublicKeyInfo))
+        pub = public_key(priv, d)
         if a.runs > 1:
             c.copy(STREAM, STREAM + ":source")
         if a.runs * len(variants) > 1:
@@ -433,11 +450,7 @@ def main():
         if a.steady > 0:
             steady(a, d, redis, pg, priv, pub)
     finally:
-        pg.remove()
-        if redis is not None:
-            redis.stop()
-        if a.dir is None:
-            shutil.rmtree(d, ignore_errors=True)
+        teardown(a, d, pg, redis)
     return 0
 
 

@@ -28,7 +28,12 @@ trail_open(trail *t, const tool_redis *redis)
                     "was shipped)\n", tool_name);
             return NULL;
         }
-        if (pgschema_check(t->pg) != 0) {
+        /* the readers' queries read many rows once: compiling their
+         * long expressions (JIT) cost more than it saved, 67 s of a
+         * month's report; a month's groups are hashed in memory */
+        if (pgschema_check(t->pg) != 0
+            || pg_exec(t->pg, "SET jit = off; SET work_mem = '64MB'") != 0)
+        {
             trail_close(t);
             return NULL;
         }
@@ -52,6 +57,7 @@ trail_close(trail *t)
 
 typedef struct {
     sbuf        sql;
+    sbuf        grouped;        /* trail_groups: the first read */
     const char *p[12];
     char        num[4][24];
     int         np, nnum;
@@ -70,6 +76,31 @@ param_ms(query *q, int64_t ms)
 {
     snprintf(q->num[q->nnum], sizeof(q->num[0]), "%lld", (long long) ms);
     return param(q, q->num[q->nnum++]);
+}
+
+/* The counting command's query (trail_groups): the period exactly by
+ * ts, as in_period() judges it. */
+static void
+build_grouped(const trail *t, query *q, const char *tw)
+{
+    char where[256], in[160] = "true", tmp[64];
+
+    if (t->per != NULL && t->per->set) {
+        snprintf(in, sizeof(in), "ts >= 0");
+        if (t->per->since != INT64_MIN) {
+            snprintf(tmp, sizeof(tmp), " AND ts >= $%d::bigint",
+                     param_ms(q, t->per->since));
+            strcat(in, tmp);
+        }
+        if (t->per->until != INT64_MAX) {
+            snprintf(tmp, sizeof(tmp), " AND ts < $%d::bigint",
+                     param_ms(q, t->per->until));
+            strcat(in, tmp);
+        }
+    }
+    snprintf(where, sizeof(where), " WHERE stream = $1 AND ord >= $2 AND "
+             "ord < $3%s", tw);
+    trail_group_sql(&q->grouped, t->groups, where, in);
 }
 
 /*
@@ -121,6 +152,9 @@ build(const trail *t, query *q, const char *stream)
             reason_alone = 1;
         }
     }
+    if (t->groups != NULL) {
+        build_grouped(t, q, tw);
+    }
     sb_puts(&q->sql, "SELECT " ARCHIVE_SCAN_COLUMNS " FROM " ENTRIES
             " WHERE stream = $1 AND ord >= $2 AND ord < $3");
     sb_printf(&q->sql, "%s%s", tw, attr);
@@ -169,6 +203,12 @@ cb_fill(const entry *e, const archive_row *row, void *data)
     if (f->hi != NULL && sid_cmp(e->id, f->hi) >= 0) {
         return 0;           /* still in Redis: read there */
     }
+    f->t->archive_rows++;
+    if (row->weight > 0) {
+        /* a group of the first read (trail_groups), never of a later */
+        f->t->from_archive += row->weight;
+        return f->t->groups->cb(e, row->weight, f->data);
+    }
     f->next = row->ord + 1;
     if (f->lo[0] != '\0' && sid_cmp(e->id, f->lo) <= 0) {
         return 0;           /* read from Redis before it was trimmed */
@@ -177,8 +217,10 @@ cb_fill(const entry *e, const archive_row *row, void *data)
     return f->cb(e, f->data);
 }
 
+/* The archive's rows of [from, to); grouped: the first read's query
+ * (with trail_groups; a later read, after a trim, takes rows). */
 static int
-fill(query *q, fill_ctx *f, uint64_t from, uint64_t to)
+fill(query *q, fill_ctx *f, uint64_t from, uint64_t to, int grouped)
 {
     size_t n;
 
@@ -186,6 +228,10 @@ fill(query *q, fill_ctx *f, uint64_t from, uint64_t to)
              (unsigned long long) from);
     snprintf(q->ord_to, sizeof(q->ord_to), "%llu", (unsigned long long) to);
     f->next = from;
+    if (grouped && f->t->groups != NULL) {
+        return archive_scan_sql(f->t->pg, &q->grouped, q->np, q->p,
+                                ARCHIVE_SCAN_WEIGHT, cb_fill, f, &n);
+    }
     return archive_scan_sql(f->t->pg, &q->sql, q->np, q->p, 0, cb_fill, f,
                             &n);
 }
@@ -315,7 +361,7 @@ redis_part(trail *t, redisContext *rc, const char *stream, query *q,
             /* trimmed past what was read: the shipper has archived it
              * meanwhile (else it is gone, and verify says so) */
             f.hi = p->elements ? p->element[0]->element[0]->str : NULL;
-            rv = fill(q, &f, f.next, INT64_MAX);
+            rv = fill(q, &f, f.next, INT64_MAX, 0);
             if (rv != 0) {
                 freeReplyObject(r);
                 return rv;
@@ -420,7 +466,7 @@ trail_scan_from(trail *t, redisContext *rc, const char *stream,
     PQclear(r);
     memset(&q, 0, sizeof(q));
     build(t, &q, stream);
-    rv = boundary != NULL ? fill(&q, &f, 0, next) : 0;
+    rv = boundary != NULL ? fill(&q, &f, 0, next, 1) : 0;
     if (rv == 0) {
         rv = redis_part(t, rc, stream, &q, boundary, next, cb, data,
                         &exists);
@@ -431,7 +477,13 @@ trail_scan_from(trail *t, redisContext *rc, const char *stream,
         }
     }
     *count = t->from_archive + t->from_redis;
+    if (getenv("CREDIT_AUDIT_READ_STATS") != NULL) {
+        fprintf(stderr, "%s: read %zu entries from the archive in %zu "
+                "rows, %zu from Redis\n", tool_name, t->from_archive,
+                t->archive_rows, t->from_redis);
+    }
     sb_free(&q.sql);
+    sb_free(&q.grouped);
     free(boundary);
     return rv;
 }

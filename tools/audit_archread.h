@@ -20,6 +20,7 @@
 #include <hiredis/hiredis.h>
 #include <libpq-fe.h>
 
+#include "audit_pg.h"
 #include "audit_tool.h"
 
 enum { OPT_ARCHIVE_READ = 350 };
@@ -39,6 +40,25 @@ enum { OPT_ARCHIVE_READ = 350 };
 #define TRAIL_SLACK_MS  (60 * 60 * 1000)
 #define TRAIL_SLACK_SQL "interval '1 hour'"
 
+/*
+ * For a command that only counts (report without keys): the archived
+ * entries whose every field is its typed column (nothing else in raw:
+ * the lengths add up) and that the command would count, grouped in SQL
+ * by the fields it reads, each group given once with its size (and
+ * twice when its entries' ts differ: the least and the greatest), in the
+ * archive order of its first entry.  The others come one by one, from
+ * raw.  audit_archgroup.c.
+ */
+typedef struct {
+    const ca_audit_fid *by;     /* the fields read of a counted entry */
+    size_t              nby;
+    const char         *events; /* SQL list of the events counted */
+    const char         *alone;  /* SQL: of those, the entries counted one
+                                   by one (joined to others, say) */
+    /* n entries alike (n >= 1) */
+    int               (*cb)(const entry *e, size_t n, void *data);
+} trail_groups;
+
 typedef struct {
     const char   *conninfo;     /* --archive; NULL: Redis alone */
     PGconn       *pg;
@@ -46,12 +66,14 @@ typedef struct {
      * command keeps (it filters every entry itself, as over Redis). */
     const period *per;          /* the entries' time (NULL: any) */
     const char   *enterprise, *bank, *consent, *reason;
+    const trail_groups *groups; /* NULL: every entry on its own */
     int           requests;     /* with those: the outcomes of matching
                                    decisions too (joined by rid), and for
                                    --reason the decisions of matching
                                    outcomes */
-    /* what was read */
-    size_t        from_archive, from_redis;
+    /* what was read (entries; rows of the archive: fewer when grouped);
+     * CREDIT_AUDIT_READ_STATS=1 prints them */
+    size_t        from_archive, from_redis, archive_rows;
 } trail;
 
 /* The archive (with --archive: an archive that cannot be reached, or of
@@ -69,5 +91,11 @@ int trail_scan_from(trail *t, redisContext *rc, const char *stream,
 int trail_scan(trail *t, redisContext *rc, const char *stream, entry_cb cb,
                void *data, size_t *count);
 void trail_close(trail *t);
+
+/* The grouped query (trail_groups): the rows of `where` (a WHERE clause)
+ * one by one where they must be, grouped where they may; in_period: SQL,
+ * the entries of the period exactly (by ts, as in_period() does). */
+void trail_group_sql(sbuf *sql, const trail_groups *g, const char *where,
+                     const char *in_period);
 
 #endif

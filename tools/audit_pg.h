@@ -140,6 +140,9 @@ typedef struct {
     /* with f->columns: the typed columns (schema order), NULL for NULL */
     const char  *col[CA_F_COUNT];
     size_t       col_len[CA_F_COUNT];
+    /* with ARCHIVE_SCAN_WEIGHT: how many entries this row stands for (0:
+     * itself); such a row has no raw, its entry is its typed columns */
+    uint64_t     weight;
 } archive_row;
 
 /* Each archived entry as the tools' entry (its stream id as e->id, every
@@ -150,7 +153,11 @@ typedef int (*archive_cb)(const entry *e, const archive_row *row,
 int archive_scan(PGconn *c, const archive_filter *f, archive_cb cb,
                  void *data, size_t *count);
 /* The same with the query given: it selects ARCHIVE_SCAN_COLUMNS (then,
- * with columns, the typed columns as text, schema order). */
+ * with columns, the typed columns as text, schema order; with columns
+ * ARCHIVE_SCAN_WEIGHT, then a bigint weight: NULL for an entry's own row,
+ * n for a row with NULL raw standing for n entries alike, its typed
+ * columns).  No "$" in the query but its parameters. */
+#define ARCHIVE_SCAN_WEIGHT 2
 #define ARCHIVE_SCAN_COLUMNS \
     "ord, stream, stream_id, copy_of, (extract(epoch FROM entry_time) " \
     "* 1000)::bigint, raw"

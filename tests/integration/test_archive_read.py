@@ -85,6 +85,10 @@ class Trail:
                 self.w.request(enterprise=ent, bank=bank)
                 self.requests.append((ent, bank, "allow", month))
         self.w.checkpoint()
+        self.flush()
+
+    def flush(self):
+        """What the writer wrote since, into the stream and the mirror."""
         out = self.w.take()
         for stream in (self.stream, self.mirror):
             p = self.raw.pipeline(transaction=False)
