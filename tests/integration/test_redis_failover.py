@@ -318,7 +318,7 @@ def test_wait_replicas(rig):
     rg = rig()
     primary = rg.redis("primary", appendfsync="no", extra=FAST_SYNC)
     replica = rg.replica(primary, appendfsync="no")
-    env = rg.start_gateway(primary, "durability=replicas:1,timeout=300ms")
+    env = rg.start_gateway(primary, "durability=replicas:1,timeout=1s")
     assert rg.status()["redis"]["durability"] == "replicas:1"
 
     rids = []
